@@ -1,0 +1,27 @@
+"""autominimize: scipy.optimize with exact derivatives from NumPy, JAX, PyTorch or TensorFlow.
+
+>>> import autominimize as am
+>>> res = am.minimize(lambda x: ((x - 3.0) ** 2).sum(), [0.0, 1.0], backend="numpy")
+>>> [round(v, 4) for v in res.x]
+[3.0, 3.0]
+
+Importing this package imports no framework: each is loaded when a solve first needs it.
+"""
+
+from ._minimize import PrecisionFallbackWarning, minimize
+from .backends import clear_compile_cache
+from .bounds import BoundsError
+from .constraints import ConstraintError
+from .params import ParamSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "minimize",
+    "ParamSpec",
+    "BoundsError",
+    "ConstraintError",
+    "PrecisionFallbackWarning",
+    "clear_compile_cache",
+    "__version__",
+]

@@ -1,0 +1,335 @@
+"""``am.minimize``: scipy.optimize.minimize with exact derivatives from the user's framework."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+import scipy.optimize as so
+
+from . import backends as _backends
+from .bounds import clip_to_bounds, normalize_bounds
+from .calling import make_caller, resolve_unpack
+from .constraints import normalize_constraints
+from .drivers.methods import CUSTOM_METHOD, METHODS, check_supports, method_name
+from .drivers.scipy_local import run_minimize, wrap_callback
+from .params import ParamSpec
+from .problem import Objective
+
+__all__ = ["minimize", "PRECISIONS", "HVP_TYPES"]
+
+PRECISIONS = ("float64", "float32")
+#: autograd-minimize's HVP variants; all compute the same exact product.
+HVP_TYPES = (None, "forward_over_back", "back_over_forward", "tf_gradients_forward_over_back", "back_over_back", "hvp", "vhp")
+_FD_SCHEMES = ("2-point", "3-point", "cs")
+
+
+class PrecisionFallbackWarning(UserWarning):
+    """The objective could not run in float64 and was computed in float32."""
+
+
+def _precision(precision: Any) -> tuple[str, bool]:
+    if precision is None:
+        return "float64", False
+    name = np.dtype(precision).name if not isinstance(precision, str) else precision.lower()
+    if name not in PRECISIONS:
+        raise ValueError(f"precision={precision!r} is not supported; use 'float64' (default) or 'float32'.")
+    return name, True
+
+
+def _is_dtype_mismatch(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "double" in text or "dtype" in text or "float64" in text
+
+
+def minimize(
+    fun: Callable,
+    x0: Any,
+    args: tuple = (),
+    method: str | Callable | None = None,
+    jac: Callable | bool | str | None = None,
+    hess: Callable | bool | str | so.HessianUpdateStrategy | None = None,
+    hessp: Callable | bool | None = None,
+    bounds: Any = None,
+    constraints: Any = (),
+    tol: float | None = None,
+    callback: Callable | None = None,
+    options: dict | None = None,
+    *,
+    backend: str | None = None,
+    precision: str | None = None,
+    unpack: str = "auto",
+    hvp_type: str | None = None,
+    torch_device: Any = None,
+) -> so.OptimizeResult:
+    """Minimize ``fun`` over a parameter structure with exact derivatives.
+
+    Parameters
+    ----------
+    fun : callable
+        The objective, written with NumPy, JAX, PyTorch or TensorFlow, returning a scalar.
+        It receives the parameters in x0's structure (see ``unpack``), then ``*args``.
+    x0 : array, scalar, tensor or nested dict/list/tuple/namedtuple of those
+        The starting point; ``res.x`` comes back in the same structure and array types.
+    args : tuple
+        Extra positional arguments for ``fun`` (and constraint functions without their own).
+    method : str or callable, optional
+        Any ``scipy.optimize.minimize`` method; None picks BFGS, L-BFGS-B or SLSQP as scipy does.
+    jac : callable, True, '2-point', '3-point', 'cs' or None
+        None (default): the framework's gradient. A callable takes the parameters like ``fun``
+        and returns the gradient in x0's structure (or flat). True: ``fun`` returns
+        ``(value, gradient)``. A difference scheme: scipy's finite differences.
+    hess, hessp : callable, True or None
+        User Hessian (an ``(n, n)`` array) or Hessian-vector product ``hessp(params, p)``;
+        True asks for the framework's (e.g. ``hessp=True`` gives trust-constr HVPs instead of
+        full Hessians). For trust-constr, ``hess`` may also be a ``HessianUpdateStrategy``.
+    bounds : optional
+        One ``(low, high)`` pair, a structure mirroring x0, per-element pairs, arrays
+        broadcasting to each leaf, or ``scipy.optimize.Bounds`` (see the user guide).
+        A starting point outside the bounds is clipped into them with a warning.
+    constraints : dict, list of dicts, LinearConstraint or NonlinearConstraint
+        Constraint functions take the parameter structure and may be written in the framework.
+    tol, callback, options
+        As in scipy. The callback receives x in x0's structure; returning True stops.
+    backend : {'numpy', 'jax', 'torch', 'tensorflow', 'tf'}, optional
+        Detected from x0's leaves, then from what ``fun`` returns, when not given.
+    precision : {'float64', 'float32'}, optional
+        The dtype the framework computes in (float64 by default); scipy always sees float64.
+    unpack : {'auto', 'none', 'args', 'kwargs'}
+        How ``fun`` receives x0: whole (``fun(params)``), or spread as ``fun(*x0)`` /
+        ``fun(**x0)``; 'auto' follows the rule in the user guide.
+    hvp_type, torch_device
+        autograd-minimize's arguments: every ``hvp_type`` gives the same exact product;
+        ``torch_device`` is where torch evaluates when x0 holds no tensors.
+
+    Returns
+    -------
+    scipy.optimize.OptimizeResult
+        scipy's fields with ``x`` and ``jac`` in x0's structure, honest ``nfev``, ``njev``,
+        ``nhev`` and ``nhvp`` counts, and ``backend`` and ``precision``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import autominimize as am
+    >>> def rosen(p):
+    ...     x = p["x"]
+    ...     return (100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2).sum()
+    >>> res = am.minimize(rosen, {"x": np.zeros(5)}, method="L-BFGS-B", backend="numpy")
+    >>> bool(np.allclose(res.x["x"], 1, atol=1e-3))
+    True
+    """
+    if not callable(fun):
+        raise TypeError(f"fun must be callable; got {type(fun).__name__}.")
+    if hvp_type not in HVP_TYPES:
+        raise ValueError(f"hvp_type={hvp_type!r} is not one of {HVP_TYPES}.")
+    if not isinstance(args, tuple):
+        args = (args,)
+    dtype, precision_explicit = _precision(precision)
+    spec = ParamSpec.from_tree(x0)
+    x0_flat = spec.flatten(x0)
+    unpack = resolve_unpack(fun, x0, unpack, len(args))
+
+    def caller(function: Callable, extra: tuple) -> Callable:
+        return make_caller(function, unpack, extra, x0)
+
+    call = caller(fun, args)
+    flat_bounds = normalize_bounds(bounds, spec, x0)
+    constraint_items = [] if constraints is None else constraints
+    has_constraints = bool(constraint_items) if not isinstance(constraint_items, (dict, so.LinearConstraint, so.NonlinearConstraint)) else True
+    if callable(method):
+        name, info = getattr(method, "__name__", "custom"), CUSTOM_METHOD
+    else:
+        name = method_name(method, flat_bounds is not None, has_constraints)
+        info = METHODS[name]
+        check_supports(name, info, flat_bounds is not None, has_constraints)
+    second_order = _second_order(name, info, hess, hessp)
+
+    if jac is True:
+        backend_name = _backends.canonical_name(backend) if backend else _backend_from_leaves(spec)
+    else:
+        backend_name = _backends.select_backend(backend, spec, call, x0_flat)
+    backend_obj = _backends.get_backend(backend_name)
+
+    def flat_call(function: Callable, extra: tuple = args) -> Callable[[np.ndarray], Any]:
+        user = caller(function, extra)
+        return lambda x: user(_backends.framework_params(backend_name, spec, x))
+
+    def compile_scalar(precision_name: str):
+        if jac is True:
+            from .backends.numpy_backend import UserValueAndGrad
+
+            user = flat_call(fun)
+
+            def call_flat(x):
+                f, g = user(x)
+                return f, _flatten_derivative(g, spec, "jac")
+
+            return UserValueAndGrad(call_flat, spec)
+        return _compile(backend_obj, "scalar", fun, call, spec, precision_name, unpack, args, torch_device)
+
+    derivatives = _user_derivatives(
+        spec, jac, hess, hessp, flat_call, lambda v: _backends.framework_params(backend_name, spec, v), args
+    )
+    if flat_bounds is not None:
+        x0_flat, moved = clip_to_bounds(x0_flat, flat_bounds, spec)
+        if moved:
+            warnings.warn(
+                f"x0 is outside the bounds at {', '.join(moved)}; it was clipped into them.",
+                UserWarning,
+                stacklevel=2,
+            )
+
+    with backend_obj.solve_context(dtype):
+        functions = compile_scalar(dtype)
+        objective = Objective(functions, spec, **derivatives)
+        try:
+            _first_evaluation(objective, info, x0_flat)
+        except Exception as exc:
+            if precision_explicit or dtype == "float32" or backend_name not in ("torch", "tensorflow") or not _is_dtype_mismatch(exc):
+                raise
+            warnings.warn(
+                f"the objective failed in float64 ({str(exc).splitlines()[0]}); it embeds float32 "
+                "constants, so it is computed in float32. Pass precision='float32' to choose this "
+                "explicitly.",
+                PrecisionFallbackWarning,
+                stacklevel=2,
+            )
+            dtype = "float32"
+            functions = compile_scalar(dtype)
+            objective = Objective(functions, spec, **derivatives)
+            _first_evaluation(objective, info, x0_flat)
+
+        scipy_constraints, constraint_functions = normalize_constraints(
+            constraint_items,
+            name,
+            spec,
+            lambda c, extra: _compile(backend_obj, "vector", c, caller(c, extra or args), spec, dtype, unpack, extra or args, torch_device),
+            lambda f, extra: flat_call(f, extra or args),
+        )
+        result = run_minimize(
+            objective,
+            x0_flat,
+            method if callable(method) else name,
+            info,
+            second_order=second_order,
+            bounds=flat_bounds,
+            constraints=scipy_constraints,
+            tol=tol,
+            callback=wrap_callback(callback, spec, info, name, objective),
+            options=options,
+        )
+    return _finish(result, objective, spec, backend_name, dtype, constraint_functions)
+
+
+def _backend_from_leaves(spec: ParamSpec) -> str:
+    kinds = {k for k in spec.kinds() if k in ("torch", "jax", "tf")}
+    return {"torch": "torch", "jax": "jax", "tf": "tensorflow"}[kinds.pop()] if len(kinds) == 1 else "numpy"
+
+
+def _compile(backend_obj, kind: str, fun: Callable, call: Callable, spec: ParamSpec, dtype: str, unpack: str, args: tuple, device: Any):
+    key = (backend_obj.name, kind, spec.key, dtype, unpack, tuple(id(a) for a in args), str(device))
+
+    def build():
+        compile_fn = backend_obj.compile_scalar if kind == "scalar" else backend_obj.compile_vector
+        if backend_obj.name == "torch" and device is not None:
+            return compile_fn(call, spec, dtype, device=device)
+        return compile_fn(call, spec, dtype)
+
+    compiled = _backends.cached_compile(fun, key, build)
+    # keep args alive with the entry so that their ids stay unique
+    compiled.__dict__.setdefault("_args_keepalive", args)
+    return compiled
+
+
+def _flatten_derivative(value: Any, spec: ParamSpec, name: str) -> np.ndarray:
+    from .params import leaf_to_numpy
+
+    if not isinstance(value, (dict, list, tuple)):
+        array = leaf_to_numpy(value)
+        if array.size == spec.size:
+            return array.astype(np.float64).reshape(-1)
+    return spec.flatten(value, name)
+
+
+def _user_derivatives(spec: ParamSpec, jac, hess, hessp, flat_call, framework_params, args: tuple) -> dict:
+    """Flat versions of the derivatives the user supplied; each overrides autodiff alone."""
+    derivatives: dict[str, Callable | None] = {"gradient": None, "hessian": None, "hessp": None}
+    if callable(jac):
+        user_jac = flat_call(jac)
+        derivatives["gradient"] = lambda x: _flatten_derivative(user_jac(x), spec, "jac")
+    if callable(hess):
+        user_hess = flat_call(hess)
+        derivatives["hessian"] = lambda x: _flatten_hessian(user_hess(x), spec)
+    if callable(hessp):
+
+        def hvp(x: np.ndarray, p: np.ndarray) -> np.ndarray:
+            # hessp receives the parameters as fun does, then p in x0's structure, then args.
+            p_tree = framework_params(p)
+            return _flatten_derivative(flat_call(hessp, (p_tree,) + args)(x), spec, "hessp")
+
+        derivatives["hessp"] = hvp
+    return derivatives
+
+
+def _flatten_hessian(value: Any, spec: ParamSpec) -> np.ndarray:
+    from .params import leaf_to_numpy
+
+    array = leaf_to_numpy(value).astype(np.float64)
+    if array.size != spec.size**2:
+        raise ValueError(f"hess must return an ({spec.size}, {spec.size}) array; got shape {array.shape}.")
+    return array.reshape(spec.size, spec.size)
+
+
+def _second_order(name: str, info, hess, hessp) -> Any:
+    user_gives = hess is not None or hessp is not None
+    if info.second_order is None:
+        if user_gives:
+            raise ValueError(
+                f"method={name!r} does not use second-order information; hess/hessp would be "
+                "ignored. Use Newton-CG, trust-ncg, trust-krylov, trust-exact, dogleg or trust-constr."
+            )
+        return None
+    if hess is not None and not (hess is True or callable(hess)):
+        if name != "trust-constr":
+            raise ValueError(f"hess={hess!r}: only trust-constr accepts a HessianUpdateStrategy or difference scheme.")
+        return hess
+    wants_hessian = hess is not None
+    wants_hvp = hessp is not None
+    if wants_hessian and wants_hvp:
+        raise ValueError("give either hess or hessp, not both.")
+    if wants_hvp and name in ("dogleg", "trust-exact"):
+        raise ValueError(f"method={name!r} needs the full Hessian; pass hess (or leave both unset) instead of hessp.")
+    if wants_hessian:
+        return "hess"
+    if wants_hvp:
+        return "hessp"
+    return info.second_order
+
+
+def _first_evaluation(objective: Objective, info, x0: np.ndarray) -> None:
+    """Evaluate at x0 the way the method will, so a failure shows before scipy starts."""
+    if info.gradient == "fused":
+        objective.value_and_grad(x0)
+    else:
+        objective.value(x0)
+
+
+def _finish(result: so.OptimizeResult, objective: Objective, spec: ParamSpec, backend: str, dtype: str, constraint_functions) -> so.OptimizeResult:
+    x_flat = np.asarray(result.x, dtype=np.float64).reshape(-1)
+    result.x = spec.restore(x_flat)
+    jac = result.get("jac")
+    if jac is not None and np.size(jac) == spec.size:
+        result.jac = spec.restore(np.asarray(jac, dtype=np.float64).reshape(-1))
+    elif jac is None and objective._is_cached(x_flat) and objective._g is not None:
+        result.jac = spec.restore(objective._g)
+    result.fun = float(result.fun) if result.get("fun") is not None else objective.best_f
+    result.update(objective.counters.as_dict())
+    result.backend = backend
+    result.precision = dtype
+    if constraint_functions:
+        result.constraint_evaluations = [
+            {"name": cf.name, "nfev": cf.nfev, "njev": cf.njev, "nhev": cf.nhev} for cf in constraint_functions
+        ]
+    return result

@@ -1,0 +1,157 @@
+"""Backends and how one is chosen.
+
+Order: an explicit ``backend=``; the array type of x0's leaves; the type one probe
+evaluation returns; for a function written only with operators, JAX if installed;
+otherwise NumPy.
+"""
+
+from __future__ import annotations
+
+import importlib
+import types
+from typing import Any, Callable
+
+from ..params import ParamSpec, leaf_kind
+from .base import Backend, cached_compile, clear_compile_cache
+
+__all__ = ["Backend", "get_backend", "select_backend", "cached_compile", "clear_compile_cache", "BACKEND_NAMES"]
+
+_MODULES = {
+    "numpy": ("numpy_backend", "NumpyBackend"),
+    "jax": ("jax_backend", "JaxBackend"),
+    "torch": ("torch_backend", "TorchBackend"),
+    "tensorflow": ("tf_backend", "TensorFlowBackend"),
+}
+_ALIASES = {"tf": "tensorflow", "np": "numpy", "pytorch": "torch"}
+BACKEND_NAMES = tuple(_MODULES) + tuple(_ALIASES)
+_KIND_TO_BACKEND = {"torch": "torch", "jax": "jax", "tf": "tensorflow"}
+_instances: dict[str, Backend] = {}
+
+
+def canonical_name(name: str) -> str:
+    if not isinstance(name, str) or name.lower() not in _MODULES and name.lower() not in _ALIASES:
+        raise ValueError(
+            f"backend={name!r} is not a known backend; use one of 'numpy', 'jax', 'torch', "
+            "'tensorflow' (or 'tf'), or leave it as None to detect it."
+        )
+    name = name.lower()
+    return _ALIASES.get(name, name)
+
+
+def get_backend(name: str) -> Backend:
+    """The backend called ``name``, with a clear error if its framework is not installed."""
+    name = canonical_name(name)
+    if name not in _instances:
+        module_name, class_name = _MODULES[name]
+        module = importlib.import_module(f"{__name__}.{module_name}")
+        _instances[name] = getattr(module, class_name)()
+    backend = _instances[name]
+    if not backend.available():
+        raise ImportError(
+            f"backend={name!r} needs {name}, which is not installed. "
+            f"Install it with: pip install 'autominimize[{backend.extra}]'"
+        )
+    return backend
+
+
+def _referenced_frameworks(fun: Callable) -> list[str]:
+    """Frameworks whose modules the function's code refers to (globals and closure)."""
+    found: list[str] = []
+    target = getattr(fun, "__wrapped__", fun)
+    code = getattr(target, "__code__", None)
+    namespace = getattr(target, "__globals__", {})
+    values: list[Any] = []
+    if code is not None:
+        values += [namespace[n] for n in code.co_names if n in namespace]
+    for cell in getattr(target, "__closure__", None) or ():
+        try:
+            values.append(cell.cell_contents)
+        except ValueError:
+            continue
+    for value in values:
+        module = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", "")
+        root = (module or "").split(".", 1)[0]
+        name = {"torch": "torch", "jax": "jax", "jaxlib": "jax", "tensorflow": "tensorflow", "keras": "tensorflow"}.get(root)
+        if name and name not in found:
+            found.append(name)
+    return found
+
+
+def select_backend(backend: str | None, spec: ParamSpec, call: Callable, x0_flat: Any) -> str:
+    """Choose the backend by the documented order and return its canonical name."""
+    if backend is not None:
+        return canonical_name(backend)
+    kinds = {_KIND_TO_BACKEND[k] for k in spec.kinds() if k in _KIND_TO_BACKEND}
+    if len(kinds) > 1:
+        raise TypeError(
+            f"x0 mixes tensors of several frameworks ({', '.join(sorted(kinds))}); convert them "
+            "to one framework or pass backend=."
+        )
+    if kinds:
+        return kinds.pop()
+    numpy_params = spec.unflatten(x0_flat)
+    try:
+        out = call(numpy_params)
+    except Exception as exc:
+        hinted = [name for name in _referenced_frameworks(call) if get_backend_available(name)]
+        if hinted:
+            return hinted[0]
+        raise type(exc)(
+            f"{exc}\n(raised while evaluating the function once at x0 with NumPy arrays to choose "
+            "a backend; pass backend='jax', 'torch' or 'tensorflow' if it needs tensors)"
+        ).with_traceback(exc.__traceback__) from None
+    import optree
+
+    out_leaves = optree.tree_leaves(out)
+    out_kinds = {_KIND_TO_BACKEND.get(leaf_kind(leaf)) for leaf in out_leaves} - {None}
+    if out_kinds:
+        return sorted(out_kinds)[0]
+    hinted = [name for name in _referenced_frameworks(call) if get_backend_available(name)]
+    if hinted:
+        return hinted[0]
+    if get_backend_available("jax") and _traces_under_jax(call, spec):
+        return "jax"
+    return "numpy"
+
+
+def get_backend_available(name: str) -> bool:
+    try:
+        get_backend(name)
+    except ImportError:
+        return False
+    return True
+
+
+def _traces_under_jax(call: Callable, spec: ParamSpec) -> bool:
+    """Whether the function runs on JAX tracers (it uses only operators or jnp)."""
+    import jax
+
+    structs = [jax.ShapeDtypeStruct(shape, "float32") for shape in spec.shapes]
+    try:
+        jax.eval_shape(lambda leaves: call(spec.unflatten_leaves(leaves)), structs)
+    except Exception:
+        return False
+    return True
+
+
+
+def framework_params(name: str, spec: ParamSpec, x: Any) -> Any:
+    """The flat vector as x0's structure with leaves of backend ``name``'s array type.
+
+    User-supplied derivatives (``jac``, ``hess``, ``hessp``, constraint Jacobians) receive
+    the same kind of arrays as the objective does.
+    """
+    leaves = spec.split(x)
+    if name == "jax":
+        import jax.numpy as jnp
+
+        leaves = [jnp.asarray(leaf) for leaf in leaves]
+    elif name == "torch":
+        import torch
+
+        leaves = [torch.from_numpy(leaf) for leaf in leaves]
+    elif name == "tensorflow":
+        import tensorflow as tf
+
+        leaves = [tf.constant(leaf) for leaf in leaves]
+    return spec.unflatten_leaves(leaves)

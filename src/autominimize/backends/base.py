@@ -1,0 +1,86 @@
+"""What every backend offers, on flat float64 NumPy vectors, and the compile cache."""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from typing import Any, Callable, Hashable, Protocol
+
+import numpy as np
+
+from ..params import ParamSpec
+
+
+class ScalarFunctions(Protocol):
+    """A compiled scalar objective of a flat float64 vector."""
+
+    def value(self, x: np.ndarray) -> float: ...
+
+    def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]: ...
+
+    def hvp_at(self, x: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        """Linearize the gradient at ``x`` once; the returned map gives H(x) @ v."""
+        ...
+
+    def hessian(self, x: np.ndarray) -> np.ndarray: ...
+
+
+class VectorFunctions(Protocol):
+    """A compiled vector function (constraints, residuals) of a flat float64 vector."""
+
+    def value(self, x: np.ndarray) -> np.ndarray: ...
+
+    def value_and_jacobian(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def weighted_hessian(self, x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """The Hessian of ``weights @ c(x)`` (what trust-constr asks of a constraint)."""
+        ...
+
+
+class Backend:
+    """A framework able to evaluate and differentiate the user's function."""
+
+    name: str = ""
+    #: the pip extra that installs the framework
+    extra: str = ""
+
+    def available(self) -> bool:
+        raise NotImplementedError
+
+    def compile_scalar(self, call: Callable, spec: ParamSpec, dtype: str) -> ScalarFunctions:
+        raise NotImplementedError
+
+    def compile_vector(self, call: Callable, spec: ParamSpec, dtype: str) -> VectorFunctions:
+        raise NotImplementedError
+
+    def solve_context(self, dtype: str) -> contextlib.AbstractContextManager:
+        """A context held for the whole solve (JAX uses it to enable float64)."""
+        return contextlib.nullcontext()
+
+
+def as_flat_float64(x: Any) -> np.ndarray:
+    """scipy may hand over int8 probes or float32 vectors: always give the backend float64."""
+    return np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
+
+
+_compiled: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+_compiled_strong: dict = {}
+
+
+def cached_compile(fun: Any, key: Hashable, build: Callable[[], Any]) -> Any:
+    """Compile once per (function, key); the entry lives as long as the function does."""
+    try:
+        table = _compiled.setdefault(fun, {})
+    except TypeError:  # not weak-referenceable: keep a bounded strong table
+        if len(_compiled_strong) > 256:
+            _compiled_strong.clear()
+        table = _compiled_strong.setdefault(id(fun), {})
+    if key not in table:
+        table[key] = build()
+    return table[key]
+
+
+def clear_compile_cache() -> None:
+    """Forget every compiled function (tests use this to count traces)."""
+    _compiled.clear()
+    _compiled_strong.clear()

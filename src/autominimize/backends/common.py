@@ -1,0 +1,24 @@
+"""Checks shared by the framework backends."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+class ObjectiveOutputError(ValueError):
+    """The user's function returned something a scalar method cannot use."""
+
+
+def require_scalar_shape(shape: tuple[int, ...], what: str = "fun") -> None:
+    """Raise a clear error unless ``shape`` holds exactly one number."""
+    if math.prod(shape) != 1:
+        raise ObjectiveOutputError(
+            f"{what} must return a scalar for a scalar minimization method, but it returned an "
+            f"array of shape {tuple(shape)}. Reduce it (e.g. sum or mean), or pass a residual "
+            "function to a least-squares method."
+        )
+
+
+def describe_output(out: Any) -> str:
+    return f"{type(out).__module__}.{type(out).__name__}"

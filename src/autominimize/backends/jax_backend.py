@@ -1,0 +1,181 @@
+"""JAX backend: ahead-of-time compiled value, fused value-and-gradient, HVP, Hessian."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+from typing import Any, Callable
+
+import numpy as np
+
+from ..params import ParamSpec
+from .base import Backend, as_flat_float64
+from .common import require_scalar_shape
+
+
+def _jax():
+    import jax
+    import jax.numpy as jnp
+
+    return jax, jnp
+
+
+class JaxBackend(Backend):
+    name = "jax"
+    extra = "jax"
+
+    def available(self) -> bool:
+        return importlib.util.find_spec("jax") is not None
+
+    def solve_context(self, dtype: str) -> contextlib.AbstractContextManager:
+        if dtype == "float64":
+            jax, _ = _jax()
+            return jax.enable_x64(True)
+        return contextlib.nullcontext()
+
+    def compile_scalar(self, call: Callable, spec: ParamSpec, dtype: str) -> "JaxScalar":
+        return JaxScalar(self, call, spec, dtype)
+
+    def compile_vector(self, call: Callable, spec: ParamSpec, dtype: str) -> "JaxVector":
+        return JaxVector(self, call, spec, dtype)
+
+
+class _JaxCompiled:
+    """Shared plumbing: the flat-vector wrapper and lazy ahead-of-time compilation."""
+
+    def __init__(self, backend: JaxBackend, call: Callable, spec: ParamSpec, dtype: str):
+        self.backend = backend
+        self.call = call
+        self.spec = spec
+        self.dtype = np.dtype(dtype)
+        self.n = spec.size
+        self._compiled: dict[str, Any] = {}
+        self.traces = 0
+
+    def params_of(self, x: Any) -> Any:
+        leaves = [
+            x[start:stop].reshape(shape)
+            for shape, start, stop in zip(self.spec.shapes, self.spec.offsets, self.spec.offsets[1:])
+        ]
+        return self.spec.unflatten_leaves(leaves)
+
+    def _input(self, x: np.ndarray) -> np.ndarray:
+        x = as_flat_float64(x)
+        return x if self.dtype == np.float64 else x.astype(self.dtype)
+
+    def _aot(self, name: str, build: Callable[[], Callable], *avals: Any) -> Any:
+        compiled = self._compiled.get(name)
+        if compiled is None:
+            jax, _ = _jax()
+            with self.backend.solve_context(str(self.dtype)):
+                compiled = jax.jit(build()).lower(*avals).compile()
+            self._compiled[name] = compiled
+        return compiled
+
+    def _x_aval(self) -> Any:
+        jax, _ = _jax()
+        return jax.ShapeDtypeStruct((self.n,), self.dtype)
+
+
+class JaxScalar(_JaxCompiled):
+    def flat_fun(self, x: Any) -> Any:
+        _, jnp = _jax()
+        self.traces += 1
+        out = jnp.asarray(self.call(self.params_of(x)))
+        require_scalar_shape(out.shape)
+        return out.reshape(()).astype(self.dtype)
+
+    def value(self, x: np.ndarray) -> float:
+        compiled = self._aot("value", lambda: self.flat_fun, self._x_aval())
+        return float(compiled(self._input(x)))
+
+    def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        def build():
+            jax, jnp = _jax()
+            vg = jax.value_and_grad(self.flat_fun)
+
+            def fused(x):
+                v, g = vg(x)
+                return jnp.concatenate([v[None], g])
+
+            return fused
+
+        out = np.asarray(self._aot("value_and_grad", build, self._x_aval())(self._input(x)))
+        return float(out[0]), np.array(out[1:], dtype=np.float64)
+
+    def hvp_at(self, x: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        jax, _ = _jax()
+        grad = jax.grad(self.flat_fun)
+        structure: dict[str, Any] = {}
+
+        def residuals(x):
+            _, linear = jax.linearize(grad, x)
+            leaves, structure["treedef"] = jax.tree_util.tree_flatten(linear)
+            return leaves
+
+        compiled_res = self._aot("linearize", lambda: residuals, self._x_aval())
+        leaves = compiled_res(self._input(x))
+        if "apply" not in self._compiled:
+            # The linear map's structure depends only on shapes, so the treedef captured when
+            # ``residuals`` was traced serves every later point.
+            treedef = self._compiled.setdefault("linear_treedef", structure.get("treedef"))
+            avals = [jax.ShapeDtypeStruct(leaf.shape, leaf.dtype) for leaf in leaves]
+            self._aot(
+                "apply", lambda: (lambda res, v: treedef.unflatten(res)(v)), avals, self._x_aval()
+            )
+        apply = self._compiled["apply"]
+
+        def hvp(v: np.ndarray) -> np.ndarray:
+            return np.array(apply(leaves, self._input(v)), dtype=np.float64)
+
+        return hvp
+
+    def hessian(self, x: np.ndarray) -> np.ndarray:
+        jax, _ = _jax()
+        compiled = self._aot("hessian", lambda: jax.hessian(self.flat_fun), self._x_aval())
+        return np.array(compiled(self._input(x)), dtype=np.float64)
+
+
+class JaxVector(_JaxCompiled):
+    def flat_fun(self, x: Any) -> Any:
+        jax, jnp = _jax()
+        self.traces += 1
+        out = self.call(self.params_of(x))
+        leaves = jax.tree_util.tree_leaves(out)
+        if not leaves:
+            raise ValueError("the function returned no array.")
+        return jnp.concatenate([jnp.ravel(jnp.asarray(leaf)) for leaf in leaves]).astype(self.dtype)
+
+    @property
+    def m(self) -> int:
+        if "m" not in self._compiled:
+            jax, _ = _jax()
+            with self.backend.solve_context(str(self.dtype)):
+                self._compiled["m"] = int(jax.eval_shape(self.flat_fun, self._x_aval()).shape[0])
+        return self._compiled["m"]
+
+    def value(self, x: np.ndarray) -> np.ndarray:
+        compiled = self._aot("value", lambda: self.flat_fun, self._x_aval())
+        return np.array(compiled(self._input(x)), dtype=np.float64)
+
+    def value_and_jacobian(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        jax, _ = _jax()
+        # Forward mode costs one pass per input, reverse mode one per output.
+        jacobian = jax.jacfwd if self.m >= self.n else jax.jacrev
+
+        def build():
+            return jacobian(lambda x: (self.flat_fun(x), self.flat_fun(x)), has_aux=True)
+
+        jac, value = self._aot("value_and_jacobian", build, self._x_aval())(self._input(x))
+        return np.array(value, dtype=np.float64), np.array(jac, dtype=np.float64).reshape(self.m, self.n)
+
+    def weighted_hessian(self, x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        jax, jnp = _jax()
+
+        def build():
+            return jax.hessian(lambda x, w: jnp.dot(w, self.flat_fun(x)))
+
+        w_aval = jax.ShapeDtypeStruct((self.m,), self.dtype)
+        compiled = self._aot("weighted_hessian", build, self._x_aval(), w_aval)
+        w = np.asarray(weights, dtype=self.dtype).reshape(-1)
+        return np.array(compiled(self._input(x), w), dtype=np.float64)

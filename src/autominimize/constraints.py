@@ -1,0 +1,220 @@
+"""Constraints written in the framework, turned into scipy constraints with exact Jacobians.
+
+Accepted: a dict or a list of dicts ``{'type': 'eq'|'ineq', 'fun': c, 'jac'?, 'args'?}``
+(plus autograd-minimize's ``'use_autograd'``, ``'lb'``, ``'ub'``, ``'keep_feasible'`` keys),
+``scipy.optimize.NonlinearConstraint`` whose ``fun`` takes the parameter structure, and
+``scipy.optimize.LinearConstraint`` over the flat parameter vector. ``c`` takes the same
+parameter structure as the objective and may return a scalar, a vector or any structure of
+arrays (flattened in order).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+from scipy.optimize import LinearConstraint, NonlinearConstraint
+from scipy.optimize._numdiff import approx_derivative
+
+from .backends.base import VectorFunctions, as_flat_float64
+from .params import ParamSpec, leaf_to_numpy
+from .problem import attach_point
+
+__all__ = ["ConstraintFunction", "normalize_constraints", "ConstraintError"]
+
+_DICT_KEYS = {"type", "fun", "jac", "args", "use_autograd", "lb", "ub", "keep_feasible"}
+
+
+class ConstraintError(ValueError):
+    """A constraint that cannot be used as given."""
+
+
+class ConstraintFunction:
+    """One constraint on the flat vector: cached value and Jacobian, counted evaluations."""
+
+    def __init__(
+        self,
+        functions: VectorFunctions,
+        spec: ParamSpec,
+        name: str,
+        *,
+        user_jacobian: Callable[[np.ndarray, int], np.ndarray] | None = None,
+        finite_differences: bool = False,
+    ) -> None:
+        self.functions = functions
+        self.spec = spec
+        self.name = name
+        self.user_jacobian = user_jacobian
+        self.finite_differences = finite_differences
+        self.nfev = self.njev = self.nhev = 0
+        self._x: np.ndarray | None = None
+        self._c: np.ndarray | None = None
+        self._jac_x: np.ndarray | None = None
+        self._jac: np.ndarray | None = None
+
+    def _guard(self, x: np.ndarray, what: str, thunk: Callable[[], Any]) -> Any:
+        try:
+            return thunk()
+        except Exception as exc:
+            attach_point(exc, self.spec, x, f"{what} of {self.name}")
+            raise
+
+    def value(self, x: Any) -> np.ndarray:
+        x = as_flat_float64(x)
+        if self._x is not None and np.array_equal(x, self._x):
+            return self._c
+        c = self._guard(x, "the value", lambda: self.functions.value(x))
+        self.nfev += 1
+        self._x, self._c = x.copy(), c
+        return c
+
+    def jacobian(self, x: Any) -> np.ndarray:
+        x = as_flat_float64(x)
+        if self._jac_x is not None and np.array_equal(x, self._jac_x):
+            return self._jac
+        if self.user_jacobian is not None:
+            m = self.value(x).size
+            jac = self._guard(x, "the user-supplied jac", lambda: self.user_jacobian(x, m))
+        elif self.finite_differences:
+            c0 = self.value(x)
+            jac = np.atleast_2d(approx_derivative(self.value_uncached, x, f0=c0)).reshape(c0.size, x.size)
+        else:
+            c, jac = self._guard(x, "the Jacobian", lambda: self.functions.value_and_jacobian(x))
+            if self._x is None or not np.array_equal(x, self._x):
+                self._x, self._c = x.copy(), c
+                self.nfev += 1
+        self.njev += 1
+        self._jac_x, self._jac = x.copy(), jac
+        return jac
+
+    def value_uncached(self, x: np.ndarray) -> np.ndarray:
+        self.nfev += 1
+        return self._guard(x, "the value", lambda: self.functions.value(x))
+
+    def hessian(self, x: Any, weights: Any) -> np.ndarray:
+        x = as_flat_float64(x)
+        self.nhev += 1
+        return self._guard(x, "the Hessian", lambda: self.functions.weighted_hessian(x, as_flat_float64(weights)))
+
+
+def _flatten_user_jacobian(out: Any, spec: ParamSpec, m: int) -> np.ndarray:
+    """A user Jacobian as (m, n): a 2-D flat array, or x0's structure with (m, *leaf) leaves."""
+    n = spec.size
+    if not isinstance(out, (dict, list, tuple)) or len(spec.leaves) == 1:
+        array = leaf_to_numpy(out) if not isinstance(out, (dict, list, tuple)) else None
+        if array is not None and array.size == m * n:
+            return array.astype(np.float64).reshape(m, n)
+    leaves = spec.leaves_of(out, "the constraint's jac")
+    blocks = [leaf_to_numpy(leaf).astype(np.float64).reshape(m, info.size) for leaf, info in zip(leaves, spec.leaves)]
+    return np.hstack(blocks)
+
+
+def _as_list(constraints: Any) -> list:
+    if constraints is None:
+        return []
+    if isinstance(constraints, (dict, LinearConstraint, NonlinearConstraint)):
+        return [constraints]
+    if isinstance(constraints, (list, tuple)):
+        return list(constraints)
+    raise ConstraintError(
+        f"constraints must be a dict, a LinearConstraint, a NonlinearConstraint, or a list of them; "
+        f"got {type(constraints).__name__}."
+    )
+
+
+def normalize_constraints(
+    constraints: Any,
+    method: str,
+    spec: ParamSpec,
+    compile_vector: Callable[[Callable, tuple], VectorFunctions],
+    make_call: Callable[[Callable, tuple], Callable],
+) -> tuple[list, list[ConstraintFunction]]:
+    """scipy constraint objects for ``method`` and the ConstraintFunctions behind them.
+
+    ``compile_vector(fun, args)`` compiles a constraint with the objective's backend;
+    ``make_call(fun, args)`` gives a function of the flat vector that calls a user-supplied
+    derivative with the parameter structure in the backend's array type.
+    """
+    items = _as_list(constraints)
+    scipy_constraints: list = []
+    functions: list[ConstraintFunction] = []
+    new_style = method == "trust-constr"
+    needs_jacobian = method in ("slsqp", "trust-constr")
+    for index, item in enumerate(items):
+        where = f"constraints[{index}]" if len(items) > 1 or isinstance(constraints, (list, tuple)) else "constraints"
+        if isinstance(item, LinearConstraint):
+            if np.shape(item.A)[-1] != spec.size:
+                raise ConstraintError(
+                    f"{where}: LinearConstraint.A has {np.shape(item.A)[-1]} columns but there are "
+                    f"{spec.size} parameters (the flat vector of x0's leaves in order)."
+                )
+            scipy_constraints.append(item)
+            continue
+        if isinstance(item, NonlinearConstraint):
+            user_jac = item.jac if callable(item.jac) else None
+            cf = _constraint_function(item.fun, (), user_jac, True, where, spec, compile_vector, make_call)
+            functions.append(cf)
+            scipy_constraints.append(
+                NonlinearConstraint(
+                    cf.value, item.lb, item.ub,
+                    jac=cf.jacobian,
+                    hess=cf.hessian if method == "trust-constr" else item.hess,
+                    keep_feasible=item.keep_feasible,
+                )
+            )
+            continue
+        if not isinstance(item, dict):
+            raise ConstraintError(
+                f"{where} is a {type(item).__name__}; each constraint must be a dict, a "
+                "LinearConstraint or a NonlinearConstraint."
+            )
+        unknown = set(item) - _DICT_KEYS
+        if unknown:
+            raise ConstraintError(f"{where} has unknown keys {sorted(unknown)}; accepted keys are {sorted(_DICT_KEYS)}.")
+        if "fun" not in item or not callable(item["fun"]):
+            raise ConstraintError(f"{where} needs a callable 'fun' taking the parameters.")
+        kind = item.get("type", "eq" if ("lb" not in item and "ub" not in item) else None)
+        if kind is not None and kind not in ("eq", "ineq"):
+            raise ConstraintError(f"{where}['type'] is {kind!r}; use 'eq' (c(x) == 0) or 'ineq' (c(x) >= 0).")
+        args = tuple(item.get("args", ()))
+        cf = _constraint_function(
+            item["fun"], args, item.get("jac"), item.get("use_autograd", True), where, spec, compile_vector, make_call
+        )
+        functions.append(cf)
+        if "lb" in item or "ub" in item:
+            lb, ub = item.get("lb", -np.inf), item.get("ub", np.inf)
+        else:
+            lb, ub = 0.0, (0.0 if kind == "eq" else np.inf)
+        if new_style or "lb" in item or "ub" in item:
+            scipy_constraints.append(
+                NonlinearConstraint(
+                    cf.value, lb, ub,
+                    jac=cf.jacobian if needs_jacobian else "2-point",
+                    hess=cf.hessian if method == "trust-constr" else None,
+                    keep_feasible=item.get("keep_feasible", False),
+                )
+            )
+        else:
+            entry = {"type": kind, "fun": cf.value}
+            if needs_jacobian:
+                entry["jac"] = cf.jacobian
+            scipy_constraints.append(entry)
+    return scipy_constraints, functions
+
+
+def _constraint_function(fun, args, user_jac, use_autograd, where, spec, compile_vector, make_call) -> ConstraintFunction:
+    if not callable(fun):
+        raise ConstraintError(f"{where}: the constraint function must be callable; got {type(fun).__name__}.")
+    functions = compile_vector(fun, args)
+    flat_jac = None
+    if user_jac is not None:
+        if not callable(user_jac):
+            raise ConstraintError(f"{where}['jac'] must be a callable taking the parameters; got {user_jac!r}.")
+        call_jac = make_call(user_jac, args)
+
+        def flat_jac(x: np.ndarray, m: int) -> np.ndarray:
+            return _flatten_user_jacobian(call_jac(x), spec, m)
+
+    return ConstraintFunction(
+        functions, spec, where, user_jacobian=flat_jac, finite_differences=not use_autograd
+    )

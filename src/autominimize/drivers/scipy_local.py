@@ -1,0 +1,110 @@
+"""Where scipy.optimize.minimize is called: each method gets exactly the derivatives it uses."""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+import scipy.optimize as so
+from threadpoolctl import threadpool_limits
+
+from ..params import ParamSpec
+from ..problem import Objective
+from .methods import MethodInfo
+
+__all__ = ["run_minimize", "wrap_callback"]
+
+
+def _callback_style(callback: Callable) -> str:
+    try:
+        params = inspect.signature(callback).parameters
+    except (TypeError, ValueError):
+        return "old"
+    return "new" if set(params) == {"intermediate_result"} else "old"
+
+
+def wrap_callback(
+    callback: Callable | None, spec: ParamSpec, info: MethodInfo, method: str, objective: Objective
+) -> Callable | None:
+    """A scipy callback that shows the user x in x0's structure.
+
+    The user's callback may be new style (one parameter named ``intermediate_result``,
+    receiving an ``OptimizeResult``) or old style (``callback(x)``; trust-constr's
+    ``callback(x, state)``). Returning ``True`` stops the solve, as raising StopIteration does.
+    """
+    if callback is None:
+        return None
+    style = _callback_style(callback)
+
+    def call_user(x: np.ndarray, result: so.OptimizeResult | None) -> None:
+        if style == "new":
+            fields = dict(result) if result is not None else {"x": x, "fun": objective.value(x)}
+            fields["x"] = spec.restore(np.asarray(fields["x"]))
+            answer = callback(intermediate_result=so.OptimizeResult(fields))
+        elif method == "trust-constr" and result is not None:
+            answer = callback(spec.restore(x), result)
+        else:
+            answer = callback(spec.restore(x))
+        if answer is True:
+            raise StopIteration
+
+    if info.new_callback:
+
+        def scipy_callback(intermediate_result: so.OptimizeResult) -> None:
+            call_user(np.asarray(intermediate_result.x), intermediate_result)
+
+    else:
+
+        def scipy_callback(xk: np.ndarray) -> None:
+            call_user(np.asarray(xk), None)
+
+    return scipy_callback
+
+
+def run_minimize(
+    objective: Objective,
+    x0: np.ndarray,
+    method: str | Callable,
+    info: MethodInfo,
+    *,
+    second_order: str | None,
+    bounds: tuple[np.ndarray, np.ndarray] | None,
+    constraints: list,
+    tol: float | None,
+    callback: Callable | None,
+    options: dict | None,
+) -> so.OptimizeResult:
+    """Run one scipy.optimize.minimize solve on the flat objective."""
+    kwargs: dict[str, Any] = {"method": method, "tol": tol, "callback": callback, "options": options}
+    if info.gradient is None:
+        fun = objective.value
+    elif info.gradient == "fused":
+        fun, kwargs["jac"] = objective.value_and_grad, True
+    else:
+        fun, kwargs["jac"] = objective.value, objective.gradient
+    if second_order == "hessp":
+        kwargs["hessp"] = objective.hessp
+    elif second_order == "hess":
+        kwargs["hess"] = objective.hessian
+    elif second_order is not None:
+        kwargs["hess"] = second_order  # a scipy HessianUpdateStrategy or a difference scheme
+    if bounds is not None:
+        kwargs["bounds"] = so.Bounds(bounds[0], bounds[1])
+    if constraints:
+        kwargs["constraints"] = constraints
+    with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
+        warnings.filterwarnings("error", message=r"Method .* cannot handle")
+        warnings.filterwarnings("error", message=r"Unknown solver options")
+        try:
+            return so.minimize(fun, x0, **kwargs)
+        except StopIteration:
+            # TNC lets a callback's StopIteration escape; end the solve at the best point.
+            x = objective.best_x if objective.best_x is not None else x0
+            return so.OptimizeResult(
+                x=x, fun=objective.best_f, success=False, status=99, nit=None,
+                message="`callback` raised `StopIteration`.",
+            )
+        except so.OptimizeWarning as exc:
+            raise ValueError(f"options: {exc} (see scipy.optimize.show_options for this method).") from None

@@ -1,0 +1,218 @@
+"""Parameter structures: any nesting of dicts, lists, tuples and namedtuples of arrays.
+
+A :class:`ParamSpec` records the structure and leaf metadata of ``x0`` once, then
+converts between that structure and the single flat float64 vector scipy works on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optree
+
+__all__ = ["ParamSpec", "LeafInfo", "leaf_kind", "leaf_to_numpy", "leaf_path_names"]
+
+_NONE_IS_LEAF = False
+
+
+def leaf_kind(leaf: Any) -> str:
+    """Name the array family a leaf belongs to: python, numpy, torch, jax or tf."""
+    if isinstance(leaf, (bool, int, float, complex)):
+        return "python"
+    if isinstance(leaf, (np.ndarray, np.generic)):
+        return "numpy"
+    module = type(leaf).__module__ or ""
+    root = module.split(".", 1)[0]
+    if root == "torch":
+        return "torch"
+    if root in ("jax", "jaxlib"):
+        return "jax"
+    if root in ("tensorflow", "keras", "tf_keras"):
+        return "tf"
+    return "other"
+
+
+def leaf_to_numpy(leaf: Any) -> np.ndarray:
+    """Convert one leaf of any framework to a NumPy array, without copying where possible."""
+    kind = leaf_kind(leaf)
+    if kind == "torch":
+        return leaf.detach().cpu().numpy()
+    if kind == "tf":
+        return np.asarray(leaf.numpy() if hasattr(leaf, "numpy") else leaf)
+    return np.asarray(leaf)
+
+
+@dataclass(frozen=True)
+class LeafInfo:
+    """What is needed to rebuild one leaf in its original type."""
+
+    path: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    kind: str
+    device: Any = None
+    torch_dtype: Any = None
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+
+def _format_path(accessor: Any) -> str:
+    parts = []
+    for entry in accessor:
+        key = entry.entry
+        if isinstance(key, str) and entry.type is not None and hasattr(entry.type, "_fields"):
+            parts.append(f".{key}")
+        else:
+            parts.append(f"[{key!r}]")
+    return "x0" + "".join(parts)
+
+
+def leaf_path_names(tree: Any) -> list[str]:
+    """Readable paths (``x0['U']``, ``x0[0].a``) of the leaves of ``tree``."""
+    accessors, _, _ = optree.tree_flatten_with_accessor(tree, none_is_leaf=_NONE_IS_LEAF)
+    return [_format_path(a) for a in accessors]
+
+
+class ParamSpec:
+    """The structure of ``x0`` and the map between it and one flat float64 vector.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> spec = ParamSpec.from_tree({"w": np.zeros((2, 2)), "b": 1.0})
+    >>> spec.size
+    5
+    >>> spec.unflatten(np.arange(5.0))["w"].tolist()
+    [[1.0, 2.0], [3.0, 4.0]]
+    """
+
+    def __init__(self, treedef: Any, leaves: tuple[LeafInfo, ...]):
+        self.treedef = treedef
+        self.leaves = leaves
+        self.sizes = tuple(leaf.size for leaf in leaves)
+        self.offsets = tuple(np.cumsum((0,) + self.sizes).tolist())
+        self.size = self.offsets[-1]
+        self.shapes = tuple(leaf.shape for leaf in leaves)
+        # Hashable identity of the structure, used to key compiled functions.
+        self.key = (treedef, self.shapes)
+
+    @classmethod
+    def from_tree(cls, x0: Any, name: str = "x0") -> "ParamSpec":
+        accessors, leaves, treedef = optree.tree_flatten_with_accessor(
+            x0, none_is_leaf=_NONE_IS_LEAF
+        )
+        if not leaves:
+            raise ValueError(f"{name} has no array or number in it; got {x0!r}.")
+        infos = []
+        for accessor, leaf in zip(accessors, leaves):
+            path = _format_path(accessor).replace("x0", name, 1)
+            kind = leaf_kind(leaf)
+            if kind == "other":
+                raise TypeError(
+                    f"{path} is a {type(leaf).__name__}; every leaf of {name} must be a number, "
+                    "a NumPy array, or a JAX, PyTorch or TensorFlow tensor."
+                )
+            array = leaf_to_numpy(leaf)
+            if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+                raise TypeError(
+                    f"{path} has dtype {array.dtype}; parameters must be real numbers "
+                    "(floating point or integer arrays)."
+                )
+            if array.size and not np.all(np.isfinite(array)):
+                bad = np.argwhere(~np.isfinite(np.atleast_1d(array)))[0].tolist()
+                raise ValueError(
+                    f"{path} contains NaN or inf (first at index {tuple(bad)}); "
+                    "the starting point must be finite."
+                )
+            device = torch_dtype = None
+            if kind == "torch":
+                device, torch_dtype = leaf.device, leaf.dtype
+            dtype = array.dtype if np.issubdtype(array.dtype, np.floating) else np.dtype(np.float64)
+            infos.append(LeafInfo(path, tuple(array.shape), np.dtype(dtype), kind, device, torch_dtype))
+        return cls(treedef, tuple(infos))
+
+    # -- structure <-> flat vector -------------------------------------------------
+    def flatten(self, tree: Any, name: str = "x0") -> np.ndarray:
+        """Flatten a tree with x0's structure into one float64 vector."""
+        leaves = self.leaves_of(tree, name)
+        out = np.empty(self.size, dtype=np.float64)
+        for info, leaf, start, stop in zip(self.leaves, leaves, self.offsets, self.offsets[1:]):
+            array = leaf_to_numpy(leaf)
+            if array.size != info.size:
+                raise ValueError(
+                    f"{name}: {info.path.replace('x0', name, 1)} has shape {array.shape}, "
+                    f"expected {info.shape}."
+                )
+            out[start:stop] = array.reshape(-1)
+        return out
+
+    def leaves_of(self, tree: Any, name: str = "x0") -> list[Any]:
+        """The leaves of ``tree`` in x0's order, with a clear error if the structure differs."""
+        try:
+            return self.treedef.flatten_up_to(tree)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(
+                f"{name} does not have the structure of x0 ({self.treedef}): {exc}"
+            ) from None
+
+    def split(self, flat: np.ndarray) -> list[np.ndarray]:
+        """Views of the flat vector reshaped to each leaf's shape."""
+        return [
+            flat[start:stop].reshape(info.shape)
+            for info, start, stop in zip(self.leaves, self.offsets, self.offsets[1:])
+        ]
+
+    def unflatten(self, flat: np.ndarray) -> Any:
+        """The flat vector as x0's structure with NumPy float64 leaves."""
+        return optree.tree_unflatten(self.treedef, self.split(np.asarray(flat, dtype=np.float64)))
+
+    def unflatten_leaves(self, leaves: list[Any]) -> Any:
+        """Rebuild x0's structure from leaves of any array type (used inside compiled code)."""
+        return optree.tree_unflatten(self.treedef, leaves)
+
+    def restore(self, flat: np.ndarray) -> Any:
+        """The flat vector in x0's structure *and* x0's array types, dtypes and devices."""
+        leaves = [
+            _restore_leaf(info, part) for info, part in zip(self.leaves, self.split(np.asarray(flat)))
+        ]
+        return optree.tree_unflatten(self.treedef, leaves)
+
+    def restore_rows(self, matrix: np.ndarray) -> Any:
+        """A (m, n) matrix as x0's structure whose leaves have shape (m, *leaf.shape)."""
+        m = matrix.shape[0]
+        leaves = [
+            matrix[:, start:stop].reshape((m,) + info.shape)
+            for info, start, stop in zip(self.leaves, self.offsets, self.offsets[1:])
+        ]
+        return optree.tree_unflatten(self.treedef, leaves)
+
+    def kinds(self) -> set[str]:
+        return {leaf.kind for leaf in self.leaves}
+
+    def __repr__(self) -> str:
+        return f"ParamSpec({self.treedef}, size={self.size})"
+
+
+def _restore_leaf(info: LeafInfo, part: np.ndarray) -> Any:
+    if info.kind == "python":
+        return float(part.reshape(()))
+    if info.kind == "numpy":
+        return np.array(part, dtype=info.dtype)
+    if info.kind == "torch":
+        import torch
+
+        return torch.tensor(np.array(part), dtype=info.torch_dtype, device=info.device)
+    if info.kind == "jax":
+        import jax.numpy as jnp
+
+        return jnp.asarray(part.astype(info.dtype))
+    if info.kind == "tf":
+        import tensorflow as tf
+
+        return tf.constant(part.astype(info.dtype))
+    return np.array(part)

@@ -1,0 +1,168 @@
+"""The flat objective scipy sees: one-slot cache, evaluation counters, error context.
+
+Every evaluation of the user's function goes through :class:`Objective`, so this is where
+evaluations are counted and where the point of a failure is attached to the exception.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from .backends.base import ScalarFunctions, as_flat_float64
+from .params import ParamSpec
+
+__all__ = ["Objective", "Counters"]
+
+
+class Counters:
+    """Evaluation counts: value, gradient, Hessian, Hessian-vector product."""
+
+    __slots__ = ("nfev", "njev", "nhev", "nhvp")
+
+    def __init__(self) -> None:
+        self.nfev = self.njev = self.nhev = self.nhvp = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+def attach_point(exc: BaseException, spec: ParamSpec, x: np.ndarray, what: str) -> None:
+    """Record on ``exc`` where the user's function failed (once, innermost wins)."""
+    if getattr(exc, "autominimize_x", None) is not None:
+        return
+    try:
+        exc.autominimize_x = spec.restore(x)
+    except Exception:  # the point is context, never a reason to hide the original error
+        exc.autominimize_x = np.array(x)
+    if hasattr(exc, "add_note"):
+        exc.add_note(
+            f"autominimize: raised while computing {what} at the point stored in "
+            "exception.autominimize_x"
+        )
+
+
+class Objective:
+    """Evaluate value, gradient, HVP and Hessian at flat points, each at most once per point.
+
+    Parameters
+    ----------
+    functions
+        The backend's compiled functions.
+    spec
+        x0's structure, used to give failures a readable point.
+    gradient, hessian, hessp
+        Optional user-supplied derivatives of the flat vector (already flattened); each
+        replaces the backend's for that derivative only.
+    """
+
+    def __init__(
+        self,
+        functions: ScalarFunctions,
+        spec: ParamSpec,
+        *,
+        gradient: Callable[[np.ndarray], np.ndarray] | None = None,
+        hessian: Callable[[np.ndarray], np.ndarray] | None = None,
+        hessp: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    ) -> None:
+        self.functions = functions
+        self.spec = spec
+        self.user_gradient = gradient
+        self.user_hessian = hessian
+        self.user_hessp = hessp
+        self.counters = Counters()
+        self._x: np.ndarray | None = None
+        self._f: float | None = None
+        self._g: np.ndarray | None = None
+        self._hvp_x: np.ndarray | None = None
+        self._hvp: Callable[[np.ndarray], np.ndarray] | None = None
+        self._hess_x: np.ndarray | None = None
+        self._hess: np.ndarray | None = None
+        self.best_x: np.ndarray | None = None
+        self.best_f = np.inf
+
+    # -- bookkeeping -----------------------------------------------------------------
+    def _is_cached(self, x: np.ndarray) -> bool:
+        return self._x is not None and np.array_equal(x, self._x)
+
+    def _store(self, x: np.ndarray, f: float, g: np.ndarray | None) -> None:
+        self._x = x.copy()
+        self._f = f
+        self._g = g
+        if f < self.best_f:
+            self.best_f = f
+            self.best_x = self._x
+
+    def _extra(self) -> int:
+        return getattr(self.functions, "extra_evaluations", 0)
+
+    def _run(self, what: str, x: np.ndarray, thunk: Callable[[], Any]) -> Any:
+        before = self._extra()
+        try:
+            return thunk()
+        except Exception as exc:
+            attach_point(exc, self.spec, x, what)
+            raise
+        finally:
+            self.counters.nfev += self._extra() - before
+
+    # -- what scipy calls -----------------------------------------------------------
+    def value(self, x: Any) -> float:
+        x = as_flat_float64(x)
+        if self._is_cached(x):
+            return self._f
+        f = self._run("the objective", x, lambda: self.functions.value(x))
+        self.counters.nfev += 1
+        self._store(x, f, None)
+        return f
+
+    def value_and_grad(self, x: Any) -> tuple[float, np.ndarray]:
+        x = as_flat_float64(x)
+        if self._is_cached(x):
+            if self._g is None:
+                self._g = self._gradient_only(x)
+            return self._f, self._g
+        if self.user_gradient is not None:
+            f = self.value(x)
+            self._g = self._gradient_only(x)
+            return f, self._g
+        f, g = self._run("the objective and its gradient", x, lambda: self.functions.value_and_grad(x))
+        self.counters.nfev += 1
+        self.counters.njev += 1
+        self._store(x, f, g)
+        return f, g
+
+    def _gradient_only(self, x: np.ndarray) -> np.ndarray:
+        """The gradient at the cached point x (its value is known already)."""
+        if self.user_gradient is not None:
+            g = self._run("the user-supplied jac", x, lambda: self.user_gradient(x))
+        else:
+            g = self._run("the gradient", x, lambda: self.functions.value_and_grad(x)[1])
+        self.counters.njev += 1
+        return g
+
+    def gradient(self, x: Any) -> np.ndarray:
+        return self.value_and_grad(x)[1]
+
+    def hessp(self, x: Any, p: Any) -> np.ndarray:
+        x = as_flat_float64(x)
+        p = as_flat_float64(p)
+        self.counters.nhvp += 1
+        if self.user_hessp is not None:
+            return self._run("the user-supplied hessp", x, lambda: self.user_hessp(x, p))
+        if self._hvp is None or not np.array_equal(x, self._hvp_x):
+            self._hvp = self._run("a Hessian-vector product", x, lambda: self.functions.hvp_at(x))
+            self._hvp_x = x.copy()
+        return self._run("a Hessian-vector product", x, lambda: self._hvp(p))
+
+    def hessian(self, x: Any) -> np.ndarray:
+        x = as_flat_float64(x)
+        if self._hess is not None and np.array_equal(x, self._hess_x):
+            return self._hess
+        source = self.user_hessian or self.functions.hessian
+        what = "the user-supplied hess" if self.user_hessian else "the Hessian"
+        self._hess = np.asarray(self._run(what, x, lambda: source(x)), dtype=np.float64)
+        self._hess_x = x.copy()
+        self.counters.nhev += 1
+        return self._hess
