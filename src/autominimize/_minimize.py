@@ -320,9 +320,9 @@ def _finish(result: so.OptimizeResult, objective: Objective, spec: ParamSpec, ba
     x_flat = np.asarray(result.x, dtype=np.float64).reshape(-1)
     result.x = spec.restore(x_flat)
     jac = result.get("jac")
-    if jac is not None and np.size(jac) == spec.size:
+    if isinstance(jac, np.ndarray) and jac.ndim == 1 and jac.size == spec.size:
         result.jac = spec.restore(np.asarray(jac, dtype=np.float64).reshape(-1))
-    elif jac is None and objective._is_cached(x_flat) and objective._g is not None:
+    elif "jac" not in result and objective._is_cached(x_flat) and objective._g is not None:
         result.jac = spec.restore(objective._g)
     result.fun = float(result.fun) if result.get("fun") is not None else objective.best_f
     result.update(objective.counters.as_dict())

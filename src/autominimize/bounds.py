@@ -188,9 +188,9 @@ def _check_order(lb: np.ndarray, ub: np.ndarray, spec: ParamSpec) -> None:
         i = int(bad[0])
         leaf_index = int(np.searchsorted(spec.offsets, i, side="right") - 1)
         info = spec.leaves[leaf_index]
-        element = np.unravel_index(i - spec.offsets[leaf_index], info.shape) if info.shape else ()
+        element = [int(k) for k in np.unravel_index(i - spec.offsets[leaf_index], info.shape)] if info.shape else []
         raise BoundsError(
-            f"bounds for {info.path}{list(element) if element else ''}: low {lb[i]} is greater than "
+            f"bounds for {info.path}{element if element else ''}: low {lb[i]} is greater than "
             f"high {ub[i]}."
         )
     if np.any(np.isnan(lb)) or np.any(np.isnan(ub)):

@@ -1,0 +1,278 @@
+"""PyTorch backend: eager autograd on one flat tensor, reusing the forward pass where it can.
+
+Every method builds a leaf tensor from the flat NumPy vector (zero-copy on CPU float64),
+splits it into views shaped like x0's leaves and calls the user's function on them, so all
+derivatives are taken with respect to the flat vector whatever the parameter structure.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import optree
+
+from ..params import ParamSpec
+from .base import Backend, as_flat_float64
+from .common import require_scalar_shape
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+class TorchBackend(Backend):
+    """Differentiate with PyTorch autograd.
+
+    Parameters
+    ----------
+    device : torch.device or str, optional
+        Where the tensors are created. By default the device of x0's first torch leaf,
+        else the CPU.
+    """
+
+    name = "torch"
+    extra = "torch"
+
+    def __init__(self, device: Any = None):
+        self.device = device
+
+    def available(self) -> bool:
+        return importlib.util.find_spec("torch") is not None
+
+    def compile_scalar(
+        self, call: Callable, spec: ParamSpec, dtype: str, device: Any = None
+    ) -> "TorchScalar":
+        return TorchScalar(call, spec, dtype, self._device(spec, device))
+
+    def compile_vector(
+        self, call: Callable, spec: ParamSpec, dtype: str, device: Any = None
+    ) -> "TorchVector":
+        return TorchVector(call, spec, dtype, self._device(spec, device))
+
+    def _device(self, spec: ParamSpec, device: Any) -> Any:
+        torch = _torch()
+        device = device if device is not None else self.device
+        if device is not None:
+            return torch.device(device)
+        torch_leaves = [leaf for leaf in spec.leaves if leaf.kind == "torch"]
+        return torch_leaves[0].device if torch_leaves else torch.device("cpu")
+
+
+def _vjp(
+    out: Any,
+    xt: Any,
+    cotangent: Any = None,
+    *,
+    batched: bool = False,
+    create_graph: bool = False,
+    retain_graph: bool | None = None,
+) -> Any:
+    """``cotangent @ d(out)/d(xt)``, or one row per cotangent row if ``batched``.
+
+    Zero wherever ``out`` does not depend on ``xt`` (a constant output, or the gradient of
+    a linear function), where plain autograd would raise or return ``None``.
+    """
+    torch = _torch()
+    if not out.requires_grad:
+        batch = cotangent.shape[:1] if batched else ()
+        return torch.zeros(batch + xt.shape, dtype=xt.dtype, device=xt.device)
+    (result,) = torch.autograd.grad(
+        out,
+        xt,
+        cotangent,
+        retain_graph=retain_graph,
+        create_graph=create_graph,
+        is_grads_batched=batched,
+        materialize_grads=True,
+    )
+    return result
+
+
+def _eye(n: int, like: Any) -> Any:
+    return _torch().eye(n, dtype=like.dtype, device=like.device)
+
+
+class _TorchCompiled:
+    """Shared plumbing: NumPy <-> tensor conversion and the flat-vector view of the params."""
+
+    def __init__(self, call: Callable, spec: ParamSpec, dtype: str, device: Any):
+        torch = _torch()
+        self.call = call
+        self.spec = spec
+        self.torch_dtype = {"float64": torch.float64, "float32": torch.float32}[dtype]
+        self.device = device
+        self.n = spec.size
+        self.extra_evaluations = 0
+
+    def params_of(self, xt: Any) -> Any:
+        leaves = [
+            xt[start:stop].reshape(shape)
+            for shape, start, stop in zip(self.spec.shapes, self.spec.offsets, self.spec.offsets[1:])
+        ]
+        return self.spec.unflatten_leaves(leaves)
+
+    def _tensor(self, x: np.ndarray) -> Any:
+        """A tensor sharing ``x``'s memory when no dtype or device change is needed."""
+        return _torch().from_numpy(x).to(device=self.device, dtype=self.torch_dtype)
+
+    @staticmethod
+    def _numpy(t: Any) -> np.ndarray:
+        """A fresh float64 copy, which the caller may write into."""
+        return t.detach().cpu().numpy().astype(np.float64)
+
+
+@dataclass
+class _Point:
+    """The last evaluation of a scalar function, with its graph kept for the derivatives."""
+
+    x: np.ndarray
+    xt: Any
+    out: Any
+    value: float
+    grad: np.ndarray | None = None
+
+
+class TorchScalar(_TorchCompiled):
+    """A scalar objective compiled for PyTorch.
+
+    The last point's forward graph is kept (with ``retain_graph``), so ``value``,
+    ``value_and_grad``, ``hvp_at`` and ``hessian`` at one x run the user's function once.
+    The price is that this graph stays in memory until the next point is evaluated.
+    """
+
+    _last: _Point | None = None
+
+    def flat_fun(self, xt: Any) -> Any:
+        torch = _torch()
+        out = self.call(self.params_of(xt))
+        if not isinstance(out, torch.Tensor):
+            out = torch.as_tensor(out, dtype=self.torch_dtype, device=self.device)
+        require_scalar_shape(tuple(out.shape))
+        return out.reshape(())
+
+    def _evaluate(self, x: np.ndarray) -> _Point:
+        torch = _torch()
+        x = as_flat_float64(x)
+        if self._last is not None and np.array_equal(self._last.x, x):
+            return self._last
+        self._last = None  # free the previous graph before building the next one
+        # A private copy: the graph must not see scipy write into its vector.
+        x = x.copy()
+        xt = self._tensor(x).requires_grad_()
+        with torch.enable_grad():
+            out = self.flat_fun(xt)
+        self._last = _Point(x, xt, out, float(out.detach()))
+        return self._last
+
+    def _gradient_graph(self, x: np.ndarray) -> tuple[Any, Any]:
+        """The gradient at ``x`` as a differentiable function of the flat tensor."""
+        torch = _torch()
+        point = self._evaluate(x)
+        with torch.enable_grad():
+            grad = _vjp(point.out, point.xt, create_graph=True, retain_graph=True)
+        return point.xt, grad
+
+    def value(self, x: np.ndarray) -> float:
+        return self._evaluate(x).value
+
+    def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        point = self._evaluate(x)
+        if point.grad is None:
+            point.grad = self._numpy(_vjp(point.out, point.xt, retain_graph=True))
+        return point.value, point.grad.copy()
+
+    def hvp_at(self, x: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        xt, grad = self._gradient_graph(x)
+
+        def hvp(v: np.ndarray) -> np.ndarray:
+            vt = self._tensor(as_flat_float64(v))
+            return self._numpy(_vjp(grad, xt, vt, retain_graph=True))
+
+        return hvp
+
+    def hessian(self, x: np.ndarray) -> np.ndarray:
+        # All n Hessian-vector products in one vmapped double-backward pass: 0.25 ms against
+        # 1.45 ms for torch.func.hessian on Rosenbrock n=100, and it also works for
+        # functions torch.func cannot transform (the forward pass runs eagerly).
+        xt, grad = self._gradient_graph(x)
+        return self._numpy(_vjp(grad, xt, _eye(self.n, xt), batched=True, retain_graph=True))
+
+
+class TorchVector(_TorchCompiled):
+    """A vector function (constraints, residuals) compiled for PyTorch.
+
+    The output may be any structure of tensors or numbers; its leaves are flattened and
+    concatenated into one vector of length ``m``.
+    """
+
+    _m: int | None = None
+    #: cleared once ``torch.func.jacfwd`` has failed on the user's function
+    _forward_mode: bool = True
+
+    def flat_fun(self, xt: Any) -> Any:
+        torch = _torch()
+        leaves = optree.tree_leaves(self.call(self.params_of(xt)))
+        if not leaves:
+            raise ValueError("the function returned no array.")
+        out = torch.cat(
+            [
+                torch.as_tensor(leaf, dtype=self.torch_dtype, device=self.device).reshape(-1)
+                for leaf in leaves
+            ]
+        )
+        self._m = out.numel()
+        return out
+
+    @property
+    def m(self) -> int:
+        """The output length; if nothing was evaluated yet, learnt by evaluating at zeros."""
+        if self._m is None:
+            self.value(np.zeros(self.n))
+        return self._m
+
+    def value(self, x: np.ndarray) -> np.ndarray:
+        return self._numpy(self.flat_fun(self._tensor(as_flat_float64(x))))
+
+    def value_and_jacobian(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = as_flat_float64(x)
+        if self._m is None:
+            self.value(x)  # the mode depends on m; only a first call before any value pays this
+        if self._m >= self.n and self._forward_mode:
+            try:
+                return self._forward_jacobian(x)
+            except RuntimeError:  # e.g. the function leaves torch (NumPy, data pointers)
+                self._forward_mode = False
+        return self._reverse_jacobian(x)
+
+    def _forward_jacobian(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One forward-mode pass per input, vectorized: cheapest when m >= n."""
+        torch = _torch()
+
+        def with_value(xt: Any) -> tuple[Any, Any]:
+            out = self.flat_fun(xt)
+            return out, out
+
+        jac, value = torch.func.jacfwd(with_value, has_aux=True)(self._tensor(x))
+        return self._numpy(value), self._numpy(jac).reshape(self._m, self.n)
+
+    def _reverse_jacobian(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One backward pass per output, vectorized, after one eager forward pass."""
+        torch = _torch()
+        xt = self._tensor(x).requires_grad_()
+        with torch.enable_grad():
+            out = self.flat_fun(xt)
+        jac = _vjp(out, xt, _eye(self._m, out), batched=True)
+        return self._numpy(out), self._numpy(jac).reshape(self._m, self.n)
+
+    def weighted_hessian(self, x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        torch = _torch()
+        xt = self._tensor(as_flat_float64(x)).requires_grad_()
+        w = self._tensor(as_flat_float64(weights))
+        with torch.enable_grad():
+            grad = _vjp(w @ self.flat_fun(xt), xt, create_graph=True)
+        return self._numpy(_vjp(grad, xt, _eye(self.n, xt), batched=True))

@@ -1,0 +1,64 @@
+"""Problem catalogue and backend fixtures shared by the tests."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+FRAMEWORKS = [name for name in ("jax", "torch", "tensorflow") if importlib.util.find_spec(name)]
+ALL_BACKENDS = ["numpy"] + FRAMEWORKS
+
+
+def array_module(backend: str):
+    """(asarray, sum) for writing one objective per backend."""
+    if backend == "jax":
+        import jax.numpy as jnp
+
+        return jnp.asarray, jnp.sum
+    if backend == "torch":
+        import torch
+
+        return torch.as_tensor, torch.sum
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.convert_to_tensor, tf.reduce_sum
+    return np.asarray, np.sum
+
+
+def rosen_for(backend: str):
+    """Rosenbrock written with the backend's own sum."""
+    _, total = array_module(backend)
+
+    def rosen(x):
+        return total(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+    return rosen
+
+
+def rosen_der(x):
+    x = np.asarray(x, dtype=float)
+    xm, xm_m1, xm_p1 = x[1:-1], x[:-2], x[2:]
+    der = np.zeros_like(x)
+    der[1:-1] = 200 * (xm - xm_m1**2) - 400 * (xm_p1 - xm**2) * xm - 2 * (1 - xm)
+    der[0] = -400 * x[0] * (x[1] - x[0] ** 2) - 2 * (1 - x[0])
+    der[-1] = 200 * (x[-1] - x[-2] ** 2)
+    return der
+
+
+def rosen_hess(x):
+    from scipy.optimize import rosen_hess as scipy_rosen_hess
+
+    return scipy_rosen_hess(np.asarray(x, dtype=float))
+
+
+@pytest.fixture(params=ALL_BACKENDS)
+def backend(request):
+    return request.param
+
+
+@pytest.fixture(params=FRAMEWORKS)
+def framework(request):
+    return request.param
