@@ -107,3 +107,11 @@ def test_default_method_follows_scipy():
     res = am.minimize(f, np.zeros(2), jac=rosen_der, bounds=(0, 0.5))
     assert "CONVERGENCE" in res.message  # L-BFGS-B's message
     np.testing.assert_allclose(res.x[0], 0.5, atol=1e-6)
+
+
+@pytest.mark.parametrize("jac", ["2-point", "3-point", False])
+def test_scipy_finite_difference_schemes_count_every_evaluation(jac):
+    res = am.minimize(rosen_for("numpy"), np.zeros(3), method="L-BFGS-B", backend="numpy", jac=jac)
+    np.testing.assert_allclose(res.x, 1.0, atol=1e-3)
+    assert res.njev == 0
+    assert res.nfev >= (3 if jac == "3-point" else 2) * res.nit

@@ -72,7 +72,7 @@ def test_framework_tensors_come_back_as_the_same_type(framework):
     res = am.minimize(lambda p: total((p["w"] - 2.0) ** 2), x0, method="L-BFGS-B")
     assert res.backend == framework
     assert type(res.x["w"]) is type(x0["w"]) or framework == "tensorflow"
-    assert str(res.x["w"].dtype).endswith("float32")
+    assert "float32" in str(res.x["w"].dtype)
     np.testing.assert_allclose(np.asarray(res.x["w"]), 2.0, atol=1e-5)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from typing import Any, Callable
 
 import numpy as np
@@ -145,6 +146,13 @@ def minimize(
         info = METHODS[name]
         check_supports(name, info, flat_bounds is not None, has_constraints)
     second_order = _second_order(name, info, hess, hessp)
+    gradient_scheme = None
+    if jac is False or isinstance(jac, str):
+        if jac not in (False,) + _FD_SCHEMES:
+            raise ValueError(f"jac={jac!r} is not accepted; use None (autodiff), a callable, True, or one of {_FD_SCHEMES}.")
+        gradient_scheme = "2-point" if jac is False else jac
+        if info.gradient is not None:
+            info = replace(info, gradient="scipy")
 
     if jac is True:
         backend_name = _backends.canonical_name(backend) if backend else _backend_from_leaves(spec)
@@ -183,7 +191,7 @@ def minimize(
 
     with backend_obj.solve_context(dtype):
         functions = compile_scalar(dtype)
-        objective = Objective(functions, spec, **derivatives)
+        objective = Objective(functions, spec, differentiable=info.gradient not in (None, "scipy"), **derivatives)
         try:
             _first_evaluation(objective, info, x0_flat)
         except Exception as exc:
@@ -198,7 +206,7 @@ def minimize(
             )
             dtype = "float32"
             functions = compile_scalar(dtype)
-            objective = Objective(functions, spec, **derivatives)
+            objective = Objective(functions, spec, differentiable=info.gradient not in (None, "scipy"), **derivatives)
             _first_evaluation(objective, info, x0_flat)
 
         scipy_constraints, constraint_functions = normalize_constraints(
@@ -214,6 +222,7 @@ def minimize(
             method if callable(method) else name,
             info,
             second_order=second_order,
+            gradient_scheme=gradient_scheme,
             bounds=flat_bounds,
             constraints=scipy_constraints,
             tol=tol,
@@ -322,8 +331,8 @@ def _finish(result: so.OptimizeResult, objective: Objective, spec: ParamSpec, ba
     jac = result.get("jac")
     if isinstance(jac, np.ndarray) and jac.ndim == 1 and jac.size == spec.size:
         result.jac = spec.restore(np.asarray(jac, dtype=np.float64).reshape(-1))
-    elif "jac" not in result and objective._is_cached(x_flat) and objective._g is not None:
-        result.jac = spec.restore(objective._g)
+    elif "jac" not in result and objective.known_gradient(x_flat) is not None:
+        result.jac = spec.restore(objective.known_gradient(x_flat))
     result.fun = float(result.fun) if result.get("fun") is not None else objective.best_f
     result.update(objective.counters.as_dict())
     result.backend = backend

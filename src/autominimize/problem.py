@@ -65,8 +65,12 @@ class Objective:
         gradient: Callable[[np.ndarray], np.ndarray] | None = None,
         hessian: Callable[[np.ndarray], np.ndarray] | None = None,
         hessp: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+        differentiable: bool = True,
     ) -> None:
         self.functions = functions
+        self._evaluate_value = functions.value
+        if not differentiable:
+            self._evaluate_value = getattr(functions, "value_without_gradient", functions.value)
         self.spec = spec
         self.user_gradient = gradient
         self.user_hessian = hessian
@@ -83,6 +87,10 @@ class Objective:
         self.best_f = np.inf
 
     # -- bookkeeping -----------------------------------------------------------------
+    def known_gradient(self, x: np.ndarray) -> np.ndarray | None:
+        """The gradient at x if it has been computed already, else None."""
+        return self._g if self._is_cached(x) else None
+
     def _is_cached(self, x: np.ndarray) -> bool:
         return self._x is not None and np.array_equal(x, self._x)
 
@@ -112,7 +120,7 @@ class Objective:
         x = as_flat_float64(x)
         if self._is_cached(x):
             return self._f
-        f = self._run("the objective", x, lambda: self.functions.value(x))
+        f = self._run("the objective", x, lambda: self._evaluate_value(x))
         self.counters.nfev += 1
         self._store(x, f, None)
         return f

@@ -16,6 +16,9 @@ class ScalarFunctions(Protocol):
 
     def value(self, x: np.ndarray) -> float: ...
 
+    # Optional: ``value_without_gradient(x)``, used by methods that never differentiate, where
+    # a backend would otherwise record what a later gradient needs (torch keeps its graph).
+
     def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]: ...
 
     def hvp_at(self, x: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:

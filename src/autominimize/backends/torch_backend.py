@@ -180,6 +180,13 @@ class TorchScalar(_TorchCompiled):
     def value(self, x: np.ndarray) -> float:
         return self._evaluate(x).value
 
+    def value_without_gradient(self, x: np.ndarray) -> float:
+        """The value under ``torch.no_grad``, for methods that never ask for a derivative."""
+        torch = _torch()
+        with torch.no_grad():
+            out = self.flat_fun(self._tensor(as_flat_float64(x)))
+        return float(out)
+
     def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         point = self._evaluate(x)
         if point.grad is None:

@@ -10,8 +10,9 @@ class MethodInfo:
     """Capabilities of one method.
 
     ``gradient`` is ``None`` (never uses one), ``"fused"`` (every value it asks for is followed
-    by a gradient at the same point: compute both in one call) or ``"lazy"`` (it also asks for
-    values alone: compute the gradient only when asked). ``second_order`` is ``None``,
+    by a gradient at the same point: compute both in one call), ``"lazy"`` (it also asks for
+    values alone: compute the gradient only when asked) or ``"scipy"`` (the user chose scipy's
+    finite differences with ``jac='2-point'`` and the like). ``second_order`` is ``None``,
     ``"hessp"`` or ``"hess"``: the default kind of second-order information it gets.
     """
 

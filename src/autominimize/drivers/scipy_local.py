@@ -70,6 +70,7 @@ def run_minimize(
     info: MethodInfo,
     *,
     second_order: str | None,
+    gradient_scheme: str | None = None,
     bounds: tuple[np.ndarray, np.ndarray] | None,
     constraints: list,
     tol: float | None,
@@ -80,6 +81,8 @@ def run_minimize(
     kwargs: dict[str, Any] = {"method": method, "tol": tol, "callback": callback, "options": options}
     if info.gradient is None:
         fun = objective.value
+    elif info.gradient == "scipy":
+        fun, kwargs["jac"] = objective.value, gradient_scheme
     elif info.gradient == "fused":
         fun, kwargs["jac"] = objective.value_and_grad, True
     else:

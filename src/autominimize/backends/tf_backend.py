@@ -1,0 +1,253 @@
+"""TensorFlow backend: graph-compiled value, fused value-and-gradient, HVP, Hessian.
+
+Every computation is one ``tf.function`` with a fixed ``input_signature`` (flat vectors),
+traced once per compiled object; the flat vector is split into the parameter structure
+*inside* the graph. The concrete function is called directly, which skips the argument
+binding of ``tf.function.__call__`` (about 80 µs per call). Graphs are compiled with XLA
+when the backend's ``jit_compile`` is true (2-3x less overhead per call on CPU); a graph
+XLA rejects (``tf.numpy_function``, ``tf.print``, ...) is retraced once without it.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from typing import Any, Callable
+
+import numpy as np
+import optree
+
+from ..params import ParamSpec
+from .base import Backend, as_flat_float64
+from .common import ObjectiveOutputError, require_scalar_shape
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+class TensorFlowBackend(Backend):
+    """Exact derivatives from TensorFlow's ``GradientTape``.
+
+    Attributes
+    ----------
+    jit_compile : bool
+        Compile the graphs with XLA (default). Set to False on an instance before compiling
+        to get plain TensorFlow graphs.
+    """
+
+    name = "tensorflow"
+    extra = "tensorflow"
+    jit_compile: bool = True
+
+    def available(self) -> bool:
+        return importlib.util.find_spec("tensorflow") is not None
+
+    def compile_scalar(self, call: Callable, spec: ParamSpec, dtype: str) -> "TfScalar":
+        return TfScalar(self, call, spec, dtype)
+
+    def compile_vector(self, call: Callable, spec: ParamSpec, dtype: str) -> "TfVector":
+        return TfVector(self, call, spec, dtype)
+
+
+def _value_and_grad(f: Callable, x: Any) -> tuple[Any, Any]:
+    tf = _tf()
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        value = f(x)
+    # ZERO: a function that ignores (part of) x has a zero gradient, not None.
+    return value, tape.gradient(value, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+
+def _taped_grad(f: Callable, x: Any) -> tuple[Any, Any]:
+    """The gradient of ``f`` at ``x`` and a tape that recorded it, to differentiate it again."""
+    tf = _tf()
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        _, grad = _value_and_grad(f, x)
+    return tape, grad
+
+
+def _hessian(f: Callable, x: Any) -> Any:
+    tf = _tf()
+    tape, grad = _taped_grad(f, x)
+    return tape.jacobian(
+        grad, x, unconnected_gradients=tf.UnconnectedGradients.ZERO, experimental_use_pfor=True
+    )
+
+
+def _to_numpy(tensor: Any) -> np.ndarray:
+    out = np.asarray(tensor.numpy(), dtype=np.float64)
+    return out if out.flags.writeable else out.copy()
+
+
+class _TfCompiled:
+    """Shared plumbing: in-graph unflattening and lazily traced concrete functions.
+
+    Attributes
+    ----------
+    traces : int
+        How many times a computation's Python body was traced (one per computation used).
+    extra_evaluations : int
+        Evaluations beyond those asked for; always 0, derivatives are exact.
+    """
+
+    def __init__(self, backend: TensorFlowBackend, call: Callable, spec: ParamSpec, dtype: str):
+        self.backend = backend
+        self.call = call
+        self.spec = spec
+        self.dtype = np.dtype(dtype)
+        self.n = spec.size
+        self.traces = 0
+        self.extra_evaluations = 0
+        self._compiled: dict[str, Any] = {}
+        self._plain: set[str] = set()
+
+    def params_of(self, x: Any) -> Any:
+        tf = _tf()
+        parts = tf.split(x, self.spec.sizes)
+        return self.spec.unflatten_leaves(
+            [tf.reshape(part, shape) for part, shape in zip(parts, self.spec.shapes)]
+        )
+
+    def _input(self, x: np.ndarray) -> Any:
+        return _tf().constant(as_flat_float64(x), dtype=self.dtype.name)
+
+    def _tensor(self, out: Any) -> Any:
+        """A user's output as a tensor of the compute dtype (Python floats read at it)."""
+        tf = _tf()
+        return tf.cast(tf.convert_to_tensor(out, dtype_hint=self.dtype.name), self.dtype.name)
+
+    def _function(self, name: str, body: Callable, *sizes: int) -> Any:
+        """The concrete function of ``body`` for flat inputs of ``sizes``, traced once."""
+        compiled = self._compiled.get(name)
+        if compiled is None:
+            tf = _tf()
+
+            def traced(*args: Any) -> Any:
+                self.traces += 1
+                return body(*args)
+
+            signature = [tf.TensorSpec([size], self.dtype.name) for size in sizes]
+            jit = self.backend.jit_compile and name not in self._plain
+            function = tf.function(traced, input_signature=signature, jit_compile=jit)
+            try:
+                compiled = self._compiled[name] = function.get_concrete_function()
+            except Exception as exc:
+                # AutoGraph re-raises exception types it cannot rebuild as its StagingError.
+                if isinstance(exc.__context__, ObjectiveOutputError):
+                    raise exc.__context__ from None
+                raise
+        return compiled
+
+    def _run(self, name: str, body: Callable, *args: Any) -> Any:
+        function = self._function(name, body, *(int(arg.shape[0]) for arg in args))
+        try:
+            return function(*args)
+        except _tf().errors.InvalidArgumentError:
+            # XLA refuses some ops only when it compiles, at the first call: retrace without
+            # it. A genuine runtime error is raised again by the plain graph.
+            if not self.backend.jit_compile or name in self._plain:
+                raise
+            self._plain.add(name)
+            del self._compiled[name]
+            return self._run(name, body, *args)
+
+
+class TfScalar(_TfCompiled):
+    """A scalar objective compiled to TensorFlow graphs.
+
+    ``hvp_at(x)`` returns a map that recomputes the gradient at ``x`` on each call: TF
+    cannot keep a linearization between graph calls cheaply. The HVP is back-over-back
+    (reverse mode through the gradient with ``output_gradients=v``), measured a little
+    faster than forward-over-back with ``ForwardAccumulator`` on Rosenbrock n=100 and
+    about three times faster to trace.
+    """
+
+    def scalar_of(self, x: Any) -> Any:
+        out = self._tensor(self.call(self.params_of(x)))
+        if out.shape.is_fully_defined():  # otherwise the reshape below fails at run time
+            require_scalar_shape(tuple(out.shape))
+        return _tf().reshape(out, [])
+
+    def value(self, x: np.ndarray) -> float:
+        return float(self._run("value", self.scalar_of, self._input(x)).numpy())
+
+    def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        def fused(x: Any) -> Any:
+            value, grad = _value_and_grad(self.scalar_of, x)
+            return _tf().concat([value[None], grad], axis=0)
+
+        out = _to_numpy(self._run("value_and_grad", fused, self._input(x)))
+        return float(out[0]), out[1:]
+
+    def hvp_at(self, x: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        def hvp_graph(x: Any, v: Any) -> Any:
+            tape, grad = _taped_grad(self.scalar_of, x)
+            return tape.gradient(
+                grad, x, output_gradients=v, unconnected_gradients=_tf().UnconnectedGradients.ZERO
+            )
+
+        x_tensor = self._input(x)
+
+        def hvp(v: np.ndarray) -> np.ndarray:
+            return _to_numpy(self._run("hvp", hvp_graph, x_tensor, self._input(v)))
+
+        return hvp
+
+    def hessian(self, x: np.ndarray) -> np.ndarray:
+        hessian = functools.partial(_hessian, self.scalar_of)
+        return _to_numpy(self._run("hessian", hessian, self._input(x)))
+
+
+class TfVector(_TfCompiled):
+    """A vector function (constraints, residuals) compiled to TensorFlow graphs.
+
+    The user's output (a scalar, an array or any pytree of them) is flattened and
+    concatenated into one vector of length ``m``; the Jacobian is always ``(m, n)``.
+    """
+
+    def vector_of(self, x: Any) -> Any:
+        tf = _tf()
+        leaves = optree.tree_leaves(self.call(self.params_of(x)))
+        if not leaves:
+            raise ValueError("the function returned no array.")
+        return tf.concat([tf.reshape(self._tensor(leaf), [-1]) for leaf in leaves], axis=0)
+
+    @property
+    def m(self) -> int:
+        """The output length, read from the traced value graph."""
+        return int(self._function("value", self.vector_of, self.n).structured_outputs.shape[0])
+
+    def value(self, x: np.ndarray) -> np.ndarray:
+        return _to_numpy(self._run("value", self.vector_of, self._input(x)))
+
+    def value_and_jacobian(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        def fused(x: Any) -> Any:
+            tf = _tf()
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                value = self.vector_of(x)
+            jacobian = tape.jacobian(
+                value,
+                x,
+                unconnected_gradients=tf.UnconnectedGradients.ZERO,
+                experimental_use_pfor=True,
+            )
+            return tf.concat([value, tf.reshape(jacobian, [-1])], axis=0)
+
+        out = _to_numpy(self._run("value_and_jacobian", fused, self._input(x)))
+        m = out.size // (self.n + 1)
+        return out[:m], out[m:].reshape(m, self.n)
+
+    def weighted_hessian(self, x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        def weighted(x: Any, w: Any) -> Any:
+            def weighted_sum(x: Any) -> Any:
+                return _tf().tensordot(w, self.vector_of(x), 1)
+
+            return _hessian(weighted_sum, x)
+
+        hessian = self._run("weighted_hessian", weighted, self._input(x), self._input(weights))
+        return _to_numpy(hessian)
