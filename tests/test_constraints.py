@@ -104,3 +104,21 @@ def test_constraints_with_a_method_that_cannot_use_them_is_an_error():
     with pytest.raises(ValueError, match=r"method='l-bfgs-b' cannot handle constraints .* cobyla, cobyqa, slsqp, trust-constr"):
         am.minimize(lambda x: (x**2).sum(), np.ones(2), method="L-BFGS-B", backend="numpy",
                     constraints={"type": "eq", "fun": lambda x: x[0]})
+
+
+def test_trust_constr_uses_hvps_on_request_and_constraint_hessians(framework):
+    asarray, total = array_module(framework)
+
+    def fun(x):
+        return total((x - 2.0) ** 2)
+
+    def inside_ball(x):
+        return 1.0 - total(x**2)
+
+    for kwargs, used in (({}, "nhev"), ({"hessp": True}, "nhvp")):
+        res = am.minimize(fun, np.zeros(3), method="trust-constr", backend=framework,
+                          constraints={"type": "ineq", "fun": inside_ball},
+                          options={"barrier_tol": 1e-12, "gtol": 1e-12, "xtol": 1e-14}, **kwargs)
+        np.testing.assert_allclose(res.x, np.full(3, 1 / np.sqrt(3)), atol=1e-5)
+        assert res[used] > 0
+        assert res.constraint_evaluations[0]["nhev"] > 0  # exact constraint Hessians
