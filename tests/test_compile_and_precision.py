@@ -112,3 +112,26 @@ def test_import_autominimize_loads_no_framework():
     code = "import sys, autominimize; print(sorted(m for m in ('jax', 'torch', 'tensorflow') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.skipif("jax" not in FRAMEWORKS, reason="needs jax")
+def test_jax_hvps_at_one_point_share_one_linearization():
+    import jax
+    from scipy.optimize import minimize as scipy_minimize
+
+    from autominimize.backends import get_backend
+    from autominimize.params import ParamSpec
+    from autominimize.problem import Objective
+
+    spec = ParamSpec.from_tree(np.zeros(8))
+    functions = get_backend("jax").compile_scalar(rosen_for("jax"), spec, "float64")
+    linearizations = []
+    linearize = functions.value_grad_and_hvp
+    functions.value_grad_and_hvp = lambda x: linearizations.append(x.copy()) or linearize(x)
+    objective = Objective(functions, spec, uses_hvp=True)
+    with jax.enable_x64(True):
+        res = scipy_minimize(objective.value_and_grad, np.zeros(8), jac=True, hessp=objective.hessp, method="Newton-CG")
+    assert res.success
+    assert objective.counters.nhvp > 2 * len(linearizations)  # several products per point
+    assert len(linearizations) == objective.counters.njev  # one linearizing call per gradient
+    assert len({x.tobytes() for x in linearizations}) == len(linearizations)  # never twice at one point

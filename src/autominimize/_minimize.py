@@ -191,7 +191,7 @@ def minimize(
 
     with backend_obj.solve_context(dtype):
         functions = compile_scalar(dtype)
-        objective = Objective(functions, spec, differentiable=info.gradient not in (None, "scipy"), **derivatives)
+        objective = Objective(functions, spec, differentiable=info.gradient not in (None, "scipy"), uses_hvp=second_order == "hessp", **derivatives)
         try:
             _first_evaluation(objective, info, x0_flat)
         except Exception as exc:
@@ -206,7 +206,7 @@ def minimize(
             )
             dtype = "float32"
             functions = compile_scalar(dtype)
-            objective = Objective(functions, spec, differentiable=info.gradient not in (None, "scipy"), **derivatives)
+            objective = Objective(functions, spec, differentiable=info.gradient not in (None, "scipy"), uses_hvp=second_order == "hessp", **derivatives)
             _first_evaluation(objective, info, x0_flat)
 
         scipy_constraints, constraint_functions = normalize_constraints(

@@ -66,8 +66,14 @@ class Objective:
         hessian: Callable[[np.ndarray], np.ndarray] | None = None,
         hessp: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
         differentiable: bool = True,
+        uses_hvp: bool = False,
     ) -> None:
         self.functions = functions
+        # With HVPs to follow, a backend that can linearize while it computes the gradient
+        # (JAX) does both in one call.
+        self._linearize = None
+        if uses_hvp and hessp is None:
+            self._linearize = getattr(functions, "value_grad_and_hvp", None)
         self._evaluate_value = functions.value
         if not differentiable:
             self._evaluate_value = getattr(functions, "value_without_gradient", functions.value)
@@ -135,7 +141,10 @@ class Objective:
             f = self.value(x)
             self._g = self._gradient_only(x)
             return f, self._g
-        f, g = self._run("the objective and its gradient", x, lambda: self.functions.value_and_grad(x))
+        if self._linearize is not None:
+            f, g = self._run("the objective and its gradient", x, lambda: self._value_grad_linearized(x))
+        else:
+            f, g = self._run("the objective and its gradient", x, lambda: self.functions.value_and_grad(x))
         self.counters.nfev += 1
         self.counters.njev += 1
         self._store(x, f, g)
@@ -145,10 +154,17 @@ class Objective:
         """The gradient at the cached point x (its value is known already)."""
         if self.user_gradient is not None:
             g = self._run("the user-supplied jac", x, lambda: self.user_gradient(x))
+        elif self._linearize is not None:
+            g = self._run("the gradient", x, lambda: self._value_grad_linearized(x)[1])
         else:
             g = self._run("the gradient", x, lambda: self.functions.value_and_grad(x)[1])
         self.counters.njev += 1
         return g
+
+    def _value_grad_linearized(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        f, g, self._hvp = self._linearize(x)
+        self._hvp_x = x.copy()
+        return f, g
 
     def gradient(self, x: Any) -> np.ndarray:
         return self.value_and_grad(x)[1]

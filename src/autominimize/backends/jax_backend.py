@@ -103,32 +103,59 @@ class JaxScalar(_JaxCompiled):
         out = np.asarray(self._aot("value_and_grad", build, self._x_aval())(self._input(x)))
         return float(out[0]), np.array(out[1:], dtype=np.float64)
 
-    def hvp_at(self, x: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-        jax, _ = _jax()
-        grad = jax.grad(self.flat_fun)
-        structure: dict[str, Any] = {}
+    def value_grad_and_hvp(self, x: np.ndarray) -> tuple[float, np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+        """Value, gradient and the linearized gradient at ``x`` from ONE compiled call.
 
-        def residuals(x):
-            _, linear = jax.linearize(grad, x)
-            leaves, structure["treedef"] = jax.tree_util.tree_flatten(linear)
-            return leaves
+        ``jax.linearize`` of value-and-gradient returns the primal outputs and a linear map
+        whose residuals are packed into one buffer per dtype; each HVP at this point is then
+        one compiled call that applies the map to those buffers, without re-running ``fun``.
+        """
+        jax, jnp = _jax()
 
-        compiled_res = self._aot("linearize", lambda: residuals, self._x_aval())
-        leaves = compiled_res(self._input(x))
-        if "apply" not in self._compiled:
-            # The linear map's structure depends only on shapes, so the treedef captured when
-            # ``residuals`` was traced serves every later point.
-            treedef = self._compiled.setdefault("linear_treedef", structure.get("treedef"))
-            avals = [jax.ShapeDtypeStruct(leaf.shape, leaf.dtype) for leaf in leaves]
-            self._aot(
-                "apply", lambda: (lambda res, v: treedef.unflatten(res)(v)), avals, self._x_aval()
-            )
-        apply = self._compiled["apply"]
+        def build():
+            value_and_grad = jax.value_and_grad(self.flat_fun)
+
+            def linearized(x):
+                (v, g), linear = jax.linearize(value_and_grad, x)
+                leaves, treedef = jax.tree_util.tree_flatten(linear)
+                layout = [(leaf.shape, leaf.dtype) for leaf in leaves]
+                dtypes = sorted({str(dtype) for _, dtype in layout})
+                # The linear map's structure depends only on shapes, so what one trace
+                # records serves every later point.
+                self._compiled["linear_structure"] = (treedef, layout, dtypes)
+                buffers = tuple(
+                    jnp.concatenate([jnp.ravel(leaf) for leaf in leaves if str(leaf.dtype) == dtype])
+                    for dtype in dtypes
+                )
+                return jnp.concatenate([v[None], g]), buffers
+
+            return linearized
+
+        primal, buffers = self._aot("value_grad_linearize", build, self._x_aval())(self._input(x))
+        apply = self._compiled.get("apply")
+        if apply is None:
+            treedef, layout, dtypes = self._compiled["linear_structure"]
+
+            def apply_linear(buffers, v):
+                cursors = dict.fromkeys(dtypes, 0)
+                leaves = []
+                for shape, dtype in layout:
+                    start, size = cursors[str(dtype)], int(np.prod(shape, dtype=int))
+                    leaves.append(buffers[dtypes.index(str(dtype))][start : start + size].reshape(shape))
+                    cursors[str(dtype)] = start + size
+                return treedef.unflatten(leaves)(v)[1]
+
+            avals = tuple(jax.ShapeDtypeStruct(b.shape, b.dtype) for b in buffers)
+            apply = self._aot("apply", lambda: apply_linear, avals, self._x_aval())
+        primal = np.asarray(primal)
 
         def hvp(v: np.ndarray) -> np.ndarray:
-            return np.array(apply(leaves, self._input(v)), dtype=np.float64)
+            return np.array(apply(buffers, self._input(v)), dtype=np.float64)
 
-        return hvp
+        return float(primal[0]), np.array(primal[1:], dtype=np.float64), hvp
+
+    def hvp_at(self, x: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        return self.value_grad_and_hvp(x)[2]
 
     def hessian(self, x: np.ndarray) -> np.ndarray:
         jax, _ = _jax()
