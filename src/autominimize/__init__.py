@@ -16,6 +16,19 @@ from .params import ParamSpec
 
 __version__ = "0.1.0"
 
+# Integrations import their framework, so they load on first attribute access only.
+_LAZY_SUBMODULES = ("torch", "keras", "tf", "optim")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        module = importlib.import_module(f".{name}", __name__)
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'autominimize' has no attribute {name!r}")
+
 __all__ = [
     "minimize",
     "ParamSpec",
