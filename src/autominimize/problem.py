@@ -83,6 +83,7 @@ class Objective:
         self.user_hessp = hessp
         self.counters = Counters()
         self._x: np.ndarray | None = None
+        self._key: bytes | None = None
         self._f: float | None = None
         self._g: np.ndarray | None = None
         self._hvp_x: np.ndarray | None = None
@@ -93,40 +94,42 @@ class Objective:
         self.best_f = np.inf
 
     # -- bookkeeping -----------------------------------------------------------------
+    # Points are compared by their bytes: cheaper than np.array_equal, and a point that
+    # differs only in the sign of a zero is merely evaluated again.
     def known_gradient(self, x: np.ndarray) -> np.ndarray | None:
         """The gradient at x if it has been computed already, else None."""
         return self._g if self._is_cached(x) else None
 
     def _is_cached(self, x: np.ndarray) -> bool:
-        return self._x is not None and np.array_equal(x, self._x)
+        return self._key is not None and x.tobytes() == self._key
 
     def _store(self, x: np.ndarray, f: float, g: np.ndarray | None) -> None:
         self._x = x.copy()
+        self._key = self._x.tobytes()
         self._f = f
         self._g = g
         if f < self.best_f:
             self.best_f = f
             self.best_x = self._x
 
-    def _extra(self) -> int:
-        return getattr(self.functions, "extra_evaluations", 0)
-
-    def _run(self, what: str, x: np.ndarray, thunk: Callable[[], Any]) -> Any:
-        before = self._extra()
+    def _run(self, what: str, x: np.ndarray, function: Callable, *arguments: Any) -> Any:
+        """Call a backend or user function; count extra (finite-difference) evaluations and
+        attach the point to any exception."""
+        before = self.functions.extra_evaluations
         try:
-            return thunk()
+            return function(*arguments)
         except Exception as exc:
             attach_point(exc, self.spec, x, what)
             raise
         finally:
-            self.counters.nfev += self._extra() - before
+            self.counters.nfev += self.functions.extra_evaluations - before
 
     # -- what scipy calls -----------------------------------------------------------
     def value(self, x: Any) -> float:
         x = as_flat_float64(x)
         if self._is_cached(x):
             return self._f
-        f = self._run("the objective", x, lambda: self._evaluate_value(x))
+        f = self._run("the objective", x, self._evaluate_value, x)
         self.counters.nfev += 1
         self._store(x, f, None)
         return f
@@ -142,9 +145,9 @@ class Objective:
             self._g = self._gradient_only(x)
             return f, self._g
         if self._linearize is not None:
-            f, g = self._run("the objective and its gradient", x, lambda: self._value_grad_linearized(x))
+            f, g = self._run("the objective and its gradient", x, self._value_grad_linearized, x)
         else:
-            f, g = self._run("the objective and its gradient", x, lambda: self.functions.value_and_grad(x))
+            f, g = self._run("the objective and its gradient", x, self.functions.value_and_grad, x)
         self.counters.nfev += 1
         self.counters.njev += 1
         self._store(x, f, g)
@@ -153,11 +156,11 @@ class Objective:
     def _gradient_only(self, x: np.ndarray) -> np.ndarray:
         """The gradient at the cached point x (its value is known already)."""
         if self.user_gradient is not None:
-            g = self._run("the user-supplied jac", x, lambda: self.user_gradient(x))
+            g = self._run("the user-supplied jac", x, self.user_gradient, x)
         elif self._linearize is not None:
-            g = self._run("the gradient", x, lambda: self._value_grad_linearized(x)[1])
+            g = self._run("the gradient", x, self._value_grad_linearized, x)[1]
         else:
-            g = self._run("the gradient", x, lambda: self.functions.value_and_grad(x)[1])
+            g = self._run("the gradient", x, self.functions.value_and_grad, x)[1]
         self.counters.njev += 1
         return g
 
@@ -174,11 +177,11 @@ class Objective:
         p = as_flat_float64(p)
         self.counters.nhvp += 1
         if self.user_hessp is not None:
-            return self._run("the user-supplied hessp", x, lambda: self.user_hessp(x, p))
+            return self._run("the user-supplied hessp", x, self.user_hessp, x, p)
         if self._hvp is None or not np.array_equal(x, self._hvp_x):
-            self._hvp = self._run("a Hessian-vector product", x, lambda: self.functions.hvp_at(x))
+            self._hvp = self._run("a Hessian-vector product", x, self.functions.hvp_at, x)
             self._hvp_x = x.copy()
-        return self._run("a Hessian-vector product", x, lambda: self._hvp(p))
+        return self._run("a Hessian-vector product", x, self._hvp, p)
 
     def hessian(self, x: Any) -> np.ndarray:
         x = as_flat_float64(x)
@@ -186,7 +189,7 @@ class Objective:
             return self._hess
         source = self.user_hessian or self.functions.hessian
         what = "the user-supplied hess" if self.user_hessian else "the Hessian"
-        self._hess = np.asarray(self._run(what, x, lambda: source(x)), dtype=np.float64)
+        self._hess = np.asarray(self._run(what, x, source, x), dtype=np.float64)
         self._hess_x = x.copy()
         self.counters.nhev += 1
         return self._hess

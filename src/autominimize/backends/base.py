@@ -12,7 +12,13 @@ from ..params import ParamSpec
 
 
 class ScalarFunctions(Protocol):
-    """A compiled scalar objective of a flat float64 vector."""
+    """A compiled scalar objective of a flat float64 vector.
+
+    Callers (the problem layer) pass contiguous 1-D float64 NumPy vectors. ``extra_evaluations``
+    counts evaluations made beyond the one each call stands for (finite differences).
+    """
+
+    extra_evaluations: int
 
     def value(self, x: np.ndarray) -> float: ...
 

@@ -9,7 +9,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..params import ParamSpec
-from .base import Backend, as_flat_float64
+from .base import Backend
 from .common import require_scalar_shape
 
 
@@ -51,6 +51,7 @@ class _JaxCompiled:
         self.n = spec.size
         self._compiled: dict[str, Any] = {}
         self.traces = 0
+        self.extra_evaluations = 0
 
     def params_of(self, x: Any) -> Any:
         leaves = [
@@ -60,7 +61,6 @@ class _JaxCompiled:
         return self.spec.unflatten_leaves(leaves)
 
     def _input(self, x: np.ndarray) -> np.ndarray:
-        x = as_flat_float64(x)
         return x if self.dtype == np.float64 else x.astype(self.dtype)
 
     def _aot(self, name: str, build: Callable[[], Callable], *avals: Any) -> Any:
@@ -90,6 +90,11 @@ class JaxScalar(_JaxCompiled):
         return float(compiled(self._input(x)))
 
     def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        compiled = self._compiled.get("value_and_grad")
+        if compiled is not None:  # the hot path of every gradient method
+            out = np.asarray(compiled(self._input(x)))
+            return float(out[0]), out[1:].astype(np.float64)
+
         def build():
             jax, jnp = _jax()
             vg = jax.value_and_grad(self.flat_fun)
