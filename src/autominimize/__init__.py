@@ -12,12 +12,14 @@ from ._minimize import PrecisionFallbackWarning, minimize
 from .backends import clear_compile_cache
 from .bounds import BoundsError
 from .constraints import ConstraintError
+from .history import History
+from .log import read_log
 from .params import ParamSpec
 
 __version__ = "0.1.0"
 
 # Integrations import their framework, so they load on first attribute access only.
-_LAZY_SUBMODULES = ("torch", "keras", "tf", "optim")
+_LAZY_SUBMODULES = ("torch", "keras", "tf", "optim", "plot")
 
 
 def __getattr__(name: str):
@@ -29,11 +31,14 @@ def __getattr__(name: str):
         return module
     raise AttributeError(f"module 'autominimize' has no attribute {name!r}")
 
+
 __all__ = [
     "minimize",
     "ParamSpec",
     "BoundsError",
     "ConstraintError",
+    "History",
+    "read_log",
     "PrecisionFallbackWarning",
     "clear_compile_cache",
     "__version__",

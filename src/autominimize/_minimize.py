@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import replace
 from typing import Any, Callable
@@ -15,8 +16,11 @@ from .calling import make_caller, resolve_unpack
 from .constraints import normalize_constraints
 from .drivers.methods import CUSTOM_METHOD, METHODS, check_supports, method_name
 from .drivers.scipy_local import run_minimize, wrap_callback
+from .history import History, LossCallback
+from .log import SQLiteLog, read_log
 from .params import ParamSpec
 from .problem import Objective
+from .progress import ProgressBar
 
 __all__ = ["minimize", "PRECISIONS", "HVP_TYPES"]
 
@@ -63,6 +67,12 @@ def minimize(
     unpack: str = "auto",
     hvp_type: str | None = None,
     torch_device: Any = None,
+    history: bool = True,
+    log: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+    progress: bool = False,
+    step_callback: Callable | None = None,
+    loss_callback: Callable | None = None,
 ) -> so.OptimizeResult:
     """Minimize ``fun`` over a parameter structure with exact derivatives.
 
@@ -103,6 +113,21 @@ def minimize(
     hvp_type, torch_device
         autograd-minimize's arguments: every ``hvp_type`` gives the same exact product;
         ``torch_device`` is where torch evaluates when x0 holds no tensors.
+    history : bool
+        Keep every evaluation and iteration in ``res.history`` (default); False records nothing.
+    log : path, optional
+        An SQLite file that receives the run's evaluations and iterations as they happen
+        (see ``docs/observing.md`` for the schema; read it back with ``am.read_log``).
+    resume : path, optional
+        Start from the best point of the last run logged in this file (x0 gives the structure).
+    progress : bool
+        Show a tqdm progress bar (iteration, f, |g|, evaluations per second).
+    step_callback, loss_callback
+        TF1's callbacks: ``step_callback(x)`` after each iteration (x in x0's structure),
+        ``loss_callback(f)`` after each evaluation of the objective.
+
+    A KeyboardInterrupt (Ctrl-C) ends the solve cleanly: the log is flushed and the result
+    holds the best point found, with ``success=False`` and a message saying so.
 
     Returns
     -------
@@ -177,6 +202,8 @@ def minimize(
             return UserValueAndGrad(call_flat, spec)
         return _compile(backend_obj, "scalar", fun, call, spec, precision_name, unpack, args, torch_device)
 
+    if resume is not None:
+        x0_flat = _resume_point(resume, spec)
     derivatives = _user_derivatives(
         spec, jac, hess, hessp, flat_call, lambda v: _backends.framework_params(backend_name, spec, v), args
     )
@@ -189,47 +216,129 @@ def minimize(
                 stacklevel=2,
             )
 
-    with backend_obj.solve_context(dtype):
-        functions = compile_scalar(dtype)
-        objective = Objective(functions, spec, differentiable=info.gradient not in (None, "scipy"), uses_hvp=second_order == "hessp", **derivatives)
-        try:
-            _first_evaluation(objective, info, x0_flat)
-        except Exception as exc:
-            if precision_explicit or dtype == "float32" or backend_name not in ("torch", "tensorflow") or not _is_dtype_mismatch(exc):
-                raise
-            warnings.warn(
-                f"the objective failed in float64 ({str(exc).splitlines()[0]}); it embeds float32 "
-                "constants, so it is computed in float32. Pass precision='float32' to choose this "
-                "explicitly.",
-                PrecisionFallbackWarning,
-                stacklevel=2,
-            )
-            dtype = "float32"
-            functions = compile_scalar(dtype)
-            objective = Objective(functions, spec, differentiable=info.gradient not in (None, "scipy"), uses_hvp=second_order == "hessp", **derivatives)
-            _first_evaluation(objective, info, x0_flat)
+    observers, sinks = _observers(history, log, progress, loss_callback, name, options)
+    if sinks.history is not None:
+        sinks.history.leaves = [(leaf.path, a, b) for leaf, a, b in zip(spec.leaves, spec.offsets, spec.offsets[1:])]
+    if sinks.log is not None:
+        sinks.log.start_run(
+            method=name, backend=backend_name, precision=dtype, n=spec.size,
+            options={"tol": tol, "options": options, "bounds": bounds is not None, "constraints": has_constraints},
+            structure=spec.unflatten(x0_flat),
+        )
 
-        scipy_constraints, constraint_functions = normalize_constraints(
-            constraint_items,
-            name,
-            spec,
-            lambda c, extra: _compile(backend_obj, "vector", c, caller(c, extra or args), spec, dtype, unpack, extra or args, torch_device),
-            lambda f, extra: flat_call(f, extra or args),
+    def new_objective(precision_name: str) -> Objective:
+        return Objective(
+            compile_scalar(precision_name), spec, differentiable=info.gradient not in (None, "scipy"),
+            uses_hvp=second_order == "hessp", observers=observers, **derivatives,
         )
-        result = run_minimize(
-            objective,
-            x0_flat,
-            method if callable(method) else name,
-            info,
-            second_order=second_order,
-            gradient_scheme=gradient_scheme,
-            bounds=flat_bounds,
-            constraints=scipy_constraints,
-            tol=tol,
-            callback=wrap_callback(callback, spec, info, name, objective),
-            options=options,
+
+    objective = None
+    try:
+        with backend_obj.solve_context(dtype):
+            objective = new_objective(dtype)
+            try:
+                _first_evaluation(objective, info, x0_flat)
+            except Exception as exc:
+                if precision_explicit or dtype == "float32" or backend_name not in ("torch", "tensorflow") or not _is_dtype_mismatch(exc):
+                    raise
+                warnings.warn(
+                    f"the objective failed in float64 ({str(exc).splitlines()[0]}); it embeds float32 "
+                    "constants, so it is computed in float32. Pass precision='float32' to choose this "
+                    "explicitly.",
+                    PrecisionFallbackWarning,
+                    stacklevel=2,
+                )
+                dtype = "float32"
+                objective = new_objective(dtype)
+                _first_evaluation(objective, info, x0_flat)
+                if sinks.log is not None:
+                    sinks.log.set_precision(dtype)
+            scipy_constraints, constraint_functions = normalize_constraints(
+                constraint_items,
+                name,
+                spec,
+                lambda c, extra: _compile(backend_obj, "vector", c, caller(c, extra or args), spec, dtype, unpack, extra or args, torch_device),
+                lambda f, extra: flat_call(f, extra or args),
+            )
+            result = run_minimize(
+                objective,
+                x0_flat,
+                method if callable(method) else name,
+                info,
+                second_order=second_order,
+                gradient_scheme=gradient_scheme,
+                bounds=flat_bounds,
+                constraints=scipy_constraints,
+                tol=tol,
+                callback=wrap_callback(callback, spec, info, name, objective, step_callback),
+                options=options,
+            )
+    except KeyboardInterrupt:
+        if objective is None:
+            sinks.close(status=-1, success=False, message="Interrupted before the first evaluation.", objective=None)
+            raise
+        constraint_functions = []
+        result = so.OptimizeResult(
+            x=objective.best_x if objective.best_x is not None else x0_flat, fun=objective.best_f,
+            success=False, status=-1, nit=objective.nit,
+            message="Interrupted by KeyboardInterrupt (Ctrl-C); x is the best point evaluated.",
         )
-    return _finish(result, objective, spec, backend_name, dtype, constraint_functions)
+    except BaseException as exc:
+        if objective is not None and objective.best_x is not None:
+            exc.autominimize_best_x = spec.restore(objective.best_x)
+        sinks.close(status=-1, success=False, message=f"{type(exc).__name__}: {exc}", objective=objective)
+        raise
+    sinks.close(status=result.get("status"), success=result.get("success", False), message=result.get("message", ""), objective=objective)
+    result = _finish(result, objective, spec, backend_name, dtype, constraint_functions)
+    if sinks.history is not None:
+        result.history = sinks.history
+    return result
+
+
+class _Sinks:
+    """The observers that need closing or handing back when the solve ends."""
+
+    def __init__(self, history: History | None, log: SQLiteLog | None, bar: Any):
+        self.history, self.log, self.bar = history, log, bar
+
+    def close(self, *, status: Any, success: bool, message: str, objective: Objective | None) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.log is not None:
+            best_f = objective.best_f if objective is not None else np.inf
+            best_x = objective.best_x if objective is not None else None
+            self.log.finish(status=status, success=success, message=message, best_f=best_f, best_x=best_x)
+
+
+def _observers(history: bool, log: Any, progress: bool, loss_callback: Callable | None, name: str, options: dict | None) -> tuple[list, _Sinks]:
+    observers: list = []
+    recorded = History() if history else None
+    if recorded is not None:
+        observers.append(recorded)
+    sqlite_log = None
+    if log is not None:
+        if not isinstance(log, (str, os.PathLike)):
+            raise TypeError(f"log must be a file path for an SQLite log; got {type(log).__name__}.")
+        sqlite_log = SQLiteLog(log)
+        observers.append(sqlite_log)
+    bar = None
+    if progress:
+        bar = ProgressBar(name, total=(options or {}).get("maxiter"))
+        observers.append(bar)
+    if loss_callback is not None:
+        observers.append(LossCallback(loss_callback))
+    return observers, _Sinks(recorded, sqlite_log, bar)
+
+
+def _resume_point(path: Any, spec: ParamSpec) -> np.ndarray:
+    logged = read_log(path)
+    if logged.best_x is None:
+        raise ValueError(f"resume={os.fspath(path)!r}: its last run (run {logged.run_id}) recorded no point to resume from.")
+    if logged.best_x.size != spec.size:
+        raise ValueError(
+            f"resume={os.fspath(path)!r}: its last run has {logged.best_x.size} parameters but x0 has {spec.size}."
+        )
+    return logged.best_x.copy()
 
 
 def _backend_from_leaves(spec: ParamSpec) -> str:

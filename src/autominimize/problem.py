@@ -67,8 +67,11 @@ class Objective:
         hessp: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
         differentiable: bool = True,
         uses_hvp: bool = False,
+        observers: list | None = None,
     ) -> None:
         self.functions = functions
+        self.observers = observers or []
+        self.nit = 0
         # With HVPs to follow, a backend that can linearize while it computes the gradient
         # (JAX) does both in one call.
         self._linearize = None
@@ -122,7 +125,23 @@ class Objective:
             attach_point(exc, self.spec, x, what)
             raise
         finally:
-            self.counters.nfev += self.functions.extra_evaluations - before
+            extra = self.functions.extra_evaluations - before
+            if extra:
+                self.counters.nfev += extra
+                self._notify("finite-difference", x, float("nan"), None, extra)
+
+    def _notify(self, kind: str, x: np.ndarray, f: float, g: np.ndarray | None, count: int = 1) -> None:
+        for observer in self.observers:
+            observer.evaluation(kind, x, f, g, count)
+
+    def report_iteration(self, x: Any, f: float | None = None) -> None:
+        """The method accepted ``x`` as its next iterate: tell the observers."""
+        self.nit += 1
+        x = as_flat_float64(x)
+        if f is None:
+            f = self.value(x)
+        for observer in self.observers:
+            observer.iteration(self.nit, x, float(f), self.known_gradient(x), self.counters.as_dict())
 
     # -- what scipy calls -----------------------------------------------------------
     def value(self, x: Any) -> float:
@@ -132,6 +151,8 @@ class Objective:
         f = self._run("the objective", x, self._evaluate_value, x)
         self.counters.nfev += 1
         self._store(x, f, None)
+        if self.observers:
+            self._notify("value", x, f, None)
         return f
 
     def value_and_grad(self, x: Any) -> tuple[float, np.ndarray]:
@@ -151,6 +172,8 @@ class Objective:
         self.counters.nfev += 1
         self.counters.njev += 1
         self._store(x, f, g)
+        if self.observers:
+            self._notify("value_and_gradient", x, f, g)
         return f, g
 
     def _gradient_only(self, x: np.ndarray) -> np.ndarray:
@@ -162,6 +185,8 @@ class Objective:
         else:
             g = self._run("the gradient", x, self.functions.value_and_grad, x)[1]
         self.counters.njev += 1
+        if self.observers:
+            self._notify("gradient", x, self._f, g)
         return g
 
     def _value_grad_linearized(self, x: np.ndarray) -> tuple[float, np.ndarray]:
@@ -176,6 +201,8 @@ class Objective:
         x = as_flat_float64(x)
         p = as_flat_float64(p)
         self.counters.nhvp += 1
+        if self.observers:
+            self._notify("hvp", x, float("nan"), None)
         if self.user_hessp is not None:
             return self._run("the user-supplied hessp", x, self.user_hessp, x, p)
         if self._hvp is None or not np.array_equal(x, self._hvp_x):
@@ -192,4 +219,6 @@ class Objective:
         self._hess = np.asarray(self._run(what, x, source, x), dtype=np.float64)
         self._hess_x = x.copy()
         self.counters.nhev += 1
+        if self.observers:
+            self._notify("hessian", x, float("nan"), None)
         return self._hess

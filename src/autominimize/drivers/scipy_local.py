@@ -26,39 +26,51 @@ def _callback_style(callback: Callable) -> str:
 
 
 def wrap_callback(
-    callback: Callable | None, spec: ParamSpec, info: MethodInfo, method: str, objective: Objective
+    callback: Callable | None,
+    spec: ParamSpec,
+    info: MethodInfo,
+    method: str,
+    objective: Objective,
+    step_callback: Callable | None = None,
 ) -> Callable | None:
-    """A scipy callback that shows the user x in x0's structure.
+    """A scipy callback that reports each iteration and shows the user x in x0's structure.
 
     The user's callback may be new style (one parameter named ``intermediate_result``,
     receiving an ``OptimizeResult``) or old style (``callback(x)``; trust-constr's
-    ``callback(x, state)``). Returning ``True`` stops the solve, as raising StopIteration does.
+    ``callback(x, state)``); TF1's ``step_callback(x)`` is old style too. Returning ``True``
+    stops the solve, as raising StopIteration does. Without callbacks or observers, scipy
+    gets no callback at all.
     """
-    if callback is None:
+    if callback is None and step_callback is None and not objective.observers:
         return None
-    style = _callback_style(callback)
+    style = _callback_style(callback) if callback is not None else None
 
-    def call_user(x: np.ndarray, result: so.OptimizeResult | None) -> None:
+    def on_iteration(x: np.ndarray, result: so.OptimizeResult | None) -> None:
+        f = None if result is None else result.get("fun")
+        objective.report_iteration(x, f)
+        answers = []
         if style == "new":
             fields = dict(result) if result is not None else {"x": x, "fun": objective.value(x)}
             fields["x"] = spec.restore(np.asarray(fields["x"]))
-            answer = callback(intermediate_result=so.OptimizeResult(fields))
-        elif method == "trust-constr" and result is not None:
-            answer = callback(spec.restore(x), result)
-        else:
-            answer = callback(spec.restore(x))
-        if answer is True:
+            answers.append(callback(intermediate_result=so.OptimizeResult(fields)))
+        elif style == "old" and method == "trust-constr" and result is not None:
+            answers.append(callback(spec.restore(x), result))
+        elif style == "old":
+            answers.append(callback(spec.restore(x)))
+        if step_callback is not None:
+            answers.append(step_callback(spec.restore(x)))
+        if any(answer is True for answer in answers):
             raise StopIteration
 
     if info.new_callback:
 
         def scipy_callback(intermediate_result: so.OptimizeResult) -> None:
-            call_user(np.asarray(intermediate_result.x), intermediate_result)
+            on_iteration(np.asarray(intermediate_result.x), intermediate_result)
 
     else:
 
         def scipy_callback(xk: np.ndarray) -> None:
-            call_user(np.asarray(xk), None)
+            on_iteration(np.asarray(xk), None)
 
     return scipy_callback
 
@@ -106,7 +118,7 @@ def run_minimize(
             # TNC lets a callback's StopIteration escape; end the solve at the best point.
             x = objective.best_x if objective.best_x is not None else x0
             return so.OptimizeResult(
-                x=x, fun=objective.best_f, success=False, status=99, nit=None,
+                x=x, fun=objective.best_f, success=False, status=99, nit=objective.nit,
                 message="`callback` raised `StopIteration`.",
             )
         except so.OptimizeWarning as exc:

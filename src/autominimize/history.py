@@ -1,0 +1,109 @@
+"""What happened during a solve: every evaluation and every iteration, as it happens.
+
+The problem layer reports each evaluation and the driver each iteration to a list of
+observers: :class:`History` (``res.history``), the SQLite log, the progress bar and the
+user's ``loss_callback``. With none of them, nothing is recorded.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+
+__all__ = ["Evaluation", "Iteration", "History", "Observer", "EVALUATION_KINDS"]
+
+#: What one evaluation computed.
+EVALUATION_KINDS = ("value", "value_and_gradient", "gradient", "hvp", "hessian", "finite-difference")
+
+
+class Evaluation(NamedTuple):
+    """One evaluation: what it computed, at what time (seconds since the start), with what f."""
+
+    kind: str
+    time: float
+    f: float
+    grad_norm: float
+
+
+class Iteration(NamedTuple):
+    """One iteration of the method, as its callback reported it."""
+
+    nit: int
+    time: float
+    f: float
+    grad_norm: float
+    nfev: int
+    x: np.ndarray
+
+
+class Observer(Protocol):
+    def evaluation(self, kind: str, x: np.ndarray, f: float, grad: np.ndarray | None, count: int) -> None: ...
+
+    def iteration(self, nit: int, x: np.ndarray, f: float, grad: np.ndarray | None, counts: dict) -> None: ...
+
+
+def grad_norm(grad: np.ndarray | None) -> float:
+    return float(np.linalg.norm(grad)) if grad is not None else float("nan")
+
+
+@dataclass
+class History:
+    """Every evaluation and iteration of one solve (``res.history``).
+
+    Attributes
+    ----------
+    evaluations : list of Evaluation
+        ``kind`` is one of ``EVALUATION_KINDS``; ``grad_norm`` is NaN where no gradient was
+        computed; a finite-difference gradient of n evaluations is one entry per evaluation.
+    iterations : list of Iteration
+        With ``x`` as the flat vector (``spec.restore`` gives x0's structure).
+    leaves : list of (name, start, stop)
+        Where each leaf of x0 lies in the flat vector (``x0['U']`` is ``x[start:stop]``).
+
+    Examples
+    --------
+    >>> import numpy as np, autominimize as am
+    >>> res = am.minimize(lambda x: ((x - 1) ** 2).sum(), np.zeros(2), backend="numpy",
+    ...                   jac=lambda x: 2 * (x - 1))
+    >>> res.history.iterations[-1].f < res.history.iterations[0].f
+    True
+    """
+
+    evaluations: list[Evaluation] = field(default_factory=list)
+    iterations: list[Iteration] = field(default_factory=list)
+    leaves: list[tuple[str, int, int]] = field(default_factory=list)
+    start: float = field(default_factory=time.perf_counter, repr=False)
+
+    def evaluation(self, kind: str, x: np.ndarray, f: float, grad: np.ndarray | None, count: int) -> None:
+        now = time.perf_counter() - self.start
+        entry = Evaluation(kind, now, f, grad_norm(grad))
+        self.evaluations.extend([entry] * count)
+
+    def iteration(self, nit: int, x: np.ndarray, f: float, grad: np.ndarray | None, counts: dict) -> None:
+        now = time.perf_counter() - self.start
+        self.iterations.append(Iteration(nit, now, f, grad_norm(grad), counts["nfev"], np.array(x)))
+
+    def column(self, name: str, of: str = "iterations") -> np.ndarray:
+        """One field of every iteration (or evaluation) as an array, e.g. ``column('f')``."""
+        rows = getattr(self, of)
+        return np.array([getattr(row, name) for row in rows])
+
+    def __repr__(self) -> str:
+        return f"History({len(self.evaluations)} evaluations, {len(self.iterations)} iterations)"
+
+
+class LossCallback:
+    """TF1's ``loss_callback(f)``: called after every evaluation that computed a value."""
+
+    def __init__(self, callback: Any):
+        self.callback = callback
+
+    def evaluation(self, kind: str, x: np.ndarray, f: float, grad: np.ndarray | None, count: int) -> None:
+        if kind in ("value", "value_and_gradient"):
+            self.callback(f)
+
+    def iteration(self, nit: int, x: np.ndarray, f: float, grad: np.ndarray | None, counts: dict) -> None:
+        pass

@@ -1,0 +1,251 @@
+"""A crash-safe SQLite log of solves, written as they run, and read back with ``read_log``.
+
+Schema (one file holds any number of runs):
+
+``runs``
+    ``run_id`` INTEGER PRIMARY KEY, ``started`` (Unix time), ``method``, ``backend``,
+    ``precision``, ``options`` (JSON of the solve's arguments), ``n`` (number of parameters),
+    ``structure`` (pickled x0 structure with NumPy leaves, or NULL), ``status``,
+    ``success``, ``message``, ``finished`` (NULL while running or after a crash),
+    ``best_f``, ``best_x`` (float64 bytes).
+``evaluations``
+    ``run_id``, ``seq`` (1, 2, ...), ``time`` (seconds since the run started), ``kind``
+    (value, value_and_gradient, gradient, hvp, hessian, finite-difference), ``f``,
+    ``grad_norm``, ``x`` (float64 bytes, stored only when ``f`` improves on the best so far).
+``iterations``
+    ``run_id``, ``nit``, ``time``, ``f``, ``grad_norm``, ``nfev``, ``njev``, ``x`` (bytes).
+
+The file uses write-ahead logging and commits in batches (every ``commit_interval``
+seconds, and at the end); a process killed mid-run leaves every committed row readable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .history import Evaluation, History, Iteration, grad_norm
+
+__all__ = ["SQLiteLog", "read_log", "LoggedRun"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY, started REAL, method TEXT, backend TEXT, precision TEXT,
+    options TEXT, n INTEGER, structure BLOB, status INTEGER, success INTEGER, message TEXT,
+    finished REAL, best_f REAL, best_x BLOB);
+CREATE TABLE IF NOT EXISTS evaluations (
+    run_id INTEGER, seq INTEGER, time REAL, kind TEXT, f REAL, grad_norm REAL, x BLOB);
+CREATE TABLE IF NOT EXISTS iterations (
+    run_id INTEGER, nit INTEGER, time REAL, f REAL, grad_norm REAL, nfev INTEGER, njev INTEGER,
+    x BLOB);
+CREATE INDEX IF NOT EXISTS evaluations_run ON evaluations (run_id, seq);
+CREATE INDEX IF NOT EXISTS iterations_run ON iterations (run_id, nit);
+"""
+
+
+def _json_safe(options: dict) -> str:
+    return json.dumps(options, default=repr, sort_keys=True)
+
+
+class SQLiteLog:
+    """Observer writing one run's evaluations and iterations to an SQLite file.
+
+    Parameters
+    ----------
+    path
+        The file; created if missing. Runs already in it are kept.
+    commit_interval
+        Seconds between commits while the run goes on.
+    """
+
+    def __init__(self, path: str | os.PathLike, commit_interval: float = 0.5):
+        self.path = os.fspath(path)
+        self.commit_interval = commit_interval
+        self.connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.connection.execute("PRAGMA journal_mode=WAL")
+        self.connection.execute("PRAGMA synchronous=NORMAL")
+        self.connection.executescript(_SCHEMA)
+        self.run_id: int | None = None
+        self._evaluations: list[tuple] = []
+        self._iterations: list[tuple] = []
+        self._seq = 0
+        self._best = np.inf
+        self._start = time.perf_counter()
+        self._last_commit = self._start
+
+    def start_run(self, *, method: str, backend: str, precision: str, n: int, options: dict, structure: Any) -> int:
+        try:
+            template = pickle.dumps(structure)
+        except Exception:  # a structure with unpicklable containers is stored flat only
+            template = None
+        cursor = self.connection.execute(
+            "INSERT INTO runs (started, method, backend, precision, options, n, structure) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (time.time(), method, backend, precision, _json_safe(options), n, template),
+        )
+        self.run_id = cursor.lastrowid
+        self._start = self._last_commit = time.perf_counter()
+        return self.run_id
+
+    def set_precision(self, precision: str) -> None:
+        self.connection.execute("UPDATE runs SET precision = ? WHERE run_id = ?", (precision, self.run_id))
+
+    # -- observer -----------------------------------------------------------------------
+    def evaluation(self, kind: str, x: np.ndarray, f: float, grad: np.ndarray | None, count: int) -> None:
+        now = time.perf_counter()
+        stored_x = None
+        if f < self._best:
+            self._best = f
+            stored_x = x.tobytes()
+        norm = grad_norm(grad)
+        for _ in range(count):
+            self._seq += 1
+            self._evaluations.append((self.run_id, self._seq, now - self._start, kind, f, norm, stored_x))
+        if now - self._last_commit > self.commit_interval:
+            self.flush()
+
+    def iteration(self, nit: int, x: np.ndarray, f: float, grad: np.ndarray | None, counts: dict) -> None:
+        now = time.perf_counter()
+        self._iterations.append(
+            (self.run_id, nit, now - self._start, f, grad_norm(grad), counts["nfev"], counts["njev"], x.tobytes())
+        )
+        if now - self._last_commit > self.commit_interval:
+            self.flush()
+
+    # -- writing ------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Commit every buffered row."""
+        if not (self._evaluations or self._iterations):
+            return
+        with self.connection:
+            self.connection.execute("BEGIN")
+            self.connection.executemany("INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?)", self._evaluations)
+            self.connection.executemany("INSERT INTO iterations VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self._iterations)
+        self._evaluations.clear()
+        self._iterations.clear()
+        self._last_commit = time.perf_counter()
+
+    def finish(self, *, status: Any, success: bool, message: str, best_f: float, best_x: np.ndarray | None) -> None:
+        """Write what is left and the run's outcome, then close the file."""
+        self.flush()
+        self.connection.execute(
+            "UPDATE runs SET status = ?, success = ?, message = ?, finished = ?, best_f = ?, best_x = ? WHERE run_id = ?",
+            (
+                None if status is None else int(status),
+                int(bool(success)),
+                str(message),
+                time.time(),
+                float(best_f),
+                None if best_x is None else np.asarray(best_x, dtype=np.float64).tobytes(),
+                self.run_id,
+            ),
+        )
+        self.close()
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+@dataclass
+class LoggedRun:
+    """One run read back from a log file.
+
+    ``x`` is the best point in x0's structure (NumPy leaves) when the structure could be
+    stored, else the flat vector; ``best_x`` is always the flat vector. ``finished`` is
+    None for a run that was interrupted or killed.
+    """
+
+    run_id: int
+    method: str
+    backend: str
+    precision: str
+    options: dict
+    started: float
+    finished: float | None
+    success: bool | None
+    message: str | None
+    best_f: float
+    best_x: np.ndarray | None
+    x: Any
+    history: History
+
+
+def _structure(template: bytes | None, flat: np.ndarray | None) -> Any:
+    if flat is None or template is None:
+        return flat
+    import optree
+
+    structure = pickle.loads(template)
+    leaves, treedef = optree.tree_flatten(structure)
+    sizes = np.cumsum([0] + [np.size(leaf) for leaf in leaves])
+    parts = [
+        flat[a:b].reshape(np.shape(leaf)) if np.ndim(leaf) else float(flat[a])
+        for leaf, a, b in zip(leaves, sizes, sizes[1:])
+    ]
+    return optree.tree_unflatten(treedef, parts)
+
+
+def read_log(path: str | os.PathLike, run: int | None = None) -> LoggedRun:
+    """Read one run of a log file (the last one by default): its history and best point.
+
+    Examples
+    --------
+    >>> import numpy as np, autominimize as am, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "run.sqlite")
+    >>> res = am.minimize(lambda x: ((x - 2) ** 2).sum(), np.zeros(2), backend="numpy",
+    ...                   jac=lambda x: 2 * (x - 2), log=path)
+    >>> logged = am.read_log(path)
+    >>> bool(np.allclose(logged.best_x, 2)), len(logged.history.iterations) == res.nit
+    (True, True)
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"log={os.fspath(path)!r}: no such file.")
+    connection = sqlite3.connect(f"file:{os.fspath(path)}?mode=ro", uri=True)
+    try:
+        if run is None:
+            row = connection.execute("SELECT max(run_id) FROM runs").fetchone()
+            if row is None or row[0] is None:
+                raise ValueError(f"{os.fspath(path)!r} holds no run.")
+            run = row[0]
+        meta = connection.execute(
+            "SELECT run_id, method, backend, precision, options, started, finished, success, message, best_f, best_x, structure, n FROM runs WHERE run_id = ?",
+            (run,),
+        ).fetchone()
+        if meta is None:
+            runs = [r[0] for r in connection.execute("SELECT run_id FROM runs ORDER BY run_id")]
+            raise ValueError(f"run={run!r} is not in {os.fspath(path)!r}; its runs are {runs}.")
+        evaluations = connection.execute(
+            "SELECT kind, time, f, grad_norm, x FROM evaluations WHERE run_id = ? ORDER BY seq", (run,)
+        ).fetchall()
+        iterations = connection.execute(
+            "SELECT nit, time, f, grad_norm, nfev, x FROM iterations WHERE run_id = ? ORDER BY nit", (run,)
+        ).fetchall()
+    finally:
+        connection.close()
+    history = History(
+        evaluations=[Evaluation(kind, t, f if f is not None else np.nan, g if g is not None else np.nan) for kind, t, f, g, _ in evaluations],
+        iterations=[Iteration(nit, t, f, g if g is not None else np.nan, nfev, np.frombuffer(x)) for nit, t, f, g, nfev, x in iterations],
+    )
+    if meta[11] is not None:
+        from .params import ParamSpec
+
+        spec = ParamSpec.from_tree(pickle.loads(meta[11]))
+        history.leaves = [(leaf.path, a, b) for leaf, a, b in zip(spec.leaves, spec.offsets, spec.offsets[1:])]
+    best_f, best_x = meta[9], None if meta[10] is None else np.frombuffer(meta[10]).copy()
+    if best_x is None:  # the run did not finish: take the best committed evaluation
+        finite = [(f, x) for _, _, f, _, x in evaluations if x is not None and f is not None]
+        if finite:
+            best_f, raw = min(finite, key=lambda item: item[0])
+            best_x = np.frombuffer(raw).copy()
+    return LoggedRun(
+        run_id=meta[0], method=meta[1], backend=meta[2], precision=meta[3], options=json.loads(meta[4] or "{}"),
+        started=meta[5], finished=meta[6], success=None if meta[7] is None else bool(meta[7]), message=meta[8],
+        best_f=np.inf if best_f is None else best_f, best_x=best_x, x=_structure(meta[11], best_x), history=history,
+    )
+

@@ -1,0 +1,160 @@
+"""Plots of solves: criterion against iterations/evaluations/time, parameter paths, profiles.
+
+Each function returns a ``matplotlib.figure.Figure`` (no pyplot state is touched), so
+``fig.savefig("run.png")`` works in scripts, tests and notebooks alike. Needs the ``plot``
+extra (matplotlib).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from .history import History
+
+__all__ = ["criterion", "params", "profile"]
+
+
+def _figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] = (6.4, 4.0)):
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ImportError("am.plot needs matplotlib: pip install 'autominimize[plot]'") from None
+    figure = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
+    axes = figure.subplots(nrows, ncols, squeeze=False)
+    return figure, axes
+
+
+def _history_of(item: Any) -> History:
+    if isinstance(item, (str, os.PathLike)):
+        from .log import read_log
+
+        return read_log(item).history
+    history = getattr(item, "history", None)
+    if isinstance(history, History):
+        return history
+    if isinstance(item, History):
+        return item
+    raise TypeError(
+        f"cannot plot a {type(item).__name__}: give results of am.minimize (with history=True), "
+        "runs from am.read_log, log file paths, or a list or dict of those."
+    )
+
+
+def _labelled(runs: Any) -> list[tuple[str, History]]:
+    if isinstance(runs, Mapping):
+        return [(str(label), _history_of(run)) for label, run in runs.items()]
+    if isinstance(runs, (list, tuple)):
+        return [(f"run {i}", _history_of(run)) for i, run in enumerate(runs)]
+    return [("run", _history_of(runs))]
+
+
+def criterion(runs: Any, x: str = "iterations", log_scale: bool = True):
+    """f against iterations, evaluations or time, one line per run.
+
+    Parameters
+    ----------
+    runs
+        A result, a logged run, a log file path, or a list (or a dict label → run) of those.
+    x : {'iterations', 'evaluations', 'time'}
+        What goes on the horizontal axis. 'evaluations' draws the best f so far against the
+        number of evaluations that computed a value.
+    log_scale
+        A logarithmic f axis (values are shifted to stay positive when some are ≤ 0).
+
+    Examples
+    --------
+    >>> import numpy as np, autominimize as am
+    >>> res = am.minimize(lambda v: ((v - 1) ** 2).sum(), np.zeros(3), backend="numpy",
+    ...                   jac=lambda v: 2 * (v - 1))
+    >>> fig = am.plot.criterion({"BFGS": res}, x="evaluations")
+    """
+    choices = ("iterations", "evaluations", "time")
+    if x not in choices:
+        raise ValueError(f"x={x!r} is not one of {choices}.")
+    figure, axes = _figure()
+    ax = axes[0, 0]
+    curves = []
+    for label, history in _labelled(runs):
+        if x == "evaluations":
+            values = np.array([e.f for e in history.evaluations if e.kind in ("value", "value_and_gradient")])
+            ys = np.minimum.accumulate(values) if values.size else values
+            xs = np.arange(1, ys.size + 1)
+        else:
+            ys = history.column("f")
+            xs = history.column("nit") if x == "iterations" else history.column("time")
+        curves.append((label, xs, ys))
+    floor = min((ys.min() for _, _, ys in curves if ys.size), default=0.0)
+    shift = (1e-16 - floor) if log_scale and floor <= 0 else 0.0
+    for label, xs, ys in curves:
+        ax.plot(xs, ys + shift, label=label, marker="." if xs.size < 50 else None)
+    if log_scale:
+        ax.set_yscale("log")
+    ax.set_xlabel({"iterations": "iteration", "evaluations": "evaluations of f", "time": "seconds"}[x])
+    ax.set_ylabel("f" + (f" + {shift:.3g}" if shift else "") + (" (best so far)" if x == "evaluations" else ""))
+    ax.grid(True, alpha=0.3)
+    if len(curves) > 1 or curves and curves[0][0] != "run":
+        ax.legend()
+    return figure
+
+
+def params(result: Any, max_lines: int = 12):
+    """The path of each parameter leaf over the iterations: one panel per leaf.
+
+    At most ``max_lines`` elements of a leaf are drawn (the first ones).
+    """
+    history = _history_of(result)
+    if not history.iterations:
+        raise ValueError("the run recorded no iteration to plot (was it run with history=True?)")
+    path = np.stack([it.x for it in history.iterations])
+    leaves = history.leaves or [("x", 0, path.shape[1])]
+    figure, axes = _figure(ncols=min(len(leaves), 3), nrows=-(-len(leaves) // 3), size=(4.5, 3.2))
+    flat_axes = axes.ravel()
+    nit = history.column("nit")
+    for ax, (name, start, stop) in zip(flat_axes, leaves):
+        for j in range(start, min(stop, start + max_lines)):
+            ax.plot(nit, path[:, j], lw=1)
+        ax.set_title(name)
+        ax.set_xlabel("iteration")
+        ax.grid(True, alpha=0.3)
+    for ax in flat_axes[len(leaves):]:
+        ax.set_visible(False)
+    return figure
+
+
+def profile(rows: Iterable[Mapping[str, Any]], measure: str = "seconds", tau_max: float | None = None):
+    """Performance profiles (Dolan & Moré, 2002) of solvers over problems.
+
+    ``rows`` are mappings with keys ``problem``, ``solver`` and ``measure`` (seconds by
+    default; a missing or non-finite value means the solver failed on that problem), such as
+    the rows ``autominimize.bench.run`` returns. For each solver, the curve is the fraction of
+    problems it solves within a factor τ of the best solver.
+    """
+    table: dict[str, dict[str, float]] = {}
+    for row in rows:
+        value = row.get(measure)
+        value = float(value) if value is not None and np.isfinite(value) else np.inf
+        table.setdefault(str(row["solver"]), {})[str(row["problem"])] = value
+    if not table:
+        raise ValueError("rows is empty: nothing to profile.")
+    problems = sorted({p for results in table.values() for p in results})
+    matrix = np.array([[table[s].get(p, np.inf) for p in problems] for s in table])
+    best = matrix.min(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratios = np.where(np.isfinite(best), matrix / best, np.inf)
+    finite = ratios[np.isfinite(ratios)]
+    upper = tau_max or max(2.0, float(finite.max()) * 1.05 if finite.size else 2.0)
+    taus = np.geomspace(1.0, upper, 200)
+    figure, axes = _figure()
+    ax = axes[0, 0]
+    for solver, solver_ratios in zip(table, ratios):
+        ax.step(taus, [(solver_ratios <= t).mean() for t in taus], where="post", label=solver)
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel(f"τ (within a factor τ of the best {measure})")
+    ax.set_ylabel("fraction of problems")
+    ax.legend()
+    ax.grid(True, alpha=0.3)
+    return figure

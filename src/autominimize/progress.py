@@ -1,0 +1,40 @@
+"""A tqdm progress bar for a solve: iteration, f, |g| and evaluations per second."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+__all__ = ["ProgressBar"]
+
+
+class ProgressBar:
+    """Observer showing one bar per solve (``progress=True``).
+
+    tqdm picks a notebook widget in Jupyter; outside a terminal or notebook (a log file, a
+    CI job) the bar is disabled, so it never writes carriage returns into a log.
+    """
+
+    def __init__(self, description: str, total: int | None = None):
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            raise ImportError("progress=True needs tqdm: pip install 'autominimize[progress]'") from None
+        self.bar = tqdm(total=total, desc=description, unit="it", disable=None, dynamic_ncols=True)
+        self.evaluations = 0
+        self.start = time.perf_counter()
+
+    def evaluation(self, kind: str, x: np.ndarray, f: float, grad: np.ndarray | None, count: int) -> None:
+        self.evaluations += count
+
+    def iteration(self, nit: int, x: np.ndarray, f: float, grad: np.ndarray | None, counts: dict) -> None:
+        rate = self.evaluations / max(time.perf_counter() - self.start, 1e-9)
+        postfix = {"f": f"{f:.6g}", "evals/s": f"{rate:.0f}"}
+        if grad is not None:
+            postfix["|g|"] = f"{np.linalg.norm(grad):.3g}"
+        self.bar.set_postfix(postfix, refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()

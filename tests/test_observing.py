@@ -1,0 +1,219 @@
+"""History, callbacks, the SQLite log, Ctrl-C, the progress bar and plots."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import autominimize as am
+from conftest import rosen_der, rosen_for
+
+ROSEN = rosen_for("numpy")
+
+
+def _solve(**kwargs):
+    return am.minimize(ROSEN, np.zeros(4), method="L-BFGS-B", backend="numpy", jac=rosen_der, **kwargs)
+
+
+def test_history_records_every_evaluation_and_iteration():
+    res = _solve()
+    kinds = [e.kind for e in res.history.evaluations]
+    # a user jac is a separate call: each point is one value and one gradient evaluation
+    assert kinds == ["value", "gradient"] * res.nfev and res.njev == res.nfev
+    assert len(res.history.iterations) == res.nit
+    assert [it.nit for it in res.history.iterations] == list(range(1, res.nit + 1))
+    f = res.history.column("f")
+    assert f[-1] == pytest.approx(res.fun) and f[0] > f[-1]
+    assert np.all(np.diff(res.history.column("time")) >= 0)
+    np.testing.assert_allclose(res.history.iterations[-1].x, res.x)
+
+
+def test_finite_difference_evaluations_are_recorded_as_such():
+    res = am.minimize(ROSEN, np.zeros(3), method="L-BFGS-B", backend="numpy")
+    kinds = [e.kind for e in res.history.evaluations]
+    assert kinds.count("finite-difference") == res.nfev - kinds.count("value") - kinds.count("value_and_gradient")
+    assert kinds.count("finite-difference") >= 3 * res.njev
+
+
+def test_history_false_records_nothing():
+    res = _solve(history=False)
+    assert "history" not in res
+
+
+def test_callbacks_new_old_tf1_styles_and_early_stop():
+    seen = {"new": [], "old": [], "step": [], "loss": []}
+
+    def new_style(intermediate_result):
+        seen["new"].append(intermediate_result.x["w"].shape)
+
+    res = am.minimize(lambda p: ROSEN(p["w"]), {"w": np.zeros(4)}, method="BFGS", backend="numpy",
+                      jac=lambda p: {"w": rosen_der(p["w"])}, callback=new_style,
+                      step_callback=lambda x: seen["step"].append(x["w"].copy()),
+                      loss_callback=lambda f: seen["loss"].append(f))
+    assert seen["new"] == [(4,)] * res.nit
+    assert len(seen["step"]) == res.nit and len(seen["loss"]) == res.nfev
+    stopped = _solve(callback=lambda x: len(seen["old"].append(x) or seen["old"]) >= 3)
+    assert stopped.nit == 3 and not stopped.success and "callback" in stopped.message
+
+
+def test_tnc_callback_can_stop_too():
+    res = am.minimize(ROSEN, np.zeros(4), method="TNC", backend="numpy", jac=rosen_der, callback=lambda x: True)
+    assert not res.success and res.nit == 1
+    assert np.isfinite(res.fun) and res.x.shape == (4,)
+
+
+def test_log_keeps_several_runs_and_reads_back(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    first = _solve(log=path, options={"maxiter": 5})
+    second = am.minimize(ROSEN, np.zeros(4), method="BFGS", backend="numpy", jac=rosen_der, log=path)
+    run1, run2 = am.read_log(path, run=1), am.read_log(path)
+    assert (run1.run_id, run2.run_id) == (1, 2)
+    assert run1.method == "l-bfgs-b" and run2.method == "bfgs" and run2.backend == "numpy"
+    assert run1.options["options"] == {"maxiter": 5}
+    assert len(run1.history.iterations) == first.nit == 5
+    assert len(run2.history.evaluations) == second.nfev + second.njev
+    np.testing.assert_allclose(run2.best_x, second.x)
+    assert run2.best_f == pytest.approx(second.fun) and run2.finished is not None and run2.success
+    with pytest.raises(ValueError, match=r"run=7 is not in .* its runs are \[1, 2\]"):
+        am.read_log(path, run=7)
+
+
+def test_resume_continues_from_the_best_point_of_the_last_run(tmp_path):
+    path = tmp_path / "resume.sqlite"
+    first = _solve(log=path, options={"maxiter": 8})
+    resumed = _solve(log=path, resume=path)
+    assert resumed.history.iterations[0].f <= first.fun
+    assert resumed.nit < _solve().nit
+    np.testing.assert_allclose(resumed.x, 1.0, atol=1e-4)
+    with pytest.raises(ValueError, match=r"resume=.* has 4 parameters but x0 has 2"):
+        am.minimize(ROSEN, np.zeros(2), method="L-BFGS-B", backend="numpy", jac=rosen_der, resume=path)
+
+
+_SLOW_RUN = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    import autominimize as am
+
+    def slow(x):
+        time.sleep(0.01)
+        return float(np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2))
+
+    print("started", flush=True)
+    res = am.minimize(slow, np.zeros(6), method="Nelder-Mead", backend="numpy", log=sys.argv[1],
+                      options={"maxiter": 100000, "xatol": 1e-14, "fatol": 1e-14})
+    print("RESULT", res.success, res.message, res.fun, flush=True)
+    """
+)
+
+
+def _start_slow_run(path):
+    process = subprocess.Popen([sys.executable, "-c", _SLOW_RUN, str(path)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "started"
+    deadline = time.time() + 60
+    while time.time() < deadline:  # wait until some rows are committed
+        time.sleep(0.5)
+        try:
+            with sqlite3.connect(path) as connection:
+                if connection.execute("SELECT count(*) FROM evaluations").fetchone()[0] > 20:
+                    return process
+        except sqlite3.Error:
+            continue
+    process.kill()
+    pytest.fail("the subprocess wrote no log rows in 60 s")
+
+
+def test_sigkill_leaves_every_committed_row_readable(tmp_path):
+    path = tmp_path / "killed.sqlite"
+    process = _start_slow_run(path)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    logged = am.read_log(path)
+    assert logged.finished is None  # the run never finished ...
+    assert len(logged.history.evaluations) > 20  # ... but what was committed is there
+    assert logged.best_x is not None and logged.best_x.shape == (6,)
+    assert logged.best_f == min(e.f for e in logged.history.evaluations)
+    resumed = am.minimize(ROSEN, np.zeros(6), method="L-BFGS-B", backend="numpy", jac=rosen_der, resume=path)
+    assert resumed.success
+
+
+def test_ctrl_c_returns_the_best_point_and_flushes_the_log(tmp_path):
+    path = tmp_path / "interrupted.sqlite"
+    process = _start_slow_run(path)
+    process.send_signal(signal.SIGINT)
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 0
+    line = [entry for entry in out.splitlines() if entry.startswith("RESULT")][0]
+    assert line.startswith("RESULT False Interrupted by KeyboardInterrupt")
+    logged = am.read_log(path)
+    assert logged.finished is not None and not logged.success
+    assert float(line.split()[-1]) == pytest.approx(logged.best_f)
+    assert len(logged.history.evaluations) > 20
+
+
+def test_progress_bar_draws_in_a_terminal_and_stays_silent_in_a_pipe():
+    pytest.importorskip("tqdm")
+    code = "import numpy as np, autominimize as am; am.minimize(lambda x: ((x - 1) ** 2).sum(), np.zeros(3), method='L-BFGS-B', backend='numpy', progress=True)"
+    piped = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert piped.stderr == "" and piped.stdout == ""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a real terminal's size
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=follower, stderr=follower)
+    os.close(follower)
+    process.wait(timeout=60)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    text = shown.decode(errors="replace")
+    assert "l-bfgs-b" in text and "f=" in text and "evals/s=" in text
+
+
+def _png_is_drawn(path):
+    from matplotlib.image import imread
+
+    image = imread(path)
+    assert image.shape[0] > 200 and image.shape[1] > 200
+    assert float(np.std(image[..., :3])) > 0.01  # not blank
+
+
+def test_plots_render(tmp_path):
+    pytest.importorskip("matplotlib")
+    log_path = tmp_path / "plot.sqlite"
+    bfgs = am.minimize(lambda p: ROSEN(p["w"]) + (p["b"] ** 2).sum(), {"w": np.zeros(4), "b": np.ones(2)}, method="BFGS",
+                       backend="numpy", jac=lambda p: {"w": rosen_der(p["w"]), "b": 2 * p["b"]}, log=log_path)
+    lbfgs = _solve()
+    for x in ("iterations", "evaluations", "time"):
+        figure = am.plot.criterion({"BFGS (log)": log_path, "L-BFGS-B": lbfgs}, x=x)
+        figure.savefig(tmp_path / f"criterion_{x}.png")
+        _png_is_drawn(tmp_path / f"criterion_{x}.png")
+    figure = am.plot.params(bfgs)
+    assert [ax.get_title() for ax in figure.axes if ax.get_visible()] == ["x0['b']", "x0['w']"]
+    figure.savefig(tmp_path / "params.png")
+    _png_is_drawn(tmp_path / "params.png")
+    rows = [{"problem": p, "solver": s, "seconds": t} for p, s, t in
+            [("a", "jax", 1.0), ("a", "torch", 2.0), ("b", "jax", 3.0), ("b", "torch", 1.5), ("c", "jax", 1.0), ("c", "torch", None)]]
+    figure = am.plot.profile(rows)
+    figure.savefig(tmp_path / "profile.png")
+    _png_is_drawn(tmp_path / "profile.png")
+    with pytest.raises(TypeError, match="cannot plot a int"):
+        am.plot.criterion(3)
