@@ -88,8 +88,9 @@ def criterion(runs: Any, x: str = "iterations", log_scale: bool = True):
         curves.append((label, xs, ys))
     floor = min((ys.min() for _, _, ys in curves if ys.size), default=0.0)
     shift = (1e-16 - floor) if log_scale and floor <= 0 else 0.0
+    marker = "." if all(xs.size < 50 for _, xs, _ in curves) else None
     for label, xs, ys in curves:
-        ax.plot(xs, ys + shift, label=label, marker="." if xs.size < 50 else None)
+        ax.plot(xs, ys + shift, label=label, marker=marker)
     if log_scale:
         ax.set_yscale("log")
     ax.set_xlabel({"iterations": "iteration", "evaluations": "evaluations of f", "time": "seconds"}[x])
