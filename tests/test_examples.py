@@ -25,3 +25,16 @@ def test_observing_example_draws_its_pictures(tmp_path, monkeypatch):
     written = module["main"](str(tmp_path))
     assert sorted(os.path.basename(p) for p in written) == ["criterion.png", "params.png", "profile.png"]
     assert all(os.path.getsize(p) > 5000 for p in written)
+
+
+def test_readme_quickstart_runs():
+    pytest.importorskip("jax")
+    import re
+
+    readme = open(os.path.join(EXAMPLES, "..", "README.md")).read()
+    block = re.search(r"## Quickstart\s+```python\n(.*?)```", readme, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    res = namespace["res"]
+    assert res.success and res.backend == "jax"
+    assert (res.x["U"] <= 0).all() and (res.x["V"] >= -1).all()

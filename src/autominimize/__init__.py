@@ -5,41 +5,72 @@
 >>> [round(v, 4) for v in res.x]
 [3.0, 3.0]
 
-Importing this package imports no framework: each is loaded when a solve first needs it.
+``import autominimize`` is cheap: it imports no framework and not even scipy. Each public
+name is loaded from its module the first time it is used.
 """
 
-from ._minimize import PrecisionFallbackWarning, minimize
-from .backends import clear_compile_cache
-from .bounds import BoundsError
-from .constraints import ConstraintError
-from .history import History
-from .log import read_log
-from .params import ParamSpec
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# Integrations import their framework, so they load on first attribute access only.
-_LAZY_SUBMODULES = ("torch", "keras", "tf", "optim", "plot")
+#: public name -> the module that defines it
+_EXPORTS = {
+    "minimize": "._minimize",
+    "PrecisionFallbackWarning": "._minimize",
+    "iterate": "._iterate",
+    "least_squares": "._least_squares",
+    "curve_fit": "._least_squares",
+    "residuals": "._least_squares",
+    "Residuals": "._least_squares",
+    "check_grad": "._check_grad",
+    "GradientCheck": "._check_grad",
+    "basinhopping": ".global_opt",
+    "differential_evolution": ".global_opt",
+    "shgo": ".global_opt",
+    "dual_annealing": ".global_opt",
+    "direct": ".global_opt",
+    "multistart": ".global_opt",
+    "read_log": ".log",
+    "History": ".history",
+    "ParamSpec": ".params",
+    "BoundsError": ".bounds",
+    "ConstraintError": ".constraints",
+    "clear_compile_cache": ".backends",
+}
+#: submodules reached as attributes (``am.torch``, ``am.plot``...); integrations import
+#: their framework, so they load on first use only
+_SUBMODULES = ("torch", "keras", "tf", "optim", "plot", "numdiff", "native", "bench", "testing")
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
+    from ._check_grad import GradientCheck, check_grad
+    from ._iterate import iterate
+    from ._least_squares import Residuals, curve_fit, least_squares, residuals
+    from ._minimize import PrecisionFallbackWarning, minimize
+    from .backends import clear_compile_cache
+    from .bounds import BoundsError
+    from .constraints import ConstraintError
+    from .global_opt import basinhopping, differential_evolution, direct, dual_annealing, multistart, shgo
+    from .history import History
+    from .log import read_log
+    from .params import ParamSpec
 
 
-def __getattr__(name: str):
-    if name in _LAZY_SUBMODULES:
-        import importlib
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module 'autominimize' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
-        module = importlib.import_module(f".{name}", __name__)
-        globals()[name] = module
-        return module
-    raise AttributeError(f"module 'autominimize' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS) | set(_SUBMODULES))
 
 
-__all__ = [
-    "minimize",
-    "ParamSpec",
-    "BoundsError",
-    "ConstraintError",
-    "History",
-    "read_log",
-    "PrecisionFallbackWarning",
-    "clear_compile_cache",
-    "__version__",
-]
+__all__ = sorted(_EXPORTS) + ["__version__"]

@@ -11,11 +11,14 @@ import numpy as np
 import scipy.optimize as so
 
 from . import backends as _backends
+from ._least_squares import LEAST_SQUARES_METHODS, configure_numdiff, is_residual_function, minimize_least_squares, numdiff_evaluator, residual_scalar_functions
 from .bounds import clip_to_bounds, normalize_bounds
 from .calling import make_caller, resolve_unpack
 from .constraints import normalize_constraints
 from .drivers.methods import CUSTOM_METHOD, METHODS, check_supports, method_name
+from .drivers.native import minimize_native
 from .drivers.scipy_local import run_minimize, wrap_callback
+from .native import is_native_method
 from .history import History, LossCallback
 from .log import SQLiteLog, read_log
 from .params import ParamSpec
@@ -67,12 +70,19 @@ def minimize(
     unpack: str = "auto",
     hvp_type: str | None = None,
     torch_device: Any = None,
+    data: Any = None,
+    epochs: int | None = None,
+    batch: bool = False,
     history: bool = True,
     log: str | os.PathLike | None = None,
     resume: str | os.PathLike | None = None,
     progress: bool = False,
     step_callback: Callable | None = None,
     loss_callback: Callable | None = None,
+    observers: tuple | list = (),
+    fun_and_jac: Callable | None = None,
+    workers: int | None = None,
+    executor: Any = None,
 ) -> so.OptimizeResult:
     """Minimize ``fun`` over a parameter structure with exact derivatives.
 
@@ -113,6 +123,12 @@ def minimize(
     hvp_type, torch_device
         autograd-minimize's arguments: every ``hvp_type`` gives the same exact product;
         ``torch_device`` is where torch evaluates when x0 holds no tensors.
+    data, epochs, batch
+        Native methods only (``method='lbfgs-native'``, ``'cg-native'``, ``'hessian-free'``,
+        ``'sgd'``, ``'delta-bar-delta'``, ``'sgd-qn'``, ``'tonga'``; see ``docs/native.md``):
+        ``data`` is an iterable of mini-batches for the stochastic methods, which then call
+        ``fun(params, batch)``; ``epochs`` the number of passes over it (default 1).
+        ``batch=True`` (stacked independent problems) is reserved and raises for now.
     history : bool
         Keep every evaluation and iteration in ``res.history`` (default); False records nothing.
     log : path, optional
@@ -125,6 +141,22 @@ def minimize(
     step_callback, loss_callback
         TF1's callbacks: ``step_callback(x)`` after each iteration (x in x0's structure),
         ``loss_callback(f)`` after each evaluation of the objective.
+    observers : sequence
+        Objects with ``evaluation(kind, x, f, grad, count)`` and
+        ``iteration(nit, x, f, grad, counts)`` methods (flat vectors), told of every
+        evaluation and iteration; ``am.iterate`` follows scipy's methods this way.
+    fun_and_jac : callable, optional
+        Returns ``(value, gradient)`` in one call (optimagic's argument; for a residual
+        function ``(residuals, jacobian)``). ``fun``, when also given, is used where only a
+        value is needed.
+    workers, executor
+        Evaluate the NumPy backend's finite differences on ``workers`` local processes or on
+        a ``concurrent.futures.Executor`` (a dask Client's ``get_executor()`` included).
+
+    A function marked with ``am.residuals`` returns residuals: the scalar methods minimize
+    ``0.5 * sum(r**2)`` with gradient ``J.T @ r`` (one reverse pass) and Gauss-Newton Hessian
+    products ``J.T @ J @ v``; ``method='trf'``, ``'dogbox'`` or ``'lm'`` runs
+    ``am.least_squares`` (see ``docs/least-squares.md``).
 
     A KeyboardInterrupt (Ctrl-C) ends the solve cleanly: the log is flushed and the result
     holds the best point found, with ``success=False`` and a message saying so.
@@ -146,6 +178,33 @@ def minimize(
     >>> bool(np.allclose(res.x["x"], 1, atol=1e-3))
     True
     """
+    if isinstance(method, str) and is_native_method(method):
+        if hess is not None or hessp is not None or constraints:
+            raise ValueError(f"method={method!r} computes its own curvature and takes no constraints; hess, hessp and constraints are for scipy's methods.")
+        return minimize_native(
+            fun, x0, args, method, jac=jac, bounds=bounds, tol=tol, callback=callback, options=options,
+            backend=backend, precision=precision, unpack=unpack, torch_device=torch_device,
+            data=data, epochs=epochs, batch=batch,
+        )
+    if data is not None or epochs is not None or batch:
+        raise ValueError(
+            "data=, epochs= and batch= are for the native methods ('lbfgs-native', 'cg-native', "
+            f"'hessian-free', 'sgd', 'delta-bar-delta', 'sgd-qn', 'tonga'); method={method!r} is scipy's."
+        )
+    if isinstance(method, str) and method.lower() in LEAST_SQUARES_METHODS:
+        if hess is not None or hessp is not None or constraints:
+            raise ValueError(f"method={method!r} is a least-squares method: it takes no hess, hessp or constraints.")
+        return minimize_least_squares(
+            fun, x0, args, method.lower(), jac=jac, fun_and_jac=fun_and_jac, bounds=bounds, tol=tol,
+            callback=callback, options=options, backend=backend, precision=precision, unpack=unpack,
+            torch_device=torch_device, workers=workers, executor=executor,
+        )
+    residual = is_residual_function(fun)
+    value_fun = None
+    if fun_and_jac is not None and not residual:
+        if jac is not None:
+            raise ValueError("give the gradient once: jac= or fun_and_jac=, not both.")
+        value_fun, fun, jac = fun, fun_and_jac, True
     if not callable(fun):
         raise TypeError(f"fun must be callable; got {type(fun).__name__}.")
     if hvp_type not in HVP_TYPES:
@@ -179,11 +238,12 @@ def minimize(
         if info.gradient is not None:
             info = replace(info, gradient="scipy")
 
-    if jac is True:
+    if jac is True or residual and (fun.jac is not None or fun_and_jac is not None):
         backend_name = _backends.canonical_name(backend) if backend else _backend_from_leaves(spec)
     else:
         backend_name = _backends.select_backend(backend, spec, call, x0_flat)
     backend_obj = _backends.get_backend(backend_name)
+    evaluator = numdiff_evaluator(backend_name, backend_name == "numpy" and jac is None, workers, executor)
 
     def flat_call(function: Callable, extra: tuple = args) -> Callable[[np.ndarray], Any]:
         user = caller(function, extra)
@@ -199,8 +259,14 @@ def minimize(
                 f, g = user(x)
                 return f, _flatten_derivative(g, spec, "jac")
 
-            return UserValueAndGrad(call_flat, spec)
-        return _compile(backend_obj, "scalar", fun, call, spec, precision_name, unpack, args, torch_device)
+            return UserValueAndGrad(call_flat, spec, flat_call(value_fun) if value_fun is not None else None)
+        if residual:
+            return residual_scalar_functions(
+                backend_obj, fun, call, spec, precision_name, unpack, args, torch_device, flat_call,
+                fun_and_jac=fun_and_jac, bounds=flat_bounds, evaluator=evaluator,
+            )
+        compiled = _compile(backend_obj, "scalar", fun, call, spec, precision_name, unpack, args, torch_device)
+        return configure_numdiff(compiled, flat_bounds, evaluator)
 
     if resume is not None:
         x0_flat = _resume_point(resume, spec)
@@ -216,7 +282,8 @@ def minimize(
                 stacklevel=2,
             )
 
-    observers, sinks = _observers(history, log, progress, loss_callback, name, options)
+    watchers, sinks = _observers(history, log, progress, loss_callback, name, options)
+    watchers.extend(observers)
     if sinks.history is not None:
         sinks.history.leaves = [(leaf.path, a, b) for leaf, a, b in zip(spec.leaves, spec.offsets, spec.offsets[1:])]
     if sinks.log is not None:
@@ -229,12 +296,12 @@ def minimize(
     def new_objective(precision_name: str) -> Objective:
         return Objective(
             compile_scalar(precision_name), spec, differentiable=info.gradient not in (None, "scipy"),
-            uses_hvp=second_order == "hessp", observers=observers, **derivatives,
+            uses_hvp=second_order == "hessp", observers=watchers, **derivatives,
         )
 
     objective = None
     try:
-        with backend_obj.solve_context(dtype):
+        with backend_obj.solve_context(dtype), evaluator:
             objective = new_objective(dtype)
             try:
                 _first_evaluation(objective, info, x0_flat)
@@ -350,7 +417,7 @@ def _compile(backend_obj, kind: str, fun: Callable, call: Callable, spec: ParamS
     key = (backend_obj.name, kind, spec.key, dtype, unpack, tuple(id(a) for a in args), str(device))
 
     def build():
-        compile_fn = backend_obj.compile_scalar if kind == "scalar" else backend_obj.compile_vector
+        compile_fn = backend_obj.compile_vector if kind == "vector" else backend_obj.compile_scalar
         if backend_obj.name == "torch" and device is not None:
             return compile_fn(call, spec, dtype, device=device)
         return compile_fn(call, spec, dtype)

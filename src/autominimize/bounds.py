@@ -37,6 +37,8 @@ class BoundsError(ValueError):
 
 
 def _is_number(value: Any) -> bool:
+    if isinstance(value, (list, tuple, dict)):  # np.ndim raises on ragged ones like (0, [1, 2])
+        return False
     return value is None or (np.ndim(value) == 0 and _numeric(value))
 
 

@@ -92,9 +92,23 @@ class ConstraintFunction:
         return self._guard(x, "the value", lambda: self.functions.value(x))
 
     def hessian(self, x: Any, weights: Any) -> np.ndarray:
+        """The Hessian of ``weights @ c(x)`` (the constraint's part of trust-constr's Lagrangian).
+
+        With a user-supplied Jacobian it is the central difference of ``weights @ J(x)``: one
+        level of differencing on the user's exact derivative.
+        """
         x = as_flat_float64(x)
+        w = as_flat_float64(weights)
         self.nhev += 1
-        return self._guard(x, "the Hessian", lambda: self.functions.weighted_hessian(x, as_flat_float64(weights)))
+        if self.user_jacobian is None:
+            return self._guard(x, "the Hessian", lambda: self.functions.weighted_hessian(x, w))
+        m = self.value(x).size
+
+        def weighted_gradient(z: np.ndarray) -> np.ndarray:
+            return w @ self.user_jacobian(z, m)
+
+        hess = self._guard(x, "the Hessian", lambda: approx_derivative(weighted_gradient, x, method="3-point"))
+        return 0.5 * (hess + hess.T)
 
 
 def _flatten_user_jacobian(out: Any, spec: ParamSpec, m: int) -> np.ndarray:

@@ -21,10 +21,12 @@ seconds, and at the end); a process killed mid-run leaves every committed row re
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import pickle
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +52,37 @@ CREATE INDEX IF NOT EXISTS iterations_run ON iterations (run_id, nit);
 """
 
 
+_connections: dict[str, sqlite3.Connection] = {}
+_connections_lock = threading.Lock()
+
+
+def _connection(path: str) -> sqlite3.Connection:
+    """One open connection per file and process.
+
+    Closing a WAL database checkpoints it (copies the log into the file and syncs), which
+    costs more than a short solve; keeping the connection open until the process exits
+    makes a second solve's log nearly free. Rows are committed all the same.
+    """
+    key = os.path.abspath(path)
+    with _connections_lock:
+        connection = _connections.get(key)
+        if connection is None:
+            connection = sqlite3.connect(key, isolation_level=None, check_same_thread=False)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.executescript(_SCHEMA)
+            _connections[key] = connection
+        return connection
+
+
+@atexit.register
+def _close_connections() -> None:
+    with _connections_lock:
+        for connection in _connections.values():
+            connection.close()
+        _connections.clear()
+
+
 def _json_safe(options: dict) -> str:
     return json.dumps(options, default=repr, sort_keys=True)
 
@@ -68,10 +101,7 @@ class SQLiteLog:
     def __init__(self, path: str | os.PathLike, commit_interval: float = 0.5):
         self.path = os.fspath(path)
         self.commit_interval = commit_interval
-        self.connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.connection.execute("PRAGMA journal_mode=WAL")
-        self.connection.execute("PRAGMA synchronous=NORMAL")
-        self.connection.executescript(_SCHEMA)
+        self.connection = _connection(self.path)
         self.run_id: int | None = None
         self._evaluations: list[tuple] = []
         self._iterations: list[tuple] = []
@@ -85,11 +115,12 @@ class SQLiteLog:
             template = pickle.dumps(structure)
         except Exception:  # a structure with unpicklable containers is stored flat only
             template = None
-        cursor = self.connection.execute(
-            "INSERT INTO runs (started, method, backend, precision, options, n, structure) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (time.time(), method, backend, precision, _json_safe(options), n, template),
-        )
-        self.run_id = cursor.lastrowid
+        with _connections_lock:
+            cursor = self.connection.execute(
+                "INSERT INTO runs (started, method, backend, precision, options, n, structure) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (time.time(), method, backend, precision, _json_safe(options), n, template),
+            )
+            self.run_id = cursor.lastrowid
         self._start = self._last_commit = time.perf_counter()
         return self.run_id
 
@@ -123,7 +154,7 @@ class SQLiteLog:
         """Commit every buffered row."""
         if not (self._evaluations or self._iterations):
             return
-        with self.connection:
+        with _connections_lock, self.connection:
             self.connection.execute("BEGIN")
             self.connection.executemany("INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?)", self._evaluations)
             self.connection.executemany("INSERT INTO iterations VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self._iterations)
@@ -132,8 +163,12 @@ class SQLiteLog:
         self._last_commit = time.perf_counter()
 
     def finish(self, *, status: Any, success: bool, message: str, best_f: float, best_x: np.ndarray | None) -> None:
-        """Write what is left and the run's outcome, then close the file."""
+        """Write what is left and the run's outcome."""
         self.flush()
+        with _connections_lock:
+            self._update_run(status, success, message, best_f, best_x)
+
+    def _update_run(self, status: Any, success: bool, message: str, best_f: float, best_x: np.ndarray | None) -> None:
         self.connection.execute(
             "UPDATE runs SET status = ?, success = ?, message = ?, finished = ?, best_f = ?, best_x = ? WHERE run_id = ?",
             (
@@ -146,10 +181,6 @@ class SQLiteLog:
                 self.run_id,
             ),
         )
-        self.close()
-
-    def close(self) -> None:
-        self.connection.close()
 
 
 @dataclass

@@ -126,9 +126,12 @@ def _traces_under_jax(call: Callable, spec: ParamSpec) -> bool:
     """Whether the function runs on JAX tracers (it uses only operators or jnp)."""
     import jax
 
-    structs = [jax.ShapeDtypeStruct(shape, "float32") for shape in spec.shapes]
+    # float64 under x64, as the solve will run: tracing in float32 lets JAX keep float32
+    # copies of the NumPy constants the function captures, which later float64 traces reuse.
+    structs = [jax.ShapeDtypeStruct(shape, "float64") for shape in spec.shapes]
     try:
-        jax.eval_shape(lambda leaves: call(spec.unflatten_leaves(leaves)), structs)
+        with jax.enable_x64(True):
+            jax.eval_shape(lambda leaves: call(spec.unflatten_leaves(leaves)), structs)
     except Exception:
         return False
     return True

@@ -46,6 +46,19 @@ class VectorFunctions(Protocol):
         ...
 
 
+class BatchedFunction(Protocol):
+    """A compiled objective evaluated on a whole batch of flat points in one call.
+
+    Called with a C-contiguous ``(S, n)`` float64 array (one point per row), it returns the
+    ``S`` values as a float64 vector. ``traces`` counts how often the user's function was
+    traced (frameworks that compile) or called (NumPy).
+    """
+
+    traces: int
+
+    def __call__(self, points: np.ndarray) -> np.ndarray: ...
+
+
 class Backend:
     """A framework able to evaluate and differentiate the user's function."""
 
@@ -60,6 +73,10 @@ class Backend:
         raise NotImplementedError
 
     def compile_vector(self, call: Callable, spec: ParamSpec, dtype: str) -> VectorFunctions:
+        raise NotImplementedError
+
+    def compile_batched(self, call: Callable, spec: ParamSpec, dtype: str) -> BatchedFunction:
+        """Values of a ``(S, n)`` batch of points in one call (vectorized over the rows)."""
         raise NotImplementedError
 
     def solve_context(self, dtype: str) -> contextlib.AbstractContextManager:

@@ -39,6 +39,9 @@ class JaxBackend(Backend):
     def compile_vector(self, call: Callable, spec: ParamSpec, dtype: str) -> "JaxVector":
         return JaxVector(self, call, spec, dtype)
 
+    def compile_batched(self, call: Callable, spec: ParamSpec, dtype: str) -> "JaxBatched":
+        return JaxBatched(self, call, spec, dtype)
+
 
 class _JaxCompiled:
     """Shared plumbing: the flat-vector wrapper and lazy ahead-of-time compilation."""
@@ -166,6 +169,20 @@ class JaxScalar(_JaxCompiled):
         jax, _ = _jax()
         compiled = self._aot("hessian", lambda: jax.hessian(self.flat_fun), self._x_aval())
         return np.array(compiled(self._input(x)), dtype=np.float64)
+
+
+class JaxBatched(JaxScalar):
+    """The scalar objective mapped over the rows of a batch: ``jax.jit(jax.vmap(fun))``.
+
+    Compiled once per batch size (a population keeps its size, so once per solve).
+    """
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        batched = self._compiled.get("batched")
+        if batched is None:
+            jax, _ = _jax()
+            batched = self._compiled["batched"] = jax.jit(jax.vmap(self.flat_fun))
+        return np.asarray(batched(self._input(points)), dtype=np.float64)
 
 
 class JaxVector(_JaxCompiled):

@@ -1,20 +1,25 @@
 """NumPy backend: plain evaluation, derivatives by finite differences.
 
 Derivatives the user supplies (``jac``, ``hess``, ``hessp``) replace these in the problem
-layer; what is left is computed here with scipy's ``approx_derivative`` and every extra
-evaluation is counted in ``extra_evaluations``.
+layer; what is left is computed here with :mod:`autominimize.numdiff` (forward differences,
+steps relative to |x|, one-sided away from the bounds of the solve) and every extra
+evaluation is counted in ``extra_evaluations``. The points of one derivative can be evaluated
+in parallel: :meth:`_NumpyCompiled.configured` gives a copy that uses the solve's bounds and
+an :class:`~autominimize.numdiff.Evaluator`.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable
 
 import numpy as np
-from scipy.optimize._numdiff import approx_derivative
 
+from .. import numdiff
 from ..params import ParamSpec, leaf_to_numpy
+from ..problem import attach_point
 from .base import Backend, as_flat_float64
-from .common import require_scalar_shape
+from .common import ObjectiveOutputError, require_scalar_shape
 
 
 class NumpyBackend(Backend):
@@ -30,6 +35,10 @@ class NumpyBackend(Backend):
     def compile_vector(self, call: Callable, spec: ParamSpec, dtype: str) -> "NumpyVector":
         return NumpyVector(call, spec, dtype)
 
+    def compile_batched(self, call: Callable, spec: ParamSpec, dtype: str) -> "NumpyBatched":
+        """The user declares ``call`` vectorized: NumPy cannot map a function over rows."""
+        return NumpyBatched(call, spec, dtype)
+
 
 def _to_array(out: Any) -> np.ndarray:
     import optree
@@ -40,44 +49,92 @@ def _to_array(out: Any) -> np.ndarray:
     return np.concatenate([np.ravel(leaf_to_numpy(leaf)) for leaf in leaves]).astype(np.float64)
 
 
-class _NumpyCompiled:
-    def __init__(self, call: Callable, spec: ParamSpec, dtype: str):
+class _FlatFunction:
+    """The user's function of the flat vector: what is sent to worker processes."""
+
+    def __init__(self, call: Callable, spec: ParamSpec, dtype: np.dtype, scalar: bool) -> None:
         self.call = call
         self.spec = spec
-        self.dtype = np.dtype(dtype)
-        self.n = spec.size
-        self.extra_evaluations = 0
+        self.dtype = dtype
+        self.scalar = scalar
 
-    def _params(self, x: np.ndarray) -> Any:
+    def __call__(self, x: np.ndarray) -> Any:
         x = as_flat_float64(x)
         if self.dtype != np.float64:
             x = x.astype(self.dtype)
-        return self.spec.unflatten_leaves(self.spec.split(x))
-
-
-class NumpyScalar(_NumpyCompiled):
-    def value(self, x: np.ndarray) -> float:
-        out = leaf_to_numpy(self.call(self._params(x)))
+        out = self.call(self.spec.unflatten_leaves(self.spec.split(x)))
+        if not self.scalar:
+            return _to_array(out)
+        out = leaf_to_numpy(out)
         require_scalar_shape(out.shape)
         return float(out.reshape(()))
 
-    def _counted_value(self, x: np.ndarray) -> float:
-        self.extra_evaluations += 1
+
+class _NumpyCompiled:
+    """Shared plumbing: the flat function, a one-slot value cache and the numdiff settings.
+
+    The value at the last point is kept so that a derivative asked for at a point whose value
+    is known (SLSQP, least squares) does not evaluate the function there again.
+    """
+
+    scalar = True
+
+    def __init__(self, call: Callable, spec: ParamSpec, dtype: str):
+        self.flat = _FlatFunction(call, spec, np.dtype(dtype), self.scalar)
+        self.spec = spec
+        self.n = spec.size
+        self.extra_evaluations = 0
+        self.bounds: tuple[np.ndarray, np.ndarray] | None = None
+        self.evaluator: numdiff.Evaluator | None = None
+        self._last: tuple[bytes, Any] | None = None
+
+    def configured(self, bounds: tuple[np.ndarray, np.ndarray] | None = None, evaluator: numdiff.Evaluator | None = None) -> "_NumpyCompiled":
+        """A copy whose finite differences stay within ``bounds`` and run on ``evaluator``."""
+        clone = copy.copy(self)
+        clone.bounds, clone.evaluator, clone._last = bounds, evaluator, None
+        return clone
+
+    def value(self, x: np.ndarray) -> Any:
+        x = as_flat_float64(x)
+        out = self.flat(x)
+        self._last = (x.tobytes(), out)
+        return out
+
+    def _known_value(self, x: np.ndarray) -> Any:
+        if self._last is not None and self._last[0] == x.tobytes():
+            return self._last[1]
         return self.value(x)
 
+    def _differences(self, fun: Callable, x: np.ndarray, f0: Any) -> np.ndarray:
+        try:
+            jac, evaluations = numdiff.approx_jacobian(fun, x, method="forward", bounds=self.bounds, f0=f0, evaluator=self.evaluator)
+        except Exception as exc:
+            if getattr(exc, "autominimize_point", None) is not None:
+                attach_point(exc, self.spec, exc.autominimize_point, "a finite-difference evaluation")
+            raise
+        self.extra_evaluations += evaluations
+        return jac
+
+
+class NumpyScalar(_NumpyCompiled):
     def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         x = as_flat_float64(x)
-        f0 = self.value(x)
-        grad = approx_derivative(self._counted_value, x, method="2-point", f0=f0)
-        return f0, np.asarray(grad, dtype=np.float64).reshape(-1)
+        f0 = self._known_value(x)
+        return f0, self._differences(self.flat, x, f0)
 
     def gradient(self, x: np.ndarray) -> np.ndarray:
         return self.value_and_grad(x)[1]
 
+    def _accurate_gradient(self, x: np.ndarray) -> np.ndarray:
+        """A central-difference gradient (error ~eps**(2/3)), to be differenced once more."""
+        jac, evaluations = numdiff.approx_jacobian(self.flat, x, method="central", bounds=self.bounds, evaluator=self.evaluator)
+        self.extra_evaluations += evaluations
+        return jac
+
     def hvp_at(self, x: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         x = as_flat_float64(x)
-        g0 = self.gradient(x)
-        scale = np.sqrt(np.finfo(np.float64).eps) * max(1.0, float(np.linalg.norm(x)))
+        g0 = self._accurate_gradient(x)
+        scale = _SECOND_ORDER_STEP * max(1.0, float(np.linalg.norm(x)))
 
         def hvp(v: np.ndarray) -> np.ndarray:
             v = as_flat_float64(v)
@@ -85,60 +142,105 @@ class NumpyScalar(_NumpyCompiled):
             if norm == 0.0:
                 return np.zeros_like(x)
             h = scale / norm
-            return (self.gradient(x + h * v) - g0) / h
+            return (self._accurate_gradient(x + h * v) - g0) / h
 
         return hvp
 
     def hessian(self, x: np.ndarray) -> np.ndarray:
-        x = as_flat_float64(x)
-        hess = approx_derivative(self.gradient, x, method="2-point")
-        return 0.5 * (hess + hess.T)
+        return _symmetric_jacobian(self._accurate_gradient, as_flat_float64(x), self.bounds)
+
+
+#: the step for differencing a central-difference gradient again: eps**(1/4) balances its
+#: O(eps**(2/3) / h) rounding error against the O(h**2) truncation of a central difference
+_SECOND_ORDER_STEP = np.finfo(np.float64).eps ** 0.25
+
+
+def _symmetric_jacobian(gradient: Callable[[np.ndarray], np.ndarray], x: np.ndarray, bounds) -> np.ndarray:
+    hess, _ = numdiff.approx_jacobian(gradient, x, method="central", rel_step=_SECOND_ORDER_STEP, bounds=bounds)
+    return 0.5 * (hess + hess.T)
 
 
 class NumpyVector(_NumpyCompiled):
-    def value(self, x: np.ndarray) -> np.ndarray:
-        return _to_array(self.call(self._params(x)))
-
-    def _counted_value(self, x: np.ndarray) -> np.ndarray:
-        self.extra_evaluations += 1
-        return self.value(x)
+    scalar = False
 
     def value_and_jacobian(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = as_flat_float64(x)
-        c0 = self.value(x)
-        jac = approx_derivative(self._counted_value, x, method="2-point", f0=c0)
-        return c0, np.atleast_2d(np.asarray(jac, dtype=np.float64)).reshape(c0.size, self.n)
+        c0 = self._known_value(x)
+        jac = self._differences(self.flat, x, c0)
+        return c0, jac.reshape(c0.size, self.n)
 
     def weighted_hessian(self, x: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        x = as_flat_float64(x)
         w = as_flat_float64(weights)
 
-        def weighted_grad(z: np.ndarray) -> np.ndarray:
-            return w @ self.value_and_jacobian(z)[1]
+        def weighted_gradient(z: np.ndarray) -> np.ndarray:
+            jac, evaluations = numdiff.approx_jacobian(self.flat, z, method="central", bounds=self.bounds, evaluator=self.evaluator)
+            self.extra_evaluations += evaluations
+            return w @ jac.reshape(w.size, self.n)
 
-        hess = approx_derivative(weighted_grad, x, method="2-point")
-        return 0.5 * (hess + hess.T)
+        return _symmetric_jacobian(weighted_gradient, as_flat_float64(x), self.bounds)
+
+
+class NumpyBatched:
+    """A function the user wrote vectorized: every leaf gets a leading batch axis of size S,
+    ``(S, *leaf.shape)``, and it returns the S values."""
+
+    def __init__(self, call: Callable, spec: ParamSpec, dtype: str):
+        self.call = call
+        self.spec = spec
+        self.dtype = np.dtype(dtype)
+        self.traces = 0
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        points = np.asarray(points, dtype=self.dtype)
+        count = points.shape[0]
+        leaves = [
+            points[:, start:stop].reshape((count,) + shape)
+            for shape, start, stop in zip(self.spec.shapes, self.spec.offsets, self.spec.offsets[1:])
+        ]
+        self.traces += 1
+        out = np.asarray(leaf_to_numpy(self.call(self.spec.unflatten_leaves(leaves))), dtype=np.float64)
+        if out.size != count:
+            raise ObjectiveOutputError(
+                f"a vectorized fun must return one value per point: given {count} points (a "
+                f"leading axis on every leaf) it returned shape {out.shape}."
+            )
+        return out.reshape(count)
 
 
 class UserValueAndGrad(NumpyScalar):
     """A function that returns ``(value, gradient)`` itself (scipy's ``jac=True``).
 
-    ``call_flat(x)`` returns the user's ``(f, grad)`` with ``grad`` already flat. Second-order
-    information comes from finite differences of that gradient.
+    ``call_flat(x)`` returns the user's ``(f, grad)`` with ``grad`` already flat. ``value``,
+    when given, is the user's plain function of the flat vector, used where only a value is
+    needed (optimagic's ``fun`` next to ``fun_and_jac``). Second-order information comes from
+    finite differences of the gradient.
     """
 
-    def __init__(self, call_flat: Callable[[np.ndarray], tuple[Any, np.ndarray]], spec: ParamSpec):
+    def __init__(
+        self,
+        call_flat: Callable[[np.ndarray], tuple[Any, np.ndarray]],
+        spec: ParamSpec,
+        value: Callable[[np.ndarray], Any] | None = None,
+    ):
         super().__init__(call_flat, spec, "float64")
+        self.call = call_flat
+        self.value_call = value
 
     def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         f, g = self.call(as_flat_float64(x))
-        f = leaf_to_numpy(f)
-        require_scalar_shape(f.shape)
-        return float(f.reshape(())), g
+        return _scalar(f), g
 
     def value(self, x: np.ndarray) -> float:
+        if self.value_call is not None:
+            return _scalar(self.value_call(as_flat_float64(x)))
         return self.value_and_grad(x)[0]
 
     def gradient(self, x: np.ndarray) -> np.ndarray:
         self.extra_evaluations += 1
         return self.value_and_grad(x)[1]
+
+
+def _scalar(value: Any) -> float:
+    value = leaf_to_numpy(value)
+    require_scalar_shape(value.shape)
+    return float(value.reshape(()))

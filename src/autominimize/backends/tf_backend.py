@@ -51,6 +51,9 @@ class TensorFlowBackend(Backend):
     def compile_vector(self, call: Callable, spec: ParamSpec, dtype: str) -> "TfVector":
         return TfVector(self, call, spec, dtype)
 
+    def compile_batched(self, call: Callable, spec: ParamSpec, dtype: str) -> "TfBatched":
+        return TfBatched(self, call, spec, dtype)
+
 
 def _value_and_grad(f: Callable, x: Any) -> tuple[Any, Any]:
     tf = _tf()
@@ -200,6 +203,36 @@ class TfScalar(_TfCompiled):
     def hessian(self, x: np.ndarray) -> np.ndarray:
         hessian = functools.partial(_hessian, self.scalar_of)
         return _to_numpy(self._run("hessian", hessian, self._input(x)))
+
+
+class TfBatched(TfScalar):
+    """The scalar objective mapped over the rows of a batch with ``tf.vectorized_map``.
+
+    One ``tf.function`` with input signature ``[None, n]``, traced once for every batch size;
+    XLA-compiled where XLA accepts the ops, like the other graphs.
+    """
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        tf = _tf()
+        batched = self._compiled.get("batched")
+        if batched is None:
+
+            def traced(rows: Any) -> Any:
+                self.traces += 1
+                return tf.vectorized_map(self.scalar_of, rows)
+
+            signature = [tf.TensorSpec([None, self.n], self.dtype.name)]
+            jit = self.backend.jit_compile and "batched" not in self._plain
+            batched = self._compiled["batched"] = tf.function(traced, input_signature=signature, jit_compile=jit)
+        rows = tf.constant(np.asarray(points, dtype=np.float64), dtype=self.dtype.name)
+        try:
+            return _to_numpy(batched(rows))
+        except tf.errors.InvalidArgumentError:
+            if not self.backend.jit_compile or "batched" in self._plain:
+                raise
+            self._plain.add("batched")  # an op XLA refuses: retrace as a plain graph
+            del self._compiled["batched"]
+            return self(points)
 
 
 class TfVector(_TfCompiled):

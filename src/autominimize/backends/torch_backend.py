@@ -54,6 +54,11 @@ class TorchBackend(Backend):
     ) -> "TorchVector":
         return TorchVector(call, spec, dtype, self._device(spec, device))
 
+    def compile_batched(
+        self, call: Callable, spec: ParamSpec, dtype: str, device: Any = None
+    ) -> "TorchBatched":
+        return TorchBatched(call, spec, dtype, self._device(spec, device))
+
     def _device(self, spec: ParamSpec, device: Any) -> Any:
         torch = _torch()
         device = device if device is not None else self.device
@@ -108,8 +113,11 @@ class _TorchCompiled:
         self.device = device
         self.n = spec.size
         self.extra_evaluations = 0
+        self._flat_leaf = len(spec.shapes) == 1 and spec.shapes[0] == (spec.size,)
 
     def params_of(self, xt: Any) -> Any:
+        if self._flat_leaf:  # x0 is one 1-D array: the flat tensor is the parameter itself
+            return self.spec.unflatten_leaves([xt])
         leaves = [
             xt[start:stop].reshape(shape)
             for shape, start, stop in zip(self.spec.shapes, self.spec.offsets, self.spec.offsets[1:])
@@ -208,6 +216,23 @@ class TorchScalar(_TorchCompiled):
         # functions torch.func cannot transform (the forward pass runs eagerly).
         xt, grad = self._gradient_graph(x)
         return self._numpy(_vjp(grad, xt, _eye(self.n, xt), batched=True, retain_graph=True))
+
+
+class TorchBatched(TorchScalar):
+    """The scalar objective mapped over the rows of a batch with ``torch.func.vmap``.
+
+    Evaluated under ``no_grad``: batches serve derivative-free population methods.
+    ``traces`` counts the batched calls (torch runs eagerly, so each call traces).
+    """
+
+    traces = 0
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        torch = _torch()
+        self.traces += 1
+        rows = self._tensor(np.ascontiguousarray(points, dtype=np.float64))
+        with torch.no_grad():
+            return self._numpy(torch.func.vmap(self.flat_fun)(rows))
 
 
 class TorchVector(_TorchCompiled):

@@ -8,10 +8,10 @@ from typing import Any, Callable
 
 import numpy as np
 import scipy.optimize as so
-from threadpoolctl import threadpool_limits
 
 from ..params import ParamSpec
 from ..problem import Objective
+from .blas_threads import single_blas_thread
 from .methods import MethodInfo
 
 __all__ = ["run_minimize", "wrap_callback"]
@@ -109,7 +109,7 @@ def run_minimize(
         kwargs["bounds"] = so.Bounds(bounds[0], bounds[1])
     if constraints:
         kwargs["constraints"] = constraints
-    with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
+    with single_blas_thread(), warnings.catch_warnings():
         warnings.filterwarnings("error", message=r"Method .* cannot handle")
         warnings.filterwarnings("error", message=r"Unknown solver options")
         try:

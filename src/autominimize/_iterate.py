@@ -1,0 +1,186 @@
+"""``am.iterate``: one outer step per ``next()``, so the caller keeps program control.
+
+The seed document's ``minimize_iterator`` ("more useful than minimize() because it doesn't
+hog program control"). The iterator yields :class:`IterationState` snapshots, a type that
+does not depend on the method; between steps the caller may read them, change a
+hyperparameter with :meth:`Iteration.set`, or simply stop iterating, and
+:meth:`Iteration.result` gives the ``OptimizeResult`` at any time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Callable, Iterator, Protocol
+
+import scipy.optimize as so
+
+__all__ = ["iterate", "Iteration", "IterationState"]
+
+
+@dataclass(frozen=True)
+class IterationState:
+    """One step of a run, whatever the method.
+
+    ``nit`` steps were taken; ``fun`` is the objective at ``x`` (for stochastic steps, the
+    mini-batch loss of the step); ``stop`` is None while the run goes on and otherwise says
+    why it ends (``message``, ``success``, ``status``); ``raw`` is the algorithm's own state.
+    ``x`` and ``jac`` are restored to x0's structure and array types when first read.
+    """
+
+    nit: int
+    nfev: int
+    njev: int
+    nhvp: int
+    elapsed: float
+    epoch: int
+    fun_value: Any = field(repr=False)
+    grad_norm: float | None
+    stop: Any
+    raw: Any = field(repr=False)
+    _restore: Callable[[Any], Any] = field(repr=False, compare=False)
+
+    @cached_property
+    def fun(self) -> float:
+        return float(self.fun_value)
+
+    @cached_property
+    def x(self) -> Any:
+        return self._restore(self.raw.x)
+
+    @cached_property
+    def jac(self) -> Any:
+        return None if self.raw.g is None else self._restore(self.raw.g)
+
+
+class Runner(Protocol):
+    """What a method's driver provides to :class:`Iteration`."""
+
+    def advance(self) -> IterationState | None: ...
+
+    def result(self) -> so.OptimizeResult: ...
+
+    def set_hyperparameters(self, **changes: Any) -> None: ...
+
+
+class Iteration(Iterator[IterationState]):
+    """The iterator ``am.iterate`` returns.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import autominimize as am
+    >>> it = am.iterate(lambda x: ((x - 1.0) ** 2).sum(), np.zeros(3), method="sgd",
+    ...                 options={"lr": 0.1}, backend="jax")
+    >>> for state in it:
+    ...     if state.nit == 5:
+    ...         it.set(lr=0.4)          # change a hyperparameter between steps
+    >>> res = it.result()
+    >>> bool(res.success), bool(np.allclose(res.x, 1.0, atol=1e-5))
+    (True, True)
+    """
+
+    def __init__(self, runner: Runner):
+        self._runner = runner
+        self.state: IterationState | None = None
+
+    def __iter__(self) -> "Iteration":
+        return self
+
+    def __next__(self) -> IterationState:
+        state = self._runner.advance()
+        if state is None:
+            raise StopIteration
+        self.state = state
+        return state
+
+    def set(self, **changes: Any) -> None:
+        """Change hyperparameters (``lr``, ``momentum``, ``memory``…) from the next step on."""
+        self._runner.set_hyperparameters(**changes)
+
+    def result(self) -> so.OptimizeResult:
+        """The result so far (``success=False`` if stopped by the caller before convergence)."""
+        return self._runner.result()
+
+    def close(self) -> None:
+        """End the run now (a scipy method's worker thread stops and exits)."""
+        close = getattr(self._runner, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> "Iteration":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+
+def iterate(
+    fun: Callable,
+    x0: Any,
+    args: tuple = (),
+    method: str = "lbfgs-native",
+    jac: Callable | bool | None = None,
+    bounds: Any = None,
+    tol: float | None = None,
+    callback: Callable | None = None,
+    options: dict | None = None,
+    *,
+    backend: str | None = None,
+    precision: str | None = None,
+    unpack: str = "auto",
+    torch_device: Any = None,
+    data: Any = None,
+    epochs: int | None = None,
+    stop: Any = None,
+    **minimize_kwargs: Any,
+) -> Iteration:
+    """Minimize step by step: ``for state in am.iterate(fun, x0, method=...)``.
+
+    Takes ``am.minimize``'s arguments for the native methods ('lbfgs-native', 'cg-native',
+    'hessian-free', 'sgd', 'delta-bar-delta', 'sgd-qn', 'tonga'). Each ``next()`` makes one
+    outer step (one line search; one Hessian-free CG solve; one mini-batch) and returns an
+    :class:`IterationState`; the iterator raises ``StopIteration`` once a stopping criterion
+    is met (the step that met it is still yielded).
+
+    Parameters
+    ----------
+    fun, x0, args, jac, bounds, tol, callback, options, backend, precision, unpack, torch_device
+        As in ``am.minimize``.
+    method : str
+        A native method name; default 'lbfgs-native'.
+    data : iterable, optional
+        Mini-batches for the stochastic methods: ``fun(params, batch)`` is called with one
+        batch per step. Must be re-iterable (list, DataLoader) to run several epochs.
+    epochs : int, optional
+        Passes over ``data`` (default 1).
+    stop : Criterion or callable, optional
+        Replaces the default stopping rule, e.g.
+        ``GradientTolerance(1e-8) | TimeBudget(60)`` (:mod:`autominimize.native.stopping`).
+
+    Returns
+    -------
+    Iteration
+        An iterator of :class:`IterationState`, with ``set(**hyperparameters)`` and
+        ``result()``.
+    """
+    from .drivers.native import NativeRun
+    from .native import is_native_method
+
+    if not is_native_method(method):
+        from .drivers.scipy_thread import iterate_scipy
+
+        if data is not None or epochs is not None or stop is not None:
+            raise ValueError(f"data=, epochs= and stop= are for the native methods; method={method!r} is scipy's.")
+        runner = iterate_scipy(
+            fun, x0, args=args, method=method, jac=jac, bounds=bounds, tol=tol, callback=callback,
+            options=options, backend=backend, precision=precision, unpack=unpack,
+            torch_device=torch_device, **minimize_kwargs,
+        )
+        return Iteration(runner)
+    runner = NativeRun(
+        fun, x0, args, method, jac=jac, bounds=bounds, tol=tol, callback=callback, options=options,
+        backend=backend, precision=precision, unpack=unpack, torch_device=torch_device,
+        data=data, epochs=epochs, stop=stop,
+    )
+    return Iteration(runner)

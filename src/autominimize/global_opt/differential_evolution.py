@@ -1,0 +1,298 @@
+"""``am.differential_evolution``: each generation evaluated as one batched call."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+import scipy.optimize as so
+
+from ._parallel import point_map
+from ._problem import (
+    GlobalProblem,
+    LocalSolver,
+    build_problem,
+    check_finite_start,
+    finish,
+    flat_option,
+    intermediate_callback,
+    local_kwargs,
+    running,
+)
+
+__all__ = ["differential_evolution", "run_differential_evolution"]
+
+
+def differential_evolution(
+    fun: Callable,
+    bounds: Any,
+    args: tuple = (),
+    strategy: str | Callable = "best1bin",
+    maxiter: int = 1000,
+    popsize: int = 15,
+    tol: float = 0.01,
+    mutation: float | tuple[float, float] = (0.5, 1),
+    recombination: float = 0.7,
+    rng: Any = None,
+    callback: Callable | None = None,
+    disp: bool = False,
+    polish: bool | str | dict = True,
+    init: str | np.ndarray = "latinhypercube",
+    atol: float = 0,
+    updating: str | None = None,
+    workers: int | Callable = 1,
+    constraints: Any = (),
+    x0: Any = None,
+    *,
+    integrality: Any = None,
+    vectorized: bool | None = None,
+    seed: Any = None,
+    executor: Any = None,
+    backend: str | None = None,
+    precision: str | None = None,
+    unpack: str = "auto",
+) -> so.OptimizeResult:
+    """Minimize ``fun`` over a box by differential evolution, a generation per batched call.
+
+    The arguments are ``scipy.optimize.differential_evolution``'s; those below differ.
+
+    Parameters
+    ----------
+    fun : callable
+        The objective in NumPy, JAX, PyTorch or TensorFlow, taking the parameters in x0's
+        structure (or the structure of ``bounds``), then ``*args``.
+    bounds : bounds in any format ``am.minimize`` accepts, finite
+        Without ``x0`` they also give the structure: each ``(low, high)`` pair is one
+        parameter (a float for two numbers, an array for array limits), a list of
+        per-element pairs a vector, ``Bounds(lb, ub)`` an array of lb's shape; dicts, lists,
+        tuples and namedtuples of those nest (``{"w": [(-1, 1)] * 3, "b": (0, 5)}``).
+    x0 : optional
+        A starting point for one member of the population, in any structure; it then gives
+        the structure and array types of ``res.x``.
+    vectorized : bool or None
+        How a generation is evaluated. None (default): as one call, with ``jax.vmap``,
+        ``torch.func.vmap`` or ``tf.vectorized_map``, on those backends, and point by point
+        for NumPy. True: batched on every backend; a NumPy ``fun`` must then be written for a
+        batch: every leaf gets a leading axis of size S and it returns S values. False:
+        point by point. If ``fun`` cannot be mapped over a batch and ``vectorized`` is None,
+        it is evaluated point by point with a warning.
+    updating : {'immediate', 'deferred'} or None
+        None (default): 'deferred' when a generation is evaluated at once (batched or in
+        parallel), 'immediate' otherwise. Batching requires 'deferred'.
+    workers, executor
+        Evaluate each generation in parallel: ``workers`` local processes (-1: one per CPU;
+        ``fun`` must be picklable) or a map-like callable, or ``executor``, any
+        ``concurrent.futures.Executor`` or a ``dask.distributed.Client``. Alternatives to
+        batching.
+    polish : bool, str or dict
+        True: polish the best member with ``am.minimize`` (L-BFGS-B, or trust-constr with
+        constraints) and exact gradients. A method name or a dict of ``am.minimize``
+        arguments chooses the local solve.
+    constraints
+        As for ``am.minimize``: dicts, ``NonlinearConstraint`` (functions of the parameter
+        structure, in the framework) or ``LinearConstraint`` over the flat vector.
+    integrality : optional
+        Booleans mirroring x0's structure, or a flat array over the parameters.
+    callback : callable, optional
+        ``callback(intermediate_result)`` with ``x`` in x0's structure (``population`` stays
+        flat, one row per member), or ``callback(x, convergence)``; returning True stops.
+    rng, seed
+        scipy's seeding; the same seed gives the same result.
+    backend, precision, unpack
+        As for ``am.minimize``.
+
+    Returns
+    -------
+    scipy.optimize.OptimizeResult
+        scipy's fields with ``x`` (and ``jac`` when polished) in x0's structure; ``nfev``,
+        ``njev`` (polish included), ``backend``, ``precision`` and ``evaluation``
+        ('batched', 'parallel' or 'pointwise').
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> import autominimize as am
+    >>> def rastrigin(p):
+    ...     x = p["x"]
+    ...     return 10 * x.size + jnp.sum(x**2 - 10 * jnp.cos(2 * jnp.pi * x))
+    >>> res = am.differential_evolution(rastrigin, {"x": [(-5.12, 5.12)] * 3}, rng=0)
+    >>> res.evaluation, round(float(res.fun), 6)
+    ('batched', 0.0)
+    """
+    problem, _, flat_bounds = build_problem(
+        fun, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=True
+    )
+    start = None if x0 is None else check_finite_start(problem.flat(x0, "x0"), flat_bounds, problem.spec)
+    return run_differential_evolution(
+        problem, flat_bounds, start, strategy=strategy, maxiter=maxiter, popsize=popsize, tol=tol,
+        mutation=mutation, recombination=recombination, rng=rng, seed=seed, callback=callback,
+        disp=disp, polish=polish, init=init, atol=atol, updating=updating, workers=workers,
+        executor=executor, constraints=constraints, integrality=integrality, vectorized=vectorized,
+    )
+
+
+def run_differential_evolution(
+    problem: GlobalProblem,
+    flat_bounds: tuple[np.ndarray, np.ndarray],
+    x0: np.ndarray | None,
+    *,
+    callback: Callable | None,
+    polish: Any,
+    updating: str | None,
+    workers: Any,
+    executor: Any,
+    constraints: Any,
+    integrality: Any,
+    vectorized: bool | None,
+    rng: Any,
+    seed: Any,
+    **options: Any,
+) -> so.OptimizeResult:
+    """Differential evolution of a built problem from the flat start ``x0`` (or None)."""
+    mode = _evaluation_mode(problem, vectorized, workers, executor, updating)
+    if updating is None:
+        updating = "immediate" if mode == "pointwise" else "deferred"
+    options.update(updating=updating, polish=False)
+    options.update({name: value for name, value in (("rng", rng), ("seed", seed)) if value is not None})
+    if x0 is not None:
+        options["x0"] = x0
+    if integrality is not None:
+        options["integrality"] = flat_option(integrality, problem.spec, "integrality", bool)
+    polish_solver = _polisher(problem, polish, constraints)
+    scipy_bounds = so.Bounds(*flat_bounds)
+    with running(problem), _evaluator(problem, mode, vectorized is None, workers, executor) as (func, map_like):
+        scipy_constraints = problem.scipy_constraints(constraints, "trust-constr")
+        if mode == "batched":
+            scipy_constraints = [_columnwise(c) for c in scipy_constraints]
+        result = so.differential_evolution(
+            func, scipy_bounds, callback=intermediate_callback(callback, problem, _old_style),
+            workers=map_like, constraints=scipy_constraints or (), vectorized=mode == "batched",
+            **options,
+        )
+        if polish_solver is not None and not np.all(options.get("integrality", False)):
+            _polish(result, problem, polish_solver, flat_bounds, options.get("integrality"), bool(scipy_constraints))
+    result = finish(result, problem)
+    result.evaluation = mode
+    return result
+
+
+def _old_style(callback: Callable, x: Any, result: so.OptimizeResult) -> Any:
+    return callback(x, convergence=result.convergence)
+
+
+def _evaluation_mode(problem: GlobalProblem, vectorized: bool | None, workers: Any, executor: Any, updating: str | None) -> str:
+    if vectorized not in (None, True, False):
+        raise TypeError(f"vectorized must be None (batch when the backend can), True or False; got {vectorized!r}.")
+    if updating not in (None, "immediate", "deferred"):
+        raise ValueError(f"updating={updating!r}: use 'immediate', 'deferred' or None (chosen from how a generation is evaluated).")
+    parallel = executor is not None or workers not in (1, None)
+    if parallel:
+        if vectorized:
+            raise ValueError("vectorized=True and workers/executor are alternatives: batch a generation in one call, or spread it over workers.")
+        mode = "parallel"
+    elif vectorized or (vectorized is None and problem.batched is not None and problem.backend != "numpy" and updating != "immediate"):
+        if problem.batched is None:
+            raise ValueError("vectorized=True: this objective cannot be evaluated on a batch; use vectorized=False or workers.")
+        mode = "batched"
+    else:
+        return "pointwise"
+    if updating == "immediate":
+        raise ValueError(
+            f"updating='immediate' evaluates one trial at a time, but a {mode} evaluation needs "
+            "a whole generation: use updating='deferred' (or None), or vectorized=False without workers."
+        )
+    return mode
+
+
+@contextlib.contextmanager
+def _evaluator(problem: GlobalProblem, mode: str, auto: bool, workers: Any, executor: Any):
+    """scipy's ``func`` and ``workers`` for the evaluation mode."""
+    if mode == "parallel":
+        with point_map(problem.remote, workers, executor, problem.count) as map_like:
+            yield problem.remote, map_like
+        return
+    if mode == "pointwise":
+        yield problem.value, 1
+        return
+    yield _BatchedGeneration(problem, auto), 1
+
+
+class _BatchedGeneration:
+    """scipy's vectorized ``func``: x of shape (n, S) in, S values out, in one call.
+
+    With ``auto``, a function that cannot be mapped over a batch is evaluated point by
+    point instead (scipy still sees one call per generation, so the trajectory is the same).
+    """
+
+    def __init__(self, problem: GlobalProblem, auto: bool):
+        self.problem = problem
+        self.auto = auto
+        self.pointwise = False
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        points = np.asarray(x, dtype=np.float64).T
+        if self.pointwise:
+            return np.array([self.problem.value(p) for p in points])
+        try:
+            return self.problem.values(points)
+        except Exception as exc:
+            if not self.auto:
+                raise
+            self.pointwise = True
+            warnings.warn(
+                f"fun could not be evaluated on a batch ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                "each member is evaluated separately. Pass vectorized=False to choose this.",
+                UserWarning,
+                stacklevel=4,
+            )
+            return np.array([self.problem.value(p) for p in points])
+
+
+def _columnwise(constraint: Any) -> Any:
+    """A flat NonlinearConstraint for scipy's vectorized mode: x (n, S) in, (m, S) out."""
+    if not isinstance(constraint, so.NonlinearConstraint):
+        return constraint
+    fun = constraint.fun
+
+    def columns(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim == 1:
+            return np.atleast_1d(fun(x))
+        return np.stack([np.atleast_1d(fun(column)) for column in x.T], axis=1)
+
+    return so.NonlinearConstraint(columns, constraint.lb, constraint.ub)
+
+
+def _polisher(problem: GlobalProblem, polish: Any, constraints: Any) -> LocalSolver | None:
+    if polish is False or polish is None:
+        return None
+    if polish is True:
+        kwargs = {"method": "trust-constr" if constraints else "L-BFGS-B"}
+    elif isinstance(polish, str):
+        kwargs = {"method": polish}
+    elif isinstance(polish, dict):
+        kwargs = local_kwargs(polish, "polish")
+    else:
+        raise TypeError(f"polish must be True, False, a method name or a dict of am.minimize arguments; got {polish!r}.")
+    if constraints:
+        kwargs.setdefault("constraints", constraints)
+    return LocalSolver(problem, kwargs, scipy_bounds=True)
+
+
+def _polish(result: so.OptimizeResult, problem: GlobalProblem, solver: LocalSolver, bounds: tuple, integrality: Any, constrained: bool) -> None:
+    """scipy's polishing rule: keep the local solution if it is better, successful and inside."""
+    lb, ub = bounds[0].copy(), bounds[1].copy()
+    if integrality is not None and np.any(integrality):
+        lb[integrality] = ub[integrality] = result.x[integrality]
+    if constrained and result.get("constr_violation", 0) > 0:
+        warnings.warn("differential evolution found no point satisfying the constraints; polishing from the least infeasible one.", UserWarning, stacklevel=3)
+    local = solver(None, result.x, bounds=so.Bounds(lb, ub))
+    result.nfev = result.nfev + local.get("nfev", 0)
+    if local.fun < result.fun and local.success and np.all(local.x <= ub) and np.all(lb <= local.x):
+        result.fun = local.fun
+        result.x = local.x
+        result.jac = local.get("jac")
+        if constrained:
+            result.maxcv = result.constr_violation = float(local.get("constr_violation", 0.0))

@@ -1,0 +1,73 @@
+"""``am.direct``: DIviding RECTangles over a box, any parameter structure."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import scipy.optimize as so
+
+from ._problem import build_problem, finish, running, structured_callback
+
+__all__ = ["direct"]
+
+
+def direct(
+    func: Callable,
+    bounds: Any,
+    *,
+    args: tuple = (),
+    eps: float = 1e-4,
+    maxfun: int | None = None,
+    maxiter: int = 1000,
+    locally_biased: bool = True,
+    f_min: float = -np.inf,
+    f_min_rtol: float = 1e-4,
+    vol_tol: float = 1e-16,
+    len_tol: float = 1e-6,
+    callback: Callable | None = None,
+    x0: Any = None,
+    backend: str | None = None,
+    precision: str | None = None,
+    unpack: str = "auto",
+) -> so.OptimizeResult:
+    """Minimize ``func`` over a box with DIRECT (deterministic, derivative-free).
+
+    The arguments are ``scipy.optimize.direct``'s; those below differ.
+
+    Parameters
+    ----------
+    func : callable
+        The objective in NumPy, JAX, PyTorch or TensorFlow.
+    bounds : bounds in any format ``am.minimize`` accepts, finite
+        Without ``x0`` they also give the parameter structure (see
+        ``am.differential_evolution``).
+    callback : callable, optional
+        ``callback(xk)`` with xk in x0's structure (scipy passes a list).
+    x0 : optional
+        Only the structure and array types of the parameters (DIRECT starts at the centre).
+    backend, precision, unpack
+        As for ``am.minimize``.
+
+    Returns
+    -------
+    scipy.optimize.OptimizeResult
+        scipy's fields with ``x`` in x0's structure; ``nfev``, ``backend``, ``precision``.
+
+    Examples
+    --------
+    >>> import autominimize as am
+    >>> def bowl(p):
+    ...     return (p["a"] - 0.25) ** 2 + ((p["b"] + 0.5) ** 2).sum()
+    >>> res = am.direct(bowl, {"a": (-1, 1), "b": [(-1, 1)] * 2}, backend="numpy")
+    >>> round(res.x["a"], 3), res.x["b"].round(3).tolist()
+    (0.25, [-0.5, -0.5])
+    """
+    problem, _, flat_bounds = build_problem(func, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=True)
+    with running(problem):
+        result = so.direct(
+            problem.value, so.Bounds(*flat_bounds), eps=eps, maxfun=maxfun, maxiter=maxiter,
+            locally_biased=locally_biased, f_min=f_min, f_min_rtol=f_min_rtol, vol_tol=vol_tol,
+            len_tol=len_tol, callback=structured_callback(callback, problem),
+        )
+    return finish(result, problem)

@@ -1,0 +1,175 @@
+"""The updates interface over any parameter structure: ``init`` / ``update`` / ``apply_updates``."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, NamedTuple
+
+import optree
+
+from ..native._arrays import flatten_leaves, namespace, split_leaves
+from ..native.base import Algorithm
+
+__all__ = ["Transformation", "from_algorithm", "apply_updates", "merge_updates"]
+
+
+class Transformation(NamedTuple):
+    """A pure pair ``init(params) -> state`` and ``update(grads, state, params) -> (updates, state)``.
+
+    The shape of optax's ``GradientTransformation``: ``updates`` has the structure of
+    ``params`` and is added to them by :func:`apply_updates`. ``algorithm`` is the native
+    algorithm (its hyperparameters), read by the adapters.
+    """
+
+    init: Callable[[Any], Any]
+    update: Callable[..., tuple[Any, Any]]
+    algorithm: Algorithm
+
+
+class _GivenGradient:
+    """The oracle an update sees: the gradient given at params; re-evaluations only on request."""
+
+    def __init__(self, x: Any, g: Any, value: Any, value_and_grad: Callable | None, grad: Callable | None, name: str):
+        self.x, self.g, self.f = x, g, value
+        self._value_and_grad, self._grad, self._name = value_and_grad, grad, name
+
+    def _need(self, what: str) -> Callable:
+        raise ValueError(
+            f"{self._name} evaluates {what} at points other than params; pass value_and_grad_fn= "
+            "(a function of params returning (value, grads)) to update."
+        )
+
+    def value_and_grad(self, x: Any) -> tuple[Any, Any]:
+        if x is self.x:
+            if self.f is None and self._value_and_grad is not None:
+                self.f = self._value_and_grad(x)[0]
+            return self.f, self.g
+        return (self._value_and_grad or self._need("the loss"))(x)
+
+    def value(self, x: Any) -> Any:
+        return self.value_and_grad(x)[0]
+
+    def grad(self, x: Any) -> Any:
+        if x is self.x:
+            return self.g
+        if self._grad is not None:
+            return self._grad(x)
+        return (self._value_and_grad or self._need("gradients"))(x)[1]
+
+    def hvp(self, x: Any, v: Any) -> Any:
+        """H v by a forward difference of gradients (exact products need am.minimize/iterate)."""
+        xp = namespace(x)
+        v_norm = float(xp.sqrt(xp.sum(v * v)))
+        if v_norm == 0.0:
+            return xp.zeros_like(v)
+        eps = 1.4901161193847656e-08 * (1.0 + float(xp.sqrt(xp.sum(x * x)))) / v_norm
+        return (self.grad_at(x + eps * v) - self.grad(x)) / eps
+
+    def grad_at(self, x: Any) -> Any:
+        return (self._value_and_grad or self._need("gradients"))(x)[1]
+
+    def gnvp(self, x: Any, v: Any) -> Any:
+        raise ValueError(f"{self._name}: Gauss-Newton products need am.minimize or am.iterate with a residual function.")
+
+
+def from_algorithm(algorithm: Algorithm) -> Transformation:
+    """The updates interface of a native algorithm.
+
+    ``update(grads, state, params, *, value=None, value_and_grad_fn=None, grad_fn=None)``:
+    first-order algorithms (SGD, delta-bar-delta, TONGA) need only ``grads``; SGD-QN also
+    ``grad_fn(params) -> grads`` on the same mini-batch; L-BFGS, nonlinear CG and
+    Hessian-free ``value_and_grad_fn(params) -> (value, grads)`` for their line searches
+    (Hessian-free then takes Hessian-vector products as differences of gradients; the exact
+    and Gauss-Newton products are in ``am.minimize`` and ``am.iterate``).
+    Parameters may be any structure of NumPy, JAX or torch arrays; updates keep each leaf's
+    dtype.
+    """
+
+    def flat(tree: Any) -> tuple[Any, list, Any]:
+        leaves, treedef = optree.tree_flatten(tree)
+        xp = namespace(*leaves)
+        return flatten_leaves(xp, leaves), leaves, treedef
+
+    def init(params: Any) -> Any:
+        x, _, _ = flat(params)
+        return algorithm.init(x, None) if algorithm.first_order else None
+
+    def update(grads: Any, state: Any, params: Any = None, *, value: Any = None, value_and_grad_fn: Callable | None = None, grad_fn: Callable | None = None) -> tuple[Any, Any]:
+        if params is None:
+            raise ValueError(f"{algorithm.name}'s update needs params (its step depends on them).")
+        if algorithm.needs_evaluator and value_and_grad_fn is None:
+            raise ValueError(f"{algorithm.name} evaluates the loss at new points; pass value_and_grad_fn= (params -> (value, grads)).")
+        x, leaves, treedef = flat(params)
+        xp = namespace(x)
+        g = xp.astype(flatten_leaves(xp, optree.tree_leaves(grads)), x.dtype)
+
+        def as_tree(v: Any) -> Any:
+            return optree.tree_unflatten(treedef, split_leaves(xp, v, leaves))
+
+        def flat_value_and_grad(v: Any) -> tuple[Any, Any]:
+            f, gr = value_and_grad_fn(as_tree(v))
+            return f, xp.astype(flatten_leaves(xp, optree.tree_leaves(gr)), x.dtype)
+
+        def flat_grad(v: Any) -> Any:
+            return xp.astype(flatten_leaves(xp, optree.tree_leaves(grad_fn(as_tree(v)))), x.dtype)
+
+        oracle = _GivenGradient(
+            x, g, value, flat_value_and_grad if value_and_grad_fn else None, flat_grad if grad_fn else None, algorithm.name
+        )
+        if state is None:
+            state = algorithm.init(x, oracle)
+        elif algorithm.first_order:
+            state = state._replace(x=x)
+        else:
+            f = value if value is not None else oracle.value(x)
+            state = state._replace(x=x, f=f, g=g)
+        new_state = algorithm.step(state, oracle)
+        if new_state.flag:
+            raise RuntimeError(f"{algorithm.name} could not take a step: {new_state.flag}.")
+        return as_tree(new_state.x - x), new_state
+
+    return Transformation(init, update, algorithm)
+
+
+def apply_updates(params: Any, updates: Any) -> Any:
+    """params + updates, leaf by leaf, keeping each parameter's dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> apply_updates({"w": np.ones(2)}, {"w": np.full(2, 0.5)})["w"].tolist()
+    [1.5, 1.5]
+    """
+    return optree.tree_map(_add, params, updates)
+
+
+def _add(p: Any, u: Any) -> Any:
+    out = p + u
+    dtype = getattr(p, "dtype", None)
+    if dtype is not None and getattr(out, "dtype", dtype) != dtype:
+        out = namespace(out).astype(out, dtype)
+    return out
+
+
+def merge_updates(updates: Mapping, new: Mapping) -> dict:
+    """``updates`` extended with ``new``; KeyError for a parameter that already has an update.
+
+    The founding rule of the Theano-era Optimization API: passing ``updates={p: b}`` to an
+    optimizer that updates ``p`` raises KeyError.
+
+    Examples
+    --------
+    >>> merge_updates({"a": 1}, {"p": 2})
+    {'a': 1, 'p': 2}
+    >>> merge_updates({"p": 1}, {"p": 2})
+    Traceback (most recent call last):
+    ...
+    KeyError: "an update for 'p' already exists"
+    """
+    merged = dict(updates)
+    for key, value in new.items():
+        if key in merged:
+            raise KeyError(f"an update for {key!r} already exists")
+        merged[key] = value
+    return merged
+
+

@@ -1,0 +1,5 @@
+"""Test problems for autominimize and its users: :mod:`autominimize.testing.mgh`."""
+
+from . import mgh
+
+__all__ = ["mgh"]
