@@ -20,6 +20,29 @@ def _versions() -> str:
     return ", ".join(parts)
 
 
+#: further tables, each a self-contained module: name -> (module, run function, format function, title)
+SECTIONS = {
+    "observing": ("observing", "run_observing", "format_observing", "cost of history=, log= and progress= (rosen100 L-BFGS-B, JAX)"),
+    "least-squares": ("least_squares", "run_least_squares", "format_least_squares", "least squares on the MGH set; parallel numerical gradients"),
+    "global": ("global_opt", "run_global", "format_global", "batched differential evolution; multistart"),
+    "torch-mlp": ("torch_mlp", "run_torch_mlp", "format_torch_mlp", "am.torch.ScipyOptimizer vs torch.optim.LBFGS on a 2-layer MLP"),
+}
+
+
+def run_sections(names: list[str], repeats: int) -> None:
+    """Run and print the further tables, one after the other."""
+    import importlib
+
+    for name in names:
+        module_name, run_name, format_name, title = SECTIONS[name]
+        module = importlib.import_module(f"{__package__}.{module_name}")
+        start = time.perf_counter()
+        rows = getattr(module, run_name)(repeats=repeats)
+        print(f"\n## {name}: {title} ({time.perf_counter() - start:.0f} s)\n")
+        print(getattr(module, format_name)(rows))
+        sys.stdout.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autominimize.bench", description=__doc__)
     parser.add_argument("--repeats", type=int, default=5, help="timed warm repeats per cell (default 5; n=10000 and logreg take at most 3)")
@@ -31,7 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=None, help="seconds of timed rounds per cell before no further round starts (default 20; 0 = no limit)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the rows as JSON to PATH")
     parser.add_argument("--no-import-time", action="store_true", help="skip the import-time measurement")
+    parser.add_argument(
+        "--section", action="append", choices=["core", *SECTIONS], default=None,
+        help="run only these tables (repeatable); default: all of them, or only 'core' with --quick or --only",
+    )
     args = parser.parse_args(argv)
+    sections = args.section or (["core"] if args.quick or args.only else ["core", *SECTIONS])
+    if "core" not in sections:
+        run_sections(sections, repeats=min(args.repeats, 3))
+        return 0
 
     from . import contenders as contenders_module
     from .problems import select_cells
@@ -83,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("rounds per cell: " + ", ".join(f"{row['cell']} {row['repeats']}" for row in rows))
     print(format_summary(rows))
+    sys.stdout.flush()
+    run_sections([name for name in sections if name != "core"], repeats=min(args.repeats, 3))
     print(f"# total {time.perf_counter() - start:.0f} s")
     return 0
 

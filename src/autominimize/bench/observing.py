@@ -47,11 +47,11 @@ def run_observing(repeats: int = 5, n: int = 100) -> list[dict]:
     ]
 
 
-def format_rows(rows: list[dict]) -> str:
+def format_observing(rows: list[dict]) -> str:
     lines = [f"{'rosen100 L-BFGS-B, jax':<28} {'seconds':>9} {'/ plain':>8} {'nfev':>6}"]
     lines += [f"{row['variant']:<28} {row['seconds']:9.4f} {row['ratio']:8.2f} {row['nfev']:6d}" for row in rows]
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    print(format_rows(run_observing()))
+    print(format_observing(run_observing()))

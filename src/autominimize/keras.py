@@ -1,0 +1,184 @@
+"""Keras 3 integration: a model's loss as a pure function of its weights, and a one-call fit.
+
+The model is evaluated with ``model.stateless_call``, which takes the weights as arguments,
+so the function works on every Keras backend (TensorFlow, JAX, PyTorch) and ``am.minimize``
+differentiates it with that backend's framework. The model itself is not modified until
+:func:`load_params` (or :func:`fit`) writes a solution into it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import keras
+import numpy as np
+import scipy.optimize as so
+
+from ._minimize import minimize
+
+__all__ = ["function_factory", "fit", "load_params"]
+
+#: am.minimize's backend for each Keras backend
+_BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch", "numpy": "numpy"}
+
+
+def _as_data(data: Any, dtype: str) -> Any:
+    """Floating point data in the model's compute dtype, as the backend's tensors."""
+    if isinstance(data, (list, tuple)):
+        return type(data)(_as_data(item, dtype) for item in data)
+    if isinstance(data, dict):
+        return {key: _as_data(item, dtype) for key, item in data.items()}
+    tensor = keras.ops.convert_to_tensor(data)
+    return keras.ops.cast(tensor, dtype) if "float" in keras.backend.standardize_dtype(tensor.dtype) else tensor
+
+
+def _trainable(model: keras.Model) -> list[keras.Variable]:
+    variables = list(model.trainable_variables)
+    if not variables:
+        raise ValueError(
+            "model has no trainable weights; build it first (keras.Input(shape=...) or call it "
+            "on a batch) and leave some weights trainable."
+        )
+    return variables
+
+
+def function_factory(
+    model: keras.Model, loss: Any, X: Any, y: Any, *, training: bool = False
+) -> tuple[Callable[[dict[str, Any]], Any], dict[str, np.ndarray]]:
+    """A Keras model's training loss as a pure function of its trainable weights.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A built model (a model that is not built yet is built by calling it on ``X``).
+    loss : str, keras.losses.Loss or callable
+        Called as ``loss(y_true, y_pred)`` (Keras's order); a per-sample loss is averaged.
+        A name such as ``'mse'`` is looked up with ``keras.losses.get``. The model's own
+        regularization losses (``kernel_regularizer`` and ``add_loss``) are added.
+    X, y : arrays or backend tensors
+        The whole training set; floating point data takes the model's compute dtype.
+    training : bool
+        Passed to the model's layers (False by default: dropout off, batch normalization
+        using its moving statistics, which are not updated).
+
+    Returns
+    -------
+    func : callable
+        ``func(params)`` -> the scalar loss, a tensor of the Keras backend, differentiable
+        in ``params``. Each weight is cast to its variable's dtype, so the model computes in
+        its own precision whatever ``am.minimize``'s ``precision``.
+    params : dict of str to numpy.ndarray
+        The current weights by variable path (e.g. ``'sequential/dense/kernel'``): the
+        starting point, and the keys for per-weight ``bounds``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import keras
+    >>> import autominimize as am
+    >>> X = np.random.default_rng(0).normal(size=(30, 2))
+    >>> y = X @ np.array([[1.5], [-0.5]]) + 0.2
+    >>> model = keras.Sequential([keras.Input(shape=(2,)), keras.layers.Dense(1)])
+    >>> func, params = am.keras.function_factory(model, "mse", X, y)
+    >>> res = am.minimize(func, params, method="L-BFGS-B")
+    >>> am.keras.load_params(model, res.x)
+    >>> [round(float(b), 3) for b in model.layers[0].bias.numpy()]
+    [0.2]
+    """
+    if not model.built:
+        model(X)
+    variables = _trainable(model)
+    paths = [v.path for v in variables]
+    loss_fn = keras.losses.get(loss) if isinstance(loss, str) else loss
+    if not callable(loss_fn):
+        raise TypeError(f"loss must be a Keras loss name, a keras.losses.Loss or a callable(y_true, y_pred); got {loss!r}.")
+    non_trainable = [v.value for v in model.non_trainable_variables]
+    inputs = _as_data(X, model.compute_dtype)
+    target = _as_data(y, model.compute_dtype)
+
+    def func(params: dict[str, Any], /) -> Any:
+        values = [keras.ops.cast(params[path], v.dtype) for path, v in zip(paths, variables)]
+        outputs, _, extra_losses = model.stateless_call(
+            values, non_trainable, inputs, training=training, return_losses=True
+        )
+        total = keras.ops.mean(loss_fn(target, outputs))
+        for extra in extra_losses:
+            total = total + keras.ops.cast(extra, total.dtype)
+        return total
+
+    return func, {path: np.array(v.numpy()) for path, v in zip(paths, variables)}
+
+
+def load_params(model: keras.Model, values: dict[str, Any]) -> None:
+    """Assign weights by variable path (``res.x`` of ``am.minimize``) to the model, in place.
+
+    Paths left out keep their values; values are cast to each variable's dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import keras
+    >>> import autominimize as am
+    >>> model = keras.Sequential([keras.Input(shape=(1,)), keras.layers.Dense(1)])
+    >>> am.keras.load_params(model, {model.layers[0].kernel.path: np.array([[2.0]])})
+    >>> model.layers[0].kernel.numpy().tolist()
+    [[2.0]]
+    """
+    if not isinstance(values, dict):
+        raise TypeError(f"values must be a dict of weights by variable path (res.x); got {type(values).__name__}.")
+    by_path = {v.path: v for v in _trainable(model)}
+    unknown = sorted(set(values) - set(by_path))
+    if unknown:
+        raise KeyError(f"values has keys {unknown} that are not trainable weights of model; those are {sorted(by_path)}.")
+    for path, value in values.items():
+        variable = by_path[path]
+        array = np.asarray(keras.ops.convert_to_numpy(value))
+        if array.shape != tuple(variable.shape):
+            raise ValueError(f"values[{path!r}] has shape {array.shape}; the weight has shape {tuple(variable.shape)}.")
+        variable.assign(array.astype(variable.dtype))
+
+
+def fit(
+    model: keras.Model,
+    loss: Any,
+    X: Any,
+    y: Any,
+    method: str = "L-BFGS-B",
+    *,
+    training: bool = False,
+    **minimize_kwargs: Any,
+) -> so.OptimizeResult:
+    """Fit a Keras model's weights with one ``am.minimize`` solve and write them back.
+
+    Parameters
+    ----------
+    model, loss, X, y, training
+        As for :func:`function_factory`.
+    method : str, default 'L-BFGS-B'
+        Any ``scipy.optimize.minimize`` method.
+    **minimize_kwargs
+        Passed to ``am.minimize``: ``bounds`` (e.g. by variable path), ``constraints``,
+        ``options``, ``tol``, ``callback``, ``precision``... ``backend`` defaults to the
+        Keras backend's framework.
+
+    Returns
+    -------
+    scipy.optimize.OptimizeResult
+        ``res.x`` holds the weights by variable path; they are also in the model.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import keras
+    >>> import autominimize as am
+    >>> X = np.linspace(-1, 1, 20)[:, None]
+    >>> model = keras.Sequential([keras.Input(shape=(1,)), keras.layers.Dense(1)])
+    >>> res = am.keras.fit(model, "mse", X, 3 * X - 1)
+    >>> np.round(model.predict(np.array([[0.5]]), verbose=0), 3).tolist()
+    [[0.5]]
+    """
+    func, params = function_factory(model, loss, X, y, training=training)
+    minimize_kwargs.setdefault("backend", _BACKENDS.get(keras.backend.backend()))
+    result = minimize(func, params, method=method, **minimize_kwargs)
+    load_params(model, result.x)
+    return result

@@ -1,0 +1,448 @@
+"""TensorFlow 2 successor of TF1's ``tf.contrib.opt.ScipyOptimizerInterface``.
+
+TF1 built the loss and constraints as graph tensors and fed variable values through a
+session. In TF2 the loss and each constraint are zero-argument callables reading
+``tf.Variable``\\s; every evaluation assigns the point to the variables and runs the loss in
+one ``tf.function`` (traced once, with a fixed input signature), and the gradients,
+Hessian-vector products, Hessians and constraint Jacobians come from ``GradientTape``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import optree
+import scipy.optimize as so
+import tensorflow as tf
+
+from .backends.base import as_flat_float64
+from .backends.common import require_scalar_shape
+from .bounds import normalize_bounds
+from .drivers.methods import METHODS, method_name
+from .integrations.solve import plan_method, solve
+from .params import ParamSpec
+
+__all__ = ["ScipyOptimizerInterface"]
+
+_ZERO = tf.UnconnectedGradients.ZERO
+_CONSTRAINT_METHODS = ", ".join(repr(name) for name, info in METHODS.items() if info.constraints)
+#: scipy.optimize.minimize arguments that have their own place in this interface
+_REPLACED = {
+    "bounds": "var_to_bounds",
+    "constraints": "equalities and inequalities",
+    "callback": "step_callback of minimize()",
+    "jac": "nothing: gradients are exact, from GradientTape",
+    "hess": "nothing: Hessians are exact, from GradientTape",
+    "x0": "the variables' current values",
+    "args": "a closure: the loss takes no arguments",
+}
+
+
+def _as_tf_variable(value: Any, where: str) -> tf.Variable:
+    """A ``tf.Variable``, unwrapping Keras 3 variables (whose ``.value`` is one)."""
+    if isinstance(value, tf.Variable):
+        return value
+    inner = getattr(value, "value", None)
+    if isinstance(inner, tf.Variable):
+        return inner
+    raise TypeError(f"{where} is a {type(value).__name__}; expected a tf.Variable (or a Keras variable).")
+
+
+def _collect_variables(loss: Callable, var_list: Any) -> list[tf.Variable]:
+    if var_list is None and hasattr(loss, "trainable_variables"):
+        var_list = loss
+    if var_list is None:
+        with tf.GradientTape() as tape:
+            loss()
+        found = [v for v in tape.watched_variables() if v.trainable]
+    elif hasattr(var_list, "trainable_variables"):
+        found = list(var_list.trainable_variables)
+    elif isinstance(var_list, (list, tuple)):
+        found = list(var_list)
+    else:
+        raise TypeError(
+            f"var_list must be None, a list of tf.Variables, or a tf.Module or Keras model; got "
+            f"{type(var_list).__name__}."
+        )
+    variables: list[tf.Variable] = []
+    seen: set = set()
+    for index, value in enumerate(found):
+        variable = _as_tf_variable(value, f"var_list[{index}]")
+        if variable.ref() not in seen:
+            seen.add(variable.ref())
+            variables.append(variable)
+    if not variables:
+        raise ValueError(
+            "there is no variable to optimize: the loss reads no trainable tf.Variable. Pass "
+            "var_list, or make the loss a callable that reads the variables."
+        )
+    return variables
+
+
+def _callables(value: Any, name: str) -> list[Callable]:
+    items = [] if value is None else [value] if callable(value) else list(value)
+    for index, item in enumerate(items):
+        if not callable(item):
+            raise TypeError(
+                f"{name}[{index}] is a {type(item).__name__}; in TF2 each constraint is a "
+                f"zero-argument callable reading the variables, e.g. lambda: vector[1] - 1."
+            )
+    return items
+
+
+def _bounds_entries(var_to_bounds: Any, variables: list[tf.Variable]) -> list[Any] | None:
+    """``var_to_bounds`` as one entry per variable (None where unbounded)."""
+    if var_to_bounds is None:
+        return None
+    if isinstance(var_to_bounds, dict):
+        pairs = list(var_to_bounds.items())
+    elif isinstance(var_to_bounds, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in var_to_bounds):
+        pairs = list(var_to_bounds)
+    else:
+        raise TypeError(
+            "var_to_bounds must map variables to (low, high): a dict keyed by variable.ref() "
+            "or variable name, or a list of (variable, (low, high)) pairs (a tf.Variable cannot "
+            f"be a dict key in TF2); got {type(var_to_bounds).__name__}."
+        )
+    position = {v.ref(): i for i, v in enumerate(variables)}
+    names = {}
+    for i, v in enumerate(variables):
+        names[v.name] = names[v.name.split(":")[0]] = i
+    entries: list[Any] = [None] * len(variables)
+    for key, bounds in pairs:
+        if isinstance(key, str):
+            index = names.get(key)
+        else:
+            variable = key.deref() if hasattr(key, "deref") else _as_tf_variable(key, "a var_to_bounds key")
+            index = position.get(variable.ref())
+        if index is None:
+            raise ValueError(
+                f"var_to_bounds names {key!r}, which is not one of the variables being optimized: "
+                f"{[v.name for v in variables]}."
+            )
+        entries[index] = bounds
+    return entries
+
+
+class _GraphFunctions:
+    """Lazily traced ``tf.function``\\s of flat float64 inputs that first assign the variables."""
+
+    def __init__(self, variables: list[tf.Variable]):
+        self.variables = variables
+        self.sizes = [int(np.prod(v.shape)) for v in variables]
+        self._graphs: dict[str, Any] = {}
+
+    def _assign(self, x: tf.Tensor) -> None:
+        for v, part in zip(self.variables, tf.split(x, self.sizes)):
+            v.assign(tf.cast(tf.reshape(part, v.shape), v.dtype))
+
+    def _split(self, v: tf.Tensor) -> list[tf.Tensor]:
+        return [tf.cast(tf.reshape(p, var.shape), var.dtype) for var, p in zip(self.variables, tf.split(v, self.sizes))]
+
+    @staticmethod
+    def _flat(tensors: Sequence[tf.Tensor], batch: int | None = None) -> tf.Tensor:
+        shape = [-1] if batch is None else [batch, -1]
+        return tf.concat([tf.reshape(tf.cast(t, tf.float64), shape) for t in tensors], axis=-1)
+
+    def _run(self, name: str, body: Callable, *inputs: np.ndarray) -> np.ndarray:
+        graph = self._graphs.get(name)
+        if graph is None:
+            signature = [tf.TensorSpec([np.size(a)], tf.float64) for a in inputs]
+            graph = self._graphs[name] = tf.function(body, input_signature=signature).get_concrete_function()
+        return graph(*[tf.constant(as_flat_float64(a)) for a in inputs]).numpy()
+
+    def _jacobian_rows(self, tape: tf.GradientTape, out: tf.Tensor) -> tf.Tensor:
+        """d(out)/d(variables) as an (m, n) matrix."""
+        rows = tape.jacobian(out, self.variables, unconnected_gradients=_ZERO, experimental_use_pfor=True)
+        return self._flat(rows, batch=int(out.shape[0]))
+
+
+class _LossFunctions(_GraphFunctions):
+    """The loss as a flat objective (a ``ScalarFunctions``) over the variables.
+
+    ``on_evaluation(loss)`` runs once per point, when its value is first computed.
+    """
+
+    extra_evaluations = 0
+
+    def __init__(self, loss: Callable, variables: list[tf.Variable], on_evaluation: Callable[[float], None]):
+        super().__init__(variables)
+        self.loss = loss
+        self.on_evaluation = on_evaluation
+        self._reported: np.ndarray | None = None
+
+    def _report(self, x: np.ndarray, value: float) -> None:
+        if self._reported is None or not np.array_equal(x, self._reported):
+            self._reported = np.array(x, dtype=np.float64)
+            self.on_evaluation(value)
+
+    def _scalar(self) -> tf.Tensor:
+        out = tf.convert_to_tensor(self.loss())
+        if out.shape.is_fully_defined():  # otherwise the reshape below fails at run time
+            require_scalar_shape(tuple(out.shape), "loss")
+        return tf.reshape(out, [])
+
+    def _gradient(self) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(self.variables)
+            value = self._scalar()
+        return value, tape.gradient(value, self.variables, unconnected_gradients=_ZERO)
+
+    def value(self, x: np.ndarray) -> float:
+        def body(x: tf.Tensor) -> tf.Tensor:
+            self._assign(x)
+            return tf.cast(self._scalar(), tf.float64)
+
+        value = float(self._run("value", body, x))
+        self._report(x, value)
+        return value
+
+    def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        def body(x: tf.Tensor) -> tf.Tensor:
+            self._assign(x)
+            value, grads = self._gradient()
+            return self._flat([value] + grads)
+
+        out = self._run("value_and_grad", body, x)
+        self._report(x, float(out[0]))
+        return float(out[0]), out[1:].copy()
+
+    def hvp_at(self, x: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        def body(x: tf.Tensor, v: tf.Tensor) -> tf.Tensor:
+            self._assign(x)
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(self.variables)
+                _, grads = self._gradient()
+            return self._flat(tape.gradient(grads, self.variables, output_gradients=self._split(v), unconnected_gradients=_ZERO))
+
+        x = np.array(x, dtype=np.float64)  # scipy may write into its own vector later
+        return lambda v: self._run("hvp", body, x, v)
+
+    def hessian(self, x: np.ndarray) -> np.ndarray:
+        def body(x: tf.Tensor) -> tf.Tensor:
+            self._assign(x)
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(self.variables)
+                _, grads = self._gradient()
+                flat = self._flat(grads)
+            return self._jacobian_rows(tape, flat)
+
+        return self._run("hessian", body, x)
+
+
+class _ConstraintFunctions(_GraphFunctions):
+    """A zero-argument constraint callable as a flat vector function (a ``VectorFunctions``)."""
+
+    def __init__(self, fun: Callable, variables: list[tf.Variable]):
+        super().__init__(variables)
+        self.fun = fun
+
+    def _vector(self) -> tf.Tensor:
+        return self._flat([tf.convert_to_tensor(leaf) for leaf in optree.tree_leaves(self.fun())])
+
+    def value(self, x: np.ndarray) -> np.ndarray:
+        def body(x: tf.Tensor) -> tf.Tensor:
+            self._assign(x)
+            return self._vector()
+
+        return self._run("value", body, x)
+
+    def value_and_jacobian(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        def body(x: tf.Tensor) -> tf.Tensor:
+            self._assign(x)
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(self.variables)
+                out = self._vector()
+            return tf.concat([out[:, None], self._jacobian_rows(tape, out)], axis=1)
+
+        out = self._run("value_and_jacobian", body, x)
+        return out[:, 0].copy(), out[:, 1:].copy()
+
+    def weighted_hessian(self, x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        def body(x: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
+            self._assign(x)
+            with tf.GradientTape(watch_accessed_variables=False) as outer:
+                outer.watch(self.variables)
+                with tf.GradientTape(watch_accessed_variables=False) as inner:
+                    inner.watch(self.variables)
+                    total = tf.tensordot(w, self._vector(), 1)
+                grads = self._flat(inner.gradient(total, self.variables, unconnected_gradients=_ZERO))
+            return self._jacobian_rows(outer, grads)
+
+        return self._run("weighted_hessian", body, x, weights)
+
+
+def _fetch(item: Any, index: int) -> Any:
+    if callable(item):
+        value = item()
+    elif hasattr(item, "numpy"):  # a variable (or an eager tensor)
+        value = item
+    else:
+        raise TypeError(f"fetches[{index}] is a {type(item).__name__}; give a zero-argument callable or a tf.Variable.")
+    return optree.tree_map(lambda leaf: leaf.numpy() if hasattr(leaf, "numpy") else leaf, value)
+
+
+class ScipyOptimizerInterface:
+    """Minimize a TF2 loss over ``tf.Variable``\\s with ``scipy.optimize.minimize``, in place.
+
+    The TF2 form of ``tf.contrib.opt.ScipyOptimizerInterface``, with TF1's arguments.
+
+    Parameters
+    ----------
+    loss : callable
+        Takes no arguments, reads the variables and returns a scalar tensor. A ``tf.Module``
+        with ``__call__`` works too.
+    var_list : list of tf.Variable, tf.Module or Keras model, optional
+        The variables to optimize (Keras 3 variables are accepted). None: the module's
+        trainable variables if ``loss`` is a ``tf.Module``, else the trainable variables the
+        loss reads, found by calling it once now.
+    equalities, inequalities : list of callables, optional
+        Zero-argument callables whose values (scalars or tensors) are held at zero and at
+        or above zero. They need ``method='SLSQP'`` or ``'trust-constr'`` (exact Jacobians),
+        or the derivative-free ``'COBYLA'`` / ``'COBYQA'``.
+    var_to_bounds : optional
+        ``(low, high)`` per variable; each side a number, None/±inf, or an array broadcast to
+        the variable's shape (``np.broadcast_to``, as in TF1). A ``tf.Variable`` cannot be a
+        dict key in TF2, so key the dict by ``variable.ref()`` or by variable name, or give a
+        list of ``(variable, (low, high))`` pairs.
+    method : str, default 'L-BFGS-B'
+        Any ``scipy.optimize.minimize`` method.
+    options : dict, optional
+        scipy's solver options.
+    **minimize_kwargs
+        ``tol``, and ``hessp=True`` (trust-constr: Hessian-vector products instead of Hessians).
+
+    Attributes
+    ----------
+    result : scipy.optimize.OptimizeResult or None
+        The last result: flat float64 ``x`` and ``jac`` over ``var_list`` in order, and the
+        ``nfev``/``njev``/``nhev``/``nhvp`` counts.
+
+    Examples
+    --------
+    >>> import tensorflow as tf
+    >>> import autominimize as am
+    >>> vector = tf.Variable([7.0, 7.0])
+    >>> optimizer = am.tf.ScipyOptimizerInterface(
+    ...     lambda: tf.reduce_sum(tf.square(vector)),
+    ...     equalities=[lambda: vector[1] - 1.0],
+    ...     inequalities=[lambda: vector[0] - 1.0],
+    ...     method="SLSQP",
+    ... )
+    >>> result = optimizer.minimize()
+    >>> [round(float(v), 4) for v in vector.numpy()]
+    [1.0, 1.0]
+    """
+
+    def __init__(
+        self,
+        loss: Callable[[], Any],
+        var_list: Any = None,
+        equalities: Sequence[Callable[[], Any]] | None = None,
+        inequalities: Sequence[Callable[[], Any]] | None = None,
+        var_to_bounds: Any = None,
+        method: str = "L-BFGS-B",
+        options: dict | None = None,
+        **minimize_kwargs: Any,
+    ):
+        if not callable(loss):
+            raise TypeError(
+                f"loss must be a zero-argument callable reading tf.Variables (TF2 has no graph "
+                f"tensors to minimize); got {type(loss).__name__}."
+            )
+        for key in minimize_kwargs:
+            if key in _REPLACED:
+                raise TypeError(f"{key} is not accepted here; use {_REPLACED[key]}.")
+            if key not in ("tol", "hessp"):
+                raise TypeError(f"unexpected argument {key!r}; the extra arguments are tol and hessp.")
+        if options is not None and not isinstance(options, dict):
+            raise TypeError(f"options must be a dict of scipy solver options or None; got {type(options).__name__}.")
+        self.loss = loss
+        self.variables = _collect_variables(loss, var_list)
+        self.spec = ParamSpec.from_tree([np.zeros(tuple(v.shape)) for v in self.variables], name="var_list")
+        entries = _bounds_entries(var_to_bounds, self.variables)
+        self.bounds = None if entries is None else normalize_bounds(entries, self.spec)
+        self.constraints = [{"type": "eq", "fun": f} for f in _callables(equalities, "equalities")]
+        self.constraints += [{"type": "ineq", "fun": f} for f in _callables(inequalities, "inequalities")]
+        name = method_name(method, self.bounds is not None, False)
+        if self.constraints and not METHODS[name].constraints:
+            raise ValueError(
+                f"method={method!r} cannot handle equalities or inequalities; use method='SLSQP' "
+                "or 'trust-constr' (exact constraint Jacobians), or the derivative-free 'COBYLA' "
+                "or 'COBYQA'."
+            )
+        self.method = method
+        self.options = options
+        self.tol = minimize_kwargs.get("tol")
+        self.hessp = minimize_kwargs.get("hessp", False)
+        self.result: so.OptimizeResult | None = None
+
+    def minimize(
+        self,
+        step_callback: Callable[[np.ndarray], Any] | None = None,
+        loss_callback: Callable[..., Any] | None = None,
+        fetches: Sequence[Any] | None = None,
+    ) -> so.OptimizeResult:
+        """Run the solve; the variables end at the solution.
+
+        Parameters
+        ----------
+        step_callback : callable, optional
+            Called after each iteration with the current values of all variables flattened
+            into one float64 vector (TF1's convention); returning True stops the solve.
+        loss_callback : callable, optional
+            Called after every loss evaluation as ``loss_callback(loss, *fetched)``.
+        fetches : list, optional
+            Zero-argument callables or variables, evaluated after each loss evaluation and
+            passed to ``loss_callback``.
+
+        Returns
+        -------
+        scipy.optimize.OptimizeResult
+            Also kept as :attr:`result`. If the solve raises, the variables are restored to
+            their starting values.
+        """
+        fetch_items = list(fetches or ())
+        if fetch_items and loss_callback is None:
+            raise TypeError("fetches are passed to loss_callback; give loss_callback too.")
+
+        def on_evaluation(value: float) -> None:
+            if loss_callback is not None:
+                loss_callback(value, *[_fetch(item, i) for i, item in enumerate(fetch_items)])
+
+        callback = None
+        if step_callback is not None:
+
+            def callback(values: list[np.ndarray]) -> Any:
+                return step_callback(np.concatenate([np.ravel(v) for v in values]))
+
+        plan = plan_method(
+            self.method, has_bounds=self.bounds is not None, has_constraints=bool(self.constraints), hessp=self.hessp
+        )
+        start = [v.numpy() for v in self.variables]
+        x0 = np.concatenate([np.ravel(v).astype(np.float64) for v in start])
+        try:
+            result = solve(
+                plan,
+                _LossFunctions(self.loss, self.variables, on_evaluation),
+                self.spec,
+                x0,
+                bounds=self.bounds,
+                constraints=self.constraints,
+                compile_vector=lambda fun, args: _ConstraintFunctions(fun, self.variables),
+                make_call=None,
+                tol=self.tol,
+                options=self.options,
+                callback=callback,
+                precision="/".join(sorted({v.dtype.name for v in self.variables})),
+                backend="tensorflow",
+            )
+        except BaseException:
+            for v, value in zip(self.variables, start):
+                v.assign(value)
+            raise
+        for v, part in zip(self.variables, self.spec.split(result.x)):
+            v.assign(part.astype(v.dtype.as_numpy_dtype))
+        self.result = result
+        return result
