@@ -106,3 +106,21 @@ def test_args_are_passed_after_the_parameters():
     res = am.minimize(lambda x, c: ((x - c) ** 2).sum(), np.zeros(2), args=(np.array([1.0, 2.0]),),
                       method="L-BFGS-B", backend="jax" if "jax" in FRAMEWORKS else "numpy")
     np.testing.assert_allclose(res.x, [1.0, 2.0], atol=1e-6)
+
+
+def test_jax_registered_pytrees_such_as_equinox_modules_are_parameters():
+    eqx = pytest.importorskip("equinox")
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+
+    class Linear(eqx.Module):
+        w: jax.Array
+        b: jax.Array
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = X @ np.array([1.0, -2.0, 0.5]) + 0.25
+    res = am.minimize(lambda m: jnp.mean((X @ m.w + m.b - y) ** 2), Linear(jnp.zeros(3), jnp.zeros(())), method="BFGS")
+    assert isinstance(res.x, Linear)
+    np.testing.assert_allclose(np.asarray(res.x.w), [1.0, -2.0, 0.5], atol=1e-4)
+    assert abs(float(res.x.b) - 0.25) < 1e-4

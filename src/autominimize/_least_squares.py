@@ -17,12 +17,12 @@ from typing import Any, Callable
 import numpy as np
 import optree
 import scipy.optimize as so
-from threadpoolctl import threadpool_limits
 
 from . import backends as _backends
 from . import numdiff
 from .bounds import clip_to_bounds, normalize_bounds
 from .calling import make_caller, resolve_unpack
+from .drivers.blas_threads import single_blas_thread
 from .params import ParamSpec, leaf_kind, leaf_to_numpy
 from .problem import attach_point
 
@@ -578,7 +578,7 @@ def least_squares(
         options["callback"] = _wrap_callback(callback, spec)
     with backend_obj.solve_context(dtype), evaluator:
         problem.value(x0_flat)  # fail before scipy starts, with the point attached
-        with threadpool_limits(limits=1, user_api="blas"):
+        with single_blas_thread():
             result = so.least_squares(problem.value_uncached if jac_sparsity is not None else problem.value, x0_flat, **options)
     return _finish(result, problem, spec, backend_name, dtype)
 

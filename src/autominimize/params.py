@@ -7,6 +7,7 @@ converts between that structure and the single flat float64 vector scipy works o
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +79,28 @@ def leaf_path_names(tree: Any) -> list[str]:
     return [_format_path(a) for a in accessors]
 
 
+def _flatten_with_paths(tree: Any) -> tuple[list[str], list[Any], Any]:
+    """Leaves, readable paths and treedef of ``tree``.
+
+    optree handles dicts, lists, tuples, namedtuples and None. Containers registered with
+    JAX only (Equinox modules, Flax structs) look like leaves to it; when JAX is loaded,
+    such a tree is flattened with ``jax.tree_util`` instead (both treedefs offer
+    ``unflatten`` and ``flatten_up_to``).
+    """
+    accessors, leaves, treedef = optree.tree_flatten_with_accessor(tree, none_is_leaf=_NONE_IS_LEAF)
+    if "jax" in sys.modules and any(leaf_kind(leaf) == "other" for leaf in leaves):
+        import jax
+
+        jax_paths, jax_treedef = jax.tree_util.tree_flatten_with_path(tree)
+        if jax_paths and all(leaf_kind(leaf) != "other" for _, leaf in jax_paths):
+            return (
+                ["x0" + jax.tree_util.keystr(path) for path, _ in jax_paths],
+                [leaf for _, leaf in jax_paths],
+                jax_treedef,
+            )
+    return [_format_path(a) for a in accessors], leaves, treedef
+
+
 class ParamSpec:
     """The structure of ``x0`` and the map between it and one flat float64 vector.
 
@@ -103,14 +126,12 @@ class ParamSpec:
 
     @classmethod
     def from_tree(cls, x0: Any, name: str = "x0") -> "ParamSpec":
-        accessors, leaves, treedef = optree.tree_flatten_with_accessor(
-            x0, none_is_leaf=_NONE_IS_LEAF
-        )
+        paths, leaves, treedef = _flatten_with_paths(x0)
         if not leaves:
             raise ValueError(f"{name} has no array or number in it; got {x0!r}.")
         infos = []
-        for accessor, leaf in zip(accessors, leaves):
-            path = _format_path(accessor).replace("x0", name, 1)
+        for path, leaf in zip(paths, leaves):
+            path = path.replace("x0", name, 1)
             kind = leaf_kind(leaf)
             if kind == "other":
                 raise TypeError(
@@ -169,18 +190,18 @@ class ParamSpec:
 
     def unflatten(self, flat: np.ndarray) -> Any:
         """The flat vector as x0's structure with NumPy float64 leaves."""
-        return optree.tree_unflatten(self.treedef, self.split(np.asarray(flat, dtype=np.float64)))
+        return self.treedef.unflatten(self.split(np.asarray(flat, dtype=np.float64)))
 
     def unflatten_leaves(self, leaves: list[Any]) -> Any:
         """Rebuild x0's structure from leaves of any array type (used inside compiled code)."""
-        return optree.tree_unflatten(self.treedef, leaves)
+        return self.treedef.unflatten(leaves)
 
     def restore(self, flat: np.ndarray) -> Any:
         """The flat vector in x0's structure *and* x0's array types, dtypes and devices."""
         leaves = [
             _restore_leaf(info, part) for info, part in zip(self.leaves, self.split(np.asarray(flat)))
         ]
-        return optree.tree_unflatten(self.treedef, leaves)
+        return self.treedef.unflatten(leaves)
 
     def restore_rows(self, matrix: np.ndarray) -> Any:
         """A (m, n) matrix as x0's structure whose leaves have shape (m, *leaf.shape)."""
@@ -189,7 +210,7 @@ class ParamSpec:
             matrix[:, start:stop].reshape((m,) + info.shape)
             for info, start, stop in zip(self.leaves, self.offsets, self.offsets[1:])
         ]
-        return optree.tree_unflatten(self.treedef, leaves)
+        return self.treedef.unflatten(leaves)
 
     def kinds(self) -> set[str]:
         return {leaf.kind for leaf in self.leaves}

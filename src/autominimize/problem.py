@@ -25,7 +25,7 @@ class Counters:
         self.nfev = self.njev = self.nhev = self.nhvp = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        return {"nfev": self.nfev, "njev": self.njev, "nhev": self.nhev, "nhvp": self.nhvp}
 
 
 def attach_point(exc: BaseException, spec: ParamSpec, x: np.ndarray, what: str) -> None:

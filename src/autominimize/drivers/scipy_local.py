@@ -44,10 +44,12 @@ def wrap_callback(
     if callback is None and step_callback is None and not objective.observers:
         return None
     style = _callback_style(callback) if callback is not None else None
+    user_callbacks = callback is not None or step_callback is not None
 
     def on_iteration(x: np.ndarray, result: so.OptimizeResult | None) -> None:
-        f = None if result is None else result.get("fun")
-        objective.report_iteration(x, f)
+        objective.report_iteration(x, None if result is None else result.get("fun"))
+        if not user_callbacks:
+            return
         answers = []
         if style == "new":
             fields = dict(result) if result is not None else {"x": x, "fun": objective.value(x)}

@@ -432,9 +432,9 @@ def finish(result: so.OptimizeResult, problem: GlobalProblem) -> so.OptimizeResu
 @contextlib.contextmanager
 def running(problem: GlobalProblem):
     """The context of one global solve: the backend's context and one BLAS thread."""
-    from threadpoolctl import threadpool_limits
+    from ..drivers.blas_threads import single_blas_thread
 
-    with problem.context(), threadpool_limits(limits=1, user_api="blas"):
+    with problem.context(), single_blas_thread():
         yield
 
 
