@@ -15,13 +15,15 @@ Schema (one file holds any number of runs):
 ``iterations``
     ``run_id``, ``nit``, ``time``, ``f``, ``grad_norm``, ``nfev``, ``njev``, ``x`` (bytes).
 
-The file uses write-ahead logging and commits in batches (every ``commit_interval``
-seconds, and at the end); a process killed mid-run leaves every committed row readable.
+The file uses write-ahead logging; a writer thread commits rows in batches (every
+``commit_interval`` seconds or ``batch_rows`` evaluations, and at the end), so a process
+killed mid-run leaves every committed row readable.
 """
 
 from __future__ import annotations
 
 import atexit
+import collections
 import json
 import os
 import pickle
@@ -98,17 +100,22 @@ class SQLiteLog:
         Seconds between commits while the run goes on.
     """
 
-    def __init__(self, path: str | os.PathLike, commit_interval: float = 0.5):
+    def __init__(self, path: str | os.PathLike, commit_interval: float = 0.5, batch_rows: int = 256):
         self.path = os.fspath(path)
         self.commit_interval = commit_interval
+        self.batch_rows = batch_rows
         self.connection = _connection(self.path)
         self.run_id: int | None = None
-        self._evaluations: list[tuple] = []
-        self._iterations: list[tuple] = []
+        # The solve appends rows; a writer thread commits them (sqlite releases the GIL while it
+        # writes, so on a multi-core machine the writing overlaps the solve).
+        self._evaluations: collections.deque[tuple] = collections.deque()
+        self._iterations: collections.deque[tuple] = collections.deque()
+        self._wake = threading.Event()
+        self._stop = False
+        self._writer: threading.Thread | None = None
         self._seq = 0
         self._best = np.inf
         self._start = time.perf_counter()
-        self._last_commit = self._start
 
     def start_run(self, *, method: str, backend: str, precision: str, n: int, options: dict, structure: Any) -> int:
         try:
@@ -121,49 +128,57 @@ class SQLiteLog:
                 (time.time(), method, backend, precision, _json_safe(options), n, template),
             )
             self.run_id = cursor.lastrowid
-        self._start = self._last_commit = time.perf_counter()
+        self._start = time.perf_counter()
+        self._writer = threading.Thread(target=self._write_loop, name="autominimize-log-writer", daemon=True)
+        self._writer.start()
         return self.run_id
 
     def set_precision(self, precision: str) -> None:
-        self.connection.execute("UPDATE runs SET precision = ? WHERE run_id = ?", (precision, self.run_id))
+        with _connections_lock:
+            self.connection.execute("UPDATE runs SET precision = ? WHERE run_id = ?", (precision, self.run_id))
 
     # -- observer -----------------------------------------------------------------------
     def evaluation(self, kind: str, x: np.ndarray, f: float, grad: np.ndarray | None, count: int) -> None:
-        now = time.perf_counter()
         stored_x = None
         if f < self._best:
             self._best = f
             stored_x = x.tobytes()
-        norm = grad_norm(grad)
+        row = (self.run_id, 0, time.perf_counter() - self._start, kind, f, grad_norm(grad), stored_x)
         for _ in range(count):
             self._seq += 1
-            self._evaluations.append((self.run_id, self._seq, now - self._start, kind, f, norm, stored_x))
-        if now - self._last_commit > self.commit_interval:
-            self.flush()
+            self._evaluations.append((row[0], self._seq) + row[2:])
+        if len(self._evaluations) >= self.batch_rows:
+            self._wake.set()
 
     def iteration(self, nit: int, x: np.ndarray, f: float, grad: np.ndarray | None, counts: dict) -> None:
-        now = time.perf_counter()
         self._iterations.append(
-            (self.run_id, nit, now - self._start, f, grad_norm(grad), counts["nfev"], counts["njev"], x.tobytes())
+            (self.run_id, nit, time.perf_counter() - self._start, f, grad_norm(grad), counts["nfev"], counts["njev"], x.tobytes())
         )
-        if now - self._last_commit > self.commit_interval:
-            self.flush()
 
     # -- writing ------------------------------------------------------------------------
+    def _write_loop(self) -> None:
+        while not self._stop:
+            self._wake.wait(self.commit_interval)
+            self._wake.clear()
+            self.flush()
+
     def flush(self) -> None:
-        """Commit every buffered row."""
-        if not (self._evaluations or self._iterations):
+        """Commit every row buffered so far."""
+        evaluations = [self._evaluations.popleft() for _ in range(len(self._evaluations))]
+        iterations = [self._iterations.popleft() for _ in range(len(self._iterations))]
+        if not (evaluations or iterations):
             return
         with _connections_lock, self.connection:
             self.connection.execute("BEGIN")
-            self.connection.executemany("INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?)", self._evaluations)
-            self.connection.executemany("INSERT INTO iterations VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self._iterations)
-        self._evaluations.clear()
-        self._iterations.clear()
-        self._last_commit = time.perf_counter()
+            self.connection.executemany("INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?)", evaluations)
+            self.connection.executemany("INSERT INTO iterations VALUES (?, ?, ?, ?, ?, ?, ?, ?)", iterations)
 
     def finish(self, *, status: Any, success: bool, message: str, best_f: float, best_x: np.ndarray | None) -> None:
-        """Write what is left and the run's outcome."""
+        """Stop the writer, write what is left and the run's outcome."""
+        if self._writer is not None:
+            self._stop = True
+            self._wake.set()
+            self._writer.join()
         self.flush()
         with _connections_lock:
             self._update_run(status, success, message, best_f, best_x)

@@ -24,17 +24,28 @@ class ProgressBar:
         self.bar = tqdm(total=total, desc=description, unit="it", disable=None, dynamic_ncols=True)
         self.evaluations = 0
         self.start = time.perf_counter()
+        self._next_postfix = self.start  # the figures are formatted at most every mininterval
+        self._last: tuple[float, np.ndarray | None] | None = None
 
     def evaluation(self, kind: str, x: np.ndarray, f: float, grad: np.ndarray | None, count: int) -> None:
         self.evaluations += count
 
     def iteration(self, nit: int, x: np.ndarray, f: float, grad: np.ndarray | None, counts: dict) -> None:
-        rate = self.evaluations / max(time.perf_counter() - self.start, 1e-9)
-        postfix = {"f": f"{f:.6g}", "evals/s": f"{rate:.0f}"}
+        self._last = (f, grad)
+        now = time.perf_counter()
+        if now >= self._next_postfix and not self.bar.disable:
+            self._next_postfix = now + self.bar.mininterval
+            self._show(now)
+        self.bar.update(1)
+
+    def _show(self, now: float) -> None:
+        f, grad = self._last
+        postfix = {"f": f"{f:.6g}", "evals/s": f"{self.evaluations / max(now - self.start, 1e-9):.0f}"}
         if grad is not None:
             postfix["|g|"] = f"{np.linalg.norm(grad):.3g}"
         self.bar.set_postfix(postfix, refresh=False)
-        self.bar.update(1)
 
     def close(self) -> None:
+        if self._last is not None and not self.bar.disable:
+            self._show(time.perf_counter())  # the final figures, whatever the throttle skipped
         self.bar.close()
