@@ -24,7 +24,7 @@ from .bounds import clip_to_bounds, normalize_bounds
 from .calling import make_caller, resolve_unpack
 from .drivers.blas_threads import single_blas_thread
 from .params import ParamSpec, leaf_kind, leaf_to_numpy
-from .problem import attach_point
+from .problem import attach_point, check_error_handling
 
 __all__ = ["least_squares", "curve_fit", "residuals", "Residuals", "LEAST_SQUARES_METHODS"]
 
@@ -171,6 +171,10 @@ class ResidualProblem:
     ``nfev`` counts residual evaluations, finite-difference ones included; ``njev``
     Jacobians. ``jacobian(x)`` is one of: the backend's (autodiff, or numdiff on NumPy), the
     user's (``jac`` or ``fun_and_jac``), or finite differences of the residuals (a scheme).
+
+    With ``error_handling='continue'``, residuals that raise or are not finite at a trial
+    point become ``+inf`` (``trf`` and ``dogbox`` then reject the step and shrink their trust
+    region), with a zero Jacobian; ``failures`` counts such points.
     """
 
     def __init__(
@@ -184,8 +188,11 @@ class ResidualProblem:
         rel_step: Any = None,
         bounds: tuple[np.ndarray, np.ndarray] | None = None,
         evaluator: numdiff.Evaluator | None = None,
+        error_handling: str = "raise",
     ) -> None:
         self.functions = functions
+        self.error_handling = check_error_handling(error_handling)
+        self.failures = 0
         self.spec = spec
         self.user_jacobian = user_jacobian
         self.user_fun_and_jac = user_fun_and_jac
@@ -212,15 +219,27 @@ class ResidualProblem:
         key = x.tobytes()
         if self._r is not None and self._r[0] == key:
             return self._r[1]
-        if self.user_fun_and_jac is not None:
-            r, jac = self._guard(x, "fun_and_jac", lambda: self.user_fun_and_jac(x))
-            r = _flat_output(r)
-            self._jac = (key, _flatten_jacobian(jac, self.spec, r.size, "fun_and_jac"))
-            self.njev += 1
-        else:
-            r = self._guard(x, "the residuals", lambda: self.functions.value(x))
+        try:
+            r = self._residuals(x, key)
+        except Exception:
+            if self.error_handling == "raise" or self._r is None:  # x0 must evaluate
+                raise
+            r = None
         self.nfev += 1
+        if self.error_handling == "continue" and self._r is not None and (r is None or not np.isfinite(r).all()):
+            self.failures += 1
+            r = np.full(self._r[1].size, np.inf)
+            self._jac = (key, np.zeros((r.size, x.size)))
         self._r = (key, r)
+        return r
+
+    def _residuals(self, x: np.ndarray, key: bytes) -> np.ndarray:
+        if self.user_fun_and_jac is None:
+            return self._guard(x, "the residuals", lambda: self.functions.value(x))
+        r, jac = self._guard(x, "fun_and_jac", lambda: self.user_fun_and_jac(x))
+        r = _flat_output(r)
+        self._jac = (key, _flatten_jacobian(jac, self.spec, r.size, "fun_and_jac"))
+        self.njev += 1
         return r
 
     def value_uncached(self, x: np.ndarray) -> np.ndarray:
@@ -318,14 +337,14 @@ def _validate_common(fun: Any, fun_and_jac: Any, workers: Any, executor: Any) ->
         raise TypeError(f"fun_and_jac must be a callable returning (residuals, jacobian); got {type(fun_and_jac).__name__}.")
 
 
-def numdiff_evaluator(backend_name: str, numerical: bool, workers: Any, executor: Any) -> numdiff.Evaluator:
+def numdiff_evaluator(backend_name: str, numerical: bool, workers: Any, executor: Any, error_handling: str = "raise") -> numdiff.Evaluator:
     if (workers is not None or executor is not None) and not numerical:
         raise ValueError(
             f"workers= and executor= parallelize autominimize's finite differences, but none are "
             f"taken here (the {backend_name} backend computes exact derivatives, or jac is given). "
             "Leave them unset, or use backend='numpy' without jac."
         )
-    return numdiff.Evaluator(workers, executor)
+    return numdiff.Evaluator(workers, executor, tolerate_failures=error_handling == "continue")
 
 
 def configure_numdiff(functions: Any, bounds: Any, evaluator: numdiff.Evaluator) -> Any:
@@ -350,6 +369,7 @@ def _build_problem(
     workers: Any,
     executor: Any,
     torch_device: Any = None,
+    error_handling: str = "raise",
 ):
     """Normalize everything; return what a least-squares solve needs (evaluator still open)."""
     from ._minimize import _compile, _precision
@@ -399,7 +419,7 @@ def _build_problem(
             raise ValueError("jac='cs' (complex step) is not supported; use None (autodiff), '2-point' or '3-point'.")
         scheme = numdiff.canonical_method(jac)
     numerical = scheme is not None or (backend_name == "numpy" and not user_given)
-    evaluator = numdiff_evaluator(backend_name, numerical, workers, executor)
+    evaluator = numdiff_evaluator(backend_name, numerical, workers, executor, check_error_handling(error_handling))
 
     def framework_flat(function: Callable) -> Callable[[np.ndarray], Any]:
         user = make_caller(function, unpack, args, x0)
@@ -417,6 +437,7 @@ def _build_problem(
         rel_step=diff_step,
         bounds=flat_bounds,
         evaluator=evaluator,
+        error_handling=error_handling,
     )
     return problem, spec, x0_flat, flat_bounds, backend_obj, backend_name, dtype, evaluator
 
@@ -483,6 +504,7 @@ def least_squares(
     workers: int | None = None,
     executor: Any = None,
     torch_device: Any = None,
+    error_handling: str = "raise",
 ) -> so.OptimizeResult:
     """Nonlinear least squares with the residual Jacobian from the user's framework.
 
@@ -519,6 +541,11 @@ def least_squares(
         Returns ``(residuals, jacobian)`` in one call (optimagic's argument).
     backend, precision, unpack, torch_device
         As in ``am.minimize``.
+    error_handling : {'raise', 'continue'}
+        'continue': residuals that raise or are not finite at a trial point count as
+        ``+inf``, so ``trf`` and ``dogbox`` reject the step and shrink their trust region
+        (MINPACK's 'lm' shortens its step too); ``res.nfail`` counts such points. x0 must
+        evaluate.
     workers : int, optional
         Evaluate finite differences on this many local processes.
     executor : concurrent.futures.Executor, optional
@@ -554,7 +581,7 @@ def least_squares(
     problem, spec, x0_flat, flat_bounds, backend_obj, backend_name, dtype, evaluator = _build_problem(
         fun, x0, jac=jac, fun_and_jac=fun_and_jac, args=args, kwargs=kwargs, bounds=bounds, backend=backend,
         precision=precision, unpack=unpack, diff_step=diff_step, workers=workers, executor=executor,
-        torch_device=torch_device,
+        torch_device=torch_device, error_handling=error_handling,
     )
     if method == "lm" and flat_bounds is not None:
         raise ValueError("method='lm' does not handle bounds; use method='trf' or 'dogbox'.")
@@ -612,6 +639,7 @@ def _finish(result: so.OptimizeResult, problem: ResidualProblem, spec: ParamSpec
     result.grad = spec.restore(np.asarray(result.grad, dtype=np.float64).reshape(-1))
     result.nfev = problem.nfev
     result.njev = problem.njev
+    result.nfail = problem.failures
     result.backend = backend
     result.precision = dtype
     return result
@@ -636,6 +664,7 @@ def minimize_least_squares(
     torch_device: Any,
     workers: Any,
     executor: Any,
+    error_handling: str = "raise",
 ) -> so.OptimizeResult:
     """``am.minimize(..., method='trf'|'dogbox'|'lm')``: a least-squares solve, reported like
     the scalar methods: ``fun`` is ``0.5 * r @ r`` and ``jac`` its gradient in x0's structure;
@@ -644,7 +673,7 @@ def minimize_least_squares(
     if isinstance(fun, Residuals) and fun.jac is not None:
         jac = None  # one call site for both kinds: the scalar gradient is for scalar methods
     kwargs = dict(options or {})
-    allowed = set(inspect.signature(least_squares).parameters) - {"fun", "x0", "jac", "bounds", "method", "args", "callback", "fun_and_jac", "backend", "precision", "unpack", "torch_device", "workers", "executor"}
+    allowed = set(inspect.signature(least_squares).parameters) - {"fun", "x0", "jac", "bounds", "method", "args", "callback", "fun_and_jac", "backend", "precision", "unpack", "torch_device", "workers", "executor", "error_handling"}
     unknown = set(kwargs) - allowed
     if unknown:
         raise ValueError(f"options: {sorted(unknown)} are not options of method={method!r}; accepted: {sorted(allowed)}.")
@@ -654,7 +683,7 @@ def minimize_least_squares(
     res = least_squares(
         fun, x0, jac=jac, bounds=bounds, method=method, args=args, callback=callback, fun_and_jac=fun_and_jac,
         backend=backend, precision=precision, unpack=unpack, torch_device=torch_device, workers=workers,
-        executor=executor, **kwargs,
+        executor=executor, error_handling=error_handling, **kwargs,
     )
     res.residuals, res.residual_jac = res.fun, res.jac
     res.fun, res.jac = float(res.cost), res.grad

@@ -22,7 +22,7 @@ from .native import is_native_method
 from .history import History, LossCallback
 from .log import SQLiteLog, read_log
 from .params import ParamSpec
-from .problem import Objective
+from .problem import Objective, check_error_handling
 from .progress import ProgressBar
 
 __all__ = ["minimize", "PRECISIONS", "HVP_TYPES"]
@@ -83,6 +83,7 @@ def minimize(
     fun_and_jac: Callable | None = None,
     workers: int | None = None,
     executor: Any = None,
+    error_handling: str = "raise",
 ) -> so.OptimizeResult:
     """Minimize ``fun`` over a parameter structure with exact derivatives.
 
@@ -152,6 +153,14 @@ def minimize(
     workers, executor
         Evaluate the NumPy backend's finite differences on ``workers`` local processes or on
         a ``concurrent.futures.Executor`` (a dask Client's ``get_executor()`` included).
+    error_handling : {'raise', 'continue'}
+        What a failing evaluation does. 'raise' (default): an exception from ``fun``, a
+        derivative or a constraint propagates with the point in ``exc.autominimize_x`` and
+        the best point so far in ``exc.autominimize_best_x``. 'continue': a point where
+        ``fun`` (or its fused value and gradient, finite differences included) raises or is
+        not finite counts as ``+inf`` with zero derivatives, so line searches shorten the step
+        and trust regions shrink; it is recorded as a ``'failed'`` evaluation and the solve
+        goes on. x0 itself must evaluate to a finite value (see ``docs/guide.md``).
 
     A function marked with ``am.residuals`` returns residuals: the scalar methods minimize
     ``0.5 * sum(r**2)`` with gradient ``J.T @ r`` (one reverse pass) and Gauss-Newton Hessian
@@ -178,7 +187,11 @@ def minimize(
     >>> bool(np.allclose(res.x["x"], 1, atol=1e-3))
     True
     """
+    check_error_handling(error_handling)
+    _check_plain_arguments(tol, options, {"callback": callback, "step_callback": step_callback, "loss_callback": loss_callback})
     if isinstance(method, str) and is_native_method(method):
+        if error_handling != "raise":
+            raise ValueError(f"error_handling={error_handling!r} is for scipy's methods; method={method!r} (native) always raises.")
         if hess is not None or hessp is not None or constraints:
             raise ValueError(f"method={method!r} computes its own curvature and takes no constraints; hess, hessp and constraints are for scipy's methods.")
         return minimize_native(
@@ -197,7 +210,7 @@ def minimize(
         return minimize_least_squares(
             fun, x0, args, method.lower(), jac=jac, fun_and_jac=fun_and_jac, bounds=bounds, tol=tol,
             callback=callback, options=options, backend=backend, precision=precision, unpack=unpack,
-            torch_device=torch_device, workers=workers, executor=executor,
+            torch_device=torch_device, workers=workers, executor=executor, error_handling=error_handling,
         )
     residual = is_residual_function(fun)
     value_fun = None
@@ -243,7 +256,7 @@ def minimize(
     else:
         backend_name = _backends.select_backend(backend, spec, call, x0_flat)
     backend_obj = _backends.get_backend(backend_name)
-    evaluator = numdiff_evaluator(backend_name, backend_name == "numpy" and jac is None, workers, executor)
+    evaluator = numdiff_evaluator(backend_name, backend_name == "numpy" and jac is None, workers, executor, error_handling)
 
     def flat_call(function: Callable, extra: tuple = args) -> Callable[[np.ndarray], Any]:
         user = caller(function, extra)
@@ -296,7 +309,7 @@ def minimize(
     def new_objective(precision_name: str) -> Objective:
         return Objective(
             compile_scalar(precision_name), spec, differentiable=info.gradient not in (None, "scipy"),
-            uses_hvp=second_order == "hessp", observers=watchers, **derivatives,
+            uses_hvp=second_order == "hessp", observers=watchers, error_handling=error_handling, **derivatives,
         )
 
     objective = None
@@ -326,6 +339,7 @@ def minimize(
                 spec,
                 lambda c, extra: _compile(backend_obj, "vector", c, caller(c, extra or args), spec, dtype, unpack, extra or args, torch_device),
                 lambda f, extra: flat_call(f, extra or args),
+                error_handling,
             )
             result = run_minimize(
                 objective,
@@ -360,6 +374,19 @@ def minimize(
     if sinks.history is not None:
         result.history = sinks.history
     return result
+
+
+def _check_plain_arguments(tol: Any, options: Any, callbacks: dict) -> None:
+    """Type errors scipy would report deep inside a method, named here by argument."""
+    if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float, np.number))):
+        raise TypeError(f"tol must be a number; got {type(tol).__name__}.")
+    if options is not None and not isinstance(options, dict):
+        raise TypeError(
+            f"options must be a dict of the method's options (see scipy.optimize.show_options); got {type(options).__name__}."
+        )
+    for name, value in callbacks.items():
+        if value is not None and not callable(value):
+            raise TypeError(f"{name} must be callable; got {type(value).__name__}.")
 
 
 class _Sinks:
@@ -494,11 +521,20 @@ def _second_order(name: str, info, hess, hessp) -> Any:
 
 
 def _first_evaluation(objective: Objective, info, x0: np.ndarray) -> None:
-    """Evaluate at x0 the way the method will, so a failure shows before scipy starts."""
-    if info.gradient == "fused":
-        objective.value_and_grad(x0)
-    else:
-        objective.value(x0)
+    """Evaluate at x0 the way the method will, so a failure shows before scipy starts.
+
+    x0 must evaluate whatever the error policy: there is no earlier point to back off to.
+    """
+    policy, objective.error_handling = objective.error_handling, "raise"
+    try:
+        f = objective.value_and_grad(x0)[0] if info.gradient == "fused" else objective.value(x0)
+    finally:
+        objective.error_handling = policy
+    if policy == "continue" and not np.isfinite(f):
+        raise ValueError(
+            f"fun is {f} at x0; error_handling='continue' needs a finite value at x0 to back off "
+            "to. Start from a point where fun is finite."
+        )
 
 
 def _finish(result: so.OptimizeResult, objective: Objective, spec: ParamSpec, backend: str, dtype: str, constraint_functions) -> so.OptimizeResult:

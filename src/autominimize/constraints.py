@@ -6,6 +6,10 @@ Accepted: a dict or a list of dicts ``{'type': 'eq'|'ineq', 'fun': c, 'jac'?, 'a
 ``scipy.optimize.LinearConstraint`` over the flat parameter vector. ``c`` takes the same
 parameter structure as the objective and may return a scalar, a vector or any structure of
 arrays (flattened in order).
+
+With ``error_handling='continue'``, a constraint that raises or returns NaN at a trial point
+is reported as violated there: its values are ``-inf`` where the constraint has a finite
+lower bound (every ``'ineq'`` and ``'eq'`` dict) and ``+inf`` elsewhere, its Jacobian zero.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from scipy.optimize._numdiff import approx_derivative
 
 from .backends.base import VectorFunctions, as_flat_float64
 from .params import ParamSpec, leaf_to_numpy
-from .problem import attach_point
+from .problem import attach_point, check_error_handling
 
 __all__ = ["ConstraintFunction", "normalize_constraints", "ConstraintError"]
 
@@ -40,8 +44,12 @@ class ConstraintFunction:
         *,
         user_jacobian: Callable[[np.ndarray, int], np.ndarray] | None = None,
         finite_differences: bool = False,
+        lower: Any = 0.0,
+        error_handling: str = "raise",
     ) -> None:
         self.functions = functions
+        self.lower = lower
+        self.error_handling = check_error_handling(error_handling)
         self.spec = spec
         self.name = name
         self.user_jacobian = user_jacobian
@@ -51,6 +59,10 @@ class ConstraintFunction:
         self._c: np.ndarray | None = None
         self._jac_x: np.ndarray | None = None
         self._jac: np.ndarray | None = None
+        self._failed_x: np.ndarray | None = None
+
+    def _failed_at(self, x: np.ndarray) -> bool:
+        return self._failed_x is not None and np.array_equal(x, self._failed_x)
 
     def _guard(self, x: np.ndarray, what: str, thunk: Callable[[], Any]) -> Any:
         try:
@@ -63,15 +75,39 @@ class ConstraintFunction:
         x = as_flat_float64(x)
         if self._x is not None and np.array_equal(x, self._x):
             return self._c
-        c = self._guard(x, "the value", lambda: self.functions.value(x))
+        c = self._value_under_policy(x)
         self.nfev += 1
         self._x, self._c = x.copy(), c
         return c
+
+    def _value_under_policy(self, x: np.ndarray) -> np.ndarray:
+        """The constraint's values; under 'continue' a failure gives violated values, which
+        need the number of values from an earlier evaluation."""
+        try:
+            c = self._guard(x, "the value", lambda: self.functions.value(x))
+        except Exception:
+            if self.error_handling == "raise" or self._c is None:
+                raise
+            return self._violated(x)
+        if self.error_handling == "continue" and self._c is not None and not np.isfinite(c).all():
+            return self._violated(x)
+        return c
+
+    def _violated(self, x: np.ndarray) -> np.ndarray:
+        """Values outside the constraint's bounds, with a zero Jacobian at x."""
+        m = self._c.size
+        self._jac_x, self._jac = x.copy(), np.zeros((m, x.size))
+        self._failed_x = self._jac_x
+        return np.where(np.broadcast_to(np.isfinite(self.lower), (m,)), -np.inf, np.inf)
 
     def jacobian(self, x: Any) -> np.ndarray:
         x = as_flat_float64(x)
         if self._jac_x is not None and np.array_equal(x, self._jac_x):
             return self._jac
+        if self.error_handling == "continue" and self._c is not None:
+            self.value(x)  # a failing point gets its violated values and zero Jacobian here
+            if self._failed_at(x):
+                return self._jac
         if self.user_jacobian is not None:
             m = self.value(x).size
             jac = self._guard(x, "the user-supplied jac", lambda: self.user_jacobian(x, m))
@@ -100,6 +136,8 @@ class ConstraintFunction:
         x = as_flat_float64(x)
         w = as_flat_float64(weights)
         self.nhev += 1
+        if self._failed_at(x):
+            return np.zeros((x.size, x.size))
         if self.user_jacobian is None:
             return self._guard(x, "the Hessian", lambda: self.functions.weighted_hessian(x, w))
         m = self.value(x).size
@@ -142,6 +180,7 @@ def normalize_constraints(
     spec: ParamSpec,
     compile_vector: Callable[[Callable, tuple], VectorFunctions],
     make_call: Callable[[Callable, tuple], Callable],
+    error_handling: str = "raise",
 ) -> tuple[list, list[ConstraintFunction]]:
     """scipy constraint objects for ``method`` and the ConstraintFunctions behind them.
 
@@ -166,7 +205,7 @@ def normalize_constraints(
             continue
         if isinstance(item, NonlinearConstraint):
             user_jac = item.jac if callable(item.jac) else None
-            cf = _constraint_function(item.fun, (), user_jac, True, where, spec, compile_vector, make_call)
+            cf = _constraint_function(item.fun, (), user_jac, True, where, spec, compile_vector, make_call, item.lb, error_handling)
             functions.append(cf)
             scipy_constraints.append(
                 NonlinearConstraint(
@@ -191,14 +230,15 @@ def normalize_constraints(
         if kind is not None and kind not in ("eq", "ineq"):
             raise ConstraintError(f"{where}['type'] is {kind!r}; use 'eq' (c(x) == 0) or 'ineq' (c(x) >= 0).")
         args = tuple(item.get("args", ()))
-        cf = _constraint_function(
-            item["fun"], args, item.get("jac"), item.get("use_autograd", True), where, spec, compile_vector, make_call
-        )
-        functions.append(cf)
         if "lb" in item or "ub" in item:
             lb, ub = item.get("lb", -np.inf), item.get("ub", np.inf)
         else:
             lb, ub = 0.0, (0.0 if kind == "eq" else np.inf)
+        cf = _constraint_function(
+            item["fun"], args, item.get("jac"), item.get("use_autograd", True), where, spec, compile_vector, make_call,
+            lb, error_handling,
+        )
+        functions.append(cf)
         if new_style or "lb" in item or "ub" in item:
             scipy_constraints.append(
                 NonlinearConstraint(
@@ -216,7 +256,7 @@ def normalize_constraints(
     return scipy_constraints, functions
 
 
-def _constraint_function(fun, args, user_jac, use_autograd, where, spec, compile_vector, make_call) -> ConstraintFunction:
+def _constraint_function(fun, args, user_jac, use_autograd, where, spec, compile_vector, make_call, lower, error_handling) -> ConstraintFunction:
     if not callable(fun):
         raise ConstraintError(f"{where}: the constraint function must be callable; got {type(fun).__name__}.")
     functions = compile_vector(fun, args)
@@ -230,5 +270,6 @@ def _constraint_function(fun, args, user_jac, use_autograd, where, spec, compile
             return _flatten_user_jacobian(call_jac(x), spec, m)
 
     return ConstraintFunction(
-        functions, spec, where, user_jacobian=flat_jac, finite_differences=not use_autograd
+        functions, spec, where, user_jacobian=flat_jac, finite_differences=not use_autograd,
+        lower=lower, error_handling=error_handling,
     )

@@ -17,7 +17,9 @@ import numpy as np
 __all__ = ["Evaluation", "Iteration", "History", "Observer", "EVALUATION_KINDS"]
 
 #: What one evaluation computed.
-EVALUATION_KINDS = ("value", "value_and_gradient", "gradient", "hvp", "hessian", "finite-difference")
+#: ``failed``: with ``error_handling='continue'``, a point where fun raised or was not finite
+#: (its ``f`` is +inf).
+EVALUATION_KINDS = ("value", "value_and_gradient", "gradient", "hvp", "hessian", "finite-difference", "failed")
 
 
 class Evaluation(NamedTuple):

@@ -11,6 +11,11 @@ not fit becomes the second-order one-sided formula ``(-3 f(x) + 4 f(x+h) - f(x+2
 and where even one step does not fit on either side, the step shrinks to the room there is.
 The function is therefore never evaluated outside ``bounds``.
 
+With ``Evaluator(tolerate_failures=True)`` (``error_handling='continue'`` in the solvers), a
+difference point where the function raises or is not finite is replaced by the mirrored
+point on the other side of x (a one-sided difference there); a coordinate where both sides
+fail gets a NaN derivative, which the solver's error policy then handles.
+
 All points of one derivative are evaluated as one batch: serially, on ``workers`` local
 processes, or on any ``concurrent.futures.Executor`` (a ``dask.distributed`` Client's
 ``get_executor()`` included), so the n + 1 evaluations of a forward-difference gradient run
@@ -203,6 +208,19 @@ def _evaluate_chunk_direct(fun: Callable, points: list[np.ndarray]) -> list[Any]
     return out
 
 
+class _Tolerant:
+    """``fun`` that returns None where it raises (picklable when ``fun`` is)."""
+
+    def __init__(self, fun: Callable) -> None:
+        self.fun = fun
+
+    def __call__(self, x: np.ndarray) -> Any:
+        try:
+            return self.fun(x)
+        except Exception:
+            return None
+
+
 def _process_context() -> multiprocessing.context.BaseContext:
     # fork is unsafe once a framework has started threads; forkserver is the fast safe choice.
     if sys.platform.startswith("linux"):
@@ -223,6 +241,9 @@ class Evaluator:
     executor : concurrent.futures.Executor, optional
         Any executor: ``ThreadPoolExecutor``, ``ProcessPoolExecutor``, or a
         ``dask.distributed`` Client's ``client.get_executor()``. It is not shut down here.
+    tolerate_failures : bool
+        :meth:`map` gives None for a point where the function raises, instead of raising,
+        and :func:`approx_jacobian` retries such points on the other side of x.
 
     Examples
     --------
@@ -232,7 +253,7 @@ class Evaluator:
     [2.0, 0.0]
     """
 
-    def __init__(self, workers: int | None = None, executor: concurrent.futures.Executor | None = None) -> None:
+    def __init__(self, workers: int | None = None, executor: concurrent.futures.Executor | None = None, tolerate_failures: bool = False) -> None:
         if workers is not None and executor is not None:
             raise ValueError("give workers= (local processes) or executor= (any Executor), not both.")
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1):
@@ -244,6 +265,7 @@ class Evaluator:
             )
         self.workers = None if workers is None or workers == 1 else int(workers)
         self.executor = executor
+        self.tolerate_failures = tolerate_failures
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
 
     @property
@@ -261,9 +283,11 @@ class Evaluator:
         """``[fun(p) for p in points]``, in parallel when workers or an executor were given.
 
         An exception raised by ``fun`` propagates with the failing point in
-        ``exc.autominimize_point``.
+        ``exc.autominimize_point`` (with ``tolerate_failures``, the point gets None instead).
         """
         points = list(points)
+        if self.tolerate_failures:
+            fun = _Tolerant(fun)
         if not self.parallel or len(points) <= 1:
             results = []
             for point in points:
@@ -336,15 +360,59 @@ def approx_jacobian(
     if plan.needs_f0 and f0 is None:
         points.insert(0, x.copy())
     evaluator = evaluator or _SERIAL
-    values = [np.asarray(v, dtype=np.float64) for v in evaluator.map(fun, points)]
+    values = [None if v is None else np.asarray(v, dtype=np.float64) for v in evaluator.map(fun, points)]
     evaluations = len(values)
     if plan.needs_f0 and f0 is None:
         f0, values = values[0], values[1:]
+    if any(v is None or not np.isfinite(v).all() for v in values) and evaluator.tolerate_failures:
+        if f0 is None:
+            f0 = evaluator.map(fun, [x])[0]
+            evaluations += 1
+            if f0 is None:
+                raise FloatingPointError("the function fails at x and at difference points around it.")
+        plan, values, retried = _mirror_failures(fun, x, plan, values, np.asarray(f0, dtype=np.float64), bounds, evaluator)
+        evaluations += retried
     f0_array = None if f0 is None else np.asarray(f0, dtype=np.float64)
-    scalar = (f0_array if f0_array is not None else values[0]).ndim == 0
-    values = [v.reshape(-1) for v in values]
+    like = f0_array if f0_array is not None else values[0]
+    values = [np.full(like.size, np.nan) if v is None else v.reshape(-1) for v in values]
     jac = plan.combine(None if f0_array is None else f0_array.reshape(-1), values)
-    return (jac.reshape(-1) if scalar else jac), evaluations
+    return (jac.reshape(-1) if like.ndim == 0 else jac), evaluations
+
+
+def _mirror_failures(fun, x, plan: Plan, values: list, f0: np.ndarray, bounds, evaluator: Evaluator) -> tuple[Plan, list, int]:
+    """Redo each coordinate whose difference points failed as one first-order step: the point
+    of a central difference that worked, else the mirrored step (inside the bounds)."""
+    h, kind = plan.h.copy(), plan.kind.copy()
+    lb, ub = (np.full(x.shape, -np.inf), np.full(x.shape, np.inf)) if bounds is None else bounds
+    good = lambda v: v is not None and np.isfinite(v).all()  # noqa: E731
+    new_values, retry = [], []
+    cursor = 0
+    for i in range(x.size):
+        count = 1 if kind[i] == 0 else 2
+        own = values[cursor:cursor + count]
+        cursor += count
+        if all(good(v) for v in own):
+            new_values.extend(own)
+            continue
+        kind[i] = 0
+        if plan.kind[i] == 1 and good(own[1]):  # the backward point of a central difference
+            h[i], value = -h[i], own[1]
+        elif plan.kind[i] == 1 and good(own[0]):
+            value = own[0]
+        else:
+            h[i], value = -h[i], None
+            if lb[i] <= x[i] + h[i] <= ub[i]:
+                retry.append((len(new_values), i))
+        new_values.append(value)
+    if retry:
+        points = []
+        for _, i in retry:
+            point = x.copy()
+            point[i] += h[i]
+            points.append(point)
+        for (slot, _), value in zip(retry, evaluator.map(fun, points)):
+            new_values[slot] = None if value is None else np.asarray(value, dtype=np.float64)
+    return Plan(h, kind), new_values, len(retry)
 
 
 # -- public functions over parameter structures ----------------------------------------

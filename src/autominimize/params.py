@@ -66,7 +66,10 @@ def _format_path(accessor: Any) -> str:
     parts = []
     for entry in accessor:
         key = entry.entry
-        if isinstance(key, str) and entry.type is not None and hasattr(entry.type, "_fields"):
+        fields = getattr(entry.type, "_fields", None) if entry.type is not None else None
+        if fields is not None and isinstance(key, int) and 0 <= key < len(fields):
+            key = fields[key]  # a namedtuple's field, named rather than numbered
+        if isinstance(key, str) and fields is not None:
             parts.append(f".{key}")
         else:
             parts.append(f"[{key!r}]")

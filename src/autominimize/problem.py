@@ -1,19 +1,47 @@
-"""The flat objective scipy sees: one-slot cache, evaluation counters, error context.
+"""The flat objective scipy sees: one-slot cache, evaluation counters, error policy.
 
 Every evaluation of the user's function goes through :class:`Objective`, so this is where
-evaluations are counted and where the point of a failure is attached to the exception.
+evaluations are counted, where the point of a failure is attached to the exception, and
+where the error policy (``error_handling``) applies:
+
+* ``'raise'`` (default): an exception from the user's function propagates with the point in
+  ``exc.autominimize_x``; a NaN or infinite value is handed to the method unchanged.
+* ``'continue'``: a point where the value (or the value and gradient the method asked for
+  together) raises or is not finite is a *failed point*: its value is ``+inf`` and its
+  gradient, Hessian-vector products and Hessian are zero. ``+inf`` fails every sufficient-
+  decrease test, so line searches shorten the step and trust regions reject the step and
+  shrink; the zero derivatives are never used by an accepted step, they only keep the
+  method's arithmetic finite. The point is reported to the observers as a ``'failed'``
+  evaluation. A derivative that fails at a point whose finite value the method already has
+  cannot be taken back, so that failure is raised under both policies.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
+import math
+
 import numpy as np
 
 from .backends.base import ScalarFunctions, as_flat_float64
 from .params import ParamSpec
 
-__all__ = ["Objective", "Counters"]
+__all__ = ["Objective", "Counters", "ERROR_HANDLING", "check_error_handling"]
+
+#: The error policies: stop at the first failing evaluation, or count the point as +inf.
+ERROR_HANDLING = ("raise", "continue")
+
+
+def check_error_handling(value: Any) -> str:
+    """``value`` if it is an error policy, else a ValueError saying what is accepted."""
+    if value not in ERROR_HANDLING:
+        raise ValueError(
+            f"error_handling={value!r} is not accepted; use 'raise' (default: a failing evaluation "
+            "stops the solve) or 'continue' (a point where fun raises or is not finite counts as "
+            "+inf and the solve goes on)."
+        )
+    return value
 
 
 class Counters:
@@ -55,6 +83,9 @@ class Objective:
     gradient, hessian, hessp
         Optional user-supplied derivatives of the flat vector (already flattened); each
         replaces the backend's for that derivative only.
+    error_handling
+        ``'raise'`` or ``'continue'``: what a failing evaluation does (see the module
+        docstring).
     """
 
     def __init__(
@@ -68,8 +99,10 @@ class Objective:
         differentiable: bool = True,
         uses_hvp: bool = False,
         observers: list | None = None,
+        error_handling: str = "raise",
     ) -> None:
         self.functions = functions
+        self.error_handling = check_error_handling(error_handling)
         self.observers = observers or []
         self.nit = 0
         # With HVPs to follow, a backend that can linearize while it computes the gradient
@@ -89,6 +122,7 @@ class Objective:
         self._key: bytes | None = None
         self._f: float | None = None
         self._g: np.ndarray | None = None
+        self._failed = False  # whether the cached point is a failed point
         self._hvp_x: np.ndarray | None = None
         self._hvp: Callable[[np.ndarray], np.ndarray] | None = None
         self._hess_x: np.ndarray | None = None
@@ -111,6 +145,7 @@ class Objective:
         self._key = self._x.tobytes()
         self._f = f
         self._g = g
+        self._failed = False
         if f < self.best_f:
             self.best_f = f
             self.best_x = self._x
@@ -130,6 +165,27 @@ class Objective:
                 self.counters.nfev += extra
                 self._notify("finite-difference", x, float("nan"), None, extra)
 
+    def _attempt(self, what: str, x: np.ndarray, function: Callable, *arguments: Any) -> Any:
+        """:meth:`_run` under the error policy: with 'continue', a failure returns None."""
+        if self.error_handling == "raise":
+            return self._run(what, x, function, *arguments)
+        try:
+            return self._run(what, x, function, *arguments)
+        except Exception:
+            return None
+
+    def _fail(self, x: np.ndarray) -> float:
+        """Make x a failed point: +inf, zero derivatives, a 'failed' evaluation reported."""
+        self._store(x, math.inf, np.zeros_like(x))
+        self._failed = True
+        if self.observers:
+            self._notify("failed", x, math.inf, None)
+        return math.inf
+
+    def is_failed(self, x: np.ndarray) -> bool:
+        """Whether x is the failed point in the cache (its derivatives are zero)."""
+        return self._failed and self._is_cached(x)
+
     def _notify(self, kind: str, x: np.ndarray, f: float, g: np.ndarray | None, count: int = 1) -> None:
         for observer in self.observers:
             observer.evaluation(kind, x, f, g, count)
@@ -148,8 +204,10 @@ class Objective:
         x = as_flat_float64(x)
         if self._is_cached(x):
             return self._f
-        f = self._run("the objective", x, self._evaluate_value, x)
+        f = self._attempt("the objective", x, self._evaluate_value, x)
         self.counters.nfev += 1
+        if self.error_handling == "continue" and (f is None or not math.isfinite(f)):
+            return self._fail(x)
         self._store(x, f, None)
         if self.observers:
             self._notify("value", x, f, None)
@@ -163,14 +221,16 @@ class Objective:
             return self._f, self._g
         if self.user_gradient is not None:
             f = self.value(x)
-            self._g = self._gradient_only(x)
+            if self._g is None:  # a failed point has its zero gradient already
+                self._g = self._gradient_only(x)
             return f, self._g
-        if self._linearize is not None:
-            f, g = self._run("the objective and its gradient", x, self._value_grad_linearized, x)
-        else:
-            f, g = self._run("the objective and its gradient", x, self.functions.value_and_grad, x)
+        evaluate = self._value_grad_linearized if self._linearize is not None else self.functions.value_and_grad
+        out = self._attempt("the objective and its gradient", x, evaluate, x)
         self.counters.nfev += 1
         self.counters.njev += 1
+        if self.error_handling == "continue" and (out is None or not _all_finite(*out)):
+            return self._fail(x), self._g
+        f, g = out
         self._store(x, f, g)
         if self.observers:
             self._notify("value_and_gradient", x, f, g)
@@ -203,22 +263,43 @@ class Objective:
         self.counters.nhvp += 1
         if self.observers:
             self._notify("hvp", x, float("nan"), None)
+        if self.is_failed(x):
+            return np.zeros_like(p)
         if self.user_hessp is not None:
-            return self._run("the user-supplied hessp", x, self.user_hessp, x, p)
+            return self._curvature(self._attempt("the user-supplied hessp", x, self.user_hessp, x, p), p.shape)
         if self._hvp is None or not np.array_equal(x, self._hvp_x):
-            self._hvp = self._run("a Hessian-vector product", x, self.functions.hvp_at, x)
+            self._hvp = self._attempt("a Hessian-vector product", x, self.functions.hvp_at, x)
+            if self._hvp is None:
+                return np.zeros_like(p)
             self._hvp_x = x.copy()
-        return self._run("a Hessian-vector product", x, self._hvp, p)
+        return self._curvature(self._attempt("a Hessian-vector product", x, self._hvp, p), p.shape)
+
+    def _curvature(self, value: Any, shape: tuple) -> np.ndarray:
+        """Under 'continue', curvature that fails or is not finite counts as zero: the
+        method's own safeguard (ratio test, line search) still checks every step."""
+        if self.error_handling == "raise":
+            return value
+        if value is None:
+            return np.zeros(shape)
+        return np.nan_to_num(np.asarray(value, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
 
     def hessian(self, x: Any) -> np.ndarray:
         x = as_flat_float64(x)
         if self._hess is not None and np.array_equal(x, self._hess_x):
             return self._hess
+        if self.error_handling == "continue" and not self._is_cached(x):
+            self.value(x)  # trust-exact asks for the Hessian at a trial point before its value
+        if self.is_failed(x):
+            return np.zeros((x.size, x.size))
         source = self.user_hessian or self.functions.hessian
         what = "the user-supplied hess" if self.user_hessian else "the Hessian"
-        self._hess = np.asarray(self._run(what, x, source, x), dtype=np.float64)
+        self._hess = np.asarray(self._curvature(self._attempt(what, x, source, x), (x.size, x.size)), dtype=np.float64)
         self._hess_x = x.copy()
         self.counters.nhev += 1
         if self.observers:
             self._notify("hessian", x, float("nan"), None)
         return self._hess
+
+
+def _all_finite(f: Any, g: Any) -> bool:
+    return math.isfinite(f) and bool(np.isfinite(g).all())

@@ -10,6 +10,7 @@ process that evaluates it.
 from __future__ import annotations
 
 import concurrent.futures
+import math
 import contextlib
 import multiprocessing
 import os
@@ -25,9 +26,10 @@ __all__ = ["RemoteValue", "ChunkedMap", "point_map"]
 
 
 class RemoteValue:
-    """``fun`` at one flat point, picklable when ``fun`` and its ``args`` are."""
+    """``fun`` at one flat point, picklable when ``fun`` and its ``args`` are; under
+    ``error_handling='continue'`` a failure or a non-finite value is +inf."""
 
-    def __init__(self, fun: Callable, unpack: str, args: tuple, keys: Any, spec: ParamSpec, backend: str, dtype: str):
+    def __init__(self, fun: Callable, unpack: str, args: tuple, keys: Any, spec: ParamSpec, backend: str, dtype: str, error_handling: str = "raise"):
         self.fun = fun
         self.unpack = unpack
         self.args = args
@@ -35,6 +37,7 @@ class RemoteValue:
         self.spec = spec
         self.backend = backend
         self.dtype = dtype
+        self.error_handling = error_handling
         self._compiled: Any = None
 
     def __getstate__(self) -> dict:
@@ -52,7 +55,13 @@ class RemoteValue:
             self._compiled = backend.compile_scalar(call, self.spec, self.dtype)
         evaluate = getattr(self._compiled, "value_without_gradient", self._compiled.value)
         with backend.solve_context(self.dtype):
-            return float(evaluate(as_flat_float64(x)))
+            if self.error_handling == "raise":
+                return float(evaluate(as_flat_float64(x)))
+            try:
+                value = float(evaluate(as_flat_float64(x)))
+            except Exception:
+                return math.inf
+        return value if math.isfinite(value) else math.inf
 
 
 def _evaluate_all(func: Callable, points: list) -> list:

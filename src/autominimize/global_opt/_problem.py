@@ -89,15 +89,22 @@ class GlobalProblem:
         return self.objective.value(x)
 
     def values(self, points: np.ndarray) -> np.ndarray:
-        """Values at the rows of ``points`` in one batched call."""
+        """Values at the rows of ``points`` in one batched call.
+
+        Under ``error_handling='continue'`` non-finite values are +inf, and a batch that raises
+        is evaluated point by point (each failing point +inf).
+        """
         points = np.ascontiguousarray(points, dtype=np.float64)
+        continuing = self.objective.error_handling == "continue"
         try:
             out = self.batched(points)
         except Exception as exc:
+            if continuing:
+                return np.array([self.objective.value(p) for p in points])
             attach_point(exc, self.spec, points[0], "a batch of objective values (first point shown)")
             raise
         self.objective.counters.nfev += points.shape[0]
-        return out
+        return np.where(np.isfinite(out), out, np.inf) if continuing else out
 
     def count(self, evaluations: int) -> None:
         """Record evaluations made elsewhere (other processes)."""
@@ -206,11 +213,13 @@ def build_problem(
     unpack: str,
     finite: bool,
     torch_device: Any = None,
+    error_handling: str = "raise",
 ) -> tuple[GlobalProblem, Any, tuple[np.ndarray, np.ndarray] | None]:
     """The flat problem of ``fun``; the structure comes from ``x0`` or else from ``bounds``.
 
     Returns the problem, the structure template (x0 itself when given) and the flat bounds.
-    ``finite`` requires finite bounds on every parameter.
+    ``finite`` requires finite bounds on every parameter. ``error_handling`` applies to
+    every evaluation, batched, remote and local ones included.
     """
     from .._minimize import _compile, _precision, minimize
 
@@ -233,13 +242,13 @@ def build_problem(
     backend_obj = _backends.get_backend(backend_name)
     device = torch_device if backend_name == "torch" else None
     functions = _compile(backend_obj, "scalar", fun, call, spec, dtype, unpack, args, device)
-    objective = Objective(functions, spec, differentiable=False)
+    objective = Objective(functions, spec, differentiable=False, error_handling=error_handling)
 
     def local_solve(x: np.ndarray, box: tuple | None, kwargs: dict) -> so.OptimizeResult:
         box_bounds = None if box is None else so.Bounds(box[0], box[1])
         return minimize(
             fun, spec.restore(x), args=args, bounds=box_bounds, backend=backend_name, precision=dtype,
-            unpack=unpack, torch_device=torch_device, **kwargs,
+            unpack=unpack, torch_device=torch_device, error_handling=error_handling, **kwargs,
         )
 
     batched_key = (backend_name, "batched", spec.key, dtype, unpack, tuple(id(a) for a in args), str(device))
@@ -261,14 +270,14 @@ def build_problem(
             user = make_caller(f, unpack, extra or args, template)
             return lambda x: user(_backends.framework_params(backend_name, spec, x))
 
-        return normalize_constraints(constraints, method, spec, compile_vector, make_call)[0]
+        return normalize_constraints(constraints, method, spec, compile_vector, make_call, error_handling)[0]
 
     from ._parallel import RemoteValue
 
     problem = GlobalProblem(
         spec, objective, local_solve, batched=batched, backend=backend_name, precision=dtype,
         context=lambda: backend_obj.solve_context(dtype),
-        remote=RemoteValue(fun, unpack, args, template if unpack == "kwargs" else None, spec, backend_name, dtype),
+        remote=RemoteValue(fun, unpack, args, template if unpack == "kwargs" else None, spec, backend_name, dtype, error_handling),
         make_constraints=make_constraints,
     )
     return problem, template, flat_bounds
@@ -431,11 +440,26 @@ def finish(result: so.OptimizeResult, problem: GlobalProblem) -> so.OptimizeResu
 
 @contextlib.contextmanager
 def running(problem: GlobalProblem):
-    """The context of one global solve: the backend's context and one BLAS thread."""
+    """The context of one global solve: the backend's context and one BLAS thread.
+
+    An exception leaving it carries the best point evaluated in ``exc.autominimize_best_x``;
+    scipy's wrapping of an exception from ``func`` in a RuntimeError about its map-like
+    callable is undone, so the user's own exception propagates.
+    """
     from ..drivers.blas_threads import single_blas_thread
 
-    with problem.context(), single_blas_thread():
-        yield
+    try:
+        with problem.context(), single_blas_thread():
+            yield
+    except Exception as exc:
+        cause = exc.__cause__
+        unwrap = isinstance(exc, RuntimeError) and getattr(cause, "autominimize_x", None) is not None
+        error = cause if unwrap else exc
+        if problem.objective.best_x is not None:
+            error.autominimize_best_x = problem.restore(problem.objective.best_x)
+        if unwrap:
+            raise cause from None
+        raise
 
 
 def check_finite_start(x: np.ndarray, bounds: tuple[np.ndarray, np.ndarray] | None, spec: ParamSpec) -> np.ndarray:

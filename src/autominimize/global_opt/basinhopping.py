@@ -42,6 +42,7 @@ def basinhopping(
     backend: str | None = None,
     precision: str | None = None,
     unpack: str = "auto",
+    error_handling: str = "raise",
 ) -> so.OptimizeResult:
     """Minimize ``func`` by basin hopping, each local solve an ``am.minimize`` call.
 
@@ -70,6 +71,9 @@ def basinhopping(
         scipy's seeding; the same seed gives the same result.
     backend, precision, unpack
         As for ``am.minimize``.
+    error_handling : {'raise', 'continue'}
+        'continue': a point where ``fun`` raises or is not finite counts as ``+inf`` (local
+        solves get the same policy); see ``am.minimize``.
 
     Returns
     -------
@@ -91,7 +95,7 @@ def basinhopping(
     kwargs = local_kwargs(minimizer_kwargs, "minimizer_kwargs", allowed=_KEYS)
     args = kwargs.pop("args", ())
     problem, _, flat_bounds = build_problem(
-        func, x0, kwargs.get("bounds"), args, backend=backend, precision=precision, unpack=unpack, finite=False
+        func, x0, kwargs.get("bounds"), args, backend=backend, precision=precision, unpack=unpack, finite=False, error_handling=error_handling
     )
     kwargs.pop("bounds", None)
     return run_basinhopping(

@@ -53,6 +53,7 @@ def differential_evolution(
     backend: str | None = None,
     precision: str | None = None,
     unpack: str = "auto",
+    error_handling: str = "raise",
 ) -> so.OptimizeResult:
     """Minimize ``fun`` over a box by differential evolution, a generation per batched call.
 
@@ -102,6 +103,9 @@ def differential_evolution(
         scipy's seeding; the same seed gives the same result.
     backend, precision, unpack
         As for ``am.minimize``.
+    error_handling : {'raise', 'continue'}
+        'continue': a point where ``fun`` raises or is not finite counts as ``+inf`` (local
+        solves get the same policy); see ``am.minimize``.
 
     Returns
     -------
@@ -122,7 +126,7 @@ def differential_evolution(
     ('batched', 0.0)
     """
     problem, _, flat_bounds = build_problem(
-        fun, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=True
+        fun, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=True, error_handling=error_handling
     )
     start = None if x0 is None else check_finite_start(problem.flat(x0, "x0"), flat_bounds, problem.spec)
     return run_differential_evolution(

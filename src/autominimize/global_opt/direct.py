@@ -30,6 +30,7 @@ def direct(
     backend: str | None = None,
     precision: str | None = None,
     unpack: str = "auto",
+    error_handling: str = "raise",
 ) -> so.OptimizeResult:
     """Minimize ``func`` over a box with DIRECT (deterministic, derivative-free).
 
@@ -48,6 +49,9 @@ def direct(
         Only the structure and array types of the parameters (DIRECT starts at the centre).
     backend, precision, unpack
         As for ``am.minimize``.
+    error_handling : {'raise', 'continue'}
+        'continue': a point where ``fun`` raises or is not finite counts as ``+inf`` (local
+        solves get the same policy); see ``am.minimize``.
 
     Returns
     -------
@@ -63,7 +67,7 @@ def direct(
     >>> round(res.x["a"], 3), res.x["b"].round(3).tolist()
     (0.25, [-0.5, -0.5])
     """
-    problem, _, flat_bounds = build_problem(func, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=True)
+    problem, _, flat_bounds = build_problem(func, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=True, error_handling=error_handling)
     with running(problem):
         result = so.direct(
             problem.value, so.Bounds(*flat_bounds), eps=eps, maxfun=maxfun, maxiter=maxiter,

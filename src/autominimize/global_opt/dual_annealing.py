@@ -34,6 +34,7 @@ def dual_annealing(
     backend: str | None = None,
     precision: str | None = None,
     unpack: str = "auto",
+    error_handling: str = "raise",
 ) -> so.OptimizeResult:
     """Minimize ``func`` by dual annealing; the local searches are ``am.minimize`` calls.
 
@@ -61,6 +62,9 @@ def dual_annealing(
         scipy's seeding; the same seed gives the same result.
     backend, precision, unpack
         As for ``am.minimize``.
+    error_handling : {'raise', 'continue'}
+        'continue': a point where ``fun`` raises or is not finite counts as ``+inf`` (local
+        solves get the same policy); see ``am.minimize``.
 
     Returns
     -------
@@ -79,7 +83,7 @@ def dual_annealing(
     >>> abs(res.fun) < 1e-8
     True
     """
-    problem, _, flat_bounds = build_problem(func, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=True)
+    problem, _, flat_bounds = build_problem(func, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=True, error_handling=error_handling)
     if minimizer_kwargs:
         kwargs = local_kwargs(minimizer_kwargs, "minimizer_kwargs")
         box = flat_bounds if "bounds" not in kwargs and takes_bounds(kwargs) else None

@@ -34,6 +34,7 @@ def shgo(
     backend: str | None = None,
     precision: str | None = None,
     unpack: str = "auto",
+    error_handling: str = "raise",
 ) -> so.OptimizeResult:
     """Find the global minimum of ``func`` with SHGO; every local solve is ``am.minimize``.
 
@@ -66,6 +67,9 @@ def shgo(
         Only the structure and array types of the parameters (its values are not used).
     backend, precision, unpack
         As for ``am.minimize``.
+    error_handling : {'raise', 'continue'}
+        'continue': a point where ``fun`` raises or is not finite counts as ``+inf`` (local
+        solves get the same policy); see ``am.minimize``.
 
     Returns
     -------
@@ -96,7 +100,7 @@ def shgo(
         kwargs.setdefault("constraints", constraints)
     if callback is not None:
         kwargs.setdefault("callback", callback)
-    problem, _, (lb, ub) = build_problem(func, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=False)
+    problem, _, (lb, ub) = build_problem(func, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=False, error_handling=error_handling)
     return run_shgo(
         problem, lb, ub, LocalSolver(problem, kwargs, scipy_bounds=True), constraints=constraints,
         n=n, iters=iters, options=options, sampling_method=sampling_method, workers=workers,

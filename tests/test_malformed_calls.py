@@ -1,0 +1,148 @@
+"""A catalogue of malformed calls across the public API.
+
+Each row is one mistake a user makes; the error must be of the expected type and its
+message must name the argument and say what would be accepted.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy as np
+import pytest
+import scipy.optimize as so
+
+import autominimize as am
+
+Point = namedtuple("Point", "a b")
+
+
+def quad(x):
+    return (x**2).sum()
+
+
+def quad_tree(p):
+    return (p["a"] ** 2).sum() + (p["b"] ** 2).sum()
+
+
+X = np.ones(2)
+TREE = {"a": np.ones(2), "b": np.ones(3)}
+
+
+def mini(**kwargs):
+    fun = kwargs.pop("fun", quad)
+    x0 = kwargs.pop("x0", X)
+    return lambda: am.minimize(fun, x0, **{"backend": "numpy", **kwargs})
+
+
+def tree(**kwargs):
+    return mini(fun=quad_tree, x0=TREE, **kwargs)
+
+
+CASES = [
+    # -- fun and x0 -------------------------------------------------------------------
+    ("fun not callable", mini(fun=3.0), TypeError, r"fun must be callable; got float"),
+    ("x0 empty dict", mini(x0={}), ValueError, r"x0 has no array or number in it"),
+    ("x0 string leaf", mini(x0={"a": "one"}), TypeError, r"x0\['a'\] is a str; every leaf of x0 must be a number, a NumPy array"),
+    ("x0 complex", mini(x0=np.array([1j])), TypeError, r"x0 has dtype complex128; parameters must be real numbers"),
+    ("x0 with NaN", mini(x0=np.array([1.0, np.nan])), ValueError, r"x0 contains NaN or inf \(first at index \(1,\)\); the starting point must be finite"),
+    ("x0 with inf in a namedtuple", mini(fun=lambda p: p.a + p.b, x0=Point(1.0, np.inf)), ValueError, r"x0\.b contains NaN or inf"),
+    ("x0 None leaf only", mini(x0=[None]), ValueError, r"x0 has no array or number in it"),
+    ("x0 object leaf", mini(x0=[object()]), TypeError, r"x0\[0\] is a object; every leaf of x0 must be"),
+    ("non-scalar objective", mini(fun=lambda x: x * 2.0, method="L-BFGS-B"), ValueError, r"fun must return a scalar"),
+    # -- method and options ---------------------------------------------------------------
+    ("unknown method", mini(method="newton"), ValueError, r"method='newton' is not a scipy.optimize.minimize method; choose one of: nelder-mead"),
+    ("method of a wrong type", mini(method=3), TypeError, r"method must be a string or a callable; got int"),
+    ("unknown option", mini(method="L-BFGS-B", options={"maxiterations": 3}), ValueError, r"options: Unknown solver options: maxiterations"),
+    ("options not a dict", mini(method="BFGS", options=[("maxiter", 3)]), TypeError, r"options must be a dict of the method's options \(see scipy.optimize.show_options\); got list"),
+    ("tol not a number", mini(method="BFGS", tol="small"), TypeError, r"tol must be a number; got str"),
+    ("callback not callable", mini(method="BFGS", callback=3), TypeError, r"callback must be callable; got int"),
+    # -- backend, precision and the other keywords --------------------------------------
+    ("unknown backend", mini(backend="theano"), ValueError, r"backend='theano' is not a known backend; use one of 'numpy', 'jax'"),
+    ("backend of a wrong type", mini(backend=3), ValueError, r"backend=3 is not a known backend"),
+    ("unknown precision", mini(precision="float16"), ValueError, r"precision='float16' is not supported; use 'float64' \(default\) or 'float32'"),
+    ("unknown hvp_type", mini(hvp_type="sideways"), ValueError, r"hvp_type='sideways' is not one of"),
+    ("unknown unpack", mini(unpack="spread"), ValueError, r"unpack='spread' is not one of \('auto', 'none', 'args', 'kwargs'\)"),
+    ("unpack kwargs on an array", mini(unpack="kwargs"), TypeError, r"unpack='kwargs' needs x0 to be a dict with string keys"),
+    ("unpack args on an array", mini(unpack="args"), TypeError, r"unpack='args' needs x0 to be a list or a tuple"),
+    ("unknown error_handling", mini(error_handling="ignore"), ValueError, r"error_handling='ignore' is not accepted; use 'raise'"),
+    ("loss_callback not callable", mini(method="BFGS", loss_callback="print"), TypeError, r"loss_callback must be callable; got str"),
+    ("log not a path", mini(method="BFGS", log=3), TypeError, r"log must be a file path for an SQLite log; got int"),
+    # -- derivatives --------------------------------------------------------------------
+    ("unknown jac scheme", mini(method="BFGS", jac="5-point"), ValueError, r"jac='5-point' is not accepted; use None \(autodiff\), a callable, True, or one of"),
+    ("jac and fun_and_jac", mini(method="BFGS", jac=lambda x: 2 * x, fun_and_jac=lambda x: (quad(x), 2 * x)), ValueError, r"give the gradient once: jac= or fun_and_jac=, not both"),
+    ("hess for BFGS", mini(method="BFGS", hess=lambda x: np.eye(2)), ValueError, r"method='bfgs' does not use second-order information; hess/hessp would be ignored"),
+    ("hessp for trust-exact", mini(method="trust-exact", hessp=lambda x, p: p), ValueError, r"method='trust-exact' needs the full Hessian; pass hess"),
+    ("hess and hessp", mini(method="trust-ncg", hess=lambda x: np.eye(2), hessp=lambda x, p: p), ValueError, r"give either hess or hessp, not both"),
+    ("hess strategy outside trust-constr", mini(method="trust-ncg", hess=so.BFGS()), ValueError, r"only trust-constr accepts a HessianUpdateStrategy"),
+    ("jac with the wrong structure", tree(method="BFGS", jac=lambda p: {"a": 2 * p["a"]}), ValueError, r"jac does not have the structure of x0"),
+    ("jac with the wrong shape", mini(method="BFGS", jac=lambda x: np.ones(3)), ValueError, r"jac: jac has shape \(3,\), expected \(2,\)"),
+    ("hess with the wrong shape", mini(method="trust-exact", hess=lambda x: np.eye(3)), ValueError, r"hess must return an \(2, 2\) array; got shape \(3, 3\)"),
+    # -- bounds -------------------------------------------------------------------------
+    ("bounds for BFGS", mini(method="BFGS", bounds=(0, 1)), ValueError, r"method='bfgs' cannot handle bounds \(scipy would ignore them\); use one of: nelder-mead"),
+    ("bounds low above high", mini(bounds=(1, 0)), ValueError, r"bounds for x0\[0\]: low 1.0 is greater than high 0.0"),
+    ("bounds with unknown keys", tree(bounds={"c": (0, 1)}), ValueError, r"bounds has keys \['c'\] that x0 does not have; x0's keys are \['a', 'b'\]"),
+    ("bounds of the wrong length", tree(bounds=[(0, 1)] * 4), ValueError, r"bounds does not mirror x0's structure .* nor a sequence of 5 per-element pairs"),
+    ("bounds limit not broadcasting", tree(bounds={"a": (0, [1, 2, 3])}), ValueError, r"bounds\['a'\]: a limit of shape \(3,\) does not broadcast to the leaf's shape \(2,\)"),
+    ("bounds not numbers", mini(bounds=("low", "high")), ValueError, r"bounds: 'low' is not a number, None or an array of numbers"),
+    ("bounds with NaN", mini(bounds=(np.nan, 1)), ValueError, r"bounds contain NaN; use None or ±inf for an unbounded side"),
+    ("Bounds of the wrong size", tree(bounds=so.Bounds(np.zeros(4), np.ones(4))), ValueError, r"bounds: scipy.optimize.Bounds must hold numbers or flat vectors of length 5"),
+    ("bounds entry unreadable", tree(bounds={"a": "positive"}), ValueError, r"bounds\['a'\]: cannot read 'positive' as bounds for a leaf of shape \(2,\); give None, a \(low, high\) pair"),
+    # -- constraints --------------------------------------------------------------------
+    ("constraints for BFGS", mini(method="BFGS", constraints={"type": "ineq", "fun": lambda x: x[0]}), ValueError, r"method='bfgs' cannot handle constraints .* use one of: cobyla"),
+    ("constraint of a wrong type", mini(method="SLSQP", constraints=3), ValueError, r"constraints must be a dict, a LinearConstraint, a NonlinearConstraint, or a list of them; got int"),
+    ("constraint list item wrong", mini(method="SLSQP", constraints=[{"type": "ineq", "fun": lambda x: x[0]}, "x>0"]), ValueError, r"constraints\[1\] is a str; each constraint must be a dict"),
+    ("constraint unknown key", mini(method="SLSQP", constraints={"type": "ineq", "fn": lambda x: x[0]}), ValueError, r"constraints has unknown keys \['fn'\]; accepted keys are"),
+    ("constraint without fun", mini(method="SLSQP", constraints={"type": "ineq"}), ValueError, r"constraints needs a callable 'fun' taking the parameters"),
+    ("constraint unknown type", mini(method="SLSQP", constraints={"type": "le", "fun": lambda x: x[0]}), ValueError, r"constraints\['type'\] is 'le'; use 'eq' \(c\(x\) == 0\) or 'ineq' \(c\(x\) >= 0\)"),
+    ("constraint jac not callable", mini(method="SLSQP", constraints={"type": "ineq", "fun": lambda x: x[0], "jac": 3}), ValueError, r"constraints\['jac'\] must be a callable taking the parameters; got 3"),
+    ("LinearConstraint of the wrong width", mini(method="SLSQP", constraints=so.LinearConstraint(np.ones((1, 3)), 0, 1)), ValueError, r"constraints: LinearConstraint.A has 3 columns but there are 2 parameters"),
+    # -- conflicting arguments ----------------------------------------------------------
+    ("data for a scipy method", mini(method="BFGS", data=[1, 2]), ValueError, r"data=, epochs= and batch= are for the native methods"),
+    ("hess for a native method", mini(method="sgd", hess=lambda x: np.eye(2)), ValueError, r"method='sgd' computes its own curvature and takes no constraints"),
+    ("constraints for a least-squares method", mini(method="trf", constraints={"type": "eq", "fun": lambda x: x[0]}), ValueError, r"method='trf' is a least-squares method: it takes no hess, hessp or constraints"),
+    ("workers with autodiff", mini(method="BFGS", workers=2, jac=lambda x: 2 * x), ValueError, r"workers= and executor= parallelize autominimize's finite differences, but none are taken here"),
+    ("workers not positive", mini(method="BFGS", workers=0), ValueError, r"workers must be a positive integer \(the number of local processes\); got 0"),
+    ("workers and executor", mini(method="BFGS", workers=2, executor=object()), ValueError, r"give workers= \(local processes\) or executor= \(any Executor\), not both"),
+    ("executor without submit", mini(method="BFGS", executor=object()), TypeError, r"executor must be a concurrent.futures.Executor \(with a submit method\)"),
+    # -- least squares and curve_fit ----------------------------------------------------
+    ("least_squares unknown method", lambda: am.least_squares(lambda x: x - 1, X, method="gauss", backend="numpy"), ValueError, r"method='gauss' is not a least-squares method; use one of \('trf', 'dogbox', 'lm'\)"),
+    ("least_squares lm with bounds", lambda: am.least_squares(lambda x: x - 1, X, method="lm", bounds=(0, 2), backend="numpy"), ValueError, r"method='lm' does not handle bounds; use method='trf' or 'dogbox'"),
+    ("least_squares complex step", lambda: am.least_squares(lambda x: x - 1, X, jac="cs", backend="numpy"), ValueError, r"jac='cs' \(complex step\) is not supported; use None \(autodiff\), '2-point' or '3-point'"),
+    ("least_squares no function", lambda: am.least_squares(None, X), TypeError, r"give fun \(the residual function\) or fun_and_jac"),
+    ("least_squares jac_sparsity without a scheme", lambda: am.least_squares(lambda x: x - 1, X, jac_sparsity=np.eye(2), backend="numpy"), ValueError, r"jac_sparsity is for scipy's sparse finite differences; pass it with jac='2-point' or '3-point'"),
+    ("minimize trf unknown option", mini(fun=am.residuals(lambda x: x - 1), method="trf", options={"maxfev": 3}), ValueError, r"options: \['maxfev'\] are not options of method='trf'; accepted:"),
+    ("curve_fit f not callable", lambda: am.curve_fit(3, X, X, p0=[1.0]), TypeError, r"f must be callable; got int"),
+    ("curve_fit bad nan_policy", lambda: am.curve_fit(lambda x, a: a * x, X, X, p0=[1.0], nan_policy="drop"), ValueError, r"nan_policy='drop' is not supported; use None, 'raise' or 'omit'"),
+    ("curve_fit sigma of the wrong shape", lambda: am.curve_fit(lambda x, a: a * x, X, X, p0=[1.0], sigma=np.ones(3), backend="numpy"), ValueError, r"sigma has shape \(3,\); expected \(2,\) \(one per data point\)"),
+    ("curve_fit NaN in the data", lambda: am.curve_fit(lambda x, a: a * x, X, np.array([1.0, np.nan]), p0=[1.0]), ValueError, r"xdata or ydata contain NaN or inf; clean them or pass nan_policy='omit'"),
+    ("residuals of a non-callable", lambda: am.residuals(3), TypeError, r"residuals\(\) needs a callable; got int"),
+    # -- global optimizers --------------------------------------------------------------
+    ("differential_evolution infinite bounds", lambda: am.differential_evolution(quad, [(-np.inf, 1)] * 2, backend="numpy"), ValueError, r"bounds must be finite for every parameter \(this method samples the whole box\)"),
+    ("differential_evolution without bounds", lambda: am.differential_evolution(quad, None, backend="numpy"), ValueError, r"bounds is required: give finite \(low, high\) limits for every parameter"),
+    ("differential_evolution vectorized not bool", lambda: am.differential_evolution(quad, [(-1, 1)] * 2, vectorized="yes", backend="numpy"), TypeError, r"vectorized must be None \(batch when the backend can\), True or False; got 'yes'"),
+    ("differential_evolution bad updating", lambda: am.differential_evolution(quad, [(-1, 1)] * 2, updating="lazy", backend="numpy"), ValueError, r"updating='lazy': use 'immediate', 'deferred' or None"),
+    ("differential_evolution bad polish", lambda: am.differential_evolution(quad, [(-1, 1)] * 2, polish=3, backend="numpy"), TypeError, r"polish must be True, False, a method name or a dict of am.minimize arguments; got 3"),
+    ("differential_evolution bad integrality", lambda: am.differential_evolution(quad, [(-1, 1)] * 2, integrality=[True] * 3, backend="numpy"), ValueError, r"integrality must mirror x0's structure, or be one value or a flat array of 2"),
+    ("basinhopping unknown minimizer key", lambda: am.basinhopping(quad, X, niter=1, minimizer_kwargs={"solver": "BFGS"}, backend="numpy"), TypeError, r"minimizer_kwargs has unknown key\(s\) \['solver'\]; it accepts args, method"),
+    ("basinhopping minimizer_kwargs not a dict", lambda: am.basinhopping(quad, X, niter=1, minimizer_kwargs="BFGS", backend="numpy"), TypeError, r"minimizer_kwargs must be a dict of am.minimize arguments; got str"),
+    ("shgo bounds in minimizer_kwargs", lambda: am.shgo(quad, [(-1, 1)] * 2, minimizer_kwargs={"bounds": (0, 1)}, backend="numpy"), TypeError, r"minimizer_kwargs: the local solves are confined to shgo's own boxes; give bounds to shgo instead"),
+    ("global fun not callable", lambda: am.dual_annealing("quad", [(-1, 1)] * 2), TypeError, r"fun must be callable; got str"),
+    ("global callback not callable", lambda: am.dual_annealing(quad, [(-1, 1)] * 2, callback=3, backend="numpy"), TypeError, r"callback must be callable; got int"),
+    # -- numerical derivatives ----------------------------------------------------------
+    ("numdiff unknown scheme", lambda: am.numdiff.gradient(quad, X, method="sideways"), ValueError, r"method='sideways' is not a finite-difference scheme; use one of \('forward', 'backward', 'central'\)"),
+    ("numdiff negative step", lambda: am.numdiff.gradient(quad, X, rel_step=-1.0), ValueError, r"rel_step must be positive; got -1.0"),
+    ("numdiff equal bounds", lambda: am.numdiff.gradient(quad, X, bounds=(1, 1)), ValueError, r"cannot take a finite-difference step at index 0: lower and upper bounds are equal there"),
+    # -- resume and logs ----------------------------------------------------------------
+    ("read_log of a missing file", lambda: am.read_log("/nonexistent/run.sqlite"), FileNotFoundError, r"/nonexistent/run.sqlite"),
+]
+
+
+def test_the_catalogue_has_at_least_fifty_calls():
+    assert len(CASES) >= 50
+
+
+@pytest.mark.parametrize("call, error, message", [case[1:] for case in CASES], ids=[case[0] for case in CASES])
+def test_malformed_call_names_the_argument(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
