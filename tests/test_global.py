@@ -389,3 +389,31 @@ def test_example_runs(capsys):
     runpy.run_path(str(Path(__file__).parents[1] / "examples" / "global_minima.py"), run_name="__main__")
     out = capsys.readouterr().out
     assert "batched" in out and out.count("multistart minimum") == 4
+
+
+# -- batched multistart (one native L-BFGS over every start) ---------------------------------
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_batched_multistart_finds_the_four_minima_of_himmelblau(backend):
+    bounds = {"x": (-5, 5), "y": (-5, 5)}
+    res = am.multistart(himmelblau, bounds, n_starts=64, method="lbfgs-native", rng=0, backend=backend)
+    assert res.batched is True and res.backend == backend
+    found = [(float(m.x["x"]), float(m.x["y"])) for m in res.minima if m.fun < 1e-8]
+    assert len(found) == 4
+    for expected in HIMMELBLAU_MINIMA:
+        assert any(np.allclose(f, expected, atol=1e-4) for f in found)
+    assert len(res.local_results) == 64 and res.nlocal == 64
+    assert res.nfev == sum(r.nfev for r in res.local_results) and res.njev == res.nfev
+    assert len({r.nit for r in res.local_results}) > 5  # every start stopped on its own
+    # each start's result is the unbatched projected L-BFGS solve within the box
+    loop = am.multistart(himmelblau, bounds, n_starts=64, method="lbfgs-native", rng=0, backend=backend, batched=False)
+    assert loop.batched is False
+    for a, b in zip(res.local_results, loop.local_results):
+        assert a.nit == b.nit and a.nfev == b.nfev
+        assert abs(a.x["x"] - b.x["x"]) < 1e-9 and abs(a.x["y"] - b.x["y"]) < 1e-9
+
+
+def test_batched_multistart_needs_a_vmap_backend():
+    with pytest.raises(ValueError, match="batched=True runs the local solves"):
+        am.multistart(himmelblau, {"x": (-5, 5), "y": (-5, 5)}, n_starts=4, method="lbfgs-native", batched=True, backend="numpy")
+    res = am.multistart(himmelblau, {"x": (-5, 5), "y": (-5, 5)}, n_starts=4, method="lbfgs-native", rng=0, backend="numpy")
+    assert res.batched is False and res.nlocal == 4

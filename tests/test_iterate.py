@@ -147,6 +147,7 @@ def test_native_example_runs():
     runpy.run_path(str(path), run_name="__main__")
 
 
-def test_batched_solves_are_reported_unavailable():
-    with pytest.raises(NotImplementedError, match="batch=True"):
-        am.minimize(rosen, np.zeros((3, 2)), method="lbfgs-native", batch=True, backend="jax")
+def test_batched_solves_cannot_be_iterated_step_by_step():
+    """batch=True is a one-shot solve (tests/test_native_batched.py); it has no iterator."""
+    with pytest.raises(TypeError, match=r"does not take \['batch'\]; those are am.minimize's"):
+        am.iterate(rosen, np.zeros((3, 2)), method="lbfgs-native", batch=True, backend="jax")

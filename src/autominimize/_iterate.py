@@ -178,6 +178,11 @@ def iterate(
             torch_device=torch_device, **minimize_kwargs,
         )
         return Iteration(runner)
+    if minimize_kwargs:
+        raise TypeError(
+            f"am.iterate with the native method {method!r} does not take {sorted(minimize_kwargs)}; "
+            "those are am.minimize's (batch=True solves run in one call, without an iterator)."
+        )
     runner = NativeRun(
         fun, x0, args, method, jac=jac, bounds=bounds, tol=tol, callback=callback, options=options,
         backend=backend, precision=precision, unpack=unpack, torch_device=torch_device,

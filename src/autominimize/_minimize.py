@@ -129,7 +129,8 @@ def minimize(
         ``'sgd'``, ``'delta-bar-delta'``, ``'sgd-qn'``, ``'tonga'``; see ``docs/native.md``):
         ``data`` is an iterable of mini-batches for the stochastic methods, which then call
         ``fun(params, batch)``; ``epochs`` the number of passes over it (default 1).
-        ``batch=True`` (stacked independent problems) is reserved and raises for now.
+        ``batch=True`` solves independent problems stacked along the leading axis of x0's
+        leaves at once (``'lbfgs-native'`` on JAX or torch; see ``docs/native.md``).
     history : bool
         Keep every evaluation and iteration in ``res.history`` (default); False records nothing.
     log : path, optional

@@ -25,6 +25,7 @@ SECTIONS = {
     "observing": ("observing", "run_observing", "format_observing", "cost of history=, log= and progress= (rosen100 L-BFGS-B, JAX)"),
     "least-squares": ("least_squares", "run_least_squares", "format_least_squares", "least squares on the MGH set; parallel numerical gradients"),
     "global": ("global_opt", "run_global", "format_global", "batched differential evolution; multistart"),
+    "native": ("native", "run_native", "format_native", "native L-BFGS vs scipy L-BFGS-B and torchmin; batched L-BFGS vs a loop"),
     "torch-mlp": ("torch_mlp", "run_torch_mlp", "format_torch_mlp", "am.torch.ScipyOptimizer vs torch.optim.LBFGS on a 2-layer MLP"),
 }
 

@@ -3,10 +3,12 @@
 :class:`NativeRun` turns ``am.minimize``'s arguments into an algorithm, a counting oracle on
 the framework's flat arrays and a stopping criterion; ``advance()`` makes one outer step.
 ``am.minimize`` exhausts it (:func:`minimize_native`), ``am.iterate`` yields each step.
+:func:`minimize_batched` runs ``batch=True``: stacked problems in one batched L-BFGS.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -21,6 +23,7 @@ from ..bounds import clip_to_bounds, normalize_bounds
 from ..calling import make_caller, resolve_unpack
 from ..native import ALGORITHMS, native_method_name
 from ..native._arrays import flatten_leaves, namespace, norm_inf
+from ..native.batched import REASONS, BatchedLBFGS, batched_value_and_grad
 from ..native.oracles import CountingOracle, NativeFunctions, compile_functions, make_params_of
 from ..native.stopping import (
     AnyOf,
@@ -37,7 +40,7 @@ from ..native.stopping import (
 )
 from ..params import ParamSpec
 
-__all__ = ["NativeRun", "minimize_native"]
+__all__ = ["NativeRun", "minimize_native", "minimize_batched"]
 
 _STOP_OPTIONS = ("gtol", "ftol", "maxiter", "maxfev", "max_time", "stop")
 # Defaults: scipy L-BFGS-B (gtol, ftol, maxiter=15000); scipy CG (maxiter=200·n, no ftol);
@@ -324,14 +327,131 @@ def minimize_native(
 ) -> so.OptimizeResult:
     """Run a native method to the end and return scipy's ``OptimizeResult``."""
     if batch:
-        raise NotImplementedError(
-            "batch=True (independent problems stacked along x0's first axis) is not available yet; "
-            "solve the problems one by one, or use am.multistart."
-        )
+        return minimize_batched(fun, x0, args, method, **kwargs)
     run = NativeRun(fun, x0, args, method, **kwargs)
     while run.advance() is not None:
         pass
     return run.result()
+
+
+# -- batch=True ---------------------------------------------------------------------------
+_BATCH_OPTIONS = ("memory", "c1", "max_line_search", "curvature_eps", "line_search", "gtol", "ftol", "maxiter", "maxfev", "max_time")
+
+
+def minimize_batched(
+    fun: Callable,
+    x0: Any,
+    args: tuple = (),
+    method: str = "lbfgs-native",
+    *,
+    bounds: Any = None,
+    tol: float | None = None,
+    options: dict | None = None,
+    backend: str | None = None,
+    precision: str | None = None,
+    unpack: str = "auto",
+    torch_device: Any = None,
+    **unsupported: Any,
+) -> so.OptimizeResult:
+    """Solve the B problems stacked along the first axis of x0's leaves in one batched L-BFGS.
+
+    ``fun`` is written for one problem; JAX maps it with ``jax.vmap``, torch with
+    ``torch.func.vmap`` (:mod:`autominimize.native.batched`). Each member stops on its own.
+    The result's ``x`` and ``jac`` are stacked like x0; ``fun``, ``nit``, ``nfev``, ``njev``,
+    ``success`` and ``status`` are NumPy arrays of shape (B,); ``messages`` says why each
+    member stopped and ``message`` sums them up.
+    """
+    if native_method_name(method) != "lbfgs-native":
+        raise ValueError(f"batch=True runs method='lbfgs-native' only; got method={method!r}.")
+    given = sorted(k for k, v in unsupported.items() if v is not None)
+    if given:
+        raise ValueError(f"batch=True does not take {', '.join(given)}; it takes bounds, tol, options, backend, precision, unpack and torch_device.")
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(_BATCH_OPTIONS))
+    if unknown:
+        raise TypeError(f"batch=True has no option {', '.join(map(repr, unknown))}; its options are {', '.join(_BATCH_OPTIONS)}.")
+    if options.pop("line_search", "armijo") != "armijo":
+        raise ValueError("batch=True uses the backtracking Armijo line search (line_search='armijo').")
+    if tol is not None:
+        options.setdefault("gtol", tol)
+        options.setdefault("ftol", tol)
+    args = args if isinstance(args, tuple) else (args,)
+    dtype = _precision(precision)
+    stacked, spec, rows = unstack(x0)
+    template = spec.restore(rows[0])
+    unpack = resolve_unpack(fun, template, unpack, len(args))
+    call = make_caller(fun, unpack, args, template)
+    backend = _backends.select_backend(backend, spec, call, rows[0])
+    if backend not in ("jax", "torch"):
+        raise ValueError(f"batch=True needs JAX or torch to map fun over the batch (vmap); the backend is {backend!r}.")
+    backend_obj = _backends.get_backend(backend)
+    key = ("native-batched", backend, spec.key, dtype, unpack, tuple(id(a) for a in args), str(torch_device))
+    value_and_grad = _backends.cached_compile(fun, key, lambda: batched_value_and_grad(backend, call, spec))
+    with backend_obj.solve_context(dtype):
+        if bounds is not None:
+            lower, upper = normalize_bounds(bounds, spec, template)
+            clipped = np.clip(rows, lower, upper)
+            moved = int(np.count_nonzero(np.any(clipped != rows, axis=1)))
+            if moved:
+                warnings.warn(f"{moved} of the {rows.shape[0]} starting points are outside the bounds; they were clipped into them.", UserWarning, stacklevel=4)
+            rows = clipped
+        x = _to_framework(backend, rows, dtype, spec, torch_device)
+        if bounds is not None:
+            xp = namespace(x)
+            options.update(lower=xp.asarray(_like(x, lower)), upper=xp.asarray(_like(x, upper)))
+        try:
+            state = BatchedLBFGS(**options).run(x, value_and_grad)
+        except Exception as exc:
+            exc.add_note(
+                f"(raised while mapping fun over the batch with {'jax.vmap' if backend == 'jax' else 'torch.func.vmap'}: "
+                "batch=True needs fun free of .item() and of Python branches on values)"
+            )
+            raise
+        reasons = _to_numpy(state.reason).astype(int)
+        nfev = _to_numpy(state.nfev).astype(int)
+        return so.OptimizeResult(
+            x=_restack(stacked, spec, _to_numpy(state.x)),
+            fun=_to_numpy(state.f),
+            jac=_restack(stacked, spec, _to_numpy(state.g)),
+            nit=_to_numpy(state.nit).astype(int),
+            nfev=nfev,
+            njev=nfev.copy(),
+            nhev=0,
+            nhvp=0,
+            success=np.array([REASONS[r][1] for r in reasons], dtype=bool),
+            status=np.array([REASONS[r][2] for r in reasons], dtype=int),
+            message=_batch_message(reasons),
+            messages=[REASONS[r][0] for r in reasons],
+            backend=backend,
+            precision=dtype,
+        )
+
+
+def unstack(x0: Any) -> tuple[ParamSpec, ParamSpec, np.ndarray]:
+    """x0's stacked structure, the structure of one member, and the (B, n) float64 rows."""
+    stacked = ParamSpec.from_tree(x0)
+    sizes = {leaf.shape[0] if leaf.shape else None for leaf in stacked.leaves}
+    if None in sizes or len(sizes) != 1:
+        raise ValueError(
+            "batch=True stacks the problems along the first axis of every leaf of x0; the leaves' "
+            f"shapes are {[leaf.shape for leaf in stacked.leaves]} (numbers have no batch axis)."
+        )
+    batch = sizes.pop()
+    member = ParamSpec(stacked.treedef, tuple(dataclasses.replace(leaf, shape=leaf.shape[1:]) for leaf in stacked.leaves))
+    parts = stacked.split(stacked.flatten(x0))
+    return stacked, member, np.concatenate([part.reshape(batch, -1) for part in parts], axis=1)
+
+
+def _restack(stacked: ParamSpec, member: ParamSpec, rows: np.ndarray) -> Any:
+    """(B, n) rows back in x0's stacked structure and array types."""
+    parts = [rows[:, start:stop].reshape(-1) for start, stop in zip(member.offsets, member.offsets[1:])]
+    return stacked.restore(np.concatenate(parts))
+
+
+def _batch_message(reasons: np.ndarray) -> str:
+    counts = np.bincount(reasons, minlength=len(REASONS) + 1)
+    parts = [f"{counts[code]} {REASONS[code][0]}" for code in REASONS if counts[code]]
+    return f"{reasons.size} problems: " + ", ".join(parts)
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -365,7 +485,7 @@ def _like(x: Any, values: np.ndarray) -> Any:
     if kind == "torch":
         import torch
 
-        return torch.as_tensor(values, dtype=x.dtype, device=x.device)
+        return torch.tensor(values, dtype=x.dtype, device=x.device)  # a copy: bounds may be read-only
     if kind in ("jax", "jaxlib"):
         import jax.numpy as jnp
 

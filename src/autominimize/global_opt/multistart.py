@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any, Callable
 
@@ -9,6 +10,8 @@ import numpy as np
 import scipy.optimize as so
 from scipy.stats import qmc
 
+from ..native import native_method_name
+from ..params import ParamSpec
 from ._parallel import point_map
 from ._problem import GlobalProblem, build_problem, check_finite_start, local_kwargs, running, takes_bounds
 
@@ -31,6 +34,7 @@ def multistart(
     rng: Any = None,
     workers: int | Callable = 1,
     executor: Any = None,
+    batched: bool | None = None,
     backend: str | None = None,
     precision: str | None = None,
     unpack: str = "auto",
@@ -48,7 +52,8 @@ def multistart(
     n_starts : int
         The number of local solves.
     method : str or callable, optional
-        Any ``am.minimize`` method; None picks L-BFGS-B (bounded).
+        Any ``am.minimize`` method; None picks L-BFGS-B (bounded). ``'lbfgs-native'`` on
+        JAX or torch runs every solve at once (see ``batched``).
     sampling : {'sobol', 'lhs', 'random'}
         Scrambled Sobol' points, Latin hypercube (both ``scipy.stats.qmc``) or uniform.
     x0 : optional
@@ -65,6 +70,14 @@ def multistart(
         Run the local solves in parallel: ``workers`` local processes (-1: one per CPU;
         ``fun`` and ``minimizer_kwargs`` must be picklable), or ``executor``, any
         ``concurrent.futures.Executor`` or a Dask client.
+    batched : bool, optional
+        Run all the local solves as **one** batched L-BFGS (``am.minimize(..., batch=True)``:
+        the function mapped with ``jax.vmap`` / ``torch.func.vmap``, each start stopping on its
+        own; projected within the box). None (default) does so when ``method='lbfgs-native'``,
+        the backend is JAX or torch and no ``workers``/``executor`` are given; True requires
+        it; False solves one start after another. Every start's result equals the unbatched
+        ``'lbfgs-native'`` solve within the box (both use the Armijo search along the
+        projection arc).
     backend, precision, unpack
         As for ``am.minimize``.
 
@@ -75,7 +88,7 @@ def multistart(
         ``minima``: the distinct local results, best first; ``local_results``: every local
         result, in the order of ``starts`` (flat, one row per start); ``success`` (some solve
         succeeded), ``nfev``/``njev``/``nhev``/``nhvp`` summed over the solves, ``nlocal``,
-        ``backend`` and ``precision``.
+        ``batched`` (whether the solves ran as one batch), ``backend`` and ``precision``.
 
     Examples
     --------
@@ -86,6 +99,9 @@ def multistart(
     >>> res = am.multistart(himmelblau, {"x": (-5, 5), "y": (-5, 5)}, n_starts=32, rng=0, backend="numpy")
     >>> sorted((round(m.x["x"], 2), round(m.x["y"], 2)) for m in res.minima if m.fun < 1e-8)
     [(-3.78, -3.28), (-2.81, 3.13), (3.0, 2.0), (3.58, -1.85)]
+    >>> res = am.multistart(himmelblau, {"x": (-5, 5), "y": (-5, 5)}, n_starts=32, method="lbfgs-native", rng=0, backend="jax")
+    >>> res.batched, len([m for m in res.minima if m.fun < 1e-8])
+    (True, 4)
     """
     if not isinstance(n_starts, (int, np.integer)) or isinstance(n_starts, bool) or n_starts < 1:
         raise ValueError(f"n_starts must be a positive integer; got {n_starts!r}.")
@@ -95,10 +111,16 @@ def multistart(
     starts = _starts(sampling, n_starts - (x0 is not None), problem.n, rng, lb, ub)
     if x0 is not None:
         starts = np.vstack([check_finite_start(problem.flat(x0, "x0"), (lb, ub), problem.spec), starts])
-    box = (lb, ub) if takes_bounds(kwargs) else None
+    native = native_method_name(method)
+    box = (lb, ub) if (native == "lbfgs-native" if native else takes_bounds(kwargs)) else None
     parallel = executor is not None or workers not in (1, None)
+    batched = _batched(batched, native, problem.backend, parallel)
     with running(problem):
-        if parallel:
+        if batched:
+            results = _batched_solves(problem, fun, args, unpack, starts, box, kwargs)
+            for result in results:
+                problem.record_local(result)
+        elif parallel:
             task = _RemoteSolve(problem, fun, args, unpack, template, kwargs, box)
             with point_map(task, workers, executor, lambda count: None) as map_like:
                 results = list(map_like(task, list(starts)))
@@ -106,7 +128,9 @@ def multistart(
                 problem.record_local(result)
         else:
             results = [problem.local(start, box, kwargs) for start in starts]
-    return _collect(problem, results, starts, xtol * (ub - lb))
+    result = _collect(problem, results, starts, xtol * (ub - lb))
+    result.batched = batched
+    return result
 
 
 _KEYS = ("jac", "hess", "hessp", "constraints", "tol", "callback", "options", "hvp_type")
@@ -127,6 +151,45 @@ def _starts(sampling: str, count: int, n: int, rng: Any, lb: np.ndarray, ub: np.
             warnings.filterwarnings("ignore", message=".*balance properties of Sobol")
             unit = qmc.Sobol(d=n, rng=rng).random(count)
     return qmc.scale(unit, lb, ub)
+
+
+def _batched(batched: bool | None, native: str | None, backend: str, parallel: bool) -> bool:
+    """Whether the local solves run as one batched native L-BFGS (see ``batched``)."""
+    possible = native == "lbfgs-native" and backend in ("jax", "torch") and not parallel
+    if batched and not possible:
+        raise ValueError(
+            "batched=True runs the local solves as one method='lbfgs-native' solve mapped with "
+            f"jax.vmap or torch.func.vmap, without workers or executor; here method is "
+            f"{native or 'not lbfgs-native'}, the backend {backend!r}{' and workers are given' if parallel else ''}."
+        )
+    return possible if batched is None else bool(batched)
+
+
+def _batched_solves(problem: GlobalProblem, fun: Callable, args: tuple, unpack: str, starts: np.ndarray, box: Any, kwargs: dict) -> list:
+    """Every start solved in one ``am.minimize(..., batch=True)``, one result per start."""
+    from .._minimize import minimize
+    from ..drivers.native import unstack
+
+    count = starts.shape[0]
+    stacked = ParamSpec(problem.spec.treedef, tuple(
+        dataclasses.replace(leaf, shape=(count,) + leaf.shape, kind="numpy" if leaf.kind == "python" else leaf.kind)
+        for leaf in problem.spec.leaves
+    ))
+    parts = [starts[:, a:b].reshape(-1) for a, b in zip(problem.spec.offsets, problem.spec.offsets[1:])]
+    batch = minimize(
+        fun, stacked.restore(np.concatenate(parts)), args=args, batch=True, backend=problem.backend,
+        precision=problem.precision, unpack=unpack, bounds=None if box is None else so.Bounds(*box), **kwargs,
+    )
+    rows, jacs = unstack(batch.x)[2], unstack(batch.jac)[2]
+    return [
+        so.OptimizeResult(
+            x=problem.spec.restore(rows[i]), fun=float(batch.fun[i]), jac=problem.spec.restore(jacs[i]),
+            nit=int(batch.nit[i]), nfev=int(batch.nfev[i]), njev=int(batch.njev[i]), nhev=0, nhvp=0,
+            success=bool(batch.success[i]), status=int(batch.status[i]), message=batch.messages[i],
+            backend=batch.backend, precision=batch.precision,
+        )
+        for i in range(count)
+    ]
 
 
 class _RemoteSolve:

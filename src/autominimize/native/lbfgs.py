@@ -47,8 +47,9 @@ class LBFGS(Algorithm):
 
     The direction d = −H g comes from the two-loop recursion over the last ``memory``
     pairs (s, y); a pair is stored only if ⟨s, y⟩ > ``curvature_eps``. Without bounds,
-    the step satisfies the strong Wolfe conditions, trying α = 1 first and
-    α = min(1, 1/‖g‖₁) on the first iteration (minFunc and torch ``LBFGS``).
+    the step satisfies the strong Wolfe conditions (sufficient decrease only with
+    ``line_search="armijo"``), trying α = 1 first and α = min(1, 1/‖g‖₁) on the first
+    iteration (minFunc and torch ``LBFGS``).
 
     With bounds (``lower``/``upper`` set by the driver) this is projected L-BFGS in the
     manner of Bertsekas' projected Newton method (1982) and Kim, Sra & Dhillon (2010):
@@ -64,8 +65,11 @@ class LBFGS(Algorithm):
     ----------
     memory : int
         Pairs kept, m; default 10 (scipy L-BFGS-B ``maxcor``, optax, jaxopt).
-    line_search : {"strong-wolfe", "exact"}
-        "exact" uses one Hessian-vector product per step (exact for quadratics).
+    line_search : {"strong-wolfe", "armijo", "exact"}
+        "armijo" is backtracking by halving to sufficient decrease only (Nocedal & Wright
+        Algorithm 3.1), the search of the batched solver (:mod:`.batched`), so one member of
+        ``am.minimize(..., batch=True)`` can be reproduced alone; "exact" uses one
+        Hessian-vector product per step (exact for quadratics).
     c1, c2 : float
         Wolfe constants 1e-4 and 0.9 (Nocedal & Wright §3.1; scipy, torch, liblbfgs).
     max_line_search : int
@@ -103,8 +107,8 @@ class LBFGS(Algorithm):
     needs_evaluator = True
 
     def __post_init__(self) -> None:
-        if self.line_search not in ("strong-wolfe", "exact"):
-            raise ValueError(f"line_search={self.line_search!r}: use 'strong-wolfe' or 'exact'.")
+        if self.line_search not in ("strong-wolfe", "armijo", "exact"):
+            raise ValueError(f"line_search={self.line_search!r}: use 'strong-wolfe', 'armijo' or 'exact'.")
         if self.memory < 1:
             raise ValueError(f"memory must be at least 1; got {self.memory}.")
 
@@ -141,10 +145,11 @@ class LBFGS(Algorithm):
             d = -gradient
         alpha0 = 1.0 if memory[0] else min(1.0, 1.0 / max(norm1(xp, gradient), 1e-300))
         f0 = float(f)
-        if self.bounded:
+        if self.bounded or self.line_search == "armijo":
             ls = armijo_backtracking(
                 oracle.value_and_grad, xp, x, f0, g, d, alpha0, c1=self.c1,
-                max_evaluations=self.max_line_search, project=self.project, with_gradient=True,
+                max_evaluations=self.max_line_search, project=self.project if self.bounded else None,
+                with_gradient=True,
             )
             if ls.alpha == 0.0:
                 return state._replace(flag="line search failed to find a point with sufficient decrease")
@@ -164,8 +169,6 @@ class LBFGS(Algorithm):
         sy = vdot(xp, s, y)
         S, Y, R = memory
         if float(sy) > self.curvature_eps:
-            keep = self.memory - 1
-            S = (S[len(S) - keep :] if keep else ()) + (s,)
-            Y = (Y[len(Y) - keep :] if keep else ()) + (y,)
-            R = (R[len(R) - keep :] if keep else ()) + (1.0 / sy,)
+            drop = max(len(S) + 1 - self.memory, 0)  # the oldest pair once m are stored
+            S, Y, R = S[drop:] + (s,), Y[drop:] + (y,), R[drop:] + (1.0 / sy,)
         return LBFGSState(x_new, f_new, g_new, state.nit + 1, S, Y, R)
