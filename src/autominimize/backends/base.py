@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
-import weakref
+import threading
 from typing import Any, Callable, Hashable, Protocol
 
 import numpy as np
@@ -89,24 +90,34 @@ def as_flat_float64(x: Any) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
 
 
-_compiled: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
-_compiled_strong: dict = {}
+#: compiled functions kept at most (least recently used first out)
+COMPILE_CACHE_SIZE = 128
+_compiled: "collections.OrderedDict[tuple, tuple[Any, Any]]" = collections.OrderedDict()
+_compiled_lock = threading.RLock()
 
 
 def cached_compile(fun: Any, key: Hashable, build: Callable[[], Any]) -> Any:
-    """Compile once per (function, key); the entry lives as long as the function does."""
-    try:
-        table = _compiled.setdefault(fun, {})
-    except TypeError:  # not weak-referenceable: keep a bounded strong table
-        if len(_compiled_strong) > 256:
-            _compiled_strong.clear()
-        table = _compiled_strong.setdefault(id(fun), {})
-    if key not in table:
-        table[key] = build()
-    return table[key]
+    """Compile once per (function, key), keeping the most recently used entries.
+
+    A second solve with the same function object reuses the entry (nothing retraces). The
+    cache holds at most ``COMPILE_CACHE_SIZE`` entries, so a program that passes a new lambda
+    on every call does not accumulate compiled functions without bound. Each entry keeps
+    its function alive, so an ``id`` is never reused while its entry exists.
+    """
+    cache_key = (id(fun), key)
+    with _compiled_lock:
+        entry = _compiled.get(cache_key)
+        if entry is not None:
+            _compiled.move_to_end(cache_key)
+            return entry[1]
+        compiled = build()
+        _compiled[cache_key] = (fun, compiled)
+        while len(_compiled) > COMPILE_CACHE_SIZE:
+            _compiled.popitem(last=False)
+        return compiled
 
 
 def clear_compile_cache() -> None:
     """Forget every compiled function (tests use this to count traces)."""
-    _compiled.clear()
-    _compiled_strong.clear()
+    with _compiled_lock:
+        _compiled.clear()

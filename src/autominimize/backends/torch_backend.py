@@ -8,6 +8,7 @@ derivatives are taken with respect to the flat vector whatever the parameter str
 from __future__ import annotations
 
 import importlib.util
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -153,7 +154,21 @@ class TorchScalar(_TorchCompiled):
     The price is that this graph stays in memory until the next point is evaluated.
     """
 
-    _last: _Point | None = None
+    # The kept point is per thread: two threads solving with one function must not share it.
+    _points = None
+
+    @property
+    def _last(self) -> _Point | None:
+        return getattr(self._thread_points(), "last", None)
+
+    @_last.setter
+    def _last(self, point: _Point | None) -> None:
+        self._thread_points().last = point
+
+    def _thread_points(self) -> threading.local:
+        if self._points is None:
+            self._points = threading.local()
+        return self._points
 
     def flat_fun(self, xt: Any) -> Any:
         torch = _torch()
