@@ -163,6 +163,8 @@ def minimize(
         and trust regions shrink; it is recorded as a ``'failed'`` evaluation and the solve
         goes on. x0 itself must evaluate to a finite value (see ``docs/guide.md``).
 
+    Notes
+    -----
     A function marked with ``am.residuals`` returns residuals: the scalar methods minimize
     ``0.5 * sum(r**2)`` with gradient ``J.T @ r`` (one reverse pass) and Gauss-Newton Hessian
     products ``J.T @ J @ v``; ``method='trf'``, ``'dogbox'`` or ``'lm'`` runs

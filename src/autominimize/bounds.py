@@ -16,7 +16,8 @@ Accepted forms (``None`` or ``±inf`` always means unbounded):
   vector.
 
 A sequence of ``leaf.size`` pairs is read as per-element bounds (scipy's convention) whenever
-every item is itself a pair of numbers, even when the leaf has two elements.
+every item is itself a list or tuple of two numbers, even when the leaf has two elements; a
+pair of NumPy arrays is always TF1's ``(low, high)``.
 """
 
 from __future__ import annotations
@@ -64,8 +65,9 @@ def _as_limit(value: Any, default: float, where: str) -> np.ndarray:
 def _is_pair_sequence(value: Any, count: int) -> bool:
     if isinstance(value, np.ndarray) or not isinstance(value, (list, tuple)) or len(value) != count:
         return False
+    # Items must be lists or tuples: a pair of arrays is TF1's (low, high), never two pairs.
     return all(
-        isinstance(item, (list, tuple, np.ndarray)) and len(item) == 2 and all(_is_number(v) for v in item)
+        isinstance(item, (list, tuple)) and len(item) == 2 and all(_is_number(v) for v in item)
         for item in value
     )
 
