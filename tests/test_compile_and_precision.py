@@ -135,3 +135,21 @@ def test_jax_hvps_at_one_point_share_one_linearization():
     assert objective.counters.nhvp > 2 * len(linearizations)  # several products per point
     assert len(linearizations) == objective.counters.njev  # one linearizing call per gradient
     assert len({x.tobytes() for x in linearizations}) == len(linearizations)  # never twice at one point
+
+
+@pytest.mark.skipif("jax" not in FRAMEWORKS, reason="needs jax")
+def test_a_bound_method_is_compiled_once_across_calls():
+    """obj.method is a new object at every access; it must still hit the compile cache."""
+
+    class Model:
+        traces = 0
+
+        def loss(self, x):
+            Model.traces += 1
+            return ((x - 2.0) ** 2).sum()
+
+    model = Model()
+    am.minimize(model.loss, np.zeros(3), method="L-BFGS-B", backend="jax")
+    traced = Model.traces
+    am.minimize(model.loss, np.ones(3), method="L-BFGS-B", backend="jax")
+    assert Model.traces == traced

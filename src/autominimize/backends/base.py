@@ -101,10 +101,15 @@ def cached_compile(fun: Any, key: Hashable, build: Callable[[], Any]) -> Any:
 
     A second solve with the same function object reuses the entry (nothing retraces). The
     cache holds at most ``COMPILE_CACHE_SIZE`` entries, so a program that passes a new lambda
-    on every call does not accumulate compiled functions without bound. Each entry keeps
-    its function alive, so an ``id`` is never reused while its entry exists.
+    on every call does not accumulate compiled functions without bound. Functions are keys by
+    equality (``obj.method`` twice is one key); an unhashable one by identity, kept alive by
+    its entry so that its ``id`` is not reused while the entry exists.
     """
-    cache_key = (id(fun), key)
+    try:  # bound methods are new objects at every access but compare (and hash) equal
+        cache_key = (fun, key)
+        hash(cache_key)
+    except TypeError:
+        cache_key = (id(fun), key)
     with _compiled_lock:
         entry = _compiled.get(cache_key)
         if entry is not None:
