@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         "--section", action="append", choices=["core", *SECTIONS], default=None,
         help="run only these tables (repeatable); default: all of them, or only 'core' with --quick or --only",
     )
+    parser.add_argument(
+        "--jax-sync-dispatch", action="store_true",
+        help="run JAX's CPU computations inline (jax_cpu_enable_async_dispatch=False) for every contender",
+    )
     args = parser.parse_args(argv)
     sections = args.section or (["core"] if args.quick or args.only else ["core", *SECTIONS])
     if "core" not in sections:
@@ -75,12 +79,19 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     imp = None if args.no_import_time else import_time(3)
     threads = setup_threads()
+    if args.jax_sync_dispatch:
+        import jax
+
+        # Read when JAX creates its CPU client, i.e. before the first computation (and after
+        # setup_threads has set XLA_FLAGS).
+        jax.config.update("jax_cpu_enable_async_dispatch", False)
     print(f"# autominimize benchmark ({_versions()})")
     print(
         "# float64; Rosenbrock from zeros(n); medians of interleaved warm repeats after one warm-up"
         f" solve; threads: BLAS {threads.get('blas')}, XLA {threads.get('xla', '-')}, torch"
         f" {threads.get('torch', '-')}, TF {threads.get('tensorflow', '-')}"
         + ("; baselines also enter threadpool_limits per solve" if args.per_solve_limits else "")
+        + ("; JAX CPU dispatch synchronous for every contender" if args.jax_sync_dispatch else "")
     )
     sys.stdout.flush()
     if imp is not None:
