@@ -115,6 +115,7 @@ class _TorchCompiled:
         self.n = spec.size
         self.extra_evaluations = 0
         self._flat_leaf = len(spec.shapes) == 1 and spec.shapes[0] == (spec.size,)
+        self._zero_copy = self.torch_dtype == torch.float64 and torch.device(device).type == "cpu"
 
     def params_of(self, xt: Any) -> Any:
         if self._flat_leaf:  # x0 is one 1-D array: the flat tensor is the parameter itself
@@ -127,6 +128,8 @@ class _TorchCompiled:
 
     def _tensor(self, x: np.ndarray) -> Any:
         """A tensor sharing ``x``'s memory when no dtype or device change is needed."""
+        if self._zero_copy:  # skip the dispatch of a no-op .to() on the hot path
+            return _torch().from_numpy(x)
         return _torch().from_numpy(x).to(device=self.device, dtype=self.torch_dtype)
 
     @staticmethod
@@ -140,6 +143,7 @@ class _Point:
     """The last evaluation of a scalar function, with its graph kept for the derivatives."""
 
     x: np.ndarray
+    key: bytes
     xt: Any
     out: Any
     value: float
@@ -181,16 +185,17 @@ class TorchScalar(_TorchCompiled):
     def _evaluate(self, x: np.ndarray) -> _Point:
         torch = _torch()
         x = as_flat_float64(x)
-        if self._last is not None and np.array_equal(self._last.x, x):
-            return self._last
+        last = self._last
+        if last is not None and last.key == x.tobytes():
+            return last
         self._last = None  # free the previous graph before building the next one
         # A private copy: the graph must not see scipy write into its vector.
         x = x.copy()
         xt = self._tensor(x).requires_grad_()
         with torch.enable_grad():
             out = self.flat_fun(xt)
-        self._last = _Point(x, xt, out, float(out.detach()))
-        return self._last
+        self._last = point = _Point(x, x.tobytes(), xt, out, float(out.detach()))
+        return point
 
     def _gradient_graph(self, x: np.ndarray) -> tuple[Any, Any]:
         """The gradient at ``x`` as a differentiable function of the flat tensor."""
