@@ -21,6 +21,7 @@ import scipy.optimize as so
 from . import backends as _backends
 from . import numdiff
 from .bounds import clip_to_bounds, normalize_bounds
+from .backends.common import flatten_output
 from .calling import make_caller, resolve_unpack
 from .drivers.blas_threads import single_blas_thread
 from .params import ParamSpec, leaf_kind, leaf_to_numpy
@@ -158,13 +159,6 @@ def _flatten_jacobian(out: Any, spec: ParamSpec, m: int, name: str = "jac") -> n
     return np.hstack(blocks)
 
 
-def _flat_output(out: Any) -> np.ndarray:
-    leaves = optree.tree_leaves(out)
-    if not leaves:
-        raise ValueError("the residual function returned no array.")
-    return np.concatenate([np.ravel(leaf_to_numpy(leaf)) for leaf in leaves]).astype(np.float64)
-
-
 class ResidualProblem:
     """The flat residual function scipy sees: one-slot caches, honest counts, error context.
 
@@ -237,7 +231,7 @@ class ResidualProblem:
         if self.user_fun_and_jac is None:
             return self._guard(x, "the residuals", lambda: self.functions.value(x))
         r, jac = self._guard(x, "fun_and_jac", lambda: self.user_fun_and_jac(x))
-        r = _flat_output(r)
+        r = flatten_output(r, "the residual function's output")
         self._jac = (key, _flatten_jacobian(jac, self.spec, r.size, "fun_and_jac"))
         self.njev += 1
         return r
@@ -817,7 +811,7 @@ def curve_fit(
             raise ValueError("p0 is not given and f's signature names no parameter after xdata; pass p0.")
         p0 = [1.0] * (len(parameters) - 1)
     spread = _spread(f, p0)
-    y = _flat_output(ydata)
+    y = flatten_output(ydata, "ydata")
     x_array = xdata
     if check_finite is None:
         check_finite = nan_policy is None

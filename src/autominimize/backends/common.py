@@ -5,6 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+import optree
+
+from ..params import leaf_to_numpy
+
 
 class ObjectiveOutputError(ValueError):
     """The user's function returned something a scalar method cannot use."""
@@ -22,3 +27,12 @@ def require_scalar_shape(shape: tuple[int, ...], what: str = "fun") -> None:
 
 def describe_output(out: Any) -> str:
     return f"{type(out).__module__}.{type(out).__name__}"
+
+
+def flatten_output(out: Any, what: str = "the function's output") -> np.ndarray:
+    """Every leaf of a function's output (a scalar, an array or any structure), raveled and
+    concatenated into one float64 vector."""
+    leaves = optree.tree_leaves(out)
+    if not leaves:
+        raise ValueError(f"{what} holds no array.")
+    return np.concatenate([np.ravel(leaf_to_numpy(leaf)) for leaf in leaves]).astype(np.float64)

@@ -19,7 +19,7 @@ from .. import numdiff
 from ..params import ParamSpec, leaf_to_numpy
 from ..problem import attach_point
 from .base import Backend, as_flat_float64
-from .common import ObjectiveOutputError, require_scalar_shape
+from .common import ObjectiveOutputError, flatten_output, require_scalar_shape
 
 
 class NumpyBackend(Backend):
@@ -40,15 +40,6 @@ class NumpyBackend(Backend):
         return NumpyBatched(call, spec, dtype)
 
 
-def _to_array(out: Any) -> np.ndarray:
-    import optree
-
-    leaves = optree.tree_leaves(out)
-    if not leaves:
-        raise ValueError("the function returned no array.")
-    return np.concatenate([np.ravel(leaf_to_numpy(leaf)) for leaf in leaves]).astype(np.float64)
-
-
 class _FlatFunction:
     """The user's function of the flat vector: what is sent to worker processes."""
 
@@ -64,7 +55,7 @@ class _FlatFunction:
             x = x.astype(self.dtype)
         out = self.call(self.spec.unflatten_leaves(self.spec.split(x)))
         if not self.scalar:
-            return _to_array(out)
+            return flatten_output(out)
         out = leaf_to_numpy(out)
         require_scalar_shape(out.shape)
         return float(out.reshape(()))
