@@ -1,4 +1,8 @@
-"""``am.differential_evolution``: each generation evaluated as one batched call."""
+"""``am.differential_evolution``: each generation evaluated as one batched call.
+
+Generations run in the vectorized engine (:mod:`.de_engine`) whenever it applies, which is
+``updating='deferred'`` without constraints or integrality; scipy's own engine runs the rest.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import numpy as np
 import scipy.optimize as so
 
 from ._parallel import point_map
+from .de_engine import differential_evolution_engine, make_rng, parse_strategy
 from ._problem import (
     GlobalProblem,
     LocalSolver,
@@ -50,6 +55,7 @@ def differential_evolution(
     vectorized: bool | None = None,
     seed: Any = None,
     executor: Any = None,
+    engine: str = "auto",
     backend: str | None = None,
     precision: str | None = None,
     unpack: str = "auto",
@@ -79,9 +85,20 @@ def differential_evolution(
         batch: every leaf gets a leading axis of size S and it returns S values. False:
         point by point. If ``fun`` cannot be mapped over a batch and ``vectorized`` is None,
         it is evaluated point by point with a warning.
+    strategy : str or callable
+        One of scipy's names ('best1bin', 'best1exp', 'rand1bin', 'rand1exp', 'rand2bin',
+        'rand2exp', 'best2bin', 'best2exp', 'currenttobest1bin', 'currenttobest1exp',
+        'randtobest1bin', 'randtobest1exp'), or scipy's callable (which runs scipy's engine).
     updating : {'immediate', 'deferred'} or None
         None (default): 'deferred' when a generation is evaluated at once (batched or in
-        parallel), 'immediate' otherwise. Batching requires 'deferred'.
+        parallel) or ``engine='vectorized'``, 'immediate' otherwise. Batching requires
+        'deferred'.
+    engine : {'auto', 'vectorized', 'scipy'}
+        What runs the generations. 'vectorized': this package's engine, each generation a
+        few NumPy operations over the whole population (deferred updating; no constraints,
+        integrality or callable strategy). 'scipy': ``scipy.optimize.differential_evolution``.
+        'auto' (default): 'vectorized' when it applies, else 'scipy'. The two engines draw
+        different random numbers, so one seed gives each its own trajectory.
     workers, executor
         Evaluate each generation in parallel: ``workers`` local processes (-1: one per CPU;
         ``fun`` must be picklable) or a map-like callable, or ``executor``, any
@@ -111,8 +128,8 @@ def differential_evolution(
     -------
     scipy.optimize.OptimizeResult
         scipy's fields with ``x`` (and ``jac`` when polished) in x0's structure; ``nfev``,
-        ``njev`` (polish included), ``backend``, ``precision`` and ``evaluation``
-        ('batched', 'parallel' or 'pointwise').
+        ``njev`` (polish included), ``backend``, ``precision``, ``evaluation``
+        ('batched', 'parallel' or 'pointwise') and ``engine`` ('vectorized' or 'scipy').
 
     Examples
     --------
@@ -134,6 +151,7 @@ def differential_evolution(
         mutation=mutation, recombination=recombination, rng=rng, seed=seed, callback=callback,
         disp=disp, polish=polish, init=init, atol=atol, updating=updating, workers=workers,
         executor=executor, constraints=constraints, integrality=integrality, vectorized=vectorized,
+        engine=engine,
     )
 
 
@@ -152,34 +170,68 @@ def run_differential_evolution(
     vectorized: bool | None,
     rng: Any,
     seed: Any,
+    strategy: str | Callable = "best1bin",
+    engine: str = "auto",
     **options: Any,
 ) -> so.OptimizeResult:
     """Differential evolution of a built problem from the flat start ``x0`` (or None)."""
     mode = _evaluation_mode(problem, vectorized, workers, executor, updating)
     if updating is None:
-        updating = "immediate" if mode == "pointwise" else "deferred"
-    options.update(updating=updating, polish=False)
-    options.update({name: value for name, value in (("rng", rng), ("seed", seed)) if value is not None})
-    if x0 is not None:
-        options["x0"] = x0
+        updating = "deferred" if mode != "pointwise" or engine == "vectorized" else "immediate"
     if integrality is not None:
-        options["integrality"] = flat_option(integrality, problem.spec, "integrality", bool)
+        integrality = flat_option(integrality, problem.spec, "integrality", bool)
+    chosen = _choose_engine(engine, strategy, updating, constraints, integrality)
     polish_solver = _polisher(problem, polish, constraints)
-    scipy_bounds = so.Bounds(*flat_bounds)
-    with running(problem), _evaluator(problem, mode, vectorized is None, workers, executor) as (func, map_like):
-        scipy_constraints = problem.scipy_constraints(constraints, "trust-constr")
-        if mode == "batched":
-            scipy_constraints = [_columnwise(c) for c in scipy_constraints]
-        result = so.differential_evolution(
-            func, scipy_bounds, callback=intermediate_callback(callback, problem, _old_style),
-            workers=map_like, constraints=scipy_constraints or (), vectorized=mode == "batched",
-            **options,
-        )
-        if polish_solver is not None and not np.all(options.get("integrality", False)):
-            _polish(result, problem, polish_solver, flat_bounds, options.get("integrality"), bool(scipy_constraints))
+    with running(problem), _evaluator(problem, mode, vectorized is None, workers, executor) as (values, func, map_like):
+        generation_callback = intermediate_callback(callback, problem, _old_style)
+        scipy_constraints = []
+        if chosen == "vectorized":
+            result = differential_evolution_engine(
+                values, flat_bounds, strategy=strategy, rng=make_rng(rng, seed), callback=generation_callback, x0=x0, **options
+            )
+        else:
+            scipy_constraints = problem.scipy_constraints(constraints, "trust-constr")
+            if mode == "batched":
+                scipy_constraints = [_columnwise(c) for c in scipy_constraints]
+            seeding = {name: value for name, value in (("rng", rng), ("seed", seed)) if value is not None}
+            result = so.differential_evolution(
+                func, so.Bounds(*flat_bounds), strategy=strategy, callback=generation_callback, workers=map_like,
+                constraints=scipy_constraints or (), vectorized=mode == "batched", updating=updating, polish=False,
+                x0=x0, integrality=integrality, **seeding, **options,
+            )
+        if polish_solver is not None and not np.all(integrality if integrality is not None else False):
+            _polish(result, problem, polish_solver, flat_bounds, integrality, bool(scipy_constraints))
     result = finish(result, problem)
     result.evaluation = mode
+    result.engine = chosen
     return result
+
+
+ENGINES = ("auto", "vectorized", "scipy")
+
+
+def _choose_engine(engine: str, strategy: Any, updating: str, constraints: Any, integrality: np.ndarray | None) -> str:
+    """'vectorized' or 'scipy': what ``engine`` asks for, or what applies under 'auto'."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine={engine!r}: use 'auto' (the vectorized engine when it applies), 'vectorized' or 'scipy'.")
+    if not callable(strategy):
+        parse_strategy(strategy)
+    needs_scipy = [
+        reason
+        for reason, applies in (
+            ("updating='immediate'", updating == "immediate"),
+            ("constraints", bool(constraints)),
+            ("integrality", integrality is not None and bool(np.any(integrality))),
+            ("a callable strategy", callable(strategy)),
+        )
+        if applies
+    ]
+    if engine == "vectorized" and needs_scipy:
+        raise ValueError(
+            f"engine='vectorized' evolves whole generations with deferred updating and does not run "
+            f"{' or '.join(needs_scipy)}; use engine='auto' or engine='scipy' for them."
+        )
+    return "scipy" if engine == "scipy" or needs_scipy else "vectorized"
 
 
 def _old_style(callback: Callable, x: Any, result: so.OptimizeResult) -> Any:
@@ -212,22 +264,38 @@ def _evaluation_mode(problem: GlobalProblem, vectorized: bool | None, workers: A
 
 @contextlib.contextmanager
 def _evaluator(problem: GlobalProblem, mode: str, auto: bool, workers: Any, executor: Any):
-    """scipy's ``func`` and ``workers`` for the evaluation mode."""
+    """For the evaluation mode: ``values(points)`` at the rows of ``points`` (the vectorized
+    engine's), and scipy's ``func`` and ``workers`` evaluating the same way."""
     if mode == "parallel":
         with point_map(problem.remote, workers, executor, problem.count) as map_like:
-            yield problem.remote, map_like
+
+            def in_parallel(points: np.ndarray) -> np.ndarray:
+                return np.array(map_like(problem.remote, list(points)), dtype=np.float64)
+
+            yield in_parallel, problem.remote, map_like
         return
     if mode == "pointwise":
-        yield problem.value, 1
+        yield _PointByPoint(problem), problem.value, 1
         return
-    yield _BatchedGeneration(problem, auto), 1
+    batched = _BatchedGeneration(problem, auto)
+    yield batched, batched.columns, 1
+
+
+class _PointByPoint:
+    """Values at the rows of ``points``, one call of the objective per row."""
+
+    def __init__(self, problem: GlobalProblem):
+        self.problem = problem
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        return np.array([self.problem.value(point) for point in points])
 
 
 class _BatchedGeneration:
-    """scipy's vectorized ``func``: x of shape (n, S) in, S values out, in one call.
+    """Values at the rows of ``points`` (shape (S, n)) in one call.
 
     With ``auto``, a function that cannot be mapped over a batch is evaluated point by
-    point instead (scipy still sees one call per generation, so the trajectory is the same).
+    point instead (still one call per generation, so the trajectory is the same).
     """
 
     def __init__(self, problem: GlobalProblem, auto: bool):
@@ -235,8 +303,7 @@ class _BatchedGeneration:
         self.auto = auto
         self.pointwise = False
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        points = np.asarray(x, dtype=np.float64).T
+    def __call__(self, points: np.ndarray) -> np.ndarray:
         if self.pointwise:
             return np.array([self.problem.value(p) for p in points])
         try:
@@ -249,9 +316,13 @@ class _BatchedGeneration:
                 f"fun could not be evaluated on a batch ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
                 "each member is evaluated separately. Pass vectorized=False to choose this.",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=6,
             )
             return np.array([self.problem.value(p) for p in points])
+
+    def columns(self, x: np.ndarray) -> np.ndarray:
+        """scipy's vectorized ``func``: x of shape (n, S) in, S values out."""
+        return self(np.asarray(x, dtype=np.float64).T)
 
 
 def _columnwise(constraint: Any) -> Any:

@@ -1,0 +1,275 @@
+"""A differential evolution engine whose generations are whole-array NumPy operations.
+
+The algorithm is Storn & Price's (1997) with the strategies, dithering, initializations,
+out-of-bounds rule and stopping test that ``scipy.optimize.differential_evolution``
+documents, run with ``updating='deferred'``: every trial vector of a generation is built
+from the population of the previous generation, so a generation is a handful of array
+operations over all members at once, and its trial vectors are evaluated by one call to
+``evaluate(points)``. How that call evaluates them (one batched call, a loop, a process
+pool) does not touch the random stream, so every evaluation mode follows one trajectory.
+
+The population lives in the unit cube; ``evaluate`` receives points scaled into the bounds.
+
+References
+----------
+R. Storn and K. Price, "Differential Evolution - a Simple and Efficient Heuristic for Global
+Optimization over Continuous Spaces", Journal of Global Optimization 11, 341-359 (1997).
+J. Qiang and C. Mitchell, "A Unified Differential Evolution Algorithm for Global
+Optimization" (2014), for the strategy family.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import scipy.optimize as so
+from scipy.stats import qmc
+
+__all__ = ["STRATEGIES", "INITS", "differential_evolution_engine", "parse_strategy", "distinct_indices", "make_rng"]
+
+#: How many random members (distinct from each other and from the member) each mutation uses.
+MUTATIONS = {"best1": 2, "best2": 4, "rand1": 3, "rand2": 5, "currenttobest1": 2, "randtobest1": 3}
+CROSSOVERS = ("bin", "exp")
+#: Every strategy name ``scipy.optimize.differential_evolution`` accepts as a string.
+STRATEGIES = tuple(f"{mutation}{crossover}" for mutation in MUTATIONS for crossover in CROSSOVERS)
+INITS = ("latinhypercube", "sobol", "halton", "random")
+#: scipy's smallest population.
+MIN_POPULATION = 5
+
+SUCCESS = "Optimization terminated successfully."
+MAXITER = "Maximum number of iterations has been exceeded."
+STOPPED = "callback function requested stop early"
+
+
+def parse_strategy(strategy: Any) -> tuple[str, str]:
+    """``'best1bin'`` -> ``('best1', 'bin')``; a clear error for any other value."""
+    if isinstance(strategy, str) and strategy in STRATEGIES:
+        return strategy[:-3], strategy[-3:]
+    raise ValueError(f"strategy={strategy!r}: use one of {', '.join(STRATEGIES)} (or a callable, which runs scipy's engine).")
+
+
+def make_rng(rng: Any = None, seed: Any = None) -> np.random.Generator:
+    """One ``Generator`` from scipy's ``rng=`` or its legacy ``seed=`` (a RandomState seeds it)."""
+    if rng is not None and seed is not None:
+        raise ValueError("give rng= or seed=, not both.")
+    source = seed if rng is None else rng
+    if isinstance(source, np.random.RandomState):
+        return np.random.default_rng(source.randint(0, 2**63 - 1, dtype=np.int64))
+    return np.random.default_rng(source)
+
+
+def distinct_indices(rng: np.random.Generator, size: int, count: int) -> np.ndarray:
+    """``count`` member indices for each of ``size`` members, all distinct and not the member.
+
+    Row ``i`` is a uniform draw without replacement from ``{0..size-1} \\ {i}``. Column ``c``
+    draws uniformly among the ``size - 1 - c`` values of ``{0..size-2}`` the row has not
+    taken, by stepping past the taken ones in increasing order; the row is then mapped onto
+    ``{0..size-1} \\ {i}`` by stepping past ``i``.
+    """
+    if count > size - 1:
+        raise ValueError(f"cannot draw {count} distinct members besides each member from a population of {size}.")
+    draws = rng.integers(0, size - 1 - np.arange(count), size=(size, count))
+    for column in range(1, count):
+        pick = draws[:, column]
+        taken = draws[:, :1] if column == 1 else np.sort(draws[:, :column], axis=1)
+        for boundary in taken.T:
+            pick += pick >= boundary
+    draws += draws >= np.arange(size)[:, None]
+    return draws
+
+
+def mutants(kind: str, population: np.ndarray, best: int, picks: np.ndarray, scale: float) -> np.ndarray:
+    """The mutant vector of every member for the mutation ``kind`` (scipy's notation)."""
+    r = [population[picks[:, column]] for column in range(picks.shape[1])]
+    x_best = population[best]
+    if kind == "best1":
+        return x_best + scale * (r[0] - r[1])
+    if kind == "best2":
+        return x_best + scale * (r[0] + r[1] - r[2] - r[3])
+    if kind == "rand1":
+        return r[0] + scale * (r[1] - r[2])
+    if kind == "rand2":
+        return r[0] + scale * (r[1] + r[2] - r[3] - r[4])
+    if kind == "currenttobest1":
+        return population + scale * (x_best - population + r[0] - r[1])
+    return r[0] + scale * (x_best - r[0] + r[1] - r[2])  # randtobest1
+
+
+def binomial_crossover(rng: np.random.Generator, current: np.ndarray, mutant: np.ndarray, recombination: float) -> np.ndarray:
+    """Each component from the mutant with probability ``recombination``, one chosen always."""
+    members, n = current.shape
+    take = rng.random((members, n)) < recombination
+    take[np.arange(members), rng.integers(0, n, size=members)] = True
+    return np.where(take, mutant, current)
+
+
+def exponential_crossover(rng: np.random.Generator, current: np.ndarray, mutant: np.ndarray, recombination: float) -> np.ndarray:
+    """A run of consecutive components (cyclic) from the mutant, from a random start.
+
+    The run has length ``1 + k`` where ``k`` counts the uniform draws below
+    ``recombination`` before the first one that is not, at most ``n``.
+    """
+    members, n = current.shape
+    start = rng.integers(0, n, size=members)
+    stops = np.ones((members, n), dtype=bool)  # the last column ends every run at n
+    stops[:, :-1] = rng.random((members, n - 1)) >= recombination
+    extra = stops.argmax(axis=1)
+    offset = (np.arange(n) - start[:, None]) % n
+    return np.where(offset <= extra[:, None], mutant, current)
+
+
+def redraw_outside(rng: np.random.Generator, trials: np.ndarray) -> np.ndarray:
+    """Components outside the unit cube replaced by uniform draws inside it (in place)."""
+    outside = (trials < 0.0) | (trials > 1.0)
+    count = np.count_nonzero(outside)
+    if count:
+        trials[outside] = rng.random(count)
+    return trials
+
+
+def initial_population(init: Any, members: int, n: int, rng: np.random.Generator, lb: np.ndarray, ub: np.ndarray) -> np.ndarray:
+    """The first population in the unit cube: a sampling scheme's name, or points in the bounds."""
+    if isinstance(init, str):
+        if init == "latinhypercube":
+            return qmc.LatinHypercube(n, rng=rng).random(members)
+        if init == "sobol":
+            return qmc.Sobol(n, rng=rng).random_base2(int(np.ceil(np.log2(members))))
+        if init == "halton":
+            return qmc.Halton(n, rng=rng).random(members)
+        if init == "random":
+            return rng.random((members, n))
+        raise ValueError(f"init={init!r}: use one of {', '.join(INITS)}, or an array of shape (S, {n}).")
+    points = np.asarray(init, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != n or points.shape[0] < MIN_POPULATION:
+        raise ValueError(
+            f"init as an array must have shape (S, {n}) with S >= {MIN_POPULATION} members "
+            f"(one row per member, one column per parameter); got shape {points.shape}."
+        )
+    return np.clip(_unscale(points, lb, ub), 0.0, 1.0)
+
+
+def _unscale(points: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> np.ndarray:
+    width = ub - lb
+    return np.divide(points - lb, width, out=np.full(np.broadcast_shapes(points.shape, lb.shape), 0.5), where=width > 0)
+
+
+def _mutation_scale(mutation: Any) -> tuple[float, float]:
+    low, high = (mutation, mutation) if np.ndim(mutation) == 0 else tuple(mutation)
+    if not (0 <= low <= high < 2):
+        raise ValueError(f"mutation={mutation!r}: give F in [0, 2), or (min, max) with 0 <= min <= max < 2 for dithering.")
+    return float(low), float(high)
+
+
+def differential_evolution_engine(
+    evaluate: Callable[[np.ndarray], np.ndarray],
+    bounds: tuple[np.ndarray, np.ndarray],
+    *,
+    strategy: str = "best1bin",
+    maxiter: int = 1000,
+    popsize: int = 15,
+    tol: float = 0.01,
+    mutation: float | tuple[float, float] = (0.5, 1),
+    recombination: float = 0.7,
+    rng: np.random.Generator,
+    callback: Callable[[so.OptimizeResult], Any] | None = None,
+    disp: bool = False,
+    init: str | np.ndarray = "latinhypercube",
+    atol: float = 0,
+    x0: np.ndarray | None = None,
+) -> so.OptimizeResult:
+    """Minimize over a finite box by differential evolution with deferred updating.
+
+    Parameters
+    ----------
+    evaluate : callable
+        ``evaluate(points)``: the objective at each row of ``points`` (shape ``(S, n)``, in the
+        bounds), an array of S values. NaN counts as ``+inf``.
+    bounds : (lb, ub)
+        Finite flat bounds, each of shape ``(n,)``.
+    strategy, maxiter, popsize, tol, mutation, recombination, init, atol, disp
+        As ``scipy.optimize.differential_evolution`` documents them. The population has
+        ``max(5, popsize * n_free)`` members (``n_free``: the parameters whose bounds
+        differ), the next power of two of that for ``'sobol'``, or the rows of an array.
+    rng : numpy.random.Generator
+        The only source of randomness.
+    callback : callable, optional
+        ``callback(intermediate_result)`` after each generation, with scipy's fields (flat
+        ``x``, ``fun``, ``nit``, ``nfev``, ``population``, ``population_energies`` and
+        ``convergence``, which exceeds 1 once the stopping test holds); returning True or
+        raising ``StopIteration`` stops.
+    x0 : ndarray, optional
+        A point in the bounds that replaces the first member of the first population.
+
+    Returns
+    -------
+    scipy.optimize.OptimizeResult
+        ``x``, ``fun``, ``nit`` (generations), ``nfev`` (points evaluated), ``success``,
+        ``message``, ``population`` (in the bounds, one row per member) and
+        ``population_energies``.
+    """
+    kind, crossover = parse_strategy(strategy)
+    cross = binomial_crossover if crossover == "bin" else exponential_crossover
+    low_scale, high_scale = _mutation_scale(mutation)
+    if not 0 <= recombination <= 1:
+        raise ValueError(f"recombination={recombination!r}: the crossover probability must be in [0, 1].")
+    if int(maxiter) != maxiter or maxiter < 0:
+        raise ValueError(f"maxiter={maxiter!r}: give a number of generations >= 0.")
+    lb, ub = (np.asarray(b, dtype=np.float64) for b in bounds)
+    n = lb.size
+    width = ub - lb
+    members = max(MIN_POPULATION, int(popsize) * max(1, int(np.count_nonzero(width > 0))))
+    population = initial_population(init, members, n, rng, lb, ub)
+    members = population.shape[0]
+    if members < MUTATIONS[kind] + 1:
+        raise ValueError(
+            f"strategy={strategy!r} mixes {MUTATIONS[kind]} other members into each one, so it needs a "
+            f"population of at least {MUTATIONS[kind] + 1}; this one has {members} (raise popsize or give more init rows)."
+        )
+    if x0 is not None:
+        population[0] = _unscale(np.asarray(x0, dtype=np.float64), lb, ub)
+
+    def energies_of(unit_points: np.ndarray) -> np.ndarray:
+        values = np.asarray(evaluate(lb + unit_points * width), dtype=np.float64).reshape(-1)
+        return np.where(np.isnan(values), np.inf, values)
+
+    energies = energies_of(population)
+    nfev, nit, message = members, 0, MAXITER
+    best = int(np.argmin(energies))
+    for nit in range(1, int(maxiter) + 1):
+        scale = low_scale if low_scale == high_scale else low_scale + rng.random() * (high_scale - low_scale)
+        picks = distinct_indices(rng, members, MUTATIONS[kind])
+        trials = redraw_outside(rng, cross(rng, population, mutants(kind, population, best, picks, scale), recombination))
+        trial_energies = energies_of(trials)
+        nfev += members
+        better = trial_energies < energies
+        population[better] = trials[better]
+        energies[better] = trial_energies[better]
+        best = int(np.argmin(energies))
+        if disp:
+            print(f"differential_evolution step {nit}: f(x)= {energies[best]}")
+        mean = energies.sum() / members
+        deviation = energies - mean
+        spread, limit = np.sqrt(deviation @ deviation / members), atol + tol * abs(mean)  # np.std, np.mean
+        if callback is not None:
+            state = _result(population, energies, best, lb, width, nit, nfev, "in progress", False)
+            state.convergence = limit / spread if spread > 0 else np.inf
+            try:
+                stop = bool(callback(state))
+            except StopIteration:
+                stop = True
+            if stop:
+                message = STOPPED
+                break
+        if spread <= limit:
+            message = SUCCESS
+            break
+    return _result(population, energies, best, lb, width, nit, nfev, message, message == SUCCESS)
+
+
+def _result(population: np.ndarray, energies: np.ndarray, best: int, lb: np.ndarray, width: np.ndarray, nit: int, nfev: int, message: str, success: bool) -> so.OptimizeResult:
+    points = lb + population * width
+    return so.OptimizeResult(
+        x=points[best].copy(), fun=float(energies[best]), nit=nit, nfev=nfev, success=success, message=message,
+        population=points, population_energies=energies.copy(),
+    )
