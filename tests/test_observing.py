@@ -86,6 +86,52 @@ def test_log_keeps_several_runs_and_reads_back(tmp_path):
         am.read_log(path, run=7)
 
 
+def test_log_rows_are_committed_on_return_by_one_writer_thread_per_file(tmp_path):
+    import threading
+
+    def writers():
+        return [t for t in threading.enumerate() if t.name == "autominimize-log-writer"]
+
+    before = len(writers())
+    paths = [tmp_path / "a.sqlite", tmp_path / "b.sqlite"]
+    for path in paths * 3:
+        res = _solve(log=path)
+        # a plain sqlite3 reader sees every row as soon as minimize returns
+        with sqlite3.connect(path) as connection:
+            run_id, finished = connection.execute("SELECT max(run_id), max(finished) FROM runs").fetchone()
+            n_eval, seqs = connection.execute(
+                "SELECT count(*), max(seq) FROM evaluations WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            n_iter = connection.execute("SELECT count(*) FROM iterations WHERE run_id = ?", (run_id,)).fetchone()[0]
+        assert finished is not None
+        assert n_eval == seqs == res.nfev + res.njev and n_iter == res.nit
+    assert len(writers()) == before + 2  # six solves, two files: two writer threads in all
+    assert [am.read_log(paths[0], run=k).run_id for k in (1, 2, 3)] == [1, 2, 3]
+
+
+def test_history_rows_read_mid_run_are_one_list_extended_in_place():
+    from autominimize.history import History
+    from autominimize.problem import Counters
+
+    history = History()
+    x, g = np.array([3.0, 4.0]), np.array([0.0, 2.0])
+    history.evaluation("value_and_gradient", x, 5.0, g, 1)
+    first = history.evaluations
+    assert first == [am.history.Evaluation("value_and_gradient", first[0].time, 5.0, 2.0)]
+    history.evaluation("finite-difference", x, np.nan, None, 2)
+    counters = Counters()
+    counters.nfev = 3
+    history.iteration(1, x, 5.0, g, counters)
+    x[0] = -1.0  # the recorded iterate is a copy
+    assert history.evaluations is first and [e.kind for e in first] == ["value_and_gradient"] + ["finite-difference"] * 2
+    assert np.isnan(first[2].grad_norm)
+    (iteration,) = history.iterations
+    assert (iteration.nit, iteration.f, iteration.grad_norm, iteration.nfev) == (1, 5.0, 2.0, 3)
+    np.testing.assert_array_equal(iteration.x, [3.0, 4.0])
+    np.testing.assert_array_equal(history.column("grad_norm", of="evaluations")[:1], [2.0])
+    assert repr(history) == "History(3 evaluations, 1 iterations)"
+
+
 def test_resume_continues_from_the_best_point_of_the_last_run(tmp_path):
     path = tmp_path / "resume.sqlite"
     first = _solve(log=path, options={"maxiter": 8})

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .problem import Counters
 
 __all__ = ["Evaluation", "Iteration", "History", "Observer", "EVALUATION_KINDS"]
 
@@ -45,7 +47,7 @@ class Iteration(NamedTuple):
 class Observer(Protocol):
     def evaluation(self, kind: str, x: np.ndarray, f: float, grad: np.ndarray | None, count: int) -> None: ...
 
-    def iteration(self, nit: int, x: np.ndarray, f: float, grad: np.ndarray | None, counts: dict) -> None: ...
+    def iteration(self, nit: int, x: np.ndarray, f: float, grad: np.ndarray | None, counts: Counters) -> None: ...
 
 
 def grad_norm(grad: np.ndarray | None) -> float:
@@ -53,7 +55,6 @@ def grad_norm(grad: np.ndarray | None) -> float:
     return math.sqrt(float(grad @ grad)) if grad is not None else math.nan
 
 
-@dataclass
 class History:
     """Every evaluation and iteration of one solve (``res.history``).
 
@@ -76,29 +77,57 @@ class History:
     True
     """
 
-    evaluations: list[Evaluation] = field(default_factory=list)
-    iterations: list[Iteration] = field(default_factory=list)
-    leaves: list[tuple[str, int, int]] = field(default_factory=list)
-    start: float = field(default_factory=time.perf_counter, repr=False)
+    # A solve appends plain tuples (cheap on the hot path); the named rows are built when
+    # someone reads ``evaluations`` or ``iterations``, and only for rows not built before.
+    def __init__(
+        self,
+        evaluations: list[Evaluation] | None = None,
+        iterations: list[Iteration] | None = None,
+        leaves: list[tuple[str, int, int]] | None = None,
+    ) -> None:
+        self._evaluation_rows: list[tuple] = list(evaluations or [])
+        self._iteration_rows: list[tuple] = list(iterations or [])
+        self._evaluations: list[Evaluation] = []
+        self._iterations: list[Iteration] = []
+        self.leaves = list(leaves or [])
+        self.start = time.perf_counter()
+
+    @property
+    def evaluations(self) -> list[Evaluation]:
+        return _named(self._evaluations, self._evaluation_rows, Evaluation)
+
+    @property
+    def iterations(self) -> list[Iteration]:
+        return _named(self._iterations, self._iteration_rows, Iteration)
 
     def evaluation(self, kind: str, x: np.ndarray, f: float, grad: np.ndarray | None, count: int) -> None:
-        entry = Evaluation(kind, time.perf_counter() - self.start, f, grad_norm(grad))
+        row = (kind, time.perf_counter() - self.start, f, math.sqrt(float(grad @ grad)) if grad is not None else math.nan)
         if count == 1:
-            self.evaluations.append(entry)
+            self._evaluation_rows.append(row)
         else:
-            self.evaluations.extend([entry] * count)
+            self._evaluation_rows.extend([row] * count)
 
-    def iteration(self, nit: int, x: np.ndarray, f: float, grad: np.ndarray | None, counts: dict) -> None:
-        now = time.perf_counter() - self.start
-        self.iterations.append(Iteration(nit, now, f, grad_norm(grad), counts["nfev"], np.array(x)))
+    def iteration(self, nit: int, x: np.ndarray, f: float, grad: np.ndarray | None, counts: Counters) -> None:
+        self._iteration_rows.append(
+            (nit, time.perf_counter() - self.start, f, math.sqrt(float(grad @ grad)) if grad is not None else math.nan, counts.nfev, x.copy())
+        )
 
     def column(self, name: str, of: str = "iterations") -> np.ndarray:
         """One field of every iteration (or evaluation) as an array, e.g. ``column('f')``."""
-        rows = getattr(self, of)
-        return np.array([getattr(row, name) for row in rows])
+        kind = Iteration if of == "iterations" else Evaluation
+        index = kind._fields.index(name)
+        rows = self._iteration_rows if of == "iterations" else self._evaluation_rows
+        return np.array([row[index] for row in rows])
 
     def __repr__(self) -> str:
-        return f"History({len(self.evaluations)} evaluations, {len(self.iterations)} iterations)"
+        return f"History({len(self._evaluation_rows)} evaluations, {len(self._iteration_rows)} iterations)"
+
+
+def _named(named: list, rows: list[tuple], kind: type) -> list:
+    """Extend ``named`` with the rows not converted yet and return it (the same list each time)."""
+    if len(named) < len(rows):
+        named.extend(map(kind._make, rows[len(named):]))
+    return named
 
 
 class LossCallback:
@@ -111,5 +140,5 @@ class LossCallback:
         if kind in ("value", "value_and_gradient"):
             self.callback(f)
 
-    def iteration(self, nit: int, x: np.ndarray, f: float, grad: np.ndarray | None, counts: dict) -> None:
+    def iteration(self, nit: int, x: np.ndarray, f: float, grad: np.ndarray | None, counts: Counters) -> None:
         pass

@@ -25,6 +25,7 @@ from __future__ import annotations
 import atexit
 import collections
 import json
+import math
 import os
 import pickle
 import sqlite3
@@ -35,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .history import Evaluation, History, Iteration, grad_norm
+from .history import Evaluation, History, Iteration
 
 __all__ = ["SQLiteLog", "read_log", "LoggedRun"]
 
@@ -54,35 +55,76 @@ CREATE INDEX IF NOT EXISTS iterations_run ON iterations (run_id, nit);
 """
 
 
-_connections: dict[str, sqlite3.Connection] = {}
-_connections_lock = threading.Lock()
-
-
-def _connection(path: str) -> sqlite3.Connection:
-    """One open connection per file and process.
+class _FileWriter:
+    """The one connection and writer thread of a log file in this process.
 
     Closing a WAL database checkpoints it (copies the log into the file and syncs), which
-    costs more than a short solve; keeping the connection open until the process exits
-    makes a second solve's log nearly free. Rows are committed all the same.
+    costs more than a short solve, and starting a thread per solve costs more than writing
+    its rows: both live until the process exits. The thread commits the rows every open run
+    has queued, woken when a run has queued ``batch_rows`` evaluations or every
+    ``commit_interval`` seconds; a run's last rows are written by ``finish``.
     """
+
+    def __init__(self, path: str, commit_interval: float):
+        self.connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.connection.execute("PRAGMA journal_mode=WAL")
+        self.connection.execute("PRAGMA synchronous=NORMAL")
+        self.connection.executescript(_SCHEMA)
+        self.commit_interval = commit_interval
+        self.lock = threading.Lock()  # one writer at a time: the thread or a finishing run
+        self.runs: list[SQLiteLog] = []
+        self.wake = threading.Event()
+        self.error: sqlite3.Error | None = None
+        threading.Thread(target=self._loop, name="autominimize-log-writer", daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            self.wake.wait(self.commit_interval)
+            self.wake.clear()
+            try:
+                self.write(list(self.runs))
+            except sqlite3.Error as exc:  # raised again to the solve by its finish()
+                self.error = exc
+
+    def write(self, runs: list["SQLiteLog"]) -> None:
+        """Commit what ``runs`` have queued, in one transaction."""
+        with self.lock:
+            if self.error is not None:
+                error, self.error = self.error, None
+                raise error
+            if self.connection is None:
+                return
+            with self.connection:
+                self.connection.execute("BEGIN")
+                for run in runs:
+                    run._write(self.connection)
+
+    def close(self) -> None:
+        self.write(list(self.runs))
+        with self.lock:
+            self.connection.close()
+            self.connection = None
+
+
+_files: dict[str, _FileWriter] = {}
+_files_lock = threading.Lock()
+
+
+def _file_writer(path: str, commit_interval: float) -> _FileWriter:
     key = os.path.abspath(path)
-    with _connections_lock:
-        connection = _connections.get(key)
-        if connection is None:
-            connection = sqlite3.connect(key, isolation_level=None, check_same_thread=False)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.executescript(_SCHEMA)
-            _connections[key] = connection
-        return connection
+    with _files_lock:
+        writer = _files.get(key)
+        if writer is None:
+            writer = _files[key] = _FileWriter(key, commit_interval)
+        return writer
 
 
 @atexit.register
-def _close_connections() -> None:
-    with _connections_lock:
-        for connection in _connections.values():
-            connection.close()
-        _connections.clear()
+def _close_files() -> None:
+    with _files_lock:
+        for writer in _files.values():
+            writer.close()
+        _files.clear()
 
 
 def _json_safe(options: dict) -> str:
@@ -97,105 +139,104 @@ class SQLiteLog:
     path
         The file; created if missing. Runs already in it are kept.
     commit_interval
-        Seconds between commits while the run goes on.
+        Seconds between commits while the run goes on (the first log of a file sets it).
+    batch_rows
+        Queued evaluations that wake the writer before the interval is over.
     """
 
-    def __init__(self, path: str | os.PathLike, commit_interval: float = 0.5, batch_rows: int = 256):
+    def __init__(self, path: str | os.PathLike, commit_interval: float = 0.5, batch_rows: int = 64):
         self.path = os.fspath(path)
-        self.commit_interval = commit_interval
         self.batch_rows = batch_rows
-        self.connection = _connection(self.path)
         self.run_id: int | None = None
-        # The solve appends rows; a writer thread commits them (sqlite releases the GIL while it
-        # writes, so on a multi-core machine the writing overlaps the solve).
+        self._file = _file_writer(self.path, commit_interval)
+        # The solve's thread queues rows; the file's writer thread numbers and commits them
+        # (sqlite releases the GIL while it writes, so on a multi-core machine the writing
+        # overlaps the solve).
+        self._run: tuple | None = None
+        self._precision: str | None = None
+        self._outcome: tuple | None = None
         self._evaluations: collections.deque[tuple] = collections.deque()
         self._iterations: collections.deque[tuple] = collections.deque()
-        self._wake = threading.Event()
-        self._stop = False
-        self._writer: threading.Thread | None = None
         self._seq = 0
         self._best = np.inf
         self._start = time.perf_counter()
 
-    def start_run(self, *, method: str, backend: str, precision: str, n: int, options: dict, structure: Any) -> int:
+    def start_run(self, *, method: str, backend: str, precision: str, n: int, options: dict, structure: Any) -> None:
+        """Queue the run's row; the writer inserts it before the run's first evaluation."""
         try:
             template = pickle.dumps(structure)
         except Exception:  # a structure with unpicklable containers is stored flat only
             template = None
-        with _connections_lock:
-            cursor = self.connection.execute(
-                "INSERT INTO runs (started, method, backend, precision, options, n, structure) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (time.time(), method, backend, precision, _json_safe(options), n, template),
-            )
-            self.run_id = cursor.lastrowid
+        self._run = (time.time(), method, backend, precision, _json_safe(options), n, template)
         self._start = time.perf_counter()
-        self._writer = threading.Thread(target=self._write_loop, name="autominimize-log-writer", daemon=True)
-        self._writer.start()
-        return self.run_id
+        self._file.runs.append(self)
 
     def set_precision(self, precision: str) -> None:
-        with _connections_lock:
-            self.connection.execute("UPDATE runs SET precision = ? WHERE run_id = ?", (precision, self.run_id))
+        self._precision = precision
 
     # -- observer -----------------------------------------------------------------------
     def evaluation(self, kind: str, x: np.ndarray, f: float, grad: np.ndarray | None, count: int) -> None:
+        # The solve's thread only queues what it alone knows; the writer numbers the rows.
         stored_x = None
         if f < self._best:
             self._best = f
             stored_x = x.tobytes()
-        row = (self.run_id, 0, time.perf_counter() - self._start, kind, f, grad_norm(grad), stored_x)
-        for _ in range(count):
-            self._seq += 1
-            self._evaluations.append((row[0], self._seq) + row[2:])
+        gn = math.sqrt(float(grad @ grad)) if grad is not None else math.nan
+        self._evaluations.append((time.perf_counter() - self._start, kind, f, gn, stored_x, count))
         if len(self._evaluations) >= self.batch_rows:
-            self._wake.set()
+            self._file.wake.set()
 
-    def iteration(self, nit: int, x: np.ndarray, f: float, grad: np.ndarray | None, counts: dict) -> None:
+    def iteration(self, nit: int, x: np.ndarray, f: float, grad: np.ndarray | None, counts: Any) -> None:
+        gn = math.sqrt(float(grad @ grad)) if grad is not None else math.nan
         self._iterations.append(
-            (self.run_id, nit, time.perf_counter() - self._start, f, grad_norm(grad), counts["nfev"], counts["njev"], x.tobytes())
+            (nit, time.perf_counter() - self._start, f, gn, counts.nfev, counts.njev, x.tobytes())
         )
 
-    # -- writing ------------------------------------------------------------------------
-    def _write_loop(self) -> None:
-        while not self._stop:
-            self._wake.wait(self.commit_interval)
-            self._wake.clear()
-            self.flush()
-
-    def flush(self) -> None:
-        """Commit every row buffered so far."""
-        evaluations = [self._evaluations.popleft() for _ in range(len(self._evaluations))]
-        iterations = [self._iterations.popleft() for _ in range(len(self._iterations))]
-        if not (evaluations or iterations):
+    # -- writing (on the file's writer thread, or in finish) ---------------------------------
+    def _write(self, connection: sqlite3.Connection) -> None:
+        """Insert the run's row if it is new, then every row queued so far, then the outcome."""
+        if self._run is None:
             return
-        with _connections_lock, self.connection:
-            self.connection.execute("BEGIN")
-            self.connection.executemany("INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?)", evaluations)
-            self.connection.executemany("INSERT INTO iterations VALUES (?, ?, ?, ?, ?, ?, ?, ?)", iterations)
+        if self.run_id is None:
+            self.run_id = connection.execute(
+                "INSERT INTO runs (started, method, backend, precision, options, n, structure) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                self._run,
+            ).lastrowid
+        if self._precision is not None:
+            connection.execute("UPDATE runs SET precision = ? WHERE run_id = ?", (self._precision, self.run_id))
+            self._precision = None
+        queued = [self._evaluations.popleft() for _ in range(len(self._evaluations))]
+        iterations = [(self.run_id,) + self._iterations.popleft() for _ in range(len(self._iterations))]
+        evaluations = []
+        for elapsed, kind, f, gn, stored_x, count in queued:
+            for _ in range(count):
+                self._seq += 1
+                evaluations.append((self.run_id, self._seq, elapsed, kind, f, gn, stored_x))
+        connection.executemany("INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?)", evaluations)
+        connection.executemany("INSERT INTO iterations VALUES (?, ?, ?, ?, ?, ?, ?, ?)", iterations)
+        if self._outcome is not None:
+            connection.execute(
+                "UPDATE runs SET status = ?, success = ?, message = ?, finished = ?, best_f = ?, best_x = ? WHERE run_id = ?",
+                self._outcome + (self.run_id,),
+            )
 
     def finish(self, *, status: Any, success: bool, message: str, best_f: float, best_x: np.ndarray | None) -> None:
-        """Stop the writer, write what is left and the run's outcome."""
-        if self._writer is not None:
-            self._stop = True
-            self._wake.set()
-            self._writer.join()
-        self.flush()
-        with _connections_lock:
-            self._update_run(status, success, message, best_f, best_x)
-
-    def _update_run(self, status: Any, success: bool, message: str, best_f: float, best_x: np.ndarray | None) -> None:
-        self.connection.execute(
-            "UPDATE runs SET status = ?, success = ?, message = ?, finished = ?, best_f = ?, best_x = ? WHERE run_id = ?",
-            (
-                None if status is None else int(status),
-                int(bool(success)),
-                str(message),
-                time.time(),
-                float(best_f),
-                None if best_x is None else np.asarray(best_x, dtype=np.float64).tobytes(),
-                self.run_id,
-            ),
+        """Write what is left and the run's outcome; the rows are committed on return."""
+        if self in self._file.runs:
+            self._file.runs.remove(self)
+        self._outcome = (
+            None if status is None else int(status),
+            int(bool(success)),
+            str(message),
+            time.time(),
+            float(best_f),
+            None if best_x is None else np.asarray(best_x, dtype=np.float64).tobytes(),
         )
+        self._file.write([self])
+
+    def flush(self) -> None:
+        """Commit every row queued so far (the writer thread does this on its own too)."""
+        self._file.write([self])
 
 
 @dataclass

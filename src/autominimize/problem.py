@@ -196,8 +196,10 @@ class Objective:
         x = as_flat_float64(x)
         if f is None:
             f = self.value(x)
+        f = float(f)
+        grad = self.known_gradient(x)
         for observer in self.observers:
-            observer.iteration(self.nit, x, float(f), self.known_gradient(x), self.counters.as_dict())
+            observer.iteration(self.nit, x, f, grad, self.counters)
 
     # -- what scipy calls -----------------------------------------------------------
     def value(self, x: Any) -> float:

@@ -38,8 +38,8 @@ class _HandOff:
     def evaluation(self, kind: str, x: np.ndarray, f: float, grad: np.ndarray | None, count: int) -> None:
         pass
 
-    def iteration(self, nit: int, x: np.ndarray, f: float, grad: np.ndarray | None, counts: dict) -> None:
-        self.runner._to_caller.put(("step", (nit, x.copy(), f, None if grad is None else grad.copy(), dict(counts))))
+    def iteration(self, nit: int, x: np.ndarray, f: float, grad: np.ndarray | None, counts: Any) -> None:
+        self.runner._to_caller.put(("step", (nit, x.copy(), f, None if grad is None else grad.copy(), counts.as_dict())))
         if self.runner._to_worker.get() == _STOP:
             raise StopIteration
 
