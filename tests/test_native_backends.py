@@ -97,3 +97,30 @@ def test_result_keeps_x0_structure_and_types():
 def test_float32_precision():
     res = am.minimize(rosen, X0[:2], method="lbfgs-native", backend="torch", precision="float32", options={"gtol": 1e-3})
     assert res.precision == "float32" and res.success and np.allclose(res.x, 1.0, atol=1e-2)
+
+
+def test_jax_lbfgs_kernels_are_traced_once():
+    """The fused JAX kernels compile once: not again as the memory fills, nor on a second solve."""
+    import jax.monitoring
+
+    kernels = ("_direction", "_push", "value_and_grad_along")
+    traces = []
+
+    def on_event(name, seconds, **kwargs):
+        if name == "/jax/core/compile/jaxpr_trace_duration":
+            traces.append(kwargs.get("fun_name"))
+
+    jax.monitoring.register_event_duration_secs_listener(on_event)
+    try:
+        def fun(x):  # a new function, so its line-search kernel is new
+            return rosen(x)
+
+        x0 = np.resize(X0, 11)  # a size no other test uses
+        options = {"memory": 3, "maxiter": 12, "gtol": 0.0, "ftol": 0.0}
+        first = am.minimize(fun, x0, method="lbfgs-native", backend="jax", options=options)
+        assert first.nit == 12 and [traces.count(k) for k in kernels] == [1, 1, 1], traces
+        traces.clear()
+        second = am.minimize(fun, x0 + 0.1, method="lbfgs-native", backend="jax", options=options)
+        assert second.nit == 12 and not set(kernels) & set(traces), traces
+    finally:
+        jax.monitoring.unregister_event_duration_listener(on_event)

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 from ._arrays import namespace, norm1, vdot
 from .base import Algorithm, Oracle
-from .linesearch import exact_step, strong_wolfe
+from .linesearch import exact_step, line_evaluator, strong_wolfe
 
 FORMULAS = ("fr", "pr", "pr+", "hs", "dy")
 
@@ -108,7 +108,7 @@ class NonlinearCG(Algorithm):
             else:  # Nocedal & Wright eq. 3.60
                 alpha0 = min(1.0, 1.01 * 2.0 * (f0 - state.f_prev) / dphi0)
                 alpha0 = alpha0 if alpha0 > 0 else 1.0
-            ls = strong_wolfe(oracle.value_and_grad, xp, x, f0, g, d, alpha0, c1=self.c1, c2=self.c2, max_evaluations=self.max_line_search)
+            ls = strong_wolfe(line_evaluator(oracle, x, d), x, f0, g, dphi0, alpha0, c1=self.c1, c2=self.c2, max_evaluations=self.max_line_search)
             if ls.alpha == 0.0:
                 return state._replace(flag="line search failed to find a point with sufficient decrease")
             x_new, f_new, g_new = ls.x, ls.f, ls.g

@@ -7,7 +7,8 @@ from typing import Any, NamedTuple
 
 from ._arrays import namespace, norm1, vdot
 from .base import Algorithm, Oracle
-from .linesearch import armijo_backtracking, exact_step, strong_wolfe
+from .lbfgs_memory import Memory, new_memory
+from .linesearch import armijo_backtracking, exact_step, line_evaluator, strong_wolfe
 
 
 class LBFGSState(NamedTuple):
@@ -15,30 +16,8 @@ class LBFGSState(NamedTuple):
     f: Any
     g: Any
     nit: int
-    s: tuple  # the last m steps s_i, oldest first
-    y: tuple  # the matching gradient changes y_i
-    rho: tuple  # 1 / ⟨s_i, y_i⟩
+    memory: Memory  # the last pairs (s, y); only the newest state's memory is valid
     flag: str = ""
-
-
-def two_loop(xp: Any, g: Any, s: tuple, y: tuple, rho: tuple) -> Any:
-    """H g for the L-BFGS inverse Hessian H (Nocedal & Wright Algorithm 7.4).
-
-    The initial matrix is γ I with γ = ⟨s, y⟩ / ⟨y, y⟩ of the newest pair (N&W eq. 7.20),
-    or I when the memory is empty. Every product stays a 0-d array on the device.
-    """
-    q = g
-    alphas = []
-    for s_i, y_i, rho_i in zip(reversed(s), reversed(y), reversed(rho)):
-        a_i = rho_i * vdot(xp, s_i, q)
-        q = q - a_i * y_i
-        alphas.append(a_i)
-    if s:
-        q = q * (vdot(xp, s[-1], y[-1]) / vdot(xp, y[-1], y[-1]))
-    for s_i, y_i, rho_i, a_i in zip(s, y, rho, reversed(alphas)):
-        b = rho_i * vdot(xp, y_i, q)
-        q = q + (a_i - b) * s_i
-    return q
 
 
 @dataclass(frozen=True)
@@ -122,7 +101,7 @@ class LBFGS(Algorithm):
     def init(self, x: Any, oracle: Oracle) -> LBFGSState:
         x = self.project(x)
         f, g = oracle.value_and_grad(x)
-        return LBFGSState(x, f, g, 0, (), (), ())
+        return LBFGSState(x, f, g, 0, new_memory(x, self.memory))
 
     def stationarity(self, state: LBFGSState) -> Any:
         if not self.bounded:
@@ -132,18 +111,22 @@ class LBFGS(Algorithm):
     def step(self, state: LBFGSState, oracle: Oracle) -> LBFGSState:
         xp = namespace(state.x)
         x, f, g = state.x, state.f, state.g
-        memory = (state.s, state.y, state.rho)
+        memory = state.memory
+        if memory.capacity != self.memory:  # changed between steps (am.iterate's set)
+            memory = memory.with_capacity(self.memory)
         gradient = g
         if self.bounded:
             binding = xp.logical_or(xp.logical_and(x <= self.lower, g > 0), xp.logical_and(x >= self.upper, g < 0))
             gradient = xp.where(binding, xp.zeros_like(g), g)
-        d = -two_loop(xp, gradient, *memory)
+        d, slope = memory.direction(gradient)
         if self.bounded:
             d = xp.where(binding, xp.zeros_like(d), d)
-        if not float(vdot(xp, g, d)) < 0.0:  # lost descent: forget the curvature pairs
-            memory = ((), (), ())
+            slope = vdot(xp, g, d)
+        if not float(slope) < 0.0:  # lost descent: forget the curvature pairs
+            memory = memory.cleared()
             d = -gradient
-        alpha0 = 1.0 if memory[0] else min(1.0, 1.0 / max(norm1(xp, gradient), 1e-300))
+            slope = vdot(xp, g, d)
+        alpha0 = 1.0 if not memory.empty else min(1.0, 1.0 / max(norm1(xp, gradient), 1e-300))
         f0 = float(f)
         if self.bounded or self.line_search == "armijo":
             ls = armijo_backtracking(
@@ -161,14 +144,12 @@ class LBFGS(Algorithm):
             x_new = x + alpha * d
             f_new, g_new = oracle.value_and_grad(x_new)
         else:
-            ls = strong_wolfe(oracle.value_and_grad, xp, x, f0, g, d, alpha0, c1=self.c1, c2=self.c2, max_evaluations=self.max_line_search)
+            ls = strong_wolfe(
+                line_evaluator(oracle, x, d), x, f0, g, float(slope), alpha0,
+                c1=self.c1, c2=self.c2, max_evaluations=self.max_line_search,
+            )
             if ls.alpha == 0.0:
                 return state._replace(flag="line search failed to find a point with sufficient decrease")
             x_new, f_new, g_new = ls.x, ls.f, ls.g
-        s, y = x_new - x, g_new - g
-        sy = vdot(xp, s, y)
-        S, Y, R = memory
-        if float(sy) > self.curvature_eps:
-            drop = max(len(S) + 1 - self.memory, 0)  # the oldest pair once m are stored
-            S, Y, R = S[drop:] + (s,), Y[drop:] + (y,), R[drop:] + (1.0 / sy,)
-        return LBFGSState(x_new, f_new, g_new, state.nit + 1, S, Y, R)
+        memory = memory.updated(x_new, x, g_new, g, self.curvature_eps)
+        return LBFGSState(x_new, f_new, g_new, state.nit + 1, memory)

@@ -16,9 +16,9 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, NamedTuple
 
-from ._arrays import vdot
+from ._arrays import namespace, vdot
 
-__all__ = ["LineSearchResult", "strong_wolfe", "armijo_backtracking", "exact_step", "cubic_minimizer"]
+__all__ = ["LineSearchResult", "line_evaluator", "strong_wolfe", "armijo_backtracking", "exact_step", "cubic_minimizer"]
 
 
 class LineSearchResult(NamedTuple):
@@ -49,12 +49,11 @@ def cubic_minimizer(a: float, fa: float, da: float, b: float, fb: float, db: flo
 
 
 def strong_wolfe(
-    value_and_grad: Callable[[Any], tuple[Any, Any]],
-    xp: Any,
+    along: Callable[[float], tuple[Any, Any, Any, Any]],
     x: Any,
     f0: float,
     g0: Any,
-    d: Any,
+    dphi0: float,
     alpha0: float,
     *,
     c1: float = 1e-4,
@@ -71,13 +70,14 @@ def strong_wolfe(
     [α + 0.01(α − α_prev), 10 α] and zoom trials at least 10% away from the bracket ends
     (the minFunc / torch ``_strong_wolfe`` safeguards). If the budget runs out, the best
     point with sufficient decrease is returned with ``success=False`` (none: α = 0).
+
+    ``along(α)`` evaluates the line: it returns ``(x + α d, f, g, ⟨g, d⟩)``
+    (:func:`line_evaluator`); ``dphi0`` is ⟨g0, d⟩.
     """
-    dphi0 = float(vdot(xp, g0, d))
 
     def phi(alpha: float):
-        x_new = x + alpha * d
-        f, g = value_and_grad(x_new)
-        return alpha, float(f), float(vdot(xp, g, d)), (x_new, f, g)
+        x_new, f, g, dphi = along(alpha)
+        return alpha, float(f), float(dphi), (x_new, f, g)
 
     zero = (0.0, f0, dphi0, (x, f0, g0))
     prev = zero
@@ -130,6 +130,25 @@ def strong_wolfe(
     if lo_pt[0] > 0.0:
         return _accept(lo_pt, False, evaluations)
     return _reject(x, f0, g0, evaluations)
+
+
+def line_evaluator(oracle: Any, x: Any, d: Any) -> Callable[[float], tuple[Any, Any, Any, Any]]:
+    """α -> (x + α d, f, g, ⟨g, d⟩) at x + α d, as one fused call where the oracle has one.
+
+    The driver's oracle has ``value_and_grad_along`` (one jitted call on JAX); an oracle
+    without it, such as the updates interface's, is evaluated step by step.
+    """
+    fused = getattr(oracle, "value_and_grad_along", None)
+    if fused is not None:
+        return lambda alpha: fused(x, alpha, d)
+    xp = namespace(x)
+
+    def along(alpha: float) -> tuple[Any, Any, Any, Any]:
+        x_new = x + alpha * d
+        f, g = oracle.value_and_grad(x_new)
+        return x_new, f, g, vdot(xp, g, d)
+
+    return along
 
 
 def _accept(point, success: bool, evaluations: int) -> LineSearchResult:

@@ -25,6 +25,7 @@ import numpy as np
 from .. import backends as _backends
 from ..backends.common import ObjectiveOutputError
 from ..params import ParamSpec
+from ._arrays import namespace, vdot
 
 __all__ = ["NativeFunctions", "compile_functions", "CountingOracle", "make_params_of"]
 
@@ -32,14 +33,28 @@ Call = Callable[[Any, Any], Any]  # call(params, batch) -> scalar or residuals
 
 
 class NativeFunctions:
-    """value / value_and_grad / grad / hvp / gnvp of flat framework arrays, all ``(x, ..., batch)``."""
+    """value / value_and_grad / grad / hvp / gnvp of flat framework arrays, all ``(x, ..., batch)``.
 
-    def __init__(self, value, value_and_grad, hvp, gnvp, grad=None):
+    ``value_and_grad_along(x, alpha, d, batch)`` is a line-search trial: ``(x + alpha d, f, g,
+    ⟨g, d⟩)`` at that point, one fused call on JAX and torch.
+    """
+
+    def __init__(self, value, value_and_grad, hvp, gnvp, grad=None, value_and_grad_along=None):
         self.value = value
         self.value_and_grad = value_and_grad
         self.hvp = hvp
         self.gnvp = gnvp
         self.grad = grad or (lambda x, batch: value_and_grad(x, batch)[1])
+        self.value_and_grad_along = value_and_grad_along or _along(value_and_grad)
+
+
+def _along(value_and_grad: Callable) -> Callable:
+    def value_and_grad_along(x, alpha, d, batch):
+        x_new = x + alpha * d
+        f, g = value_and_grad(x_new, batch)
+        return x_new, f, g, vdot(namespace(x), g, d)
+
+    return value_and_grad_along
 
 
 def make_params_of(spec: ParamSpec) -> Callable[[Any], Any]:
@@ -96,7 +111,8 @@ def _jax_functions(call: Call, spec: ParamSpec, dtype: str, residual: bool) -> N
         return jax.vjp(lambda y: residuals(y, batch), x)[1](jv)[0]
 
     return NativeFunctions(
-        jax.jit(objective), jax.jit(jax.value_and_grad(objective)), jax.jit(hvp), jax.jit(gnvp) if residual else None
+        jax.jit(objective), jax.jit(jax.value_and_grad(objective)), jax.jit(hvp), jax.jit(gnvp) if residual else None,
+        value_and_grad_along=jax.jit(_along(jax.value_and_grad(objective))),
     )
 
 
@@ -133,6 +149,12 @@ def _torch_functions(call: Call, spec: ParamSpec, residual: bool) -> NativeFunct
             f = objective(xt, batch)
             return f.detach(), grad_of(f, xt)
 
+    def value_and_grad_along(x, alpha, d, batch):
+        with torch.no_grad():
+            x_new = torch.add(x, d, alpha=alpha)
+        f, g = value_and_grad(x_new, batch)
+        return x_new, f, g, torch.dot(g, d)
+
     def hvp(x, v, batch):
         with torch.enable_grad():
             xt = x.detach().requires_grad_(True)
@@ -148,7 +170,7 @@ def _torch_functions(call: Call, spec: ParamSpec, residual: bool) -> NativeFunct
             jv = grad_of(jtu, u, grad_outputs=v).detach()
             return grad_of(r, xt, grad_outputs=jv).detach()
 
-    return NativeFunctions(value, value_and_grad, hvp, gnvp if residual else None)
+    return NativeFunctions(value, value_and_grad, hvp, gnvp if residual else None, value_and_grad_along=value_and_grad_along)
 
 
 def _leaves(out: Any) -> list:
@@ -230,6 +252,12 @@ class CountingOracle:
         self.nfev += 1
         self.njev += 1
         return self.functions.value_and_grad(x, self.batch)
+
+    def value_and_grad_along(self, x: Any, alpha: float, d: Any) -> tuple[Any, Any, Any, Any]:
+        """``(x + alpha d, f, g, ⟨g, d⟩)`` there: one value-and-gradient."""
+        self.nfev += 1
+        self.njev += 1
+        return self.functions.value_and_grad_along(x, alpha, d, self.batch)
 
     def grad(self, x: Any) -> Any:
         self.njev += 1
