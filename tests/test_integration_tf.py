@@ -176,3 +176,21 @@ def test_a_failing_loss_restores_the_variables():
     with pytest.raises(tf.errors.InvalidArgumentError, match="out of range"):
         am.tf.ScipyOptimizerInterface(loss).minimize()
     assert vector.numpy().tolist() == [7.0, 7.0]
+
+
+def test_history_and_log_record_the_solve(tmp_path):
+    vector = tf.Variable([7.0, -3.0], dtype=tf.float64)
+    path = tmp_path / "tf.sqlite"
+    optimizer = am.tf.ScipyOptimizerInterface(lambda: tf.reduce_sum((vector - 1.0) ** 2), method="BFGS", log=path)
+    result = optimizer.minimize()
+    kinds = [e.kind for e in result.history.evaluations]
+    assert kinds.count("value_and_gradient") == result.nfev == result.njev
+    assert len(result.history.iterations) == result.nit
+    logged = am.read_log(path)
+    assert (logged.method, logged.backend, logged.precision) == ("bfgs", "tensorflow", "float64")
+    assert len(logged.history.evaluations) == result.nfev and logged.success
+    np.testing.assert_allclose(logged.best_x, [1.0, 1.0], atol=1e-6)
+    quiet = am.tf.ScipyOptimizerInterface(lambda: tf.reduce_sum((vector - 2.0) ** 2), history=False).minimize()
+    assert "history" not in quiet
+    with pytest.raises(TypeError, match="the extra arguments are tol, hessp, history, log, progress"):
+        am.tf.ScipyOptimizerInterface(lambda: tf.reduce_sum(vector), histroy=False)

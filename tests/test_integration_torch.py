@@ -412,3 +412,63 @@ def test_load_params_accepts_dicts_sequences_and_flat_vectors():
         am.torch.load_params(model, np.ones(5))
     with pytest.raises(ValueError, match=r"values\['weight'\] has shape \(3,\)"):
         am.torch.load_params(model, {"weight": np.ones(3)})
+
+
+def _recorded_counts(history):
+    kinds = [e.kind for e in history.evaluations]
+    return {
+        "nfev": sum(kind in ("value", "value_and_gradient", "repeat") for kind in kinds),
+        "njev": sum(kind in ("value_and_gradient", "gradient") for kind in kinds),
+        "nhev": kinds.count("hessian"),
+        "nhvp": kinds.count("hvp"),
+    }
+
+
+@pytest.mark.parametrize("method", ["L-BFGS-B", "BFGS", "Newton-CG", "trust-ncg", "trust-exact", "trust-krylov"])
+def test_history_records_every_closure_run_and_iteration(method):
+    X, y = regression_data(torch.float64)
+    model = linear_model(torch.float64)
+    optimizer = am.torch.ScipyOptimizer(model.parameters(), method=method)
+    optimizer.step(lambda: torch.mean((model(X).squeeze(1) - y) ** 2))
+    result = optimizer.result
+    assert _recorded_counts(result.history) == {key: result[key] for key in ("nfev", "njev", "nhev", "nhvp")}
+    assert [it.nit for it in result.history.iterations] == list(range(1, result.nit + 1))
+    assert result.history.iterations[-1].f == pytest.approx(result.fun)
+    np.testing.assert_allclose(result.history.iterations[-1].x, result.x)
+    assert [name for name, _, _ in result.history.leaves] == ["params[0]", "params[1]"]
+
+
+def test_optimizer_log_gets_one_run_per_step_and_history_false_records_nothing(tmp_path):
+    X, y = regression_data(torch.float64)
+    model = linear_model(torch.float64)
+    path = tmp_path / "torch.sqlite"
+    optimizer = am.torch.ScipyOptimizer(model.parameters(), method="L-BFGS-B", options={"maxiter": 3}, log=path, history=False)
+
+    def closure():
+        return torch.mean((model(X).squeeze(1) - y) ** 2)
+
+    optimizer.step(closure)
+    first = optimizer.result
+    optimizer.step(closure)
+    assert "history" not in optimizer.result
+    runs = [am.read_log(path, run=k) for k in (1, 2)]
+    assert [(run.method, run.backend, run.precision) for run in runs] == [("l-bfgs-b", "torch", "float64")] * 2
+    assert len(runs[0].history.evaluations) == first.nfev and len(runs[0].history.iterations) == first.nit == 3
+    assert runs[1].best_f == pytest.approx(optimizer.result.fun)
+    assert runs[1].success is False and "ITERATIONS REACHED LIMIT" in runs[1].message  # maxiter=3
+    np.testing.assert_allclose(runs[1].best_x, optimizer.result.x)
+    wrapper = am.torch.MinimizeWrapper(model.parameters(), {"method": "BFGS", "log": path})
+    wrapper.step(closure)
+    assert am.read_log(path).method == "bfgs" and wrapper.res.history.iterations
+
+
+def test_closure_runs_repeated_after_a_rejected_trust_step_are_recorded_as_repeats():
+    w = torch.nn.Parameter(torch.tensor([-1.2, 1.0, -0.5, 0.8], dtype=torch.float64))
+    optimizer = am.torch.ScipyOptimizer([w], method="trust-ncg")
+    optimizer.step(lambda: (100 * (w[1:] - w[:-1] ** 2) ** 2 + (1 - w[:-1]) ** 2).sum())
+    result = optimizer.result
+    kinds = [e.kind for e in result.history.evaluations]
+    # a rejected trial overwrites the parameters: the HVPs at the centre need the closure again
+    assert kinds.count("repeat") > 0
+    assert _recorded_counts(result.history) == {key: result[key] for key in ("nfev", "njev", "nhev", "nhvp")}
+

@@ -20,8 +20,9 @@ __all__ = ["Evaluation", "Iteration", "History", "Observer", "EVALUATION_KINDS"]
 
 #: What one evaluation computed.
 #: ``failed``: with ``error_handling='continue'``, a point where fun raised or was not finite
-#: (its ``f`` is +inf).
-EVALUATION_KINDS = ("value", "value_and_gradient", "gradient", "hvp", "hessian", "finite-difference", "failed")
+#: (its ``f`` is +inf). ``repeat``: a torch optimizer's closure run again at a point it had
+#: evaluated, because a later point overwrote the parameters its graph was built on.
+EVALUATION_KINDS = ("value", "value_and_gradient", "gradient", "hvp", "hessian", "finite-difference", "failed", "repeat")
 
 
 class Evaluation(NamedTuple):

@@ -163,7 +163,7 @@ class Objective:
             extra = self.functions.extra_evaluations - before
             if extra:
                 self.counters.nfev += extra
-                self._notify("finite-difference", x, float("nan"), None, extra)
+                self._notify(getattr(self.functions, "extra_evaluation_kind", "finite-difference"), x, float("nan"), None, extra)
 
     def _attempt(self, what: str, x: np.ndarray, function: Callable, *arguments: Any) -> Any:
         """:meth:`_run` under the error policy: with 'continue', a failure returns None."""
@@ -289,8 +289,11 @@ class Objective:
         x = as_flat_float64(x)
         if self._hess is not None and np.array_equal(x, self._hess_x):
             return self._hess
-        if self.error_handling == "continue" and not self._is_cached(x):
-            self.value(x)  # trust-exact asks for the Hessian at a trial point before its value
+        if not self._is_cached(x):
+            # trust-exact asks for the Hessian at a trial point before its value, which it asks
+            # next: taking the value first costs nothing more, lets a failed point be known
+            # before its curvature, and lets a closure's run serve both.
+            self.value(x)
         if self.is_failed(x):
             return np.zeros((x.size, x.size))
         source = self.user_hessian or self.functions.hessian

@@ -283,6 +283,10 @@ def _fetch(item: Any, index: int) -> Any:
     return optree.tree_map(lambda leaf: leaf.numpy() if hasattr(leaf, "numpy") else leaf, value)
 
 
+#: The keyword arguments ScipyOptimizerInterface takes besides TF1's.
+_EXTRA_ARGUMENTS = ("tol", "hessp", "history", "log", "progress")
+
+
 class ScipyOptimizerInterface:
     """Minimize a TF2 loss over ``tf.Variable``\\s with ``scipy.optimize.minimize``, in place.
 
@@ -311,13 +315,14 @@ class ScipyOptimizerInterface:
     options : dict, optional
         scipy's solver options.
     **minimize_kwargs
-        ``tol``, and ``hessp=True`` (trust-constr: Hessian-vector products instead of Hessians).
+        ``tol``; ``hessp=True`` (trust-constr: Hessian-vector products instead of Hessians);
+        ``history`` (default True), ``log`` and ``progress`` as in ``am.minimize``.
 
     Attributes
     ----------
     result : scipy.optimize.OptimizeResult or None
-        The last result: flat float64 ``x`` and ``jac`` over ``var_list`` in order, and the
-        ``nfev``/``njev``/``nhev``/``nhvp`` counts.
+        The last result: flat float64 ``x`` and ``jac`` over ``var_list`` in order, the
+        ``nfev``/``njev``/``nhev``/``nhvp`` counts and ``history``.
 
     Examples
     --------
@@ -354,8 +359,10 @@ class ScipyOptimizerInterface:
         for key in minimize_kwargs:
             if key in _REPLACED:
                 raise TypeError(f"{key} is not accepted here; use {_REPLACED[key]}.")
-            if key not in ("tol", "hessp"):
-                raise TypeError(f"unexpected argument {key!r}; the extra arguments are tol and hessp.")
+            if key not in _EXTRA_ARGUMENTS:
+                raise TypeError(
+                    f"unexpected argument {key!r}; the extra arguments are {', '.join(_EXTRA_ARGUMENTS)}."
+                )
         if options is not None and not isinstance(options, dict):
             raise TypeError(f"options must be a dict of scipy solver options or None; got {type(options).__name__}.")
         self.loss = loss
@@ -376,6 +383,7 @@ class ScipyOptimizerInterface:
         self.options = options
         self.tol = minimize_kwargs.get("tol")
         self.hessp = minimize_kwargs.get("hessp", False)
+        self.observing = {key: minimize_kwargs[key] for key in ("history", "log", "progress") if key in minimize_kwargs}
         self.result: so.OptimizeResult | None = None
 
     def minimize(
@@ -437,6 +445,7 @@ class ScipyOptimizerInterface:
                 callback=callback,
                 precision="/".join(sorted({v.dtype.name for v in self.variables})),
                 backend="tensorflow",
+                **self.observing,
             )
         except BaseException:
             for v, value in zip(self.variables, start):

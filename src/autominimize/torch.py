@@ -18,6 +18,7 @@ methods the loss as a pure function of the parameters through ``torch.func.funct
 from __future__ import annotations
 
 import inspect
+import os
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
@@ -169,6 +170,8 @@ class _ClosureFunctions:
     evaluated again when asked for more (a trust-region method asking for HVPs at its
     centre after trying a rejected step).
     """
+
+    extra_evaluation_kind = "repeat"
 
     def __init__(self, closure: Callable[[], Any], writer: _ParameterWriter, *, second_order: bool):
         self.closure = closure
@@ -420,12 +423,17 @@ class ScipyOptimizer(torch.optim.Optimizer):
         None or True: exact gradients by autograd. The others ask scipy for finite differences.
     hessp : bool
         trust-constr only: Hessian-vector products instead of the full Hessian.
+    history, log, progress
+        As in ``am.minimize``: ``result.history`` records every closure run and iteration
+        (``history=False`` records nothing), ``log`` is the path of an SQLite log that gets
+        one run per ``step``, ``progress=True`` shows a tqdm bar.
 
     Attributes
     ----------
     result : scipy.optimize.OptimizeResult or None
         The last step's result: flat float64 ``x`` and ``jac`` over the optimized parameters
-        in order, ``nfev``/``njev``/``nhev``/``nhvp`` counts, ``backend`` and ``precision``.
+        in order, ``nfev``/``njev``/``nhev``/``nhvp`` counts, ``backend``, ``precision`` and
+        ``history``.
 
     Notes
     -----
@@ -468,6 +476,9 @@ class ScipyOptimizer(torch.optim.Optimizer):
         *,
         jac: bool | str | None = None,
         hessp: bool = False,
+        history: bool = True,
+        log: str | os.PathLike | None = None,
+        progress: bool = False,
     ):
         if isinstance(method, str) or method is None:
             method_name(method, False, False)  # an unknown name fails here, not at step
@@ -483,6 +494,7 @@ class ScipyOptimizer(torch.optim.Optimizer):
         self.callback = callback
         self.jac = jac
         self.hessp = hessp
+        self.observing = {"history": history, "log": log, "progress": progress}
         self.result: so.OptimizeResult | None = None
 
     def step(self, closure: Callable[[], Any]) -> torch.Tensor:  # type: ignore[override]
@@ -541,6 +553,7 @@ class ScipyOptimizer(torch.optim.Optimizer):
                 callback=self.callback,
                 precision="/".join(sorted({str(p.dtype).removeprefix("torch.") for p in params})),
                 backend="torch",
+                **self.observing,
             )
         except BaseException:
             writer.load(x0)
@@ -642,7 +655,7 @@ class MinimizeWrapper(ScipyOptimizer):
     ([1.0, 1.0], True)
     """
 
-    _ACCEPTED = ("method", "jac", "bounds", "constraints", "tol", "callback", "options")
+    _ACCEPTED = ("method", "jac", "bounds", "constraints", "tol", "callback", "options", "history", "log", "progress")
 
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]], minimizer_args: dict[str, Any]):
         if not isinstance(minimizer_args, dict) or "method" not in minimizer_args:

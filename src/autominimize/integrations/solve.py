@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import scipy.optimize as so
 
-from .._minimize import _second_order
+from .._minimize import _observers, _second_order
 from ..bounds import clip_to_bounds
 from ..constraints import normalize_constraints
 from ..drivers.methods import CUSTOM_METHOD, METHODS, MethodInfo, check_supports, method_name
@@ -95,6 +95,9 @@ def solve(
     callback: Callable | None,
     precision: str,
     backend: str,
+    history: bool = True,
+    log: Any = None,
+    progress: bool = False,
 ) -> so.OptimizeResult:
     """Minimize the flat objective ``functions`` (a ``ScalarFunctions``) from ``x0``.
 
@@ -104,6 +107,8 @@ def solve(
     The result keeps scipy's flat ``x`` and ``jac`` (float64, the parameters in order), with
     honest ``nfev``/``njev``/``nhev``/``nhvp`` counts, ``backend`` and ``precision``.
     ``callback`` receives x as ``spec.restore`` gives it (or an ``intermediate_result``).
+    ``history``, ``log`` and ``progress`` are ``am.minimize``'s: ``result.history`` records
+    every evaluation and iteration, ``log`` a path of an SQLite log, ``progress`` a tqdm bar.
     """
     if bounds is not None:
         x0, moved = clip_to_bounds(x0, bounds, spec)
@@ -114,28 +119,45 @@ def solve(
                 UserWarning,
                 stacklevel=3,
             )
+    observers, sinks = _observers(history, log, progress, None, plan.name, options)
+    if sinks.history is not None:
+        sinks.history.leaves = [(leaf.path, a, b) for leaf, a, b in zip(spec.leaves, spec.offsets, spec.offsets[1:])]
+    if sinks.log is not None:
+        sinks.log.start_run(
+            method=plan.name, backend=backend, precision=precision, n=spec.size,
+            options={"tol": tol, "options": options, "bounds": bounds is not None, "constraints": bool(constraints)},
+            structure=spec.unflatten(x0),
+        )
     objective = Objective(
         functions,
         spec,
         differentiable=plan.info.gradient not in (None, "scipy"),
         uses_hvp=plan.second_order == "hessp",
+        observers=observers,
     )
-    scipy_constraints, constraint_functions = normalize_constraints(
-        constraints, plan.name, spec, compile_vector, make_call
-    )
-    result = run_minimize(
-        objective,
-        x0,
-        plan.method,
-        plan.info,
-        second_order=plan.second_order,
-        gradient_scheme=plan.gradient_scheme,
-        bounds=bounds,
-        constraints=scipy_constraints,
-        tol=tol,
-        callback=wrap_callback(callback, spec, plan.info, plan.name, objective),
-        options=options,
-    )
+    try:
+        scipy_constraints, constraint_functions = normalize_constraints(
+            constraints, plan.name, spec, compile_vector, make_call
+        )
+        result = run_minimize(
+            objective,
+            x0,
+            plan.method,
+            plan.info,
+            second_order=plan.second_order,
+            gradient_scheme=plan.gradient_scheme,
+            bounds=bounds,
+            constraints=scipy_constraints,
+            tol=tol,
+            callback=wrap_callback(callback, spec, plan.info, plan.name, objective),
+            options=options,
+        )
+    except BaseException as exc:
+        sinks.close(status=-1, success=False, message=f"{type(exc).__name__}: {exc}", objective=objective)
+        raise
+    sinks.close(status=result.get("status"), success=result.get("success", False), message=result.get("message", ""), objective=objective)
+    if sinks.history is not None:
+        result.history = sinks.history
     x = np.array(result.x, dtype=np.float64).reshape(-1)
     result.x = x
     jac = result.get("jac")
