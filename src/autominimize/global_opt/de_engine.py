@@ -26,7 +26,10 @@ import numpy as np
 import scipy.optimize as so
 from scipy.stats import qmc
 
-__all__ = ["STRATEGIES", "INITS", "differential_evolution_engine", "parse_strategy", "distinct_indices", "make_rng"]
+__all__ = [
+    "STRATEGIES", "INITS", "differential_evolution_engine", "parse_strategy", "make_rng", "distinct_indices",
+    "mutants", "binomial_crossover", "exponential_crossover", "redraw_outside", "initial_population",
+]
 
 #: How many random members (distinct from each other and from the member) each mutation uses.
 MUTATIONS = {"best1": 2, "best2": 4, "rand1": 3, "rand2": 5, "currenttobest1": 2, "randtobest1": 3}
@@ -109,8 +112,8 @@ def binomial_crossover(rng: np.random.Generator, current: np.ndarray, mutant: np
 def exponential_crossover(rng: np.random.Generator, current: np.ndarray, mutant: np.ndarray, recombination: float) -> np.ndarray:
     """A run of consecutive components (cyclic) from the mutant, from a random start.
 
-    The run has length ``1 + k`` where ``k`` counts the uniform draws below
-    ``recombination`` before the first one that is not, at most ``n``.
+    The run has length ``1 + k`` (at most ``n``), where ``k`` counts the uniform draws below
+    ``recombination`` before the first one that is not.
     """
     members, n = current.shape
     start = rng.integers(0, n, size=members)
