@@ -7,7 +7,11 @@ import pytest
 
 import autominimize as am
 from autominimize.global_opt import de_engine
-from autominimize.global_opt.de_engine import STRATEGIES, differential_evolution_engine, distinct_indices
+from autominimize.global_opt.de_engine import (
+    STRATEGIES,
+    differential_evolution_engine,
+    distinct_indices,
+)
 
 ST_MIN = -39.16616570377142  # Styblinski-Tang, per coordinate, at x_i = -2.903534
 

@@ -14,7 +14,6 @@ import numpy as np
 import scipy.optimize as so
 
 from ._parallel import point_map
-from .de_engine import differential_evolution_engine, make_rng, parse_strategy
 from ._problem import (
     GlobalProblem,
     LocalSolver,
@@ -26,6 +25,7 @@ from ._problem import (
     local_kwargs,
     running,
 )
+from .de_engine import differential_evolution_engine, make_rng, parse_strategy
 
 __all__ = ["differential_evolution", "run_differential_evolution"]
 
