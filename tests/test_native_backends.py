@@ -124,3 +124,22 @@ def test_jax_lbfgs_kernels_are_traced_once():
         assert second.nit == 12 and not set(kernels) & set(traces), traces
     finally:
         jax.monitoring.unregister_event_duration_listener(on_event)
+
+
+@pytest.mark.parametrize("new_memory", [2, 6])
+def test_lbfgs_memory_changed_between_steps_same_iterates(new_memory):
+    """``set(memory=...)`` keeps the newest pairs, the same way on every backend's memory."""
+    runs = {}
+    for backend in BACKENDS:
+        kwargs = {"jac": lambda x: rosen_der(x)} if backend == "numpy" else {}
+        x0 = torch.tensor(X0) if backend == "torch" else X0
+        it = am.iterate(rosen, x0, method="lbfgs-native", backend=backend, stop=MaxIterations(14), options={"memory": 4}, **kwargs)
+        xs = []
+        for state in it:
+            xs.append(state.x.numpy() if backend == "torch" else np.asarray(state.x, dtype=float))
+            if state.nit == 7:
+                it.set(memory=new_memory)
+        runs[backend] = np.array(xs)
+    assert len(runs["numpy"]) == 14
+    for backend in ("jax", "torch"):
+        assert np.abs(runs[backend] - runs["numpy"]).max() <= 1e-10, backend
