@@ -28,7 +28,9 @@ class LBFGS(Algorithm):
     pairs (s, y); a pair is stored only if ⟨s, y⟩ > ``curvature_eps``. Without bounds,
     the step satisfies the strong Wolfe conditions (sufficient decrease only with
     ``line_search="armijo"``), trying α = 1 first and α = min(1, 1/‖g‖₁) on the first
-    iteration (minFunc and torch ``LBFGS``).
+    iteration (minFunc and torch ``LBFGS``). The pairs are kept by a memory per framework
+    (:mod:`.lbfgs_memory`): jitted kernels over a ring buffer on JAX, in-place tensors on
+    torch, both performing the operations of the array-API version (bit for bit on torch).
 
     With bounds (``lower``/``upper`` set by the driver) this is projected L-BFGS in the
     manner of Bertsekas' projected Newton method (1982) and Kim, Sra & Dhillon (2010):
