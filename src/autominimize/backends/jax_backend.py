@@ -11,6 +11,7 @@ import numpy as np
 from ..params import ParamSpec
 from .base import Backend
 from .common import require_scalar_shape
+from .jax_sync import compile_lowered
 
 
 def _jax():
@@ -66,12 +67,12 @@ class _JaxCompiled:
     def _input(self, x: np.ndarray) -> np.ndarray:
         return x if self.dtype == np.float64 else x.astype(self.dtype)
 
-    def _aot(self, name: str, build: Callable[[], Callable], *avals: Any) -> Any:
+    def _aot(self, name: Any, build: Callable[[], Callable], *avals: Any) -> Any:
         compiled = self._compiled.get(name)
         if compiled is None:
             jax, _ = _jax()
             with self.backend.solve_context(str(self.dtype)):
-                compiled = jax.jit(build()).lower(*avals).compile()
+                compiled = compile_lowered(jax.jit(build(), keep_unused=True).lower(*avals))
             self._compiled[name] = compiled
         return compiled
 
@@ -174,15 +175,17 @@ class JaxScalar(_JaxCompiled):
 class JaxBatched(JaxScalar):
     """The scalar objective mapped over the rows of a batch: ``jax.jit(jax.vmap(fun))``.
 
-    Compiled once per batch size (a population keeps its size, so once per solve).
+    Compiled ahead of time once per batch size (a population keeps its size, so once per
+    solve).
     """
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
-        batched = self._compiled.get("batched")
-        if batched is None:
+        compiled = self._compiled.get(("batched", points.shape))
+        if compiled is None:
             jax, _ = _jax()
-            batched = self._compiled["batched"] = jax.jit(jax.vmap(self.flat_fun))
-        return np.asarray(batched(self._input(points)), dtype=np.float64)
+            aval = jax.ShapeDtypeStruct(points.shape, self.dtype)
+            compiled = self._aot(("batched", points.shape), lambda: jax.vmap(self.flat_fun), aval)
+        return np.asarray(compiled(self._input(points)), dtype=np.float64)
 
 
 class JaxVector(_JaxCompiled):

@@ -1,0 +1,85 @@
+"""The JAX backend runs its compiled functions synchronously on a private CPU client."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax")
+import jax.numpy as jnp  # noqa: E402
+
+import autominimize as am  # noqa: E402
+from autominimize.backends.jax_sync import SynchronousCall, compile_lowered, synchronous_client  # noqa: E402
+
+
+def rosen(x):
+    return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+
+def _lowered(function, *avals):
+    with jax.enable_x64(True):
+        return jax.jit(function, keep_unused=True).lower(*avals)
+
+
+def test_the_synchronous_call_gives_the_public_compiled_results_bit_for_bit():
+    assert synchronous_client() is not None  # the CPU default backend of the test machine
+    aval = jax.ShapeDtypeStruct((7,), np.float64)
+    lowered = _lowered(jax.value_and_grad(rosen), aval)
+    synchronous, public = compile_lowered(lowered), lowered.compile()
+    assert isinstance(synchronous, SynchronousCall)
+    x = np.random.default_rng(0).normal(size=7)
+    with jax.enable_x64(True):  # the public compiled function checks the mode it was built in
+        (f_sync, g_sync), (f_pub, g_pub) = synchronous(x), public(x)
+    assert float(f_sync) == float(f_pub) and np.array_equal(np.asarray(g_sync), np.asarray(g_pub))
+
+
+def test_pytree_arguments_outputs_unused_arguments_and_its_own_outputs_fed_back():
+    def function(x, pair):
+        scale, _unused = pair
+        return {"sum": jnp.sum(x * scale), "double": 2 * x}
+
+    avals = (jax.ShapeDtypeStruct((3,), np.float64), (jax.ShapeDtypeStruct((), np.float32), jax.ShapeDtypeStruct((2,), np.int32)))
+    call = compile_lowered(_lowered(function, *avals))
+    assert isinstance(call, SynchronousCall)
+    out = call(np.array([1.0, 2.0, 3.0]), (np.float32(2.0), np.array([5, 6], dtype=np.int32)))
+    assert float(out["sum"]) == 12.0
+    again = call(out["double"], (3.0, np.zeros(2, dtype=np.int32)))  # a device array from this client
+    assert float(again["sum"]) == 36.0 and np.array_equal(np.asarray(again["double"]), [4.0, 8.0, 12.0])
+
+
+def test_host_callbacks_take_the_public_path_and_still_run(capfd):
+    def noisy(x):
+        jax.debug.print("seen {}", x[0])
+        return jnp.sum(x**2)
+
+    call = compile_lowered(_lowered(noisy, jax.ShapeDtypeStruct((2,), np.float64)))
+    assert not isinstance(call, SynchronousCall)
+    with jax.enable_x64(True):
+        assert float(call(np.array([3.0, 4.0]))) == 25.0
+        jax.effects_barrier()
+    assert "seen 3.0" in capfd.readouterr().out
+
+
+def test_minimize_results_equal_with_and_without_the_synchronous_client(monkeypatch):
+    res = am.minimize(rosen, np.zeros(20), method="L-BFGS-B", backend="jax")
+    hvp = am.minimize(rosen, np.zeros(20), method="trust-ncg", backend="jax")
+
+    import autominimize.backends.jax_sync as jax_sync
+
+    monkeypatch.setattr(jax_sync, "synchronous_client", lambda: None)
+
+    def public_rosen(x):  # a new function: nothing comes from the compile cache
+        return rosen(x)
+
+    reference = am.minimize(public_rosen, np.zeros(20), method="L-BFGS-B", backend="jax")
+    hvp_reference = am.minimize(public_rosen, np.zeros(20), method="trust-ncg", backend="jax")
+    assert (res.nfev, res.njev, res.nit) == (reference.nfev, reference.njev, reference.nit)
+    assert np.array_equal(res.x, reference.x) and res.fun == reference.fun
+    assert (hvp.nfev, hvp.njev, hvp.nhvp) == (hvp_reference.nfev, hvp_reference.njev, hvp_reference.nhvp)
+    assert np.array_equal(hvp.x, hvp_reference.x)
+
+
+def test_the_users_jax_keeps_its_asynchronous_dispatch():
+    am.minimize(rosen, np.zeros(3), method="BFGS", backend="jax")
+    assert jax.config.read("jax_cpu_enable_async_dispatch") is True
+    assert jax.devices()[0] not in synchronous_client()[0].local_devices()
