@@ -109,6 +109,27 @@ def test_log_rows_are_committed_on_return_by_one_writer_thread_per_file(tmp_path
     assert [am.read_log(paths[0], run=k).run_id for k in (1, 2, 3)] == [1, 2, 3]
 
 
+def test_rows_before_a_slow_evaluation_are_committed_while_it_runs(tmp_path):
+    path = tmp_path / "slow.sqlite"
+    committed_during_the_fourth = []
+    calls = [0]
+
+    def fun(x):
+        calls[0] += 1
+        if calls[0] == 4:  # poll the file from inside the evaluation: the solve cannot commit now
+            deadline = time.time() + 20
+            while time.time() < deadline and not committed_during_the_fourth:
+                with sqlite3.connect(path) as connection:
+                    count = connection.execute("SELECT count(*) FROM evaluations").fetchone()[0]
+                if count:
+                    committed_during_the_fourth.append(count)
+                time.sleep(0.05)
+        return float(np.sum((x - 1.0) ** 2))
+
+    am.minimize(fun, np.zeros(2), method="Nelder-Mead", backend="numpy", log=path, options={"maxiter": 3})
+    assert committed_during_the_fourth == [3]
+
+
 def test_history_rows_read_mid_run_are_one_list_extended_in_place():
     from autominimize.history import History
     from autominimize.problem import Counters

@@ -10,14 +10,16 @@ Schema (one file holds any number of runs):
     ``best_f``, ``best_x`` (float64 bytes).
 ``evaluations``
     ``run_id``, ``seq`` (1, 2, ...), ``time`` (seconds since the run started), ``kind``
-    (value, value_and_gradient, gradient, hvp, hessian, finite-difference), ``f``,
-    ``grad_norm``, ``x`` (float64 bytes, stored only when ``f`` improves on the best so far).
+    (value, value_and_gradient, gradient, hvp, hessian, finite-difference, failed, repeat),
+    ``f``, ``grad_norm``, ``x`` (float64 bytes of the best point so far, on the last
+    evaluation of each commit that improved on it; NULL elsewhere).
 ``iterations``
     ``run_id``, ``nit``, ``time``, ``f``, ``grad_norm``, ``nfev``, ``njev``, ``x`` (bytes).
 
-The file uses write-ahead logging; a writer thread commits rows in batches (every
-``commit_interval`` seconds or ``batch_rows`` evaluations, and at the end), so a process
-killed mid-run leaves every committed row readable.
+The file uses write-ahead logging. The solve's thread commits what it has queued every
+``commit_interval`` seconds and at the end; the file's writer thread commits what has waited
+longer than that (a slow objective), so a process killed mid-run leaves every committed row
+readable and loses at most the last ``commit_interval`` seconds.
 """
 
 from __future__ import annotations
@@ -56,13 +58,15 @@ CREATE INDEX IF NOT EXISTS iterations_run ON iterations (run_id, nit);
 
 
 class _FileWriter:
-    """The one connection and writer thread of a log file in this process.
+    """The one connection and watchdog thread of a log file in this process.
 
     Closing a WAL database checkpoints it (copies the log into the file and syncs), which
     costs more than a short solve, and starting a thread per solve costs more than writing
-    its rows: both live until the process exits. The thread commits the rows every open run
-    has queued, woken when a run has queued ``batch_rows`` evaluations or every
-    ``commit_interval`` seconds; a run's last rows are written by ``finish``.
+    its rows: both live until the process exits. Runs commit their own rows as they go; every
+    ``commit_interval`` seconds the thread commits the rows of a run that has not done so for
+    that long (its objective is slow). The solve does the writing itself because on a fast
+    objective a second thread writing at the same time costs more in hand-offs of the
+    interpreter lock than the writing does.
     """
 
     def __init__(self, path: str, commit_interval: float):
@@ -73,18 +77,19 @@ class _FileWriter:
         self.commit_interval = commit_interval
         self.lock = threading.Lock()  # one writer at a time: the thread or a finishing run
         self.runs: list[SQLiteLog] = []
-        self.wake = threading.Event()
         self.error: sqlite3.Error | None = None
         threading.Thread(target=self._loop, name="autominimize-log-writer", daemon=True).start()
 
     def _loop(self) -> None:
         while True:
-            self.wake.wait(self.commit_interval)
-            self.wake.clear()
-            try:
-                self.write(list(self.runs))
-            except sqlite3.Error as exc:  # raised again to the solve by its finish()
-                self.error = exc
+            time.sleep(self.commit_interval)
+            now = time.perf_counter()
+            late = [run for run in list(self.runs) if now - run.committed >= self.commit_interval]
+            if late:
+                try:
+                    self.write(late)
+                except sqlite3.Error as exc:  # raised again to the solve by its next write
+                    self.error = exc
 
     def write(self, runs: list["SQLiteLog"]) -> None:
         """Commit what ``runs`` have queued, in one transaction."""
@@ -139,19 +144,14 @@ class SQLiteLog:
     path
         The file; created if missing. Runs already in it are kept.
     commit_interval
-        Seconds between commits while the run goes on (the first log of a file sets it).
-    batch_rows
-        Queued evaluations that wake the writer before the interval is over.
+        Seconds between commits while the run goes on.
     """
 
-    def __init__(self, path: str | os.PathLike, commit_interval: float = 0.5, batch_rows: int = 64):
+    def __init__(self, path: str | os.PathLike, commit_interval: float = 0.5):
         self.path = os.fspath(path)
-        self.batch_rows = batch_rows
+        self.commit_interval = commit_interval
         self.run_id: int | None = None
         self._file = _file_writer(self.path, commit_interval)
-        # The solve's thread queues rows; the file's writer thread numbers and commits them
-        # (sqlite releases the GIL while it writes, so on a multi-core machine the writing
-        # overlaps the solve).
         self._run: tuple | None = None
         self._precision: str | None = None
         self._outcome: tuple | None = None
@@ -159,7 +159,7 @@ class SQLiteLog:
         self._iterations: collections.deque[tuple] = collections.deque()
         self._seq = 0
         self._best = np.inf
-        self._start = time.perf_counter()
+        self._start = self.committed = time.perf_counter()
 
     def start_run(self, *, method: str, backend: str, precision: str, n: int, options: dict, structure: Any) -> None:
         """Queue the run's row; the writer inserts it before the run's first evaluation."""
@@ -168,7 +168,7 @@ class SQLiteLog:
         except Exception:  # a structure with unpicklable containers is stored flat only
             template = None
         self._run = (time.time(), method, backend, precision, _json_safe(options), n, template)
-        self._start = time.perf_counter()
+        self._start = self.committed = time.perf_counter()
         self._file.runs.append(self)
 
     def set_precision(self, precision: str) -> None:
@@ -176,15 +176,15 @@ class SQLiteLog:
 
     # -- observer -----------------------------------------------------------------------
     def evaluation(self, kind: str, x: np.ndarray, f: float, grad: np.ndarray | None, count: int) -> None:
-        # The solve's thread only queues what it alone knows; the writer numbers the rows.
         stored_x = None
         if f < self._best:
             self._best = f
             stored_x = x.tobytes()
         gn = math.sqrt(float(grad @ grad)) if grad is not None else math.nan
-        self._evaluations.append((time.perf_counter() - self._start, kind, f, gn, stored_x, count))
-        if len(self._evaluations) >= self.batch_rows:
-            self._file.wake.set()
+        now = time.perf_counter()
+        self._evaluations.append((now - self._start, kind, f, gn, stored_x, count))
+        if now - self.committed >= self.commit_interval:
+            self._file.write([self])
 
     def iteration(self, nit: int, x: np.ndarray, f: float, grad: np.ndarray | None, counts: Any) -> None:
         gn = math.sqrt(float(grad @ grad)) if grad is not None else math.nan
@@ -207,11 +207,13 @@ class SQLiteLog:
             self._precision = None
         queued = [self._evaluations.popleft() for _ in range(len(self._evaluations))]
         iterations = [(self.run_id,) + self._iterations.popleft() for _ in range(len(self._iterations))]
+        # Each stored point improves on every earlier one: the last of a commit is enough
+        last_point = max((i for i, row in enumerate(queued) if row[4] is not None), default=-1)
         evaluations = []
-        for elapsed, kind, f, gn, stored_x, count in queued:
+        for i, (elapsed, kind, f, gn, stored_x, count) in enumerate(queued):
             for _ in range(count):
                 self._seq += 1
-                evaluations.append((self.run_id, self._seq, elapsed, kind, f, gn, stored_x))
+                evaluations.append((self.run_id, self._seq, elapsed, kind, f, gn, stored_x if i == last_point else None))
         connection.executemany("INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?)", evaluations)
         connection.executemany("INSERT INTO iterations VALUES (?, ?, ?, ?, ?, ?, ?, ?)", iterations)
         if self._outcome is not None:
@@ -219,6 +221,7 @@ class SQLiteLog:
                 "UPDATE runs SET status = ?, success = ?, message = ?, finished = ?, best_f = ?, best_x = ? WHERE run_id = ?",
                 self._outcome + (self.run_id,),
             )
+        self.committed = time.perf_counter()
 
     def finish(self, *, status: Any, success: bool, message: str, best_f: float, best_x: np.ndarray | None) -> None:
         """Write what is left and the run's outcome; the rows are committed on return."""
@@ -235,7 +238,7 @@ class SQLiteLog:
         self._file.write([self])
 
     def flush(self) -> None:
-        """Commit every row queued so far (the writer thread does this on its own too)."""
+        """Commit every row queued so far."""
         self._file.write([self])
 
 
