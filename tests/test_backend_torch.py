@@ -372,3 +372,45 @@ def test_explicit_device():
     f = TorchBackend(device="cpu").compile_scalar(torch_rosen, spec, "float64")
     x = np.array([0.5, 1.5, -1.0])
     np.testing.assert_allclose(f.value_and_grad(x)[1], rosen_der(x), **TIGHT)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_first_order_path_gives_the_kept_graph_results_and_keeps_no_graph(dtype):
+    x0 = {"a": np.zeros(3), "b": np.zeros((2, 2))}
+
+    def fun(p):
+        return torch_rosen(torch.cat([p["a"], p["b"].reshape(-1)])) + torch.sum(p["b"] ** 3)
+
+    compiled = compile_scalar(fun, x0, dtype)
+    x = np.random.default_rng(1).normal(size=7)
+    f_once, g_once = compiled.value_and_grad_once(x)
+    assert compiled._last is None  # nothing kept for derivatives that will not come
+    f_kept, g_kept = compiled.value_and_grad(x)
+    assert compiled._last is not None
+    assert f_once == f_kept and np.array_equal(g_once, g_kept) and g_once.dtype == np.float64
+    g_once[0] = 1e9  # the caller owns the array it gets
+    assert compiled.value_and_grad_once(x)[1][0] == g_kept[0]
+
+
+def test_minimize_uses_the_graphless_path_only_without_curvature(monkeypatch):
+    import autominimize as am
+    from autominimize.backends.torch_backend import TorchScalar
+
+    calls = {"value_and_grad_once": 0, "value_and_grad": 0}
+    for name in calls:
+        original = getattr(TorchScalar, name)
+
+        def counted(self, x, _original=original, _name=name):
+            calls[_name] += 1
+            return _original(self, x)
+
+        monkeypatch.setattr(TorchScalar, name, counted)
+
+    first = am.minimize(torch_rosen, np.zeros(5), method="L-BFGS-B", backend="torch", history=False)
+    assert calls == {"value_and_grad_once": first.nfev, "value_and_grad": 0}
+    reference = am.minimize(rosen, np.zeros(5), method="L-BFGS-B", backend="numpy", jac=rosen_der)
+    assert (first.nfev, first.njev) == (reference.nfev, reference.njev)
+    np.testing.assert_allclose(first.x, reference.x, rtol=1e-10, atol=1e-10)
+    calls.update(value_and_grad_once=0)
+    second = am.minimize(torch_rosen, np.zeros(5), method="trust-ncg", backend="torch", history=False)
+    assert second.success and calls == {"value_and_grad_once": 0, "value_and_grad": second.njev}

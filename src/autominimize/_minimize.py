@@ -312,7 +312,8 @@ def minimize(
     def new_objective(precision_name: str) -> Objective:
         return Objective(
             compile_scalar(precision_name), spec, differentiable=info.gradient not in (None, "scipy"),
-            uses_hvp=second_order == "hessp", observers=watchers, error_handling=error_handling, **derivatives,
+            uses_hvp=second_order == "hessp", curvature=second_order in ("hessp", "hess"), observers=watchers,
+            error_handling=error_handling, **derivatives,
         )
 
     objective = None

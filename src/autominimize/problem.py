@@ -83,6 +83,9 @@ class Objective:
     gradient, hessian, hessp
         Optional user-supplied derivatives of the flat vector (already flattened); each
         replaces the backend's for that derivative only.
+    uses_hvp, curvature
+        Whether the method asks for Hessian-vector products, and for any curvature at all
+        (HVPs or Hessians); they choose how the backend computes value and gradient.
     error_handling
         ``'raise'`` or ``'continue'``: what a failing evaluation does (see the module
         docstring).
@@ -98,6 +101,7 @@ class Objective:
         hessp: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
         differentiable: bool = True,
         uses_hvp: bool = False,
+        curvature: bool = True,
         observers: list | None = None,
         error_handling: str = "raise",
     ) -> None:
@@ -110,6 +114,11 @@ class Objective:
         self._linearize = None
         if uses_hvp and hessp is None:
             self._linearize = getattr(functions, "value_grad_and_hvp", None)
+        # Without curvature to follow, a backend that keeps each point's graph for it (torch)
+        # can compute value and gradient and let the graph go.
+        self._value_and_grad = getattr(functions, "value_and_grad", None)  # None: values only
+        if not curvature:
+            self._value_and_grad = getattr(functions, "value_and_grad_once", self._value_and_grad)
         self._evaluate_value = functions.value
         if not differentiable:
             self._evaluate_value = getattr(functions, "value_without_gradient", functions.value)
@@ -226,7 +235,7 @@ class Objective:
             if self._g is None:  # a failed point has its zero gradient already
                 self._g = self._gradient_only(x)
             return f, self._g
-        evaluate = self._value_grad_linearized if self._linearize is not None else self.functions.value_and_grad
+        evaluate = self._value_grad_linearized if self._linearize is not None else self._value_and_grad
         out = self._attempt("the objective and its gradient", x, evaluate, x)
         self.counters.nfev += 1
         self.counters.njev += 1
@@ -245,7 +254,7 @@ class Objective:
         elif self._linearize is not None:
             g = self._run("the gradient", x, self._value_grad_linearized, x)[1]
         else:
-            g = self._run("the gradient", x, self.functions.value_and_grad, x)[1]
+            g = self._run("the gradient", x, self._value_and_grad, x)[1]
         self.counters.njev += 1
         if self.observers:
             self._notify("gradient", x, self._f, g)

@@ -221,6 +221,24 @@ class TorchScalar(_TorchCompiled):
             point.grad = self._numpy(_vjp(point.out, point.xt, retain_graph=True))
         return point.value, point.grad.copy()
 
+    def value_and_grad_once(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """Value and gradient for a method that asks for no curvature: no graph is kept.
+
+        The tensor shares ``x``'s memory (nothing writes into it before the backward pass
+        ends) and the graph is freed by that pass. This is the hot path of every first-order
+        method, so it skips what costs microseconds and changes nothing here: entering
+        ``enable_grad`` when gradients are on already, and moving a CPU float64 gradient.
+        """
+        torch = _torch()
+        xt = self._tensor(x).requires_grad_()
+        if torch.is_grad_enabled():
+            out = self.flat_fun(xt)
+        else:
+            with torch.enable_grad():
+                out = self.flat_fun(xt)
+        grad = _vjp(out, xt)
+        return out.item(), grad.numpy().copy() if self._zero_copy else self._numpy(grad)
+
     def hvp_at(self, x: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         xt, grad = self._gradient_graph(x)
 

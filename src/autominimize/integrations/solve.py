@@ -133,6 +133,7 @@ def solve(
         spec,
         differentiable=plan.info.gradient not in (None, "scipy"),
         uses_hvp=plan.second_order == "hessp",
+        curvature=plan.second_order in ("hessp", "hess"),
         observers=observers,
     )
     try:
