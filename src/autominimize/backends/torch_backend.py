@@ -264,13 +264,16 @@ class TorchBatched(TorchScalar):
     """
 
     traces = 0
+    _mapped = None
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
         torch = _torch()
         self.traces += 1
+        if self._mapped is None:
+            self._mapped = torch.func.vmap(self.flat_fun)
         rows = self._tensor(np.ascontiguousarray(points, dtype=np.float64))
         with torch.no_grad():
-            return self._numpy(torch.func.vmap(self.flat_fun)(rows))
+            return self._numpy(self._mapped(rows))
 
 
 class TorchVector(_TorchCompiled):

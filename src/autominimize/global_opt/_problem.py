@@ -253,13 +253,17 @@ def build_problem(
 
     batched_key = (backend_name, "batched", spec.key, dtype, unpack, tuple(id(a) for a in args), str(device))
 
+    compiled_batched: list = []  # looked up in the compile cache once per problem, not per generation
+
     def batched(points: np.ndarray) -> np.ndarray:
         def build() -> Any:
             if device is not None:
                 return backend_obj.compile_batched(call, spec, dtype, device=device)
             return backend_obj.compile_batched(call, spec, dtype)
 
-        return _backends.cached_compile(fun, batched_key, build)(points)
+        if not compiled_batched:
+            compiled_batched.append(_backends.cached_compile(fun, batched_key, build))
+        return compiled_batched[0](points)
 
     def make_constraints(constraints: Any, method: str) -> list:
         def compile_vector(c: Callable, extra: tuple) -> Any:
