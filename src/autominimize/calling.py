@@ -40,11 +40,14 @@ def resolve_unpack(fun: Callable, x0: Any, unpack: str, n_extra_args: int = 0) -
         return unpack
     if unpack == "none":
         return unpack
+    named_structure = isinstance(x0, dict) and x0 and all(isinstance(k, str) for k in x0)
+    if not named_structure and not (type(x0) is list and len(x0) >= 2):
+        return "none"  # nothing to unpack: skip inspecting fun's signature (tens of µs)
     sig = _signature(fun)
     if sig is None:
         return "none"
     params = list(sig.parameters.values())
-    if isinstance(x0, dict) and x0 and all(isinstance(k, str) for k in x0):
+    if named_structure:
         named = {
             p.name
             for p in params
