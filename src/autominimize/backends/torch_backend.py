@@ -179,6 +179,8 @@ class TorchScalar(_TorchCompiled):
         out = self.call(self.params_of(xt))
         if not isinstance(out, torch.Tensor):
             out = torch.as_tensor(out, dtype=self.torch_dtype, device=self.device)
+        if out.dim() == 0:  # the usual case: no reshape to dispatch
+            return out
         require_scalar_shape(tuple(out.shape))
         return out.reshape(())
 
