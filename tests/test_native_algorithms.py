@@ -210,3 +210,61 @@ def test_tonga_direction_is_damped_natural_gradient():
     x_prev, x_last = np.asarray(states[-2].x), np.asarray(states[-1].x)
     c = sum(np.outer(b, b) for b in batches)
     assert np.allclose(x_prev - x_last, np.linalg.solve(c + 0.3 * np.eye(4), batches[-1]), atol=1e-12)
+
+
+def test_hessian_free_pcg_with_the_exact_diagonal_converges_in_one_iteration():
+    from autominimize.native import HessianFree
+
+    diagonal = np.logspace(-3, 3, 7)
+    g = np.linspace(1.0, 2.0, 7)
+    _, p, count = HessianFree()._cg(np, lambda v: diagonal * v, g, np.zeros(7), lambda v: v / diagonal)
+    assert count == 1 and np.allclose(p, -g / diagonal, rtol=1e-14)
+
+
+def test_hessian_free_squared_case_gradients_are_per_case():
+    """Σ_i (∇f_i)², case i the rows r[i] of every residual leaf: f_i = ½‖r_i‖², ∇f_i = J_iᵀ r_i."""
+    from autominimize.backends import get_backend
+    from autominimize.native.oracles import compile_functions
+    from autominimize.params import ParamSpec
+
+    rng = np.random.default_rng(2)
+    a, b, y = rng.normal(size=(6, 2, 3)), rng.normal(size=(6, 3)), rng.normal(size=(6, 2))
+    w = rng.normal(size=3)
+
+    def call(w, batch):  # two leaves, 6 cases: two residuals and one residual per case
+        return jnp.einsum("ikj,j->ik", a, w) - y, jnp.tanh(b @ w)
+
+    per_case = np.einsum("ikj,ik->ij", a, np.einsum("ikj,j->ik", a, w) - y)
+    t = np.tanh(b @ w)
+    per_case += b * (t * (1 - t * t))[:, None]
+    functions = compile_functions("jax", call, ParamSpec.from_tree(w), "float64", residual=True)
+    with get_backend("jax").solve_context("float64"):
+        squares = functions.squared_case_gradients(jnp.asarray(w), None)
+    assert np.allclose(squares, (per_case**2).sum(axis=0), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"preconditioner": "jacobi"}, r"preconditioner='jacobi' is not one of \(None, 'martens'\)"),
+        ({"preconditioner": True}, r"preconditioner=True is not one of"),
+        ({"preconditioner": "martens", "preconditioner_exponent": 1.5}, r"preconditioner_exponent=1.5 is not a number in \[0, 1\]"),
+        ({"preconditioner": "martens", "preconditioner_exponent": "3/4"}, r"preconditioner_exponent='3/4'"),
+    ],
+)
+def test_hessian_free_bad_preconditioner_options(options, match):
+    with pytest.raises(ValueError, match=match):
+        am.minimize(lambda x: x - 1.0, np.zeros(2), method="hessian-free", options=options)
+
+
+def test_hessian_free_martens_preconditioner_needs_residuals():
+    with pytest.raises(ValueError, match="preconditioner='martens' needs per-case gradients.*residuals"):
+        am.minimize(rosen, np.array([-1.2, 1.0]), method="hessian-free", options={"preconditioner": "martens", "curvature": "hessian"}, backend="jax")
+
+
+def test_hessian_free_martens_preconditioner_needs_cases_along_one_leading_axis():
+    def residuals(x):
+        return x - 1.0, (x[0] - x[1]) ** 2
+
+    with pytest.raises(ValueError, match="leading axis of fun's residuals"):
+        am.minimize(residuals, np.zeros(2), method="hessian-free", options={"preconditioner": "martens"}, backend="jax")

@@ -53,6 +53,57 @@ def test_hessian_free_same_iterates_on_jax_and_torch():
     assert np.abs(runs["jax"] - runs["torch"]).max() <= 1e-10
 
 
+def _rosen_cases(x):
+    """Rosenbrock's residuals as two leaves, one row per term: 3 cases of 2 residuals."""
+    return 10.0 * (x[1:] - x[:-1] ** 2), 1.0 - x[:-1]
+
+
+def _preconditioned_iterates(backend: str) -> np.ndarray:
+    x0 = torch.tensor(X0) if backend == "torch" else X0
+    options = {"preconditioner": "martens"}
+    states = am.iterate(_rosen_cases, x0, method="hessian-free", backend=backend, stop=MaxIterations(10), options=options)
+    return np.array([np.asarray(s.x.numpy() if backend == "torch" else s.x, dtype=float) for s in states])
+
+
+def test_hessian_free_martens_preconditioner_same_iterates_on_every_backend():
+    runs = {b: _preconditioned_iterates(b) for b in BACKENDS}
+    assert len(runs["jax"]) == 10 and np.abs(runs["jax"] - runs["torch"]).max() <= 1e-10
+    # NumPy's Jacobian is by finite differences: the same path, to their accuracy
+    assert np.abs(runs["numpy"] - runs["jax"]).max() <= 1e-5
+
+
+def _badly_scaled_least_squares(backend: str):
+    """Residuals X w − y of 200 cases whose 20 features are scaled by 1e-3 … 1e3, and min ½‖r‖²."""
+    rng = np.random.default_rng(0)
+    scales = np.logspace(-3, 3, 20)
+    a = rng.normal(size=(200, 20)) * scales
+    y = a @ (rng.normal(size=20) / scales) + 0.1 * rng.normal(size=200)
+    best = 0.5 * np.sum((a @ np.linalg.lstsq(a, y, rcond=None)[0] - y) ** 2)
+    convert = torch.as_tensor if backend == "torch" else np.asarray
+    a_b, y_b = convert(a), convert(y)
+    return (lambda w: a_b @ w - y_b), best
+
+
+def _cg_iterations_to_reach(backend: str, preconditioner: str | None) -> int:
+    residuals, best = _badly_scaled_least_squares(backend)
+    w0 = torch.zeros(20, dtype=torch.float64) if backend == "torch" else np.zeros(20)
+    options = {"preconditioner": preconditioner, "maxiter": 100, "gtol": 0.0, "ftol": 0.0}
+    total = 0
+    for state in am.iterate(residuals, w0, method="hessian-free", backend=backend, options=options):
+        total += state.raw.cg_iterations
+        if state.fun <= best * (1 + 1e-6):
+            return total
+    raise AssertionError(f"{backend}, preconditioner={preconditioner!r}: loss {state.fun} > {best} after 100 steps")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hessian_free_martens_preconditioner_needs_fewer_cg_iterations(backend):
+    plain = _cg_iterations_to_reach(backend, None)
+    preconditioned = _cg_iterations_to_reach(backend, "martens")
+    # measured: NumPy 1019 → 495, JAX 1227 → 458, torch 1101 → 461
+    assert preconditioned < 0.6 * plain, (plain, preconditioned)
+
+
 def _batches(backend: str):
     rng = np.random.default_rng(3)
     a, y = rng.normal(size=(60, 4)), rng.normal(size=60)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -11,6 +13,7 @@ from .base import Algorithm, Oracle
 from .linesearch import armijo_backtracking
 
 CURVATURES = ("auto", "gauss-newton", "hessian")
+PRECONDITIONERS = (None, "martens")
 
 
 class HessianFreeState(NamedTuple):
@@ -23,6 +26,10 @@ class HessianFreeState(NamedTuple):
     cg_iterations: int  # CG iterations of the last step (for monitoring)
     rho: float  # reduction ratio of the last step
     flag: str = ""
+
+
+def _identity(v: Any) -> Any:
+    return v
 
 
 def _checkpoints(max_iterations: int, first: float = 5.0, factor: float = 1.3) -> set[int]:
@@ -43,7 +50,8 @@ class HessianFree(Algorithm):
     Gauss-Newton matrix JᵀJ (when ``fun`` returns residuals r and the objective is ½‖r‖²)
     or the Hessian (Hessian-vector products), never formed. Then:
 
-    * CG starts from ζ·p_prev (warm start) and stops on Martens' relative-progress rule:
+    * CG (preconditioned CG, Nocedal & Wright Alg. 5.3, with ``preconditioner="martens"``)
+      starts from ζ·p_prev (warm start) and stops on Martens' relative-progress rule:
       i > k, φ_i < 0 and (φ_i − φ_{i−k})/φ_i < k·ε with k = max(⌈0.1 i⌉, 10), ε = 5e-4,
       on non-positive curvature, or after ``max_cg_iterations``;
     * CG backtracking: of the iterates saved at i = ⌈5·1.3^j⌉ and the last one, take the
@@ -71,6 +79,15 @@ class HessianFree(Algorithm):
         ε = 5e-4 of the progress rule (Martens' code).
     armijo_c, armijo_shrink, max_armijo : float, float, int
         1e-2, 0.8 and 60 (Martens' code).
+    preconditioner : {None, "martens"}
+        None (default): plain CG. "martens": Martens' diagonal preconditioner (ICML 2010,
+        §4.7) M = diag(Σ_i (∇f_i ⊙ ∇f_i) + λ)^α, recomputed each outer step with the current
+        λ, where the training cases i are the rows of fun's residuals along their leading
+        axis (f_i = ½‖r_i‖², ∇f_i = J_iᵀ r_i; a 1-D residual vector has one residual per
+        case). It needs fun to return residuals: a scalar objective has no per-case
+        gradients, and init raises a ValueError rather than fall back to plain CG.
+    preconditioner_exponent : float
+        α = 0.75 (Martens §4.7), in [0, 1]; α = 0 is plain CG.
 
     Examples
     --------
@@ -96,6 +113,8 @@ class HessianFree(Algorithm):
     armijo_c: float = 1e-2
     armijo_shrink: float = 0.8
     max_armijo: int = 60
+    preconditioner: str | None = None
+    preconditioner_exponent: float = 0.75
 
     name = "hessian-free"
     needs_evaluator = True
@@ -103,8 +122,19 @@ class HessianFree(Algorithm):
     def __post_init__(self) -> None:
         if self.curvature not in CURVATURES:
             raise ValueError(f"curvature={self.curvature!r} is not one of {CURVATURES}.")
+        if self.preconditioner not in PRECONDITIONERS:
+            raise ValueError(f"preconditioner={self.preconditioner!r} is not one of {PRECONDITIONERS}.")
+        exponent = self.preconditioner_exponent
+        if isinstance(exponent, bool) or not isinstance(exponent, numbers.Real) or not 0.0 <= exponent <= 1.0:
+            raise ValueError(f"preconditioner_exponent={exponent!r} is not a number in [0, 1] (Martens uses 0.75).")
 
     def init(self, x: Any, oracle: Oracle) -> HessianFreeState:
+        if self.preconditioner == "martens" and not getattr(oracle, "residual", False):
+            raise ValueError(
+                "preconditioner='martens' needs per-case gradients, which need fun to return residuals "
+                "(one row per training case along the leading axis); a scalar objective has none. "
+                "Return the residuals, or use preconditioner=None."
+            )
         f, g = oracle.value_and_grad(x)
         return HessianFreeState(x, f, g, 0, float(self.damping), namespace(x).zeros_like(x), 0, math.nan)
 
@@ -123,7 +153,8 @@ class HessianFree(Algorithm):
         def damped(v):
             return product(x, v) + lam * v
 
-        iterates, p_last, cg_iterations = self._cg(xp, damped, g, self.decay * state.p_prev)
+        precondition = self._preconditioner(oracle, x, lam)
+        iterates, p_last, cg_iterations = self._cg(xp, damped, g, self.decay * state.p_prev, precondition)
         f0 = float(f)
         # CG backtracking: walk back while the previous saved iterate is at least as good.
         p, f_p = iterates[-1], float(oracle.value(x + iterates[-1]))
@@ -152,14 +183,25 @@ class HessianFree(Algorithm):
         f_new, g_new = oracle.value_and_grad(x_new)
         return HessianFreeState(x_new, f_new, g_new, state.nit + 1, lam, p_last, cg_iterations, rho)
 
-    def _cg(self, xp: Any, A, g: Any, p0: Any) -> tuple[list, Any, int]:
-        """CG on A p = −g from p0; returns the saved iterates, the last one and the count."""
+    def _preconditioner(self, oracle: Oracle, x: Any, lam: float) -> Callable[[Any], Any]:
+        """v ↦ M⁻¹v with Martens' M = (Σ_i (∇f_i)² + λ)^α; the identity for plain CG."""
+        if self.preconditioner is None:
+            return _identity
+        m = (oracle.squared_case_gradients(x) + lam) ** self.preconditioner_exponent
+        return lambda v: v / m
+
+    def _cg(self, xp: Any, A, g: Any, p0: Any, solve: Callable[[Any], Any] = _identity) -> tuple[list, Any, int]:
+        """Preconditioned CG on A p = −g from p0; returns the saved iterates, the last one and the count.
+
+        Nocedal & Wright's Algorithm 5.3 with y = M⁻¹r = ``solve(r)``. With the identity, y is
+        r itself, so plain CG's arithmetic is unchanged.
+        """
         saved_at = _checkpoints(self.max_cg_iterations)
         p = p0
         r = -g - A(p)
-        d = r
-        rr = vdot(xp, r, r)
-        tiny = (1e-30 + 1e-15 * float(vdot(xp, g, g)) ** 0.5) ** 2
+        d = solve(r)
+        rr = vdot(xp, r, d)  # ⟨r, M⁻¹r⟩
+        tiny = (1e-30 + 1e-15 * float(vdot(xp, g, solve(g))) ** 0.5) ** 2
         phis: list[float] = []
         iterates: list = []
         i = 0
@@ -175,8 +217,9 @@ class HessianFree(Algorithm):
             alpha = rr / curvature
             p = p + alpha * d
             r = r - alpha * Ad
-            rr_new = vdot(xp, r, r)
-            d = r + (rr_new / rr) * d
+            y = solve(r)
+            rr_new = vdot(xp, r, y)
+            d = y + (rr_new / rr) * d
             rr = rr_new
             phis.append(0.5 * float(vdot(xp, p, g - r)))  # φ(p) = ½⟨p, Ap⟩ + ⟨g, p⟩ = ½⟨p, g − r⟩
             if i in saved_at:

@@ -2,14 +2,16 @@
 
 :func:`compile_functions` builds, for one (function, structure, dtype, device), the value,
 value-and-gradient, Hessian-vector product and — for functions returning residuals r, whose
-objective is ½‖r‖² — Gauss-Newton-vector product Jᵀ(J v):
+objective is ½‖r‖² — Gauss-Newton-vector product Jᵀ(J v) and the sum of the squared per-case
+gradients Σ_i (∇f_i)² (case i: the residuals r[i] along the leading axis, f_i = ½‖r_i‖²):
 
-* JAX: ``jax.jit`` of ``jax.value_and_grad``, of forward-over-reverse HVPs and of
-  ``jax.jvp`` + ``jax.vjp``;
+* JAX: ``jax.jit`` of ``jax.value_and_grad``, of forward-over-reverse HVPs, of
+  ``jax.jvp`` + ``jax.vjp`` and of ``jax.jacrev`` (a ``vmap`` of VJPs) for the per-case gradients;
 * torch: eager autograd on one flat tensor (double backward for HVPs, the double-VJP trick
-  for J v), on the tensor's device;
+  for J v, ``torch.func.jacrev`` for the per-case gradients), on the tensor's device;
 * NumPy and TensorFlow: the library's backends on flat NumPy vectors (NumPy by finite
-  differences unless the user gives ``jac``; TensorFlow compiled with ``tf.function``).
+  differences unless the user gives ``jac``; TensorFlow compiled with ``tf.function``), the
+  per-case gradients from the residuals' Jacobian.
 
 Every function takes ``(x, batch)``; ``batch`` is None for deterministic objectives and one
 mini-batch, passed through as the function's second argument, for stochastic ones.
@@ -18,6 +20,7 @@ mini-batch, passed through as the function's second argument, for stochastic one
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import numpy as np
@@ -36,14 +39,16 @@ class NativeFunctions:
     """value / value_and_grad / grad / hvp / gnvp of flat framework arrays, all ``(x, ..., batch)``.
 
     ``value_and_grad_along(x, alpha, d, batch)`` is a line-search trial: ``(x + alpha d, f, g,
-    ⟨g, d⟩)`` at that point, one fused call on JAX and torch.
+    ⟨g, d⟩)`` at that point, one fused call on JAX and torch. ``squared_case_gradients(x,
+    batch)`` is Σ_i (∇f_i)² over the cases of a residual objective (None for scalar ones).
     """
 
-    def __init__(self, value, value_and_grad, hvp, gnvp, grad=None, value_and_grad_along=None):
+    def __init__(self, value, value_and_grad, hvp, gnvp, grad=None, value_and_grad_along=None, squared_case_gradients=None):
         self.value = value
         self.value_and_grad = value_and_grad
         self.hvp = hvp
         self.gnvp = gnvp
+        self.squared_case_gradients = squared_case_gradients
         self.grad = grad or (lambda x, batch: value_and_grad(x, batch)[1])
         self.value_and_grad_along = value_and_grad_along or _along(value_and_grad)
 
@@ -73,6 +78,34 @@ def _scalar_check(shape: tuple, residual: bool) -> None:
             f"fun must return a scalar, but it returned an array of shape {tuple(shape)}. Reduce "
             "it (sum or mean), or use method='hessian-free', which minimizes ½‖r‖² of residuals."
         )
+
+
+def sum_squared_case_gradients(shapes: list[tuple], r: Any, jac: Any) -> Any:
+    """Σ_i (∇f_i)² from the flat residuals r, their Jacobian and the residual leaves' shapes.
+
+    Case i holds the rows ``leaf[i]`` of every leaf, f_i = ½‖r_i‖² and ∇f_i = J_iᵀ r_i.
+    """
+    xp = namespace(r, jac)
+    cases = _case_count(shapes)
+    n = jac.shape[1]
+    weighted = r[:, None] * jac  # row k: r_k ∇r_k
+    per_case, start = None, 0
+    for shape in shapes:
+        size = math.prod(shape)
+        rows = xp.sum(xp.reshape(weighted[start : start + size, :], (cases, size // cases, n)), axis=1)
+        per_case = rows if per_case is None else per_case + rows
+        start += size
+    return xp.sum(per_case * per_case, axis=0)
+
+
+def _case_count(shapes: list[tuple]) -> int:
+    leading = {shape[0] if shape else None for shape in shapes}
+    if None in leading or len(leading) != 1:
+        raise ValueError(
+            "preconditioner='martens' takes the leading axis of fun's residuals as the training cases; "
+            f"the residuals have shapes {[tuple(s) for s in shapes]}, which share no leading axis."
+        )
+    return leading.pop()
 
 
 def compile_functions(backend: str, call: Call, spec: ParamSpec, dtype: str, residual: bool, device: Any = None) -> NativeFunctions:
@@ -110,9 +143,20 @@ def _jax_functions(call: Call, spec: ParamSpec, dtype: str, residual: bool) -> N
         r, jv = jax.jvp(lambda y: residuals(y, batch), (x,), (v,))
         return jax.vjp(lambda y: residuals(y, batch), x)[1](jv)[0]
 
+    def squared_case_gradients(x, batch):
+        def leaves(y):
+            out = [jnp.asarray(leaf).astype(y.dtype) for leaf in jax.tree_util.tree_leaves(call(params_of(y), batch))]
+            return out, out
+
+        jacs, out = jax.jacrev(leaves, has_aux=True)(x)
+        r = jnp.concatenate([jnp.ravel(leaf) for leaf in out])
+        jac = jnp.concatenate([j.reshape(-1, x.shape[0]) for j in jacs])
+        return sum_squared_case_gradients([leaf.shape for leaf in out], r, jac)
+
     return NativeFunctions(
         jax.jit(objective), jax.jit(jax.value_and_grad(objective)), jax.jit(hvp), jax.jit(gnvp) if residual else None,
         value_and_grad_along=jax.jit(_along(jax.value_and_grad(objective))),
+        squared_case_gradients=jax.jit(squared_case_gradients) if residual else None,
     )
 
 
@@ -170,7 +214,20 @@ def _torch_functions(call: Call, spec: ParamSpec, residual: bool) -> NativeFunct
             jv = grad_of(jtu, u, grad_outputs=v).detach()
             return grad_of(r, xt, grad_outputs=jv).detach()
 
-    return NativeFunctions(value, value_and_grad, hvp, gnvp if residual else None, value_and_grad_along=value_and_grad_along)
+    def squared_case_gradients(x, batch):
+        def leaves(y):
+            out = tuple(torch.as_tensor(leaf).to(y.dtype) for leaf in _leaves(call(params_of(y), batch)))
+            return out, tuple(leaf.detach() for leaf in out)
+
+        jacs, out = torch.func.jacrev(leaves, has_aux=True)(x.detach())
+        r = torch.cat([leaf.reshape(-1) for leaf in out])
+        jac = torch.cat([j.reshape(-1, x.shape[0]) for j in jacs])
+        return sum_squared_case_gradients([tuple(leaf.shape) for leaf in out], r, jac)
+
+    return NativeFunctions(
+        value, value_and_grad, hvp, gnvp if residual else None, value_and_grad_along=value_and_grad_along,
+        squared_case_gradients=squared_case_gradients if residual else None,
+    )
 
 
 def _leaves(out: Any) -> list:
@@ -211,7 +268,12 @@ def _host_functions(backend: str, call: Call, spec: ParamSpec, dtype: str, resid
         _, jac = for_batch(batch)[1].value_and_jacobian(x)
         return jac.T @ (jac @ v)
 
-    return NativeFunctions(value, value_and_grad, hvp, gnvp if residual else None)
+    def squared_case_gradients(x, batch):
+        r, jac = for_batch(batch)[1].value_and_jacobian(x)
+        shapes = [tuple(leaf.shape) for leaf in _leaves(call(make_params_of(spec)(x), batch))]
+        return sum_squared_case_gradients(shapes, np.asarray(r), jac)
+
+    return NativeFunctions(value, value_and_grad, hvp, gnvp if residual else None, squared_case_gradients=squared_case_gradients if residual else None)
 
 
 def _sum_squares(out: Any) -> Any:
@@ -266,6 +328,13 @@ class CountingOracle:
     def hvp(self, x: Any, v: Any) -> Any:
         self.nhvp += 1
         return self.functions.hvp(x, v, self.batch)
+
+    def squared_case_gradients(self, x: Any) -> Any:
+        """Σ_i (∇f_i)² over the cases of a residual objective: one Jacobian, one ``njev``."""
+        if self.functions.squared_case_gradients is None:
+            raise ValueError("per-case gradients need fun to return residuals (a vector), not a scalar.")
+        self.njev += 1
+        return self.functions.squared_case_gradients(x, self.batch)
 
     def gnvp(self, x: Any, v: Any) -> Any:
         if self.functions.gnvp is None:
