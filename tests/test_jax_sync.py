@@ -83,3 +83,20 @@ def test_the_users_jax_keeps_its_asynchronous_dispatch():
     am.minimize(rosen, np.zeros(3), method="BFGS", backend="jax")
     assert jax.config.read("jax_cpu_enable_async_dispatch") is True
     assert jax.devices()[0] not in synchronous_client()[0].local_devices()
+
+
+def test_with_async_dispatch_off_jax_own_client_serves(tmp_path):
+    import subprocess
+    import sys
+
+    script = (
+        "import jax, numpy as np\n"
+        "jax.config.update('jax_cpu_enable_async_dispatch', False)\n"
+        "import autominimize as am\n"
+        "from autominimize.backends.jax_sync import synchronous_client\n"
+        "res = am.minimize(lambda x: ((x - 3.0) ** 2).sum(), np.zeros(4), method='BFGS', backend='jax')\n"
+        "print(synchronous_client() is None, np.allclose(res.x, 3.0))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True"]

@@ -41,9 +41,9 @@ def synchronous_client() -> tuple[Any, Any, Any] | None:
 def _make_client() -> tuple[Any, Any, Any] | None:
     import jax
 
-    if jax.default_backend() != "cpu" or not jax.config.read("jax_cpu_enable_async_dispatch"):
-        return None  # an accelerator needs its own client; without async dispatch JAX's is already inline
     try:
+        if jax.default_backend() != "cpu" or not jax.config.read("jax_cpu_enable_async_dispatch"):
+            return None  # an accelerator needs its own client; without async dispatch JAX's is already inline
         from jax._src.lib import xla_client
         from jax.sharding import SingleDeviceSharding
 
