@@ -268,10 +268,19 @@ def _host_functions(backend: str, call: Call, spec: ParamSpec, dtype: str, resid
         _, jac = for_batch(batch)[1].value_and_jacobian(x)
         return jac.T @ (jac @ v)
 
+    shapes_of: dict[int, tuple] = {}
+
+    def residual_shapes(x, batch):
+        """The residual leaves' shapes: one extra call of fun per batch."""
+        key = id(batch)
+        if key not in shapes_of:
+            shapes_of.clear()
+            shapes_of[key] = (batch, [np.shape(leaf) for leaf in _leaves(call(make_params_of(spec)(x), batch))])
+        return shapes_of[key][1]
+
     def squared_case_gradients(x, batch):
         r, jac = for_batch(batch)[1].value_and_jacobian(x)
-        shapes = [tuple(leaf.shape) for leaf in _leaves(call(make_params_of(spec)(x), batch))]
-        return sum_squared_case_gradients(shapes, np.asarray(r), jac)
+        return sum_squared_case_gradients(residual_shapes(x, batch), np.asarray(r), jac)
 
     return NativeFunctions(value, value_and_grad, hvp, gnvp if residual else None, squared_case_gradients=squared_case_gradients if residual else None)
 
