@@ -90,8 +90,10 @@ class JaxScalar(_JaxCompiled):
         return out.reshape(()).astype(self.dtype)
 
     def value(self, x: np.ndarray) -> float:
-        compiled = self._aot("value", lambda: self.flat_fun, self._x_aval())
-        return float(compiled(self._input(x)))
+        compiled = self._compiled.get("value")
+        if compiled is None:
+            compiled = self._aot("value", lambda: self.flat_fun, self._x_aval())
+        return float(np.asarray(compiled(self._input(x))))
 
     def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         compiled = self._compiled.get("value_and_grad")
@@ -140,12 +142,16 @@ class JaxScalar(_JaxCompiled):
 
             return linearized
 
-        primal, buffers = self._aot("value_grad_linearize", build, self._x_aval())(self._input(x))
+        linearize = self._compiled.get("value_grad_linearize")
+        if linearize is None:
+            linearize = self._aot("value_grad_linearize", build, self._x_aval())
+        primal, buffers = linearize(self._input(x))
         apply = self._compiled.get("apply")
         if apply is None:
             treedef, layout, dtypes = self._compiled["linear_structure"]
 
-            def apply_linear(buffers, v):
+            def apply_linear(*arguments):  # the buffers, then v: flat arguments call fastest
+                *buffers, v = arguments
                 cursors = dict.fromkeys(dtypes, 0)
                 leaves = []
                 for shape, dtype in layout:
@@ -154,12 +160,12 @@ class JaxScalar(_JaxCompiled):
                     cursors[str(dtype)] = start + size
                 return treedef.unflatten(leaves)(v)[1]
 
-            avals = tuple(jax.ShapeDtypeStruct(b.shape, b.dtype) for b in buffers)
-            apply = self._aot("apply", lambda: apply_linear, avals, self._x_aval())
+            avals = [jax.ShapeDtypeStruct(b.shape, b.dtype) for b in buffers]
+            apply = self._aot("apply", lambda: apply_linear, *avals, self._x_aval())
         primal = np.asarray(primal)
 
         def hvp(v: np.ndarray) -> np.ndarray:
-            return np.array(apply(buffers, self._input(v)), dtype=np.float64)
+            return np.array(apply(*buffers, self._input(v)), dtype=np.float64)
 
         return float(primal[0]), np.array(primal[1:], dtype=np.float64), hvp
 

@@ -60,27 +60,34 @@ class SynchronousCall:
     def __init__(self, lowered: Any, client: Any, device: Any, sharding: Any):
         from jax._src.lib import xla_client
         from jax.tree_util import tree_leaves as jax_leaves
+        from jax.tree_util import tree_structure
 
         self._executable = client.compile_and_load(lowered.as_text(), [device])
+        self._devices = {device}
+        self._array_type = xla_client.ArrayImpl  # what the executable returns
         self._put = xla_client.batched_device_put
         self._avals = jax_leaves(lowered.in_avals)
         self._device = device
         self._sharding = sharding
         self._out_tree = lowered.out_tree
+        # When every argument is an array (as the backend passes them), they are the leaves.
+        self._flat = lowered.in_tree == tree_structure((tuple(range(len(self._avals))), {}))
 
     def __call__(self, *args: Any) -> Any:
-        if len(args) == 1 and isinstance(args[0], np.ndarray):  # the hot path: one flat vector
+        if self._flat and len(args) == len(self._avals):
             leaves = args
         else:
             from jax.tree_util import tree_leaves
 
             leaves = tree_leaves(args)
-        buffers = []
-        for value, aval in zip(leaves, self._avals):
-            if not (hasattr(value, "devices") and value.devices() == {self._device}):
-                value = self._put(aval, self._sharding, [np.asarray(value, dtype=aval.dtype)], [self._device], True, enable_x64=True)
-            buffers.append(value)
+        buffers = [
+            value if type(value) is self._array_type and value.devices() == self._devices else self._on_device(value, aval)
+            for value, aval in zip(leaves, self._avals)
+        ]
         return self._out_tree.unflatten(self._executable.execute(buffers))
+
+    def _on_device(self, value: Any, aval: Any) -> Any:
+        return self._put(aval, self._sharding, [np.asarray(value, dtype=aval.dtype)], [self._device], True, enable_x64=True)
 
 
 def compile_lowered(lowered: Any) -> Callable[..., Any]:
