@@ -22,7 +22,7 @@ def _versions() -> str:
 
 #: further tables, each a self-contained module: name -> (module, run function, format function, title)
 SECTIONS = {
-    "observing": ("observing", "run_observing", "format_observing", "cost of history=, log= and progress= (L-BFGS-B on JAX: rosen100 and a logistic regression)"),
+    "observing": ("observing", "run_observing", "format_observing", "cost of history=, log= and progress= (L-BFGS-B on JAX: rosen100 and a small network)"),
     "least-squares": ("least_squares", "run_least_squares", "format_least_squares", "least squares on the MGH set; parallel numerical gradients"),
     "global": ("global_opt", "run_global", "format_global", "batched differential evolution; multistart"),
     "native": ("native", "run_native", "format_native", "native L-BFGS vs scipy L-BFGS-B and torchmin; batched L-BFGS vs a loop"),
