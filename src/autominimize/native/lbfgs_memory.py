@@ -6,8 +6,8 @@ One interface, :class:`Memory`, three implementations chosen by the array type
 
 * :class:`PairMemory`: immutable tuples of arrays, written once over the array API (NumPy,
   and TensorFlow, whose algorithms run on NumPy);
-* :class:`~.lbfgs_memory_torch.TorchMemory`: m + 1 preallocated tensors updated in place
-  (``torch.dot``, ``addcmul_``), so a step allocates no history;
+* :class:`~.lbfgs_memory_torch.TorchMemory`: m + 1 preallocated tensors updated in place,
+  every product written into one scratch vector, so a step allocates no history;
 * :class:`~.lbfgs_memory_jax.JaxMemory`: a fixed-size ring buffer with a count of valid
   pairs; the recursion and the update are one jitted call each, compiled once per shape.
 
