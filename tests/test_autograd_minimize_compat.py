@@ -6,7 +6,6 @@ import warnings
 
 import numpy as np
 import pytest
-from numpy.random import random
 from scipy.optimize import Bounds
 
 from autominimize import minimize

@@ -23,7 +23,6 @@ Other fences (```bash, ```text) are not run.
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import time
 from dataclasses import dataclass

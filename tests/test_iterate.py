@@ -9,7 +9,7 @@ import pytest
 import scipy.optimize as so
 
 import autominimize as am
-from autominimize.native import FunctionTolerance, GradientTolerance, MaxEvaluations, MaxIterations, Progress, TimeBudget
+from autominimize.native import FunctionTolerance, GradientTolerance, MaxEvaluations, MaxIterations, Progress
 
 pytest.importorskip("jax")
 

@@ -9,7 +9,7 @@ import pytest
 import scipy.optimize as so
 
 import autominimize as am
-from autominimize.native import GradientTolerance, MaxIterations
+from autominimize.native import MaxIterations
 
 pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402

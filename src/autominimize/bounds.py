@@ -25,7 +25,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import optree
 from scipy.optimize import Bounds
 
 from .params import LeafInfo, ParamSpec

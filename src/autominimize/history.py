@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -102,7 +102,7 @@ class History:
         return _named(self._iterations, self._iteration_rows, Iteration)
 
     def evaluation(self, kind: str, x: np.ndarray, f: float, grad: np.ndarray | None, count: int) -> None:
-        row = (kind, time.perf_counter() - self.start, f, math.sqrt(float(grad @ grad)) if grad is not None else math.nan)
+        row = (kind, time.perf_counter() - self.start, f, grad_norm(grad))
         if count == 1:
             self._evaluation_rows.append(row)
         else:
@@ -110,7 +110,7 @@ class History:
 
     def iteration(self, nit: int, x: np.ndarray, f: float, grad: np.ndarray | None, counts: Counters) -> None:
         self._iteration_rows.append(
-            (nit, time.perf_counter() - self.start, f, math.sqrt(float(grad @ grad)) if grad is not None else math.nan, counts.nfev, x.copy())
+            (nit, time.perf_counter() - self.start, f, grad_norm(grad), counts.nfev, x.copy())
         )
 
     def column(self, name: str, of: str = "iterations") -> np.ndarray:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import atexit
 import collections
 import json
-import math
 import os
 import pickle
 import sqlite3
@@ -38,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from .history import Evaluation, History, Iteration
+from .history import Evaluation, History, Iteration, grad_norm
 
 __all__ = ["SQLiteLog", "read_log", "LoggedRun"]
 
@@ -180,14 +179,14 @@ class SQLiteLog:
         if f < self._best:
             self._best = f
             stored_x = x.tobytes()
-        gn = math.sqrt(float(grad @ grad)) if grad is not None else math.nan
+        gn = grad_norm(grad)
         now = time.perf_counter()
         self._evaluations.append((now - self._start, kind, f, gn, stored_x, count))
         if now - self.committed >= self.commit_interval:
             self._file.write([self])
 
     def iteration(self, nit: int, x: np.ndarray, f: float, grad: np.ndarray | None, counts: Any) -> None:
-        gn = math.sqrt(float(grad @ grad)) if grad is not None else math.nan
+        gn = grad_norm(grad)
         self._iterations.append(
             (nit, time.perf_counter() - self._start, f, gn, counts.nfev, counts.njev, x.tobytes())
         )
