@@ -67,12 +67,15 @@ class _JaxCompiled:
     def _input(self, x: np.ndarray) -> np.ndarray:
         return x if self.dtype == np.float64 else x.astype(self.dtype)
 
-    def _aot(self, name: Any, build: Callable[[], Callable], *avals: Any) -> Any:
+    def _aot(self, name: Any, build: Callable[[], Callable], avals: Callable[[], tuple] | None = None) -> Any:
+        """The compiled function ``name``; built on its first use from ``build()`` for the
+        argument shapes ``avals()`` (default: one flat x). On later calls this is one lookup."""
         compiled = self._compiled.get(name)
         if compiled is None:
             jax, _ = _jax()
             with self.backend.solve_context(str(self.dtype)):
-                compiled = compile_lowered(jax.jit(build(), keep_unused=True).lower(*avals))
+                arguments = avals() if avals is not None else (self._x_aval(),)
+                compiled = compile_lowered(jax.jit(build(), keep_unused=True).lower(*arguments))
             self._compiled[name] = compiled
         return compiled
 
@@ -90,29 +93,22 @@ class JaxScalar(_JaxCompiled):
         return out.reshape(()).astype(self.dtype)
 
     def value(self, x: np.ndarray) -> float:
-        compiled = self._compiled.get("value")
-        if compiled is None:
-            compiled = self._aot("value", lambda: self.flat_fun, self._x_aval())
-        return float(np.asarray(compiled(self._input(x))))
+        return float(np.asarray(self._aot("value", lambda: self.flat_fun)(self._input(x))))
 
     def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        compiled = self._compiled.get("value_and_grad")
-        if compiled is not None:  # the hot path of every gradient method
-            out = np.asarray(compiled(self._input(x)))
-            return float(out[0]), out[1:].astype(np.float64)
+        out = np.asarray(self._aot("value_and_grad", self._fused_value_and_grad)(self._input(x)))
+        return float(out[0]), out[1:].astype(np.float64)
 
-        def build():
-            jax, jnp = _jax()
-            vg = jax.value_and_grad(self.flat_fun)
+    def _fused_value_and_grad(self) -> Callable:
+        """f and its gradient as one output vector [f, g]: one transfer per evaluation."""
+        jax, jnp = _jax()
+        value_and_grad = jax.value_and_grad(self.flat_fun)
 
-            def fused(x):
-                v, g = vg(x)
-                return jnp.concatenate([v[None], g])
+        def fused(x):
+            v, g = value_and_grad(x)
+            return jnp.concatenate([v[None], g])
 
-            return fused
-
-        out = np.asarray(self._aot("value_and_grad", build, self._x_aval())(self._input(x)))
-        return float(out[0]), np.array(out[1:], dtype=np.float64)
+        return fused
 
     def value_grad_and_hvp(self, x: np.ndarray) -> tuple[float, np.ndarray, Callable[[np.ndarray], np.ndarray]]:
         """Value, gradient and the linearized gradient at ``x`` from ONE compiled call.
@@ -142,10 +138,7 @@ class JaxScalar(_JaxCompiled):
 
             return linearized
 
-        linearize = self._compiled.get("value_grad_linearize")
-        if linearize is None:
-            linearize = self._aot("value_grad_linearize", build, self._x_aval())
-        primal, buffers = linearize(self._input(x))
+        primal, buffers = self._aot("value_grad_linearize", build)(self._input(x))
         apply = self._compiled.get("apply")
         if apply is None:
             treedef, layout, dtypes = self._compiled["linear_structure"]
@@ -161,7 +154,7 @@ class JaxScalar(_JaxCompiled):
                 return treedef.unflatten(leaves)(v)[1]
 
             avals = [jax.ShapeDtypeStruct(b.shape, b.dtype) for b in buffers]
-            apply = self._aot("apply", lambda: apply_linear, *avals, self._x_aval())
+            apply = self._aot("apply", lambda: apply_linear, lambda: (*avals, self._x_aval()))
         primal = np.asarray(primal)
 
         def hvp(v: np.ndarray) -> np.ndarray:
@@ -174,7 +167,7 @@ class JaxScalar(_JaxCompiled):
 
     def hessian(self, x: np.ndarray) -> np.ndarray:
         jax, _ = _jax()
-        compiled = self._aot("hessian", lambda: jax.hessian(self.flat_fun), self._x_aval())
+        compiled = self._aot("hessian", lambda: jax.hessian(self.flat_fun))
         return np.array(compiled(self._input(x)), dtype=np.float64)
 
 
@@ -186,11 +179,11 @@ class JaxBatched(JaxScalar):
     """
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
-        compiled = self._compiled.get(("batched", points.shape))
-        if compiled is None:
-            jax, _ = _jax()
-            aval = jax.ShapeDtypeStruct(points.shape, self.dtype)
-            compiled = self._aot(("batched", points.shape), lambda: jax.vmap(self.flat_fun), aval)
+        compiled = self._aot(
+            ("batched", points.shape),
+            lambda: _jax()[0].vmap(self.flat_fun),
+            lambda: (_jax()[0].ShapeDtypeStruct(points.shape, self.dtype),),
+        )
         return np.asarray(compiled(self._input(points)), dtype=np.float64)
 
 
@@ -213,7 +206,7 @@ class JaxVector(_JaxCompiled):
         return self._compiled["m"]
 
     def value(self, x: np.ndarray) -> np.ndarray:
-        compiled = self._aot("value", lambda: self.flat_fun, self._x_aval())
+        compiled = self._aot("value", lambda: self.flat_fun)
         return np.array(compiled(self._input(x)), dtype=np.float64)
 
     def value_and_jacobian(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -224,7 +217,7 @@ class JaxVector(_JaxCompiled):
         def build():
             return jacobian(lambda x: (self.flat_fun(x), self.flat_fun(x)), has_aux=True)
 
-        jac, value = self._aot("value_and_jacobian", build, self._x_aval())(self._input(x))
+        jac, value = self._aot("value_and_jacobian", build)(self._input(x))
         return np.array(value, dtype=np.float64), np.array(jac, dtype=np.float64).reshape(self.m, self.n)
 
     def weighted_hessian(self, x: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -233,7 +226,6 @@ class JaxVector(_JaxCompiled):
         def build():
             return jax.hessian(lambda x, w: jnp.dot(w, self.flat_fun(x)))
 
-        w_aval = jax.ShapeDtypeStruct((self.m,), self.dtype)
-        compiled = self._aot("weighted_hessian", build, self._x_aval(), w_aval)
+        compiled = self._aot("weighted_hessian", build, lambda: (self._x_aval(), jax.ShapeDtypeStruct((self.m,), self.dtype)))
         w = np.asarray(weights, dtype=self.dtype).reshape(-1)
         return np.array(compiled(self._input(x), w), dtype=np.float64)
