@@ -128,7 +128,7 @@ def test_jax_hvps_at_one_point_share_one_linearization():
     linearizations = []
     linearize = functions.value_grad_and_hvp
     functions.value_grad_and_hvp = lambda x: linearizations.append(x.copy()) or linearize(x)
-    objective = Objective(functions, spec, uses_hvp=True)
+    objective = Objective(functions, spec, second_order="hessp")
     with jax.enable_x64(True):
         res = scipy_minimize(objective.value_and_grad, np.zeros(8), jac=True, hessp=objective.hessp, method="Newton-CG")
     assert res.success

@@ -300,20 +300,15 @@ def minimize(
 
     watchers, sinks = _observers(history, log, progress, loss_callback, name, options)
     watchers.extend(observers)
-    if sinks.history is not None:
-        sinks.history.leaves = [(leaf.path, a, b) for leaf, a, b in zip(spec.leaves, spec.offsets, spec.offsets[1:])]
-    if sinks.log is not None:
-        sinks.log.start_run(
-            method=name, backend=backend_name, precision=dtype, n=spec.size,
-            options={"tol": tol, "options": options, "bounds": bounds is not None, "constraints": has_constraints},
-            structure=spec.unflatten(x0_flat),
-        )
+    sinks.start(
+        spec, x0_flat, method=name, backend=backend_name, precision=dtype, tol=tol, options=options,
+        has_bounds=bounds is not None, has_constraints=has_constraints,
+    )
 
     def new_objective(precision_name: str) -> Objective:
         return Objective(
             compile_scalar(precision_name), spec, differentiable=info.gradient not in (None, "scipy"),
-            uses_hvp=second_order == "hessp", curvature=second_order in ("hessp", "hess"), observers=watchers,
-            error_handling=error_handling, **derivatives,
+            second_order=second_order, observers=watchers, error_handling=error_handling, **derivatives,
         )
 
     objective = None
@@ -398,6 +393,20 @@ class _Sinks:
 
     def __init__(self, history: History | None, log: SQLiteLog | None, bar: Any):
         self.history, self.log, self.bar = history, log, bar
+
+    def start(
+        self, spec: ParamSpec, x0: np.ndarray, *, method: str, backend: str, precision: str, tol: Any,
+        options: dict | None, has_bounds: bool, has_constraints: bool,
+    ) -> None:
+        """Name where each leaf lies in the history, and open the log's run."""
+        if self.history is not None:
+            self.history.leaves = [(leaf.path, a, b) for leaf, a, b in zip(spec.leaves, spec.offsets, spec.offsets[1:])]
+        if self.log is not None:
+            self.log.start_run(
+                method=method, backend=backend, precision=precision, n=spec.size,
+                options={"tol": tol, "options": options, "bounds": has_bounds, "constraints": has_constraints},
+                structure=spec.unflatten(x0),
+            )
 
     def close(self, *, status: Any, success: bool, message: str, objective: Objective | None) -> None:
         if self.bar is not None:

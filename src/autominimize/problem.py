@@ -83,9 +83,10 @@ class Objective:
     gradient, hessian, hessp
         Optional user-supplied derivatives of the flat vector (already flattened); each
         replaces the backend's for that derivative only.
-    uses_hvp, curvature
-        Whether the method asks for Hessian-vector products, and for any curvature at all
-        (HVPs or Hessians); they choose how the backend computes value and gradient.
+    second_order
+        What curvature the method asks for: ``'hessp'`` (Hessian-vector products), ``'hess'``
+        (Hessians), or None (none, or an approximation scipy builds itself); it chooses how
+        the backend computes value and gradient.
     error_handling
         ``'raise'`` or ``'continue'``: what a failing evaluation does (see the module
         docstring).
@@ -100,8 +101,7 @@ class Objective:
         hessian: Callable[[np.ndarray], np.ndarray] | None = None,
         hessp: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
         differentiable: bool = True,
-        uses_hvp: bool = False,
-        curvature: bool = True,
+        second_order: Any = None,
         observers: list | None = None,
         error_handling: str = "raise",
     ) -> None:
@@ -112,12 +112,12 @@ class Objective:
         # With HVPs to follow, a backend that can linearize while it computes the gradient
         # (JAX) does both in one call.
         self._linearize = None
-        if uses_hvp and hessp is None:
+        if second_order == "hessp" and hessp is None:
             self._linearize = getattr(functions, "value_grad_and_hvp", None)
         # Without curvature to follow, a backend that keeps each point's graph for it (torch)
         # can compute value and gradient and let the graph go.
         self._value_and_grad = getattr(functions, "value_and_grad", None)  # None: values only
-        if not curvature:
+        if second_order not in ("hessp", "hess"):
             self._value_and_grad = getattr(functions, "value_and_grad_once", self._value_and_grad)
         self._evaluate_value = functions.value
         if not differentiable:

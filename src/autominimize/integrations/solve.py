@@ -120,20 +120,15 @@ def solve(
                 stacklevel=3,
             )
     observers, sinks = _observers(history, log, progress, None, plan.name, options)
-    if sinks.history is not None:
-        sinks.history.leaves = [(leaf.path, a, b) for leaf, a, b in zip(spec.leaves, spec.offsets, spec.offsets[1:])]
-    if sinks.log is not None:
-        sinks.log.start_run(
-            method=plan.name, backend=backend, precision=precision, n=spec.size,
-            options={"tol": tol, "options": options, "bounds": bounds is not None, "constraints": bool(constraints)},
-            structure=spec.unflatten(x0),
-        )
+    sinks.start(
+        spec, x0, method=plan.name, backend=backend, precision=precision, tol=tol, options=options,
+        has_bounds=bounds is not None, has_constraints=bool(constraints),
+    )
     objective = Objective(
         functions,
         spec,
         differentiable=plan.info.gradient not in (None, "scipy"),
-        uses_hvp=plan.second_order == "hessp",
-        curvature=plan.second_order in ("hessp", "hess"),
+        second_order=plan.second_order,
         observers=observers,
     )
     try:
