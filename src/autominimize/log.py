@@ -191,7 +191,7 @@ class SQLiteLog:
             (nit, time.perf_counter() - self._start, f, gn, counts.nfev, counts.njev, x.tobytes())
         )
 
-    # -- writing (on the file's writer thread, or in finish) ---------------------------------
+    # -- writing (by the solve, its finish, or the file's watchdog thread) -------------------
     def _write(self, connection: sqlite3.Connection) -> None:
         """Insert the run's row if it is new, then every row queued so far, then the outcome."""
         if self._run is None:
@@ -234,10 +234,6 @@ class SQLiteLog:
             float(best_f),
             None if best_x is None else np.asarray(best_x, dtype=np.float64).tobytes(),
         )
-        self._file.write([self])
-
-    def flush(self) -> None:
-        """Commit every row queued so far."""
         self._file.write([self])
 
 
