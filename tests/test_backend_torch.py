@@ -414,3 +414,50 @@ def test_minimize_uses_the_graphless_path_only_without_curvature(monkeypatch):
     calls.update(value_and_grad_once=0)
     second = am.minimize(torch_rosen, np.zeros(5), method="trust-ncg", backend="torch", history=False)
     assert second.success and calls == {"value_and_grad_once": 0, "value_and_grad": second.njev}
+
+
+# -- batches: the vmap of the flat function ------------------------------------------------
+def compile_batched(fun, x0):
+    return TorchBackend().compile_batched(fun, ParamSpec.from_tree(x0), "float64")
+
+
+def test_batched_calls_after_the_first_skip_vmaps_wrapper_and_give_its_values():
+    x0 = {"b": 0.0, "w": np.zeros((2, 3))}
+
+    def fun(p):
+        return torch.sum(p["w"] ** 2 - torch.cos(p["w"])) + p["b"] ** 3
+
+    batched = compile_batched(fun, x0)
+    points = np.random.default_rng(0).normal(size=(9, 7))
+    wrapper_calls = []
+    first = batched(points)
+    mapped = batched._mapped._mapped
+    batched._mapped._mapped = lambda rows: wrapper_calls.append(1) or mapped(rows)
+    later = [batched(points) for _ in range(3)]
+    assert wrapper_calls == [] and batched.traces == 4
+    with torch.no_grad():
+        expected = torch.func.vmap(batched.flat_fun)(torch.from_numpy(points)).numpy()
+    for out in [first, *later]:
+        assert out.dtype == np.float64 and out.shape == (9,)
+        np.testing.assert_array_equal(out, expected)
+
+
+def test_batched_calls_keep_vmaps_behaviour_on_constants_randomness_and_errors():
+    constant = compile_batched(lambda x: torch.tensor(2.5, dtype=torch.float64), np.zeros(3))
+    for _ in range(2):
+        np.testing.assert_array_equal(constant(np.zeros((4, 3))), 2.5)
+
+    def noisy(x):
+        if noisy.random:
+            return torch.sum(x + torch.rand(3, dtype=x.dtype))
+        return torch.sum(x)
+
+    noisy.random = False
+    batched = compile_batched(noisy, np.zeros(3))
+    batched(np.zeros((4, 3)))
+    noisy.random = True
+    with pytest.raises(RuntimeError, match="randomness"):
+        batched(np.zeros((4, 3)))
+    assert torch._C._functorch.maybe_current_level() is None  # the vmap level was left
+    noisy.random = False
+    np.testing.assert_array_equal(batched(np.ones((4, 3))), 3.0)
