@@ -92,6 +92,32 @@ def test_too_few_members_for_the_draw():
         distinct_indices(np.random.default_rng(0), 5, 5)
 
 
+@pytest.mark.parametrize("kind", list(de_engine.MUTATIONS))
+def test_mutants_are_scipys_formulas_over_the_drawn_members(kind):
+    rng = np.random.default_rng(3)
+    population = rng.random((12, 4))
+    picks = distinct_indices(rng, 12, de_engine.MUTATIONS[kind])
+    r = [population[picks[:, column]] for column in range(picks.shape[1])]
+    best, scale = 5, 0.65
+    expected = {
+        "best1": lambda: population[best] + scale * (r[0] - r[1]),
+        "best2": lambda: population[best] + scale * (r[0] + r[1] - r[2] - r[3]),
+        "rand1": lambda: r[0] + scale * (r[1] - r[2]),
+        "rand2": lambda: r[0] + scale * (r[1] + r[2] - r[3] - r[4]),
+        "currenttobest1": lambda: population + scale * (population[best] - population + r[0] - r[1]),
+        "randtobest1": lambda: r[0] + scale * (population[best] - r[0] + r[1] - r[2]),
+    }[kind]()
+    np.testing.assert_array_equal(de_engine.mutants(kind, population, best, picks, scale), expected)
+
+
+def test_drawn_indices_are_fresh_arrays_each_generation():
+    rng = np.random.default_rng(0)
+    first = distinct_indices(rng, 8, 3)
+    first[:] = -1  # the caller owns what it gets; nothing shared with the next draw
+    second = distinct_indices(rng, 8, 3)
+    assert second.min() >= 0 and all(len(set(row)) == 3 and i not in row for i, row in enumerate(second.tolist()))
+
+
 def test_binomial_crossover_always_takes_one_mutant_component():
     rng = np.random.default_rng(0)
     current, mutant = np.zeros((200, 7)), np.ones((200, 7))
