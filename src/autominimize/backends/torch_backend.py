@@ -294,7 +294,12 @@ class _RowMap:
 def _functorch_primitives() -> tuple:
     """The functorch calls ``torch.func.vmap`` is made of, or () if this torch lacks them."""
     try:
-        from torch._C._functorch import _add_batch_dim, _remove_batch_dim, _vmap_decrement_nesting, _vmap_increment_nesting
+        from torch._C._functorch import (
+            _add_batch_dim,
+            _remove_batch_dim,
+            _vmap_decrement_nesting,
+            _vmap_increment_nesting,
+        )
     except ImportError:
         return ()
     return _vmap_increment_nesting, _vmap_decrement_nesting, _add_batch_dim, _remove_batch_dim
