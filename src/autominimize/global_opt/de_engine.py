@@ -266,7 +266,7 @@ def differential_evolution_engine(
 
     energies = energies_of(population)
     nfev, nit, message = members, 0, MAXITER
-    best = int(np.argmin(energies))
+    best = int(energies.argmin())
     for nit in range(1, int(maxiter) + 1):
         scale = low_scale if low_scale == high_scale else low_scale + rng.random() * (high_scale - low_scale)
         picks = distinct_indices(rng, members, MUTATIONS[kind])
@@ -276,7 +276,7 @@ def differential_evolution_engine(
         better = trial_energies < energies
         np.copyto(population, trials, where=better[:, None])
         np.copyto(energies, trial_energies, where=better)
-        best = int(np.argmin(energies))
+        best = int(energies.argmin())
         if disp:
             print(f"differential_evolution step {nit}: f(x)= {energies[best]}")
         mean = energies.sum() / members
