@@ -154,6 +154,24 @@ def test_out_of_bounds_components_are_redrawn_inside():
     assert not np.any(trials[~inside] == before[~inside])
 
 
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the spread of infinite energies
+def test_nan_counts_as_infinity():
+    def with_holes(missing):
+        def evaluate(points):
+            values = sphere(points)
+            values[points[:, 0] > 0.5] = missing
+            return values
+
+        return evaluate
+
+    run = dict(rng=np.random.default_rng(0), maxiter=8, tol=0)
+    nan = differential_evolution_engine(with_holes(np.nan), box(-1, 1, 2), **run)
+    inf = differential_evolution_engine(with_holes(np.inf), box(-1, 1, 2), **dict(run, rng=np.random.default_rng(0)))
+    np.testing.assert_array_equal(nan.population, inf.population)
+    np.testing.assert_array_equal(nan.population_energies, inf.population_energies)
+    assert not np.any(np.isnan(nan.population_energies))
+
+
 def test_every_evaluated_point_is_inside_the_bounds():
     lb, ub = np.array([-1.0, 2.0, 0.0]), np.array([1.0, 2.5, 10.0])
     seen = []

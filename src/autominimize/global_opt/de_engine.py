@@ -262,7 +262,7 @@ def differential_evolution_engine(
         points = unit_points * width_rows
         points += lb_rows
         values = np.asarray(evaluate(points), dtype=np.float64).reshape(-1)
-        return np.where(np.isnan(values), np.inf, values)
+        return np.fmin(values, np.inf)  # NaN -> +inf in one pass: fmin skips a NaN operand
 
     energies = energies_of(population)
     nfev, nit, message = members, 0, MAXITER
