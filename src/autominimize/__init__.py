@@ -1,8 +1,8 @@
 """autominimize: scipy.optimize with exact derivatives from NumPy, JAX, PyTorch or TensorFlow.
 
->>> import autominimize as am
->>> res = am.minimize(lambda x: ((x - 3.0) ** 2).sum(), [0.0, 1.0], backend="numpy")
->>> [round(v, 4) for v in res.x]
+>>> import numpy as np, autominimize as am
+>>> res = am.minimize(lambda x: ((x - 3.0) ** 2).sum(), np.array([0.0, 1.0]), backend="numpy")
+>>> [round(float(v), 4) for v in res.x]
 [3.0, 3.0]
 
 ``import autominimize`` is cheap: it imports no framework and not even scipy. Each public
@@ -34,6 +34,7 @@ _EXPORTS = {
     "direct": ".global_opt",
     "multistart": ".global_opt",
     "read_log": ".log",
+    "SQLiteLog": ".log",
     "History": ".history",
     "ParamSpec": ".params",
     "BoundsError": ".bounds",
@@ -54,7 +55,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from .constraints import ConstraintError
     from .global_opt import basinhopping, differential_evolution, direct, dual_annealing, multistart, shgo
     from .history import History
-    from .log import read_log
+    from .log import SQLiteLog, read_log
     from .params import ParamSpec
 
 

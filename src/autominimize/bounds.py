@@ -130,8 +130,8 @@ def normalize_bounds(bounds: Any, spec: ParamSpec, x0: Any = None) -> tuple[np.n
     Examples
     --------
     >>> import numpy as np
-    >>> spec = ParamSpec.from_tree({"U": np.zeros((2, 1)), "V": np.zeros(2)})
-    >>> lb, ub = normalize_bounds({"U": (None, 0)}, spec)
+    >>> x0 = {"U": np.zeros((2, 1)), "V": np.zeros(2)}
+    >>> lb, ub = normalize_bounds({"U": (None, 0)}, ParamSpec.from_tree(x0), x0)
     >>> ub.tolist()
     [0.0, 0.0, inf, inf]
     """
