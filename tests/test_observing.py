@@ -86,6 +86,60 @@ def test_log_keeps_several_runs_and_reads_back(tmp_path):
         am.read_log(path, run=7)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+def test_log_records_equal_the_history_and_keep_only_best_points_by_default(tmp_path, backend):
+    if backend != "numpy":
+        pytest.importorskip(backend)
+    path = tmp_path / "records.sqlite"
+    fun = rosen_for(backend)
+    # Newton-CG on JAX: values, gradients and HVPs; L-BFGS-B on NumPy: finite-difference gradients
+    method, extra = ("Newton-CG", {}) if backend == "jax" else ("L-BFGS-B", {"options": {"maxiter": 20}})
+    res = am.minimize(fun, np.zeros(5), method=method, backend=backend, log=path, **extra)
+    logged = am.read_log(path)
+    kinds = {e.kind for e in logged.history.evaluations}
+    assert kinds >= ({"hvp", "value_and_gradient"} if backend == "jax" else {"finite-difference", "value_and_gradient"})
+    # the log times its records on its own clock: compare the rest, then the clocks' order
+    recorded = res.history
+    assert len(logged.history.evaluations) == len(recorded.evaluations)
+    for field in ("f", "grad_norm"):
+        np.testing.assert_array_equal(logged.history.column(field, of="evaluations"), recorded.column(field, of="evaluations"))
+    assert [e.kind for e in logged.history.evaluations] == [e.kind for e in recorded.evaluations]
+    for field in ("nit", "f", "grad_norm", "nfev"):
+        np.testing.assert_array_equal(logged.history.column(field), recorded.column(field))
+    assert np.all(np.diff(logged.history.column("time", of="evaluations")) >= 0)
+    assert all(it.x is None for it in logged.history.iterations)  # iterates not kept by default
+    assert logged.best_f == np.nanmin(recorded.column("f", of="evaluations")) == pytest.approx(res.fun)
+    np.testing.assert_allclose(logged.best_x, res.x, atol=1e-6)
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("SELECT count(*) FROM iteration_blocks WHERE x IS NOT NULL").fetchone()[0] == 0
+    with pytest.raises(ValueError, match=r"iterates=True"):
+        am.plot.params(logged)
+
+
+def test_a_log_object_keeps_the_iterates_and_serves_several_solves(tmp_path):
+    log = am.SQLiteLog(tmp_path / "iterates.sqlite", iterates=True)
+    first, second = _solve(log=log), _solve(log=log, options={"maxiter": 3})
+    assert log.run_id is None  # the object holds settings; each solve wrote its own run
+    runs = [am.read_log(log.path, run=k) for k in (1, 2)]
+    for res, logged in zip((first, second), runs):
+        assert len(logged.history.iterations) == res.nit
+        np.testing.assert_array_equal(
+            np.stack([it.x for it in logged.history.iterations]), np.stack([it.x for it in res.history.iterations])
+        )
+    with pytest.raises(TypeError, match=r"log must be a file path or an am.SQLiteLog; got int"):
+        _solve(log=3)
+
+
+def test_a_file_of_another_layout_is_refused_with_its_name(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE evaluations (run_id INTEGER, seq INTEGER)")
+    with pytest.raises(ValueError, match=r"old.sqlite.* is not an autominimize log of this version \(its layout is 0"):
+        _solve(log=path)
+    with pytest.raises(ValueError, match=r"is not an autominimize log of this version"):
+        am.read_log(path)
+
+
 def test_log_rows_are_committed_on_return_by_one_writer_thread_per_file(tmp_path):
     import threading
 
@@ -100,11 +154,13 @@ def test_log_rows_are_committed_on_return_by_one_writer_thread_per_file(tmp_path
         with sqlite3.connect(path) as connection:
             run_id, finished = connection.execute("SELECT max(run_id), max(finished) FROM runs").fetchone()
             n_eval, seqs = connection.execute(
-                "SELECT count(*), max(seq) FROM evaluations WHERE run_id = ?", (run_id,)
+                "SELECT sum(count), max(first_seq + count - 1) FROM evaluation_blocks WHERE run_id = ?", (run_id,)
             ).fetchone()
-            n_iter = connection.execute("SELECT count(*) FROM iterations WHERE run_id = ?", (run_id,)).fetchone()[0]
+            blocks = connection.execute("SELECT nit FROM iteration_blocks WHERE run_id = ? ORDER BY block", (run_id,)).fetchall()
         assert finished is not None
-        assert n_eval == seqs == res.nfev + res.njev and n_iter == res.nit
+        assert n_eval == seqs == res.nfev + res.njev
+        nits = np.concatenate([np.frombuffer(nit, dtype="<i8") for nit, in blocks])
+        assert nits.tolist() == list(range(1, res.nit + 1))
     assert len(writers()) == before + 2  # six solves, two files: two writer threads in all
     assert [am.read_log(paths[0], run=k).run_id for k in (1, 2, 3)] == [1, 2, 3]
 
@@ -120,7 +176,7 @@ def test_rows_before_a_slow_evaluation_are_committed_while_it_runs(tmp_path):
             deadline = time.time() + 20
             while time.time() < deadline and not committed_during_the_fourth:
                 with sqlite3.connect(path) as connection:
-                    count = connection.execute("SELECT count(*) FROM evaluations").fetchone()[0]
+                    count = connection.execute("SELECT coalesce(sum(count), 0) FROM evaluation_blocks").fetchone()[0]
                 if count:
                     committed_during_the_fourth.append(count)
                 time.sleep(0.05)
@@ -190,7 +246,7 @@ def _start_slow_run(path):
         time.sleep(0.5)
         try:
             with sqlite3.connect(path) as connection:
-                if connection.execute("SELECT count(*) FROM evaluations").fetchone()[0] > 20:
+                if connection.execute("SELECT coalesce(sum(count), 0) FROM evaluation_blocks").fetchone()[0] > 20:
                     return process
         except sqlite3.Error:
             continue

@@ -133,9 +133,10 @@ def minimize(
         leaves at once (``'lbfgs-native'`` on JAX or torch; see ``docs/native.md``).
     history : bool
         Keep every evaluation and iteration in ``res.history`` (default); False records nothing.
-    log : path, optional
+    log : path or SQLiteLog, optional
         An SQLite file that receives the run's evaluations and iterations as they happen
         (see ``docs/observing.md`` for the schema; read it back with ``am.read_log``).
+        ``am.SQLiteLog(path, iterates=True)`` keeps every iterate's x too.
     resume : path, optional
         Start from the best point of the last run logged in this file (x0 gives the structure).
     progress : bool
@@ -424,9 +425,12 @@ def _observers(history: bool, log: Any, progress: bool, loss_callback: Callable 
         observers.append(recorded)
     sqlite_log = None
     if log is not None:
-        if not isinstance(log, (str, os.PathLike)):
-            raise TypeError(f"log must be a file path for an SQLite log; got {type(log).__name__}.")
-        sqlite_log = SQLiteLog(log)
+        if isinstance(log, SQLiteLog):  # the user's object holds settings; each run gets its own
+            sqlite_log = SQLiteLog(log.path, iterates=log.iterates, commit_interval=log.commit_interval)
+        elif isinstance(log, (str, os.PathLike)):
+            sqlite_log = SQLiteLog(log)
+        else:
+            raise TypeError(f"log must be a file path or an am.SQLiteLog; got {type(log).__name__}.")
         observers.append(sqlite_log)
     bar = None
     if progress:

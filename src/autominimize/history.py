@@ -52,8 +52,8 @@ class Observer(Protocol):
 
 
 def grad_norm(grad: np.ndarray | None) -> float:
-    # sqrt(g @ g) is several times cheaper than np.linalg.norm on the hot path
-    return math.sqrt(float(grad @ grad)) if grad is not None else math.nan
+    # sqrt(g.dot(g)) is several times cheaper than np.linalg.norm (and twice as cheap as g @ g)
+    return math.sqrt(grad.dot(grad)) if grad is not None else math.nan
 
 
 class History:
@@ -92,6 +92,8 @@ class History:
         self._iterations: list[Iteration] = []
         self.leaves = list(leaves or [])
         self.start = time.perf_counter()
+        self._last_grad: np.ndarray | None = None
+        self._last_grad_norm = math.nan
 
     @property
     def evaluations(self) -> list[Evaluation]:
@@ -102,16 +104,21 @@ class History:
         return _named(self._iterations, self._iteration_rows, Iteration)
 
     def evaluation(self, kind: str, x: np.ndarray, f: float, grad: np.ndarray | None, count: int) -> None:
-        row = (kind, time.perf_counter() - self.start, f, grad_norm(grad))
+        if grad is None:
+            norm = math.nan
+        else:
+            norm = self._last_grad_norm = grad_norm(grad)
+            self._last_grad = grad
+        row = (kind, time.perf_counter() - self.start, f, norm)
         if count == 1:
             self._evaluation_rows.append(row)
         else:
             self._evaluation_rows.extend([row] * count)
 
     def iteration(self, nit: int, x: np.ndarray, f: float, grad: np.ndarray | None, counts: Counters) -> None:
-        self._iteration_rows.append(
-            (nit, time.perf_counter() - self.start, f, grad_norm(grad), counts.nfev, x.copy())
-        )
+        # the iterate's gradient is usually the array its evaluation just reported
+        norm = self._last_grad_norm if grad is self._last_grad else grad_norm(grad)
+        self._iteration_rows.append((nit, time.perf_counter() - self.start, f, norm, counts.nfev, x.copy()))
 
     def column(self, name: str, of: str = "iterations") -> np.ndarray:
         """One field of every iteration (or evaluation) as an array, e.g. ``column('f')``."""

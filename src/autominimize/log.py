@@ -1,6 +1,9 @@
 """A crash-safe SQLite log of solves, written as they run, and read back with ``read_log``.
 
-Schema (one file holds any number of runs):
+Schema (one file holds any number of runs; ``PRAGMA user_version`` is 2). Rows of the two
+block tables hold every record of one commit, column by column, as little-endian arrays
+(``numpy.frombuffer(blob, dtype)``): a row per record would cost more than a fast
+objective's evaluation.
 
 ``runs``
     ``run_id`` INTEGER PRIMARY KEY, ``started`` (Unix time), ``method``, ``backend``,
@@ -8,13 +11,17 @@ Schema (one file holds any number of runs):
     ``structure`` (pickled x0 structure with NumPy leaves, or NULL), ``status``,
     ``success``, ``message``, ``finished`` (NULL while running or after a crash),
     ``best_f``, ``best_x`` (float64 bytes).
-``evaluations``
-    ``run_id``, ``seq`` (1, 2, ...), ``time`` (seconds since the run started), ``kind``
-    (value, value_and_gradient, gradient, hvp, hessian, finite-difference, failed, repeat),
-    ``f``, ``grad_norm``, ``x`` (float64 bytes of the best point so far, on the last
-    evaluation of each commit that improved on it; NULL elsewhere).
-``iterations``
-    ``run_id``, ``nit``, ``time``, ``f``, ``grad_norm``, ``nfev``, ``njev``, ``x`` (bytes).
+``evaluation_blocks``
+    ``run_id``, ``block`` (0, 1, ... within the run), ``first_seq`` (the sequence number,
+    from 1, of the block's first evaluation), ``count``, then one array per column:
+    ``time`` (float64, seconds since the run started), ``kind`` (uint8, an index into
+    ``EVALUATION_KINDS``), ``f`` (float64), ``grad_norm`` (float64, NaN without a gradient);
+    and ``best_seq`` and ``best_x`` (float64 bytes): the best point so far when an evaluation
+    of the block improved on it, NULL otherwise.
+``iteration_blocks``
+    ``run_id``, ``block``, ``count``, then arrays ``nit`` (int64), ``time``, ``f``,
+    ``grad_norm`` (float64), ``nfev``, ``njev`` (int64) and ``x`` (float64, ``count × n``,
+    row by row; NULL unless the log keeps the iterates).
 
 The file uses write-ahead logging. The solve's thread commits what it has queued every
 ``commit_interval`` seconds and at the end; the file's writer thread commits what has waited
@@ -25,7 +32,6 @@ readable and loses at most the last ``commit_interval`` seconds.
 from __future__ import annotations
 
 import atexit
-import collections
 import json
 import os
 import pickle
@@ -37,23 +43,47 @@ from typing import Any
 
 import numpy as np
 
-from .history import Evaluation, History, Iteration, grad_norm
+from .history import EVALUATION_KINDS, History, grad_norm
 
-__all__ = ["SQLiteLog", "read_log", "LoggedRun"]
+__all__ = ["SQLiteLog", "read_log", "LoggedRun", "SCHEMA_VERSION"]
+
+#: ``PRAGMA user_version`` of the files this module writes and reads
+SCHEMA_VERSION = 2
+_KIND_CODES = {kind: code for code, kind in enumerate(EVALUATION_KINDS)}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id INTEGER PRIMARY KEY, started REAL, method TEXT, backend TEXT, precision TEXT,
     options TEXT, n INTEGER, structure BLOB, status INTEGER, success INTEGER, message TEXT,
     finished REAL, best_f REAL, best_x BLOB);
-CREATE TABLE IF NOT EXISTS evaluations (
-    run_id INTEGER, seq INTEGER, time REAL, kind TEXT, f REAL, grad_norm REAL, x BLOB);
-CREATE TABLE IF NOT EXISTS iterations (
-    run_id INTEGER, nit INTEGER, time REAL, f REAL, grad_norm REAL, nfev INTEGER, njev INTEGER,
-    x BLOB);
-CREATE INDEX IF NOT EXISTS evaluations_run ON evaluations (run_id, seq);
-CREATE INDEX IF NOT EXISTS iterations_run ON iterations (run_id, nit);
+CREATE TABLE IF NOT EXISTS evaluation_blocks (
+    run_id INTEGER, block INTEGER, first_seq INTEGER, count INTEGER, time BLOB, kind BLOB,
+    f BLOB, grad_norm BLOB, best_seq INTEGER, best_x BLOB, PRIMARY KEY (run_id, block));
+CREATE TABLE IF NOT EXISTS iteration_blocks (
+    run_id INTEGER, block INTEGER, count INTEGER, nit BLOB, time BLOB, f BLOB, grad_norm BLOB,
+    nfev BLOB, njev BLOB, x BLOB, PRIMARY KEY (run_id, block));
 """
+
+
+def _open(path: str) -> sqlite3.Connection:
+    """A connection to a log file of this layout, creating the tables in a new file."""
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    if tables and version != SCHEMA_VERSION:
+        connection.close()
+        raise ValueError(
+            f"log={path!r} is not an autominimize log of this version (its layout is "
+            f"{version}, this version writes {SCHEMA_VERSION}); give a new file name."
+        )
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    # Copy the write-ahead log into the file (which syncs it) every 64 MB of pages rather
+    # than SQLite's 4 MB: those syncs cost more than the writing on a fast objective.
+    connection.execute("PRAGMA wal_autocheckpoint = 16384")
+    connection.executescript(_SCHEMA)
+    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    return connection
 
 
 class _FileWriter:
@@ -69,10 +99,7 @@ class _FileWriter:
     """
 
     def __init__(self, path: str, commit_interval: float):
-        self.connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.connection.execute("PRAGMA journal_mode=WAL")
-        self.connection.execute("PRAGMA synchronous=NORMAL")
-        self.connection.executescript(_SCHEMA)
+        self.connection = _open(path)
         self.commit_interval = commit_interval
         self.lock = threading.Lock()  # one writer at a time: the thread or a finishing run
         self.runs: list[SQLiteLog] = []
@@ -136,28 +163,55 @@ def _json_safe(options: dict) -> str:
 
 
 class SQLiteLog:
-    """Observer writing one run's evaluations and iterations to an SQLite file.
+    """An SQLite log file, with how much it keeps: pass it as ``log=``.
+
+    ``log="run.sqlite"`` is ``log=am.SQLiteLog("run.sqlite")``. Every solve given it
+    appends one run (the object itself only holds the settings).
 
     Parameters
     ----------
     path
         The file; created if missing. Runs already in it are kept.
+    iterates
+        Keep every iterate's x as well (8·n bytes per iteration). By default only the best
+        point is kept, at each commit and at the end: storing the iterates costs about as
+        much as a cheap objective's evaluation at the same size, and grows the file by
+        gigabytes on a large model.
     commit_interval
         Seconds between commits while the run goes on.
+
+    Examples
+    --------
+    >>> import numpy as np, autominimize as am, tempfile, os
+    >>> log = am.SQLiteLog(os.path.join(tempfile.mkdtemp(), "run.sqlite"), iterates=True)
+    >>> res = am.minimize(lambda x: ((x - 2) ** 2).sum(), np.zeros(2), backend="numpy",
+    ...                   jac=lambda x: 2 * (x - 2), log=log)
+    >>> np.allclose(am.read_log(log.path).history.iterations[-1].x, res.x)
+    True
     """
 
-    def __init__(self, path: str | os.PathLike, commit_interval: float = 0.5):
+    def __init__(self, path: str | os.PathLike, *, iterates: bool = False, commit_interval: float = 0.5):
         self.path = os.fspath(path)
+        self.iterates = bool(iterates)
         self.commit_interval = commit_interval
         self.run_id: int | None = None
         self._file = _file_writer(self.path, commit_interval)
         self._run: tuple | None = None
         self._precision: str | None = None
         self._outcome: tuple | None = None
-        self._evaluations: collections.deque[tuple] = collections.deque()
-        self._iterations: collections.deque[tuple] = collections.deque()
-        self._seq = 0
+        # queued records: (time, f, grad_norm, kind code); (nit, time, f, grad_norm, nfev, njev)
+        # with the iterate's bytes in ``_points``, appended after its row
+        self._evaluations: list[tuple] = []
+        self._iterations: list[tuple] = []
+        self._points: list[bytes] = []
+        self._seq = 0  # evaluations recorded so far
+        self._written_seq = 0  # evaluations in committed blocks
+        self._blocks = [0, 0]  # evaluation and iteration blocks written
         self._best = np.inf
+        self._best_point: tuple[int, np.ndarray] | None = None  # (seq, x), replaced as one object
+        self._best_written = 0  # seq of the last stored point
+        self._last_grad: np.ndarray | None = None
+        self._last_grad_norm = np.nan
         self._start = self.committed = time.perf_counter()
 
     def start_run(self, *, method: str, backend: str, precision: str, n: int, options: dict, structure: Any) -> None:
@@ -175,25 +229,42 @@ class SQLiteLog:
 
     # -- observer -----------------------------------------------------------------------
     def evaluation(self, kind: str, x: np.ndarray, f: float, grad: np.ndarray | None, count: int) -> None:
-        stored_x = None
+        self._seq += count
         if f < self._best:
             self._best = f
-            stored_x = x.tobytes()
-        gn = grad_norm(grad)
+            self._best_point = (self._seq, x)  # the objective's own copy: kept, not copied
+        if grad is None:
+            gn = np.nan
+        else:
+            gn = self._last_grad_norm = grad_norm(grad)
+            self._last_grad = grad
         now = time.perf_counter()
-        self._evaluations.append((now - self._start, kind, f, gn, stored_x, count))
+        row = (now - self._start, f, gn, _KIND_CODES[kind])
+        if count == 1:
+            self._evaluations.append(row)
+        else:
+            self._evaluations.extend([row] * count)
         if now - self.committed >= self.commit_interval:
             self._file.write([self])
 
     def iteration(self, nit: int, x: np.ndarray, f: float, grad: np.ndarray | None, counts: Any) -> None:
-        gn = grad_norm(grad)
-        self._iterations.append(
-            (nit, time.perf_counter() - self._start, f, gn, counts.nfev, counts.njev, x.tobytes())
-        )
+        # the iterate's gradient is usually the array its evaluation just reported
+        gn = self._last_grad_norm if grad is self._last_grad else grad_norm(grad)
+        self._iterations.append((nit, time.perf_counter() - self._start, f, gn, counts.nfev, counts.njev))
+        if self.iterates:
+            self._points.append(x.tobytes())
 
     # -- writing (by the solve, its finish, or the file's watchdog thread) -------------------
+    @staticmethod
+    def _take(queue: list, count: int | None = None) -> list:
+        """The first ``count`` records queued (all by default); records the solve appends
+        meanwhile stay queued."""
+        taken = queue[: len(queue) if count is None else count]
+        del queue[: len(taken)]
+        return taken
+
     def _write(self, connection: sqlite3.Connection) -> None:
-        """Insert the run's row if it is new, then every row queued so far, then the outcome."""
+        """Insert the run's row if it is new, then a block of the records queued so far, then the outcome."""
         if self._run is None:
             return
         if self.run_id is None:
@@ -204,23 +275,55 @@ class SQLiteLog:
         if self._precision is not None:
             connection.execute("UPDATE runs SET precision = ? WHERE run_id = ?", (self._precision, self.run_id))
             self._precision = None
-        queued = [self._evaluations.popleft() for _ in range(len(self._evaluations))]
-        iterations = [(self.run_id,) + self._iterations.popleft() for _ in range(len(self._iterations))]
-        # Each stored point improves on every earlier one: the last of a commit is enough
-        last_point = max((i for i, row in enumerate(queued) if row[4] is not None), default=-1)
-        evaluations = []
-        for i, (elapsed, kind, f, gn, stored_x, count) in enumerate(queued):
-            for _ in range(count):
-                self._seq += 1
-                evaluations.append((self.run_id, self._seq, elapsed, kind, f, gn, stored_x if i == last_point else None))
-        connection.executemany("INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?)", evaluations)
-        connection.executemany("INSERT INTO iterations VALUES (?, ?, ?, ?, ?, ?, ?, ?)", iterations)
+        self._write_evaluations(connection)
+        self._write_iterations(connection)
         if self._outcome is not None:
             connection.execute(
                 "UPDATE runs SET status = ?, success = ?, message = ?, finished = ?, best_f = ?, best_x = ? WHERE run_id = ?",
                 self._outcome + (self.run_id,),
             )
         self.committed = time.perf_counter()
+
+    def _write_evaluations(self, connection: sqlite3.Connection) -> None:
+        evaluations = self._take(self._evaluations)
+        if not evaluations:
+            return
+        columns = np.array(evaluations, dtype=np.float64).T
+        best_seq, best_x = self._best_point or (0, None)
+        # a point the solve found after this block was taken is stored with the next block
+        stored = self._best_written < best_seq <= self._written_seq + len(evaluations)
+        connection.execute(
+            "INSERT INTO evaluation_blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                self.run_id, self._blocks[0], self._written_seq + 1, len(evaluations),
+                columns[0].tobytes(), columns[3].astype(np.uint8).tobytes(), columns[1].tobytes(),
+                columns[2].tobytes(), best_seq if stored else None, best_x.tobytes() if stored else None,
+            ),
+        )
+        if stored:
+            self._best_written = best_seq
+        self._blocks[0] += 1
+        self._written_seq += len(evaluations)
+
+    def _write_iterations(self, connection: sqlite3.Connection) -> None:
+        if self.iterates:
+            points = self._take(self._points)  # each has its row: the row is queued first
+            iterations = self._take(self._iterations, len(points))
+            points = b"".join(points)
+        else:
+            iterations, points = self._take(self._iterations), None
+        if not iterations:
+            return
+        values = np.array(iterations, dtype=np.float64).T
+        counts = values[[0, 4, 5]].astype(np.int64)
+        connection.execute(
+            "INSERT INTO iteration_blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                self.run_id, self._blocks[1], len(iterations), counts[0].tobytes(), values[1].tobytes(),
+                values[2].tobytes(), values[3].tobytes(), counts[1].tobytes(), counts[2].tobytes(), points,
+            ),
+        )
+        self._blocks[1] += 1
 
     def finish(self, *, status: Any, success: bool, message: str, best_f: float, best_x: np.ndarray | None) -> None:
         """Write what is left and the run's outcome; the rows are committed on return."""
@@ -276,6 +379,14 @@ def _structure(template: bytes | None, flat: np.ndarray | None) -> Any:
     return optree.tree_unflatten(treedef, parts)
 
 
+def _columns(blocks: list[tuple], dtypes: tuple) -> list[np.ndarray]:
+    """The blocks' arrays joined column by column."""
+    return [
+        np.concatenate([np.frombuffer(block[i], dtype=dtype) for block in blocks]) if blocks else np.empty(0, dtype)
+        for i, dtype in enumerate(dtypes)
+    ]
+
+
 def read_log(path: str | os.PathLike, run: int | None = None) -> LoggedRun:
     """Read one run of a log file (the last one by default): its history and best point.
 
@@ -293,6 +404,12 @@ def read_log(path: str | os.PathLike, run: int | None = None) -> LoggedRun:
         raise FileNotFoundError(f"log={os.fspath(path)!r}: no such file.")
     connection = sqlite3.connect(f"file:{os.fspath(path)}?mode=ro", uri=True)
     try:
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            raise ValueError(
+                f"{os.fspath(path)!r} is not an autominimize log of this version (its layout is "
+                f"{version}, this version reads {SCHEMA_VERSION})."
+            )
         if run is None:
             row = connection.execute("SELECT max(run_id) FROM runs").fetchone()
             if row is None or row[0] is None:
@@ -305,17 +422,23 @@ def read_log(path: str | os.PathLike, run: int | None = None) -> LoggedRun:
         if meta is None:
             runs = [r[0] for r in connection.execute("SELECT run_id FROM runs ORDER BY run_id")]
             raise ValueError(f"run={run!r} is not in {os.fspath(path)!r}; its runs are {runs}.")
-        evaluations = connection.execute(
-            "SELECT kind, time, f, grad_norm, x FROM evaluations WHERE run_id = ? ORDER BY seq", (run,)
+        evaluation_blocks = connection.execute(
+            "SELECT time, kind, f, grad_norm, best_seq, best_x FROM evaluation_blocks WHERE run_id = ? ORDER BY block", (run,)
         ).fetchall()
-        iterations = connection.execute(
-            "SELECT nit, time, f, grad_norm, nfev, x FROM iterations WHERE run_id = ? ORDER BY nit", (run,)
+        iteration_blocks = connection.execute(
+            "SELECT nit, time, f, grad_norm, nfev, x FROM iteration_blocks WHERE run_id = ? ORDER BY block", (run,)
         ).fetchall()
     finally:
         connection.close()
+    evaluations = _columns(evaluation_blocks, (np.float64, np.uint8, np.float64, np.float64))
+    iterations = _columns(iteration_blocks, (np.int64, np.float64, np.float64, np.float64, np.int64))
+    if iteration_blocks and iteration_blocks[0][5] is not None:  # the log kept the iterates
+        points = list(np.frombuffer(b"".join(block[5] for block in iteration_blocks)).reshape(-1, meta[12]))
+    else:
+        points = [None] * len(iterations[0])
     history = History(
-        evaluations=[Evaluation(kind, t, f if f is not None else np.nan, g if g is not None else np.nan) for kind, t, f, g, _ in evaluations],
-        iterations=[Iteration(nit, t, f, g if g is not None else np.nan, nfev, np.frombuffer(x)) for nit, t, f, g, nfev, x in iterations],
+        evaluations=list(zip(np.asarray(EVALUATION_KINDS)[evaluations[1]].tolist(), evaluations[0].tolist(), evaluations[2].tolist(), evaluations[3].tolist())),
+        iterations=list(zip(iterations[0].tolist(), iterations[1].tolist(), iterations[2].tolist(), iterations[3].tolist(), iterations[4].tolist(), points)),
     )
     if meta[11] is not None:
         from .params import ParamSpec
@@ -323,11 +446,10 @@ def read_log(path: str | os.PathLike, run: int | None = None) -> LoggedRun:
         spec = ParamSpec.from_tree(pickle.loads(meta[11]))
         history.leaves = [(leaf.path, a, b) for leaf, a, b in zip(spec.leaves, spec.offsets, spec.offsets[1:])]
     best_f, best_x = meta[9], None if meta[10] is None else np.frombuffer(meta[10]).copy()
-    if best_x is None:  # the run did not finish: take the best committed evaluation
-        finite = [(f, x) for _, _, f, _, x in evaluations if x is not None and f is not None]
-        if finite:
-            best_f, raw = min(finite, key=lambda item: item[0])
-            best_x = np.frombuffer(raw).copy()
+    best_points = [(seq, raw) for *_, seq, raw in evaluation_blocks if raw is not None]
+    if best_x is None and best_points:  # the run did not finish: each stored point beats the earlier ones
+        seq, raw = best_points[-1]
+        best_f, best_x = float(evaluations[2][seq - 1]), np.frombuffer(raw).copy()
     return LoggedRun(
         run_id=meta[0], method=meta[1], backend=meta[2], precision=meta[3], options=json.loads(meta[4] or "{}"),
         started=meta[5], finished=meta[6], success=None if meta[7] is None else bool(meta[7]), message=meta[8],

@@ -109,6 +109,11 @@ def params(result: Any, max_lines: int = 12):
     history = _history_of(result)
     if not history.iterations:
         raise ValueError("the run recorded no iteration to plot (was it run with history=True?)")
+    if history.iterations[0].x is None:
+        raise ValueError(
+            "the log kept no iterates to plot: log with am.SQLiteLog(path, iterates=True), "
+            "or plot the result of am.minimize."
+        )
     path = np.stack([it.x for it in history.iterations])
     leaves = history.leaves or [("x", 0, path.shape[1])]
     figure, axes = _figure(ncols=min(len(leaves), 3), nrows=-(-len(leaves) // 3), size=(4.5, 3.2))

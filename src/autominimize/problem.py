@@ -188,7 +188,7 @@ class Objective:
         self._store(x, math.inf, np.zeros_like(x))
         self._failed = True
         if self.observers:
-            self._notify("failed", x, math.inf, None)
+            self._notify("failed", self._x, math.inf, None)
         return math.inf
 
     def is_failed(self, x: np.ndarray) -> bool:
@@ -196,13 +196,16 @@ class Objective:
         return self._failed and self._is_cached(x)
 
     def _notify(self, kind: str, x: np.ndarray, f: float, g: np.ndarray | None, count: int = 1) -> None:
+        # An evaluation that computed f reports the cache's own copy of x, which is never
+        # modified: observers may keep it without copying.
         for observer in self.observers:
             observer.evaluation(kind, x, f, g, count)
 
     def report_iteration(self, x: Any, f: float | None = None) -> None:
         """The method accepted ``x`` as its next iterate: tell the observers."""
         self.nit += 1
-        x = as_flat_float64(x)
+        if type(x) is not np.ndarray or x.dtype != np.float64 or x.ndim != 1:
+            x = as_flat_float64(x)
         if f is None:
             f = self.value(x)
         f = float(f)
@@ -221,7 +224,7 @@ class Objective:
             return self._fail(x)
         self._store(x, f, None)
         if self.observers:
-            self._notify("value", x, f, None)
+            self._notify("value", self._x, f, None)
         return f
 
     def value_and_grad(self, x: Any) -> tuple[float, np.ndarray]:
@@ -244,7 +247,7 @@ class Objective:
         f, g = out
         self._store(x, f, g)
         if self.observers:
-            self._notify("value_and_gradient", x, f, g)
+            self._notify("value_and_gradient", self._x, f, g)
         return f, g
 
     def _gradient_only(self, x: np.ndarray) -> np.ndarray:
@@ -257,7 +260,7 @@ class Objective:
             g = self._run("the gradient", x, self._value_and_grad, x)[1]
         self.counters.njev += 1
         if self.observers:
-            self._notify("gradient", x, self._f, g)
+            self._notify("gradient", self._x, self._f, g)
         return g
 
     def _value_grad_linearized(self, x: np.ndarray) -> tuple[float, np.ndarray]:

@@ -425,7 +425,7 @@ class ScipyOptimizer(torch.optim.Optimizer):
         trust-constr only: Hessian-vector products instead of the full Hessian.
     history, log, progress
         As in ``am.minimize``: ``result.history`` records every closure run and iteration
-        (``history=False`` records nothing), ``log`` is the path of an SQLite log that gets
+        (``history=False`` records nothing), ``log`` is an SQLite log (a path or ``am.SQLiteLog``) that gets
         one run per ``step``, ``progress=True`` shows a tqdm bar.
 
     Attributes

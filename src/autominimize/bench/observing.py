@@ -46,7 +46,7 @@ PROBLEMS: dict[str, Callable[[], tuple[Callable, Any, dict | None]]] = {
 }
 
 
-def run_observing(repeats: int = 5) -> list[dict]:
+def run_observing(repeats: int = 15) -> list[dict]:
     """Median seconds of the same solve with each observer on, interleaved, against none."""
     import autominimize as am
 

@@ -41,8 +41,11 @@ def wrap_callback(
     stops the solve, as raising StopIteration does. Without callbacks or observers, scipy
     gets no callback at all.
     """
-    if callback is None and step_callback is None and not objective.observers:
-        return None
+    if callback is None and step_callback is None:
+        if not objective.observers:
+            return None
+        if info.new_callback:  # the observers alone: the shortest path, once per iteration
+            return lambda intermediate_result: objective.report_iteration(intermediate_result["x"], intermediate_result.get("fun"))
     style = _callback_style(callback) if callback is not None else None
     user_callbacks = callback is not None or step_callback is not None
 

@@ -108,7 +108,7 @@ def solve(
     honest ``nfev``/``njev``/``nhev``/``nhvp`` counts, ``backend`` and ``precision``.
     ``callback`` receives x as ``spec.restore`` gives it (or an ``intermediate_result``).
     ``history``, ``log`` and ``progress`` are ``am.minimize``'s: ``result.history`` records
-    every evaluation and iteration, ``log`` a path of an SQLite log, ``progress`` a tqdm bar.
+    every evaluation and iteration, ``log`` an SQLite log (a path or ``am.SQLiteLog``), ``progress`` a tqdm bar.
     """
     if bounds is not None:
         x0, moved = clip_to_bounds(x0, bounds, spec)
