@@ -6,6 +6,7 @@ converts between that structure and the single flat float64 vector scipy works o
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 from dataclasses import dataclass
@@ -121,7 +122,7 @@ class ParamSpec:
         self.treedef = treedef
         self.leaves = leaves
         self.sizes = tuple(leaf.size for leaf in leaves)
-        self.offsets = tuple(np.cumsum((0,) + self.sizes).tolist())
+        self.offsets = tuple(itertools.accumulate(self.sizes, initial=0))
         self.size = self.offsets[-1]
         self.shapes = tuple(leaf.shape for leaf in leaves)
         # Hashable identity of the structure, used to key compiled functions.
@@ -142,12 +143,12 @@ class ParamSpec:
                     "a NumPy array, or a JAX, PyTorch or TensorFlow tensor."
                 )
             array = leaf_to_numpy(leaf)
-            if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+            if array.dtype.kind not in "fiu":  # floating point, signed or unsigned integers
                 raise TypeError(
                     f"{path} has dtype {array.dtype}; parameters must be real numbers "
                     "(floating point or integer arrays)."
                 )
-            if array.size and not np.all(np.isfinite(array)):
+            if array.size and not np.isfinite(array).all():
                 bad = np.argwhere(~np.isfinite(np.atleast_1d(array)))[0].tolist()
                 raise ValueError(
                     f"{path} contains NaN or inf (first at index {tuple(bad)}); "
@@ -156,8 +157,8 @@ class ParamSpec:
             device = torch_dtype = None
             if kind == "torch":
                 device, torch_dtype = leaf.device, leaf.dtype
-            dtype = array.dtype if np.issubdtype(array.dtype, np.floating) else np.dtype(np.float64)
-            infos.append(LeafInfo(path, tuple(array.shape), np.dtype(dtype), kind, device, torch_dtype))
+            dtype = array.dtype if array.dtype.kind == "f" else np.dtype(np.float64)
+            infos.append(LeafInfo(path, array.shape, dtype, kind, device, torch_dtype))
         return cls(treedef, tuple(infos))
 
     # -- structure <-> flat vector -------------------------------------------------
