@@ -392,6 +392,26 @@ def test_first_order_path_gives_the_kept_graph_results_and_keeps_no_graph(dtype)
     assert compiled.value_and_grad_once(x)[1][0] == g_kept[0]
 
 
+def test_first_order_gradient_calls_the_engine_as_autograd_grad_would_and_touches_nothing_else():
+    from autominimize.backends.torch_backend import _engine_entry
+
+    assert _engine_entry() is not None  # the pinned torch has the entry point: the fast path runs
+    weight = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)  # a captured parameter
+    functions = {
+        "uses x and the weight": lambda x: weight * torch_rosen(x),
+        "uses part of x": lambda x: weight * x[0] ** 2,
+        "uses only the weight": lambda x: weight ** 2,
+    }
+    x = np.random.default_rng(2).normal(size=4)
+    for name, fun in functions.items():
+        f, g = compile_scalar(fun, np.zeros(4)).value_and_grad_once(x)
+        xt = torch.from_numpy(x.copy()).requires_grad_()
+        out = fun(xt)
+        (expected,) = torch.autograd.grad(out, xt, materialize_grads=True)
+        assert f == out.item() and np.array_equal(g, expected.numpy()), name
+        assert weight.grad is None, name  # nothing accumulated into the user's tensors
+
+
 def test_minimize_uses_the_graphless_path_only_without_curvature(monkeypatch):
     import autominimize as am
     from autominimize.backends.torch_backend import TorchScalar

@@ -7,6 +7,7 @@ derivatives are taken with respect to the flat vector whatever the parameter str
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import threading
 from dataclasses import dataclass
@@ -97,6 +98,32 @@ def _vjp(
         materialize_grads=True,
     )
     return result
+
+
+def _scalar_gradient(out: Any, xt: Any) -> Any:
+    """d(out)/d(xt) for a 0-d ``out``, freeing the graph: the first-order methods' hot path.
+
+    ``torch.autograd.grad`` spends about 7 µs in Python (argument normalisation, the seed
+    gradient's checks) around the engine call, as much as the backward pass of a small
+    objective. With one 0-d output and one input there is nothing to normalise, so the engine
+    is called directly, as ``torch.autograd.grad`` would call it, when this torch has the
+    entry point; otherwise through ``torch.autograd.grad``.
+    """
+    run_backward = _engine_entry()
+    if run_backward is None or not out.requires_grad:
+        return _vjp(out, xt)
+    # outputs, seed gradients, keep graph, create graph, inputs, allow unused, accumulate
+    (grad,) = run_backward((out,), (_torch().ones_like(out),), False, False, (xt,), True, False)
+    return grad if grad is not None else _torch().zeros_like(xt)
+
+
+@functools.cache
+def _engine_entry() -> Callable | None:
+    try:
+        from torch.autograd.graph import _engine_run_backward as run_backward
+    except ImportError:
+        return None
+    return run_backward
 
 
 def _eye(n: int, like: Any) -> Any:
@@ -238,7 +265,7 @@ class TorchScalar(_TorchCompiled):
         else:
             with torch.enable_grad():
                 out = self.flat_fun(xt)
-        grad = _vjp(out, xt)
+        grad = _scalar_gradient(out, xt)
         return out.item(), grad.numpy().copy() if self._zero_copy else self._numpy(grad)
 
     def hvp_at(self, x: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
