@@ -59,6 +59,7 @@ def run_observing(repeats: int = 15) -> list[dict]:
             "history=True (default)": dict(),
             "log=run.sqlite": dict(history=False, log=os.path.join(folder, f"{problem}.sqlite")),
             "progress=True": dict(history=False, progress=True),
+            "history + log": dict(log=os.path.join(folder, f"{problem}-history.sqlite")),
             "history + log + progress": dict(log=os.path.join(folder, f"{problem}-all.sqlite"), progress=True),
         }
         times: dict[str, list[float]] = {name: [] for name in variants}
