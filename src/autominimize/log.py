@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import math
 import os
 import pickle
 import sqlite3
@@ -213,6 +214,7 @@ class SQLiteLog:
         self._last_grad: np.ndarray | None = None
         self._last_grad_norm = np.nan
         self._start = self.committed = time.perf_counter()
+        self._due = self._start + commit_interval  # when the solve commits next
 
     def start_run(self, *, method: str, backend: str, precision: str, n: int, options: dict, structure: Any) -> None:
         """Queue the run's row; the writer inserts it before the run's first evaluation."""
@@ -222,6 +224,7 @@ class SQLiteLog:
             template = None
         self._run = (time.time(), method, backend, precision, _json_safe(options), n, template)
         self._start = self.committed = time.perf_counter()
+        self._due = self._start + self.commit_interval
         self._file.runs.append(self)
 
     def set_precision(self, precision: str) -> None:
@@ -234,23 +237,23 @@ class SQLiteLog:
             self._best = f
             self._best_point = (self._seq, x)  # the objective's own copy: kept, not copied
         if grad is None:
-            gn = np.nan
+            gn = math.nan
         else:
-            gn = self._last_grad_norm = grad_norm(grad)
+            gn = self._last_grad_norm = math.sqrt(grad.dot(grad))  # grad_norm, inlined
             self._last_grad = grad
-        now = time.perf_counter()
-        row = (now - self._start, f, gn, _KIND_CODES[kind])
+        now = time.perf_counter()  # the run's start is subtracted when the block is written
+        row = (now, f, gn, _KIND_CODES[kind])
         if count == 1:
             self._evaluations.append(row)
         else:
             self._evaluations.extend([row] * count)
-        if now - self.committed >= self.commit_interval:
+        if now >= self._due:
             self._file.write([self])
 
     def iteration(self, nit: int, x: np.ndarray, f: float, grad: np.ndarray | None, counts: Any) -> None:
         # the iterate's gradient is usually the array its evaluation just reported
         gn = self._last_grad_norm if grad is self._last_grad else grad_norm(grad)
-        self._iterations.append((nit, time.perf_counter() - self._start, f, gn, counts.nfev, counts.njev))
+        self._iterations.append((nit, time.perf_counter(), f, gn, counts.nfev, counts.njev))
         if self.iterates:
             self._points.append(x.tobytes())
 
@@ -283,12 +286,14 @@ class SQLiteLog:
                 self._outcome + (self.run_id,),
             )
         self.committed = time.perf_counter()
+        self._due = self.committed + self.commit_interval
 
     def _write_evaluations(self, connection: sqlite3.Connection) -> None:
         evaluations = self._take(self._evaluations)
         if not evaluations:
             return
         columns = np.array(evaluations, dtype=np.float64).T
+        columns[0] -= self._start
         best_seq, best_x = self._best_point or (0, None)
         # a point the solve found after this block was taken is stored with the next block
         stored = self._best_written < best_seq <= self._written_seq + len(evaluations)
@@ -315,6 +320,7 @@ class SQLiteLog:
         if not iterations:
             return
         values = np.array(iterations, dtype=np.float64).T
+        values[1] -= self._start
         counts = values[[0, 4, 5]].astype(np.int64)
         connection.execute(
             "INSERT INTO iteration_blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
