@@ -68,6 +68,7 @@ CASES = [
     ("unknown error_handling", mini(error_handling="ignore"), ValueError, r"error_handling='ignore' is not accepted; use 'raise'"),
     ("loss_callback not callable", mini(method="BFGS", loss_callback="print"), TypeError, r"loss_callback must be callable; got str"),
     ("log not a path", mini(method="BFGS", log=3), TypeError, r"log must be a file path or an am.SQLiteLog; got int"),
+    ("log commit interval of zero", lambda: am.SQLiteLog("run.sqlite", commit_interval=0), ValueError, r"commit_interval must be a positive number of seconds; got 0"),
     # -- derivatives --------------------------------------------------------------------
     ("unknown jac scheme", mini(method="BFGS", jac="5-point"), ValueError, r"jac='5-point' is not accepted; use None \(autodiff\), a callable, True, or one of"),
     ("jac and fun_and_jac", mini(method="BFGS", jac=lambda x: 2 * x, fun_and_jac=lambda x: (quad(x), 2 * x)), ValueError, r"give the gradient once: jac= or fun_and_jac=, not both"),

@@ -119,8 +119,7 @@ def test_log_records_equal_the_history_and_keep_only_best_points_by_default(tmp_
 def test_a_log_object_keeps_the_iterates_and_serves_several_solves(tmp_path):
     log = am.SQLiteLog(tmp_path / "iterates.sqlite", iterates=True)
     first, second = _solve(log=log), _solve(log=log, options={"maxiter": 3})
-    assert log.run_id is None  # the object holds settings; each solve wrote its own run
-    runs = [am.read_log(log.path, run=k) for k in (1, 2)]
+    runs = [am.read_log(log.path, run=k) for k in (1, 2)]  # each solve wrote its own run
     for res, logged in zip((first, second), runs):
         assert len(logged.history.iterations) == res.nit
         np.testing.assert_array_equal(

@@ -20,7 +20,7 @@ from .drivers.native import minimize_native
 from .drivers.scipy_local import run_minimize, wrap_callback
 from .native import is_native_method
 from .history import History, LossCallback
-from .log import SQLiteLog, read_log
+from .log import RunLog, SQLiteLog, read_log
 from .params import ParamSpec
 from .problem import Objective, check_error_handling
 from .progress import ProgressBar
@@ -392,7 +392,7 @@ def _check_plain_arguments(tol: Any, options: Any, callbacks: dict) -> None:
 class _Sinks:
     """The observers that need closing or handing back when the solve ends."""
 
-    def __init__(self, history: History | None, log: SQLiteLog | None, bar: Any):
+    def __init__(self, history: History | None, log: RunLog | None, bar: Any):
         self.history, self.log, self.bar = history, log, bar
 
     def start(
@@ -425,12 +425,11 @@ def _observers(history: bool, log: Any, progress: bool, loss_callback: Callable 
         observers.append(recorded)
     sqlite_log = None
     if log is not None:
-        if isinstance(log, SQLiteLog):  # the user's object holds settings; each run gets its own
-            sqlite_log = SQLiteLog(log.path, iterates=log.iterates, commit_interval=log.commit_interval)
-        elif isinstance(log, (str, os.PathLike)):
-            sqlite_log = SQLiteLog(log)
-        else:
+        if isinstance(log, (str, os.PathLike)):
+            log = SQLiteLog(log)
+        elif not isinstance(log, SQLiteLog):
             raise TypeError(f"log must be a file path or an am.SQLiteLog; got {type(log).__name__}.")
+        sqlite_log = RunLog(log)
         observers.append(sqlite_log)
     bar = None
     if progress:

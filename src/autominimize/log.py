@@ -103,7 +103,7 @@ class _FileWriter:
         self.connection = _open(path)
         self.commit_interval = commit_interval
         self.lock = threading.Lock()  # one writer at a time: the thread or a finishing run
-        self.runs: list[SQLiteLog] = []
+        self.runs: list[RunLog] = []
         self.error: sqlite3.Error | None = None
         threading.Thread(target=self._loop, name="autominimize-log-writer", daemon=True).start()
 
@@ -118,7 +118,7 @@ class _FileWriter:
                 except sqlite3.Error as exc:  # raised again to the solve by its next write
                     self.error = exc
 
-    def write(self, runs: list["SQLiteLog"]) -> None:
+    def write(self, runs: list["RunLog"]) -> None:
         """Commit what ``runs`` have queued, in one transaction."""
         with self.lock:
             if self.error is not None:
@@ -163,11 +163,12 @@ def _json_safe(options: dict) -> str:
     return json.dumps(options, default=repr, sort_keys=True)
 
 
+@dataclass(frozen=True)
 class SQLiteLog:
     """An SQLite log file, with how much it keeps: pass it as ``log=``.
 
     ``log="run.sqlite"`` is ``log=am.SQLiteLog("run.sqlite")``. Every solve given it
-    appends one run (the object itself only holds the settings).
+    appends one run to the file.
 
     Parameters
     ----------
@@ -191,10 +192,23 @@ class SQLiteLog:
     True
     """
 
-    def __init__(self, path: str | os.PathLike, *, iterates: bool = False, commit_interval: float = 0.5):
-        self.path = os.fspath(path)
-        self.iterates = bool(iterates)
-        self.commit_interval = commit_interval
+    path: str | os.PathLike
+    iterates: bool = False
+    commit_interval: float = 0.5
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", os.fspath(self.path))
+        if isinstance(self.commit_interval, bool) or not isinstance(self.commit_interval, (int, float)) or not self.commit_interval > 0:
+            raise ValueError(f"commit_interval must be a positive number of seconds; got {self.commit_interval!r}.")
+
+
+class RunLog:
+    """The observer writing one run's evaluations and iterations to a log file."""
+
+    def __init__(self, settings: SQLiteLog):
+        self.path = settings.path
+        self.iterates = bool(settings.iterates)
+        self.commit_interval = commit_interval = settings.commit_interval
         self.run_id: int | None = None
         self._file = _file_writer(self.path, commit_interval)
         self._run: tuple | None = None
