@@ -76,12 +76,13 @@ def test_observing_section_measures_every_variant_on_the_same_path(tmp_path):
     from autominimize.bench.observing import format_observing, run_observing
 
     rows = run_observing(repeats=1)
-    assert [(row["problem"], row["variant"]) for row in rows[:5]] == [
+    assert [(row["problem"], row["variant"]) for row in rows[:6]] == [
         ("rosen100", "plain (history=False)"), ("rosen100", "history=True (default)"),
-        ("rosen100", "log=run.sqlite"), ("rosen100", "progress=True"), ("rosen100", "history + log + progress"),
+        ("rosen100", "log=run.sqlite"), ("rosen100", "progress=True"), ("rosen100", "history + log"),
+        ("rosen100", "history + log + progress"),
     ]
     for problem in {row["problem"] for row in rows}:
         same = [row for row in rows if row["problem"] == problem]
-        assert len(same) == 5 and len({row["nfev"] for row in same}) == 1  # watching changes no step
+        assert len(same) == 6 and len({row["nfev"] for row in same}) == 1  # watching changes no step
         assert same[0]["ratio"] == 1.0 and all(row["seconds"] > 0 for row in same)
     assert "mlp 2000x10-32-1" in format_observing(rows)
