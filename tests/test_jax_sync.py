@@ -9,27 +9,32 @@ jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402
 
 import autominimize as am  # noqa: E402
-from autominimize.backends.jax_sync import SynchronousCall, compile_lowered, synchronous_client  # noqa: E402
+from autominimize.backends.jax_sync import compile_function, synchronous_client  # noqa: E402
 
 
 def rosen(x):
     return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
 
 
-def _lowered(function, *avals):
+def _compile(function, *avals):
     with jax.enable_x64(True):
-        return jax.jit(function, keep_unused=True).lower(*avals)
+        return compile_function(function, *avals)
+
+
+def _on_private_client(array) -> bool:
+    return set(array.devices()) <= set(synchronous_client()[0].local_devices())
 
 
 def test_the_synchronous_call_gives_the_public_compiled_results_bit_for_bit():
     assert synchronous_client() is not None  # the CPU default backend of the test machine
     aval = jax.ShapeDtypeStruct((7,), np.float64)
-    lowered = _lowered(jax.value_and_grad(rosen), aval)
-    synchronous, public = compile_lowered(lowered), lowered.compile()
-    assert isinstance(synchronous, SynchronousCall)
+    synchronous = _compile(jax.value_and_grad(rosen), aval)
+    with jax.enable_x64(True):
+        public = jax.jit(jax.value_and_grad(rosen)).lower(aval).compile()
     x = np.random.default_rng(0).normal(size=7)
-    with jax.enable_x64(True):  # the public compiled function checks the mode it was built in
+    with jax.enable_x64(True):  # a compiled function checks the mode it was built in
         (f_sync, g_sync), (f_pub, g_pub) = synchronous(x), public(x)
+    assert _on_private_client(g_sync) and not _on_private_client(g_pub)
     assert float(f_sync) == float(f_pub) and np.array_equal(np.asarray(g_sync), np.asarray(g_pub))
 
 
@@ -39,11 +44,11 @@ def test_pytree_arguments_outputs_unused_arguments_and_its_own_outputs_fed_back(
         return {"sum": jnp.sum(x * scale), "double": 2 * x}
 
     avals = (jax.ShapeDtypeStruct((3,), np.float64), (jax.ShapeDtypeStruct((), np.float32), jax.ShapeDtypeStruct((2,), np.int32)))
-    call = compile_lowered(_lowered(function, *avals))
-    assert isinstance(call, SynchronousCall)
-    out = call(np.array([1.0, 2.0, 3.0]), (np.float32(2.0), np.array([5, 6], dtype=np.int32)))
-    assert float(out["sum"]) == 12.0
-    again = call(out["double"], (3.0, np.zeros(2, dtype=np.int32)))  # a device array from this client
+    call = _compile(function, *avals)
+    with jax.enable_x64(True):
+        out = call(np.array([1.0, 2.0, 3.0]), (np.float32(2.0), np.array([5, 6], dtype=np.int32)))
+        assert float(out["sum"]) == 12.0 and _on_private_client(out["double"])
+        again = call(out["double"], (np.float32(3.0), np.zeros(2, dtype=np.int32)))  # a device array from this client
     assert float(again["sum"]) == 36.0 and np.array_equal(np.asarray(again["double"]), [4.0, 8.0, 12.0])
 
 
@@ -52,10 +57,10 @@ def test_host_callbacks_take_the_public_path_and_still_run(capfd):
         jax.debug.print("seen {}", x[0])
         return jnp.sum(x**2)
 
-    call = compile_lowered(_lowered(noisy, jax.ShapeDtypeStruct((2,), np.float64)))
-    assert not isinstance(call, SynchronousCall)
+    call = _compile(noisy, jax.ShapeDtypeStruct((2,), np.float64))
     with jax.enable_x64(True):
-        assert float(call(np.array([3.0, 4.0]))) == 25.0
+        out = call(np.array([3.0, 4.0]))
+        assert float(out) == 25.0 and not _on_private_client(out)
         jax.effects_barrier()
     assert "seen 3.0" in capfd.readouterr().out
 

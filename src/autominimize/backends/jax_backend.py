@@ -11,7 +11,7 @@ import numpy as np
 from ..params import ParamSpec
 from .base import Backend
 from .common import require_scalar_shape
-from .jax_sync import compile_lowered
+from .jax_sync import compile_function
 
 
 def _jax():
@@ -72,10 +72,9 @@ class _JaxCompiled:
         argument shapes ``avals()`` (default: one flat x). On later calls this is one lookup."""
         compiled = self._compiled.get(name)
         if compiled is None:
-            jax, _ = _jax()
             with self.backend.solve_context(str(self.dtype)):
                 arguments = avals() if avals is not None else (self._x_aval(),)
-                compiled = compile_lowered(jax.jit(build(), keep_unused=True).lower(*arguments))
+                compiled = compile_function(build(), *arguments)
             self._compiled[name] = compiled
         return compiled
 
