@@ -46,7 +46,7 @@ def run_sections(names: list[str], repeats: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autominimize.bench", description=__doc__)
-    parser.add_argument("--repeats", type=int, default=5, help="timed warm repeats per cell (default 5; n=10000 and logreg take at most 3)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed warm rounds per cell (default 5; n=10000 and logreg take at most 3; a cell whose rounds take under a second runs more, up to 20x)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 repeat, small cells only (unless --only)")
     parser.add_argument("--only", action="append", default=None, metavar="SUBSTRING", help="run the cells whose name contains SUBSTRING (repeatable, or comma-separated)")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         jax.config.update("jax_cpu_enable_async_dispatch", False)
     print(f"# autominimize benchmark ({_versions()})")
     print(
-        "# float64; Rosenbrock from zeros(n); medians of interleaved warm repeats after one warm-up"
+        "# float64; Rosenbrock from zeros(n); medians of interleaved warm rounds (contenders shuffled in each) after one warm-up"
         f" solve; threads: BLAS {threads.get('blas')}, XLA {threads.get('xla', '-')}, torch"
         f" {threads.get('torch', '-')}, TF {threads.get('tensorflow', '-')}"
         + ("; baselines also enter threadpool_limits per solve" if args.per_solve_limits else "")

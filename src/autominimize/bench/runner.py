@@ -1,7 +1,10 @@
 """Timing: one warm-up solve per contender, then interleaved warm repeats, medians.
 
-Within a cell every repeat runs each contender once, in the same order (ref, jax-hand,
-am-jax, am-torch, ...), so slow drifts of the machine hit every contender alike.
+Within a cell every repeat runs each contender once, so slow drifts of the machine hit every
+contender alike. The order changes from round to round (a seeded shuffle): a contender that
+always ran after the same neighbour would always find the processor's caches in the state
+that neighbour left them, which moves a millisecond solve by 10–20%. Cells whose rounds are
+quick run more of them, until ``CELL_MIN_SECONDS`` are spent.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -93,6 +97,10 @@ def _same_optimum(f: float | None, f_ref: float | None, atol: float, ref_converg
 WARMUP_MAXITER = 3
 #: default seconds of timed rounds per cell; more rounds stop once this is spent (>= 1 round)
 CELL_BUDGET = 20.0
+#: a cell runs more than ``repeats`` rounds, up to ``MAX_ROUNDS_FACTOR * repeats``, while its
+#: timed rounds have taken less than this many seconds (millisecond solves are noisy)
+CELL_MIN_SECONDS = 1.0
+MAX_ROUNDS_FACTOR = 20
 
 
 def run_cell(
@@ -101,14 +109,16 @@ def run_cell(
     contenders: Iterable[Contender] | None = None,
     progress: Callable[[str], None] | None = None,
     budget: float | None = CELL_BUDGET,
+    min_seconds: float = CELL_MIN_SECONDS,
 ) -> dict:
     """Time every contender on one cell; return its row.
 
     One warm-up solve per contender (``maxiter=WARMUP_MAXITER``: it compiles and fills the
-    caches), then up to ``repeats`` interleaved timed rounds, each running every contender
-    once. Rounds stop early once ``budget`` seconds of timed rounds are spent (at least one
-    round runs), so that the slow cells keep the whole run short; ``repeats`` in the row
-    says how many ran.
+    caches), then ``repeats`` interleaved timed rounds, each running every contender once in
+    a shuffled order, and more (up to ``MAX_ROUNDS_FACTOR * repeats``) while the rounds have
+    taken less than ``min_seconds``. Rounds stop early once ``budget`` seconds of timed
+    rounds are spent (at least one round runs), so that the slow cells keep the whole run
+    short; ``repeats`` in the row says how many ran.
     """
     contenders = [c for c in (contenders or CONTENDERS)]
     if cell.max_repeats is not None:
@@ -153,10 +163,13 @@ def run_cell(
             warm[c.key] = elapsed
     problem.options = None
     spent, rounds = 0.0, 0
-    while rounds < repeats and live:
+    order = random.Random(0)
+    while live and (rounds < repeats or spent < min_seconds and rounds < MAX_ROUNDS_FACTOR * repeats):
         gc.collect()
         round_start = time.perf_counter()
-        for c in list(live):
+        this_round = list(live)
+        order.shuffle(this_round)
+        for c in this_round:
             elapsed = once(c)
             if elapsed is None:
                 live.remove(c)
@@ -251,7 +264,7 @@ def run(
     budget : float or None
         Seconds of timed rounds per cell after which no further round starts (None: no limit).
     quick : bool
-        A smoke run: one repeat, and the small cells unless ``cells`` is given.
+        A smoke run: one round, and the small cells unless ``cells`` is given.
     contenders : list of str, optional
         Contender keys to run (default all); 'ref' is always included.
     limit_threads : bool
@@ -266,14 +279,15 @@ def run(
     """
     if limit_threads:
         setup_threads()
+    min_seconds = CELL_MIN_SECONDS
     if quick:
-        repeats = 1
+        repeats, min_seconds = 1, 0.0
     chosen = select_cells(cells, quick=quick)
     pool = CONTENDERS
     if contenders is not None:
         keys = set(contenders) | {"ref"}
         pool = [c for c in CONTENDERS if c.key in keys]
-    return [run_cell(cell, repeats, pool, progress, budget) for cell in chosen]
+    return [run_cell(cell, repeats, pool, progress, budget, min_seconds) for cell in chosen]
 
 
 def import_time(runs: int = 3) -> dict:
