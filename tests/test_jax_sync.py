@@ -105,3 +105,20 @@ def test_with_async_dispatch_off_jax_own_client_serves(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "True"]
+
+
+def test_the_backend_places_its_functions_on_the_private_client():
+    from autominimize.backends.jax_backend import JaxBackend
+    from autominimize.params import ParamSpec
+
+    compiled = JaxBackend().compile_scalar(rosen, ParamSpec.from_tree(np.zeros(4)), "float64")
+    x = np.arange(4.0)
+    with jax.enable_x64(True):
+        f, g = compiled.value_and_grad(x)
+        f_lin, g_lin, hvp = compiled.value_grad_and_hvp(x)
+        hvp(np.ones(4))
+        fused = compiled._compiled["value_and_grad"](x)
+        primal, buffers = compiled._compiled["value_grad_linearize"](x)
+        product = compiled._compiled["apply"](*buffers, np.ones(4))
+    assert all(_on_private_client(out) for out in (fused, primal, *buffers, product))
+    assert f == f_lin and np.array_equal(g, g_lin)
