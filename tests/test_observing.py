@@ -339,3 +339,23 @@ def test_plots_render(tmp_path):
     _png_is_drawn(tmp_path / "profile.png")
     with pytest.raises(TypeError, match="cannot plot a int"):
         am.plot.criterion(3)
+
+
+def test_a_history_keeps_no_gradient_alive_and_reuses_its_norm_at_the_iterate():
+    import gc
+    import weakref
+
+    from autominimize.history import History
+    from autominimize.problem import Counters
+
+    history, x = History(), np.zeros(3)
+    g = np.array([3.0, 4.0, 12.0])
+    history.evaluation("value_and_gradient", x, 1.0, g, 1)
+    history.iteration(1, x, 1.0, g, Counters())
+    history.iteration(2, x, 1.0, None, Counters())
+    alive = weakref.ref(g)
+    del g
+    gc.collect()
+    assert alive() is None  # res.history must not hold a (possibly huge) gradient
+    assert [e.grad_norm for e in history.evaluations] == [13.0]
+    assert history.column("grad_norm")[0] == 13.0 and np.isnan(history.column("grad_norm")[1])

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+import weakref
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Protocol
 
 import numpy as np
 
@@ -49,6 +50,10 @@ class Observer(Protocol):
     def evaluation(self, kind: str, x: np.ndarray, f: float, grad: np.ndarray | None, count: int) -> None: ...
 
     def iteration(self, nit: int, x: np.ndarray, f: float, grad: np.ndarray | None, counts: Counters) -> None: ...
+
+
+def _nothing() -> None:
+    return None
 
 
 def grad_norm(grad: np.ndarray | None) -> float:
@@ -92,7 +97,9 @@ class History:
         self._iterations: list[Iteration] = []
         self.leaves = list(leaves or [])
         self.start = time.perf_counter()
-        self._last_grad: np.ndarray | None = None
+        # the last gradient seen, weakly (a result's history must not keep a large gradient
+        # alive), and its norm, which the iteration at the same point reuses
+        self._last_grad: Callable[[], Any] = _nothing
         self._last_grad_norm = math.nan
 
     @property
@@ -108,7 +115,7 @@ class History:
             norm = math.nan
         else:
             norm = self._last_grad_norm = grad_norm(grad)
-            self._last_grad = grad
+            self._last_grad = weakref.ref(grad)
         row = (kind, time.perf_counter() - self.start, f, norm)
         if count == 1:
             self._evaluation_rows.append(row)
@@ -117,7 +124,7 @@ class History:
 
     def iteration(self, nit: int, x: np.ndarray, f: float, grad: np.ndarray | None, counts: Counters) -> None:
         # the iterate's gradient is usually the array its evaluation just reported
-        norm = self._last_grad_norm if grad is self._last_grad else grad_norm(grad)
+        norm = self._last_grad_norm if grad is not None and grad is self._last_grad() else grad_norm(grad)
         self._iteration_rows.append((nit, time.perf_counter() - self.start, f, norm, counts.nfev, x.copy()))
 
     def column(self, name: str, of: str = "iterations") -> np.ndarray:
