@@ -343,6 +343,7 @@ def test_plots_render(tmp_path):
 
 def test_a_history_keeps_no_gradient_alive_and_reuses_its_norm_at_the_iterate():
     import gc
+    import pickle
     import weakref
 
     from autominimize.history import History
@@ -359,3 +360,7 @@ def test_a_history_keeps_no_gradient_alive_and_reuses_its_norm_at_the_iterate():
     assert alive() is None  # res.history must not hold a (possibly huge) gradient
     assert [e.grad_norm for e in history.evaluations] == [13.0]
     assert history.column("grad_norm")[0] == 13.0 and np.isnan(history.column("grad_norm")[1])
+    g = np.ones(3)
+    history.evaluation("gradient", x, 1.0, g, 1)  # a live weak reference pickles too
+    copied = pickle.loads(pickle.dumps(history))
+    assert copied.column("grad_norm").tolist()[:1] == [13.0] and len(copied.evaluations) == 2

@@ -102,6 +102,10 @@ class History:
         self._last_grad: Callable[[], Any] = _nothing
         self._last_grad_norm = math.nan
 
+    def __getstate__(self) -> dict:
+        # a weak reference does not pickle (histories travel back from worker processes)
+        return {**self.__dict__, "_last_grad": _nothing}
+
     @property
     def evaluations(self) -> list[Evaluation]:
         return _named(self._evaluations, self._evaluation_rows, Evaluation)
