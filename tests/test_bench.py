@@ -84,5 +84,5 @@ def test_observing_section_measures_every_variant_on_the_same_path(tmp_path):
     for problem in {row["problem"] for row in rows}:
         same = [row for row in rows if row["problem"] == problem]
         assert len(same) == 6 and len({row["nfev"] for row in same}) == 1  # watching changes no step
-        assert same[0]["ratio"] == 1.0 and all(row["seconds"] > 0 for row in same)
+        assert same[0]["ratio"] == 1.0 == same[1]["ratio_to_default"] and all(row["seconds"] > 0 for row in same)
     assert "mlp 2000x10-32-1" in format_observing(rows)

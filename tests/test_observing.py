@@ -98,13 +98,13 @@ def test_log_records_equal_the_history_and_keep_only_best_points_by_default(tmp_
     logged = am.read_log(path)
     kinds = {e.kind for e in logged.history.evaluations}
     assert kinds >= ({"hvp", "value_and_gradient"} if backend == "jax" else {"finite-difference", "value_and_gradient"})
-    # the log times its records on its own clock: compare the rest, then the clocks' order
+    # the log writes the history's own rows
     recorded = res.history
     assert len(logged.history.evaluations) == len(recorded.evaluations)
-    for field in ("f", "grad_norm"):
+    for field in ("time", "f", "grad_norm"):
         np.testing.assert_array_equal(logged.history.column(field, of="evaluations"), recorded.column(field, of="evaluations"))
     assert [e.kind for e in logged.history.evaluations] == [e.kind for e in recorded.evaluations]
-    for field in ("nit", "f", "grad_norm", "nfev"):
+    for field in ("nit", "time", "f", "grad_norm", "nfev"):
         np.testing.assert_array_equal(logged.history.column(field), recorded.column(field))
     assert np.all(np.diff(logged.history.column("time", of="evaluations")) >= 0)
     assert all(it.x is None for it in logged.history.iterations)  # iterates not kept by default
@@ -198,7 +198,6 @@ def test_history_rows_read_mid_run_are_one_list_extended_in_place():
     counters = Counters()
     counters.nfev = 3
     history.iteration(1, x, 5.0, g, counters)
-    x[0] = -1.0  # the recorded iterate is a copy
     assert history.evaluations is first and [e.kind for e in first] == ["value_and_gradient"] + ["finite-difference"] * 2
     assert np.isnan(first[2].grad_norm)
     (iteration,) = history.iterations
@@ -235,6 +234,62 @@ _SLOW_RUN = textwrap.dedent(
     print("RESULT", res.success, res.message, res.fun, flush=True)
     """
 )
+
+
+def test_a_log_without_history_lets_go_of_the_rows_it_has_written(tmp_path):
+    from autominimize.history import History
+    from autominimize.log import RunLog
+    from autominimize.problem import Counters
+
+    journal = History(keep_points=False)
+    log = RunLog(am.SQLiteLog(tmp_path / "own.sqlite"), journal, owns_journal=True)
+    log.start_run(method="bfgs", backend="numpy", precision="float64", n=2, options={}, structure=np.zeros(2))
+    counters = Counters()
+    for k, f in enumerate([3.0, 1.0, 2.0]):
+        counters.nfev = counters.njev = k + 1
+        x, g = np.full(2, f), np.array([f, 0.0])
+        journal.evaluation("value_and_gradient", x, f, g, 1)
+        journal.iteration(k + 1, x, f, g, counters)
+    log._file.write([log])  # what the writer thread does every commit_interval
+    assert journal._evaluation_rows == [] and journal._iteration_rows == []
+    journal.evaluation("value", np.zeros(2), 0.5, None, 1)
+    log.finish(status=0, success=True, message="done", best_f=0.5, best_x=np.zeros(2))
+    logged = am.read_log(tmp_path / "own.sqlite")
+    assert [e.f for e in logged.history.evaluations] == [3.0, 1.0, 2.0, 0.5]
+    assert [(it.nit, it.nfev, it.x) for it in logged.history.iterations] == [(1, 1, None), (2, 2, None), (3, 3, None)]
+    with sqlite3.connect(tmp_path / "own.sqlite") as connection:
+        stored = connection.execute("SELECT block, best_seq, best_x FROM evaluation_blocks ORDER BY block").fetchall()
+    assert [(block, seq) for block, seq, _ in stored] == [(0, 2), (1, 4)]
+    np.testing.assert_array_equal(np.frombuffer(stored[0][2]), [1.0, 1.0])
+    assert logged.best_f == 0.5
+
+
+def test_observers_get_iterates_that_the_method_cannot_change():
+    from autominimize.history import History
+    from autominimize.params import ParamSpec
+    from autominimize.problem import Objective
+
+    class Functions:
+        extra_evaluations = 0
+
+        def value(self, x):
+            return float(x @ x)
+
+        def value_and_grad(self, x):
+            return float(x @ x), 2 * x
+
+    history = History()
+    objective = Objective(Functions(), ParamSpec.from_tree(np.zeros(2)), observers=[history])
+    method_x = np.array([1.0, 2.0])  # scipy's working array, which it overwrites in place
+    objective.fused_value(method_x)
+    objective.report_iteration(method_x, 5.0)  # the point evaluated last: the cache's copy
+    method_x[:] = [3.0, 4.0]
+    objective.report_iteration(method_x, 25.0)  # not evaluated: a copy of its own
+    method_x[:] = 0.0
+    assert [it.x.tolist() for it in history.iterations] == [[1.0, 2.0], [3.0, 4.0]]
+    assert [it.grad_norm for it in history.iterations][0] == pytest.approx(np.sqrt(20.0))
+    assert np.isnan(history.iterations[1].grad_norm)
+    assert history.evaluations[0].kind == "value_and_gradient" and objective.counters.nfev == 1
 
 
 def _start_slow_run(path):
@@ -341,7 +396,7 @@ def test_plots_render(tmp_path):
         am.plot.criterion(3)
 
 
-def test_a_history_keeps_no_gradient_alive_and_reuses_its_norm_at_the_iterate():
+def test_a_closed_history_keeps_no_gradient_alive_and_reuses_its_norm_at_the_iterate():
     import gc
     import pickle
     import weakref
@@ -354,6 +409,7 @@ def test_a_history_keeps_no_gradient_alive_and_reuses_its_norm_at_the_iterate():
     history.evaluation("value_and_gradient", x, 1.0, g, 1)
     history.iteration(1, x, 1.0, g, Counters())
     history.iteration(2, x, 1.0, None, Counters())
+    history.close()  # the solve has ended
     alive = weakref.ref(g)
     del g
     gc.collect()
@@ -361,6 +417,6 @@ def test_a_history_keeps_no_gradient_alive_and_reuses_its_norm_at_the_iterate():
     assert [e.grad_norm for e in history.evaluations] == [13.0]
     assert history.column("grad_norm")[0] == 13.0 and np.isnan(history.column("grad_norm")[1])
     g = np.ones(3)
-    history.evaluation("gradient", x, 1.0, g, 1)  # a live weak reference pickles too
+    history.evaluation("gradient", x, 1.0, g, 1)  # pickled while it holds a gradient
     copied = pickle.loads(pickle.dumps(history))
     assert copied.column("grad_norm").tolist()[:1] == [13.0] and len(copied.evaluations) == 2

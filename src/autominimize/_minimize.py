@@ -410,6 +410,8 @@ class _Sinks:
             )
 
     def close(self, *, status: Any, success: bool, message: str, objective: Objective | None) -> None:
+        if self.history is not None:
+            self.history.close()
         if self.bar is not None:
             self.bar.close()
         if self.log is not None:
@@ -419,25 +421,24 @@ class _Sinks:
 
 
 def _observers(history: bool, log: Any, progress: bool, loss_callback: Callable | None, name: str, options: dict | None) -> tuple[list, _Sinks]:
+    if log is not None and not isinstance(log, (str, os.PathLike, SQLiteLog)):
+        raise TypeError(f"log must be a file path or an am.SQLiteLog; got {type(log).__name__}.")
+    settings = SQLiteLog(log) if isinstance(log, (str, os.PathLike)) else log
     observers: list = []
-    recorded = History() if history else None
-    if recorded is not None:
+    recorded = None
+    if history or settings is not None:  # the log writes the history's rows: with history=False, of its own one
+        recorded = History(keep_points=history or settings.iterates)
         observers.append(recorded)
     sqlite_log = None
-    if log is not None:
-        if isinstance(log, (str, os.PathLike)):
-            log = SQLiteLog(log)
-        elif not isinstance(log, SQLiteLog):
-            raise TypeError(f"log must be a file path or an am.SQLiteLog; got {type(log).__name__}.")
-        sqlite_log = RunLog(log)
-        observers.append(sqlite_log)
+    if settings is not None:
+        sqlite_log = RunLog(settings, recorded, owns_journal=not history)
     bar = None
     if progress:
         bar = ProgressBar(name, total=(options or {}).get("maxiter"))
         observers.append(bar)
     if loss_callback is not None:
         observers.append(LossCallback(loss_callback))
-    return observers, _Sinks(recorded, sqlite_log, bar)
+    return observers, _Sinks(recorded if history else None, sqlite_log, bar)
 
 
 def _resume_point(path: Any, spec: ParamSpec) -> np.ndarray:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import time
-import weakref
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Protocol
 
 import numpy as np
@@ -47,13 +46,12 @@ class Iteration(NamedTuple):
 
 
 class Observer(Protocol):
+    """Told of every evaluation and iteration. ``x`` is a flat copy that is never modified
+    afterwards: an observer may keep it, and must not change it."""
+
     def evaluation(self, kind: str, x: np.ndarray, f: float, grad: np.ndarray | None, count: int) -> None: ...
 
     def iteration(self, nit: int, x: np.ndarray, f: float, grad: np.ndarray | None, counts: Counters) -> None: ...
-
-
-def _nothing() -> None:
-    return None
 
 
 def grad_norm(grad: np.ndarray | None) -> float:
@@ -90,36 +88,50 @@ class History:
         evaluations: list[Evaluation] | None = None,
         iterations: list[Iteration] | None = None,
         leaves: list[tuple[str, int, int]] | None = None,
+        keep_points: bool = True,
     ) -> None:
         self._evaluation_rows: list[tuple] = list(evaluations or [])
         self._iteration_rows: list[tuple] = list(iterations or [])
         self._evaluations: list[Evaluation] = []
         self._iterations: list[Iteration] = []
         self.leaves = list(leaves or [])
+        self.keep_points = keep_points  # False: iterations record x as None
         self.start = time.perf_counter()
-        # the last gradient seen, weakly (a result's history must not keep a large gradient
-        # alive), and its norm, which the iteration at the same point reuses
-        self._last_grad: Callable[[], Any] = _nothing
+        # the last gradient seen and its norm, which the iteration at the same point reuses;
+        # released by close() (a result's history must not keep a large gradient alive)
+        self._last_grad: np.ndarray | None = None
         self._last_grad_norm = math.nan
+        self.recorded = 0  # evaluations recorded (rows a log has taken away included)
+        # (sequence number from 1, x) of the best evaluation so far, replaced as one object:
+        # a log's writer thread reads it while the solve runs
+        self.best: tuple[int, np.ndarray | None] = (0, None)
+        self._best_f = math.inf
+
+    def close(self) -> None:
+        """The solve has ended: let go of its last gradient."""
+        self._last_grad = None
 
     def __getstate__(self) -> dict:
-        # a weak reference does not pickle (histories travel back from worker processes)
-        return {**self.__dict__, "_last_grad": _nothing}
+        return {**self.__dict__, "_last_grad": None}
 
     @property
     def evaluations(self) -> list[Evaluation]:
-        return _named(self._evaluations, self._evaluation_rows, Evaluation)
+        return _named(self._evaluations, self._evaluation_rows, Evaluation._make)
 
     @property
     def iterations(self) -> list[Iteration]:
-        return _named(self._iterations, self._iteration_rows, Iteration)
+        return _named(self._iterations, self._iteration_rows, _iteration)
 
     def evaluation(self, kind: str, x: np.ndarray, f: float, grad: np.ndarray | None, count: int) -> None:
         if grad is None:
             norm = math.nan
         else:
             norm = self._last_grad_norm = grad_norm(grad)
-            self._last_grad = weakref.ref(grad)
+            self._last_grad = grad
+        self.recorded += count
+        if f < self._best_f:  # before the row is added: a log taking rows finds the best among them
+            self._best_f = f
+            self.best = (self.recorded, x)
         row = (kind, time.perf_counter() - self.start, f, norm)
         if count == 1:
             self._evaluation_rows.append(row)
@@ -128,8 +140,11 @@ class History:
 
     def iteration(self, nit: int, x: np.ndarray, f: float, grad: np.ndarray | None, counts: Counters) -> None:
         # the iterate's gradient is usually the array its evaluation just reported
-        norm = self._last_grad_norm if grad is not None and grad is self._last_grad() else grad_norm(grad)
-        self._iteration_rows.append((nit, time.perf_counter() - self.start, f, norm, counts.nfev, x.copy()))
+        norm = self._last_grad_norm if grad is not None and grad is self._last_grad else grad_norm(grad)
+        # njev after x: an Iteration is the row's first six fields, a log stores njev too
+        self._iteration_rows.append(
+            (nit, time.perf_counter() - self.start, f, norm, counts.nfev, x if self.keep_points else None, counts.njev)
+        )
 
     def column(self, name: str, of: str = "iterations") -> np.ndarray:
         """One field of every iteration (or evaluation) as an array, e.g. ``column('f')``."""
@@ -142,11 +157,15 @@ class History:
         return f"History({len(self._evaluation_rows)} evaluations, {len(self._iteration_rows)} iterations)"
 
 
-def _named(named: list, rows: list[tuple], kind: type) -> list:
+def _named(named: list, rows: list[tuple], make: Callable[[tuple], tuple]) -> list:
     """Extend ``named`` with the rows not converted yet and return it (the same list each time)."""
     if len(named) < len(rows):
-        named.extend(map(kind._make, rows[len(named):]))
+        named.extend(map(make, rows[len(named):]))
     return named
+
+
+def _iteration(row: tuple) -> Iteration:
+    return Iteration._make(row[:6])
 
 
 class LossCallback:

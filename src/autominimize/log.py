@@ -23,17 +23,16 @@ objective's evaluation.
     ``grad_norm`` (float64), ``nfev``, ``njev`` (int64) and ``x`` (float64, ``count × n``,
     row by row; NULL unless the log keeps the iterates).
 
-The file uses write-ahead logging. The solve's thread commits what it has queued every
-``commit_interval`` seconds and at the end; the file's writer thread commits what has waited
-longer than that (a slow objective), so a process killed mid-run leaves every committed row
-readable and loses at most the last ``commit_interval`` seconds.
+The file uses write-ahead logging. The records are the solve's :class:`History` rows: the
+file's writer thread commits the rows kept since its last commit every ``commit_interval``
+seconds, and the solve commits the rest when it ends, so a process killed mid-run leaves
+every committed row readable and loses the last one or two ``commit_interval`` seconds.
 """
 
 from __future__ import annotations
 
 import atexit
 import json
-import math
 import os
 import pickle
 import sqlite3
@@ -44,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from .history import EVALUATION_KINDS, History, grad_norm
+from .history import EVALUATION_KINDS, History
 
 __all__ = ["SQLiteLog", "read_log", "LoggedRun", "SCHEMA_VERSION"]
 
@@ -88,15 +87,13 @@ def _open(path: str) -> sqlite3.Connection:
 
 
 class _FileWriter:
-    """The one connection and watchdog thread of a log file in this process.
+    """The one connection and writer thread of a log file in this process.
 
     Closing a WAL database checkpoints it (copies the log into the file and syncs), which
     costs more than a short solve, and starting a thread per solve costs more than writing
-    its rows: both live until the process exits. Runs commit their own rows as they go; every
-    ``commit_interval`` seconds the thread commits the rows of a run that has not done so for
-    that long (its objective is slow). The solve does the writing itself because on a fast
-    objective a second thread writing at the same time costs more in hand-offs of the
-    interpreter lock than the writing does.
+    its rows: both live until the process exits. Every ``commit_interval`` seconds the thread
+    commits the new rows of the runs that have not committed for that long; a run commits
+    the rest itself when it ends.
     """
 
     def __init__(self, path: str, commit_interval: float):
@@ -203,85 +200,56 @@ class SQLiteLog:
 
 
 class RunLog:
-    """The observer writing one run's evaluations and iterations to a log file."""
+    """Writes one run to a log file: the records its solve's :class:`History` keeps.
 
-    def __init__(self, settings: SQLiteLog):
+    The log is not told of each evaluation itself: it takes the history's new rows when it
+    commits, so a solve with both a history and a log records each evaluation once.
+    ``owns_journal`` says that nobody else reads that history (``history=False``): the
+    rows are then removed from it once written.
+    """
+
+    def __init__(self, settings: SQLiteLog, journal: History, *, owns_journal: bool):
         self.path = settings.path
         self.iterates = bool(settings.iterates)
-        self.commit_interval = commit_interval = settings.commit_interval
+        self.commit_interval = settings.commit_interval
         self.run_id: int | None = None
-        self._file = _file_writer(self.path, commit_interval)
+        self._journal = journal
+        self._owns = owns_journal
+        self._file = _file_writer(self.path, self.commit_interval)
         self._run: tuple | None = None
         self._precision: str | None = None
         self._outcome: tuple | None = None
-        # queued records: (time, f, grad_norm, kind code); (nit, time, f, grad_norm, nfev, njev)
-        # with the iterate's bytes in ``_points``, appended after its row
-        self._evaluations: list[tuple] = []
-        self._iterations: list[tuple] = []
-        self._points: list[bytes] = []
-        self._seq = 0  # evaluations recorded so far
-        self._written_seq = 0  # evaluations in committed blocks
+        self._written = [0, 0]  # evaluation and iteration rows written
         self._blocks = [0, 0]  # evaluation and iteration blocks written
-        self._best = np.inf
-        self._best_point: tuple[int, np.ndarray] | None = None  # (seq, x), replaced as one object
-        self._best_written = 0  # seq of the last stored point
-        self._last_grad: np.ndarray | None = None
-        self._last_grad_norm = np.nan
-        self._start = self.committed = time.perf_counter()
-        self._due = self._start + commit_interval  # when the solve commits next
+        self._best_written = 0  # sequence number of the last stored best point
+        self.committed = time.perf_counter()
 
     def start_run(self, *, method: str, backend: str, precision: str, n: int, options: dict, structure: Any) -> None:
-        """Queue the run's row; the writer inserts it before the run's first evaluation."""
+        """Queue the run's row; the writer inserts it before the run's first records."""
         try:
             template = pickle.dumps(structure)
         except Exception:  # a structure with unpicklable containers is stored flat only
             template = None
         self._run = (time.time(), method, backend, precision, _json_safe(options), n, template)
-        self._start = self.committed = time.perf_counter()
-        self._due = self._start + self.commit_interval
+        self.committed = time.perf_counter()
         self._file.runs.append(self)
 
     def set_precision(self, precision: str) -> None:
         self._precision = precision
 
-    # -- observer -----------------------------------------------------------------------
-    def evaluation(self, kind: str, x: np.ndarray, f: float, grad: np.ndarray | None, count: int) -> None:
-        self._seq += count
-        if f < self._best:
-            self._best = f
-            self._best_point = (self._seq, x)  # the objective's own copy: kept, not copied
-        if grad is None:
-            gn = math.nan
+    # -- writing (by the file's writer thread while the solve runs, then by its finish) -------
+    def _take(self, rows: list, which: int) -> list:
+        """The rows not written yet; rows the solve appends meanwhile wait for the next block."""
+        if self._owns:
+            taken = rows[:]
+            del rows[: len(taken)]
         else:
-            gn = self._last_grad_norm = math.sqrt(grad.dot(grad))  # grad_norm, inlined
-            self._last_grad = grad
-        now = time.perf_counter()  # the run's start is subtracted when the block is written
-        row = (now, f, gn, _KIND_CODES[kind])
-        if count == 1:
-            self._evaluations.append(row)
-        else:
-            self._evaluations.extend([row] * count)
-        if now >= self._due:
-            self._file.write([self])
-
-    def iteration(self, nit: int, x: np.ndarray, f: float, grad: np.ndarray | None, counts: Any) -> None:
-        # the iterate's gradient is usually the array its evaluation just reported
-        gn = self._last_grad_norm if grad is self._last_grad else grad_norm(grad)
-        self._iterations.append((nit, time.perf_counter(), f, gn, counts.nfev, counts.njev))
-        if self.iterates:
-            self._points.append(x.tobytes())
-
-    # -- writing (by the solve, its finish, or the file's watchdog thread) -------------------
-    @staticmethod
-    def _take(queue: list, count: int | None = None) -> list:
-        """The first ``count`` records queued (all by default); records the solve appends
-        meanwhile stay queued."""
-        taken = queue[: len(queue) if count is None else count]
-        del queue[: len(taken)]
+            taken = rows[self._written[which]:]
+        self._written[which] += len(taken)
         return taken
 
     def _write(self, connection: sqlite3.Connection) -> None:
-        """Insert the run's row if it is new, then a block of the records queued so far, then the outcome."""
+        """Insert the run's row if it is new, then a block of the records kept since, then the outcome."""
         if self._run is None:
             return
         if self.run_id is None:
@@ -300,47 +268,43 @@ class RunLog:
                 self._outcome + (self.run_id,),
             )
         self.committed = time.perf_counter()
-        self._due = self.committed + self.commit_interval
 
     def _write_evaluations(self, connection: sqlite3.Connection) -> None:
-        evaluations = self._take(self._evaluations)
-        if not evaluations:
+        # the best point is read before the rows: its row is among them or written already
+        best_seq, best_x = self._journal.best
+        first = self._written[0] + 1
+        rows = self._take(self._journal._evaluation_rows, 0)
+        if not rows:
             return
-        columns = np.array(evaluations, dtype=np.float64).T
-        columns[0] -= self._start
-        best_seq, best_x = self._best_point or (0, None)
-        # a point the solve found after this block was taken is stored with the next block
-        stored = self._best_written < best_seq <= self._written_seq + len(evaluations)
+        kinds, times, values, norms = zip(*rows)
+        # a best point whose row came after the last block is stored with the next one
+        stored = self._best_written < best_seq < first + len(rows)
         connection.execute(
             "INSERT INTO evaluation_blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                self.run_id, self._blocks[0], self._written_seq + 1, len(evaluations),
-                columns[0].tobytes(), columns[3].astype(np.uint8).tobytes(), columns[1].tobytes(),
-                columns[2].tobytes(), best_seq if stored else None, best_x.tobytes() if stored else None,
+                self.run_id, self._blocks[0], first, len(rows), np.array(times, dtype=np.float64).tobytes(),
+                np.array([_KIND_CODES[kind] for kind in kinds], dtype=np.uint8).tobytes(),
+                np.array(values, dtype=np.float64).tobytes(), np.array(norms, dtype=np.float64).tobytes(),
+                best_seq if stored else None, best_x.tobytes() if stored else None,
             ),
         )
         if stored:
             self._best_written = best_seq
         self._blocks[0] += 1
-        self._written_seq += len(evaluations)
 
     def _write_iterations(self, connection: sqlite3.Connection) -> None:
-        if self.iterates:
-            points = self._take(self._points)  # each has its row: the row is queued first
-            iterations = self._take(self._iterations, len(points))
-            points = b"".join(points)
-        else:
-            iterations, points = self._take(self._iterations), None
-        if not iterations:
+        rows = self._take(self._journal._iteration_rows, 1)
+        if not rows:
             return
-        values = np.array(iterations, dtype=np.float64).T
-        values[1] -= self._start
-        counts = values[[0, 4, 5]].astype(np.int64)
+        nit, times, values, norms, nfev, points, njev = zip(*rows)
         connection.execute(
             "INSERT INTO iteration_blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                self.run_id, self._blocks[1], len(iterations), counts[0].tobytes(), values[1].tobytes(),
-                values[2].tobytes(), values[3].tobytes(), counts[1].tobytes(), counts[2].tobytes(), points,
+                self.run_id, self._blocks[1], len(rows), np.array(nit, dtype=np.int64).tobytes(),
+                np.array(times, dtype=np.float64).tobytes(), np.array(values, dtype=np.float64).tobytes(),
+                np.array(norms, dtype=np.float64).tobytes(), np.array(nfev, dtype=np.int64).tobytes(),
+                np.array(njev, dtype=np.int64).tobytes(),
+                np.stack(points).astype(np.float64, copy=False).tobytes() if self.iterates else None,
             ),
         )
         self._blocks[1] += 1

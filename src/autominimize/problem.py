@@ -202,16 +202,23 @@ class Objective:
             observer.evaluation(kind, x, f, g, count)
 
     def report_iteration(self, x: Any, f: float | None = None) -> None:
-        """The method accepted ``x`` as its next iterate: tell the observers."""
+        """The method accepted ``x`` as its next iterate: tell the observers.
+
+        Observers get a copy of x that is never modified (they may keep it): the cache's
+        own when x is the point evaluated last, as it usually is.
+        """
         self.nit += 1
         if type(x) is not np.ndarray or x.dtype != np.float64 or x.ndim != 1:
             x = as_flat_float64(x)
         if f is None:
             f = self.value(x)
-        f = float(f)
-        grad = self.known_gradient(x)
+        if self._key is not None and x.tobytes() == self._key:
+            x, grad = self._x, self._g
+        else:
+            x, grad = x.copy(), None
+        f, nit, counters = float(f), self.nit, self.counters
         for observer in self.observers:
-            observer.iteration(self.nit, x, f, grad, self.counters)
+            observer.iteration(nit, x, f, grad, counters)
 
     # -- what scipy calls -----------------------------------------------------------
     def value(self, x: Any) -> float:
@@ -246,8 +253,8 @@ class Objective:
             return self._fail(x), self._g
         f, g = out
         self._store(x, f, g)
-        if self.observers:
-            self._notify("value_and_gradient", self._x, f, g)
+        for observer in self.observers:  # _notify, inlined on the hottest path
+            observer.evaluation("value_and_gradient", self._x, f, g, 1)
         return f, g
 
     def _gradient_only(self, x: np.ndarray) -> np.ndarray:
@@ -270,6 +277,11 @@ class Objective:
 
     def gradient(self, x: Any) -> np.ndarray:
         return self.value_and_grad(x)[1]
+
+    def fused_value(self, x: Any) -> float:
+        """The value, with the gradient computed in the same call and kept for
+        :meth:`gradient`: for a method that asks for the gradient after every value."""
+        return self.value_and_grad(x)[0]
 
     def hessp(self, x: Any, p: Any) -> np.ndarray:
         x = as_flat_float64(x)

@@ -17,6 +17,9 @@ from .methods import MethodInfo
 __all__ = ["run_minimize", "wrap_callback"]
 
 
+_NEW_STYLE = inspect.Signature([inspect.Parameter("intermediate_result", inspect.Parameter.POSITIONAL_OR_KEYWORD)])
+
+
 def _callback_style(callback: Callable) -> str:
     try:
         params = inspect.signature(callback).parameters
@@ -45,7 +48,12 @@ def wrap_callback(
         if not objective.observers:
             return None
         if info.new_callback:  # the observers alone: the shortest path, once per iteration
-            return lambda intermediate_result: objective.report_iteration(intermediate_result["x"], intermediate_result.get("fun"))
+
+            def report(intermediate_result: so.OptimizeResult) -> None:
+                objective.report_iteration(intermediate_result["x"], intermediate_result.get("fun"))
+
+            report.__signature__ = _NEW_STYLE  # scipy reads the signature on every solve
+            return report
     style = _callback_style(callback) if callback is not None else None
     user_callbacks = callback is not None or step_callback is not None
 
@@ -101,7 +109,9 @@ def run_minimize(
     elif info.gradient == "scipy":
         fun, kwargs["jac"] = objective.value, gradient_scheme
     elif info.gradient == "fused":
-        fun, kwargs["jac"] = objective.value_and_grad, True
+        # the same evaluations as jac=True, without scipy's MemoizeJac comparing and
+        # copying every point again: the objective's cache hands the gradient over
+        fun, kwargs["jac"] = objective.fused_value, objective.gradient
     else:
         fun, kwargs["jac"] = objective.value, objective.gradient
     if second_order == "hessp":
