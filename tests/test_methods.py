@@ -115,3 +115,24 @@ def test_scipy_finite_difference_schemes_count_every_evaluation(jac):
     np.testing.assert_allclose(res.x, 1.0, atol=1e-3)
     assert res.njev == 0
     assert res.nfev >= (3 if jac == "3-point" else 2) * res.nit
+
+
+@pytest.mark.parametrize("method", ["L-BFGS-B", "BFGS", "CG", "TNC"])
+def test_first_order_methods_get_value_and_gradient_from_one_call_per_point(method, monkeypatch):
+    """scipy gets the value and the cached gradient as two functions: one compiled call per
+    point, never two in a row at one point."""
+    pytest.importorskip("jax")
+    from autominimize.backends import jax_backend
+
+    points = []
+    original = jax_backend.JaxScalar.value_and_grad
+
+    def counted(self, x):
+        points.append(x.tobytes())
+        return original(self, x)
+
+    monkeypatch.setattr(jax_backend.JaxScalar, "value_and_grad", counted)
+    res = am.minimize(rosen_for("jax"), np.zeros(6), method=method, backend="jax")
+    assert len(points) == res.nfev == res.njev > 10
+    assert all(a != b for a, b in zip(points, points[1:]))
+    assert res.fun < 1e-6
