@@ -426,7 +426,7 @@ def _observers(history: bool, log: Any, progress: bool, loss_callback: Callable 
     settings = SQLiteLog(log) if isinstance(log, (str, os.PathLike)) else log
     observers: list = []
     recorded = None
-    if history or settings is not None:  # the log writes the history's rows: with history=False, of its own one
+    if history or settings is not None:  # a log writes a history's rows; with history=False, one of its own
         recorded = History(keep_points=history or settings.iterates)
         observers.append(recorded)
     sqlite_log = None

@@ -71,6 +71,10 @@ class History:
         With ``x`` as the flat vector (``spec.restore`` gives x0's structure).
     leaves : list of (name, start, stop)
         Where each leaf of x0 lies in the flat vector (``x0['U']`` is ``x[start:stop]``).
+    best : (int, ndarray or None)
+        The sequence number (from 1) and flat x of the evaluation with the lowest f so far.
+    recorded : int
+        Evaluations recorded, counting the rows a log has written and removed.
 
     Examples
     --------
