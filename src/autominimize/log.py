@@ -270,14 +270,14 @@ class RunLog:
         self.committed = time.perf_counter()
 
     def _write_evaluations(self, connection: sqlite3.Connection) -> None:
-        # the best point is read before the rows: its row is among them or written already
+        # read before the rows are taken (the history sets it before adding its row): its row
+        # is among them or, still being added, comes with a later block
         best_seq, best_x = self._journal.best
         first = self._written[0] + 1
         rows = self._take(self._journal._evaluation_rows, 0)
         if not rows:
             return
         kinds, times, values, norms = zip(*rows)
-        # a best point whose row came after the last block is stored with the next one
         stored = self._best_written < best_seq < first + len(rows)
         connection.execute(
             "INSERT INTO evaluation_blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
