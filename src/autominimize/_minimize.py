@@ -132,7 +132,8 @@ def minimize(
         ``batch=True`` solves independent problems stacked along the leading axis of x0's
         leaves at once (``'lbfgs-native'`` on JAX or torch; see ``docs/native.md``).
     history : bool
-        Keep every evaluation and iteration in ``res.history`` (default); False records nothing.
+        Keep every evaluation and iteration in ``res.history`` (default); False records nothing
+        but what ``log`` writes.
     log : path or SQLiteLog, optional
         An SQLite file that receives the run's evaluations and iterations as they happen
         (see ``docs/observing.md`` for the schema; read it back with ``am.read_log``).
