@@ -130,7 +130,7 @@ class History:
         if grad is None:
             norm = math.nan
         else:
-            norm = self._last_grad_norm = math.sqrt(grad.dot(grad))  # grad_norm, inlined
+            norm = self._last_grad_norm = grad_norm(grad)
             self._last_grad = grad
         self.recorded += count
         if f < self._best_f:  # before the row is added: a log taking rows finds the best among them

@@ -212,13 +212,13 @@ class Objective:
             x = as_flat_float64(x)
         if f is None:
             f = self.value(x)
-        if self._key is not None and x.tobytes() == self._key:
+        if self._is_cached(x):
             x, grad = self._x, self._g
         else:
             x, grad = x.copy(), None
-        f, nit, counters = float(f), self.nit, self.counters
+        f = float(f)
         for observer in self.observers:
-            observer.iteration(nit, x, f, grad, counters)
+            observer.iteration(self.nit, x, f, grad, self.counters)
 
     # -- what scipy calls -----------------------------------------------------------
     def value(self, x: Any) -> float:
@@ -253,8 +253,8 @@ class Objective:
             return self._fail(x), self._g
         f, g = out
         self._store(x, f, g)
-        for observer in self.observers:  # _notify, inlined on the hottest path
-            observer.evaluation("value_and_gradient", self._x, f, g, 1)
+        if self.observers:
+            self._notify("value_and_gradient", self._x, f, g)
         return f, g
 
     def _gradient_only(self, x: np.ndarray) -> np.ndarray:
