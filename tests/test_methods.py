@@ -117,22 +117,30 @@ def test_scipy_finite_difference_schemes_count_every_evaluation(jac):
     assert res.nfev >= (3 if jac == "3-point" else 2) * res.nit
 
 
+@pytest.mark.parametrize("history", [True, False])
 @pytest.mark.parametrize("method", ["L-BFGS-B", "BFGS", "CG", "TNC"])
-def test_first_order_methods_get_value_and_gradient_from_one_call_per_point(method, monkeypatch):
+def test_first_order_methods_get_value_and_gradient_from_one_call_per_point(method, history, monkeypatch):
     """scipy gets the value and the cached gradient as two functions: one compiled call per
-    point, never two in a row at one point."""
+    point, never two in a row at one point. A recorded solve gets the gradient's norm from
+    the same call, and records the norm of the gradient scipy got."""
     pytest.importorskip("jax")
     from autominimize.backends import jax_backend
 
-    points = []
-    original = jax_backend.JaxScalar.value_and_grad
+    points, norms = {"value_and_grad": [], "value_grad_and_norm": []}, []
+    for name in points:
+        original = getattr(jax_backend.JaxScalar, name)
 
-    def counted(self, x):
-        points.append(x.tobytes())
-        return original(self, x)
+        def counted(self, x, name=name, original=original):
+            points[name].append(x.tobytes())
+            out = original(self, x)
+            norms.append(np.linalg.norm(out[1]))
+            return out
 
-    monkeypatch.setattr(jax_backend.JaxScalar, "value_and_grad", counted)
-    res = am.minimize(rosen_for("jax"), np.zeros(6), method=method, backend="jax")
-    assert len(points) == res.nfev == res.njev > 10
-    assert all(a != b for a, b in zip(points, points[1:]))
+        monkeypatch.setattr(jax_backend.JaxScalar, name, counted)
+    res = am.minimize(rosen_for("jax"), np.zeros(6), method=method, backend="jax", history=history)
+    called = points["value_grad_and_norm" if history else "value_and_grad"]
+    assert len(called) == res.nfev == res.njev > 10 and sum(map(len, points.values())) == res.nfev
+    assert all(a != b for a, b in zip(called, called[1:]))
     assert res.fun < 1e-6
+    if history:
+        np.testing.assert_allclose([e.grad_norm for e in res.history.evaluations], norms, rtol=1e-12)

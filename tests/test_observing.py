@@ -186,25 +186,30 @@ def test_rows_before_a_slow_evaluation_are_committed_while_it_runs(tmp_path):
 
 
 def test_history_rows_read_mid_run_are_one_list_extended_in_place():
+    import pickle
+
     from autominimize.history import History
-    from autominimize.problem import Counters
 
     history = History()
-    x, g = np.array([3.0, 4.0]), np.array([0.0, 2.0])
-    history.evaluation("value_and_gradient", x, 5.0, g, 1)
+    x = np.array([3.0, 4.0])
+    history.add_evaluation("value_and_gradient", x, 5.0, 2.0)
     first = history.evaluations
     assert first == [am.history.Evaluation("value_and_gradient", first[0].time, 5.0, 2.0)]
-    history.evaluation("finite-difference", x, np.nan, None, 2)
-    counters = Counters()
-    counters.nfev = 3
-    history.iteration(1, x, 5.0, g, counters)
+    history.add_evaluation("finite-difference", x, np.nan, np.nan, count=2)
+    history.add_iteration(1, x, 5.0, 2.0, nfev=3, njev=1)
     assert history.evaluations is first and [e.kind for e in first] == ["value_and_gradient"] + ["finite-difference"] * 2
-    assert np.isnan(first[2].grad_norm)
+    assert np.isnan(first[2].grad_norm) and first[1].time == first[2].time
     (iteration,) = history.iterations
     assert (iteration.nit, iteration.f, iteration.grad_norm, iteration.nfev) == (1, 5.0, 2.0, 3)
     np.testing.assert_array_equal(iteration.x, [3.0, 4.0])
     np.testing.assert_array_equal(history.column("grad_norm", of="evaluations")[:1], [2.0])
+    assert history.column("kind", of="evaluations").tolist() == ["value_and_gradient"] + ["finite-difference"] * 2
+    assert history.column("njev").tolist() == [1] and history.column("x").tolist() == [[3.0, 4.0]]
+    with pytest.raises(ValueError, match=r"name='g' is not a column of the iterations; use one of \('nit'"):
+        history.column("g")
     assert repr(history) == "History(3 evaluations, 1 iterations)"
+    copied = pickle.loads(pickle.dumps(history))  # histories come back from worker processes
+    assert copied.evaluations[:1] == first[:1] and len(copied.evaluations) == 3 and copied.iterations[0].f == 5.0
 
 
 def test_resume_continues_from_the_best_point_of_the_last_run(tmp_path):
@@ -247,12 +252,12 @@ def test_a_log_without_history_lets_go_of_the_rows_it_has_written(tmp_path):
     counters = Counters()
     for k, f in enumerate([3.0, 1.0, 2.0]):
         counters.nfev = counters.njev = k + 1
-        x, g = np.full(2, f), np.array([f, 0.0])
-        journal.evaluation("value_and_gradient", x, f, g, 1)
-        journal.iteration(k + 1, x, f, g, counters)
+        x = np.full(2, f)
+        journal.add_evaluation("value_and_gradient", x, f, f)
+        journal.add_iteration(k + 1, x, f, f, counters.nfev, counters.njev)
     log._file.write([log])  # what the writer thread does every commit_interval
-    assert journal._evaluation_rows == [] and journal._iteration_rows == []
-    journal.evaluation("value", np.zeros(2), 0.5, None, 1)
+    assert [len(column) for column in journal.evaluation_columns + journal.iteration_columns] == [0] * 11
+    journal.add_evaluation("value", np.zeros(2), 0.5, np.nan)
     log.finish(status=0, success=True, message="done", best_f=0.5, best_x=np.zeros(2))
     logged = am.read_log(tmp_path / "own.sqlite")
     assert [e.f for e in logged.history.evaluations] == [3.0, 1.0, 2.0, 0.5]
@@ -279,7 +284,7 @@ def test_observers_get_iterates_that_the_method_cannot_change():
             return float(x @ x), 2 * x
 
     history = History()
-    objective = Objective(Functions(), ParamSpec.from_tree(np.zeros(2)), observers=[history])
+    objective = Objective(Functions(), ParamSpec.from_tree(np.zeros(2)), journal=history)
     method_x = np.array([1.0, 2.0])  # scipy's working array, which it overwrites in place
     objective.fused_value(method_x)
     objective.report_iteration(method_x, 5.0)  # the point evaluated last: the cache's copy
@@ -396,27 +401,36 @@ def test_plots_render(tmp_path):
         am.plot.criterion(3)
 
 
-def test_a_closed_history_keeps_no_gradient_alive_and_reuses_its_norm_at_the_iterate():
+def test_the_history_gets_each_gradient_norm_once_and_keeps_no_gradient_alive():
     import gc
-    import pickle
     import weakref
 
     from autominimize.history import History
-    from autominimize.problem import Counters
+    from autominimize.params import ParamSpec
+    from autominimize.problem import Objective
 
-    history, x = History(), np.zeros(3)
-    g = np.array([3.0, 4.0, 12.0])
-    history.evaluation("value_and_gradient", x, 1.0, g, 1)
-    history.iteration(1, x, 1.0, g, Counters())
-    history.iteration(2, x, 1.0, None, Counters())
-    history.close()  # the solve has ended
-    alive = weakref.ref(g)
-    del g
+    gradients = []
+
+    class Functions:
+        extra_evaluations = 0
+
+        def value(self, x):
+            return float(x @ x)
+
+        def value_and_grad(self, x):
+            gradients.append(np.array([3.0, 4.0, 12.0]) * x[0])
+            return float(x @ x), gradients[-1]
+
+    history = History()
+    objective = Objective(Functions(), ParamSpec.from_tree(np.zeros(3)), journal=history)
+    x = np.ones(3)
+    objective.fused_value(x)
+    objective.gradient(x)  # the cached gradient: not computed again
+    objective.report_iteration(x, 3.0)
+    objective.report_iteration(np.zeros(3), 0.0)  # not evaluated: no gradient, no norm
+    assert len(gradients) == 1 and [e.grad_norm for e in history.evaluations] == [13.0]
+    assert history.column("grad_norm")[0] == 13.0 and np.isnan(history.column("grad_norm")[1])
+    alive = weakref.ref(gradients.pop())
+    del objective
     gc.collect()
     assert alive() is None  # res.history must not hold a (possibly huge) gradient
-    assert [e.grad_norm for e in history.evaluations] == [13.0]
-    assert history.column("grad_norm")[0] == 13.0 and np.isnan(history.column("grad_norm")[1])
-    g = np.ones(3)
-    history.evaluation("gradient", x, 1.0, g, 1)  # pickled while it holds a gradient
-    copied = pickle.loads(pickle.dumps(history))
-    assert copied.column("grad_norm").tolist()[:1] == [13.0] and len(copied.evaluations) == 2

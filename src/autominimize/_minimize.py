@@ -310,7 +310,8 @@ def minimize(
     def new_objective(precision_name: str) -> Objective:
         return Objective(
             compile_scalar(precision_name), spec, differentiable=info.gradient not in (None, "scipy"),
-            second_order=second_order, observers=watchers, error_handling=error_handling, **derivatives,
+            second_order=second_order, journal=sinks.journal, observers=watchers, error_handling=error_handling,
+            **derivatives,
         )
 
     objective = None
@@ -391,10 +392,15 @@ def _check_plain_arguments(tol: Any, options: Any, callbacks: dict) -> None:
 
 
 class _Sinks:
-    """The observers that need closing or handing back when the solve ends."""
+    """What records the solve, and the observers that need closing when it ends.
 
-    def __init__(self, history: History | None, log: RunLog | None, bar: Any):
-        self.history, self.log, self.bar = history, log, bar
+    ``journal`` is the History the objective records into, ``history`` the same one when it
+    is handed back as ``res.history`` (None with ``history=False``, where a log alone reads
+    the journal).
+    """
+
+    def __init__(self, journal: History | None, history: History | None, log: RunLog | None, bar: Any):
+        self.journal, self.history, self.log, self.bar = journal, history, log, bar
 
     def start(
         self, spec: ParamSpec, x0: np.ndarray, *, method: str, backend: str, precision: str, tol: Any,
@@ -411,8 +417,6 @@ class _Sinks:
             )
 
     def close(self, *, status: Any, success: bool, message: str, objective: Objective | None) -> None:
-        if self.history is not None:
-            self.history.close()
         if self.bar is not None:
             self.bar.close()
         if self.log is not None:
@@ -429,7 +433,6 @@ def _observers(history: bool, log: Any, progress: bool, loss_callback: Callable 
     recorded = None
     if history or settings is not None:  # a log writes a history's rows; with history=False, one of its own
         recorded = History(keep_points=history or settings.iterates)
-        observers.append(recorded)
     sqlite_log = None
     if settings is not None:
         sqlite_log = RunLog(settings, recorded, owns_journal=not history)
@@ -439,7 +442,7 @@ def _observers(history: bool, log: Any, progress: bool, loss_callback: Callable 
         observers.append(bar)
     if loss_callback is not None:
         observers.append(LossCallback(loss_callback))
-    return observers, _Sinks(recorded if history else None, sqlite_log, bar)
+    return observers, _Sinks(recorded, recorded if history else None, sqlite_log, bar)
 
 
 def _resume_point(path: Any, spec: ParamSpec) -> np.ndarray:

@@ -8,7 +8,8 @@ objective's evaluation.
 ``runs``
     ``run_id`` INTEGER PRIMARY KEY, ``started`` (Unix time), ``method``, ``backend``,
     ``precision``, ``options`` (JSON of the solve's arguments), ``n`` (number of parameters),
-    ``structure`` (pickled x0 structure with NumPy leaves, or NULL), ``status``,
+    ``structure`` (pickled x0 structure with NumPy leaves; NULL for a flat x0 or one whose
+    containers cannot be pickled), ``status``,
     ``success``, ``message``, ``finished`` (NULL while running or after a crash),
     ``best_f``, ``best_x`` (float64 bytes).
 ``evaluation_blocks``
@@ -36,6 +37,7 @@ import json
 import os
 import pickle
 import sqlite3
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -43,13 +45,12 @@ from typing import Any
 
 import numpy as np
 
-from .history import EVALUATION_KINDS, History
+from .history import History
 
 __all__ = ["SQLiteLog", "read_log", "LoggedRun", "SCHEMA_VERSION"]
 
 #: ``PRAGMA user_version`` of the files this module writes and reads
 SCHEMA_VERSION = 2
-_KIND_CODES = {kind: code for code, kind in enumerate(EVALUATION_KINDS)}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -156,6 +157,14 @@ def _close_files() -> None:
         _files.clear()
 
 
+def _little_endian(column: Any) -> bytes:
+    """A history column (``array('d')`` or ``array('q')``) as little-endian bytes."""
+    if sys.byteorder == "big":
+        column = column[:]
+        column.byteswap()
+    return column.tobytes()
+
+
 def _json_safe(options: dict) -> str:
     return json.dumps(options, default=repr, sort_keys=True)
 
@@ -226,10 +235,13 @@ class RunLog:
 
     def start_run(self, *, method: str, backend: str, precision: str, n: int, options: dict, structure: Any) -> None:
         """Queue the run's row; the writer inserts it before the run's first records."""
-        try:
-            template = pickle.dumps(structure)
-        except Exception:  # a structure with unpicklable containers is stored flat only
-            template = None
+        if isinstance(structure, np.ndarray) and structure.ndim == 1:
+            template = None  # the flat vector is the structure
+        else:
+            try:
+                template = pickle.dumps(structure)
+            except Exception:  # a structure with unpicklable containers is stored flat only
+                template = None
         self._run = (time.time(), method, backend, precision, _json_safe(options), n, template)
         self.committed = time.perf_counter()
         self._file.runs.append(self)
@@ -238,14 +250,17 @@ class RunLog:
         self._precision = precision
 
     # -- writing (by the file's writer thread while the solve runs, then by its finish) -------
-    def _take(self, rows: list, which: int) -> list:
-        """The rows not written yet; rows the solve appends meanwhile wait for the next block."""
+    def _take(self, columns: tuple, which: int) -> list:
+        """Copies of the columns' rows not written yet. The solve appends to the last column
+        last, so its length counts the complete rows; rows appended meanwhile wait for the
+        next block."""
+        start = 0 if self._owns else self._written[which]
+        stop = len(columns[-1])
+        taken = [column[start:stop] for column in columns]
         if self._owns:
-            taken = rows[:]
-            del rows[: len(taken)]
-        else:
-            taken = rows[self._written[which]:]
-        self._written[which] += len(taken)
+            for column in columns:
+                del column[:stop]
+        self._written[which] += stop - start
         return taken
 
     def _write(self, connection: sqlite3.Connection) -> None:
@@ -274,18 +289,16 @@ class RunLog:
         # is among them or, still being added, comes with a later block
         best_seq, best_x = self._journal.best
         first = self._written[0] + 1
-        rows = self._take(self._journal._evaluation_rows, 0)
-        if not rows:
+        kinds, times, values, norms = self._take(self._journal.evaluation_columns, 0)
+        if not norms:
             return
-        kinds, times, values, norms = zip(*rows)
-        stored = self._best_written < best_seq < first + len(rows)
+        stored = self._best_written < best_seq < first + len(norms)
         connection.execute(
             "INSERT INTO evaluation_blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                self.run_id, self._blocks[0], first, len(rows), np.array(times, dtype=np.float64).tobytes(),
-                np.array([_KIND_CODES[kind] for kind in kinds], dtype=np.uint8).tobytes(),
-                np.array(values, dtype=np.float64).tobytes(), np.array(norms, dtype=np.float64).tobytes(),
-                best_seq if stored else None, best_x.tobytes() if stored else None,
+                self.run_id, self._blocks[0], first, len(norms), _little_endian(times), bytes(kinds),
+                _little_endian(values), _little_endian(norms), best_seq if stored else None,
+                best_x.tobytes() if stored else None,
             ),
         )
         if stored:
@@ -293,17 +306,14 @@ class RunLog:
         self._blocks[0] += 1
 
     def _write_iterations(self, connection: sqlite3.Connection) -> None:
-        rows = self._take(self._journal._iteration_rows, 1)
-        if not rows:
+        nit, times, values, norms, nfev, njev, points = self._take(self._journal.iteration_columns, 1)
+        if not points:
             return
-        nit, times, values, norms, nfev, points, njev = zip(*rows)
         connection.execute(
             "INSERT INTO iteration_blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                self.run_id, self._blocks[1], len(rows), np.array(nit, dtype=np.int64).tobytes(),
-                np.array(times, dtype=np.float64).tobytes(), np.array(values, dtype=np.float64).tobytes(),
-                np.array(norms, dtype=np.float64).tobytes(), np.array(nfev, dtype=np.int64).tobytes(),
-                np.array(njev, dtype=np.int64).tobytes(),
+                self.run_id, self._blocks[1], len(points), _little_endian(nit), _little_endian(times),
+                _little_endian(values), _little_endian(norms), _little_endian(nfev), _little_endian(njev),
                 np.stack(points).astype(np.float64, copy=False).tobytes() if self.iterates else None,
             ),
         )
@@ -410,19 +420,18 @@ def read_log(path: str | os.PathLike, run: int | None = None) -> LoggedRun:
             "SELECT time, kind, f, grad_norm, best_seq, best_x FROM evaluation_blocks WHERE run_id = ? ORDER BY block", (run,)
         ).fetchall()
         iteration_blocks = connection.execute(
-            "SELECT nit, time, f, grad_norm, nfev, x FROM iteration_blocks WHERE run_id = ? ORDER BY block", (run,)
+            "SELECT nit, time, f, grad_norm, nfev, njev, x FROM iteration_blocks WHERE run_id = ? ORDER BY block", (run,)
         ).fetchall()
     finally:
         connection.close()
     evaluations = _columns(evaluation_blocks, (np.float64, np.uint8, np.float64, np.float64))
-    iterations = _columns(iteration_blocks, (np.int64, np.float64, np.float64, np.float64, np.int64))
-    if iteration_blocks and iteration_blocks[0][5] is not None:  # the log kept the iterates
-        points = list(np.frombuffer(b"".join(block[5] for block in iteration_blocks)).reshape(-1, meta[12]))
+    iterations = _columns(iteration_blocks, (np.int64, np.float64, np.float64, np.float64, np.int64, np.int64))
+    if iteration_blocks and iteration_blocks[0][6] is not None:  # the log kept the iterates
+        points = list(np.frombuffer(b"".join(block[6] for block in iteration_blocks)).reshape(-1, meta[12]))
     else:
         points = [None] * len(iterations[0])
-    history = History(
-        evaluations=list(zip(np.asarray(EVALUATION_KINDS)[evaluations[1]].tolist(), evaluations[0].tolist(), evaluations[2].tolist(), evaluations[3].tolist())),
-        iterations=list(zip(iterations[0].tolist(), iterations[1].tolist(), iterations[2].tolist(), iterations[3].tolist(), iterations[4].tolist(), points)),
+    history = History.from_columns(
+        (evaluations[1], evaluations[0], evaluations[2], evaluations[3]), (*iterations, points)
     )
     if meta[11] is not None:
         from .params import ParamSpec

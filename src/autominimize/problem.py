@@ -25,6 +25,7 @@ import math
 import numpy as np
 
 from .backends.base import ScalarFunctions, as_flat_float64
+from .history import History, grad_norm
 from .params import ParamSpec
 
 __all__ = ["Objective", "Counters", "ERROR_HANDLING", "check_error_handling"]
@@ -87,6 +88,12 @@ class Objective:
         What curvature the method asks for: ``'hessp'`` (Hessian-vector products), ``'hess'``
         (Hessians), or None (none, or an approximation scipy builds itself); it chooses how
         the backend computes value and gradient.
+    journal
+        The solve's record: every evaluation and iteration is added to it, with its
+        gradient norm.
+    observers
+        Told of every evaluation and iteration (see :class:`~autominimize.history.Observer`);
+        fixed once the objective is built.
     error_handling
         ``'raise'`` or ``'continue'``: what a failing evaluation does (see the module
         docstring).
@@ -102,12 +109,15 @@ class Objective:
         hessp: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
         differentiable: bool = True,
         second_order: Any = None,
+        journal: History | None = None,
         observers: list | None = None,
         error_handling: str = "raise",
     ) -> None:
         self.functions = functions
         self.error_handling = check_error_handling(error_handling)
-        self.observers = observers or []
+        self.journal = journal
+        self.observers = list(observers or [])
+        self.reporting = journal is not None or bool(self.observers)  # whether anyone follows the solve
         self.nit = 0
         # With HVPs to follow, a backend that can linearize while it computes the gradient
         # (JAX) does both in one call.
@@ -119,6 +129,12 @@ class Objective:
         self._value_and_grad = getattr(functions, "value_and_grad", None)  # None: values only
         if second_order not in ("hessp", "hess"):
             self._value_and_grad = getattr(functions, "value_and_grad_once", self._value_and_grad)
+        # value and gradient as the method asks for them: (f, g), or (f, g, |g|) for a journal,
+        # with the norm computed in the backend's own call where it offers that
+        self._evaluate_gradient = self._value_grad_linearized if self._linearize is not None else self._value_and_grad
+        if journal is not None and self._evaluate_gradient is not None:
+            with_norm = getattr(functions, "value_grad_and_norm", None) if self._linearize is None else None
+            self._evaluate_gradient = with_norm or _with_norm(self._evaluate_gradient)
         self._evaluate_value = functions.value
         if not differentiable:
             self._evaluate_value = getattr(functions, "value_without_gradient", functions.value)
@@ -131,6 +147,7 @@ class Objective:
         self._key: bytes | None = None
         self._f: float | None = None
         self._g: np.ndarray | None = None
+        self._g_norm = math.nan  # of the cached gradient, kept for a journal only
         self._failed = False  # whether the cached point is a failed point
         self._hvp_x: np.ndarray | None = None
         self._hvp: Callable[[np.ndarray], np.ndarray] | None = None
@@ -149,11 +166,12 @@ class Objective:
     def _is_cached(self, x: np.ndarray) -> bool:
         return self._key is not None and x.tobytes() == self._key
 
-    def _store(self, x: np.ndarray, f: float, g: np.ndarray | None) -> None:
+    def _store(self, x: np.ndarray, f: float, g: np.ndarray | None, norm: float = math.nan) -> None:
         self._x = x.copy()
         self._key = self._x.tobytes()
         self._f = f
         self._g = g
+        self._g_norm = norm
         self._failed = False
         if f < self.best_f:
             self.best_f = f
@@ -172,7 +190,8 @@ class Objective:
             extra = self.functions.extra_evaluations - before
             if extra:
                 self.counters.nfev += extra
-                self._notify(getattr(self.functions, "extra_evaluation_kind", "finite-difference"), x, float("nan"), None, extra)
+                if self.reporting:
+                    self._report(getattr(self.functions, "extra_evaluation_kind", "finite-difference"), x, math.nan, None, count=extra)
 
     def _attempt(self, what: str, x: np.ndarray, function: Callable, *arguments: Any) -> Any:
         """:meth:`_run` under the error policy: with 'continue', a failure returns None."""
@@ -185,27 +204,30 @@ class Objective:
 
     def _fail(self, x: np.ndarray) -> float:
         """Make x a failed point: +inf, zero derivatives, a 'failed' evaluation reported."""
-        self._store(x, math.inf, np.zeros_like(x))
+        self._store(x, math.inf, np.zeros_like(x), 0.0)
         self._failed = True
-        if self.observers:
-            self._notify("failed", self._x, math.inf, None)
+        if self.reporting:
+            self._report("failed", self._x, math.inf, None)
         return math.inf
 
     def is_failed(self, x: np.ndarray) -> bool:
         """Whether x is the failed point in the cache (its derivatives are zero)."""
         return self._failed and self._is_cached(x)
 
-    def _notify(self, kind: str, x: np.ndarray, f: float, g: np.ndarray | None, count: int = 1) -> None:
+    def _report(self, kind: str, x: np.ndarray, f: float, g: np.ndarray | None, norm: float = math.nan, count: int = 1) -> None:
         # An evaluation that computed f reports the cache's own copy of x, which is never
-        # modified: observers may keep it without copying.
+        # modified: the journal and the observers may keep it without copying.
+        if self.journal is not None:
+            self.journal.add_evaluation(kind, x, f, norm, count)
         for observer in self.observers:
             observer.evaluation(kind, x, f, g, count)
 
     def report_iteration(self, x: Any, f: float | None = None) -> None:
-        """The method accepted ``x`` as its next iterate: tell the observers.
+        """The method accepted ``x`` as its next iterate: record it and tell the observers.
 
-        Observers get a copy of x that is never modified (they may keep it): the cache's
-        own when x is the point evaluated last, as it usually is.
+        They get a copy of x that is never modified (they may keep it): the cache's own when
+        x is the point evaluated last, as it usually is, with its gradient and that
+        gradient's norm.
         """
         self.nit += 1
         if type(x) is not np.ndarray or x.dtype != np.float64 or x.ndim != 1:
@@ -213,10 +235,12 @@ class Objective:
         if f is None:
             f = self.value(x)
         if self._is_cached(x):
-            x, grad = self._x, self._g
+            x, grad, norm = self._x, self._g, self._g_norm
         else:
-            x, grad = x.copy(), None
+            x, grad, norm = x.copy(), None, math.nan
         f = float(f)
+        if self.journal is not None:
+            self.journal.add_iteration(self.nit, x, f, norm, self.counters.nfev, self.counters.njev)
         for observer in self.observers:
             observer.iteration(self.nit, x, f, grad, self.counters)
 
@@ -230,35 +254,35 @@ class Objective:
         if self.error_handling == "continue" and (f is None or not math.isfinite(f)):
             return self._fail(x)
         self._store(x, f, None)
-        if self.observers:
-            self._notify("value", self._x, f, None)
+        if self.reporting:
+            self._report("value", self._x, f, None)
         return f
 
     def value_and_grad(self, x: Any) -> tuple[float, np.ndarray]:
         x = as_flat_float64(x)
         if self._is_cached(x):
             if self._g is None:
-                self._g = self._gradient_only(x)
+                self._gradient_only(x)
             return self._f, self._g
         if self.user_gradient is not None:
             f = self.value(x)
             if self._g is None:  # a failed point has its zero gradient already
-                self._g = self._gradient_only(x)
+                self._gradient_only(x)
             return f, self._g
-        evaluate = self._value_grad_linearized if self._linearize is not None else self._value_and_grad
-        out = self._attempt("the objective and its gradient", x, evaluate, x)
+        out = self._attempt("the objective and its gradient", x, self._evaluate_gradient, x)
         self.counters.nfev += 1
         self.counters.njev += 1
-        if self.error_handling == "continue" and (out is None or not _all_finite(*out)):
+        if self.error_handling == "continue" and (out is None or not _all_finite(out[0], out[1])):
             return self._fail(x), self._g
-        f, g = out
-        self._store(x, f, g)
-        if self.observers:
-            self._notify("value_and_gradient", self._x, f, g)
+        f, g = out[0], out[1]
+        norm = out[2] if self.journal is not None else math.nan
+        self._store(x, f, g, norm)
+        if self.reporting:
+            self._report("value_and_gradient", self._x, f, g, norm)
         return f, g
 
-    def _gradient_only(self, x: np.ndarray) -> np.ndarray:
-        """The gradient at the cached point x (its value is known already)."""
+    def _gradient_only(self, x: np.ndarray) -> None:
+        """Compute the gradient at the cached point x (its value is known already)."""
         if self.user_gradient is not None:
             g = self._run("the user-supplied jac", x, self.user_gradient, x)
         elif self._linearize is not None:
@@ -266,9 +290,11 @@ class Objective:
         else:
             g = self._run("the gradient", x, self._value_and_grad, x)[1]
         self.counters.njev += 1
-        if self.observers:
-            self._notify("gradient", self._x, self._f, g)
-        return g
+        self._g = g
+        if self.journal is not None:
+            self._g_norm = grad_norm(g)
+        if self.reporting:
+            self._report("gradient", self._x, self._f, g, self._g_norm)
 
     def _value_grad_linearized(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         f, g, self._hvp = self._linearize(x)
@@ -287,8 +313,8 @@ class Objective:
         x = as_flat_float64(x)
         p = as_flat_float64(p)
         self.counters.nhvp += 1
-        if self.observers:
-            self._notify("hvp", x, float("nan"), None)
+        if self.reporting:
+            self._report("hvp", x, math.nan, None)
         if self.is_failed(x):
             return np.zeros_like(p)
         if self.user_hessp is not None:
@@ -325,9 +351,19 @@ class Objective:
         self._hess = np.asarray(self._curvature(self._attempt(what, x, source, x), (x.size, x.size)), dtype=np.float64)
         self._hess_x = x.copy()
         self.counters.nhev += 1
-        if self.observers:
-            self._notify("hessian", x, float("nan"), None)
+        if self.reporting:
+            self._report("hessian", x, math.nan, None)
         return self._hess
+
+
+def _with_norm(value_and_grad: Callable[[np.ndarray], tuple]) -> Callable[[np.ndarray], tuple]:
+    """``value_and_grad`` returning the gradient's norm as well."""
+
+    def evaluate(x: np.ndarray) -> tuple[float, np.ndarray, float]:
+        f, g = value_and_grad(x)
+        return f, g, grad_norm(g)
+
+    return evaluate
 
 
 def _all_finite(f: Any, g: Any) -> bool:

@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..history import grad_norm
 from ..params import ParamSpec
 from .base import Backend
 from .common import require_scalar_shape
@@ -106,6 +107,26 @@ class JaxScalar(_JaxCompiled):
         def fused(x):
             v, g = value_and_grad(x)
             return jnp.concatenate([v[None], g])
+
+        return fused
+
+    def value_grad_and_norm(self, x: np.ndarray) -> tuple[float, np.ndarray, float]:
+        """f, its gradient and the gradient's norm, all from one call: what a recorded solve
+        asks for. In float32 the norm is taken on the host in float64, where it cannot overflow."""
+        if self.dtype != np.float64:
+            f, g = self.value_and_grad(x)
+            return f, g, grad_norm(g)
+        out = np.asarray(self._aot("value_grad_and_norm", self._fused_value_grad_and_norm)(x))
+        return float(out[0]), out[2:].copy(), float(out[1])
+
+    def _fused_value_grad_and_norm(self) -> Callable:
+        """[f, |g|, g] as one output vector."""
+        jax, jnp = _jax()
+        value_and_grad = jax.value_and_grad(self.flat_fun)
+
+        def fused(x):
+            v, g = value_and_grad(x)
+            return jnp.concatenate([v[None], jnp.sqrt(jnp.vdot(g, g))[None], g])
 
         return fused
 

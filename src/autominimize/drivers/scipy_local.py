@@ -45,9 +45,9 @@ def wrap_callback(
     gets no callback at all.
     """
     if callback is None and step_callback is None:
-        if not objective.observers:
+        if not objective.reporting:
             return None
-        if info.new_callback:  # the observers alone: the shortest path, once per iteration
+        if info.new_callback:  # the journal and observers alone: the shortest path, once per iteration
 
             def report(intermediate_result: so.OptimizeResult) -> None:
                 objective.report_iteration(intermediate_result["x"], intermediate_result.get("fun"))

@@ -129,6 +129,7 @@ def solve(
         spec,
         differentiable=plan.info.gradient not in (None, "scipy"),
         second_order=plan.second_order,
+        journal=sinks.journal,
         observers=observers,
     )
     try:
