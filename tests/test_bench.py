@@ -72,10 +72,14 @@ def test_bench_quick_rosen2(tmp_path):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="the observing section runs on JAX")
-def test_observing_section_measures_every_variant_on_the_same_path(tmp_path):
+def test_observing_section_measures_every_variant_on_the_same_path(tmp_path, monkeypatch):
+    from autominimize.bench import observing
     from autominimize.bench.observing import format_observing, run_observing
 
+    monkeypatch.setattr(observing, "MIN_ROUNDS", 2)
     rows = run_observing(repeats=1)
+    assert {row["rounds"] for row in rows} == {2}
+    assert all(q1 <= q3 for q1, q3 in (row["ratio_quartiles"] for row in rows))
     assert [(row["problem"], row["variant"]) for row in rows[:6]] == [
         ("rosen100", "plain (history=False)"), ("rosen100", "history=True (default)"),
         ("rosen100", "log=run.sqlite"), ("rosen100", "progress=True"), ("rosen100", "history + log"),
@@ -85,4 +89,4 @@ def test_observing_section_measures_every_variant_on_the_same_path(tmp_path):
         same = [row for row in rows if row["problem"] == problem]
         assert len(same) == 6 and len({row["nfev"] for row in same}) == 1  # watching changes no step
         assert same[0]["ratio"] == 1.0 == same[1]["ratio_to_default"] and all(row["seconds"] > 0 for row in same)
-    assert "mlp 2000x10-32-1" in format_observing(rows)
+    assert "mlp 2000x10-32-1" in format_observing(rows) and "medians over 2 rounds" in format_observing(rows)

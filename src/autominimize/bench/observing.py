@@ -46,12 +46,17 @@ PROBLEMS: dict[str, Callable[[], tuple[Callable, Any, dict | None]]] = {
 }
 
 
-def run_observing(repeats: int = 15, seed: int = 0) -> list[dict]:
+#: rounds at least: one round's ratio varies by several per cent on a shared machine
+MIN_ROUNDS = 40
+
+
+def run_observing(repeats: int = MIN_ROUNDS, seed: int = 0) -> list[dict]:
     """Seconds of the same solve with each observer on, against none and against the default.
 
-    The variants run in a shuffled order in each round; a ratio is the median over rounds of
-    the variant's time over the plain (or default) call's time in the same round, which a
-    machine whose speed drifts during the run does not bias.
+    The variants run in a shuffled order in each of ``max(repeats, MIN_ROUNDS)`` rounds; a
+    ratio is the median over rounds of the variant's time over the plain (or default) call's
+    time in the same round, which a machine whose speed drifts during the run does not bias.
+    Its quartiles over the rounds show how much one round's ratio varies.
     """
     import random
 
@@ -74,7 +79,7 @@ def run_observing(repeats: int = 15, seed: int = 0) -> list[dict]:
         counts = {}
         for kwargs in variants.values():  # warm-up: compile once
             am.minimize(fun, x0, method="L-BFGS-B", backend="jax", options=options, **kwargs)
-        for _ in range(repeats):
+        for _ in range(max(repeats, MIN_ROUNDS)):
             names = list(variants)
             order.shuffle(names)
             for name in names:
@@ -83,31 +88,31 @@ def run_observing(repeats: int = 15, seed: int = 0) -> list[dict]:
                 times[name].append(time.perf_counter() - start)
                 counts[name] = res.nfev
         plain, default = np.array(times["plain (history=False)"]), np.array(times["history=True (default)"])
-        rows += [
-            {
+        for name, values in times.items():
+            ratios = np.array(values) / plain
+            rows.append({
                 "problem": problem, "variant": name, "seconds": statistics.median(values),
-                "ratio": float(np.median(np.array(values) / plain)),
+                "ratio": float(np.median(ratios)), "ratio_quartiles": tuple(np.quantile(ratios, [0.25, 0.75]).tolist()),
                 "ratio_to_default": float(np.median(np.array(values) / default)),
                 "nfev": counts[name], "us_per_evaluation": statistics.median(plain) / counts[name] * 1e6,
-            }
-            for name, values in times.items()
-        ]
+                "rounds": len(values),
+            })
     return rows
 
 
 def format_observing(rows: list[dict]) -> str:
     lines = [
-        f"{'L-BFGS-B on JAX':<17} {'variant':<26} {'seconds':>9} {'/ plain':>8} {'/ default':>10} {'nfev':>6} {'µs/eval (plain)':>16}"
+        f"{'L-BFGS-B on JAX':<17} {'variant':<26} {'seconds':>9} {'/ plain':>8} {'(quartiles)':>12} {'/ default':>10} {'nfev':>6} {'µs/eval (plain)':>16}"
     ]
     lines += [
-        f"{row['problem']:<17} {row['variant']:<26} {row['seconds']:9.4f} {row['ratio']:8.2f} "
-        f"{row['ratio_to_default']:10.2f} {row['nfev']:6d} {row['us_per_evaluation']:16.1f}"
+        f"{row['problem']:<17} {row['variant']:<26} {row['seconds']:9.4f} {row['ratio']:8.3f} "
+        f"{'%.2f-%.2f' % row['ratio_quartiles']:>12} {row['ratio_to_default']:10.3f} {row['nfev']:6d} {row['us_per_evaluation']:16.1f}"
         for row in rows
     ]
     lines.append(
-        "/ plain and / default: medians over rounds of the time over the plain call's (history=False) "
-        "and the default call's (history=True) in the same round; the variants run in a shuffled "
-        "order in each round."
+        f"/ plain and / default: medians over {rows[0]['rounds'] if rows else 0} rounds of the time over the plain "
+        "call's (history=False) and the default call's (history=True) in the same round, with the quartiles "
+        "of the first; the variants run in a shuffled order in each round."
     )
     return "\n".join(lines)
 
