@@ -256,7 +256,7 @@ def test_a_log_without_history_lets_go_of_the_rows_it_has_written(tmp_path):
         journal.add_evaluation("value_and_gradient", x, f, f)
         journal.add_iteration(k + 1, x, f, f, counters.nfev, counters.njev)
     log._file.write([log])  # what the writer thread does every commit_interval
-    assert [len(column) for column in journal.evaluation_columns + journal.iteration_columns] == [0] * 11
+    assert journal._evaluation_rows == [] and journal._iteration_rows == []
     journal.add_evaluation("value", np.zeros(2), 0.5, np.nan)
     log.finish(status=0, success=True, message="done", best_f=0.5, best_x=np.zeros(2))
     logged = am.read_log(tmp_path / "own.sqlite")
@@ -434,3 +434,37 @@ def test_the_history_gets_each_gradient_norm_once_and_keeps_no_gradient_alive():
     del objective
     gc.collect()
     assert alive() is None  # res.history must not hold a (possibly huge) gradient
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_the_recording_callback_records_what_the_general_path_records(keep, tmp_path, monkeypatch):
+    """With the history alone, scipy's callback records each iterate itself; an observer
+    sends it through report_iteration instead. Both must write the same rows."""
+    from autominimize.problem import Objective
+
+    class Silent:
+        def evaluation(self, kind, x, f, grad, count):
+            pass
+
+        def iteration(self, nit, x, f, grad, counts):
+            pass
+
+    general_calls = []
+    report_iteration = Objective.report_iteration
+    monkeypatch.setattr(Objective, "report_iteration", lambda self, *a: general_calls.append(1) or report_iteration(self, *a))
+
+    def history(name, **kwargs):
+        general_calls.clear()
+        kwargs = dict(kwargs) if keep else dict(kwargs, history=False, log=tmp_path / f"{name}.sqlite")
+        res = am.minimize(ROSEN, np.zeros(5), method="L-BFGS-B", backend="numpy", jac=rosen_der, **kwargs)
+        return res.nit, len(general_calls), res.history if keep else am.read_log(tmp_path / f"{name}.sqlite").history
+
+    nit, calls, fast = history("fast")
+    assert nit > 10 and calls == 0  # every iterate was the point evaluated last
+    nit, calls, general = history("general", observers=[Silent()])
+    assert calls == nit == len(fast.iterations) == len(general.iterations)
+    for name in ("nit", "f", "grad_norm", "nfev", "njev"):
+        np.testing.assert_array_equal(fast.column(name), general.column(name))
+    assert not np.isnan(fast.column("grad_norm")).any()
+    if keep:
+        np.testing.assert_array_equal(fast.column("x"), general.column("x"))

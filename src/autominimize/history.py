@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from array import array
-from typing import TYPE_CHECKING, Any, Iterable, NamedTuple, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple, Protocol, Sequence
 
 import numpy as np
 
@@ -89,11 +88,12 @@ class History:
     True
     """
 
-    # The solve's objective appends to typed columns (cheap on the hot path, 25 bytes per
-    # evaluation, and written to a log as they are); the named rows are built when someone
-    # reads ``evaluations`` or ``iterations``, and only for rows not built before. It hands
-    # over gradient norms, never gradients: a history keeps no large array alive but the
-    # iterates it was asked to keep.
+    # The solve's objective appends plain tuples: in a solve, between the compiled objective
+    # and scipy's Fortran, the interpreter's caches are cold, and one append of a new tuple
+    # costs half of what appending to four typed columns does. The named rows are built when
+    # someone reads ``evaluations`` or ``iterations``, and only for rows not built before.
+    # The history gets gradient norms, never gradients: it keeps no large array alive but
+    # the iterates it was asked to keep.
     def __init__(
         self,
         evaluations: Iterable[tuple] = (),
@@ -101,11 +101,10 @@ class History:
         leaves: list[tuple[str, int, int]] | None = None,
         keep_points: bool = True,
     ) -> None:
-        #: kind (an index into EVALUATION_KINDS), time, f, grad_norm; grad_norm is appended
-        #: last, so its length counts the complete rows while another thread reads
-        self.evaluation_columns = (bytearray(), array("d"), array("d"), array("d"))
-        #: nit, time, f, grad_norm, nfev, njev, then x (a list; None where not kept) last
-        self.iteration_columns = (array("q"), array("d"), array("d"), array("d"), array("q"), array("q"), [])
+        #: (kind, time, f, grad_norm) per evaluation
+        self._evaluation_rows: list[tuple] = [tuple(row) for row in evaluations]
+        #: (nit, time, f, grad_norm, nfev, x, njev) per iteration: an Iteration is the first six
+        self._iteration_rows: list[tuple] = [(*row[:6], row[6] if len(row) > 6 else 0) for row in iterations]
         self._evaluations: list[Evaluation] = []
         self._iterations: list[Iteration] = []
         self.leaves = list(leaves or [])
@@ -116,49 +115,27 @@ class History:
         # a log's writer thread reads it while the solve runs
         self.best: tuple[int, np.ndarray | None] = (0, None)
         self._best_f = math.inf
-        for kind, t, f, norm in evaluations:
-            self.evaluation_columns[0].append(_KIND_CODES[kind])
-            for column, value in zip(self.evaluation_columns[1:], (t, f, norm)):
-                column.append(value)
-        for nit, t, f, norm, nfev, x, *njev in iterations:  # an Iteration, or a row with njev
-            for column, value in zip(self.iteration_columns, (nit, t, f, norm, nfev, njev[0] if njev else 0, x)):
-                column.append(value)
 
     @classmethod
     def from_columns(cls, evaluations: Sequence, iterations: Sequence, **kwargs: Any) -> "History":
-        """A history holding these columns, in the order of ``evaluation_columns`` and
-        ``iteration_columns``: NumPy arrays of their types, and the iterates as a list."""
-        history = cls(**kwargs)
-        for column, values in zip(history.evaluation_columns + history.iteration_columns, [*evaluations, *iterations]):
-            if isinstance(column, list):
-                column.extend(values)
-            elif isinstance(column, bytearray):
-                column.extend(np.asarray(values, dtype=np.uint8).tobytes())
-            else:
-                column.frombytes(np.asarray(values, dtype=column.typecode).tobytes())
-        return history
+        """A history of these columns: ``(kind codes, time, f, grad_norm)`` and ``(nit, time,
+        f, grad_norm, nfev, njev, x)``, NumPy arrays but for x (a list of arrays or None)."""
+        kinds, *numbers = evaluations
+        nit, times, values, norms, nfev, njev, points = iterations
+        names = np.asarray(EVALUATION_KINDS)[np.asarray(kinds, dtype=np.intp)].tolist()
+        return cls(
+            evaluations=zip(names, *(np.asarray(column).tolist() for column in numbers)),
+            iterations=zip(*(np.asarray(column).tolist() for column in (nit, times, values, norms, nfev)), points, np.asarray(njev).tolist()),
+            **kwargs,
+        )
 
     @property
     def evaluations(self) -> list[Evaluation]:
-        named = self._evaluations
-        kinds, times, values, norms = self.evaluation_columns
-        if len(named) < len(norms):
-            start, stop = len(named), len(norms)
-            named.extend(
-                Evaluation(EVALUATION_KINDS[k], t, f, n)
-                for k, t, f, n in zip(kinds[start:stop], times[start:stop], values[start:stop], norms[start:stop])
-            )
-        return named
+        return _named(self._evaluations, self._evaluation_rows, Evaluation._make)
 
     @property
     def iterations(self) -> list[Iteration]:
-        named = self._iterations
-        columns = self.iteration_columns
-        if len(named) < len(columns[6]):
-            start, stop = len(named), len(columns[6])
-            nit, times, values, norms, nfev, _, points = (column[start:stop] for column in columns)
-            named.extend(map(Iteration, nit, times, values, norms, nfev, points))
-        return named
+        return _named(self._iterations, self._iteration_rows, _iteration)
 
     def add_evaluation(self, kind: str, x: np.ndarray, f: float, norm: float, count: int = 1) -> None:
         """Record ``count`` evaluations of one kind at ``x`` (a copy nobody modifies)."""
@@ -166,49 +143,42 @@ class History:
         if f < self._best_f:  # before the row is added: a log taking rows finds the best among them
             self._best_f = f
             self.best = (self.recorded, x)
-        kinds, times, values, norms = self.evaluation_columns
-        t = time.perf_counter() - self.start
+        row = (kind, time.perf_counter() - self.start, f, norm)
         if count == 1:
-            kinds.append(_KIND_CODES[kind])
-            times.append(t)
-            values.append(f)
-            norms.append(norm)
+            self._evaluation_rows.append(row)
         else:
-            kinds.extend(bytes((_KIND_CODES[kind],)) * count)
-            times.extend([t] * count)
-            values.extend([f] * count)
-            norms.extend([norm] * count)
+            self._evaluation_rows.extend([row] * count)
 
     def add_iteration(self, nit: int, x: np.ndarray, f: float, norm: float, nfev: int, njev: int) -> None:
         """Record an iteration; ``x`` is kept as it is (a copy nobody modifies)."""
-        nits, times, values, norms, nfevs, njevs, points = self.iteration_columns
-        nits.append(nit)
-        times.append(time.perf_counter() - self.start)
-        values.append(f)
-        norms.append(norm)
-        nfevs.append(nfev)
-        njevs.append(njev)
-        points.append(x if self.keep_points else None)
+        self._iteration_rows.append(
+            (nit, time.perf_counter() - self.start, f, norm, nfev, x if self.keep_points else None, njev)
+        )
 
     def column(self, name: str, of: str = "iterations") -> np.ndarray:
         """One field of every iteration (or evaluation) as an array, e.g. ``column('f')``."""
         if of == "iterations":
-            columns, fields = self.iteration_columns, ("nit", "time", "f", "grad_norm", "nfev", "njev", "x")
+            rows, fields = self._iteration_rows, ("nit", "time", "f", "grad_norm", "nfev", "x", "njev")
         else:
-            columns, fields = self.evaluation_columns, ("kind", "time", "f", "grad_norm")
+            rows, fields = self._evaluation_rows, Evaluation._fields
         if name not in fields:
             raise ValueError(f"name={name!r} is not a column of the {of}; use one of {fields}.")
         index = fields.index(name)
-        values = columns[index][: len(columns[-1])]  # a copy: the solve may append meanwhile
-        if name == "kind":
-            return np.asarray(EVALUATION_KINDS)[np.frombuffer(values, np.uint8)]
-        return np.array(values)
+        return np.array([row[index] for row in rows])
 
     def __repr__(self) -> str:
-        return f"History({len(self.evaluation_columns[3])} evaluations, {len(self.iteration_columns[6])} iterations)"
+        return f"History({len(self._evaluation_rows)} evaluations, {len(self._iteration_rows)} iterations)"
 
 
-_KIND_CODES = {kind: code for code, kind in enumerate(EVALUATION_KINDS)}
+def _named(named: list, rows: list[tuple], make: Callable[[tuple], tuple]) -> list:
+    """Extend ``named`` with the rows not converted yet and return it (the same list each time)."""
+    if len(named) < len(rows):
+        named.extend(map(make, rows[len(named):]))
+    return named
+
+
+def _iteration(row: tuple) -> Iteration:
+    return Iteration._make(row[:6])
 
 
 class LossCallback:

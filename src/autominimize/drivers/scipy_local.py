@@ -48,10 +48,7 @@ def wrap_callback(
         if not objective.reporting:
             return None
         if info.new_callback:  # the journal and observers alone: the shortest path, once per iteration
-
-            def report(intermediate_result: so.OptimizeResult) -> None:
-                objective.report_iteration(intermediate_result["x"], intermediate_result.get("fun"))
-
+            report = objective.result_callback()
             report.__signature__ = _NEW_STYLE  # scipy reads the signature on every solve
             return report
     style = _callback_style(callback) if callback is not None else None
