@@ -144,3 +144,15 @@ def test_first_order_methods_get_value_and_gradient_from_one_call_per_point(meth
     assert res.fun < 1e-6
     if history:
         np.testing.assert_allclose([e.grad_norm for e in res.history.evaluations], norms, rtol=1e-12)
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_recorded_gradient_norms_on_jax_are_the_norms_of_the_gradients_scipy_got(precision):
+    """float64 takes the norm from the compiled call, float32 on the host in float64."""
+    pytest.importorskip("jax")
+    res = am.minimize(rosen_for("jax"), np.zeros(6), method="L-BFGS-B", backend="jax", precision=precision)
+    last = res.history.iterations[-1]
+    assert np.allclose(last.x, res.x) and res.nit > 10
+    np.testing.assert_allclose(last.grad_norm, np.linalg.norm(np.asarray(res.jac, dtype=np.float64)), rtol=1e-12)
+    norms = res.history.column("grad_norm", of="evaluations")
+    assert np.isfinite(norms).all() and len(norms) == res.nfev
