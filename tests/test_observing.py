@@ -438,16 +438,9 @@ def test_the_history_gets_each_gradient_norm_once_and_keeps_no_gradient_alive():
 
 @pytest.mark.parametrize("keep", [True, False])
 def test_the_recording_callback_records_what_the_general_path_records(keep, tmp_path, monkeypatch):
-    """With the history alone, scipy's callback records each iterate itself; an observer
+    """Without a user callback, scipy's callback records each iterate itself; a user callback
     sends it through report_iteration instead. Both must write the same rows."""
     from autominimize.problem import Objective
-
-    class Silent:
-        def evaluation(self, kind, x, f, grad, count):
-            pass
-
-        def iteration(self, nit, x, f, grad, counts):
-            pass
 
     general_calls = []
     report_iteration = Objective.report_iteration
@@ -461,10 +454,38 @@ def test_the_recording_callback_records_what_the_general_path_records(keep, tmp_
 
     nit, calls, fast = history("fast")
     assert nit > 10 and calls == 0  # every iterate was the point evaluated last
-    nit, calls, general = history("general", observers=[Silent()])
+    nit, calls, general = history("general", callback=lambda intermediate_result: None)
     assert calls == nit == len(fast.iterations) == len(general.iterations)
     for name in ("nit", "f", "grad_norm", "nfev", "njev"):
         np.testing.assert_array_equal(fast.column(name), general.column(name))
     assert not np.isnan(fast.column("grad_norm")).any()
     if keep:
         np.testing.assert_array_equal(fast.column("x"), general.column("x"))
+
+
+def test_an_observer_whose_evaluation_is_none_is_told_of_iterations_only():
+    class Iterations:
+        evaluation = None
+
+        def __init__(self):
+            self.seen = []
+
+        def iteration(self, nit, x, f, grad, counts):
+            self.seen.append((nit, f, counts.nfev))
+
+    class Both(Iterations):
+        def __init__(self):
+            super().__init__()
+            self.kinds = []
+
+        def evaluation(self, kind, x, f, grad, count):
+            self.kinds.extend([kind] * count)
+
+    iterations_only, both = Iterations(), Both()
+    res = am.minimize(ROSEN, np.zeros(4), method="L-BFGS-B", backend="numpy", jac=rosen_der, history=False, observers=[iterations_only, both])
+    assert iterations_only.seen == both.seen and [nit for nit, _, _ in both.seen] == list(range(1, res.nit + 1))
+    assert both.kinds == ["value", "gradient"] * res.nfev  # a user jac: the value, then the gradient at that point
+    through_report_iteration = Iterations()  # a user callback takes the general path
+    am.minimize(ROSEN, np.zeros(4), method="L-BFGS-B", backend="numpy", jac=rosen_der, history=False,
+                observers=[through_report_iteration], callback=lambda intermediate_result: None)
+    assert through_report_iteration.seen == both.seen

@@ -148,7 +148,8 @@ def minimize(
     observers : sequence
         Objects with ``evaluation(kind, x, f, grad, count)`` and
         ``iteration(nit, x, f, grad, counts)`` methods (flat vectors), told of every
-        evaluation and iteration; ``am.iterate`` follows scipy's methods this way.
+        evaluation and iteration (``evaluation = None``: of iterations only); ``am.iterate``
+        follows scipy's methods this way.
     fun_and_jac : callable, optional
         Returns ``(value, gradient)`` in one call (optimagic's argument; for a residual
         function ``(residuals, jacobian)``). ``fun``, when also given, is used where only a

@@ -48,7 +48,9 @@ class Iteration(NamedTuple):
 
 class Observer(Protocol):
     """Told of every evaluation and iteration. ``x`` is a flat copy that is never modified
-    afterwards: an observer may keep it, and must not change it."""
+    afterwards: an observer may keep it, and must not change it. An observer told of
+    iterations only sets ``evaluation = None`` (an evaluation is the cheapest record a solve
+    makes, and a call per evaluation is a cost on a fast objective)."""
 
     def evaluation(self, kind: str, x: np.ndarray, f: float, grad: np.ndarray | None, count: int) -> None: ...
 

@@ -118,6 +118,7 @@ class Objective:
         self.error_handling = check_error_handling(error_handling)
         self.journal = journal
         self.observers = list(observers or [])
+        self._evaluation_observers = [o for o in self.observers if getattr(o, "evaluation", None) is not None]
         self.reporting = journal is not None or bool(self.observers)  # whether anyone follows the solve
         self.nit = 0
         # With HVPs to follow, a backend that can linearize while it computes the gradient
@@ -223,7 +224,7 @@ class Objective:
         self._notify(kind, x, f, g, count)
 
     def _notify(self, kind: str, x: np.ndarray, f: float, g: np.ndarray | None, count: int = 1) -> None:
-        for observer in self.observers:
+        for observer in self._evaluation_observers:
             observer.evaluation(kind, x, f, g, count)
 
     def report_iteration(self, x: Any, f: float | None = None) -> None:
@@ -249,22 +250,16 @@ class Objective:
             observer.iteration(self.nit, x, f, grad, self.counters)
 
     def result_callback(self) -> Callable[[Any], None]:
-        """scipy's new-style callback reporting each iterate (:meth:`report_iteration` of
-        the result's x and f).
-
-        When the journal alone follows the solve, the callback records an iterate that is
-        the point evaluated last (as it nearly always is) itself: it runs at every
-        iteration, where each further Python call costs about 0.7% of a cheap solve.
+        """scipy's new-style callback reporting each iterate: :meth:`report_iteration` of the
+        result's x and f, written out for an iterate that is the point evaluated last (as it
+        nearly always is). It runs at every iteration, where each further Python call costs
+        about 0.7% of a cheap solve.
         """
-        journal = self.journal
-        if journal is None or self.observers:
-
-            def report(intermediate_result: Any) -> None:
-                self.report_iteration(intermediate_result["x"], intermediate_result.get("fun"))
-
-            return report
-        rows = journal._iteration_rows
-        clock, start, counters, keep_points = time.perf_counter, journal.start, self.counters, journal.keep_points
+        journal, observers, counters = self.journal, self.observers, self.counters
+        rows = journal._iteration_rows if journal is not None else None
+        clock = time.perf_counter
+        start = journal.start if journal is not None else 0.0
+        keep_points = journal is not None and journal.keep_points
 
         def record(intermediate_result: Any) -> None:
             x, f = intermediate_result["x"], intermediate_result.get("fun")
@@ -272,10 +267,12 @@ class Objective:
                 self.report_iteration(x, f)
                 return
             self.nit += 1
-            # History.add_iteration's row (a test checks that the two paths record alike)
-            rows.append(
-                (self.nit, clock() - start, float(f), self._g_norm, counters.nfev, self._x if keep_points else None, counters.njev)
-            )
+            f = float(f)
+            if rows is not None:
+                # History.add_iteration's row (a test checks that the two paths record alike)
+                rows.append((self.nit, clock() - start, f, self._g_norm, counters.nfev, self._x if keep_points else None, counters.njev))
+            for observer in observers:
+                observer.iteration(self.nit, self._x, f, self._g, counters)
 
         return record
 
@@ -292,7 +289,7 @@ class Objective:
         # the journal called here rather than through _report: one call fewer per evaluation
         if self.journal is not None:
             self.journal.add_evaluation("value", self._x, f, math.nan)
-        if self.observers:
+        if self._evaluation_observers:
             self._notify("value", self._x, f, None)
         return f
 
@@ -317,7 +314,7 @@ class Objective:
         self._store(x, f, g, norm)
         if self.journal is not None:
             self.journal.add_evaluation("value_and_gradient", self._x, f, norm)
-        if self.observers:
+        if self._evaluation_observers:
             self._notify("value_and_gradient", self._x, f, g)
         return f, g
 

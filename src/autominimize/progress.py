@@ -23,16 +23,15 @@ class ProgressBar:
         except ImportError:
             raise ImportError("progress=True needs tqdm: pip install 'autominimize[progress]'") from None
         self.bar = tqdm(total=total, desc=description, unit="it", disable=None, dynamic_ncols=True)
-        self.evaluations = 0
         self.start = time.perf_counter()
         self._next_postfix = self.start  # the figures are formatted at most every mininterval
-        self._last: tuple[float, np.ndarray | None] | None = None
+        self._last: tuple[float, np.ndarray | None, int] | None = None
 
-    def evaluation(self, kind: str, x: np.ndarray, f: float, grad: np.ndarray | None, count: int) -> None:
-        self.evaluations += count
+    #: told of iterations only: each brings the evaluation counts
+    evaluation = None
 
     def iteration(self, nit: int, x: np.ndarray, f: float, grad: np.ndarray | None, counts: Any) -> None:
-        self._last = (f, grad)
+        self._last = (f, grad, counts.nfev + counts.nhvp + counts.nhev)
         now = time.perf_counter()
         if now >= self._next_postfix and not self.bar.disable:
             self._next_postfix = now + self.bar.mininterval
@@ -40,8 +39,8 @@ class ProgressBar:
         self.bar.update(1)
 
     def _show(self, now: float) -> None:
-        f, grad = self._last
-        postfix = {"f": f"{f:.6g}", "evals/s": f"{self.evaluations / max(now - self.start, 1e-9):.0f}"}
+        f, grad, evaluations = self._last
+        postfix = {"f": f"{f:.6g}", "evals/s": f"{evaluations / max(now - self.start, 1e-9):.0f}"}
         if grad is not None:
             postfix["|g|"] = f"{np.linalg.norm(grad):.3g}"
         self.bar.set_postfix(postfix, refresh=False)

@@ -35,8 +35,7 @@ class _HandOff:
     def __init__(self, runner: "ScipyRunner"):
         self.runner = runner
 
-    def evaluation(self, kind: str, x: np.ndarray, f: float, grad: np.ndarray | None, count: int) -> None:
-        pass
+    evaluation = None  # told of iterations only
 
     def iteration(self, nit: int, x: np.ndarray, f: float, grad: np.ndarray | None, counts: Any) -> None:
         self.runner._to_caller.put(("step", (nit, x.copy(), f, None if grad is None else grad.copy(), counts.as_dict())))
