@@ -159,18 +159,10 @@ def _close_files() -> None:
         _files.clear()
 
 
-# array.array converts a tuple of Python numbers about twice as fast as NumPy does
-def _float64(values: tuple) -> bytes:
-    """Little-endian float64 bytes of ``values``."""
-    column = array("d", values)
-    if sys.byteorder == "big":
-        column.byteswap()
-    return column.tobytes()
-
-
-def _int64(values: tuple) -> bytes:
-    """Little-endian int64 bytes of ``values``."""
-    column = array("q", values)
+def _little_endian(typecode: str, values: tuple) -> bytes:
+    """``values`` as little-endian float64 (typecode 'd') or int64 ('q') bytes; array.array
+    converts a tuple of Python numbers about twice as fast as NumPy does."""
+    column = array(typecode, values)
     if sys.byteorder == "big":
         column.byteswap()
     return column.tobytes()
@@ -305,8 +297,8 @@ class RunLog:
         connection.execute(
             "INSERT INTO evaluation_blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                self.run_id, self._blocks[0], first, len(rows), _float64(times), bytes(map(_KIND_CODES.__getitem__, kinds)),
-                _float64(values), _float64(norms), best_seq if stored else None,
+                self.run_id, self._blocks[0], first, len(rows), _little_endian("d", times), bytes(map(_KIND_CODES.__getitem__, kinds)),
+                _little_endian("d", values), _little_endian("d", norms), best_seq if stored else None,
                 best_x.tobytes() if stored else None,
             ),
         )
@@ -322,8 +314,8 @@ class RunLog:
         connection.execute(
             "INSERT INTO iteration_blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                self.run_id, self._blocks[1], len(rows), _int64(nit), _float64(times), _float64(values),
-                _float64(norms), _int64(nfev), _int64(njev),
+                self.run_id, self._blocks[1], len(rows), _little_endian("q", nit), _little_endian("d", times), _little_endian("d", values),
+                _little_endian("d", norms), _little_endian("q", nfev), _little_endian("q", njev),
                 np.stack(points).astype(np.float64, copy=False).tobytes() if self.iterates else None,
             ),
         )
