@@ -126,11 +126,12 @@ def _traces_under_jax(call: Callable, spec: ParamSpec) -> bool:
     """Whether the function runs on JAX tracers (it uses only operators or jnp)."""
     import jax
 
-    # float64 under x64, as the solve will run: tracing in float32 lets JAX keep float32
-    # copies of the NumPy constants the function captures, which later float64 traces reuse.
+    from .jax_backend import float64_scope
+
+    # float64, as the solve will run
     structs = [jax.ShapeDtypeStruct(shape, "float64") for shape in spec.shapes]
     try:
-        with jax.enable_x64(True):
+        with float64_scope():
             jax.eval_shape(lambda leaves: call(spec.unflatten_leaves(leaves)), structs)
     except Exception:
         return False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -22,6 +22,29 @@ def _jax():
     return jax, jnp
 
 
+@contextlib.contextmanager
+def float64_scope() -> Iterator[None]:
+    """JAX in float64 for the duration of the block, the caller's own JAX code unchanged around it.
+
+    Where 64-bit types are already enabled this does nothing. Otherwise it enables them for the
+    block in this thread only (``jax.enable_x64``) and clears JAX's trace caches on entry and
+    on exit: JAX keeps traces made with 64-bit types off and reuses them with them on (and the
+    reverse), so a function traced on one side, say the user's own ``jax.jit`` of the
+    objective, would meet float32 constants in a float64 trace. The cost is one retrace of
+    the caller's jitted functions after a solve.
+    """
+    jax, _ = _jax()
+    if jax.enable_x64.value:
+        yield
+        return
+    jax.clear_caches()
+    try:
+        with jax.enable_x64(True):
+            yield
+    finally:
+        jax.clear_caches()
+
+
 class JaxBackend(Backend):
     name = "jax"
     extra = "jax"
@@ -30,10 +53,7 @@ class JaxBackend(Backend):
         return importlib.util.find_spec("jax") is not None
 
     def solve_context(self, dtype: str) -> contextlib.AbstractContextManager:
-        if dtype == "float64":
-            jax, _ = _jax()
-            return jax.enable_x64(True)
-        return contextlib.nullcontext()
+        return float64_scope() if dtype == "float64" else contextlib.nullcontext()
 
     def compile_scalar(self, call: Callable, spec: ParamSpec, dtype: str) -> "JaxScalar":
         return JaxScalar(self, call, spec, dtype)
