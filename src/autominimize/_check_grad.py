@@ -9,6 +9,7 @@ import numpy as np
 
 from . import backends as _backends
 from . import numdiff
+from ._setup import compile_functions
 from .calling import make_caller, resolve_unpack
 from .params import ParamSpec, leaf_to_numpy
 
@@ -106,8 +107,6 @@ def check_grad(
     >>> check.ok, check.worst_leaf, check.worst_index
     (False, "x0['b']", ())
     """
-    from ._minimize import _compile
-
     if not isinstance(args, tuple):
         args = (args,)
     spec = ParamSpec.from_tree(x0)
@@ -124,7 +123,7 @@ def check_grad(
         )
     backend_obj = _backends.get_backend(backend_name)
     with backend_obj.solve_context("float64"):
-        functions = _compile(backend_obj, "vector", fun, call, spec, "float64", unpack, args, None)
+        functions = compile_functions(backend_obj, "vector", fun, call, spec, "float64", unpack, args, None)
         value = functions.value(x)
         if jac is not None:
             user = make_caller(jac, unpack, args, x0)

@@ -9,48 +9,13 @@ hyperparameter with :meth:`Iteration.set`, or simply stop iterating, and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, Callable, Iterator, Protocol
 
 import scipy.optimize as so
 
+from .drivers.state import IterationState
+
 __all__ = ["iterate", "Iteration", "IterationState"]
-
-
-@dataclass(frozen=True)
-class IterationState:
-    """One step of a run, whatever the method.
-
-    ``nit`` steps were taken; ``fun`` is the objective at ``x`` (for stochastic steps, the
-    mini-batch loss of the step); ``stop`` is None while the run goes on and otherwise says
-    why it ends (``message``, ``success``, ``status``); ``raw`` is the algorithm's own state.
-    ``x`` and ``jac`` are restored to x0's structure and array types when first read.
-    """
-
-    nit: int
-    nfev: int
-    njev: int
-    nhvp: int
-    elapsed: float
-    epoch: int
-    fun_value: Any = field(repr=False)
-    grad_norm: float | None
-    stop: Any
-    raw: Any = field(repr=False)
-    _restore: Callable[[Any], Any] = field(repr=False, compare=False)
-
-    @cached_property
-    def fun(self) -> float:
-        return float(self.fun_value)
-
-    @cached_property
-    def x(self) -> Any:
-        return self._restore(self.raw.x)
-
-    @cached_property
-    def jac(self) -> Any:
-        return None if self.raw.g is None else self._restore(self.raw.g)
 
 
 class Runner(Protocol):
@@ -168,11 +133,9 @@ def iterate(
     from .native import is_native_method
 
     if not is_native_method(method):
-        from .drivers.scipy_thread import iterate_scipy
-
         if data is not None or epochs is not None or stop is not None:
             raise ValueError(f"data=, epochs= and stop= are for the native methods; method={method!r} is scipy's.")
-        runner = iterate_scipy(
+        runner = _scipy_runner(
             fun, x0, args=args, method=method, jac=jac, bounds=bounds, tol=tol, callback=callback,
             options=options, backend=backend, precision=precision, unpack=unpack,
             torch_device=torch_device, **minimize_kwargs,
@@ -189,3 +152,19 @@ def iterate(
         data=data, epochs=epochs, stop=stop,
     )
     return Iteration(runner)
+
+
+def _scipy_runner(fun: Callable, x0: Any, **minimize_kwargs: Any) -> Any:
+    """A runner for one of scipy's methods: ``am.minimize`` in a worker thread (``am.minimize``'s arguments)."""
+    from ._minimize import minimize
+    from .drivers.scipy_thread import ScipyRunner
+    from .params import ParamSpec
+
+    if "observers" in minimize_kwargs:
+        raise TypeError("am.iterate follows the solve itself; observers= is for am.minimize.")
+    spec = ParamSpec.from_tree(x0)
+
+    def solve(observers: list) -> so.OptimizeResult:
+        return minimize(fun, x0, observers=observers, **minimize_kwargs)
+
+    return ScipyRunner(solve, spec.restore, IterationState)

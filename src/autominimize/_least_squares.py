@@ -20,12 +20,14 @@ import scipy.optimize as so
 
 from . import backends as _backends
 from . import numdiff
-from .bounds import clip_to_bounds, normalize_bounds
+from ._setup import backend_from_leaves, clip_start, compile_functions, resolve_precision
+from .bounds import normalize_bounds
 from .backends.common import flatten_output
 from .calling import make_caller, resolve_unpack
 from .drivers.blas_threads import single_blas_thread
 from .params import ParamSpec, leaf_kind, leaf_to_numpy
-from .problem import attach_point, check_error_handling
+from .errors import attach_point
+from .problem import check_error_handling
 
 __all__ = ["least_squares", "curve_fit", "residuals", "Residuals", "LEAST_SQUARES_METHODS"]
 
@@ -366,8 +368,6 @@ def _build_problem(
     error_handling: str = "raise",
 ):
     """Normalize everything; return what a least-squares solve needs (evaluator still open)."""
-    from ._minimize import _compile, _precision
-
     if not isinstance(args, tuple):
         args = (args,)
     if isinstance(fun, Residuals):
@@ -379,7 +379,7 @@ def _build_problem(
     if kwargs:
         fun = functools.partial(fun, **kwargs) if fun is not None else None
         fun_and_jac = functools.partial(fun_and_jac, **kwargs) if fun_and_jac is not None else None
-    dtype, _ = _precision(precision)
+    dtype, _ = resolve_precision(precision)
     spec = ParamSpec.from_tree(x0)
     x0_flat = spec.flatten(x0)
     base = fun if fun is not None else fun_and_jac
@@ -398,15 +398,12 @@ def _build_problem(
         raise ValueError("give the residual Jacobian once: jac= or fun_and_jac=, not both.")
     user_given = callable(jac) or fun_and_jac is not None
     if user_given and backend is None:
-        backend_name = _backend_from_kinds(spec)
+        backend_name = backend_from_leaves(spec)
     else:
         backend_name = _backends.select_backend(backend, spec, call_residuals, x0_flat)
     backend_obj = _backends.get_backend(backend_name)
     flat_bounds = normalize_bounds(_scipy_least_squares_bounds(bounds, spec.size), spec, x0)
-    if flat_bounds is not None:
-        x0_flat, moved = clip_to_bounds(x0_flat, flat_bounds, spec)
-        if moved:
-            warnings.warn(f"x0 is outside the bounds at {', '.join(moved)}; it was clipped into them.", UserWarning, stacklevel=3)
+    x0_flat = clip_start(x0_flat, flat_bounds, spec, stacklevel=3)
     scheme = None
     if isinstance(jac, str):
         if jac == "cs":
@@ -420,7 +417,7 @@ def _build_problem(
         return lambda x: user(_backends.framework_params(backend_name, spec, x))
 
     compile_key = fun if fun is not None else fun_and_jac
-    functions = _compile(backend_obj, "vector", compile_key, call_residuals, spec, dtype, unpack, args, torch_device)
+    functions = compile_functions(backend_obj, "vector", compile_key, call_residuals, spec, dtype, unpack, args, torch_device)
     functions = configure_numdiff(functions, flat_bounds, evaluator)
     problem = ResidualProblem(
         functions,
@@ -454,11 +451,6 @@ def _scipy_least_squares_bounds(bounds: Any, n: int) -> Any:
         low, high = (np.full(n, -np.inf if i == 0 else np.inf) if part is None else part for i, part in enumerate(bounds))
         return so.Bounds(low, high)
     return bounds
-
-
-def _backend_from_kinds(spec: ParamSpec) -> str:
-    kinds = {k for k in spec.kinds() if k in ("torch", "jax", "tf")}
-    return {"torch": "torch", "jax": "jax", "tf": "tensorflow"}[kinds.pop()] if len(kinds) == 1 else "numpy"
 
 
 def _flat_x_scale(x_scale: Any, spec: ParamSpec) -> Any:
@@ -702,15 +694,13 @@ def residual_scalar_functions(
 ) -> GaussNewtonFunctions:
     """What ``am.minimize``'s scalar methods see for a residual function (see
     :class:`GaussNewtonFunctions`); compiled once per function like any objective."""
-    from ._minimize import _compile
-
-    vector = configure_numdiff(_compile(backend_obj, "vector", fun, call, spec, dtype, unpack, args, torch_device), bounds, evaluator)
+    vector = configure_numdiff(compile_functions(backend_obj, "vector", fun, call, spec, dtype, unpack, args, torch_device), bounds, evaluator)
     user_jacobian = framework_flat(fun.jac) if fun.jac is not None else None
     user_fun_and_jac = framework_flat(fun_and_jac) if fun_and_jac is not None else None
     problem = ResidualProblem(vector, spec, user_jacobian=user_jacobian, user_fun_and_jac=user_fun_and_jac, bounds=bounds, evaluator=evaluator)
     scalar = None
     if user_jacobian is None and user_fun_and_jac is None:
-        scalar = _compile(backend_obj, "sum-of-squares", fun, lambda params: _sum_of_squares(call(params)), spec, dtype, unpack, args, torch_device)
+        scalar = compile_functions(backend_obj, "sum-of-squares", fun, lambda params: _sum_of_squares(call(params)), spec, dtype, unpack, args, torch_device)
         scalar = configure_numdiff(scalar, bounds, evaluator)
     return GaussNewtonFunctions(scalar, problem)
 

@@ -12,22 +12,20 @@ import scipy.optimize as so
 
 from . import backends as _backends
 from ._least_squares import LEAST_SQUARES_METHODS, configure_numdiff, is_residual_function, minimize_least_squares, numdiff_evaluator, residual_scalar_functions
-from .bounds import clip_to_bounds, normalize_bounds
+from .bounds import normalize_bounds
 from .calling import make_caller, resolve_unpack
+from ._setup import PRECISIONS, backend_from_leaves, clip_start, compile_functions, resolve_precision
 from .constraints import normalize_constraints
-from .drivers.methods import CUSTOM_METHOD, METHODS, check_supports, method_name
+from .drivers.methods import CUSTOM_METHOD, METHODS, check_supports, method_name, second_order_for
 from .drivers.native import minimize_native
 from .drivers.scipy_local import run_minimize, wrap_callback
 from .native import is_native_method
-from .history import History, LossCallback
-from .log import RunLog, SQLiteLog, read_log
 from .params import ParamSpec
 from .problem import Objective, check_error_handling
-from .progress import ProgressBar
+from .recording import recorders, resume_point
 
 __all__ = ["minimize", "PRECISIONS", "HVP_TYPES"]
 
-PRECISIONS = ("float64", "float32")
 #: autograd-minimize's HVP variants; all compute the same exact product.
 HVP_TYPES = (None, "forward_over_back", "back_over_forward", "tf_gradients_forward_over_back", "back_over_back", "hvp", "vhp")
 _FD_SCHEMES = ("2-point", "3-point", "cs")
@@ -35,15 +33,6 @@ _FD_SCHEMES = ("2-point", "3-point", "cs")
 
 class PrecisionFallbackWarning(UserWarning):
     """The objective could not run in float64 and was computed in float32."""
-
-
-def _precision(precision: Any) -> tuple[str, bool]:
-    if precision is None:
-        return "float64", False
-    name = np.dtype(precision).name if not isinstance(precision, str) else precision.lower()
-    if name not in PRECISIONS:
-        raise ValueError(f"precision={precision!r} is not supported; use 'float64' (default) or 'float32'.")
-    return name, True
 
 
 def _is_dtype_mismatch(exc: BaseException) -> bool:
@@ -230,7 +219,7 @@ def minimize(
         raise ValueError(f"hvp_type={hvp_type!r} is not one of {HVP_TYPES}.")
     if not isinstance(args, tuple):
         args = (args,)
-    dtype, precision_explicit = _precision(precision)
+    dtype, precision_explicit = resolve_precision(precision)
     spec = ParamSpec.from_tree(x0)
     x0_flat = spec.flatten(x0)
     unpack = resolve_unpack(fun, x0, unpack, len(args))
@@ -248,7 +237,7 @@ def minimize(
         name = method_name(method, flat_bounds is not None, has_constraints)
         info = METHODS[name]
         check_supports(name, info, flat_bounds is not None, has_constraints)
-    second_order = _second_order(name, info, hess, hessp)
+    second_order = second_order_for(name, info, hess, hessp)
     gradient_scheme = None
     if jac is False or isinstance(jac, str):
         if jac not in (False,) + _FD_SCHEMES:
@@ -258,7 +247,7 @@ def minimize(
             info = replace(info, gradient="scipy")
 
     if jac is True or residual and (fun.jac is not None or fun_and_jac is not None):
-        backend_name = _backends.canonical_name(backend) if backend else _backend_from_leaves(spec)
+        backend_name = _backends.canonical_name(backend) if backend else backend_from_leaves(spec)
     else:
         backend_name = _backends.select_backend(backend, spec, call, x0_flat)
     backend_obj = _backends.get_backend(backend_name)
@@ -284,24 +273,17 @@ def minimize(
                 backend_obj, fun, call, spec, precision_name, unpack, args, torch_device, flat_call,
                 fun_and_jac=fun_and_jac, bounds=flat_bounds, evaluator=evaluator,
             )
-        compiled = _compile(backend_obj, "scalar", fun, call, spec, precision_name, unpack, args, torch_device)
+        compiled = compile_functions(backend_obj, "scalar", fun, call, spec, precision_name, unpack, args, torch_device)
         return configure_numdiff(compiled, flat_bounds, evaluator)
 
     if resume is not None:
-        x0_flat = _resume_point(resume, spec)
+        x0_flat = resume_point(resume, spec)
     derivatives = _user_derivatives(
         spec, jac, hess, hessp, flat_call, lambda v: _backends.framework_params(backend_name, spec, v), args
     )
-    if flat_bounds is not None:
-        x0_flat, moved = clip_to_bounds(x0_flat, flat_bounds, spec)
-        if moved:
-            warnings.warn(
-                f"x0 is outside the bounds at {', '.join(moved)}; it was clipped into them.",
-                UserWarning,
-                stacklevel=2,
-            )
+    x0_flat = clip_start(x0_flat, flat_bounds, spec, stacklevel=2)
 
-    watchers, sinks = _observers(history, log, progress, loss_callback, name, options)
+    watchers, sinks = recorders(history, log, progress, loss_callback, name, options)
     watchers.extend(observers)
     sinks.start(
         spec, x0_flat, method=name, backend=backend_name, precision=dtype, tol=tol, options=options,
@@ -340,7 +322,7 @@ def minimize(
                 constraint_items,
                 name,
                 spec,
-                lambda c, extra: _compile(backend_obj, "vector", c, caller(c, extra or args), spec, dtype, unpack, extra or args, torch_device),
+                lambda c, extra: compile_functions(backend_obj, "vector", c, caller(c, extra or args), spec, dtype, unpack, extra or args, torch_device),
                 lambda f, extra: flat_call(f, extra or args),
                 error_handling,
             )
@@ -392,91 +374,6 @@ def _check_plain_arguments(tol: Any, options: Any, callbacks: dict) -> None:
             raise TypeError(f"{name} must be callable; got {type(value).__name__}.")
 
 
-class _Sinks:
-    """What records the solve, and the observers that need closing when it ends.
-
-    ``journal`` is the History the objective records into, ``history`` the same one when it
-    is handed back as ``res.history`` (None with ``history=False``, where a log alone reads
-    the journal).
-    """
-
-    def __init__(self, journal: History | None, history: History | None, log: RunLog | None, bar: Any):
-        self.journal, self.history, self.log, self.bar = journal, history, log, bar
-
-    def start(
-        self, spec: ParamSpec, x0: np.ndarray, *, method: str, backend: str, precision: str, tol: Any,
-        options: dict | None, has_bounds: bool, has_constraints: bool,
-    ) -> None:
-        """Name where each leaf lies in the history, and open the log's run."""
-        if self.history is not None:
-            self.history.leaves = [(leaf.path, a, b) for leaf, a, b in zip(spec.leaves, spec.offsets, spec.offsets[1:])]
-        if self.log is not None:
-            self.log.start_run(
-                method=method, backend=backend, precision=precision, n=spec.size,
-                options={"tol": tol, "options": options, "bounds": has_bounds, "constraints": has_constraints},
-                structure=spec.unflatten(x0),
-            )
-
-    def close(self, *, status: Any, success: bool, message: str, objective: Objective | None) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        if self.log is not None:
-            best_f = objective.best_f if objective is not None else np.inf
-            best_x = objective.best_x if objective is not None else None
-            self.log.finish(status=status, success=success, message=message, best_f=best_f, best_x=best_x)
-
-
-def _observers(history: bool, log: Any, progress: bool, loss_callback: Callable | None, name: str, options: dict | None) -> tuple[list, _Sinks]:
-    if log is not None and not isinstance(log, (str, os.PathLike, SQLiteLog)):
-        raise TypeError(f"log must be a file path or an am.SQLiteLog; got {type(log).__name__}.")
-    settings = SQLiteLog(log) if isinstance(log, (str, os.PathLike)) else log
-    observers: list = []
-    recorded = None
-    if history or settings is not None:  # a log writes a history's rows; with history=False, one of its own
-        recorded = History(keep_points=history or settings.iterates)
-    sqlite_log = None
-    if settings is not None:
-        sqlite_log = RunLog(settings, recorded, owns_journal=not history)
-    bar = None
-    if progress:
-        bar = ProgressBar(name, total=(options or {}).get("maxiter"))
-        observers.append(bar)
-    if loss_callback is not None:
-        observers.append(LossCallback(loss_callback))
-    return observers, _Sinks(recorded, recorded if history else None, sqlite_log, bar)
-
-
-def _resume_point(path: Any, spec: ParamSpec) -> np.ndarray:
-    logged = read_log(path)
-    if logged.best_x is None:
-        raise ValueError(f"resume={os.fspath(path)!r}: its last run (run {logged.run_id}) recorded no point to resume from.")
-    if logged.best_x.size != spec.size:
-        raise ValueError(
-            f"resume={os.fspath(path)!r}: its last run has {logged.best_x.size} parameters but x0 has {spec.size}."
-        )
-    return logged.best_x.copy()
-
-
-def _backend_from_leaves(spec: ParamSpec) -> str:
-    kinds = {k for k in spec.kinds() if k in ("torch", "jax", "tf")}
-    return {"torch": "torch", "jax": "jax", "tf": "tensorflow"}[kinds.pop()] if len(kinds) == 1 else "numpy"
-
-
-def _compile(backend_obj, kind: str, fun: Callable, call: Callable, spec: ParamSpec, dtype: str, unpack: str, args: tuple, device: Any):
-    key = (backend_obj.name, kind, spec.key, dtype, unpack, tuple(id(a) for a in args), str(device))
-
-    def build():
-        compile_fn = backend_obj.compile_vector if kind == "vector" else backend_obj.compile_scalar
-        if backend_obj.name == "torch" and device is not None:
-            return compile_fn(call, spec, dtype, device=device)
-        return compile_fn(call, spec, dtype)
-
-    compiled = _backends.cached_compile(fun, key, build)
-    # keep args alive with the entry so that their ids stay unique
-    compiled.__dict__.setdefault("_args_keepalive", args)
-    return compiled
-
-
 def _flatten_derivative(value: Any, spec: ParamSpec, name: str) -> np.ndarray:
     from .params import leaf_to_numpy
 
@@ -514,32 +411,6 @@ def _flatten_hessian(value: Any, spec: ParamSpec) -> np.ndarray:
     if array.size != spec.size**2:
         raise ValueError(f"hess must return an ({spec.size}, {spec.size}) array; got shape {array.shape}.")
     return array.reshape(spec.size, spec.size)
-
-
-def _second_order(name: str, info, hess, hessp) -> Any:
-    user_gives = hess is not None or hessp is not None
-    if info.second_order is None:
-        if user_gives:
-            raise ValueError(
-                f"method={name!r} does not use second-order information; hess/hessp would be "
-                "ignored. Use Newton-CG, trust-ncg, trust-krylov, trust-exact, dogleg or trust-constr."
-            )
-        return None
-    if hess is not None and not (hess is True or callable(hess)):
-        if name != "trust-constr":
-            raise ValueError(f"hess={hess!r}: only trust-constr accepts a HessianUpdateStrategy or difference scheme.")
-        return hess
-    wants_hessian = hess is not None
-    wants_hvp = hessp is not None
-    if wants_hessian and wants_hvp:
-        raise ValueError("give either hess or hessp, not both.")
-    if wants_hvp and name in ("dogleg", "trust-exact"):
-        raise ValueError(f"method={name!r} needs the full Hessian; pass hess (or leave both unset) instead of hessp.")
-    if wants_hessian:
-        return "hess"
-    if wants_hvp:
-        return "hessp"
-    return info.second_order
 
 
 def _first_evaluation(objective: Objective, info, x0: np.ndarray) -> None:

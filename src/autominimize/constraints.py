@@ -22,7 +22,8 @@ from scipy.optimize._numdiff import approx_derivative
 
 from .backends.base import VectorFunctions, as_flat_float64
 from .params import ParamSpec, leaf_to_numpy
-from .problem import attach_point, check_error_handling
+from .errors import attach_point
+from .problem import check_error_handling
 
 __all__ = ["ConstraintFunction", "normalize_constraints", "ConstraintError"]
 

@@ -57,11 +57,6 @@ class Observer(Protocol):
     def iteration(self, nit: int, x: np.ndarray, f: float, grad: np.ndarray | None, counts: Counters) -> None: ...
 
 
-def grad_norm(grad: np.ndarray | None) -> float:
-    # sqrt(g.dot(g)) is several times cheaper than np.linalg.norm (and twice as cheap as g @ g)
-    return math.sqrt(grad.dot(grad)) if grad is not None else math.nan
-
-
 class History:
     """Every evaluation and iteration of one solve (``res.history``).
 

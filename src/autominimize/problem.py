@@ -18,16 +18,19 @@ where the error policy (``error_handling``) applies:
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import math
 import time
 
 import numpy as np
 
-from .backends.base import ScalarFunctions, as_flat_float64
-from .history import History, grad_norm
+from .backends.base import ScalarFunctions, as_flat_float64, grad_norm
+from .errors import attach_point
 from .params import ParamSpec
+
+if TYPE_CHECKING:
+    from .history import History
 
 __all__ = ["Objective", "Counters", "ERROR_HANDLING", "check_error_handling"]
 
@@ -56,21 +59,6 @@ class Counters:
 
     def as_dict(self) -> dict[str, int]:
         return {"nfev": self.nfev, "njev": self.njev, "nhev": self.nhev, "nhvp": self.nhvp}
-
-
-def attach_point(exc: BaseException, spec: ParamSpec, x: np.ndarray, what: str) -> None:
-    """Record on ``exc`` where the user's function failed (once, innermost wins)."""
-    if getattr(exc, "autominimize_x", None) is not None:
-        return
-    try:
-        exc.autominimize_x = spec.restore(x)
-    except Exception:  # the point is context, never a reason to hide the original error
-        exc.autominimize_x = np.array(x)
-    if hasattr(exc, "add_note"):
-        exc.add_note(
-            f"autominimize: raised while computing {what} at the point stored in "
-            "exception.autominimize_x"
-        )
 
 
 class Objective:

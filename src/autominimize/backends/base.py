@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import math
 import threading
 from typing import Any, Callable, Hashable, Protocol
 
 import numpy as np
 
 from ..params import ParamSpec
+
+
+def grad_norm(grad: np.ndarray | None) -> float:
+    """The Euclidean norm of a flat float64 gradient; NaN where there is none."""
+    # sqrt(g.dot(g)) is several times cheaper than np.linalg.norm (and twice as cheap as g @ g)
+    return math.sqrt(grad.dot(grad)) if grad is not None else math.nan
 
 
 class ScalarFunctions(Protocol):

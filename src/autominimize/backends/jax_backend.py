@@ -8,9 +8,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ..history import grad_norm
 from ..params import ParamSpec
-from .base import Backend
+from .base import Backend, grad_norm
 from .common import require_scalar_shape
 from .jax_sync import compile_function
 

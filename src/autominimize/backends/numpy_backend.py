@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import numdiff
 from ..params import ParamSpec, leaf_to_numpy
-from ..problem import attach_point
+from ..errors import attach_point
 from .base import Backend, as_flat_float64
 from .common import ObjectiveOutputError, flatten_output, require_scalar_shape
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ METHODS: dict[str, MethodInfo] = {
     "trust-ncg": MethodInfo("lazy", "hessp", bounds=False, constraints=False),
     "trust-exact": MethodInfo("lazy", "hess", bounds=False, constraints=False),
     "trust-krylov": MethodInfo("lazy", "hessp", bounds=False, constraints=False),
+    # not scipy's: IPOPT through cyipopt (drivers/ipopt.py), Hessians of the Lagrangian
+    "ipopt": MethodInfo("lazy", "hess", bounds=True, constraints=True),
 }
 
 #: A user-supplied callable method gets the gradient and HVPs, and bounds and constraints.
@@ -74,3 +77,30 @@ def check_supports(name: str, info: MethodInfo, has_bounds: bool, has_constraint
             f"method={name!r} cannot handle constraints (scipy would ignore them); use one of: "
             f"{_CONSTRAINT_METHODS}."
         )
+
+
+def second_order_for(name: str, info: MethodInfo, hess: Any, hessp: Any) -> Any:
+    """The second-order information ``name`` gets: its default, or what ``hess``/``hessp`` ask for."""
+    user_gives = hess is not None or hessp is not None
+    if info.second_order is None:
+        if user_gives:
+            raise ValueError(
+                f"method={name!r} does not use second-order information; hess/hessp would be "
+                "ignored. Use Newton-CG, trust-ncg, trust-krylov, trust-exact, dogleg or trust-constr."
+            )
+        return None
+    if hess is not None and not (hess is True or callable(hess)):
+        if name != "trust-constr":
+            raise ValueError(f"hess={hess!r}: only trust-constr accepts a HessianUpdateStrategy or difference scheme.")
+        return hess
+    wants_hessian = hess is not None
+    wants_hvp = hessp is not None
+    if wants_hessian and wants_hvp:
+        raise ValueError("give either hess or hessp, not both.")
+    if wants_hvp and name in ("dogleg", "trust-exact"):
+        raise ValueError(f"method={name!r} needs the full Hessian; pass hess (or leave both unset) instead of hessp.")
+    if wants_hessian:
+        return "hess"
+    if wants_hvp:
+        return "hessp"
+    return info.second_order

@@ -18,8 +18,8 @@ import numpy as np
 import scipy.optimize as so
 
 from .. import backends as _backends
-from .._iterate import IterationState
-from ..bounds import clip_to_bounds, normalize_bounds
+from .._setup import cached, clip_start, compile_key, resolve_precision
+from ..bounds import normalize_bounds
 from ..calling import make_caller, resolve_unpack
 from ..native import ALGORITHMS, native_method_name
 from ..native._arrays import flatten_leaves, namespace, norm_inf
@@ -39,6 +39,7 @@ from ..native.stopping import (
     as_criterion,
 )
 from ..params import ParamSpec
+from .state import IterationState
 
 __all__ = ["NativeRun", "minimize_native", "minimize_batched"]
 
@@ -131,7 +132,7 @@ class NativeRun:
             raise ValueError("epochs= counts passes over data=; give data= (an iterable of mini-batches) too.")
         if bounds is not None and self.method != "lbfgs-native":
             raise ValueError(f"method={self.method!r} does not take bounds; use method='lbfgs-native' (projected L-BFGS) or a scipy method such as 'L-BFGS-B'.")
-        self.dtype = _precision(precision)
+        self.dtype = resolve_precision(precision)[0]
         self.spec = spec = ParamSpec.from_tree(x0)
         x0_flat = spec.flatten(x0)
         self.batches = _Batches(data) if self.stochastic else None
@@ -166,9 +167,7 @@ class NativeRun:
                 raise ValueError(f"jac={jac!r}: native methods take None (autodiff), a callable or True.")
             if bounds is not None:
                 lower, upper = normalize_bounds(bounds, spec, x0)
-                x0_flat, moved = clip_to_bounds(x0_flat, (lower, upper), spec)
-                if moved:
-                    warnings.warn(f"x0 is outside the bounds at {', '.join(moved)}; it was clipped into them.", UserWarning, stacklevel=3)
+                x0_flat = clip_start(x0_flat, (lower, upper), spec, stacklevel=3)
                 x = _to_framework(self.backend, x0_flat, self.dtype, spec, torch_device)
                 xp = namespace(x)
                 self.algorithm = self.algorithm.replace(
@@ -189,12 +188,8 @@ class NativeRun:
 
     # -- set-up helpers ---------------------------------------------------------------
     def _functions(self, fun, call, spec, unpack, args, device, residual) -> NativeFunctions:
-        key = ("native", self.backend, spec.key, self.dtype, unpack, tuple(id(a) for a in args), str(device), residual, self.stochastic)
-        functions = _backends.cached_compile(
-            fun, key, lambda: compile_functions(self.backend, call, spec, self.dtype, residual, device)
-        )
-        functions.__dict__.setdefault("_args_keepalive", args)
-        return functions
+        key = compile_key(self.backend, "native", spec, self.dtype, unpack, args, device, residual, self.stochastic)
+        return cached(fun, key, args, lambda: compile_functions(self.backend, call, spec, self.dtype, residual, device))
 
     def _criterion(self, options: dict, tol: float | None, epochs: int | None, n: int) -> Criterion:
         if "stop" in options:
@@ -376,7 +371,7 @@ def minimize_batched(
         options.setdefault("gtol", tol)
         options.setdefault("ftol", tol)
     args = args if isinstance(args, tuple) else (args,)
-    dtype = _precision(precision)
+    dtype = resolve_precision(precision)[0]
     stacked, spec, rows = unstack(x0)
     template = spec.restore(rows[0])
     unpack = resolve_unpack(fun, template, unpack, len(args))
@@ -385,8 +380,8 @@ def minimize_batched(
     if backend not in ("jax", "torch"):
         raise ValueError(f"batch=True needs JAX or torch to map fun over the batch (vmap); the backend is {backend!r}.")
     backend_obj = _backends.get_backend(backend)
-    key = ("native-batched", backend, spec.key, dtype, unpack, tuple(id(a) for a in args), str(torch_device))
-    value_and_grad = _backends.cached_compile(fun, key, lambda: batched_value_and_grad(backend, call, spec))
+    key = compile_key(backend, "native-batched", spec, dtype, unpack, args, torch_device)
+    value_and_grad = cached(fun, key, args, lambda: batched_value_and_grad(backend, call, spec))
     with backend_obj.solve_context(dtype):
         if bounds is not None:
             lower, upper = normalize_bounds(bounds, spec, template)
@@ -455,15 +450,6 @@ def _batch_message(reasons: np.ndarray) -> str:
 
 
 # -- helpers ------------------------------------------------------------------------------
-def _precision(precision: Any) -> str:
-    if precision is None:
-        return "float64"
-    name = np.dtype(precision).name if not isinstance(precision, str) else precision.lower()
-    if name not in ("float64", "float32"):
-        raise ValueError(f"precision={precision!r} is not supported; use 'float64' (default) or 'float32'.")
-    return name
-
-
 def _to_framework(backend: str, flat: np.ndarray, dtype: str, spec: ParamSpec, device: Any) -> Any:
     """x0's flat vector as the backend's array, on x0's device (a one-off copy)."""
     if backend == "jax":

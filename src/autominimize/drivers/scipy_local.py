@@ -99,7 +99,11 @@ def run_minimize(
     callback: Callable | None,
     options: dict | None,
 ) -> so.OptimizeResult:
-    """Run one scipy.optimize.minimize solve on the flat objective."""
+    """Run one scipy.optimize.minimize solve on the flat objective (or IPOPT's, for 'ipopt')."""
+    if method == "ipopt":
+        from .ipopt import run_ipopt
+
+        return run_ipopt(objective, x0, bounds=bounds, constraints=constraints, tol=tol, callback=callback, options=options)
     kwargs: dict[str, Any] = {"method": method, "tol": tol, "callback": callback, "options": options}
     if info.gradient is None:
         fun = objective.value

@@ -124,18 +124,3 @@ class ScipyRunner:
             f"(got {sorted(changes)})."
         )
 
-
-def iterate_scipy(fun: Callable, x0: Any, **minimize_kwargs: Any) -> ScipyRunner:
-    """A runner for ``am.iterate`` with one of scipy's methods (``am.minimize``'s arguments)."""
-    from .._iterate import IterationState
-    from .._minimize import minimize
-    from ..params import ParamSpec
-
-    if "observers" in minimize_kwargs:
-        raise TypeError("am.iterate follows the solve itself; observers= is for am.minimize.")
-    spec = ParamSpec.from_tree(x0)
-
-    def solve(observers: list) -> so.OptimizeResult:
-        return minimize(fun, x0, observers=observers, **minimize_kwargs)
-
-    return ScipyRunner(solve, spec.restore, IterationState)

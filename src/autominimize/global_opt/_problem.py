@@ -10,7 +10,6 @@ derivatives. ``am.basinhopping`` and friends build one from a function
 from __future__ import annotations
 
 import contextlib
-import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -18,13 +17,15 @@ import optree
 import scipy.optimize as so
 
 from .. import backends as _backends
+from .._setup import cached, clip_start, compile_functions, compile_key, resolve_precision
 from ..bounds import BoundsError, _is_number, _is_pair_sequence, normalize_bounds
 from ..calling import make_caller, resolve_unpack
 from ..constraints import normalize_constraints
 from ..drivers.methods import CUSTOM_METHOD, METHODS, method_name
 from ..drivers.scipy_local import _callback_style
 from ..params import ParamSpec
-from ..problem import Counters, Objective, attach_point
+from ..errors import attach_point
+from ..problem import Counters, Objective
 
 __all__ = ["GlobalProblem", "LocalSolver", "build_problem", "local_kwargs", "finish", "flat_option"]
 
@@ -221,7 +222,7 @@ def build_problem(
     ``finite`` requires finite bounds on every parameter. ``error_handling`` applies to
     every evaluation, batched, remote and local ones included.
     """
-    from .._minimize import _compile, _precision, minimize
+    from .._minimize import minimize
 
     if not callable(fun):
         raise TypeError(f"fun must be callable; got {type(fun).__name__}.")
@@ -234,14 +235,14 @@ def build_problem(
     if x0 is None:
         middle = np.zeros(spec.size) if flat_bounds is None else _middle(*flat_bounds)
         template = spec.restore(middle)
-    dtype, _ = _precision(precision)
+    dtype, _ = resolve_precision(precision)
     unpack = resolve_unpack(fun, template, unpack, len(args))
     call = make_caller(fun, unpack, args, template)
     start = spec.flatten(template)
     backend_name = _backends.select_backend(backend, spec, call, start)
     backend_obj = _backends.get_backend(backend_name)
     device = torch_device if backend_name == "torch" else None
-    functions = _compile(backend_obj, "scalar", fun, call, spec, dtype, unpack, args, device)
+    functions = compile_functions(backend_obj, "scalar", fun, call, spec, dtype, unpack, args, device)
     objective = Objective(functions, spec, differentiable=False, error_handling=error_handling)
 
     def local_solve(x: np.ndarray, box: tuple | None, kwargs: dict) -> so.OptimizeResult:
@@ -251,7 +252,7 @@ def build_problem(
             unpack=unpack, torch_device=torch_device, error_handling=error_handling, **kwargs,
         )
 
-    batched_key = (backend_name, "batched", spec.key, dtype, unpack, tuple(id(a) for a in args), str(device))
+    batched_key = compile_key(backend_name, "batched", spec, dtype, unpack, args, device)
 
     compiled_batched: list = []  # looked up in the compile cache once per problem, not per generation
 
@@ -262,13 +263,13 @@ def build_problem(
             return backend_obj.compile_batched(call, spec, dtype)
 
         if not compiled_batched:
-            compiled_batched.append(_backends.cached_compile(fun, batched_key, build))
+            compiled_batched.append(cached(fun, batched_key, args, build))
         return compiled_batched[0](points)
 
     def make_constraints(constraints: Any, method: str) -> list:
         def compile_vector(c: Callable, extra: tuple) -> Any:
             extra = extra or args
-            return _compile(backend_obj, "vector", c, make_caller(c, unpack, extra, template), spec, dtype, unpack, extra, device)
+            return compile_functions(backend_obj, "vector", c, make_caller(c, unpack, extra, template), spec, dtype, unpack, extra, device)
 
         def make_call(f: Callable, extra: tuple) -> Callable:
             user = make_caller(f, unpack, extra or args, template)
@@ -468,9 +469,4 @@ def running(problem: GlobalProblem):
 
 def check_finite_start(x: np.ndarray, bounds: tuple[np.ndarray, np.ndarray] | None, spec: ParamSpec) -> np.ndarray:
     """x0 clipped into the bounds, with a warning naming the leaves that moved."""
-    from ..bounds import clip_to_bounds
-
-    clipped, moved = clip_to_bounds(x, bounds, spec)
-    if moved:
-        warnings.warn(f"x0 is outside the bounds at {', '.join(moved)}; it was clipped into them.", UserWarning, stacklevel=3)
-    return clipped
+    return clip_start(x, bounds, spec, stacklevel=3)

@@ -15,13 +15,13 @@ from typing import Any, Callable
 import numpy as np
 import scipy.optimize as so
 
-from .._minimize import _observers, _second_order
 from ..bounds import clip_to_bounds
 from ..constraints import normalize_constraints
-from ..drivers.methods import CUSTOM_METHOD, METHODS, MethodInfo, check_supports, method_name
+from ..drivers.methods import CUSTOM_METHOD, METHODS, MethodInfo, check_supports, method_name, second_order_for
 from ..drivers.scipy_local import run_minimize, wrap_callback
 from ..params import ParamSpec
 from ..problem import Objective
+from ..recording import recorders
 
 __all__ = ["MethodPlan", "plan_method", "solve"]
 
@@ -66,7 +66,7 @@ def plan_method(
         check_supports(name, info, has_bounds, has_constraints)
     if not isinstance(hessp, bool):
         raise TypeError(f"hessp must be True or False; got {hessp!r}.")
-    second_order = _second_order(name, info, None, True if hessp else None)
+    second_order = second_order_for(name, info, None, True if hessp else None)
     gradient_scheme = None
     if jac is not None and jac is not True:
         if jac not in _JAC_SCHEMES:
@@ -119,7 +119,7 @@ def solve(
                 UserWarning,
                 stacklevel=3,
             )
-    observers, sinks = _observers(history, log, progress, None, plan.name, options)
+    observers, sinks = recorders(history, log, progress, None, plan.name, options)
     sinks.start(
         spec, x0, method=plan.name, backend=backend, precision=precision, tol=tol, options=options,
         has_bounds=bounds is not None, has_constraints=bool(constraints),

@@ -25,6 +25,7 @@ from ..global_opt.dual_annealing import default_local_search, run_dual_annealing
 from ..global_opt.shgo import run_shgo
 from ..params import ParamSpec
 from ..problem import Objective
+from .torch_scipy import ScipyOptimizer
 
 __all__ = [
     "BasinHopping",
@@ -112,8 +113,6 @@ class _GlobalOptimizer(torch.optim.Optimizer):
         return torch.tensor(result.fun, dtype=params[0].dtype, device=params[0].device)
 
     def _problem(self, closure: Callable, params: list[torch.Tensor], spec: ParamSpec) -> GlobalProblem:
-        from ..torch import ScipyOptimizer
-
         def local_solve(x: np.ndarray, box: tuple | None, kwargs: dict) -> so.OptimizeResult:
             _write(params, spec, x)
             optimizer = ScipyOptimizer(params, bounds=None if box is None else so.Bounds(*box), **kwargs)

@@ -1,0 +1,144 @@
+"""The Lagrangian ``σ f(x) + λ · c(x)`` as ONE scalar function that the backend compiles.
+
+The function is of the augmented flat vector ``z = [x, σ, λ]`` (``n + 1 + m`` entries,
+``c`` the nonlinear constraints stacked in order), built from the objective's and the
+constraints' own compiled pieces, so it is traced, differentiated and compiled by the same
+backend code as any objective. One Hessian-vector product of it with ``v = [s, 0, 0]`` gives,
+in one pass,
+
+* ``∇²ₓₓL · s`` (its first ``n`` entries): the Lagrangian Hessian's part, and
+* ``J · s`` (its last ``m`` entries), since ``∂²L/∂λ∂x = J``: the constraint Jacobian's part.
+
+So a colouring of the stacked pattern ``[∇²ₓₓL; J]`` gets both matrices from the same few
+passes, and the full Hessian of ``L`` holds both as blocks.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..params import ParamSpec
+
+__all__ = ["Lagrangian", "lagrangian_for", "supports_exact_lagrangian"]
+
+#: the framework functions of a flat vector, by compiled class: (scalar, vector)
+_FLAT_FUNCTIONS = {"jax": ("flat_fun", "flat_fun"), "torch": ("flat_fun", "flat_fun"), "tensorflow": ("scalar_of", "vector_of")}
+_MODULE_BACKEND = {"jax_backend": "jax", "torch_backend": "torch", "tf_backend": "tensorflow"}
+
+
+def backend_name_of(functions: Any) -> str | None:
+    """The backend that compiled ``functions``, or None for NumPy and user-supplied wrappers."""
+    return _MODULE_BACKEND.get(type(functions).__module__.rsplit(".", 1)[-1])
+
+
+def supports_exact_lagrangian(objective_functions: Any, constraint_functions: Sequence[Any]) -> bool:
+    """Whether the objective and every constraint are compiled framework functions of x."""
+    name = backend_name_of(objective_functions)
+    if name is None:
+        return False
+    scalar, vector = _FLAT_FUNCTIONS[name]
+    return hasattr(objective_functions, scalar) and all(
+        backend_name_of(c) == name and hasattr(c, vector) for c in constraint_functions
+    )
+
+
+def _weighted_sum(kind: str, weights: Any, values: Any) -> Any:
+    if kind == "tensorflow":
+        import tensorflow as tf
+
+        return tf.tensordot(weights, values, 1)
+    return (weights * values).sum()
+
+
+class Lagrangian:
+    """``L(z) = σ f(x) + λ · c(x)`` compiled by the objective's backend.
+
+    Attributes
+    ----------
+    n, m : int
+        Parameters and nonlinear constraint values.
+    functions
+        The backend's compiled scalar functions of ``z`` (``hvp_at``, ``hessian``, ...).
+    backend : str
+        The backend's name.
+    """
+
+    def __init__(self, objective_functions: Any, constraint_functions: Sequence[Any], m: int, dtype: str) -> None:
+        from . import get_backend
+
+        self.backend = backend_name_of(objective_functions)
+        self.n = int(objective_functions.n)
+        self.m = int(m)
+        scalar_name, vector_name = _FLAT_FUNCTIONS[self.backend]
+        scalar = getattr(objective_functions, scalar_name)
+        vectors = [getattr(c, vector_name) for c in constraint_functions]
+        kind = self.backend
+        n = self.n
+
+        def lagrangian(params: tuple) -> Any:
+            x, w = params
+            total = w[0] * scalar(x)
+            start = 1
+            for vector in vectors:
+                values = vector(x)
+                size = int(values.shape[0])
+                total = total + _weighted_sum(kind, w[start : start + size], values)
+                start += size
+            return total
+
+        self.spec = ParamSpec.from_tree((np.zeros(n), np.zeros(1 + self.m)))
+        #: sparsity patterns found for these functions, kept for a later solve
+        self.patterns: dict[str, Any] = {}
+        backend = get_backend(self.backend)
+        if self.backend == "torch":
+            self.functions = backend.compile_scalar(lagrangian, self.spec, dtype, device=objective_functions.device)
+        else:
+            self.functions = backend.compile_scalar(lagrangian, self.spec, dtype)
+
+    def point(self, x: np.ndarray, sigma: float, multipliers: np.ndarray) -> np.ndarray:
+        """The augmented vector ``z = [x, σ, λ]``."""
+        return np.concatenate([x, [sigma], multipliers])
+
+    def x_slice(self) -> slice:
+        return slice(0, self.n)
+
+    def multiplier_slice(self) -> slice:
+        return slice(self.n + 1, self.n + 1 + self.m)
+
+    def hessian_blocks(self, x: np.ndarray, sigma: float, multipliers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The dense ``∇²ₓₓL`` (n, n) and ``J`` (m, n) from one Hessian of ``L``."""
+        full = self.functions.hessian(self.point(x, sigma, multipliers))
+        xs, ms = self.x_slice(), self.multiplier_slice()
+        return full[xs, xs], full[ms, xs]
+
+    def compressed(self, x: np.ndarray, sigma: float, multipliers: np.ndarray, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``∇²ₓₓL · S`` and ``J · S`` for the seed matrix ``seeds`` (p, n), as (p, n) and
+        (p, m) arrays: one Hessian-vector product of ``L`` per row of ``seeds``."""
+        z = self.point(x, sigma, multipliers)
+        xs, ms = self.x_slice(), self.multiplier_slice()
+        hvp = self.functions.hvp_at(z)
+        v = np.zeros(z.size)
+        h_rows, j_rows = [], []
+        for seed in seeds:
+            v[xs] = seed
+            out = np.asarray(hvp(v), dtype=np.float64)
+            h_rows.append(out[xs])
+            j_rows.append(out[ms])
+        return np.array(h_rows).reshape(len(seeds), self.n), np.array(j_rows).reshape(len(seeds), self.m)
+
+
+_lagrangians: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+
+
+def lagrangian_for(objective_functions: Any, constraint_functions: Sequence[Any], m: int, dtype: str) -> Lagrangian:
+    """The Lagrangian of these compiled functions, built once and reused by a later solve of
+    the same functions (the compile cache hands out the same compiled objects again)."""
+    per_objective = _lagrangians.setdefault(objective_functions, {})
+    key = (tuple(id(c) for c in constraint_functions), m, dtype)
+    entry = per_objective.get(key)
+    if entry is None:
+        entry = per_objective[key] = (Lagrangian(objective_functions, constraint_functions, m, dtype), list(constraint_functions))
+    return entry[0]

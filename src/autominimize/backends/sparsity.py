@@ -1,0 +1,196 @@
+"""Sparse derivatives: the pattern of ``J`` and ``∇²ₓₓL``, its colouring, compressed passes.
+
+The pattern comes from one of three sources:
+
+* ``'user'``: the caller's ``jac_sparsity`` (m, n) and ``hess_sparsity`` (n, n), any array
+  of booleans or numbers (nonzero = structural nonzero) or a ``scipy.sparse`` matrix;
+* ``'asdex'`` (JAX): read from the traced program by asdex's abstract interpretation: a
+  global pattern, valid at every point;
+* ``'probed'`` (PyTorch, TensorFlow): the union of the nonzeros of the exact Hessian of the
+  Lagrangian (which holds J as a block) at two random points near x0 with random
+  multipliers, computed with ``n`` Hessian-vector products per point. It is local: an entry
+  that is zero at both points (a branch not taken there) is missed, so give a pattern when
+  the function branches on x.
+
+One greedy column colouring of the stacked pattern ``[∇²ₓₓL; J]`` (columns sharing a row get
+different colours, in natural order: a band of width w gets w colours) gives the seed
+vectors; one Hessian-vector product of the Lagrangian per colour gives both matrices (see
+:mod:`.lagrangian`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["SparsePattern", "pattern_from_user", "detect_pattern", "color_columns"]
+
+
+@dataclass
+class SparsePattern:
+    """Where ``J`` (nonlinear constraints stacked, (m, n)) and the lower triangle of
+    ``∇²ₓₓL`` can be nonzero, with the colouring that compresses both."""
+
+    n: int
+    m: int
+    jac_rows: np.ndarray
+    jac_cols: np.ndarray
+    hess_rows: np.ndarray
+    hess_cols: np.ndarray
+    source: str
+    colors: np.ndarray = field(init=False)
+    num_colors: int = field(init=False)
+    seconds: float = 0.0
+    #: whether detection was skipped because an earlier solve of the same functions did it
+    cached: bool = False
+
+    def __post_init__(self) -> None:
+        self.jac_rows, self.jac_cols = _sorted_pairs(self.jac_rows, self.jac_cols, (self.m, self.n))
+        lower = self.hess_rows >= self.hess_cols
+        rows = np.concatenate([self.hess_rows[lower], self.hess_cols[~lower]])
+        cols = np.concatenate([self.hess_cols[lower], self.hess_rows[~lower]])
+        self.hess_rows, self.hess_cols = _sorted_pairs(rows, cols, (self.n, self.n))
+        # every column of ∇²L in full (both triangles) and of J, one row space after the other
+        full_rows = np.concatenate([self.hess_rows, self.hess_cols, self.n + self.jac_rows])
+        full_cols = np.concatenate([self.hess_cols, self.hess_rows, self.jac_cols])
+        self.colors = color_columns(full_rows, full_cols, (self.n + self.m, self.n))
+        self.num_colors = int(self.colors.max()) + 1 if self.n else 0
+
+    def seeds(self) -> np.ndarray:
+        """The (p, n) seed matrix: row k is the indicator of the columns of colour k."""
+        seeds = np.zeros((self.num_colors, self.n))
+        seeds[self.colors, np.arange(self.n)] = 1.0
+        return seeds
+
+    def hessian_values(self, compressed: np.ndarray) -> np.ndarray:
+        """The lower-triangle values, in pattern order, from ``∇²ₓₓL · S`` (p, n)."""
+        return compressed[self.colors[self.hess_cols], self.hess_rows]
+
+    def jacobian_values(self, compressed: np.ndarray) -> np.ndarray:
+        """J's values, in pattern order, from ``J · S`` given as (p, m)."""
+        return compressed[self.colors[self.jac_cols], self.jac_rows]
+
+    def summary(self) -> dict:
+        return {
+            "source": self.source, "jacobian_nnz": int(self.jac_rows.size), "hessian_nnz": int(self.hess_rows.size),
+            "passes": self.num_colors, "setup_seconds": self.seconds, "cached": self.cached,
+        }
+
+
+def _sorted_pairs(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Unique (row, col) pairs in row-major order, as int64 arrays."""
+    if rows.size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    keys = np.unique(np.asarray(rows, dtype=np.int64) * shape[1] + np.asarray(cols, dtype=np.int64))
+    return keys // shape[1], keys % shape[1]
+
+
+def color_columns(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A greedy colouring of the columns of a pattern: columns that share a row differ.
+
+    Natural order, smallest free colour first; at most one more colour than the largest
+    number of columns that any column conflicts with.
+    """
+    n = shape[1]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    pattern = sp.csr_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=shape)
+    pattern.data[:] = 1
+    conflicts = (pattern.T @ pattern).tocsr()  # columns j, k conflict when they share a row
+    indptr, indices = conflicts.indptr, conflicts.indices
+    colors = np.full(n, -1, dtype=np.int64)
+    for j in range(n):
+        used = colors[indices[indptr[j] : indptr[j + 1]]]
+        used = used[used >= 0]
+        if used.size == 0:
+            colors[j] = 0
+            continue
+        taken = np.zeros(used.max() + 2, dtype=bool)
+        taken[used] = True
+        colors[j] = int(np.argmin(taken))
+    return colors
+
+
+def _coordinates(pattern: Any, shape: tuple[int, int], name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of the structural nonzeros of a user pattern, checked against ``shape``."""
+    if sp.issparse(pattern):
+        coo = sp.coo_matrix(pattern)
+        got = coo.shape
+        rows, cols = coo.row, coo.col
+    else:
+        array = np.asarray(pattern)
+        if array.dtype == object:
+            raise TypeError(f"options[{name!r}] must be an array or a scipy.sparse matrix of shape {shape}; got {type(pattern).__name__}.")
+        got = array.shape
+        if got == shape:
+            rows, cols = np.nonzero(array)
+    if got != shape:
+        raise ValueError(f"options[{name!r}] has shape {got}; it must be {shape} (rows: {'constraint values' if name == 'jac_sparsity' else 'parameters'}, columns: parameters).")
+    return np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+
+
+def pattern_from_user(jac_sparsity: Any, hess_sparsity: Any, n: int, m: int, detected: "SparsePattern | None" = None) -> SparsePattern:
+    """A pattern from the caller's arrays; an argument left None is taken from ``detected``."""
+    start = time.perf_counter()
+    if jac_sparsity is not None:
+        jac_rows, jac_cols = _coordinates(jac_sparsity, (m, n), "jac_sparsity")
+    else:
+        jac_rows, jac_cols = detected.jac_rows, detected.jac_cols
+    if hess_sparsity is not None:
+        hess_rows, hess_cols = _coordinates(hess_sparsity, (n, n), "hess_sparsity")
+    else:
+        hess_rows, hess_cols = detected.hess_rows, detected.hess_cols
+    pattern = SparsePattern(n, m, jac_rows, jac_cols, hess_rows, hess_cols, "user")
+    pattern.seconds = time.perf_counter() - start + (detected.seconds if detected is not None else 0.0)
+    return pattern
+
+
+def detect_pattern(lagrangian: Any, x0: np.ndarray, bounds: tuple[np.ndarray, np.ndarray] | None, seed: int = 0) -> SparsePattern:
+    """The pattern of J and ∇²ₓₓL: from the program on JAX (asdex), else by probing."""
+    start = time.perf_counter()
+    if lagrangian.backend == "jax":
+        rows, cols = _asdex_pattern(lagrangian, x0)
+        source = "asdex"
+    else:
+        rows, cols = _probed_pattern(lagrangian, x0, bounds, seed)
+        source = "probed"
+    n, m = lagrangian.n, lagrangian.m
+    in_x = cols < n
+    hess = in_x & (rows < n)
+    jac = in_x & (rows > n)
+    pattern = SparsePattern(n, m, rows[jac] - n - 1, cols[jac], rows[hess], cols[hess], source)
+    pattern.seconds = time.perf_counter() - start
+    return pattern
+
+
+def _asdex_pattern(lagrangian: Any, x0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    import asdex
+    import jax
+
+    z = lagrangian.point(x0, 1.0, np.ones(lagrangian.m))
+    with jax.enable_x64(True):
+        found = asdex.hessian_sparsity(lagrangian.functions.flat_fun, jax.numpy.asarray(z, dtype=lagrangian.functions.dtype))
+    return np.asarray(found.rows, dtype=np.int64), np.asarray(found.cols, dtype=np.int64)
+
+
+def _probed_pattern(lagrangian: Any, x0: np.ndarray, bounds: tuple[np.ndarray, np.ndarray] | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    n, m = lagrangian.n, lagrangian.m
+    size = n + 1 + m
+    found = []
+    for _ in range(2):
+        x = x0 + 0.1 * (1.0 + np.abs(x0)) * rng.standard_normal(n)
+        if bounds is not None:
+            x = np.clip(x, bounds[0], bounds[1])
+        hvp = lagrangian.functions.hvp_at(lagrangian.point(x, 1.0, rng.standard_normal(m)))
+        v = np.zeros(size)
+        for j in range(n):
+            v[j] = 1.0
+            found.append(np.flatnonzero(np.asarray(hvp(v))) * size + j)
+            v[j] = 0.0
+    keys = np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+    return keys // size, keys % size

@@ -1,0 +1,1 @@
+"""Drivers: where scipy, IPOPT and the native state machines are run on a problem."""

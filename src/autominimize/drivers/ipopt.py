@@ -1,0 +1,424 @@
+"""``method='ipopt'``: IPOPT through cyipopt, fed exact (and, for large problems, sparse)
+derivatives.
+
+IPOPT gets the objective and its gradient from the solve's :class:`~autominimize.problem.Objective`
+(one-slot cache, counters, error policy, recording), the constraints from their
+``ConstraintFunction``\\ s, and the Hessian of the Lagrangian ``σ∇²f + Σ λᵢ∇²cᵢ`` from ONE
+compiled function of the Lagrangian (:mod:`..backends.lagrangian`): its full Hessian for a
+dense problem, a few compressed Hessian-vector products for a sparse one
+(:mod:`..backends.sparsity`), which give the constraint Jacobian as well.
+
+cyipopt holds the GIL for the whole solve and loses exceptions raised in its Hessian
+callback, so every callback here catches what it raises, stops IPOPT, and the exception is
+raised again after ``solve`` returns; a KeyboardInterrupt stops IPOPT the same way and is
+raised again for the entry point to return the best point.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import scipy.optimize as so
+import scipy.sparse as sp
+
+from ..backends.lagrangian import lagrangian_for, supports_exact_lagrangian
+from ..backends.sparsity import SparsePattern, detect_pattern, pattern_from_user
+from ..problem import Objective
+from .blas_threads import single_blas_thread
+
+__all__ = ["run_ipopt", "IPOPT_OPTIONS", "AUTO_SPARSE_MIN_SIZE", "AUTO_SPARSE_MAX_DENSITY"]
+
+#: autominimize's own keys in ``options`` for method='ipopt'; every other key goes to IPOPT
+IPOPT_OPTIONS = ("warm_start", "sparse", "jac_sparsity", "hess_sparsity")
+#: sparse='auto' on JAX: detect the pattern from n parameters on ...
+AUTO_SPARSE_MIN_SIZE = 100
+#: ... and use it when at most this fraction of the dense entries can be nonzero
+AUTO_SPARSE_MAX_DENSITY = 0.1
+
+_ALIASES = {"maxiter": "max_iter"}
+_EXTRA_STATUS = {-5: "Maximum wall time exceeded."}
+_WARM_START = {"warm_start_init_point": "yes", "warm_start_bound_push": 1e-9, "warm_start_mult_bound_push": 1e-9, "mu_init": 1e-9}
+
+
+@dataclass
+class _Block:
+    """One constraint as rows of IPOPT's g: a ConstraintFunction, or a linear A."""
+
+    rows: slice
+    lower: np.ndarray
+    upper: np.ndarray
+    function: Any = None  # the ConstraintFunction of a nonlinear constraint
+    matrix: sp.csr_matrix | None = None  # A of a LinearConstraint
+
+
+def run_ipopt(
+    objective: Objective,
+    x0: np.ndarray,
+    *,
+    bounds: tuple[np.ndarray, np.ndarray] | None,
+    constraints: list,
+    tol: float | None,
+    callback: Callable | None,
+    options: dict | None,
+) -> so.OptimizeResult:
+    """Solve with IPOPT from ``x0``; the scipy-style ``constraints`` are those
+    :func:`~autominimize.constraints.normalize_constraints` made for this solve."""
+    import cyipopt
+
+    if objective.user_hessian is not None or objective.user_hessp is not None:
+        raise ValueError(
+            "method='ipopt' computes the Hessian of the Lagrangian itself; hess and hessp are not used. "
+            "For IPOPT's quasi-Newton approximation pass options={'hessian_approximation': 'limited-memory'}."
+        )
+    settings = dict(options or {})
+    ours = {key: settings.pop(key) for key in IPOPT_OPTIONS if key in settings}
+    spec = objective.spec
+    n = x0.size
+    blocks = _blocks(constraints, x0, n)
+    m = blocks[-1].rows.stop if blocks else 0
+    nonlinear = [b for b in blocks if b.function is not None]
+    nonlinear_rows = np.concatenate([np.arange(b.rows.start, b.rows.stop) for b in nonlinear]) if nonlinear else np.zeros(0, dtype=np.int64)
+    exact = settings.get("hessian_approximation", "exact") == "exact" and _differentiable(objective, nonlinear)
+    if not exact:
+        settings.setdefault("hessian_approximation", "limited-memory")
+    evaluator = _Derivatives(objective, blocks, nonlinear_rows, n)
+    if exact:
+        functions = [b.function.functions for b in nonlinear]
+        evaluator.lagrangian = lagrangian_for(objective.functions, functions, nonlinear_rows.size, _dtype(objective.functions))
+        evaluator.pattern = _choose_pattern(evaluator.lagrangian, ours, x0, bounds, n, nonlinear_rows.size)
+    elif any(ours.get(key) is not None for key in ("jac_sparsity", "hess_sparsity")) or ours.get("sparse") is True:
+        raise ValueError(
+            "options['sparse'], ['jac_sparsity'] and ['hess_sparsity'] need exact derivatives from the backend "
+            "(JAX, PyTorch or TensorFlow, no user-supplied jac, no hessian_approximation='limited-memory')."
+        )
+    evaluator.structure()
+
+    x_start, warm = _warm_start(ours.get("warm_start"), spec, x0, m)
+    if warm is not None:
+        for key, value in _WARM_START.items():
+            settings.setdefault(key, value)
+    lower, upper = (bounds if bounds is not None else (np.full(n, -np.inf), np.full(n, np.inf)))
+    problem = _problem_class()(
+        n=n, m=m, evaluator=evaluator, callback=callback,
+        lb=lower, ub=upper,
+        cl=np.concatenate([b.lower for b in blocks]) if blocks else np.zeros(0),
+        cu=np.concatenate([b.upper for b in blocks]) if blocks else np.zeros(0),
+    )
+    _set_options(problem, settings, tol)
+    with single_blas_thread():
+        x, info = problem.solve(x_start, **(warm or {}))
+    if problem.interrupted:
+        raise KeyboardInterrupt
+    if problem.failure is not None:
+        raise problem.failure
+    return _result(x, info, problem, blocks, spec, evaluator, cyipopt)
+
+
+def _dtype(functions: Any) -> str:
+    dtype = getattr(functions, "dtype", None)
+    if dtype is None:  # torch keeps its own dtype object
+        return str(functions.torch_dtype).rsplit(".", 1)[-1]
+    return np.dtype(dtype).name
+
+
+def _differentiable(objective: Objective, nonlinear: list[_Block]) -> bool:
+    """Whether the backend differentiates the objective and every constraint itself."""
+    if objective.user_gradient is not None:
+        return False
+    if any(b.function.user_jacobian is not None or b.function.finite_differences for b in nonlinear):
+        return False
+    return supports_exact_lagrangian(objective.functions, [b.function.functions for b in nonlinear])
+
+
+def _blocks(constraints: list, x0: np.ndarray, n: int) -> list[_Block]:
+    """Each constraint's rows of g and its bounds, in the order given."""
+    blocks: list[_Block] = []
+    start = 0
+    for item in constraints:
+        if isinstance(item, so.LinearConstraint):
+            matrix = sp.csr_matrix(np.atleast_2d(item.A) if not sp.issparse(item.A) else item.A, dtype=np.float64)
+            size, function = matrix.shape[0], None
+            lb, ub = item.lb, item.ub
+        else:
+            fun = item["fun"] if isinstance(item, dict) else item.fun
+            function, matrix = fun.__self__, None
+            size = function.value(x0).size
+            if isinstance(item, dict):
+                lb, ub = 0.0, (0.0 if item["type"] == "eq" else np.inf)
+            else:
+                lb, ub = item.lb, item.ub
+        rows = slice(start, start + size)
+        blocks.append(_Block(rows, _broadcast(lb, size), _broadcast(ub, size), function, matrix))
+        start += size
+    return blocks
+
+
+def _broadcast(value: Any, size: int) -> np.ndarray:
+    return np.broadcast_to(np.asarray(value, dtype=np.float64), (size,)).astype(np.float64)
+
+
+def _choose_pattern(lagrangian: Any, ours: dict, x0: np.ndarray, bounds: Any, n: int, m: int) -> SparsePattern | None:
+    """The sparse pattern to use, or None for dense derivatives (see docs/large-constrained.md)."""
+    sparse = ours.get("sparse", "auto")
+    if sparse not in (True, False, "auto", None):
+        raise ValueError(f"options['sparse']={sparse!r} is not accepted; use True, False or 'auto' (default).")
+    user_jac, user_hess = ours.get("jac_sparsity"), ours.get("hess_sparsity")
+    given = user_jac is not None or user_hess is not None
+    if sparse is False:
+        if given:
+            raise ValueError("options['sparse']=False contradicts the jac_sparsity/hess_sparsity given; drop one.")
+        return None
+    if given and (user_hess is not None and (user_jac is not None or m == 0)):
+        return pattern_from_user(user_jac, user_hess, n, m)
+    if sparse in ("auto", None) and not given and (lagrangian.backend != "jax" or n < AUTO_SPARSE_MIN_SIZE):
+        return None
+    detected = lagrangian.patterns.get("detected")
+    cached = detected is not None
+    if detected is None:
+        detected = lagrangian.patterns["detected"] = detect_pattern(lagrangian, x0, bounds)
+    pattern = pattern_from_user(user_jac, user_hess, n, m, detected) if given else detected
+    pattern.cached = cached and not given
+    if sparse in ("auto", None) and not given:
+        dense = m * n + n * (n + 1) // 2
+        if (pattern.jac_rows.size + pattern.hess_rows.size) > AUTO_SPARSE_MAX_DENSITY * dense:
+            return None
+    return pattern
+
+
+class _Derivatives:
+    """g, its Jacobian and the Lagrangian Hessian as IPOPT asks for them, counted."""
+
+    def __init__(self, objective: Objective, blocks: list[_Block], nonlinear_rows: np.ndarray, n: int) -> None:
+        self.objective = objective
+        self.blocks = blocks
+        self.nonlinear = [b for b in blocks if b.function is not None]
+        self.nonlinear_rows = nonlinear_rows
+        self.n = n
+        self.lagrangian = None
+        self.pattern: SparsePattern | None = None
+        self._compressed_key: bytes | None = None
+        self._compressed: tuple[np.ndarray, np.ndarray] | None = None
+        self._compressed_x: bytes | None = None
+        self._multipliers = np.zeros(nonlinear_rows.size)
+
+    # structures, fixed for the solve
+    def structure(self) -> None:
+        n = self.n
+        rows, cols = [], []
+        for block in self.blocks:
+            if block.matrix is not None:
+                coo = block.matrix.tocoo()
+                rows.append(block.rows.start + coo.row)
+                cols.append(coo.col)
+            elif self.pattern is None:
+                size = block.rows.stop - block.rows.start
+                rows.append(np.repeat(np.arange(block.rows.start, block.rows.stop), n))
+                cols.append(np.tile(np.arange(n), size))
+        if self.pattern is not None and self.nonlinear_rows.size:
+            rows.append(self.nonlinear_rows[self.pattern.jac_rows])
+            cols.append(self.pattern.jac_cols)
+        self.jac_rows = np.concatenate(rows).astype(np.int64) if rows else np.zeros(0, dtype=np.int64)
+        self.jac_cols = np.concatenate(cols).astype(np.int64) if cols else np.zeros(0, dtype=np.int64)
+        if self.lagrangian is None:
+            self.hess_rows = self.hess_cols = np.zeros(0, dtype=np.int64)
+        elif self.pattern is None:
+            self.hess_rows, self.hess_cols = np.tril_indices(n)
+        else:
+            self.hess_rows, self.hess_cols = self.pattern.hess_rows, self.pattern.hess_cols
+            self._seeds = self.pattern.seeds()
+
+    def constraints(self, x: np.ndarray) -> np.ndarray:
+        values = [b.function.value(x) if b.function is not None else b.matrix @ x for b in self.blocks]
+        return np.concatenate(values) if values else np.zeros(0)
+
+    def jacobian(self, x: np.ndarray) -> np.ndarray:
+        values = []
+        for block in self.blocks:
+            if block.matrix is not None:
+                values.append(block.matrix.tocoo().data)
+            elif self.pattern is None:
+                values.append(np.asarray(block.function.jacobian(x)).reshape(-1))
+        if self.pattern is not None and self.nonlinear_rows.size:
+            key = x.tobytes()
+            if self._compressed_x != key:
+                self._compress(x, 1.0, self._multipliers)
+            for block in self.nonlinear:
+                block.function.njev += 1
+            values.append(self.pattern.jacobian_values(self._compressed[1]))
+        return np.concatenate(values) if values else np.zeros(0)
+
+    def hessian(self, x: np.ndarray, multipliers: np.ndarray, sigma: float) -> np.ndarray:
+        weights = np.asarray(multipliers, dtype=np.float64)[self.nonlinear_rows]
+        self._multipliers = weights
+        self.objective.counters.nhev += 1
+        for block in self.nonlinear:
+            block.function.nhev += 1
+        if self.objective.reporting:
+            self.objective._report("hessian", x, np.nan, None)
+        if self.pattern is None:
+            hessian = self.lagrangian.hessian_blocks(x, float(sigma), weights)[0]
+            return hessian[self.hess_rows, self.hess_cols]
+        self._compress(x, float(sigma), weights)
+        return self.pattern.hessian_values(self._compressed[0])
+
+    def _compress(self, x: np.ndarray, sigma: float, weights: np.ndarray) -> None:
+        key = x.tobytes() + np.float64(sigma).tobytes() + weights.tobytes()
+        if key != self._compressed_key:
+            self._compressed = self.lagrangian.compressed(x, sigma, weights, self._seeds)
+            self._compressed_key, self._compressed_x = key, x.tobytes()
+
+
+@functools.cache
+def _problem_class() -> type:
+    """cyipopt.Problem with guarded callbacks; defined on first use (cyipopt loads lazily)."""
+    import cyipopt
+
+    class _Problem(cyipopt.Problem):
+        def __init__(self, *, n: int, m: int, evaluator: _Derivatives, callback: Callable | None, lb, ub, cl, cu) -> None:
+            self.evaluator = evaluator  # cyipopt reads the structures while it initialises
+            self.user_callback = callback
+            self.failure: BaseException | None = None
+            self.interrupted = False
+            self.stopped = False
+            self.iterations = 0
+            super().__init__(n=n, m=m, lb=lb, ub=ub, cl=cl, cu=cu)
+
+        def _guard(self, function: Callable, *arguments: Any) -> Any:
+            if self.failure is None and not self.interrupted:
+                try:
+                    return function(*arguments)
+                except KeyboardInterrupt:
+                    self.interrupted = True
+                except BaseException as exc:  # IPOPT would lose it (the Hessian's) or retry past it
+                    self.failure = exc
+            raise cyipopt.CyIpoptEvaluationError
+
+        def objective(self, x):
+            return self._guard(self.evaluator.objective.value, x)
+
+        def gradient(self, x):
+            return self._guard(self.evaluator.objective.gradient, x)
+
+        def constraints(self, x):
+            return self._guard(self.evaluator.constraints, x)
+
+        def jacobian(self, x):
+            return self._guard(self.evaluator.jacobian, x)
+
+        def jacobianstructure(self):
+            return self.evaluator.jac_rows, self.evaluator.jac_cols
+
+        def hessian(self, x, lagrange, obj_factor):
+            return self._guard(self.evaluator.hessian, x, lagrange, obj_factor)
+
+        def hessianstructure(self):
+            return self.evaluator.hess_rows, self.evaluator.hess_cols
+
+        def intermediate(self, alg_mod, iter_count, obj_value, inf_pr, inf_du, mu, d_norm, regularization_size, alpha_du, alpha_pr, ls_trials):
+            if self.failure is not None or self.interrupted:
+                return False
+            self.iterations = iter_count
+            if iter_count == 0 or self.user_callback is None:
+                return True
+            try:
+                current = self.get_current_iterate(scaled=False)
+                self.user_callback(so.OptimizeResult(
+                    x=np.array(current["x"], dtype=np.float64), fun=float(obj_value), nit=iter_count,
+                    inf_pr=inf_pr, inf_du=inf_du, mu=mu, d_norm=d_norm, alpha_pr=alpha_pr, alpha_du=alpha_du,
+                    ls_trials=ls_trials, restoration=alg_mod == 1,
+                ))
+            except StopIteration:
+                self.stopped = True
+                return False
+            except KeyboardInterrupt:
+                self.interrupted = True
+                return False
+            except BaseException as exc:
+                self.failure = exc
+                return False
+            return True
+
+    return _Problem
+
+
+def _set_options(problem: Any, settings: dict, tol: float | None) -> None:
+    """IPOPT's options: quiet by default; scipy's tol, maxiter and disp under IPOPT's names."""
+    chosen: dict[str, Any] = {"print_level": 0, "sb": "yes"}
+    if tol is not None:
+        chosen["tol"] = float(tol)
+    for key, value in settings.items():
+        if key == "disp":
+            key, value = "print_level", (5 if value is True else 0 if value is False else value)
+        chosen[_ALIASES.get(key, key)] = value
+    for key, value in chosen.items():
+        _add_option(problem, key, value)
+
+
+def _add_option(problem: Any, key: str, value: Any) -> None:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool):
+        value = "yes" if value else "no"
+    candidates = [value]
+    if isinstance(value, float) and value.is_integer():
+        candidates.append(int(value))
+    elif isinstance(value, int):
+        candidates.append(float(value))
+    for candidate in candidates:
+        try:
+            problem.add_option(key, candidate)
+            return
+        except TypeError:
+            continue
+    raise ValueError(
+        f"options[{key!r}]={value!r}: IPOPT has no such option or it takes another type "
+        "(see https://coin-or.github.io/Ipopt/OPTIONS.html); autominimize's own keys are "
+        f"{', '.join(IPOPT_OPTIONS)}."
+    )
+
+
+def _warm_start(previous: Any, spec: Any, x0: np.ndarray, m: int) -> tuple[np.ndarray, dict | None]:
+    """The start point and multipliers taken from a previous method='ipopt' result."""
+    if previous is None:
+        return x0, None
+    missing = [key for key in ("x", "mult_g", "mult_x_L", "mult_x_U") if key not in previous]
+    if not isinstance(previous, dict) or missing:
+        raise ValueError(
+            "options['warm_start'] must be the result of an earlier am.minimize(..., method='ipopt') "
+            f"(with x, mult_g, mult_x_L, mult_x_U); {'missing ' + ', '.join(missing) if isinstance(previous, dict) else 'got ' + type(previous).__name__}."
+        )
+    multipliers = np.asarray(previous["mult_g"], dtype=np.float64).reshape(-1)
+    if multipliers.size != m:
+        raise ValueError(f"options['warm_start'] has {multipliers.size} constraint multipliers; this problem has {m} constraint values.")
+    x = spec.flatten(previous["x"], "options['warm_start'].x")
+    warm = {
+        "lagrange": multipliers,
+        "zl": spec.flatten(previous["mult_x_L"], "options['warm_start'].mult_x_L"),
+        "zu": spec.flatten(previous["mult_x_U"], "options['warm_start'].mult_x_U"),
+    }
+    return x, warm
+
+
+def _result(x: np.ndarray, info: dict, problem: Any, blocks: list[_Block], spec: Any, evaluator: _Derivatives, cyipopt: Any) -> so.OptimizeResult:
+    status = int(info["status"])
+    message = info["status_msg"].decode() if isinstance(info["status_msg"], bytes) else str(info["status_msg"])
+    if status in _EXTRA_STATUS:
+        message = _EXTRA_STATUS[status]
+    if problem.stopped:
+        message = f"{message} (the callback asked to stop)"
+    mult_g = np.asarray(info["mult_g"], dtype=np.float64)
+    g = np.asarray(info["g"], dtype=np.float64)
+    result = so.OptimizeResult(
+        x=np.asarray(x, dtype=np.float64), fun=float(info["obj_val"]), success=status == 0, status=status,
+        message=message, nit=problem.iterations,
+        mult_g=mult_g, v=[mult_g[b.rows] for b in blocks], constr=[g[b.rows] for b in blocks],
+        mult_x_L=spec.restore(np.asarray(info["mult_x_L"], dtype=np.float64)),
+        mult_x_U=spec.restore(np.asarray(info["mult_x_U"], dtype=np.float64)),
+        hessian="exact" if evaluator.lagrangian is not None else "limited-memory",
+    )
+    if evaluator.pattern is not None:
+        result.sparsity = evaluator.pattern.summary()
+    return result

@@ -1,0 +1,86 @@
+"""What records a solve: its history, SQLite log, progress bar and loss callback.
+
+:func:`recorders` turns ``history=``, ``log=``, ``progress=`` and ``loss_callback=`` into the
+observers the problem layer tells of evaluations and iterations, and the :class:`Sinks` that
+open the log's run at the start and close everything at the end.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import numpy as np
+
+from .history import History, LossCallback
+from .log import RunLog, SQLiteLog, read_log
+from .params import ParamSpec
+from .problem import Objective
+from .progress import ProgressBar
+
+__all__ = ["Sinks", "recorders", "resume_point"]
+
+
+class Sinks:
+    """What records the solve, and the observers that need closing when it ends.
+
+    ``journal`` is the History the objective records into, ``history`` the same one when it
+    is handed back as ``res.history`` (None with ``history=False``, where a log alone reads
+    the journal).
+    """
+
+    def __init__(self, journal: History | None, history: History | None, log: RunLog | None, bar: Any):
+        self.journal, self.history, self.log, self.bar = journal, history, log, bar
+
+    def start(
+        self, spec: ParamSpec, x0: np.ndarray, *, method: str, backend: str, precision: str, tol: Any,
+        options: dict | None, has_bounds: bool, has_constraints: bool,
+    ) -> None:
+        """Name where each leaf lies in the history, and open the log's run."""
+        if self.history is not None:
+            self.history.leaves = [(leaf.path, a, b) for leaf, a, b in zip(spec.leaves, spec.offsets, spec.offsets[1:])]
+        if self.log is not None:
+            self.log.start_run(
+                method=method, backend=backend, precision=precision, n=spec.size,
+                options={"tol": tol, "options": options, "bounds": has_bounds, "constraints": has_constraints},
+                structure=spec.unflatten(x0),
+            )
+
+    def close(self, *, status: Any, success: bool, message: str, objective: Objective | None) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.log is not None:
+            best_f = objective.best_f if objective is not None else np.inf
+            best_x = objective.best_x if objective is not None else None
+            self.log.finish(status=status, success=success, message=message, best_f=best_f, best_x=best_x)
+
+
+def recorders(history: bool, log: Any, progress: bool, loss_callback: Callable | None, name: str, options: dict | None) -> tuple[list, Sinks]:
+    if log is not None and not isinstance(log, (str, os.PathLike, SQLiteLog)):
+        raise TypeError(f"log must be a file path or an am.SQLiteLog; got {type(log).__name__}.")
+    settings = SQLiteLog(log) if isinstance(log, (str, os.PathLike)) else log
+    observers: list = []
+    recorded = None
+    if history or settings is not None:  # a log writes a history's rows; with history=False, one of its own
+        recorded = History(keep_points=history or settings.iterates)
+    sqlite_log = None
+    if settings is not None:
+        sqlite_log = RunLog(settings, recorded, owns_journal=not history)
+    bar = None
+    if progress:
+        bar = ProgressBar(name, total=(options or {}).get("maxiter"))
+        observers.append(bar)
+    if loss_callback is not None:
+        observers.append(LossCallback(loss_callback))
+    return observers, Sinks(recorded, recorded if history else None, sqlite_log, bar)
+
+
+def resume_point(path: Any, spec: ParamSpec) -> np.ndarray:
+    logged = read_log(path)
+    if logged.best_x is None:
+        raise ValueError(f"resume={os.fspath(path)!r}: its last run (run {logged.run_id}) recorded no point to resume from.")
+    if logged.best_x.size != spec.size:
+        raise ValueError(
+            f"resume={os.fspath(path)!r}: its last run has {logged.best_x.size} parameters but x0 has {spec.size}."
+        )
+    return logged.best_x.copy()
