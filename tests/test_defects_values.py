@@ -7,7 +7,7 @@ import pytest
 
 import autominimize as am
 
-from conftest import FRAMEWORKS
+from conftest import ALL_BACKENDS, FRAMEWORKS, array_module
 
 TARGET = np.array([1.0, -2.0, 0.5])
 
@@ -78,3 +78,96 @@ def test_users_tf_function_unchanged_by_a_solve():
     assert after.dtype == before.dtype == tf.float32
     assert float(after) == float(before)
     assert tf.executing_eagerly()
+
+
+# -- integer x0 is solved in floating point and returned as floats ---------------------------
+
+INT_X0 = [3, -2, 5]
+
+
+def _int_leaf(backend: str):
+    if backend == "torch":
+        import torch
+
+        return torch.tensor(INT_X0)
+    if backend == "jax":
+        import jax.numpy as jnp
+
+        return jnp.array(INT_X0, dtype=jnp.int32)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.constant(INT_X0)
+    return np.array(INT_X0)
+
+
+def _like(backend: str, values, x):
+    """``values`` as an array of ``x``'s framework and dtype."""
+    if backend == "torch":
+        import torch
+
+        return torch.as_tensor(values, dtype=x.dtype)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.constant(values, dtype=x.dtype)
+    if backend == "jax":
+        import jax.numpy as jnp
+
+        return jnp.asarray(values, dtype=x.dtype)
+    return np.asarray(values, dtype=x.dtype)
+
+
+def _squares(backend: str):
+    _, total = array_module(backend)
+
+    def loss(x):
+        return total((x - _like(backend, TARGET, x)) ** 2)
+
+    return loss
+
+
+def _as_numpy(leaf) -> np.ndarray:
+    return np.asarray(leaf.numpy() if hasattr(leaf, "numpy") else leaf)
+
+
+def _dtype_name(leaf) -> str:
+    return str(leaf.dtype).removeprefix("torch.").removeprefix("<dtype: '").removesuffix("'>")
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@pytest.mark.parametrize("method", ["BFGS", "L-BFGS-B", "Nelder-Mead", "lbfgs-native"])
+def test_integer_x0_solved_in_floating_point(backend, method):
+    x0 = _int_leaf(backend)
+    res = am.minimize(_squares(backend), x0, method=method, **({"options": {"xatol": 1e-8, "fatol": 1e-12}} if method == "Nelder-Mead" else {}))
+    assert type(res.x) is type(x0)
+    assert _dtype_name(res.x) == "float64"
+    np.testing.assert_allclose(_as_numpy(res.x), TARGET, atol=1e-4)
+    assert res.fun == pytest.approx(float(np.sum((_as_numpy(res.x) - TARGET) ** 2)), abs=1e-12)
+
+
+@pytest.mark.parametrize("backend", [b for b in ALL_BACKENDS if b != "numpy"])
+def test_integer_x0_returned_in_the_precision_that_ran(backend):
+    res = am.minimize(_squares(backend), _int_leaf(backend), method="BFGS", precision="float32")
+    assert _dtype_name(res.x) == "float32"
+    np.testing.assert_allclose(_as_numpy(res.x), TARGET, atol=1e-3)
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_dict_of_integer_leaves_least_squares(backend):
+    def residuals(a, b):
+        return _like(backend, [1.0, 0.0], a) * (a - 0.5) + _like(backend, [0.0, 1.0], b) * (b - 1.5)
+
+    leaves = _int_leaf(backend)
+    x0 = {"a": leaves[0], "b": leaves[1]}
+    res = am.least_squares(residuals, x0)
+    assert set(res.x) == {"a", "b"}
+    assert _dtype_name(res.x["a"]) == "float64"
+    assert float(_as_numpy(res.x["a"])) == pytest.approx(0.5, abs=1e-6)
+    assert float(_as_numpy(res.x["b"])) == pytest.approx(1.5, abs=1e-6)
+
+
+def test_python_int_leaves_are_returned_as_floats():
+    res = am.minimize(lambda p: (p[0] - 0.5) ** 2 + (p[1] + 0.25) ** 2, [3, -2], method="BFGS", backend="numpy")
+    assert all(type(v) is float for v in res.x)
+    np.testing.assert_allclose(res.x, [0.5, -0.25], atol=1e-5)

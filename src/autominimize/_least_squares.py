@@ -380,7 +380,7 @@ def _build_problem(
         fun = functools.partial(fun, **kwargs) if fun is not None else None
         fun_and_jac = functools.partial(fun_and_jac, **kwargs) if fun_and_jac is not None else None
     dtype, _ = resolve_precision(precision)
-    spec = ParamSpec.from_tree(x0)
+    spec = ParamSpec.from_tree(x0, precision=dtype)
     x0_flat = spec.flatten(x0)
     base = fun if fun is not None else fun_and_jac
     unpack = resolve_unpack(base, x0, unpack, len(args))

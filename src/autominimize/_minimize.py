@@ -220,7 +220,7 @@ def minimize(
     if not isinstance(args, tuple):
         args = (args,)
     dtype, precision_explicit = resolve_precision(precision)
-    spec = ParamSpec.from_tree(x0)
+    spec = ParamSpec.from_tree(x0, precision=dtype)
     x0_flat = spec.flatten(x0)
     unpack = resolve_unpack(fun, x0, unpack, len(args))
 

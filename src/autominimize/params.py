@@ -129,7 +129,13 @@ class ParamSpec:
         self.key = (treedef, self.shapes)
 
     @classmethod
-    def from_tree(cls, x0: Any, name: str = "x0") -> "ParamSpec":
+    def from_tree(cls, x0: Any, name: str = "x0", precision: str = "float64") -> "ParamSpec":
+        """Record the structure of ``x0``.
+
+        Integer leaves are solved in floating point: they are restored as floats of
+        ``precision`` (float64 unless the solve runs in float32), in their own array type.
+        """
+        floating = np.dtype(precision)
         paths, leaves, treedef = _flatten_with_paths(x0)
         if not leaves:
             raise ValueError(f"{name} has no array or number in it; got {x0!r}.")
@@ -154,10 +160,10 @@ class ParamSpec:
                     f"{path} contains NaN or inf (first at index {tuple(bad)}); "
                     "the starting point must be finite."
                 )
+            dtype = array.dtype if array.dtype.kind == "f" else floating
             device = torch_dtype = None
             if kind == "torch":
-                device, torch_dtype = leaf.device, leaf.dtype
-            dtype = array.dtype if array.dtype.kind == "f" else np.dtype(np.float64)
+                device, torch_dtype = leaf.device, leaf.dtype if leaf.dtype.is_floating_point else _torch_dtype(dtype)
             infos.append(LeafInfo(path, array.shape, dtype, kind, device, torch_dtype))
         return cls(treedef, tuple(infos))
 
@@ -223,6 +229,12 @@ class ParamSpec:
         return f"ParamSpec({self.treedef}, size={self.size})"
 
 
+def _torch_dtype(dtype: np.dtype) -> Any:
+    import torch
+
+    return {np.dtype(np.float64): torch.float64, np.dtype(np.float32): torch.float32}[dtype]
+
+
 def _restore_leaf(info: LeafInfo, part: np.ndarray) -> Any:
     if info.kind == "python":
         return float(part.reshape(()))
@@ -233,9 +245,12 @@ def _restore_leaf(info: LeafInfo, part: np.ndarray) -> Any:
 
         return torch.tensor(np.array(part), dtype=info.torch_dtype, device=info.device)
     if info.kind == "jax":
-        import jax.numpy as jnp
+        import jax
 
-        return jnp.asarray(part.astype(info.dtype))
+        # a float64 leaf stays float64 where the caller's JAX has 64-bit types off (an integer
+        # x0 solved in float64, or x0 made under jax.enable_x64)
+        with jax.enable_x64(info.dtype.itemsize == 8 or jax.enable_x64.value):
+            return jax.device_put(part.astype(info.dtype))
     if info.kind == "tf":
         import tensorflow as tf
 

@@ -133,7 +133,7 @@ class NativeRun:
         if bounds is not None and self.method != "lbfgs-native":
             raise ValueError(f"method={self.method!r} does not take bounds; use method='lbfgs-native' (projected L-BFGS) or a scipy method such as 'L-BFGS-B'.")
         self.dtype = resolve_precision(precision)[0]
-        self.spec = spec = ParamSpec.from_tree(x0)
+        self.spec = spec = ParamSpec.from_tree(x0, precision=self.dtype)
         x0_flat = spec.flatten(x0)
         self.batches = _Batches(data) if self.stochastic else None
         extra = (None,) if self.stochastic else ()
