@@ -58,6 +58,7 @@ def run_ipopt(
     objective: Objective,
     x0: np.ndarray,
     *,
+    second_order: Any = "hess",
     bounds: tuple[np.ndarray, np.ndarray] | None,
     constraints: list,
     tol: float | None,
@@ -68,7 +69,7 @@ def run_ipopt(
     :func:`~autominimize.constraints.normalize_constraints` made for this solve."""
     import cyipopt
 
-    if objective.user_hessian is not None or objective.user_hessp is not None:
+    if second_order != "hess" or objective.user_hessian is not None:
         raise ValueError(
             "method='ipopt' computes the Hessian of the Lagrangian itself; hess and hessp are not used. "
             "For IPOPT's quasi-Newton approximation pass options={'hessian_approximation': 'limited-memory'}."

@@ -103,7 +103,7 @@ def run_minimize(
     if method == "ipopt":
         from .ipopt import run_ipopt
 
-        return run_ipopt(objective, x0, bounds=bounds, constraints=constraints, tol=tol, callback=callback, options=options)
+        return run_ipopt(objective, x0, second_order=second_order, bounds=bounds, constraints=constraints, tol=tol, callback=callback, options=options)
     kwargs: dict[str, Any] = {"method": method, "tol": tol, "callback": callback, "options": options}
     if info.gradient is None:
         fun = objective.value

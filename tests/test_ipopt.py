@@ -1,0 +1,216 @@
+"""method='ipopt': IPOPT (through cyipopt) fed the backend's exact derivatives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.optimize as so
+
+import autominimize as am
+from autominimize.testing import hock_schittkowski as hs
+
+pytest.importorskip("cyipopt")
+torch = pytest.importorskip("torch")
+
+ALL = sorted(hs.PROBLEMS)
+JAX_SUBSET = [6, 40, 48, 71]
+
+
+def _relative_error(value: float, target: float) -> float:
+    return abs(value - target) / max(1.0, abs(target))
+
+
+@pytest.mark.parametrize("number", ALL)
+def test_hock_schittkowski_ipopt_torch(number):
+    p = hs.get(number)
+    res = am.minimize(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch")
+    assert res.success and res.status == 0, res.message
+    assert _relative_error(res.fun, p.fstar) <= 1e-6
+    np.testing.assert_allclose(res.x, p.xstar, atol=1e-5)
+    assert res.hessian == "exact" and res.nhev >= 1
+
+
+@pytest.mark.parametrize("number", JAX_SUBSET)
+def test_hock_schittkowski_ipopt_jax(number):
+    pytest.importorskip("jax")
+    p = hs.get(number)
+    res = am.minimize(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="jax")
+    assert res.success, res.message
+    assert _relative_error(res.fun, p.fstar) <= 1e-6
+    assert res.backend == "jax"
+
+
+def test_hs071_multipliers_follow_ipopt_convention():
+    """L = f + g·λ: the published HS071 multipliers, per constraint in the order given."""
+    p = hs.get(71)
+    res = am.minimize(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch")
+    equality, inequality = res.v
+    np.testing.assert_allclose(equality, [0.16146856], rtol=1e-5)
+    np.testing.assert_allclose(inequality, [-0.55229366], rtol=1e-5)
+    np.testing.assert_allclose(res.mult_g, [0.16146856, -0.55229366], rtol=1e-5)
+    np.testing.assert_allclose(res.mult_x_L, [1.08787121, 0, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(res.mult_x_U, 0, atol=1e-6)
+    assert res.nit == 8
+    np.testing.assert_allclose(res.constr[0], 0, atol=1e-8)
+
+
+def test_structures_every_constraint_format_and_bounds_per_leaf():
+    """HS071 over a dict of tensors with a NonlinearConstraint, a dict constraint and a
+    LinearConstraint (x0 + x1 <= 10, inactive), bounds given per leaf."""
+
+    def f(p):
+        x = torch.cat([p["a"], p["b"]])
+        return x[0] * x[3] * (x[0] + x[1] + x[2]) + x[2]
+
+    x0 = {"a": torch.tensor([1.0, 5.0], dtype=torch.float64), "b": torch.tensor([5.0, 1.0], dtype=torch.float64)}
+    constraints = [
+        so.NonlinearConstraint(lambda p: (p["a"] ** 2).sum() + (p["b"] ** 2).sum(), 40.0, 40.0),
+        {"type": "ineq", "fun": lambda p: p["a"].prod() * p["b"].prod() - 25},
+        so.LinearConstraint(np.array([[1.0, 1.0, 0.0, 0.0]]), -np.inf, 10.0),
+    ]
+    res = am.minimize(f, x0, method="ipopt", bounds={"a": (1, 5), "b": (1, 5)}, constraints=constraints)
+    assert res.success
+    assert set(res.x) == {"a", "b"} and isinstance(res.x["a"], torch.Tensor)
+    assert abs(res.fun - hs.get(71).fstar) < 1e-6
+    assert set(res.mult_x_L) == {"a", "b"}
+    np.testing.assert_allclose(res.v[2], 0, atol=1e-7)  # the linear constraint is inactive
+    assert [c["name"] for c in res.constraint_evaluations] == ["constraints[0]", "constraints[1]"]
+
+
+def test_linear_constraint_alone():
+    p = hs.get(48)
+    A = np.array([[1.0, 1, 1, 1, 1], [0, 0, 1, -2, -2]])
+    res = am.minimize(p.f, p.x0, method="ipopt", constraints=so.LinearConstraint(A, [5, -3], [5, -3]), backend="torch")
+    assert res.success and abs(res.fun) < 1e-10
+    np.testing.assert_allclose(res.x, 1.0, atol=1e-6)
+
+
+def test_counts_are_the_evaluations_made():
+    """Every call of the user's (eager torch) objective is a counted value or a Lagrangian
+    Hessian (which evaluates the objective inside it): none is hidden."""
+    p = hs.get(71)
+    calls = []
+
+    def f(x):
+        calls.append(1)
+        return p.f(x)
+
+    res = am.minimize(f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch")
+    assert res.success
+    assert len(calls) == res.nfev + res.nhev
+    assert res.njev <= res.nfev
+    assert all(c["nhev"] == res.nhev for c in res.constraint_evaluations)
+
+
+def test_quiet_by_default_and_options_pass_through(capfd):
+    p = hs.get(71)
+    am.minimize(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch")
+    assert capfd.readouterr().out == ""
+    res = am.minimize(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch", options={"maxiter": 2, "print_level": 5})
+    assert "Ipopt" in capfd.readouterr().out
+    assert res.status == -1 and not res.success and "iterations" in res.message.lower()
+    assert res.nit == 2
+
+
+def test_option_errors_name_the_option():
+    p = hs.get(71)
+    with pytest.raises(ValueError, match="'no_such_option'"):
+        am.minimize(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch", options={"no_such_option": 1})
+    with pytest.raises(ValueError, match="options\\['sparse'\\]"):
+        am.minimize(p.f, p.x0, method="ipopt", constraints=p.constraints(), backend="torch", options={"sparse": "yes"})
+    with pytest.raises(ValueError, match="hess and hessp"):
+        am.minimize(p.f, p.x0, method="ipopt", constraints=p.constraints(), backend="torch", hessp=True)
+
+
+def test_integral_floats_and_numpy_numbers_are_accepted():
+    p = hs.get(71)
+    res = am.minimize(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch", options={"max_iter": np.float64(50.0), "tol": 1})
+    assert res.success
+
+
+def test_callback_history_and_stopping():
+    p = hs.get(71)
+    seen = []
+
+    def callback(intermediate_result):
+        seen.append((intermediate_result.nit, intermediate_result.fun, intermediate_result.inf_pr))
+
+    res = am.minimize(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch", callback=callback)
+    assert [s[0] for s in seen] == list(range(1, res.nit + 1))
+    assert abs(seen[-1][1] - res.fun) < 1e-9
+    assert len(res.history.iterations) == res.nit
+
+    stopped = am.minimize(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch", callback=lambda x: True)
+    assert stopped.status == 5 and not stopped.success and stopped.nit == 1
+    assert "callback" in stopped.message
+
+
+def test_an_exception_in_the_hessian_is_raised_not_lost():
+    """cyipopt drops exceptions from its Hessian callback; ours reach the caller."""
+    p = hs.get(71)
+    calls = []
+
+    def f(x):
+        calls.append(1)
+        if len(calls) == 4 and x.requires_grad:  # the Lagrangian's evaluation (the Hessian)
+            raise ArithmeticError("boom in the Hessian")
+        return p.f(x)
+
+    with pytest.raises(ArithmeticError, match="boom") as info:
+        am.minimize(f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch")
+    assert info.value.autominimize_best_x is not None
+
+
+def test_an_exception_in_the_objective_carries_the_point():
+    p = hs.get(71)
+
+    def f(x):
+        if float(x.detach()[1]) < 4.9:
+            raise RuntimeError("outside the model's range")
+        return p.f(x)
+
+    with pytest.raises(RuntimeError, match="model's range") as info:
+        am.minimize(f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch")
+    assert float(info.value.autominimize_x[1]) < 4.9
+
+
+def test_keyboard_interrupt_returns_the_best_point():
+    p = hs.get(71)
+
+    def callback(intermediate_result):
+        if intermediate_result.nit == 3:
+            raise KeyboardInterrupt
+
+    res = am.minimize(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch", callback=callback)
+    assert not res.success and "KeyboardInterrupt" in res.message
+    assert np.isfinite(res.fun) and res.nit == 3
+
+
+def test_warm_start_from_a_result():
+    p = hs.get(71)
+    cold = am.minimize(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch")
+    warm = am.minimize(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch", options={"warm_start": cold})
+    assert warm.success and abs(warm.fun - cold.fun) < 1e-8
+    assert warm.nit < cold.nit
+    with pytest.raises(ValueError, match="warm_start"):
+        am.minimize(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch", options={"warm_start": {"x": p.x0}})
+
+
+def test_quasi_newton_when_derivatives_are_not_the_backends():
+    p = hs.get(71)
+    res = am.minimize(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="numpy")
+    # finite-difference gradients: IPOPT stops at its "acceptable" level (status 1)
+    assert res.status in (0, 1) and res.hessian == "limited-memory" and res.nhev == 0
+    assert abs(res.fun - p.fstar) < 1e-5
+    chosen = am.minimize(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch", options={"hessian_approximation": "limited-memory"})
+    assert chosen.hessian == "limited-memory" and chosen.nhev == 0 and chosen.success
+
+
+def test_unconstrained_and_log(tmp_path):
+    def rosen(x):
+        return (100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2).sum()
+
+    res = am.minimize(rosen, torch.zeros(5, dtype=torch.float64), method="ipopt", log=tmp_path / "run.db")
+    assert res.success and res.fun < 1e-12
+    logged = am.read_log(tmp_path / "run.db")
+    assert logged.method == "ipopt" and logged.success
