@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import ALL_BACKENDS, FRAMEWORKS, array_module
 
 import autominimize as am
-
-from conftest import ALL_BACKENDS, FRAMEWORKS, array_module
 
 TARGET = np.array([1.0, -2.0, 0.5])
 

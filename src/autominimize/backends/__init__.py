@@ -96,10 +96,11 @@ def select_backend(backend: str | None, spec: ParamSpec, call: Callable, x0_flat
         hinted = [name for name in _referenced_frameworks(call) if get_backend_available(name)]
         if hinted:
             return hinted[0]
-        raise type(exc)(
-            f"{exc}\n(raised while evaluating the function once at x0 with NumPy arrays to choose "
-            "a backend; pass backend='jax', 'torch' or 'tensorflow' if it needs tensors)"
-        ).with_traceback(exc.__traceback__) from None
+        exc.add_note(
+            "autominimize: raised while evaluating the function once at x0 with NumPy arrays to "
+            "choose a backend; pass backend='jax', 'torch' or 'tensorflow' if it needs tensors."
+        )
+        raise
     import optree
 
     out_leaves = optree.tree_leaves(out)

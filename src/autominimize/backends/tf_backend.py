@@ -19,7 +19,7 @@ import optree
 
 from ..params import ParamSpec
 from .base import Backend, as_flat_float64
-from .common import ObjectiveOutputError, require_scalar_shape
+from .common import require_scalar_shape
 
 
 def _tf():
@@ -139,9 +139,11 @@ class _TfCompiled:
             try:
                 compiled = self._compiled[name] = function.get_concrete_function()
             except Exception as exc:
-                # AutoGraph re-raises exception types it cannot rebuild as its StagingError.
-                if isinstance(exc.__context__, ObjectiveOutputError):
-                    raise exc.__context__ from None
+                # AutoGraph re-raises what the traced code raised as a new exception (its
+                # StagingError for types it cannot rebuild): raise the user's own object.
+                original = exc.__context__ if hasattr(exc, "ag_error_metadata") else None
+                if original is not None:
+                    raise original from None
                 raise
         return compiled
 

@@ -1,0 +1,72 @@
+"""Regression tests: faults in the user's code that once crashed a solve, lost its best point
+or came back as another exception."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+from conftest import ALL_BACKENDS, array_module
+
+import autominimize as am
+
+# -- the user's exception propagates as the same object -------------------------------------
+
+
+class _Unconstructible(Exception):
+    """An exception whose constructor needs more than a message (as CalledProcessError does)."""
+
+    def __init__(self, code: int, command: str):
+        super().__init__(f"{command} exited with {code}")
+        self.code, self.command = code, command
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        subprocess.CalledProcessError(2, ["solver", "--run"]),
+        _Unconstructible(3, "simulate"),
+        KeyError("missing"),
+        ValueError("bad value"),
+    ],
+    ids=["CalledProcessError", "custom", "KeyError", "ValueError"],
+)
+def test_users_exception_in_the_backend_probe_is_the_same_object(error):
+    def fun(x):
+        raise error
+
+    with pytest.raises(type(error)) as info:
+        am.minimize(fun, np.ones(2), method="BFGS")
+    assert info.value is error
+    assert any("choose a backend" in note for note in getattr(info.value, "__notes__", []))
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_users_exception_at_the_first_evaluation_is_the_same_object(backend):
+    error = subprocess.CalledProcessError(1, "simulate")
+
+    def fun(x):  # JAX and TensorFlow meet it while tracing, NumPy and torch while evaluating
+        raise error
+
+    with pytest.raises(subprocess.CalledProcessError) as info:
+        am.minimize(fun, np.ones(2), method="BFGS", backend=backend)
+    assert info.value is error
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_users_exception_during_the_solve_is_the_same_object(backend):
+    _, total = array_module(backend)
+    error = subprocess.CalledProcessError(1, "simulate")
+    calls = []
+
+    def fun(x):
+        calls.append(1)
+        if len(calls) > 3:
+            raise error
+        return total(x**2)
+
+    with pytest.raises(subprocess.CalledProcessError) as info:
+        am.minimize(fun, np.ones(2), method="Nelder-Mead", backend=backend)
+    assert info.value is error
+    assert np.all(np.asarray(info.value.autominimize_best_x) <= 1.0)
