@@ -1,0 +1,122 @@
+"""Sparse derivatives: patterns (asdex, probing, the user's), colouring, compressed passes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import autominimize as am
+from autominimize.backends.sparsity import color_columns
+
+pytest.importorskip("cyipopt")
+
+
+def _data(n):
+    t = np.linspace(0.0, 10.0, n)
+    return 2.8 * np.cos(t) + 0.05 * np.random.default_rng(0).standard_normal(n)
+
+
+def _banded(n, like):
+    """A discretised pendulum fitted to data: n - 2 banded equality constraints."""
+    h = 10.0 / (n - 1)
+    y = _data(n)
+    if like == "torch":
+        import torch as xp
+
+        y = xp.asarray(y)
+        sin, cos = xp.sin, xp.cos
+    else:
+        import jax.numpy as xp
+
+        sin, cos = xp.sin, xp.cos
+
+    def f(x):
+        return h * ((x - y) ** 2).sum() + (1 - cos(x[1:] - x[:-1])).sum()
+
+    def c(x):
+        return x[:-2] - 2 * x[1:-1] + x[2:] + h * h * sin(x[1:-1])
+
+    return f, {"type": "eq", "fun": c}
+
+
+def _tridiagonal_patterns(n):
+    jac = sp.diags([1.0, 1.0, 1.0], [0, 1, 2], shape=(n - 2, n))
+    hess = sp.diags([1.0, 1.0, 1.0], [-1, 0, 1], shape=(n, n))
+    return jac, hess
+
+
+def test_colouring_of_bands_and_its_limit():
+    n = 50
+    band = sp.diags([1.0] * 5, [-2, -1, 0, 1, 2], shape=(n, n)).tocoo()
+    colors = color_columns(band.row, band.col, (n, n))
+    assert colors.max() + 1 == 5
+    for row in range(n):  # columns sharing a row never share a colour
+        cols = band.col[band.row == row]
+        assert len(set(colors[cols])) == len(cols)
+    rows = np.concatenate([np.arange(n), np.full(n, n - 1)])
+    cols = np.concatenate([np.arange(n), np.arange(n)])
+    arrow = color_columns(rows, cols, (n, n))  # a dense row: every column its own colour
+    assert arrow.max() + 1 == n
+
+
+def test_jax_sparse_matches_dense_in_three_passes():
+    pytest.importorskip("asdex")
+    n = 300
+    f, constraint = _banded(n, "jax")
+    x0 = np.zeros(n)
+    sparse = am.minimize(f, x0, method="ipopt", constraints=constraint, backend="jax", options={"sparse": True})
+    dense = am.minimize(f, x0, method="ipopt", constraints=constraint, backend="jax", options={"sparse": False})
+    assert sparse.success and dense.success
+    assert sparse.sparsity["source"] == "asdex"
+    assert sparse.sparsity["jacobian_nnz"] == 3 * (n - 2)
+    assert sparse.sparsity["hessian_nnz"] == 2 * n - 1
+    assert sparse.sparsity["passes"] == 3
+    assert "sparsity" not in dense
+    assert sparse.nit == dense.nit
+    assert abs(sparse.fun - dense.fun) < 1e-10
+    np.testing.assert_allclose(sparse.x, dense.x, atol=1e-8)
+
+
+def test_auto_rule_and_cached_set_up():
+    pytest.importorskip("asdex")
+    small_f, small_c = _banded(40, "jax")
+    small = am.minimize(small_f, np.zeros(40), method="ipopt", constraints=small_c, backend="jax")
+    assert "sparsity" not in small  # below AUTO_SPARSE_MIN_SIZE parameters: dense
+    f, constraint = _banded(200, "jax")
+    first = am.minimize(f, np.zeros(200), method="ipopt", constraints=constraint, backend="jax")
+    assert first.sparsity["passes"] == 3 and not first.sparsity["cached"]
+    again = am.minimize(f, np.zeros(200), method="ipopt", constraints=constraint, backend="jax")
+    assert again.sparsity["cached"] and again.fun == first.fun
+
+
+def test_torch_probing_finds_the_pattern_asdex_reads():
+    n = 60
+    f, constraint = _banded(n, "torch")
+    res = am.minimize(f, np.zeros(n), method="ipopt", constraints=constraint, backend="torch", options={"sparse": True})
+    assert res.success
+    assert res.sparsity["source"] == "probed"
+    assert (res.sparsity["jacobian_nnz"], res.sparsity["hessian_nnz"], res.sparsity["passes"]) == (3 * (n - 2), 2 * n - 1, 3)
+    dense = am.minimize(f, np.zeros(n), method="ipopt", constraints=constraint, backend="torch", options={"sparse": False})
+    assert abs(res.fun - dense.fun) < 1e-10
+
+
+def test_user_patterns_and_their_errors():
+    n = 60
+    f, constraint = _banded(n, "torch")
+    jac, hess = _tridiagonal_patterns(n)
+    res = am.minimize(f, np.zeros(n), method="ipopt", constraints=constraint, backend="torch", options={"jac_sparsity": jac, "hess_sparsity": hess.toarray() != 0})
+    assert res.success and res.sparsity["source"] == "user" and res.sparsity["passes"] == 3
+    with pytest.raises(ValueError, match=r"options\['jac_sparsity'\] has shape \(58, 61\); it must be \(58, 60\)"):
+        am.minimize(f, np.zeros(n), method="ipopt", constraints=constraint, backend="torch", options={"jac_sparsity": np.ones((n - 2, n + 1)), "hess_sparsity": hess})
+    with pytest.raises(ValueError, match="contradicts"):
+        am.minimize(f, np.zeros(n), method="ipopt", constraints=constraint, backend="torch", options={"sparse": False, "hess_sparsity": hess})
+
+
+def test_a_user_hessian_pattern_with_the_jacobian_probed():
+    n = 60
+    f, constraint = _banded(n, "torch")
+    _, hess = _tridiagonal_patterns(n)
+    res = am.minimize(f, np.zeros(n), method="ipopt", constraints=constraint, backend="torch", options={"hess_sparsity": hess})
+    assert res.success and res.sparsity["source"] == "user"
+    assert (res.sparsity["jacobian_nnz"], res.sparsity["hessian_nnz"]) == (3 * (n - 2), 2 * n - 1)
