@@ -25,6 +25,8 @@ _EXPORTS = {
     "curve_fit": "._least_squares",
     "residuals": "._least_squares",
     "Residuals": "._least_squares",
+    "batched_least_squares": "._batched_fit",
+    "batched_curve_fit": "._batched_fit",
     "check_grad": "._check_grad",
     "GradientCheck": "._check_grad",
     "basinhopping": ".global_opt",
@@ -35,6 +37,7 @@ _EXPORTS = {
     "multistart": ".global_opt",
     "read_log": ".log",
     "SQLiteLog": ".log",
+    "LogError": ".log",
     "History": ".history",
     "ParamSpec": ".params",
     "BoundsError": ".bounds",
@@ -46,6 +49,7 @@ _EXPORTS = {
 _SUBMODULES = ("torch", "keras", "tf", "optim", "plot", "numdiff", "native", "bench", "testing")
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
+    from ._batched_fit import batched_curve_fit, batched_least_squares
     from ._check_grad import GradientCheck, check_grad
     from ._iterate import iterate
     from ._least_squares import Residuals, curve_fit, least_squares, residuals
@@ -55,7 +59,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from .constraints import ConstraintError
     from .global_opt import basinhopping, differential_evolution, direct, dual_annealing, multistart, shgo
     from .history import History
-    from .log import SQLiteLog, read_log
+    from .log import LogError, SQLiteLog, read_log
     from .params import ParamSpec
 
 

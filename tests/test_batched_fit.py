@@ -1,0 +1,203 @@
+"""am.batched_least_squares and am.batched_curve_fit: every member as scipy solves it alone."""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import pytest
+import scipy.optimize as so
+
+import autominimize as am
+
+T = np.linspace(0.0, 5.0, 40)
+TIGHT = dict(ftol=1e-14, xtol=1e-14, gtol=1e-14)
+
+
+def decay_np(t, a, k, c):
+    return a * np.exp(-k * t) + c
+
+
+def decay_for(backend):
+    if backend == "jax":
+        import jax.numpy as jnp
+
+        return lambda t, a, k, c: a * jnp.exp(-k * t) + c
+    if backend == "torch":
+        import torch
+
+        return lambda t, a, k, c: a * torch.exp(-k * t) + c
+    return decay_np
+
+
+def mixed_batch():
+    """Well-posed decays, an ill-conditioned one (k ≈ 0: a and c nearly collinear), and a
+    member whose start is NaN (the last)."""
+    rng = np.random.default_rng(3)
+    params = [(2.0, 1.3, 0.1), (1.0, 0.4, -0.3), (3.0, 2.5, 0.0), (0.5, 0.8, 0.2), (2.0, 0.12, 1.0), (1.0, 1.0, 0.0)]
+    y = np.stack([decay_np(T, *p) + 0.02 * rng.normal(size=T.size) for p in params])
+    p0 = np.tile([1.5, 1.0, 0.0], (len(params), 1))
+    p0[-1, 1] = np.nan
+    return y, p0
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax", "torch"])
+def test_every_member_agrees_with_scipy_curve_fit_alone(backend):
+    pytest.importorskip(backend)
+    y, p0 = mixed_batch()
+    res = am.batched_curve_fit(decay_for(backend), T, y, p0=p0, backend=backend, error_handling="continue", **TIGHT)
+    assert res.x.shape == p0.shape and res.backend == backend
+    assert res.status[-1] == -1 and not res.success[-1] and "not finite" in res.messages[-1]
+    np.testing.assert_array_equal(res.x[-1], p0[-1])  # left at its start, the others solved
+    assert res.success[:-1].all()
+    for i in range(len(y) - 1):
+        popt, pcov = so.curve_fit(decay_np, T, y[i], p0=p0[i], ftol=1e-14, xtol=1e-14)
+        np.testing.assert_allclose(res.x[i], popt, atol=1e-6, rtol=0, err_msg=f"member {i}")
+        np.testing.assert_allclose(res.pcov[i], pcov, rtol=2e-3, err_msg=f"member {i}")
+        assert res.cost[i] == pytest.approx(0.5 * np.sum((decay_np(T, *popt) - y[i]) ** 2), rel=1e-9)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax", "torch"])
+def test_bounded_members_agree_with_scipy_least_squares_alone(backend):
+    pytest.importorskip(backend)
+    y, p0 = mixed_batch()
+    y, p0 = y[:-1], p0[:-1]
+    lower, upper = np.array([0.0, 0.0, -0.15]), np.array([10.0, 2.0, 0.15])  # c and k bind for some members
+    res = am.batched_curve_fit(decay_for(backend), T, y, p0=p0, bounds=(lower, upper), backend=backend, **TIGHT)
+    assert res.success.all()
+    for i in range(len(y)):
+        ref = so.least_squares(lambda p: decay_np(T, *p) - y[i], p0[i], bounds=(lower, upper), ftol=1e-15, xtol=1e-15, gtol=1e-15)
+        np.testing.assert_allclose(res.x[i], ref.x, atol=1e-6, rtol=0, err_msg=f"member {i}")
+        np.testing.assert_array_equal(res.active_mask[i], ref.active_mask, err_msg=f"member {i}")
+    assert (res.active_mask != 0).any()
+
+
+def test_least_squares_with_structured_starts_and_member_data():
+    y, _ = mixed_batch()
+    y = y[:4]
+
+    def residuals(p, y_b, t):
+        return {"fit": p["amp"][0] * np.exp(-p["rate"] * t) + p["amp"][1] - y_b}
+
+    x0 = {"amp": np.tile([1.5, 0.0], (4, 1)), "rate": np.ones(4)}
+    res = am.batched_least_squares(residuals, x0, args=(T,), member_args=(y,), **TIGHT)
+    assert res.x["amp"].shape == (4, 2) and res.x["rate"].shape == (4,)
+    assert res.fun.shape == (4, T.size) and res.jac.shape == (4, T.size, 3) and res.status.shape == (4,)
+    for i in range(4):
+        ref = so.least_squares(lambda p: decay_np(T, p[0], p[1], p[2]) - y[i], [1.5, 1.0, 0.0], **TIGHT)
+        np.testing.assert_allclose([res.x["amp"][i, 0], res.x["rate"][i], res.x["amp"][i, 1]], ref.x, atol=1e-6)
+        assert res.nfev[i] == res.njev[i] > 1
+
+
+def test_a_member_does_not_depend_on_its_batch_mates_and_costs_nothing_once_converged():
+    y, p0 = mixed_batch()
+    calls = []
+
+    def counted(t, a, k, c):
+        calls.append(1)
+        return decay_np(t, a, k, c)
+
+    batch = am.batched_curve_fit(counted, T, y[:5], p0=p0[:5], backend="numpy")
+    n_params = 3
+    assert len(calls) == batch.nfev.sum() * (n_params + 1)  # residuals + forward differences, nothing more
+    assert len(set(batch.nfev.tolist())) > 1  # members stopped at different times
+    for i in (0, 4):
+        alone = am.batched_curve_fit(decay_np, T, y[i : i + 1], p0=p0[i : i + 1], backend="numpy")
+        np.testing.assert_array_equal(alone.x[0], batch.x[i])
+        assert alone.nfev[0] == batch.nfev[i]
+
+
+def test_jax_members_are_the_same_alone_as_in_a_batch():
+    pytest.importorskip("jax")
+    y, p0 = mixed_batch()
+    batch = am.batched_curve_fit(decay_for("jax"), T, y[:5], p0=p0[:5], backend="jax")
+    alone = am.batched_curve_fit(decay_for("jax"), T, y[1:2], p0=p0[1:2], backend="jax")
+    np.testing.assert_allclose(alone.x[0], batch.x[1], rtol=1e-12)
+    assert alone.nfev[0] == batch.nfev[1]
+
+
+def test_members_of_different_lengths_through_a_mask():
+    y, p0 = mixed_batch()
+    y, p0 = y[:3].copy(), p0[:3]
+    mask = np.ones_like(y, dtype=bool)
+    mask[1, 25:] = False
+    y[1, 25:] = np.nan  # padding need not be a number
+    res = am.batched_curve_fit(decay_np, T, y, p0=p0, mask=mask, **TIGHT)
+    popt, pcov = so.curve_fit(decay_np, T[:25], y[1, :25], p0=p0[1], ftol=1e-14, xtol=1e-14)
+    np.testing.assert_allclose(res.x[1], popt, atol=1e-6)
+    np.testing.assert_allclose(res.pcov[1], pcov, rtol=2e-3)  # 25 − 3 degrees of freedom, not 40 − 3
+    assert np.all(res.fun[1, 25:] == 0.0)
+
+
+def test_shared_start_per_member_sigma_and_xdata():
+    y, _ = mixed_batch()
+    y = y[:3]
+    sigma = np.linspace(0.5, 2.0, y.size).reshape(y.shape)
+    xdata = np.stack([T, T * 1.1, T * 0.9])
+    res = am.batched_curve_fit(decay_np, xdata, y, p0=[1.5, 1.0, 0.0], sigma=sigma, **TIGHT)
+    assert isinstance(res.x, list) and res.x[0].shape == (3,)
+    for i in range(3):
+        popt, pcov = so.curve_fit(decay_np, xdata[i], y[i], p0=[1.5, 1.0, 0.0], sigma=sigma[i], ftol=1e-14, xtol=1e-14)
+        np.testing.assert_allclose([v[i] for v in res.x], popt, atol=1e-6)
+        np.testing.assert_allclose(res.pcov[i], pcov, rtol=2e-3)
+
+
+def test_bad_input_is_named():
+    y, p0 = mixed_batch()
+    with pytest.raises(ValueError, match=r"not finite at the start of member\(s\) \[5\].*error_handling='continue'"):
+        am.batched_curve_fit(decay_np, T, y, p0=p0)
+    with pytest.raises(ValueError, match=r"ydata has shape \(40,\); it needs one row per member"):
+        am.batched_curve_fit(decay_np, T, y[0], p0=[1.0, 1.0, 0.0])
+    with pytest.raises(ValueError, match=r"member\(s\) \[2\]; mark points that do not exist with mask="):
+        bad = y.copy()
+        bad[2, 3] = np.nan
+        am.batched_curve_fit(decay_np, T, bad, p0=[1.0, 1.0, 0.0])
+    with pytest.raises(ValueError, match=r"member_args\[0\] has shape \(5, 40\); its first axis must be the batch axis, of length 6"):
+        am.batched_least_squares(lambda p, y: p - y[0], np.zeros((6, 1)), member_args=(y[:5],))
+    with pytest.raises(ValueError, match="x0 holds one start per member"):
+        am.batched_least_squares(lambda p: p, {"a": np.zeros(3), "b": 1.0})
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
+        am.batched_curve_fit(decay_np, T, y[:2], p0=[1.0, 1.0, 0.0], chunk_size=0)
+    with pytest.raises(TypeError, match="executor must be a concurrent.futures.Executor"):
+        am.batched_curve_fit(decay_np, T, y[:2], p0=[1.0, 1.0, 0.0], executor=object())
+
+
+# -- chunks and executors ------------------------------------------------------------------
+def decay_failing_on_negative_start(t, a, k, c):
+    if np.any(a < -100):  # one member's start makes its whole chunk raise
+        raise RuntimeError("a below -100")
+    return decay_np(t, a, k, c)
+
+
+def test_chunks_in_one_process_and_on_a_process_pool_give_the_single_batch():
+    y, p0 = mixed_batch()
+    y, p0 = y[:5], p0[:5]
+    whole = am.batched_curve_fit(decay_np, T, y, p0=p0)
+    chunked = am.batched_curve_fit(decay_np, T, y, p0=p0, chunk_size=2)
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pooled = am.batched_curve_fit(decay_np, T, y, p0=p0, executor=pool, chunk_size=2)
+        p0_bad = p0.copy()
+        p0_bad[2, 0] = -1000.0
+        partly = am.batched_curve_fit(decay_failing_on_negative_start, T, y, p0=p0_bad, executor=pool, chunk_size=2)
+    for other in (chunked, pooled):
+        np.testing.assert_array_equal(other.x, whole.x)
+        np.testing.assert_array_equal(other.nfev, whole.nfev)
+        np.testing.assert_array_equal(other.pcov, whole.pcov)
+    # members 2 and 3 share the failing chunk: reported, the others solved as in the whole batch
+    np.testing.assert_array_equal(partly.status, [1 if s == 1 else s for s in whole.status[:2]] + [-2, -2] + [whole.status[4]])
+    assert "failed twice on the executor: RuntimeError: a below -100" in partly.messages[2]
+    np.testing.assert_array_equal(partly.x[[0, 1, 4]], whole.x[[0, 1, 4]])
+    np.testing.assert_array_equal(partly.x[2], p0_bad[2])
+
+
+def test_dask_local_cluster_gives_the_single_batch():
+    distributed = pytest.importorskip("dask.distributed")
+    y, p0 = mixed_batch()
+    y, p0 = y[:5], p0[:5]
+    whole = am.batched_curve_fit(decay_np, T, y, p0=p0)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        on_dask = am.batched_curve_fit(decay_np, T, y, p0=p0, executor=client)
+    np.testing.assert_array_equal(on_dask.x, whole.x)
+    np.testing.assert_array_equal(on_dask.nfev, whole.nfev)
