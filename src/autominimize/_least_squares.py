@@ -23,7 +23,7 @@ from . import numdiff
 from ._setup import backend_from_leaves, clip_start, compile_functions, resolve_precision
 from .bounds import normalize_bounds
 from .backends.common import flatten_output
-from .calling import make_caller, resolve_unpack
+from .calling import make_caller, resolve_unpack, unpack_for, vector_x0
 from .drivers.blas_threads import single_blas_thread
 from .params import ParamSpec, leaf_kind, leaf_to_numpy
 from .errors import attach_point
@@ -380,10 +380,11 @@ def _build_problem(
         fun = functools.partial(fun, **kwargs) if fun is not None else None
         fun_and_jac = functools.partial(fun_and_jac, **kwargs) if fun_and_jac is not None else None
     dtype, _ = resolve_precision(precision)
+    base = fun if fun is not None else fun_and_jac
+    requested_unpack, unpack = unpack, resolve_unpack(base, x0, unpack, len(args))
+    x0 = vector_x0(x0, requested_unpack, unpack)
     spec = ParamSpec.from_tree(x0, precision=dtype)
     x0_flat = spec.flatten(x0)
-    base = fun if fun is not None else fun_and_jac
-    unpack = resolve_unpack(base, x0, unpack, len(args))
     call = make_caller(base, unpack, args, x0)
     if fun is None:  # only fun_and_jac: its first output is the residuals
         call_residuals = lambda params: call(params)[0]  # noqa: E731
@@ -413,7 +414,7 @@ def _build_problem(
     evaluator = numdiff_evaluator(backend_name, numerical, workers, executor, check_error_handling(error_handling))
 
     def framework_flat(function: Callable) -> Callable[[np.ndarray], Any]:
-        user = make_caller(function, unpack, args, x0)
+        user = make_caller(function, unpack_for(function, x0, requested_unpack, unpack, len(args)), args, x0)
         return lambda x: user(_backends.framework_params(backend_name, spec, x))
 
     compile_key = fun if fun is not None else fun_and_jac

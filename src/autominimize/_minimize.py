@@ -13,7 +13,7 @@ import scipy.optimize as so
 from . import backends as _backends
 from ._least_squares import LEAST_SQUARES_METHODS, configure_numdiff, is_residual_function, minimize_least_squares, numdiff_evaluator, residual_scalar_functions
 from .bounds import normalize_bounds
-from .calling import make_caller, resolve_unpack
+from .calling import CallerFactory, resolve_unpack, vector_x0
 from ._setup import PRECISIONS, backend_from_leaves, clip_start, compile_functions, resolve_precision
 from .constraints import normalize_constraints
 from .drivers.methods import CUSTOM_METHOD, METHODS, check_supports, method_name, second_order_for
@@ -220,12 +220,14 @@ def minimize(
     if not isinstance(args, tuple):
         args = (args,)
     dtype, precision_explicit = resolve_precision(precision)
+    requested_unpack, unpack = unpack, resolve_unpack(fun, x0, unpack, len(args))
+    x0 = vector_x0(x0, requested_unpack, unpack)
+    callers = CallerFactory(x0, requested_unpack, unpack)  # each user function gets its own calling rule
     spec = ParamSpec.from_tree(x0, precision=dtype)
     x0_flat = spec.flatten(x0)
-    unpack = resolve_unpack(fun, x0, unpack, len(args))
 
     def caller(function: Callable, extra: tuple) -> Callable:
-        return make_caller(function, unpack, extra, x0)
+        return callers(function, extra)
 
     call = caller(fun, args)
     flat_bounds = normalize_bounds(bounds, spec, x0)

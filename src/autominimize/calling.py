@@ -1,20 +1,36 @@
-"""How the user's function is called with the parameter structure.
+"""How the user's functions are called with the parameter structure.
 
-The rule (documented in the user guide):
+The rule (documented in the user guide), applied to each user function on its own (``fun``,
+``jac``, ``hess``, ``hessp``, each constraint and its Jacobian), from that function's own
+signature:
 
 * ``unpack="none"``: ``fun(params, *args)`` with the whole structure.
 * ``unpack="kwargs"``: ``fun(**params, *args)``; x0 must be a dict with string keys.
 * ``unpack="args"``: ``fun(*params, *args)``; x0 must be a list or tuple.
-* ``unpack="auto"`` (default): ``"kwargs"`` when x0 is a dict whose keys are all parameter
-  names of ``fun`` and cover its required parameters (autograd-minimize's convention);
-  ``"args"`` when x0 is a *list* of two or more items and ``fun`` has exactly that many
-  required positional parameters; ``"none"`` otherwise.
+* ``unpack="auto"`` (default):
+
+  - ``"kwargs"`` when x0 is a dict whose keys are all parameter names of the function and
+    cover its required parameters (autograd-minimize's convention);
+  - for a *list* x0 of two or more items (``L`` items, ``k`` extra arguments): ``"args"``
+    when ``L + k`` is the number of the function's required positional parameters, or of
+    all its positional parameters, required or defaulted (``def model(U=None, V=None)``
+    with ``[U0, V0]``), or when it takes ``*args`` and at most one required one; where the
+    function could also take the list whole (``L + k`` equals all its positional parameters
+    and exactly ``1 + k`` of them are required, ``def loss(params, reg=0.1)``), a list of
+    arrays is ambiguous and an error asks for ``unpack=``;
+  - ``"none"`` otherwise.
+
+  A flat list or tuple of numbers that the function takes whole is a vector, as in scipy:
+  it becomes a float64 array (and ``res.x`` is one).
 """
 
 from __future__ import annotations
 
 import inspect
+import numbers
 from typing import Any, Callable
+
+import numpy as np
 
 UNPACK_MODES = ("auto", "none", "args", "kwargs")
 
@@ -24,6 +40,15 @@ def _signature(fun: Callable) -> inspect.Signature | None:
         return inspect.signature(fun)
     except (TypeError, ValueError):
         return None
+
+
+def is_number_list(x0: Any) -> bool:
+    """A plain list or tuple (not a namedtuple) of two or more real numbers."""
+    return (
+        type(x0) in (list, tuple)
+        and len(x0) >= 2
+        and all(isinstance(item, numbers.Real) and not isinstance(item, bool) for item in x0)
+    )
 
 
 def resolve_unpack(fun: Callable, x0: Any, unpack: str, n_extra_args: int = 0) -> str:
@@ -48,11 +73,7 @@ def resolve_unpack(fun: Callable, x0: Any, unpack: str, n_extra_args: int = 0) -
         return "none"
     params = list(sig.parameters.values())
     if named_structure:
-        named = {
-            p.name
-            for p in params
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        }
+        named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
         required = {
             p.name
             for p in params
@@ -61,21 +82,79 @@ def resolve_unpack(fun: Callable, x0: Any, unpack: str, n_extra_args: int = 0) -
         if set(x0) <= named and len(required - set(x0)) <= n_extra_args:
             return "kwargs"
         return "none"
-    if type(x0) is list and len(x0) >= 2:
-        if any(p.kind == p.VAR_POSITIONAL for p in params):
-            required_pos = [
-                p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-                and p.default is p.empty
-            ]
-            return "args" if len(required_pos) <= 1 else "none"
-        required_pos = [
-            p
-            for p in params
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-        ]
-        if len(required_pos) == len(x0) + n_extra_args:
-            return "args"
-    return "none"
+    return _list_rule(fun, sig, x0, n_extra_args)
+
+
+def _list_rule(fun: Callable, sig: inspect.Signature, x0: list, n_extra_args: int) -> str:
+    params = list(sig.parameters.values())
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in positional if p.default is p.empty]
+    wanted = len(x0) + n_extra_args
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return "args" if len(required) <= 1 else "none"
+    if wanted == len(required):
+        return "args"
+    if wanted != len(positional):
+        return "none"
+    if len(required) != 1 + n_extra_args:
+        return "args"  # it cannot take the list whole: model(U=None, V=None) with [U0, V0]
+    if is_number_list(x0):
+        return "none"  # scipy's habit wins for numbers: the list is a vector
+    name = getattr(fun, "__qualname__", type(fun).__name__)
+    raise TypeError(
+        f"x0 is a list of {len(x0)} items and {name}{sig} can take it whole (as "
+        f"{positional[0].name!r}) or spread over its "
+        f"{len(positional)} positional parameters; pass unpack='none' to give it the whole list "
+        "or unpack='args' to spread it."
+    )
+
+
+def vector_x0(x0: Any, requested: str, resolved: str) -> Any:
+    """x0 as scipy reads it: a flat list or tuple of numbers that the auto rule gives whole to
+    the function is a float64 array (``unpack='none'`` given explicitly keeps the list)."""
+    if requested == "auto" and resolved == "none" and is_number_list(x0):
+        return np.asarray(x0, dtype=np.float64)
+    return x0
+
+
+class CallerFactory:
+    """Callers for every user function of one solve, each with its own calling rule.
+
+    ``requested`` other than ``"auto"`` applies to every function; ``"auto"`` is resolved
+    from each function's own signature (once per function and number of extra arguments),
+    see :func:`unpack_for`.
+    """
+
+    def __init__(self, x0: Any, requested: str, resolved_for_fun: str):
+        self.x0 = x0
+        self.requested = requested
+        self.resolved_for_fun = resolved_for_fun
+        self._modes: dict[tuple[int, int], tuple[Callable, str]] = {}
+
+    def mode(self, function: Callable, n_extra_args: int) -> str:
+        key = (id(function), n_extra_args)
+        entry = self._modes.get(key)
+        if entry is None or entry[0] is not function:
+            mode = unpack_for(function, self.x0, self.requested, self.resolved_for_fun, n_extra_args)
+            entry = self._modes[key] = (function, mode)
+        return entry[1]
+
+    def __call__(self, function: Callable, args: tuple = ()) -> Callable[[Any], Any]:
+        return make_caller(function, self.mode(function, len(args)), args, self.x0)
+
+
+def unpack_for(function: Callable, x0: Any, requested: str, resolved_for_fun: str, n_extra_args: int = 0) -> str:
+    """The calling rule of one more user function of a solve (a constraint, a derivative):
+    ``"auto"`` is resolved from ``function``'s own signature, an explicit rule applies as given.
+
+    ``resolved_for_fun`` is the objective's rule; a function whose signature is the
+    objective's (``jac=fun.grad``-style wrappers without one) follows it.
+    """
+    if requested != "auto":
+        return resolve_unpack(function, x0, requested, n_extra_args)
+    if _signature(function) is None:
+        return resolved_for_fun
+    return resolve_unpack(function, x0, "auto", n_extra_args)
 
 
 def make_caller(fun: Callable, unpack: str, args: tuple = (), x0: Any = None) -> Callable[[Any], Any]:
