@@ -70,3 +70,21 @@ def test_users_exception_during_the_solve_is_the_same_object(backend):
         am.minimize(fun, np.ones(2), method="Nelder-Mead", backend=backend)
     assert info.value is error
     assert np.all(np.asarray(info.value.autominimize_best_x) <= 1.0)
+
+
+# -- the best point survives a failing first finite-difference gradient ---------------------
+
+
+@pytest.mark.parametrize("method", ["BFGS", "L-BFGS-B", "CG", "TNC", "SLSQP"])
+def test_best_point_kept_when_the_first_finite_difference_gradient_fails(method):
+    calls = []
+
+    def fun(x):
+        calls.append(1)
+        if len(calls) > 1:  # x0's value is computed; the first difference step raises
+            raise RuntimeError("simulation diverged")
+        return float(np.sum((x - 1.0) ** 2))
+
+    with pytest.raises(RuntimeError, match="simulation diverged") as info:
+        am.minimize(fun, np.array([2.0, 3.0]), method=method, backend="numpy")
+    np.testing.assert_array_equal(info.value.autominimize_best_x, [2.0, 3.0])

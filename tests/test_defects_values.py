@@ -170,3 +170,71 @@ def test_python_int_leaves_are_returned_as_floats():
     res = am.minimize(lambda p: (p[0] - 0.5) ** 2 + (p[1] + 0.25) ** 2, [3, -2], method="BFGS", backend="numpy")
     assert all(type(v) is float for v in res.x)
     np.testing.assert_allclose(res.x, [0.5, -0.25], atol=1e-5)
+
+
+# -- error_handling='continue': a gradient that is not finite is a failed point --------------
+
+
+def _nan_gradient_above_3(backend: str):
+    """100 * sum((x - 1)^2): finite everywhere, its gradient NaN where x > 3 (the NaN of the
+    branch ``where`` does not select, as autodiff gives it; a NaN-returning jac for NumPy)."""
+    if backend == "numpy":
+
+        def fun(x):
+            return 100.0 * np.sum((x - 1.0) ** 2)
+
+        def jac(x):
+            return np.where(x > 3, np.nan, 200.0 * (x - 1.0))
+
+        return fun, {"jac": jac}
+    if backend == "torch":
+        import torch
+
+        def fun(x):
+            return 100.0 * torch.sum((x - 1.0) ** 2) + torch.sum(torch.where(x > 3, 0.0 * x, 0.0 * torch.sqrt(3.0 - x)))
+    elif backend == "jax":
+        import jax.numpy as jnp
+
+        def fun(x):
+            return 100.0 * jnp.sum((x - 1.0) ** 2) + jnp.sum(jnp.where(x > 3, 0.0 * x, 0.0 * jnp.sqrt(3.0 - x)))
+    else:
+        import tensorflow as tf
+
+        def fun(x):
+            return 100.0 * tf.reduce_sum((x - 1.0) ** 2) + tf.reduce_sum(tf.where(x > 3, 0.0 * x, 0.0 * tf.sqrt(3.0 - x)))
+
+    return fun, {}
+
+
+GRADIENT_METHODS = ["BFGS", "L-BFGS-B", "CG", "TNC", "SLSQP", "trust-constr"]
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@pytest.mark.parametrize("method", GRADIENT_METHODS)
+def test_continue_refuses_a_gradient_that_is_not_finite_at_x0(backend, method):
+    fun, extra = _nan_gradient_above_3(backend)
+    with pytest.raises(ValueError, match=r"gradient of fun is not finite at x0 \(it is nan at x0\[0\]\).*error_handling='continue'"):
+        am.minimize(fun, np.array([5.0, 0.0]), method=method, backend=backend, error_handling="continue", **extra)
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@pytest.mark.parametrize("method", GRADIENT_METHODS)
+def test_continue_backs_off_from_a_gradient_that_is_not_finite(backend, method):
+    fun, extra = _nan_gradient_above_3(backend)
+    res = am.minimize(fun, np.array([-5.0, 0.5]), method=method, backend=backend, error_handling="continue", **extra)
+    x = np.asarray(res.x)
+    assert np.isfinite(x).all() and np.isfinite(res.fun)
+    if res.success:
+        np.testing.assert_allclose(x, [1.0, 1.0], atol=1e-3)
+    assert res.fun == pytest.approx(100.0 * np.sum((x - 1.0) ** 2))
+
+
+@pytest.mark.parametrize("method", GRADIENT_METHODS)
+def test_continue_never_reports_success_when_no_step_could_be_taken(method):
+    def jac(x):  # finite at x0 only
+        return 2.0 * (x - 1.0) if np.array_equal(x, [3.0, 3.0]) else np.full(2, np.nan)
+
+    res = am.minimize(lambda x: np.sum((x - 1.0) ** 2), np.array([3.0, 3.0]), jac=jac, method=method, backend="numpy", error_handling="continue")
+    assert not res.success
+    assert np.isfinite(res.x).all()
+    assert res.fun == pytest.approx(np.sum((res.x - 1.0) ** 2)) and res.fun <= 8.0

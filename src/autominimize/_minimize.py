@@ -416,20 +416,8 @@ def _flatten_hessian(value: Any, spec: ParamSpec) -> np.ndarray:
 
 
 def _first_evaluation(objective: Objective, info, x0: np.ndarray) -> None:
-    """Evaluate at x0 the way the method will, so a failure shows before scipy starts.
-
-    x0 must evaluate whatever the error policy: there is no earlier point to back off to.
-    """
-    policy, objective.error_handling = objective.error_handling, "raise"
-    try:
-        f = objective.value_and_grad(x0)[0] if info.gradient == "fused" else objective.value(x0)
-    finally:
-        objective.error_handling = policy
-    if policy == "continue" and not np.isfinite(f):
-        raise ValueError(
-            f"fun is {f} at x0; error_handling='continue' needs a finite value at x0 to back off "
-            "to. Start from a point where fun is finite."
-        )
+    """Evaluate at x0 the way the method will, so a failure shows before scipy starts."""
+    objective.start(x0, with_gradient=info.gradient == "fused" or (objective.error_handling == "continue" and objective.differentiable))
 
 
 def _finish(result: so.OptimizeResult, objective: Objective, spec: ParamSpec, backend: str, dtype: str, constraint_functions) -> so.OptimizeResult:

@@ -222,6 +222,15 @@ class ParamSpec:
         ]
         return self.treedef.unflatten(leaves)
 
+    def element_name(self, index: int) -> str:
+        """The readable name of one entry of the flat vector (``x0['w'][1, 0]``, ``x0[2]``)."""
+        leaf = int(np.searchsorted(self.offsets, index, side="right")) - 1
+        info = self.leaves[leaf]
+        if not info.shape:
+            return info.path
+        position = np.unravel_index(index - self.offsets[leaf], info.shape)
+        return f"{info.path}[{', '.join(str(int(i)) for i in position)}]"
+
     def kinds(self) -> set[str]:
         return {leaf.kind for leaf in self.leaves}
 

@@ -6,14 +6,19 @@ where the error policy (``error_handling``) applies:
 
 * ``'raise'`` (default): an exception from the user's function propagates with the point in
   ``exc.autominimize_x``; a NaN or infinite value is handed to the method unchanged.
-* ``'continue'``: a point where the value (or the value and gradient the method asked for
-  together) raises or is not finite is a *failed point*: its value is ``+inf`` and its
-  gradient, Hessian-vector products and Hessian are zero. ``+inf`` fails every sufficient-
-  decrease test, so line searches shorten the step and trust regions reject the step and
-  shrink; the zero derivatives are never used by an accepted step, they only keep the
-  method's arithmetic finite. The point is reported to the observers as a ``'failed'``
-  evaluation. A derivative that fails at a point whose finite value the method already has
-  cannot be taken back, so that failure is raised under both policies.
+* ``'continue'``: a point where the value or the gradient raises or is not finite is a
+  *failed point*: its value is ``+inf`` and its gradient, Hessian-vector products and
+  Hessian are zero. ``+inf`` fails every sufficient-decrease test, so line searches shorten
+  the step and trust regions reject the step and shrink; the zero derivatives are never used
+  by an accepted step, they only keep the method's arithmetic finite. The point is reported
+  to the observers as a ``'failed'`` evaluation. So that a failed gradient is known before
+  the method has the point's value, a method that uses the gradient gets value and gradient
+  computed together under this policy. x0 must have a finite value (and gradient, where the
+  method uses one): there is no earlier point to back off to.
+
+A backend that computed the value at a point before its derivative failed there (finite
+differences) leaves it on the exception as ``autominimize_value`` (the point and the
+value), so that the point still counts as the best evaluated.
 """
 
 from __future__ import annotations
@@ -104,6 +109,7 @@ class Objective:
     ) -> None:
         self.functions = functions
         self.error_handling = check_error_handling(error_handling)
+        self.differentiable = differentiable
         self.journal = journal
         self.observers = list(observers or [])
         self._evaluation_observers = [o for o in self.observers if getattr(o, "evaluation", None) is not None]
@@ -145,6 +151,7 @@ class Objective:
         self._hess: np.ndarray | None = None
         self.best_x: np.ndarray | None = None
         self.best_f = np.inf
+        self.failures = 0  # failed points (error_handling='continue')
 
     # -- bookkeeping -----------------------------------------------------------------
     # Points are compared by their bytes: cheaper than np.array_equal, and a point that
@@ -163,9 +170,12 @@ class Objective:
         self._g = g
         self._g_norm = norm
         self._failed = False
+        self._keep_if_best(self._x, f)
+
+    def _keep_if_best(self, x: np.ndarray, f: float) -> None:
         if f < self.best_f:
             self.best_f = f
-            self.best_x = self._x
+            self.best_x = x if x is self._x else x.copy()
 
     def _run(self, what: str, x: np.ndarray, function: Callable, *arguments: Any) -> Any:
         """Call a backend or user function; count extra (finite-difference) evaluations and
@@ -175,6 +185,9 @@ class Objective:
             return function(*arguments)
         except Exception as exc:
             attach_point(exc, self.spec, x, what)
+            known = getattr(exc, "autominimize_value", None)
+            if known is not None and known[0].tobytes() == x.tobytes():
+                self._keep_if_best(x, float(known[1]))
             raise
         finally:
             extra = self.functions.extra_evaluations - before
@@ -196,9 +209,40 @@ class Objective:
         """Make x a failed point: +inf, zero derivatives, a 'failed' evaluation reported."""
         self._store(x, math.inf, np.zeros_like(x), 0.0)
         self._failed = True
+        self.failures += 1
         if self.reporting:
             self._report("failed", self._x, math.inf, None)
         return math.inf
+
+    def settle(self, result: Any, x0: np.ndarray) -> Any:
+        """Make a method's result honest about the failed points it met (under 'continue').
+
+        A method may end at a failed point (one whose gradient failed after its value was
+        taken, at a step too short to tell), or call itself converged at x0 when every point
+        it tried after x0 failed. Then ``success`` is False, ``x`` is the best point evaluated
+        (never a point that is not finite) and ``fun`` its value.
+        """
+        if not self.failures:
+            return result
+        x = np.asarray(result.x, dtype=np.float64).reshape(-1)
+        fun = result.get("fun")
+        if not np.isfinite(x).all() or self.is_failed(x) or fun is None or not np.isfinite(fun):
+            result.x = (self.best_x if self.best_x is not None else x0).copy()
+            result.fun = self.best_f
+            result.pop("jac", None)
+            result.success = False
+            result.message = (
+                f"the method ended at a point that failed under error_handling='continue' "
+                f"({self.failures} failed evaluations); x is the best point evaluated. The method's "
+                f"own message: {result.get('message', '')}"
+            )
+        elif np.array_equal(x, x0) and result.get("success"):
+            result.success = False
+            result.message = (
+                f"every point tried after x0 failed ({self.failures} failed evaluations under "
+                f"error_handling='continue'); x is x0. The method's own message: {result.get('message', '')}"
+            )
+        return result
 
     def is_failed(self, x: np.ndarray) -> bool:
         """Whether x is the failed point in the cache (its derivatives are zero)."""
@@ -265,10 +309,44 @@ class Objective:
         return record
 
     # -- what scipy calls -----------------------------------------------------------
+    def start(self, x0: np.ndarray, with_gradient: bool) -> None:
+        """Evaluate at x0 the way the method will first ask, so a failure shows before it starts.
+
+        x0 must evaluate whatever the error policy: an exception is raised as it is. Under
+        'continue', a value (or, ``with_gradient``, a gradient) that is not finite at x0 is a
+        ValueError, since there is no earlier point to back off to.
+        """
+        policy, self.error_handling = self.error_handling, "raise"
+        try:
+            f, g = self.value_and_grad(x0) if with_gradient else (self.value(x0), None)
+        finally:
+            self.error_handling = policy
+        if policy != "continue":
+            return
+        if not math.isfinite(f):
+            raise ValueError(
+                f"fun is {f} at x0; error_handling='continue' needs a finite value at x0 to back off "
+                "to. Start from a point where fun is finite."
+            )
+        if g is not None and not np.isfinite(g).all():
+            index = int(np.flatnonzero(~np.isfinite(g))[0])
+            raise ValueError(
+                f"the gradient of fun is not finite at x0 (it is {g[index]} at {self.spec.element_name(index)}); "
+                "error_handling='continue' needs a finite value and gradient at x0 to back off to. "
+                "Start from a point where fun is differentiable."
+            )
+
     def value(self, x: Any) -> float:
         x = as_flat_float64(x)
         if self._is_cached(x):
             return self._f
+        if self.error_handling == "continue" and self.differentiable:
+            # the gradient with the value: a point whose gradient fails is failed before the
+            # method has its value
+            return self.value_and_grad(x)[0]
+        return self._value_only(x)
+
+    def _value_only(self, x: np.ndarray) -> float:
         f = self._attempt("the objective", x, self._evaluate_value, x)
         self.counters.nfev += 1
         if self.error_handling == "continue" and (f is None or not math.isfinite(f)):
@@ -288,10 +366,10 @@ class Objective:
                 self._gradient_only(x)
             return self._f, self._g
         if self.user_gradient is not None:
-            f = self.value(x)
+            self._value_only(x)
             if self._g is None:  # a failed point has its zero gradient already
-                self._gradient_only(x)
-            return f, self._g
+                self._gradient_only(x, may_fail=True)
+            return self._f, self._g
         out = self._attempt("the objective and its gradient", x, self._evaluate_gradient, x)
         self.counters.nfev += 1
         self.counters.njev += 1
@@ -306,15 +384,26 @@ class Objective:
             self._notify("value_and_gradient", self._x, f, g)
         return f, g
 
-    def _gradient_only(self, x: np.ndarray) -> None:
-        """Compute the gradient at the cached point x (its value is known already)."""
+    def _gradient_only(self, x: np.ndarray, may_fail: bool = False) -> None:
+        """Compute the gradient at the cached point x (its value is known already).
+
+        ``may_fail``: the method does not have the value yet, so under 'continue' a gradient
+        that fails or is not finite makes x a failed point.
+        """
+        may_fail = may_fail and self.error_handling == "continue"
+        run = self._attempt if may_fail else self._run
         if self.user_gradient is not None:
-            g = self._run("the user-supplied jac", x, self.user_gradient, x)
+            g = run("the user-supplied jac", x, self.user_gradient, x)
         elif self._linearize is not None:
-            g = self._run("the gradient", x, self._value_grad_linearized, x)[1]
+            g = run("the gradient", x, self._value_grad_linearized, x)
+            g = None if g is None else g[1]
         else:
-            g = self._run("the gradient", x, self._value_and_grad, x)[1]
+            g = run("the gradient", x, self._value_and_grad, x)
+            g = None if g is None else g[1]
         self.counters.njev += 1
+        if may_fail and (g is None or not np.isfinite(g).all()):
+            self._fail(x)
+            return
         self._g = g
         if self.journal is not None:
             self._g_norm = grad_norm(g)

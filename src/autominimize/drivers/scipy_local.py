@@ -129,7 +129,7 @@ def run_minimize(
         warnings.filterwarnings("error", message=r"Method .* cannot handle")
         warnings.filterwarnings("error", message=r"Unknown solver options")
         try:
-            return so.minimize(fun, x0, **kwargs)
+            return objective.settle(so.minimize(fun, x0, **kwargs), x0)
         except StopIteration:
             # TNC lets a callback's StopIteration escape; end the solve at the best point.
             x = objective.best_x if objective.best_x is not None else x0
