@@ -16,7 +16,7 @@ from autominimize.global_opt.de_engine import (
 ST_MIN = -39.16616570377142  # Styblinski-Tang, per coordinate, at x_i = -2.903534
 
 
-def rastrigin(p):  # vectorized: x has shape (S, n) or (n,)
+def rastrigin(p):  # vectorized="rows": x has shape (S, n) or (n,)
     x = p["x"]
     return 10 * x.shape[-1] + np.sum(x**2 - 10 * np.cos(2 * np.pi * x), axis=-1)
 
@@ -38,7 +38,7 @@ def box(low, high, n):
 def test_every_strategy_finds_the_minimum_in_2d_and_5d(strategy):
     res = am.differential_evolution(
         rastrigin, {"x": [(-5.12, 4.2)] * 2}, strategy=strategy, rng=0, tol=1e-8, polish=False,
-        vectorized=True, backend="numpy", engine="vectorized",
+        vectorized="rows", backend="numpy", engine="vectorized",
     )
     assert res.engine == "vectorized" and res.evaluation == "batched" and res.success
     assert res.fun < 1e-9
@@ -46,7 +46,7 @@ def test_every_strategy_finds_the_minimum_in_2d_and_5d(strategy):
 
     res = am.differential_evolution(
         styblinski_tang, [(-5.0, 4.0)] * 5, strategy=strategy, rng=0, tol=1e-8, polish=False,
-        vectorized=True, backend="numpy",
+        vectorized="rows", backend="numpy",
     )
     assert res.engine == "vectorized"
     assert res.fun == pytest.approx(5 * ST_MIN, abs=1e-5)
@@ -286,23 +286,23 @@ def test_old_style_callback_gets_convergence_above_one_when_converged():
     def callback(x, convergence):
         values.append(convergence)
 
-    res = am.differential_evolution(sphere, [(-1, 1)] * 2, rng=0, tol=0.05, callback=callback, polish=False, vectorized=True, backend="numpy")
+    res = am.differential_evolution(sphere, [(-1, 1)] * 2, rng=0, tol=0.05, callback=callback, polish=False, vectorized="rows", backend="numpy")
     assert res.engine == "vectorized" and res.success and len(values) == res.nit
     assert values[-1] >= 1 and all(v < 1 for v in values[:-1])
 
 
 def test_same_seed_same_trajectory_and_another_seed_another():
     def run(rng):
-        return am.differential_evolution(rastrigin, {"x": [(-5.12, 5.12)] * 3}, rng=rng, maxiter=50, polish=False, vectorized=True, backend="numpy")
+        return am.differential_evolution(rastrigin, {"x": [(-5.12, 5.12)] * 3}, rng=rng, maxiter=50, polish=False, vectorized="rows", backend="numpy")
 
     first, second, other = run(4), run(4), run(5)
     np.testing.assert_array_equal(first.population, second.population)
     np.testing.assert_array_equal(first.population_energies, second.population_energies)
     assert first.nfev == second.nfev and first.fun == second.fun
     assert not np.array_equal(first.population, other.population)
-    legacy = am.differential_evolution(rastrigin, {"x": [(-5.12, 5.12)] * 3}, seed=4, maxiter=50, polish=False, vectorized=True, backend="numpy")
+    legacy = am.differential_evolution(rastrigin, {"x": [(-5.12, 5.12)] * 3}, seed=4, maxiter=50, polish=False, vectorized="rows", backend="numpy")
     np.testing.assert_array_equal(legacy.population, first.population)
-    generator = am.differential_evolution(rastrigin, {"x": [(-5.12, 5.12)] * 3}, rng=np.random.default_rng(4), maxiter=50, polish=False, vectorized=True, backend="numpy")
+    generator = am.differential_evolution(rastrigin, {"x": [(-5.12, 5.12)] * 3}, rng=np.random.default_rng(4), maxiter=50, polish=False, vectorized="rows", backend="numpy")
     np.testing.assert_array_equal(generator.population, first.population)
 
 
@@ -335,20 +335,20 @@ def test_the_engine_and_updating_defaults():
     deferred = am.differential_evolution(plain, updating="deferred", **run)
     assert deferred.engine == "vectorized"
     np.testing.assert_array_equal(deferred.population, asked.population)
-    batched = am.differential_evolution(sphere, vectorized=True, **run)
+    batched = am.differential_evolution(sphere, vectorized="rows", **run)
     assert batched.evaluation == "batched" and batched.engine == "vectorized"
     np.testing.assert_array_equal(batched.population, asked.population)
-    scipy_engine = am.differential_evolution(sphere, vectorized=True, engine="scipy", **run)
+    scipy_engine = am.differential_evolution(sphere, vectorized="rows", engine="scipy", **run)
     assert scipy_engine.engine == "scipy" and scipy_engine.nfev == batched.nfev
     assert am.differential_evolution(plain, updating="deferred", integrality=[True, False], **dict(run, bounds=[(-3, 3)] * 2)).engine == "scipy"
     constrained = am.differential_evolution(
-        sphere, vectorized=True, constraints={"type": "ineq", "fun": lambda x: 1.0 - x[0]}, **run
+        sphere, vectorized="rows", constraints={"type": "ineq", "fun": lambda x: 1.0 - x[0]}, **run
     )
     assert constrained.engine == "scipy"
 
 
 def test_errors_name_the_argument_and_the_accepted_values():
-    run = dict(bounds=[(-1, 1)] * 2, rng=0, maxiter=3, vectorized=True, backend="numpy")
+    run = dict(bounds=[(-1, 1)] * 2, rng=0, maxiter=3, vectorized="rows", backend="numpy")
     with pytest.raises(ValueError, match=r"engine='fast': use 'auto' .*'vectorized' or 'scipy'"):
         am.differential_evolution(sphere, engine="fast", **run)
     with pytest.raises(ValueError, match=r"strategy='best3bin': use one of best1bin, best1exp, .*randtobest1exp"):

@@ -85,7 +85,7 @@ def _evolution_rows(repeats: int) -> list[dict]:
         contenders = {
             "am-jax (vmap)": lambda: am.differential_evolution(problem["jax"], bounds, backend="jax", **common),
             "am-torch (vmap)": lambda: am.differential_evolution(problem["torch"], bounds, backend="torch", **common),
-            "am-numpy (vectorized)": lambda: am.differential_evolution(problem["vectorized"], bounds, vectorized=True, backend="numpy", **common),
+            "am-numpy (vectorized)": lambda: am.differential_evolution(problem["vectorized"], bounds, vectorized="rows", backend="numpy", **common),
             "am-jax, scipy's engine": lambda: am.differential_evolution(problem["jax"], bounds, backend="jax", engine="scipy", **common),
         }
         for label, run in contenders.items():

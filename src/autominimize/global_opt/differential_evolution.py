@@ -52,7 +52,7 @@ def differential_evolution(
     x0: Any = None,
     *,
     integrality: Any = None,
-    vectorized: bool | None = None,
+    vectorized: bool | str | None = None,
     seed: Any = None,
     executor: Any = None,
     engine: str = "auto",
@@ -78,13 +78,16 @@ def differential_evolution(
     x0 : optional
         A starting point for one member of the population, in any structure; it then gives
         the structure and array types of ``res.x``.
-    vectorized : bool or None
+    vectorized : bool, 'rows' or None
         How a generation is evaluated. None (default): as one call, with ``jax.vmap``,
         ``torch.func.vmap`` or ``tf.vectorized_map``, on those backends, and point by point
-        for NumPy. True: batched on every backend; a NumPy ``fun`` must then be written for a
-        batch: every leaf gets a leading axis of size S and it returns S values. False:
-        point by point. If ``fun`` cannot be mapped over a batch and ``vectorized`` is None,
-        it is evaluated point by point with a warning.
+        for NumPy. True: batched on every backend; a NumPy ``fun`` is then called as scipy
+        calls it, with x of shape ``(n, S)`` (every leaf of a structure gets a *trailing*
+        axis of size S), and returns S values. ``'rows'``: the same with the batch axis
+        first, x of shape ``(S, n)`` (a leading axis on every leaf). On JAX, torch and
+        TensorFlow both map ``fun`` over the points, so it may be written for one point.
+        False: point by point. If ``fun`` cannot be mapped over a batch and ``vectorized``
+        is None, it is evaluated point by point with a warning.
     strategy : str or callable
         One of scipy's names ('best1bin', 'best1exp', 'rand1bin', 'rand1exp', 'rand2bin',
         'rand2exp', 'best2bin', 'best2exp', 'currenttobest1bin', 'currenttobest1exp',
@@ -145,6 +148,8 @@ def differential_evolution(
     problem, _, flat_bounds = build_problem(
         fun, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=True, error_handling=error_handling
     )
+    if vectorized is True and problem.backend == "numpy":
+        problem.batched = _ScipyLayout(problem)
     start = None if x0 is None else check_finite_start(problem.flat(x0, "x0"), flat_bounds, problem.spec)
     return run_differential_evolution(
         problem, flat_bounds, start, strategy=strategy, maxiter=maxiter, popsize=popsize, tol=tol,
@@ -167,7 +172,7 @@ def run_differential_evolution(
     executor: Any,
     constraints: Any,
     integrality: Any,
-    vectorized: bool | None,
+    vectorized: bool | str | None,
     rng: Any,
     seed: Any,
     strategy: str | Callable = "best1bin",
@@ -238,9 +243,12 @@ def _old_style(callback: Callable, x: Any, result: so.OptimizeResult) -> Any:
     return callback(x, convergence=result.convergence)
 
 
-def _evaluation_mode(problem: GlobalProblem, vectorized: bool | None, workers: Any, executor: Any, updating: str | None) -> str:
-    if vectorized not in (None, True, False):
-        raise TypeError(f"vectorized must be None (batch when the backend can), True or False; got {vectorized!r}.")
+def _evaluation_mode(problem: GlobalProblem, vectorized: bool | str | None, workers: Any, executor: Any, updating: str | None) -> str:
+    if not any(vectorized is v for v in (None, True, False)) and vectorized != "rows":
+        raise TypeError(
+            "vectorized must be None (batch when the backend can), True (fun(x) with x of shape (n, S), as in "
+            f"scipy), 'rows' (x of shape (S, n)) or False; got {vectorized!r}."
+        )
     if updating not in (None, "immediate", "deferred"):
         raise ValueError(f"updating={updating!r}: use 'immediate', 'deferred' or None (chosen from how a generation is evaluated).")
     parallel = executor is not None or workers not in (1, None)
@@ -323,6 +331,38 @@ class _BatchedGeneration:
     def columns(self, x: np.ndarray) -> np.ndarray:
         """scipy's vectorized ``func``: x of shape (n, S) in, S values out."""
         return self(np.asarray(x, dtype=np.float64).T)
+
+
+class _ScipyLayout:
+    """A NumPy ``fun`` written for scipy's vectorized layout, at the rows of ``points``.
+
+    scipy calls ``fun(x)`` with x of shape ``(n, S)`` and expects S values; for a structure,
+    every leaf gets a trailing axis of size S (``x.T`` of the rows, split into the leaves).
+    """
+
+    def __init__(self, problem: GlobalProblem):
+        from ..calling import make_caller
+
+        remote = problem.remote
+        self.call = make_caller(remote.fun, remote.unpack, remote.args, remote.keys)
+        self.spec = problem.spec
+        self.dtype = np.dtype(problem.precision)
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        columns = np.asarray(points, dtype=self.dtype).T
+        count = columns.shape[1]
+        leaves = [
+            columns[start:stop].reshape(shape + (count,))
+            for shape, start, stop in zip(self.spec.shapes, self.spec.offsets, self.spec.offsets[1:])
+        ]
+        out = np.asarray(self.call(self.spec.unflatten_leaves(leaves)), dtype=np.float64)
+        if out.size != count:
+            raise ValueError(
+                f"vectorized=True calls fun as scipy does, with x of shape (n, S) (a trailing axis of size S on "
+                f"every leaf), and needs S values back: given S={count} points it returned shape {out.shape}. "
+                "For x of shape (S, n) pass vectorized='rows'."
+            )
+        return out.reshape(count)
 
 
 def _columnwise(constraint: Any) -> Any:
