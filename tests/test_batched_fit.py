@@ -67,7 +67,7 @@ def test_bounded_members_agree_with_scipy_least_squares_alone(backend):
     res = am.batched_curve_fit(decay_for(backend), T, y, p0=p0, bounds=(lower, upper), backend=backend, **TIGHT)
     assert res.success.all()
     for i in range(len(y)):
-        ref = so.least_squares(lambda p: decay_np(T, *p) - y[i], p0[i], bounds=(lower, upper), ftol=1e-15, xtol=1e-15, gtol=1e-15)
+        ref = so.least_squares(lambda p, i=i: decay_np(T, *p) - y[i], p0[i], bounds=(lower, upper), ftol=1e-15, xtol=1e-15, gtol=1e-15)
         np.testing.assert_allclose(res.x[i], ref.x, atol=1e-6, rtol=0, err_msg=f"member {i}")
         np.testing.assert_array_equal(res.active_mask[i], ref.active_mask, err_msg=f"member {i}")
     assert (res.active_mask != 0).any()
@@ -85,7 +85,7 @@ def test_least_squares_with_structured_starts_and_member_data():
     assert res.x["amp"].shape == (4, 2) and res.x["rate"].shape == (4,)
     assert res.fun.shape == (4, T.size) and res.jac.shape == (4, T.size, 3) and res.status.shape == (4,)
     for i in range(4):
-        ref = so.least_squares(lambda p: decay_np(T, p[0], p[1], p[2]) - y[i], [1.5, 1.0, 0.0], **TIGHT)
+        ref = so.least_squares(lambda p, i=i: decay_np(T, p[0], p[1], p[2]) - y[i], [1.5, 1.0, 0.0], **TIGHT)
         np.testing.assert_allclose([res.x["amp"][i, 0], res.x["rate"][i], res.x["amp"][i, 1]], ref.x, atol=1e-6)
         assert res.nfev[i] == res.njev[i] > 1
 
@@ -201,3 +201,25 @@ def test_dask_local_cluster_gives_the_single_batch():
         on_dask = am.batched_curve_fit(decay_np, T, y, p0=p0, executor=client)
     np.testing.assert_array_equal(on_dask.x, whole.x)
     np.testing.assert_array_equal(on_dask.nfev, whole.nfev)
+
+
+def test_vectorized_numpy_calls_f_once_per_step_and_gives_the_member_by_member_answer():
+    y, p0 = mixed_batch()
+    y, p0 = y[:5], p0[:5]
+    shapes = []
+
+    def vectorized_decay(t, a, k, c):
+        shapes.append((np.shape(t), np.shape(a)))
+        return decay_np(t, a, k, c)
+
+    lower, upper = np.array([0.0, 0.0, -0.15]), np.array([10.0, 2.0, 0.15])
+    one_by_one = am.batched_curve_fit(decay_np, T, y, p0=p0, bounds=(lower, upper))
+    together = am.batched_curve_fit(vectorized_decay, T, y, p0=p0, bounds=(lower, upper), vectorized=True)
+    np.testing.assert_allclose(together.x, one_by_one.x, atol=1e-9)
+    np.testing.assert_array_equal(together.nfev, one_by_one.nfev)
+    assert shapes[0] == ((5, T.size), (5, 1)) and len(shapes) == 4 * one_by_one.nfev.max()
+    res = am.batched_least_squares(lambda p, y: p["a"] * np.exp(-p["k"][:, None] * T) - y, {"a": np.ones((5, 1)), "k": np.ones(5)},
+                                   member_args=(y,), vectorized=True)
+    assert res.x["a"].shape == (5, 1) and res.fun.shape == (5, T.size)
+    with pytest.raises(ValueError, match="vectorized=True is for the NumPy backend"):
+        am.batched_curve_fit(decay_for("jax"), T, y, p0=p0, backend="jax", vectorized=True)

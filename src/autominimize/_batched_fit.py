@@ -49,6 +49,7 @@ class _Problem:
     lower: np.ndarray | None
     upper: np.ndarray | None
     error_handling: str
+    vectorized: bool = False
 
 
 def _solve(problem: _Problem, rows: np.ndarray, member_data: tuple, shared_data: tuple = ()) -> dict:
@@ -87,6 +88,8 @@ def _framework_array(backend: str, values: np.ndarray, dtype: str) -> Any:
 
 def _evaluator(problem: _Problem) -> Callable:
     """``evaluate(x, *data)`` → residuals (k, m) and Jacobian (k, m, n) of k members."""
+    if problem.vectorized:
+        return _vectorized_differences(_stacked_residual(problem), problem.upper)
     residual = _row_residual(problem)
     if problem.backend == "numpy":
         return _forward_differences(residual, problem.upper, problem.error_handling)
@@ -104,6 +107,40 @@ def _row_residual(problem: _Problem) -> Callable:
         return _ravel(call(params_of(x)), x)
 
     return residual
+
+
+def _stacked_residual(problem: _Problem) -> Callable:
+    """``vectorized=True``: the residuals of k members from one call, (k, m)."""
+    template = problem.spec.unflatten(np.zeros(problem.spec.size))
+    bounds = list(zip(problem.spec.shapes, problem.spec.offsets, problem.spec.offsets[1:]))
+
+    def residual(x: np.ndarray, *data: np.ndarray) -> np.ndarray:
+        count = x.shape[0]
+        params = problem.spec.unflatten_leaves([x[:, start:stop].reshape((count,) + shape) for shape, start, stop in bounds])
+        call = make_caller(problem.fun, problem.unpack, tuple(data) + problem.args, template)
+        out = [np.asarray(leaf, dtype=np.float64) for leaf in optree.tree_leaves(call(params))]
+        return np.concatenate([np.broadcast_to(leaf, (count,) + leaf.shape[1:]).reshape(count, -1) for leaf in out], axis=1)
+
+    return residual
+
+
+def _vectorized_differences(residual: Callable, upper: np.ndarray | None) -> Callable:
+    """NumPy, ``vectorized=True``: residuals of all k members in one call, and n more calls for
+    forward differences with scipy's '2-point' step."""
+
+    def evaluate(x: np.ndarray, *data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r = residual(x, *data)
+        step = _EPS**0.5 * np.maximum(1.0, np.abs(x))
+        if upper is not None:
+            step = np.where(x + step > upper, -step, step)
+        jac = np.empty(r.shape + (x.shape[1],))
+        for j in range(x.shape[1]):
+            shifted = x.copy()
+            shifted[:, j] += step[:, j]
+            jac[:, :, j] = (residual(shifted, *data) - r) / (shifted[:, j] - x[:, j])[:, None]
+        return r, jac
+
+    return evaluate
 
 
 def _ravel(out: Any, like: Any) -> Any:
@@ -344,6 +381,7 @@ def batched_least_squares(
     error_handling: str = "raise",
     executor: Any = None,
     chunk_size: int | None = None,
+    vectorized: bool = False,
 ) -> so.OptimizeResult:
     """Solve B independent least-squares problems at once: one vectorised Levenberg–Marquardt.
 
@@ -379,6 +417,10 @@ def batched_least_squares(
     chunk_size : int, optional
         Members per chunk; by default two chunks per worker with an executor, one piece
         without. Without an executor, chunks run one after the other (less memory).
+    vectorized : bool
+        NumPy only: ``fun`` computes k members in one call. Every parameter leaf then has
+        the member axis first, (k, *leaf_shape), as has every ``member_args`` array, and
+        ``fun`` returns residuals with k rows. n + 1 calls per step instead of k·(n + 1).
 
     Returns
     -------
@@ -406,8 +448,8 @@ def batched_least_squares(
     member_data = _member_arrays(member_args, rows.shape[0], "member_args")
     template = spec.restore(rows[0]) if rows.shape[0] else spec.unflatten(np.zeros(spec.size))
     unpack = resolve_unpack(fun, template, unpack, len(member_args) + len(args))
-    backend = _select_backend(backend, spec, fun, unpack, template, tuple(d[0] for d in member_data) + args)
-    problem, rows = _make_problem(fun, spec, unpack, args, backend, precision, bounds, template, rows, error_handling, ftol, xtol, gtol, max_nfev)
+    backend = _select_backend(backend, spec, fun, unpack, template, None if vectorized else tuple(d[0] for d in member_data) + args)
+    problem, rows = _make_problem(fun, spec, unpack, args, backend, precision, bounds, template, rows, error_handling, ftol, xtol, gtol, max_nfev, vectorized)
     out = _solve_all(problem, rows, member_data, (), executor, _check_chunk_size(chunk_size))
     return _result(out, problem, stacked, spec)
 
@@ -429,6 +471,8 @@ def _check_chunk_size(chunk_size: Any) -> int | None:
 
 
 def _select_backend(backend: str | None, spec: ParamSpec, fun: Callable, unpack: str, template: Any, row_args: tuple) -> str:
+    if backend is None and (row_args is None or getattr(fun, "vectorized", False)):  # vectorized=True: NumPy
+        return "numpy"
     probe = _Probe(make_caller(fun, unpack, row_args, template), fun)
     name = _backends.select_backend(backend, spec, probe, spec.flatten(template))
     if name not in ("numpy", "jax", "torch"):
@@ -446,7 +490,9 @@ class _Probe:
         return self.call(params)
 
 
-def _make_problem(fun, spec, unpack, args, backend, precision, bounds, template, rows, error_handling, ftol, xtol, gtol, max_nfev):
+def _make_problem(fun, spec, unpack, args, backend, precision, bounds, template, rows, error_handling, ftol, xtol, gtol, max_nfev, vectorized):
+    if vectorized and backend != "numpy":
+        raise ValueError(f"vectorized=True is for the NumPy backend; on {backend} fun is mapped over the members (vmap) and written for one.")
     lower = upper = None
     if bounds is not None:
         lower, upper = normalize_bounds(_scipy_pair(bounds, spec.size), spec, template)
@@ -454,7 +500,7 @@ def _make_problem(fun, spec, unpack, args, backend, precision, bounds, template,
         lower = None if np.all(np.isneginf(lower)) else lower
         upper = None if np.all(np.isposinf(upper)) else upper
     algo = BatchedLM(ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev)
-    problem = _Problem(fun, spec, unpack, args, backend, _precision(precision), algo, lower, upper, error_handling)
+    problem = _Problem(fun, spec, unpack, args, backend, _precision(precision), algo, lower, upper, error_handling, bool(vectorized))
     return problem, rows
 
 
@@ -509,19 +555,28 @@ class _CurveResidual:
     f: Callable
     spread: str
     names: tuple
+    vectorized: bool = False
 
     def __call__(self, params: Any, *data: Any) -> Any:
         d = dict(zip(self.names, data))
         like = optree.tree_leaves(params)[0]
+        if self.vectorized:  # (k, *shape) leaves as (k, 1, *shape) columns against (k, m) data
+            params = optree.tree_map(lambda v: v.reshape((v.shape[0], 1) + v.shape[1:]), params)
+            if self.spread == "array":
+                params = [params[:, :, i] for i in range(params.shape[2])]
         if self.spread == "kwargs":
             out = self.f(d["x"], **params)
-        elif self.spread == "args":
+        elif self.spread == "args" or self.vectorized and self.spread == "array":
             out = self.f(d["x"], *params)
         elif self.spread == "array":
             out = self.f(d["x"], *[params[i] for i in range(params.shape[0])])
         else:
             out = self.f(d["x"], params)
-        diff = _ravel(out, like) - d["y"]
+        if self.vectorized:
+            count = like.shape[0]
+            diff = np.broadcast_to(np.asarray(out, dtype=np.float64), (count,) + np.shape(out)[1:]).reshape(count, -1) - d["y"]
+        else:
+            diff = _ravel(out, like) - d["y"]
         if "w" in d:
             diff = diff * d["w"]
         if "mask" in d:
@@ -572,6 +627,7 @@ def batched_curve_fit(
     error_handling: str = "raise",
     executor: Any = None,
     chunk_size: int | None = None,
+    vectorized: bool = False,
 ) -> so.OptimizeResult:
     """Fit ``f(xdata, *params)`` to every row of ``ydata`` at once; one covariance per fit.
 
@@ -600,6 +656,11 @@ def batched_curve_fit(
         may be NaN; its ``xdata`` must be a value where ``f`` is finite).
     ftol, xtol, gtol, max_nfev, backend, precision, error_handling, executor, chunk_size
         As for :func:`batched_least_squares`.
+    vectorized : bool
+        NumPy only: ``f`` computes k members in one call. Each parameter then arrives as a
+        column, shape (k, 1, *leaf_shape), ``xdata`` and ``ydata`` with the member axis
+        first, (k, ...); an elementwise model such as ``a * np.exp(-k * t) + c`` needs no
+        change. n + 1 calls per step instead of k·(n + 1).
 
     Returns
     -------
@@ -675,11 +736,11 @@ def batched_curve_fit(
     if keep is not None:
         member_data.append(keep)
         names.append("mask")
-    residual = _CurveResidual(f, _spread(member_p0), tuple(names + names_shared))
+    residual = _CurveResidual(f, _spread(member_p0), tuple(names + names_shared), bool(vectorized))
     template = spec.restore(rows[0]) if count else spec.unflatten(np.zeros(spec.size))
     probe_args = tuple(d[0] for d in member_data) + tuple(shared_data)
     backend = _select_backend(backend, spec, residual, "none", template, probe_args)
-    problem, rows = _make_problem(residual, spec, "none", (), backend, precision, bounds, template, rows, error_handling, ftol, xtol, gtol, max_nfev)
+    problem, rows = _make_problem(residual, spec, "none", (), backend, precision, bounds, template, rows, error_handling, ftol, xtol, gtol, max_nfev, vectorized)
     out = _solve_all(problem, rows, tuple(member_data), tuple(shared_data), executor, _check_chunk_size(chunk_size))
     result = _result(out, problem, stacked, spec)
     result.pcov = _covariances(out["jac"], 2 * out["cost"], valid.sum(axis=1), absolute_sigma)
@@ -714,7 +775,7 @@ def _curve_starts(p0: Any, count: int) -> tuple[ParamSpec, ParamSpec, np.ndarray
 
 def _covariances(jac: np.ndarray, chi2: np.ndarray, points: np.ndarray, absolute_sigma: bool) -> np.ndarray:
     """scipy's curve_fit covariance per member: (JᵀJ)⁺ by SVD, times chi2/(m_b − n)."""
-    count, m, n = jac.shape
+    _, m, n = jac.shape
     finite = np.isfinite(jac).all(axis=(1, 2))
     safe = np.where(finite[:, None, None], jac, 0.0)
     _, s, vt = np.linalg.svd(safe, full_matrices=False)
