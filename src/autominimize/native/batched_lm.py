@@ -21,7 +21,7 @@ budget of evaluations. The status codes are scipy's.
 
 Every update is masked with ``where``, so a member that has stopped never changes and a
 member's arithmetic never depends on its batch-mates. :meth:`BatchedLM.run` drops stopped
-members between steps (on JAX to power-of-two sizes, so that few shapes are compiled), so a
+members between steps (on JAX to power-of-four sizes, so that few shapes are compiled), so a
 converged member costs no further evaluations.
 """
 
@@ -139,7 +139,7 @@ class BatchedLM:
             target = _bucket(count) if jit else count
             if target < size:
                 # the stopped members go to the host; the running ones go on (on JAX padded to a
-                # power of two by repeats of a running member, dropped at the end)
+                # power of four by repeats of a running member, dropped at the end)
                 host = LMState(*(_to_host(v) for v in state))
                 stopped = np.flatnonzero(~running & (index >= 0))
                 finished.append(LMState(*(v[stopped] for v in host)))
@@ -156,10 +156,17 @@ class BatchedLM:
 
 
 def _bucket(count: int) -> int:
-    """The compiled size for ``count`` running members on JAX: a power of two, at least 64."""
+    """The compiled size for ``count`` running members on JAX: a power of four, at least 64.
+
+    Each size is one compilation of the step (seconds on CPU); powers of four keep a batch of
+    10 000 to five sizes, at the price of at most 4× padding rows once few members run.
+    """
     if count == 0:
         return 0
-    return max(64, 1 << (count - 1).bit_length())
+    size = 64
+    while size < count:
+        size *= 4
+    return size
 
 
 def _to_host(x: Any) -> np.ndarray:
@@ -252,6 +259,30 @@ def _finite_rows(xp: Any, r: Any, J: Any) -> Any:
     return xp.logical_and(xp.all(xp.isfinite(r), axis=-1), xp.all(xp.isfinite(J), axis=(-2, -1)))
 
 
+_UNROLLED = 8  # up to this n, an unrolled Cholesky: XLA compiles jnp.linalg.solve's batched LU in ~1 s
+
+
+def _solve_spd(xp: Any, M: Any, b: Any) -> Any:
+    """Row-wise M⁻¹b for symmetric positive definite (B, n, n) M (Cholesky, unrolled for small n)."""
+    n = M.shape[-1]
+    if n > _UNROLLED:
+        return xp.linalg.solve(M, b[..., None])[..., 0]
+    L: dict[tuple[int, int], Any] = {}
+    for j in range(n):
+        pivot = M[:, j, j] - sum((L[j, k] ** 2 for k in range(j)), xp.zeros_like(b[:, 0]))
+        # exact arithmetic keeps pivot ≥ μ·d_j > 0; rounding at tiny μ may not
+        L[j, j] = xp.sqrt(xp.maximum(pivot, 1e-300 + 1e-15 * M[:, j, j]))
+        for i in range(j + 1, n):
+            L[i, j] = (M[:, i, j] - sum((L[i, k] * L[j, k] for k in range(j)), xp.zeros_like(b[:, 0]))) / L[j, j]
+    z: list[Any] = []
+    for i in range(n):
+        z.append((b[:, i] - sum((L[i, k] * z[k] for k in range(i)), xp.zeros_like(b[:, 0]))) / L[i, i])
+    h: list[Any] = [None] * n
+    for i in reversed(range(n)):
+        h[i] = (z[i] - sum((L[k, i] * h[k] for k in range(i + 1, n)), xp.zeros_like(b[:, 0]))) / L[i, i]
+    return xp.stack(h, axis=-1)
+
+
 def _init(xp: Any, algo: BatchedLM, evaluate: Callable, x: Any, box: tuple | None, *data: Any) -> LMState:
     r, J = evaluate(x, *data)
     finite = _finite_rows(xp, r, J)
@@ -281,7 +312,7 @@ def _step(xp: Any, algo: BatchedLM, evaluate: Callable, s: LMState, box: tuple |
     both = xp.logical_and(free[:, :, None], free[:, None, :])
     system = xp.where(both, A + (s.mu[:, None] * s.scale)[:, :, None] * eye, eye)
     rhs = xp.where(free, -s.g, xp.zeros_like(s.g))
-    h = xp.linalg.solve(system, rhs[..., None])[..., 0]
+    h = _solve_spd(xp, system, rhs)
     x_new = _project(xp, s.x + h, box)
     h = x_new - s.x
     predicted = -(xp.sum(h * s.g, axis=-1) + 0.5 * xp.sum(h * xp.matmul(A, h[..., None])[..., 0], axis=-1))
