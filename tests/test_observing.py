@@ -244,18 +244,19 @@ _SLOW_RUN = textwrap.dedent(
 def test_a_log_without_history_lets_go_of_the_rows_it_has_written(tmp_path):
     from autominimize.history import History
     from autominimize.log import RunLog
+    from autominimize.params import ParamSpec
     from autominimize.problem import Counters
 
     journal = History(keep_points=False)
     log = RunLog(am.SQLiteLog(tmp_path / "own.sqlite"), journal, owns_journal=True)
-    log.start_run(method="bfgs", backend="numpy", precision="float64", n=2, options={}, structure=np.zeros(2))
+    log.start_run(method="bfgs", backend="numpy", precision="float64", options={}, spec=ParamSpec.from_tree(np.zeros(2)))
     counters = Counters()
     for k, f in enumerate([3.0, 1.0, 2.0]):
         counters.nfev = counters.njev = k + 1
         x = np.full(2, f)
         journal.add_evaluation("value_and_gradient", x, f, f)
         journal.add_iteration(k + 1, x, f, f, counters.nfev, counters.njev)
-    log._file.write([log])  # what the writer thread does every commit_interval
+    assert log._file.attempt([log]) is None  # what the writer thread does every commit_interval
     assert journal._evaluation_rows == [] and journal._iteration_rows == []
     journal.add_evaluation("value", np.zeros(2), 0.5, np.nan)
     log.finish(status=0, success=True, message="done", best_f=0.5, best_x=np.zeros(2))

@@ -360,6 +360,8 @@ def minimize(
     result = _finish(result, objective, spec, backend_name, dtype, constraint_functions)
     if sinks.history is not None:
         result.history = sinks.history
+    if sinks.log is not None:
+        result.log_error = sinks.log_error
     return result
 
 

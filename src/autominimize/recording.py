@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .history import History, LossCallback
-from .log import RunLog, SQLiteLog, read_log
+from .log import RunLog, SQLiteLog, resume_point
 from .params import ParamSpec
 from .problem import Objective
 from .progress import ProgressBar
@@ -31,6 +31,7 @@ class Sinks:
 
     def __init__(self, journal: History | None, history: History | None, log: RunLog | None, bar: Any):
         self.journal, self.history, self.log, self.bar = journal, history, log, bar
+        self.log_error: str | None = None  # why the log could not be written in full
 
     def start(
         self, spec: ParamSpec, x0: np.ndarray, *, method: str, backend: str, precision: str, tol: Any,
@@ -41,9 +42,8 @@ class Sinks:
             self.history.leaves = [(leaf.path, a, b) for leaf, a, b in zip(spec.leaves, spec.offsets, spec.offsets[1:])]
         if self.log is not None:
             self.log.start_run(
-                method=method, backend=backend, precision=precision, n=spec.size,
+                method=method, backend=backend, precision=precision, spec=spec,
                 options={"tol": tol, "options": options, "bounds": has_bounds, "constraints": has_constraints},
-                structure=spec.unflatten(x0),
             )
 
     def close(self, *, status: Any, success: bool, message: str, objective: Objective | None) -> None:
@@ -52,7 +52,7 @@ class Sinks:
         if self.log is not None:
             best_f = objective.best_f if objective is not None else np.inf
             best_x = objective.best_x if objective is not None else None
-            self.log.finish(status=status, success=success, message=message, best_f=best_f, best_x=best_x)
+            self.log_error = self.log.finish(status=status, success=success, message=message, best_f=best_f, best_x=best_x)
 
 
 def recorders(history: bool, log: Any, progress: bool, loss_callback: Callable | None, name: str, options: dict | None) -> tuple[list, Sinks]:
@@ -73,14 +73,3 @@ def recorders(history: bool, log: Any, progress: bool, loss_callback: Callable |
     if loss_callback is not None:
         observers.append(LossCallback(loss_callback))
     return observers, Sinks(recorded, recorded if history else None, sqlite_log, bar)
-
-
-def resume_point(path: Any, spec: ParamSpec) -> np.ndarray:
-    logged = read_log(path)
-    if logged.best_x is None:
-        raise ValueError(f"resume={os.fspath(path)!r}: its last run (run {logged.run_id}) recorded no point to resume from.")
-    if logged.best_x.size != spec.size:
-        raise ValueError(
-            f"resume={os.fspath(path)!r}: its last run has {logged.best_x.size} parameters but x0 has {spec.size}."
-        )
-    return logged.best_x.copy()

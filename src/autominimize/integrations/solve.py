@@ -155,6 +155,8 @@ def solve(
     sinks.close(status=result.get("status"), success=result.get("success", False), message=result.get("message", ""), objective=objective)
     if sinks.history is not None:
         result.history = sinks.history
+    if sinks.log is not None:
+        result.log_error = sinks.log_error
     x = np.array(result.x, dtype=np.float64).reshape(-1)
     result.x = x
     jac = result.get("jac")
