@@ -20,6 +20,8 @@ def test_blas_runs_one_thread_during_a_solve_and_gets_its_threads_back():
         am.minimize(lambda x: ((x - 1.0) ** 2).sum(), np.zeros(3), method="BFGS", backend="numpy",
                     jac=lambda x: 2 * (x - 1.0), callback=lambda x: seen.append(_blas_threads()))
         after = _blas_threads()
-    assert before and set(before) == {2}
+    # another BLAS loaded in the process (IPOPT's bundled OpenBLAS is built for one thread)
+    # may stay below the limit asked for: each library gets its own setting back
+    assert before and 2 in before and max(before) == 2
     assert seen and all(set(threads) == {1} for threads in seen)
-    assert after and set(after) == {2}
+    assert after == before
