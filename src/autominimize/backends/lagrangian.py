@@ -16,7 +16,8 @@ passes, and the full Hessian of ``L`` holds both as blocks.
 from __future__ import annotations
 
 import weakref
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -130,7 +131,7 @@ class Lagrangian:
         return np.array(h_rows).reshape(len(seeds), self.n), np.array(j_rows).reshape(len(seeds), self.m)
 
 
-_lagrangians: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+_lagrangians: weakref.WeakKeyDictionary[Any, dict] = weakref.WeakKeyDictionary()
 
 
 def lagrangian_for(objective_functions: Any, constraint_functions: Sequence[Any], m: int, dtype: str) -> Lagrangian:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["SparsePattern", "pattern_from_user", "detect_pattern", "color_columns"]
+__all__ = ["SparsePattern", "color_columns", "detect_pattern", "pattern_from_user"]
 
 
 @dataclass
@@ -133,7 +133,7 @@ def _coordinates(pattern: Any, shape: tuple[int, int], name: str) -> tuple[np.nd
     return np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
 
 
-def pattern_from_user(jac_sparsity: Any, hess_sparsity: Any, n: int, m: int, detected: "SparsePattern | None" = None) -> SparsePattern:
+def pattern_from_user(jac_sparsity: Any, hess_sparsity: Any, n: int, m: int, detected: SparsePattern | None = None) -> SparsePattern:
     """A pattern from the caller's arrays; an argument left None is taken from ``detected``."""
     start = time.perf_counter()
     if jac_sparsity is not None:

@@ -21,11 +21,12 @@ from __future__ import annotations
 import statistics
 import time
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-__all__ = ["run_ipopt_bench", "format_ipopt_bench", "pendulum"]
+__all__ = ["format_ipopt_bench", "pendulum", "run_ipopt_bench"]
 
 IPOPT_SETTINGS = {"tol": 1e-8, "mu_strategy": "adaptive"}
 
@@ -129,14 +130,14 @@ def _banded_rows(repeats: int) -> list[dict]:
     for n in (1000, 10_000):
         fit, dynamics = _jax_problem(n)
 
-        def ours():
+        def ours(fit=fit, dynamics=dynamics, n=n):
             return am.minimize(fit, np.zeros(n), method="ipopt", constraints=dynamics, backend="jax", options=dict(IPOPT_SETTINGS))
 
         start = time.perf_counter()
         first = ours()
         first_time = time.perf_counter() - start
         elapsed, res = _median(ours, repeats)
-        hand_time, (hand_f, hand_status) = _median(lambda: _hand_solve(n), repeats)
+        hand_time, (hand_f, hand_status) = _median(lambda n=n: _hand_solve(n), repeats)
         rows.append({
             "part": "banded", "n": n, "contender": "am ipopt (JAX, automatic sparse)", "time_s": elapsed,
             "first_s": first_time, "setup_s": first.sparsity["setup_seconds"], "f": res.fun, "nit": res.nit,
@@ -217,7 +218,7 @@ def _hs_rows() -> list[dict]:
 
     rows = []
     with jax.enable_x64(True):
-        for number, problem in hs.PROBLEMS.items():
+        for problem in hs.PROBLEMS.values():
             ours = am.minimize(problem.f, problem.x0, method="ipopt", bounds=problem.bounds, constraints=problem.constraints(), backend="jax")
             theirs = _dense_cyipopt(problem)
             scale = max(1.0, abs(problem.fstar))

@@ -17,8 +17,9 @@ raised again for the entry point to return the best point.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import scipy.optimize as so
@@ -29,7 +30,7 @@ from ..backends.sparsity import SparsePattern, detect_pattern, pattern_from_user
 from ..problem import Objective
 from .blas_threads import single_blas_thread
 
-__all__ = ["run_ipopt", "IPOPT_OPTIONS", "AUTO_SPARSE_MIN_SIZE", "AUTO_SPARSE_MAX_DENSITY"]
+__all__ = ["AUTO_SPARSE_MAX_DENSITY", "AUTO_SPARSE_MIN_SIZE", "IPOPT_OPTIONS", "run_ipopt"]
 
 #: autominimize's own keys in ``options`` for method='ipopt'; every other key goes to IPOPT
 IPOPT_OPTIONS = ("warm_start", "sparse", "jac_sparsity", "hess_sparsity")
@@ -293,7 +294,7 @@ def _problem_class() -> type:
                     return function(*arguments)
                 except KeyboardInterrupt:
                     self.interrupted = True
-                except BaseException as exc:  # IPOPT would lose it (the Hessian's) or retry past it
+                except BaseException as exc:  # noqa: BLE001 - IPOPT would lose it (the Hessian's) or retry past it
                     self.failure = exc
             raise cyipopt.CyIpoptEvaluationError
 
@@ -337,7 +338,7 @@ def _problem_class() -> type:
             except KeyboardInterrupt:
                 self.interrupted = True
                 return False
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - raised again after solve returns
                 self.failure = exc
                 return False
             return True

@@ -18,14 +18,15 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from .mgh import namespace
 
-__all__ = ["Problem", "PROBLEMS", "get"]
+__all__ = ["PROBLEMS", "Problem", "get"]
 
 
 @dataclass(frozen=True)
