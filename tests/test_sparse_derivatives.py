@@ -151,3 +151,33 @@ def test_compressed_values_equal_the_hand_built_derivatives():
     got_hess = sp.coo_matrix((pattern.hessian_values(hess_c), (pattern.hess_rows, pattern.hess_cols)), shape=(n, n)).toarray()
     np.testing.assert_allclose(got_jac, expected_jac, atol=1e-12)
     np.testing.assert_allclose(got_hess, expected_hess, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_trust_constr_sparse_jacobians_and_hessian_products(backend):
+    pytest.importorskip(backend)
+    if backend == "jax":
+        pytest.importorskip("asdex")
+    n = 120
+    f, constraint = _banded(n, backend)
+    sparse = am.minimize(f, np.zeros(n), method="trust-constr", constraints=constraint, backend=backend, options={"sparse": True})
+    dense = am.minimize(f, np.zeros(n), method="trust-constr", constraints=constraint, backend=backend, options={"sparse": False})
+    assert sparse.sparsity["source"] == ("asdex" if backend == "jax" else "probed")
+    assert sparse.sparsity["jacobian_nnz"] == 3 * (n - 2) and sparse.sparsity["passes"] == 3
+    assert sparse.nhev == 0 and sparse.nhvp > 0  # no (n, n) matrix: Hessian-vector products only
+    assert "sparsity" not in dense and dense.nhev > 0
+    assert abs(sparse.fun - dense.fun) < 1e-8
+    counts = sparse.constraint_evaluations[0]
+    assert counts["njev"] >= 1 and counts["nhev"] >= 1
+
+
+def test_trust_constr_user_pattern_and_errors():
+    n = 60
+    f, constraint = _banded(n, "torch")
+    jac, hess = _tridiagonal_patterns(n)
+    res = am.minimize(f, np.zeros(n), method="trust-constr", constraints=constraint, backend="torch", options={"jac_sparsity": jac})
+    assert res.sparsity["source"] == "user" and res.sparsity["passes"] == 3
+    with pytest.raises(ValueError, match="hess_sparsity.*ipopt"):
+        am.minimize(f, np.zeros(n), method="trust-constr", constraints=constraint, backend="torch", options={"hess_sparsity": hess})
+    with pytest.raises(ValueError, match="nonlinear constraints"):
+        am.minimize(f, np.zeros(n), method="trust-constr", backend="torch", options={"sparse": True})

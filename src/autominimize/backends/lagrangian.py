@@ -36,12 +36,14 @@ def backend_name_of(functions: Any) -> str | None:
 
 
 def supports_exact_lagrangian(objective_functions: Any, constraint_functions: Sequence[Any]) -> bool:
-    """Whether the objective and every constraint are compiled framework functions of x."""
-    name = backend_name_of(objective_functions)
+    """Whether the objective (None: none) and every constraint are compiled framework
+    functions of x, of one backend."""
+    first = objective_functions if objective_functions is not None else (constraint_functions or [None])[0]
+    name = backend_name_of(first)
     if name is None:
         return False
     scalar, vector = _FLAT_FUNCTIONS[name]
-    return hasattr(objective_functions, scalar) and all(
+    return (objective_functions is None or hasattr(objective_functions, scalar)) and all(
         backend_name_of(c) == name and hasattr(c, vector) for c in constraint_functions
     )
 
@@ -55,7 +57,8 @@ def _weighted_sum(kind: str, weights: Any, values: Any) -> Any:
 
 
 class Lagrangian:
-    """``L(z) = σ f(x) + λ · c(x)`` compiled by the objective's backend.
+    """``L(z) = σ f(x) + λ · c(x)`` compiled by the objective's backend (without an objective,
+    ``objective_functions=None``: ``λ · c(x)``, whose passes give J and Σ λᵢ∇²cᵢ).
 
     Attributes
     ----------
@@ -70,18 +73,18 @@ class Lagrangian:
     def __init__(self, objective_functions: Any, constraint_functions: Sequence[Any], m: int, dtype: str) -> None:
         from . import get_backend
 
-        self.backend = backend_name_of(objective_functions)
-        self.n = int(objective_functions.n)
+        first = objective_functions if objective_functions is not None else constraint_functions[0]
+        self.backend = backend_name_of(first)
+        self.n = int(first.n)
         self.m = int(m)
         scalar_name, vector_name = _FLAT_FUNCTIONS[self.backend]
-        scalar = getattr(objective_functions, scalar_name)
+        scalar = getattr(objective_functions, scalar_name) if objective_functions is not None else None
         vectors = [getattr(c, vector_name) for c in constraint_functions]
         kind = self.backend
-        n = self.n
 
         def lagrangian(params: tuple) -> Any:
             x, w = params
-            total = w[0] * scalar(x)
+            total = w[0] * scalar(x) if scalar is not None else 0.0 * w[0]
             start = 1
             for vector in vectors:
                 values = vector(x)
@@ -90,12 +93,12 @@ class Lagrangian:
                 start += size
             return total
 
-        self.spec = ParamSpec.from_tree((np.zeros(n), np.zeros(1 + self.m)))
+        self.spec = ParamSpec.from_tree((np.zeros(self.n), np.zeros(1 + self.m)))
         #: sparsity patterns found for these functions, kept for a later solve
         self.patterns: dict[str, Any] = {}
         backend = get_backend(self.backend)
         if self.backend == "torch":
-            self.functions = backend.compile_scalar(lagrangian, self.spec, dtype, device=objective_functions.device)
+            self.functions = backend.compile_scalar(lagrangian, self.spec, dtype, device=first.device)
         else:
             self.functions = backend.compile_scalar(lagrangian, self.spec, dtype)
 
@@ -137,8 +140,9 @@ _lagrangians: weakref.WeakKeyDictionary[Any, dict] = weakref.WeakKeyDictionary()
 def lagrangian_for(objective_functions: Any, constraint_functions: Sequence[Any], m: int, dtype: str) -> Lagrangian:
     """The Lagrangian of these compiled functions, built once and reused by a later solve of
     the same functions (the compile cache hands out the same compiled objects again)."""
-    per_objective = _lagrangians.setdefault(objective_functions, {})
-    key = (tuple(id(c) for c in constraint_functions), m, dtype)
+    owner = objective_functions if objective_functions is not None else constraint_functions[0]
+    per_objective = _lagrangians.setdefault(owner, {})
+    key = (objective_functions is None, tuple(id(c) for c in constraint_functions), m, dtype)
     entry = per_objective.get(key)
     if entry is None:
         entry = per_objective[key] = (Lagrangian(objective_functions, constraint_functions, m, dtype), list(constraint_functions))

@@ -134,19 +134,29 @@ def _coordinates(pattern: Any, shape: tuple[int, int], name: str) -> tuple[np.nd
 
 
 def pattern_from_user(jac_sparsity: Any, hess_sparsity: Any, n: int, m: int, detected: SparsePattern | None = None) -> SparsePattern:
-    """A pattern from the caller's arrays; an argument left None is taken from ``detected``."""
+    """A pattern from the caller's arrays; an argument left None is taken from ``detected``
+    (without one: no entries, for a matrix that is not wanted)."""
     start = time.perf_counter()
+    empty = np.zeros(0, dtype=np.int64)
     if jac_sparsity is not None:
         jac_rows, jac_cols = _coordinates(jac_sparsity, (m, n), "jac_sparsity")
     else:
-        jac_rows, jac_cols = detected.jac_rows, detected.jac_cols
+        jac_rows, jac_cols = (detected.jac_rows, detected.jac_cols) if detected is not None else (empty, empty)
     if hess_sparsity is not None:
         hess_rows, hess_cols = _coordinates(hess_sparsity, (n, n), "hess_sparsity")
     else:
-        hess_rows, hess_cols = detected.hess_rows, detected.hess_cols
+        hess_rows, hess_cols = (detected.hess_rows, detected.hess_cols) if detected is not None else (empty, empty)
     pattern = SparsePattern(n, m, jac_rows, jac_cols, hess_rows, hess_cols, "user")
     pattern.seconds = time.perf_counter() - start + (detected.seconds if detected is not None else 0.0)
     return pattern
+
+
+def jacobian_only(pattern: SparsePattern) -> SparsePattern:
+    """The same Jacobian pattern without the Hessian's: fewer colours when only J is wanted."""
+    empty = np.zeros(0, dtype=np.int64)
+    only = SparsePattern(pattern.n, pattern.m, pattern.jac_rows, pattern.jac_cols, empty, empty, pattern.source)
+    only.seconds, only.cached = pattern.seconds, pattern.cached
+    return only
 
 
 def detect_pattern(lagrangian: Any, x0: np.ndarray, bounds: tuple[np.ndarray, np.ndarray] | None, seed: int = 0) -> SparsePattern:

@@ -104,6 +104,13 @@ def run_minimize(
         from .ipopt import run_ipopt
 
         return run_ipopt(objective, x0, second_order=second_order, bounds=bounds, constraints=constraints, tol=tol, callback=callback, options=options)
+    sparsity = None
+    if method == "trust-constr":
+        from .sparse_trust_constr import sparse_constraints
+
+        constraints, options, sparsity = sparse_constraints(objective, x0, bounds, constraints, options, second_order)
+        if sparsity is not None:
+            second_order = "hessp"  # the objective's Hessian as products too: no (n, n) matrix
     kwargs: dict[str, Any] = {"method": method, "tol": tol, "callback": callback, "options": options}
     if info.gradient is None:
         fun = objective.value
@@ -129,7 +136,10 @@ def run_minimize(
         warnings.filterwarnings("error", message=r"Method .* cannot handle")
         warnings.filterwarnings("error", message=r"Unknown solver options")
         try:
-            return objective.settle(so.minimize(fun, x0, **kwargs), x0)
+            result = objective.settle(so.minimize(fun, x0, **kwargs), x0)
+            if sparsity is not None:
+                result.sparsity = sparsity.summary()
+            return result
         except StopIteration:
             # TNC lets a callback's StopIteration escape; end the solve at the best point.
             x = objective.best_x if objective.best_x is not None else x0
