@@ -23,7 +23,7 @@ from . import numdiff
 from ._setup import backend_from_leaves, clip_start, compile_functions, resolve_precision
 from .bounds import normalize_bounds
 from .backends.common import flatten_output
-from .calling import make_caller, resolve_unpack, unpack_for, vector_x0
+from .calling import make_caller, resolve_unpack
 from .drivers.blas_threads import single_blas_thread
 from .params import ParamSpec, leaf_kind, leaf_to_numpy
 from .errors import attach_point
@@ -380,11 +380,10 @@ def _build_problem(
         fun = functools.partial(fun, **kwargs) if fun is not None else None
         fun_and_jac = functools.partial(fun_and_jac, **kwargs) if fun_and_jac is not None else None
     dtype, _ = resolve_precision(precision)
-    base = fun if fun is not None else fun_and_jac
-    requested_unpack, unpack = unpack, resolve_unpack(base, x0, unpack, len(args))
-    x0 = vector_x0(x0, requested_unpack, unpack)
     spec = ParamSpec.from_tree(x0, precision=dtype)
     x0_flat = spec.flatten(x0)
+    base = fun if fun is not None else fun_and_jac
+    unpack = resolve_unpack(base, x0, unpack, len(args))
     call = make_caller(base, unpack, args, x0)
     if fun is None:  # only fun_and_jac: its first output is the residuals
         call_residuals = lambda params: call(params)[0]  # noqa: E731
@@ -414,7 +413,7 @@ def _build_problem(
     evaluator = numdiff_evaluator(backend_name, numerical, workers, executor, check_error_handling(error_handling))
 
     def framework_flat(function: Callable) -> Callable[[np.ndarray], Any]:
-        user = make_caller(function, unpack_for(function, x0, requested_unpack, unpack, len(args)), args, x0)
+        user = make_caller(function, unpack, args, x0)
         return lambda x: user(_backends.framework_params(backend_name, spec, x))
 
     compile_key = fun if fun is not None else fun_and_jac
@@ -572,7 +571,7 @@ def least_squares(
     )
     if method == "lm" and flat_bounds is not None:
         raise ValueError("method='lm' does not handle bounds; use method='trf' or 'dogbox'.")
-    if method == "lm" and callback is not None:
+    if method == "lm" and callback is not None and not isinstance(callback, IterationReport):
         raise ValueError("method='lm' does not call a callback (scipy would ignore it); use 'trf' or 'dogbox'.")
     options: dict[str, Any] = dict(
         method=method, ftol=ftol, xtol=xtol, gtol=gtol, loss=loss, f_scale=f_scale, tr_solver=tr_solver,
@@ -588,13 +587,47 @@ def least_squares(
         problem.scheme = None
     else:
         options["jac"] = problem.jacobian
-    if callback is not None:
+    if isinstance(callback, IterationReport):
+        scipy_callback = callback.scipy_callback(problem, spec, x0_flat, backend_name, dtype)
+        if method != "lm":
+            options["callback"] = scipy_callback
+    elif callback is not None:
         options["callback"] = _wrap_callback(callback, spec)
     with backend_obj.solve_context(dtype), evaluator:
         problem.value(x0_flat)  # fail before scipy starts, with the point attached
         with single_blas_thread():
             result = so.least_squares(problem.value_uncached if jac_sparsity is not None else problem.value, x0_flat, **options)
     return _finish(result, problem, spec, backend_name, dtype)
+
+
+class IterationReport:
+    """A callback on the flat problem, for ``am.minimize``'s least-squares family.
+
+    ``start(spec, x0, backend, precision)`` once the problem is built;
+    ``report(nit, x, f, g, counts)`` after each iteration, where ``f`` is the cost
+    ``0.5 * r @ r``, ``g`` its gradient ``J.T @ r`` when the Jacobian at x is known (None
+    otherwise) and ``counts`` the problem's evaluation counts; then the user's ``callback``
+    as ``am.least_squares`` calls it. 'lm' calls no callback: it is only started.
+    """
+
+    def __init__(self, start: Callable, report: Callable, callback: Callable | None = None) -> None:
+        self.start, self.report, self.callback = start, report, callback
+
+    def scipy_callback(self, problem: ResidualProblem, spec: ParamSpec, x0: np.ndarray, backend: str, precision: str) -> Callable:
+        self.start(spec, x0, backend, precision)
+        user = None if self.callback is None else _wrap_callback(self.callback, spec)
+
+        def callback(intermediate_result: so.OptimizeResult) -> None:
+            x = np.asarray(intermediate_result.x, dtype=np.float64).reshape(-1)
+            key = x.tobytes()
+            known = problem._jac is not None and problem._jac[0] == key and problem._r is not None and problem._r[0] == key
+            g = problem._jac[1].T @ problem._r[1] if known else None
+            counts = {"nfev": problem.nfev, "njev": problem.njev, "nhev": 0, "nhvp": 0}
+            self.report(int(intermediate_result.nit), x, float(intermediate_result.cost), g, counts)
+            if user is not None:
+                user(intermediate_result)
+
+        return callback
 
 
 def _wrap_callback(callback: Callable, spec: ParamSpec) -> Callable:

@@ -11,17 +11,18 @@ import numpy as np
 import scipy.optimize as so
 
 from . import backends as _backends
-from ._least_squares import LEAST_SQUARES_METHODS, configure_numdiff, is_residual_function, minimize_least_squares, numdiff_evaluator, residual_scalar_functions
+from ._least_squares import LEAST_SQUARES_METHODS, configure_numdiff, is_residual_function, numdiff_evaluator, residual_scalar_functions
+from ._minimize_families import Recording, minimize_least_squares_recorded, minimize_native_recorded
 from .bounds import normalize_bounds
-from .calling import CallerFactory, resolve_unpack, vector_x0
+from .calling import make_caller, resolve_unpack
 from ._setup import PRECISIONS, backend_from_leaves, clip_start, compile_functions, resolve_precision
 from .constraints import normalize_constraints
 from .drivers.methods import CUSTOM_METHOD, METHODS, check_supports, method_name, second_order_for
-from .drivers.native import minimize_native
 from .drivers.scipy_local import run_minimize, wrap_callback
 from .native import is_native_method
 from .params import ParamSpec
 from .problem import Objective, check_error_handling
+from .interrupts import attach_best, in_nested_solve
 from .recording import recorders, resume_point
 
 __all__ = ["minimize", "PRECISIONS", "HVP_TYPES"]
@@ -184,13 +185,18 @@ def minimize(
     """
     check_error_handling(error_handling)
     _check_plain_arguments(tol, options, {"callback": callback, "step_callback": step_callback, "loss_callback": loss_callback})
+    recording = Recording(
+        history=history, log=log, resume=resume, progress=progress, callback=callback, step_callback=step_callback,
+        loss_callback=loss_callback, observers=observers,
+    )
     if isinstance(method, str) and is_native_method(method):
         if error_handling != "raise":
             raise ValueError(f"error_handling={error_handling!r} is for scipy's methods; method={method!r} (native) always raises.")
         if hess is not None or hessp is not None or constraints:
             raise ValueError(f"method={method!r} computes its own curvature and takes no constraints; hess, hessp and constraints are for scipy's methods.")
-        return minimize_native(
-            fun, x0, args, method, jac=jac, bounds=bounds, tol=tol, callback=callback, options=options,
+        _refuse_unused({"fun_and_jac": fun_and_jac, "workers": workers, "executor": executor}, method)
+        return minimize_native_recorded(
+            fun, x0, args, method, recording, jac=jac, bounds=bounds, tol=tol, options=options,
             backend=backend, precision=precision, unpack=unpack, torch_device=torch_device,
             data=data, epochs=epochs, batch=batch,
         )
@@ -202,9 +208,9 @@ def minimize(
     if isinstance(method, str) and method.lower() in LEAST_SQUARES_METHODS:
         if hess is not None or hessp is not None or constraints:
             raise ValueError(f"method={method!r} is a least-squares method: it takes no hess, hessp or constraints.")
-        return minimize_least_squares(
-            fun, x0, args, method.lower(), jac=jac, fun_and_jac=fun_and_jac, bounds=bounds, tol=tol,
-            callback=callback, options=options, backend=backend, precision=precision, unpack=unpack,
+        return minimize_least_squares_recorded(
+            fun, x0, args, method.lower(), recording, jac=jac, fun_and_jac=fun_and_jac, bounds=bounds, tol=tol,
+            options=options, backend=backend, precision=precision, unpack=unpack,
             torch_device=torch_device, workers=workers, executor=executor, error_handling=error_handling,
         )
     residual = is_residual_function(fun)
@@ -220,14 +226,12 @@ def minimize(
     if not isinstance(args, tuple):
         args = (args,)
     dtype, precision_explicit = resolve_precision(precision)
-    requested_unpack, unpack = unpack, resolve_unpack(fun, x0, unpack, len(args))
-    x0 = vector_x0(x0, requested_unpack, unpack)
-    callers = CallerFactory(x0, requested_unpack, unpack)  # each user function gets its own calling rule
     spec = ParamSpec.from_tree(x0, precision=dtype)
     x0_flat = spec.flatten(x0)
+    unpack = resolve_unpack(fun, x0, unpack, len(args))
 
     def caller(function: Callable, extra: tuple) -> Callable:
-        return callers(function, extra)
+        return make_caller(function, unpack, extra, x0)
 
     call = caller(fun, args)
     flat_bounds = normalize_bounds(bounds, spec, x0)
@@ -341,9 +345,14 @@ def minimize(
                 callback=wrap_callback(callback, spec, info, name, objective, step_callback),
                 options=options,
             )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if objective is None:
             sinks.close(status=-1, success=False, message="Interrupted before the first evaluation.", objective=None)
+            raise
+        if in_nested_solve():  # the outer run ends too
+            if objective.best_x is not None:
+                attach_best(exc, spec.restore(objective.best_x), objective.best_f)
+            sinks.close(status=-1, success=False, message="Interrupted by KeyboardInterrupt (Ctrl-C).", objective=objective)
             raise
         constraint_functions = []
         result = so.OptimizeResult(
@@ -360,9 +369,14 @@ def minimize(
     result = _finish(result, objective, spec, backend_name, dtype, constraint_functions)
     if sinks.history is not None:
         result.history = sinks.history
-    if sinks.log is not None:
-        result.log_error = sinks.log_error
     return result
+
+
+def _refuse_unused(given: dict, method: str) -> None:
+    """Arguments a method family does not use: an error rather than silence."""
+    unused = [name for name, value in given.items() if value is not None]
+    if unused:
+        raise ValueError(f"method={method!r} does not use {', '.join(unused)}; they are for scipy's methods.")
 
 
 def _check_plain_arguments(tol: Any, options: Any, callbacks: dict) -> None:
@@ -418,8 +432,20 @@ def _flatten_hessian(value: Any, spec: ParamSpec) -> np.ndarray:
 
 
 def _first_evaluation(objective: Objective, info, x0: np.ndarray) -> None:
-    """Evaluate at x0 the way the method will, so a failure shows before scipy starts."""
-    objective.start(x0, with_gradient=info.gradient == "fused" or (objective.error_handling == "continue" and objective.differentiable))
+    """Evaluate at x0 the way the method will, so a failure shows before scipy starts.
+
+    x0 must evaluate whatever the error policy: there is no earlier point to back off to.
+    """
+    policy, objective.error_handling = objective.error_handling, "raise"
+    try:
+        f = objective.value_and_grad(x0)[0] if info.gradient == "fused" else objective.value(x0)
+    finally:
+        objective.error_handling = policy
+    if policy == "continue" and not np.isfinite(f):
+        raise ValueError(
+            f"fun is {f} at x0; error_handling='continue' needs a finite value at x0 to back off "
+            "to. Start from a point where fun is finite."
+        )
 
 
 def _finish(result: so.OptimizeResult, objective: Objective, spec: ParamSpec, backend: str, dtype: str, constraint_functions) -> so.OptimizeResult:

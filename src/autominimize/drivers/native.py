@@ -19,6 +19,7 @@ import scipy.optimize as so
 
 from .. import backends as _backends
 from .._setup import cached, clip_start, compile_key, resolve_precision
+from ..interrupts import in_nested_solve
 from ..bounds import normalize_bounds
 from ..calling import make_caller, resolve_unpack
 from ..native import ALGORITHMS, native_method_name
@@ -274,7 +275,7 @@ class NativeRun:
         )
 
     def _restore(self, flat: Any) -> Any:
-        return self.spec.restore(_to_numpy(flat))
+        return self.spec.restore(to_host(flat))
 
     def _call_back(self, snapshot: IterationState) -> bool:
         intermediate = so.OptimizeResult(x=snapshot.x, fun=snapshot.fun, nit=snapshot.nit)
@@ -317,20 +318,40 @@ class NativeRun:
         return result
 
 
+#: ``report(nit, x, f, g, counts)`` after each step: flat float64 NumPy x and g (None without one)
+StepReport = Callable[[int, np.ndarray, float, "np.ndarray | None", dict], None]
+
+
 def minimize_native(
     fun: Callable, x0: Any, args: tuple = (), method: str = "lbfgs-native", *, batch: bool = False, **kwargs: Any
 ) -> so.OptimizeResult:
     """Run a native method to the end and return scipy's ``OptimizeResult``."""
     if batch:
         return minimize_batched(fun, x0, args, method, **kwargs)
-    run = NativeRun(fun, x0, args, method, **kwargs)
-    while run.advance() is not None:
-        pass
+    return run_to_end(NativeRun(fun, x0, args, method, **kwargs))
+
+
+def run_to_end(run: NativeRun, report: StepReport | None = None) -> so.OptimizeResult:
+    """Advance ``run`` until it stops; ``report`` is told of every step (on host copies of x and g).
+
+    A KeyboardInterrupt (Ctrl-C) ends the run at the last completed step, with
+    ``success=False`` and ``status=-1``.
+    """
+    try:
+        while (state := run.advance()) is not None:
+            if report is not None:
+                g = state.raw.g
+                counts = {"nfev": state.nfev, "njev": state.njev, "nhev": 0, "nhvp": state.nhvp}
+                report(state.nit, to_host(state.raw.x).reshape(-1), state.fun, None if g is None else to_host(g).reshape(-1), counts)
+    except KeyboardInterrupt:
+        if in_nested_solve():  # the outer run ends too
+            raise
+        run.stop = Stop("Interrupted by KeyboardInterrupt (Ctrl-C); x is the last completed step.", False, -1)
     return run.result()
 
 
 # -- batch=True ---------------------------------------------------------------------------
-_BATCH_OPTIONS = ("memory", "c1", "max_line_search", "curvature_eps", "line_search", "gtol", "ftol", "maxiter", "maxfev", "max_time")
+_BATCH_OPTIONS = ("memory", "c1", "c2", "max_line_search", "curvature_eps", "line_search", "gtol", "ftol", "maxiter", "maxfev", "max_time")
 
 
 def minimize_batched(
@@ -365,8 +386,8 @@ def minimize_batched(
     unknown = sorted(set(options) - set(_BATCH_OPTIONS))
     if unknown:
         raise TypeError(f"batch=True has no option {', '.join(map(repr, unknown))}; its options are {', '.join(_BATCH_OPTIONS)}.")
-    if options.pop("line_search", "armijo") != "armijo":
-        raise ValueError("batch=True uses the backtracking Armijo line search (line_search='armijo').")
+    if options.get("line_search", "armijo") not in ("armijo", "wolfe"):
+        raise ValueError("batch=True takes line_search='armijo' (default: each member is the unbatched Armijo solve) or 'wolfe' (strong Wolfe).")
     if tol is not None:
         options.setdefault("gtol", tol)
         options.setdefault("ftol", tol)
@@ -402,13 +423,13 @@ def minimize_batched(
                 "batch=True needs fun free of .item() and of Python branches on values)"
             )
             raise
-        reasons = _to_numpy(state.reason).astype(int)
-        nfev = _to_numpy(state.nfev).astype(int)
+        reasons = to_host(state.reason).astype(int)
+        nfev = to_host(state.nfev).astype(int)
         return so.OptimizeResult(
-            x=_restack(stacked, spec, _to_numpy(state.x)),
-            fun=_to_numpy(state.f),
-            jac=_restack(stacked, spec, _to_numpy(state.g)),
-            nit=_to_numpy(state.nit).astype(int),
+            x=_restack(stacked, spec, to_host(state.x)),
+            fun=to_host(state.f),
+            jac=_restack(stacked, spec, to_host(state.g)),
+            nit=to_host(state.nit).astype(int),
             nfev=nfev,
             njev=nfev.copy(),
             nhev=0,
@@ -479,7 +500,8 @@ def _like(x: Any, values: np.ndarray) -> Any:
     return np.asarray(values, dtype=x.dtype)
 
 
-def _to_numpy(x: Any) -> np.ndarray:
+def to_host(x: Any) -> np.ndarray:
+    """A framework array as float64 NumPy (a host copy)."""
     if hasattr(x, "detach"):
         x = x.detach().cpu()
     return np.asarray(x, dtype=np.float64)

@@ -19,12 +19,13 @@ import scipy.optimize as so
 from .. import backends as _backends
 from .._setup import cached, clip_start, compile_functions, compile_key, resolve_precision
 from ..bounds import BoundsError, _is_number, _is_pair_sequence, normalize_bounds
-from ..calling import make_caller, resolve_unpack, unpack_for
+from ..calling import make_caller, resolve_unpack
 from ..constraints import normalize_constraints
 from ..drivers.methods import CUSTOM_METHOD, METHODS, method_name
 from ..drivers.scipy_local import _callback_style
 from ..params import ParamSpec
 from ..errors import attach_point
+from ..interrupts import attach_best, nested_solves
 from ..problem import Counters, Objective
 
 __all__ = ["GlobalProblem", "LocalSolver", "build_problem", "local_kwargs", "finish", "flat_option"]
@@ -236,7 +237,7 @@ def build_problem(
         middle = np.zeros(spec.size) if flat_bounds is None else _middle(*flat_bounds)
         template = spec.restore(middle)
     dtype, _ = resolve_precision(precision)
-    requested_unpack, unpack = unpack, resolve_unpack(fun, template, unpack, len(args))
+    unpack = resolve_unpack(fun, template, unpack, len(args))
     call = make_caller(fun, unpack, args, template)
     start = spec.flatten(template)
     backend_name = _backends.select_backend(backend, spec, call, start)
@@ -249,7 +250,7 @@ def build_problem(
         box_bounds = None if box is None else so.Bounds(box[0], box[1])
         return minimize(
             fun, spec.restore(x), args=args, bounds=box_bounds, backend=backend_name, precision=dtype,
-            unpack=requested_unpack, torch_device=torch_device, error_handling=error_handling, **kwargs,
+            unpack=unpack, torch_device=torch_device, error_handling=error_handling, **kwargs,
         )
 
     batched_key = compile_key(backend_name, "batched", spec, dtype, unpack, args, device)
@@ -269,12 +270,10 @@ def build_problem(
     def make_constraints(constraints: Any, method: str) -> list:
         def compile_vector(c: Callable, extra: tuple) -> Any:
             extra = extra or args
-            mode = unpack_for(c, template, requested_unpack, unpack, len(extra))
-            return compile_functions(backend_obj, "vector", c, make_caller(c, mode, extra, template), spec, dtype, mode, extra, device)
+            return compile_functions(backend_obj, "vector", c, make_caller(c, unpack, extra, template), spec, dtype, unpack, extra, device)
 
         def make_call(f: Callable, extra: tuple) -> Callable:
-            extra = extra or args
-            user = make_caller(f, unpack_for(f, template, requested_unpack, unpack, len(extra)), extra, template)
+            user = make_caller(f, unpack, extra or args, template)
             return lambda x: user(_backends.framework_params(backend_name, spec, x))
 
         return normalize_constraints(constraints, method, spec, compile_vector, make_call, error_handling)[0]
@@ -456,8 +455,12 @@ def running(problem: GlobalProblem):
     from ..drivers.blas_threads import single_blas_thread
 
     try:
-        with problem.context(), single_blas_thread():
+        with problem.context(), single_blas_thread(), nested_solves():
             yield
+    except KeyboardInterrupt as exc:  # one Ctrl-C ends the local solves and the global run
+        if problem.objective.best_x is not None:
+            attach_best(exc, problem.restore(problem.objective.best_x), problem.objective.best_f)
+        raise
     except Exception as exc:
         cause = exc.__cause__
         unwrap = isinstance(exc, RuntimeError) and getattr(cause, "autominimize_x", None) is not None
