@@ -23,7 +23,7 @@ from . import numdiff
 from ._setup import backend_from_leaves, clip_start, compile_functions, resolve_precision
 from .bounds import normalize_bounds
 from .backends.common import flatten_output
-from .calling import make_caller, resolve_unpack
+from .calling import make_caller, resolve_unpack, unpack_for, vector_x0
 from .drivers.blas_threads import single_blas_thread
 from .params import ParamSpec, leaf_kind, leaf_to_numpy
 from .errors import attach_point
@@ -380,10 +380,11 @@ def _build_problem(
         fun = functools.partial(fun, **kwargs) if fun is not None else None
         fun_and_jac = functools.partial(fun_and_jac, **kwargs) if fun_and_jac is not None else None
     dtype, _ = resolve_precision(precision)
+    base = fun if fun is not None else fun_and_jac
+    requested_unpack, unpack = unpack, resolve_unpack(base, x0, unpack, len(args))
+    x0 = vector_x0(x0, requested_unpack, unpack)
     spec = ParamSpec.from_tree(x0, precision=dtype)
     x0_flat = spec.flatten(x0)
-    base = fun if fun is not None else fun_and_jac
-    unpack = resolve_unpack(base, x0, unpack, len(args))
     call = make_caller(base, unpack, args, x0)
     if fun is None:  # only fun_and_jac: its first output is the residuals
         call_residuals = lambda params: call(params)[0]  # noqa: E731
@@ -413,7 +414,7 @@ def _build_problem(
     evaluator = numdiff_evaluator(backend_name, numerical, workers, executor, check_error_handling(error_handling))
 
     def framework_flat(function: Callable) -> Callable[[np.ndarray], Any]:
-        user = make_caller(function, unpack, args, x0)
+        user = make_caller(function, unpack_for(function, x0, requested_unpack, unpack, len(args)), args, x0)
         return lambda x: user(_backends.framework_params(backend_name, spec, x))
 
     compile_key = fun if fun is not None else fun_and_jac
@@ -520,9 +521,13 @@ def least_squares(
     ftol, xtol, gtol, x_scale, loss, f_scale, diff_step, tr_solver, tr_options, max_nfev, verbose, args, kwargs, callback
         As in scipy (``x_scale`` may also mirror x0's structure; the callback receives an
         ``OptimizeResult`` or ``x`` with x in x0's structure).
-    jac_sparsity : optional
-        Passed to scipy, which then computes a sparse finite-difference Jacobian itself;
-        only with ``jac='2-point'`` or ``'3-point'``.
+    jac_sparsity : None, bool or (m, n) pattern, optional
+        With the backend's Jacobian ('trf', 'dogbox'): a pattern (array or ``scipy.sparse``)
+        or True (the pattern read from a JAX program, probed on PyTorch/TensorFlow) gives a
+        sparse Jacobian from one compressed pass per colour, solved with ``tr_solver='lsmr'``;
+        None (default) does so on JAX from 1000 parameters when at most 10% of J can be
+        nonzero (``res.sparsity`` then says so); False keeps J dense. With
+        ``jac='2-point'`` or ``'3-point'``: scipy's sparse finite differences.
     fun_and_jac : callable, optional
         Returns ``(residuals, jacobian)`` in one call (optimagic's argument).
     backend, precision, unpack, torch_device
@@ -559,11 +564,20 @@ def least_squares(
     >>> round(res.x["a"], 6), round(res.x["k"], 6), res.jac.shape
     (2.0, 1.5, (20, 2))
     """
+    from .implicit import differentiable_framework
+
+    if differentiable_framework(args) is not None:  # res.x differentiable with respect to args
+        from .implicit.entry import least_squares as differentiable_least_squares
+
+        return differentiable_least_squares(least_squares, locals())
     _validate_common(fun, fun_and_jac, workers, executor)
     if method not in LEAST_SQUARES_METHODS:
         raise ValueError(f"method={method!r} is not a least-squares method; use one of {LEAST_SQUARES_METHODS}.")
-    if jac_sparsity is not None and jac not in ("2-point", "3-point"):
-        raise ValueError("jac_sparsity is for scipy's sparse finite differences; pass it with jac='2-point' or '3-point'.")
+    if jac_sparsity is not None and jac not in ("2-point", "3-point", None):
+        raise ValueError(
+            "jac_sparsity is for the backend's Jacobian (jac=None) or scipy's sparse finite differences "
+            "(jac='2-point' or '3-point')."
+        )
     problem, spec, x0_flat, flat_bounds, backend_obj, backend_name, dtype, evaluator = _build_problem(
         fun, x0, jac=jac, fun_and_jac=fun_and_jac, args=args, kwargs=kwargs, bounds=bounds, backend=backend,
         precision=precision, unpack=unpack, diff_step=diff_step, workers=workers, executor=executor,
@@ -582,10 +596,20 @@ def least_squares(
         options["x_scale"] = x_scale
     if flat_bounds is not None:
         options["bounds"] = flat_bounds
-    if jac_sparsity is not None:
+    sparse = None
+    if jac is None and fun_and_jac is None:
+        from .drivers.sparse_least_squares import sparse_residual_jacobian
+
+        with backend_obj.solve_context(dtype):
+            sparse = sparse_residual_jacobian(problem, x0_flat, flat_bounds, jac_sparsity, method, tr_solver)
+    if sparse is not None:  # compressed passes of the backend; scipy's LSMR needs only J @ v and J.T @ u
+        options.update(jac=sparse[0], tr_solver=tr_solver or "lsmr")
+        jac_sparsity = None
+    elif jac_sparsity is not None and jac is not None:
         options.update(jac=jac, jac_sparsity=jac_sparsity, diff_step=diff_step)
         problem.scheme = None
     else:
+        jac_sparsity = None
         options["jac"] = problem.jacobian
     if isinstance(callback, IterationReport):
         scipy_callback = callback.scipy_callback(problem, spec, x0_flat, backend_name, dtype)
@@ -597,7 +621,10 @@ def least_squares(
         problem.value(x0_flat)  # fail before scipy starts, with the point attached
         with single_blas_thread():
             result = so.least_squares(problem.value_uncached if jac_sparsity is not None else problem.value, x0_flat, **options)
-    return _finish(result, problem, spec, backend_name, dtype)
+    result = _finish(result, problem, spec, backend_name, dtype)
+    if sparse is not None:
+        result.sparsity = sparse[1].summary()
+    return result
 
 
 class IterationReport:
@@ -829,6 +856,12 @@ def curve_fit(
     """
     if not callable(f):
         raise TypeError(f"f must be callable; got {type(f).__name__}.")
+    from .implicit import differentiable_framework
+
+    if differentiable_framework((xdata, ydata, sigma)) is not None:  # popt differentiable with respect to the data
+        from .implicit.entry import curve_fit as differentiable_curve_fit
+
+        return differentiable_curve_fit(curve_fit, locals())
     if p0 is None:
         parameters = [p for p in inspect.signature(f).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         if len(parameters) < 2:

@@ -14,7 +14,7 @@ from . import backends as _backends
 from ._least_squares import LEAST_SQUARES_METHODS, configure_numdiff, is_residual_function, numdiff_evaluator, residual_scalar_functions
 from ._minimize_families import Recording, minimize_least_squares_recorded, minimize_native_recorded
 from .bounds import normalize_bounds
-from .calling import make_caller, resolve_unpack
+from .calling import CallerFactory, resolve_unpack, vector_x0
 from ._setup import PRECISIONS, backend_from_leaves, clip_start, compile_functions, resolve_precision
 from .constraints import normalize_constraints
 from .drivers.methods import CUSTOM_METHOD, METHODS, check_supports, method_name, second_order_for
@@ -183,6 +183,12 @@ def minimize(
     >>> bool(np.allclose(res.x["x"], 1, atol=1e-3))
     True
     """
+    from .implicit import differentiable_framework
+
+    if differentiable_framework(args) is not None:  # res.x differentiable with respect to args
+        from .implicit.entry import minimize as differentiable_minimize
+
+        return differentiable_minimize(minimize, locals())
     check_error_handling(error_handling)
     _check_plain_arguments(tol, options, {"callback": callback, "step_callback": step_callback, "loss_callback": loss_callback})
     recording = Recording(
@@ -226,12 +232,14 @@ def minimize(
     if not isinstance(args, tuple):
         args = (args,)
     dtype, precision_explicit = resolve_precision(precision)
+    requested_unpack, unpack = unpack, resolve_unpack(fun, x0, unpack, len(args))
+    x0 = vector_x0(x0, requested_unpack, unpack)
+    callers = CallerFactory(x0, requested_unpack, unpack)  # each user function gets its own calling rule
     spec = ParamSpec.from_tree(x0, precision=dtype)
     x0_flat = spec.flatten(x0)
-    unpack = resolve_unpack(fun, x0, unpack, len(args))
 
     def caller(function: Callable, extra: tuple) -> Callable:
-        return make_caller(function, unpack, extra, x0)
+        return callers(function, extra)
 
     call = caller(fun, args)
     flat_bounds = normalize_bounds(bounds, spec, x0)
@@ -369,6 +377,8 @@ def minimize(
     result = _finish(result, objective, spec, backend_name, dtype, constraint_functions)
     if sinks.history is not None:
         result.history = sinks.history
+    if sinks.log is not None:
+        result.log_error = sinks.log_error
     return result
 
 
@@ -432,20 +442,8 @@ def _flatten_hessian(value: Any, spec: ParamSpec) -> np.ndarray:
 
 
 def _first_evaluation(objective: Objective, info, x0: np.ndarray) -> None:
-    """Evaluate at x0 the way the method will, so a failure shows before scipy starts.
-
-    x0 must evaluate whatever the error policy: there is no earlier point to back off to.
-    """
-    policy, objective.error_handling = objective.error_handling, "raise"
-    try:
-        f = objective.value_and_grad(x0)[0] if info.gradient == "fused" else objective.value(x0)
-    finally:
-        objective.error_handling = policy
-    if policy == "continue" and not np.isfinite(f):
-        raise ValueError(
-            f"fun is {f} at x0; error_handling='continue' needs a finite value at x0 to back off "
-            "to. Start from a point where fun is finite."
-        )
+    """Evaluate at x0 the way the method will, so a failure shows before scipy starts."""
+    objective.start(x0, with_gradient=info.gradient == "fused" or (objective.error_handling == "continue" and objective.differentiable))
 
 
 def _finish(result: so.OptimizeResult, objective: Objective, spec: ParamSpec, backend: str, dtype: str, constraint_functions) -> so.OptimizeResult:

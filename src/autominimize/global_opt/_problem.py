@@ -19,7 +19,7 @@ import scipy.optimize as so
 from .. import backends as _backends
 from .._setup import cached, clip_start, compile_functions, compile_key, resolve_precision
 from ..bounds import BoundsError, _is_number, _is_pair_sequence, normalize_bounds
-from ..calling import make_caller, resolve_unpack
+from ..calling import make_caller, resolve_unpack, unpack_for
 from ..constraints import normalize_constraints
 from ..drivers.methods import CUSTOM_METHOD, METHODS, method_name
 from ..drivers.scipy_local import _callback_style
@@ -237,7 +237,7 @@ def build_problem(
         middle = np.zeros(spec.size) if flat_bounds is None else _middle(*flat_bounds)
         template = spec.restore(middle)
     dtype, _ = resolve_precision(precision)
-    unpack = resolve_unpack(fun, template, unpack, len(args))
+    requested_unpack, unpack = unpack, resolve_unpack(fun, template, unpack, len(args))
     call = make_caller(fun, unpack, args, template)
     start = spec.flatten(template)
     backend_name = _backends.select_backend(backend, spec, call, start)
@@ -250,7 +250,7 @@ def build_problem(
         box_bounds = None if box is None else so.Bounds(box[0], box[1])
         return minimize(
             fun, spec.restore(x), args=args, bounds=box_bounds, backend=backend_name, precision=dtype,
-            unpack=unpack, torch_device=torch_device, error_handling=error_handling, **kwargs,
+            unpack=requested_unpack, torch_device=torch_device, error_handling=error_handling, **kwargs,
         )
 
     batched_key = compile_key(backend_name, "batched", spec, dtype, unpack, args, device)
@@ -270,10 +270,12 @@ def build_problem(
     def make_constraints(constraints: Any, method: str) -> list:
         def compile_vector(c: Callable, extra: tuple) -> Any:
             extra = extra or args
-            return compile_functions(backend_obj, "vector", c, make_caller(c, unpack, extra, template), spec, dtype, unpack, extra, device)
+            mode = unpack_for(c, template, requested_unpack, unpack, len(extra))
+            return compile_functions(backend_obj, "vector", c, make_caller(c, mode, extra, template), spec, dtype, mode, extra, device)
 
         def make_call(f: Callable, extra: tuple) -> Callable:
-            user = make_caller(f, unpack, extra or args, template)
+            extra = extra or args
+            user = make_caller(f, unpack_for(f, template, requested_unpack, unpack, len(extra)), extra, template)
             return lambda x: user(_backends.framework_params(backend_name, spec, x))
 
         return normalize_constraints(constraints, method, spec, compile_vector, make_call, error_handling)[0]
