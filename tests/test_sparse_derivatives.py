@@ -181,3 +181,44 @@ def test_trust_constr_user_pattern_and_errors():
         am.minimize(f, np.zeros(n), method="trust-constr", constraints=constraint, backend="torch", options={"hess_sparsity": hess})
     with pytest.raises(ValueError, match="nonlinear constraints"):
         am.minimize(f, np.zeros(n), method="trust-constr", backend="torch", options={"sparse": True})
+
+
+def _smoothing_residuals(n, like):
+    """Data misfit and a nonlinear second-difference penalty: 2n - 2 residuals, banded J."""
+    y = np.sin(3 * np.linspace(0.0, 1.0, n))
+    if like == "torch":
+        import torch
+
+        y = torch.as_tensor(y)
+        return lambda x: torch.cat([x - y, 10 * (x[:-2] - 2 * x[1:-1] + x[2:]) + 0.1 * x[1:-1] ** 3])
+    import jax.numpy as jnp
+
+    return lambda x: jnp.concatenate([x - y, 10 * (x[:-2] - 2 * x[1:-1] + x[2:]) + 0.1 * x[1:-1] ** 3])
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_least_squares_sparse_jacobian(backend):
+    pytest.importorskip(backend)
+    if backend == "jax":
+        pytest.importorskip("asdex")
+    n = 80
+    r = _smoothing_residuals(n, backend)
+    sparse = am.least_squares(r, np.zeros(n), backend=backend, jac_sparsity=True)
+    dense = am.least_squares(r, np.zeros(n), backend=backend, jac_sparsity=False)
+    assert sparse.sparsity["source"] == ("asdex" if backend == "jax" else "probed")
+    assert sparse.sparsity["jacobian_nnz"] == n + 3 * (n - 2) and sparse.sparsity["passes"] == 3
+    assert "sparsity" not in dense
+    assert abs(sparse.cost - dense.cost) < 1e-9 * max(1.0, dense.cost)
+    assert sparse.njev >= 1
+
+
+def test_least_squares_user_pattern_and_errors():
+    n = 40
+    r = _smoothing_residuals(n, "torch")
+    pattern = np.vstack([np.eye(n), sp.diags([1.0, 1.0, 1.0], [0, 1, 2], shape=(n - 2, n)).toarray()])
+    res = am.least_squares(r, np.zeros(n), backend="torch", jac_sparsity=sp.csr_matrix(pattern))
+    assert res.sparsity["source"] == "user" and res.sparsity["passes"] == 3
+    with pytest.raises(ValueError, match="not 'lm'"):
+        am.least_squares(r, np.zeros(n), backend="torch", method="lm", jac_sparsity=True)
+    with pytest.raises(ValueError, match=r"^jac_sparsity has shape \(3, 40\); it must be \(78, 40\)"):
+        am.least_squares(r, np.zeros(n), backend="torch", jac_sparsity=np.ones((3, n)))

@@ -521,9 +521,13 @@ def least_squares(
     ftol, xtol, gtol, x_scale, loss, f_scale, diff_step, tr_solver, tr_options, max_nfev, verbose, args, kwargs, callback
         As in scipy (``x_scale`` may also mirror x0's structure; the callback receives an
         ``OptimizeResult`` or ``x`` with x in x0's structure).
-    jac_sparsity : optional
-        Passed to scipy, which then computes a sparse finite-difference Jacobian itself;
-        only with ``jac='2-point'`` or ``'3-point'``.
+    jac_sparsity : None, bool or (m, n) pattern, optional
+        With the backend's Jacobian ('trf', 'dogbox'): a pattern (array or ``scipy.sparse``)
+        or True (the pattern read from a JAX program, probed on PyTorch/TensorFlow) gives a
+        sparse Jacobian from one compressed pass per colour, solved with ``tr_solver='lsmr'``;
+        None (default) does so on JAX from 1000 parameters when at most 10% of J can be
+        nonzero (``res.sparsity`` then says so); False keeps J dense. With
+        ``jac='2-point'`` or ``'3-point'``: scipy's sparse finite differences.
     fun_and_jac : callable, optional
         Returns ``(residuals, jacobian)`` in one call (optimagic's argument).
     backend, precision, unpack, torch_device
@@ -563,8 +567,11 @@ def least_squares(
     _validate_common(fun, fun_and_jac, workers, executor)
     if method not in LEAST_SQUARES_METHODS:
         raise ValueError(f"method={method!r} is not a least-squares method; use one of {LEAST_SQUARES_METHODS}.")
-    if jac_sparsity is not None and jac not in ("2-point", "3-point"):
-        raise ValueError("jac_sparsity is for scipy's sparse finite differences; pass it with jac='2-point' or '3-point'.")
+    if jac_sparsity is not None and jac not in ("2-point", "3-point", None):
+        raise ValueError(
+            "jac_sparsity is for the backend's Jacobian (jac=None) or scipy's sparse finite differences "
+            "(jac='2-point' or '3-point')."
+        )
     problem, spec, x0_flat, flat_bounds, backend_obj, backend_name, dtype, evaluator = _build_problem(
         fun, x0, jac=jac, fun_and_jac=fun_and_jac, args=args, kwargs=kwargs, bounds=bounds, backend=backend,
         precision=precision, unpack=unpack, diff_step=diff_step, workers=workers, executor=executor,
@@ -583,10 +590,20 @@ def least_squares(
         options["x_scale"] = x_scale
     if flat_bounds is not None:
         options["bounds"] = flat_bounds
-    if jac_sparsity is not None:
+    sparse = None
+    if jac is None and fun_and_jac is None:
+        from .drivers.sparse_least_squares import sparse_residual_jacobian
+
+        with backend_obj.solve_context(dtype):
+            sparse = sparse_residual_jacobian(problem, x0_flat, flat_bounds, jac_sparsity, method, tr_solver)
+    if sparse is not None:  # compressed passes of the backend; scipy's LSMR needs only J @ v and J.T @ u
+        options.update(jac=sparse[0], tr_solver=tr_solver or "lsmr")
+        jac_sparsity = None
+    elif jac_sparsity is not None and jac is not None:
         options.update(jac=jac, jac_sparsity=jac_sparsity, diff_step=diff_step)
         problem.scheme = None
     else:
+        jac_sparsity = None
         options["jac"] = problem.jacobian
     if isinstance(callback, IterationReport):
         scipy_callback = callback.scipy_callback(problem, spec, x0_flat, backend_name, dtype)
@@ -598,7 +615,10 @@ def least_squares(
         problem.value(x0_flat)  # fail before scipy starts, with the point attached
         with single_blas_thread():
             result = so.least_squares(problem.value_uncached if jac_sparsity is not None else problem.value, x0_flat, **options)
-    return _finish(result, problem, spec, backend_name, dtype)
+    result = _finish(result, problem, spec, backend_name, dtype)
+    if sparse is not None:
+        result.sparsity = sparse[1].summary()
+    return result
 
 
 class IterationReport:

@@ -115,8 +115,9 @@ def color_columns(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) ->
     return colors
 
 
-def _coordinates(pattern: Any, shape: tuple[int, int], name: str) -> tuple[np.ndarray, np.ndarray]:
+def _coordinates(pattern: Any, shape: tuple[int, int], name: str, in_options: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(rows, cols) of the structural nonzeros of a user pattern, checked against ``shape``."""
+    label = f"options[{name!r}]" if in_options else name
     if sp.issparse(pattern):
         coo = sp.coo_matrix(pattern)
         got = coo.shape
@@ -124,22 +125,24 @@ def _coordinates(pattern: Any, shape: tuple[int, int], name: str) -> tuple[np.nd
     else:
         array = np.asarray(pattern)
         if array.dtype == object:
-            raise TypeError(f"options[{name!r}] must be an array or a scipy.sparse matrix of shape {shape}; got {type(pattern).__name__}.")
+            raise TypeError(f"{label} must be an array or a scipy.sparse matrix of shape {shape}; got {type(pattern).__name__}.")
         got = array.shape
         if got == shape:
             rows, cols = np.nonzero(array)
     if got != shape:
-        raise ValueError(f"options[{name!r}] has shape {got}; it must be {shape} (rows: {'constraint values' if name == 'jac_sparsity' else 'parameters'}, columns: parameters).")
+        raise ValueError(f"{label} has shape {got}; it must be {shape} (rows: {'constraint values' if name == 'jac_sparsity' else 'parameters'}, columns: parameters).")
     return np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
 
 
-def pattern_from_user(jac_sparsity: Any, hess_sparsity: Any, n: int, m: int, detected: SparsePattern | None = None) -> SparsePattern:
+def pattern_from_user(
+    jac_sparsity: Any, hess_sparsity: Any, n: int, m: int, detected: SparsePattern | None = None, in_options: bool = True
+) -> SparsePattern:
     """A pattern from the caller's arrays; an argument left None is taken from ``detected``
     (without one: no entries, for a matrix that is not wanted)."""
     start = time.perf_counter()
     empty = np.zeros(0, dtype=np.int64)
     if jac_sparsity is not None:
-        jac_rows, jac_cols = _coordinates(jac_sparsity, (m, n), "jac_sparsity")
+        jac_rows, jac_cols = _coordinates(jac_sparsity, (m, n), "jac_sparsity", in_options)
     else:
         jac_rows, jac_cols = (detected.jac_rows, detected.jac_cols) if detected is not None else (empty, empty)
     if hess_sparsity is not None:
