@@ -16,6 +16,7 @@ demo: $(STAMP)
 	$(PY) examples/quickstart.py
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check src tests examples
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
 

@@ -101,7 +101,7 @@ def test_float32_constant_inside_the_objective_falls_back_with_a_warning(framewo
     with pytest.warns(am.PrecisionFallbackWarning, match="computed in float32"):
         res = am.minimize(fun, np.zeros(3), method="L-BFGS-B", backend=framework_name)
     assert res.precision == "float32"
-    with pytest.raises(Exception):  # an explicit float64 request is never lowered
+    with pytest.raises(Exception):  # noqa: B017 -- the framework's own dtype error; an explicit float64 request is never lowered
         am.minimize(fun, np.zeros(3), method="L-BFGS-B", backend=framework_name, precision="float64")
 
 

@@ -86,8 +86,8 @@ def _referenced_frameworks(fun: Callable, depth: int = 2) -> list[str]:
 def _scan(fun: Any, depth: int, found: list[str], seen: set[int]) -> None:
     target = getattr(fun, "__wrapped__", fun)
     target = getattr(target, "__func__", target)  # bound methods
-    if not isinstance(target, types.FunctionType) and not isinstance(target, type):
-        target = getattr(type(target), "__call__", target)  # callable objects
+    if not isinstance(target, (types.FunctionType, type)) and callable(target):
+        target = type(target).__call__  # callable objects
     code = getattr(target, "__code__", None)
     if code is not None:
         _scan_code(code, getattr(target, "__globals__", {}), getattr(target, "__closure__", None) or (), depth, found, seen)
