@@ -564,6 +564,12 @@ def least_squares(
     >>> round(res.x["a"], 6), round(res.x["k"], 6), res.jac.shape
     (2.0, 1.5, (20, 2))
     """
+    from .implicit import differentiable_framework
+
+    if differentiable_framework(args) is not None:  # res.x differentiable with respect to args
+        from .implicit.entry import least_squares as differentiable_least_squares
+
+        return differentiable_least_squares(least_squares, locals())
     _validate_common(fun, fun_and_jac, workers, executor)
     if method not in LEAST_SQUARES_METHODS:
         raise ValueError(f"method={method!r} is not a least-squares method; use one of {LEAST_SQUARES_METHODS}.")
@@ -850,6 +856,12 @@ def curve_fit(
     """
     if not callable(f):
         raise TypeError(f"f must be callable; got {type(f).__name__}.")
+    from .implicit import differentiable_framework
+
+    if differentiable_framework((xdata, ydata, sigma)) is not None:  # popt differentiable with respect to the data
+        from .implicit.entry import curve_fit as differentiable_curve_fit
+
+        return differentiable_curve_fit(curve_fit, locals())
     if p0 is None:
         parameters = [p for p in inspect.signature(f).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         if len(parameters) < 2:

@@ -183,6 +183,12 @@ def minimize(
     >>> bool(np.allclose(res.x["x"], 1, atol=1e-3))
     True
     """
+    from .implicit import differentiable_framework
+
+    if differentiable_framework(args) is not None:  # res.x differentiable with respect to args
+        from .implicit.entry import minimize as differentiable_minimize
+
+        return differentiable_minimize(minimize, locals())
     check_error_handling(error_handling)
     _check_plain_arguments(tol, options, {"callback": callback, "step_callback": step_callback, "loss_callback": loss_callback})
     recording = Recording(

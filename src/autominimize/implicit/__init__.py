@@ -1,0 +1,83 @@
+"""Differentiate through a solve: ``res.x`` as a function of ``args`` (implicit differentiation).
+
+When ``args`` hold values the caller's framework differentiates with respect to (see
+:func:`differentiable_framework`), ``am.minimize``, ``am.least_squares`` and ``am.curve_fit``
+run the ordinary solve on concrete values and attach a derivative rule to ``res.x``: the implicit
+function theorem at the solution (:mod:`.adjoint`), with one adapter per framework. See
+``docs/implicit-differentiation.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import optree
+
+from .adjoint import ImplicitDifferentiationWarning
+
+__all__ = ["ImplicitDifferentiationWarning", "concrete_solve", "differentiable_framework"]
+
+#: set while the ordinary solve runs inside a differentiable one: its arguments are values
+_CONCRETE = contextvars.ContextVar("autominimize_concrete_solve", default=False)
+
+
+@contextlib.contextmanager
+def concrete_solve() -> Iterator[None]:
+    """Within this block no argument counts as differentiable (the solve under a derivative rule)."""
+    token = _CONCRETE.set(True)
+    try:
+        yield
+    finally:
+        _CONCRETE.reset(token)
+
+
+def _tf_records(tf: Any) -> bool:
+    """Whether TensorFlow could differentiate what runs now: inside a ``tf.function`` (graph)
+    or under an active ``GradientTape``."""
+    if not tf.executing_eagerly():
+        return True
+    try:
+        from tensorflow.python.eager import record
+    except ImportError:  # no way to ask: assume a tape may watch
+        return True
+    return bool(record.could_possibly_record())
+
+
+def differentiable_framework(*trees: Any) -> str | None:
+    """The framework that differentiates with respect to a leaf of ``trees``, if any.
+
+    The rule: a JAX tracer (under ``jax.grad``, ``jit``, ``vmap``...) makes it ``'jax'``; a
+    torch tensor with ``requires_grad`` while gradients are enabled, ``'torch'``; a TensorFlow
+    tensor or trainable variable inside a ``tf.function`` or under a ``GradientTape``,
+    ``'tensorflow'``. A framework that is not imported yet cannot have made any of these, and
+    is not imported here.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> differentiable_framework((np.ones(3), 2.0)) is None
+    True
+    """
+    if _CONCRETE.get():
+        return None
+    leaves = optree.tree_leaves(trees, none_is_leaf=False)
+    if "jax" in sys.modules:
+        import jax
+
+        if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
+            return "jax"
+    if "torch" in sys.modules:
+        import torch
+
+        if torch.is_grad_enabled() and any(isinstance(leaf, torch.Tensor) and leaf.requires_grad for leaf in leaves):
+            return "torch"
+    if "tensorflow" in sys.modules:
+        tf = sys.modules["tensorflow"]
+        tf_leaves = [leaf for leaf in leaves if isinstance(leaf, (tf.Tensor, tf.Variable))]
+        if tf_leaves and _tf_records(tf) and any(leaf.dtype.is_floating for leaf in tf_leaves):
+            return "tensorflow"
+    return None

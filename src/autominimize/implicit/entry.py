@@ -1,0 +1,213 @@
+"""The differentiable versions of ``am.minimize`` and ``am.least_squares``.
+
+Each takes the entry point itself and the arguments it was called with, checks what implicit
+differentiation needs, describes the problem, and hands the ordinary solve (with concrete
+arguments) to the adapter of the framework that differentiates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import scipy.optimize as so
+
+from ..bounds import normalize_bounds
+from ..params import ParamSpec, leaf_kind
+from . import concrete_solve, differentiable_framework
+from .problem import ImplicitProblem, build_problem
+
+__all__ = ["least_squares", "minimize"]
+
+_BACKENDS = {"jax": "jax", "torch": "torch", "tensorflow": "tensorflow", "tf": "tensorflow"}
+
+
+def _solver(framework: str) -> Callable:
+    if framework == "jax":
+        from .jax_rule import solve_with_jax
+
+        return solve_with_jax
+    if framework == "torch":
+        from .torch_rule import solve_with_torch
+
+        return solve_with_torch
+    from .tf_rule import solve_with_tf
+
+    return solve_with_tf
+
+
+def _template(x0: Any) -> Any:
+    """x0 with concrete leaves: a JAX tracer (x0 computed inside a transformation) becomes zeros
+    of its shape and dtype, enough to describe the structure."""
+    import optree
+
+    leaves, treedef = optree.tree_flatten(x0, none_is_leaf=False)
+    if not any(leaf_kind(leaf) == "jax" and type(leaf).__name__.endswith("Tracer") for leaf in leaves):
+        return x0
+    import jax
+
+    concrete = [np.zeros(np.shape(leaf), dtype=leaf.dtype) if isinstance(leaf, jax.core.Tracer) else leaf for leaf in leaves]
+    return treedef.unflatten(concrete)
+
+
+def _check_backend(call: dict, framework: str, entry: str) -> None:
+    """The framework that differentiates computes the solve too (x0 may be NumPy)."""
+    backend = call.get("backend")
+    if backend is None:
+        call["backend"] = framework
+    elif _BACKENDS.get(str(backend).lower()) != framework:
+        raise ValueError(
+            f"{entry}: args hold {framework} values to differentiate with respect to, but backend={backend!r}; "
+            f"the derivative of the solution needs fun written in {framework} (leave backend=None or pass {framework!r})."
+        )
+
+
+def _solve(problem: ImplicitProblem, framework: str, run: Callable, x0: Any, args: tuple) -> so.OptimizeResult:
+    return _solver(framework)(problem, run, x0, args)
+
+
+def _parameters(entry: Callable, call: dict) -> dict:
+    """The entry point's own arguments out of ``call`` (its ``locals()``)."""
+    import inspect
+
+    return {name: call[name] for name in inspect.signature(entry).parameters if name in call}
+
+
+def minimize(entry: Callable, call: dict) -> so.OptimizeResult:
+    """``entry`` (am.minimize) with ``res.x`` differentiable with respect to ``call['args']``."""
+    from .._least_squares import LEAST_SQUARES_METHODS, is_residual_function
+
+    call = _parameters(entry, call)
+    fun, x0, args = call.pop("fun"), call.pop("x0"), tuple(call.pop("args"))
+    framework = differentiable_framework(args)
+    _check_backend(call, framework, "minimize")
+    if call.get("jac") is True or call.get("fun_and_jac") is not None:
+        raise ValueError(
+            "minimize: differentiating the solution with respect to args needs fun to return the value alone; "
+            "jac=True and fun_and_jac are not supported then."
+        )
+    method = call.get("method")
+    residual = is_residual_function(fun) or (isinstance(method, str) and method.lower() in LEAST_SQUARES_METHODS)
+    if residual and not is_residual_function(fun):
+        raise ValueError(f"minimize: method={method!r} needs a residual function (am.residuals).")
+    template = _template(x0)
+    bounds = normalize_bounds(call.get("bounds"), ParamSpec.from_tree(template), template)
+    problem = build_problem(
+        fun.fun if is_residual_function(fun) else fun, template, args, call.get("unpack", "auto"),
+        residual=residual, bounds=bounds, constraints=call.get("constraints"),
+    )
+
+    def run(start: Any, concrete: tuple) -> so.OptimizeResult:
+        with concrete_solve():
+            return entry(fun, start, concrete, **call)
+
+    return _solve(problem, framework, run, x0, args)
+
+
+def least_squares(entry: Callable, call: dict) -> so.OptimizeResult:
+    """``entry`` (am.least_squares) with ``res.x`` differentiable with respect to ``call['args']``."""
+    from .._least_squares import Residuals, _scipy_least_squares_bounds
+
+    call = _parameters(entry, call)
+    fun, x0, args = call.pop("fun"), call.pop("x0"), call.pop("args")
+    args = args if isinstance(args, tuple) else (args,)
+    framework = differentiable_framework(args)
+    _check_backend(call, framework, "least_squares")
+    if call.get("loss", "linear") != "linear":
+        raise ValueError(
+            f"least_squares: loss={call['loss']!r}; differentiating the solution with respect to args supports "
+            "loss='linear' only."
+        )
+    if fun is None or call.get("fun_and_jac") is not None:
+        raise ValueError("least_squares: differentiating the solution with respect to args needs fun (the residuals alone).")
+    if differentiable_framework(call.get("kwargs") or {}) is not None:
+        raise ValueError("least_squares: kwargs hold values to differentiate with respect to; pass them in args instead.")
+    raw = fun.fun if isinstance(fun, Residuals) else fun
+    if call.get("kwargs"):
+        import functools
+
+        raw = functools.partial(raw, **call["kwargs"])
+    template = _template(x0)
+    spec = ParamSpec.from_tree(template)
+    bounds = normalize_bounds(_scipy_least_squares_bounds(call.get("bounds"), spec.size), spec, template)
+    problem = build_problem(raw, template, args, call.get("unpack", "auto"), residual=True, bounds=bounds)
+
+    def run(start: Any, concrete: tuple) -> so.OptimizeResult:
+        with concrete_solve():
+            return entry(fun, start, args=concrete, **call)
+
+    return _solve(problem, framework, run, x0, args)
+
+
+def curve_fit(entry: Callable, call: dict) -> tuple:
+    """``entry`` (am.curve_fit) with ``popt`` differentiable with respect to xdata, ydata and sigma.
+
+    The fit is ``am.least_squares`` of the residuals ``(f(xdata, *p) - ydata) / sigma`` with the
+    data as ``args``; ``pcov`` is computed as ``am.curve_fit`` does, as a constant.
+    """
+    import inspect
+
+    from .._least_squares import _covariance, _ravel_output, _spread, constant_like
+    from .._least_squares import least_squares as least_squares_entry
+
+    call = _parameters(entry, call)
+    f, xdata, ydata, p0, sigma = (call.pop(name) for name in ("f", "xdata", "ydata", "p0", "sigma"))
+    framework = differentiable_framework((xdata, ydata, sigma))
+    if call.get("nan_policy") == "omit":
+        raise ValueError("curve_fit: nan_policy='omit' is not supported when the data are differentiated; drop the points first.")
+    if sigma is not None and np.ndim(sigma) != 1:
+        raise ValueError("curve_fit: differentiating with respect to the data supports a 1-D sigma (standard deviations) only.")
+    if p0 is None:
+        positional = [p for p in inspect.signature(f).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        p0 = [1.0] * (len(positional) - 1)
+    spread = _spread(f, p0)
+    like = next(leaf for leaf in (xdata, ydata, sigma) if differentiable_framework(leaf) is not None)
+    data = tuple(
+        constant_like(np.asarray(value, dtype=np.float64), like) if isinstance(value, (np.ndarray, list, tuple, float, int)) else value
+        for value in ((xdata, ydata) if sigma is None else (xdata, ydata, sigma))
+    )
+
+    def residual(params: Any, x: Any, y: Any, s: Any = None) -> Any:
+        if spread == "kwargs":
+            model = f(x, **params)
+        elif spread == "args":
+            model = f(x, *params)
+        elif spread == "array":
+            model = f(x, *[params[i] for i in range(np.shape(p0)[0])])
+        else:
+            model = f(x, params)
+        diff = _ravel_output(model, y) - _ravel_output(y, y)
+        return diff if s is None else diff / _ravel_output(s, s)
+
+    method = call.get("method") or ("trf" if call.get("bounds") is not None else "lm")
+    res = least_squares_entry(
+        residual, p0, jac=call.get("jac"), bounds=call.get("bounds"), method=method, args=data, backend=call.get("backend"),
+        precision=call.get("precision"), unpack="none", **(call.get("kwargs") or {}),
+    )
+    m = int(np.shape(res.fun)[0])
+    if framework == "jax":
+        pcov = _jax_covariance(residual, res.x, data, m, bool(call.get("absolute_sigma")))
+    else:
+        if not res.success:
+            raise RuntimeError(f"Optimal parameters not found: {res.message}")
+        pcov = _covariance(res.jac, 2 * res.cost, m, bool(call.get("absolute_sigma")))
+    if call.get("full_output"):
+        return res.x, pcov, {"nfev": res.nfev, "fvec": res.fun}, res.message, res.status
+    return res.x, pcov
+
+
+def _jax_covariance(residual: Callable, popt: Any, data: tuple, m: int, absolute_sigma: bool) -> Any:
+    """(JᵀJ)⁺, scaled by chi² / (m - n) unless sigma is absolute, computed in the caller's trace."""
+    import jax
+    import jax.numpy as jnp
+    from jax.flatten_util import ravel_pytree
+
+    flat, unravel = ravel_pytree(popt)
+    jac = jax.jacfwd(lambda p: residual(unravel(p), *data))(flat)
+    pcov = jnp.linalg.pinv(jac.T @ jac)
+    if absolute_sigma:
+        return pcov
+    r = residual(popt, *data)
+    n = flat.size
+    return pcov * (jnp.sum(r * r) / (m - n)) if m > n else jnp.full((n, n), jnp.inf)
