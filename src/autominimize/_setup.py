@@ -68,8 +68,13 @@ def cached(fun: Callable, key: tuple, args: tuple, build: Callable[[], Any]) -> 
 def compile_functions(
     backend_obj: Any, kind: str, fun: Callable, call: Callable, spec: ParamSpec, dtype: str, unpack: str, args: tuple, device: Any
 ) -> Any:
-    """``fun``'s compiled scalar (``kind`` 'scalar', 'sum-of-squares') or vector ('vector') functions."""
-    key = compile_key(backend_obj.name, kind, spec, dtype, unpack, args, device)
+    """``fun``'s compiled scalar (``kind`` 'scalar', 'sum-of-squares') or vector ('vector') functions.
+
+    On backends that compile, arrays in ``args`` are inputs: the cache key holds their shapes
+    and dtypes, and the cached functions are bound to this call's args.
+    """
+    args_part, args_are_inputs = _backends.args_key(backend_obj, call, args)
+    key = compile_key(backend_obj.name, kind, spec, dtype, unpack, (), device, args_part)
 
     def build() -> Any:
         compile_fn = backend_obj.compile_vector if kind == "vector" else backend_obj.compile_scalar
@@ -77,4 +82,5 @@ def compile_functions(
             return compile_fn(call, spec, dtype, device=device)
         return compile_fn(call, spec, dtype)
 
-    return cached(fun, key, args, build)
+    compiled = cached(fun, key, args, build)
+    return compiled.bind(call) if args_are_inputs else compiled

@@ -161,11 +161,16 @@ def make_caller(fun: Callable, unpack: str, args: tuple = (), x0: Any = None) ->
     """A function of the parameter structure alone that calls ``fun`` the chosen way.
 
     With ``unpack="kwargs"``, ``args`` fill, in order, the parameters of ``fun`` that x0's
-    keys do not name.
+    keys do not name. With ``args``, the caller has ``args`` and ``rebind(new_args)`` (the
+    same call with other args), so a compiling backend can feed args as inputs.
     """
-    if unpack == "kwargs":
-        if not args:
+    if not args:
+        if unpack == "kwargs":
             return lambda params: fun(**params)
+        if unpack == "args":
+            return lambda params: fun(*params)
+        return fun
+    if unpack == "kwargs":
         sig = _signature(fun)
         free = [
             p.name
@@ -173,9 +178,18 @@ def make_caller(fun: Callable, unpack: str, args: tuple = (), x0: Any = None) ->
             if p.kind == p.POSITIONAL_OR_KEYWORD and p.name not in x0
         ]
         extra = dict(zip(free, args))
-        return lambda params: fun(**params, **extra)
-    if unpack == "args":
-        return lambda params: fun(*params, *args)
-    if args:
-        return lambda params: fun(params, *args)
-    return fun
+
+        def caller(params: Any) -> Any:
+            return fun(**params, **extra)
+    elif unpack == "args":
+
+        def caller(params: Any) -> Any:
+            return fun(*params, *args)
+    else:
+
+        def caller(params: Any) -> Any:
+            return fun(params, *args)
+
+    caller.args = args
+    caller.rebind = lambda new_args: make_caller(fun, unpack, new_args, x0)
+    return caller

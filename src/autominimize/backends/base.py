@@ -133,3 +133,75 @@ def clear_compile_cache() -> None:
     """Forget every compiled function (tests use this to count traces)."""
     with _compiled_lock:
         _compiled.clear()
+
+
+def _traceable(leaf: Any, roots: tuple[str, ...]) -> bool:
+    """A numeric NumPy array, or an array of the backend's framework (module root in ``roots``)."""
+    if isinstance(leaf, np.ndarray):
+        return leaf.dtype.kind in "biufc"
+    return hasattr(leaf, "shape") and hasattr(leaf, "dtype") and type(leaf).__module__.split(".", 1)[0] in roots
+
+
+class ArgsLayout:
+    """Where a call's ``args`` hold arrays, which compiled functions take as inputs.
+
+    Everything else in ``args`` (numbers, strings, objects) stays a constant of the compiled
+    code, and is part of the compile-cache key by value (or by identity when unhashable).
+    """
+
+    def __init__(self, args: tuple, roots: tuple[str, ...]):
+        import optree
+
+        self.leaves, self.treedef = optree.tree_flatten(args, none_is_leaf=True)
+        self.positions = tuple(i for i, leaf in enumerate(self.leaves) if _traceable(leaf, roots))
+
+    def arrays(self) -> list[Any]:
+        return [self.leaves[i] for i in self.positions]
+
+    def rebuild(self, inputs: tuple) -> tuple:
+        """``args`` with the arrays replaced by ``inputs`` (the compiled function's tracers)."""
+        leaves = list(self.leaves)
+        for position, value in zip(self.positions, inputs):
+            leaves[position] = value
+        return self.treedef.unflatten(leaves)
+
+    def signature(self) -> tuple:
+        """What a compiled function depends on in ``args``: the arrays' shapes and dtypes, the
+        other leaves' values."""
+        parts = []
+        for i, leaf in enumerate(self.leaves):
+            if i in self.positions:
+                parts.append(("array", tuple(leaf.shape), str(leaf.dtype)))
+                continue
+            try:
+                hash(leaf)
+                parts.append(("value", type(leaf), leaf))
+            except TypeError:
+                parts.append(("id", id(leaf)))
+        return (self.treedef, tuple(parts))
+
+
+def args_layout(backend: Any, call: Callable) -> ArgsLayout | None:
+    """The layout of ``call``'s args when ``backend`` feeds them as inputs, else None (baked in).
+
+    A backend feeds args as inputs when it compiles (``array_roots`` is set) and ``call`` can
+    be rebound to other args (``calling.make_caller`` gives it ``args`` and ``rebind``).
+    """
+    roots = getattr(backend, "array_roots", None)
+    args = getattr(call, "args", None)
+    if roots is None or not args or getattr(call, "rebind", None) is None:
+        return None
+    layout = ArgsLayout(args, roots)
+    return layout if layout.positions else None
+
+
+def args_key(backend: Any, call: Callable, args: tuple) -> tuple[tuple, bool]:
+    """The compile-cache key part of ``args`` and whether they are compiled as inputs.
+
+    Arrays that are inputs are keyed by shape and dtype, so new data of one shape reuses the
+    compiled functions; baked-in args are keyed by identity, as their values are in the code.
+    """
+    layout = args_layout(backend, call) if getattr(call, "args", None) is args else None
+    if layout is None:
+        return tuple(id(a) for a in args), False
+    return ("inputs", layout.signature()), True

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import importlib.util
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from ..params import ParamSpec
-from .base import Backend, grad_norm
+from .base import Backend, args_layout, grad_norm
 from .common import require_scalar_shape
 from .jax_sync import compile_function
 
@@ -47,6 +49,8 @@ def float64_scope() -> Iterator[None]:
 class JaxBackend(Backend):
     name = "jax"
     extra = "jax"
+    #: arrays in ``args`` are inputs of the compiled functions (NumPy's and these frameworks')
+    array_roots = ("jax", "jaxlib")
 
     def available(self) -> bool:
         return importlib.util.find_spec("jax") is not None
@@ -65,7 +69,14 @@ class JaxBackend(Backend):
 
 
 class _JaxCompiled:
-    """Shared plumbing: the flat-vector wrapper and lazy ahead-of-time compilation."""
+    """Shared plumbing: the flat-vector wrapper and lazy ahead-of-time compilation.
+
+    The arrays in the call's ``args`` are inputs of every compiled function, after x (or
+    its batch): :meth:`bind` gives a view that runs the same compiled code on other args of
+    the same shapes and dtypes. A function that cannot take them traced (it hands them to
+    NumPy, or reads their values in Python) gets them as constants instead, compiled per
+    solve as before.
+    """
 
     def __init__(self, backend: JaxBackend, call: Callable, spec: ParamSpec, dtype: str):
         self.backend = backend
@@ -73,9 +84,56 @@ class _JaxCompiled:
         self.spec = spec
         self.dtype = np.dtype(dtype)
         self.n = spec.size
-        self._compiled: dict[str, Any] = {}
+        self._compiled: dict[str, Any] = {}  # compiled executables, shared by the views
+        self._calls: dict[Any, Any] = {}  # the same with this view's args bound
         self.traces = 0
         self.extra_evaluations = 0
+        self._set_args(call)
+
+    def _set_args(self, call: Callable) -> None:
+        self.call = call
+        self.arg_layout = None if self._compiled.get("baked args") else args_layout(self.backend, call)
+        self.arg_inputs: tuple = ()
+        self._tracing_args: tuple | None = None
+        if self.arg_layout is not None:
+            self.arg_inputs = tuple(np.asarray(a, dtype=self._input_dtype(np.dtype(a.dtype))) for a in self.arg_layout.arrays())
+
+    def bind(self, call: Callable) -> "_JaxCompiled":
+        """This compiled function for ``call``'s args (of the shapes it was compiled for)."""
+        view = copy.copy(self)
+        view._calls = {}
+        if self._compiled.get("baked args"):
+            view._compiled = {"baked args": True}
+        view._set_args(call)
+        return view
+
+    def _input_dtype(self, dtype: np.dtype) -> np.dtype:
+        """JAX's dtype for an array input: 64-bit types are 32-bit in a float32 solve."""
+        if self.dtype == np.float64 or dtype.itemsize < 8:
+            return dtype
+        return np.dtype({"f": "float32", "c": "complex64", "i": "int32", "u": "uint32"}.get(dtype.kind, dtype.name))
+
+    def _current_call(self) -> Callable:
+        if self._tracing_args is None:
+            return self.call
+        return self.call.rebind(self.arg_layout.rebuild(self._tracing_args))
+
+    def _taking_args(self, function: Callable) -> Callable:
+        """``function`` with the args' arrays as its first inputs (read by ``flat_fun``)."""
+        count = len(self.arg_inputs)
+
+        def with_args(*inputs: Any) -> Any:
+            previous, self._tracing_args = self._tracing_args, inputs[:count]
+            try:
+                return function(*inputs[count:])
+            finally:
+                self._tracing_args = previous
+
+        return with_args
+
+    def _arg_avals(self) -> tuple:
+        jax, _ = _jax()
+        return tuple(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in self.arg_inputs)
 
     def params_of(self, x: Any) -> Any:
         leaves = [
@@ -87,16 +145,39 @@ class _JaxCompiled:
     def _input(self, x: np.ndarray) -> np.ndarray:
         return x if self.dtype == np.float64 else x.astype(self.dtype)
 
-    def _aot(self, name: Any, build: Callable[[], Callable], avals: Callable[[], tuple] | None = None) -> Any:
+    def _aot(self, name: Any, build: Callable[[], Callable], avals: Callable[[], tuple] | None = None, *, with_args: bool = True) -> Any:
         """The compiled function ``name``; built on its first use from ``build()`` for the
-        argument shapes ``avals()`` (default: one flat x). On later calls this is one lookup."""
+        argument shapes ``avals()`` (default: one flat x), with the args' arrays bound.
+        On later calls this is one lookup."""
+        bound = self._calls.get(name)
+        if bound is not None:
+            return bound
+        taking_args = with_args and self.arg_layout is not None
         compiled = self._compiled.get(name)
         if compiled is None:
             with self.backend.solve_context(str(self.dtype)):
                 arguments = avals() if avals is not None else (self._x_aval(),)
-                compiled = compile_function(build(), *arguments)
+                try:
+                    if taking_args:
+                        compiled = compile_function(self._taking_args(build()), *self._arg_avals(), *arguments)
+                    else:
+                        compiled = compile_function(build(), *arguments)
+                except Exception:
+                    if not taking_args:
+                        raise
+                    self._bake_args()
+                    return self._aot(name, build, avals, with_args=with_args)
             self._compiled[name] = compiled
-        return compiled
+        bound = self._calls[name] = functools.partial(compiled, *self.arg_inputs) if taking_args else compiled
+        return bound
+
+    def _bake_args(self) -> None:
+        """The function cannot take its args traced: compile them in as constants from now on,
+        for this solve and every later one (the shared executables are marked)."""
+        self._compiled["baked args"] = True
+        self._compiled = {"baked args": True}
+        self._calls = {}
+        self.arg_layout, self.arg_inputs = None, ()
 
     def _x_aval(self) -> Any:
         jax, _ = _jax()
@@ -107,7 +188,7 @@ class JaxScalar(_JaxCompiled):
     def flat_fun(self, x: Any) -> Any:
         _, jnp = _jax()
         self.traces += 1
-        out = jnp.asarray(self.call(self.params_of(x)))
+        out = jnp.asarray(self._current_call()(self.params_of(x)))
         require_scalar_shape(out.shape)
         return out.reshape(()).astype(self.dtype)
 
@@ -193,7 +274,7 @@ class JaxScalar(_JaxCompiled):
                 return treedef.unflatten(leaves)(v)[1]
 
             avals = [jax.ShapeDtypeStruct(b.shape, b.dtype) for b in buffers]
-            apply = self._aot("apply", lambda: apply_linear, lambda: (*avals, self._x_aval()))
+            apply = self._aot("apply", lambda: apply_linear, lambda: (*avals, self._x_aval()), with_args=False)
         primal = np.asarray(primal)
 
         def hvp(v: np.ndarray) -> np.ndarray:
@@ -230,7 +311,7 @@ class JaxVector(_JaxCompiled):
     def flat_fun(self, x: Any) -> Any:
         jax, jnp = _jax()
         self.traces += 1
-        out = self.call(self.params_of(x))
+        out = self._current_call()(self.params_of(x))
         leaves = jax.tree_util.tree_leaves(out)
         if not leaves:
             raise ValueError("the function returned no array.")
@@ -239,10 +320,19 @@ class JaxVector(_JaxCompiled):
     @property
     def m(self) -> int:
         if "m" not in self._compiled:
-            jax, _ = _jax()
             with self.backend.solve_context(str(self.dtype)):
-                self._compiled["m"] = int(jax.eval_shape(self.flat_fun, self._x_aval()).shape[0])
+                self._compiled["m"] = self._output_size()
         return self._compiled["m"]
+
+    def _output_size(self) -> int:
+        jax, _ = _jax()
+        if self.arg_layout is None:
+            return int(jax.eval_shape(self.flat_fun, self._x_aval()).shape[0])
+        try:
+            return int(jax.eval_shape(self._taking_args(self.flat_fun), *self._arg_avals(), self._x_aval()).shape[0])
+        except Exception:
+            self._bake_args()
+            return self._output_size()
 
     def value(self, x: np.ndarray) -> np.ndarray:
         compiled = self._aot("value", lambda: self.flat_fun)

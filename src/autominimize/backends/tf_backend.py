@@ -10,6 +10,7 @@ XLA rejects (``tf.numpy_function``, ``tf.print``, ...) is retraced once without 
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib.util
 from typing import Any, Callable
@@ -18,7 +19,7 @@ import numpy as np
 import optree
 
 from ..params import ParamSpec
-from .base import Backend, as_flat_float64
+from .base import Backend, args_layout, as_flat_float64
 from .common import require_scalar_shape
 
 
@@ -41,6 +42,8 @@ class TensorFlowBackend(Backend):
     name = "tensorflow"
     extra = "tensorflow"
     jit_compile: bool = True
+    #: arrays in ``args`` are inputs of the graphs (NumPy's and TensorFlow's)
+    array_roots = ("tensorflow",)
 
     def available(self) -> bool:
         return importlib.util.find_spec("tensorflow") is not None
@@ -99,14 +102,64 @@ class _TfCompiled:
 
     def __init__(self, backend: TensorFlowBackend, call: Callable, spec: ParamSpec, dtype: str):
         self.backend = backend
-        self.call = call
         self.spec = spec
         self.dtype = np.dtype(dtype)
         self.n = spec.size
         self.traces = 0
         self.extra_evaluations = 0
-        self._compiled: dict[str, Any] = {}
+        self._compiled: dict[str, Any] = {}  # concrete functions, shared by the views
         self._plain: set[str] = set()
+        self._set_args(call)
+
+    def _set_args(self, call: Callable) -> None:
+        """The arrays in ``call``'s args become graph inputs after x (floating ones in the
+        compute dtype, as constants mixed with the parameters would be)."""
+        self.call = call
+        self.arg_layout = None if self._compiled.get("baked args") else args_layout(self.backend, call)
+        self.arg_inputs: tuple = ()
+        self._tracing_args: tuple | None = None
+        if self.arg_layout is not None:
+            tf = _tf()
+            inputs = []
+            for array in self.arg_layout.arrays():
+                tensor = tf.convert_to_tensor(array)
+                inputs.append(tf.cast(tensor, self.dtype.name) if tensor.dtype.is_floating else tensor)
+            self.arg_inputs = tuple(inputs)
+
+    def bind(self, call: Callable) -> "_TfCompiled":
+        """This compiled function for ``call``'s args (of the shapes it was traced for)."""
+        view = copy.copy(self)
+        if self._compiled.get("baked args"):
+            view._compiled, view._plain = {"baked args": True}, set()
+        view._set_args(call)
+        return view
+
+    def _current_call(self) -> Callable:
+        if self._tracing_args is None:
+            return self.call
+        return self.call.rebind(self.arg_layout.rebuild(self._tracing_args))
+
+    def _arg_specs(self) -> list:
+        return [_tf().TensorSpec(a.shape, a.dtype) for a in self.arg_inputs]
+
+    def _taking_args(self, body: Callable) -> Callable:
+        count = len(self.arg_inputs)
+
+        def with_args(*inputs: Any) -> Any:
+            previous, self._tracing_args = self._tracing_args, inputs[:count]
+            try:
+                return body(*inputs[count:])
+            finally:
+                self._tracing_args = previous
+
+        return with_args
+
+    def _bake_args(self) -> None:
+        """The function cannot take its args as graph inputs: trace them in as constants from
+        now on, for this solve and every later one (the shared functions are marked)."""
+        self._compiled["baked args"] = True
+        self._compiled, self._plain = {"baked args": True}, set()
+        self.arg_layout, self.arg_inputs = None, ()
 
     def params_of(self, x: Any) -> Any:
         tf = _tf()
@@ -129,16 +182,21 @@ class _TfCompiled:
         if compiled is None:
             tf = _tf()
 
+            inner = self._taking_args(body) if self.arg_inputs else body
+
             def traced(*args: Any) -> Any:
                 self.traces += 1
-                return body(*args)
+                return inner(*args)
 
-            signature = [tf.TensorSpec([size], self.dtype.name) for size in sizes]
+            signature = self._arg_specs() + [tf.TensorSpec([size], self.dtype.name) for size in sizes]
             jit = self.backend.jit_compile and name not in self._plain
             function = tf.function(traced, input_signature=signature, jit_compile=jit)
             try:
                 compiled = self._compiled[name] = function.get_concrete_function()
             except Exception as exc:
+                if self.arg_inputs:
+                    self._bake_args()
+                    return self._function(name, body, *sizes)
                 # AutoGraph re-raises what the traced code raised as a new exception (its
                 # StagingError for types it cannot rebuild): raise the user's own object.
                 original = exc.__context__ if hasattr(exc, "ag_error_metadata") else None
@@ -150,7 +208,7 @@ class _TfCompiled:
     def _run(self, name: str, body: Callable, *args: Any) -> Any:
         function = self._function(name, body, *(int(arg.shape[0]) for arg in args))
         try:
-            return function(*args)
+            return function(*self.arg_inputs, *args)
         except _tf().errors.InvalidArgumentError:
             # XLA refuses some ops only when it compiles, at the first call: retrace without
             # it. A genuine runtime error is raised again by the plain graph.
@@ -172,7 +230,7 @@ class TfScalar(_TfCompiled):
     """
 
     def scalar_of(self, x: Any) -> Any:
-        out = self._tensor(self.call(self.params_of(x)))
+        out = self._tensor(self._current_call()(self.params_of(x)))
         if out.shape.is_fully_defined():  # otherwise the reshape below fails at run time
             require_scalar_shape(tuple(out.shape))
         return _tf().reshape(out, [])
@@ -219,16 +277,17 @@ class TfBatched(TfScalar):
         batched = self._compiled.get("batched")
         if batched is None:
 
-            def traced(rows: Any) -> Any:
+            def mapped(rows: Any) -> Any:
                 self.traces += 1
                 return tf.vectorized_map(self.scalar_of, rows)
 
-            signature = [tf.TensorSpec([None, self.n], self.dtype.name)]
+            traced = self._taking_args(mapped) if self.arg_inputs else mapped
+            signature = self._arg_specs() + [tf.TensorSpec([None, self.n], self.dtype.name)]
             jit = self.backend.jit_compile and "batched" not in self._plain
             batched = self._compiled["batched"] = tf.function(traced, input_signature=signature, jit_compile=jit)
         rows = tf.constant(np.asarray(points, dtype=np.float64), dtype=self.dtype.name)
         try:
-            return _to_numpy(batched(rows))
+            return _to_numpy(batched(*self.arg_inputs, rows))
         except tf.errors.InvalidArgumentError:
             if not self.backend.jit_compile or "batched" in self._plain:
                 raise
@@ -246,7 +305,7 @@ class TfVector(_TfCompiled):
 
     def vector_of(self, x: Any) -> Any:
         tf = _tf()
-        leaves = optree.tree_leaves(self.call(self.params_of(x)))
+        leaves = optree.tree_leaves(self._current_call()(self.params_of(x)))
         if not leaves:
             raise ValueError("the function returned no array.")
         return tf.concat([tf.reshape(self._tensor(leaf), [-1]) for leaf in leaves], axis=0)
