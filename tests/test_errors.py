@@ -25,7 +25,7 @@ def quadratic(x):
         ({"hvp_type": "sideways"}, ValueError, r"hvp_type='sideways' is not one of"),
         ({"method": "BFGS", "hess": np.eye(2)}, ValueError, r"method='bfgs' does not use second-order information"),
         ({"method": "trust-exact", "hessp": lambda x, p: p}, ValueError, r"method='trust-exact' needs the full Hessian"),
-        ({"method": "L-BFGS-B", "options": {"maxiterations": 3}}, ValueError, r"options: Unknown solver options: maxiterations"),
+        ({"method": "L-BFGS-B", "options": {"maxiterations": 3}}, ValueError, r"options: 'maxiterations' is not an option of any scipy.optimize.minimize method; did you mean 'maxiter'"),
     ],
 )
 def test_bad_arguments(kwargs, error, message):

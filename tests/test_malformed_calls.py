@@ -53,7 +53,7 @@ CASES = [
     # -- method and options ---------------------------------------------------------------
     ("unknown method", mini(method="newton"), ValueError, r"method='newton' is not a scipy.optimize.minimize method; choose one of: nelder-mead"),
     ("method of a wrong type", mini(method=3), TypeError, r"method must be a string or a callable; got int"),
-    ("unknown option", mini(method="L-BFGS-B", options={"maxiterations": 3}), ValueError, r"options: Unknown solver options: maxiterations"),
+    ("unknown option", mini(method="L-BFGS-B", options={"maxiterations": 3}), ValueError, r"options: 'maxiterations' is not an option of any scipy.optimize.minimize method; did you mean 'maxiter'"),
     ("options not a dict", mini(method="BFGS", options=[("maxiter", 3)]), TypeError, r"options must be a dict of the method's options \(see scipy.optimize.show_options\); got list"),
     ("tol not a number", mini(method="BFGS", tol="small"), TypeError, r"tol must be a number; got str"),
     ("callback not callable", mini(method="BFGS", callback=3), TypeError, r"callback must be callable; got int"),
@@ -121,7 +121,7 @@ CASES = [
     # -- global optimizers --------------------------------------------------------------
     ("differential_evolution infinite bounds", lambda: am.differential_evolution(quad, [(-np.inf, 1)] * 2, backend="numpy"), ValueError, r"bounds must be finite for every parameter \(this method samples the whole box\)"),
     ("differential_evolution without bounds", lambda: am.differential_evolution(quad, None, backend="numpy"), ValueError, r"bounds is required: give finite \(low, high\) limits for every parameter"),
-    ("differential_evolution vectorized not bool", lambda: am.differential_evolution(quad, [(-1, 1)] * 2, vectorized="yes", backend="numpy"), TypeError, r"vectorized must be None \(batch when the backend can\), True or False; got 'yes'"),
+    ("differential_evolution vectorized not bool", lambda: am.differential_evolution(quad, [(-1, 1)] * 2, vectorized="yes", backend="numpy"), TypeError, r"vectorized must be None \(batch when the backend can\), True \(fun\(x\) with x of shape \(n, S\), as in scipy\), 'rows' \(x of shape \(S, n\)\) or False; got 'yes'"),
     ("differential_evolution bad updating", lambda: am.differential_evolution(quad, [(-1, 1)] * 2, updating="lazy", backend="numpy"), ValueError, r"updating='lazy': use 'immediate', 'deferred' or None"),
     ("differential_evolution bad polish", lambda: am.differential_evolution(quad, [(-1, 1)] * 2, polish=3, backend="numpy"), TypeError, r"polish must be True, False, a method name or a dict of am.minimize arguments; got 3"),
     ("differential_evolution bad integrality", lambda: am.differential_evolution(quad, [(-1, 1)] * 2, integrality=[True] * 3, backend="numpy"), ValueError, r"integrality must mirror x0's structure, or be one value or a flat array of 2"),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+import functools
 import inspect
+import re
 import warnings
 from typing import Any, Callable
 
@@ -132,9 +135,10 @@ def run_minimize(
         kwargs["bounds"] = so.Bounds(bounds[0], bounds[1])
     if constraints:
         kwargs["constraints"] = constraints
+    if isinstance(method, str):
+        check_option_names(options, method)
     with single_blas_thread(), warnings.catch_warnings():
         warnings.filterwarnings("error", message=r"Method .* cannot handle")
-        warnings.filterwarnings("error", message=r"Unknown solver options")
         try:
             result = objective.settle(so.minimize(fun, x0, **kwargs), x0)
             if sparsity is not None:
@@ -149,3 +153,41 @@ def run_minimize(
             )
         except so.OptimizeWarning as exc:
             raise ValueError(f"options: {exc} (see scipy.optimize.show_options for this method).") from None
+
+
+#: scipy.optimize.minimize's methods, as show_options names them
+_SCIPY_METHODS = (
+    "nelder-mead", "powell", "cg", "bfgs", "newton-cg", "l-bfgs-b", "tnc", "cobyla", "cobyqa", "slsqp",
+    "trust-constr", "dogleg", "trust-ncg", "trust-exact", "trust-krylov",
+)
+
+
+@functools.cache
+def scipy_option_names() -> frozenset[str]:
+    """Every option name of a ``scipy.optimize.minimize`` method, read from scipy's own
+    documentation of its methods (``show_options``), once per process (about 25 ms)."""
+    names: set[str] = set()
+    for method in _SCIPY_METHODS:
+        text = so.show_options("minimize", method, disp=False)
+        for group in re.findall(r"^\s{0,8}(\w+(?:, \w+)*)\s?: ", text, flags=re.M):
+            names.update(group.split(", "))
+    return frozenset(names)
+
+
+def check_option_names(options: dict | None, method: str) -> None:
+    """An option that no scipy method knows is a typo: an error naming the nearest names.
+
+    One that scipy knows for other methods reaches scipy, which warns (``OptimizeWarning``)
+    that the method ignores it, as a plain scipy call does.
+    """
+    unknown = sorted(set(options or {}) - scipy_option_names())
+    if not unknown:
+        return
+    messages = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, sorted(scipy_option_names()), n=3)
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else "."
+        messages.append(f"{name!r} is not an option of any scipy.optimize.minimize method{hint}")
+    raise ValueError(
+        f"options: {' '.join(messages)} scipy.optimize.show_options('minimize', {method!r}) lists method={method!r}'s options."
+    )

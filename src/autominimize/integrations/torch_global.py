@@ -78,6 +78,12 @@ class _GlobalOptimizer(torch.optim.Optimizer):
         self.minimizer_kwargs = local_kwargs(minimizer_kwargs, "minimizer_kwargs", allowed=_LOCAL_KEYS)
         self.minimizer_kwargs.setdefault("method", "L-BFGS-B")
         self.options = dict(options)
+        self.result: so.OptimizeResult | None = None
+
+    @property
+    def res(self) -> so.OptimizeResult | None:
+        """The last step's ``OptimizeResult`` (gngdb's name for :attr:`result`)."""
+        return self.result
         #: the last step's scipy result: ``x`` a list of tensors like the parameters
         self.result: so.OptimizeResult | None = None
 
@@ -102,6 +108,7 @@ class _GlobalOptimizer(torch.optim.Optimizer):
         spec = ParamSpec.from_tree(params, name="params")
         x0 = spec.flatten(params, "params")
         flat_bounds = normalize_bounds(self.bounds, spec, params)
+        self._local_gradient: str | None = None
         problem = self._problem(closure, params, spec)
         try:
             result = self._run(problem, x0, flat_bounds)
@@ -109,12 +116,23 @@ class _GlobalOptimizer(torch.optim.Optimizer):
             _write(params, spec, x0)
             raise
         _write(params, spec, spec.flatten(result.x))
+        if self._local_gradient is not None:
+            result.local_gradient = self._local_gradient
+            if self._local_gradient == "finite differences":
+                result.message = (
+                    f"{result.message} Local solves used scipy's finite differences: the closure's loss "
+                    "carries no gradient (computed under torch.no_grad())."
+                )
         self.result = result
         return torch.tensor(result.fun, dtype=params[0].dtype, device=params[0].device)
 
     def _problem(self, closure: Callable, params: list[torch.Tensor], spec: ParamSpec) -> GlobalProblem:
         def local_solve(x: np.ndarray, box: tuple | None, kwargs: dict) -> so.OptimizeResult:
             _write(params, spec, x)
+            if self._local_gradient is None:
+                self._local_gradient = "autograd" if _carries_gradient(closure) else "finite differences"
+            if self._local_gradient == "finite differences" and kwargs.get("jac") is None:
+                kwargs = {**kwargs, "jac": False}  # scipy's differences; derivative-free methods need none
             optimizer = ScipyOptimizer(params, bounds=None if box is None else so.Bounds(*box), **kwargs)
             optimizer.step(closure)
             result = optimizer.result
@@ -129,6 +147,13 @@ class _GlobalOptimizer(torch.optim.Optimizer):
 
     def _run(self, problem: GlobalProblem, x0: np.ndarray, bounds: tuple | None) -> so.OptimizeResult:
         raise NotImplementedError
+
+
+def _carries_gradient(closure: Callable[[], Any]) -> bool:
+    """Whether the closure's loss can be differentiated (not computed under ``torch.no_grad()``)."""
+    with torch.enable_grad():
+        loss = closure()
+    return isinstance(loss, torch.Tensor) and loss.requires_grad
 
 
 def _require_finite(bounds: tuple | None, name: str) -> tuple:
