@@ -202,6 +202,8 @@ def test_quasi_newton_when_derivatives_are_not_the_backends():
     # finite-difference gradients: IPOPT stops at its "acceptable" level (status 1)
     assert res.status in (0, 1) and res.hessian == "limited-memory" and res.nhev == 0
     assert abs(res.fun - p.fstar) < 1e-5
+    with pytest.raises(ValueError, match="'exact' needs"):
+        am.minimize(p.f, p.x0, method="ipopt", constraints=p.constraints(), backend="numpy", options={"hessian_approximation": "exact"})
     chosen = am.minimize(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch", options={"hessian_approximation": "limited-memory"})
     assert chosen.hessian == "limited-memory" and chosen.nhev == 0 and chosen.success
 

@@ -83,7 +83,13 @@ def run_ipopt(
     m = blocks[-1].rows.stop if blocks else 0
     nonlinear = [b for b in blocks if b.function is not None]
     nonlinear_rows = np.concatenate([np.arange(b.rows.start, b.rows.stop) for b in nonlinear]) if nonlinear else np.zeros(0, dtype=np.int64)
-    exact = settings.get("hessian_approximation", "exact") == "exact" and _differentiable(objective, nonlinear)
+    differentiable = _differentiable(objective, nonlinear)
+    if settings.get("hessian_approximation") == "exact" and not differentiable:
+        raise ValueError(
+            "options['hessian_approximation']='exact' needs the objective and the constraints differentiated by the "
+            "backend (JAX, PyTorch or TensorFlow, no user-supplied jac); use 'limited-memory'."
+        )
+    exact = settings.get("hessian_approximation", "exact") == "exact" and differentiable
     if not exact:
         settings.setdefault("hessian_approximation", "limited-memory")
     evaluator = _Derivatives(objective, blocks, nonlinear_rows, n)
