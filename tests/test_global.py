@@ -91,8 +91,8 @@ def test_finds_the_global_minimum(solver, name, n, backend):
 
 # -- batched differential evolution -----------------------------------------------------
 def _rastrigin_numpy_batched(p):
-    x = p["x"]  # (S, 4) when vectorized
-    return 10 * x.shape[-1] + np.sum(x**2 - 10 * np.cos(2 * np.pi * x), axis=-1) + (p["s"] - 0.5) ** 2
+    x = p["x"]  # (4, S) when vectorized: scipy's layout, a trailing batch axis on every leaf
+    return 10 * x.shape[0] + np.sum(x**2 - 10 * np.cos(2 * np.pi * x), axis=0) + (p["s"] - 0.5) ** 2
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch", "numpy"])
