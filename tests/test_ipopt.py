@@ -241,3 +241,9 @@ def test_tensorflow_exact_lagrangian():
     res = am.minimize(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="tensorflow")
     assert res.success and res.hessian == "exact" and res.nit == 8
     assert _relative_error(res.fun, p.fstar) <= 1e-6
+
+
+def test_iterate_yields_each_ipopt_iteration():
+    p = hs.get(71)
+    steps = list(am.iterate(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch"))
+    assert [s.nit for s in steps] == list(range(1, 9))
