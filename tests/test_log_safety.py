@@ -428,3 +428,59 @@ def test_a_kill_at_any_step_of_creation_leaves_an_empty_log_or_a_valid_one(tmp_p
         res = _solve(path)  # a solve goes on with the file, whatever state it was left in
         assert res.log_error is None and am.read_log(path).finished is not None
     assert {"empty", "a run"} <= set(outcomes.values()), outcomes
+
+
+# -- bounded memory ----------------------------------------------------------------------------
+def test_the_default_history_keeps_iterates_within_its_budget_spread_over_the_run(monkeypatch):
+    import autominimize.recording
+
+    n = 50
+    monkeypatch.setattr(autominimize.recording, "POINT_BUDGET", 10 * 8 * n)  # ten iterates of n float64
+    target = np.linspace(-1, 1, n)
+    scale = np.logspace(0, 3, n)  # ill-conditioned: many iterations
+
+    res = am.minimize(lambda x: float(np.sum(scale * (x - target) ** 2)), np.zeros(n), method="L-BFGS-B", backend="numpy",
+                      jac=lambda x: 2 * scale * (x - target), options={"maxiter": 300, "ftol": 0, "gtol": 1e-12})
+    iterations = res.history.iterations
+    kept = [i for i, it in enumerate(iterations) if it.x is not None]
+    assert len(iterations) == res.nit > 40 and 2 <= len(kept) <= 10 and kept[0] == 0
+    stride = kept[1] - kept[0]
+    assert stride > 1 and all(b - a == stride for a, b in zip(kept, kept[1:-1]))  # evenly spread (the last may be newer)
+    for i in kept:
+        assert res.history.column("f")[i] == pytest.approx(float(np.sum(scale * (iterations[i].x - target) ** 2)))
+    assert len(am.plot.params(res).axes) == 1  # plots the iterates it kept
+
+
+def test_a_small_problem_keeps_every_iterate_and_a_log_with_iterates_gets_them_all(tmp_path, monkeypatch):
+    import autominimize.recording
+
+    res = am.minimize(_fun, np.zeros(3), method="BFGS", backend="numpy")
+    assert all(it.x is not None for it in res.history.iterations)
+    monkeypatch.setattr(autominimize.recording, "POINT_BUDGET", 1)
+    log = am.SQLiteLog(tmp_path / "all.sqlite", iterates=True)
+    res = am.minimize(_fun, np.zeros(3), method="BFGS", backend="numpy", log=log)
+    assert all(it.x is not None for it in res.history.iterations)
+    assert all(it.x is not None for it in am.read_log(log.path).history.iterations)
+    unlogged = am.minimize(_fun, np.zeros(3), method="BFGS", backend="numpy").history.iterations
+    assert len(unlogged) >= 2 and sum(it.x is not None for it in unlogged) <= 1  # the latest, until the next record
+
+
+def test_cached_torch_functions_let_go_of_their_last_graph_when_the_solve_returns():
+    torch = pytest.importorskip("torch")
+    import gc
+    import weakref
+
+    from autominimize.backends.base import _compiled
+
+    graphs = []
+
+    def fun(x):
+        y = torch.tanh(x - 1) ** 2 + x**4
+        graphs.append(weakref.ref(y))
+        return y.sum()
+
+    res = am.minimize(fun, torch.zeros(4, dtype=torch.float64), method="Newton-CG", options={"maxiter": 3})
+    gc.collect()
+    assert res.nhvp > 0 and graphs and all(ref() is None for ref in graphs)
+    entries = [compiled for key, (f, compiled) in _compiled.items() if f is fun]
+    assert entries and all(getattr(compiled, "_last", None) is None for compiled in entries)

@@ -9,6 +9,7 @@ nothing is recorded.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple, Protocol, Sequence
 
@@ -17,7 +18,11 @@ import numpy as np
 if TYPE_CHECKING:
     from .problem import Counters
 
-__all__ = ["Evaluation", "Iteration", "History", "Observer", "EVALUATION_KINDS"]
+__all__ = ["Evaluation", "Iteration", "History", "Observer", "EVALUATION_KINDS", "POINT_BUDGET"]
+
+#: bytes of iterates (x) a history keeps by default: past it, every other kept iterate is
+#: let go and the spacing between kept ones doubles
+POINT_BUDGET = 32 * 2**20
 
 #: What one evaluation computed.
 #: ``failed``: with ``error_handling='continue'``, a point where fun raised or was not finite
@@ -73,6 +78,11 @@ class History:
         The sequence number (from 1) and flat x of the evaluation with the lowest f so far.
     recorded : int
         Evaluations recorded, counting the rows a log has written and removed.
+    point_budget : int or None
+        Bytes of iterates kept (``POINT_BUDGET``, 32 MB, by default; None keeps every one).
+        Once the iterates kept would exceed it, every other one is let go (its ``x``
+        becomes None) and from then on only every 2nd, 4th, ... iteration keeps its x, so
+        the iterates kept stay spread evenly over the run, the first among them.
 
     Examples
     --------
@@ -97,6 +107,7 @@ class History:
         iterations: Iterable[tuple] = (),
         leaves: list[tuple[str, int, int]] | None = None,
         keep_points: bool = True,
+        point_budget: int | None = POINT_BUDGET,
     ) -> None:
         #: (kind, time, f, grad_norm) per evaluation
         self._evaluation_rows: list[tuple] = [tuple(row) for row in evaluations]
@@ -106,6 +117,12 @@ class History:
         self._iterations: list[Iteration] = []
         self.leaves = list(leaves or [])
         self.keep_points = keep_points  # False: iterations record x as None
+        self.point_budget = point_budget
+        self._stride = 1  # rows whose index is a multiple of it keep their x
+        self._kept: list[int] = []  # indices of the rows that kept x, up to _checked
+        self._checked = 0  # rows looked at by the last thinning
+        # the number of rows at which the iterates could exceed the budget
+        self._check_at = 1 if keep_points and point_budget is not None else sys.maxsize
         self.start = time.perf_counter()
         self.recorded = 0  # evaluations recorded (rows a log has taken away included)
         # (sequence number from 1, x) of the best evaluation so far, replaced as one object:
@@ -120,6 +137,7 @@ class History:
         kinds, *numbers = evaluations
         nit, times, values, norms, nfev, njev, points = iterations
         names = np.asarray(EVALUATION_KINDS)[np.asarray(kinds, dtype=np.intp)].tolist()
+        kwargs.setdefault("point_budget", None)
         return cls(
             evaluations=zip(names, *(np.asarray(column).tolist() for column in numbers)),
             iterations=zip(*(np.asarray(column).tolist() for column in (nit, times, values, norms, nfev)), points, np.asarray(njev).tolist()),
@@ -140,6 +158,8 @@ class History:
         if f < self._best_f:  # before the row is added: a log taking rows finds the best among them
             self._best_f = f
             self.best = (self.recorded, x)
+        if len(self._iteration_rows) >= self._check_at:  # here as every iteration follows an evaluation
+            self._thin_points()
         row = (kind, time.perf_counter() - self.start, f, norm)
         if count == 1:
             self._evaluation_rows.append(row)
@@ -151,6 +171,38 @@ class History:
         self._iteration_rows.append(
             (nit, time.perf_counter() - self.start, f, norm, nfev, x if self.keep_points else None, njev)
         )
+        if len(self._iteration_rows) >= self._check_at:
+            self._thin_points()
+
+    def _thin_points(self) -> None:
+        """Let go of iterates until those kept fill at most half the budget (each call costs
+        what the rows since the last one did, so it adds a constant per iteration)."""
+        rows = self._iteration_rows
+        new = [i for i in range(self._checked, len(rows)) if rows[i][5] is not None]
+        if not new and not self._kept:
+            self._check_at = len(rows) + 1
+            return
+        size = rows[new[-1] if new else self._kept[-1]][5].nbytes or 1
+        capacity = self.point_budget // size
+        kept = self._kept + new
+        if capacity < 2:  # not even two iterates fit: keep none
+            kept = self._let_go(kept, [])
+        else:
+            kept = self._let_go(kept, [i for i in kept if i % self._stride == 0])
+            while len(kept) > capacity // 2:
+                self._stride *= 2
+                kept = self._let_go(kept, [i for i in kept if i % self._stride == 0])
+        self._kept, self._checked = kept, len(rows)
+        self._check_at = len(rows) + max(1, capacity - len(kept))
+
+    def _let_go(self, kept: list[int], keep: list[int]) -> list[int]:
+        """Set x to None in the rows of ``kept`` not in ``keep``; return ``keep``."""
+        rows = self._iteration_rows
+        for i in set(kept).difference(keep):
+            rows[i] = (*rows[i][:5], None, rows[i][6])
+            if i < len(self._iterations):
+                self._iterations[i] = self._iterations[i]._replace(x=None)
+        return keep
 
     def column(self, name: str, of: str = "iterations") -> np.ndarray:
         """One field of every iteration (or evaluation) as an array, e.g. ``column('f')``."""

@@ -104,21 +104,23 @@ def criterion(runs: Any, x: str = "iterations", log_scale: bool = True):
 def params(result: Any, max_lines: int = 12):
     """The path of each parameter leaf over the iterations: one panel per leaf.
 
-    At most ``max_lines`` elements of a leaf are drawn (the first ones).
+    At most ``max_lines`` elements of a leaf are drawn (the first ones), at the iterations
+    whose x the history kept (every one on a small problem; see ``History.point_budget``).
     """
     history = _history_of(result)
     if not history.iterations:
         raise ValueError("the run recorded no iteration to plot (was it run with history=True?)")
-    if history.iterations[0].x is None:
+    kept = [it for it in history.iterations if it.x is not None]  # a large solve's history keeps some
+    if not kept:
         raise ValueError(
-            "the log kept no iterates to plot: log with am.SQLiteLog(path, iterates=True), "
-            "or plot the result of am.minimize."
+            "the run kept no iterates to plot: log with am.SQLiteLog(path, iterates=True), "
+            "or plot the result of am.minimize (whose history keeps iterates within am.history.POINT_BUDGET)."
         )
-    path = np.stack([it.x for it in history.iterations])
+    path = np.stack([it.x for it in kept])
     leaves = history.leaves or [("x", 0, path.shape[1])]
     figure, axes = _figure(ncols=min(len(leaves), 3), nrows=-(-len(leaves) // 3), size=(4.5, 3.2))
     flat_axes = axes.ravel()
-    nit = history.column("nit")
+    nit = np.array([it.nit for it in kept])
     for ax, (name, start, stop) in zip(flat_axes, leaves):
         for j in range(start, min(stop, start + max_lines)):
             ax.plot(nit, path[:, j], lw=1)

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .history import History, LossCallback
+from .history import POINT_BUDGET, History, LossCallback
 from .log import RunLog, SQLiteLog, resume_point
 from .params import ParamSpec
 from .problem import Objective
@@ -62,7 +62,8 @@ def recorders(history: bool, log: Any, progress: bool, loss_callback: Callable |
     observers: list = []
     recorded = None
     if history or settings is not None:  # a log writes a history's rows; with history=False, one of its own
-        recorded = History(keep_points=history or settings.iterates)
+        iterates = settings is not None and settings.iterates  # the log writes every one
+        recorded = History(keep_points=history or iterates, point_budget=None if iterates else POINT_BUDGET)
     sqlite_log = None
     if settings is not None:
         sqlite_log = RunLog(settings, recorded, owns_journal=not history)

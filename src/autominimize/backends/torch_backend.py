@@ -7,6 +7,7 @@ derivatives are taken with respect to the flat vector whatever the parameter str
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import threading
@@ -46,6 +47,11 @@ class TorchBackend(Backend):
     def available(self) -> bool:
         return importlib.util.find_spec("torch") is not None
 
+    def solve_context(self, dtype: str) -> contextlib.AbstractContextManager:
+        """When the thread's outermost solve ends, its compiled functions let go of the point
+        (and forward graph) they kept for it: a cached function holds no per-point state."""
+        return _solve_scope()
+
     def compile_scalar(
         self, call: Callable, spec: ParamSpec, dtype: str, device: Any = None
     ) -> "TorchScalar":
@@ -68,6 +74,25 @@ class TorchBackend(Backend):
             return torch.device(device)
         torch_leaves = [leaf for leaf in spec.leaves if leaf.kind == "torch"]
         return torch_leaves[0].device if torch_leaves else torch.device("cpu")
+
+
+#: per thread: how many solves are open, and the compiled functions keeping a point for them
+_solves = threading.local()
+
+
+@contextlib.contextmanager
+def _solve_scope():
+    if not getattr(_solves, "depth", 0):
+        _solves.depth, _solves.holders = 0, set()
+    _solves.depth += 1
+    try:
+        yield
+    finally:
+        _solves.depth -= 1
+        if not _solves.depth:
+            for compiled in _solves.holders:
+                compiled._last = None
+            _solves.holders.clear()
 
 
 def _vjp(
@@ -195,6 +220,8 @@ class TorchScalar(_TorchCompiled):
     @_last.setter
     def _last(self, point: _Point | None) -> None:
         self._thread_points().last = point
+        if point is not None and getattr(_solves, "depth", 0):
+            _solves.holders.add(self)
 
     def _thread_points(self) -> threading.local:
         if self._points is None:
