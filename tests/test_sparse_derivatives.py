@@ -222,3 +222,46 @@ def test_least_squares_user_pattern_and_errors():
         am.least_squares(r, np.zeros(n), backend="torch", method="lm", jac_sparsity=True)
     with pytest.raises(ValueError, match=r"^jac_sparsity has shape \(3, 40\); it must be \(78, 40\)"):
         am.least_squares(r, np.zeros(n), backend="torch", jac_sparsity=np.ones((3, n)))
+
+
+def test_a_parameter_coupled_to_all_is_coloured_symmetrically():
+    """A global scale s couples to every x in ∇²L: the stacked column colouring needs n + 1
+    passes; J coloured alone plus a star colouring of ∇²L needs a handful, and its values
+    equal the dense Lagrangian Hessian's entry by entry."""
+    pytest.importorskip("asdex")
+    import jax
+    import jax.numpy as jnp
+
+    from autominimize.backends import get_backend
+    from autominimize.backends.lagrangian import Lagrangian
+    from autominimize.backends.sparsity import detect_pattern
+    from autominimize.params import ParamSpec
+
+    n = 60
+    h = 10.0 / (n - 1)
+    y = _data(n)
+
+    def f(p):
+        x, s = p["x"], p["s"]
+        return h * jnp.sum((x - s * y) ** 2) + jnp.sum(1 - jnp.cos(x[1:] - x[:-1])) + (s - 1.0) ** 2
+
+    def c(p):
+        x = p["x"]
+        return x[:-2] - 2 * x[1:-1] + x[2:] + h * h * jnp.sin(x[1:-1])
+
+    x0 = {"x": np.zeros(n), "s": 0.5}
+    spec = ParamSpec.from_tree(x0)
+    backend = get_backend("jax")
+    rng = np.random.default_rng(2)
+    x, lam = rng.standard_normal(n + 1), rng.standard_normal(n - 2)
+    with jax.enable_x64(True):
+        lagrangian = Lagrangian(backend.compile_scalar(f, spec, "float64"), [backend.compile_vector(c, spec, "float64")], n - 2, "float64")
+        pattern = detect_pattern(lagrangian, np.zeros(n + 1), None)
+        hess_c, jac_c = lagrangian.compressed(x, 1.3, lam, pattern.seeds())
+        dense_h, dense_j = lagrangian.hessian_blocks(x, 1.3, lam)
+    assert pattern.num_colors <= 8
+    np.testing.assert_allclose(pattern.hessian_values(hess_c), dense_h[pattern.hess_rows, pattern.hess_cols], atol=1e-12)
+    np.testing.assert_allclose(pattern.jacobian_values(jac_c), dense_j[pattern.jac_rows, pattern.jac_cols], atol=1e-12)
+    res = am.minimize(f, x0, method="ipopt", constraints={"type": "eq", "fun": c}, backend="jax", options={"sparse": True})
+    dense = am.minimize(f, x0, method="ipopt", constraints={"type": "eq", "fun": c}, backend="jax", options={"sparse": False})
+    assert res.sparsity["passes"] <= 8 and abs(res.fun - dense.fun) < 1e-10

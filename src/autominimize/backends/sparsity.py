@@ -15,7 +15,9 @@ The pattern comes from one of three sources:
 One greedy column colouring of the stacked pattern ``[∇²ₓₓL; J]`` (columns sharing a row get
 different colours, in natural order: a band of width w gets w colours) gives the seed
 vectors; one Hessian-vector product of the Lagrangian per colour gives both matrices (see
-:mod:`.lagrangian`).
+:mod:`.lagrangian`). When that takes more than ``SYMMETRIC_ABOVE`` passes (a variable
+coupled to all others makes every column conflict), J is coloured alone and ∇²L with asdex's
+star colouring, which exploits its symmetry, if that takes fewer passes in all.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ import numpy as np
 import scipy.sparse as sp
 
 __all__ = ["SparsePattern", "color_columns", "detect_pattern", "pattern_from_user"]
+
+
+#: more compressed passes than this for J and ∇²L together: try colouring them apart
+SYMMETRIC_ABOVE = 8
 
 
 @dataclass
@@ -59,26 +65,79 @@ class SparsePattern:
         full_cols = np.concatenate([self.hess_cols, self.hess_rows, self.jac_cols])
         self.colors = color_columns(full_rows, full_cols, (self.n + self.m, self.n))
         self.num_colors = int(self.colors.max()) + 1 if self.n else 0
+        self._seeds = _one_hot(self.colors, self.num_colors)
+        self._jac_seed, self._jac_pos = self.colors[self.jac_cols], self.jac_rows
+        self._hess_seed, self._hess_pos = self.colors[self.hess_cols], self.hess_rows
+        if self.num_colors > SYMMETRIC_ABOVE and self.hess_rows.size:
+            self._split_if_fewer()
+
+    def _split_if_fewer(self) -> None:
+        """Colour J alone and ∇²L symmetrically (star colouring: a variable coupled to all
+        others costs one colour, not n), when that takes fewer passes in all."""
+        star = _star_colors(self.hess_rows, self.hess_cols, self.n)
+        if star is None:
+            return
+        jac = color_columns(self.jac_rows, self.jac_cols, (self.m, self.n)) if self.jac_rows.size else np.zeros(self.n, dtype=np.int64)
+        p_jac = int(jac.max()) + 1 if self.jac_rows.size else 0
+        p_hess = int(star.max()) + 1
+        if p_jac + p_hess >= self.num_colors:
+            return
+        # H[i, j] is read directly from row i of colour c(j)'s pass when j is the only column
+        # of that colour in row i, else from row j of colour c(i)'s; a star colouring makes
+        # one of the two hold for every entry
+        rows, cols = _sorted_pairs(np.concatenate([self.hess_rows, self.hess_cols]), np.concatenate([self.hess_cols, self.hess_rows]), (self.n, self.n))
+        keys, counts = np.unique(rows * p_hess + star[cols], return_counts=True)
+
+        def unique(row: np.ndarray, color: np.ndarray) -> np.ndarray:
+            where = np.searchsorted(keys, row * p_hess + color)
+            return counts[np.minimum(where, keys.size - 1)] == 1
+
+        i, j = self.hess_rows, self.hess_cols
+        via_j = unique(i, star[j])
+        via_i = unique(j, star[i])
+        if not np.all(via_j | via_i):
+            return
+        self._hess_seed = p_jac + np.where(via_j, star[j], star[i])
+        self._hess_pos = np.where(via_j, i, j)
+        self._jac_seed = jac[self.jac_cols]
+        self._seeds = np.vstack([_one_hot(jac, p_jac), _one_hot(star, p_hess)])
+        self.num_colors = p_jac + p_hess
 
     def seeds(self) -> np.ndarray:
         """The (p, n) seed matrix: row k is the indicator of the columns of colour k."""
-        seeds = np.zeros((self.num_colors, self.n))
-        seeds[self.colors, np.arange(self.n)] = 1.0
-        return seeds
+        return self._seeds
 
     def hessian_values(self, compressed: np.ndarray) -> np.ndarray:
         """The lower-triangle values, in pattern order, from ``∇²ₓₓL · S`` (p, n)."""
-        return compressed[self.colors[self.hess_cols], self.hess_rows]
+        return compressed[self._hess_seed, self._hess_pos]
 
     def jacobian_values(self, compressed: np.ndarray) -> np.ndarray:
         """J's values, in pattern order, from ``J · S`` given as (p, m)."""
-        return compressed[self.colors[self.jac_cols], self.jac_rows]
+        return compressed[self._jac_seed, self._jac_pos]
 
     def summary(self) -> dict:
         return {
             "source": self.source, "jacobian_nnz": int(self.jac_rows.size), "hessian_nnz": int(self.hess_rows.size),
             "passes": self.num_colors, "setup_seconds": self.seconds, "cached": self.cached,
         }
+
+
+def _one_hot(colors: np.ndarray, count: int) -> np.ndarray:
+    seeds = np.zeros((count, colors.size))
+    seeds[colors, np.arange(colors.size)] = 1.0
+    return seeds
+
+
+def _star_colors(rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray | None:
+    """asdex's star colouring of the symmetric pattern (None without asdex)."""
+    try:
+        import asdex
+    except ImportError:
+        return None
+    full_rows = np.concatenate([rows, cols]).astype(np.int32)
+    full_cols = np.concatenate([cols, rows]).astype(np.int32)
+    colors, _, _ = asdex.color_symmetric(asdex.SparsityPattern(full_rows, full_cols, (n, n)))
+    return np.asarray(colors, dtype=np.int64)
 
 
 def _sorted_pairs(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
