@@ -238,3 +238,94 @@ def test_continue_never_reports_success_when_no_step_could_be_taken(method):
     assert not res.success
     assert np.isfinite(res.x).all()
     assert res.fun == pytest.approx(np.sum((res.x - 1.0) ** 2)) and res.fun <= 8.0
+
+
+# -- an objective without a graph is an error, not a zero gradient ----------------------------
+
+
+def _torch_without_graph(kind: str):
+    import torch
+
+    if kind == "float":
+        return lambda x: float(torch.sum((x - 1.0) ** 2))
+    if kind == "item":
+        return lambda x: torch.sum((x - 1.0) ** 2).item()
+    if kind == "detach":
+        return lambda x: torch.sum((x.detach() - 1.0) ** 2)
+    return lambda x: torch.as_tensor(np.sum((x.detach().numpy() - 1.0) ** 2))
+
+
+@pytest.mark.skipif("torch" not in FRAMEWORKS, reason="needs torch")
+@pytest.mark.parametrize("kind", ["float", "item", "detach", "numpy"])
+@pytest.mark.parametrize("method", ["BFGS", "L-BFGS-B", "Newton-CG", "trust-exact", "SLSQP", "lbfgs-native", "sgd"])
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad=True")
+def test_torch_objective_without_a_graph_is_refused(kind, method):
+    import torch
+
+    with pytest.raises(ValueError, match=r"fun's output carries no gradient with respect to the parameters.*\.item\(\)"):
+        am.minimize(_torch_without_graph(kind), torch.full((2,), 3.0, dtype=torch.float64), method=method)
+
+
+@pytest.mark.skipif("tensorflow" not in FRAMEWORKS, reason="needs tensorflow")
+@pytest.mark.parametrize("method", ["BFGS", "trust-exact", "lbfgs-native"])
+def test_tf_objective_that_does_not_depend_on_the_variables_is_refused(method):
+    import tensorflow as tf
+
+    def stopped(x):
+        return tf.reduce_sum((tf.stop_gradient(x) - 1.0) ** 2)
+
+    with pytest.raises(ValueError, match=r"fun's output carries no gradient with respect to the parameters.*tf.stop_gradient"):
+        am.minimize(stopped, tf.fill([2], tf.constant(3.0, tf.float64)), method=method)
+
+
+@pytest.mark.parametrize("backend", [b for b in ALL_BACKENDS if b != "numpy"])
+def test_objective_ignoring_part_of_x_still_has_a_gradient(backend):
+    res = am.minimize(lambda x: (x[0] - 2.0) ** 2, np.array([0.0, 5.0]), method="BFGS", backend=backend)
+    np.testing.assert_allclose(np.asarray(res.x), [2.0, 5.0], atol=1e-6)
+
+
+# -- an objective that writes into its input does not change the method's points ------------
+
+
+def _writes_into_its_input(backend: str):
+    """sum((x - 1)^2), after which it overwrites its input with 5 (as scipy allows: it passes
+    a copy). Tensors are written under torch.no_grad(), where torch allows it."""
+    if backend == "torch":
+        import torch
+
+        def fun(x):
+            value = torch.sum((x - 1.0) ** 2)
+            with torch.no_grad():
+                x.fill_(5.0)
+            return value
+
+        return fun
+
+    def fun(x):
+        value = np.sum((x - 1.0) ** 2)
+        x[...] = 5.0
+        return value
+
+    return fun
+
+
+@pytest.mark.parametrize("backend", [b for b in ("numpy", "torch") if b in ALL_BACKENDS])
+@pytest.mark.parametrize("method", ["Nelder-Mead", "Powell", "BFGS", "L-BFGS-B", "trust-exact", "SLSQP"])
+def test_objective_writing_into_its_input_does_not_corrupt_the_solve(backend, method):
+    fun = _writes_into_its_input(backend)
+    x0 = np.array([3.0, -2.0])
+    res = am.minimize(fun, x0, method=method, backend=backend, tol=1e-10)
+    np.testing.assert_allclose(np.asarray(res.x), [1.0, 1.0], atol=1e-4)
+    assert res.fun == pytest.approx(np.sum((np.asarray(res.x) - 1.0) ** 2), abs=1e-10)
+    np.testing.assert_array_equal(x0, [3.0, -2.0])
+
+
+@pytest.mark.parametrize("vectorized", [True, "rows"])
+def test_vectorized_objective_writing_into_its_input_does_not_corrupt_differential_evolution(vectorized):
+    def fun(x):
+        value = np.sum((x - 1.0) ** 2, axis=0 if vectorized is True else -1)
+        x[...] = 5.0
+        return value
+
+    res = am.differential_evolution(fun, [(-3.0, 3.0)] * 2, vectorized=vectorized, seed=1, tol=1e-10, backend="numpy")
+    np.testing.assert_allclose(res.x, [1.0, 1.0], atol=1e-4)

@@ -15,6 +15,23 @@ class ObjectiveOutputError(ValueError):
     """The user's function returned something a scalar method cannot use."""
 
 
+class NoGradientError(ObjectiveOutputError):
+    """The objective's output carries no gradient with respect to the parameters.
+
+    A zero gradient in its place would stop every method at x0, reporting success.
+    """
+
+
+def no_gradient_error(how: str) -> NoGradientError:
+    """The error for an objective whose output is not connected to the parameters; ``how``
+    lists the ways the connection is usually lost in the framework."""
+    return NoGradientError(
+        f"fun's output carries no gradient with respect to the parameters: it was computed {how}, "
+        "or it does not depend on them. Compute it from the parameters with the framework's "
+        "operations and return the tensor itself."
+    )
+
+
 def require_scalar_shape(shape: tuple[int, ...], what: str = "fun") -> None:
     """Raise a clear error unless ``shape`` holds exactly one number."""
     if math.prod(shape) != 1:

@@ -50,9 +50,9 @@ class _FlatFunction:
         self.scalar = scalar
 
     def __call__(self, x: np.ndarray) -> Any:
-        x = as_flat_float64(x)
-        if self.dtype != np.float64:
-            x = x.astype(self.dtype)
+        # a copy of its own: the user's function may write into its input, which the method
+        # (or a finite-difference step) must not read back
+        x = np.array(x, dtype=self.dtype).reshape(-1)
         out = self.call(self.spec.unflatten_leaves(self.spec.split(x)))
         if not self.scalar:
             return flatten_output(out)
@@ -186,7 +186,7 @@ class NumpyBatched:
         self.traces = 0
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
-        points = np.asarray(points, dtype=self.dtype)
+        points = np.array(points, dtype=self.dtype)  # its own copy: fun may write into it
         count = points.shape[0]
         leaves = [
             points[:, start:stop].reshape((count,) + shape)

@@ -20,7 +20,7 @@ import optree
 
 from ..params import ParamSpec
 from .base import Backend, args_layout, as_flat_float64
-from .common import require_scalar_shape
+from .common import no_gradient_error, require_scalar_shape
 
 
 def _tf():
@@ -63,8 +63,12 @@ def _value_and_grad(f: Callable, x: Any) -> tuple[Any, Any]:
     with tf.GradientTape() as tape:
         tape.watch(x)
         value = f(x)
-    # ZERO: a function that ignores (part of) x has a zero gradient, not None.
-    return value, tape.gradient(value, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    # x is one flat tensor: a function that ignores part of it still has a gradient (zero
+    # there); None means that the output does not depend on x at all.
+    grad = tape.gradient(value, x)
+    if grad is None:
+        raise no_gradient_error("outside the gradient tape (NumPy, .numpy(), tf.stop_gradient)")
+    return value, grad
 
 
 def _taped_grad(f: Callable, x: Any) -> tuple[Any, Any]:

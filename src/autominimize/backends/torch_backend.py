@@ -19,7 +19,7 @@ import optree
 
 from ..params import ParamSpec
 from .base import Backend, as_flat_float64
-from .common import require_scalar_shape
+from .common import no_gradient_error, require_scalar_shape
 
 
 def _torch():
@@ -125,6 +125,22 @@ def _vjp(
     return result
 
 
+def _no_graph() -> Exception:
+    return no_gradient_error("outside torch's autograd (float(), .item(), .detach(), NumPy, or under torch.no_grad())")
+
+
+def _objective_gradient(out: Any, xt: Any, *, create_graph: bool = False, retain_graph: bool | None = None) -> Any:
+    """d(out)/d(xt) for the scalar objective; :class:`NoGraphError` where ``out`` does not
+    depend on ``xt`` (a zero gradient would stop any method at x0, reporting success)."""
+    torch = _torch()
+    if not out.requires_grad:
+        raise _no_graph()
+    (grad,) = torch.autograd.grad(out, xt, retain_graph=retain_graph, create_graph=create_graph, allow_unused=True)
+    if grad is None:
+        raise _no_graph()
+    return grad
+
+
 def _scalar_gradient(out: Any, xt: Any) -> Any:
     """d(out)/d(xt) for a 0-d ``out``, freeing the graph: the first-order methods' hot path.
 
@@ -136,10 +152,12 @@ def _scalar_gradient(out: Any, xt: Any) -> Any:
     """
     run_backward = _engine_entry()
     if run_backward is None or not out.requires_grad:
-        return _vjp(out, xt)
+        return _objective_gradient(out, xt)
     # outputs, seed gradients, keep graph, create graph, inputs, allow unused, accumulate
     (grad,) = run_backward((out,), (_torch().ones_like(out),), False, False, (xt,), True, False)
-    return grad if grad is not None else _torch().zeros_like(xt)
+    if grad is None:
+        raise _no_graph()
+    return grad
 
 
 @functools.cache
@@ -179,10 +197,11 @@ class _TorchCompiled:
         return self.spec.unflatten_leaves(leaves)
 
     def _tensor(self, x: np.ndarray) -> Any:
-        """A tensor sharing ``x``'s memory when no dtype or device change is needed."""
+        """A tensor of its own (the user's function may write into it; the method's vector
+        must not change), in the compute dtype on the device."""
         if self._zero_copy:  # skip the dispatch of a no-op .to() on the hot path
-            return _torch().from_numpy(x)
-        return _torch().from_numpy(x).to(device=self.device, dtype=self.torch_dtype)
+            return _torch().from_numpy(x.copy())
+        return _torch().from_numpy(x).to(device=self.device, dtype=self.torch_dtype, copy=True)
 
     @staticmethod
     def _numpy(t: Any) -> np.ndarray:
@@ -245,8 +264,7 @@ class TorchScalar(_TorchCompiled):
         if last is not None and last.key == x.tobytes():
             return last
         self._last = None  # free the previous graph before building the next one
-        # A private copy: the graph must not see scipy write into its vector.
-        x = x.copy()
+        x = x.copy()  # the cache's key: scipy may write into its own vector
         xt = self._tensor(x).requires_grad_()
         with torch.enable_grad():
             out = self.flat_fun(xt)
@@ -258,7 +276,7 @@ class TorchScalar(_TorchCompiled):
         torch = _torch()
         point = self._evaluate(x)
         with torch.enable_grad():
-            grad = _vjp(point.out, point.xt, create_graph=True, retain_graph=True)
+            grad = _objective_gradient(point.out, point.xt, create_graph=True, retain_graph=True)
         return point.xt, grad
 
     def value(self, x: np.ndarray) -> float:
@@ -274,14 +292,13 @@ class TorchScalar(_TorchCompiled):
     def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         point = self._evaluate(x)
         if point.grad is None:
-            point.grad = self._numpy(_vjp(point.out, point.xt, retain_graph=True))
+            point.grad = self._numpy(_objective_gradient(point.out, point.xt, retain_graph=True))
         return point.value, point.grad.copy()
 
     def value_and_grad_once(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """Value and gradient for a method that asks for no curvature: no graph is kept.
 
-        The tensor shares ``x``'s memory (nothing writes into it before the backward pass
-        ends) and the graph is freed by that pass. This is the hot path of every first-order
+        The graph is freed by the backward pass. This is the hot path of every first-order
         method, so it skips what costs microseconds and changes nothing here: entering
         ``enable_grad`` when gradients are on already, and moving a CPU float64 gradient.
         """

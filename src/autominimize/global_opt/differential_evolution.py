@@ -349,7 +349,7 @@ class _ScipyLayout:
         self.dtype = np.dtype(problem.precision)
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
-        columns = np.asarray(points, dtype=self.dtype).T
+        columns = np.array(points, dtype=self.dtype).T  # its own copy: fun may write into it
         count = columns.shape[1]
         leaves = [
             columns[start:stop].reshape(shape + (count,))

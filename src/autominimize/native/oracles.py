@@ -26,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import backends as _backends
-from ..backends.common import ObjectiveOutputError
+from ..backends.common import ObjectiveOutputError, no_gradient_error
 from ..params import ParamSpec
 from ._arrays import namespace, vdot
 
@@ -191,6 +191,8 @@ def _torch_functions(call: Call, spec: ParamSpec, residual: bool) -> NativeFunct
         with torch.enable_grad():
             xt = x.detach().requires_grad_(True)
             f = objective(xt, batch)
+            if not f.requires_grad:
+                raise no_gradient_error("outside torch's autograd (float(), .item(), .detach(), NumPy, or under torch.no_grad())")
             return f.detach(), grad_of(f, xt)
 
     def value_and_grad_along(x, alpha, d, batch):
