@@ -22,6 +22,7 @@ star colouring, which exploits its symmetry, if that takes fewer passes in all.
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -221,10 +222,16 @@ def jacobian_only(pattern: SparsePattern) -> SparsePattern:
     return only
 
 
+def reads_programs() -> bool:
+    """Whether asdex (the ``sparse`` extra) is installed to read patterns from JAX programs;
+    without it JAX problems are probed like the others, and only on request."""
+    return importlib.util.find_spec("asdex") is not None
+
+
 def detect_pattern(lagrangian: Any, x0: np.ndarray, bounds: tuple[np.ndarray, np.ndarray] | None, seed: int = 0) -> SparsePattern:
     """The pattern of J and ∇²ₓₓL: from the program on JAX (asdex), else by probing."""
     start = time.perf_counter()
-    if lagrangian.backend == "jax":
+    if lagrangian.backend == "jax" and reads_programs():
         rows, cols = _asdex_pattern(lagrangian, x0)
         source = "asdex"
     else:

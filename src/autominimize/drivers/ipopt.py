@@ -26,7 +26,7 @@ import scipy.optimize as so
 import scipy.sparse as sp
 
 from ..backends.lagrangian import lagrangian_for, supports_exact_lagrangian
-from ..backends.sparsity import SparsePattern, detect_pattern, pattern_from_user
+from ..backends.sparsity import SparsePattern, detect_pattern, pattern_from_user, reads_programs
 from ..problem import Objective
 from .blas_threads import single_blas_thread
 
@@ -68,7 +68,10 @@ def run_ipopt(
 ) -> so.OptimizeResult:
     """Solve with IPOPT from ``x0``; the scipy-style ``constraints`` are those
     :func:`~autominimize.constraints.normalize_constraints` made for this solve."""
-    import cyipopt
+    try:
+        import cyipopt
+    except ImportError:
+        raise ImportError("method='ipopt' needs cyipopt, with the IPOPT library: pip install 'autominimize[ipopt]'") from None
 
     if second_order != "hess" or objective.user_hessian is not None:
         raise ValueError(
@@ -181,7 +184,7 @@ def _choose_pattern(lagrangian: Any, ours: dict, x0: np.ndarray, bounds: Any, n:
         return None
     if given and (user_hess is not None and (user_jac is not None or m == 0)):
         return pattern_from_user(user_jac, user_hess, n, m)
-    if sparse in ("auto", None) and not given and (lagrangian.backend != "jax" or n < AUTO_SPARSE_MIN_SIZE):
+    if sparse in ("auto", None) and not given and (lagrangian.backend != "jax" or n < AUTO_SPARSE_MIN_SIZE or not reads_programs()):
         return None
     detected = lagrangian.patterns.get("detected")
     cached = detected is not None

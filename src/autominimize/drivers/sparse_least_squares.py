@@ -25,6 +25,7 @@ from ..backends.sparsity import (
     detect_pattern,
     jacobian_only,
     pattern_from_user,
+    reads_programs,
 )
 
 __all__ = ["LEAST_SQUARES_AUTO_MIN_SIZE", "sparse_residual_jacobian"]
@@ -57,7 +58,7 @@ def sparse_residual_jacobian(
             )
         return None
     n = x0.size
-    if not asked and (backend_name_of(problem.functions) != "jax" or n < LEAST_SQUARES_AUTO_MIN_SIZE):
+    if not asked and (backend_name_of(problem.functions) != "jax" or n < LEAST_SQUARES_AUTO_MIN_SIZE or not reads_programs()):
         return None
     m = problem.value(x0).size
     dtype = np.dtype(getattr(problem.functions, "dtype", None) or str(problem.functions.torch_dtype).rsplit(".", 1)[-1]).name

@@ -29,6 +29,7 @@ from ..backends.sparsity import (
     detect_pattern,
     jacobian_only,
     pattern_from_user,
+    reads_programs,
 )
 from ..problem import Objective
 from .ipopt import AUTO_SPARSE_MAX_DENSITY
@@ -86,7 +87,7 @@ def sparse_constraints(
             )
         return constraints, settings, None
     n = x0.size
-    if not asked and (backend_name_of(functions[0].functions) != "jax" or n < TRUST_CONSTR_AUTO_MIN_SIZE):
+    if not asked and (backend_name_of(functions[0].functions) != "jax" or n < TRUST_CONSTR_AUTO_MIN_SIZE or not reads_programs()):
         return constraints, settings, None
     sizes = [cf.value(x0).size for cf in functions]
     m = int(sum(sizes))
