@@ -52,9 +52,9 @@ def sparse_residual_jacobian(
     if not usable:
         if asked:
             raise ValueError(
-                "jac_sparsity with the backend's Jacobian needs method='trf' or 'dogbox' (not 'lm'), tr_solver "
-                "'lsmr' or None, and residuals differentiated by JAX, PyTorch or TensorFlow; for scipy's sparse "
-                "finite differences pass jac='2-point' or '3-point' with it."
+                "jac_sparsity is for scipy's sparse finite differences; pass it with jac='2-point' or '3-point'. "
+                "A sparse Jacobian from the backend needs residuals differentiated by JAX, PyTorch or TensorFlow, "
+                "method='trf' or 'dogbox' (not 'lm') and tr_solver 'lsmr' or None."
             )
         return None
     n = x0.size
