@@ -383,7 +383,8 @@ class RunLog:
         self.committed = time.perf_counter()
 
     def start_run(self, *, method: str, backend: str, precision: str, options: dict, spec: ParamSpec) -> None:
-        """Write the run's row before the solve starts (with the tables, in a new file).
+        """Write the run's row before the solve starts (with the tables, in a new file), or
+        with the next commit in a file this process has written already.
 
         ``spec`` is x0's structure, stored as data. Raises LogError when the file is of
         another layout or cannot be written at all; a lock held past the timeout or a full
@@ -394,6 +395,8 @@ class RunLog:
         self.committed = time.perf_counter()
         with self._file.lock:
             self._file.runs.append(self)
+        if self._file.layout_checked:  # the file is known good: the row goes with the next commit
+            return
         reason = self._file.attempt([self])
         if reason is not None and self._file.broken is not None:
             raise LogError(reason if reason.startswith("log=") else f"log={self.path!r} cannot be written: {reason}.")
@@ -443,17 +446,16 @@ class RunLog:
         evaluations, iterations = len(self._pending[0]), len(self._pending[1])
         best_stored = self._write_evaluations(connection, run_id, best_seq, best_x)
         self._write_iterations(connection, run_id)
-        if evaluations or iterations:
-            connection.execute(
-                "UPDATE runs SET evaluations = ?, iterations = ? WHERE run_id = ?",
-                (self._committed[0] + evaluations, self._committed[1] + iterations, run_id),
-            )
+        counts = (self._committed[0] + evaluations, self._committed[1] + iterations)
         outcome = self._outcome
         if outcome is not None:
             connection.execute(
-                "UPDATE runs SET status = ?, success = ?, message = ?, finished = ?, best_f = ?, best_x = ? WHERE run_id = ?",
-                outcome + (run_id,),
+                "UPDATE runs SET status = ?, success = ?, message = ?, finished = ?, best_f = ?, best_x = ?, evaluations = ?, "
+                "iterations = ? WHERE run_id = ?",
+                outcome + counts + (run_id,),
             )
+        elif evaluations or iterations:
+            connection.execute("UPDATE runs SET evaluations = ?, iterations = ? WHERE run_id = ?", counts + (run_id,))
 
         def committed() -> None:
             self.run_id = run_id
