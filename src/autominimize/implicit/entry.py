@@ -8,6 +8,7 @@ arguments) to the adapter of the framework that differentiates.
 from __future__ import annotations
 
 from collections.abc import Callable
+import math
 from typing import Any
 
 import numpy as np
@@ -185,7 +186,7 @@ def curve_fit(entry: Callable, call: dict) -> tuple:
         residual, p0, jac=call.get("jac"), bounds=call.get("bounds"), method=method, args=data, backend=call.get("backend"),
         precision=call.get("precision"), unpack="none", **(call.get("kwargs") or {}),
     )
-    m = int(np.shape(res.fun)[0])
+    m = math.prod(tuple(ydata.shape) if hasattr(ydata, "shape") else np.shape(ydata))
     if framework == "jax":
         pcov = _jax_covariance(residual, res.x, data, m, bool(call.get("absolute_sigma")))
     else:
@@ -193,7 +194,7 @@ def curve_fit(entry: Callable, call: dict) -> tuple:
             raise RuntimeError(f"Optimal parameters not found: {res.message}")
         pcov = _covariance(res.jac, 2 * res.cost, m, bool(call.get("absolute_sigma")))
     if call.get("full_output"):
-        return res.x, pcov, {"nfev": res.nfev, "fvec": res.fun}, res.message, res.status
+        return res.x, pcov, {"nfev": res.nfev, "fvec": res.get("fun")}, res.message, res.status
     return res.x, pcov
 
 
