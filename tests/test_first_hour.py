@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import pytest
 import autominimize as am
 
 RNG = np.random.default_rng(0)
-DATA = [(RNG.normal(size=(40, 3)), RNG.normal(size=40)) for _ in range(4)]
+DATA = [(RNG.normal(size=(40, 3)), RNG.normal(size=40)) for _ in range(3)]
 
 
 def _fits(loss, method="L-BFGS-B", **kwargs):
@@ -127,3 +128,40 @@ def test_code_written_with_one_framework_is_not_probed():
 
     res = am.minimize(loss, np.zeros(2), method="BFGS")
     assert res.backend == "jax" and "numpy" not in kinds
+
+
+def test_float32_tensors_run_in_float32_without_a_warning():
+    torch = pytest.importorskip("torch")
+    X = torch.randn(20, 3, generator=torch.Generator().manual_seed(0))  # float32, as a model's data
+
+    def loss(w):
+        return ((X @ w - 1.0) ** 2).mean()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = am.minimize(loss, torch.zeros(3), method="L-BFGS-B")
+    assert res.precision == "float32" and res.x.dtype == torch.float32 and res.success
+
+
+def test_float32_jax_x0_runs_in_float32():
+    jnp = pytest.importorskip("jax.numpy")
+    res = am.minimize(lambda w: jnp.sum((w - 1.0) ** 2), jnp.zeros(3, dtype=jnp.float32), method="BFGS")
+    assert res.precision == "float32" and str(res.x.dtype) == "float32"
+    assert am.minimize(lambda w: jnp.sum((w - 1.0) ** 2), np.zeros(3, dtype=np.float32)).precision == "float64"  # NumPy: as scipy
+
+
+def test_a_precision_fallback_is_told_once_per_function_and_quotes_the_dtypes():
+    tf = pytest.importorskip("tensorflow")
+    M = tf.constant(np.eye(3), dtype=tf.float32)
+
+    def loss(x):
+        return tf.reduce_sum(tf.linalg.matvec(M, x) ** 2)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = am.minimize(loss, np.ones(3))
+        am.minimize(loss, np.ones(3))
+    told = [w for w in caught if issubclass(w.category, am.PrecisionFallbackWarning)]
+    assert first.precision == "float32" and len(told) == 1
+    message = str(told[0].message)
+    assert "float64" in message and "float32" in message and "in user code" not in message

@@ -379,7 +379,7 @@ def _build_problem(
     if kwargs:
         fun = functools.partial(fun, **kwargs) if fun is not None else None
         fun_and_jac = functools.partial(fun_and_jac, **kwargs) if fun_and_jac is not None else None
-    dtype, _ = resolve_precision(precision)
+    dtype, _ = resolve_precision(precision, x0)
     base = fun if fun is not None else fun_and_jac
     requested_unpack, unpack = unpack, resolve_unpack(base, x0, unpack, len(args))
     x0 = vector_x0(x0, requested_unpack, unpack)

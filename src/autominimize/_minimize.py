@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
+import weakref
 from dataclasses import replace
 from typing import Any, Callable
 
@@ -39,6 +40,30 @@ class PrecisionFallbackWarning(UserWarning):
 def _is_dtype_mismatch(exc: BaseException) -> bool:
     text = str(exc).lower()
     return "double" in text or "dtype" in text or "float64" in text
+
+
+#: functions already warned about, so a fallback is told once per function
+_fallback_warned: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def _warn_precision_fallback(fun: Callable, exc: BaseException) -> None:
+    """One PrecisionFallbackWarning per function, quoting the line of the error that names
+    the dtypes (TensorFlow's messages start with traceback fragments such as "in user code:")."""
+    target = getattr(fun, "__func__", fun)
+    try:
+        if target in _fallback_warned:
+            return
+        _fallback_warned.add(target)
+    except TypeError:  # not weakly referable: warn each time
+        pass
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip() and not line.strip().endswith(":")]
+    quoted = next((line for line in lines if _is_dtype_mismatch(Exception(line))), lines[0] if lines else type(exc).__name__)
+    warnings.warn(
+        f"the objective failed in float64 ({quoted}); it embeds float32 constants, so it is computed in "
+        "float32. Pass precision='float32' to choose this explicitly (or give x0 as float32 tensors).",
+        PrecisionFallbackWarning,
+        stacklevel=3,
+    )
 
 
 def minimize(
@@ -231,7 +256,7 @@ def minimize(
         raise ValueError(f"hvp_type={hvp_type!r} is not one of {HVP_TYPES}.")
     if not isinstance(args, tuple):
         args = (args,)
-    dtype, precision_explicit = resolve_precision(precision)
+    dtype, precision_explicit = resolve_precision(precision, x0)
     requested_unpack, unpack = unpack, resolve_unpack(fun, x0, unpack, len(args))
     x0 = vector_x0(x0, requested_unpack, unpack)
     callers = CallerFactory(x0, requested_unpack, unpack)  # each user function gets its own calling rule
@@ -320,13 +345,7 @@ def minimize(
             except Exception as exc:
                 if precision_explicit or dtype == "float32" or backend_name not in ("torch", "tensorflow") or not _is_dtype_mismatch(exc):
                     raise
-                warnings.warn(
-                    f"the objective failed in float64 ({str(exc).splitlines()[0]}); it embeds float32 "
-                    "constants, so it is computed in float32. Pass precision='float32' to choose this "
-                    "explicitly.",
-                    PrecisionFallbackWarning,
-                    stacklevel=2,
-                )
+                _warn_precision_fallback(fun, exc)
                 dtype = "float32"
                 objective = new_objective(dtype)
                 _first_evaluation(objective, info, x0_flat)

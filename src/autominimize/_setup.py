@@ -14,21 +14,34 @@ import numpy as np
 
 from . import backends as _backends
 from .bounds import clip_to_bounds
-from .params import ParamSpec
+from .params import ParamSpec, leaf_kind
 
 __all__ = ["PRECISIONS", "resolve_precision", "backend_from_leaves", "clip_start", "compile_key", "cached", "compile_functions"]
 
 PRECISIONS = ("float64", "float32")
 
 
-def resolve_precision(precision: Any) -> tuple[str, bool]:
-    """``(dtype name, explicitly given)``; None means float64."""
+def resolve_precision(precision: Any, x0: Any = None) -> tuple[str, bool]:
+    """``(dtype name, explicitly given)``; None is inferred from x0 (:func:`infer_precision`)."""
     if precision is None:
-        return "float64", False
+        return infer_precision(x0), False
     name = np.dtype(precision).name if not isinstance(precision, str) else precision.lower()
     if name not in PRECISIONS:
         raise ValueError(f"precision={precision!r} is not supported; use 'float64' (default) or 'float32'.")
     return name, True
+
+
+def infer_precision(x0: Any) -> str:
+    """'float32' when every leaf of x0 is a float32 tensor of a framework (a float32 model runs
+    in float32, as it was built), 'float64' otherwise (NumPy and Python numbers included, as
+    scipy reads them)."""
+    import optree
+
+    leaves = optree.tree_leaves(x0)
+    if not leaves or any(leaf_kind(leaf) not in ("torch", "jax", "tf") for leaf in leaves):
+        return "float64"
+    float32 = all(str(getattr(leaf, "dtype", "")).replace("'", "").removesuffix(">").endswith("float32") for leaf in leaves)
+    return "float32" if float32 else "float64"
 
 
 def backend_from_leaves(spec: ParamSpec) -> str:
