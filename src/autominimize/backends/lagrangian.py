@@ -23,7 +23,7 @@ import numpy as np
 
 from ..params import ParamSpec
 
-__all__ = ["Lagrangian", "lagrangian_for", "supports_exact_lagrangian"]
+__all__ = ["Lagrangian", "backend_name_of", "dtype_name", "lagrangian_for", "supports_exact_lagrangian"]
 
 #: the framework functions of a flat vector, by compiled class: (scalar, vector)
 _FLAT_FUNCTIONS = {"jax": ("flat_fun", "flat_fun"), "torch": ("flat_fun", "flat_fun"), "tensorflow": ("scalar_of", "vector_of")}
@@ -33,6 +33,14 @@ _MODULE_BACKEND = {"jax_backend": "jax", "torch_backend": "torch", "tf_backend":
 def backend_name_of(functions: Any) -> str | None:
     """The backend that compiled ``functions``, or None for NumPy and user-supplied wrappers."""
     return _MODULE_BACKEND.get(type(functions).__module__.rsplit(".", 1)[-1])
+
+
+def dtype_name(functions: Any) -> str:
+    """The dtype compiled functions compute in, by name ('float64', 'float32')."""
+    dtype = getattr(functions, "dtype", None)
+    if dtype is None:  # torch keeps its own dtype object
+        return str(functions.torch_dtype).rsplit(".", 1)[-1]
+    return np.dtype(dtype).name
 
 
 def supports_exact_lagrangian(objective_functions: Any, constraint_functions: Sequence[Any]) -> bool:

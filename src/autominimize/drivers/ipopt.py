@@ -25,7 +25,7 @@ import numpy as np
 import scipy.optimize as so
 import scipy.sparse as sp
 
-from ..backends.lagrangian import lagrangian_for, supports_exact_lagrangian
+from ..backends.lagrangian import dtype_name, lagrangian_for, supports_exact_lagrangian
 from ..backends.sparsity import SparsePattern, detect_pattern, pattern_from_user, reads_programs
 from ..problem import Objective
 from .blas_threads import single_blas_thread
@@ -69,10 +69,9 @@ def run_ipopt(
     """Solve with IPOPT from ``x0``; the scipy-style ``constraints`` are those
     :func:`~autominimize.constraints.normalize_constraints` made for this solve."""
     try:
-        import cyipopt
+        import cyipopt  # noqa: F401 - only to say which extra is missing
     except ImportError:
         raise ImportError("method='ipopt' needs cyipopt, with the IPOPT library: pip install 'autominimize[ipopt]'") from None
-
     if second_order != "hess" or objective.user_hessian is not None:
         raise ValueError(
             "method='ipopt' computes the Hessian of the Lagrangian itself; hess and hessp are not used. "
@@ -80,34 +79,11 @@ def run_ipopt(
         )
     settings = dict(options or {})
     ours = {key: settings.pop(key) for key in IPOPT_OPTIONS if key in settings}
-    spec = objective.spec
     n = x0.size
     blocks = _blocks(constraints, x0, n)
+    evaluator = _derivatives(objective, blocks, settings, ours, x0, bounds)
     m = blocks[-1].rows.stop if blocks else 0
-    nonlinear = [b for b in blocks if b.function is not None]
-    nonlinear_rows = np.concatenate([np.arange(b.rows.start, b.rows.stop) for b in nonlinear]) if nonlinear else np.zeros(0, dtype=np.int64)
-    differentiable = _differentiable(objective, nonlinear)
-    if settings.get("hessian_approximation") == "exact" and not differentiable:
-        raise ValueError(
-            "options['hessian_approximation']='exact' needs the objective and the constraints differentiated by the "
-            "backend (JAX, PyTorch or TensorFlow, no user-supplied jac); use 'limited-memory'."
-        )
-    exact = settings.get("hessian_approximation", "exact") == "exact" and differentiable
-    if not exact:
-        settings.setdefault("hessian_approximation", "limited-memory")
-    evaluator = _Derivatives(objective, blocks, nonlinear_rows, n)
-    if exact:
-        functions = [b.function.functions for b in nonlinear]
-        evaluator.lagrangian = lagrangian_for(objective.functions, functions, nonlinear_rows.size, _dtype(objective.functions))
-        evaluator.pattern = _choose_pattern(evaluator.lagrangian, ours, x0, bounds, n, nonlinear_rows.size)
-    elif any(ours.get(key) is not None for key in ("jac_sparsity", "hess_sparsity")) or ours.get("sparse") is True:
-        raise ValueError(
-            "options['sparse'], ['jac_sparsity'] and ['hess_sparsity'] need exact derivatives from the backend "
-            "(JAX, PyTorch or TensorFlow, no user-supplied jac, no hessian_approximation='limited-memory')."
-        )
-    evaluator.structure()
-
-    x_start, warm = _warm_start(ours.get("warm_start"), spec, x0, m)
+    x_start, warm = _warm_start(ours.get("warm_start"), objective.spec, x0, m)
     if warm is not None:
         for key, value in _WARM_START.items():
             settings.setdefault(key, value)
@@ -125,14 +101,39 @@ def run_ipopt(
         raise KeyboardInterrupt
     if problem.failure is not None:
         raise problem.failure
-    return _result(x, info, problem, blocks, spec, evaluator, cyipopt)
+    return _result(x, info, problem, blocks, objective.spec, evaluator)
 
 
-def _dtype(functions: Any) -> str:
-    dtype = getattr(functions, "dtype", None)
-    if dtype is None:  # torch keeps its own dtype object
-        return str(functions.torch_dtype).rsplit(".", 1)[-1]
-    return np.dtype(dtype).name
+def _derivatives(objective: Objective, blocks: list[_Block], settings: dict, ours: dict, x0: np.ndarray, bounds: Any) -> "_Derivatives":
+    """What IPOPT will be fed: exact (dense or sparse) or quasi-Newton, with its structures.
+
+    Sets ``hessian_approximation='limited-memory'`` in ``settings`` when the backend cannot
+    differentiate the problem.
+    """
+    n = x0.size
+    nonlinear = [b for b in blocks if b.function is not None]
+    nonlinear_rows = np.concatenate([np.arange(b.rows.start, b.rows.stop) for b in nonlinear]) if nonlinear else np.zeros(0, dtype=np.int64)
+    differentiable = _differentiable(objective, nonlinear)
+    if settings.get("hessian_approximation") == "exact" and not differentiable:
+        raise ValueError(
+            "options['hessian_approximation']='exact' needs the objective and the constraints differentiated by the "
+            "backend (JAX, PyTorch or TensorFlow, no user-supplied jac); use 'limited-memory'."
+        )
+    exact = settings.get("hessian_approximation", "exact") == "exact" and differentiable
+    if not exact:
+        settings.setdefault("hessian_approximation", "limited-memory")
+    evaluator = _Derivatives(objective, blocks, nonlinear_rows, n)
+    if exact:
+        functions = [b.function.functions for b in nonlinear]
+        evaluator.lagrangian = lagrangian_for(objective.functions, functions, nonlinear_rows.size, dtype_name(objective.functions))
+        evaluator.pattern = _choose_pattern(evaluator.lagrangian, ours, x0, bounds, n, nonlinear_rows.size)
+    elif any(ours.get(key) is not None for key in ("jac_sparsity", "hess_sparsity")) or ours.get("sparse") is True:
+        raise ValueError(
+            "options['sparse'], ['jac_sparsity'] and ['hess_sparsity'] need exact derivatives from the backend "
+            "(JAX, PyTorch or TensorFlow, no user-supplied jac, no hessian_approximation='limited-memory')."
+        )
+    evaluator.structure()
+    return evaluator
 
 
 def _differentiable(objective: Objective, nonlinear: list[_Block]) -> bool:
@@ -413,7 +414,7 @@ def _warm_start(previous: Any, spec: Any, x0: np.ndarray, m: int) -> tuple[np.nd
     return x, warm
 
 
-def _result(x: np.ndarray, info: dict, problem: Any, blocks: list[_Block], spec: Any, evaluator: _Derivatives, cyipopt: Any) -> so.OptimizeResult:
+def _result(x: np.ndarray, info: dict, problem: Any, blocks: list[_Block], spec: Any, evaluator: _Derivatives) -> so.OptimizeResult:
     status = int(info["status"])
     message = info["status_msg"].decode() if isinstance(info["status_msg"], bytes) else str(info["status_msg"])
     if status in _EXTRA_STATUS:

@@ -15,18 +15,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..backends.lagrangian import (
-    backend_name_of,
-    lagrangian_for,
-    supports_exact_lagrangian,
-)
-from ..backends.sparsity import (
-    SparsePattern,
-    detect_pattern,
-    jacobian_only,
-    pattern_from_user,
-    reads_programs,
-)
+from ..backends.lagrangian import backend_name_of, dtype_name, lagrangian_for, supports_exact_lagrangian
+from ..backends.sparsity import SparsePattern, detect_pattern, jacobian_only, pattern_from_user, reads_programs
 
 __all__ = ["LEAST_SQUARES_AUTO_MIN_SIZE", "sparse_residual_jacobian"]
 
@@ -61,8 +51,7 @@ def sparse_residual_jacobian(
     if not asked and (backend_name_of(problem.functions) != "jax" or n < LEAST_SQUARES_AUTO_MIN_SIZE or not reads_programs()):
         return None
     m = problem.value(x0).size
-    dtype = np.dtype(getattr(problem.functions, "dtype", None) or str(problem.functions.torch_dtype).rsplit(".", 1)[-1]).name
-    lagrangian = lagrangian_for(None, [problem.functions], m, dtype)
+    lagrangian = lagrangian_for(None, [problem.functions], m, dtype_name(problem.functions))
     if asked and jac_sparsity is not True:
         pattern = pattern_from_user(jac_sparsity, None, n, m, in_options=False)
     else:

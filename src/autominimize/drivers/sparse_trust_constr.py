@@ -19,18 +19,8 @@ import scipy.sparse as sp
 from scipy.optimize import NonlinearConstraint
 from scipy.sparse.linalg import LinearOperator
 
-from ..backends.lagrangian import (
-    backend_name_of,
-    lagrangian_for,
-    supports_exact_lagrangian,
-)
-from ..backends.sparsity import (
-    SparsePattern,
-    detect_pattern,
-    jacobian_only,
-    pattern_from_user,
-    reads_programs,
-)
+from ..backends.lagrangian import backend_name_of, dtype_name, lagrangian_for, supports_exact_lagrangian
+from ..backends.sparsity import SparsePattern, detect_pattern, jacobian_only, pattern_from_user, reads_programs
 from ..problem import Objective
 from .ipopt import AUTO_SPARSE_MAX_DENSITY
 
@@ -91,7 +81,7 @@ def sparse_constraints(
         return constraints, settings, None
     sizes = [cf.value(x0).size for cf in functions]
     m = int(sum(sizes))
-    lagrangian = lagrangian_for(None, [cf.functions for cf in functions], m, _dtype(objective.functions))
+    lagrangian = lagrangian_for(None, [cf.functions for cf in functions], m, dtype_name(functions[0].functions))
     if user_jac is not None:
         pattern = pattern_from_user(user_jac, None, n, m)
     else:
@@ -116,13 +106,6 @@ def sparse_constraints(
             keep_feasible=item.keep_feasible,
         ))
     return replaced, settings, pattern
-
-
-def _dtype(functions: Any) -> str:
-    dtype = getattr(functions, "dtype", None)
-    if dtype is None:
-        return str(functions.torch_dtype).rsplit(".", 1)[-1]
-    return np.dtype(dtype).name
 
 
 class _Jacobians:
