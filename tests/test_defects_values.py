@@ -329,3 +329,52 @@ def test_vectorized_objective_writing_into_its_input_does_not_corrupt_differenti
 
     res = am.differential_evolution(fun, [(-3.0, 3.0)] * 2, vectorized=vectorized, seed=1, tol=1e-10, backend="numpy")
     np.testing.assert_allclose(res.x, [1.0, 1.0], atol=1e-4)
+
+
+# -- curve_fit's outputs are scipy's ----------------------------------------------------------
+
+
+def _decay_for(backend: str):
+    exp = {"numpy": np.exp}
+    if backend == "torch":
+        import torch
+
+        exp["torch"] = torch.exp
+    elif backend == "jax":
+        import jax.numpy as jnp
+
+        exp["jax"] = jnp.exp
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        exp["tensorflow"] = tf.exp
+    return lambda x, a, k, c: a * exp[backend](-k * x) + c
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@pytest.mark.parametrize("p0", [[1.0, 1.0, 0.0], (1, 1, 0), [np.float64(1.0), 1.0, 0.0]], ids=["list", "int-tuple", "numpy-scalars"])
+def test_curve_fit_popt_is_an_ndarray_for_an_array_like_p0(backend, p0):
+    import scipy.optimize as so
+
+    x = np.linspace(0, 4, 30)
+    y = 3.0 * np.exp(-0.7 * x) + 0.5 + 0.01 * np.sin(7 * x)
+    popt, pcov = am.curve_fit(_decay_for(backend), x, y, p0=p0, backend=backend)
+    expected, expected_cov = so.curve_fit(_decay_for("numpy"), x, y, p0=p0)
+    assert type(popt) is np.ndarray and popt.dtype == np.float64 and popt.shape == (3,)
+    np.testing.assert_allclose(popt * 2, expected * 2, rtol=1e-6)
+    assert type(pcov) is np.ndarray and pcov.shape == (3, 3)
+    np.testing.assert_allclose(pcov, expected_cov, rtol=1e-4)
+    popt, pcov, info, message, ier = am.curve_fit(_decay_for(backend), x, y, p0=p0, backend=backend, full_output=True)
+    assert type(popt) is np.ndarray and isinstance(message, str) and isinstance(ier, int)
+    assert type(info["fvec"]) is np.ndarray and isinstance(info["nfev"], int)
+
+
+@pytest.mark.skipif("torch" not in FRAMEWORKS, reason="needs torch")
+def test_curve_fit_popt_keeps_a_tensor_p0s_type():
+    import torch
+
+    x = np.linspace(0, 4, 30)
+    y = 3.0 * np.exp(-0.7 * x) + 0.5
+    popt, _ = am.curve_fit(_decay_for("torch"), x, y, p0=torch.tensor([1.0, 1.0, 0.0], dtype=torch.float64))
+    assert isinstance(popt, torch.Tensor)
+    np.testing.assert_allclose(popt.numpy(), [3.0, 0.7, 0.5], atol=1e-6)

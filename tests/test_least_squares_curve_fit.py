@@ -34,7 +34,7 @@ def test_agrees_with_scipy_on_a_seeded_exponential_decay(model, weighted):
     popt, pcov = am.curve_fit(model, X, Y, p0=[1.0, 1.0, 0.0], sigma=sigma)
     np.testing.assert_allclose(popt, expected, rtol=1e-6)
     np.testing.assert_allclose(pcov, expected_cov, rtol=1e-4)
-    assert isinstance(popt, list)
+    assert type(popt) is np.ndarray  # as scipy returns for a list p0
 
 
 def test_bounds_absolute_sigma_and_covariance_matrix():

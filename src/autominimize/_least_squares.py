@@ -839,8 +839,9 @@ def curve_fit(
 
     Returns
     -------
-    popt : p0's structure
-        The fitted parameters.
+    popt : ndarray or p0's structure
+        The fitted parameters: a float64 ndarray for a list or tuple of numbers (as scipy
+        returns), else p0's structure and array type.
     pcov : ndarray (n, n)
         Their covariance over the flat parameter vector (x0's leaves in order).
 
@@ -851,7 +852,7 @@ def curve_fit(
     >>> x = np.linspace(0, 4, 30)
     >>> y = 3.0 * np.exp(-0.7 * x) + 0.5
     >>> popt, pcov = am.curve_fit(lambda x, a, k, c: a * np.exp(-k * x) + c, x, y, p0=[1.0, 1.0, 0.0])
-    >>> [round(v, 6) for v in popt], pcov.shape
+    >>> popt.round(6).tolist(), pcov.shape
     ([3.0, 0.7, 0.5], (3, 3))
     """
     if not callable(f):
@@ -935,6 +936,8 @@ def curve_fit(
             J = leaf_to_numpy(jac(*([x_array_for(params)] + _positional(params, spread, p0)), **(params if spread == "kwargs" else {})))
             J = np.asarray(J, dtype=np.float64).reshape(-1, ParamSpec.from_tree(p0).size)
             if weights is not None:
+    if spread == "args" and all(leaf_kind(v) in ("python", "numpy") for v in optree.tree_leaves(p0)):
+        popt = np.asarray(popt, dtype=np.float64)  # scipy's popt for an array-like p0
                 return J * weights[:, None]
             if transform is not None:
                 return transform @ J
