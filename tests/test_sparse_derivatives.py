@@ -78,6 +78,16 @@ def test_jax_sparse_matches_dense_in_three_passes():
     np.testing.assert_allclose(sparse.x, dense.x, atol=1e-8)
 
 
+def test_quasi_newton_hessian_with_a_sparse_jacobian():
+    n = 60
+    f, constraint = _banded(n, "torch")
+    res = am.minimize(f, np.zeros(n), method="ipopt", constraints=constraint, backend="torch", options={"sparse": True, "hessian_approximation": "limited-memory"})
+    exact = am.minimize(f, np.zeros(n), method="ipopt", constraints=constraint, backend="torch")
+    assert res.success and res.hessian == "limited-memory" and res.nhev == 0
+    assert (res.sparsity["jacobian_nnz"], res.sparsity["hessian_nnz"], res.sparsity["passes"]) == (3 * (n - 2), 0, 3)
+    assert abs(res.fun - exact.fun) < 1e-7
+
+
 def test_auto_rule_and_cached_set_up():
     pytest.importorskip("asdex")
     small_f, small_c = _banded(40, "jax")

@@ -26,7 +26,7 @@ import scipy.optimize as so
 import scipy.sparse as sp
 
 from ..backends.lagrangian import dtype_name, lagrangian_for, supports_exact_lagrangian
-from ..backends.sparsity import SparsePattern, detect_pattern, pattern_from_user, reads_programs
+from ..backends.sparsity import SparsePattern, detect_pattern, jacobian_only, pattern_from_user, reads_programs
 from ..problem import Objective
 from .blas_threads import single_blas_thread
 
@@ -123,14 +123,17 @@ def _derivatives(objective: Objective, blocks: list[_Block], settings: dict, our
     if not exact:
         settings.setdefault("hessian_approximation", "limited-memory")
     evaluator = _Derivatives(objective, blocks, nonlinear_rows, n)
-    if exact:
+    evaluator.exact = exact
+    if differentiable:
         functions = [b.function.functions for b in nonlinear]
         evaluator.lagrangian = lagrangian_for(objective.functions, functions, nonlinear_rows.size, dtype_name(objective.functions))
-        evaluator.pattern = _choose_pattern(evaluator.lagrangian, ours, x0, bounds, n, nonlinear_rows.size)
+        pattern = _choose_pattern(evaluator.lagrangian, ours, x0, bounds, n, nonlinear_rows.size)
+        # under IPOPT's quasi-Newton Hessian the Jacobian alone is computed: J's colours only
+        evaluator.pattern = pattern if exact or pattern is None else jacobian_only(pattern)
     elif any(ours.get(key) is not None for key in ("jac_sparsity", "hess_sparsity")) or ours.get("sparse") is True:
         raise ValueError(
-            "options['sparse'], ['jac_sparsity'] and ['hess_sparsity'] need exact derivatives from the backend "
-            "(JAX, PyTorch or TensorFlow, no user-supplied jac, no hessian_approximation='limited-memory')."
+            "options['sparse'], ['jac_sparsity'] and ['hess_sparsity'] need derivatives from the backend "
+            "(JAX, PyTorch or TensorFlow, no user-supplied jac)."
         )
     evaluator.structure()
     return evaluator
@@ -210,6 +213,7 @@ class _Derivatives:
         self.nonlinear_rows = nonlinear_rows
         self.n = n
         self.lagrangian = None
+        self.exact = False  # whether IPOPT gets the Lagrangian's Hessian (else its quasi-Newton one)
         self.pattern: SparsePattern | None = None
         self._compressed_key: bytes | None = None
         self._compressed: tuple[np.ndarray, np.ndarray] | None = None
@@ -234,13 +238,14 @@ class _Derivatives:
             cols.append(self.pattern.jac_cols)
         self.jac_rows = np.concatenate(rows).astype(np.int64) if rows else np.zeros(0, dtype=np.int64)
         self.jac_cols = np.concatenate(cols).astype(np.int64) if cols else np.zeros(0, dtype=np.int64)
-        if self.lagrangian is None:
+        if self.pattern is not None:
+            self._seeds = self.pattern.seeds()
+        if not self.exact:
             self.hess_rows = self.hess_cols = np.zeros(0, dtype=np.int64)
         elif self.pattern is None:
             self.hess_rows, self.hess_cols = np.tril_indices(n)
         else:
             self.hess_rows, self.hess_cols = self.pattern.hess_rows, self.pattern.hess_cols
-            self._seeds = self.pattern.seeds()
 
     def constraints(self, x: np.ndarray) -> np.ndarray:
         values = [b.function.value(x) if b.function is not None else b.matrix @ x for b in self.blocks]
@@ -429,7 +434,7 @@ def _result(x: np.ndarray, info: dict, problem: Any, blocks: list[_Block], spec:
         mult_g=mult_g, v=[mult_g[b.rows] for b in blocks], constr=[g[b.rows] for b in blocks],
         mult_x_L=spec.restore(np.asarray(info["mult_x_L"], dtype=np.float64)),
         mult_x_U=spec.restore(np.asarray(info["mult_x_U"], dtype=np.float64)),
-        hessian="exact" if evaluator.lagrangian is not None else "limited-memory",
+        hessian="exact" if evaluator.exact else "limited-memory",
     )
     if evaluator.pattern is not None:
         result.sparsity = evaluator.pattern.summary()
