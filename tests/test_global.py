@@ -410,10 +410,12 @@ def test_batched_multistart_finds_the_four_minima_of_himmelblau(backend):
     assert len(res.local_results) == 64 and res.nlocal == 64
     assert res.nfev == sum(r.nfev for r in res.local_results) and res.njev == res.nfev
     assert len({r.nit for r in res.local_results}) > 5  # every start stopped on its own
-    # each start's result is the unbatched projected L-BFGS solve within the box
+    # with the Armijo search, each start's result is the unbatched projected L-BFGS solve within the box
+    armijo = am.multistart(himmelblau, bounds, n_starts=64, method="lbfgs-native", rng=0, backend=backend,
+                           minimizer_kwargs={"options": {"line_search": "armijo"}})
     loop = am.multistart(himmelblau, bounds, n_starts=64, method="lbfgs-native", rng=0, backend=backend, batched=False)
-    assert loop.batched is False
-    for a, b in zip(res.local_results, loop.local_results):
+    assert loop.batched is False and armijo.batched is True
+    for a, b in zip(armijo.local_results, loop.local_results):
         assert a.nit == b.nit and a.nfev == b.nfev
         assert abs(a.x["x"] - b.x["x"]) < 1e-9 and abs(a.x["y"] - b.x["y"]) < 1e-9
 

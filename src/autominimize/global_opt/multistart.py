@@ -73,11 +73,14 @@ def multistart(
     batched : bool, optional
         Run all the local solves as **one** batched L-BFGS (``am.minimize(..., batch=True)``:
         the function mapped with ``jax.vmap`` / ``torch.func.vmap``, each start stopping on its
-        own; projected within the box). None (default) does so when ``method='lbfgs-native'``,
-        the backend is JAX or torch and no ``workers``/``executor`` are given; True requires
-        it; False solves one start after another. Every start's result equals the unbatched
-        ``'lbfgs-native'`` solve within the box (both use the Armijo search along the
-        projection arc).
+        own, within the box). None (default) does so when ``method='lbfgs-native'``, the
+        backend is JAX or torch and no ``workers``/``executor`` are given; True requires it;
+        False solves one start after another. The batched solves search with strong Wolfe
+        along the straight line up to the box (``options={'line_search': 'wolfe'}``, see
+        :class:`~autominimize.native.batched.BatchedLBFGS`); with
+        ``minimizer_kwargs={'options': {'line_search': 'armijo'}}`` every start's result
+        equals the unbatched ``'lbfgs-native'`` solve within the box (both then use the
+        Armijo search along the projection arc).
     backend, precision, unpack
         As for ``am.minimize``.
 
@@ -117,7 +120,9 @@ def multistart(
     batched = _batched(batched, native, problem.backend, parallel)
     with running(problem):
         if batched:
-            results = _batched_solves(problem, fun, args, unpack, starts, box, kwargs)
+            # the batched bounded L-BFGS searches with strong Wolfe unless told otherwise
+            options = {"line_search": "wolfe", **(kwargs.get("options") or {})}
+            results = _batched_solves(problem, fun, args, unpack, starts, box, {**kwargs, "options": options})
             for result in results:
                 problem.record_local(result)
         elif parallel:

@@ -7,14 +7,21 @@ One evaluation computes all B values and gradients in one call: ``jax.vmap`` or
 ``torch.func.vmap`` of the single problem's ``value_and_grad``
 (:func:`batched_value_and_grad`).
 
-Each member follows **exactly** the arithmetic of the unbatched :class:`~.lbfgs.LBFGS` with
-``line_search="armijo"`` (or with bounds, its projected variant): the same two-loop
-recursion, memory rule, first step, backtracking and stopping tests, so member i's iterates,
-``nit`` and ``nfev`` are those of that solve. The line search is backtracking Armijo rather
-than strong Wolfe because backtracking is one mask per trial (a member accepts its first
-trial with sufficient decrease and freezes), while the Wolfe bracketing/zoom logic branches
-per member; L-BFGS stays well defined since pairs with ⟨s, y⟩ ≤ ``curvature_eps`` are skipped
-(Nocedal & Wright 2006, §7.2 discuss this safeguard for backtracking).
+Two line searches, chosen by ``line_search``:
+
+* ``"armijo"`` (default): each member follows **exactly** the arithmetic of the unbatched
+  :class:`~.lbfgs.LBFGS` with ``line_search="armijo"`` (or with bounds, its projected
+  variant): the same two-loop recursion, memory rule, first step, backtracking and stopping
+  tests, so member i's iterates, ``nit`` and ``nfev`` are those of that solve. L-BFGS stays
+  well defined since pairs with ⟨s, y⟩ ≤ ``curvature_eps`` are skipped (Nocedal & Wright
+  2006, §7.2).
+* ``"wolfe"``: the strong Wolfe bracketing and zoom of Nocedal & Wright (Algorithms 3.5 and
+  3.6, cubic interpolation safeguarded by bisection), written as a per-member stage
+  (bracketing, zooming, done) updated with masks, one batched evaluation per round. The
+  curvature condition keeps ⟨s, y⟩ > 0, so pairs are rarely skipped. With bounds, variables
+  at a bound whose gradient points out of the box are held, and the search runs along the
+  straight line up to the largest step that stays in the box (L-BFGS-B's ``stpmax``): a
+  member whose function still decreases there stops at the bound, which is then held.
 
 The pieces are pure array-API functions without Python branches on values, so on JAX each
 piece (direction, one line-search trial, the update and stopping tests) is one
@@ -34,6 +41,7 @@ import array_api_compat
 
 from ..params import ParamSpec
 from ._arrays import namespace
+from .batched_lm import AheadOfTime
 from .oracles import _scalar_check, make_params_of
 
 __all__ = ["BatchedLBFGS", "BatchedState", "REASONS", "batched_value_and_grad"]
@@ -70,6 +78,10 @@ class BatchedLBFGS:
 
     Parameters
     ----------
+    line_search : {'armijo', 'wolfe'}
+        Backtracking Armijo (the unbatched solve's arithmetic) or strong Wolfe (see above).
+    c2 : float
+        The curvature constant of the Wolfe search (0.9, Nocedal & Wright §3.1).
     memory, c1, max_line_search, curvature_eps
         As for :class:`~.lbfgs.LBFGS` (defaults 10, 1e-4, 20, 1e-10; scipy L-BFGS-B
         ``maxcor``/``maxls``, Nocedal & Wright §3.1, torch ``LBFGS``).
@@ -100,6 +112,8 @@ class BatchedLBFGS:
 
     memory: int = 10
     c1: float = 1e-4
+    c2: float = 0.9
+    line_search: str = "armijo"
     shrink: float = 0.5
     max_line_search: int = 20
     curvature_eps: float = 1e-10
@@ -116,6 +130,10 @@ class BatchedLBFGS:
             raise ValueError(f"memory must be at least 1; got {self.memory}.")
         if not 0.0 < self.shrink < 1.0:
             raise ValueError(f"shrink must be in (0, 1); got {self.shrink}.")
+        if self.line_search not in ("armijo", "wolfe"):
+            raise ValueError(f"line_search must be 'armijo' or 'wolfe'; got {self.line_search!r}.")
+        if not 0.0 < self.c1 < self.c2 < 1.0:
+            raise ValueError(f"the Wolfe constants need 0 < c1 < c2 < 1; got c1={self.c1}, c2={self.c2}.")
 
     @property
     def bounded(self) -> bool:
@@ -126,7 +144,7 @@ class BatchedLBFGS:
         """Iterate from the rows of ``x0`` until every member has stopped."""
         xp = namespace(x0)
         # bounds are arguments of the compiled pieces, so these stay cached across runs
-        init, direction, trial, update = _pieces(
+        init, direction, trial, update, wolfe_start, wolfe_trial, wolfe_finish = _pieces(
             xp, dataclasses.replace(self, lower=None, upper=None), value_and_grad, array_api_compat.is_jax_array(x0)
         )
         box = (self.lower, self.upper) if self.bounded else None
@@ -138,10 +156,18 @@ class BatchedLBFGS:
             state, d, alpha = direction(state, box)
             searching = state.reason == _RUNNING
             found = (state.x, state.f, state.g, xp.zeros_like(searching), state.nfev)
-            for _ in range(self.max_line_search):
-                if not bool(xp.any(searching)):
-                    break
-                searching, alpha, found = trial(state, d, alpha, searching, found, box)
+            if self.line_search == "wolfe":
+                search, d = wolfe_start(state, d, alpha, box)
+                for _ in range(self.max_line_search):
+                    if not bool(xp.any(searching)):
+                        break
+                    searching, search, found = wolfe_trial(state, d, search, searching, found, box)
+                found = wolfe_finish(search, searching, found)
+            else:
+                for _ in range(self.max_line_search):
+                    if not bool(xp.any(searching)):
+                        break
+                    searching, alpha, found = trial(state, d, alpha, searching, found, box)
             state = update(state, found, box)
         return state
 
@@ -154,12 +180,12 @@ def _pieces(xp: Any, algo: BatchedLBFGS, value_and_grad: Callable, jit: bool) ->
         functools.partial(_direction, xp, algo),
         functools.partial(_trial, xp, algo, value_and_grad),
         functools.partial(_update, xp, algo),
+        functools.partial(_wolfe_start, xp),
+        functools.partial(_wolfe_trial, xp, algo, value_and_grad),
+        functools.partial(_wolfe_finish, xp),
     )
-    if not jit:
-        return pieces
-    import jax
-
-    return tuple(jax.jit(piece) for piece in pieces)
+    # ahead of time: a float64 solve clears JAX's caches, so jax.jit alone recompiles each solve
+    return tuple(AheadOfTime(piece) for piece in pieces) if jit else pieces
 
 
 def _project(xp: Any, x: Any, box: tuple | None) -> Any:
@@ -256,6 +282,134 @@ def _trial(xp: Any, algo: BatchedLBFGS, value_and_grad: Callable, state: Batched
     )
     searching = xp.logical_and(searching, xp.logical_not(ok))
     return searching, xp.where(searching, alpha * algo.shrink, alpha), found
+
+
+class _Search(NamedTuple):
+    """Per-member strong Wolfe search state (Nocedal & Wright, Algorithms 3.5 and 3.6)."""
+
+    alpha: Any  # (B,) the next trial step
+    alpha_max: Any  # (B,) the largest step in the box (inf without bounds)
+    dphi0: Any  # (B,) ⟨g, d⟩ at the start
+    zoom: Any  # (B,) bool: bracketed, zooming between lo and hi
+    a_lo: Any  # (B,) bracketing: the previous step; zooming: the best step with sufficient decrease
+    f_lo: Any
+    dphi_lo: Any
+    x_lo: Any  # (B, n) the point at a_lo, with its gradient
+    g_lo: Any
+    a_hi: Any  # (B,) the other end of the bracket
+    f_hi: Any
+    dphi_hi: Any
+
+
+def _wolfe_start(xp: Any, state: BatchedState, d: Any, alpha: Any, box: tuple | None) -> tuple[_Search, Any]:
+    """The search state and the direction: with bounds, d stops pointing out of the box where
+    x is at a bound (else the largest step would be 0), or becomes the projected −g if that
+    leaves it no descent."""
+    alpha_max = xp.full_like(alpha, float("inf"))
+    if box is not None:
+        lower, upper = box
+        blocked = xp.logical_or(xp.logical_and(state.x <= lower, d < 0), xp.logical_and(state.x >= upper, d > 0))
+        d = xp.where(blocked, xp.zeros_like(d), d)
+        binding = xp.logical_or(xp.logical_and(state.x <= lower, state.g > 0), xp.logical_and(state.x >= upper, state.g < 0))
+        steepest = xp.where(binding, xp.zeros_like(d), -state.g)
+        d = xp.where((_dot(xp, state.g, d) < 0)[:, None], d, steepest)
+        # the largest step along d that stays in the box (L-BFGS-B's stpmax)
+        safe = xp.where(d == 0, xp.ones_like(d), d)
+        to_bound = xp.where(d < 0, (state.x - lower) / (-safe), xp.where(d > 0, (upper - state.x) / safe, xp.full_like(d, float("inf"))))
+        alpha_max = xp.min(to_bound, axis=-1)
+    dphi0 = _dot(xp, state.g, d)
+    zeros = xp.zeros_like(alpha)
+    search = _Search(
+        xp.minimum(alpha, alpha_max), alpha_max, dphi0, xp.zeros_like(alpha, dtype=xp.bool), zeros, state.f, dphi0,
+        state.x, state.g, zeros, state.f, dphi0,
+    )
+    return search, d
+
+
+def _cubic_step(xp: Any, s: _Search) -> Any:
+    """The minimiser of the cubic through both ends of the bracket, or the midpoint where that
+    is not finite or within 10% of an end (Nocedal & Wright eq. 3.59)."""
+    span = s.a_hi - s.a_lo
+    safe_span = xp.where(span == 0, xp.ones_like(span), span)
+    d1 = s.dphi_lo + s.dphi_hi - 3.0 * (s.f_lo - s.f_hi) / (-safe_span)
+    radicand = d1 * d1 - s.dphi_lo * s.dphi_hi
+    d2 = xp.sign(span) * xp.sqrt(xp.where(radicand > 0, radicand, xp.zeros_like(radicand)))
+    denominator = s.dphi_hi - s.dphi_lo + 2.0 * d2
+    safe_denominator = xp.where(denominator == 0, xp.ones_like(denominator), denominator)
+    cubic = s.a_hi - span * (s.dphi_hi + d2 - d1) / safe_denominator
+    low, high = xp.minimum(s.a_lo, s.a_hi), xp.maximum(s.a_lo, s.a_hi)
+    width = high - low
+    usable = (radicand > 0) & (denominator != 0) & xp.isfinite(cubic) & (cubic >= low + 0.1 * width) & (cubic <= high - 0.1 * width)
+    return xp.where(usable, cubic, low + 0.5 * width)
+
+
+def _wolfe_trial(xp: Any, algo: BatchedLBFGS, value_and_grad: Callable, state: BatchedState, d: Any, s: _Search, searching: Any, found: tuple, box: tuple | None):
+    """One strong Wolfe round for every member still searching: bracket or zoom, per member."""
+    x_best, f_best, g_best, accepted, nfev = found
+    x_new = _project(xp, state.x + s.alpha[:, None] * d, box)
+    f_new, g_new = value_and_grad(x_new)
+    f_new = xp.where(xp.isfinite(f_new), f_new, xp.full_like(f_new, float("inf")))
+    dphi = _dot(xp, g_new, d)
+    dphi = xp.where(xp.isfinite(dphi), dphi, xp.zeros_like(dphi))
+    no_decrease = f_new > state.f + algo.c1 * s.alpha * s.dphi0
+    curvature = xp.abs(dphi) <= -algo.c2 * s.dphi0
+    bracketing = xp.logical_and(searching, xp.logical_not(s.zoom))
+    zooming = xp.logical_and(searching, s.zoom)
+
+    # bracketing (Algorithm 3.5): the new point is the bracket's high end ...
+    high_end = xp.logical_and(bracketing, no_decrease | xp.logical_and(s.a_lo > 0, f_new >= s.f_lo))
+    settled = xp.logical_and(bracketing, xp.logical_not(high_end))
+    accept = xp.logical_and(settled, curvature)
+    low_end = xp.logical_and(xp.logical_and(settled, xp.logical_not(curvature)), dphi >= 0)  # ... or its low end
+    onward = xp.logical_and(xp.logical_and(settled, xp.logical_not(curvature)), dphi < 0)
+    at_box = xp.logical_and(onward, s.alpha >= s.alpha_max)  # still going down where the box ends: stop there
+    accept = accept | at_box
+    expand = xp.logical_and(onward, xp.logical_not(at_box))
+
+    # zooming (Algorithm 3.6)
+    z_high = xp.logical_and(zooming, no_decrease | (f_new >= s.f_lo))
+    z_low = xp.logical_and(zooming, xp.logical_not(z_high))
+    accept = accept | xp.logical_and(z_low, curvature)
+    z_low = xp.logical_and(z_low, xp.logical_not(curvature))
+    z_swap = xp.logical_and(z_low, dphi * (s.a_hi - s.a_lo) >= 0)
+
+    # the high end becomes the new point (high_end, z_high), the old low end (low_end, z_swap)
+    new_hi = high_end | z_high
+    old_lo_to_hi = low_end | z_swap
+    a_hi = xp.where(new_hi, s.alpha, xp.where(old_lo_to_hi, s.a_lo, s.a_hi))
+    f_hi = xp.where(new_hi, f_new, xp.where(old_lo_to_hi, s.f_lo, s.f_hi))
+    dphi_hi = xp.where(new_hi, dphi, xp.where(old_lo_to_hi, s.dphi_lo, s.dphi_hi))
+    # the low end becomes the new point (low_end, z_low, and the previous step while expanding)
+    new_lo = low_end | z_low | expand
+    a_lo = xp.where(new_lo, s.alpha, s.a_lo)
+    f_lo = xp.where(new_lo, f_new, s.f_lo)
+    dphi_lo = xp.where(new_lo, dphi, s.dphi_lo)
+    x_lo = xp.where(new_lo[:, None], x_new, s.x_lo)
+    g_lo = xp.where(new_lo[:, None], g_new, s.g_lo)
+    zoom = s.zoom | high_end | low_end
+    s = s._replace(zoom=zoom, a_lo=a_lo, f_lo=f_lo, dphi_lo=dphi_lo, x_lo=x_lo, g_lo=g_lo, a_hi=a_hi, f_hi=f_hi, dphi_hi=dphi_hi)
+    alpha = xp.where(expand, xp.minimum(2.0 * s.alpha, s.alpha_max), xp.where(zoom, _cubic_step(xp, s), s.alpha))
+    found = (
+        xp.where(accept[:, None], x_new, x_best),
+        xp.where(accept, f_new, f_best),
+        xp.where(accept[:, None], g_new, g_best),
+        xp.logical_or(accepted, accept),
+        nfev + xp.astype(searching, nfev.dtype),
+    )
+    return xp.logical_and(searching, xp.logical_not(accept)), s._replace(alpha=alpha), found
+
+
+def _wolfe_finish(xp: Any, s: _Search, searching: Any, found: tuple) -> tuple:
+    """Members whose search ran out of trials take the best point with sufficient decrease."""
+    x_best, f_best, g_best, accepted, nfev = found
+    fallback = xp.logical_and(searching, s.a_lo > 0)
+    return (
+        xp.where(fallback[:, None], s.x_lo, x_best),
+        xp.where(fallback, s.f_lo, f_best),
+        xp.where(fallback[:, None], s.g_lo, g_best),
+        xp.logical_or(accepted, fallback),
+        nfev,
+    )
 
 
 def _update(xp: Any, algo: BatchedLBFGS, state: BatchedState, found: tuple, box: tuple | None) -> BatchedState:

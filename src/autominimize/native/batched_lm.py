@@ -36,7 +36,7 @@ import numpy as np
 
 from ._arrays import namespace
 
-__all__ = ["BatchedLM", "LMState", "REASONS", "RUNNING"]
+__all__ = ["AheadOfTime", "BatchedLM", "LMState", "REASONS", "RUNNING"]
 
 #: Why a member stopped, by its code in ``LMState.reason``: (message, success, scipy status).
 REASONS = {
@@ -192,10 +192,10 @@ def _pieces(xp: Any, algo: BatchedLM, evaluate: Callable, jit: bool) -> tuple[Ca
         functools.partial(_step, xp, algo, evaluate),
         functools.partial(_gather, xp),
     )
-    return tuple(_AheadOfTime(piece) for piece in pieces) if jit else pieces
+    return tuple(AheadOfTime(piece) for piece in pieces) if jit else pieces
 
 
-class _AheadOfTime:
+class AheadOfTime:
     """``jax.jit(fun)`` compiled ahead of time once per argument shapes and kept here.
 
     A float64 solve clears JAX's own caches on entry and exit (``float64_scope``), so a plain
