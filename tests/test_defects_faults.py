@@ -88,3 +88,36 @@ def test_best_point_kept_when_the_first_finite_difference_gradient_fails(method)
     with pytest.raises(RuntimeError, match="simulation diverged") as info:
         am.minimize(fun, np.array([2.0, 3.0]), method=method, backend="numpy")
     np.testing.assert_array_equal(info.value.autominimize_best_x, [2.0, 3.0])
+
+
+# -- a fixed variable (lower bound = upper bound) ---------------------------------------------
+
+
+def _shifted_squares(backend: str):
+    _, total = array_module(backend)
+    return lambda x: total((x - 1.0) ** 2) + (x[0] - 2.0) ** 2 + (x[2] + 2.0) ** 2
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@pytest.mark.parametrize("method", ["L-BFGS-B", "TNC", "SLSQP", "trust-constr", "Nelder-Mead", "Powell", "COBYLA", "COBYQA", "lbfgs-native"])
+def test_fixed_variable_stays_at_its_bound(backend, method):
+    bounds = [(-5.0, 5.0), (0.25, 0.25), (-5.0, 5.0)]
+    res = am.minimize(_shifted_squares(backend), np.array([0.0, 0.25, 0.0]), method=method, bounds=bounds, backend=backend)
+    np.testing.assert_allclose(np.asarray(res.x), [1.5, 0.25, -0.5], atol=2e-3)
+    # trust-constr's interior point keeps bounds to its barrier tolerance, as with scipy
+    assert float(np.asarray(res.x)[1]) == pytest.approx(0.25, abs=1e-7 if method == "trust-constr" else 1e-12)
+
+
+def test_finite_differences_of_a_fixed_variable_are_zero_and_not_evaluated():
+    from autominimize import numdiff
+
+    points = []
+
+    def fun(x):
+        points.append(x.copy())
+        return float(np.sum(x**2))
+
+    g = numdiff.gradient(fun, np.array([1.0, 2.0, 3.0]), bounds=([0.0, 2.0, 0.0], [5.0, 2.0, 5.0]))
+    np.testing.assert_allclose(g, [2.0, 0.0, 6.0], rtol=1e-6)
+    assert all(p[1] == 2.0 for p in points)
+    assert len(points) == 5  # x, and a central difference of each free variable

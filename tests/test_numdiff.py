@@ -52,9 +52,9 @@ def test_never_evaluates_outside_the_bounds(method):
     np.testing.assert_allclose(jac, [2 * x[0] + x[1], 2 * x[1] + x[0], 1.0], atol=1e-6)
 
 
-def test_equal_bounds_are_an_error():
-    with pytest.raises(ValueError, match="lower and upper bounds are equal"):
-        numdiff.difference_plan(np.array([1.0]), "forward", bounds=(np.array([1.0]), np.array([1.0])))
+def test_equal_bounds_fix_the_variable_and_an_unknown_scheme_is_an_error():
+    plan = numdiff.difference_plan(np.array([1.0, 0.0]), "forward", bounds=(np.array([1.0, -1.0]), np.array([1.0, 1.0])))
+    assert plan.kind.tolist() == [3, 0] and len(plan.points(np.array([1.0, 0.0]))) == 1
     with pytest.raises(ValueError, match="not a finite-difference scheme"):
         numdiff.difference_plan(np.array([1.0]), "cs")
 

@@ -9,7 +9,8 @@ Wright, *Numerical Optimization*, 2nd ed., section 8.1. Each step is rounded so 
 Near a bound a step that would leave the box switches side; a central difference that does
 not fit becomes the second-order one-sided formula ``(-3 f(x) + 4 f(x+h) - f(x+2h)) / 2h``,
 and where even one step does not fit on either side, the step shrinks to the room there is.
-The function is therefore never evaluated outside ``bounds``.
+The function is therefore never evaluated outside ``bounds``. A fixed variable (lower bound
+equal to upper bound) is not stepped: its derivative is zero, as a solver never moves it.
 
 With ``Evaluator(tolerate_failures=True)`` (``error_handling='continue'`` in the solvers), a
 difference point where the function raises or is not finite is replaced by the mirrored
@@ -80,8 +81,9 @@ class Plan:
     """Per coordinate: the signed step ``h`` and the formula used.
 
     ``kind[i]`` is 0 (one-sided, first order: ``(f(x+h) - f(x)) / h``), 1 (central:
-    ``(f(x+h) - f(x-h)) / 2h``) or 2 (one-sided, second order:
-    ``(-3 f(x) + 4 f(x+h) - f(x+2h)) / 2h``); ``h`` carries the side.
+    ``(f(x+h) - f(x-h)) / 2h``), 2 (one-sided, second order:
+    ``(-3 f(x) + 4 f(x+h) - f(x+2h)) / 2h``) or 3 (a fixed variable, lower bound = upper
+    bound: no step, a zero derivative, as the method never moves it); ``h`` carries the side.
     """
 
     h: np.ndarray
@@ -95,7 +97,7 @@ class Plan:
         """The points to evaluate, in a fixed order, without ``x`` itself."""
         out = []
         for i, (h, kind) in enumerate(zip(self.h, self.kind)):
-            offsets = {0: (h,), 1: (h, -h), 2: (h, 2 * h)}[int(kind)]
+            offsets = {0: (h,), 1: (h, -h), 2: (h, 2 * h), 3: ()}[int(kind)]
             for offset in offsets:
                 point = x.copy()
                 point[i] = x[i] + offset
@@ -113,6 +115,8 @@ class Plan:
             elif kind == 1:
                 columns.append((values[cursor] - values[cursor + 1]) / (2 * h))
                 cursor += 2
+            elif kind == 3:
+                columns.append(np.zeros_like(f0))
             else:
                 columns.append((-3 * f0 + 4 * values[cursor] - values[cursor + 1]) / (2 * h))
                 cursor += 2
@@ -162,9 +166,7 @@ def difference_plan(
             up = fits_up | (~fits_down & (room_up >= room_down))
         step = np.where(up, np.minimum(size, room_up), -np.minimum(size, room_down))
         h[rest] = step[rest]
-        if np.any(h[rest] == 0):
-            where = int(np.flatnonzero(rest & (h == 0))[0])
-            raise ValueError(f"cannot take a finite-difference step at index {where}: lower and upper bounds are equal there.")
+        kind[rest & (h == 0)] = 3  # lower bound = upper bound: a fixed variable
     return Plan(h, kind)
 
 
@@ -388,7 +390,7 @@ def _mirror_failures(fun, x, plan: Plan, values: list, f0: np.ndarray, bounds, e
     new_values, retry = [], []
     cursor = 0
     for i in range(x.size):
-        count = 1 if kind[i] == 0 else 2
+        count = {0: 1, 1: 2, 2: 2, 3: 0}[int(kind[i])]
         own = values[cursor:cursor + count]
         cursor += count
         if all(good(v) for v in own):
