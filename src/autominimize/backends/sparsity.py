@@ -6,7 +6,7 @@ The pattern comes from one of three sources:
   of booleans or numbers (nonzero = structural nonzero) or a ``scipy.sparse`` matrix;
 * ``'asdex'`` (JAX): read from the traced program by asdex's abstract interpretation: a
   global pattern, valid at every point;
-* ``'probed'`` (PyTorch, TensorFlow): the union of the nonzeros of the exact Hessian of the
+* ``'probed'`` (PyTorch, TensorFlow, JAX without asdex): the union of the nonzeros of the exact Hessian of the
   Lagrangian (which holds J as a block) at two random points near x0 with random
   multipliers, computed with ``n`` Hessian-vector products per point. It is local: an entry
   that is zero at both points (a branch not taken there) is missed, so give a pattern when
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["SparsePattern", "color_columns", "detect_pattern", "pattern_from_user"]
+__all__ = ["SYMMETRIC_ABOVE", "SparsePattern", "color_columns", "detect_pattern", "jacobian_only", "pattern_from_user", "reads_programs"]
 
 
 #: more compressed passes than this for J and ∇²L together: try colouring them apart
@@ -49,7 +49,7 @@ class SparsePattern:
     hess_rows: np.ndarray
     hess_cols: np.ndarray
     source: str
-    colors: np.ndarray = field(init=False)
+    #: compressed passes per evaluation (the rows of :meth:`seeds`)
     num_colors: int = field(init=False)
     seconds: float = 0.0
     #: whether detection was skipped because an earlier solve of the same functions did it
@@ -64,11 +64,11 @@ class SparsePattern:
         # every column of ∇²L in full (both triangles) and of J, one row space after the other
         full_rows = np.concatenate([self.hess_rows, self.hess_cols, self.n + self.jac_rows])
         full_cols = np.concatenate([self.hess_cols, self.hess_rows, self.jac_cols])
-        self.colors = color_columns(full_rows, full_cols, (self.n + self.m, self.n))
-        self.num_colors = int(self.colors.max()) + 1 if self.n else 0
-        self._seeds = _one_hot(self.colors, self.num_colors)
-        self._jac_seed, self._jac_pos = self.colors[self.jac_cols], self.jac_rows
-        self._hess_seed, self._hess_pos = self.colors[self.hess_cols], self.hess_rows
+        colors = color_columns(full_rows, full_cols, (self.n + self.m, self.n))
+        self.num_colors = int(colors.max()) + 1 if self.n else 0
+        self._seeds = _one_hot(colors, self.num_colors)
+        self._jac_seed, self._jac_pos = colors[self.jac_cols], self.jac_rows
+        self._hess_seed, self._hess_pos = colors[self.hess_cols], self.hess_rows
         if self.num_colors > SYMMETRIC_ABOVE and self.hess_rows.size:
             self._split_if_fewer()
 
