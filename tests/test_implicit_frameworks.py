@@ -173,7 +173,8 @@ def test_unconverged_solve_gives_nan_with_a_warning():
     assert torch.isnan(lam.grad)
 
 
-def test_conjugate_gradients_count_their_products():
+def test_conjugate_gradients_count_their_products(monkeypatch):
+    monkeypatch.setattr("autominimize.implicit.adjoint.DENSE_LIMIT", 16)
     lam = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
     M = torch.as_tensor(RNG.normal(size=(150, 100)))
     b = torch.as_tensor(RNG.normal(size=150))

@@ -25,8 +25,10 @@ import numpy as np
 
 __all__ = ["DENSE_LIMIT", "Adjoint", "ImplicitDifferentiationWarning", "Operators", "solve_adjoint"]
 
-#: a free set up to this size (or any active constraint) is solved with the dense Hessian
-DENSE_LIMIT = 64
+#: a free set up to this size (or any active constraint) is solved with the dense Hessian, built
+#: from one batch of Hessian-vector products (matrix-matrix work, faster than conjugate gradients'
+#: one product at a time up to a few hundred variables)
+DENSE_LIMIT = 512
 #: a point within this relative distance of a limit is at it, whatever its multiplier
 EXACT_ACTIVE = 1e-8
 #: within this relative distance a limit is active only when its multiplier says so

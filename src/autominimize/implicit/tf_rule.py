@@ -28,6 +28,7 @@ class TensorFlowOperators:
         self.tf, self.problem, self.leaves, self.dtype = tf, problem, leaves, dtype
         self.matrices = [tf.constant(item.matrix, dtype=dtype) for item in problem.constraints if item.fun is None]
         self.sizes: list[int] = []
+        self._linearized: tuple | None = None
 
     def params_of(self, x: Any) -> Any:
         spec = self.problem.spec
@@ -85,16 +86,21 @@ class TensorFlowOperators:
         return c.numpy().astype(np.float64), np.asarray(jac.numpy(), dtype=np.float64).reshape(-1, x.size)
 
     def hvp(self, x: np.ndarray, weights: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        """Products from one persistent tape over the gradient per (x, weights): conjugate
+        gradients ask for one product at a time at the same point."""
         tf = self.tf
-        xt = tf.constant(x, dtype=self.dtype)
-        with tf.GradientTape(persistent=True) as outer:
-            outer.watch(xt)
-            with tf.GradientTape() as inner:
-                inner.watch(xt)
-                value = self._lagrangian(xt, self.leaves, weights)
-            g = inner.gradient(value, xt)
+        key = (x.tobytes(), weights.tobytes())
+        if self._linearized is None or self._linearized[0] != key:
+            xt = tf.constant(x, dtype=self.dtype)
+            with tf.GradientTape(persistent=True) as outer:
+                outer.watch(xt)
+                with tf.GradientTape() as inner:
+                    inner.watch(xt)
+                    value = self._lagrangian(xt, self.leaves, weights)
+                g = inner.gradient(value, xt)
+            self._linearized = (key, outer, xt, g)
+        _, outer, xt, g = self._linearized
         columns = [outer.gradient(g, xt, output_gradients=tf.constant(vectors[:, j], dtype=self.dtype)).numpy() for j in range(vectors.shape[1])]
-        del outer
         return np.stack(columns, axis=1).astype(np.float64)
 
     def theta_vjp(self, x: np.ndarray, weights: np.ndarray, w: np.ndarray, z: np.ndarray, mask: list[bool]) -> list:

@@ -29,6 +29,8 @@ class TorchOperators:
         self.torch, self.problem, self.leaves, self.dtype, self.device = torch, problem, leaves, dtype, device
         self.matrices = [torch.as_tensor(item.matrix, dtype=dtype, device=device) for item in problem.constraints if item.fun is None]
         self.sizes: list[int] = []
+        self._linearized: tuple | None = None
+        self._functional = True
 
     def params_of(self, x: Any) -> Any:
         spec = self.problem.spec
@@ -55,11 +57,14 @@ class TorchOperators:
         self.sizes = [int(part.numel()) for part in parts]
         return torch.cat(parts)
 
-    def lagrangian_gradient(self, x: Any, leaves: list, weights: np.ndarray) -> Any:
+    def lagrangian(self, x: Any, leaves: list, weights: np.ndarray) -> Any:
         value = self.objective(x, leaves)
         if weights.size:
             value = value + self.constraint_values(x, leaves) @ self.torch.as_tensor(weights, dtype=self.dtype, device=self.device)
-        return self.torch.autograd.grad(value, x, create_graph=True)[0]
+        return value
+
+    def lagrangian_gradient(self, x: Any, leaves: list, weights: np.ndarray) -> Any:
+        return self.torch.autograd.grad(self.lagrangian(x, leaves, weights), x, create_graph=True)[0]
 
     def gradient(self, x: np.ndarray) -> np.ndarray:
         with self.torch.enable_grad():
@@ -78,15 +83,33 @@ class TorchOperators:
         return c.detach().cpu().numpy().astype(np.float64), jac.detach().cpu().numpy().astype(np.float64)
 
     def hvp(self, x: np.ndarray, weights: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        """H @ vectors. Many columns at once: forward-over-reverse under ``torch.func.vmap``
+        (several times faster than a batched double backward), where the function allows it.
+        One column at a time (conjugate gradients): products from the gradient's graph, built
+        once per (x, weights)."""
         torch = self.torch
+        rows = torch.as_tensor(np.ascontiguousarray(vectors.T), dtype=self.dtype, device=self.device)
+        if rows.shape[0] > 1 and self._functional:
+            try:
+                return self._vectorized_hvp(x, weights, rows)
+            except Exception:  # in-place operations, .item() or data-dependent control flow: one at a time
+                self._functional = False
+        key = (x.tobytes(), weights.tobytes())
+        if self._linearized is None or self._linearized[0] != key:
+            with torch.enable_grad():
+                xt = self._x(x)
+                self._linearized = (key, xt, self.lagrangian_gradient(xt, self.leaves, weights))
+        _, xt, g = self._linearized
         with torch.enable_grad():
-            xt = self._x(x)
-            g = self.lagrangian_gradient(xt, self.leaves, weights)
-            columns = []
-            for j in range(vectors.shape[1]):
-                v = torch.as_tensor(vectors[:, j], dtype=self.dtype, device=self.device)
-                columns.append(torch.autograd.grad(g, xt, v, retain_graph=True)[0].detach().cpu().numpy())
-        return np.stack(columns, axis=1).astype(np.float64)
+            products = [torch.autograd.grad(g, xt, row, retain_graph=True)[0] for row in rows]
+        return torch.stack(products).detach().cpu().numpy().T.astype(np.float64)
+
+    def _vectorized_hvp(self, x: np.ndarray, weights: np.ndarray, rows: Any) -> np.ndarray:
+        func = self.torch.func
+        point = self.torch.as_tensor(x, dtype=self.dtype, device=self.device)
+        gradient = func.grad(lambda y: self.lagrangian(y, self.leaves, weights))
+        products = func.vmap(lambda v: func.jvp(gradient, (point,), (v,))[1])(rows)
+        return products.detach().cpu().numpy().T.astype(np.float64)
 
     def theta_vjp(self, x: np.ndarray, weights: np.ndarray, w: np.ndarray, z: np.ndarray, mask: list[bool]) -> list:
         """-∂θ(⟨∇ₓL, w⟩ + ⟨c, z⟩) for the leaves in ``mask``, in their dtypes."""
