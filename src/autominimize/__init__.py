@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "minimize": "._minimize",
     "PrecisionFallbackWarning": "._minimize",
+    "ImplicitDifferentiationWarning": ".implicit",
     "iterate": "._iterate",
     "least_squares": "._least_squares",
     "curve_fit": "._least_squares",
@@ -54,6 +55,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from ._iterate import iterate
     from ._least_squares import Residuals, curve_fit, least_squares, residuals
     from ._minimize import PrecisionFallbackWarning, minimize
+    from .implicit import ImplicitDifferentiationWarning
     from .backends import clear_compile_cache
     from .bounds import BoundsError
     from .constraints import ConstraintError
