@@ -272,3 +272,14 @@ def test_a_parameter_coupled_to_all_is_coloured_symmetrically():
     assert pattern.num_colors <= 8
     np.testing.assert_allclose(pattern.hessian_values(hess_c), dense_h[pattern.hess_rows, pattern.hess_cols], atol=1e-12)
     np.testing.assert_allclose(pattern.jacobian_values(jac_c), dense_j[pattern.jac_rows, pattern.jac_cols], atol=1e-12)
+
+
+def test_a_dense_linear_constraint_stays_out_of_the_colouring():
+    import scipy.optimize as so
+
+    n = 60
+    f, constraint = _banded(n, "torch")
+    total = so.LinearConstraint(np.ones((1, n)), -np.inf, 10.0)
+    res = am.minimize(f, np.zeros(n), method="ipopt", constraints=[constraint, total], backend="torch", options={"sparse": True})
+    assert res.success and res.sparsity["passes"] == 3
+    assert res.constr[1][0] <= 10.0 + 1e-8
