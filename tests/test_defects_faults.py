@@ -121,3 +121,47 @@ def test_finite_differences_of_a_fixed_variable_are_zero_and_not_evaluated():
     np.testing.assert_allclose(g, [2.0, 0.0, 6.0], rtol=1e-6)
     assert all(p[1] == 2.0 for p in points)
     assert len(points) == 5  # x, and a central difference of each free variable
+
+
+# -- am.optim's L-BFGS at convergence -------------------------------------------------------
+
+
+def _float32_array(backend: str, values):
+    if backend == "torch":
+        import torch
+
+        return torch.tensor(values, dtype=torch.float32)
+    if backend == "jax":
+        import jax.numpy as jnp
+
+        return jnp.asarray(values, dtype=jnp.float32)
+    return np.asarray(values, dtype=np.float32)
+
+
+@pytest.mark.parametrize("backend", [b for b in ("numpy", "torch", "jax") if b in ALL_BACKENDS])
+@pytest.mark.parametrize("make", ["lbfgs", "nonlinear_cg"])
+def test_optim_update_at_convergence_is_zero_and_says_converged(backend, make):
+    def value_and_grad(p):  # 1 + ½‖w‖²: at w = ±1e-6 no decrease is visible in float32
+        return 1.0 + 0.5 * float((p["w"] ** 2).sum()), {"w": p["w"] * 1}
+
+    opt = getattr(am.optim, make)()
+    params = {"w": _float32_array(backend, [1e-6, -1e-6])}
+    state = opt.init(params)
+    for _ in range(3):  # a fixed-length training loop goes on
+        value, grads = value_and_grad(params)
+        updates, state = opt.update(grads, state, params, value=value, value_and_grad_fn=value_and_grad)
+        assert float(np.abs(np.asarray(updates["w"])).max()) == 0.0
+        assert state.flag.startswith("converged")
+        params = am.optim.apply_updates(params, updates)
+    np.testing.assert_array_equal(np.asarray(params["w"]), np.float32([1e-6, -1e-6]))
+
+
+def test_optim_update_with_a_wrong_gradient_still_raises():
+    def wrong(p):
+        return 0.5 * np.sum(p["w"] ** 2), {"w": -p["w"]}
+
+    opt = am.optim.lbfgs()
+    params = {"w": np.ones(3)}
+    value, grads = wrong(params)
+    with pytest.raises(RuntimeError, match="line search failed to find a point with sufficient decrease"):
+        opt.update(grads, opt.init(params), params, value=value, value_and_grad_fn=wrong)

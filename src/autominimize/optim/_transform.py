@@ -122,12 +122,28 @@ def from_algorithm(algorithm: Algorithm) -> Transformation:
         else:
             f = value if value is not None else oracle.value(x)
             state = state._replace(x=x, f=f, g=g)
+        if algorithm.needs_evaluator and _at_convergence(xp, g, value if value is not None else getattr(state, "f", None), x.dtype):
+            # a line search here could only fail, or accept a step that changes nothing
+            return as_tree(xp.zeros_like(x)), state._replace(flag=CONVERGED)
         new_state = algorithm.step(state, oracle)
         if new_state.flag:
             raise RuntimeError(f"{algorithm.name} could not take a step: {new_state.flag}.")
         return as_tree(new_state.x - x), new_state
 
     return Transformation(init, update, algorithm)
+
+
+#: ``state.flag`` after an update that found the parameters converged
+CONVERGED = "converged: the gradient is at the resolution of the loss in this precision"
+
+
+def _at_convergence(xp: Any, g: Any, f: Any, dtype: Any) -> bool:
+    """Whether the parameters are at a minimum as far as the precision can tell: the gradient
+    is below sqrt(eps) of the precision relative to the loss (a gradient of 1e-6 in float32),
+    where a line search can resolve no decrease of the loss."""
+    eps = float(xp.finfo(dtype).eps)
+    scale = max(1.0, abs(float(f))) if f is not None else 1.0
+    return float(xp.max(xp.abs(g))) <= eps**0.5 * scale
 
 
 def apply_updates(params: Any, updates: Any) -> Any:
