@@ -223,3 +223,18 @@ def test_vectorized_numpy_calls_f_once_per_step_and_gives_the_member_by_member_a
     assert res.x["a"].shape == (5, 1) and res.fun.shape == (5, T.size)
     with pytest.raises(ValueError, match="vectorized=True is for the NumPy backend"):
         am.batched_curve_fit(decay_for("jax"), T, y, p0=p0, backend="jax", vectorized=True)
+
+
+def test_benchmark_section_runs_small(monkeypatch):
+    pytest.importorskip("jax")
+    pytest.importorskip("torch")
+    from autominimize.bench import batched as bench
+
+    monkeypatch.setattr(bench, "FITS", 64)
+    monkeypatch.setattr(bench, "LOOP_SUBSET", 4)
+    monkeypatch.setattr(bench, "STARTS", 8)
+    rows = bench.run_batched(repeats=1)
+    assert [(r["backend"], r["baseline"].split()[0]) for r in rows][:3] == [("jax", "scipy"), ("jax", "scipy"), ("jax", "am.curve_fit")]
+    assert len(rows) == 3 * 3 + 2 * 2 and all(r["success"] == 1.0 for r in rows)
+    assert all(r["cost_ratio"] < 1 + 1e-6 for r in rows[:9])  # no fit worse than scipy's
+    assert "batched L-BFGS, Wolfe" in bench.format_batched(rows)

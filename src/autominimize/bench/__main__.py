@@ -28,6 +28,7 @@ SECTIONS = {
     "native": ("native", "run_native", "format_native", "native L-BFGS vs scipy L-BFGS-B and torchmin; batched L-BFGS vs a loop"),
     "torch-mlp": ("torch_mlp", "run_torch_mlp", "format_torch_mlp", "am.torch.ScipyOptimizer vs torch.optim.LBFGS on a 2-layer MLP"),
     "implicit": ("implicit", "run_implicit", "format_implicit", "implicit differentiation: backward pass vs forward solve, logistic regression 20000 x 200"),
+    "batched": ("batched", "run_batched", "format_batched", "10 000 bounded curve fits and 1 000 bounded L-BFGS starts in one batch vs loops"),
     "memory": ("memory", "run_memory", "format_memory", "peak RSS of the default history on 200 000 parameters, and of 20 torch closures (subprocesses)"),
     "ipopt": ("ipopt", "run_ipopt_bench", "format_ipopt_bench", "method='ipopt' with automatic sparse derivatives vs hand-built triplets and dense trust-constr; the Hock-Schittkowski set"),
 }
