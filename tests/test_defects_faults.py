@@ -165,3 +165,51 @@ def test_optim_update_with_a_wrong_gradient_still_raises():
     value, grads = wrong(params)
     with pytest.raises(RuntimeError, match="line search failed to find a point with sufficient decrease"):
         opt.update(grads, opt.init(params), params, value=value, value_and_grad_fn=wrong)
+
+
+# -- am.iterate's worker thread and why a solve stopped ---------------------------------------
+
+
+def _iterate_threads() -> list:
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == "autominimize-scipy-iterate"]
+
+
+def _bowl(x):
+    return float(np.sum((x - 1.0) ** 2) + np.sum(x**4))
+
+
+@pytest.mark.parametrize("method", ["BFGS", "L-BFGS-B", "Nelder-Mead", "trust-constr"])
+def test_breaking_out_of_an_iterate_loop_ends_the_worker_thread(method):
+    import time
+
+    for state in am.iterate(_bowl, np.zeros(4), method=method, backend="numpy"):
+        if state.nit == 2:
+            break
+    deadline = time.monotonic() + 0.1
+    while _iterate_threads() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert _iterate_threads() == []
+
+
+def test_a_held_iterator_stopped_by_the_caller_says_so():
+    it = am.iterate(_bowl, np.zeros(4), method="BFGS", backend="numpy")
+    for state in it:
+        if state.nit == 2:
+            break
+    assert len(_iterate_threads()) == 1  # parked, waiting for the caller
+    res = it.result()
+    assert _iterate_threads() == []
+    assert not res.success
+    assert res.message == "stopped by the caller: the iterator was closed before the method converged."
+
+
+@pytest.mark.parametrize("method", ["BFGS", "L-BFGS-B", "TNC", "SLSQP", "Nelder-Mead", "trust-constr"])
+def test_a_callback_returning_true_is_named_in_the_message(method):
+    res = am.minimize(_bowl, np.zeros(4), method=method, backend="numpy", callback=lambda *a: True)
+    assert not res.success
+    assert res.message == "callback returned True."
+    it = am.iterate(_bowl, np.zeros(4), method=method, backend="numpy", callback=lambda *a: True)
+    assert len(list(it)) == 1
+    assert it.result().message == "callback returned True."

@@ -43,7 +43,7 @@ def test_stopping_early_ends_the_solve_and_its_thread():
             break
     assert len(_threads()) == 1  # parked, waiting for the caller
     result = iteration.result()
-    assert not result.success and result.nit == 3 and "callback" in result.message
+    assert not result.success and result.nit == 3 and result.message.startswith("stopped by the caller")
     assert not _threads()
 
 

@@ -79,6 +79,14 @@ class Iteration(Iterator[IterationState]):
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
+    def __del__(self) -> None:
+        # ``for state in am.iterate(...): break`` drops the iterator: a scipy method's
+        # worker thread must not stay parked behind it
+        try:
+            self.close()
+        except Exception:  # a solve that failed raised its error where it was followed
+            pass
+
 
 def iterate(
     fun: Callable,

@@ -152,6 +152,7 @@ class Objective:
         self.best_x: np.ndarray | None = None
         self.best_f = np.inf
         self.failures = 0  # failed points (error_handling='continue')
+        self.stop_message: str | None = None  # why the solve was stopped from a callback
 
     # -- bookkeeping -----------------------------------------------------------------
     # Points are compared by their bytes: cheaper than np.array_equal, and a point that
@@ -215,13 +216,19 @@ class Objective:
         return math.inf
 
     def settle(self, result: Any, x0: np.ndarray) -> Any:
-        """Make a method's result honest about the failed points it met (under 'continue').
+        """Make a method's result honest about why it stopped and the failed points it met.
+
+        A solve a callback stopped says so (``stop_message``) rather than scipy's
+        "`callback` raised `StopIteration`".
 
         A method may end at a failed point (one whose gradient failed after its value was
         taken, at a step too short to tell), or call itself converged at x0 when every point
         it tried after x0 failed. Then ``success`` is False, ``x`` is the best point evaluated
         (never a point that is not finite) and ``fun`` its value.
         """
+        if self.stop_message is not None:
+            result.success = False
+            result.message = self.stop_message
         if not self.failures:
             return result
         x = np.asarray(result.x, dtype=np.float64).reshape(-1)

@@ -73,6 +73,7 @@ def wrap_callback(
         if step_callback is not None:
             answers.append(step_callback(spec.restore(x)))
         if any(answer is True for answer in answers):
+            objective.stop_message = "callback returned True."
             raise StopIteration
 
     if info.new_callback:
@@ -149,7 +150,7 @@ def run_minimize(
             x = objective.best_x if objective.best_x is not None else x0
             return so.OptimizeResult(
                 x=x, fun=objective.best_f, success=False, status=99, nit=objective.nit,
-                message="`callback` raised `StopIteration`.",
+                message=objective.stop_message or "`callback` raised `StopIteration`.",
             )
         except so.OptimizeWarning as exc:
             raise ValueError(f"options: {exc} (see scipy.optimize.show_options for this method).") from None

@@ -59,6 +59,7 @@ class ScipyRunner:
         self._thread: threading.Thread | None = None
         self._outcome: tuple[str, Any] | None = None
         self._waiting = False
+        self._stopped = False  # whether the caller stopped the solve
         self._start = time.perf_counter()
 
     def _work(self) -> None:
@@ -80,6 +81,9 @@ class ScipyRunner:
             )
         self._waiting = False
         self._thread.join()
+        if kind == "done" and self._stopped:
+            payload.success = False
+            payload.message = "stopped by the caller: the iterator was closed before the method converged."
         self._outcome = (kind, payload)
         if kind == "error":
             raise payload
@@ -99,6 +103,7 @@ class ScipyRunner:
     def close(self) -> None:
         """Stop the solve (if it is still running) and wait for its thread to end."""
         if self._outcome is None and self._thread is not None:
+            self._stopped = True
             if self._waiting:
                 self._to_worker.put(_STOP)
             try:
