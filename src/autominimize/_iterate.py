@@ -110,9 +110,11 @@ def iterate(
 ) -> Iteration:
     """Minimize step by step: ``for state in am.iterate(fun, x0, method=...)``.
 
-    Takes ``am.minimize``'s arguments for the native methods ('lbfgs-native', 'cg-native',
-    'hessian-free', 'sgd', 'delta-bar-delta', 'sgd-qn', 'tonga'). Each ``next()`` makes one
-    outer step (one line search; one Hessian-free CG solve; one mini-batch) and returns an
+    Takes ``am.minimize``'s arguments, for the native methods ('lbfgs-native', 'cg-native',
+    'hessian-free', 'sgd', 'delta-bar-delta', 'sgd-qn', 'tonga') and for scipy's methods
+    alike (a scipy method runs in a worker thread that pauses at each of scipy's iterations
+    and never outlives the iterator). Each ``next()`` makes one outer step (one scipy
+    iteration; one line search; one Hessian-free CG solve; one mini-batch) and returns an
     :class:`IterationState`; the iterator raises ``StopIteration`` once a stopping criterion
     is met (the step that met it is still yielded).
 
@@ -121,7 +123,11 @@ def iterate(
     fun, x0, args, jac, bounds, tol, callback, options, backend, precision, unpack, torch_device
         As in ``am.minimize``.
     method : str
-        A native method name; default 'lbfgs-native'.
+        A native method name (default 'lbfgs-native') or any of ``am.minimize``'s scipy
+        methods ('L-BFGS-B', 'trust-constr', ...).
+    **minimize_kwargs
+        For scipy's methods, the rest of ``am.minimize``'s arguments (``constraints``,
+        ``hess``, ``log``, ...).
     data : iterable, optional
         Mini-batches for the stochastic methods: ``fun(params, batch)`` is called with one
         batch per step. Must be re-iterable (list, DataLoader) to run several epochs.
