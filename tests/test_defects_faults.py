@@ -213,3 +213,26 @@ def test_a_callback_returning_true_is_named_in_the_message(method):
     it = am.iterate(_bowl, np.zeros(4), method=method, backend="numpy", callback=lambda *a: True)
     assert len(list(it)) == 1
     assert it.result().message == "callback returned True."
+
+
+# -- am.plot with one result ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_plot_criterion_of_one_result(backend):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    _, total = array_module(backend)
+    res = am.minimize(lambda x: total((x - 1.0) ** 2), np.zeros(3), method="BFGS", backend=backend)
+    for x in ("iterations", "evaluations", "time"):
+        fig = am.plot.criterion(res, x=x)
+        (line,) = fig.axes[0].get_lines()
+        assert line.get_label() == "run"
+        assert len(line.get_ydata()) == (len(res.history.iterations) if x != "evaluations" else len(line.get_ydata()))
+    fig = am.plot.criterion({"first": res, "second": res})
+    assert [line.get_label() for line in fig.axes[0].get_lines()] == ["first", "second"]
+    without = am.minimize(lambda x: total((x - 1.0) ** 2), np.zeros(3), method="BFGS", backend=backend, history=False)
+    with pytest.raises(TypeError, match="cannot plot a OptimizeResult: give results of am.minimize \\(with history=True\\)"):
+        am.plot.criterion(without)

@@ -43,7 +43,17 @@ def _history_of(item: Any) -> History:
     )
 
 
+def _is_one_run(item: Any) -> bool:
+    """Whether ``item`` is one run: a result (an OptimizeResult is a dict, yet one run), a
+    logged run, a History or a log path, rather than a dict or list of runs."""
+    from scipy.optimize import OptimizeResult
+
+    return isinstance(item, (OptimizeResult, History, str, os.PathLike)) or isinstance(getattr(item, "history", None), History)
+
+
 def _labelled(runs: Any) -> list[tuple[str, History]]:
+    if _is_one_run(runs):
+        return [("run", _history_of(runs))]
     if isinstance(runs, Mapping):
         return [(str(label), _history_of(run)) for label, run in runs.items()]
     if isinstance(runs, (list, tuple)):
