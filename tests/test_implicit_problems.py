@@ -173,7 +173,7 @@ def inequality_qp(F, q, u):
 
 def linear_constraint_qp(F, q):
     fun = lambda x, q: _quadratic(F, x, q, Q5)
-    rows = LinearConstraint(A_LIN, [-np.inf, 0.2], [0.3, 0.2])
+    rows = [LinearConstraint(A_LIN[:1], -np.inf, 0.3), LinearConstraint(A_LIN[1:], 0.2, 0.2)]
     return am.minimize(fun, F.x0(np.zeros(5)), args=(q,), method="SLSQP", constraints=rows, options=SLSQP).x
 
 
