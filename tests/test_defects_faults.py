@@ -236,3 +236,39 @@ def test_plot_criterion_of_one_result(backend):
     without = am.minimize(lambda x: total((x - 1.0) ** 2), np.zeros(3), method="BFGS", backend=backend, history=False)
     with pytest.raises(TypeError, match="cannot plot a OptimizeResult: give results of am.minimize \\(with history=True\\)"):
         am.plot.criterion(without)
+
+
+# -- least squares under 'continue': a Jacobian that cannot be formed -------------------------
+
+
+@pytest.mark.parametrize("method", ["trf", "dogbox", "lm"])
+def test_least_squares_continue_refuses_a_jacobian_that_cannot_be_formed_at_x0(method):
+    calls = []
+
+    def residuals(x):  # every finite-difference point around x0 fails, on both sides
+        calls.append(1)
+        if len(calls) > 1 and 0 < abs(x[0] - 2.0) < 1e-3:
+            return np.full(2, np.nan)
+        return np.array([x[0] - 1.0, 10 * (x[1] - x[0] ** 2)])
+
+    with pytest.raises(ValueError, match=r"Jacobian of the residuals is not finite at x0 \(residual 0 with respect to x0\[0\].*error_handling='continue'"):
+        am.least_squares(residuals, np.array([2.0, 0.0]), method=method, backend="numpy", error_handling="continue")
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@pytest.mark.parametrize("method", ["trf", "dogbox", "lm"])
+def test_least_squares_continue_rejects_a_step_whose_jacobian_cannot_be_formed(backend, method):
+    asarray, _ = array_module(backend)
+
+    def residuals(x):
+        return asarray(np.array([1.0, 0.0])) * (x[0] - 1.0) + asarray(np.array([0.0, 10.0])) * (x[1] - x[0] ** 2)
+
+    def jac(x):  # not finite where x[0] < 1.5
+        x = np.asarray(x)
+        return np.array([[1.0, 0.0], [-20 * x[0], 10.0]]) if x[0] > 1.5 else np.full((2, 2), np.nan)
+
+    res = am.least_squares(residuals, np.array([2.0, 0.0]), jac=jac, method=method, backend=backend, error_handling="continue")
+    x = np.asarray(res.x)
+    assert np.isfinite(x).all() and x[0] >= 1.5
+    assert res.nfail > 0
+    np.testing.assert_allclose(res.fun, [x[0] - 1.0, 10 * (x[1] - x[0] ** 2)])

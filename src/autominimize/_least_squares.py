@@ -222,10 +222,45 @@ class ResidualProblem:
                 raise
             r = None
         self.nfev += 1
-        if self.error_handling == "continue" and self._r is not None and (r is None or not np.isfinite(r).all()):
-            self.failures += 1
-            r = np.full(self._r[1].size, np.inf)
-            self._jac = (key, np.zeros((r.size, x.size)))
+        if self.error_handling == "continue" and self._r is not None:
+            if r is None or not np.isfinite(r).all() or not self._jacobian_formed(x, key, r):
+                return self._fail(x, key)
+    def start(self, x0: np.ndarray) -> None:
+        """Evaluate the residuals at x0, so that a failure shows before the method starts;
+        under 'continue' the Jacobian too, which must be finite there: there is no earlier
+        point to back off to."""
+        r = self.value(x0)
+        if self.error_handling != "continue":
+            return
+        if not np.isfinite(r).all():
+            raise ValueError("the residuals are not finite at x0; error_handling='continue' needs finite residuals at x0 to back off to.")
+        jac = self.jacobian(x0)
+        if not np.isfinite(jac).all():
+            row, column = (int(i) for i in np.argwhere(~np.isfinite(jac))[0])
+            raise ValueError(
+                f"the Jacobian of the residuals is not finite at x0 (residual {row} with respect to "
+                f"{self.spec.element_name(column)}: its finite-difference points fail on both sides, or "
+                "jac returned it); error_handling='continue' needs a finite Jacobian at x0 to back off to. "
+                "Start from a point where the residuals are differentiable."
+            )
+
+    def _jacobian_formed(self, x: np.ndarray, key: bytes, r: np.ndarray) -> bool:
+        """Under 'continue', whether the Jacobian at a trial point can be formed (finite): it
+        is computed with the residuals, so that a point where it cannot be is rejected as a
+        failed value is, before the method accepts it."""
+        self._r = (key, r)
+        try:
+            return bool(np.isfinite(self.jacobian(x)).all())
+        except Exception:
+            return False
+
+    def _fail(self, x: np.ndarray, key: bytes) -> np.ndarray:
+        """Make x a failed point: residuals +inf, Jacobian zero."""
+        self.failures += 1
+        r = np.full(self._r[1].size, np.inf)
+        self._r, self._jac = (key, r), (key, np.zeros((r.size, x.size)))
+        return r
+
         self._r = (key, r)
         return r
 
@@ -618,7 +653,7 @@ def least_squares(
     elif callback is not None:
         options["callback"] = _wrap_callback(callback, spec)
     with backend_obj.solve_context(dtype), evaluator:
-        problem.value(x0_flat)  # fail before scipy starts, with the point attached
+        problem.start(x0_flat)  # fail before scipy starts, with the point attached
         with single_blas_thread():
             result = so.least_squares(problem.value_uncached if jac_sparsity is not None else problem.value, x0_flat, **options)
     result = _finish(result, problem, spec, backend_name, dtype)
