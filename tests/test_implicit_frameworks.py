@@ -117,6 +117,27 @@ def test_tensorflow_tape_gradient_with_a_variable():
     np.testing.assert_allclose(got[1].numpy(), expected[1], rtol=1e-6, atol=1e-9)
 
 
+def test_tensorflow_inside_a_tf_function():
+    At = tf.constant(A)
+
+    def ridge(x, lam, b):
+        return 0.5 * tf.reduce_sum((tf.linalg.matvec(At, x) - b) ** 2) + 0.5 * lam * tf.reduce_sum(x * x)
+
+    @tf.function
+    def gradient(lam, b):
+        with tf.GradientTape() as tape:
+            tape.watch([lam, b])
+            res = am.minimize(ridge, np.zeros(4), args=(lam, b), method="L-BFGS-B", options=TIGHT)
+            loss = tf.tensordot(res.x, tf.constant(WEIGHTS), 1)
+        return tape.gradient(loss, [lam, b])
+
+    got = gradient(tf.constant(0.5, dtype=tf.float64), tf.constant(B))
+    with jax.enable_x64(True):
+        expected = jax.grad(lambda lam, b: ridge_closed(lam, b) @ WEIGHTS, argnums=(0, 1))(0.5, jnp.asarray(B))
+    np.testing.assert_allclose(got[0].numpy(), expected[0], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(got[1].numpy(), expected[1], rtol=1e-6, atol=1e-9)
+
+
 def test_detection_rule():
     assert differentiable_framework((np.ones(2), 1.0)) is None
     assert differentiable_framework((torch.ones(2),)) is None  # no requires_grad

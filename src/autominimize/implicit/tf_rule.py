@@ -2,7 +2,8 @@
 
 The forward pass is the ordinary solve on the arguments' values; the gradient function solves
 the adjoint system with ``GradientTape`` derivatives of the user's function at the solution.
-Eager only (a ``tf.function`` that calls the solve raises a clear error); first order only.
+Inside a ``tf.function`` both run as ``tf.numpy_function`` ops when the graph runs. First order
+only; ``res.fun`` is not differentiated.
 """
 
 from __future__ import annotations
@@ -124,14 +125,11 @@ def solve_with_tf(problem: ImplicitProblem, run: Callable[[Any, tuple], so.Optim
     """The ordinary solve on the arguments' values, with ``res.x`` differentiable by a tape."""
     import tensorflow as tf
 
-    if not tf.executing_eagerly():
-        raise NotImplementedError(
-            "differentiating through a solve inside a tf.function is not supported; call it eagerly under a "
-            "GradientTape (the solve itself runs on the host either way)."
-        )
     leaves = split_args(args)[0]
     tensors = [tf.convert_to_tensor(leaf) if isinstance(leaf, tf.Variable) else leaf for leaf in leaves]
     mask = [isinstance(leaf, tf.Tensor) and leaf.dtype.is_floating for leaf in tensors]
+    if not tf.executing_eagerly():
+        return _solve_in_graph(problem, run, x0, tensors)
     result = run(x0, problem.args([tf.stop_gradient(t) if isinstance(t, tf.Tensor) else t for t in tensors]))  # no tape records the solve
     spec = problem.spec
     x_flat = flat_solution(result.x)
@@ -158,3 +156,60 @@ def solve_with_tf(problem: ImplicitProblem, run: Callable[[Any, tuple], so.Optim
     ]
     result.x = spec.unflatten_leaves(parts)
     return result
+
+
+def _restore(spec: Any, flat: Any) -> Any:
+    import tensorflow as tf
+
+    return spec.unflatten_leaves([
+        tf.cast(tf.reshape(flat[a:b], info.shape), info.dtype if info.dtype.kind == "f" else np.float64)
+        for info, a, b in zip(spec.leaves, spec.offsets, spec.offsets[1:])
+    ])
+
+
+def _solve_in_graph(problem: ImplicitProblem, run: Callable[[Any, tuple], so.OptimizeResult], x0: Any, tensors: list) -> so.OptimizeResult:
+    """Inside a ``tf.function``: the solve and the backward pass as ``tf.numpy_function`` ops
+    (run on the host when the graph runs), joined by ``tf.custom_gradient``."""
+    import tensorflow as tf
+
+    spec = problem.spec
+    inputs = [tf.convert_to_tensor(t) for t in tensors]
+    mask = [t.dtype.is_floating for t in inputs]
+    record = so.OptimizeResult()
+
+    def host_forward(*values):
+        result = run(x0, problem.args([tf.constant(v) for v in values]))
+        record.update(nit=result.get("nit"), nfev=result.get("nfev"), message=result.get("message"))
+        return flat_solution(result.x), np.float64(result.get("fun", np.nan)), np.bool_(result.get("success", False))
+
+    def host_backward(x_flat, success, cotangent, *values):
+        ops = TensorFlowOperators(problem, [tf.constant(v) for v in values], tf.float64)
+        adjoint = adjoint_at(problem, ops, x_flat, cotangent.astype(np.float64), bool(success))
+        count_hvps(record, adjoint)
+        wanted = [v for v, keep in zip(values, mask) if keep]
+        if adjoint.failure is not None:
+            return [np.full(np.shape(v), np.nan, dtype=v.dtype) for v in wanted]
+        return [g.numpy() for g in ops.theta_vjp(x_flat, adjoint.weights, adjoint.w, adjoint.z, mask)]
+
+    x, value, success = tf.numpy_function(host_forward, inputs, [tf.float64, tf.float64, tf.bool], stateful=True)
+    x.set_shape([spec.size])
+
+    @tf.custom_gradient
+    def attach(solution, *values):
+        def gradient(cotangent):
+            wanted = [v for v, keep in zip(values, mask) if keep]
+            grads = iter(tf.numpy_function(host_backward, [solution, success, cotangent, *values], [v.dtype for v in wanted], stateful=True))
+            out = [None]
+            for v, keep in zip(values, mask):
+                g = next(grads) if keep else None
+                if g is not None:
+                    g.set_shape(v.shape)
+                out.append(g)
+            return out
+
+        return tf.identity(solution), gradient
+
+    x = attach(x, *inputs)
+    record.update(x=_restore(spec, x), fun=value, success=success, backend="tensorflow")
+    record.message = "solved inside a tf.function: fun and success are tensors (fun is not differentiated), nit and nfev are filled in when the graph runs"
+    return record
