@@ -7,10 +7,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import backends as _backends
 from . import numdiff
-from ._setup import compile_functions
-from .calling import make_caller, resolve_unpack
+from ._setup import prepare
 from .params import ParamSpec, leaf_to_numpy
 
 __all__ = ["check_grad", "GradientCheck"]
@@ -107,27 +105,22 @@ def check_grad(
     >>> check.ok, check.worst_leaf, check.worst_index
     (False, "x0['b']", ())
     """
-    if not isinstance(args, tuple):
-        args = (args,)
-    spec = ParamSpec.from_tree(x0)
-    x = spec.flatten(x0)
-    unpack = resolve_unpack(fun, x0, unpack, len(args))
-    call = make_caller(fun, unpack, args, x0)
+    setup = prepare(fun, x0, args, unpack=unpack, precision="float64")
+    x0, spec, x, call = setup.x0, setup.spec, setup.x0_flat, setup.call
     if jac is not None and not callable(jac):
         raise TypeError(f"jac must be a callable returning the gradient or Jacobian; got {type(jac).__name__}.")
-    backend_name = _backends.select_backend(backend, spec, call, x)
+    backend_name = setup.choose_backend(backend)
     if backend_name == "numpy" and jac is None:
         raise ValueError(
             "the NumPy backend has no exact derivative to check; pass jac=, or a function "
             "written with JAX, PyTorch or TensorFlow (or backend='jax' for one written with operators)."
         )
-    backend_obj = _backends.get_backend(backend_name)
+    backend_obj = setup.backend_obj
     with backend_obj.solve_context("float64"):
-        functions = compile_functions(backend_obj, "vector", fun, call, spec, "float64", unpack, args, None)
+        functions = setup.compile("vector", fun, call)
         value = functions.value(x)
         if jac is not None:
-            user = make_caller(jac, unpack, args, x0)
-            out = user(_backends.framework_params(backend_name, spec, x))
+            out = setup.flat_call(jac)(x)
             derivative = _flat_user_derivative(out, spec, value.size)
             source = "user jac"
         else:

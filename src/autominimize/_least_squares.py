@@ -18,12 +18,9 @@ import numpy as np
 import optree
 import scipy.optimize as so
 
-from . import backends as _backends
 from . import numdiff
-from ._setup import backend_from_leaves, clip_start, compile_functions, resolve_precision
-from .bounds import normalize_bounds
+from ._setup import compile_functions, prepare
 from .backends.common import flatten_output
-from .calling import make_caller, resolve_unpack, unpack_for, vector_x0
 from .drivers.blas_threads import single_blas_thread
 from .params import ParamSpec, leaf_kind, leaf_to_numpy
 from .errors import attach_point
@@ -225,6 +222,9 @@ class ResidualProblem:
         if self.error_handling == "continue" and self._r is not None:
             if r is None or not np.isfinite(r).all() or not self._jacobian_formed(x, key, r):
                 return self._fail(x, key)
+        self._r = (key, r)
+        return r
+
     def start(self, x0: np.ndarray) -> None:
         """Evaluate the residuals at x0, so that a failure shows before the method starts;
         under 'continue' the Jacobian too, which must be finite there: there is no earlier
@@ -259,9 +259,6 @@ class ResidualProblem:
         self.failures += 1
         r = np.full(self._r[1].size, np.inf)
         self._r, self._jac = (key, r), (key, np.zeros((r.size, x.size)))
-        return r
-
-        self._r = (key, r)
         return r
 
     def _residuals(self, x: np.ndarray, key: bytes) -> np.ndarray:
@@ -414,13 +411,8 @@ def _build_problem(
     if kwargs:
         fun = functools.partial(fun, **kwargs) if fun is not None else None
         fun_and_jac = functools.partial(fun_and_jac, **kwargs) if fun_and_jac is not None else None
-    dtype, _ = resolve_precision(precision, x0)
-    base = fun if fun is not None else fun_and_jac
-    requested_unpack, unpack = unpack, resolve_unpack(base, x0, unpack, len(args))
-    x0 = vector_x0(x0, requested_unpack, unpack)
-    spec = ParamSpec.from_tree(x0, precision=dtype)
-    x0_flat = spec.flatten(x0)
-    call = make_caller(base, unpack, args, x0)
+    setup = prepare(fun if fun is not None else fun_and_jac, x0, args, unpack=unpack, precision=precision, device=torch_device)
+    x0, spec, x0_flat, dtype, call = setup.x0, setup.spec, setup.x0_flat, setup.dtype, setup.call
     if fun is None:  # only fun_and_jac: its first output is the residuals
         call_residuals = lambda params: call(params)[0]  # noqa: E731
     else:
@@ -433,13 +425,10 @@ def _build_problem(
     if fun_and_jac is not None and callable(jac):
         raise ValueError("give the residual Jacobian once: jac= or fun_and_jac=, not both.")
     user_given = callable(jac) or fun_and_jac is not None
-    if user_given and backend is None:
-        backend_name = backend_from_leaves(spec)
-    else:
-        backend_name = _backends.select_backend(backend, spec, call_residuals, x0_flat)
-    backend_obj = _backends.get_backend(backend_name)
-    flat_bounds = normalize_bounds(_scipy_least_squares_bounds(bounds, spec.size), spec, x0)
-    x0_flat = clip_start(x0_flat, flat_bounds, spec, stacklevel=3)
+    backend_name = setup.choose_backend(backend, from_leaves=user_given and backend is None, call=call_residuals)
+    backend_obj = setup.backend_obj
+    flat_bounds = setup.normalize_bounds(_scipy_least_squares_bounds(bounds, spec.size))
+    x0_flat = setup.clip_start(x0_flat, stacklevel=3)
     scheme = None
     if isinstance(jac, str):
         if jac == "cs":
@@ -448,18 +437,14 @@ def _build_problem(
     numerical = scheme is not None or (backend_name == "numpy" and not user_given)
     evaluator = numdiff_evaluator(backend_name, numerical, workers, executor, check_error_handling(error_handling))
 
-    def framework_flat(function: Callable) -> Callable[[np.ndarray], Any]:
-        user = make_caller(function, unpack_for(function, x0, requested_unpack, unpack, len(args)), args, x0)
-        return lambda x: user(_backends.framework_params(backend_name, spec, x))
-
     compile_key = fun if fun is not None else fun_and_jac
-    functions = compile_functions(backend_obj, "vector", compile_key, call_residuals, spec, dtype, unpack, args, torch_device)
+    functions = setup.compile("vector", compile_key, call_residuals)
     functions = configure_numdiff(functions, flat_bounds, evaluator)
     problem = ResidualProblem(
         functions,
         spec,
-        user_jacobian=framework_flat(jac) if callable(jac) else None,
-        user_fun_and_jac=framework_flat(fun_and_jac) if fun_and_jac is not None else None,
+        user_jacobian=setup.flat_call(jac) if callable(jac) else None,
+        user_fun_and_jac=setup.flat_call(fun_and_jac) if fun_and_jac is not None else None,
         scheme=scheme,
         rel_step=diff_step,
         bounds=flat_bounds,
@@ -971,8 +956,6 @@ def curve_fit(
             J = leaf_to_numpy(jac(*([x_array_for(params)] + _positional(params, spread, p0)), **(params if spread == "kwargs" else {})))
             J = np.asarray(J, dtype=np.float64).reshape(-1, ParamSpec.from_tree(p0).size)
             if weights is not None:
-    if spread == "args" and all(leaf_kind(v) in ("python", "numpy") for v in optree.tree_leaves(p0)):
-        popt = np.asarray(popt, dtype=np.float64)  # scipy's popt for an array-like p0
                 return J * weights[:, None]
             if transform is not None:
                 return transform @ J
@@ -988,6 +971,8 @@ def curve_fit(
         raise RuntimeError(f"Optimal parameters not found: {res.message}")
     pcov = _covariance(res.jac, 2 * res.cost, y.size, absolute_sigma)
     popt = res.x
+    if spread == "args" and all(leaf_kind(v) in ("python", "numpy") for v in optree.tree_leaves(p0)):
+        popt = np.asarray(popt, dtype=np.float64)  # scipy's popt for an array-like p0
     if full_output:
         info = {"nfev": res.nfev, "njev": res.njev, "fvec": res.fun, "fjac": res.jac}
         return popt, pcov, info, res.message, res.status

@@ -14,9 +14,7 @@ import scipy.optimize as so
 from . import backends as _backends
 from ._least_squares import LEAST_SQUARES_METHODS, configure_numdiff, is_residual_function, numdiff_evaluator, residual_scalar_functions
 from ._minimize_families import Recording, minimize_least_squares_recorded, minimize_native_recorded
-from .bounds import normalize_bounds
-from .calling import CallerFactory, resolve_unpack, vector_x0
-from ._setup import PRECISIONS, backend_from_leaves, clip_start, compile_functions, resolve_precision
+from ._setup import PRECISIONS, prepare
 from .constraints import normalize_constraints
 from .drivers.methods import CUSTOM_METHOD, METHODS, check_supports, method_name, second_order_for
 from .drivers.scipy_local import run_minimize, wrap_callback
@@ -254,20 +252,10 @@ def minimize(
         raise TypeError(f"fun must be callable; got {type(fun).__name__}.")
     if hvp_type not in HVP_TYPES:
         raise ValueError(f"hvp_type={hvp_type!r} is not one of {HVP_TYPES}.")
-    if not isinstance(args, tuple):
-        args = (args,)
-    dtype, precision_explicit = resolve_precision(precision, x0)
-    requested_unpack, unpack = unpack, resolve_unpack(fun, x0, unpack, len(args))
-    x0 = vector_x0(x0, requested_unpack, unpack)
-    callers = CallerFactory(x0, requested_unpack, unpack)  # each user function gets its own calling rule
-    spec = ParamSpec.from_tree(x0, precision=dtype)
-    x0_flat = spec.flatten(x0)
-
-    def caller(function: Callable, extra: tuple) -> Callable:
-        return callers(function, extra)
-
-    call = caller(fun, args)
-    flat_bounds = normalize_bounds(bounds, spec, x0)
+    setup = prepare(fun, x0, args, unpack=unpack, precision=precision, device=torch_device)
+    x0, spec, x0_flat, args, unpack, call = setup.x0, setup.spec, setup.x0_flat, setup.args, setup.unpack, setup.call
+    dtype, precision_explicit, caller = setup.dtype, setup.precision_explicit, setup.caller
+    flat_bounds = setup.normalize_bounds(bounds)
     constraint_items = [] if constraints is None else constraints
     has_constraints = bool(constraint_items) if not isinstance(constraint_items, (dict, so.LinearConstraint, so.NonlinearConstraint)) else True
     if callable(method):
@@ -285,16 +273,11 @@ def minimize(
         if info.gradient is not None:
             info = replace(info, gradient="scipy")
 
-    if jac is True or residual and (fun.jac is not None or fun_and_jac is not None):
-        backend_name = _backends.canonical_name(backend) if backend else backend_from_leaves(spec)
-    else:
-        backend_name = _backends.select_backend(backend, spec, call, x0_flat)
-    backend_obj = _backends.get_backend(backend_name)
+    backend_name = setup.choose_backend(backend, from_leaves=jac is True or residual and (fun.jac is not None or fun_and_jac is not None))
+    backend_obj = setup.backend_obj
     evaluator = numdiff_evaluator(backend_name, backend_name == "numpy" and jac is None, workers, executor, error_handling)
 
-    def flat_call(function: Callable, extra: tuple = args) -> Callable[[np.ndarray], Any]:
-        user = caller(function, extra)
-        return lambda x: user(_backends.framework_params(backend_name, spec, x))
+    flat_call = setup.flat_call
 
     def compile_scalar(precision_name: str):
         if jac is True:
@@ -312,7 +295,7 @@ def minimize(
                 backend_obj, fun, call, spec, precision_name, unpack, args, torch_device, flat_call,
                 fun_and_jac=fun_and_jac, bounds=flat_bounds, evaluator=evaluator,
             )
-        compiled = compile_functions(backend_obj, "scalar", fun, call, spec, precision_name, unpack, args, torch_device)
+        compiled = setup.compile("scalar", fun, call, dtype=precision_name)
         return configure_numdiff(compiled, flat_bounds, evaluator)
 
     if resume is not None:
@@ -320,7 +303,7 @@ def minimize(
     derivatives = _user_derivatives(
         spec, jac, hess, hessp, flat_call, lambda v: _backends.framework_params(backend_name, spec, v), args
     )
-    x0_flat = clip_start(x0_flat, flat_bounds, spec, stacklevel=2)
+    x0_flat = setup.clip_start(x0_flat, stacklevel=2)
 
     watchers, sinks = recorders(history, log, progress, loss_callback, name, options)
     watchers.extend(observers)
@@ -355,7 +338,7 @@ def minimize(
                 constraint_items,
                 name,
                 spec,
-                lambda c, extra: compile_functions(backend_obj, "vector", c, caller(c, extra or args), spec, dtype, unpack, extra or args, torch_device),
+                lambda c, extra: setup.compile("vector", c, extra=extra or args, dtype=dtype),
                 lambda f, extra: flat_call(f, extra or args),
                 error_handling,
             )

@@ -8,15 +8,17 @@ one warning, and compiled functions are cached under one key.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any, Callable, Hashable
 
 import numpy as np
 
 from . import backends as _backends
-from .bounds import clip_to_bounds
+from .bounds import clip_to_bounds, normalize_bounds
+from .calling import CallerFactory, resolve_unpack, vector_x0
 from .params import ParamSpec, leaf_kind
 
-__all__ = ["PRECISIONS", "resolve_precision", "backend_from_leaves", "clip_start", "compile_key", "cached", "compile_functions"]
+__all__ = ["PRECISIONS", "Setup", "prepare", "resolve_precision", "backend_from_leaves", "clip_start", "compile_key", "cached", "compile_functions"]
 
 PRECISIONS = ("float64", "float32")
 
@@ -97,3 +99,94 @@ def compile_functions(
 
     compiled = cached(fun, key, args, build)
     return compiled.bind(call) if args_are_inputs else compiled
+
+
+@dataclass
+class Setup:
+    """What an entry point derives from x0 and the user's function before it solves.
+
+    Built by :func:`prepare`: ``x0`` as the solve reads it (a flat list of numbers given whole
+    to fun is a vector), its structure ``spec``, the flat float64 start ``x0_flat``, ``args``
+    as a tuple, the precision ``dtype`` (``precision_explicit`` when the user chose it), fun's
+    calling rule ``unpack``, ``callers`` for every user function of the solve (each with its
+    own rule) and ``call``, fun as a function of the parameter structure. ``bounds`` is set
+    by :meth:`normalize_bounds`, ``backend`` and ``backend_obj`` by :meth:`choose_backend`.
+    """
+
+    fun: Callable
+    x0: Any
+    spec: ParamSpec
+    x0_flat: np.ndarray
+    args: tuple
+    dtype: str
+    precision_explicit: bool
+    unpack: str
+    callers: CallerFactory
+    call: Callable
+    device: Any = None
+    bounds: tuple[np.ndarray, np.ndarray] | None = None
+    backend: str | None = None
+    backend_obj: Any = None
+
+    def caller(self, function: Callable, extra: tuple | None = None) -> Callable[[Any], Any]:
+        """``function`` of the parameter structure, called with ``extra`` (default: args)."""
+        return self.callers(function, self.args if extra is None else extra)
+
+    def normalize_bounds(self, bounds: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        """The bounds in any accepted format as flat ``(lb, ub)``, or None."""
+        self.bounds = normalize_bounds(bounds, self.spec, self.x0)
+        return self.bounds
+
+    def choose_backend(self, backend: str | None, *, from_leaves: bool = False, call: Callable | None = None) -> str:
+        """The backend: ``backend`` if given, else detected from x0's leaves and, unless
+        ``from_leaves`` (the user supplies the derivatives), from what ``call`` returns."""
+        if from_leaves:
+            name = _backends.canonical_name(backend) if backend else backend_from_leaves(self.spec)
+        else:
+            name = _backends.select_backend(backend, self.spec, self.call if call is None else call, self.x0_flat)
+        self.backend, self.backend_obj = name, _backends.get_backend(name)
+        return name
+
+    def flat_call(self, function: Callable, extra: tuple | None = None) -> Callable[[np.ndarray], Any]:
+        """``function`` of a flat float64 vector, given the backend's arrays in x0's structure."""
+        user, backend, spec = self.caller(function, extra), self.backend, self.spec
+        return lambda x: user(_backends.framework_params(backend, spec, x))
+
+    def compile(self, kind: str, function: Callable, call: Callable | None = None, *, extra: tuple | None = None, dtype: str | None = None) -> Any:
+        """``function``'s compiled functions (see :func:`compile_functions`), cached."""
+        extra = self.args if extra is None else extra
+        call = self.caller(function, extra) if call is None else call
+        unpack = self.callers.mode(function, len(extra))
+        return compile_functions(self.backend_obj, kind, function, call, self.spec, dtype or self.dtype, unpack, extra, self.device)
+
+    def clip_start(self, x_flat: np.ndarray, *, stacklevel: int) -> np.ndarray:
+        """``x_flat`` clipped into the bounds, with one warning (``stacklevel`` as in warnings.warn)."""
+        return clip_start(x_flat, self.bounds, self.spec, stacklevel=stacklevel + 1)
+
+
+def prepare(
+    fun: Callable, x0: Any, args: Any = (), *, unpack: str = "auto", precision: Any = None, device: Any = None,
+    precision_from_x0: bool = True,
+) -> Setup:
+    """The set-up of a solve of ``fun`` from ``x0``: structure, calling rule and precision.
+
+    Without ``precision``, the precision is inferred from x0 (:func:`infer_precision`) unless
+    ``precision_from_x0`` is False (float64).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> setup = prepare(lambda p: (p["w"] ** 2).sum(), {"w": np.ones(3)})
+    >>> setup.spec.size, setup.unpack, setup.dtype
+    (3, 'none', 'float64')
+    >>> setup.normalize_bounds((0, 2))[1]
+    array([2., 2., 2.])
+    """
+    args = args if isinstance(args, tuple) else (args,)
+    dtype, explicit = resolve_precision(precision, x0 if precision_from_x0 else None)
+    requested = unpack
+    unpack = resolve_unpack(fun, x0, requested, len(args))
+    x0 = vector_x0(x0, requested, unpack)
+    callers = CallerFactory(x0, requested, unpack)
+    spec = ParamSpec.from_tree(x0, precision=dtype)
+    return Setup(fun, x0, spec, spec.flatten(x0), args, dtype, explicit, unpack, callers, callers(fun, args), device)

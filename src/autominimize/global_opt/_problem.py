@@ -16,10 +16,8 @@ import numpy as np
 import optree
 import scipy.optimize as so
 
-from .. import backends as _backends
-from .._setup import cached, clip_start, compile_functions, compile_key, resolve_precision
+from .._setup import cached, clip_start, compile_key, prepare
 from ..bounds import BoundsError, _is_number, _is_pair_sequence, normalize_bounds
-from ..calling import make_caller, resolve_unpack, unpack_for
 from ..constraints import normalize_constraints
 from ..drivers.methods import CUSTOM_METHOD, METHODS, method_name
 from ..drivers.scipy_local import _callback_style
@@ -236,14 +234,13 @@ def build_problem(
     if x0 is None:
         middle = np.zeros(spec.size) if flat_bounds is None else _middle(*flat_bounds)
         template = spec.restore(middle)
-    dtype, _ = resolve_precision(precision)
-    requested_unpack, unpack = unpack, resolve_unpack(fun, template, unpack, len(args))
-    call = make_caller(fun, unpack, args, template)
-    start = spec.flatten(template)
-    backend_name = _backends.select_backend(backend, spec, call, start)
-    backend_obj = _backends.get_backend(backend_name)
+    setup = prepare(fun, template, args, unpack=unpack, precision=precision, device=torch_device, precision_from_x0=False)
+    template, spec, dtype, unpack, call = setup.x0, setup.spec, setup.dtype, setup.unpack, setup.call
+    requested_unpack = setup.callers.requested
+    backend_name = setup.choose_backend(backend)
+    backend_obj = setup.backend_obj
     device = torch_device if backend_name == "torch" else None
-    functions = compile_functions(backend_obj, "scalar", fun, call, spec, dtype, unpack, args, device)
+    functions = setup.compile("scalar", fun, call)
     objective = Objective(functions, spec, differentiable=False, error_handling=error_handling)
 
     def local_solve(x: np.ndarray, box: tuple | None, kwargs: dict) -> so.OptimizeResult:
@@ -269,14 +266,10 @@ def build_problem(
 
     def make_constraints(constraints: Any, method: str) -> list:
         def compile_vector(c: Callable, extra: tuple) -> Any:
-            extra = extra or args
-            mode = unpack_for(c, template, requested_unpack, unpack, len(extra))
-            return compile_functions(backend_obj, "vector", c, make_caller(c, mode, extra, template), spec, dtype, mode, extra, device)
+            return setup.compile("vector", c, extra=extra or args)
 
         def make_call(f: Callable, extra: tuple) -> Callable:
-            extra = extra or args
-            user = make_caller(f, unpack_for(f, template, requested_unpack, unpack, len(extra)), extra, template)
-            return lambda x: user(_backends.framework_params(backend_name, spec, x))
+            return setup.flat_call(f, extra or args)
 
         return normalize_constraints(constraints, method, spec, compile_vector, make_call, error_handling)[0]
 
