@@ -272,3 +272,22 @@ def test_least_squares_continue_rejects_a_step_whose_jacobian_cannot_be_formed(b
     assert np.isfinite(x).all() and x[0] >= 1.5
     assert res.nfail > 0
     np.testing.assert_allclose(res.fun, [x[0] - 1.0, 10 * (x[1] - x[0] ** 2)])
+
+
+# -- workers= from a script without a main guard ----------------------------------------------
+
+
+def test_workers_from_a_script_without_a_main_guard_says_how_to_fix_it(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import numpy as np\n"
+        "import autominimize as am\n"
+        "am.minimize(lambda x: float(np.sum((x - 1.0) ** 2)), np.zeros(3), method='BFGS', backend='numpy', workers=2)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert done.returncode != 0
+    assert 'must guard its top level with `if __name__ == "__main__":`' in done.stderr
+    assert "BrokenProcessPool" in done.stderr  # the cause, chained

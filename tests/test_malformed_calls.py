@@ -55,7 +55,7 @@ CASES = [
     ("method of a wrong type", mini(method=3), TypeError, r"method must be a string or a callable; got int"),
     ("unknown option", mini(method="L-BFGS-B", options={"maxiterations": 3}), ValueError, r"options: 'maxiterations' is not an option of any scipy.optimize.minimize method; did you mean 'maxiter'"),
     ("options not a dict", mini(method="BFGS", options=[("maxiter", 3)]), TypeError, r"options must be a dict of the method's options \(see scipy.optimize.show_options\); got list"),
-    ("tol not a number", mini(method="BFGS", tol="small"), TypeError, r"tol must be a number; got str"),
+    ("tol not a number", mini(method="BFGS", tol="small"), TypeError, r"tol must be a finite non-negative number; got .small. \(str\)"),
     ("callback not callable", mini(method="BFGS", callback=3), TypeError, r"callback must be callable; got int"),
     # -- backend, precision and the other keywords --------------------------------------
     ("unknown backend", mini(backend="theano"), ValueError, r"backend='theano' is not a known backend; use one of 'numpy', 'jax'"),
@@ -135,7 +135,47 @@ CASES = [
     ("numdiff negative step", lambda: am.numdiff.gradient(quad, X, rel_step=-1.0), ValueError, r"rel_step must be positive; got -1.0"),
     # -- resume and logs ----------------------------------------------------------------
     ("read_log of a missing file", lambda: am.read_log("/nonexistent/run.sqlite"), FileNotFoundError, r"/nonexistent/run.sqlite"),
+    ("log in a missing directory", mini(method="BFGS", log="/nonexistent/dir/run.sqlite"), ValueError, r"log='/nonexistent/dir/run.sqlite': the directory '/nonexistent/dir' does not exist; create it or give another path"),
+    # -- found when the library was tried from outside ----------------------------------
+    ("x0 empty array", mini(x0=np.array([])), ValueError, r"x0 has no parameter: its leaves hold no number \(shapes \[\(0,\)\]\); give at least one value"),
+    ("fun returns None", mini(fun=lambda x: None, method="BFGS"), ValueError, r"fun returned None; a scalar method needs one real number"),
+    ("fun returns a complex number", mini(fun=lambda x: 1j + x.sum(), method="BFGS"), ValueError, r"fun returned a complex number; a scalar method needs one real number.*real part"),
+    ("fun returns a string", mini(fun=lambda x: "1.0", method="Nelder-Mead"), ValueError, r"fun returned a str \('1.0'\); a scalar method needs one real number"),
+    ("fun returns (f, g) without jac=True", mini(fun=lambda x: (quad(x), 2 * x), method="BFGS"), ValueError, r"fun returned a tuple of 2; .* If it returns \(value, gradient\), pass jac=True"),
+    ("NonlinearConstraint lb of the wrong shape", mini(method="SLSQP", constraints=so.NonlinearConstraint(lambda x: x, np.zeros(3), np.inf)), ValueError, r"constraints: lb has shape \(3,\) but the constraint function returns 2 values; give lb as one number or 2 numbers"),
+    ("NonlinearConstraint ub of the wrong shape", mini(method="trust-constr", constraints=so.NonlinearConstraint(lambda x: x, -np.inf, np.ones(3))), ValueError, r"constraints: ub has shape \(3,\) but the constraint function returns 2 values"),
+    ("maxiter a string", mini(method="BFGS", options={"maxiter": "10"}), TypeError, r"options\['maxiter'\] must be a non-negative integer; got '10' \(str\)"),
+    ("maxiter negative (scipy)", mini(method="BFGS", options={"maxiter": -1}), ValueError, r"options\['maxiter'\] must be a non-negative integer; got -1"),
+    ("maxiter negative (native)", mini(method="lbfgs-native", options={"maxiter": -1}), ValueError, r"options\['maxiter'\] must be a non-negative integer; got -1"),
+    ("tol NaN", mini(method="BFGS", tol=float("nan")), ValueError, r"tol must be a finite non-negative number; got nan"),
+    ("gtol negative", mini(method="BFGS", options={"gtol": -1e-5}), ValueError, r"options\['gtol'\] must be a finite non-negative number; got -1e-05"),
+    ("torch bfloat16 x0", lambda: am.minimize(quad, _torch(lambda t: t.ones(2, dtype=t.bfloat16)), method="BFGS"), TypeError, r"x0 has torch dtype bfloat16; parameters must be float64, float32, float16 or integer tensors: pass x0.double\(\)"),
+    ("torch meta x0", lambda: am.minimize(quad, _torch(lambda t: t.ones(2, device="meta")), method="BFGS"), TypeError, r"x0 is a torch tensor on the meta device, which holds no values"),
+    ("torch sparse x0", lambda: am.minimize(quad, _torch(lambda t: t.ones(2).to_sparse()), method="BFGS"), TypeError, r"x0 is a sparse torch tensor \(layout torch.sparse_coo\); parameters must be dense tensors: pass x0.to_dense\(\)"),
+    ("shgo n=0", lambda: am.shgo(quad, [(-1, 1)] * 2, n=0, backend="numpy"), ValueError, r"n must be a positive integer \(the number of sampling points\); got 0"),
+    ("shgo n not an integer", lambda: am.shgo(quad, [(-1, 1)] * 2, n="64", backend="numpy"), TypeError, r"n must be a non-negative integer; got '64' \(str\)"),
+    ("basinhopping x0=None", lambda: am.basinhopping(quad, None, niter=1, backend="numpy"), TypeError, r"x0 is required: basinhopping starts its local solves from x0"),
+    ("keras.fit of a string", lambda: _keras_fit("model"), TypeError, r"model must be a keras.Model \(its trainable weights are fitted\); got str"),
+    ("tf ScipyOptimizerInterface with a vector loss", lambda: _tf_vector_loss(), ValueError, r"loss must return a scalar for a scalar minimization method, but it returned an array of shape \(2,\)"),
+    ("dict x0 keys that are not fun's parameters", mini(fun=lambda a, b: a**2 + b**2, x0={"a": 1.0, "c": 2.0}), TypeError, r"x0's keys \['a', 'c'\] do not match fun's parameters \['a', 'b'\] \(missing \['b'\], unknown \['c'\]\)\. A dict x0 is passed as fun\(\*\*x0\)"),
+    ("flat bounds of the wrong length", tree(method="L-BFGS-B", bounds=(np.zeros(4), np.ones(4))), ValueError, r"bounds does not mirror x0's structure .* got \(low, high\) of 4 and 4 elements\. Flat \(low, high\) arrays need 5 elements\.$"),
 ]
+
+
+def _torch(make):
+    torch = pytest.importorskip("torch")
+    return make(torch)
+
+
+def _keras_fit(model):
+    pytest.importorskip("keras")
+    return am.keras.fit(model, "mse", np.ones((3, 1)), np.ones(3))
+
+
+def _tf_vector_loss():
+    tf = pytest.importorskip("tensorflow")
+    v = tf.Variable([1.0, 2.0])
+    return am.tf.ScipyOptimizerInterface(lambda: v * v).minimize()
 
 
 def test_the_catalogue_has_at_least_fifty_calls():

@@ -393,12 +393,11 @@ def _refuse_unused(given: dict, method: str) -> None:
 
 def _check_plain_arguments(tol: Any, options: Any, callbacks: dict) -> None:
     """Type errors scipy would report deep inside a method, named here by argument."""
-    if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float, np.number))):
-        raise TypeError(f"tol must be a number; got {type(tol).__name__}.")
-    if options is not None and not isinstance(options, dict):
-        raise TypeError(
-            f"options must be a dict of the method's options (see scipy.optimize.show_options); got {type(options).__name__}."
-        )
+    from .validation import check_options, check_tolerance
+
+    if tol is not None:
+        check_tolerance(tol, "tol")
+    check_options(options)
     for name, value in callbacks.items():
         if value is not None and not callable(value):
             raise TypeError(f"{name} must be callable; got {type(value).__name__}.")

@@ -169,12 +169,16 @@ def _structured_bounds(bounds: Any, spec: ParamSpec, x0: Any) -> tuple[np.ndarra
         bounds = _fill_missing_keys(bounds, x0)
     try:
         entries = spec.treedef.flatten_up_to(bounds)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError):
         if _is_pair_sequence(bounds, n):
             return _leaf_bounds(bounds, LeafInfo("x0", (n,), np.dtype(np.float64), "numpy"), "")
+        given = f"a {type(bounds).__name__}" + (f" of {len(bounds)}" if hasattr(bounds, "__len__") else "")
+        if isinstance(bounds, tuple) and len(bounds) == 2 and all(np.ndim(b) == 1 for b in bounds):
+            given = f"(low, high) of {np.size(bounds[0])} and {np.size(bounds[1])} elements"
         raise BoundsError(
             f"bounds does not mirror x0's structure ({spec.treedef}) and is not a single (low, high) "
-            f"pair nor a sequence of {n} per-element pairs: {exc}"
+            f"pair nor a sequence of {n} per-element pairs; got {given}. Flat (low, high) arrays need "
+            f"{n} elements."
         ) from None
     lbs, ubs = [], []
     for info, entry in zip(spec.leaves, entries):

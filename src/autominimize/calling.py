@@ -81,6 +81,14 @@ def resolve_unpack(fun: Callable, x0: Any, unpack: str, n_extra_args: int = 0) -
         }
         if set(x0) <= named and len(required - set(x0)) <= n_extra_args:
             return "kwargs"
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
+        if len(positional) > 1 + n_extra_args:  # fun(x0) cannot be called either
+            raise TypeError(
+                f"x0's keys {sorted(x0)} do not match fun's parameters {[p.name for p in params]} "
+                f"(missing {sorted(required - set(x0))}, unknown {sorted(set(x0) - named)}). A dict x0 is "
+                "passed as fun(**x0) when its keys name fun's parameters, else as one argument, fun(x0), "
+                "which this fun cannot take. Rename x0's keys to fun's parameter names, or write fun(params)."
+            )
         return "none"
     return _list_rule(fun, sig, x0, n_extra_args)
 

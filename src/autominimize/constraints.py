@@ -47,10 +47,12 @@ class ConstraintFunction:
         finite_differences: bool = False,
         lower: Any = 0.0,
         error_handling: str = "raise",
+        upper: Any = np.inf,
     ) -> None:
         self.functions = functions
         self.lower = lower
         self.error_handling = check_error_handling(error_handling)
+        self.upper = upper
         self.spec = spec
         self.name = name
         self.user_jacobian = user_jacobian
@@ -77,11 +79,23 @@ class ConstraintFunction:
         if self._x is not None and np.array_equal(x, self._x):
             return self._c
         c = self._value_under_policy(x)
+        first = self._c is None
         self.nfev += 1
         self._x, self._c = x.copy(), c
+        if first:
+            self._check_limits(c.size)
         return c
 
     def _value_under_policy(self, x: np.ndarray) -> np.ndarray:
+    def _check_limits(self, m: int) -> None:
+        """lb and ub hold one number, or one per value of the constraint."""
+        for label, limit in (("lb", self.lower), ("ub", self.upper)):
+            if np.size(limit) not in (1, m):
+                raise ConstraintError(
+                    f"{self.name}: {label} has shape {np.shape(limit)} but the constraint function returns "
+                    f"{m} values; give {label} as one number or {m} numbers."
+                )
+
         """The constraint's values; under 'continue' a failure gives violated values, which
         need the number of values from an earlier evaluation."""
         try:
@@ -206,7 +220,7 @@ def normalize_constraints(
             continue
         if isinstance(item, NonlinearConstraint):
             user_jac = item.jac if callable(item.jac) else None
-            cf = _constraint_function(item.fun, (), user_jac, True, where, spec, compile_vector, make_call, item.lb, error_handling)
+            cf = _constraint_function(item.fun, (), user_jac, True, where, spec, compile_vector, make_call, item.lb, error_handling, item.ub)
             functions.append(cf)
             scipy_constraints.append(
                 NonlinearConstraint(
@@ -237,7 +251,7 @@ def normalize_constraints(
             lb, ub = 0.0, (0.0 if kind == "eq" else np.inf)
         cf = _constraint_function(
             item["fun"], args, item.get("jac"), item.get("use_autograd", True), where, spec, compile_vector, make_call,
-            lb, error_handling,
+            lb, error_handling, ub,
         )
         functions.append(cf)
         if new_style or "lb" in item or "ub" in item:
@@ -257,7 +271,7 @@ def normalize_constraints(
     return scipy_constraints, functions
 
 
-def _constraint_function(fun, args, user_jac, use_autograd, where, spec, compile_vector, make_call, lower, error_handling) -> ConstraintFunction:
+def _constraint_function(fun, args, user_jac, use_autograd, where, spec, compile_vector, make_call, lower, error_handling, upper=np.inf) -> ConstraintFunction:
     if not callable(fun):
         raise ConstraintError(f"{where}: the constraint function must be callable; got {type(fun).__name__}.")
     functions = compile_vector(fun, args)
@@ -272,5 +286,5 @@ def _constraint_function(fun, args, user_jac, use_autograd, where, spec, compile
 
     return ConstraintFunction(
         functions, spec, where, user_jacobian=flat_jac, finite_differences=not use_autograd,
-        lower=lower, error_handling=error_handling,
+        lower=lower, upper=upper, error_handling=error_handling,
     )

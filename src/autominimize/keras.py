@@ -177,6 +177,8 @@ def fit(
     >>> np.round(model.predict(np.array([[0.5]]), verbose=0), 3).tolist()
     [[0.5]]
     """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model must be a keras.Model (its trainable weights are fitted); got {type(model).__name__}.")
     func, params = function_factory(model, loss, X, y, training=training)
     minimize_kwargs.setdefault("backend", _BACKENDS.get(keras.backend.backend()))
     result = minimize(func, params, method=method, **minimize_kwargs)

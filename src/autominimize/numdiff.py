@@ -32,6 +32,7 @@ at once.
 from __future__ import annotations
 
 import concurrent.futures
+from concurrent.futures.process import BrokenProcessPool
 import hashlib
 import multiprocessing
 import pickle
@@ -314,6 +315,14 @@ class Evaluator:
         for chunk, future in zip(chunks, futures):
             try:
                 results.extend(future.result())
+            except BrokenProcessPool as exc:
+                for other in futures:
+                    other.cancel()
+                raise RuntimeError(
+                    "workers=: the worker processes ended before answering. A script that uses workers= "
+                    "must guard its top level with `if __name__ == \"__main__\":`, since every worker imports "
+                    "the main module; a worker that crashed or ran out of memory also ends them."
+                ) from exc
             except Exception as exc:
                 exc.autominimize_point = points[chunk[getattr(exc, "autominimize_index", 0)]]
                 for other in futures:

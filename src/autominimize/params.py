@@ -148,6 +148,8 @@ class ParamSpec:
                     f"{path} is a {type(leaf).__name__}; every leaf of {name} must be a number, "
                     "a NumPy array, or a JAX, PyTorch or TensorFlow tensor."
                 )
+            if kind == "torch":
+                _check_torch_leaf(path, leaf)
             array = leaf_to_numpy(leaf)
             if array.dtype.kind not in "fiu":  # floating point, signed or unsigned integers
                 raise TypeError(
@@ -165,6 +167,11 @@ class ParamSpec:
             if kind == "torch":
                 device, torch_dtype = leaf.device, leaf.dtype if leaf.dtype.is_floating_point else _torch_dtype(dtype)
             infos.append(LeafInfo(path, array.shape, dtype, kind, device, torch_dtype))
+        if sum(info.size for info in infos) == 0:
+            raise ValueError(
+                f"{name} has no parameter: its leaves hold no number (shapes {[info.shape for info in infos]}); "
+                "give at least one value to optimize."
+            )
         return cls(treedef, tuple(infos))
 
     # -- structure <-> flat vector -------------------------------------------------
@@ -236,6 +243,21 @@ class ParamSpec:
 
     def __repr__(self) -> str:
         return f"ParamSpec({self.treedef}, size={self.size})"
+
+
+def _check_torch_leaf(path: str, leaf: Any) -> None:
+    """A torch tensor the solve can read: dense, with data, of a dtype NumPy has."""
+    import torch
+
+    if leaf.layout != torch.strided:
+        raise TypeError(f"{path} is a sparse torch tensor (layout {leaf.layout}); parameters must be dense tensors: pass {path}.to_dense().")
+    if leaf.device.type == "meta":
+        raise TypeError(f"{path} is a torch tensor on the meta device, which holds no values; give a tensor on the CPU or a GPU.")
+    if leaf.dtype in (torch.bfloat16,) or leaf.is_complex():
+        raise TypeError(
+            f"{path} has torch dtype {str(leaf.dtype).removeprefix('torch.')}; parameters must be float64, float32, "
+            f"float16 or integer tensors: pass {path}.double() or {path}.float() (precision='float32' computes in float32)."
+        )
 
 
 def _torch_dtype(dtype: np.dtype) -> Any:

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from .backends.base import as_flat_float64
 from .backends.common import require_scalar_shape
+from .backends.tf_backend import concrete_function
 from .bounds import normalize_bounds
 from .drivers.methods import METHODS, method_name
 from .integrations.solve import plan_method, solve
@@ -149,7 +150,7 @@ class _GraphFunctions:
         graph = self._graphs.get(name)
         if graph is None:
             signature = [tf.TensorSpec([np.size(a)], tf.float64) for a in inputs]
-            graph = self._graphs[name] = tf.function(body, input_signature=signature).get_concrete_function()
+            graph = self._graphs[name] = concrete_function(tf.function(body, input_signature=signature))
         return graph(*[tf.constant(as_flat_float64(a)) for a in inputs]).numpy()
 
     def _jacobian_rows(self, tape: tf.GradientTape, out: tf.Tensor) -> tf.Tensor:

@@ -32,6 +32,20 @@ def no_gradient_error(how: str) -> NoGradientError:
     )
 
 
+def require_real_number(out: Any, what: str = "fun") -> None:
+    """Raise a clear error if a scalar objective's output cannot be one real number."""
+    hint = "a scalar method needs one real number: a float, or a 0-d array or tensor"
+    if out is None:
+        raise ObjectiveOutputError(f"{what} returned None; {hint}. Does it end with a return statement?")
+    if isinstance(out, (str, bytes)):
+        raise ObjectiveOutputError(f"{what} returned a {type(out).__name__} ({out!r}); {hint}.")
+    if isinstance(out, (tuple, list, dict)):
+        pair = " If it returns (value, gradient), pass jac=True." if isinstance(out, tuple) and len(out) == 2 else ""
+        raise ObjectiveOutputError(f"{what} returned a {type(out).__name__} of {len(out)}; {hint}.{pair}")
+    if isinstance(out, complex) or "complex" in str(getattr(out, "dtype", "")):
+        raise ObjectiveOutputError(f"{what} returned a complex number; {hint}: return its real part or its absolute value.")
+
+
 def require_scalar_shape(shape: tuple[int, ...], what: str = "fun") -> None:
     """Raise a clear error unless ``shape`` holds exactly one number."""
     if math.prod(shape) != 1:

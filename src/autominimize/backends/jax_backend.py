@@ -12,7 +12,7 @@ import numpy as np
 
 from ..params import ParamSpec
 from .base import Backend, args_layout, grad_norm
-from .common import require_scalar_shape
+from .common import require_real_number, require_scalar_shape
 from .jax_sync import compile_function
 
 
@@ -188,7 +188,9 @@ class JaxScalar(_JaxCompiled):
     def flat_fun(self, x: Any) -> Any:
         _, jnp = _jax()
         self.traces += 1
-        out = jnp.asarray(self._current_call()(self.params_of(x)))
+        out = self._current_call()(self.params_of(x))
+        require_real_number(out)
+        out = jnp.asarray(out)
         require_scalar_shape(out.shape)
         return out.reshape(()).astype(self.dtype)
 

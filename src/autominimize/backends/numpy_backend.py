@@ -19,7 +19,7 @@ from .. import numdiff
 from ..params import ParamSpec, leaf_to_numpy
 from ..errors import attach_point
 from .base import Backend, as_flat_float64
-from .common import ObjectiveOutputError, flatten_output, require_scalar_shape
+from .common import ObjectiveOutputError, flatten_output, require_real_number, require_scalar_shape
 
 
 class NumpyBackend(Backend):
@@ -56,6 +56,7 @@ class _FlatFunction:
         out = self.call(self.spec.unflatten_leaves(self.spec.split(x)))
         if not self.scalar:
             return flatten_output(out)
+        require_real_number(out)
         out = leaf_to_numpy(out)
         require_scalar_shape(out.shape)
         return float(out.reshape(()))

@@ -20,7 +20,7 @@ import optree
 
 from ..params import ParamSpec
 from .base import Backend, args_layout, as_flat_float64
-from .common import no_gradient_error, require_scalar_shape
+from .common import no_gradient_error, require_real_number, require_scalar_shape
 
 
 def _tf():
@@ -56,6 +56,23 @@ class TensorFlowBackend(Backend):
 
     def compile_batched(self, call: Callable, spec: ParamSpec, dtype: str) -> "TfBatched":
         return TfBatched(self, call, spec, dtype)
+
+
+def raise_traced(exc: BaseException) -> None:
+    """Raise what the traced code raised: AutoGraph re-raises it as a new exception (its
+    StagingError for types it cannot rebuild), and the caller catches the user's own object."""
+    original = exc.__context__ if hasattr(exc, "ag_error_metadata") else None
+    if original is not None:
+        raise original from None
+    raise exc
+
+
+def concrete_function(function: Any) -> Any:
+    """``function.get_concrete_function()``, raising what the traced code raised."""
+    try:
+        return function.get_concrete_function()
+    except Exception as exc:
+        raise_traced(exc)
 
 
 def _value_and_grad(f: Callable, x: Any) -> tuple[Any, Any]:
@@ -201,12 +218,7 @@ class _TfCompiled:
                 if self.arg_inputs:
                     self._bake_args()
                     return self._function(name, body, *sizes)
-                # AutoGraph re-raises what the traced code raised as a new exception (its
-                # StagingError for types it cannot rebuild): raise the user's own object.
-                original = exc.__context__ if hasattr(exc, "ag_error_metadata") else None
-                if original is not None:
-                    raise original from None
-                raise
+                raise_traced(exc)
         return compiled
 
     def _run(self, name: str, body: Callable, *args: Any) -> Any:
@@ -234,7 +246,9 @@ class TfScalar(_TfCompiled):
     """
 
     def scalar_of(self, x: Any) -> Any:
-        out = self._tensor(self._current_call()(self.params_of(x)))
+        out = self._current_call()(self.params_of(x))
+        require_real_number(out)
+        out = self._tensor(out)
         if out.shape.is_fully_defined():  # otherwise the reshape below fails at run time
             require_scalar_shape(tuple(out.shape))
         return _tf().reshape(out, [])

@@ -19,7 +19,7 @@ import optree
 
 from ..params import ParamSpec
 from .base import Backend, as_flat_float64
-from .common import no_gradient_error, require_scalar_shape
+from .common import no_gradient_error, require_real_number, require_scalar_shape
 
 
 def _torch():
@@ -251,7 +251,10 @@ class TorchScalar(_TorchCompiled):
         torch = _torch()
         out = self.call(self.params_of(xt))
         if not isinstance(out, torch.Tensor):
+            require_real_number(out)
             out = torch.as_tensor(out, dtype=self.torch_dtype, device=self.device)
+        elif out.is_complex():
+            require_real_number(out)
         if out.dim() == 0:  # the usual case: no reshape to dispatch
             return out
         require_scalar_shape(tuple(out.shape))

@@ -92,6 +92,8 @@ def basinhopping(
     >>> round(res.x["x"], 4), round(res.fun, 4)
     (-0.1951, -1.0009)
     """
+    if x0 is None:
+        raise TypeError("x0 is required: basinhopping starts its local solves from x0 (an array, a scalar, a tensor or a nested structure of those).")
     kwargs = local_kwargs(minimizer_kwargs, "minimizer_kwargs", allowed=_KEYS)
     args = kwargs.pop("args", ())
     problem, _, flat_bounds = build_problem(

@@ -87,6 +87,11 @@ def shgo(
     >>> np.round(res.x, 4).tolist(), round(res.fun, 4)
     ([-2.9035, -2.9035], -78.3323)
     """
+    from ..validation import check_count
+
+    if check_count(n, "n") == 0:
+        raise ValueError("n must be a positive integer (the number of sampling points); got 0.")
+    check_count(iters, "iters")
     kwargs = local_kwargs(minimizer_kwargs, "minimizer_kwargs")
     if "bounds" in kwargs:
         raise TypeError("minimizer_kwargs: the local solves are confined to shgo's own boxes; give bounds to shgo instead.")

@@ -1,0 +1,57 @@
+"""Arguments checked where they enter, one function per kind of argument.
+
+Each error names the argument, says what was wrong with it and what would be accepted, so
+that a mistake is not reported from deep inside scipy or a framework.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = ["check_count", "check_options", "check_tolerance"]
+
+#: options that count iterations or evaluations: non-negative integers
+COUNT_OPTIONS = ("maxiter", "maxfun", "maxfev", "max_nfev", "maxls", "maxcor", "niter", "maxCGit", "max_line_search")
+#: options that are tolerances or step sizes: finite non-negative numbers
+TOLERANCE_OPTIONS = ("tol", "gtol", "ftol", "xtol", "fatol", "xatol", "barrier_tol", "eps", "finite_diff_rel_step", "catol")
+
+
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+
+
+def check_count(value: Any, name: str) -> int:
+    """``value`` as an int if it is a non-negative whole number, else an error naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be a non-negative integer; got {value!r} ({type(value).__name__}).")
+    if value < 0:
+        raise ValueError(f"{name} must be a non-negative integer; got {value}.")
+    return int(value)
+
+
+def check_tolerance(value: Any, name: str) -> float:
+    """``value`` as a float if it is a finite non-negative number, else an error naming ``name``."""
+    if not _is_number(value):
+        raise TypeError(f"{name} must be a finite non-negative number; got {value!r} ({type(value).__name__}).")
+    if not math.isfinite(float(value)) or value < 0:
+        raise ValueError(f"{name} must be a finite non-negative number; got {value!r}.")
+    return float(value)
+
+
+def check_options(options: Any) -> None:
+    """A method's ``options`` dict: the iteration counts and tolerances every method shares
+    are checked here; the rest is checked against the method's own options later."""
+    if options is None:
+        return
+    if not isinstance(options, dict):
+        raise TypeError(
+            f"options must be a dict of the method's options (see scipy.optimize.show_options); got {type(options).__name__}."
+        )
+    for key, value in options.items():
+        if key in COUNT_OPTIONS and value is not None:
+            check_count(value, f"options[{key!r}]")
+        elif key in TOLERANCE_OPTIONS and _is_number(value):
+            check_tolerance(value, f"options[{key!r}]")
