@@ -9,6 +9,7 @@ import numpy as np
 
 from . import numdiff
 from ._setup import prepare
+from .user_derivatives import flatten_jacobian
 from .params import ParamSpec, leaf_to_numpy
 
 __all__ = ["check_grad", "GradientCheck"]
@@ -153,9 +154,7 @@ def _flat_user_derivative(out: Any, spec: ParamSpec, m: int) -> np.ndarray:
     if isinstance(out, (dict, list, tuple)):
         if m == 1:
             return spec.flatten(out, "jac")
-        from ._least_squares import _flatten_jacobian
-
-        return _flatten_jacobian(out, spec, m)
+        return flatten_jacobian(out, spec, m)
     array = leaf_to_numpy(out).astype(np.float64)
     if array.size != m * spec.size:
         raise ValueError(f"jac returned shape {array.shape}; expected {spec.size} gradient values or an ({m}, {spec.size}) Jacobian.")

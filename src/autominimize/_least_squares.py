@@ -25,6 +25,7 @@ from .drivers.blas_threads import single_blas_thread
 from .params import ParamSpec, leaf_kind, leaf_to_numpy
 from .errors import attach_point
 from .problem import check_error_handling
+from .user_derivatives import flatten_jacobian
 
 __all__ = ["least_squares", "curve_fit", "residuals", "Residuals", "LEAST_SQUARES_METHODS"]
 
@@ -139,25 +140,6 @@ def _sum_of_squares(out: Any) -> Any:
 
 
 # -- flat residual problem --------------------------------------------------------------
-def _flatten_jacobian(out: Any, spec: ParamSpec, m: int, name: str = "jac") -> np.ndarray:
-    """A user Jacobian as (m, n): a flat 2-D array, or x0's structure with (m, *leaf) leaves."""
-    n = spec.size
-    if not isinstance(out, (dict, list, tuple)) or spec.treedef.num_leaves == 1 and not isinstance(out, dict):
-        leaves = optree.tree_leaves(out)
-        if len(leaves) == 1:
-            array = leaf_to_numpy(leaves[0]).astype(np.float64)
-            if array.size == m * n:
-                return array.reshape(m, n)
-            raise ValueError(f"{name} must return the ({m}, {n}) Jacobian of the residuals; got shape {array.shape}.")
-    blocks = []
-    for leaf, info in zip(spec.leaves_of(out, name), spec.leaves):
-        array = leaf_to_numpy(leaf).astype(np.float64)
-        if array.size != m * info.size:
-            raise ValueError(f"{name}: the block for {info.path} has shape {array.shape}; expected ({m}, *{info.shape}).")
-        blocks.append(array.reshape(m, info.size))
-    return np.hstack(blocks)
-
-
 class ResidualProblem:
     """The flat residual function scipy sees: one-slot caches, honest counts, error context.
 
@@ -266,7 +248,7 @@ class ResidualProblem:
             return self._guard(x, "the residuals", lambda: self.functions.value(x))
         r, jac = self._guard(x, "fun_and_jac", lambda: self.user_fun_and_jac(x))
         r = flatten_output(r, "the residual function's output")
-        self._jac = (key, _flatten_jacobian(jac, self.spec, r.size, "fun_and_jac"))
+        self._jac = (key, flatten_jacobian(jac, self.spec, r.size, "fun_and_jac"))
         self.njev += 1
         return r
 
@@ -285,7 +267,7 @@ class ResidualProblem:
             return self._jac[1]
         if self.user_jacobian is not None:
             m = self.value(x).size
-            jac = _flatten_jacobian(self._guard(x, "the user-supplied jac", lambda: self.user_jacobian(x)), self.spec, m)
+            jac = flatten_jacobian(self._guard(x, "the user-supplied jac", lambda: self.user_jacobian(x)), self.spec, m)
         elif self.scheme is not None:
             r0 = self.value(x)
 

@@ -23,6 +23,7 @@ from .params import ParamSpec
 from .problem import Objective, check_error_handling
 from .interrupts import attach_best, in_nested_solve
 from .recording import recorders, resume_point
+from .user_derivatives import flatten_gradient, flatten_hessian
 
 __all__ = ["minimize", "PRECISIONS", "HVP_TYPES"]
 
@@ -287,7 +288,7 @@ def minimize(
 
             def call_flat(x):
                 f, g = user(x)
-                return f, _flatten_derivative(g, spec, "jac")
+                return f, flatten_gradient(g, spec, "jac")
 
             return UserValueAndGrad(call_flat, spec, flat_call(value_fun) if value_fun is not None else None)
         if residual:
@@ -403,43 +404,24 @@ def _check_plain_arguments(tol: Any, options: Any, callbacks: dict) -> None:
             raise TypeError(f"{name} must be callable; got {type(value).__name__}.")
 
 
-def _flatten_derivative(value: Any, spec: ParamSpec, name: str) -> np.ndarray:
-    from .params import leaf_to_numpy
-
-    if not isinstance(value, (dict, list, tuple)):
-        array = leaf_to_numpy(value)
-        if array.size == spec.size:
-            return array.astype(np.float64).reshape(-1)
-    return spec.flatten(value, name)
-
-
 def _user_derivatives(spec: ParamSpec, jac, hess, hessp, flat_call, framework_params, args: tuple) -> dict:
     """Flat versions of the derivatives the user supplied; each overrides autodiff alone."""
     derivatives: dict[str, Callable | None] = {"gradient": None, "hessian": None, "hessp": None}
     if callable(jac):
         user_jac = flat_call(jac)
-        derivatives["gradient"] = lambda x: _flatten_derivative(user_jac(x), spec, "jac")
+        derivatives["gradient"] = lambda x: flatten_gradient(user_jac(x), spec, "jac")
     if callable(hess):
         user_hess = flat_call(hess)
-        derivatives["hessian"] = lambda x: _flatten_hessian(user_hess(x), spec)
+        derivatives["hessian"] = lambda x: flatten_hessian(user_hess(x), spec)
     if callable(hessp):
 
         def hvp(x: np.ndarray, p: np.ndarray) -> np.ndarray:
             # hessp receives the parameters as fun does, then p in x0's structure, then args.
             p_tree = framework_params(p)
-            return _flatten_derivative(flat_call(hessp, (p_tree,) + args)(x), spec, "hessp")
+            return flatten_gradient(flat_call(hessp, (p_tree,) + args)(x), spec, "hessp")
 
         derivatives["hessp"] = hvp
     return derivatives
-
-
-def _flatten_hessian(value: Any, spec: ParamSpec) -> np.ndarray:
-    from .params import leaf_to_numpy
-
-    array = leaf_to_numpy(value).astype(np.float64)
-    if array.size != spec.size**2:
-        raise ValueError(f"hess must return an ({spec.size}, {spec.size}) array; got shape {array.shape}.")
-    return array.reshape(spec.size, spec.size)
 
 
 def _first_evaluation(objective: Objective, info, x0: np.ndarray) -> None:

@@ -21,9 +21,10 @@ from scipy.optimize import LinearConstraint, NonlinearConstraint
 from scipy.optimize._numdiff import approx_derivative
 
 from .backends.base import VectorFunctions, as_flat_float64
-from .params import ParamSpec, leaf_to_numpy
+from .params import ParamSpec
 from .errors import attach_point
 from .problem import check_error_handling
+from .user_derivatives import flatten_jacobian
 
 __all__ = ["ConstraintFunction", "normalize_constraints", "ConstraintError"]
 
@@ -164,18 +165,6 @@ class ConstraintFunction:
         return 0.5 * (hess + hess.T)
 
 
-def _flatten_user_jacobian(out: Any, spec: ParamSpec, m: int) -> np.ndarray:
-    """A user Jacobian as (m, n): a 2-D flat array, or x0's structure with (m, *leaf) leaves."""
-    n = spec.size
-    if not isinstance(out, (dict, list, tuple)) or len(spec.leaves) == 1:
-        array = leaf_to_numpy(out) if not isinstance(out, (dict, list, tuple)) else None
-        if array is not None and array.size == m * n:
-            return array.astype(np.float64).reshape(m, n)
-    leaves = spec.leaves_of(out, "the constraint's jac")
-    blocks = [leaf_to_numpy(leaf).astype(np.float64).reshape(m, info.size) for leaf, info in zip(leaves, spec.leaves)]
-    return np.hstack(blocks)
-
-
 def _as_list(constraints: Any) -> list:
     if constraints is None:
         return []
@@ -282,7 +271,7 @@ def _constraint_function(fun, args, user_jac, use_autograd, where, spec, compile
         call_jac = make_call(user_jac, args)
 
         def flat_jac(x: np.ndarray, m: int) -> np.ndarray:
-            return _flatten_user_jacobian(call_jac(x), spec, m)
+            return flatten_jacobian(call_jac(x), spec, m, "the constraint's jac")
 
     return ConstraintFunction(
         functions, spec, where, user_jacobian=flat_jac, finite_differences=not use_autograd,

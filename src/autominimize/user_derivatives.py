@@ -1,0 +1,62 @@
+"""Derivatives the user supplies, read in x0's structure or flat, as flat float64 arrays.
+
+A gradient (``jac=``, ``hessp=``), a Hessian (``hess=``) and a Jacobian of residuals or
+constraints (``jac=``, ``fun_and_jac=``) may each come back flat or in x0's structure; these
+functions read them all one way and name the argument when the shape is wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import optree
+
+from .params import ParamSpec, leaf_to_numpy
+
+__all__ = ["flatten_gradient", "flatten_hessian", "flatten_jacobian"]
+
+
+def flatten_gradient(value: Any, spec: ParamSpec, name: str) -> np.ndarray:
+    """A gradient as a flat vector: an array of x0's size, or x0's structure."""
+    if not isinstance(value, (dict, list, tuple)):
+        array = leaf_to_numpy(value)
+        if array.size == spec.size:
+            return array.astype(np.float64).reshape(-1)
+    return spec.flatten(value, name)
+
+
+def flatten_hessian(value: Any, spec: ParamSpec, name: str = "hess") -> np.ndarray:
+    """A Hessian as an (n, n) array."""
+    array = leaf_to_numpy(value).astype(np.float64)
+    if array.size != spec.size**2:
+        raise ValueError(f"{name} must return an ({spec.size}, {spec.size}) array; got shape {array.shape}.")
+    return array.reshape(spec.size, spec.size)
+
+
+def flatten_jacobian(out: Any, spec: ParamSpec, m: int, name: str = "jac") -> np.ndarray:
+    """A Jacobian of m outputs as (m, n): a flat 2-D array, or x0's structure with (m, *leaf) leaves.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from autominimize.params import ParamSpec
+    >>> spec = ParamSpec.from_tree({"a": np.zeros(2), "b": 0.0})
+    >>> flatten_jacobian({"a": np.ones((3, 2)), "b": np.full(3, 2.0)}, spec, 3)[0]
+    array([1., 1., 2.])
+    """
+    n = spec.size
+    if not isinstance(out, (dict, list, tuple)) or spec.treedef.num_leaves == 1 and not isinstance(out, dict):
+        leaves = optree.tree_leaves(out)
+        if len(leaves) == 1:
+            array = leaf_to_numpy(leaves[0]).astype(np.float64)
+            if array.size == m * n:
+                return array.reshape(m, n)
+            raise ValueError(f"{name} must return the ({m}, {n}) Jacobian; got shape {array.shape}.")
+    blocks = []
+    for leaf, info in zip(spec.leaves_of(out, name), spec.leaves):
+        array = leaf_to_numpy(leaf).astype(np.float64)
+        if array.size != m * info.size:
+            raise ValueError(f"{name}: the block for {info.path} has shape {array.shape}; expected ({m}, *{info.shape}).")
+        blocks.append(array.reshape(m, info.size))
+    return np.hstack(blocks)
