@@ -47,13 +47,13 @@ class ConstraintFunction:
         user_jacobian: Callable[[np.ndarray, int], np.ndarray] | None = None,
         finite_differences: bool = False,
         lower: Any = 0.0,
-        error_handling: str = "raise",
         upper: Any = np.inf,
+        error_handling: str = "raise",
     ) -> None:
         self.functions = functions
         self.lower = lower
-        self.error_handling = check_error_handling(error_handling)
         self.upper = upper
+        self.error_handling = check_error_handling(error_handling)
         self.spec = spec
         self.name = name
         self.user_jacobian = user_jacobian
@@ -79,15 +79,14 @@ class ConstraintFunction:
         x = as_flat_float64(x)
         if self._x is not None and np.array_equal(x, self._x):
             return self._c
-        c = self._value_under_policy(x)
         first = self._c is None
+        c = self._value_under_policy(x)
         self.nfev += 1
-        self._x, self._c = x.copy(), c
         if first:
             self._check_limits(c.size)
+        self._x, self._c = x.copy(), c
         return c
 
-    def _value_under_policy(self, x: np.ndarray) -> np.ndarray:
     def _check_limits(self, m: int) -> None:
         """lb and ub hold one number, or one per value of the constraint."""
         for label, limit in (("lb", self.lower), ("ub", self.upper)):
@@ -97,6 +96,7 @@ class ConstraintFunction:
                     f"{m} values; give {label} as one number or {m} numbers."
                 )
 
+    def _value_under_policy(self, x: np.ndarray) -> np.ndarray:
         """The constraint's values; under 'continue' a failure gives violated values, which
         need the number of values from an earlier evaluation."""
         try:
