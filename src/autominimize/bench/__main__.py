@@ -30,6 +30,7 @@ SECTIONS = {
     "implicit": ("implicit", "run_implicit", "format_implicit", "implicit differentiation: backward pass vs forward solve, logistic regression 20000 x 200"),
     "batched": ("batched", "run_batched", "format_batched", "10 000 bounded curve fits and 1 000 bounded L-BFGS starts in one batch vs loops"),
     "memory": ("memory", "run_memory", "format_memory", "peak RSS of the default history on 200 000 parameters, and of 20 torch closures (subprocesses)"),
+    "first-hour": ("first_hour", "run_first_hour", "format_first_hour", "first (cold) and second solves in fresh processes per backend and integration; 40 fits to new data vs one data set"),
     "ipopt": ("ipopt", "run_ipopt_bench", "format_ipopt_bench", "method='ipopt' with automatic sparse derivatives vs hand-built triplets and dense trust-constr; the Hock-Schittkowski set"),
 }
 
