@@ -165,3 +165,16 @@ def test_a_precision_fallback_is_told_once_per_function_and_quotes_the_dtypes():
     assert first.precision == "float32" and len(told) == 1
     message = str(told[0].message)
     assert "float64" in message and "float32" in message and "in user code" not in message
+
+
+def test_code_written_with_keras_runs_on_keras_backend(monkeypatch):
+    """Keras 3 code belongs to the framework Keras runs on, not always to TensorFlow."""
+    import types
+
+    from autominimize.backends import _referenced_frameworks
+
+    ops = types.ModuleType("keras.ops")
+    for backend, expected in (("torch", "torch"), ("jax", "jax"), ("tensorflow", "tensorflow")):
+        fake = types.SimpleNamespace(backend=types.SimpleNamespace(backend=lambda name=backend: name))
+        monkeypatch.setitem(sys.modules, "keras", fake)
+        assert _referenced_frameworks(lambda w: ops.sum(w)) == [expected]

@@ -57,7 +57,7 @@ def get_backend(name: str) -> Backend:
     return backend
 
 
-_FRAMEWORK_ROOTS = {"torch": "torch", "jax": "jax", "jaxlib": "jax", "tensorflow": "tensorflow", "keras": "tensorflow"}
+_FRAMEWORK_ROOTS = {"torch": "torch", "jax": "jax", "jaxlib": "jax", "tensorflow": "tensorflow"}
 _LOADS = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_FAST", "LOAD_FAST_BORROW"})
 _ATTRIBUTES = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
 
@@ -65,6 +65,15 @@ _ATTRIBUTES = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
 def _module_root(value: Any) -> str:
     module = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
     return (module if isinstance(module, str) else "").split(".", 1)[0]
+
+
+def _keras_framework() -> str:
+    """The framework Keras runs on (Keras 3 picks it at import: ``KERAS_BACKEND``)."""
+    import sys
+
+    keras = sys.modules.get("keras")
+    backend = keras.backend.backend() if keras is not None and hasattr(keras, "backend") else "tensorflow"
+    return {"jax": "jax", "torch": "torch"}.get(backend, "tensorflow")
 
 
 def _is_numpy_function(value: Any) -> bool:
@@ -106,7 +115,8 @@ def _scan_code(code: types.CodeType, namespace: dict, closure: tuple, depth: int
         except ValueError:
             continue
     for value in values.values():
-        name = _FRAMEWORK_ROOTS.get(_module_root(value))
+        root = _module_root(value)
+        name = _keras_framework() if root in ("keras", "tf_keras") else _FRAMEWORK_ROOTS.get(root)
         if name is None and _is_numpy_function(value):
             name = "numpy"
         if name is not None:
