@@ -158,7 +158,7 @@ CASES = [
     ("keras.fit of a string", lambda: _keras_fit("model"), TypeError, r"model must be a keras.Model \(its trainable weights are fitted\); got str"),
     ("tf ScipyOptimizerInterface with a vector loss", lambda: _tf_vector_loss(), ValueError, r"loss must return a scalar for a scalar minimization method, but it returned an array of shape \(2,\)"),
     ("dict x0 keys that are not fun's parameters", mini(fun=lambda a, b: a**2 + b**2, x0={"a": 1.0, "c": 2.0}), TypeError, r"x0's keys \['a', 'c'\] do not match fun's parameters \['a', 'b'\] \(missing \['b'\], unknown \['c'\]\)\. A dict x0 is passed as fun\(\*\*x0\)"),
-    ("flat bounds of the wrong length", tree(method="L-BFGS-B", bounds=(np.zeros(4), np.ones(4))), ValueError, r"bounds does not mirror x0's structure .* got \(low, high\) of 4 and 4 elements\. Flat \(low, high\) arrays need 5 elements\.$"),
+    ("flat bounds of the wrong length", tree(method="L-BFGS-B", bounds=(np.zeros(4), np.ones(4))), ValueError, r"bounds does not mirror x0's structure .* got \(low, high\) arrays of 4 and 4 elements\. Give bounds in x0's structure, 5 \(low, high\) pairs in x0's flat order, or scipy.optimize.Bounds of 5 elements\.$"),
 ]
 
 

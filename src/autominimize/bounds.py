@@ -174,11 +174,11 @@ def _structured_bounds(bounds: Any, spec: ParamSpec, x0: Any) -> tuple[np.ndarra
             return _leaf_bounds(bounds, LeafInfo("x0", (n,), np.dtype(np.float64), "numpy"), "")
         given = f"a {type(bounds).__name__}" + (f" of {len(bounds)}" if hasattr(bounds, "__len__") else "")
         if isinstance(bounds, tuple) and len(bounds) == 2 and all(np.ndim(b) == 1 for b in bounds):
-            given = f"(low, high) of {np.size(bounds[0])} and {np.size(bounds[1])} elements"
+            given = f"(low, high) arrays of {np.size(bounds[0])} and {np.size(bounds[1])} elements"
         raise BoundsError(
             f"bounds does not mirror x0's structure ({spec.treedef}) and is not a single (low, high) "
-            f"pair nor a sequence of {n} per-element pairs; got {given}. Flat (low, high) arrays need "
-            f"{n} elements."
+            f"pair nor a sequence of {n} per-element pairs; got {given}. Give bounds in x0's structure, "
+            f"{n} (low, high) pairs in x0's flat order, or scipy.optimize.Bounds of {n} elements."
         ) from None
     lbs, ubs = [], []
     for info, entry in zip(spec.leaves, entries):
