@@ -39,9 +39,8 @@ def require_real_number(out: Any, what: str = "fun") -> None:
         raise ObjectiveOutputError(f"{what} returned None; {hint}. Does it end with a return statement?")
     if isinstance(out, (str, bytes)):
         raise ObjectiveOutputError(f"{what} returned a {type(out).__name__} ({out!r}); {hint}.")
-    if isinstance(out, (tuple, list, dict)):
-        pair = " If it returns (value, gradient), pass jac=True." if isinstance(out, tuple) and len(out) == 2 else ""
-        raise ObjectiveOutputError(f"{what} returned a {type(out).__name__} of {len(out)}; {hint}.{pair}")
+    if isinstance(out, tuple) and len(out) == 2 and any(isinstance(part, (tuple, list, dict)) or len(getattr(part, "shape", ())) for part in out):
+        raise ObjectiveOutputError(f"{what} returned a tuple of 2; {hint}. If it returns (value, gradient), pass jac=True.")
     if isinstance(out, complex) or "complex" in str(getattr(out, "dtype", "")):
         raise ObjectiveOutputError(f"{what} returned a complex number; {hint}: return its real part or its absolute value.")
 
