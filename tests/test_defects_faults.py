@@ -291,3 +291,26 @@ def test_workers_from_a_script_without_a_main_guard_says_how_to_fix_it(tmp_path)
     assert done.returncode != 0
     assert 'must guard its top level with `if __name__ == "__main__":`' in done.stderr
     assert "BrokenProcessPool" in done.stderr  # the cause, chained
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@pytest.mark.parametrize("method", ["trf", "dogbox"])
+def test_least_squares_with_a_fixed_variable(backend, method):
+    asarray, _ = array_module(backend)
+    target = np.array([3.0, -1.0, 2.0])
+    seen = []
+
+    def residuals(x):
+        return x - asarray(target)
+
+    res = am.least_squares(
+        residuals, np.array([1.0, 0.5, 0.0]), method=method, bounds=([0.0, 0.5, -4.0], [5.0, 0.5, 4.0]),
+        backend=backend, callback=lambda x: seen.append(np.asarray(x).copy()),
+    )
+    np.testing.assert_allclose(np.asarray(res.x), [3.0, 0.5, 2.0], atol=1e-6)
+    assert float(np.asarray(res.x)[1]) == 0.5
+    assert res.jac.shape == (3, 3) and np.all(res.jac[:, 1] == 0.0)
+    assert np.asarray(res.grad).shape == (3,)
+    assert seen and all(x.shape == (3,) and x[1] == 0.5 for x in seen)
+    via_minimize = am.minimize(residuals, np.array([1.0, 0.5, 0.0]), method=method, bounds=[(0, 5), (0.5, 0.5), (-4, 4)], backend=backend)
+    np.testing.assert_allclose(np.asarray(via_minimize.x), [3.0, 0.5, 2.0], atol=1e-6)

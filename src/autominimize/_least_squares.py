@@ -22,6 +22,7 @@ from . import numdiff
 from ._setup import compile_functions, prepare
 from .backends.common import flatten_output
 from .drivers.blas_threads import single_blas_thread
+from .drivers.fixed_variables import FixedVariables
 from .params import ParamSpec, leaf_kind, leaf_to_numpy
 from .errors import attach_point
 from .problem import check_error_handling
@@ -619,10 +620,22 @@ def least_squares(
             options["callback"] = scipy_callback
     elif callback is not None:
         options["callback"] = _wrap_callback(callback, spec)
+    residual_function = problem.value_uncached if jac_sparsity is not None else problem.value
+    start = x0_flat
+    fixed = FixedVariables.of(x0_flat, flat_bounds) if sparse is None and jac_sparsity is None else None
+    if fixed is not None:  # scipy refuses lower = upper: it solves for the free variables only
+        residual_function, start = fixed.function(residual_function), fixed.template[fixed.free]
+        options.update(bounds=fixed.bounds, jac=fixed.jacobian(options["jac"]))
+        if "x_scale" in options:
+            options["x_scale"] = fixed.reduce(options["x_scale"])
+        if "callback" in options:
+            options["callback"] = fixed.callback(options["callback"])
     with backend_obj.solve_context(dtype), evaluator:
         problem.start(x0_flat)  # fail before scipy starts, with the point attached
         with single_blas_thread():
-            result = so.least_squares(problem.value_uncached if jac_sparsity is not None else problem.value, x0_flat, **options)
+            result = so.least_squares(residual_function, start, **options)
+    if fixed is not None:
+        result = fixed.expand(result)
     result = _finish(result, problem, spec, backend_name, dtype)
     if sparse is not None:
         result.sparsity = sparse[1].summary()
