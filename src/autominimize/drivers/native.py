@@ -17,11 +17,8 @@ from typing import Any, Callable
 import numpy as np
 import scipy.optimize as so
 
-from .. import backends as _backends
-from .._setup import cached, clip_start, compile_key, resolve_precision
+from .._setup import cached, compile_key, prepare
 from ..interrupts import in_nested_solve
-from ..bounds import normalize_bounds
-from ..calling import make_caller, resolve_unpack
 from ..native import ALGORITHMS, native_method_name
 from ..native._arrays import flatten_leaves, namespace, norm_inf
 from ..native.batched import REASONS, BatchedLBFGS, batched_value_and_grad
@@ -133,27 +130,24 @@ class NativeRun:
             raise ValueError("epochs= counts passes over data=; give data= (an iterable of mini-batches) too.")
         if bounds is not None and self.method != "lbfgs-native":
             raise ValueError(f"method={self.method!r} does not take bounds; use method='lbfgs-native' (projected L-BFGS) or a scipy method such as 'L-BFGS-B'.")
-        self.dtype = resolve_precision(precision)[0]
-        self.spec = spec = ParamSpec.from_tree(x0, precision=self.dtype)
-        x0_flat = spec.flatten(x0)
         self.batches = _Batches(data) if self.stochastic else None
-        extra = (None,) if self.stochastic else ()
-        unpack = resolve_unpack(fun, x0, unpack, len(args) + len(extra))
-
         stochastic = self.stochastic
+        # a stochastic objective takes the mini-batch after the parameters, before args
+        setup = prepare(fun, x0, ((None,) if stochastic else ()) + args, unpack=unpack, precision=precision, device=torch_device, precision_from_x0=False)
+        self.dtype, self.spec, x0, x0_flat, unpack = setup.dtype, setup.spec, setup.x0, setup.x0_flat, setup.unpack
+        spec = self.spec
 
         def caller(function: Callable) -> Callable[[Any, Any], Any]:
             def call(params: Any, batch: Any) -> Any:
-                extra_args = (batch,) + args if stochastic else args
-                return make_caller(function, unpack, extra_args, x0)(params)
+                return setup.caller(function, (batch,) + args if stochastic else args)(params)
 
             return call
 
         call = caller(fun)
 
         probe_batch = self.batches.peek() if self.stochastic else None
-        self.backend = _backends.select_backend(backend, spec, lambda p: call(p, probe_batch), x0_flat)
-        self.backend_obj = _backends.get_backend(self.backend)
+        self.backend = setup.choose_backend(backend, call=lambda p: call(p, probe_batch))
+        self.backend_obj = setup.backend_obj
         self._context = lambda: self.backend_obj.solve_context(self.dtype)
         with self._context():
             x = _to_framework(self.backend, x0_flat, self.dtype, spec, torch_device)
@@ -167,8 +161,8 @@ class NativeRun:
             else:
                 raise ValueError(f"jac={jac!r}: native methods take None (autodiff), a callable or True.")
             if bounds is not None:
-                lower, upper = normalize_bounds(bounds, spec, x0)
-                x0_flat = clip_start(x0_flat, (lower, upper), spec, stacklevel=3)
+                lower, upper = setup.normalize_bounds(bounds)
+                x0_flat = setup.clip_start(x0_flat, stacklevel=3)
                 x = _to_framework(self.backend, x0_flat, self.dtype, spec, torch_device)
                 xp = namespace(x)
                 self.algorithm = self.algorithm.replace(
@@ -337,17 +331,20 @@ def run_to_end(run: NativeRun, report: StepReport | None = None) -> so.OptimizeR
     A KeyboardInterrupt (Ctrl-C) ends the run at the last completed step, with
     ``success=False`` and ``status=-1``.
     """
-    try:
-        while (state := run.advance()) is not None:
-            if report is not None:
-                g = state.raw.g
-                counts = {"nfev": state.nfev, "njev": state.njev, "nhev": 0, "nhvp": state.nhvp}
-                report(state.nit, to_host(state.raw.x).reshape(-1), state.fun, None if g is None else to_host(g).reshape(-1), counts)
-    except KeyboardInterrupt:
-        if in_nested_solve():  # the outer run ends too
-            raise
-        run.stop = Stop("Interrupted by KeyboardInterrupt (Ctrl-C); x is the last completed step.", False, -1)
-    return run.result()
+    # one backend context for the whole run: entered per step, JAX's float64 scope would clear
+    # its trace caches and recompile every step
+    with run.backend_obj.solve_context(run.dtype):
+        try:
+            while (state := run.advance()) is not None:
+                if report is not None:
+                    g = state.raw.g
+                    counts = {"nfev": state.nfev, "njev": state.njev, "nhev": 0, "nhvp": state.nhvp}
+                    report(state.nit, to_host(state.raw.x).reshape(-1), state.fun, None if g is None else to_host(g).reshape(-1), counts)
+        except KeyboardInterrupt:
+            if in_nested_solve():  # the outer run ends too
+                raise
+            run.stop = Stop("Interrupted by KeyboardInterrupt (Ctrl-C); x is the last completed step.", False, -1)
+        return run.result()
 
 
 # -- batch=True ---------------------------------------------------------------------------
@@ -391,21 +388,18 @@ def minimize_batched(
     if tol is not None:
         options.setdefault("gtol", tol)
         options.setdefault("ftol", tol)
-    args = args if isinstance(args, tuple) else (args,)
-    dtype = resolve_precision(precision)[0]
     stacked, spec, rows = unstack(x0)
-    template = spec.restore(rows[0])
-    unpack = resolve_unpack(fun, template, unpack, len(args))
-    call = make_caller(fun, unpack, args, template)
-    backend = _backends.select_backend(backend, spec, call, rows[0])
+    setup = prepare(fun, spec.restore(rows[0]), args, unpack=unpack, precision=precision, device=torch_device, precision_from_x0=False)
+    dtype, unpack, call, args = setup.dtype, setup.unpack, setup.call, setup.args
+    backend = setup.choose_backend(backend)
     if backend not in ("jax", "torch"):
         raise ValueError(f"batch=True needs JAX or torch to map fun over the batch (vmap); the backend is {backend!r}.")
-    backend_obj = _backends.get_backend(backend)
+    backend_obj = setup.backend_obj
     key = compile_key(backend, "native-batched", spec, dtype, unpack, args, torch_device)
     value_and_grad = cached(fun, key, args, lambda: batched_value_and_grad(backend, call, spec))
     with backend_obj.solve_context(dtype):
         if bounds is not None:
-            lower, upper = normalize_bounds(bounds, spec, template)
+            lower, upper = setup.normalize_bounds(bounds)
             clipped = np.clip(rows, lower, upper)
             moved = int(np.count_nonzero(np.any(clipped != rows, axis=1)))
             if moved:
