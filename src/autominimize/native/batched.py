@@ -41,7 +41,7 @@ import array_api_compat
 
 from ..params import ParamSpec
 from ._arrays import namespace
-from .batched_lm import AheadOfTime
+from ..backends.jax_aot import AheadOfTime
 from .oracles import _scalar_check, make_params_of
 
 __all__ = ["BatchedLBFGS", "BatchedState", "REASONS", "batched_value_and_grad"]

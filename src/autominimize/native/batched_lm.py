@@ -34,9 +34,10 @@ from typing import Any, Callable, NamedTuple
 import array_api_compat
 import numpy as np
 
+from ..backends.jax_aot import AheadOfTime
 from ._arrays import namespace
 
-__all__ = ["AheadOfTime", "BatchedLM", "LMState", "REASONS", "RUNNING"]
+__all__ = ["BatchedLM", "LMState", "REASONS", "RUNNING"]
 
 #: Why a member stopped, by its code in ``LMState.reason``: (message, success, scipy status).
 REASONS = {
@@ -193,30 +194,6 @@ def _pieces(xp: Any, algo: BatchedLM, evaluate: Callable, jit: bool) -> tuple[Ca
         functools.partial(_gather, xp),
     )
     return tuple(AheadOfTime(piece) for piece in pieces) if jit else pieces
-
-
-class AheadOfTime:
-    """``jax.jit(fun)`` compiled ahead of time once per argument shapes and kept here.
-
-    A float64 solve clears JAX's own caches on entry and exit (``float64_scope``), so a plain
-    ``jax.jit`` would recompile on every solve; the executables kept here survive it.
-    """
-
-    def __init__(self, fun: Callable) -> None:
-        import jax
-
-        self.jitted = jax.jit(fun)
-        self.compiled: dict = {}
-
-    def __call__(self, *args: Any) -> Any:
-        import jax
-
-        leaves, tree = jax.tree_util.tree_flatten(args)
-        key = (tree, tuple((leaf.shape, str(leaf.dtype)) for leaf in leaves))
-        compiled = self.compiled.get(key)
-        if compiled is None:
-            compiled = self.compiled[key] = self.jitted.lower(*args).compile()
-        return compiled(*args)
 
 
 def _project(xp: Any, x: Any, box: tuple | None) -> Any:

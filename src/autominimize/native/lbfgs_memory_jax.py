@@ -12,17 +12,18 @@ update, with the buffers donated so that storing a pair does not copy the histor
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
+
+from ..backends.jax_aot import AheadOfTime
 
 __all__ = ["JaxMemory"]
 
 
-@jax.jit
 def _direction(gradient, s, y, rho, gamma, head, count):
     """−H gradient and ⟨gradient, d⟩: the arithmetic of :func:`~.lbfgs_memory.two_loop`."""
     slots = s.shape[0]
@@ -49,7 +50,6 @@ def _direction(gradient, s, y, rho, gamma, head, count):
     return d, jnp.sum(gradient * d)
 
 
-@partial(jax.jit, donate_argnums=(0, 1, 2))
 def _push(s, y, rho, gamma, head, count, x_new, x, g_new, g, curvature_eps):
     """Write s and y at ``head``; keep them (advance ``head``) if ⟨s, y⟩ > curvature_eps."""
     slots = s.shape[0]
@@ -62,6 +62,10 @@ def _push(s, y, rho, gamma, head, count, x_new, x, g_new, g, curvature_eps):
     head = jnp.where(keep, (head + 1) % slots, head)
     count = jnp.where(keep, jnp.minimum(count + 1, slots - 1), count)
     return s, y, rho, gamma, head, count
+
+
+_direction_kernel = AheadOfTime(_direction)
+_push_kernel = AheadOfTime(_push, donate_argnums=(0, 1, 2))
 
 
 class JaxMemory(NamedTuple):
@@ -77,23 +81,27 @@ class JaxMemory(NamedTuple):
 
     @classmethod
     def allocate(cls, x: Any, capacity: int) -> "JaxMemory":
-        slots = capacity + 1
-        zero = jnp.zeros((), jnp.int32)
-        rows = jnp.zeros((slots, x.shape[0]), x.dtype)
-        return cls(capacity, rows, jnp.zeros_like(rows), jnp.zeros(slots, x.dtype), jnp.ones((), x.dtype), zero, zero)
+        # from NumPy: jnp.zeros compiles an eager op, again after each solve's float64 scope
+        slots, dtype = capacity + 1, np.dtype(x.dtype)
+        zero = jax.device_put(np.zeros((), np.int32))
+        rows = np.zeros((slots, x.shape[0]), dtype)
+        return cls(
+            capacity, jax.device_put(rows), jax.device_put(rows), jax.device_put(np.zeros(slots, dtype)),
+            jax.device_put(np.ones((), dtype)), zero, zero,
+        )
 
     @property
     def empty(self) -> bool:
         return int(self.count) == 0
 
     def direction(self, gradient: Any) -> tuple[Any, Any]:
-        return _direction(gradient, self.s, self.y, self.rho, self.gamma, self.head, self.count)
+        return _direction_kernel(gradient, self.s, self.y, self.rho, self.gamma, self.head, self.count)
 
     def cleared(self) -> "JaxMemory":
         return self._replace(count=jnp.zeros((), jnp.int32))
 
     def updated(self, x_new: Any, x: Any, g_new: Any, g: Any, curvature_eps: float) -> "JaxMemory":
-        pushed = _push(self.s, self.y, self.rho, self.gamma, self.head, self.count, x_new, x, g_new, g, curvature_eps)
+        pushed = _push_kernel(self.s, self.y, self.rho, self.gamma, self.head, self.count, x_new, x, g_new, g, curvature_eps)
         return JaxMemory(self.capacity, *pushed)
 
     def with_capacity(self, capacity: int) -> "JaxMemory":

@@ -27,6 +27,7 @@ import numpy as np
 
 from .. import backends as _backends
 from ..backends.common import ObjectiveOutputError, no_gradient_error
+from ..backends.jax_aot import AheadOfTime
 from ..params import ParamSpec
 from ._arrays import namespace, vdot
 
@@ -154,9 +155,10 @@ def _jax_functions(call: Call, spec: ParamSpec, dtype: str, residual: bool) -> N
         return sum_squared_case_gradients([leaf.shape for leaf in out], r, jac)
 
     return NativeFunctions(
-        jax.jit(objective), jax.jit(jax.value_and_grad(objective)), jax.jit(hvp), jax.jit(gnvp) if residual else None,
-        value_and_grad_along=jax.jit(_along(jax.value_and_grad(objective))),
-        squared_case_gradients=jax.jit(squared_case_gradients) if residual else None,
+        AheadOfTime(objective), AheadOfTime(jax.value_and_grad(objective)), AheadOfTime(hvp),
+        AheadOfTime(gnvp) if residual else None,
+        value_and_grad_along=AheadOfTime(_along(jax.value_and_grad(objective))),
+        squared_case_gradients=AheadOfTime(squared_case_gradients) if residual else None,
     )
 
 
