@@ -7,12 +7,8 @@
 * :func:`function_factory` and :func:`load_params`: a model as a pure function of a
   parameter dict, for ``am.minimize``, and the way back into the model.
 
-The closure is evaluated at each point scipy asks for by writing the point into the
-parameters in place. It may call ``loss.backward()`` itself (the gradient is read from
-``p.grad``, as ``torch.optim.LBFGS`` does) or only return the loss (it is then
-differentiated here: once for gradients, twice for Hessian-vector products and Hessians).
-A gngdb ``Closure`` object (``.model`` and a static ``loss(model)``) gives second-order
-methods the loss as a pure function of the parameters through ``torch.func.functional_call``.
+The closure may call ``loss.backward()`` itself or only return the loss; a gngdb
+``Closure`` object gives second-order methods the loss as a pure function of the parameters.
 """
 
 from .integrations.torch_global import (

@@ -1,11 +1,5 @@
-"""PyTorch integration: a ``torch.optim.Optimizer`` that runs a whole scipy solve per step.
-
-* :class:`ScipyOptimizer`: ``step(closure)`` minimizes the closure's loss over the
-  optimizer's parameters with any ``scipy.optimize.minimize`` method and leaves the solution
-  in the parameters (same tensors, dtype and device).
-* :class:`MinimizeWrapper`: gngdb/pytorch-minimize's interface on top of it.
-* :func:`function_factory` and :func:`load_params`: a model as a pure function of a
-  parameter dict, for ``am.minimize``, and the way back into the model.
+"""The scipy solve behind ``am.torch.ScipyOptimizer``, ``MinimizeWrapper``, ``function_factory``
+and ``load_params`` (what each offers is in :mod:`autominimize.torch`).
 
 The closure is evaluated at each point scipy asks for by writing the point into the
 parameters in place. It may call ``loss.backward()`` itself (the gradient is read from
