@@ -13,7 +13,6 @@ import scipy.optimize as so
 
 from . import backends as _backends
 from ._least_squares import LEAST_SQUARES_METHODS, configure_numdiff, is_residual_function, numdiff_evaluator, residual_scalar_functions
-from ._minimize_families import Recording, minimize_least_squares_recorded, minimize_native_recorded
 from ._setup import PRECISIONS, prepare
 from .constraints import normalize_constraints
 from .drivers.methods import CUSTOM_METHOD, METHODS, check_supports, method_name, second_order_for
@@ -215,18 +214,22 @@ def minimize(
         return differentiable_minimize(minimize, locals())
     check_error_handling(error_handling)
     _check_plain_arguments(tol, options, {"callback": callback, "step_callback": step_callback, "loss_callback": loss_callback})
-    recording = Recording(
+    recording_options = dict(
         history=history, log=log, resume=resume, progress=progress, callback=callback, step_callback=step_callback,
         loss_callback=loss_callback, observers=observers,
     )
     if isinstance(method, str) and is_native_method(method):
+        # the native and least-squares families load on first use: importing them costs a plain
+        # NumPy solve in a fresh interpreter about 60 ms, a seventh of what it costs in all
+        from ._minimize_families import Recording, minimize_native_recorded
+
         if error_handling != "raise":
             raise ValueError(f"error_handling={error_handling!r} is for scipy's methods; method={method!r} (native) always raises.")
         if hess is not None or hessp is not None or constraints:
             raise ValueError(f"method={method!r} computes its own curvature and takes no constraints; hess, hessp and constraints are for scipy's methods.")
         _refuse_unused({"fun_and_jac": fun_and_jac, "workers": workers, "executor": executor}, method)
         return minimize_native_recorded(
-            fun, x0, args, method, recording, jac=jac, bounds=bounds, tol=tol, options=options,
+            fun, x0, args, method, Recording(**recording_options), jac=jac, bounds=bounds, tol=tol, options=options,
             backend=backend, precision=precision, unpack=unpack, torch_device=torch_device,
             data=data, epochs=epochs, batch=batch,
         )
@@ -238,8 +241,10 @@ def minimize(
     if isinstance(method, str) and method.lower() in LEAST_SQUARES_METHODS:
         if hess is not None or hessp is not None or constraints:
             raise ValueError(f"method={method!r} is a least-squares method: it takes no hess, hessp or constraints.")
+        from ._minimize_families import Recording, minimize_least_squares_recorded
+
         return minimize_least_squares_recorded(
-            fun, x0, args, method.lower(), recording, jac=jac, fun_and_jac=fun_and_jac, bounds=bounds, tol=tol,
+            fun, x0, args, method.lower(), Recording(**recording_options), jac=jac, fun_and_jac=fun_and_jac, bounds=bounds, tol=tol,
             options=options, backend=backend, precision=precision, unpack=unpack,
             torch_device=torch_device, workers=workers, executor=executor, error_handling=error_handling,
         )
