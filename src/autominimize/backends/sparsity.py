@@ -222,6 +222,16 @@ def jacobian_only(pattern: SparsePattern) -> SparsePattern:
     return only
 
 
+def jacobian_pattern(lagrangian: Any, x0: np.ndarray, bounds: tuple[np.ndarray, np.ndarray] | None) -> SparsePattern:
+    """J's pattern, detected once per compiled Lagrangian and kept on it (``cached`` once reused)."""
+    pattern = lagrangian.patterns.get("jacobian")
+    if pattern is None:
+        pattern = lagrangian.patterns["jacobian"] = jacobian_only(detect_pattern(lagrangian, x0, bounds))
+    else:
+        pattern.cached = True
+    return pattern
+
+
 def reads_programs() -> bool:
     """Whether asdex (the ``sparse`` extra) is installed to read patterns from JAX programs;
     without it JAX problems are probed like the others, and only on request."""

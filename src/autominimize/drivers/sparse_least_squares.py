@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..backends.lagrangian import backend_name_of, dtype_name, lagrangian_for, supports_exact_lagrangian
-from ..backends.sparsity import SparsePattern, detect_pattern, jacobian_only, pattern_from_user, reads_programs
+from ..backends.sparsity import SparsePattern, jacobian_pattern, pattern_from_user, reads_programs
 
 __all__ = ["LEAST_SQUARES_AUTO_MIN_SIZE", "sparse_residual_jacobian"]
 
@@ -55,11 +55,7 @@ def sparse_residual_jacobian(
     if asked and jac_sparsity is not True:
         pattern = pattern_from_user(jac_sparsity, None, n, m, in_options=False)
     else:
-        pattern = lagrangian.patterns.get("jacobian")
-        if pattern is None:
-            pattern = lagrangian.patterns["jacobian"] = jacobian_only(detect_pattern(lagrangian, x0, bounds))
-        else:
-            pattern.cached = True
+        pattern = jacobian_pattern(lagrangian, x0, bounds)
         if not asked and pattern.jac_rows.size > _AUTO_MAX_DENSITY * m * n:
             return None
     seeds = pattern.seeds()

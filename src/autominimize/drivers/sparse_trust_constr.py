@@ -20,7 +20,7 @@ from scipy.optimize import NonlinearConstraint
 from scipy.sparse.linalg import LinearOperator
 
 from ..backends.lagrangian import backend_name_of, dtype_name, lagrangian_for, supports_exact_lagrangian
-from ..backends.sparsity import SparsePattern, detect_pattern, jacobian_only, pattern_from_user, reads_programs
+from ..backends.sparsity import SparsePattern, jacobian_pattern, pattern_from_user, reads_programs
 from ..problem import Objective
 from .ipopt import AUTO_SPARSE_MAX_DENSITY
 
@@ -85,11 +85,7 @@ def sparse_constraints(
     if user_jac is not None:
         pattern = pattern_from_user(user_jac, None, n, m)
     else:
-        pattern = lagrangian.patterns.get("jacobian")
-        if pattern is None:
-            pattern = lagrangian.patterns["jacobian"] = jacobian_only(detect_pattern(lagrangian, x0, bounds))
-        else:
-            pattern.cached = True
+        pattern = jacobian_pattern(lagrangian, x0, bounds)
         if not asked and pattern.jac_rows.size > AUTO_SPARSE_MAX_DENSITY * m * n:
             return constraints, settings, None
     jacobians = _Jacobians(lagrangian, pattern, functions, sizes)
