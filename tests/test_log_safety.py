@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import autominimize as am
-from autominimize.log import LogWriteWarning
+from autominimize.recording.log_writer import LogWriteWarning
 
 Point = collections.namedtuple("Point", "a b")
 
@@ -374,7 +374,7 @@ _KILL_AT = textwrap.dedent(
     import os, signal, sqlite3, sys
     import numpy as np
     import autominimize as am
-    import autominimize.log
+    import autominimize.recording.log_writer
 
     fun = lambda x: float(np.sum((x - 1.0) ** 2))
     am.minimize(fun, np.zeros(2), method="BFGS", backend="numpy")  # imports done before the forks
@@ -432,10 +432,10 @@ def test_a_kill_at_any_step_of_creation_leaves_an_empty_log_or_a_valid_one(tmp_p
 
 # -- bounded memory ----------------------------------------------------------------------------
 def test_the_default_history_keeps_iterates_within_its_budget_spread_over_the_run(monkeypatch):
-    import autominimize.recording
+    import autominimize.recording.sinks
 
     n = 50
-    monkeypatch.setattr(autominimize.recording, "POINT_BUDGET", 10 * 8 * n)  # ten iterates of n float64
+    monkeypatch.setattr(autominimize.recording.sinks, "POINT_BUDGET", 10 * 8 * n)  # ten iterates of n float64
     target = np.linspace(-1, 1, n)
     scale = np.logspace(0, 3, n)  # ill-conditioned: many iterations
 
@@ -452,11 +452,11 @@ def test_the_default_history_keeps_iterates_within_its_budget_spread_over_the_ru
 
 
 def test_a_small_problem_keeps_every_iterate_and_a_log_with_iterates_gets_them_all(tmp_path, monkeypatch):
-    import autominimize.recording
+    import autominimize.recording.sinks
 
     res = am.minimize(_fun, np.zeros(3), method="BFGS", backend="numpy")
     assert all(it.x is not None for it in res.history.iterations)
-    monkeypatch.setattr(autominimize.recording, "POINT_BUDGET", 1)
+    monkeypatch.setattr(autominimize.recording.sinks, "POINT_BUDGET", 1)
     log = am.SQLiteLog(tmp_path / "all.sqlite", iterates=True)
     res = am.minimize(_fun, np.zeros(3), method="BFGS", backend="numpy", log=log)
     assert all(it.x is not None for it in res.history.iterations)

@@ -188,13 +188,13 @@ def test_rows_before_a_slow_evaluation_are_committed_while_it_runs(tmp_path):
 def test_history_rows_read_mid_run_are_one_list_extended_in_place():
     import pickle
 
-    from autominimize.history import History
+    from autominimize.recording.history import Evaluation, History
 
     history = History()
     x = np.array([3.0, 4.0])
     history.add_evaluation("value_and_gradient", x, 5.0, 2.0)
     first = history.evaluations
-    assert first == [am.history.Evaluation("value_and_gradient", first[0].time, 5.0, 2.0)]
+    assert first == [Evaluation("value_and_gradient", first[0].time, 5.0, 2.0)]
     history.add_evaluation("finite-difference", x, np.nan, np.nan, count=2)
     history.add_iteration(1, x, 5.0, 2.0, nfev=3, njev=1)
     assert history.evaluations is first and [e.kind for e in first] == ["value_and_gradient"] + ["finite-difference"] * 2
@@ -242,8 +242,8 @@ _SLOW_RUN = textwrap.dedent(
 
 
 def test_a_log_without_history_lets_go_of_the_rows_it_has_written(tmp_path):
-    from autominimize.history import History
-    from autominimize.log import RunLog
+    from autominimize.recording.history import History
+    from autominimize.recording.log_writer import RunLog
     from autominimize.params import ParamSpec
     from autominimize.problem import Counters
 
@@ -271,7 +271,7 @@ def test_a_log_without_history_lets_go_of_the_rows_it_has_written(tmp_path):
 
 
 def test_observers_get_iterates_that_the_method_cannot_change():
-    from autominimize.history import History
+    from autominimize.recording.history import History
     from autominimize.params import ParamSpec
     from autominimize.problem import Objective
 
@@ -406,7 +406,7 @@ def test_the_history_gets_each_gradient_norm_once_and_keeps_no_gradient_alive():
     import gc
     import weakref
 
-    from autominimize.history import History
+    from autominimize.recording.history import History
     from autominimize.params import ParamSpec
     from autominimize.problem import Objective
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import autominimize as am
-from autominimize.progress import ProgressBar
+from autominimize.recording.progress import ProgressBar
 
 W = np.array([1.0, 10.0, 100.0])
 OPTIONS = ("history", "log", "resume", "progress", "callback", "error_handling")

@@ -36,10 +36,11 @@ _EXPORTS = {
     "dual_annealing": ".global_opt",
     "direct": ".global_opt",
     "multistart": ".global_opt",
-    "read_log": ".log",
-    "SQLiteLog": ".log",
-    "LogError": ".log",
-    "History": ".history",
+    "read_log": ".recording.log_reader",
+    "SQLiteLog": ".recording.log_writer",
+    "LogError": ".recording.log_schema",
+    "LogWriteWarning": ".recording.log_writer",
+    "History": ".recording.history",
     "ParamSpec": ".params",
     "BoundsError": ".bounds",
     "ConstraintError": ".constraints",
@@ -60,9 +61,11 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from .bounds import BoundsError
     from .constraints import ConstraintError
     from .global_opt import basinhopping, differential_evolution, direct, dual_annealing, multistart, shgo
-    from .history import History
-    from .log import LogError, SQLiteLog, read_log
     from .params import ParamSpec
+    from .recording.history import History
+    from .recording.log_reader import read_log
+    from .recording.log_schema import LogError
+    from .recording.log_writer import LogWriteWarning, SQLiteLog
 
 
 def __getattr__(name: str) -> Any:

@@ -20,8 +20,7 @@ from .drivers.scipy_local import run_minimize, wrap_callback
 from .native import is_native_method
 from .params import ParamSpec
 from .problem import Objective, check_error_handling
-from .interrupts import attach_best, in_nested_solve
-from .recording import recorders, resume_point
+from .recording import attach_best, in_nested_solve, recorders, resume_point
 from .user_derivatives import flatten_gradient, flatten_hessian
 
 __all__ = ["minimize", "PRECISIONS", "HVP_TYPES"]

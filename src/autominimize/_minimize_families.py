@@ -19,11 +19,10 @@ import scipy.optimize as so
 from ._least_squares import IterationReport, minimize_least_squares
 from .backends.base import grad_norm
 from .drivers.native import NativeRun, minimize_native, run_to_end, to_host
-from .interrupts import attach_best, in_nested_solve
 from .native import native_method_name
 from .params import ParamSpec
 from .problem import Counters
-from .recording import recorders, resume_point
+from .recording import attach_best, in_nested_solve, recorders, resume_point
 
 __all__ = ["minimize_native_recorded", "minimize_least_squares_recorded", "Recording"]
 

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .history import History
+from .recording import History
 
 __all__ = ["criterion", "params", "profile"]
 
@@ -29,7 +29,7 @@ def _figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] = (6.4, 4.
 
 def _history_of(item: Any) -> History:
     if isinstance(item, (str, os.PathLike)):
-        from .log import read_log
+        from .recording import read_log
 
         return read_log(item).history
     history = getattr(item, "history", None)

@@ -35,7 +35,7 @@ from .errors import attach_point
 from .params import ParamSpec
 
 if TYPE_CHECKING:
-    from .history import History
+    from .recording.history import History
 
 __all__ = ["Objective", "Counters", "ERROR_HANDLING", "check_error_handling"]
 

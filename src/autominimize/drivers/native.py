@@ -18,7 +18,7 @@ import numpy as np
 import scipy.optimize as so
 
 from .._setup import cached, compile_key, prepare
-from ..interrupts import in_nested_solve
+from ..recording import in_nested_solve
 from ..native import ALGORITHMS, native_method_name
 from ..native._arrays import flatten_leaves, namespace, norm_inf
 from ..native.batched import REASONS, BatchedLBFGS, batched_value_and_grad

@@ -23,7 +23,7 @@ from ..drivers.methods import CUSTOM_METHOD, METHODS, method_name
 from ..drivers.scipy_local import _callback_style
 from ..params import ParamSpec
 from ..errors import attach_point
-from ..interrupts import attach_best, nested_solves
+from ..recording import attach_best, nested_solves
 from ..problem import Counters, Objective
 
 __all__ = ["GlobalProblem", "LocalSolver", "build_problem", "local_kwargs", "finish", "flat_option"]

@@ -12,13 +12,13 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..params import ParamSpec
+from ..problem import Objective
 from .history import POINT_BUDGET, History, LossCallback
-from .log import RunLog, SQLiteLog, resume_point
-from .params import ParamSpec
-from .problem import Objective
+from .log_writer import RunLog, SQLiteLog
 from .progress import ProgressBar
 
-__all__ = ["Sinks", "recorders", "resume_point"]
+__all__ = ["Sinks", "recorders"]
 
 
 class Sinks:
@@ -56,6 +56,11 @@ class Sinks:
 
 
 def recorders(history: bool, log: Any, progress: bool, loss_callback: Callable | None, name: str, options: dict | None) -> tuple[list, Sinks]:
+    """The observers a solve tells of its evaluations and iterations, and its :class:`Sinks`.
+
+    Raises TypeError for a ``log=`` that is neither a path nor an :class:`SQLiteLog`, and
+    LogError for a log file that cannot be opened for writing.
+    """
     if log is not None and not isinstance(log, (str, os.PathLike, SQLiteLog)):
         raise TypeError(f"log must be a file path or an am.SQLiteLog; got {type(log).__name__}.")
     settings = SQLiteLog(log) if isinstance(log, (str, os.PathLike)) else log

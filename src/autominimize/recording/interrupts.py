@@ -12,7 +12,7 @@ import contextlib
 import contextvars
 from typing import Any, Iterator
 
-__all__ = ["nested_solves", "in_nested_solve", "attach_best", "best_of"]
+__all__ = ["nested_solves", "in_nested_solve", "attach_best"]
 
 _NESTED = contextvars.ContextVar("autominimize_nested_solve", default=False)
 
@@ -38,9 +38,3 @@ def attach_best(exc: BaseException, x: Any, f: float) -> None:
     if x is not None and (known is None or f < known):
         exc.autominimize_best_x, exc.autominimize_best_f = x, f
 
-
-def best_of(exc: BaseException) -> tuple[Any, float] | None:
-    """The best point attached to ``exc`` and its value, or None."""
-    if getattr(exc, "autominimize_best_f", None) is None:
-        return None
-    return exc.autominimize_best_x, exc.autominimize_best_f

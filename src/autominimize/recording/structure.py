@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .params import ParamSpec
+from ..params import ParamSpec
 
 __all__ = ["check_description", "describe", "leaf_shapes", "rebuild"]
 

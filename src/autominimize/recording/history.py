@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple, Protocol,
 import numpy as np
 
 if TYPE_CHECKING:
-    from .problem import Counters
+    from ..problem import Counters
 
 __all__ = ["Evaluation", "Iteration", "History", "Observer", "EVALUATION_KINDS", "POINT_BUDGET"]
 
