@@ -124,7 +124,7 @@ def params(result: Any, max_lines: int = 12):
     if not kept:
         raise ValueError(
             "the run kept no iterates to plot: log with am.SQLiteLog(path, iterates=True), "
-            "or plot the result of am.minimize (whose history keeps iterates within autominimize.history.POINT_BUDGET)."
+            "or plot the result of am.minimize (whose history keeps iterates within autominimize.recording.history.POINT_BUDGET)."
         )
     path = np.stack([it.x for it in kept])
     leaves = history.leaves or [("x", 0, path.shape[1])]
