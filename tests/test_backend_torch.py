@@ -396,9 +396,9 @@ def test_first_order_path_gives_the_kept_graph_results_and_keeps_no_graph(dtype)
 
 
 def test_first_order_gradient_calls_the_engine_as_autograd_grad_would_and_touches_nothing_else():
-    from autominimize.backends.torch_backend import _engine_entry
+    from autominimize.backends.private_torch import _engine_run_backward
 
-    assert _engine_entry() is not None  # the pinned torch has the entry point: the fast path runs
+    assert _engine_run_backward() is not None  # the pinned torch has the entry point: the fast path runs
     weight = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)  # a captured parameter
     functions = {
         "uses x and the weight": lambda x: weight * torch_rosen(x),

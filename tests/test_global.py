@@ -388,6 +388,27 @@ def test_errors_name_the_argument():
         am.shgo(fun, [(-1, 1)] * 2, options={"jac": True})
 
 
+
+def test_an_unknown_error_policy_is_refused_before_fun_runs():
+    calls = []
+
+    def fun(x):
+        calls.append(1)
+        return np.sum(x**2)
+
+    box = [(-1, 1)] * 2
+    entries = {
+        "differential_evolution": lambda: am.differential_evolution(fun, box, error_handling="skip"),
+        "dual_annealing": lambda: am.dual_annealing(fun, box, error_handling="skip"),
+        "shgo": lambda: am.shgo(fun, box, error_handling="skip"),
+        "direct": lambda: am.direct(fun, box, error_handling="skip"),
+        "basinhopping": lambda: am.basinhopping(fun, np.zeros(2), error_handling="skip"),
+    }
+    for name, entry in entries.items():
+        with pytest.raises(ValueError, match=r"error_handling='skip' is not accepted; use 'raise'"):
+            entry()
+        assert calls == [], name  # not even the evaluation that detects the backend
+
 def test_example_runs(capsys):
     import runpy
     from pathlib import Path

@@ -14,6 +14,7 @@ from ..params import ParamSpec
 from .base import Backend, args_layout, grad_norm
 from .common import require_real_number, require_scalar_shape
 from .jax_sync import compile_function
+from .private_jax import clear_trace_caches
 
 
 def _jax():
@@ -29,35 +30,22 @@ def float64_scope() -> Iterator[None]:
 
     Where 64-bit types are already enabled this does nothing. Otherwise it enables them for the
     block in this thread only (``jax.enable_x64``) and clears JAX's trace caches on entry and
-    on exit (:func:`_clear_trace_caches`): JAX keeps traces made with 64-bit types off and reuses them with them on (and the
-    reverse), so a function traced on one side, say the user's own ``jax.jit`` of the
-    objective, would meet float32 constants in a float64 trace. Compiled code is kept: a
+    on exit (:func:`~.private_jax.clear_trace_caches`): JAX keeps traces made with 64-bit
+    types off and reuses them with them on (and the reverse), so a function traced on one
+    side, say the user's own ``jax.jit`` of the objective, would meet float32 constants in a
+    float64 trace. Compiled code is kept: a
     jitted function the caller already ran runs as before.
     """
     jax, _ = _jax()
     if jax.enable_x64.value:
         yield
         return
-    _clear_trace_caches()
+    clear_trace_caches()
     try:
         with jax.enable_x64(True):
             yield
     finally:
-        _clear_trace_caches()
-
-
-def _clear_trace_caches() -> None:
-    """Forget JAX's traces but keep its compiled executables (keyed by the 64-bit switch
-    already), so that a function compiled on either side is not compiled again; where this
-    JAX has no such entry point, :func:`jax.clear_caches` clears both."""
-    try:
-        from jax._src.util import clear_all_caches
-    except ImportError:
-        import jax
-
-        jax.clear_caches()
-        return
-    clear_all_caches()
+        clear_trace_caches()
 
 
 class JaxBackend(Backend):

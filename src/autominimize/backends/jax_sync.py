@@ -12,16 +12,18 @@ several times the computation (about 28 µs of a 36 µs call at n = 100 on the p
 is off): its input and output shardings name that client's device, so JAX compiles for it,
 and JAX's own C++ dispatch runs the executable inline in the calling thread. The user's own
 JAX code is untouched: its default client and its async dispatch stay as they are. The
-private client is made through jaxlib's client API, which is not part of JAX's public API;
-wherever it is missing or refuses the function (another jaxlib, a default backend that is
-not the CPU, host callbacks such as ``jax.debug.print`` in the function), the function is
-compiled for JAX's default device instead, with the same results.
+private client is made through jaxlib's client API, which is not part of JAX's public API
+(:mod:`.private_jax`); wherever it is missing or refuses the function (another jaxlib, a
+default backend that is not the CPU, host callbacks such as ``jax.debug.print`` in the
+function), the function is compiled for JAX's default device instead, with the same results.
 """
 
 from __future__ import annotations
 
 import threading
 from typing import Any, Callable
+
+from .private_jax import has_host_effects, synchronous_cpu_client
 
 __all__ = ["compile_function", "synchronous_client"]
 
@@ -43,13 +45,14 @@ def _make_client() -> tuple[Any, Any, Any] | None:
     try:
         if jax.default_backend() != "cpu" or not jax.config.read("jax_cpu_enable_async_dispatch"):
             return None  # an accelerator needs its own client; without async dispatch JAX's is already inline
-        from jax._src.lib import xla_client
         from jax.sharding import SingleDeviceSharding
 
-        client = xla_client.make_cpu_client(asynchronous=False)
+        client = synchronous_cpu_client()
+        if client is None:
+            return None
         device = client.local_devices()[0]
         return client, device, SingleDeviceSharding(device)
-    except Exception:  # another jaxlib: the public path serves
+    except Exception:  # a client this jaxlib cannot make: the public path serves
         return None
 
 
@@ -69,16 +72,8 @@ def compile_function(function: Callable[..., Any], *avals: Any) -> Callable[...,
         sharding = synchronous[2]
         try:
             lowered = jax.jit(function, keep_unused=True, in_shardings=sharding, out_shardings=sharding).lower(*avals)
-            if not _has_host_callbacks(lowered):
+            if not has_host_effects(lowered):
                 return lowered.compile()
         except Exception:  # a function this client cannot take runs the public way
             pass
     return jax.jit(function, keep_unused=True).lower(*avals).compile()
-
-
-def _has_host_callbacks(lowered: Any) -> bool:
-    try:
-        arguments = lowered._lowering.compile_args
-        return bool(arguments["host_callbacks"] or arguments["ordered_effects"] or arguments["unordered_effects"])
-    except Exception:
-        return True

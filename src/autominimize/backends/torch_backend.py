@@ -8,7 +8,6 @@ derivatives are taken with respect to the flat vector whatever the parameter str
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib.util
 import threading
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import optree
 from ..params import ParamSpec
 from .base import Backend, as_flat_float64
 from .common import no_gradient_error, require_real_number, require_scalar_shape
+from .private_torch import RowMap, scalar_backward
 
 
 def _torch():
@@ -142,31 +142,14 @@ def _objective_gradient(out: Any, xt: Any, *, create_graph: bool = False, retain
 
 
 def _scalar_gradient(out: Any, xt: Any) -> Any:
-    """d(out)/d(xt) for a 0-d ``out``, freeing the graph: the first-order methods' hot path.
-
-    ``torch.autograd.grad`` spends about 7 µs in Python (argument normalisation, the seed
-    gradient's checks) around the engine call, as much as the backward pass of a small
-    objective. With one 0-d output and one input there is nothing to normalise, so the engine
-    is called directly, as ``torch.autograd.grad`` would call it, when this torch has the
-    entry point; otherwise through ``torch.autograd.grad``.
-    """
-    run_backward = _engine_entry()
-    if run_backward is None or not out.requires_grad:
-        return _objective_gradient(out, xt)
-    # outputs, seed gradients, keep graph, create graph, inputs, allow unused, accumulate
-    (grad,) = run_backward((out,), (_torch().ones_like(out),), False, False, (xt,), True, False)
+    """d(out)/d(xt) for a 0-d ``out``, freeing the graph: the first-order methods' hot path,
+    through :func:`~.private_torch.scalar_backward`."""
+    if not out.requires_grad:
+        raise _no_graph()
+    grad = scalar_backward(out, xt)
     if grad is None:
         raise _no_graph()
     return grad
-
-
-@functools.cache
-def _engine_entry() -> Callable | None:
-    try:
-        from torch.autograd.graph import _engine_run_backward as run_backward
-    except ImportError:
-        return None
-    return run_backward
 
 
 def _eye(n: int, like: Any) -> Any:
@@ -332,53 +315,6 @@ class TorchScalar(_TorchCompiled):
         return self._numpy(_vjp(grad, xt, _eye(self.n, xt), batched=True, retain_graph=True))
 
 
-class _RowMap:
-    """``fun`` mapped over the rows of one tensor: ``torch.func.vmap(fun)`` for one tensor in
-    and one tensor out.
-
-    ``torch.func.vmap`` spends about 20 µs of every call flattening and checking the argument
-    and output pytrees in Python, as long as the batched operations of a cheap objective take.
-    With one tensor in and one tensor out there is nothing to flatten, so after a first call
-    through ``torch.func.vmap`` (which loads its decompositions and checks the output) the
-    same functorch primitives it uses are entered directly: one vmap level, the batch
-    dimension added to the rows and removed from the output, the level left even on error.
-    """
-
-    def __init__(self, fun: Callable[[Any], Any]):
-        self.fun = fun
-        self._mapped = _torch().func.vmap(fun)
-        self._primitives = None
-
-    def __call__(self, rows: Any) -> Any:
-        if self._primitives is None:
-            out = self._mapped(rows)
-            self._primitives = _functorch_primitives()
-            return out
-        if not self._primitives:
-            return self._mapped(rows)
-        enter, leave, add_batch_dim, remove_batch_dim = self._primitives
-        size = rows.shape[0]
-        level = enter(size, "error")  # torch.func.vmap's default randomness
-        try:
-            return remove_batch_dim(self.fun(add_batch_dim(rows, 0, level)), level, size, 0)
-        finally:
-            leave()
-
-
-def _functorch_primitives() -> tuple:
-    """The functorch calls ``torch.func.vmap`` is made of, or () if this torch lacks them."""
-    try:
-        from torch._C._functorch import (
-            _add_batch_dim,
-            _remove_batch_dim,
-            _vmap_decrement_nesting,
-            _vmap_increment_nesting,
-        )
-    except ImportError:
-        return ()
-    return _vmap_increment_nesting, _vmap_decrement_nesting, _add_batch_dim, _remove_batch_dim
-
-
 class TorchBatched(TorchScalar):
     """The scalar objective mapped over the rows of a batch with ``torch.func.vmap``.
 
@@ -393,7 +329,7 @@ class TorchBatched(TorchScalar):
         torch = _torch()
         self.traces += 1
         if self._mapped is None:
-            self._mapped = _RowMap(self.flat_fun)
+            self._mapped = RowMap(self.flat_fun)
         rows = self._tensor(np.ascontiguousarray(points, dtype=np.float64))
         with torch.no_grad():
             return self._numpy(self._mapped(rows))

@@ -1,10 +1,12 @@
-"""What every global optimizer shares: the flat problem, its local solves and its results.
+"""The flat problem every global optimizer works on, and its local solves.
 
 A :class:`GlobalProblem` is the flat view scipy's global optimizers see of the user's
-problem: single values (counted, through :class:`~autominimize.problem.Objective`), batches
-of values in one call, and local solves that run through ``am.minimize`` with exact
-derivatives. ``am.basinhopping`` and friends build one from a function
-(:func:`build_problem`); the torch integration builds one from a closure.
+problem, built on the shared scalar objective (:class:`~autominimize.problem.Objective`):
+single values through it (its cache, counters and error policy), batches of values in one
+call counted on its counters under its policy, and local solves that run through
+``am.minimize`` with exact derivatives, their counts kept in a second
+:class:`~autominimize.problem.Counters`. ``am.basinhopping`` and friends build one from a
+function (:func:`~._build.build_problem`); the torch integration builds one from a closure.
 """
 
 from __future__ import annotations
@@ -13,20 +15,14 @@ import contextlib
 from typing import Any, Callable
 
 import numpy as np
-import optree
 import scipy.optimize as so
 
-from .._setup import cached, clip_start, compile_key, prepare
-from ..bounds import BoundsError, _is_number, _is_pair_sequence, normalize_bounds
-from ..constraints import normalize_constraints
 from ..drivers.methods import CUSTOM_METHOD, METHODS, method_name
-from ..drivers.scipy_local import _callback_style
-from ..params import ParamSpec
 from ..errors import attach_point
-from ..recording import attach_best, nested_solves
+from ..params import ParamSpec
 from ..problem import Counters, Objective
 
-__all__ = ["GlobalProblem", "LocalSolver", "build_problem", "local_kwargs", "finish", "flat_option"]
+__all__ = ["GlobalProblem", "LocalSolver", "local_kwargs", "takes_bounds", "flat_result", "structured_result"]
 
 #: ``am.minimize`` arguments a local solve may be given (``minimizer_kwargs``, ``polish``).
 LOCAL_KEYS = ("method", "jac", "hess", "hessp", "bounds", "constraints", "tol", "callback", "options", "hvp_type")
@@ -144,167 +140,6 @@ class GlobalProblem:
         return {name: own[name] + getattr(self.local_counters, name) for name in own}
 
 
-# -- the structure when there is no x0 ---------------------------------------------------
-def _is_limit(value: Any) -> bool:
-    if _is_number(value) or isinstance(value, np.ndarray):
-        return True
-    if isinstance(value, list):
-        try:
-            np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            return False
-        return True
-    return False
-
-
-def _bounds_leaf_shape(entry: Any) -> tuple[int, ...] | None:
-    """The shape of the parameter a bounds entry describes, or None for a container."""
-    if isinstance(entry, so.Bounds):
-        return np.broadcast_shapes(np.shape(entry.lb), np.shape(entry.ub))
-    if isinstance(entry, np.ndarray) and entry.ndim >= 1 and entry.shape[-1] == 2:
-        return entry.shape[:-1]
-    if isinstance(entry, (list, tuple)) and entry and _is_pair_sequence(entry, len(entry)):
-        if not (len(entry) == 2 and all(_is_number(v) for v in entry)):
-            return (len(entry),)
-    if isinstance(entry, (list, tuple)) and len(entry) == 2 and all(_is_limit(v) for v in entry):
-        try:
-            return np.broadcast_shapes(np.shape(entry[0]), np.shape(entry[1]))
-        except ValueError:
-            raise BoundsError(f"bounds entry {entry!r}: low and high do not broadcast to one shape.") from None
-    return None
-
-
-def structure_from_bounds(bounds: Any) -> Any:
-    """A template with the structure the bounds describe (zeros: NumPy arrays, or floats).
-
-    Each ``(low, high)`` pair is one parameter of their broadcast shape (a float for two
-    numbers), a list of per-element pairs a vector, ``Bounds(lb, ub)`` an array of lb's
-    shape, an array of shape ``(..., 2)`` an array of shape ``(...)``; dicts, lists, tuples
-    and namedtuples of those nest.
-    """
-    if bounds is None:
-        raise BoundsError("bounds is required: give finite (low, high) limits for every parameter.")
-
-    def is_leaf(node: Any) -> bool:
-        return node is None or _bounds_leaf_shape(node) is not None
-
-    def template(entry: Any) -> Any:
-        shape = None if entry is None else _bounds_leaf_shape(entry)
-        if shape is None:
-            raise BoundsError(
-                f"bounds: cannot read {entry!r} as the limits of one parameter. Without x0 every "
-                "parameter needs its (low, high) pair (numbers or arrays), a list of per-element "
-                "pairs, or a scipy.optimize.Bounds; pass x0= to give the structure instead."
-            )
-        return 0.0 if shape == () else np.zeros(shape)
-
-    return optree.tree_map(template, bounds, is_leaf=is_leaf, none_is_leaf=True)
-
-
-# -- building the problem from a function ------------------------------------------------
-def build_problem(
-    fun: Callable,
-    x0: Any,
-    bounds: Any,
-    args: tuple,
-    *,
-    backend: str | None,
-    precision: str | None,
-    unpack: str,
-    finite: bool,
-    torch_device: Any = None,
-    error_handling: str = "raise",
-) -> tuple[GlobalProblem, Any, tuple[np.ndarray, np.ndarray] | None]:
-    """The flat problem of ``fun``; the structure comes from ``x0`` or else from ``bounds``.
-
-    Returns the problem, the structure template (x0 itself when given) and the flat bounds.
-    ``finite`` requires finite bounds on every parameter. ``error_handling`` applies to
-    every evaluation, batched, remote and local ones included.
-    """
-    from .._minimize import minimize
-
-    if not callable(fun):
-        raise TypeError(f"fun must be callable; got {type(fun).__name__}.")
-    args = args if isinstance(args, tuple) else (args,)
-    template = structure_from_bounds(bounds) if x0 is None else x0
-    spec = ParamSpec.from_tree(template)
-    flat_bounds = normalize_bounds(bounds, spec, template)
-    if finite and (flat_bounds is None or not (np.all(np.isfinite(flat_bounds[0])) and np.all(np.isfinite(flat_bounds[1])))):
-        raise BoundsError("bounds must be finite for every parameter (this method samples the whole box); give a finite (low, high) for each.")
-    if x0 is None:
-        middle = np.zeros(spec.size) if flat_bounds is None else _middle(*flat_bounds)
-        template = spec.restore(middle)
-    setup = prepare(fun, template, args, unpack=unpack, precision=precision, device=torch_device, precision_from_x0=False)
-    template, spec, dtype, unpack, call = setup.x0, setup.spec, setup.dtype, setup.unpack, setup.call
-    requested_unpack = setup.callers.requested
-    backend_name = setup.choose_backend(backend)
-    backend_obj = setup.backend_obj
-    device = torch_device if backend_name == "torch" else None
-    functions = setup.compile("scalar", fun, call)
-    objective = Objective(functions, spec, differentiable=False, error_handling=error_handling)
-
-    def local_solve(x: np.ndarray, box: tuple | None, kwargs: dict) -> so.OptimizeResult:
-        box_bounds = None if box is None else so.Bounds(box[0], box[1])
-        return minimize(
-            fun, spec.restore(x), args=args, bounds=box_bounds, backend=backend_name, precision=dtype,
-            unpack=requested_unpack, torch_device=torch_device, error_handling=error_handling, **kwargs,
-        )
-
-    batched_key = compile_key(backend_name, "batched", spec, dtype, unpack, args, device)
-
-    compiled_batched: list = []  # looked up in the compile cache once per problem, not per generation
-
-    def batched(points: np.ndarray) -> np.ndarray:
-        def build() -> Any:
-            if device is not None:
-                return backend_obj.compile_batched(call, spec, dtype, device=device)
-            return backend_obj.compile_batched(call, spec, dtype)
-
-        if not compiled_batched:
-            compiled_batched.append(cached(fun, batched_key, args, build))
-        return compiled_batched[0](points)
-
-    def make_constraints(constraints: Any, method: str) -> list:
-        def compile_vector(c: Callable, extra: tuple) -> Any:
-            return setup.compile("vector", c, extra=extra or args)
-
-        def make_call(f: Callable, extra: tuple) -> Callable:
-            return setup.flat_call(f, extra or args)
-
-        return normalize_constraints(constraints, method, spec, compile_vector, make_call, error_handling)[0]
-
-    from ._parallel import RemoteValue
-
-    problem = GlobalProblem(
-        spec, objective, local_solve, batched=batched, backend=backend_name, precision=dtype,
-        context=lambda: backend_obj.solve_context(dtype),
-        remote=RemoteValue(fun, unpack, args, template if unpack == "kwargs" else None, spec, backend_name, dtype, error_handling),
-        make_constraints=make_constraints,
-    )
-    return problem, template, flat_bounds
-
-
-def _middle(lb: np.ndarray, ub: np.ndarray) -> np.ndarray:
-    lo = np.where(np.isfinite(lb), lb, np.where(np.isfinite(ub), np.minimum(ub, 0.0), 0.0))
-    hi = np.where(np.isfinite(ub), ub, np.maximum(lo, 0.0))
-    return 0.5 * (lo + hi)
-
-
-def flat_option(value: Any, spec: ParamSpec, name: str, dtype: Any = np.float64) -> np.ndarray:
-    """A per-parameter option (``integrality``, ...) in x0's structure or flat, as a flat array."""
-    try:
-        return spec.flatten(value, name).astype(dtype)
-    except (ValueError, TypeError):
-        pass
-    try:
-        return np.broadcast_to(np.asarray(value, dtype=dtype).reshape(-1), (spec.size,)).copy()
-    except ValueError:
-        raise ValueError(
-            f"{name} must mirror x0's structure, or be one value or a flat array of {spec.size} "
-            f"(the number of parameters); got {value!r}."
-        ) from None
-
-
 # -- local solves as a scipy custom method -----------------------------------------------
 def local_kwargs(kwargs: dict | None, where: str, allowed: tuple[str, ...] = LOCAL_KEYS) -> dict:
     """Validated ``am.minimize`` keyword arguments for local solves."""
@@ -386,87 +221,3 @@ def structured_result(result: so.OptimizeResult, spec: ParamSpec) -> so.Optimize
     if isinstance(jac, np.ndarray) and jac.ndim == 1 and jac.size == spec.size:
         out.jac = spec.restore(jac)
     return out
-
-
-# -- callbacks and results ---------------------------------------------------------------
-def structured_callback(callback: Callable | None, problem: GlobalProblem) -> Callable | None:
-    """``callback(x, *rest)`` from scipy becomes the user's ``callback(x_structured, *rest)``."""
-    if callback is None:
-        return None
-    if not callable(callback):
-        raise TypeError(f"callback must be callable; got {type(callback).__name__}.")
-
-    def scipy_callback(x: Any, *rest: Any) -> Any:
-        return callback(problem.restore(np.asarray(x, dtype=np.float64)), *rest)
-
-    return scipy_callback
-
-
-def intermediate_callback(callback: Callable | None, problem: GlobalProblem, old_style: Callable[[Callable, Any, so.OptimizeResult], Any]) -> Callable | None:
-    """A new-style scipy callback that serves the user's new- or old-style callback.
-
-    New style (one parameter named ``intermediate_result``) gets scipy's ``OptimizeResult``
-    with ``x`` in x0's structure; old style is called by ``old_style(callback, x, result)``.
-    """
-    if callback is None:
-        return None
-    if not callable(callback):
-        raise TypeError(f"callback must be callable; got {type(callback).__name__}.")
-    new = _callback_style(callback) == "new"
-
-    def scipy_callback(intermediate_result: so.OptimizeResult) -> Any:
-        x = problem.restore(intermediate_result.x)
-        if new:
-            fields = dict(intermediate_result)
-            fields["x"] = x
-            return callback(intermediate_result=so.OptimizeResult(fields))
-        return old_style(callback, x, intermediate_result)
-
-    return scipy_callback
-
-
-def finish(result: so.OptimizeResult, problem: GlobalProblem) -> so.OptimizeResult:
-    """scipy's global result with ``x`` in x0's structure, honest counts, backend, precision."""
-    result.x = problem.restore(result.x)
-    jac = result.get("jac")
-    if isinstance(jac, np.ndarray) and jac.ndim == 1 and jac.size == problem.n:
-        result.jac = problem.restore(jac)
-    result.fun = float(np.asarray(result.fun).reshape(()))
-    result.update(problem.counts())
-    result.nlocal = problem.n_local
-    result.backend = problem.backend
-    result.precision = problem.precision
-    return result
-
-
-@contextlib.contextmanager
-def running(problem: GlobalProblem):
-    """The context of one global solve: the backend's context and one BLAS thread.
-
-    An exception leaving it carries the best point evaluated in ``exc.autominimize_best_x``;
-    scipy's wrapping of an exception from ``func`` in a RuntimeError about its map-like
-    callable is undone, so the user's own exception propagates.
-    """
-    from ..drivers.blas_threads import single_blas_thread
-
-    try:
-        with problem.context(), single_blas_thread(), nested_solves():
-            yield
-    except KeyboardInterrupt as exc:  # one Ctrl-C ends the local solves and the global run
-        if problem.objective.best_x is not None:
-            attach_best(exc, problem.restore(problem.objective.best_x), problem.objective.best_f)
-        raise
-    except Exception as exc:
-        cause = exc.__cause__
-        unwrap = isinstance(exc, RuntimeError) and getattr(cause, "autominimize_x", None) is not None
-        error = cause if unwrap else exc
-        if problem.objective.best_x is not None:
-            error.autominimize_best_x = problem.restore(problem.objective.best_x)
-        if unwrap:
-            raise cause from None
-        raise
-
-
-def check_finite_start(x: np.ndarray, bounds: tuple[np.ndarray, np.ndarray] | None, spec: ParamSpec) -> np.ndarray:
-    """x0 clipped into the bounds, with a warning naming the leaves that moved."""
-    return clip_start(x, bounds, spec, stacklevel=3)

@@ -7,16 +7,9 @@ from typing import Any, Callable
 import numpy as np
 import scipy.optimize as so
 
-from ._problem import (
-    GlobalProblem,
-    LocalSolver,
-    build_problem,
-    finish,
-    local_kwargs,
-    running,
-    structured_callback,
-    structured_result,
-)
+from ._build import build_problem
+from ._problem import GlobalProblem, LocalSolver, local_kwargs, structured_result
+from ._running import finish, running, structured_callback
 
 __all__ = ["basinhopping", "run_basinhopping"]
 

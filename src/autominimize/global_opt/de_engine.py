@@ -241,29 +241,10 @@ def differential_evolution_engine(
     if int(maxiter) != maxiter or maxiter < 0:
         raise ValueError(f"maxiter={maxiter!r}: give a number of generations >= 0.")
     lb, ub = (np.asarray(b, dtype=np.float64) for b in bounds)
-    n = lb.size
     width = ub - lb
-    members = max(MIN_POPULATION, int(popsize) * max(1, int(np.count_nonzero(width > 0))))
-    population = initial_population(init, members, n, rng, lb, ub)
+    population = _first_population(init, popsize, strategy, rng, lb, ub, x0)
     members = population.shape[0]
-    if members < MUTATIONS[kind] + 1:
-        raise ValueError(
-            f"strategy={strategy!r} mixes {MUTATIONS[kind]} other members into each one, so it needs a "
-            f"population of at least {MUTATIONS[kind] + 1}; this one has {members} (raise popsize or give more init rows)."
-        )
-    if x0 is not None:
-        population[0] = _unscale(np.asarray(x0, dtype=np.float64), lb, ub)
-
-    # lb and width repeated for every member: scaling then needs no broadcasting, which
-    # NumPy runs as one short inner loop per row.
-    lb_rows, width_rows = (np.broadcast_to(v, population.shape).copy() for v in (lb, width))
-
-    def energies_of(unit_points: np.ndarray) -> np.ndarray:
-        points = unit_points * width_rows
-        points += lb_rows
-        values = np.asarray(evaluate(points), dtype=np.float64).reshape(-1)
-        return np.fmin(values, np.inf)  # NaN -> +inf in one pass: fmin skips a NaN operand
-
+    energies_of = _energies(evaluate, lb, width, population.shape)
     energies = energies_of(population)
     nfev, nit, message = members, 0, MAXITER
     best = int(energies.argmin())
@@ -285,17 +266,56 @@ def differential_evolution_engine(
         if callback is not None:
             state = _result(population, energies, best, lb, width, nit, nfev, "in progress", False)
             state.convergence = limit / spread if spread > 0 else np.inf
-            try:
-                stop = bool(callback(state))
-            except StopIteration:
-                stop = True
-            if stop:
+            if _stop_requested(callback, state):
                 message = STOPPED
                 break
         if spread <= limit:
             message = SUCCESS
             break
     return _result(population, energies, best, lb, width, nit, nfev, message, message == SUCCESS)
+
+
+def _first_population(
+    init: Any, popsize: int, strategy: str, rng: np.random.Generator, lb: np.ndarray, ub: np.ndarray, x0: np.ndarray | None
+) -> np.ndarray:
+    """The first population in the unit cube, ``max(5, popsize * n_free)`` members unless
+    ``init`` says otherwise, with x0 (if given) as its first member."""
+    kind = parse_strategy(strategy)[0]
+    members = max(MIN_POPULATION, int(popsize) * max(1, int(np.count_nonzero(ub - lb > 0))))
+    population = initial_population(init, members, lb.size, rng, lb, ub)
+    members = population.shape[0]
+    if members < MUTATIONS[kind] + 1:
+        raise ValueError(
+            f"strategy={strategy!r} mixes {MUTATIONS[kind]} other members into each one, so it needs a "
+            f"population of at least {MUTATIONS[kind] + 1}; this one has {members} (raise popsize or give more init rows)."
+        )
+    if x0 is not None:
+        population[0] = _unscale(np.asarray(x0, dtype=np.float64), lb, ub)
+    return population
+
+
+def _energies(evaluate: Callable[[np.ndarray], np.ndarray], lb: np.ndarray, width: np.ndarray, shape: tuple) -> Callable[[np.ndarray], np.ndarray]:
+    """``energies_of(unit_points)``: the objective at unit-cube points scaled into the box,
+    NaN counted as +inf."""
+    # lb and width repeated for every member: scaling then needs no broadcasting, which
+    # NumPy runs as one short inner loop per row.
+    lb_rows, width_rows = (np.broadcast_to(v, shape).copy() for v in (lb, width))
+
+    def energies_of(unit_points: np.ndarray) -> np.ndarray:
+        points = unit_points * width_rows
+        points += lb_rows
+        values = np.asarray(evaluate(points), dtype=np.float64).reshape(-1)
+        return np.fmin(values, np.inf)  # NaN -> +inf in one pass: fmin skips a NaN operand
+
+    return energies_of
+
+
+def _stop_requested(callback: Callable[[so.OptimizeResult], Any], state: so.OptimizeResult) -> bool:
+    """Whether the callback asks to stop: it returns True or raises StopIteration."""
+    try:
+        return bool(callback(state))
+    except StopIteration:
+        return True
 
 
 def _result(population: np.ndarray, energies: np.ndarray, best: int, lb: np.ndarray, width: np.ndarray, nit: int, nfev: int, message: str, success: bool) -> so.OptimizeResult:

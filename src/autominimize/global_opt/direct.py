@@ -7,7 +7,8 @@ from typing import Any, Callable
 import numpy as np
 import scipy.optimize as so
 
-from ._problem import build_problem, finish, running, structured_callback
+from ._build import build_problem
+from ._running import finish, running, structured_callback
 
 __all__ = ["direct"]
 

@@ -7,7 +7,9 @@ from typing import Any, Callable
 import numpy as np
 import scipy.optimize as so
 
-from ._problem import GlobalProblem, LocalSolver, build_problem, check_finite_start, finish, local_kwargs, running, structured_callback, takes_bounds
+from ._build import build_problem
+from ._problem import GlobalProblem, LocalSolver, local_kwargs, takes_bounds
+from ._running import check_finite_start, finish, running, structured_callback
 
 __all__ = ["dual_annealing", "run_dual_annealing", "default_local_search"]
 

@@ -13,7 +13,9 @@ from scipy.stats import qmc
 from ..native import native_method_name
 from ..params import ParamSpec
 from ._parallel import point_map
-from ._problem import GlobalProblem, build_problem, check_finite_start, local_kwargs, running, takes_bounds
+from ._build import build_problem
+from ._problem import GlobalProblem, local_kwargs, takes_bounds
+from ._running import check_finite_start, running
 
 __all__ = ["multistart", "SAMPLINGS"]
 

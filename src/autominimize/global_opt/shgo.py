@@ -8,7 +8,9 @@ import numpy as np
 import scipy.optimize as so
 
 from ._parallel import point_map
-from ._problem import GlobalProblem, LocalSolver, build_problem, finish, local_kwargs, running
+from ._build import build_problem
+from ._problem import GlobalProblem, LocalSolver, local_kwargs
+from ._running import finish, running
 
 __all__ = ["shgo", "run_shgo"]
 
