@@ -43,7 +43,11 @@ class ConstraintFunction(VectorObjective):
     On top of the vector objective: ``lower`` and ``upper``, checked against the number of
     values at the first evaluation; a failed point violates them; ``hessian(x, weights)``
     for trust-constr; ``finite_differences``: scipy's '2-point' Jacobian of the values.
+    ``nfev`` counts the evaluations scipy asks for and those of ``finite_differences``, not
+    the backend's own differences (``res.constraint_evaluations`` reports it so).
     """
+
+    counts_extra_evaluations = False
 
     def __init__(
         self,

@@ -58,6 +58,8 @@ class VectorObjective:
 
     #: what the notes of a failure call an evaluation of the function
     value_label = "the value"
+    #: whether ``nfev`` counts the backend's own finite-difference evaluations too
+    counts_extra_evaluations = True
 
     def __init__(
         self,
@@ -137,14 +139,19 @@ class VectorObjective:
     def _run(self, x: np.ndarray, what: str, function: Callable, *arguments: Any, **keywords: Any) -> Any:
         """Call a backend or user function; count its extra (finite-difference) evaluations
         and attach the point to any exception."""
-        before = offered(self.functions, "extra_evaluations") or 0
+        before = self._extra_evaluations()
         try:
             return function(*arguments, **keywords)
         except Exception as exc:
             attach_point(exc, self.spec, getattr(exc, "autominimize_point", x), self._label(what))
             raise
         finally:
-            self.counters.nfev += (offered(self.functions, "extra_evaluations") or 0) - before
+            self.counters.nfev += self._extra_evaluations() - before
+
+    def _extra_evaluations(self) -> int:
+        if not self.counts_extra_evaluations:
+            return 0
+        return offered(self.functions, "extra_evaluations") or 0
 
     def _fail(self, x: np.ndarray, key: bytes) -> np.ndarray:
         """Make x a failed point: its failed values and a zero Jacobian."""
@@ -229,7 +236,10 @@ class VectorObjective:
 
     def user_jacobian_at(self, x: np.ndarray, m: int) -> np.ndarray:
         """The user's Jacobian of the m values at x, as an (m, n) array."""
-        return flatten_jacobian(self._run(x, "the user-supplied jac", self.user_jacobian, x), self.spec, m, self.jac_name)
+        return self._run(x, "the user-supplied jac", self._flat_user_jacobian, x, m)
+
+    def _flat_user_jacobian(self, x: np.ndarray, m: int) -> np.ndarray:
+        return flatten_jacobian(self.user_jacobian(x), self.spec, m, self.jac_name)
 
     def _differences(self, x: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Finite differences of the values, with ``scheme``."""
