@@ -98,9 +98,12 @@ class OptionalMethods(Protocol):
         ...
 
 
-_OPTIONAL = frozenset(
-    ("extra_evaluations", "extra_evaluation_kind", "flat", "value_without_gradient", "value_and_grad_once",
-     "value_grad_and_norm", "value_grad_and_hvp", "configured", "value_and_grad")
+#: the names :func:`offered` reads: OptionalMethods' members, and the derivatives a values-only
+#: ScalarFunctions leaves out
+_OPTIONAL = (
+    frozenset(OptionalMethods.__annotations__)
+    | {name for name in vars(OptionalMethods) if not name.startswith("_")}
+    | {"value_and_grad"}
 )
 
 
