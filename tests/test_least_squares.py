@@ -133,14 +133,14 @@ def test_residual_function_in_minimize_scalar_methods(method):
 
 
 def test_gauss_newton_products_are_jt_j():
-    from autominimize._least_squares import GaussNewtonFunctions, ResidualProblem
+    from autominimize.problem import GaussNewtonFunctions, ResidualObjective
     from autominimize.backends import get_backend
     from autominimize.params import ParamSpec
 
     spec = ParamSpec.from_tree(np.zeros(3))
     vector = get_backend("jax").compile_vector(lambda v: decay_jnp({"a": v[0], "c": v[1], "k": v[2]}), spec, "float64")
     with get_backend("jax").solve_context("float64"):
-        gn = GaussNewtonFunctions(None, ResidualProblem(vector, spec))
+        gn = GaussNewtonFunctions(None, ResidualObjective(vector, spec))
         x = np.array([1.0, 0.2, 0.9])
         J = REFERENCE.jac if False else vector.value_and_jacobian(x)[1]
         v = np.array([0.3, -1.0, 2.0])

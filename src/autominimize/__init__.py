@@ -23,9 +23,9 @@ _EXPORTS = {
     "ImplicitDifferentiationWarning": ".implicit",
     "iterate": "._iterate",
     "least_squares": "._least_squares",
-    "curve_fit": "._least_squares",
-    "residuals": "._least_squares",
-    "Residuals": "._least_squares",
+    "curve_fit": "._curve_fit",
+    "residuals": "._residuals",
+    "Residuals": "._residuals",
     "batched_least_squares": "._batched_fit",
     "batched_curve_fit": "._batched_fit",
     "check_grad": "._check_grad",
@@ -54,7 +54,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from ._batched_fit import batched_curve_fit, batched_least_squares
     from ._check_grad import GradientCheck, check_grad
     from ._iterate import iterate
-    from ._least_squares import Residuals, curve_fit, least_squares, residuals
+    from ._curve_fit import curve_fit
+    from ._least_squares import least_squares
+    from ._residuals import Residuals, residuals
     from ._minimize import PrecisionFallbackWarning, minimize
     from .implicit import ImplicitDifferentiationWarning
     from .backends import clear_compile_cache

@@ -12,14 +12,17 @@ import numpy as np
 import scipy.optimize as so
 
 from . import backends as _backends
-from ._least_squares import LEAST_SQUARES_METHODS, configure_numdiff, is_residual_function, numdiff_evaluator, residual_scalar_functions
+from ._least_squares import residual_scalar_functions
+from ._residuals import is_residual_function
 from ._setup import PRECISIONS, prepare
+from .backends.base import configure_numdiff
 from .constraints import normalize_constraints
 from .drivers.methods import CUSTOM_METHOD, METHODS, check_supports, method_name, second_order_for
+from .drivers.scipy_least_squares import LEAST_SQUARES_METHODS
 from .drivers.scipy_local import run_minimize, wrap_callback
 from .native import is_native_method
 from .params import ParamSpec
-from .problem import Objective, check_error_handling
+from .problem import Objective, check_error_handling, numdiff_evaluator
 from .recording import attach_best, in_nested_solve, recorders, resume_point
 from .user_derivatives import flatten_gradient, flatten_hessian
 

@@ -16,8 +16,9 @@ from typing import Any, Callable
 import numpy as np
 import scipy.optimize as so
 
-from ._least_squares import IterationReport, minimize_least_squares
+from ._least_squares import minimize_least_squares
 from .backends.base import grad_norm
+from .drivers.scipy_least_squares import IterationReport
 from .drivers.native import NativeRun, minimize_native, run_to_end, to_host
 from .native import native_method_name
 from .params import ParamSpec

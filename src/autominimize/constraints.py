@@ -18,13 +18,15 @@ from typing import Any, Callable
 
 import numpy as np
 from scipy.optimize import LinearConstraint, NonlinearConstraint
+
+# scipy's own finite differences for constraints, with its step signs and rounding, so that
+# 'use_autograd': False and a user Jacobian's Hessian give what scipy gives; its public
+# approx_fprime takes neither a known value nor the 3-point scheme.
 from scipy.optimize._numdiff import approx_derivative
 
 from .backends.base import VectorFunctions, as_flat_float64
 from .params import ParamSpec
-from .errors import attach_point
-from .problem import check_error_handling
-from .user_derivatives import flatten_jacobian
+from .problem import VectorObjective
 
 __all__ = ["ConstraintFunction", "normalize_constraints", "ConstraintError"]
 
@@ -35,8 +37,17 @@ class ConstraintError(ValueError):
     """A constraint that cannot be used as given."""
 
 
-class ConstraintFunction:
-    """One constraint on the flat vector: cached value and Jacobian, counted evaluations."""
+class ConstraintFunction(VectorObjective):
+    """One constraint on the flat vector (a :class:`~autominimize.problem.VectorObjective`).
+
+    On top of the vector objective: ``lower`` and ``upper``, checked against the number of
+    values at the first evaluation; a failed point violates them; ``hessian(x, weights)``
+    for trust-constr; ``finite_differences``: scipy's '2-point' Jacobian of the values.
+    ``nfev`` counts the evaluations scipy asks for and those of ``finite_differences``, not
+    the backend's own differences (``res.constraint_evaluations`` reports it so).
+    """
+
+    counts_extra_evaluations = False
 
     def __init__(
         self,
@@ -44,51 +55,26 @@ class ConstraintFunction:
         spec: ParamSpec,
         name: str,
         *,
-        user_jacobian: Callable[[np.ndarray, int], np.ndarray] | None = None,
+        user_jacobian: Callable[[np.ndarray], Any] | None = None,
         finite_differences: bool = False,
         lower: Any = 0.0,
         upper: Any = np.inf,
         error_handling: str = "raise",
     ) -> None:
-        self.functions = functions
+        super().__init__(
+            functions, spec, name=name, user_jacobian=user_jacobian, jac_name="the constraint's jac",
+            scheme="2-point" if finite_differences else None, error_handling=error_handling,
+        )
         self.lower = lower
         self.upper = upper
-        self.error_handling = check_error_handling(error_handling)
-        self.spec = spec
-        self.name = name
-        self.user_jacobian = user_jacobian
-        self.finite_differences = finite_differences
-        self.nfev = self.njev = self.nhev = 0
-        self._x: np.ndarray | None = None
-        self._c: np.ndarray | None = None
-        self._jac_x: np.ndarray | None = None
-        self._jac: np.ndarray | None = None
-        self._failed_x: np.ndarray | None = None
 
-    def _failed_at(self, x: np.ndarray) -> bool:
-        return self._failed_x is not None and np.array_equal(x, self._failed_x)
+    @property
+    def finite_differences(self) -> bool:
+        return self.scheme is not None
 
-    def _guard(self, x: np.ndarray, what: str, thunk: Callable[[], Any]) -> Any:
-        try:
-            return thunk()
-        except Exception as exc:
-            attach_point(exc, self.spec, x, f"{what} of {self.name}")
-            raise
-
-    def value(self, x: Any) -> np.ndarray:
-        x = as_flat_float64(x)
-        if self._x is not None and np.array_equal(x, self._x):
-            return self._c
-        first = self._c is None
-        c = self._value_under_policy(x)
-        self.nfev += 1
-        if first:
-            self._check_limits(c.size)
-        self._x, self._c = x.copy(), c
-        return c
-
-    def _check_limits(self, m: int) -> None:
+    def _check_first(self, values: np.ndarray) -> None:
         """lb and ub hold one number, or one per value of the constraint."""
+        m = values.size
         for label, limit in (("lb", self.lower), ("ub", self.upper)):
             if np.size(limit) not in (1, m):
                 raise ConstraintError(
@@ -96,52 +82,12 @@ class ConstraintFunction:
                     f"{m} values; give {label} as one number or {m} numbers."
                 )
 
-    def _value_under_policy(self, x: np.ndarray) -> np.ndarray:
-        """The constraint's values; under 'continue' a failure gives violated values, which
-        need the number of values from an earlier evaluation."""
-        try:
-            c = self._guard(x, "the value", lambda: self.functions.value(x))
-        except Exception:
-            if self.error_handling == "raise" or self._c is None:
-                raise
-            return self._violated(x)
-        if self.error_handling == "continue" and self._c is not None and not np.isfinite(c).all():
-            return self._violated(x)
-        return c
-
-    def _violated(self, x: np.ndarray) -> np.ndarray:
-        """Values outside the constraint's bounds, with a zero Jacobian at x."""
-        m = self._c.size
-        self._jac_x, self._jac = x.copy(), np.zeros((m, x.size))
-        self._failed_x = self._jac_x
+    def failed_values(self, m: int) -> np.ndarray:
+        """Values outside the constraint's bounds: -inf where it has a lower bound."""
         return np.where(np.broadcast_to(np.isfinite(self.lower), (m,)), -np.inf, np.inf)
 
-    def jacobian(self, x: Any) -> np.ndarray:
-        x = as_flat_float64(x)
-        if self._jac_x is not None and np.array_equal(x, self._jac_x):
-            return self._jac
-        if self.error_handling == "continue" and self._c is not None:
-            self.value(x)  # a failing point gets its violated values and zero Jacobian here
-            if self._failed_at(x):
-                return self._jac
-        if self.user_jacobian is not None:
-            m = self.value(x).size
-            jac = self._guard(x, "the user-supplied jac", lambda: self.user_jacobian(x, m))
-        elif self.finite_differences:
-            c0 = self.value(x)
-            jac = np.atleast_2d(approx_derivative(self.value_uncached, x, f0=c0)).reshape(c0.size, x.size)
-        else:
-            c, jac = self._guard(x, "the Jacobian", lambda: self.functions.value_and_jacobian(x))
-            if self._x is None or not np.array_equal(x, self._x):
-                self._x, self._c = x.copy(), c
-                self.nfev += 1
-        self.njev += 1
-        self._jac_x, self._jac = x.copy(), jac
-        return jac
-
-    def value_uncached(self, x: np.ndarray) -> np.ndarray:
-        self.nfev += 1
-        return self._guard(x, "the value", lambda: self.functions.value(x))
+    def _differences(self, x: np.ndarray, values: np.ndarray) -> np.ndarray:
+        return np.atleast_2d(approx_derivative(self.value_uncached, x, f0=values)).reshape(values.size, x.size)
 
     def hessian(self, x: Any, weights: Any) -> np.ndarray:
         """The Hessian of ``weights @ c(x)`` (the constraint's part of trust-constr's Lagrangian).
@@ -151,17 +97,17 @@ class ConstraintFunction:
         """
         x = as_flat_float64(x)
         w = as_flat_float64(weights)
-        self.nhev += 1
-        if self._failed_at(x):
+        self.counters.nhev += 1
+        if self.is_failed(x):
             return np.zeros((x.size, x.size))
         if self.user_jacobian is None:
-            return self._guard(x, "the Hessian", lambda: self.functions.weighted_hessian(x, w))
+            return self._run(x, "the Hessian", self.functions.weighted_hessian, x, w)
         m = self.value(x).size
 
         def weighted_gradient(z: np.ndarray) -> np.ndarray:
-            return w @ self.user_jacobian(z, m)
+            return w @ self.user_jacobian_at(z, m)
 
-        hess = self._guard(x, "the Hessian", lambda: approx_derivative(weighted_gradient, x, method="3-point"))
+        hess = self._run(x, "the Hessian", approx_derivative, weighted_gradient, x, method="3-point")
         return 0.5 * (hess + hess.T)
 
 
@@ -264,16 +210,10 @@ def _constraint_function(fun, args, user_jac, use_autograd, where, spec, compile
     if not callable(fun):
         raise ConstraintError(f"{where}: the constraint function must be callable; got {type(fun).__name__}.")
     functions = compile_vector(fun, args)
-    flat_jac = None
-    if user_jac is not None:
-        if not callable(user_jac):
-            raise ConstraintError(f"{where}['jac'] must be a callable taking the parameters; got {user_jac!r}.")
-        call_jac = make_call(user_jac, args)
-
-        def flat_jac(x: np.ndarray, m: int) -> np.ndarray:
-            return flatten_jacobian(call_jac(x), spec, m, "the constraint's jac")
-
+    if user_jac is not None and not callable(user_jac):
+        raise ConstraintError(f"{where}['jac'] must be a callable taking the parameters; got {user_jac!r}.")
     return ConstraintFunction(
-        functions, spec, where, user_jacobian=flat_jac, finite_differences=not use_autograd,
+        functions, spec, where, user_jacobian=None if user_jac is None else make_call(user_jac, args),
+        finite_differences=not use_autograd,
         lower=lower, upper=upper, error_handling=error_handling,
     )

@@ -17,7 +17,7 @@ from typing import Any, Callable
 from ..params import ParamSpec, leaf_kind
 from .base import Backend, args_key, cached_compile, clear_compile_cache
 
-__all__ = ["Backend", "get_backend", "select_backend", "args_key", "cached_compile", "clear_compile_cache", "BACKEND_NAMES"]
+__all__ = ["Backend", "array_backend", "constant_like", "ravel_like", "get_backend", "select_backend", "args_key", "cached_compile", "clear_compile_cache", "BACKEND_NAMES"]
 
 _MODULES = {
     "numpy": ("numpy_backend", "NumpyBackend"),
@@ -196,6 +196,23 @@ def select_backend(backend: str | None, spec: ParamSpec, call: Callable, x0_flat
     if get_backend_available("jax") and _traces_under_jax(call, spec):
         return "jax"
     return "numpy"
+
+
+def array_backend(like: Any) -> Backend:
+    """The backend of the framework ``like`` (an array, or a number: NumPy) belongs to."""
+    return get_backend(_KIND_TO_BACKEND.get(leaf_kind(like), "numpy"))
+
+
+def constant_like(value: Any, like: Any) -> Any:
+    """``value`` as an array of ``like``'s framework, dtype and device."""
+    return array_backend(like).constant_like(value, like)
+
+
+def ravel_like(out: Any, like: Any) -> Any:
+    """Every leaf of ``out`` raveled and concatenated into one 1-D array of ``like``'s framework."""
+    import optree
+
+    return array_backend(like).ravel_concatenated(optree.tree_leaves(out))
 
 
 def get_backend_available(name: str) -> bool:

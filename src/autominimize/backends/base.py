@@ -23,15 +23,15 @@ class ScalarFunctions(Protocol):
     """A compiled scalar objective of a flat float64 vector.
 
     Callers (the problem layer) pass contiguous 1-D float64 NumPy vectors. ``extra_evaluations``
-    counts evaluations made beyond the one each call stands for (finite differences).
+    counts evaluations made beyond the one each call stands for (finite differences). A
+    function set that only evaluates (``differentiable=False``) may leave out the derivatives.
+    Beyond these methods a backend may offer those of :class:`OptionalMethods`, which the
+    problem layer reads with :func:`offered`.
     """
 
     extra_evaluations: int
 
     def value(self, x: np.ndarray) -> float: ...
-
-    # Optional: ``value_without_gradient(x)``, used by methods that never differentiate, where
-    # a backend would otherwise record what a later gradient needs (torch keeps its graph).
 
     def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]: ...
 
@@ -43,7 +43,10 @@ class ScalarFunctions(Protocol):
 
 
 class VectorFunctions(Protocol):
-    """A compiled vector function (constraints, residuals) of a flat float64 vector."""
+    """A compiled vector function (constraints, residuals) of a flat float64 vector.
+
+    It may offer ``extra_evaluations``, ``flat`` and ``configured`` of :class:`OptionalMethods`.
+    """
 
     def value(self, x: np.ndarray) -> np.ndarray: ...
 
@@ -52,6 +55,70 @@ class VectorFunctions(Protocol):
     def weighted_hessian(self, x: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """The Hessian of ``weights @ c(x)`` (what trust-constr asks of a constraint)."""
         ...
+
+
+class OptionalMethods(Protocol):
+    """What compiled functions may offer where their framework does better than the default.
+
+    Each is optional: :func:`offered` gives the functions' own, or None, and the caller then
+    uses the default named here.
+    """
+
+    #: evaluations beyond the one each call stands for; default 0
+    extra_evaluations: int
+    #: how the problem layer reports those evaluations; default ``'finite-difference'``
+    extra_evaluation_kind: str
+    #: the plain function of the flat vector, one that can be sent to worker processes;
+    #: default ``value``
+    flat: Callable[[np.ndarray], Any]
+
+    def value_without_gradient(self, x: np.ndarray) -> float:
+        """The value, recording nothing a later gradient would need (torch keeps no graph);
+        default ``value``."""
+        ...
+
+    def value_and_grad_once(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """Value and gradient where no curvature follows, so the point's graph can go;
+        default ``value_and_grad``."""
+        ...
+
+    def value_grad_and_norm(self, x: np.ndarray) -> tuple[float, np.ndarray, float]:
+        """Value, gradient and the gradient's norm in one call; default: the norm is
+        computed from ``value_and_grad``'s gradient."""
+        ...
+
+    def value_grad_and_hvp(self, x: np.ndarray) -> tuple[float, np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+        """Value, gradient and ``hvp_at(x)`` from one linearization; default: ``hvp_at``
+        linearizes on its own."""
+        ...
+
+    def configured(self, bounds: tuple[np.ndarray, np.ndarray] | None, evaluator: Any) -> Any:
+        """A copy whose finite differences stay within ``bounds`` and run on ``evaluator``
+        (a :class:`~autominimize.numdiff.Evaluator`); default: the functions themselves."""
+        ...
+
+
+#: the names :func:`offered` reads: OptionalMethods' members, and the derivatives a values-only
+#: ScalarFunctions leaves out
+_OPTIONAL = (
+    frozenset(OptionalMethods.__annotations__)
+    | {name for name in vars(OptionalMethods) if not name.startswith("_")}
+    | {"value_and_grad"}
+)
+
+
+def offered(functions: Any, name: str) -> Any:
+    """``functions``' own ``name``, a member of :class:`OptionalMethods` (or the
+    ``value_and_grad`` a values-only set leaves out), or None where it has none."""
+    if name not in _OPTIONAL:
+        raise AttributeError(f"{name!r} is not an optional method of compiled functions.")
+    return getattr(functions, name, None)
+
+
+def configure_numdiff(functions: Any, bounds: Any, evaluator: Any) -> Any:
+    """Give compiled functions that take finite differences the solve's bounds and evaluator."""
+    configured = offered(functions, "configured")
+    return configured(bounds, evaluator) if configured is not None else functions
 
 
 class BatchedFunction(Protocol):
@@ -90,6 +157,24 @@ class Backend:
     def solve_context(self, dtype: str) -> contextlib.AbstractContextManager:
         """A context held for the whole solve (JAX uses it to enable float64)."""
         return contextlib.nullcontext()
+
+    # Array code in the framework, for functions that build the user's arrays (curve_fit's
+    # model and data, a residual function's sum of squares): each backend implements these.
+    def constant_like(self, value: np.ndarray, like: Any) -> Any:
+        """``value`` as an array of ``like``'s framework, dtype and device."""
+        raise NotImplementedError
+
+    def squared_sum(self, leaf: Any) -> Any:
+        """The sum of the squares of an array's entries, with the framework's own reduction."""
+        raise NotImplementedError
+
+    def ravel_concatenated(self, leaves: list) -> Any:
+        """The arrays raveled and concatenated into one 1-D array of the framework."""
+        raise NotImplementedError
+
+    def matvec(self, matrix: Any, vector: Any) -> Any:
+        """``matrix @ vector`` for a 2-D and a 1-D array of the framework."""
+        return matrix @ vector
 
 
 def as_flat_float64(x: Any) -> np.ndarray:

@@ -69,6 +69,16 @@ class JaxBackend(Backend):
     def compile_batched(self, call: Callable, spec: ParamSpec, dtype: str) -> "JaxBatched":
         return JaxBatched(self, call, spec, dtype)
 
+    def constant_like(self, value: np.ndarray, like: Any) -> Any:
+        return _jax()[1].asarray(value, dtype=like.dtype)
+
+    def squared_sum(self, leaf: Any) -> Any:
+        return _jax()[1].sum(leaf * leaf)
+
+    def ravel_concatenated(self, leaves: list) -> Any:
+        jnp = _jax()[1]
+        return jnp.concatenate([jnp.ravel(v) for v in leaves])
+
 
 class _JaxCompiled:
     """Shared plumbing: the flat-vector wrapper and lazy ahead-of-time compilation.

@@ -39,6 +39,16 @@ class NumpyBackend(Backend):
         """The user declares ``call`` vectorized: NumPy cannot map a function over rows."""
         return NumpyBatched(call, spec, dtype)
 
+    def constant_like(self, value: np.ndarray, like: Any) -> np.ndarray:
+        dtype = getattr(like, "dtype", np.float64)
+        return np.asarray(value, dtype=dtype if np.issubdtype(np.dtype(dtype), np.floating) else np.float64)
+
+    def squared_sum(self, leaf: Any) -> Any:
+        return np.sum(np.multiply(leaf, leaf))
+
+    def ravel_concatenated(self, leaves: list) -> np.ndarray:
+        return np.concatenate([np.ravel(np.asarray(v)) for v in leaves])
+
 
 class _FlatFunction:
     """The user's function of the flat vector: what is sent to worker processes."""

@@ -57,6 +57,19 @@ class TensorFlowBackend(Backend):
     def compile_batched(self, call: Callable, spec: ParamSpec, dtype: str) -> "TfBatched":
         return TfBatched(self, call, spec, dtype)
 
+    def constant_like(self, value: np.ndarray, like: Any) -> Any:
+        return _tf().constant(value, dtype=like.dtype)
+
+    def squared_sum(self, leaf: Any) -> Any:
+        return _tf().reduce_sum(leaf * leaf)
+
+    def ravel_concatenated(self, leaves: list) -> Any:
+        tf = _tf()
+        return tf.concat([tf.reshape(v, [-1]) for v in leaves], axis=0)
+
+    def matvec(self, matrix: Any, vector: Any) -> Any:
+        return _tf().linalg.matvec(matrix, vector)
+
 
 def raise_traced(exc: BaseException) -> None:
     """Raise what the traced code raised: AutoGraph re-raises it as a new exception (its

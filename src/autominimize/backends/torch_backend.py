@@ -75,6 +75,16 @@ class TorchBackend(Backend):
         torch_leaves = [leaf for leaf in spec.leaves if leaf.kind == "torch"]
         return torch_leaves[0].device if torch_leaves else torch.device("cpu")
 
+    def constant_like(self, value: np.ndarray, like: Any) -> Any:
+        return _torch().as_tensor(value, dtype=like.dtype, device=like.device)
+
+    def squared_sum(self, leaf: Any) -> Any:
+        return (leaf * leaf).sum()
+
+    def ravel_concatenated(self, leaves: list) -> Any:
+        torch = _torch()
+        return torch.cat([torch.as_tensor(v).reshape(-1) for v in leaves])
+
 
 #: per thread: how many solves are open, and the compiled functions keeping a point for them
 _solves = threading.local()

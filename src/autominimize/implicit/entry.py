@@ -77,7 +77,8 @@ def _parameters(entry: Callable, call: dict) -> dict:
 
 def minimize(entry: Callable, call: dict) -> so.OptimizeResult:
     """``entry`` (am.minimize) with ``res.x`` differentiable with respect to ``call['args']``."""
-    from .._least_squares import LEAST_SQUARES_METHODS, is_residual_function
+    from .._residuals import is_residual_function
+    from ..drivers.scipy_least_squares import LEAST_SQUARES_METHODS
 
     call = _parameters(entry, call)
     fun, x0, args = call.pop("fun"), call.pop("x0"), tuple(call.pop("args"))
@@ -108,7 +109,8 @@ def minimize(entry: Callable, call: dict) -> so.OptimizeResult:
 
 def least_squares(entry: Callable, call: dict) -> so.OptimizeResult:
     """``entry`` (am.least_squares) with ``res.x`` differentiable with respect to ``call['args']``."""
-    from .._least_squares import Residuals, _scipy_least_squares_bounds
+    from .._residuals import Residuals
+    from ..drivers.scipy_least_squares import scipy_least_squares_bounds as _scipy_least_squares_bounds
 
     call = _parameters(entry, call)
     fun, x0, args = call.pop("fun"), call.pop("x0"), call.pop("args")
@@ -149,8 +151,11 @@ def curve_fit(entry: Callable, call: dict) -> tuple:
     """
     import inspect
 
-    from .._least_squares import _covariance, _ravel_output, _spread, constant_like
     from .._least_squares import least_squares as least_squares_entry
+    from ..backends import constant_like
+    from ..backends import ravel_like as _ravel_output
+    from ..drivers.curve_fit import covariance as _covariance
+    from ..drivers.curve_fit import spread as _spread
 
     call = _parameters(entry, call)
     f, xdata, ydata, p0, sigma = (call.pop(name) for name in ("f", "xdata", "ydata", "p0", "sigma"))

@@ -53,7 +53,7 @@ class _Namespace:
         self.atan = module.math.atan if self.kind == "tf" else (module.atan if self.kind == "torch" else module.arctan)
 
     def const(self, value: Any) -> Any:
-        from .._least_squares import constant_like
+        from ..backends import constant_like
 
         return constant_like(np.asarray(value, dtype=np.float64), self.like)
 

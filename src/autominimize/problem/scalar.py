@@ -1,4 +1,4 @@
-"""The flat objective scipy sees: one-slot cache, evaluation counters, error policy.
+"""The flat scalar objective scipy sees: one-slot cache, evaluation counters, error policy.
 
 Every evaluation of the user's function goes through :class:`Objective`, so this is where
 evaluations are counted, where the point of a failure is attached to the exception, and
@@ -30,40 +30,15 @@ import time
 
 import numpy as np
 
-from .backends.base import ScalarFunctions, as_flat_float64, grad_norm
-from .errors import attach_point
-from .params import ParamSpec
+from ..backends.base import ScalarFunctions, as_flat_float64, grad_norm, offered
+from ..errors import attach_point
+from ..params import ParamSpec
+from .policy import Counters, check_error_handling
 
 if TYPE_CHECKING:
-    from .recording.history import History
+    from ..recording.history import History
 
-__all__ = ["Objective", "Counters", "ERROR_HANDLING", "check_error_handling"]
-
-#: The error policies: stop at the first failing evaluation, or count the point as +inf.
-ERROR_HANDLING = ("raise", "continue")
-
-
-def check_error_handling(value: Any) -> str:
-    """``value`` if it is an error policy, else a ValueError saying what is accepted."""
-    if value not in ERROR_HANDLING:
-        raise ValueError(
-            f"error_handling={value!r} is not accepted; use 'raise' (default: a failing evaluation "
-            "stops the solve) or 'continue' (a point where fun raises or is not finite counts as "
-            "+inf and the solve goes on)."
-        )
-    return value
-
-
-class Counters:
-    """Evaluation counts: value, gradient, Hessian, Hessian-vector product."""
-
-    __slots__ = ("nfev", "njev", "nhev", "nhvp")
-
-    def __init__(self) -> None:
-        self.nfev = self.njev = self.nhev = self.nhvp = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return {"nfev": self.nfev, "njev": self.njev, "nhev": self.nhev, "nhvp": self.nhvp}
+__all__ = ["Objective"]
 
 
 class Objective:
@@ -86,7 +61,7 @@ class Objective:
         The solve's record: every evaluation and iteration is added to it, with its
         gradient norm.
     observers
-        Told of every evaluation and iteration (see :class:`~autominimize.history.Observer`);
+        Told of every evaluation and iteration (see :class:`~autominimize.recording.history.Observer`);
         fixed once the objective is built.
     error_handling
         ``'raise'`` or ``'continue'``: what a failing evaluation does (see the module
@@ -119,21 +94,21 @@ class Objective:
         # (JAX) does both in one call.
         self._linearize = None
         if second_order == "hessp" and hessp is None:
-            self._linearize = getattr(functions, "value_grad_and_hvp", None)
+            self._linearize = offered(functions, "value_grad_and_hvp")
         # Without curvature to follow, a backend that keeps each point's graph for it (torch)
         # can compute value and gradient and let the graph go.
-        self._value_and_grad = getattr(functions, "value_and_grad", None)  # None: values only
+        self._value_and_grad = offered(functions, "value_and_grad")  # None: values only
         if second_order not in ("hessp", "hess"):
-            self._value_and_grad = getattr(functions, "value_and_grad_once", self._value_and_grad)
+            self._value_and_grad = offered(functions, "value_and_grad_once") or self._value_and_grad
         # value and gradient as the method asks for them: (f, g), or (f, g, |g|) for a journal,
         # with the norm computed in the backend's own call where it offers that
         self._evaluate_gradient = self._value_grad_linearized if self._linearize is not None else self._value_and_grad
         if journal is not None and self._evaluate_gradient is not None:
-            with_norm = getattr(functions, "value_grad_and_norm", None) if self._linearize is None else None
+            with_norm = offered(functions, "value_grad_and_norm") if self._linearize is None else None
             self._evaluate_gradient = with_norm or _with_norm(self._evaluate_gradient)
         self._evaluate_value = functions.value
         if not differentiable:
-            self._evaluate_value = getattr(functions, "value_without_gradient", functions.value)
+            self._evaluate_value = offered(functions, "value_without_gradient") or functions.value
         self.spec = spec
         self.user_gradient = gradient
         self.user_hessian = hessian
@@ -195,7 +170,8 @@ class Objective:
             if extra:
                 self.counters.nfev += extra
                 if self.reporting:
-                    self._report(getattr(self.functions, "extra_evaluation_kind", "finite-difference"), x, math.nan, None, count=extra)
+                    kind = offered(self.functions, "extra_evaluation_kind") or "finite-difference"
+                    self._report(kind, x, math.nan, None, count=extra)
 
     def _attempt(self, what: str, x: np.ndarray, function: Callable, *arguments: Any) -> Any:
         """:meth:`_run` under the error policy: with 'continue', a failure returns None."""

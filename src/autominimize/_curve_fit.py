@@ -1,0 +1,230 @@
+"""``am.curve_fit``: scipy's ``curve_fit`` as a least-squares solve with an exact Jacobian.
+
+The model's residuals ``(f(xdata, *p) - ydata)``, weighted by ``sigma``, are solved by
+``am.least_squares``; the data enter f in the parameters' array type.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+import numpy as np
+import optree
+
+from ._least_squares import least_squares
+from .backends import array_backend, constant_like, ravel_like
+from .backends.common import flatten_output
+from .drivers.curve_fit import covariance, positional, spread, weights
+from .params import ParamSpec, leaf_kind, leaf_to_numpy
+
+__all__ = ["curve_fit"]
+
+
+def curve_fit(
+    f: Callable,
+    xdata: Any,
+    ydata: Any,
+    p0: Any = None,
+    sigma: Any = None,
+    absolute_sigma: bool = False,
+    check_finite: bool | None = None,
+    bounds: Any = None,
+    method: str | None = None,
+    jac: Callable | str | None = None,
+    *,
+    full_output: bool = False,
+    nan_policy: str | None = None,
+    backend: str | None = None,
+    precision: str | None = None,
+    **kwargs: Any,
+) -> tuple:
+    """Fit ``f(xdata, *params)`` to ``ydata``; scipy's ``curve_fit`` with an autodiff Jacobian.
+
+    Parameters
+    ----------
+    f : callable
+        The model. With ``p0`` a flat list/tuple/1-D array of numbers it is called
+        ``f(xdata, *p)`` (scipy's convention); with a dict of names, ``f(xdata, **p)``; with
+        any other structure, ``f(xdata, p)``. ``xdata`` is passed in the parameters' array
+        type (a NumPy float array is converted once per framework), so ``torch.exp(-k * x)``
+        works.
+    xdata, ydata
+        The data; ``ydata`` may be any structure matching f's output (raveled).
+    p0 : optional
+        The starting point, any structure; by default ones, one per parameter of ``f`` after
+        the first (scipy's rule).
+    sigma, absolute_sigma
+        As in scipy: a 1-D sigma weights the residuals by ``1/sigma``, a 2-D sigma is the
+        covariance of ``ydata``.
+    check_finite, nan_policy
+        As in scipy: ``check_finite`` (default True unless ``nan_policy`` is given) raises on
+        NaN or inf in the data; ``nan_policy='omit'`` drops such points, 'raise' raises.
+    bounds : optional
+        Any bounds form accepted by ``am.least_squares``.
+    method : {'lm', 'trf', 'dogbox'}, optional
+        'lm' without bounds, 'trf' with them (scipy's default).
+    jac : callable or scheme, optional
+        The Jacobian of ``f`` with respect to the parameters (called like ``f``); None uses
+        the backend's.
+    full_output : bool
+        Also return ``infodict`` (``nfev``, ``njev``, ``fvec``, ``fjac``), ``mesg``, ``ier``.
+    backend, precision
+        As in ``am.minimize``.
+    **kwargs
+        Passed to :func:`~autominimize.least_squares` (``ftol``, ``max_nfev``, ``loss``, ...).
+
+    Returns
+    -------
+    popt : ndarray or p0's structure
+        The fitted parameters: a float64 ndarray for a list or tuple of numbers (as scipy
+        returns), else p0's structure and array type.
+    pcov : ndarray (n, n)
+        Their covariance over the flat parameter vector (x0's leaves in order).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import autominimize as am
+    >>> x = np.linspace(0, 4, 30)
+    >>> y = 3.0 * np.exp(-0.7 * x) + 0.5
+    >>> popt, pcov = am.curve_fit(lambda x, a, k, c: a * np.exp(-k * x) + c, x, y, p0=[1.0, 1.0, 0.0])
+    >>> popt.round(6).tolist(), pcov.shape
+    ([3.0, 0.7, 0.5], (3, 3))
+    """
+    if not callable(f):
+        raise TypeError(f"f must be callable; got {type(f).__name__}.")
+    from .implicit import differentiable_framework
+
+    if differentiable_framework((xdata, ydata, sigma)) is not None:  # popt differentiable with respect to the data
+        from .implicit.entry import curve_fit as differentiable_curve_fit
+
+        return differentiable_curve_fit(curve_fit, locals())
+    p0 = _default_p0(f) if p0 is None else p0
+    how = spread(f, p0)
+    x_array, y, keep = _finite_data(xdata, flatten_output(ydata, "ydata"), check_finite, nan_policy)
+    data = _Data(x_array, y, *weights(sigma, y, keep))
+    residual = _residuals(f, p0, how, data)
+    residual_jac = _residual_jacobian(jac, p0, how, data) if callable(jac) else jac
+    if method is None:
+        method = "trf" if bounds is not None else "lm"
+    res = least_squares(
+        residual, p0, jac=residual_jac, bounds=bounds, method=method, backend=backend, precision=precision,
+        unpack="none", **kwargs,
+    )
+    if not res.success:
+        raise RuntimeError(f"Optimal parameters not found: {res.message}")
+    pcov = covariance(res.jac, 2 * res.cost, y.size, absolute_sigma)
+    popt = res.x
+    if how == "args" and all(leaf_kind(v) in ("python", "numpy") for v in optree.tree_leaves(p0)):
+        popt = np.asarray(popt, dtype=np.float64)  # scipy's popt for an array-like p0
+    if full_output:
+        info = {"nfev": res.nfev, "njev": res.njev, "fvec": res.fun, "fjac": res.jac}
+        return popt, pcov, info, res.message, res.status
+    return popt, pcov
+
+
+def _default_p0(f: Callable) -> list[float]:
+    """scipy's p0: ones, one per parameter of f after xdata."""
+    parameters = [p for p in inspect.signature(f).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(parameters) < 2:
+        raise ValueError("p0 is not given and f's signature names no parameter after xdata; pass p0.")
+    return [1.0] * (len(parameters) - 1)
+
+
+def _finite_data(xdata: Any, y: np.ndarray, check_finite: bool | None, nan_policy: str | None) -> tuple[Any, np.ndarray, np.ndarray | None]:
+    """xdata and the flat ydata under scipy's ``check_finite`` and ``nan_policy``, and the
+    mask of the points kept where points were dropped (else None)."""
+    x_array = xdata
+    if check_finite is None:
+        check_finite = nan_policy is None
+    if nan_policy not in (None, "raise", "omit"):
+        raise ValueError(f"nan_policy={nan_policy!r} is not supported; use None, 'raise' or 'omit'.")
+    finite = np.isfinite(y)
+    if isinstance(xdata, np.ndarray) and np.issubdtype(xdata.dtype, np.number):
+        x_finite = np.isfinite(xdata).reshape(-1, y.size).all(axis=0) if xdata.size % max(y.size, 1) == 0 and xdata.size else np.ones(y.size, bool)
+        finite &= x_finite
+    if not finite.all():
+        if check_finite or nan_policy == "raise":
+            raise ValueError("xdata or ydata contain NaN or inf; clean them or pass nan_policy='omit'.")
+        if nan_policy == "omit":
+            if isinstance(xdata, np.ndarray) and xdata.shape[-1] == y.size:
+                x_array = xdata[..., finite]
+            y = y[finite]
+    keep = finite if nan_policy == "omit" and not finite.all() else None
+    return x_array, y, keep
+
+
+class _Data:
+    """The fit's data, as NumPy arrays and converted to the parameters' array type.
+
+    Dropped points leave xdata and ydata alike, so f's output has the kept size already.
+    """
+
+    def __init__(self, x: Any, y: np.ndarray, weights: np.ndarray | None, transform: np.ndarray | None) -> None:
+        self.x, self.y, self.weights, self.transform = x, y, weights, transform
+        self._converted: dict[str, tuple] = {}
+
+    def like(self, like: Any) -> tuple:
+        """(x, y, weights, transform) in ``like``'s array type."""
+        kind = leaf_kind(like)
+        if kind in self._converted:
+            return self._converted[kind]
+        x = self.x
+        if isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.floating):
+            x = constant_like(x, like)
+        data = (
+            x,
+            constant_like(self.y, like),
+            None if self.weights is None else constant_like(self.weights, like),
+            None if self.transform is None else constant_like(self.transform, like),
+        )
+        if kind in ("numpy", "torch"):  # eager: convert once; traced (JAX, TF): once per trace
+            self._converted[kind] = data
+        return data
+
+    def x_for(self, params: Any) -> Any:
+        return self.like(optree.tree_leaves(params)[0])[0]
+
+
+def _residuals(f: Callable, p0: Any, how: str, data: _Data) -> Callable[[Any], Any]:
+    """The weighted residuals ``f(x, p) - y`` as a function of the parameters, f taking them
+    as ``how`` says (:func:`~autominimize.drivers.curve_fit.spread`)."""
+
+    def model(params: Any) -> Any:
+        if how == "kwargs":
+            return f(data.x_for(params), **params)
+        if how == "args":
+            return f(data.x_for(params), *params)
+        if how == "array":
+            return f(data.x_for(params), *[params[i] for i in range(np.shape(leaf_to_numpy(p0))[0])])
+        return f(data.x_for(params), params)
+
+    def residual(params: Any) -> Any:
+        like = optree.tree_leaves(params)[0]
+        _, y, w, transform = data.like(like)
+        diff = ravel_like(model(params), like) - y
+        if w is not None:
+            return diff * w
+        if transform is not None:
+            return array_backend(diff).matvec(transform, diff)
+        return diff
+
+    residual.__wrapped__ = f  # backend detection looks at the frameworks f refers to
+    return residual
+
+
+def _residual_jacobian(jac: Callable, p0: Any, how: str, data: _Data) -> Callable[[Any], np.ndarray]:
+    """The user's Jacobian of f (called like f) as the Jacobian of the weighted residuals."""
+    n = ParamSpec.from_tree(p0).size
+
+    def residual_jac(params: Any) -> np.ndarray:
+        J = leaf_to_numpy(jac(*([data.x_for(params)] + positional(params, how, p0)), **(params if how == "kwargs" else {})))
+        J = np.asarray(J, dtype=np.float64).reshape(-1, n)
+        if data.weights is not None:
+            return J * data.weights[:, None]
+        if data.transform is not None:
+            return data.transform @ J
+        return J
+
+    return residual_jac
