@@ -21,7 +21,7 @@ from .backends.common import require_scalar_shape
 from .backends.tf_backend import concrete_function
 from .bounds import normalize_bounds
 from .drivers.methods import METHODS, method_name
-from .integrations.solve import plan_method, solve
+from .integrations.solve import integration_plan, solve
 from .params import ParamSpec
 
 __all__ = ["ScipyOptimizerInterface"]
@@ -410,7 +410,8 @@ class ScipyOptimizerInterface:
         -------
         scipy.optimize.OptimizeResult
             Also kept as :attr:`result`. If the solve raises, the variables are restored to
-            their starting values.
+            their starting values; a KeyboardInterrupt (Ctrl-C) ends it at the best point
+            evaluated, as in ``am.minimize``.
         """
         fetch_items = list(fetches or ())
         if fetch_items and loss_callback is None:
@@ -426,7 +427,7 @@ class ScipyOptimizerInterface:
             def callback(values: list[np.ndarray]) -> Any:
                 return step_callback(np.concatenate([np.ravel(v) for v in values]))
 
-        plan = plan_method(
+        plan = integration_plan(
             self.method, has_bounds=self.bounds is not None, has_constraints=bool(self.constraints), hessp=self.hessp
         )
         start = [v.numpy() for v in self.variables]

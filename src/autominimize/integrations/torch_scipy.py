@@ -29,7 +29,8 @@ from ..backends.torch_backend import TorchBackend
 from ..bounds import BoundsError, normalize_bounds
 from ..drivers.methods import method_name
 from ..params import ParamSpec
-from .solve import MethodPlan, plan_method, solve
+from ..drivers.scipy_pipeline import MethodPlan, has_constraints
+from .solve import integration_plan, solve
 
 
 __all__ = ["ScipyOptimizer", "MinimizeWrapper", "function_factory", "load_params"]
@@ -422,7 +423,8 @@ class ScipyOptimizer(torch.optim.Optimizer):
     ``torch.no_grad()``; Hessian and HVP methods differentiate a returned loss twice, or use
     a Closure object's ``loss(model)`` through ``torch.func.functional_call``. After ``step``
     the parameters hold ``result.x`` and ``p.grad`` the gradient there (None when the method
-    computed none). If the solve raises, the parameters are restored to their starting values.
+    computed none). If the solve raises, the parameters are restored to their starting values;
+    a KeyboardInterrupt (Ctrl-C) ends it at the best point evaluated, as in ``am.minimize``.
 
     Examples
     --------
@@ -500,10 +502,10 @@ class ScipyOptimizer(torch.optim.Optimizer):
         spec = ParamSpec.from_tree(params, name="params")
         x0 = spec.flatten(params, name="params")
         writer = _ParameterWriter(params, spec)
-        plan = plan_method(
+        plan = integration_plan(
             self.method,
             has_bounds=bounds is not None,
-            has_constraints=_has_constraints(self.constraints),
+            has_constraints=has_constraints(self.constraints),
             jac=self.jac,
             hessp=self.hessp,
         )
@@ -609,12 +611,6 @@ def _bounds_by_tensor(bounds: Any, group_params: list[torch.Tensor], all_ids: se
             "themselves) to (low, high) pairs."
         )
     return [by_id.get(id(p)) for p in group_params]
-
-
-def _has_constraints(constraints: Any) -> bool:
-    if isinstance(constraints, (dict, so.LinearConstraint, so.NonlinearConstraint)):
-        return True
-    return bool(constraints)
 
 
 class MinimizeWrapper(ScipyOptimizer):
