@@ -220,12 +220,15 @@ def minimize(
     >>> bool(np.allclose(res.x["x"], 1, atol=1e-3))
     True
     """
+    # the arguments as given, read first: under TF's autograph (a call inside a tf.function),
+    # locals() read within a conditional branch holds only the branch's variables
+    call = dict(locals())
     from .implicit import differentiable_framework
 
     if differentiable_framework(args) is not None:  # res.x differentiable with respect to args
         from .implicit.entry import minimize as differentiable_minimize
 
-        return differentiable_minimize(minimize, locals())
+        return differentiable_minimize(minimize, call)
     check_error_handling(error_handling)
     _check_plain_arguments(tol, options, {"callback": callback, "step_callback": step_callback, "loss_callback": loss_callback})
     recording = Recording(
