@@ -21,7 +21,7 @@ from ..constraints import normalize_constraints
 from ..interrupts import attach_best, in_nested_solve
 from ..params import ParamSpec
 from ..problem import Objective
-from ..recording import Sinks, recorders
+from ..recording import recorders
 from .methods import CUSTOM_METHOD, METHODS, MethodInfo, check_supports, method_name, second_order_for
 from .scipy_local import run_minimize, wrap_callback
 
@@ -126,8 +126,8 @@ class Recording:
         }
         return [name for name, value in named.items() if value is not None]
 
-    def make_recorders(self, method: str, options: dict | None) -> tuple[list, Sinks]:
-        """The observers told of each evaluation and iteration, and the sinks to open and close."""
+    def make_recorders(self, method: str, options: dict | None) -> tuple[list, Any]:
+        """The observers told of each evaluation and iteration, and the ``Sinks`` to open and close."""
         watchers, sinks = recorders(self.history, self.log, self.progress, self.loss_callback, method, options)
         watchers.extend(self.observers)
         return watchers, sinks
