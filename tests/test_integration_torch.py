@@ -473,3 +473,24 @@ def test_closure_runs_repeated_after_a_rejected_trust_step_are_recorded_as_repea
     assert kinds.count("repeat") > 0
     assert _recorded_counts(result.history) == {key: result[key] for key in ("nfev", "njev", "nhev", "nhvp")}
 
+
+
+def test_ctrl_c_ends_the_step_at_the_best_point_as_in_minimize():
+    import _thread
+
+    w = torch.nn.Parameter(torch.tensor([3.0, -1.0, 2.0], dtype=torch.float64))
+    scale = torch.tensor([1.0, 10.0, 100.0], dtype=torch.float64)
+    optimizer = am.torch.ScipyOptimizer([w], method="BFGS")
+    runs = []
+
+    def closure():
+        runs.append(1)
+        if len(runs) == 6:
+            _thread.interrupt_main()  # what a SIGINT does to the main thread
+        return (scale * (w - 1.0) ** 2).sum()
+
+    loss = optimizer.step(closure)
+    result = optimizer.result
+    assert (result.success, result.status) == (False, -1) and "KeyboardInterrupt" in result.message
+    assert float(loss) == result.fun < 144.0  # f at the start
+    np.testing.assert_allclose(w.detach().numpy(), result.x)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import sys
 import warnings
 import weakref
-from dataclasses import replace
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -14,23 +16,19 @@ import scipy.optimize as so
 from . import backends as _backends
 from ._least_squares import residual_scalar_functions
 from ._residuals import is_residual_function
-from ._setup import PRECISIONS, prepare
+from ._setup import PRECISIONS, Setup, prepare
 from .backends.base import configure_numdiff
-from .constraints import normalize_constraints
-from .drivers.methods import CUSTOM_METHOD, METHODS, check_supports, method_name, second_order_for
 from .drivers.scipy_least_squares import LEAST_SQUARES_METHODS
-from .drivers.scipy_local import run_minimize, wrap_callback
+from .drivers.scipy_pipeline import Recording, ScipyProblem, has_constraints, plan_method, solve
 from .native import is_native_method
-from .params import ParamSpec
-from .problem import Objective, check_error_handling, numdiff_evaluator
-from .recording import attach_best, in_nested_solve, recorders, resume_point
+from .problem import check_error_handling, numdiff_evaluator
+from .recording import resume_point
 from .user_derivatives import flatten_gradient, flatten_hessian
 
 __all__ = ["minimize", "PRECISIONS", "HVP_TYPES"]
 
 #: autograd-minimize's HVP variants; all compute the same exact product.
 HVP_TYPES = (None, "forward_over_back", "back_over_forward", "tf_gradients_forward_over_back", "back_over_back", "hvp", "vhp")
-_FD_SCHEMES = ("2-point", "3-point", "cs")
 
 
 class PrecisionFallbackWarning(UserWarning):
@@ -44,6 +42,14 @@ def _is_dtype_mismatch(exc: BaseException) -> bool:
 
 #: functions already warned about, so a fallback is told once per function
 _fallback_warned: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def _stacklevel_outside() -> int:
+    """The ``stacklevel`` of the first frame outside autominimize, for the function calling this one."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] == "autominimize":
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _warn_precision_fallback(fun: Callable, exc: BaseException) -> None:
@@ -62,8 +68,17 @@ def _warn_precision_fallback(fun: Callable, exc: BaseException) -> None:
         f"the objective failed in float64 ({quoted}); it embeds float32 constants, so it is computed in "
         "float32. Pass precision='float32' to choose this explicitly (or give x0 as float32 tensors).",
         PrecisionFallbackWarning,
-        stacklevel=3,
+        stacklevel=_stacklevel_outside(),
     )
+
+
+def _float32_fallback(fun: Callable, setup: Setup, exc: BaseException) -> bool:
+    """Whether a first evaluation that raised ``exc`` is retried in float32 (with one warning):
+    a torch or TF objective with float32 constants, when no precision was chosen."""
+    if setup.precision_explicit or setup.dtype == "float32" or setup.backend not in ("torch", "tensorflow") or not _is_dtype_mismatch(exc):
+        return False
+    _warn_precision_fallback(fun, exc)
+    return True
 
 
 def minimize(
@@ -208,32 +223,30 @@ def minimize(
     >>> bool(np.allclose(res.x["x"], 1, atol=1e-3))
     True
     """
+    # the arguments as given, read first: under TF's autograph (a call inside a tf.function),
+    # locals() read within a conditional branch holds only the branch's variables
+    call = dict(locals())
     from .implicit import differentiable_framework
 
     if differentiable_framework(args) is not None:  # res.x differentiable with respect to args
         from .implicit.entry import minimize as differentiable_minimize
 
-        return differentiable_minimize(minimize, locals())
+        return differentiable_minimize(minimize, call)
     check_error_handling(error_handling)
     _check_plain_arguments(tol, options, {"callback": callback, "step_callback": step_callback, "loss_callback": loss_callback})
-    recording_options = dict(
+    recording = Recording(
         history=history, log=log, resume=resume, progress=progress, callback=callback, step_callback=step_callback,
-        loss_callback=loss_callback, observers=observers,
+        loss_callback=loss_callback, observers=list(observers),
     )
     if isinstance(method, str) and is_native_method(method):
+        _check_native_arguments(method, error_handling, hess, hessp, constraints, {"fun_and_jac": fun_and_jac, "workers": workers, "executor": executor})
         # the native and least-squares families load on first use: importing them costs a plain
         # NumPy solve in a fresh interpreter about 60 ms, a seventh of what it costs in all
-        from ._minimize_families import Recording, minimize_native_recorded
+        from ._minimize_families import minimize_native_recorded
 
-        if error_handling != "raise":
-            raise ValueError(f"error_handling={error_handling!r} is for scipy's methods; method={method!r} (native) always raises.")
-        if hess is not None or hessp is not None or constraints:
-            raise ValueError(f"method={method!r} computes its own curvature and takes no constraints; hess, hessp and constraints are for scipy's methods.")
-        _refuse_unused({"fun_and_jac": fun_and_jac, "workers": workers, "executor": executor}, method)
         return minimize_native_recorded(
-            fun, x0, args, method, Recording(**recording_options), jac=jac, bounds=bounds, tol=tol, options=options,
-            backend=backend, precision=precision, unpack=unpack, torch_device=torch_device,
-            data=data, epochs=epochs, batch=batch,
+            fun, x0, args, method, recording, jac=jac, bounds=bounds, tol=tol, options=options, backend=backend,
+            precision=precision, unpack=unpack, torch_device=torch_device, data=data, epochs=epochs, batch=batch,
         )
     if data is not None or epochs is not None or batch:
         raise ValueError(
@@ -243,153 +256,24 @@ def minimize(
     if isinstance(method, str) and method.lower() in LEAST_SQUARES_METHODS:
         if hess is not None or hessp is not None or constraints:
             raise ValueError(f"method={method!r} is a least-squares method: it takes no hess, hessp or constraints.")
-        from ._minimize_families import Recording, minimize_least_squares_recorded
+        from ._minimize_families import minimize_least_squares_recorded
 
         return minimize_least_squares_recorded(
-            fun, x0, args, method.lower(), Recording(**recording_options), jac=jac, fun_and_jac=fun_and_jac, bounds=bounds, tol=tol,
+            fun, x0, args, method.lower(), recording, jac=jac, fun_and_jac=fun_and_jac, bounds=bounds, tol=tol,
             options=options, backend=backend, precision=precision, unpack=unpack,
             torch_device=torch_device, workers=workers, executor=executor, error_handling=error_handling,
         )
-    residual = is_residual_function(fun)
-    value_fun = None
-    if fun_and_jac is not None and not residual:
-        if jac is not None:
-            raise ValueError("give the gradient once: jac= or fun_and_jac=, not both.")
-        value_fun, fun, jac = fun, fun_and_jac, True
-    if not callable(fun):
-        raise TypeError(f"fun must be callable; got {type(fun).__name__}.")
+    source = _ObjectiveSource.of(fun, jac, fun_and_jac)
     if hvp_type not in HVP_TYPES:
         raise ValueError(f"hvp_type={hvp_type!r} is not one of {HVP_TYPES}.")
-    setup = prepare(fun, x0, args, unpack=unpack, precision=precision, device=torch_device)
-    x0, spec, x0_flat, args, unpack, call = setup.x0, setup.spec, setup.x0_flat, setup.args, setup.unpack, setup.call
-    dtype, precision_explicit, caller = setup.dtype, setup.precision_explicit, setup.caller
+    setup = prepare(source.fun, x0, args, unpack=unpack, precision=precision, device=torch_device)
     flat_bounds = setup.normalize_bounds(bounds)
-    constraint_items = [] if constraints is None else constraints
-    has_constraints = bool(constraint_items) if not isinstance(constraint_items, (dict, so.LinearConstraint, so.NonlinearConstraint)) else True
-    if callable(method):
-        name, info = getattr(method, "__name__", "custom"), CUSTOM_METHOD
-    else:
-        name = method_name(method, flat_bounds is not None, has_constraints)
-        info = METHODS[name]
-        check_supports(name, info, flat_bounds is not None, has_constraints)
-    second_order = second_order_for(name, info, hess, hessp)
-    gradient_scheme = None
-    if jac is False or isinstance(jac, str):
-        if jac not in (False,) + _FD_SCHEMES:
-            raise ValueError(f"jac={jac!r} is not accepted; use None (autodiff), a callable, True, or one of {_FD_SCHEMES}.")
-        gradient_scheme = "2-point" if jac is False else jac
-        if info.gradient is not None:
-            info = replace(info, gradient="scipy")
-
-    backend_name = setup.choose_backend(backend, from_leaves=jac is True or residual and (fun.jac is not None or fun_and_jac is not None))
-    backend_obj = setup.backend_obj
-    evaluator = numdiff_evaluator(backend_name, backend_name == "numpy" and jac is None, workers, executor, error_handling)
-
-    flat_call = setup.flat_call
-
-    def compile_scalar(precision_name: str):
-        if jac is True:
-            from .backends.numpy_backend import UserValueAndGrad
-
-            user = flat_call(fun)
-
-            def call_flat(x):
-                f, g = user(x)
-                return f, flatten_gradient(g, spec, "jac")
-
-            return UserValueAndGrad(call_flat, spec, flat_call(value_fun) if value_fun is not None else None)
-        if residual:
-            return residual_scalar_functions(
-                backend_obj, fun, call, spec, precision_name, unpack, args, torch_device, flat_call,
-                fun_and_jac=fun_and_jac, bounds=flat_bounds, evaluator=evaluator,
-            )
-        compiled = setup.compile("scalar", fun, call, dtype=precision_name)
-        return configure_numdiff(compiled, flat_bounds, evaluator)
-
-    if resume is not None:
-        x0_flat = resume_point(resume, spec)
-    derivatives = _user_derivatives(
-        spec, jac, hess, hessp, flat_call, lambda v: _backends.framework_params(backend_name, spec, v), args
+    constraints = [] if constraints is None else constraints
+    plan = plan_method(
+        method, has_bounds=flat_bounds is not None, has_constraints=has_constraints(constraints), jac=source.jac, hess=hess, hessp=hessp
     )
-    x0_flat = setup.clip_start(x0_flat, stacklevel=2)
-
-    watchers, sinks = recorders(history, log, progress, loss_callback, name, options)
-    watchers.extend(observers)
-    sinks.start(
-        spec, x0_flat, method=name, backend=backend_name, precision=dtype, tol=tol, options=options,
-        has_bounds=bounds is not None, has_constraints=has_constraints,
-    )
-
-    def new_objective(precision_name: str) -> Objective:
-        return Objective(
-            compile_scalar(precision_name), spec, differentiable=info.gradient not in (None, "scipy"),
-            second_order=second_order, journal=sinks.journal, observers=watchers, error_handling=error_handling,
-            **derivatives,
-        )
-
-    objective = None
-    try:
-        with backend_obj.solve_context(dtype), evaluator:
-            objective = new_objective(dtype)
-            try:
-                _first_evaluation(objective, info, x0_flat)
-            except Exception as exc:
-                if precision_explicit or dtype == "float32" or backend_name not in ("torch", "tensorflow") or not _is_dtype_mismatch(exc):
-                    raise
-                _warn_precision_fallback(fun, exc)
-                dtype = "float32"
-                objective = new_objective(dtype)
-                _first_evaluation(objective, info, x0_flat)
-                if sinks.log is not None:
-                    sinks.log.set_precision(dtype)
-            scipy_constraints, constraint_functions = normalize_constraints(
-                constraint_items,
-                name,
-                spec,
-                lambda c, extra: setup.compile("vector", c, extra=extra or args, dtype=dtype),
-                lambda f, extra: flat_call(f, extra or args),
-                error_handling,
-            )
-            result = run_minimize(
-                objective,
-                x0_flat,
-                method if callable(method) else name,
-                info,
-                second_order=second_order,
-                gradient_scheme=gradient_scheme,
-                bounds=flat_bounds,
-                constraints=scipy_constraints,
-                tol=tol,
-                callback=wrap_callback(callback, spec, info, name, objective, step_callback),
-                options=options,
-            )
-    except KeyboardInterrupt as exc:
-        if objective is None:
-            sinks.close(status=-1, success=False, message="Interrupted before the first evaluation.", objective=None)
-            raise
-        if in_nested_solve():  # the outer run ends too
-            if objective.best_x is not None:
-                attach_best(exc, spec.restore(objective.best_x), objective.best_f)
-            sinks.close(status=-1, success=False, message="Interrupted by KeyboardInterrupt (Ctrl-C).", objective=objective)
-            raise
-        constraint_functions = []
-        result = so.OptimizeResult(
-            x=objective.best_x if objective.best_x is not None else x0_flat, fun=objective.best_f,
-            success=False, status=-1, nit=objective.nit,
-            message="Interrupted by KeyboardInterrupt (Ctrl-C); x is the best point evaluated.",
-        )
-    except BaseException as exc:
-        if objective is not None and objective.best_x is not None:
-            exc.autominimize_best_x = spec.restore(objective.best_x)
-        sinks.close(status=-1, success=False, message=f"{type(exc).__name__}: {exc}", objective=objective)
-        raise
-    sinks.close(status=result.get("status"), success=result.get("success", False), message=result.get("message", ""), objective=objective)
-    result = _finish(result, objective, spec, backend_name, dtype, constraint_functions)
-    if sinks.history is not None:
-        result.history = sinks.history
-    if sinks.log is not None:
-        result.log_error = sinks.log_error
-    return result
+    problem = _compile(setup, source, constraints, backend=backend, hess=hess, hessp=hessp, resume=resume, workers=workers, executor=executor, error_handling=error_handling)
+    return solve(problem, plan, recording, tol=tol, options=options)
 
 
 def _refuse_unused(given: dict, method: str) -> None:
@@ -411,8 +295,89 @@ def _check_plain_arguments(tol: Any, options: Any, callbacks: dict) -> None:
             raise TypeError(f"{name} must be callable; got {type(value).__name__}.")
 
 
-def _user_derivatives(spec: ParamSpec, jac, hess, hessp, flat_call, framework_params, args: tuple) -> dict:
+def _check_native_arguments(method: str, error_handling: str, hess: Any, hessp: Any, constraints: Any, unused: dict) -> None:
+    """What a native method refuses: an error policy, curvature, constraints and scipy's extras."""
+    if error_handling != "raise":
+        raise ValueError(f"error_handling={error_handling!r} is for scipy's methods; method={method!r} (native) always raises.")
+    if hess is not None or hessp is not None or constraints:
+        raise ValueError(f"method={method!r} computes its own curvature and takes no constraints; hess, hessp and constraints are for scipy's methods.")
+    _refuse_unused(unused, method)
+
+
+@dataclass(frozen=True)
+class _ObjectiveSource:
+    """Where the objective's value and gradient come from.
+
+    ``fun`` is what the solve calls: the user's ``fun``, or ``fun_and_jac`` returning
+    ``(value, gradient)`` (then ``jac`` is True and ``value_fun`` the user's ``fun``, for
+    values alone). A residual function keeps its ``fun_and_jac`` giving ``(residuals, jacobian)``.
+    """
+
+    fun: Callable
+    jac: Any
+    value_fun: Callable | None = None
+    fun_and_jac: Callable | None = None
+    residual: bool = False
+
+    @classmethod
+    def of(cls, fun: Any, jac: Any, fun_and_jac: Callable | None) -> "_ObjectiveSource":
+        residual = is_residual_function(fun)
+        if fun_and_jac is not None and not residual:
+            if jac is not None:
+                raise ValueError("give the gradient once: jac= or fun_and_jac=, not both.")
+            return cls(fun_and_jac, True, value_fun=fun)
+        if not callable(fun):
+            raise TypeError(f"fun must be callable; got {type(fun).__name__}.")
+        return cls(fun, jac, fun_and_jac=fun_and_jac, residual=residual)
+
+    @property
+    def user_derivatives(self) -> bool:
+        """Whether the user supplies the gradient (the backend then follows x0's leaves)."""
+        return self.jac is True or self.residual and (self.fun.jac is not None or self.fun_and_jac is not None)
+
+    def compile(self, setup: Setup, evaluator: Any, precision: str) -> Any:
+        """The objective's flat functions (a ``ScalarFunctions``) in ``precision``."""
+        if self.jac is True:
+            from .backends.numpy_backend import UserValueAndGrad
+
+            user, spec = setup.flat_call(self.fun), setup.spec
+
+            def call_flat(x: np.ndarray) -> tuple:
+                f, g = user(x)
+                return f, flatten_gradient(g, spec, "jac")
+
+            return UserValueAndGrad(call_flat, spec, setup.flat_call(self.value_fun) if self.value_fun is not None else None)
+        if self.residual:
+            return residual_scalar_functions(
+                setup.backend_obj, self.fun, setup.call, setup.spec, precision, setup.unpack, setup.args, setup.device, setup.flat_call,
+                fun_and_jac=self.fun_and_jac, bounds=setup.bounds, evaluator=evaluator,
+            )
+        compiled = setup.compile("scalar", self.fun, setup.call, dtype=precision)
+        return configure_numdiff(compiled, setup.bounds, evaluator)
+
+
+def _compile(
+    setup: Setup, source: _ObjectiveSource, constraints: Any, *, backend: str | None, hess: Any, hessp: Any, resume: Any,
+    workers: int | None, executor: Any, error_handling: str,
+) -> ScipyProblem:
+    """The backend chosen, the start read, the user's derivatives flattened: the flat problem."""
+    backend_name = setup.choose_backend(backend, from_leaves=source.user_derivatives)
+    evaluator = numdiff_evaluator(backend_name, backend_name == "numpy" and source.jac is None, workers, executor, error_handling)
+    x0_flat = setup.x0_flat if resume is None else resume_point(resume, setup.spec)
+    derivatives = _user_derivatives(setup, source.jac, hess, hessp)
+    return ScipyProblem(
+        setup.spec, setup.clip_start(x0_flat, stacklevel=_stacklevel_outside()), functools.partial(source.compile, setup, evaluator),
+        backend_name, setup.dtype, bounds=setup.bounds, constraints=constraints,
+        compile_constraint=lambda fun, extra, precision: setup.compile("vector", fun, extra=extra or setup.args, dtype=precision),
+        constraint_call=lambda jac, extra: setup.flat_call(jac, extra or setup.args),
+        derivatives=derivatives, error_handling=error_handling, float32_fallback=functools.partial(_float32_fallback, source.fun, setup),
+        contexts=(setup.backend_obj.solve_context(setup.dtype), evaluator),
+    )
+
+
+def _user_derivatives(setup: Setup, jac: Any, hess: Any, hessp: Any) -> dict:
     """Flat versions of the derivatives the user supplied; each overrides autodiff alone."""
+    spec, flat_call = setup.spec, setup.flat_call
     derivatives: dict[str, Callable | None] = {"gradient": None, "hessian": None, "hessp": None}
     if callable(jac):
         user_jac = flat_call(jac)
@@ -424,32 +389,8 @@ def _user_derivatives(spec: ParamSpec, jac, hess, hessp, flat_call, framework_pa
 
         def hvp(x: np.ndarray, p: np.ndarray) -> np.ndarray:
             # hessp receives the parameters as fun does, then p in x0's structure, then args.
-            p_tree = framework_params(p)
-            return flatten_gradient(flat_call(hessp, (p_tree,) + args)(x), spec, "hessp")
+            p_tree = _backends.framework_params(setup.backend, spec, p)
+            return flatten_gradient(flat_call(hessp, (p_tree,) + setup.args)(x), spec, "hessp")
 
         derivatives["hessp"] = hvp
     return derivatives
-
-
-def _first_evaluation(objective: Objective, info, x0: np.ndarray) -> None:
-    """Evaluate at x0 the way the method will, so a failure shows before scipy starts."""
-    objective.start(x0, with_gradient=info.gradient == "fused" or (objective.error_handling == "continue" and objective.differentiable))
-
-
-def _finish(result: so.OptimizeResult, objective: Objective, spec: ParamSpec, backend: str, dtype: str, constraint_functions) -> so.OptimizeResult:
-    x_flat = np.asarray(result.x, dtype=np.float64).reshape(-1)
-    result.x = spec.restore(x_flat)
-    jac = result.get("jac")
-    if isinstance(jac, np.ndarray) and jac.ndim == 1 and jac.size == spec.size:
-        result.jac = spec.restore(np.asarray(jac, dtype=np.float64).reshape(-1))
-    elif "jac" not in result and objective.known_gradient(x_flat) is not None:
-        result.jac = spec.restore(objective.known_gradient(x_flat))
-    result.fun = float(result.fun) if result.get("fun") is not None else objective.best_f
-    result.update(objective.counters.as_dict())
-    result.backend = backend
-    result.precision = dtype
-    if constraint_functions:
-        result.constraint_evaluations = [
-            {"name": cf.name, "nfev": cf.nfev, "njev": cf.njev, "nhev": cf.nhev} for cf in constraint_functions
-        ]
-    return result

@@ -20,48 +20,15 @@ from ._least_squares import minimize_least_squares
 from .backends.base import grad_norm
 from .drivers.scipy_least_squares import IterationReport
 from .drivers.native import NativeRun, minimize_native, run_to_end, to_host
+from .drivers.scipy_pipeline import Recording
 from .native import native_method_name
 from .params import ParamSpec
 from .problem import Counters
-from .recording import attach_best, in_nested_solve, recorders, resume_point
+from .recording import attach_best, in_nested_solve, resume_point
 
-__all__ = ["minimize_native_recorded", "minimize_least_squares_recorded", "Recording"]
+__all__ = ["minimize_native_recorded", "minimize_least_squares_recorded"]
 
 _INTERRUPTED = "Interrupted by KeyboardInterrupt (Ctrl-C); x is the best iterate."
-
-
-class Recording:
-    """``am.minimize``'s recording and control options, as given."""
-
-    def __init__(
-        self, *, history: bool, log: Any, resume: Any, progress: bool, callback: Callable | None,
-        step_callback: Callable | None, loss_callback: Callable | None, observers: Any,
-    ) -> None:
-        self.history, self.log, self.resume, self.progress = history, log, resume, progress
-        self.callback, self.step_callback, self.loss_callback = callback, step_callback, loss_callback
-        self.observers = list(observers)
-
-    def refuse_evaluations(self, method: str) -> None:
-        """Options told of single evaluations: this family reports iterations only."""
-        if self.loss_callback is not None:
-            raise ValueError(
-                f"loss_callback is told of every evaluation, and method={method!r} reports iterations only; "
-                "use callback= or step_callback= (called after each iteration)."
-            )
-        told = [type(o).__name__ for o in self.observers if getattr(o, "evaluation", None) is not None]
-        if told:
-            raise ValueError(
-                f"observers={told}: method={method!r} reports iterations only; an observer for it sets "
-                "evaluation = None (and is told of each iteration)."
-            )
-
-    def given(self) -> list[str]:
-        """The recording options given beyond the default history."""
-        named = {
-            "log": self.log, "resume": self.resume, "progress": self.progress or None, "callback": self.callback,
-            "step_callback": self.step_callback, "loss_callback": self.loss_callback, "observers": self.observers or None,
-        }
-        return [name for name, value in named.items() if value is not None]
 
 
 class _Recorder:
@@ -69,8 +36,7 @@ class _Recorder:
 
     def __init__(self, recording: Recording, method: str, options: dict | None) -> None:
         self.recording = recording
-        self.watchers, self.sinks = recorders(recording.history, recording.log, recording.progress, None, method, options)
-        self.watchers.extend(recording.observers)
+        self.watchers, self.sinks = recording.make_recorders(method, options)
         self.counters = Counters()
         self.best_f, self.best_x = math.inf, None
         self.spec: ParamSpec | None = None

@@ -21,7 +21,8 @@ from .integrations.torch_global import (
     DualAnnealingWrapper,
     SHGOWrapper,
 )
-from .integrations.torch_scipy import MinimizeWrapper, ScipyOptimizer, function_factory, load_params
+from .integrations.torch_models import function_factory, load_params
+from .integrations.torch_scipy import MinimizeWrapper, ScipyOptimizer
 from .optim.torch_optimizer import Optimizer
 
 __all__ = [

@@ -1,0 +1,296 @@
+"""One scipy.optimize.minimize solve over flat functions, for ``am.minimize`` and the integrations.
+
+``am.minimize`` compiles a pure function of the parameters with a backend; the torch and TF
+integrations evaluate closures that read the framework's parameter objects. Both then meet
+here: :func:`plan_method` decides what the method gets, and :func:`solve` starts the
+recorders, evaluates at x0, runs :func:`~autominimize.drivers.scipy_local.run_minimize`,
+ends cleanly at Ctrl-C (or attaches the best point to any other exception) and finishes the
+result with honest counts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, ContextManager, Sequence
+
+import numpy as np
+import scipy.optimize as so
+
+from ..constraints import normalize_constraints
+from ..recording import attach_best, in_nested_solve
+from ..params import ParamSpec
+from ..problem import Objective
+from ..recording import recorders
+from .methods import CUSTOM_METHOD, METHODS, MethodInfo, check_supports, method_name, second_order_for
+from .scipy_local import run_minimize, wrap_callback
+
+__all__ = ["FD_SCHEMES", "MethodPlan", "Recording", "ScipyProblem", "has_constraints", "plan_method", "solve"]
+
+#: scipy's finite-difference schemes for the gradient
+FD_SCHEMES = ("2-point", "3-point", "cs")
+
+_INTERRUPTED = "Interrupted by KeyboardInterrupt (Ctrl-C); x is the best point evaluated."
+
+
+@dataclass(frozen=True)
+class MethodPlan:
+    """What one solve asks of the objective: method, gradient source, second-order kind."""
+
+    name: str
+    method: str | Callable
+    info: MethodInfo
+    second_order: Any
+    gradient_scheme: str | None
+
+    @property
+    def derivative_free(self) -> bool:
+        """True when the objective's gradient is never computed by the framework."""
+        return self.info.gradient in (None, "scipy") and self.second_order is None
+
+
+def plan_method(
+    method: str | Callable | None,
+    *,
+    has_bounds: bool,
+    has_constraints: bool,
+    jac: Any = None,
+    hess: Any = None,
+    hessp: Any = None,
+    schemes: tuple[str, ...] = FD_SCHEMES,
+    callable_jac: bool = True,
+) -> MethodPlan:
+    """Validate ``method`` against the problem and decide which derivatives it gets.
+
+    ``jac`` is None or True (exact gradients), a callable when ``callable_jac``, or False
+    or one of ``schemes`` (scipy's finite differences; False is '2-point'). ``hess`` and
+    ``hessp`` choose the second-order information as in ``am.minimize``.
+    """
+    if callable(method):
+        name, info = getattr(method, "__name__", "custom"), CUSTOM_METHOD
+    else:
+        name = method_name(method, has_bounds, has_constraints)
+        info = METHODS[name]
+        check_supports(name, info, has_bounds, has_constraints)
+    second_order = second_order_for(name, info, hess, hessp)
+    gradient_scheme = None
+    if not (jac is None or jac is True or (callable_jac and callable(jac))):
+        if jac is not False and not (isinstance(jac, str) and jac in schemes):
+            accepted = "None (autodiff), a callable, True" if callable_jac else "None (autodiff), True"
+            raise ValueError(f"jac={jac!r} is not accepted; use {accepted}, or one of {schemes}.")
+        if info.gradient is not None:
+            gradient_scheme = "2-point" if jac is False else jac
+            info = replace(info, gradient="scipy")
+    return MethodPlan(name, method if callable(method) else name, info, second_order, gradient_scheme)
+
+
+def has_constraints(constraints: Any) -> bool:
+    """Whether ``constraints`` (one constraint or a sequence of them, or None) holds any."""
+    if isinstance(constraints, (dict, so.LinearConstraint, so.NonlinearConstraint)):
+        return True
+    return bool(constraints)
+
+
+@dataclass
+class Recording:
+    """A solve's recording and control options, as the user gave them (see ``am.minimize``)."""
+
+    history: bool = True
+    log: Any = None
+    resume: Any = None
+    progress: bool = False
+    callback: Callable | None = None
+    step_callback: Callable | None = None
+    loss_callback: Callable | None = None
+    observers: Sequence = ()
+
+    def refuse_evaluations(self, method: str) -> None:
+        """Options told of single evaluations, for a family that reports iterations only."""
+        if self.loss_callback is not None:
+            raise ValueError(
+                f"loss_callback is told of every evaluation, and method={method!r} reports iterations only; "
+                "use callback= or step_callback= (called after each iteration)."
+            )
+        told = [type(o).__name__ for o in self.observers if getattr(o, "evaluation", None) is not None]
+        if told:
+            raise ValueError(
+                f"observers={told}: method={method!r} reports iterations only; an observer for it sets "
+                "evaluation = None (and is told of each iteration)."
+            )
+
+    def given(self) -> list[str]:
+        """The recording options given beyond the default history."""
+        named = {
+            "log": self.log, "resume": self.resume, "progress": self.progress or None, "callback": self.callback,
+            "step_callback": self.step_callback, "loss_callback": self.loss_callback, "observers": self.observers or None,
+        }
+        return [name for name, value in named.items() if value is not None]
+
+    def make_recorders(self, method: str, options: dict | None) -> tuple[list, Any]:
+        """The observers told of each evaluation and iteration, and the ``Sinks`` to open and close."""
+        watchers, sinks = recorders(self.history, self.log, self.progress, self.loss_callback, method, options)
+        watchers.extend(self.observers)
+        return watchers, sinks
+
+
+@dataclass
+class ScipyProblem:
+    """A flat problem for :func:`solve`.
+
+    ``functions(precision)`` builds the objective's flat functions (a ``ScalarFunctions``);
+    ``x0`` is the flat float64 start, already inside ``bounds``. ``compile_constraint(fun,
+    args, precision)`` turns a constraint function into flat vector functions and
+    ``constraint_call(jac, args)`` a user-supplied constraint Jacobian into a function of
+    the flat vector (None when the caller's constraints cannot carry one). ``derivatives``
+    are user-supplied flat derivatives (``gradient``, ``hessian``, ``hessp``).
+    ``float32_fallback(exc)`` says whether a first evaluation that raised ``exc`` is
+    retried in float32 (None: never). ``contexts`` are entered around the solve.
+    ``in_structure``: ``x`` and ``jac`` come back in x0's structure, else flat.
+    """
+
+    spec: ParamSpec
+    x0: np.ndarray
+    functions: Callable[[str], Any]
+    backend: str
+    precision: str
+    bounds: tuple[np.ndarray, np.ndarray] | None = None
+    constraints: Any = ()
+    compile_constraint: Callable[[Callable, tuple, str], Any] | None = None
+    constraint_call: Callable[[Callable, tuple], Callable] | None = None
+    derivatives: dict = field(default_factory=dict)
+    error_handling: str = "raise"
+    float32_fallback: Callable[[BaseException], bool] | None = None
+    contexts: Sequence[ContextManager] = ()
+    in_structure: bool = True
+
+
+def solve(
+    problem: ScipyProblem, plan: MethodPlan, recording: Recording, *, tol: float | None, options: dict | None
+) -> so.OptimizeResult:
+    """Minimize ``problem`` with ``plan``'s method, recorded as ``recording`` asks.
+
+    The result has scipy's fields with ``x`` and ``jac`` (in x0's structure, or flat), the
+    ``nfev``/``njev``/``nhev``/``nhvp`` counts, ``backend``, ``precision``, ``history`` and
+    ``log_error``. A KeyboardInterrupt ends the solve at the best point evaluated
+    (``status=-1``), unless the solve is nested in another run: it then propagates with the
+    best point attached, as any other exception does.
+    """
+    run = _Run(problem, plan, recording, tol, options)
+    try:
+        with contextlib.ExitStack() as stack:
+            for context in problem.contexts:
+                stack.enter_context(context)
+            result = run.minimize()
+    except KeyboardInterrupt as exc:
+        result = run.interrupted(exc)
+        if result is None:
+            raise
+    except BaseException as exc:
+        run.failed(exc)
+        raise
+    return run.finish(result)
+
+
+class _Run:
+    """One solve's state: its recorders, the objective once built, and the precision it runs in."""
+
+    def __init__(self, problem: ScipyProblem, plan: MethodPlan, recording: Recording, tol: float | None, options: dict | None):
+        self.problem, self.plan, self.recording, self.tol, self.options = problem, plan, recording, tol, options
+        self.precision = problem.precision
+        self.objective: Objective | None = None
+        self.constraint_functions: list = []
+        self.watchers, self.sinks = recording.make_recorders(plan.name, options)
+        self.sinks.start(
+            problem.spec, problem.x0, method=plan.name, backend=problem.backend, precision=problem.precision, tol=tol,
+            options=options, has_bounds=problem.bounds is not None, has_constraints=has_constraints(problem.constraints),
+        )
+
+    def _new_objective(self) -> Objective:
+        self.objective = Objective(
+            self.problem.functions(self.precision), self.problem.spec, differentiable=self.plan.info.gradient not in (None, "scipy"),
+            second_order=self.plan.second_order, journal=self.sinks.journal, observers=self.watchers,
+            error_handling=self.problem.error_handling, **self.problem.derivatives,
+        )
+        return self.objective
+
+    def _first_evaluation(self) -> None:
+        """Evaluate at x0 the way the method will, so a failure shows before scipy starts."""
+        objective = self._new_objective()
+        with_gradient = self.plan.info.gradient == "fused" or (objective.error_handling == "continue" and objective.differentiable)
+        objective.start(self.problem.x0, with_gradient=with_gradient)
+
+    def _start(self) -> None:
+        try:
+            self._first_evaluation()
+        except Exception as exc:
+            fallback = self.problem.float32_fallback
+            if fallback is None or not fallback(exc):
+                raise
+            self.precision = "float32"
+            self._first_evaluation()
+            if self.sinks.log is not None:
+                self.sinks.log.set_precision(self.precision)
+
+    def minimize(self) -> so.OptimizeResult:
+        problem, plan = self.problem, self.plan
+        self._start()
+        scipy_constraints, self.constraint_functions = normalize_constraints(
+            problem.constraints, plan.name, problem.spec,
+            lambda fun, args: problem.compile_constraint(fun, args, self.precision),
+            problem.constraint_call, problem.error_handling,
+        )
+        callback = wrap_callback(self.recording.callback, problem.spec, plan.info, plan.name, self.objective, self.recording.step_callback)
+        return run_minimize(
+            self.objective, problem.x0, plan.method, plan.info, second_order=plan.second_order, gradient_scheme=plan.gradient_scheme,
+            bounds=problem.bounds, constraints=scipy_constraints, tol=self.tol, callback=callback, options=self.options,
+        )
+
+    def interrupted(self, exc: KeyboardInterrupt) -> so.OptimizeResult | None:
+        """The result at the best point, or None when the interrupt must propagate (with the log closed)."""
+        objective = self.objective
+        if objective is None:
+            self.sinks.close(status=-1, success=False, message="Interrupted before the first evaluation.", objective=None)
+            return None
+        if in_nested_solve():  # the outer run ends too
+            if objective.best_x is not None:
+                attach_best(exc, self.problem.spec.restore(objective.best_x), objective.best_f)
+            self.sinks.close(status=-1, success=False, message="Interrupted by KeyboardInterrupt (Ctrl-C).", objective=objective)
+            return None
+        self.constraint_functions = []
+        return so.OptimizeResult(
+            x=objective.best_x if objective.best_x is not None else self.problem.x0, fun=objective.best_f,
+            success=False, status=-1, nit=objective.nit, message=_INTERRUPTED,
+        )
+
+    def failed(self, exc: BaseException) -> None:
+        """Attach the best point so far to ``exc`` and close the recorders."""
+        objective = self.objective
+        if objective is not None and objective.best_x is not None:
+            exc.autominimize_best_x = self.problem.spec.restore(objective.best_x)
+        self.sinks.close(status=-1, success=False, message=f"{type(exc).__name__}: {exc}", objective=objective)
+
+    def finish(self, result: so.OptimizeResult) -> so.OptimizeResult:
+        """Close the recorders; x and jac as the caller asked, counts, backend and precision."""
+        objective, spec = self.objective, self.problem.spec
+        self.sinks.close(status=result.get("status"), success=result.get("success", False), message=result.get("message", ""), objective=objective)
+        restore = spec.restore if self.problem.in_structure else np.copy
+        x = np.asarray(result.x, dtype=np.float64).reshape(-1)
+        result.x = restore(x)
+        jac = result.get("jac")
+        if isinstance(jac, np.ndarray) and jac.ndim == 1 and jac.size == spec.size:
+            result.jac = restore(np.asarray(jac, dtype=np.float64).reshape(-1))
+        elif "jac" not in result and objective.known_gradient(x) is not None:
+            result.jac = restore(objective.known_gradient(x))
+        result.fun = float(result.fun) if result.get("fun") is not None else objective.best_f
+        result.update(objective.counters.as_dict())
+        result.backend = self.problem.backend
+        result.precision = self.precision
+        if self.constraint_functions:
+            result.constraint_evaluations = [
+                {"name": cf.name, "nfev": cf.nfev, "njev": cf.njev, "nhev": cf.nhev} for cf in self.constraint_functions
+            ]
+        if self.sinks.history is not None:
+            result.history = self.sinks.history
+        if self.sinks.log is not None:
+            result.log_error = self.sinks.log_error
+        return result
