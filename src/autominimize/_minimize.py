@@ -21,7 +21,7 @@ from .native import is_native_method
 from .params import ParamSpec
 from .problem import Objective, check_error_handling
 from .interrupts import attach_best, in_nested_solve
-from .recording import recorders, resume_point
+from .recording import recorders
 from .user_derivatives import flatten_gradient, flatten_hessian
 
 __all__ = ["minimize", "PRECISIONS", "HVP_TYPES"]
@@ -305,6 +305,8 @@ def minimize(
         return configure_numdiff(compiled, flat_bounds, evaluator)
 
     if resume is not None:
+        from .log import resume_point
+
         x0_flat = resume_point(resume, spec)
     derivatives = _user_derivatives(
         spec, jac, hess, hessp, flat_call, lambda v: _backends.framework_params(backend_name, spec, v), args

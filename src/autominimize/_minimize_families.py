@@ -23,7 +23,8 @@ from .interrupts import attach_best, in_nested_solve
 from .native import native_method_name
 from .params import ParamSpec
 from .problem import Counters
-from .recording import recorders, resume_point
+from .log import resume_point
+from .recording import recorders
 
 __all__ = ["minimize_native_recorded", "minimize_least_squares_recorded", "Recording"]
 

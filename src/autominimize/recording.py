@@ -8,17 +8,19 @@ open the log's run at the start and close everything at the end.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from .history import POINT_BUDGET, History, LossCallback
-from .log import RunLog, SQLiteLog, resume_point
 from .params import ParamSpec
 from .problem import Objective
 from .progress import ProgressBar
 
-__all__ = ["Sinks", "recorders", "resume_point"]
+if TYPE_CHECKING:
+    from .log import RunLog
+
+__all__ = ["Sinks", "recorders"]
 
 
 class Sinks:
@@ -56,6 +58,8 @@ class Sinks:
 
 
 def recorders(history: bool, log: Any, progress: bool, loss_callback: Callable | None, name: str, options: dict | None) -> tuple[list, Sinks]:
+    if log is not None:  # the log writer and sqlite3 load only for a solve that writes a log
+        from .log import RunLog, SQLiteLog
     if log is not None and not isinstance(log, (str, os.PathLike, SQLiteLog)):
         raise TypeError(f"log must be a file path or an am.SQLiteLog; got {type(log).__name__}.")
     settings = SQLiteLog(log) if isinstance(log, (str, os.PathLike)) else log
