@@ -18,7 +18,8 @@ import scipy.optimize as so
 
 from ._least_squares import IterationReport, minimize_least_squares
 from .backends.base import grad_norm
-from .drivers.native import NativeRun, minimize_native, run_to_end, to_host
+from .drivers.native import NativeRun, minimize_native, run_to_end
+from .drivers.native.arrays import to_host
 from .interrupts import attach_best, in_nested_solve
 from .native import native_method_name
 from .params import ParamSpec
