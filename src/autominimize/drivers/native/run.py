@@ -132,7 +132,7 @@ class NativeRun:
         if self.state.g is None or self.stochastic:
             return False
         grad_norm = norm_inf(namespace(self.x0), self.algorithm.stationarity(self.state))
-        initial = self.criterion(Progress(0, self.oracle.nfev, self.oracle.njev, float(self.state.f), None, grad_norm))
+        initial = self.criterion(Progress(0, self.oracle.counts.nfev, self.oracle.counts.njev, float(self.state.f), None, grad_norm))
         if initial is not None and initial.success:
             self.stop = initial
             return True
@@ -140,15 +140,17 @@ class NativeRun:
 
     def _progress(self, f_prev: float | None) -> Progress:
         elapsed = time.perf_counter() - self._start
-        common = dict(nit=self.nit, nfev=self.oracle.nfev, njev=self.oracle.njev, elapsed=elapsed)
+        counts = self.oracle.counts
+        common = dict(nit=self.nit, nfev=counts.nfev, njev=counts.njev, elapsed=elapsed)
         if self.stochastic:
             return Progress(**common, epoch=self.batches.epoch)
         grad_norm = norm_inf(namespace(self.state.x), self.algorithm.stationarity(self.state))
         return Progress(**common, fun=float(self.state.f), fun_prev=f_prev, grad_norm=grad_norm)
 
     def _snapshot(self, progress: Progress) -> IterationState:
+        counts = self.oracle.counts
         return IterationState(
-            self.nit, self.oracle.nfev, self.oracle.njev, self.oracle.nhvp, progress.elapsed,
+            self.nit, counts.nfev, counts.njev, counts.nhvp, progress.elapsed,
             progress.epoch, self.state.f, progress.grad_norm, self.stop, self.state, self._restore,
         )
 
@@ -179,10 +181,7 @@ class NativeRun:
                 fun=float(f) if f is not None else math.nan,
                 jac=None if g is None else self._restore(g),
                 nit=self.nit,
-                nfev=self.oracle.nfev,
-                njev=self.oracle.njev,
-                nhev=0,
-                nhvp=self.oracle.nhvp,
+                **self.oracle.counts.as_dict(),
                 success=stop.success,
                 status=stop.status,
                 message=stop.message,
