@@ -1,6 +1,6 @@
 """Exact derivatives on the framework's own flat arrays, compiled once per function.
 
-:func:`compile_functions` builds, for one (function, structure, dtype, device), the value,
+:func:`~.compiled.compile_functions` builds, for one (function, structure, dtype, device), the value,
 value-and-gradient, Hessian-vector product and — for functions returning residuals r, whose
 objective is ½‖r‖² — Gauss-Newton-vector product Jᵀ(J v) and the sum of the squared per-case
 gradients Σ_i (∇f_i)² (case i: the residuals r[i] along the leading axis, f_i = ½‖r_i‖²):
@@ -32,7 +32,7 @@ from ..params import ParamSpec
 from ..problem import Counters
 from ._arrays import namespace, vdot
 
-__all__ = ["NativeFunctions", "compile_functions", "CountingOracle", "make_params_of", "sum_squared_case_gradients"]
+__all__ = ["NativeFunctions", "CountingOracle", "make_params_of", "sum_squared_case_gradients"]
 
 Call = Callable[[Any, Any], Any]  # call(params, batch) -> scalar or residuals
 
@@ -108,21 +108,6 @@ def _case_count(shapes: list[tuple]) -> int:
             f"the residuals have shapes {[tuple(s) for s in shapes]}, which share no leading axis."
         )
     return leading.pop()
-
-
-def compile_functions(backend: str, call: Call, spec: ParamSpec, dtype: str, residual: bool, device: Any = None) -> NativeFunctions:
-    """The native functions for one backend; cache the result per (function, key)."""
-    if backend == "jax":
-        from .functions_jax import jax_functions
-
-        return jax_functions(call, spec, dtype, residual)
-    if backend == "torch":
-        from .functions_torch import torch_functions
-
-        return torch_functions(call, spec, residual)
-    from .functions_host import host_functions
-
-    return host_functions(backend, call, spec, dtype, residual)
 
 
 class CountingOracle:

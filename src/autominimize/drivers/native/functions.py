@@ -8,7 +8,8 @@ import numpy as np
 
 from ..._setup import cached, compile_key
 from ...native._arrays import flatten_leaves, namespace
-from ...native.oracles import NativeFunctions, compile_functions, make_params_of
+from ...native.compiled import compile_functions
+from ...native.oracles import NativeFunctions, make_params_of
 from ...params import ParamSpec
 
 __all__ = ["native_functions"]
