@@ -117,6 +117,32 @@ def test_numpy_code_imports_no_framework():
     assert out.strip() == "numpy []"
 
 
+def test_a_plain_numpy_solve_loads_no_algorithm_log_nor_framework():
+    """Only what the solve runs is imported: no native algorithm, no log writer, no process pool."""
+    script = textwrap.dedent(
+        """
+        import sys
+        import numpy as np
+        import autominimize as am
+
+        am.minimize(lambda x: (x ** 2).sum(), np.ones(3), backend="numpy")
+        print(" ".join(sorted(sys.modules)))
+        """
+    )
+    loaded = set(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split())
+    algorithms = {f"autominimize.native.{name}" for name in ("lbfgs", "conjugate_gradient", "hessian_free", "gradient_descent", "stopping")}
+    unneeded = algorithms | {"autominimize.recording.log_writer", "autominimize.recording.log_reader", "sqlite3", "concurrent.futures.process", "jax", "torch", "tensorflow"}
+    assert "autominimize.backends.numpy_backend" in loaded
+    assert unneeded & loaded == set()
+
+
+def test_native_method_names_are_answered_from_a_table_that_matches_the_algorithms():
+    from autominimize import native
+
+    assert native.is_native_method("L-BFGS-native") and native.is_native_method("hf") and not native.is_native_method("bfgs")
+    assert {name: cls.name for name, cls in native.ALGORITHMS.items()} == {name: name for name in native.ALGORITHMS}
+
+
 def test_code_written_with_one_framework_is_not_probed():
     """The code names its framework: no evaluation with NumPy arrays picks it."""
     jnp = pytest.importorskip("jax.numpy")

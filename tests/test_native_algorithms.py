@@ -224,7 +224,7 @@ def test_hessian_free_pcg_with_the_exact_diagonal_converges_in_one_iteration():
 def test_hessian_free_squared_case_gradients_are_per_case():
     """Σ_i (∇f_i)², case i the rows r[i] of every residual leaf: f_i = ½‖r_i‖², ∇f_i = J_iᵀ r_i."""
     from autominimize.backends import get_backend
-    from autominimize.native.oracles import compile_functions
+    from autominimize.native.compiled import compile_functions
     from autominimize.params import ParamSpec
 
     rng = np.random.default_rng(2)

@@ -22,7 +22,6 @@ from .drivers.scipy_least_squares import LEAST_SQUARES_METHODS
 from .drivers.scipy_pipeline import Recording, ScipyProblem, has_constraints, plan_method, solve
 from .native import is_native_method
 from .problem import check_error_handling, numdiff_evaluator
-from .recording import resume_point
 from .user_derivatives import flatten_gradient, flatten_hessian
 
 __all__ = ["minimize", "PRECISIONS", "HVP_TYPES"]
@@ -363,7 +362,11 @@ def _compile(
     """The backend chosen, the start read, the user's derivatives flattened: the flat problem."""
     backend_name = setup.choose_backend(backend, from_leaves=source.user_derivatives)
     evaluator = numdiff_evaluator(backend_name, backend_name == "numpy" and source.jac is None, workers, executor, error_handling)
-    x0_flat = setup.x0_flat if resume is None else resume_point(resume, setup.spec)
+    x0_flat = setup.x0_flat
+    if resume is not None:
+        from .recording.log_reader import resume_point
+
+        x0_flat = resume_point(resume, setup.spec)
     derivatives = _user_derivatives(setup, source.jac, hess, hessp)
     return ScipyProblem(
         setup.spec, setup.clip_start(x0_flat, stacklevel=_stacklevel_outside()), functools.partial(source.compile, setup, evaluator),

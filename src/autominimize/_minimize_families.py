@@ -18,13 +18,14 @@ import scipy.optimize as so
 
 from ._least_squares import minimize_least_squares
 from .backends.base import grad_norm
+from .drivers.native import NativeRun, minimize_native, run_to_end
+from .drivers.native.arrays import to_host
 from .drivers.scipy_least_squares import IterationReport
-from .drivers.native import NativeRun, minimize_native, run_to_end, to_host
 from .drivers.scipy_pipeline import Recording
 from .native import native_method_name
 from .params import ParamSpec
 from .problem import Counters
-from .recording import attach_best, in_nested_solve, resume_point
+from .recording import attach_best, in_nested_solve
 
 __all__ = ["minimize_native_recorded", "minimize_least_squares_recorded"]
 
@@ -85,6 +86,8 @@ def _start_point(x0: Any, resume: Any) -> Any:
     """x0, or the best point of the last run logged in ``resume`` in x0's structure."""
     if resume is None:
         return x0
+    from .recording.log_reader import resume_point
+
     spec = ParamSpec.from_tree(x0)
     return spec.restore(resume_point(resume, spec))
 

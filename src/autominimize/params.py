@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import optree
 
+from .leaf_arrays import check_torch_leaf, restore_leaf, torch_dtype_of
+
 __all__ = ["ParamSpec", "LeafInfo", "leaf_kind", "leaf_to_numpy", "leaf_path_names"]
 
 _NONE_IS_LEAF = False
@@ -149,7 +151,7 @@ class ParamSpec:
                     "a NumPy array, or a JAX, PyTorch or TensorFlow tensor."
                 )
             if kind == "torch":
-                _check_torch_leaf(path, leaf)
+                check_torch_leaf(path, leaf)
             array = leaf_to_numpy(leaf)
             if array.dtype.kind not in "fiu":  # floating point, signed or unsigned integers
                 raise TypeError(
@@ -165,7 +167,7 @@ class ParamSpec:
             dtype = array.dtype if array.dtype.kind == "f" else floating
             device = torch_dtype = None
             if kind == "torch":
-                device, torch_dtype = leaf.device, leaf.dtype if leaf.dtype.is_floating_point else _torch_dtype(dtype)
+                device, torch_dtype = leaf.device, leaf.dtype if leaf.dtype.is_floating_point else torch_dtype_of(dtype)
             infos.append(LeafInfo(path, array.shape, dtype, kind, device, torch_dtype))
         if sum(info.size for info in infos) == 0:
             raise ValueError(
@@ -216,7 +218,8 @@ class ParamSpec:
     def restore(self, flat: np.ndarray) -> Any:
         """The flat vector in x0's structure *and* x0's array types, dtypes and devices."""
         leaves = [
-            _restore_leaf(info, part) for info, part in zip(self.leaves, self.split(np.asarray(flat)))
+            restore_leaf(info.kind, part, info.dtype, info.torch_dtype, info.device)
+            for info, part in zip(self.leaves, self.split(np.asarray(flat)))
         ]
         return self.treedef.unflatten(leaves)
 
@@ -243,47 +246,3 @@ class ParamSpec:
 
     def __repr__(self) -> str:
         return f"ParamSpec({self.treedef}, size={self.size})"
-
-
-def _check_torch_leaf(path: str, leaf: Any) -> None:
-    """A torch tensor the solve can read: dense, with data, of a dtype NumPy has."""
-    import torch
-
-    if leaf.layout != torch.strided:
-        raise TypeError(f"{path} is a sparse torch tensor (layout {leaf.layout}); parameters must be dense tensors: pass {path}.to_dense().")
-    if leaf.device.type == "meta":
-        raise TypeError(f"{path} is a torch tensor on the meta device, which holds no values; give a tensor on the CPU or a GPU.")
-    if leaf.dtype in (torch.bfloat16,) or leaf.is_complex():
-        raise TypeError(
-            f"{path} has torch dtype {str(leaf.dtype).removeprefix('torch.')}; parameters must be float64, float32, "
-            f"float16 or integer tensors: pass {path}.double() or {path}.float() (precision='float32' computes in float32)."
-        )
-
-
-def _torch_dtype(dtype: np.dtype) -> Any:
-    import torch
-
-    return {np.dtype(np.float64): torch.float64, np.dtype(np.float32): torch.float32}[dtype]
-
-
-def _restore_leaf(info: LeafInfo, part: np.ndarray) -> Any:
-    if info.kind == "python":
-        return float(part.reshape(()))
-    if info.kind == "numpy":
-        return np.array(part, dtype=info.dtype)
-    if info.kind == "torch":
-        import torch
-
-        return torch.tensor(np.array(part), dtype=info.torch_dtype, device=info.device)
-    if info.kind == "jax":
-        import jax
-
-        # a float64 leaf stays float64 where the caller's JAX has 64-bit types off (an integer
-        # x0 solved in float64, or x0 made under jax.enable_x64)
-        with jax.enable_x64(info.dtype.itemsize == 8 or jax.enable_x64.value):
-            return jax.device_put(part.astype(info.dtype))
-    if info.kind == "tf":
-        import tensorflow as tf
-
-        return tf.constant(part.astype(info.dtype))
-    return np.array(part)

@@ -29,7 +29,7 @@ def _figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] = (6.4, 4.
 
 def _history_of(item: Any) -> History:
     if isinstance(item, (str, os.PathLike)):
-        from .recording import read_log
+        from .recording.log_reader import read_log
 
         return read_log(item).history
     history = getattr(item, "history", None)

@@ -175,7 +175,7 @@ def _batched(batched: bool | None, native: str | None, backend: str, parallel: b
 def _batched_solves(problem: GlobalProblem, fun: Callable, args: tuple, unpack: str, starts: np.ndarray, box: Any, kwargs: dict) -> list:
     """Every start solved in one ``am.minimize(..., batch=True)``, one result per start."""
     from .._minimize import minimize
-    from ..drivers.native import unstack
+    from ..drivers.native.batched import unstack
 
     count = starts.shape[0]
     stacked = ParamSpec(problem.spec.treedef, tuple(

@@ -16,34 +16,26 @@ method              algorithm                                      module
 ``sgd-qn``          Bordes, Bottou & Gallinari 2009/2010           sgd_qn
 ``tonga``           Le Roux, Manzagol & Bengio 2008                tonga
 ==================  =============================================  ==================
+
+The algorithms and stopping criteria load on first use: ``am.minimize`` asks
+:func:`is_native_method` of every method name, and importing all of them to answer cost a
+plain scipy solve in a fresh interpreter about 27 ms.
 """
 
 from __future__ import annotations
 
-from .base import Algorithm
-from .conjugate_gradient import NonlinearCG
-from .delta_bar_delta import DeltaBarDelta
-from .gradient_descent import SGD
-from .hessian_free import HessianFree
-from .lbfgs import LBFGS
-from .sgd_qn import SGDQN
-from .stopping import (
-    AllOf,
-    AnyOf,
-    Criterion,
-    FunctionTolerance,
-    GradientTolerance,
-    MaxEpochs,
-    MaxEvaluations,
-    MaxIterations,
-    Progress,
-    Stop,
-    TimeBudget,
-)
-from .tonga import Tonga
+import importlib
+from typing import TYPE_CHECKING, Any
 
-ALGORITHMS: dict[str, type[Algorithm]] = {
-    cls.name: cls for cls in (SGD, DeltaBarDelta, NonlinearCG, LBFGS, HessianFree, SGDQN, Tonga)
+#: method name -> (module, class) of its algorithm; each class's ``name`` is its key
+_ALGORITHM_CLASSES = {
+    "sgd": ("gradient_descent", "SGD"),
+    "delta-bar-delta": ("delta_bar_delta", "DeltaBarDelta"),
+    "cg-native": ("conjugate_gradient", "NonlinearCG"),
+    "lbfgs-native": ("lbfgs", "LBFGS"),
+    "hessian-free": ("hessian_free", "HessianFree"),
+    "sgd-qn": ("sgd_qn", "SGDQN"),
+    "tonga": ("tonga", "Tonga"),
 }
 _ALIASES = {
     "l-bfgs-native": "lbfgs-native",
@@ -54,6 +46,41 @@ _ALIASES = {
     "sgdqn": "sgd-qn",
     "momentum": "sgd",
 }
+_STOPPING = (
+    "Criterion", "Progress", "Stop", "MaxIterations", "MaxEvaluations", "MaxEpochs",
+    "GradientTolerance", "FunctionTolerance", "TimeBudget", "AnyOf", "AllOf",
+)
+#: public name -> the submodule that defines it
+_EXPORTS = {
+    "Algorithm": "base",
+    **{cls: module for module, cls in _ALGORITHM_CLASSES.values()},
+    **{name: "stopping" for name in _STOPPING},
+}
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
+    from .base import Algorithm
+    from .conjugate_gradient import NonlinearCG
+    from .delta_bar_delta import DeltaBarDelta
+    from .gradient_descent import SGD
+    from .hessian_free import HessianFree
+    from .lbfgs import LBFGS
+    from .sgd_qn import SGDQN
+    from .stopping import (
+        AllOf,
+        AnyOf,
+        Criterion,
+        FunctionTolerance,
+        GradientTolerance,
+        MaxEpochs,
+        MaxEvaluations,
+        MaxIterations,
+        Progress,
+        Stop,
+        TimeBudget,
+    )
+    from .tonga import Tonga
+
+    ALGORITHMS: dict[str, type[Algorithm]]
 
 
 def native_method_name(method: object) -> str | None:
@@ -62,11 +89,27 @@ def native_method_name(method: object) -> str | None:
         return None
     name = method.lower()
     name = _ALIASES.get(name, name)
-    return name if name in ALGORITHMS else None
+    return name if name in _ALGORITHM_CLASSES else None
 
 
 def is_native_method(method: object) -> bool:
+    """Whether ``method`` names a native algorithm (an alias included); imports none of them."""
     return native_method_name(method) is not None
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ALGORITHMS":
+        value: Any = {method: __getattr__(cls) for method, (_, cls) in _ALGORITHM_CLASSES.items()}
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 __all__ = [

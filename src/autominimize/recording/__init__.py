@@ -2,13 +2,13 @@
 
 Every family attaches these the same way: :func:`recorders` turns a solve's ``history=``,
 ``log=``, ``progress=`` and ``loss_callback=`` into observers and sinks, ``resume=`` reads
-its starting point with :func:`resume_point`, and :mod:`.interrupts` makes one Ctrl-C end a
+its starting point with :func:`.log_reader.resume_point`, and :mod:`.interrupts` makes one Ctrl-C end a
 whole run.
 """
 
 from .history import History
 from .interrupts import attach_best, in_nested_solve, nested_solves
-from .log_reader import read_log, resume_point
 from .sinks import recorders
 
-__all__ = ["History", "attach_best", "in_nested_solve", "nested_solves", "read_log", "recorders", "resume_point"]
+# the log's modules (and sqlite3) are not imported here: a solve without log= or resume= never loads them
+__all__ = ["History", "attach_best", "in_nested_solve", "nested_solves", "recorders"]

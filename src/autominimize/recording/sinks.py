@@ -8,15 +8,17 @@ open the log's run at the start and close everything at the end.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from ..params import ParamSpec
 from ..problem import Objective
 from .history import POINT_BUDGET, History, LossCallback
-from .log_writer import RunLog, SQLiteLog
 from .progress import ProgressBar
+
+if TYPE_CHECKING:
+    from .log_writer import RunLog
 
 __all__ = ["Sinks", "recorders"]
 
@@ -61,9 +63,13 @@ def recorders(history: bool, log: Any, progress: bool, loss_callback: Callable |
     Raises TypeError for a ``log=`` that is neither a path nor an :class:`SQLiteLog`, and
     LogError for a log file that cannot be opened for writing.
     """
-    if log is not None and not isinstance(log, (str, os.PathLike, SQLiteLog)):
-        raise TypeError(f"log must be a file path or an am.SQLiteLog; got {type(log).__name__}.")
-    settings = SQLiteLog(log) if isinstance(log, (str, os.PathLike)) else log
+    settings = None
+    if log is not None:  # the log writer and sqlite3 load only for a solve that writes a log
+        from .log_writer import SQLiteLog
+
+        if not isinstance(log, (str, os.PathLike, SQLiteLog)):
+            raise TypeError(f"log must be a file path or an am.SQLiteLog; got {type(log).__name__}.")
+        settings = SQLiteLog(log) if isinstance(log, (str, os.PathLike)) else log
     observers: list = []
     recorded = None
     if history or settings is not None:  # a log writes a history's rows; with history=False, one of its own
@@ -71,6 +77,8 @@ def recorders(history: bool, log: Any, progress: bool, loss_callback: Callable |
         recorded = History(keep_points=history or iterates, point_budget=None if iterates else POINT_BUDGET)
     sqlite_log = None
     if settings is not None:
+        from .log_writer import RunLog
+
         sqlite_log = RunLog(settings, recorded, owns_journal=not history)
     bar = None
     if progress:
