@@ -2,7 +2,9 @@
 
 The state holds one row per problem (``x`` and ``g`` of shape (B, n), ``f`` of shape (B,),
 the curvature pairs as (B, m, n) arrays) and every update is masked, so a member that has
-stopped no longer changes while the others go on; the run ends when all have stopped.
+stopped no longer changes while the others go on. Between iterations the stopped members
+leave the batch (on JAX to power-of-four sizes, so that few shapes are compiled): a member
+that has stopped costs no further evaluations. The run ends when all have stopped.
 One evaluation computes all B values and gradients in one call: ``jax.vmap`` or
 ``torch.func.vmap`` of the single problem's ``value_and_grad``
 (:func:`batched_value_and_grad`).
@@ -41,6 +43,7 @@ import array_api_compat
 
 from ..params import ParamSpec
 from ._arrays import namespace
+from .compaction import ActiveRows, gather_rows
 from ..backends.jax_aot import AheadOfTime
 from .oracles import _scalar_check, make_params_of
 
@@ -141,40 +144,54 @@ class BatchedLBFGS:
 
     # -- the run ----------------------------------------------------------------------
     def run(self, x0: Any, value_and_grad: Callable[[Any], tuple[Any, Any]]) -> BatchedState:
-        """Iterate from the rows of ``x0`` until every member has stopped."""
+        """Iterate from the rows of ``x0`` until every member has stopped; the final state, on
+        the host (NumPy arrays, one row per member in x0's order).
+
+        Between iterations the members that have stopped leave the batch
+        (:class:`~.compaction.ActiveRows`), so ``value_and_grad`` sees only running rows.
+        """
         xp = namespace(x0)
+        jit = array_api_compat.is_jax_array(x0)
         # bounds are arguments of the compiled pieces, so these stay cached across runs
-        init, direction, trial, update, wolfe_start, wolfe_trial, wolfe_finish = _pieces(
-            xp, dataclasses.replace(self, lower=None, upper=None), value_and_grad, array_api_compat.is_jax_array(x0)
-        )
+        pieces = _pieces(xp, dataclasses.replace(self, lower=None, upper=None), value_and_grad, jit)
         box = (self.lower, self.upper) if self.bounded else None
         start = time.perf_counter()
-        state = init(x0, box)
-        while bool(xp.any(state.reason == _RUNNING)):
+        state = pieces[0](x0, box)
+        active = ActiveRows(x0.shape[0], padded=jit)
+        while True:
+            state, _ = active.compact(state, (), pieces[-1])
+            if state is None:
+                return active.result(BatchedState)
             if self.max_time is not None and time.perf_counter() - start >= self.max_time:
-                return state._replace(reason=xp.where(state.reason == _RUNNING, xp.full_like(state.reason, _TIME), state.reason))
-            state, d, alpha = direction(state, box)
-            searching = state.reason == _RUNNING
-            found = (state.x, state.f, state.g, xp.zeros_like(searching), state.nfev)
-            if self.line_search == "wolfe":
-                search, d = wolfe_start(state, d, alpha, box)
-                for _ in range(self.max_line_search):
-                    if not bool(xp.any(searching)):
-                        break
-                    searching, search, found = wolfe_trial(state, d, search, searching, found, box)
-                found = wolfe_finish(search, searching, found)
+                state = state._replace(reason=xp.where(state.reason == _RUNNING, xp.full_like(state.reason, _TIME), state.reason))
             else:
-                for _ in range(self.max_line_search):
-                    if not bool(xp.any(searching)):
-                        break
-                    searching, alpha, found = trial(state, d, alpha, searching, found, box)
-            state = update(state, found, box)
-        return state
+                state = self._iteration(xp, pieces, state, box)
+
+    def _iteration(self, xp: Any, pieces: tuple, state: BatchedState, box: tuple | None) -> BatchedState:
+        """One direction, line search and update for every row of ``state``."""
+        _, direction, trial, update, wolfe_start, wolfe_trial, wolfe_finish, _ = pieces
+        state, d, alpha = direction(state, box)
+        searching = state.reason == _RUNNING
+        found = (state.x, state.f, state.g, xp.zeros_like(searching), state.nfev)
+        if self.line_search == "wolfe":
+            search, d = wolfe_start(state, d, alpha, box)
+            for _ in range(self.max_line_search):
+                if not bool(xp.any(searching)):
+                    break
+                searching, search, found = wolfe_trial(state, d, search, searching, found, box)
+            found = wolfe_finish(search, searching, found)
+        else:
+            for _ in range(self.max_line_search):
+                if not bool(xp.any(searching)):
+                    break
+                searching, alpha, found = trial(state, d, alpha, searching, found, box)
+        return update(state, found, box)
 
 
 @functools.lru_cache(maxsize=32)
 def _pieces(xp: Any, algo: BatchedLBFGS, value_and_grad: Callable, jit: bool) -> tuple[Callable, ...]:
-    """init, direction, trial and update for one algorithm and function (jitted on JAX)."""
+    """init, direction, trial, update, the Wolfe search's start, trial and finish, and the
+    gather of running rows, for one algorithm and function (jitted on JAX)."""
     pieces = (
         functools.partial(_init, xp, algo, value_and_grad),
         functools.partial(_direction, xp, algo),
@@ -183,6 +200,7 @@ def _pieces(xp: Any, algo: BatchedLBFGS, value_and_grad: Callable, jit: bool) ->
         functools.partial(_wolfe_start, xp),
         functools.partial(_wolfe_trial, xp, algo, value_and_grad),
         functools.partial(_wolfe_finish, xp),
+        functools.partial(gather_rows, xp),
     )
     # ahead of time: a float64 solve clears JAX's caches, so jax.jit alone recompiles each solve
     return tuple(AheadOfTime(piece) for piece in pieces) if jit else pieces

@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
 import array_api_compat
-import numpy as np
 
 from ..backends.jax_aot import AheadOfTime
 from ._arrays import namespace
+from .compaction import ActiveRows, gather_rows
 
 __all__ = ["BatchedLM", "LMState", "REASONS", "RUNNING"]
 
@@ -131,58 +131,16 @@ class BatchedLM:
         box = None if lower is None and upper is None else (lower, upper)
         init, step, gather = _pieces(xp, self, evaluate, jit)
         state = init(x0, box, *data)
-        index = np.arange(x0.shape[0])
-        finished: list[LMState] = []
-        finished_index: list[Any] = []
+        active = ActiveRows(x0.shape[0], padded=jit)
         while True:
-            running = _to_host(state.reason) == RUNNING
-            count, size = int(running.sum()), running.size
-            target = _bucket(count) if jit else count
-            if target < size:
-                # the stopped members go to the host; the running ones go on (on JAX padded to a
-                # power of four by repeats of a running member, dropped at the end)
-                host = LMState(*(_to_host(v) for v in state))
-                stopped = np.flatnonzero(~running & (index >= 0))
-                finished.append(LMState(*(v[stopped] for v in host)))
-                finished_index.append(index[stopped])
-                if count == 0:
-                    break
-                rows = np.flatnonzero(running)
-                rows = np.concatenate([rows, np.full(target - count, rows[0])])
-                state, data = gather((state, data), xp.asarray(rows, device=array_api_compat.device(x0)))
-                index = np.where(np.arange(target) < count, index[rows], -1)
+            state, data = active.compact(state, data, gather)
+            if state is None:
+                return active.result(LMState)
             state = step(state, box, *data)
-        order = np.argsort(np.concatenate(finished_index), kind="stable")
-        return LMState(*(np.concatenate([getattr(s, f) for s in finished])[order] for f in LMState._fields))
-
-
-def _bucket(count: int) -> int:
-    """The compiled size for ``count`` running members on JAX: a power of four, at least 64.
-
-    Each size is one compilation of the step (seconds on CPU); powers of four keep a batch of
-    10 000 to five sizes, at the price of at most 4× padding rows once few members run.
-    """
-    if count == 0:
-        return 0
-    size = 64
-    while size < count:
-        size *= 4
-    return size
-
-
-def _to_host(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu()
-    return np.asarray(x)
 
 
 def _device(x: Any) -> Any:
     return array_api_compat.device(x)
-
-
-def _gather(xp: Any, tree: Any, rows: Any) -> Any:
-    state, data = tree
-    return LMState(*(xp.take(v, rows, axis=0) for v in state)), tuple(xp.take(d, rows, axis=0) for d in data)
 
 
 @functools.lru_cache(maxsize=32)
@@ -191,7 +149,7 @@ def _pieces(xp: Any, algo: BatchedLM, evaluate: Callable, jit: bool) -> tuple[Ca
     pieces = (
         functools.partial(_init, xp, algo, evaluate),
         functools.partial(_step, xp, algo, evaluate),
-        functools.partial(_gather, xp),
+        functools.partial(gather_rows, xp),
     )
     return tuple(AheadOfTime(piece) for piece in pieces) if jit else pieces
 
