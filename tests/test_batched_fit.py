@@ -238,3 +238,16 @@ def test_benchmark_section_runs_small(monkeypatch):
     assert len(rows) == 3 * 3 + 2 * 2 and all(r["success"] == 1.0 for r in rows)
     assert all(r["cost_ratio"] < 1 + 1e-6 for r in rows[:9])  # no fit worse than scipy's
     assert "batched L-BFGS, Wolfe" in bench.format_batched(rows)
+
+
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_a_member_whose_jacobian_alone_is_not_finite_stops_at_its_start(bad):
+    from autominimize.native.batched_lm import REASONS, BatchedLM
+
+    def evaluate(x):  # residuals x − 2, finite everywhere; the Jacobian is not at x = 0
+        return x - 2.0, np.where(x == 0.0, bad, 1.0)[:, :, None]
+
+    state = BatchedLM().run(np.array([[1.0], [0.0], [5.0]]), evaluate)
+    assert [REASONS[int(c)][2] for c in state.reason] == [1, -1, 1]
+    np.testing.assert_allclose(state.x[[0, 2], 0], 2.0)
+    assert state.nfev[1] == 1
