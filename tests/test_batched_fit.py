@@ -235,8 +235,9 @@ def test_benchmark_section_runs_small(monkeypatch):
     monkeypatch.setattr(bench, "STARTS", 8)
     rows = bench.run_batched(repeats=1)
     assert [(r["backend"], r["baseline"].split()[0]) for r in rows][:3] == [("jax", "scipy"), ("jax", "scipy"), ("jax", "am.curve_fit")]
-    assert len(rows) == 3 * 3 + 2 * 2 and all(r["success"] == 1.0 for r in rows)
-    assert all(r["cost_ratio"] < 1 + 1e-6 for r in rows[:9])  # no fit worse than scipy's
+    assert len(rows) == 3 * 3 + 1 + 2 * 2 and all(r["success"] == 1.0 for r in rows)
+    assert [r["contender"] for r in rows if r["backend"] == "torch"][3] == "batched_curve_fit, 1 thread"
+    assert all(r["cost_ratio"] < 1 + 1e-6 for r in rows[:10])  # no fit worse than scipy's
     assert "batched L-BFGS, Wolfe" in bench.format_batched(rows)
 
 
