@@ -58,6 +58,9 @@ class ActiveRows:
     padded : bool
         Gather to :func:`bucket` sizes (JAX, where each size is compiled) instead of exactly
         the running rows.
+    whole : bool
+        Keep every row until all members have stopped (masking only), for solvers where a new
+        size costs more than the rows it saves.
 
     Examples
     --------
@@ -77,9 +80,9 @@ class ActiveRows:
     ([10.0, 1.0, 12.0], [1, 2, 1])
     """
 
-    def __init__(self, count: int, *, padded: bool) -> None:
+    def __init__(self, count: int, *, padded: bool, whole: bool = False) -> None:
         self.index = np.arange(count)  # the member of each row; -1 for a padding row
-        self.padded = padded
+        self.padded, self.whole = padded, whole
         self.finished: list[tuple[np.ndarray, Any]] = []
 
     def compact(self, state: Any, data: tuple, gather: Callable[[tuple, Any], tuple]) -> tuple[Any, tuple]:
@@ -93,7 +96,7 @@ class ActiveRows:
         member = self.index >= 0
         running = (to_host(state.reason) == 0) & member
         count, size = int(running.sum()), running.size
-        target = bucket(count) if self.padded else count
+        target = size if self.whole else bucket(count) if self.padded else count
         if target >= size and count > 0:
             return state, data
         host = type(state)(*(to_host(v) for v in state))
