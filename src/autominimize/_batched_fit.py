@@ -3,9 +3,10 @@
 B independent problems share one residual function and differ in their data and/or start.
 They are solved together by the vectorised Levenberg–Marquardt of
 :mod:`autominimize.native.batched_lm`: JAX and torch map the residual function and its
-forward-mode Jacobian over the members (``jax.vmap``/``torch.func.vmap`` of ``jacfwd``);
-NumPy calls it member by member, with forward differences. ``executor=`` splits the batch
-into chunks solved on workers.
+forward-mode Jacobian over the members (``jax.vmap`` of ``jax.jacfwd``; on torch,
+``torch.func.jvp`` of the member-mapped function along each parameter); NumPy calls it
+member by member, with forward differences. ``executor=`` splits the batch into chunks
+solved on workers.
 
 Each entry point is a short sequence of steps: the set-up (:mod:`._batched_setup`, and
 :mod:`._batched_curve` for curve fits), the driver (:mod:`.drivers.batched_fit`) and the

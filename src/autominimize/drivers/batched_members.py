@@ -4,9 +4,10 @@ A batched fit solves B problems that share one residual function and differ in t
 and/or start. :class:`MemberProblem` holds what a chunk of members needs besides its rows
 (picklable, so it can go to another process); :func:`evaluator` turns it into the
 ``evaluate(x, *data) -> (r, J)`` that :class:`~autominimize.native.batched_lm.BatchedLM`
-calls on the k running rows: on JAX and torch the residual function and its forward-mode
-Jacobian mapped over the members (``jax.vmap``/``torch.func.vmap`` of ``jacfwd``), on NumPy
-forward differences, member by member or, with ``vectorized=True``, over all rows at once.
+calls on the k running rows: on JAX, ``jax.vmap`` of ``jax.jacfwd`` of the residual
+function; on torch, ``torch.func.jvp`` of the member-mapped residual function along each
+parameter, the n jvps mapped with ``torch.func.vmap``; on NumPy, forward differences, member
+by member or, with ``vectorized=True``, over all rows at once.
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def ravel(out: Any, like: Any) -> Any:
         import torch
 
         flat = [torch.as_tensor(v).reshape(-1) for v in leaves]
-        # one leaf needs no copy: under vmap of jacfwd a cat copies every tangent too
+        # one leaf needs no copy: under the mapped jvps a cat copies every tangent too
         return (flat[0] if len(flat) == 1 else torch.cat(flat)).to(like.dtype)
     return np.concatenate([np.ravel(np.asarray(v, dtype=np.float64)) for v in leaves])
 
