@@ -235,6 +235,20 @@ def test_benchmark_section_runs_small(monkeypatch):
     monkeypatch.setattr(bench, "STARTS", 8)
     rows = bench.run_batched(repeats=1)
     assert [(r["backend"], r["baseline"].split()[0]) for r in rows][:3] == [("jax", "scipy"), ("jax", "scipy"), ("jax", "am.curve_fit")]
-    assert len(rows) == 3 * 3 + 2 * 2 and all(r["success"] == 1.0 for r in rows)
-    assert all(r["cost_ratio"] < 1 + 1e-6 for r in rows[:9])  # no fit worse than scipy's
+    assert len(rows) == 3 * 3 + 1 + 2 * 2 and all(r["success"] == 1.0 for r in rows)
+    assert [r["contender"] for r in rows if r["backend"] == "torch"][3] == "batched_curve_fit, 1 thread"
+    assert all(r["cost_ratio"] < 1 + 1e-6 for r in rows[:10])  # no fit worse than scipy's
     assert "batched L-BFGS, Wolfe" in bench.format_batched(rows)
+
+
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_a_member_whose_jacobian_alone_is_not_finite_stops_at_its_start(bad):
+    from autominimize.native.batched_lm import REASONS, BatchedLM
+
+    def evaluate(x):  # residuals x − 2, finite everywhere; the Jacobian is not at x = 0
+        return x - 2.0, np.where(x == 0.0, bad, 1.0)[:, :, None]
+
+    state = BatchedLM().run(np.array([[1.0], [0.0], [5.0]]), evaluate)
+    assert [REASONS[int(c)][2] for c in state.reason] == [1, -1, 1]
+    np.testing.assert_allclose(state.x[[0, 2], 0], 2.0)
+    assert state.nfev[1] == 1

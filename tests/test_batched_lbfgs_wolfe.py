@@ -80,6 +80,35 @@ def test_multistart_runs_its_batch_with_the_wolfe_search():
     assert np.allclose(res.x, -2.903534027771178, atol=1e-5)
 
 
+class CountingRows:
+    """``rosen_rows`` that records how many rows each call evaluates."""
+
+    def __init__(self):
+        self.sizes = []
+
+    def __call__(self, x):
+        self.sizes.append(x.shape[0])
+        return rosen_rows(x)
+
+
+@pytest.mark.parametrize("line_search", ["wolfe", "armijo"])
+def test_stopped_members_are_no_longer_evaluated(line_search):
+    """Half the members start at the minimum and stop there: after the first evaluation the
+    batch evaluates only the other half, exactly as many rows as a batch of that half."""
+    half = len(STARTS) // 2
+    x0 = np.concatenate([STARTS[:half], np.ones((half, 2))])
+    mixed, alone = CountingRows(), CountingRows()
+    algo = BatchedLBFGS(line_search=line_search, lower=np.array([-2.0, -2.0]), upper=np.array([2.0, 2.0]))
+    both = algo.run(x0, mixed)
+    first = algo.run(x0[:half], alone)
+    assert mixed.sizes[0] == 2 * half and max(mixed.sizes[1:]) <= half
+    assert sum(mixed.sizes) == sum(alone.sizes) + half
+    assert mixed.sizes[-1] < half  # members that converged left the batch along the way
+    for field in both._fields:
+        np.testing.assert_array_equal(getattr(both, field)[:half], getattr(first, field), err_msg=field)
+    assert (both.reason[half:] == 1).all() and (both.nfev[half:] == 1).all()
+
+
 def test_bad_line_search_is_named():
     with pytest.raises(ValueError, match="line_search must be 'armijo' or 'wolfe'; got 'zoom'"):
         BatchedLBFGS(line_search="zoom")

@@ -5,7 +5,8 @@
   and NumPy (``vectorized=True``) against a loop of ``scipy.optimize.curve_fit`` (bounds, so
   'trf') and a loop of ``am.curve_fit`` with the same framework's model. The loops run on the
   first ``LOOP_SUBSET`` fits and are extrapolated linearly to 10 000 (per-fit cost does not
-  depend on the batch). JAX's first call (compilation) is reported on its own row.
+  depend on the batch). JAX's first call (compilation) is reported on its own row, and torch
+  once more with one intra-op thread (``torch.set_num_threads(1)``, restored after).
 * Batched bounded L-BFGS: 1 000 starts of 10-D Rosenbrock in [−2, 0.9]¹⁰ (the minimum (1, …, 1)
   lies outside, so bounds are active): ``am.minimize(..., batch=True, options={'line_search':
   'wolfe'})`` on JAX and torch against a loop of scipy's L-BFGS-B fed hand-written NumPy f and
@@ -119,7 +120,26 @@ def _fit_rows(repeats: int) -> list[dict]:
         rows.append(common | {"contender": name + " (first call)", "seconds": cold, "baseline": "scipy curve_fit loop", "baseline_seconds": scipy_seconds})
         rows.append(common | {"contender": name, "seconds": seconds, "baseline": "scipy curve_fit loop", "baseline_seconds": scipy_seconds})
         rows.append(common | {"contender": name, "seconds": seconds, "baseline": f"am.curve_fit loop ({backend})", "baseline_seconds": am_seconds})
+        if backend == "torch":
+            rows.append(common | {
+                "contender": name + ", 1 thread", "seconds": _one_torch_thread(batch, repeats),
+                "baseline": "scipy curve_fit loop", "baseline_seconds": scipy_seconds,
+            })
     return rows
+
+
+def _one_torch_thread(run: Callable[[], Any], repeats: int) -> float:
+    """``run``'s median seconds with torch's intra-op threads set to one (then restored): each
+    eager operation over the batch is a parallel region, whose threads wait on each other when
+    the machine is busy."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _median_time(run, repeats)[0]
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _rosen_numpy(x: np.ndarray) -> tuple[float, np.ndarray]:

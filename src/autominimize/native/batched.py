@@ -2,7 +2,10 @@
 
 The state holds one row per problem (``x`` and ``g`` of shape (B, n), ``f`` of shape (B,),
 the curvature pairs as (B, m, n) arrays) and every update is masked, so a member that has
-stopped no longer changes while the others go on; the run ends when all have stopped.
+stopped no longer changes while the others go on. On NumPy and torch the stopped members
+leave the batch between iterations, so a member that has stopped costs no further
+evaluations; on JAX, where each batch size is compiled, they stay, masked. The run ends when
+all have stopped.
 One evaluation computes all B values and gradients in one call: ``jax.vmap`` or
 ``torch.func.vmap`` of the single problem's ``value_and_grad``
 (:func:`batched_value_and_grad`).
@@ -21,7 +24,8 @@ Two line searches, chosen by ``line_search``:
   curvature condition keeps ⟨s, y⟩ > 0, so pairs are rarely skipped. With bounds, variables
   at a bound whose gradient points out of the box are held, and the search runs along the
   straight line up to the largest step that stays in the box (L-BFGS-B's ``stpmax``): a
-  member whose function still decreases there stops at the bound, which is then held.
+  member whose function still decreases there stops at the bound, which is then held
+  (:mod:`.batched_wolfe`).
 
 The pieces are pure array-API functions without Python branches on values, so on JAX each
 piece (direction, one line-search trial, the update and stopping tests) is one
@@ -41,6 +45,8 @@ import array_api_compat
 
 from ..params import ParamSpec
 from ._arrays import namespace
+from .batched_wolfe import project, row_dot, wolfe_finish, wolfe_start, wolfe_trial
+from .compaction import ActiveRows, gather_rows
 from ..backends.jax_aot import AheadOfTime
 from .oracles import _scalar_check, make_params_of
 
@@ -141,70 +147,80 @@ class BatchedLBFGS:
 
     # -- the run ----------------------------------------------------------------------
     def run(self, x0: Any, value_and_grad: Callable[[Any], tuple[Any, Any]]) -> BatchedState:
-        """Iterate from the rows of ``x0`` until every member has stopped."""
+        """Iterate from the rows of ``x0`` until every member has stopped; the final state, on
+        the host (NumPy arrays, one row per member in x0's order).
+
+        Between iterations the members that have stopped leave the batch
+        (:class:`~.compaction.ActiveRows`), so ``value_and_grad`` sees only running rows;
+        on JAX, whose pieces are compiled per batch size, they stay in it, masked.
+        """
         xp = namespace(x0)
+        jit = array_api_compat.is_jax_array(x0)
         # bounds are arguments of the compiled pieces, so these stay cached across runs
-        init, direction, trial, update, wolfe_start, wolfe_trial, wolfe_finish = _pieces(
-            xp, dataclasses.replace(self, lower=None, upper=None), value_and_grad, array_api_compat.is_jax_array(x0)
-        )
+        pieces = _pieces(xp, dataclasses.replace(self, lower=None, upper=None), value_and_grad, jit)
         box = (self.lower, self.upper) if self.bounded else None
         start = time.perf_counter()
-        state = init(x0, box)
-        while bool(xp.any(state.reason == _RUNNING)):
+        state = pieces[0](x0, box)
+        # on JAX every new batch size compiles the eight pieces again: 1 000 bounded rosen10
+        # starts took 21–24 s cold instead of 6–8 s, for no less CPU time warm (0.76–0.78 s
+        # against 0.72–0.84 s), so the JAX batch keeps its size and masks stopped members
+        active = ActiveRows(x0.shape[0], padded=jit, whole=jit)
+        while True:
+            state, _ = active.compact(state, (), pieces[-1])
+            if state is None:
+                return active.result(BatchedState)
             if self.max_time is not None and time.perf_counter() - start >= self.max_time:
-                return state._replace(reason=xp.where(state.reason == _RUNNING, xp.full_like(state.reason, _TIME), state.reason))
-            state, d, alpha = direction(state, box)
-            searching = state.reason == _RUNNING
-            found = (state.x, state.f, state.g, xp.zeros_like(searching), state.nfev)
-            if self.line_search == "wolfe":
-                search, d = wolfe_start(state, d, alpha, box)
-                for _ in range(self.max_line_search):
-                    if not bool(xp.any(searching)):
-                        break
-                    searching, search, found = wolfe_trial(state, d, search, searching, found, box)
-                found = wolfe_finish(search, searching, found)
+                state = state._replace(reason=xp.where(state.reason == _RUNNING, xp.full_like(state.reason, _TIME), state.reason))
             else:
-                for _ in range(self.max_line_search):
-                    if not bool(xp.any(searching)):
-                        break
-                    searching, alpha, found = trial(state, d, alpha, searching, found, box)
-            state = update(state, found, box)
-        return state
+                state = self._iteration(xp, pieces, state, box)
+
+    def _iteration(self, xp: Any, pieces: tuple, state: BatchedState, box: tuple | None) -> BatchedState:
+        """One direction, line search and update for every row of ``state``."""
+        _, direction, trial, update, start_search, search_trial, finish_search, _ = pieces
+        state, d, alpha = direction(state, box)
+        searching = state.reason == _RUNNING
+        found = (state.x, state.f, state.g, xp.zeros_like(searching), state.nfev)
+        if self.line_search == "wolfe":
+            search, d = start_search(state, d, alpha, box)
+            for _ in range(self.max_line_search):
+                if not bool(xp.any(searching)):
+                    break
+                searching, search, found = search_trial(state, d, search, searching, found, box)
+            found = finish_search(search, searching, found)
+        else:
+            for _ in range(self.max_line_search):
+                if not bool(xp.any(searching)):
+                    break
+                searching, alpha, found = trial(state, d, alpha, searching, found, box)
+        return update(state, found, box)
 
 
 @functools.lru_cache(maxsize=32)
 def _pieces(xp: Any, algo: BatchedLBFGS, value_and_grad: Callable, jit: bool) -> tuple[Callable, ...]:
-    """init, direction, trial and update for one algorithm and function (jitted on JAX)."""
+    """init, direction, trial, update, the Wolfe search's start, trial and finish, and the
+    gather of running rows, for one algorithm and function (jitted on JAX)."""
     pieces = (
         functools.partial(_init, xp, algo, value_and_grad),
         functools.partial(_direction, xp, algo),
         functools.partial(_trial, xp, algo, value_and_grad),
         functools.partial(_update, xp, algo),
-        functools.partial(_wolfe_start, xp),
-        functools.partial(_wolfe_trial, xp, algo, value_and_grad),
-        functools.partial(_wolfe_finish, xp),
+        functools.partial(wolfe_start, xp),
+        functools.partial(wolfe_trial, xp, algo, value_and_grad),
+        functools.partial(wolfe_finish, xp),
+        functools.partial(gather_rows, xp),
     )
     # ahead of time: a float64 solve clears JAX's caches, so jax.jit alone recompiles each solve
     return tuple(AheadOfTime(piece) for piece in pieces) if jit else pieces
 
 
-def _project(xp: Any, x: Any, box: tuple | None) -> Any:
-    return x if box is None else xp.clip(x, box[0], box[1])
-
-
-def _dot(xp: Any, a: Any, b: Any) -> Any:
-    """Row-wise ⟨a, b⟩ over the last axis."""
-    return xp.sum(a * b, axis=-1)
-
-
 def _grad_norm(xp: Any, x: Any, g: Any, box: tuple | None) -> Any:
     """Row-wise ‖g‖_∞, of the projected gradient x − P(x − g) with bounds (scipy's pgtol)."""
-    stationarity = g if box is None else x - _project(xp, x - g, box)
+    stationarity = g if box is None else x - project(xp, x - g, box)
     return xp.max(xp.abs(stationarity), axis=-1)
 
 
 def _init(xp: Any, algo: BatchedLBFGS, value_and_grad: Callable, x0: Any, box: tuple | None) -> BatchedState:
-    x = _project(xp, x0, box)
+    x = project(xp, x0, box)
     f, g = value_and_grad(x)
     batch, n = x.shape
     zeros_int = xp.zeros((batch,), dtype=xp.int32)
@@ -227,15 +243,15 @@ def _two_loop(xp: Any, q: Any, S: Any, Y: Any, rho: Any, count: Any) -> Any:
     m = S.shape[1]
     alphas = []
     for i in reversed(range(m)):
-        a_i = rho[:, i] * _dot(xp, S[:, i], q)
+        a_i = rho[:, i] * row_dot(xp, S[:, i], q)
         q = q - a_i[:, None] * Y[:, i]
         alphas.append(a_i)
     has = count > 0
-    yy = _dot(xp, Y[:, -1], Y[:, -1])
-    gamma = _dot(xp, S[:, -1], Y[:, -1]) / xp.where(has, yy, xp.ones_like(yy))
+    yy = row_dot(xp, Y[:, -1], Y[:, -1])
+    gamma = row_dot(xp, S[:, -1], Y[:, -1]) / xp.where(has, yy, xp.ones_like(yy))
     q = xp.where(has[:, None], q * gamma[:, None], q)
     for i, a_i in zip(range(m), reversed(alphas)):
-        b = rho[:, i] * _dot(xp, Y[:, i], q)
+        b = rho[:, i] * row_dot(xp, Y[:, i], q)
         q = q + (a_i - b)[:, None] * S[:, i]
     return q
 
@@ -250,7 +266,7 @@ def _direction(xp: Any, algo: BatchedLBFGS, state: BatchedState, box: tuple | No
     d = -_two_loop(xp, gradient, state.S, state.Y, state.rho, state.count)
     if box is not None:
         d = xp.where(binding, xp.zeros_like(d), d)
-    descent = _dot(xp, g, d) < 0.0
+    descent = row_dot(xp, g, d) < 0.0
     d = xp.where(descent[:, None], d, -gradient)
     keep = descent[:, None, None]
     state = state._replace(
@@ -269,9 +285,9 @@ def _direction(xp: Any, algo: BatchedLBFGS, state: BatchedState, box: tuple | No
 def _trial(xp: Any, algo: BatchedLBFGS, value_and_grad: Callable, state: BatchedState, d: Any, alpha: Any, searching: Any, found: tuple, box: tuple | None):
     """One backtracking trial for every member still searching (Armijo along the arc with bounds)."""
     x_best, f_best, g_best, accepted, nfev = found
-    x_new = _project(xp, state.x + alpha[:, None] * d, box)
+    x_new = project(xp, state.x + alpha[:, None] * d, box)
     f_new, g_new = value_and_grad(x_new)
-    decrease = f_new <= state.f + algo.c1 * _dot(xp, state.g, x_new - state.x)
+    decrease = f_new <= state.f + algo.c1 * row_dot(xp, state.g, x_new - state.x)
     ok = xp.logical_and(searching, xp.logical_and(xp.isfinite(f_new), decrease))
     found = (
         xp.where(ok[:, None], x_new, x_best),
@@ -284,140 +300,12 @@ def _trial(xp: Any, algo: BatchedLBFGS, value_and_grad: Callable, state: Batched
     return searching, xp.where(searching, alpha * algo.shrink, alpha), found
 
 
-class _Search(NamedTuple):
-    """Per-member strong Wolfe search state (Nocedal & Wright, Algorithms 3.5 and 3.6)."""
-
-    alpha: Any  # (B,) the next trial step
-    alpha_max: Any  # (B,) the largest step in the box (inf without bounds)
-    dphi0: Any  # (B,) ⟨g, d⟩ at the start
-    zoom: Any  # (B,) bool: bracketed, zooming between lo and hi
-    a_lo: Any  # (B,) bracketing: the previous step; zooming: the best step with sufficient decrease
-    f_lo: Any
-    dphi_lo: Any
-    x_lo: Any  # (B, n) the point at a_lo, with its gradient
-    g_lo: Any
-    a_hi: Any  # (B,) the other end of the bracket
-    f_hi: Any
-    dphi_hi: Any
-
-
-def _wolfe_start(xp: Any, state: BatchedState, d: Any, alpha: Any, box: tuple | None) -> tuple[_Search, Any]:
-    """The search state and the direction: with bounds, d stops pointing out of the box where
-    x is at a bound (else the largest step would be 0), or becomes the projected −g if that
-    leaves it no descent."""
-    alpha_max = xp.full_like(alpha, float("inf"))
-    if box is not None:
-        lower, upper = box
-        blocked = xp.logical_or(xp.logical_and(state.x <= lower, d < 0), xp.logical_and(state.x >= upper, d > 0))
-        d = xp.where(blocked, xp.zeros_like(d), d)
-        binding = xp.logical_or(xp.logical_and(state.x <= lower, state.g > 0), xp.logical_and(state.x >= upper, state.g < 0))
-        steepest = xp.where(binding, xp.zeros_like(d), -state.g)
-        d = xp.where((_dot(xp, state.g, d) < 0)[:, None], d, steepest)
-        # the largest step along d that stays in the box (L-BFGS-B's stpmax)
-        safe = xp.where(d == 0, xp.ones_like(d), d)
-        to_bound = xp.where(d < 0, (state.x - lower) / (-safe), xp.where(d > 0, (upper - state.x) / safe, xp.full_like(d, float("inf"))))
-        alpha_max = xp.min(to_bound, axis=-1)
-    dphi0 = _dot(xp, state.g, d)
-    zeros = xp.zeros_like(alpha)
-    search = _Search(
-        xp.minimum(alpha, alpha_max), alpha_max, dphi0, xp.zeros_like(alpha, dtype=xp.bool), zeros, state.f, dphi0,
-        state.x, state.g, zeros, state.f, dphi0,
-    )
-    return search, d
-
-
-def _cubic_step(xp: Any, s: _Search) -> Any:
-    """The minimiser of the cubic through both ends of the bracket, or the midpoint where that
-    is not finite or within 10% of an end (Nocedal & Wright eq. 3.59)."""
-    span = s.a_hi - s.a_lo
-    safe_span = xp.where(span == 0, xp.ones_like(span), span)
-    d1 = s.dphi_lo + s.dphi_hi - 3.0 * (s.f_lo - s.f_hi) / (-safe_span)
-    radicand = d1 * d1 - s.dphi_lo * s.dphi_hi
-    d2 = xp.sign(span) * xp.sqrt(xp.where(radicand > 0, radicand, xp.zeros_like(radicand)))
-    denominator = s.dphi_hi - s.dphi_lo + 2.0 * d2
-    safe_denominator = xp.where(denominator == 0, xp.ones_like(denominator), denominator)
-    cubic = s.a_hi - span * (s.dphi_hi + d2 - d1) / safe_denominator
-    low, high = xp.minimum(s.a_lo, s.a_hi), xp.maximum(s.a_lo, s.a_hi)
-    width = high - low
-    usable = (radicand > 0) & (denominator != 0) & xp.isfinite(cubic) & (cubic >= low + 0.1 * width) & (cubic <= high - 0.1 * width)
-    return xp.where(usable, cubic, low + 0.5 * width)
-
-
-def _wolfe_trial(xp: Any, algo: BatchedLBFGS, value_and_grad: Callable, state: BatchedState, d: Any, s: _Search, searching: Any, found: tuple, box: tuple | None):
-    """One strong Wolfe round for every member still searching: bracket or zoom, per member."""
-    x_best, f_best, g_best, accepted, nfev = found
-    x_new = _project(xp, state.x + s.alpha[:, None] * d, box)
-    f_new, g_new = value_and_grad(x_new)
-    f_new = xp.where(xp.isfinite(f_new), f_new, xp.full_like(f_new, float("inf")))
-    dphi = _dot(xp, g_new, d)
-    dphi = xp.where(xp.isfinite(dphi), dphi, xp.zeros_like(dphi))
-    no_decrease = f_new > state.f + algo.c1 * s.alpha * s.dphi0
-    curvature = xp.abs(dphi) <= -algo.c2 * s.dphi0
-    bracketing = xp.logical_and(searching, xp.logical_not(s.zoom))
-    zooming = xp.logical_and(searching, s.zoom)
-
-    # bracketing (Algorithm 3.5): the new point is the bracket's high end ...
-    high_end = xp.logical_and(bracketing, no_decrease | xp.logical_and(s.a_lo > 0, f_new >= s.f_lo))
-    settled = xp.logical_and(bracketing, xp.logical_not(high_end))
-    accept = xp.logical_and(settled, curvature)
-    low_end = xp.logical_and(xp.logical_and(settled, xp.logical_not(curvature)), dphi >= 0)  # ... or its low end
-    onward = xp.logical_and(xp.logical_and(settled, xp.logical_not(curvature)), dphi < 0)
-    at_box = xp.logical_and(onward, s.alpha >= s.alpha_max)  # still going down where the box ends: stop there
-    accept = accept | at_box
-    expand = xp.logical_and(onward, xp.logical_not(at_box))
-
-    # zooming (Algorithm 3.6)
-    z_high = xp.logical_and(zooming, no_decrease | (f_new >= s.f_lo))
-    z_low = xp.logical_and(zooming, xp.logical_not(z_high))
-    accept = accept | xp.logical_and(z_low, curvature)
-    z_low = xp.logical_and(z_low, xp.logical_not(curvature))
-    z_swap = xp.logical_and(z_low, dphi * (s.a_hi - s.a_lo) >= 0)
-
-    # the high end becomes the new point (high_end, z_high), the old low end (low_end, z_swap)
-    new_hi = high_end | z_high
-    old_lo_to_hi = low_end | z_swap
-    a_hi = xp.where(new_hi, s.alpha, xp.where(old_lo_to_hi, s.a_lo, s.a_hi))
-    f_hi = xp.where(new_hi, f_new, xp.where(old_lo_to_hi, s.f_lo, s.f_hi))
-    dphi_hi = xp.where(new_hi, dphi, xp.where(old_lo_to_hi, s.dphi_lo, s.dphi_hi))
-    # the low end becomes the new point (low_end, z_low, and the previous step while expanding)
-    new_lo = low_end | z_low | expand
-    a_lo = xp.where(new_lo, s.alpha, s.a_lo)
-    f_lo = xp.where(new_lo, f_new, s.f_lo)
-    dphi_lo = xp.where(new_lo, dphi, s.dphi_lo)
-    x_lo = xp.where(new_lo[:, None], x_new, s.x_lo)
-    g_lo = xp.where(new_lo[:, None], g_new, s.g_lo)
-    zoom = s.zoom | high_end | low_end
-    s = s._replace(zoom=zoom, a_lo=a_lo, f_lo=f_lo, dphi_lo=dphi_lo, x_lo=x_lo, g_lo=g_lo, a_hi=a_hi, f_hi=f_hi, dphi_hi=dphi_hi)
-    alpha = xp.where(expand, xp.minimum(2.0 * s.alpha, s.alpha_max), xp.where(zoom, _cubic_step(xp, s), s.alpha))
-    found = (
-        xp.where(accept[:, None], x_new, x_best),
-        xp.where(accept, f_new, f_best),
-        xp.where(accept[:, None], g_new, g_best),
-        xp.logical_or(accepted, accept),
-        nfev + xp.astype(searching, nfev.dtype),
-    )
-    return xp.logical_and(searching, xp.logical_not(accept)), s._replace(alpha=alpha), found
-
-
-def _wolfe_finish(xp: Any, s: _Search, searching: Any, found: tuple) -> tuple:
-    """Members whose search ran out of trials take the best point with sufficient decrease."""
-    x_best, f_best, g_best, accepted, nfev = found
-    fallback = xp.logical_and(searching, s.a_lo > 0)
-    return (
-        xp.where(fallback[:, None], s.x_lo, x_best),
-        xp.where(fallback, s.f_lo, f_best),
-        xp.where(fallback[:, None], s.g_lo, g_best),
-        xp.logical_or(accepted, fallback),
-        nfev,
-    )
-
-
 def _update(xp: Any, algo: BatchedLBFGS, state: BatchedState, found: tuple, box: tuple | None) -> BatchedState:
     """Accept the line-search points, store new pairs, count, and test stopping per member."""
     x_new, f_new, g_new, accepted, nfev = found
     running = state.reason == _RUNNING
     s, y = x_new - state.x, g_new - state.g
-    sy = _dot(xp, s, y)
+    sy = row_dot(xp, s, y)
     store = xp.logical_and(accepted, sy > algo.curvature_eps)
     safe_sy = xp.where(store, sy, xp.ones_like(sy))
     S = xp.where(store[:, None, None], xp.concat([state.S[:, 1:], s[:, None]], axis=1), state.S)

@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
 import array_api_compat
-import numpy as np
 
 from ..backends.jax_aot import AheadOfTime
 from ._arrays import namespace
+from .compaction import ActiveRows, gather_rows
 
 __all__ = ["BatchedLM", "LMState", "REASONS", "RUNNING"]
 
@@ -56,6 +56,7 @@ class LMState(NamedTuple):
     x: Any  # (B, n)
     r: Any  # (B, m) residuals at x
     J: Any  # (B, m, n) Jacobian at x
+    A: Any  # (B, n, n) JᵀJ
     cost: Any  # (B,) ½‖r‖²
     g: Any  # (B, n) Jᵀr
     scale: Any  # (B, n) Marquardt's diag scaling, nondecreasing
@@ -131,58 +132,16 @@ class BatchedLM:
         box = None if lower is None and upper is None else (lower, upper)
         init, step, gather = _pieces(xp, self, evaluate, jit)
         state = init(x0, box, *data)
-        index = np.arange(x0.shape[0])
-        finished: list[LMState] = []
-        finished_index: list[Any] = []
+        active = ActiveRows(x0.shape[0], padded=jit)
         while True:
-            running = _to_host(state.reason) == RUNNING
-            count, size = int(running.sum()), running.size
-            target = _bucket(count) if jit else count
-            if target < size:
-                # the stopped members go to the host; the running ones go on (on JAX padded to a
-                # power of four by repeats of a running member, dropped at the end)
-                host = LMState(*(_to_host(v) for v in state))
-                stopped = np.flatnonzero(~running & (index >= 0))
-                finished.append(LMState(*(v[stopped] for v in host)))
-                finished_index.append(index[stopped])
-                if count == 0:
-                    break
-                rows = np.flatnonzero(running)
-                rows = np.concatenate([rows, np.full(target - count, rows[0])])
-                state, data = gather((state, data), xp.asarray(rows, device=array_api_compat.device(x0)))
-                index = np.where(np.arange(target) < count, index[rows], -1)
+            state, data = active.compact(state, data, gather)
+            if state is None:
+                return active.result(LMState)
             state = step(state, box, *data)
-        order = np.argsort(np.concatenate(finished_index), kind="stable")
-        return LMState(*(np.concatenate([getattr(s, f) for s in finished])[order] for f in LMState._fields))
-
-
-def _bucket(count: int) -> int:
-    """The compiled size for ``count`` running members on JAX: a power of four, at least 64.
-
-    Each size is one compilation of the step (seconds on CPU); powers of four keep a batch of
-    10 000 to five sizes, at the price of at most 4× padding rows once few members run.
-    """
-    if count == 0:
-        return 0
-    size = 64
-    while size < count:
-        size *= 4
-    return size
-
-
-def _to_host(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu()
-    return np.asarray(x)
 
 
 def _device(x: Any) -> Any:
     return array_api_compat.device(x)
-
-
-def _gather(xp: Any, tree: Any, rows: Any) -> Any:
-    state, data = tree
-    return LMState(*(xp.take(v, rows, axis=0) for v in state)), tuple(xp.take(d, rows, axis=0) for d in data)
 
 
 @functools.lru_cache(maxsize=32)
@@ -191,7 +150,7 @@ def _pieces(xp: Any, algo: BatchedLM, evaluate: Callable, jit: bool) -> tuple[Ca
     pieces = (
         functools.partial(_init, xp, algo, evaluate),
         functools.partial(_step, xp, algo, evaluate),
-        functools.partial(_gather, xp),
+        functools.partial(gather_rows, xp),
     )
     return tuple(AheadOfTime(piece) for piece in pieces) if jit else pieces
 
@@ -232,8 +191,19 @@ def _gradient_norm(xp: Any, x: Any, g: Any, box: tuple | None) -> Any:
     return xp.max(xp.abs(x - _project(xp, x - g, box)), axis=-1)
 
 
-def _finite_rows(xp: Any, r: Any, J: Any) -> Any:
-    return xp.logical_and(xp.all(xp.isfinite(r), axis=-1), xp.all(xp.isfinite(J), axis=(-2, -1)))
+def _evaluated(xp: Any, evaluate: Callable, x: Any, data: tuple) -> tuple[Any, ...]:
+    """r, J, A = JᵀJ, g = Jᵀr and the cost ½‖r‖² at the rows x, and which rows are finite.
+
+    A row is finite when its cost and diag(A) are: a NaN or inf in r or J reaches them. This
+    reads two (B,)-sized results instead of testing every entry of r and J, two fewer passes
+    over the (B, m, n) Jacobian per step (those passes cost most on torch, whose eager ops on
+    large arrays each synchronise their threads).
+    """
+    r, J = evaluate(x, *data)
+    A, g = _normal_equations(xp, r, J)
+    cost = 0.5 * xp.sum(r * r, axis=-1)
+    finite = xp.logical_and(xp.isfinite(cost), xp.all(xp.isfinite(_diagonal(xp, A)), axis=-1))
+    return r, J, A, g, cost, finite
 
 
 _UNROLLED = 8  # up to this n, an unrolled Cholesky: XLA compiles jnp.linalg.solve's batched LU in ~1 s
@@ -261,14 +231,13 @@ def _solve_spd(xp: Any, M: Any, b: Any) -> Any:
 
 
 def _init(xp: Any, algo: BatchedLM, evaluate: Callable, x: Any, box: tuple | None, *data: Any) -> LMState:
-    r, J = evaluate(x, *data)
-    finite = _finite_rows(xp, r, J)
+    r, J, A, g, cost, finite = _evaluated(xp, evaluate, x, data)
     r = xp.where(finite[:, None], r, xp.zeros_like(r))
     J = xp.where(finite[:, None, None], J, xp.zeros_like(J))
-    A, g = _normal_equations(xp, r, J)
+    A = xp.where(finite[:, None, None], A, xp.zeros_like(A))
+    g = xp.where(finite[:, None], g, xp.zeros_like(g))
     diag = _diagonal(xp, A)
     scale = xp.where(diag > 0, diag, xp.ones_like(diag))
-    cost = 0.5 * xp.sum(r * r, axis=-1)
     batch = x.shape[0]
     ints = xp.zeros((batch,), dtype=xp.int32, device=_device(x))
     reason = xp.where(finite, ints, xp.full_like(ints, _NOT_FINITE))
@@ -277,14 +246,14 @@ def _init(xp: Any, algo: BatchedLM, evaluate: Callable, x: Any, box: tuple | Non
         reason = xp.where(at_start, xp.full_like(ints, _GTOL), reason)
     cost = xp.where(finite, cost, xp.full_like(cost, float("inf")))
     mu = xp.full((batch,), algo.mu0, dtype=x.dtype, device=_device(x))
-    return LMState(x, r, J, cost, g, scale, mu, xp.full_like(mu, 2.0), ints + 1, ints, reason)
+    return LMState(x, r, J, A, cost, g, scale, mu, xp.full_like(mu, 2.0), ints + 1, ints, reason)
 
 
 def _step(xp: Any, algo: BatchedLM, evaluate: Callable, s: LMState, box: tuple | None, *data: Any) -> LMState:
     running = s.reason == RUNNING
     n = s.x.shape[-1]
     eye = xp.eye(n, dtype=s.x.dtype, device=_device(s.x))
-    A = xp.matmul(xp.matrix_transpose(s.J), s.J)
+    A = s.A
     free = xp.logical_and(xp.logical_not(_binding(xp, s.x, s.g, box)), running[:, None])
     both = xp.logical_and(free[:, :, None], free[:, None, :])
     system = xp.where(both, A + (s.mu[:, None] * s.scale)[:, :, None] * eye, eye)
@@ -294,9 +263,7 @@ def _step(xp: Any, algo: BatchedLM, evaluate: Callable, s: LMState, box: tuple |
     h = x_new - s.x
     predicted = -(xp.sum(h * s.g, axis=-1) + 0.5 * xp.sum(h * xp.matmul(A, h[..., None])[..., 0], axis=-1))
 
-    r_new, J_new = evaluate(x_new, *data)
-    finite = _finite_rows(xp, r_new, J_new)
-    cost_new = 0.5 * xp.sum(r_new * r_new, axis=-1)
+    r_new, J_new, A_new, g_new, cost_new, finite = _evaluated(xp, evaluate, x_new, data)
     reduction = s.cost - cost_new
     safe_pred = xp.where(predicted > 0, predicted, xp.ones_like(predicted))
     ratio = xp.where(predicted > 0, reduction / safe_pred, xp.zeros_like(predicted))
@@ -310,9 +277,9 @@ def _step(xp: Any, algo: BatchedLM, evaluate: Callable, s: LMState, box: tuple |
     x = xp.where(keep, x_new, s.x)
     r = xp.where(keep, r_new, s.r)
     J = xp.where(accept[:, None, None], J_new, s.J)
-    _, g_new = _normal_equations(xp, r, J)
+    A = xp.where(accept[:, None, None], A_new, A)
     g = xp.where(keep, g_new, s.g)
-    scale = xp.where(keep, xp.maximum(s.scale, _diagonal(xp, xp.matmul(xp.matrix_transpose(J), J))), s.scale)
+    scale = xp.where(keep, xp.maximum(s.scale, _diagonal(xp, A_new)), s.scale)
     cost = xp.where(accept, cost_new, s.cost)
     counted = xp.astype(running, s.nfev.dtype)
     nfev, nit = s.nfev + counted, s.nit + counted
@@ -333,4 +300,4 @@ def _step(xp: Any, algo: BatchedLM, evaluate: Callable, s: LMState, box: tuple |
                        (xp.logical_and(ftol_hit, xtol_hit), _BOTH)):  # the last listed wins
         code = xp.where(xp.logical_and(running, hit), xp.full_like(code, value), code)
     reason = xp.where(running, code, s.reason)
-    return LMState(x, r, J, cost, g, scale, mu, nu, nfev, nit, reason)
+    return LMState(x, r, J, A, cost, g, scale, mu, nu, nfev, nit, reason)

@@ -1,0 +1,182 @@
+"""Batched curve fits as batched least squares: the model's weighted residuals and the data.
+
+``am.batched_curve_fit`` fits one model ``f(x, *p)`` to every row of ``ydata``. This module
+turns that into a member problem of ``am.batched_least_squares``: :func:`curve_data` checks
+and lays out the observations, the shared or per-member ``xdata``, the weights (1/sigma) and
+the mask of existing points; :func:`curve_starts` reads p0 as one start for all or one per
+member; :class:`CurveResidual` is one member's weighted residuals.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import optree
+
+from ._batched_setup import as_numpy, finite_copy, unstack
+from .drivers.batched_members import ravel
+from .params import ParamSpec, leaf_kind, leaf_to_numpy
+
+__all__ = ["CurveData", "CurveResidual", "curve_data", "curve_starts", "default_p0", "spread"]
+
+
+@dataclass(frozen=True)
+class CurveResidual:
+    """One member's weighted residuals ``(f(x, p) - y) / sigma``, zero at masked points.
+
+    ``names`` gives the meaning of the data arguments in order ('y', 'x', 'w', 'mask');
+    equal instances are one key of the compile cache, so a second fit with the same ``f``
+    does not recompile.
+    """
+
+    f: Callable
+    spread: str
+    names: tuple
+    vectorized: bool = False
+
+    def __call__(self, params: Any, *data: Any) -> Any:
+        d = dict(zip(self.names, data))
+        like = optree.tree_leaves(params)[0]
+        if self.vectorized:  # (k, *shape) leaves as (k, 1, *shape) columns against (k, m) data
+            params = optree.tree_map(lambda v: v.reshape((v.shape[0], 1) + v.shape[1:]), params)
+            if self.spread == "array":
+                params = [params[:, :, i] for i in range(params.shape[2])]
+        if self.spread == "kwargs":
+            out = self.f(d["x"], **params)
+        elif self.spread == "args" or self.vectorized and self.spread == "array":
+            out = self.f(d["x"], *params)
+        elif self.spread == "array":
+            out = self.f(d["x"], *[params[i] for i in range(params.shape[0])])
+        else:
+            out = self.f(d["x"], params)
+        if self.vectorized:
+            count = like.shape[0]
+            diff = np.broadcast_to(np.asarray(out, dtype=np.float64), (count,) + np.shape(out)[1:]).reshape(count, -1) - d["y"]
+        else:
+            diff = ravel(out, like) - d["y"]
+        if "w" in d:
+            diff = diff * d["w"]
+        if "mask" in d:
+            diff = _where(d["mask"], diff)
+        return diff
+
+
+def _where(mask: Any, values: Any) -> Any:
+    kind = leaf_kind(values)
+    if kind == "jax":
+        import jax.numpy as jnp
+
+        return jnp.where(mask, values, 0.0)
+    if kind == "torch":
+        import torch
+
+        return torch.where(mask, values, torch.zeros_like(values))
+    return np.where(mask, values, 0.0)
+
+
+def spread(p0: Any) -> str:
+    """How ``f`` receives the parameters: scipy's ``f(x, *p)`` for a flat sequence or array."""
+    if isinstance(p0, dict):
+        return "kwargs"
+    if isinstance(p0, (list, tuple)) and not hasattr(p0, "_fields"):
+        return "args"
+    if leaf_kind(p0) in ("numpy", "jax", "torch"):
+        return "array"
+    return "none"
+
+
+
+def default_p0(f: Callable) -> list[float]:
+    """scipy's default start: ones, one per positional parameter of ``f`` after the first."""
+    parameters = [p for p in inspect.signature(f).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(parameters) < 2:
+        raise ValueError("p0 is not given and f's signature names no parameter after xdata; pass p0.")
+    return [1.0] * (len(parameters) - 1)
+
+
+def curve_starts(p0: Any, count: int) -> tuple[ParamSpec, ParamSpec, np.ndarray, Any]:
+    """The stacked starts from p0 (one per member, batch axis first, or one for all): the
+    stacked structure, one member's structure, the (B, n) rows and one member's p0."""
+    leaves = optree.tree_leaves(p0)
+    if spread(p0) == "array":
+        per_member = np.ndim(leaf_to_numpy(p0)) == 2
+    else:
+        per_member = bool(leaves) and all(np.ndim(leaf_to_numpy(v)) >= 1 and np.shape(leaf_to_numpy(v))[0] == count for v in leaves)
+    if per_member:
+        stacked, spec, rows = unstack(p0, "p0")
+        return stacked, spec, rows, optree.tree_map(lambda v: leaf_to_numpy(v)[0], p0) if spread(p0) != "array" else leaf_to_numpy(p0)[0]
+    spec = ParamSpec.from_tree(finite_copy(p0), "p0")
+    stacked = ParamSpec(spec.treedef, tuple(
+        dataclasses.replace(leaf, shape=(count,) + leaf.shape, kind="numpy" if leaf.kind == "python" else leaf.kind) for leaf in spec.leaves
+    ))
+    rows = np.tile(spec.flatten(p0, "p0"), (count, 1))
+    return stacked, spec, rows, p0
+
+
+@dataclass(frozen=True)
+class CurveData:
+    """The fit's data: ``member`` arrays (one row per member) named first in ``names``, then the
+    ``shared`` ones; ``valid`` (B, m) marks the points that exist."""
+
+    member: tuple
+    shared: tuple
+    names: tuple
+    valid: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return self.valid.shape[0]
+
+
+def curve_data(xdata: Any, ydata: Any, sigma: Any, mask: Any) -> CurveData:
+    """Check and lay out ``ydata`` (B, ...), ``xdata`` (shared or per member), 1/sigma and mask."""
+    y, keep = _observations(ydata, mask)
+    count, m = y.shape
+    x = as_numpy(xdata, "xdata")
+    weights = None if sigma is None else _weights(sigma, np.shape(ydata), count, m)
+    valid = np.ones((count, m), bool) if keep is None else keep
+    bad = ~np.isfinite(y) | (False if weights is None else ~np.isfinite(weights))
+    bad_members = np.flatnonzero((bad & valid).any(axis=1))
+    if bad_members.size:
+        raise ValueError(
+            f"ydata or sigma is NaN or inf at points of member(s) {bad_members[:10].tolist()}; mark points that do "
+            "not exist with mask= (False)."
+        )
+    x_per_member = x.shape == np.shape(ydata)
+    member, names = [y], ["y"]
+    for name, values in (("x", x if x_per_member else None), ("w", weights), ("mask", keep)):
+        if values is not None:
+            member.append(np.ascontiguousarray(values) if name == "w" else values)
+            names.append(name)
+    shared = () if x_per_member else (x,)
+    return CurveData(tuple(member), shared, tuple(names) + (() if x_per_member else ("x",)), valid)
+
+
+def _observations(ydata: Any, mask: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """ydata as (B, m) float64 (masked points set to 0) and the mask as (B, m) booleans."""
+    y = as_numpy(ydata, "ydata")
+    if y.ndim < 2:
+        raise ValueError(f"ydata has shape {y.shape}; it needs one row per member, shape (B, m) (B fits of m points).")
+    count = y.shape[0]
+    y = y.reshape(count, -1).astype(np.float64)
+    if mask is None:
+        return y, None
+    keep = as_numpy(mask, "mask")
+    if keep.shape != np.shape(ydata) or keep.dtype != bool:
+        raise ValueError(f"mask must be a boolean array of ydata's shape {np.shape(ydata)}; got {keep.dtype} of shape {keep.shape}.")
+    keep = keep.reshape(y.shape)
+    return np.where(keep, y, 0.0), keep
+
+
+def _weights(sigma: Any, shape: tuple, count: int, m: int) -> np.ndarray:
+    """1/sigma as (B, m): sigma of shape (m,) for every member, or ydata's shape per member."""
+    s = as_numpy(sigma, "sigma").astype(np.float64)
+    if s.shape == shape:
+        return 1.0 / s.reshape(count, m)
+    if s.shape == (m,):
+        return np.broadcast_to(1.0 / s, (count, m))
+    raise ValueError(f"sigma has shape {s.shape}; expected ({m},) for every member or ydata's shape {shape} per member.")
