@@ -53,6 +53,55 @@ def test_jax_grad_jit_vmap_and_jacrev_agree_with_the_closed_form():
         np.testing.assert_allclose(jacobian, jax.jacrev(lambda lam: ridge_closed(lam, b))(0.5), rtol=1e-6, atol=1e-9)
 
 
+def test_jax_forward_mode_and_second_order_agree_with_the_closed_form():
+    """64-bit JAX: jvp, jacfwd (under jit and vmap), hessian and res.fun's derivatives."""
+    with jax.enable_x64(True):
+        b = jnp.asarray(B)
+        np.testing.assert_allclose(jax.jacfwd(solve_jax)(0.5, b), jax.jacfwd(ridge_closed)(0.5, b), rtol=1e-6, atol=1e-9)
+        jacobian_b = jax.jit(jax.jacfwd(solve_jax, argnums=1))(0.5, b)
+        np.testing.assert_allclose(jacobian_b, jax.jacfwd(ridge_closed, argnums=1)(0.5, b), rtol=1e-6, atol=1e-9)
+        tangent = jax.jvp(solve_jax, (0.5, b), (1.0, b))[1]
+        np.testing.assert_allclose(tangent, jax.jvp(ridge_closed, (0.5, b), (1.0, b))[1], rtol=1e-6, atol=1e-9)
+        lams = jnp.array([0.1, 2.0])
+        batched = jax.vmap(jax.jacfwd(solve_jax), in_axes=(0, None))(lams, b)
+        np.testing.assert_allclose(batched, [jax.jacfwd(ridge_closed)(lam, b) for lam in lams], rtol=1e-6, atol=1e-9)
+        loss = lambda lam: solve_jax(lam, b) @ WEIGHTS  # noqa: E731
+        expected = jax.hessian(lambda lam: ridge_closed(lam, b) @ WEIGHTS)(0.5)
+        np.testing.assert_allclose(jax.hessian(loss)(0.5), expected, rtol=1e-6)
+        np.testing.assert_allclose(jax.jacfwd(jax.jacfwd(loss))(0.5), expected, rtol=1e-6)
+
+        def value(lam):
+            return am.minimize(ridge_jax, np.zeros(4), args=(lam, b), method="L-BFGS-B", options=TIGHT).fun
+
+        exact_value = lambda lam: ridge_jax(ridge_closed(lam, b), lam, b)  # noqa: E731
+        np.testing.assert_allclose(jax.jacfwd(value)(0.5), jax.grad(exact_value)(0.5), rtol=1e-7)
+        np.testing.assert_allclose(jax.hessian(value)(0.5), jax.hessian(exact_value)(0.5), rtol=1e-6)
+
+
+def test_jax_one_factorisation_serves_every_column():
+    """jacrev over the 4 components of x: one Hessian (4 products), four linear solves."""
+    with jax.enable_x64(True):
+        results = []
+
+        def solve(lam):
+            res = am.minimize(ridge_jax, np.zeros(4), args=(lam, jnp.asarray(B)), method="L-BFGS-B", options=TIGHT)
+            results.append(res)
+            return res.x
+
+        jax.jacrev(solve)(0.5)
+        assert results[-1].implicit_nhvp == 4 and results[-1].implicit_nbackward == 4
+
+
+def test_jax_32_bit_mode_is_reverse_mode():
+    """Without 64-bit JAX, grad works through the solve; forward mode is refused by JAX."""
+    b = jnp.asarray(B, dtype=jnp.float32)
+    loss = lambda lam: solve_jax(lam, b) @ WEIGHTS  # noqa: E731
+    expected = jax.grad(lambda lam: ridge_closed(lam, b) @ WEIGHTS)(0.5)
+    np.testing.assert_allclose(jax.grad(loss)(0.5), expected, rtol=1e-4)
+    with pytest.raises(TypeError, match="forward-mode"):
+        jax.jacfwd(loss)(0.5)
+
+
 def test_jax_x0_built_inside_jit_and_dict_structure():
     def fun(p, lam, b):
         return ridge_jax(jnp.concatenate([p["head"], p["tail"]]), lam, b)
