@@ -257,6 +257,33 @@ def test_conjugate_gradients_count_their_products(monkeypatch):
     np.testing.assert_allclose(lam.grad.item(), expected.item(), rtol=1e-7)
 
 
+def test_values_captured_instead_of_passed_in_args_are_refused():
+    """The solution is differentiated with respect to args only: a differentiable value held
+    by fun's closure (or a constraint's, or a partial's arguments) is an error, not a gradient
+    that silently leaves it out."""
+    import functools
+
+    lam = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
+    shift = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(ValueError, match="captures shift, a torch value"):
+        am.minimize(lambda x, lam: ((x - shift) ** 2).sum() + lam * (x**2).sum(), np.zeros(2), args=(lam,))
+    ring = {"type": "eq", "fun": lambda x, lam: (x**2).sum() - shift}
+    with pytest.raises(ValueError, match="captures shift"):
+        am.minimize(lambda x, lam: ((x - lam) ** 2).sum(), np.ones(2), args=(lam,), method="SLSQP", constraints=ring)
+    with pytest.raises(ValueError, match="argument 0"):
+        am.least_squares(functools.partial(lambda s, x, lam: x - s * lam, shift), np.zeros(2), args=(lam,))
+
+    def loss(lam, offset):
+        return am.minimize(lambda x, lam: jnp.sum((x - offset) ** 2) + lam * jnp.sum(x**2), np.zeros(2), args=(lam,)).x.sum()
+
+    with jax.enable_x64(True), pytest.raises(ValueError, match="captures offset, a jax value"):
+        jax.grad(loss, argnums=(0, 1))(0.5, 1.0)
+    constant = torch.tensor(2.0, dtype=torch.float64)  # no gradient: a constant, accepted
+    res = am.minimize(lambda x, lam: ((x - constant) ** 2).sum() + lam * (x**2).sum(), np.zeros(2), args=(lam,))
+    res.x.sum().backward()
+    np.testing.assert_allclose(lam.grad.item(), -2 * 2.0 / (1 + 0.5) ** 2, rtol=1e-6)  # x* = c / (1 + lam)
+
+
 def test_clear_errors():
     lam = torch.tensor(0.5, requires_grad=True)
     with pytest.raises(ValueError, match="backend='numpy'"):

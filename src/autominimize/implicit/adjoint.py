@@ -23,6 +23,8 @@ from typing import Protocol
 
 import numpy as np
 
+from ..drivers.blas_threads import single_blas_thread
+
 __all__ = [
     "DENSE_LIMIT", "ActiveSet", "Adjoint", "ImplicitDifferentiationWarning", "KKTSystem", "Operators", "find_active_set",
     "solve_adjoint", "stationarity_failure",
@@ -288,11 +290,13 @@ class KKTSystem:
         self.nhvp += free.size
         rows = np.flatnonzero(self.active_set.active)
         jac = self.ops.constraints(self.x)[1][rows][:, free] if rows.size else np.zeros((0, free.size))
-        self.failure = _null_space_check(hessian, jac)
-        if self.failure is None:
-            k = rows.size
-            kkt = np.block([[hessian, jac.T], [jac, np.zeros((k, k))]])
-            self._factors = (free, rows, sla.lu_factor(kkt, check_finite=False))
+        # small dense algebra: BLAS threads would only contend with the framework's own
+        with single_blas_thread():
+            self.failure = _null_space_check(hessian, jac)
+            if self.failure is None:
+                k = rows.size
+                kkt = np.block([[hessian, jac.T], [jac, np.zeros((k, k))]])
+                self._factors = (free, rows, sla.lu_factor(kkt, check_finite=False))
 
     def solve(self, b_x: np.ndarray, b_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(u, y)`` with ``H u + Jᵀ y = b_x`` on the free variables, ``J u = b_c`` on the active
