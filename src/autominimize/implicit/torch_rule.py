@@ -93,10 +93,12 @@ class TorchOperators:
         return c.detach().cpu().numpy().astype(np.float64), jac.detach().cpu().numpy().astype(np.float64)
 
     def hvp(self, x: np.ndarray, weights: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-        """H @ vectors. Many columns at once: forward-over-reverse under ``torch.func.vmap``
-        (several times faster than a batched double backward), where the function allows it.
-        One column at a time (conjugate gradients): products from the gradient's graph, built
-        once per (x, weights)."""
+        """H @ vectors. Many columns at once: the gradient's pullback (reverse over reverse,
+        H being symmetric) under ``torch.func.vmap``, where the function allows it: the gradient
+        is computed once and only its pullback is batched (about twice as fast as
+        forward-over-reverse, which batches the tangents of the gradient's computation too, and
+        many times faster than autograd's batched double backward). One column at a time
+        (conjugate gradients): products from the gradient's graph, built once per (x, weights)."""
         torch = self.torch
         rows = torch.as_tensor(np.ascontiguousarray(vectors.T), dtype=self.dtype, device=self.device)
         if rows.shape[0] > 1 and self._functional:
@@ -114,7 +116,8 @@ class TorchOperators:
         point = self.torch.as_tensor(x, dtype=self.dtype, device=self.device)
         gradient = func.grad(lambda y: self.lagrangian(y, self.leaves, weights))
         with self.torch.no_grad():  # func.grad differentiates inside; θ's leaves need no graph here
-            products = func.vmap(lambda v: func.jvp(gradient, (point,), (v,))[1])(rows)
+            _, pullback = func.vjp(gradient, point)
+            products = func.vmap(pullback)(rows)[0]
         return products.detach().cpu().numpy().T.astype(np.float64)
 
     def theta_vjp(self, x: np.ndarray, weights: np.ndarray, w: np.ndarray, z: np.ndarray) -> list:
