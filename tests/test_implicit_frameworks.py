@@ -98,6 +98,8 @@ def test_jax_32_bit_mode_is_reverse_mode():
     loss = lambda lam: solve_jax(lam, b) @ WEIGHTS  # noqa: E731
     expected = jax.grad(lambda lam: ridge_closed(lam, b) @ WEIGHTS)(0.5)
     np.testing.assert_allclose(jax.grad(loss)(0.5), expected, rtol=1e-4)
+    value = lambda lam: am.minimize(ridge_jax, np.zeros(4), args=(lam, b), method="L-BFGS-B", options=TIGHT).fun  # noqa: E731
+    np.testing.assert_allclose(jax.grad(value)(0.5), 0.5 * jnp.sum(ridge_closed(0.5, b) ** 2), rtol=1e-4)  # envelope theorem
     with pytest.raises(TypeError, match="forward-mode"):
         jax.jacfwd(loss)(0.5)
 
