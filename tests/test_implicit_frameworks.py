@@ -53,6 +53,57 @@ def test_jax_grad_jit_vmap_and_jacrev_agree_with_the_closed_form():
         np.testing.assert_allclose(jacobian, jax.jacrev(lambda lam: ridge_closed(lam, b))(0.5), rtol=1e-6, atol=1e-9)
 
 
+def test_jax_forward_mode_and_second_order_agree_with_the_closed_form():
+    """64-bit JAX: jvp, jacfwd (under jit and vmap), hessian and res.fun's derivatives."""
+    with jax.enable_x64(True):
+        b = jnp.asarray(B)
+        np.testing.assert_allclose(jax.jacfwd(solve_jax)(0.5, b), jax.jacfwd(ridge_closed)(0.5, b), rtol=1e-6, atol=1e-9)
+        jacobian_b = jax.jit(jax.jacfwd(solve_jax, argnums=1))(0.5, b)
+        np.testing.assert_allclose(jacobian_b, jax.jacfwd(ridge_closed, argnums=1)(0.5, b), rtol=1e-6, atol=1e-9)
+        tangent = jax.jvp(solve_jax, (0.5, b), (1.0, b))[1]
+        np.testing.assert_allclose(tangent, jax.jvp(ridge_closed, (0.5, b), (1.0, b))[1], rtol=1e-6, atol=1e-9)
+        lams = jnp.array([0.1, 2.0])
+        batched = jax.vmap(jax.jacfwd(solve_jax), in_axes=(0, None))(lams, b)
+        np.testing.assert_allclose(batched, [jax.jacfwd(ridge_closed)(lam, b) for lam in lams], rtol=1e-6, atol=1e-9)
+        loss = lambda lam: solve_jax(lam, b) @ WEIGHTS  # noqa: E731
+        expected = jax.hessian(lambda lam: ridge_closed(lam, b) @ WEIGHTS)(0.5)
+        np.testing.assert_allclose(jax.hessian(loss)(0.5), expected, rtol=1e-6)
+        np.testing.assert_allclose(jax.jacfwd(jax.jacfwd(loss))(0.5), expected, rtol=1e-6)
+
+        def value(lam):
+            return am.minimize(ridge_jax, np.zeros(4), args=(lam, b), method="L-BFGS-B", options=TIGHT).fun
+
+        exact_value = lambda lam: ridge_jax(ridge_closed(lam, b), lam, b)  # noqa: E731
+        np.testing.assert_allclose(jax.jacfwd(value)(0.5), jax.grad(exact_value)(0.5), rtol=1e-7)
+        np.testing.assert_allclose(jax.hessian(value)(0.5), jax.hessian(exact_value)(0.5), rtol=1e-6)
+
+
+def test_jax_one_factorisation_serves_every_column():
+    """jacrev over the 4 components of x: one Hessian (4 products), four linear solves."""
+    with jax.enable_x64(True):
+        results = []
+
+        def solve(lam):
+            res = am.minimize(ridge_jax, np.zeros(4), args=(lam, jnp.asarray(B)), method="L-BFGS-B", options=TIGHT)
+            results.append(res)
+            return res.x
+
+        jax.jacrev(solve)(0.5)
+        assert results[-1].implicit_nhvp == 4 and results[-1].implicit_nbackward == 4
+
+
+def test_jax_32_bit_mode_is_reverse_mode():
+    """Without 64-bit JAX, grad works through the solve; forward mode is refused by JAX."""
+    b = jnp.asarray(B, dtype=jnp.float32)
+    loss = lambda lam: solve_jax(lam, b) @ WEIGHTS  # noqa: E731
+    expected = jax.grad(lambda lam: ridge_closed(lam, b) @ WEIGHTS)(0.5)
+    np.testing.assert_allclose(jax.grad(loss)(0.5), expected, rtol=1e-4)
+    value = lambda lam: am.minimize(ridge_jax, np.zeros(4), args=(lam, b), method="L-BFGS-B", options=TIGHT).fun  # noqa: E731
+    np.testing.assert_allclose(jax.grad(value)(0.5), 0.5 * jnp.sum(ridge_closed(0.5, b) ** 2), rtol=1e-4)  # envelope theorem
+    with pytest.raises(TypeError, match="forward-mode"):
+        jax.jacfwd(loss)(0.5)
+
+
 def test_jax_x0_built_inside_jit_and_dict_structure():
     def fun(p, lam, b):
         return ridge_jax(jnp.concatenate([p["head"], p["tail"]]), lam, b)
@@ -206,6 +257,33 @@ def test_conjugate_gradients_count_their_products(monkeypatch):
     x = torch.linalg.solve(M.T @ M + lam.detach() * torch.eye(100, dtype=torch.float64), M.T @ b)
     expected = -(torch.linalg.solve(M.T @ M + torch.eye(100, dtype=torch.float64), torch.ones(100, dtype=torch.float64)) @ x)
     np.testing.assert_allclose(lam.grad.item(), expected.item(), rtol=1e-7)
+
+
+def test_values_captured_instead_of_passed_in_args_are_refused():
+    """The solution is differentiated with respect to args only: a differentiable value held
+    by fun's closure (or a constraint's, or a partial's arguments) is an error, not a gradient
+    that silently leaves it out."""
+    import functools
+
+    lam = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
+    shift = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(ValueError, match="captures shift, a torch value"):
+        am.minimize(lambda x, lam: ((x - shift) ** 2).sum() + lam * (x**2).sum(), np.zeros(2), args=(lam,))
+    ring = {"type": "eq", "fun": lambda x, lam: (x**2).sum() - shift}
+    with pytest.raises(ValueError, match="captures shift"):
+        am.minimize(lambda x, lam: ((x - lam) ** 2).sum(), np.ones(2), args=(lam,), method="SLSQP", constraints=ring)
+    with pytest.raises(ValueError, match="argument 0"):
+        am.least_squares(functools.partial(lambda s, x, lam: x - s * lam, shift), np.zeros(2), args=(lam,))
+
+    def loss(lam, offset):
+        return am.minimize(lambda x, lam: jnp.sum((x - offset) ** 2) + lam * jnp.sum(x**2), np.zeros(2), args=(lam,)).x.sum()
+
+    with jax.enable_x64(True), pytest.raises(ValueError, match="captures offset, a jax value"):
+        jax.grad(loss, argnums=(0, 1))(0.5, 1.0)
+    constant = torch.tensor(2.0, dtype=torch.float64)  # no gradient: a constant, accepted
+    res = am.minimize(lambda x, lam: ((x - constant) ** 2).sum() + lam * (x**2).sum(), np.zeros(2), args=(lam,))
+    res.x.sum().backward()
+    np.testing.assert_allclose(lam.grad.item(), -2 * 2.0 / (1 + 0.5) ** 2, rtol=1e-6)  # x* = c / (1 + lam)
 
 
 def test_clear_errors():

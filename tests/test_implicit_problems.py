@@ -474,3 +474,62 @@ def test_gradient_through_the_solve_matches_finite_differences(name, framework, 
     # relative to |g| |d|, the largest a directional derivative can be (Cauchy-Schwarz)
     scale = np.sqrt(sum(float(np.sum(g * g)) for g in grads)) * np.sqrt(sum(float(np.sum(d * d)) for d in direction))
     assert abs(directional - expected) <= 1e-6 * scale
+
+
+def _jax_directional(name: str) -> tuple[float, float]:
+    """``jax.jvp`` of the loss along the test direction, and ``|g| |d|`` from ``jax.grad``."""
+    import jax
+
+    solve, theta, _ = PROBLEMS[name]
+    F = Ops("jax")
+    with jax.enable_x64(True):
+        primals = tuple(F.const(t) for t in theta)
+        tangents = tuple(F.const(d) for d in _direction(theta))
+        loss = lambda *t: _loss(F, solve(F, *t))  # noqa: E731
+        directional = float(jax.jvp(loss, primals, tangents)[1])
+        grads = jax.grad(loss, argnums=tuple(range(len(theta))))(*primals)
+    norm_g = np.sqrt(sum(float(np.sum(np.asarray(g) ** 2)) for g in grads))
+    return directional, norm_g * np.sqrt(sum(float(np.sum(t * t)) for t in _direction(theta)))
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=() if name in CORE else pytest.mark.slow) for name in PROBLEMS])
+def test_jax_forward_mode_through_the_solve_matches_finite_differences(name, monkeypatch):
+    if name.endswith("conjugate_gradients"):
+        monkeypatch.setattr("autominimize.implicit.adjoint.DENSE_LIMIT", 64)
+    expected, _ = _reference(name, _solution("torch", name))
+    directional, scale = _jax_directional(name)
+    assert abs(directional - expected) <= 1e-6 * scale
+
+
+def _closed_form_loss(name: str):
+    """The loss of the exact solution as a JAX function of the data (closed forms only)."""
+    import jax.numpy as jnp
+
+    if name == "sphere_linear":
+        return lambda c, r: -r * c / jnp.linalg.norm(c) @ _weights(3)
+    if name == "ball_projection":
+        return lambda p: p / jnp.linalg.norm(p) @ _weights(3)
+    if name == "simplex_entropy":
+        return lambda theta: jnp.exp(theta - jnp.max(theta)) / jnp.sum(jnp.exp(theta - jnp.max(theta))) @ _weights(4)
+    return lambda a, b: jnp.array([a, a**2]) @ _weights(2)
+
+
+@pytest.mark.parametrize("name", ["sphere_linear", "ball_projection", "simplex_entropy", "rosenbrock_trust_exact"])
+def test_jax_hessian_through_the_solve_matches_the_closed_form(name):
+    """Second order: the multipliers' tangent enters the linearised system (an active
+    nonlinear constraint), and reverse-over-forward equals forward-over-forward."""
+    import jax
+
+    solve, theta, _ = PROBLEMS[name]
+    F = Ops("jax")
+    with jax.enable_x64(True):
+        primals = tuple(F.const(t) for t in theta)
+        argnums = tuple(range(len(theta)))
+        got = jax.hessian(lambda *t: _loss(F, solve(F, *t)), argnums=argnums)(*primals)
+        forward = jax.jacfwd(jax.jacfwd(lambda *t: _loss(F, solve(F, *t)), argnums=argnums), argnums=argnums)(*primals)
+        expected = jax.hessian(_closed_form_loss(name), argnums=argnums)(*primals)
+    for i in argnums:
+        for j in argnums:
+            scale = 1.0 + np.abs(np.asarray(expected[i][j])).max()
+            np.testing.assert_allclose(got[i][j], expected[i][j], atol=1e-6 * scale)
+            np.testing.assert_allclose(forward[i][j], expected[i][j], atol=1e-6 * scale)

@@ -19,7 +19,7 @@ import optree
 
 from .adjoint import ImplicitDifferentiationWarning
 
-__all__ = ["ImplicitDifferentiationWarning", "concrete_solve", "differentiable_framework"]
+__all__ = ["ImplicitDifferentiationWarning", "captured_differentiable", "concrete_solve", "differentiable_framework"]
 
 #: set while the ordinary solve runs inside a differentiable one: its arguments are values
 _CONCRETE = contextvars.ContextVar("autominimize_concrete_solve", default=False)
@@ -45,6 +45,56 @@ def _tf_records(tf: Any) -> bool:
     except ImportError:  # no way to ask: assume a tape may watch
         return True
     return bool(record.could_possibly_record())
+
+
+def _captured(function: Any) -> dict[str, Any]:
+    """The values ``function`` captures: its closure's cells by name, and a
+    ``functools.partial``'s arguments (one level: what the function itself holds)."""
+    import functools
+
+    if isinstance(function, functools.partial):
+        held = {f"argument {i}": value for i, value in enumerate(function.args)}
+        held.update((f"keyword {name!r}", value) for name, value in function.keywords.items())
+        return {**held, **_captured(function.func)}
+    code, cells = getattr(function, "__code__", None), getattr(function, "__closure__", None) or ()
+    names = code.co_freevars if code is not None else ()
+    captured = {}
+    for name, cell in zip(names, cells):
+        try:
+            captured[name] = cell.cell_contents
+        except ValueError:  # a cell not filled yet
+            continue
+    return captured
+
+
+def captured_differentiable(*functions: Any) -> tuple[str, str] | None:
+    """A value captured by one of ``functions`` (not passed in ``args``) that the caller's
+    framework differentiates, as (framework, its name), or None.
+
+    The solution is differentiated with respect to ``args`` only: such a value would be a
+    constant to the solve, and a gradient through it silently incomplete. The rule is
+    :func:`differentiable_framework`'s, except on TensorFlow, where only trainable variables
+    count (any captured tensor could be watched, and constants are common).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> scale = np.ones(3)
+    >>> captured_differentiable(lambda x: scale @ x) is None
+    True
+    """
+    for function in functions:
+        if function is None:
+            continue
+        for name, value in _captured(function).items():
+            framework = differentiable_framework(value)
+            if framework == "tensorflow":
+                leaves = optree.tree_leaves(value, none_is_leaf=False)
+                tf = sys.modules["tensorflow"]
+                framework = framework if any(isinstance(leaf, tf.Variable) and leaf.trainable for leaf in leaves) else None
+            if framework is not None:
+                return framework, name
+    return None
 
 
 def differentiable_framework(*trees: Any) -> str | None:

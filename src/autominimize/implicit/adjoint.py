@@ -23,7 +23,12 @@ from typing import Protocol
 
 import numpy as np
 
-__all__ = ["DENSE_LIMIT", "Adjoint", "ImplicitDifferentiationWarning", "Operators", "solve_adjoint"]
+from ..drivers.blas_threads import single_blas_thread
+
+__all__ = [
+    "DENSE_LIMIT", "ActiveSet", "Adjoint", "ImplicitDifferentiationWarning", "KKTSystem", "Operators", "find_active_set",
+    "solve_adjoint", "stationarity_failure",
+]
 
 #: a free set up to this size (or any active constraint) is solved with the dense Hessian, built
 #: from one batch of Hessian-vector products (matrix-matrix work, faster than conjugate gradients'
@@ -172,11 +177,10 @@ def _cg(matvec: Callable[[np.ndarray], np.ndarray], b: np.ndarray, maxiter: int)
     return None, maxiter, f"conjugate gradients did not reach a relative residual of {CG_RTOL:g} in {maxiter} Hessian-vector products"
 
 
-def _dense(hessian: np.ndarray, jac: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray] | str:
-    """Solve the KKT system densely after checking that the implicit function theorem applies:
-    independent active constraints and a positive definite Hessian on their null space."""
+def _null_space_check(hessian: np.ndarray, jac: np.ndarray) -> str | None:
+    """Why the implicit function theorem does not apply (dependent active constraints, or a
+    Hessian not positive definite on their null space), or None when it does."""
     k, n = jac.shape
-    hessian = 0.5 * (hessian + hessian.T)
     if k:
         _, s, vt = np.linalg.svd(jac)
         if k > n or s.min() <= 1e-10 * max(1.0, s.max()):
@@ -191,9 +195,140 @@ def _dense(hessian: np.ndarray, jac: np.ndarray, v: np.ndarray) -> tuple[np.ndar
                 "the Hessian of the Lagrangian is not positive definite on the free directions at the solution "
                 f"(smallest eigenvalue {eig.min():.3g}): the solution is not a strict local minimum there"
             )
-    kkt = np.block([[hessian, jac.T], [jac, np.zeros((k, k))]])
-    solution = np.linalg.solve(kkt, np.concatenate([v, np.zeros(k)]))
-    return solution[:n], solution[n:]
+    return None
+
+
+def stationarity_failure(stationarity: float, success: bool) -> str | None:
+    """Why a point with relative stationarity residual ``stationarity`` is no solution, or None."""
+    if stationarity > NOT_STATIONARY or (not success and stationarity > STATIONARY):
+        return (
+            f"the point is not a solution: the gradient of the Lagrangian has relative norm {stationarity:.3g} there"
+            + ("" if success else " and the method did not report success")
+            + "; tighten the solver's tolerances"
+        )
+    return None
+
+
+@dataclass
+class ActiveSet:
+    """The multipliers and active rows at a solution.
+
+    ``weights`` are the multipliers per constraint value (m,), ``free`` marks the variables
+    not at an active bound (n,), ``active`` the constraint values at a limit (m,);
+    ``stationarity`` is ‖∇ₓf + Jᵀλ‖∞ relative to 1 + ‖∇ₓf‖∞ and ``failure`` says why the
+    point is no solution.
+    """
+
+    weights: np.ndarray
+    free: np.ndarray
+    active: np.ndarray
+    stationarity: float
+    failure: str | None = None
+
+
+def find_active_set(
+    ops: Operators,
+    x: np.ndarray,
+    *,
+    bounds: tuple[np.ndarray, np.ndarray] | None = None,
+    constraint_bounds: tuple[np.ndarray, np.ndarray] | None = None,
+    success: bool = True,
+) -> ActiveSet:
+    """The active set and multipliers at the solution ``x`` (see :func:`solve_adjoint`)."""
+    n = x.size
+    g = ops.gradient(x)
+    c, jac = ops.constraints(x)
+    m = c.size
+    lower = upper = None
+    if bounds is not None:
+        lower, upper = (np.broadcast_to(np.asarray(b, dtype=np.float64), (n,)) for b in bounds)
+    c_lower, c_upper = (
+        (np.broadcast_to(np.asarray(b, dtype=np.float64), (m,)) for b in constraint_bounds)
+        if constraint_bounds is not None else (np.full(m, -np.inf), np.full(m, np.inf))
+    )
+    rows, lam, residual = _multipliers(g, _candidates(x, lower, upper, c, jac, c_lower, c_upper))
+    stationarity = residual / (1.0 + np.abs(g).max(initial=0.0))
+    weights = np.zeros(m)
+    general = rows.component >= 0
+    np.add.at(weights, rows.component[general], lam[general])
+    free = np.ones(n, dtype=bool)
+    free[rows.variable[~general]] = False
+    active = np.zeros(m, dtype=bool)
+    active[rows.component[general]] = True
+    return ActiveSet(weights, free, active, stationarity, stationarity_failure(stationarity, success))
+
+
+class KKTSystem:
+    """``[[H_L, Jᵀ], [J, 0]]`` on the free variables and active constraint values at a solution.
+
+    Its solutions for any number of right-hand sides share one factorisation: the Hessian of
+    the Lagrangian from one batch of Hessian-vector products, checked positive definite on the
+    null space of J. Without active constraints and with more than :data:`DENSE_LIMIT` free
+    variables, each right-hand side is solved by conjugate gradients instead. Rows of fixed
+    variables and inactive constraints are the identity, so the system is symmetric on the
+    full (n + m) space.
+    """
+
+    def __init__(self, ops: Operators, x: np.ndarray, active_set: ActiveSet):
+        self.ops, self.x, self.active_set = ops, x, active_set
+        self.nhvp = 0
+        self.failure = active_set.failure
+        self._factors: tuple | None = None
+        free = np.flatnonzero(active_set.free)
+        self._iterative = not active_set.active.any() and free.size > DENSE_LIMIT
+        if self.failure is None and free.size and not self._iterative:
+            self._factorize(free)
+
+    def _factorize(self, free: np.ndarray) -> None:
+        import scipy.linalg as sla
+
+        n = self.x.size
+        basis = np.zeros((n, free.size))
+        basis[free, np.arange(free.size)] = 1.0
+        hessian = self.ops.hvp(self.x, self.active_set.weights, basis)[free]
+        hessian = 0.5 * (hessian + hessian.T)
+        self.nhvp += free.size
+        rows = np.flatnonzero(self.active_set.active)
+        jac = self.ops.constraints(self.x)[1][rows][:, free] if rows.size else np.zeros((0, free.size))
+        # small dense algebra: BLAS threads would only contend with the framework's own
+        with single_blas_thread():
+            self.failure = _null_space_check(hessian, jac)
+            if self.failure is None:
+                k = rows.size
+                kkt = np.block([[hessian, jac.T], [jac, np.zeros((k, k))]])
+                self._factors = (free, rows, sla.lu_factor(kkt, check_finite=False))
+
+    def solve(self, b_x: np.ndarray, b_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(u, y)`` with ``H u + Jᵀ y = b_x`` on the free variables, ``J u = b_c`` on the active
+        constraint values, and the identity elsewhere; NaN (and :attr:`failure` set) where the
+        implicit function theorem does not apply."""
+        import scipy.linalg as sla
+
+        n, m = self.x.size, self.active_set.weights.size
+        free_mask, active = self.active_set.free, self.active_set.active
+        u = np.where(free_mask, 0.0, b_x)
+        y = np.where(active, 0.0, b_c)
+        if self.failure is not None:
+            return np.full(n, np.nan), np.full(m, np.nan)
+        if self._iterative:
+            weights = self.active_set.weights
+
+            def matvec(p: np.ndarray) -> np.ndarray:
+                full = np.zeros(n)
+                full[free_mask] = p
+                return self.ops.hvp(self.x, weights, full[:, None])[free_mask, 0]
+
+            solution, count, failure = _cg(matvec, b_x[free_mask], maxiter=10 * int(free_mask.sum()))
+            self.nhvp += count
+            if failure is not None:
+                self.failure = failure
+                return np.full(n, np.nan), np.full(m, np.nan)
+            u[free_mask] = solution
+        elif self._factors is not None:
+            free, rows, factors = self._factors
+            solution = sla.lu_solve(factors, np.concatenate([b_x[free], b_c[rows]]), check_finite=False)
+            u[free], y[rows] = solution[: free.size], solution[free.size :]
+        return u, y
 
 
 def solve_adjoint(
@@ -241,62 +376,9 @@ def solve_adjoint(
     >>> bool(np.allclose(adj.w, np.linalg.solve(ops.A, [1.0, 0.0])))
     True
     """
-    n = x.size
-    nan = Adjoint(np.zeros(0), np.full(n, np.nan), np.zeros(0), 0)
-    g = ops.gradient(x)
-    c, jac = ops.constraints(x)
-    m = c.size
-    lower = upper = None
-    if bounds is not None:
-        lower, upper = (np.broadcast_to(np.asarray(b, dtype=np.float64), (n,)) for b in bounds)
-    c_lower, c_upper = (
-        (np.broadcast_to(np.asarray(b, dtype=np.float64), (m,)) for b in constraint_bounds)
-        if constraint_bounds is not None else (np.full(m, -np.inf), np.full(m, np.inf))
-    )
-    rows, lam, residual = _multipliers(g, _candidates(x, lower, upper, c, jac, c_lower, c_upper))
-    nan.weights, nan.z = np.zeros(m), np.zeros(m)
-    scale = 1.0 + np.abs(g).max(initial=0.0)
-    if residual > NOT_STATIONARY * scale or (not success and residual > STATIONARY * scale):
-        nan.failure = (
-            f"the point is not a solution: the gradient of the Lagrangian has norm {residual:.3g} there"
-            + ("" if success else " and the method did not report success")
-            + "; tighten the solver's tolerances"
-        )
-        return nan
-    weights = np.zeros(m)
-    general = rows.component >= 0
-    np.add.at(weights, rows.component[general], lam[general])
-    free = np.ones(n, dtype=bool)
-    free[rows.variable[~general]] = False
-    free_index = np.flatnonzero(free)
-    jac_free = rows.jac[general][:, free]
-    w = np.zeros(n)
-    z_rows = np.zeros(int(general.sum()))
-    nhvp = 0
-    if free_index.size == 0:
-        pass
-    elif jac_free.shape[0] == 0 and free_index.size > DENSE_LIMIT:
-
-        def matvec(p: np.ndarray) -> np.ndarray:
-            full = np.zeros(n)
-            full[free] = p
-            return ops.hvp(x, weights, full[:, None])[free, 0]
-
-        solution, nhvp, failure = _cg(matvec, v[free], maxiter=10 * free_index.size)
-        if failure is not None:
-            nan.failure, nan.nhvp = failure, nhvp
-            return nan
-        w[free] = solution
-    else:
-        basis = np.zeros((n, free_index.size))
-        basis[free_index, np.arange(free_index.size)] = 1.0
-        hessian = ops.hvp(x, weights, basis)[free]
-        nhvp = free_index.size
-        solved = _dense(hessian, jac_free, v[free])
-        if isinstance(solved, str):
-            nan.failure, nan.nhvp = solved, nhvp
-            return nan
-        w[free], z_rows = solved
-    z = np.zeros(m)
-    np.add.at(z, rows.component[general], z_rows)
-    return Adjoint(weights, w, z, nhvp)
+    active_set = find_active_set(ops, x, bounds=bounds, constraint_bounds=constraint_bounds, success=success)
+    system = KKTSystem(ops, x, active_set)
+    w, z = system.solve(np.where(active_set.free, v, 0.0), np.zeros(active_set.weights.size))
+    if system.failure is not None:
+        return Adjoint(np.zeros(active_set.weights.size), w, np.zeros_like(z), system.nhvp, system.failure)
+    return Adjoint(active_set.weights, w, z, system.nhvp)

@@ -1,4 +1,5 @@
-"""The framework-neutral half of a backward pass: the adjoint at the solution, failures reported."""
+"""The framework-neutral half of a derivative: the active set and the adjoint at the solution,
+failures reported."""
 
 from __future__ import annotations
 
@@ -7,10 +8,23 @@ from typing import Any
 
 import numpy as np
 
-from .adjoint import Adjoint, ImplicitDifferentiationWarning, solve_adjoint
+from .adjoint import ActiveSet, Adjoint, ImplicitDifferentiationWarning, find_active_set, solve_adjoint
 from .problem import ImplicitProblem
 
-__all__ = ["adjoint_at", "count_hvps"]
+__all__ = ["active_set_at", "adjoint_at", "count_hvps"]
+
+
+def _constraint_bounds(problem: ImplicitProblem, ops: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    if not problem.constraints:
+        return None
+    ops.constraints(x)
+    return problem.constraint_bounds(ops.sizes)
+
+
+def active_set_at(problem: ImplicitProblem, ops: Any, x: np.ndarray, success: bool) -> ActiveSet:
+    """The active set and multipliers at the solution ``x`` (no warning: the derivative that
+    needs them warns)."""
+    return find_active_set(ops, x, bounds=problem.bounds, constraint_bounds=_constraint_bounds(problem, ops, x), success=success)
 
 
 def adjoint_at(problem: ImplicitProblem, ops: Any, x: np.ndarray, v: np.ndarray, success: bool) -> Adjoint:
@@ -19,10 +33,7 @@ def adjoint_at(problem: ImplicitProblem, ops: Any, x: np.ndarray, v: np.ndarray,
     ``ops`` is the framework adapter's :class:`~.adjoint.Operators`, with ``sizes`` (the
     number of values of each constraint) known once its ``constraints`` ran.
     """
-    c_bounds = None
-    if problem.constraints:
-        ops.constraints(x)
-        c_bounds = problem.constraint_bounds(ops.sizes)
+    c_bounds = _constraint_bounds(problem, ops, x)
     adjoint = solve_adjoint(ops, x, v, bounds=problem.bounds, constraint_bounds=c_bounds, success=success)
     if adjoint.failure is not None:
         warnings.warn(

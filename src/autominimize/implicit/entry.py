@@ -16,7 +16,7 @@ import scipy.optimize as so
 
 from ..bounds import normalize_bounds
 from ..params import ParamSpec, leaf_kind
-from . import concrete_solve, differentiable_framework
+from . import captured_differentiable, concrete_solve, differentiable_framework
 from .problem import ImplicitProblem, build_problem
 
 __all__ = ["least_squares", "minimize"]
@@ -68,6 +68,20 @@ def _solve(problem: ImplicitProblem, framework: str, run: Callable, x0: Any, arg
     return _solver(framework)(problem, run, x0, args)
 
 
+def _check_captured(entry: str, fun: Any, constraints: Any = None) -> None:
+    """Refuse a differentiable value held by fun (or a constraint) instead of passed in args:
+    the derivative would leave it out."""
+    from .problem import parse_constraints
+
+    found = captured_differentiable(fun, *(item.fun for item in parse_constraints(constraints)))
+    if found is not None:
+        framework, name = found
+        raise ValueError(
+            f"{entry}: fun (or a constraint) captures {name}, a {framework} value to differentiate with respect to, "
+            "from its enclosing scope; the solution is differentiated with respect to args only. Pass it in args."
+        )
+
+
 def _parameters(entry: Callable, call: dict) -> dict:
     """The entry point's own arguments out of ``call`` (its ``locals()``)."""
     import inspect
@@ -89,6 +103,7 @@ def minimize(entry: Callable, call: dict) -> so.OptimizeResult:
             "minimize: differentiating the solution with respect to args needs fun to return the value alone; "
             "jac=True and fun_and_jac are not supported then."
         )
+    _check_captured("minimize", fun.fun if is_residual_function(fun) else fun, call.get("constraints"))
     method = call.get("method")
     residual = is_residual_function(fun) or (isinstance(method, str) and method.lower() in LEAST_SQUARES_METHODS)
     if residual and not is_residual_function(fun):
@@ -127,6 +142,7 @@ def least_squares(entry: Callable, call: dict) -> so.OptimizeResult:
     if differentiable_framework(call.get("kwargs") or {}) is not None:
         raise ValueError("least_squares: kwargs hold values to differentiate with respect to; pass them in args instead.")
     raw = fun.fun if isinstance(fun, Residuals) else fun
+    _check_captured("least_squares", raw)
     if call.get("kwargs"):
         import functools
 

@@ -1,14 +1,28 @@
-"""JAX: the solve as a host callback with a custom VJP, so grad, jacrev, jit and vmap work.
+"""JAX: the solve as a host callback with a custom derivative rule.
 
 The forward pass is ``jax.pure_callback`` around the ordinary solve (a loop of solves under
-``vmap``); the backward pass is a second callback that solves the adjoint system at the solution
-with JAX's own derivatives of the user's function (jitted once per function and structure).
+``vmap``). With 64-bit JAX the rule is a custom JVP: the callback also finds the active set and
+the multipliers at the solution, and the tangent solves the linearised optimality system
+
+    [[H_L, Jᵀ], [J, 0]] [dx; dλ] = -[∂θ∇ₓL · dθ; ∂θc · dθ]
+
+with ``lax.custom_linear_solve``: the right-hand side and the matrix-vector products are JAX
+code in the caller's trace, the solve itself a second host callback (one factorisation per
+solution, reused for every right-hand side). Forward mode (``jvp``, ``jacfwd``) is this rule;
+reverse mode (``grad``, ``vjp``, ``jacrev``) is its transpose, which JAX derives (the system is
+symmetric); second order (``hessian``) differentiates the rule again, the multipliers' tangent
+being ``dλ``. In 32-bit mode the rule is a custom VJP whose backward pass is a host callback
+(reverse mode, first order).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -18,18 +32,20 @@ from ..backends import cached_compile
 from ..backends.jax_backend import float64_scope
 from ..backends.jax_sync import compile_function
 from ..params import leaf_kind
-from .backward import adjoint_at, count_hvps
+from .adjoint import ActiveSet, ImplicitDifferentiationWarning, KKTSystem, stationarity_failure
+from .backward import active_set_at, adjoint_at, count_hvps
 from .problem import ImplicitProblem, flat_solution, split_args
 
 __all__ = ["solve_with_jax"]
 
 
-def _flat(jnp: Any, leaves: list) -> Any:
-    return jnp.concatenate([jnp.ravel(leaf).astype(jnp.float64) for leaf in leaves]) if leaves else jnp.zeros(0)
+def _flat(jnp: Any, leaves: list, dtype: Any) -> Any:
+    return jnp.concatenate([jnp.ravel(leaf).astype(dtype) for leaf in leaves]) if leaves else jnp.zeros(0, dtype=dtype)
 
 
-def _functions(problem: ImplicitProblem) -> "_Compiled":
-    """Gradient, constraints, Hessian-vector products and θ-VJP of the Lagrangian."""
+def _parts(problem: ImplicitProblem) -> SimpleNamespace:
+    """The objective, the constraint values and the gradient of the Lagrangian as JAX functions
+    of the flat x (computed in x's dtype), θ's leaves and the LinearConstraints' matrices."""
     import jax
     import jax.numpy as jnp
 
@@ -41,29 +57,40 @@ def _functions(problem: ImplicitProblem) -> "_Compiled":
     def objective(x, leaves):
         out = problem.objective_output(params_of(x), problem.args(leaves))
         if problem.residual:
-            r = _flat(jnp, jax.tree_util.tree_leaves(out))
+            r = _flat(jnp, jax.tree_util.tree_leaves(out), x.dtype)
             return 0.5 * jnp.sum(r * r)
-        return jnp.asarray(out, dtype=jnp.float64).reshape(())
+        return jnp.asarray(out).astype(x.dtype).reshape(())
 
     def constraint_parts(x, leaves, matrices):
         outputs = iter(problem.constraint_outputs(params_of(x), problem.args(leaves)))
         matrices = iter(matrices)
         return [
-            next(matrices) @ x if item.fun is None else _flat(jnp, jax.tree_util.tree_leaves(next(outputs)))
+            next(matrices).astype(x.dtype) @ x if item.fun is None else _flat(jnp, jax.tree_util.tree_leaves(next(outputs)), x.dtype)
             for item in problem.constraints
         ]
 
     def constraint_values(x, leaves, matrices):
         parts = constraint_parts(x, leaves, matrices)
-        return jnp.concatenate(parts) if parts else jnp.zeros(0)
+        return jnp.concatenate(parts) if parts else jnp.zeros(0, dtype=x.dtype)
 
     def lagrangian(x, leaves, matrices, weights):
         value = objective(x, leaves)
         if problem.constraints:
-            value = value + weights @ constraint_values(x, leaves, matrices)
+            value = value + weights.astype(x.dtype) @ constraint_values(x, leaves, matrices)
         return value
 
-    grad_l = jax.grad(lagrangian)
+    return SimpleNamespace(
+        objective=objective, constraint_parts=constraint_parts, constraint_values=constraint_values,
+        lagrangian_gradient=jax.grad(lagrangian),
+    )
+
+
+def _functions(problem: ImplicitProblem) -> "_Compiled":
+    """Gradient, constraints and Hessian-vector products of the Lagrangian, for the host."""
+    import jax
+
+    parts = _parts(problem)
+    grad_l = parts.lagrangian_gradient
 
     def hvp(x, leaves, matrices, weights, vectors):
         def column(v):
@@ -72,10 +99,10 @@ def _functions(problem: ImplicitProblem) -> "_Compiled":
         return jax.vmap(column, in_axes=1, out_axes=1)(vectors)
 
     def constraints(x, leaves, matrices):
-        return constraint_parts(x, leaves, matrices), jax.jacrev(constraint_values)(x, leaves, matrices)
+        return parts.constraint_parts(x, leaves, matrices), jax.jacrev(parts.constraint_values)(x, leaves, matrices)
 
     def theta_vjp(x, leaves, matrices, weights, w, z, u, mask):
-        """-∂θ(⟨∇ₓL, w⟩ + ⟨c, z⟩) + u ∂θL: the adjoint's product, plus the objective value's
+        """-∂θ(⟨∇ₓL, w⟩ + ⟨c, z⟩) + u ∂θf: the adjoint's product, plus the objective value's
         cotangent ``u`` times its derivative at the solution (∂θ of the Lagrangian, by the
         envelope theorem)."""
 
@@ -84,12 +111,13 @@ def _functions(problem: ImplicitProblem) -> "_Compiled":
             merged = [next(diff) if keep else leaf for leaf, keep in zip(leaves, mask)]
             value = grad_l(x, merged, matrices, weights) @ w
             if problem.constraints:
-                value = value + constraint_values(x, merged, matrices) @ z
-            return u * lagrangian(x, merged, matrices, weights) - value
+                value = value + parts.constraint_values(x, merged, matrices) @ z
+            lagrangian = parts.objective(x, merged) + (weights @ parts.constraint_values(x, merged, matrices) if problem.constraints else 0.0)
+            return u * lagrangian - value
 
         return jax.grad(inner)([leaf for leaf, keep in zip(leaves, mask) if keep])
 
-    return _Compiled({"gradient": jax.grad(objective), "constraints": constraints, "hvp": hvp, "theta_vjp": theta_vjp})
+    return _Compiled({"gradient": jax.grad(parts.objective), "constraints": constraints, "hvp": hvp, "theta_vjp": theta_vjp})
 
 
 class _Compiled:
@@ -119,7 +147,7 @@ class _Compiled:
 class JaxOperators:
     """The adjoint's operators at one θ (host side, float64)."""
 
-    def __init__(self, problem: ImplicitProblem, functions: dict, leaves: list, matrices: list):
+    def __init__(self, problem: ImplicitProblem, functions: _Compiled, leaves: list, matrices: list):
         self.problem, self.f, self.leaves, self.matrices = problem, functions, leaves, matrices
         self.sizes: list[int] = []
 
@@ -138,52 +166,215 @@ class JaxOperators:
         return np.asarray(self.f("hvp", x, self.leaves, self.matrices, weights, vectors), dtype=np.float64)
 
 
+class _Systems:
+    """The KKT system of the last solution asked for (host side, 64-bit JAX): a tangent per
+    input (``jacfwd``) or a cotangent per output (``jacrev``) reuses its factorisation."""
+
+    def __init__(self, problem: ImplicitProblem, functions: _Compiled, matrices: list, record: so.OptimizeResult):
+        self.problem, self.functions, self.matrices, self.record = problem, functions, matrices, record
+        self.last: tuple[bytes, KKTSystem] | None = None
+
+    def solve(self, x, arg_values, weights, free, active, stationarity, success, rhs) -> np.ndarray:
+        """``[u; y]`` for the right-hand side ``rhs = [b_x; b_c]`` (see :meth:`KKTSystem.solve`)."""
+        import jax.numpy as jnp
+
+        x, weights = np.asarray(x, dtype=np.float64), np.asarray(weights, dtype=np.float64)
+        digest = hashlib.blake2b(digest_size=16)
+        for part in (x, weights, free, active, stationarity, success, *arg_values):
+            digest.update(np.ascontiguousarray(part).tobytes())
+        key = digest.digest()
+        before = 0
+        if self.last is None or self.last[0] != key:
+            ops = JaxOperators(self.problem, self.functions, [jnp.asarray(a) for a in arg_values], self.matrices)
+            active_set = ActiveSet(
+                weights, np.asarray(free) > 0.5, np.asarray(active) > 0.5, float(stationarity),
+                stationarity_failure(float(stationarity), bool(success)),
+            )
+            self.last = (key, KKTSystem(ops, x, active_set))
+        else:
+            before = self.last[1].nhvp
+        system = self.last[1]
+        rhs = np.asarray(rhs)
+        u, y = system.solve(rhs[: x.size].astype(np.float64), rhs[x.size :].astype(np.float64))
+        self.record["implicit_nhvp"] = self.record.get("implicit_nhvp", 0) + system.nhvp - before
+        self.record["implicit_nbackward"] = self.record.get("implicit_nbackward", 0) + 1
+        if system.failure is not None:
+            warnings.warn(
+                f"the derivative of the solution with respect to args is NaN: {system.failure}.",
+                ImplicitDifferentiationWarning, stacklevel=2,
+            )
+        return np.concatenate([u, y]).astype(rhs.dtype)
+
+
+@dataclass
+class _Setup:
+    """What both derivative rules need of one call."""
+
+    problem: ImplicitProblem
+    run: Callable[[Any, tuple], so.OptimizeResult]
+    x0_kinds: list[str]
+    mask: tuple[bool, ...]
+    matrices: list
+    out_types: list
+    real: Any
+    functions: _Compiled
+    record: so.OptimizeResult
+
+    def host_solve(self, x0_values: list, arg_values: list) -> tuple[np.ndarray, so.OptimizeResult, list, np.ndarray, tuple]:
+        """The ordinary solve on concrete values: flat x, the result, x's leaves, value and status."""
+        import jax.numpy as jnp
+
+        spec = self.problem.spec
+        start = spec.unflatten_leaves([_as_kind(kind, value) for kind, value in zip(self.x0_kinds, x0_values)])
+        res = self.run(start, self.problem.args([jnp.asarray(a) for a in arg_values]))
+        x_flat = flat_solution(res.x)
+        x_parts = [x_flat[a:b].reshape(t.shape).astype(t.dtype) for t, a, b in zip(self.out_types, spec.offsets, spec.offsets[1:])]
+        value = res.cost if self.problem.residual and "cost" in res else res.fun
+        success = bool(res.get("success", False))
+        status = (np.bool_(success), np.int32(res.get("status", 0) or 0), np.int32(res.get("nit", 0) or 0), np.int32(res.get("nfev", 0) or 0))
+        return x_flat, res, x_parts, np.asarray(value, dtype=self.real), status
+
+    def operators(self, arg_values: list) -> JaxOperators:
+        import jax.numpy as jnp
+
+        return JaxOperators(self.problem, self.functions, [jnp.asarray(a) for a in arg_values], self.matrices)
+
+
+_STATUS_TYPES = (np.bool_, np.int32, np.int32, np.int32)
+
+
 def solve_with_jax(problem: ImplicitProblem, run: Callable[[Any, tuple], so.OptimizeResult], x0: Any, args: tuple) -> so.OptimizeResult:
-    """Run the solve through a host callback whose result JAX differentiates implicitly."""
+    """Run the solve through a host callback whose result JAX differentiates implicitly.
+
+    With 64-bit JAX (``jax_enable_x64``) the rule is a custom JVP (every transformation, any
+    order); in 32-bit mode a custom VJP (reverse mode, first order): the tangent rule traces the
+    objective in the caller's 32-bit trace, and JAX then converts its NumPy constants to 32
+    bits in the float64 solves that follow.
+    """
     import jax
     import jax.numpy as jnp
 
     spec = problem.spec
     x0_leaves = spec.leaves_of(x0)
-    x0_kinds = [leaf_kind(leaf) if not isinstance(leaf, jax.core.Tracer) else "jax" for leaf in x0_leaves]
     arg_leaves = split_args(args)[0]
-    mask = tuple(bool(jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)) for leaf in arg_leaves)
-    matrices = [jnp.asarray(item.matrix) for item in problem.constraints if item.fun is None]
     out_types = [jax.ShapeDtypeStruct(info.shape, jax.dtypes.canonicalize_dtype(info.dtype)) for info in spec.leaves]
-    value_type = jax.ShapeDtypeStruct((), jax.dtypes.canonicalize_dtype(np.float64))
-    status_types = (jax.ShapeDtypeStruct((), jnp.bool_), jax.ShapeDtypeStruct((), jnp.int32), jax.ShapeDtypeStruct((), jnp.int32), jax.ShapeDtypeStruct((), jnp.int32))
     key = ("implicit-jax", spec.key, problem.unpack, problem.args_treedef, problem.residual, tuple(item.fun for item in problem.constraints))
-    functions = cached_compile(problem.fun, key, lambda: _functions(problem))
-    record = so.OptimizeResult()
+    setup = _Setup(
+        problem=problem, run=run,
+        x0_kinds=[leaf_kind(leaf) if not isinstance(leaf, jax.core.Tracer) else "jax" for leaf in x0_leaves],
+        mask=tuple(bool(jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)) for leaf in arg_leaves),
+        matrices=[jnp.asarray(item.matrix) for item in problem.constraints if item.fun is None],
+        out_types=out_types, real=jax.dtypes.canonicalize_dtype(np.float64),
+        functions=cached_compile(problem.fun, key, lambda: _functions(problem)), record=so.OptimizeResult(),
+    )
+    x0_values = [jnp.asarray(leaf, dtype=t.dtype) for leaf, t in zip(x0_leaves, out_types)]
+    rule = _forward_rule if jax.enable_x64.value else _reverse_rule
+    x_parts, value, (success, status, nit, nfev) = rule(setup, x0_values, list(arg_leaves))
+    result = setup.record
+    result.update(x=spec.unflatten_leaves(list(x_parts)), success=success, status=status, nit=nit, nfev=nfev, backend="jax")
+    result["cost" if problem.residual else "fun"] = value
+    result.message = "solved in a host callback: fun (cost), success, status, nit and nfev are JAX arrays"
+    return result
+
+
+def _forward_rule(setup: _Setup, x0_values: list, arg_leaves: list) -> tuple:
+    """The solve with a custom JVP: forward mode, reverse mode by transposition, any order."""
+    import jax
+    import jax.numpy as jnp
+
+    problem, mask, matrices, real, out_types = setup.problem, setup.mask, setup.matrices, setup.real, setup.out_types
+    spec = problem.spec
+    parts = _parts(problem)
+    n = spec.size
+    arg_types = [jax.ShapeDtypeStruct(np.shape(leaf), jnp.result_type(leaf)) for leaf in arg_leaves]
+    m = jax.eval_shape(parts.constraint_values, jax.ShapeDtypeStruct((n,), real), arg_types, matrices).shape[0]
+    value_type = jax.ShapeDtypeStruct((), real)
+    status_types = tuple(jax.ShapeDtypeStruct((), t) for t in _STATUS_TYPES)
+    set_types = (jax.ShapeDtypeStruct((m,), real), jax.ShapeDtypeStruct((n,), real), jax.ShapeDtypeStruct((m,), real), value_type)
+    systems = _Systems(problem, setup.functions, matrices, setup.record)
 
     def host_forward(x0_values, arg_values):
-        start = spec.unflatten_leaves([_as_kind(kind, value) for kind, value in zip(x0_kinds, x0_values)])
-        res = run(start, problem.args([jnp.asarray(a) for a in arg_values]))
-        x_flat = flat_solution(res.x)
-        parts = [x_flat[a:b].reshape(t.shape).astype(t.dtype) for t, a, b in zip(out_types, spec.offsets, spec.offsets[1:])]
-        value = res.cost if problem.residual and "cost" in res else res.fun
-        status = (np.bool_(res.get("success", False)), np.int32(res.get("status", 0) or 0), np.int32(res.get("nit", 0) or 0), np.int32(res.get("nfev", 0) or 0))
-        return parts, np.asarray(value, dtype=value_type.dtype), status
+        x_flat, _, x_parts, value, status = setup.host_solve(x0_values, arg_values)
+        found = active_set_at(problem, setup.operators(arg_values), x_flat, bool(status[0]))
+        active_set = (found.weights, found.free, found.active, found.stationarity)
+        return x_parts, value, status, tuple(np.asarray(a, dtype=real) for a in active_set)
+
+    @jax.custom_jvp
+    def solve(x0_values, arg_values):
+        return jax.pure_callback(host_forward, (out_types, value_type, status_types, set_types), x0_values, arg_values, vmap_method="sequential")
+
+    @solve.defjvp
+    def solve_jvp(primals, tangents):
+        x0_values, arg_values = primals
+        out = solve(x0_values, arg_values)
+        x_parts, _, status, (weights, free, active, stationarity) = out
+        x = jnp.concatenate([jnp.ravel(part) for part in x_parts]).astype(real)
+        theta = [leaf for leaf, keep in zip(arg_values, mask) if keep]
+        dtheta = [dot for dot, keep in zip(tangents[1], mask) if keep]
+
+        def merged(diff):
+            diff = iter(diff)
+            return [next(diff) if keep else leaf for leaf, keep in zip(arg_values, mask)]
+
+        def optimality(diff):
+            leaves = merged(diff)
+            return parts.lagrangian_gradient(x, leaves, matrices, weights), parts.constraint_values(x, leaves, matrices)
+
+        _, (dg, dc) = jax.jvp(optimality, (theta,), (dtheta,))
+        # one vector, so that it is linear in the tangents as a whole (the transpose needs that)
+        # even where the constraints do not depend on θ
+        rhs = jnp.concatenate([-free * dg, -active * dc])
+        matvec = functools.partial(_kkt_matvec, parts, x, arg_values, matrices, weights, free, active)
+
+        def linear_solve(_, b):
+            return jax.pure_callback(
+                systems.solve, jax.ShapeDtypeStruct((n + m,), real),
+                x, arg_values, weights, free, active, stationarity, status[0], b, vmap_method="sequential",
+            )
+
+        solution = jax.lax.custom_linear_solve(matvec, rhs, linear_solve, symmetric=True)
+        dx, dweights = solution[:n], solution[n:]
+        dvalue = jax.jvp(lambda y, diff: parts.objective(y, merged(diff)), (x, theta), (dx, dtheta))[1]
+        dx_parts = [dx[a:b].reshape(t.shape).astype(t.dtype) for t, a, b in zip(out_types, spec.offsets, spec.offsets[1:])]
+        no_tangent = tuple(np.zeros((), dtype=jax.dtypes.float0) for _ in status_types)
+        set_tangent = (dweights, jnp.zeros_like(free), jnp.zeros_like(active), jnp.zeros_like(stationarity))
+        return out, (dx_parts, dvalue.astype(real), no_tangent, set_tangent)
+
+    x_parts, value, status, _ = solve(x0_values, arg_leaves)
+    return x_parts, value, status
+
+
+def _reverse_rule(setup: _Setup, x0_values: list, arg_leaves: list) -> tuple:
+    """The solve with a custom VJP: reverse mode, first order (32-bit JAX)."""
+    import jax
+    import jax.numpy as jnp
+
+    problem, mask, real = setup.problem, setup.mask, setup.real
+    value_type = jax.ShapeDtypeStruct((), real)
+    status_types = tuple(jax.ShapeDtypeStruct((), t) for t in _STATUS_TYPES)
+    grad_types = [jax.ShapeDtypeStruct(np.shape(leaf), jnp.result_type(leaf)) for leaf, keep in zip(arg_leaves, mask) if keep]
+
+    def host_forward(x0_values, arg_values):
+        _, _, x_parts, value, status = setup.host_solve(x0_values, arg_values)
+        return x_parts, value, status
 
     def host_backward(x_parts, success, arg_values, cotangents, value_cotangent):
         with float64_scope():
-            leaves = [jnp.asarray(a) for a in arg_values]
+            ops = setup.operators(arg_values)
             x = np.concatenate([np.ravel(p) for p in x_parts]).astype(np.float64)
             v = np.concatenate([np.ravel(p) for p in cotangents]).astype(np.float64)
-            ops = JaxOperators(problem, functions, leaves, matrices)
             adjoint = adjoint_at(problem, ops, x, v, bool(success))
-            count_hvps(record, adjoint)
+            count_hvps(setup.record, adjoint)
             if adjoint.failure is not None:
                 return [np.full(t.shape, np.nan, dtype=t.dtype) for t in grad_types]
-            u = float(value_cotangent)
-            grads = functions("theta_vjp", x, leaves, matrices, adjoint.weights, adjoint.w, adjoint.z, u, static=mask)
+            grads = setup.functions(
+                "theta_vjp", x, ops.leaves, setup.matrices, adjoint.weights, adjoint.w, adjoint.z, float(value_cotangent), static=mask
+            )
             return [np.asarray(g).astype(t.dtype) for g, t in zip(grads, grad_types)]
-
-    grad_types = [jax.ShapeDtypeStruct(np.shape(leaf), jnp.result_type(leaf)) for leaf, keep in zip(arg_leaves, mask) if keep]
 
     @jax.custom_vjp
     def solve(x0_values, arg_values):
-        return jax.pure_callback(host_forward, (out_types, value_type, status_types), x0_values, arg_values, vmap_method="sequential")
+        return jax.pure_callback(host_forward, (setup.out_types, value_type, status_types), x0_values, arg_values, vmap_method="sequential")
 
     def forward(x0_values, arg_values):
         out = solve(x0_values, arg_values)
@@ -195,17 +386,27 @@ def solve_with_jax(problem: ImplicitProblem, run: Callable[[Any, tuple], so.Opti
             host_backward, grad_types, x_parts, success, arg_values, list(cotangent[0]), cotangent[1], vmap_method="sequential"
         )
         grads = iter(grads)
-        grads = [next(grads) if keep else None for keep in mask]
-        return [None] * len(x0_leaves), grads
+        return [None] * len(x0_values), [next(grads) if keep else None for keep in mask]
 
     solve.defvjp(forward, backward)
-    x0_values = [jnp.asarray(leaf, dtype=t.dtype) for leaf, t in zip(x0_leaves, out_types)]
-    x_parts, value, (success, status, nit, nfev) = solve(x0_values, list(arg_leaves))
-    result = record
-    result.update(x=spec.unflatten_leaves(list(x_parts)), success=success, status=status, nit=nit, nfev=nfev, backend="jax")
-    result["cost" if problem.residual else "fun"] = value
-    result.message = "solved in a host callback: fun (cost), success, status, nit and nfev are JAX arrays"
-    return result
+    return solve(x0_values, arg_leaves)
+
+
+def _kkt_matvec(parts: SimpleNamespace, x: Any, leaves: list, matrices: list, weights: Any, free: Any, active: Any, vector: Any) -> Any:
+    """The KKT matrix of the tangent system times ``[u; y]``: ``H_L u + Jᵀy`` on the free
+    variables, ``J u`` on the active constraint values, the identity on the other rows."""
+    import jax
+    import jax.numpy as jnp
+
+    n = x.shape[0]
+    u, y = vector[:n], vector[n:]
+    free_u = free * u
+    hu = jax.jvp(lambda z: parts.lagrangian_gradient(z, leaves, matrices, weights), (x,), (free_u,))[1]
+    if y.shape[0] == 0:
+        return free * hu + (1 - free) * u
+    _, pullback = jax.vjp(lambda z: parts.constraint_values(z, leaves, matrices), x)
+    ju = jax.jvp(lambda z: parts.constraint_values(z, leaves, matrices), (x,), (free_u,))[1]
+    return jnp.concatenate([free * (hu + pullback(active * y)[0]) + (1 - free) * u, active * ju + (1 - active) * y])
 
 
 def _as_kind(kind: str, value: np.ndarray) -> Any:

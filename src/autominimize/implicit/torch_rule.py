@@ -23,10 +23,14 @@ __all__ = ["solve_with_torch"]
 class TorchOperators:
     """The adjoint's operators at one θ: autograd on x as one flat tensor."""
 
-    def __init__(self, problem: ImplicitProblem, leaves: list, dtype: Any, device: Any):
+    def __init__(self, problem: ImplicitProblem, leaves: list, mask: list[bool], dtype: Any, device: Any):
         import torch
 
-        self.torch, self.problem, self.leaves, self.dtype, self.device = torch, problem, leaves, dtype, device
+        self.torch, self.problem, self.dtype, self.device = torch, problem, dtype, device
+        # θ's leaves to differentiate are leaves of every graph built here: the gradient's graph
+        # serves the Hessian-vector products and the product with respect to θ alike
+        self.mask = mask
+        self.leaves = [leaf.detach().requires_grad_(True) if keep else leaf for leaf, keep in zip(leaves, mask)]
         self.matrices = [torch.as_tensor(item.matrix, dtype=dtype, device=device) for item in problem.constraints if item.fun is None]
         self.sizes: list[int] = []
         self._linearized: tuple | None = None
@@ -63,13 +67,19 @@ class TorchOperators:
             value = value + self.constraint_values(x, leaves) @ self.torch.as_tensor(weights, dtype=self.dtype, device=self.device)
         return value
 
-    def lagrangian_gradient(self, x: Any, leaves: list, weights: np.ndarray) -> Any:
-        return self.torch.autograd.grad(self.lagrangian(x, leaves, weights), x, create_graph=True)[0]
+    def linearized(self, x: np.ndarray, weights: np.ndarray) -> tuple[Any, Any]:
+        """x as a tensor and ∇ₓL(x, θ) with its graph (``create_graph``), built once per (x, weights)."""
+        torch = self.torch
+        key = (x.tobytes(), weights.tobytes())
+        if self._linearized is None or self._linearized[0] != key:
+            with torch.enable_grad():
+                xt = self._x(x)
+                g = torch.autograd.grad(self.lagrangian(xt, self.leaves, weights), xt, create_graph=True)[0]
+            self._linearized = (key, xt, g)
+        return self._linearized[1], self._linearized[2]
 
     def gradient(self, x: np.ndarray) -> np.ndarray:
-        with self.torch.enable_grad():
-            xt = self._x(x)
-            return self.torch.autograd.grad(self.objective(xt, self.leaves), xt)[0].detach().cpu().numpy().astype(np.float64)
+        return self.linearized(x, np.zeros(0))[1].detach().cpu().numpy().astype(np.float64)
 
     def constraints(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not self.problem.constraints:
@@ -83,10 +93,12 @@ class TorchOperators:
         return c.detach().cpu().numpy().astype(np.float64), jac.detach().cpu().numpy().astype(np.float64)
 
     def hvp(self, x: np.ndarray, weights: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-        """H @ vectors. Many columns at once: forward-over-reverse under ``torch.func.vmap``
-        (several times faster than a batched double backward), where the function allows it.
-        One column at a time (conjugate gradients): products from the gradient's graph, built
-        once per (x, weights)."""
+        """H @ vectors. Many columns at once: the gradient's pullback (reverse over reverse,
+        H being symmetric) under ``torch.func.vmap``, where the function allows it: the gradient
+        is computed once and only its pullback is batched (about twice as fast as
+        forward-over-reverse, which batches the tangents of the gradient's computation too, and
+        many times faster than autograd's batched double backward). One column at a time
+        (conjugate gradients): products from the gradient's graph, built once per (x, weights)."""
         torch = self.torch
         rows = torch.as_tensor(np.ascontiguousarray(vectors.T), dtype=self.dtype, device=self.device)
         if rows.shape[0] > 1 and self._functional:
@@ -94,12 +106,7 @@ class TorchOperators:
                 return self._vectorized_hvp(x, weights, rows)
             except Exception:  # in-place operations, .item() or data-dependent control flow: one at a time
                 self._functional = False
-        key = (x.tobytes(), weights.tobytes())
-        if self._linearized is None or self._linearized[0] != key:
-            with torch.enable_grad():
-                xt = self._x(x)
-                self._linearized = (key, xt, self.lagrangian_gradient(xt, self.leaves, weights))
-        _, xt, g = self._linearized
+        xt, g = self.linearized(x, weights)
         with torch.enable_grad():
             products = [torch.autograd.grad(g, xt, row, retain_graph=True)[0] for row in rows]
         return torch.stack(products).detach().cpu().numpy().T.astype(np.float64)
@@ -108,21 +115,23 @@ class TorchOperators:
         func = self.torch.func
         point = self.torch.as_tensor(x, dtype=self.dtype, device=self.device)
         gradient = func.grad(lambda y: self.lagrangian(y, self.leaves, weights))
-        products = func.vmap(lambda v: func.jvp(gradient, (point,), (v,))[1])(rows)
+        with self.torch.no_grad():  # func.grad differentiates inside; θ's leaves need no graph here
+            _, pullback = func.vjp(gradient, point)
+            products = func.vmap(pullback)(rows)[0]
         return products.detach().cpu().numpy().T.astype(np.float64)
 
-    def theta_vjp(self, x: np.ndarray, weights: np.ndarray, w: np.ndarray, z: np.ndarray, mask: list[bool]) -> list:
-        """-∂θ(⟨∇ₓL, w⟩ + ⟨c, z⟩) for the leaves in ``mask``, in their dtypes."""
+    def theta_vjp(self, x: np.ndarray, weights: np.ndarray, w: np.ndarray, z: np.ndarray) -> list:
+        """-∂θ(⟨∇ₓL, w⟩ + ⟨c, z⟩) for the leaves to differentiate, in their dtypes: one product
+        through the gradient's graph."""
         torch = self.torch
+        xt, g = self.linearized(x, weights)
+        wanted = [leaf for leaf, keep in zip(self.leaves, self.mask) if keep]
         with torch.enable_grad():
-            xt = self._x(x)
-            leaves = [leaf.detach().requires_grad_(True) if keep else leaf for leaf, keep in zip(self.leaves, mask)]
-            value = self.lagrangian_gradient(xt, leaves, weights) @ torch.as_tensor(w, dtype=self.dtype, device=self.device)
+            value = g @ torch.as_tensor(w, dtype=self.dtype, device=self.device)
             if z.size:
-                value = value + self.constraint_values(xt, leaves) @ torch.as_tensor(z, dtype=self.dtype, device=self.device)
-            wanted = [leaf for leaf, keep in zip(leaves, mask) if keep]
+                value = value + self.constraint_values(xt.detach(), self.leaves) @ torch.as_tensor(z, dtype=self.dtype, device=self.device)
             grads = torch.autograd.grad(value, wanted, allow_unused=True)
-        return [torch.zeros_like(leaf) if g is None else -g.to(leaf.dtype) for g, leaf in zip(grads, wanted)]
+        return [torch.zeros_like(leaf) if grad is None else -grad.to(leaf.dtype) for grad, leaf in zip(grads, wanted)]
 
 
 def _flat(torch: Any, out: Any, dtype: Any) -> Any:
@@ -153,14 +162,14 @@ def solve_with_torch(problem: ImplicitProblem, run: Callable[[Any, tuple], so.Op
         @staticmethod
         @torch.autograd.function.once_differentiable
         def backward(ctx, cotangent):
-            ops = TorchOperators(problem, detached, dtype, device)
+            ops = TorchOperators(problem, detached, mask, dtype, device)
             v = cotangent.detach().cpu().numpy().astype(np.float64)
             adjoint = adjoint_at(problem, ops, x_flat, v, success)
             count_hvps(result, adjoint)
             wanted = [leaf for leaf, keep in zip(detached, mask) if keep]
             if adjoint.failure is not None:
                 return tuple(torch.full_like(leaf, float("nan")) for leaf in wanted)
-            return tuple(ops.theta_vjp(x_flat, adjoint.weights, adjoint.w, adjoint.z, mask))
+            return tuple(ops.theta_vjp(x_flat, adjoint.weights, adjoint.w, adjoint.z))
 
     flat = Solution.apply(*[leaf for leaf, keep in zip(leaves, mask) if keep])
     parts = []
