@@ -222,11 +222,6 @@ def test_least_squares_sparse_jacobian(backend):
     assert sparse.njev >= 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_least_squares._finish turns every non-ndarray res.jac dense; it should keep the "
-    "backend's sparse Jacobian (as scipy does with jac_sparsity) when one was used",
-)
 def test_least_squares_sparse_jacobian_stays_sparse_on_the_result():
     n = 40
     r = _smoothing_residuals(n, "torch")

@@ -180,13 +180,13 @@ def run_least_squares(
 
 
 def _finish(result: so.OptimizeResult, problem: ResidualObjective, spec: ParamSpec, backend: str, dtype: str) -> so.OptimizeResult:
-    """x and the gradient in x0's structure, a dense Jacobian, the problem's counts."""
+    """x and the gradient in x0's structure, the problem's counts.
+
+    ``res.jac`` stays as scipy returns it: dense, or sparse when the Jacobian was computed
+    sparse (``jac_sparsity``), as in scipy.
+    """
     x_flat = np.asarray(result.x, dtype=np.float64).reshape(-1)
     result.x = spec.restore(x_flat)
-    jac = result.jac
-    if not isinstance(jac, np.ndarray):  # scipy's sparse Jacobian (jac_sparsity) or a LinearOperator
-        jac = jac.toarray() if hasattr(jac, "toarray") else jac
-    result.jac = jac
     result.grad = spec.restore(np.asarray(result.grad, dtype=np.float64).reshape(-1))
     result.nfev = problem.nfev
     result.njev = problem.njev
