@@ -228,7 +228,7 @@ def test_vectorized_numpy_calls_f_once_per_step_and_gives_the_member_by_member_a
 def test_benchmark_section_runs_small(monkeypatch):
     pytest.importorskip("jax")
     pytest.importorskip("torch")
-    from autominimize.bench import batched as bench
+    from benchmarks import batched as bench
 
     monkeypatch.setattr(bench, "FITS", 64)
     monkeypatch.setattr(bench, "LOOP_SUBSET", 4)

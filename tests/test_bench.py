@@ -1,4 +1,4 @@
-"""Smoke test of ``python -m autominimize.bench``: it runs, and its rows make sense.
+"""Smoke test of ``python -m benchmarks``: it runs, and its rows make sense.
 
 The bench runs in a subprocess because it limits every thread pool of its process and
 imports every framework; no timing is asserted.
@@ -10,6 +10,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,10 +25,11 @@ ROW_KEYS = {
 def test_bench_quick_rosen2(tmp_path):
     out_json = tmp_path / "rows.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "autominimize.bench", "--quick", "--only", "rosen2", "--no-import-time", "--json", str(out_json)],
+        [sys.executable, "-m", "benchmarks", "--quick", "--only", "rosen2", "--no-import-time", "--json", str(out_json)],
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=Path(__file__).resolve().parents[1],  # the benchmarks live beside the package
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "rosen2 L-BFGS-B" in proc.stdout
@@ -59,8 +61,8 @@ def test_bench_quick_rosen2(tmp_path):
         assert ok is not False, (key, row["f"][key], row["f_ref"])
 
     # a contender that raises (a backend still being written) is skipped and shown as n/a
-    from autominimize.bench import CELLS, Contender, format_table, run_cell
-    from autominimize.bench.contenders import reference
+    from benchmarks import CELLS, Contender, format_table, run_cell
+    from benchmarks.contenders import reference
 
     def broken(problem):
         raise RuntimeError("not implemented yet")
@@ -73,8 +75,8 @@ def test_bench_quick_rosen2(tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="the observing section runs on JAX")
 def test_observing_section_measures_every_variant_on_the_same_path(tmp_path, monkeypatch):
-    from autominimize.bench import observing
-    from autominimize.bench.observing import format_observing, run_observing
+    from benchmarks import observing
+    from benchmarks.observing import format_observing, run_observing
 
     monkeypatch.setattr(observing, "MIN_ROUNDS", 2)
     rows = run_observing(repeats=1)

@@ -140,7 +140,7 @@ def test_compressed_values_equal_the_hand_built_derivatives():
     from autominimize.backends import get_backend
     from autominimize.backends.lagrangian import Lagrangian
     from autominimize.backends.sparsity import detect_pattern
-    from autominimize.bench.ipopt import _HandBuilt, _jax_problem
+    from benchmarks.ipopt import _HandBuilt, _jax_problem
     from autominimize.params import ParamSpec
 
     n = 40

@@ -147,7 +147,7 @@ def profile(rows: Iterable[Mapping[str, Any]], measure: str = "seconds", tau_max
 
     ``rows`` are mappings with keys ``problem``, ``solver`` and ``measure`` (seconds by
     default; a missing or non-finite value means the solver failed on that problem), such as
-    the rows ``autominimize.bench.run`` returns. For each solver, the curve is the fraction of
+    the rows ``benchmarks.run`` returns. For each solver, the curve is the fraction of
     problems it solves within a factor τ of the best solver.
     """
     table: dict[str, dict[str, float]] = {}

@@ -5,7 +5,7 @@ thread runs the computation, so Python can queue more work meanwhile. A scipy me
 use that: it needs every value and gradient before it takes its next step, so each call
 waits for a thread hand-off that buys nothing. On a small objective the hand-off costs
 several times the computation (about 28 µs of a 36 µs call at n = 100 on the project's
-2-core machine; ``python -m autominimize.bench`` measures it).
+2-core machine; ``python -m benchmarks`` measures it).
 
 :func:`compile_function` therefore places the function on a private CPU client created with
 ``asynchronous=False`` (the client JAX itself builds when ``jax_cpu_enable_async_dispatch``

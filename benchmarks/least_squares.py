@@ -8,10 +8,10 @@ how many reach the known optimum. Part 2 times the forward-difference gradient o
 on a 4-worker ``dask.distributed`` LocalCluster (pools started beforehand; start-up reported
 separately).
 
->>> from autominimize.bench.least_squares import run_least_squares   # doctest: +SKIP
+>>> from benchmarks.least_squares import run_least_squares   # doctest: +SKIP
 >>> rows = run_least_squares(repeats=3)                             # doctest: +SKIP
 
-Run ``python -m autominimize.bench.least_squares`` for the table.
+Run ``python -m benchmarks.least_squares`` for the table.
 """
 
 from __future__ import annotations
@@ -134,6 +134,6 @@ def format_least_squares(rows: list[dict]) -> str:
 if __name__ == "__main__":
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m autominimize.bench.least_squares", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.least_squares", description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     print(format_least_squares(run_least_squares(parser.parse_args().repeats)))

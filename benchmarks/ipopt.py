@@ -10,10 +10,10 @@ Part 2 runs the Hock–Schittkowski set (:mod:`autominimize.testing.hock_schittk
 through ``method='ipopt'`` and through cyipopt fed exact dense derivatives written with
 ``jax.jit`` by hand, and counts evaluations.
 
->>> from autominimize.bench.ipopt import run_ipopt_bench   # doctest: +SKIP
+>>> from benchmarks.ipopt import run_ipopt_bench   # doctest: +SKIP
 >>> rows = run_ipopt_bench(repeats=3)                       # doctest: +SKIP
 
-Run ``python -m autominimize.bench --section ipopt`` for the table.
+Run ``python -m benchmarks --section ipopt`` for the table.
 """
 
 from __future__ import annotations
@@ -266,6 +266,6 @@ def format_ipopt_bench(rows: list[dict]) -> str:
 if __name__ == "__main__":
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m autominimize.bench.ipopt", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.ipopt", description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     print(format_ipopt_bench(run_ipopt_bench(parser.parse_args().repeats)))

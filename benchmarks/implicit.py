@@ -12,10 +12,10 @@ the forward column: compare the totals.
 jaxopt's ``ScipyMinimize`` and optimistix's ``minimise`` join where installed (they are not
 requirements; their iterations and products are not counted); the table says when they are absent.
 
->>> from autominimize.bench.implicit import run_implicit   # doctest: +SKIP
+>>> from benchmarks.implicit import run_implicit   # doctest: +SKIP
 >>> rows = run_implicit(repeats=3)                          # doctest: +SKIP
 
-Run ``python -m autominimize.bench.implicit`` for the table.
+Run ``python -m benchmarks.implicit`` for the table.
 """
 
 from __future__ import annotations
@@ -218,6 +218,6 @@ def format_implicit(rows: list[dict]) -> str:
 if __name__ == "__main__":
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m autominimize.bench.implicit", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.implicit", description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     print(format_implicit(run_implicit(parser.parse_args().repeats)))

@@ -14,10 +14,10 @@
 Times are medians of ``repeats`` warm runs (one warm-up run first, so compilation is not
 counted).
 
->>> from autominimize.bench.global_opt import run_global   # doctest: +SKIP
+>>> from benchmarks.global_opt import run_global   # doctest: +SKIP
 >>> rows = run_global(repeats=3)                            # doctest: +SKIP
 
-Run ``python -m autominimize.bench.global_opt`` for the table.
+Run ``python -m benchmarks.global_opt`` for the table.
 """
 
 from __future__ import annotations

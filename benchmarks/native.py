@@ -14,7 +14,7 @@
 Times are medians of ``repeats`` warm runs after one warm-up run (compilation not counted);
 the n = 10⁶ cells and the loops run once after their warm-up.
 
->>> from autominimize.bench.native import run_native, format_native   # doctest: +SKIP
+>>> from benchmarks.native import run_native, format_native   # doctest: +SKIP
 >>> print(format_native(run_native(repeats=3)))                        # doctest: +SKIP
 """
 

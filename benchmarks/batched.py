@@ -21,10 +21,10 @@ over scipy's. For L-BFGS (the box holds several local minima, and a start may se
 another one than scipy's), ``|Δp|`` is the median difference and ``cost`` the fraction of
 starts whose final value equals scipy's within 1e-6 (relative).
 
->>> from autominimize.bench.batched import run_batched   # doctest: +SKIP
+>>> from benchmarks.batched import run_batched   # doctest: +SKIP
 >>> rows = run_batched(repeats=3)                          # doctest: +SKIP
 
-Run ``python -m autominimize.bench.batched [--dask [FITS]]`` for the tables.
+Run ``python -m benchmarks.batched [--dask [FITS]]`` for the tables.
 """
 
 from __future__ import annotations

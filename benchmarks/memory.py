@@ -2,7 +2,7 @@
 
 Each case runs in a subprocess of its own, which reports its peak resident set size
 (``ru_maxrss``) and, for the torch case, its resident set size once the solves have
-returned. ``python -m autominimize.bench.memory`` prints the table; ``run_memory`` returns rows.
+returned. ``python -m benchmarks.memory`` prints the table; ``run_memory`` returns rows.
 
 - history: extended Rosenbrock with 200 000 parameters, 400 L-BFGS-B iterations on NumPy
   with its exact gradient, with ``history=False`` and with the default history.

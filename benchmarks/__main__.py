@@ -1,4 +1,4 @@
-"""Command line: ``python -m autominimize.bench [--repeats N] [--quick] [--only S] [--markdown]``."""
+"""Command line: ``python -m benchmarks [--repeats N] [--quick] [--only S] [--markdown]``."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def run_sections(names: list[str], repeats: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m autominimize.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--repeats", type=int, default=5, help="timed warm rounds per cell (default 5; n=10000 and logreg take at most 3; a cell whose rounds take under a second runs more, up to 20x)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 repeat, small cells only (unless --only)")
     parser.add_argument("--only", action="append", default=None, metavar="SUBSTRING", help="run the cells whose name contains SUBSTRING (repeatable, or comma-separated)")

@@ -14,10 +14,10 @@ Each row reports the median wall time of ``repeats`` interleaved warm runs (afte
 untimed warm-up each), the final loss and the closure evaluations. Both closures compute
 the loss and call ``backward()``, as a torch user writes them.
 
->>> from autominimize.bench.torch_mlp import run_torch_mlp   # doctest: +SKIP
+>>> from benchmarks.torch_mlp import run_torch_mlp   # doctest: +SKIP
 >>> rows = run_torch_mlp(repeats=3)                          # doctest: +SKIP
 
-Run ``python -m autominimize.bench.torch_mlp`` for the table.
+Run ``python -m benchmarks.torch_mlp`` for the table.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def _closure(model: Any, optimizer: Any, X: Any, y: Any, counter: list[float], t
 
 
 def _run_scipy(X: Any, y: Any, new_model: Callable[[], Any], iterations: int) -> dict:
-    from .. import torch as am_torch
+    from autominimize import torch as am_torch
 
     model = new_model()
     optimizer = am_torch.ScipyOptimizer(

@@ -1,4 +1,4 @@
-"""``python -m autominimize.bench``: how fast am.minimize is next to hand-written derivatives.
+"""``python -m benchmarks``: how fast am.minimize is next to hand-written derivatives.
 
 Every cell is solved by (a) scipy fed hand-written NumPy value-and-gradient (and hessp /
 hess), the reference; (b) scipy fed a hand-written jitted JAX value_and_grad (and jvp-of-grad
@@ -6,7 +6,7 @@ HVP / jax.hessian); am.minimize with the jax, torch, tensorflow and numpy (hand-
 backends; and scipy fed hand-written torch autograd and tf.function baselines. Times are
 medians of interleaved warm repeats in float64 with every thread pool at one thread.
 
->>> from autominimize.bench import run            # doctest: +SKIP
+>>> from benchmarks import run            # doctest: +SKIP
 >>> rows = run(["rosen2"], repeats=3)              # doctest: +SKIP
 >>> rows[0]["ratios"]["am-jax"]                    # doctest: +SKIP
 

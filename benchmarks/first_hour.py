@@ -13,10 +13,10 @@ one shape (``args=(X_k, y_k)``, copies of one data set, so that every fit takes 
 iterations), against 40 fits given the same arrays: with args as inputs of the compiled
 functions the two take the same time. 40 fits to 40 different data sets are reported too.
 
->>> from autominimize.bench.first_hour import run_first_hour   # doctest: +SKIP
+>>> from benchmarks.first_hour import run_first_hour   # doctest: +SKIP
 >>> rows = run_first_hour(repeats=3)                          # doctest: +SKIP
 
-Run ``python -m autominimize.bench --section first-hour`` for the table.
+Run ``python -m benchmarks --section first-hour`` for the table.
 """
 
 from __future__ import annotations

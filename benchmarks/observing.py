@@ -3,7 +3,7 @@
 rosen100 L-BFGS-B on JAX costs about 30 µs per evaluation, so it shows the recording's
 per-record cost at its largest; a small tanh network fitted to 2000 points (385 parameters,
 300 iterations) shows it on an objective closer to a model fit.
-``python -m autominimize.bench.observing`` prints the table; ``run_observing`` returns rows.
+``python -m benchmarks.observing`` prints the table; ``run_observing`` returns rows.
 """
 
 from __future__ import annotations
