@@ -34,8 +34,8 @@ def evaluation_mode(problem: GlobalProblem, vectorized: bool | str | None, worke
         if vectorized:
             raise ValueError("vectorized=True and workers/executor are alternatives: batch a generation in one call, or spread it over workers.")
         mode = "parallel"
-    elif vectorized or (vectorized is None and problem.batched is not None and problem.backend != "numpy" and updating != "immediate"):
-        if problem.batched is None:
+    elif vectorized or (vectorized is None and problem.objective.batched is not None and problem.backend != "numpy" and updating != "immediate"):
+        if problem.objective.batched is None:
             raise ValueError("vectorized=True: this objective cannot be evaluated on a batch; use vectorized=False or workers.")
         mode = "batched"
     else:

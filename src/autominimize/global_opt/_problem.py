@@ -2,8 +2,8 @@
 
 A :class:`GlobalProblem` is the flat view scipy's global optimizers see of the user's
 problem, built on the shared scalar objective (:class:`~autominimize.problem.Objective`):
-single values through it (its cache, counters and error policy), batches of values in one
-call counted on its counters under its policy, and local solves that run through
+single values and batches of values through it (its cache, counters, best point and error
+policy), and local solves that run through
 ``am.minimize`` with exact derivatives, their counts kept in a second
 :class:`~autominimize.problem.Counters`. ``am.basinhopping`` and friends build one from a
 function (:func:`~._build.build_problem`); the torch integration builds one from a closure.
@@ -18,7 +18,6 @@ import numpy as np
 import scipy.optimize as so
 
 from ..drivers.methods import CUSTOM_METHOD, METHODS, method_name
-from ..errors import attach_point
 from ..params import ParamSpec
 from ..problem import Counters, Objective
 
@@ -36,13 +35,12 @@ class GlobalProblem:
     spec
         The parameter structure.
     objective
-        Single evaluations (cache, counters, the failing point attached to errors).
+        Single and batched evaluations (cache, counters, best point, the failing point
+        attached to errors); its ``batched`` is None when the problem cannot batch.
     local_solve
         ``local_solve(x0, bounds, kwargs)``: one local minimization from the flat ``x0`` with
         flat ``(lb, ub)`` bounds (or None) and ``am.minimize`` keyword arguments; returns a
         result with ``x`` in the parameter structure.
-    batched
-        Values of ``(S, n)`` points in one call, or None when the problem cannot batch.
     backend, precision
         Reported on the results.
     context
@@ -60,7 +58,6 @@ class GlobalProblem:
         objective: Objective,
         local_solve: Callable[[np.ndarray, tuple | None, dict], so.OptimizeResult],
         *,
-        batched: Callable[[np.ndarray], np.ndarray] | None = None,
         backend: str,
         precision: str,
         context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
@@ -71,7 +68,6 @@ class GlobalProblem:
         self.n = spec.size
         self.objective = objective
         self._local_solve = local_solve
-        self.batched = batched
         self.backend = backend
         self.precision = precision
         self.context = context
@@ -85,22 +81,8 @@ class GlobalProblem:
         return self.objective.value(x)
 
     def values(self, points: np.ndarray) -> np.ndarray:
-        """Values at the rows of ``points`` in one batched call.
-
-        Under ``error_handling='continue'`` non-finite values are +inf, and a batch that raises
-        is evaluated point by point (each failing point +inf).
-        """
-        points = np.ascontiguousarray(points, dtype=np.float64)
-        continuing = self.objective.error_handling == "continue"
-        try:
-            out = self.batched(points)
-        except Exception as exc:
-            if continuing:
-                return np.array([self.objective.value(p) for p in points])
-            attach_point(exc, self.spec, points[0], "a batch of objective values (first point shown)")
-            raise
-        self.objective.counters.nfev += points.shape[0]
-        return np.where(np.isfinite(out), out, np.inf) if continuing else out
+        """Values at the rows of ``points`` in one batched call (see :meth:`Objective.values`)."""
+        return self.objective.values(points)
 
     def count(self, evaluations: int) -> None:
         """Record evaluations made elsewhere (other processes)."""
