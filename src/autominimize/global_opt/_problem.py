@@ -17,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import scipy.optimize as so
 
+from ..drivers.fixed_variables import FixedVariables
 from ..drivers.methods import CUSTOM_METHOD, METHODS, method_name
 from ..params import ParamSpec
 from ..problem import Counters, Objective
@@ -75,13 +76,39 @@ class GlobalProblem:
         self._make_constraints = make_constraints
         self.local_counters = Counters()
         self.n_local = 0
+        self.fixed: FixedVariables | None = None
+
+    # -- fixed variables --------------------------------------------------------------
+    def fix_variables(self, bounds: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """For a scipy method that refuses a bound with lower = upper: from here on it sees
+        the free variables only, and the box it gets back is theirs.
+
+        The problem's points, boxes and local solves then take either the free variables
+        or the full vector (they differ in size), and always evaluate the full vector.
+        """
+        self.fixed = FixedVariables.of(bounds[0], bounds)
+        if self.fixed is None:
+            return bounds
+        self.n = int(np.count_nonzero(self.fixed.free))
+        return self.fixed.bounds
+
+    def full(self, x: Any) -> np.ndarray:
+        """The full flat vector of ``x``, the free variables or the full vector already."""
+        x = np.asarray(x, dtype=np.float64).reshape(-1)
+        if self.fixed is not None and x.size != self.spec.size:
+            return self.fixed.embed(x)
+        return x
 
     # -- evaluations ----------------------------------------------------------------
     def value(self, x: Any) -> float:
-        return self.objective.value(x)
+        return self.objective.value(x if self.fixed is None else self.full(x))
 
     def values(self, points: np.ndarray) -> np.ndarray:
         """Values at the rows of ``points`` in one batched call (see :meth:`Objective.values`)."""
+        if self.fixed is not None:
+            full = np.tile(self.fixed.template, (points.shape[0], 1))
+            full[:, self.fixed.free] = points
+            points = full
         return self.objective.values(points)
 
     def count(self, evaluations: int) -> None:
@@ -90,9 +117,11 @@ class GlobalProblem:
 
     def local(self, x0: np.ndarray, bounds: tuple[np.ndarray, np.ndarray] | None, kwargs: dict) -> so.OptimizeResult:
         """One local solve through ``am.minimize``; its counts are added to the problem's."""
+        x0 = self.full(x0)
         if bounds is not None:
+            bounds = (self.full(bounds[0]), self.full(bounds[1]))
             x0 = np.clip(x0, bounds[0], bounds[1])  # a random step may leave the box
-        result = self._local_solve(np.asarray(x0, dtype=np.float64), bounds, kwargs)
+        result = self._local_solve(x0, bounds, kwargs)
         self.record_local(result)
         return result
 
@@ -112,10 +141,12 @@ class GlobalProblem:
 
     # -- structure ------------------------------------------------------------------
     def restore(self, x: Any) -> Any:
-        return self.spec.restore(np.asarray(x, dtype=np.float64).reshape(-1))
+        return self.spec.restore(self.full(x))
 
     def flat(self, tree: Any, name: str = "x") -> np.ndarray:
-        return self.spec.flatten(tree, name)
+        """The flat vector scipy sees of ``tree``: its free variables when some are fixed."""
+        flat = self.spec.flatten(tree, name)
+        return flat if self.fixed is None else flat[self.fixed.free]
 
     def counts(self) -> dict[str, int]:
         own = self.objective.counters.as_dict()
@@ -171,7 +202,7 @@ class LocalSolver:
             box = _flat_box(bounds, self.problem.n)
         result = self.problem.local(np.asarray(x0, dtype=np.float64).reshape(-1), box, self.kwargs)
         self.results.append(result)
-        return flat_result(result, self.problem.spec)
+        return flat_result(result, self.problem)
 
 
 def _flat_box(bounds: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -183,13 +214,13 @@ def _flat_box(bounds: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.broadcast_to(np.asarray(lb, np.float64), (n,)).copy(), np.broadcast_to(np.asarray(ub, np.float64), (n,)).copy()
 
 
-def flat_result(result: so.OptimizeResult, spec: ParamSpec) -> so.OptimizeResult:
-    """A copy of a local result with flat ``x`` and ``jac``, as scipy expects."""
+def flat_result(result: so.OptimizeResult, problem: GlobalProblem) -> so.OptimizeResult:
+    """A copy of a local result with flat ``x`` and ``jac`` as scipy sees the problem."""
     flat = so.OptimizeResult(result)
-    flat.x = spec.flatten(result.x)
+    flat.x = problem.flat(result.x)
     if result.get("jac") is not None:
         try:
-            flat.jac = spec.flatten(result.jac, "jac")
+            flat.jac = problem.flat(result.jac, "jac")
         except (ValueError, TypeError):  # trust-constr's jac: the constraint Jacobians
             pass
     return flat
