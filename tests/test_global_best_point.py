@@ -80,12 +80,14 @@ def _best(exc: BaseException) -> np.ndarray:
     return np.asarray(exc.autominimize_best_x["x"], dtype=np.float64)
 
 
-@pytest.mark.parametrize("backend", ["numpy", "jax", "torch"])
-def test_an_error_in_a_batch_carries_the_best_point(backend):
+@pytest.mark.parametrize(("backend", "vectorized"), [("numpy", True), ("jax", True), ("torch", True), ("jax", None), ("torch", None)])
+def test_an_error_in_a_batch_carries_the_best_point(backend, vectorized):
+    """With ``vectorized=None`` too: a batch that fails after others succeeded is the
+    function's own error, not a sign that it cannot be mapped over a batch."""
     expected_x, _ = _reference(backend)
     counter = Counter(Stop)
     with pytest.raises(Exception, match="stopped from inside the objective") as caught:
-        am.differential_evolution(_objective(backend, counter), BOUNDS, backend=backend, **OPTIONS)
+        am.differential_evolution(_objective(backend, counter), BOUNDS, backend=backend, **{**OPTIONS, "vectorized": vectorized})
     assert counter.calls == STOP
     np.testing.assert_array_equal(_best(caught.value), expected_x)
 
