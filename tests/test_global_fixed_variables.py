@@ -41,6 +41,9 @@ ENTRY_POINTS = {
         fun, {"x": np.zeros(3)}, niter=3, rng=0, minimizer_kwargs={"bounds": {"x": BOX}}, backend=backend
     ),
     "multistart": lambda fun, backend: am.multistart(fun, {"x": BOX}, n_starts=4, rng=0, backend=backend),
+    "multistart lbfgs-native": lambda fun, backend: am.multistart(  # one batched solve on JAX and torch
+        fun, {"x": BOX}, n_starts=4, rng=0, method="lbfgs-native", backend=backend
+    ),
 }
 
 
