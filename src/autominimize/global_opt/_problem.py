@@ -83,8 +83,10 @@ class GlobalProblem:
         """For a scipy method that refuses a bound with lower = upper: from here on it sees
         the free variables only, and the box it gets back is theirs.
 
-        The problem's points, boxes and local solves then take either the free variables
-        or the full vector (they differ in size), and always evaluate the full vector.
+        Single points, boxes, local solves and :meth:`restore` then take either the free
+        variables or the full vector (they differ in size), and always evaluate the full
+        vector. (Differential evolution, the one batched method, takes a fixed variable as
+        it is.)
         """
         self.fixed = FixedVariables.of(bounds[0], bounds)
         if self.fixed is None:
@@ -104,11 +106,8 @@ class GlobalProblem:
         return self.objective.value(x if self.fixed is None else self.full(x))
 
     def values(self, points: np.ndarray) -> np.ndarray:
-        """Values at the rows of ``points`` in one batched call (see :meth:`Objective.values`)."""
-        if self.fixed is not None:
-            full = np.tile(self.fixed.template, (points.shape[0], 1))
-            full[:, self.fixed.free] = points
-            points = full
+        """Values at the rows of ``points`` (full vectors) in one batched call (see
+        :meth:`Objective.values`)."""
         return self.objective.values(points)
 
     def count(self, evaluations: int) -> None:
