@@ -56,3 +56,21 @@ def test_a_fixed_variable_stays_at_its_bound(entry, backend):
     x_tol, f_tol = (1e-4, 1e-7) if entry == "direct" else (1e-5, 1e-9)  # DIRECT does not refine locally
     np.testing.assert_allclose(x[[0, 2]], 1.0, atol=x_tol)
     assert float(result.fun) == pytest.approx((FIXED - 1.0) ** 2, abs=f_tol)
+
+
+def test_the_torch_dual_annealing_optimizer_fixes_a_variable():
+    torch = pytest.importorskip("torch")
+    import autominimize.torch as amt
+
+    w = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
+    optimizer = amt.DualAnnealing([w], bounds=BOX, maxiter=50, rng=0)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = ((w - 1.0) ** 2).sum()
+        loss.backward()
+        return loss
+
+    assert float(optimizer.step(closure)) == pytest.approx(0.25, abs=1e-9)
+    assert float(w[1]) == FIXED
+    np.testing.assert_allclose(w.detach().numpy()[[0, 2]], 1.0, atol=1e-6)
