@@ -12,7 +12,8 @@
   L-BFGS-B one after another against the same solves in worker processes.
 
 Times are medians of ``repeats`` warm runs (one warm-up run first, so compilation is not
-counted).
+counted). Each differential evolution contender alternates with its own runs of scipy's
+loop, so that its speedup is measured under the same load.
 
 >>> from benchmarks.global_opt import run_global   # doctest: +SKIP
 >>> rows = run_global(repeats=3)                            # doctest: +SKIP
@@ -70,6 +71,19 @@ def _median_time(run: Callable[[], Any], repeats: int) -> tuple[float, Any]:
     return statistics.median(times), result
 
 
+def _paired_times(baseline: Callable[[], Any], contender: Callable[[], Any], repeats: int) -> tuple[float, Any, float, Any]:
+    """Median times of ``baseline`` and ``contender`` run alternately (one warm-up each), so
+    that on a loaded machine both see the same load and their ratio is comparable."""
+    results = [baseline(), contender()]
+    times: list[list[float]] = [[], []]
+    for _ in range(repeats):
+        for i, run in enumerate((baseline, contender)):
+            start = time.perf_counter()
+            results[i] = run()
+            times[i].append(time.perf_counter() - start)
+    return statistics.median(times[0]), results[0], statistics.median(times[1]), results[1]
+
+
 def _evolution_rows(repeats: int) -> list[dict]:
     import scipy.optimize as so
 
@@ -79,9 +93,10 @@ def _evolution_rows(repeats: int) -> list[dict]:
     common = dict(maxiter=GENERATIONS, popsize=POPSIZE, tol=0, polish=False, rng=0)
     for name, problem in _objectives().items():
         bounds = [problem["box"]] * DIM
-        loop_time, loop = _median_time(
-            lambda: so.differential_evolution(problem["numpy"], bounds, updating="deferred", **common), repeats
-        )
+
+        def scipy_loop() -> Any:
+            return so.differential_evolution(problem["numpy"], bounds, updating="deferred", **common)
+
         contenders = {
             "am-jax (vmap)": lambda: am.differential_evolution(problem["jax"], bounds, backend="jax", **common),
             "am-torch (vmap)": lambda: am.differential_evolution(problem["torch"], bounds, backend="torch", **common),
@@ -89,7 +104,7 @@ def _evolution_rows(repeats: int) -> list[dict]:
             "am-jax, scipy's engine": lambda: am.differential_evolution(problem["jax"], bounds, backend="jax", engine="scipy", **common),
         }
         for label, run in contenders.items():
-            seconds, result = _median_time(run, repeats)
+            loop_time, loop, seconds, result = _paired_times(scipy_loop, run, repeats)
             rows.append({
                 "bench": "differential_evolution", "problem": name, "contender": label,
                 "seconds": seconds, "baseline": "scipy per-individual loop", "baseline_seconds": loop_time,

@@ -47,11 +47,14 @@ def build_problem(
     template, _, flat_bounds = problem_structure(x0, bounds, finite)
     setup = prepare(fun, template, args, unpack=unpack, precision=precision, device=torch_device, precision_from_x0=False)
     backend_name = setup.choose_backend(backend)
-    objective = Objective(setup.compile("scalar", fun, setup.call), setup.spec, differentiable=False, error_handling=error_handling)
+    objective = Objective(
+        setup.compile("scalar", fun, setup.call), setup.spec, differentiable=False, error_handling=error_handling,
+        batched=_batched_values(setup, torch_device),
+    )
     keys = setup.x0 if setup.unpack == "kwargs" else None
     problem = GlobalProblem(
         setup.spec, objective, _local_solve(setup, torch_device, error_handling),
-        batched=_batched_values(setup, torch_device), backend=backend_name, precision=setup.dtype,
+        backend=backend_name, precision=setup.dtype,
         context=lambda: setup.backend_obj.solve_context(setup.dtype),
         remote=RemoteValue(fun, setup.unpack, args, keys, setup.spec, backend_name, setup.dtype, error_handling),
         make_constraints=_constraint_maker(setup, error_handling),

@@ -34,8 +34,8 @@ def evaluation_mode(problem: GlobalProblem, vectorized: bool | str | None, worke
         if vectorized:
             raise ValueError("vectorized=True and workers/executor are alternatives: batch a generation in one call, or spread it over workers.")
         mode = "parallel"
-    elif vectorized or (vectorized is None and problem.batched is not None and problem.backend != "numpy" and updating != "immediate"):
-        if problem.batched is None:
+    elif vectorized or (vectorized is None and problem.objective.batched is not None and problem.backend != "numpy" and updating != "immediate"):
+        if problem.objective.batched is None:
             raise ValueError("vectorized=True: this objective cannot be evaluated on a batch; use vectorized=False or workers.")
         mode = "batched"
     else:
@@ -80,8 +80,9 @@ class _PointByPoint:
 class _BatchedGeneration:
     """Values at the rows of ``points`` (shape (S, n)) in one call.
 
-    With ``auto``, a function that cannot be mapped over a batch is evaluated point by
-    point instead (still one call per generation, so the trajectory is the same).
+    With ``auto``, a function that cannot be mapped over a batch (its first batch fails) is
+    evaluated point by point instead (still one call per generation, so the trajectory is
+    the same). A batch that fails after one has succeeded is the function's own error.
     """
 
     def __init__(self, problem: GlobalProblem, auto: bool):
@@ -93,7 +94,7 @@ class _BatchedGeneration:
         if self.pointwise:
             return np.array([self.problem.value(p) for p in points])
         try:
-            return self.problem.values(points)
+            values = self.problem.values(points)
         except Exception as exc:
             if not self.auto:
                 raise
@@ -105,6 +106,8 @@ class _BatchedGeneration:
                 stacklevel=6,
             )
             return np.array([self.problem.value(p) for p in points])
+        self.auto = False  # it maps: from here on a failing batch is the function's error
+        return values
 
     def columns(self, x: np.ndarray) -> np.ndarray:
         """scipy's vectorized ``func``: x of shape (n, S) in, S values out."""

@@ -2,8 +2,8 @@
 
 A :class:`GlobalProblem` is the flat view scipy's global optimizers see of the user's
 problem, built on the shared scalar objective (:class:`~autominimize.problem.Objective`):
-single values through it (its cache, counters and error policy), batches of values in one
-call counted on its counters under its policy, and local solves that run through
+single values and batches of values through it (its cache, counters, best point and error
+policy), and local solves that run through
 ``am.minimize`` with exact derivatives, their counts kept in a second
 :class:`~autominimize.problem.Counters`. ``am.basinhopping`` and friends build one from a
 function (:func:`~._build.build_problem`); the torch integration builds one from a closure.
@@ -17,8 +17,8 @@ from typing import Any, Callable
 import numpy as np
 import scipy.optimize as so
 
+from ..drivers.fixed_variables import FixedVariables
 from ..drivers.methods import CUSTOM_METHOD, METHODS, method_name
-from ..errors import attach_point
 from ..params import ParamSpec
 from ..problem import Counters, Objective
 
@@ -36,13 +36,12 @@ class GlobalProblem:
     spec
         The parameter structure.
     objective
-        Single evaluations (cache, counters, the failing point attached to errors).
+        Single and batched evaluations (cache, counters, best point, the failing point
+        attached to errors); its ``batched`` is None when the problem cannot batch.
     local_solve
         ``local_solve(x0, bounds, kwargs)``: one local minimization from the flat ``x0`` with
         flat ``(lb, ub)`` bounds (or None) and ``am.minimize`` keyword arguments; returns a
         result with ``x`` in the parameter structure.
-    batched
-        Values of ``(S, n)`` points in one call, or None when the problem cannot batch.
     backend, precision
         Reported on the results.
     context
@@ -60,7 +59,6 @@ class GlobalProblem:
         objective: Objective,
         local_solve: Callable[[np.ndarray, tuple | None, dict], so.OptimizeResult],
         *,
-        batched: Callable[[np.ndarray], np.ndarray] | None = None,
         backend: str,
         precision: str,
         context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
@@ -71,7 +69,6 @@ class GlobalProblem:
         self.n = spec.size
         self.objective = objective
         self._local_solve = local_solve
-        self.batched = batched
         self.backend = backend
         self.precision = precision
         self.context = context
@@ -79,28 +76,39 @@ class GlobalProblem:
         self._make_constraints = make_constraints
         self.local_counters = Counters()
         self.n_local = 0
+        self.fixed: FixedVariables | None = None
+
+    # -- fixed variables --------------------------------------------------------------
+    def fix_variables(self, bounds: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """For a scipy method that refuses a bound with lower = upper: from here on it sees
+        the free variables only, and the box it gets back is theirs.
+
+        Single points, boxes, local solves and :meth:`restore` then take either the free
+        variables or the full vector (they differ in size), and always evaluate the full
+        vector. (Differential evolution, the one batched method, takes a fixed variable as
+        it is.)
+        """
+        self.fixed = FixedVariables.of(bounds[0], bounds)
+        if self.fixed is None:
+            return bounds
+        self.n = int(np.count_nonzero(self.fixed.free))
+        return self.fixed.bounds
+
+    def full(self, x: Any) -> np.ndarray:
+        """The full flat vector of ``x``, the free variables or the full vector already."""
+        x = np.asarray(x, dtype=np.float64).reshape(-1)
+        if self.fixed is not None and x.size != self.spec.size:
+            return self.fixed.embed(x)
+        return x
 
     # -- evaluations ----------------------------------------------------------------
     def value(self, x: Any) -> float:
-        return self.objective.value(x)
+        return self.objective.value(x if self.fixed is None else self.full(x))
 
     def values(self, points: np.ndarray) -> np.ndarray:
-        """Values at the rows of ``points`` in one batched call.
-
-        Under ``error_handling='continue'`` non-finite values are +inf, and a batch that raises
-        is evaluated point by point (each failing point +inf).
-        """
-        points = np.ascontiguousarray(points, dtype=np.float64)
-        continuing = self.objective.error_handling == "continue"
-        try:
-            out = self.batched(points)
-        except Exception as exc:
-            if continuing:
-                return np.array([self.objective.value(p) for p in points])
-            attach_point(exc, self.spec, points[0], "a batch of objective values (first point shown)")
-            raise
-        self.objective.counters.nfev += points.shape[0]
-        return np.where(np.isfinite(out), out, np.inf) if continuing else out
+        """Values at the rows of ``points`` (full vectors) in one batched call (see
+        :meth:`Objective.values`)."""
+        return self.objective.values(points)
 
     def count(self, evaluations: int) -> None:
         """Record evaluations made elsewhere (other processes)."""
@@ -108,9 +116,11 @@ class GlobalProblem:
 
     def local(self, x0: np.ndarray, bounds: tuple[np.ndarray, np.ndarray] | None, kwargs: dict) -> so.OptimizeResult:
         """One local solve through ``am.minimize``; its counts are added to the problem's."""
+        x0 = self.full(x0)
         if bounds is not None:
+            bounds = (self.full(bounds[0]), self.full(bounds[1]))
             x0 = np.clip(x0, bounds[0], bounds[1])  # a random step may leave the box
-        result = self._local_solve(np.asarray(x0, dtype=np.float64), bounds, kwargs)
+        result = self._local_solve(x0, bounds, kwargs)
         self.record_local(result)
         return result
 
@@ -130,10 +140,12 @@ class GlobalProblem:
 
     # -- structure ------------------------------------------------------------------
     def restore(self, x: Any) -> Any:
-        return self.spec.restore(np.asarray(x, dtype=np.float64).reshape(-1))
+        return self.spec.restore(self.full(x))
 
     def flat(self, tree: Any, name: str = "x") -> np.ndarray:
-        return self.spec.flatten(tree, name)
+        """The flat vector scipy sees of ``tree``: its free variables when some are fixed."""
+        flat = self.spec.flatten(tree, name)
+        return flat if self.fixed is None else flat[self.fixed.free]
 
     def counts(self) -> dict[str, int]:
         own = self.objective.counters.as_dict()
@@ -189,7 +201,7 @@ class LocalSolver:
             box = _flat_box(bounds, self.problem.n)
         result = self.problem.local(np.asarray(x0, dtype=np.float64).reshape(-1), box, self.kwargs)
         self.results.append(result)
-        return flat_result(result, self.problem.spec)
+        return flat_result(result, self.problem)
 
 
 def _flat_box(bounds: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -201,13 +213,13 @@ def _flat_box(bounds: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.broadcast_to(np.asarray(lb, np.float64), (n,)).copy(), np.broadcast_to(np.asarray(ub, np.float64), (n,)).copy()
 
 
-def flat_result(result: so.OptimizeResult, spec: ParamSpec) -> so.OptimizeResult:
-    """A copy of a local result with flat ``x`` and ``jac``, as scipy expects."""
+def flat_result(result: so.OptimizeResult, problem: GlobalProblem) -> so.OptimizeResult:
+    """A copy of a local result with flat ``x`` and ``jac`` as scipy sees the problem."""
     flat = so.OptimizeResult(result)
-    flat.x = spec.flatten(result.x)
+    flat.x = problem.flat(result.x)
     if result.get("jac") is not None:
         try:
-            flat.jac = spec.flatten(result.jac, "jac")
+            flat.jac = problem.flat(result.jac, "jac")
         except (ValueError, TypeError):  # trust-constr's jac: the constraint Jacobians
             pass
     return flat

@@ -141,7 +141,7 @@ def differential_evolution(
         fun, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=True, error_handling=error_handling
     )
     if vectorized is True and problem.backend == "numpy":
-        problem.batched = ScipyLayout(problem)
+        problem.objective.batched = ScipyLayout(problem)
     start = None if x0 is None else check_finite_start(problem.flat(x0, "x0"), flat_bounds, problem.spec)
     return run_differential_evolution(
         problem, flat_bounds, start, strategy=strategy, maxiter=maxiter, popsize=popsize, tol=tol,

@@ -111,11 +111,12 @@ def run_dual_annealing(
 ) -> so.OptimizeResult:
     """Dual annealing of a built problem over the flat box, local searches by ``solver``."""
     options.update({name: value for name, value in (("rng", rng), ("seed", seed)) if value is not None})
+    free_bounds = problem.fix_variables(flat_bounds)  # scipy refuses a bound with lower = upper
     if x0 is not None:
-        options["x0"] = x0
+        options["x0"] = x0 if problem.fixed is None else x0[problem.fixed.free]
     with running(problem):
         result = so.dual_annealing(
-            problem.value, so.Bounds(*flat_bounds), minimizer_kwargs={"method": solver},
+            problem.value, so.Bounds(*free_bounds), minimizer_kwargs={"method": solver},
             callback=structured_callback(callback, problem), **options,
         )
     return finish(result, problem)

@@ -157,7 +157,7 @@ def _starts(sampling: str, count: int, n: int, rng: Any, lb: np.ndarray, ub: np.
             # Sobol' points balance best in powers of two; any count is still well spread.
             warnings.filterwarnings("ignore", message=".*balance properties of Sobol")
             unit = qmc.Sobol(d=n, rng=rng).random(count)
-    return qmc.scale(unit, lb, ub)
+    return lb + unit * (ub - lb)  # qmc.scale refuses a fixed variable (lb = ub)
 
 
 def _batched(batched: bool | None, native: str | None, backend: str, parallel: bool) -> bool:
