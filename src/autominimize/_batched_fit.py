@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-import optree
 import scipy.optimize as so
 
 from . import backends as _backends
@@ -24,7 +23,7 @@ from .bounds import normalize_bounds
 from .calling import make_caller, resolve_unpack
 from .native.batched_lm import REASONS, BatchedLM
 from .native.oracles import make_params_of
-from .params import ParamSpec, leaf_kind, leaf_to_numpy
+from .params import ParamSpec, leaf_kind, leaf_to_numpy, tree_leaves, tree_map
 from .problem import check_error_handling
 
 __all__ = ["batched_least_squares", "batched_curve_fit"]
@@ -118,7 +117,7 @@ def _stacked_residual(problem: _Problem) -> Callable:
         count = x.shape[0]
         params = problem.spec.unflatten_leaves([x[:, start:stop].reshape((count,) + shape) for shape, start, stop in bounds])
         call = make_caller(problem.fun, problem.unpack, tuple(data) + problem.args, template)
-        out = [np.asarray(leaf, dtype=np.float64) for leaf in optree.tree_leaves(call(params))]
+        out = [np.asarray(leaf, dtype=np.float64) for leaf in tree_leaves(call(params))]
         return np.concatenate([np.broadcast_to(leaf, (count,) + leaf.shape[1:]).reshape(count, -1) for leaf in out], axis=1)
 
     return residual
@@ -144,7 +143,7 @@ def _vectorized_differences(residual: Callable, upper: np.ndarray | None) -> Cal
 
 
 def _ravel(out: Any, like: Any) -> Any:
-    leaves = optree.tree_leaves(out)
+    leaves = tree_leaves(out)
     if not leaves:
         raise ValueError("the residual function returned no array.")
     kind = leaf_kind(like)
@@ -273,7 +272,7 @@ def _finite_copy(tree: Any) -> Any:
             return jnp.nan_to_num(leaf)
         return np.nan_to_num(leaf) if kind == "numpy" else leaf
 
-    return optree.tree_map(finite, tree)
+    return tree_map(finite, tree)
 
 
 def _restack(stacked: ParamSpec, member: ParamSpec, rows: np.ndarray) -> Any:
@@ -559,9 +558,9 @@ class _CurveResidual:
 
     def __call__(self, params: Any, *data: Any) -> Any:
         d = dict(zip(self.names, data))
-        like = optree.tree_leaves(params)[0]
+        like = tree_leaves(params)[0]
         if self.vectorized:  # (k, *shape) leaves as (k, 1, *shape) columns against (k, m) data
-            params = optree.tree_map(lambda v: v.reshape((v.shape[0], 1) + v.shape[1:]), params)
+            params = tree_map(lambda v: v.reshape((v.shape[0], 1) + v.shape[1:]), params)
             if self.spread == "array":
                 params = [params[:, :, i] for i in range(params.shape[2])]
         if self.spread == "kwargs":
@@ -757,14 +756,14 @@ def _as_numpy(value: Any, name: str) -> np.ndarray:
 
 def _curve_starts(p0: Any, count: int) -> tuple[ParamSpec, ParamSpec, np.ndarray, Any]:
     """The stacked starts from p0: one per member (batch axis first) or one for all."""
-    leaves = optree.tree_leaves(p0)
+    leaves = tree_leaves(p0)
     if _spread(p0) == "array":
         per_member = np.ndim(leaf_to_numpy(p0)) == 2
     else:
         per_member = bool(leaves) and all(np.ndim(leaf_to_numpy(v)) >= 1 and np.shape(leaf_to_numpy(v))[0] == count for v in leaves)
     if per_member:
         stacked, spec, rows = _unstack(p0, "p0")
-        return stacked, spec, rows, optree.tree_map(lambda v: leaf_to_numpy(v)[0], p0) if _spread(p0) != "array" else leaf_to_numpy(p0)[0]
+        return stacked, spec, rows, tree_map(lambda v: leaf_to_numpy(v)[0], p0) if _spread(p0) != "array" else leaf_to_numpy(p0)[0]
     spec = ParamSpec.from_tree(_finite_copy(p0), "p0")
     stacked = ParamSpec(spec.treedef, tuple(
         dataclasses.replace(leaf, shape=(count,) + leaf.shape, kind="numpy" if leaf.kind == "python" else leaf.kind) for leaf in spec.leaves

@@ -15,8 +15,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-import optree
-
+from ..params import tree_leaves
 from .adjoint import ImplicitDifferentiationWarning
 
 __all__ = ["ImplicitDifferentiationWarning", "concrete_solve", "differentiable_framework"]
@@ -64,7 +63,7 @@ def differentiable_framework(*trees: Any) -> str | None:
     """
     if _CONCRETE.get():
         return None
-    leaves = optree.tree_leaves(trees, none_is_leaf=False)
+    leaves = tree_leaves(trees, none_is_leaf=False)
     if "jax" in sys.modules:
         import jax
 

@@ -17,7 +17,7 @@ import scipy.optimize as so
 from ..backends import cached_compile
 from ..backends.jax_backend import float64_scope
 from ..backends.jax_sync import compile_function
-from ..params import leaf_kind
+from ..params import leaf_kind, tree_leaves
 from .backward import adjoint_at, count_hvps
 from .problem import ImplicitProblem, flat_solution, split_args
 
@@ -41,7 +41,7 @@ def _functions(problem: ImplicitProblem) -> "_Compiled":
     def objective(x, leaves):
         out = problem.objective_output(params_of(x), problem.args(leaves))
         if problem.residual:
-            r = _flat(jnp, jax.tree_util.tree_leaves(out))
+            r = _flat(jnp, tree_leaves(out))
             return 0.5 * jnp.sum(r * r)
         return jnp.asarray(out, dtype=jnp.float64).reshape(())
 
@@ -49,7 +49,7 @@ def _functions(problem: ImplicitProblem) -> "_Compiled":
         outputs = iter(problem.constraint_outputs(params_of(x), problem.args(leaves)))
         matrices = iter(matrices)
         return [
-            next(matrices) @ x if item.fun is None else _flat(jnp, jax.tree_util.tree_leaves(next(outputs)))
+            next(matrices) @ x if item.fun is None else _flat(jnp, tree_leaves(next(outputs)))
             for item in problem.constraints
         ]
 
