@@ -79,7 +79,8 @@ def curve_fit(
         The fitted parameters: a float64 ndarray for a list or tuple of numbers (as scipy
         returns), else p0's structure and array type.
     pcov : ndarray (n, n)
-        Their covariance over the flat parameter vector (x0's leaves in order).
+        Their covariance over the flat parameter vector: x0's leaves in x0's own order (a
+        dict's in the order of its keys, as in ``popt``).
 
     Examples
     --------
