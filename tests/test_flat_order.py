@@ -142,3 +142,31 @@ def test_flat_bounds_and_least_squares_jac_follow_x0s_order(backend):
     reference = am.minimize(flat_objective, x0_array, method="L-BFGS-B", bounds=pairs, precision="float64")
     assert float(np.asarray(res.x["a"])) == pytest.approx(2.0)
     np.testing.assert_allclose(_flat(res.x), np.asarray(reference.x), atol=1e-6)
+
+
+@pytest.mark.skipif("jax" not in FRAMEWORKS, reason="needs jax")
+def test_optim_updates_take_gradients_by_key():
+    import jax
+    import jax.numpy as jnp
+
+    def loss(p):
+        return jnp.sum((p["z"] - jnp.asarray(CENTER)) ** 2) + 4.0 * (p["a"] - 3.0) ** 2
+
+    params = {"z": jnp.zeros(2), "a": jnp.asarray(0.5)}
+    value_and_grad = jax.value_and_grad(loss)
+    grads = value_and_grad(params)[1]
+    assert list(grads) == ["a", "z"]  # jax.grad returns a dict's keys sorted
+    opt = am.optim.sgd(lr=0.1)
+    updates, _ = opt.update(grads, opt.init(params), params)
+    assert list(updates) == ["z", "a"]
+    np.testing.assert_allclose(updates["z"], -0.1 * grads["z"], rtol=1e-6)
+    np.testing.assert_allclose(updates["a"], -0.1 * grads["a"], rtol=1e-6)
+
+    opt = am.optim.lbfgs()
+    state = opt.init(params)
+    for _ in range(20):
+        value, grads = value_and_grad(params)
+        updates, state = opt.update(grads, state, params, value=value, value_and_grad_fn=value_and_grad)
+        params = am.optim.apply_updates(params, updates)
+    np.testing.assert_allclose(params["z"], CENTER, atol=1e-4)
+    assert float(params["a"]) == pytest.approx(3.0, abs=1e-4)

@@ -8,7 +8,7 @@ import optree
 
 from ..native._arrays import flatten_leaves, namespace, split_leaves
 from ..native.base import Algorithm
-from ..params import tree_flatten, tree_leaves, tree_map
+from ..params import tree_flatten, tree_map
 
 __all__ = ["Transformation", "from_algorithm", "apply_updates", "merge_updates"]
 
@@ -101,17 +101,18 @@ def from_algorithm(algorithm: Algorithm) -> Transformation:
             raise ValueError(f"{algorithm.name} evaluates the loss at new points; pass value_and_grad_fn= (params -> (value, grads)).")
         x, leaves, treedef = flat(params)
         xp = namespace(x)
-        g = xp.astype(flatten_leaves(xp, tree_leaves(grads)), x.dtype)
+        # gradients in params' structure, matched by key: jax.grad returns a dict's keys sorted
+        g = xp.astype(flatten_leaves(xp, treedef.flatten_up_to(grads)), x.dtype)
 
         def as_tree(v: Any) -> Any:
             return optree.tree_unflatten(treedef, split_leaves(xp, v, leaves))
 
         def flat_value_and_grad(v: Any) -> tuple[Any, Any]:
             f, gr = value_and_grad_fn(as_tree(v))
-            return f, xp.astype(flatten_leaves(xp, tree_leaves(gr)), x.dtype)
+            return f, xp.astype(flatten_leaves(xp, treedef.flatten_up_to(gr)), x.dtype)
 
         def flat_grad(v: Any) -> Any:
-            return xp.astype(flatten_leaves(xp, tree_leaves(grad_fn(as_tree(v)))), x.dtype)
+            return xp.astype(flatten_leaves(xp, treedef.flatten_up_to(grad_fn(as_tree(v)))), x.dtype)
 
         oracle = _GivenGradient(
             x, g, value, flat_value_and_grad if value_and_grad_fn else None, flat_grad if grad_fn else None, algorithm.name
