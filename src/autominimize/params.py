@@ -131,7 +131,7 @@ def _flatten_with_paths(tree: Any) -> tuple[list[str], list[Any], Any]:
     optree handles dicts, lists, tuples, namedtuples and None. Containers registered with
     JAX only (Equinox modules, Flax structs) look like leaves to it; when JAX is loaded,
     such a tree is flattened with ``jax.tree_util`` instead (both treedefs offer
-    ``unflatten`` and ``flatten_up_to``).
+    ``unflatten`` and ``flatten_up_to``), in JAX's order, where a dict's keys are sorted.
     """
     accessors, leaves, treedef = optree.tree_flatten_with_accessor(tree, none_is_leaf=_NONE_IS_LEAF, namespace=NAMESPACE)
     if "jax" in sys.modules and any(leaf_kind(leaf) == "other" for leaf in leaves):
