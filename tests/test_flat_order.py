@@ -170,3 +170,9 @@ def test_optim_updates_take_gradients_by_key():
         params = am.optim.apply_updates(params, updates)
     np.testing.assert_allclose(params["z"], CENTER, atol=1e-4)
     assert float(params["a"]) == pytest.approx(3.0, abs=1e-4)
+
+
+def test_messages_show_x0s_structure_in_its_own_order():
+    x0 = {"z": np.zeros(2), "a": 0.5}
+    with pytest.raises(ValueError, match=r"structure \(PyTreeSpec\(\{'z': \*, 'a': \*\}\)\) and is not"):
+        am.minimize(lambda z, a: float(np.sum(z**2) + a**2), x0, method="L-BFGS-B", bounds=[(0, 1), [(0, 1)]])

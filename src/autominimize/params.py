@@ -33,6 +33,7 @@ __all__ = [
     "tree_flatten",
     "tree_leaves",
     "tree_map",
+    "structure_text",
 ]
 
 _NONE_IS_LEAF = False
@@ -60,6 +61,11 @@ def tree_leaves(tree: Any, none_is_leaf: bool = _NONE_IS_LEAF) -> list[Any]:
 def tree_map(fun: Any, tree: Any, *rest: Any, **kwargs: Any) -> Any:
     """``optree.tree_map`` in the namespace of :func:`tree_flatten`."""
     return optree.tree_map(fun, tree, *rest, namespace=NAMESPACE, **kwargs)
+
+
+def structure_text(treedef: Any) -> str:
+    """A treedef as messages show it (``PyTreeSpec({'w': *, 'b': *})``), without the namespace."""
+    return str(treedef).replace(f", namespace={NAMESPACE!r}", "")
 
 
 def leaf_kind(leaf: Any) -> str:
@@ -237,7 +243,7 @@ class ParamSpec:
             return self.treedef.flatten_up_to(tree)
         except (ValueError, TypeError) as exc:
             raise ValueError(
-                f"{name} does not have the structure of x0 ({self.treedef}): {exc}"
+                f"{name} does not have the structure of x0 ({structure_text(self.treedef)}): {exc}"
             ) from None
 
     def split(self, flat: np.ndarray) -> list[np.ndarray]:
@@ -285,4 +291,4 @@ class ParamSpec:
         return {leaf.kind for leaf in self.leaves}
 
     def __repr__(self) -> str:
-        return f"ParamSpec({self.treedef}, size={self.size})"
+        return f"ParamSpec({structure_text(self.treedef)}, size={self.size})"
