@@ -176,3 +176,19 @@ def test_messages_show_x0s_structure_in_its_own_order():
     x0 = {"z": np.zeros(2), "a": 0.5}
     with pytest.raises(ValueError, match=r"structure \(PyTreeSpec\(\{'z': \*, 'a': \*\}\)\) and is not"):
         am.minimize(lambda z, a: float(np.sum(z**2) + a**2), x0, method="L-BFGS-B", bounds=[(0, 1), [(0, 1)]])
+
+
+def test_the_library_flattens_only_in_its_own_namespace():
+    """optree's default namespace sorts a dict's keys: a call outside params.py would bring
+    that order back for whatever it flattens."""
+    import re
+    from pathlib import Path
+
+    package = Path(am.__file__).parent
+    calls = re.compile(r"optree\.tree_(flatten|leaves|map|structure)\w*\(")
+    found = [
+        f"{path.relative_to(package)}:{number}"
+        for path in sorted(package.rglob("*.py")) if path.name != "params.py" or path.parent != package
+        for number, line in enumerate(path.read_text().splitlines(), 1) if calls.search(line)
+    ]
+    assert found == []

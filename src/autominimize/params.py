@@ -6,9 +6,10 @@ converts between that structure and the single flat float64 vector scipy works o
 The flat order is x0's own order: a dict's leaves come in the order its keys were written
 (insertion order), not sorted by key. Every flat-order input (flat bounds, a
 ``LinearConstraint``'s columns) and output (``hess_inv``, ``pcov``, ``res.jac``'s columns,
-the rows of a dict of residuals) follows it. Every structure of the library is flattened by
+the rows of a dict of residuals) follows it. The library flattens every structure with
 :func:`tree_flatten`, :func:`tree_leaves` and :func:`tree_map` here, so that one order holds
-throughout.
+throughout; only an x0 holding containers registered with JAX alone is flattened by JAX (see
+:func:`_flatten_with_paths`).
 """
 
 from __future__ import annotations
