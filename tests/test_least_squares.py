@@ -27,16 +27,16 @@ def decay_torch(p):
 
 def decay_jac(p):
     e = np.exp(-p["k"] * T)
-    return np.stack([e, np.ones_like(T), -p["a"] * T * e], axis=1)  # columns in flat order: a, c, k
+    return np.stack([e, -p["a"] * T * e, np.ones_like(T)], axis=1)  # columns in x0's order: a, k, c
 
 
 X0 = {"a": 1.0, "k": 1.0, "c": 0.0}
-REFERENCE = so.least_squares(lambda v: v[0] * np.exp(-v[2] * T) + v[1] - Y, [1.0, 0.0, 1.0], method="lm",
+REFERENCE = so.least_squares(lambda v: v[0] * np.exp(-v[1] * T) + v[2] - Y, [1.0, 1.0, 0.0], method="lm",
                              xtol=1e-14, ftol=1e-14, gtol=1e-14)
 
 
 def _close_to_reference(x):
-    np.testing.assert_allclose([x["a"], x["c"], x["k"]], REFERENCE.x, rtol=1e-6)
+    np.testing.assert_allclose([x["a"], x["k"], x["c"]], REFERENCE.x, rtol=1e-6)
 
 
 @pytest.mark.parametrize("method", ["trf", "dogbox", "lm"])
@@ -57,8 +57,8 @@ def test_residual_output_may_be_any_structure_and_rows_follow_its_leaves():
 
     res = am.least_squares(fun, {"w": jnp.ones(3), "b": 0.5}, method="trf")
     assert res.jac.shape == (5, 4)
-    # columns: b, then w[0..2] (dict keys sorted); rows: fit (3), then the penalty list (2)
-    np.testing.assert_allclose(res.jac[3], [-10.0, 10.0, 0.0, 0.0], atol=1e-12)
+    # columns: w[0..2], then b (x0's own order); rows: fit (3), then the penalty list (2)
+    np.testing.assert_allclose(res.jac[3], [10.0, 0.0, 0.0, -10.0], atol=1e-12)
     assert type(res.x["w"]).__module__.startswith("jax")
 
 
@@ -77,7 +77,7 @@ def test_numpy_backend_counts_every_finite_difference_evaluation():
 def test_bounds_loss_and_x_scale():
     res = am.least_squares(decay_jnp, X0, method="trf", bounds={"c": (0.5, None)}, loss="soft_l1", f_scale=0.1,
                            x_scale={"a": 1.0, "k": 1.0, "c": 0.5})
-    assert res.x["c"] == pytest.approx(0.5) and res.active_mask.tolist() == [0, -1, 0]
+    assert res.x["c"] == pytest.approx(0.5) and res.active_mask.tolist() == [0, 0, -1]
     with pytest.raises(ValueError, match="'lm' does not handle bounds"):
         am.least_squares(decay_jnp, X0, method="lm", bounds=(0, 5))
     with pytest.raises(ValueError, match="not a least-squares method"):
@@ -107,7 +107,7 @@ def test_user_jacobian_and_fun_and_jac_override_autodiff():
 def test_jacobian_given_per_leaf():
     def jac(p):
         full = decay_jac(p)
-        return {"a": full[:, 0], "c": full[:, 1], "k": full[:, 2]}
+        return {"a": full[:, 0], "c": full[:, 2], "k": full[:, 1]}
 
     _close_to_reference(am.least_squares(decay_np, X0, jac=jac, method="lm").x)
 
@@ -125,7 +125,7 @@ def test_difference_schemes_in_parallel_with_a_thread_pool():
 @pytest.mark.parametrize("method", ["BFGS", "L-BFGS-B", "trust-ncg", "Newton-CG", "trust-exact", "trust-constr"])
 def test_residual_function_in_minimize_scalar_methods(method):
     res = am.minimize(am.residuals(decay_torch), X0, method=method, options={"maxiter": 500})
-    np.testing.assert_allclose([res.x["a"], res.x["c"], res.x["k"]], REFERENCE.x, rtol=1e-4)
+    np.testing.assert_allclose([res.x["a"], res.x["k"], res.x["c"]], REFERENCE.x, rtol=1e-4)
     assert res.fun == pytest.approx(REFERENCE.cost, rel=1e-6)
     if method in ("trust-ncg", "Newton-CG"):
         assert res.nhvp > 0
@@ -166,7 +166,7 @@ def test_one_call_site_for_both_kinds_of_solver():
     def grad(p):
         J = decay_jac(p)
         g = J.T @ decay_np(p)
-        return {"a": g[0], "c": g[1], "k": g[2]}
+        return {"a": g[0], "k": g[1], "c": g[2]}
 
     for method in ("lm", "trf", "BFGS", "trust-ncg"):
         res = am.minimize(fun, X0, method=method, jac=grad, tol=1e-10)

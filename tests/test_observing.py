@@ -390,7 +390,7 @@ def test_plots_render(tmp_path):
         figure.savefig(tmp_path / f"criterion_{x}.png")
         _png_is_drawn(tmp_path / f"criterion_{x}.png")
     figure = am.plot.params(bfgs)
-    assert [ax.get_title() for ax in figure.axes if ax.get_visible()] == ["x0['b']", "x0['w']"]
+    assert [ax.get_title() for ax in figure.axes if ax.get_visible()] == ["x0['w']", "x0['b']"]
     figure.savefig(tmp_path / "params.png")
     _png_is_drawn(tmp_path / "params.png")
     rows = [{"problem": p, "solver": s, "seconds": t} for p, s, t in

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-import optree
 
 from ._batched_setup import as_numpy, finite_copy, unstack
 from .drivers.batched_members import ravel
-from .params import ParamSpec, leaf_kind, leaf_to_numpy
+from .params import ParamSpec, leaf_kind, leaf_to_numpy, tree_leaves, tree_map
 
 __all__ = ["CurveData", "CurveResidual", "curve_data", "curve_starts", "default_p0", "spread"]
 
@@ -40,9 +39,9 @@ class CurveResidual:
 
     def __call__(self, params: Any, *data: Any) -> Any:
         d = dict(zip(self.names, data))
-        like = optree.tree_leaves(params)[0]
+        like = tree_leaves(params)[0]
         if self.vectorized:  # (k, *shape) leaves as (k, 1, *shape) columns against (k, m) data
-            params = optree.tree_map(lambda v: v.reshape((v.shape[0], 1) + v.shape[1:]), params)
+            params = tree_map(lambda v: v.reshape((v.shape[0], 1) + v.shape[1:]), params)
             if self.spread == "array":
                 params = [params[:, :, i] for i in range(params.shape[2])]
         if self.spread == "kwargs":
@@ -101,14 +100,14 @@ def default_p0(f: Callable) -> list[float]:
 def curve_starts(p0: Any, count: int) -> tuple[ParamSpec, ParamSpec, np.ndarray, Any]:
     """The stacked starts from p0 (one per member, batch axis first, or one for all): the
     stacked structure, one member's structure, the (B, n) rows and one member's p0."""
-    leaves = optree.tree_leaves(p0)
+    leaves = tree_leaves(p0)
     if spread(p0) == "array":
         per_member = np.ndim(leaf_to_numpy(p0)) == 2
     else:
         per_member = bool(leaves) and all(np.ndim(leaf_to_numpy(v)) >= 1 and np.shape(leaf_to_numpy(v))[0] == count for v in leaves)
     if per_member:
         stacked, spec, rows = unstack(p0, "p0")
-        return stacked, spec, rows, optree.tree_map(lambda v: leaf_to_numpy(v)[0], p0) if spread(p0) != "array" else leaf_to_numpy(p0)[0]
+        return stacked, spec, rows, tree_map(lambda v: leaf_to_numpy(v)[0], p0) if spread(p0) != "array" else leaf_to_numpy(p0)[0]
     spec = ParamSpec.from_tree(finite_copy(p0), "p0")
     stacked = ParamSpec(spec.treedef, tuple(
         dataclasses.replace(leaf, shape=(count,) + leaf.shape, kind="numpy" if leaf.kind == "python" else leaf.kind) for leaf in spec.leaves

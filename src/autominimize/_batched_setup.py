@@ -13,7 +13,6 @@ import dataclasses
 from typing import Any, Callable
 
 import numpy as np
-import optree
 import scipy.optimize as so
 
 from . import backends as _backends
@@ -22,7 +21,7 @@ from .bounds import normalize_bounds
 from .calling import make_caller
 from .drivers.batched_members import MemberProblem
 from .native.batched_lm import BatchedLM
-from .params import ParamSpec, leaf_kind, leaf_to_numpy
+from .params import ParamSpec, leaf_kind, leaf_to_numpy, tree_map
 
 __all__ = ["as_numpy", "check_chunk_size", "finite_copy", "make_problem", "member_arrays", "select_backend", "unstack"]
 
@@ -57,7 +56,7 @@ def finite_copy(tree: Any) -> Any:
             return jnp.nan_to_num(leaf)
         return np.nan_to_num(leaf) if kind == "numpy" else leaf
 
-    return optree.tree_map(finite, tree)
+    return tree_map(finite, tree)
 
 
 def member_arrays(values: Any, count: int, name: str) -> tuple:

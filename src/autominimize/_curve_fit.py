@@ -10,13 +10,12 @@ import inspect
 from typing import Any, Callable
 
 import numpy as np
-import optree
 
 from ._least_squares import least_squares
 from .backends import array_backend, constant_like, ravel_like
 from .backends.common import flatten_output
 from .drivers.curve_fit import covariance, positional, spread, weights
-from .params import ParamSpec, leaf_kind, leaf_to_numpy
+from .params import ParamSpec, leaf_kind, leaf_to_numpy, tree_leaves
 
 __all__ = ["curve_fit"]
 
@@ -80,7 +79,8 @@ def curve_fit(
         The fitted parameters: a float64 ndarray for a list or tuple of numbers (as scipy
         returns), else p0's structure and array type.
     pcov : ndarray (n, n)
-        Their covariance over the flat parameter vector (x0's leaves in order).
+        Their covariance over the flat parameter vector: x0's leaves in x0's own order (a
+        dict's in the order of its keys, as in ``popt``).
 
     Examples
     --------
@@ -116,7 +116,7 @@ def curve_fit(
         raise RuntimeError(f"Optimal parameters not found: {res.message}")
     pcov = covariance(res.jac, 2 * res.cost, y.size, absolute_sigma)
     popt = res.x
-    if how == "args" and all(leaf_kind(v) in ("python", "numpy") for v in optree.tree_leaves(p0)):
+    if how == "args" and all(leaf_kind(v) in ("python", "numpy") for v in tree_leaves(p0)):
         popt = np.asarray(popt, dtype=np.float64)  # scipy's popt for an array-like p0
     if full_output:
         info = {"nfev": res.nfev, "njev": res.njev, "fvec": res.fun, "fjac": res.jac}
@@ -184,7 +184,7 @@ class _Data:
         return data
 
     def x_for(self, params: Any) -> Any:
-        return self.like(optree.tree_leaves(params)[0])[0]
+        return self.like(tree_leaves(params)[0])[0]
 
 
 def _residuals(f: Callable, p0: Any, how: str, data: _Data) -> Callable[[Any], Any]:
@@ -201,7 +201,7 @@ def _residuals(f: Callable, p0: Any, how: str, data: _Data) -> Callable[[Any], A
         return f(data.x_for(params), params)
 
     def residual(params: Any) -> Any:
-        like = optree.tree_leaves(params)[0]
+        like = tree_leaves(params)[0]
         _, y, w, transform = data.like(like)
         diff = ravel_like(model(params), like) - y
         if w is not None:

@@ -113,7 +113,7 @@ def least_squares(
     scipy.optimize.OptimizeResult
         scipy's fields, with ``x`` in x0's structure; ``fun`` the flat residual vector (m,);
         ``jac`` the ``(m, n)`` Jacobian at x over the flat residuals (rows, in the order of
-        the output's leaves) and x0's flat parameters (columns, x0's leaves in order);
+        the output's leaves) and x0's flat parameters (columns, x0's leaves in x0's own order);
         ``grad`` the gradient of ``cost`` in x0's structure; ``nfev`` every residual
         evaluation (finite-difference ones included), ``njev`` Jacobians; ``backend``,
         ``precision``.

@@ -16,7 +16,7 @@ import numpy as np
 from . import backends as _backends
 from .bounds import clip_to_bounds, normalize_bounds
 from .calling import CallerFactory, resolve_unpack, vector_x0
-from .params import ParamSpec, leaf_kind
+from .params import ParamSpec, leaf_kind, tree_leaves
 
 __all__ = ["PRECISIONS", "Setup", "prepare", "resolve_precision", "backend_from_leaves", "clip_start", "compile_key", "cached", "compile_functions"]
 
@@ -37,9 +37,7 @@ def infer_precision(x0: Any) -> str:
     """'float32' when every leaf of x0 is a float32 tensor of a framework (a float32 model runs
     in float32, as it was built), 'float64' otherwise (NumPy and Python numbers included, as
     scipy reads them)."""
-    import optree
-
-    leaves = optree.tree_leaves(x0)
+    leaves = tree_leaves(x0)
     if not leaves or any(leaf_kind(leaf) not in ("torch", "jax", "tf") for leaf in leaves):
         return "float64"
     float32 = all(str(getattr(leaf, "dtype", "")).replace("'", "").removesuffix(">").endswith("float32") for leaf in leaves)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import Bounds
 
-from .params import LeafInfo, ParamSpec
+from .params import LeafInfo, ParamSpec, structure_text
 
 __all__ = ["normalize_bounds", "clip_to_bounds", "BoundsError"]
 
@@ -176,7 +176,7 @@ def _structured_bounds(bounds: Any, spec: ParamSpec, x0: Any) -> tuple[np.ndarra
         if isinstance(bounds, tuple) and len(bounds) == 2 and all(np.ndim(b) == 1 for b in bounds):
             given = f"(low, high) arrays of {np.size(bounds[0])} and {np.size(bounds[1])} elements"
         raise BoundsError(
-            f"bounds does not mirror x0's structure ({spec.treedef}) and is not a single (low, high) "
+            f"bounds does not mirror x0's structure ({structure_text(spec.treedef)}) and is not a single (low, high) "
             f"pair nor a sequence of {n} per-element pairs; got {given}. Give bounds in x0's structure, "
             f"{n} (low, high) pairs in x0's flat order, or scipy.optimize.Bounds of {n} elements."
         ) from None

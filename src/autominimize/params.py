@@ -2,6 +2,14 @@
 
 A :class:`ParamSpec` records the structure and leaf metadata of ``x0`` once, then
 converts between that structure and the single flat float64 vector scipy works on.
+
+The flat order is x0's own order: a dict's leaves come in the order its keys were written
+(insertion order), not sorted by key. Every flat-order input (flat bounds, a
+``LinearConstraint``'s columns) and output (``hess_inv``, ``pcov``, ``res.jac``'s columns,
+the rows of a dict of residuals) follows it. The library flattens every structure with
+:func:`tree_flatten`, :func:`tree_leaves` and :func:`tree_map` here, so that one order holds
+throughout; only an x0 holding containers registered with JAX alone is flattened by JAX (see
+:func:`_flatten_with_paths`).
 """
 
 from __future__ import annotations
@@ -17,9 +25,48 @@ import optree
 
 from .leaf_arrays import check_torch_leaf, restore_leaf, torch_dtype_of
 
-__all__ = ["ParamSpec", "LeafInfo", "leaf_kind", "leaf_to_numpy", "leaf_path_names"]
+__all__ = [
+    "ParamSpec",
+    "LeafInfo",
+    "leaf_kind",
+    "leaf_to_numpy",
+    "leaf_path_names",
+    "tree_flatten",
+    "tree_leaves",
+    "tree_map",
+    "structure_text",
+]
 
 _NONE_IS_LEAF = False
+
+#: The optree namespace of every structure the library flattens: in it a dict's leaves come
+#: in the dict's own (insertion) order. The mode is set once for the process, as optree's
+#: context manager is not thread-safe and solves run in worker threads; the manager is kept
+#: for the life of the process, since exiting it (as garbage collection of a dropped one
+#: does) would restore the sorted order.
+NAMESPACE = "autominimize"
+_INSERTION_ORDER = optree.dict_insertion_ordered(True, namespace=NAMESPACE)
+_INSERTION_ORDER.__enter__()
+
+
+def tree_flatten(tree: Any, none_is_leaf: bool = _NONE_IS_LEAF) -> tuple[list[Any], Any]:
+    """Leaves and treedef of ``tree``, a dict's leaves in insertion order."""
+    return optree.tree_flatten(tree, none_is_leaf=none_is_leaf, namespace=NAMESPACE)
+
+
+def tree_leaves(tree: Any, none_is_leaf: bool = _NONE_IS_LEAF) -> list[Any]:
+    """The leaves of ``tree``, a dict's leaves in insertion order."""
+    return optree.tree_leaves(tree, none_is_leaf=none_is_leaf, namespace=NAMESPACE)
+
+
+def tree_map(fun: Any, tree: Any, *rest: Any, **kwargs: Any) -> Any:
+    """``optree.tree_map`` in the namespace of :func:`tree_flatten`."""
+    return optree.tree_map(fun, tree, *rest, namespace=NAMESPACE, **kwargs)
+
+
+def structure_text(treedef: Any) -> str:
+    """A treedef as messages show it (``PyTreeSpec({'w': *, 'b': *})``), without the namespace."""
+    return str(treedef).replace(f", namespace={NAMESPACE!r}", "")
 
 
 def leaf_kind(leaf: Any) -> str:
@@ -81,7 +128,7 @@ def _format_path(accessor: Any) -> str:
 
 def leaf_path_names(tree: Any) -> list[str]:
     """Readable paths (``x0['U']``, ``x0[0].a``) of the leaves of ``tree``."""
-    accessors, _, _ = optree.tree_flatten_with_accessor(tree, none_is_leaf=_NONE_IS_LEAF)
+    accessors, _, _ = optree.tree_flatten_with_accessor(tree, none_is_leaf=_NONE_IS_LEAF, namespace=NAMESPACE)
     return [_format_path(a) for a in accessors]
 
 
@@ -91,9 +138,9 @@ def _flatten_with_paths(tree: Any) -> tuple[list[str], list[Any], Any]:
     optree handles dicts, lists, tuples, namedtuples and None. Containers registered with
     JAX only (Equinox modules, Flax structs) look like leaves to it; when JAX is loaded,
     such a tree is flattened with ``jax.tree_util`` instead (both treedefs offer
-    ``unflatten`` and ``flatten_up_to``).
+    ``unflatten`` and ``flatten_up_to``), in JAX's order, where a dict's keys are sorted.
     """
-    accessors, leaves, treedef = optree.tree_flatten_with_accessor(tree, none_is_leaf=_NONE_IS_LEAF)
+    accessors, leaves, treedef = optree.tree_flatten_with_accessor(tree, none_is_leaf=_NONE_IS_LEAF, namespace=NAMESPACE)
     if "jax" in sys.modules and any(leaf_kind(leaf) == "other" for leaf in leaves):
         import jax
 
@@ -117,7 +164,7 @@ class ParamSpec:
     >>> spec.size
     5
     >>> spec.unflatten(np.arange(5.0))["w"].tolist()
-    [[1.0, 2.0], [3.0, 4.0]]
+    [[0.0, 1.0], [2.0, 3.0]]
     """
 
     def __init__(self, treedef: Any, leaves: tuple[LeafInfo, ...]):
@@ -197,7 +244,7 @@ class ParamSpec:
             return self.treedef.flatten_up_to(tree)
         except (ValueError, TypeError) as exc:
             raise ValueError(
-                f"{name} does not have the structure of x0 ({self.treedef}): {exc}"
+                f"{name} does not have the structure of x0 ({structure_text(self.treedef)}): {exc}"
             ) from None
 
     def split(self, flat: np.ndarray) -> list[np.ndarray]:
@@ -245,4 +292,4 @@ class ParamSpec:
         return {leaf.kind for leaf in self.leaves}
 
     def __repr__(self) -> str:
-        return f"ParamSpec({self.treedef}, size={self.size})"
+        return f"ParamSpec({structure_text(self.treedef)}, size={self.size})"

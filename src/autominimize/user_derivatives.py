@@ -10,9 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import optree
 
-from .params import ParamSpec, leaf_to_numpy
+from .params import ParamSpec, leaf_to_numpy, tree_leaves
 
 __all__ = ["flatten_gradient", "flatten_hessian", "flatten_jacobian"]
 
@@ -47,7 +46,7 @@ def flatten_jacobian(out: Any, spec: ParamSpec, m: int, name: str = "jac") -> np
     """
     n = spec.size
     if not isinstance(out, (dict, list, tuple)) or spec.treedef.num_leaves == 1 and not isinstance(out, dict):
-        leaves = optree.tree_leaves(out)
+        leaves = tree_leaves(out)
         if len(leaves) == 1:
             array = leaf_to_numpy(leaves[0]).astype(np.float64)
             if array.size == m * n:

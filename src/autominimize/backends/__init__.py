@@ -14,7 +14,7 @@ import importlib
 import types
 from typing import Any, Callable
 
-from ..params import ParamSpec, leaf_kind
+from ..params import ParamSpec, leaf_kind, tree_leaves
 from .base import Backend, args_key, cached_compile, clear_compile_cache
 
 __all__ = ["Backend", "array_backend", "constant_like", "ravel_like", "get_backend", "select_backend", "args_key", "cached_compile", "clear_compile_cache", "BACKEND_NAMES"]
@@ -182,9 +182,7 @@ def select_backend(backend: str | None, spec: ParamSpec, call: Callable, x0_flat
             "choose a backend; pass backend='jax', 'torch' or 'tensorflow' if it needs tensors."
         )
         raise
-    import optree
-
-    out_leaves = optree.tree_leaves(out)
+    out_leaves = tree_leaves(out)
     out_kinds = {_KIND_TO_BACKEND.get(leaf_kind(leaf)) for leaf in out_leaves} - {None}
     if out_kinds:
         return sorted(out_kinds)[0]
@@ -210,9 +208,7 @@ def constant_like(value: Any, like: Any) -> Any:
 
 def ravel_like(out: Any, like: Any) -> Any:
     """Every leaf of ``out`` raveled and concatenated into one 1-D array of ``like``'s framework."""
-    import optree
-
-    return array_backend(like).ravel_concatenated(optree.tree_leaves(out))
+    return array_backend(like).ravel_concatenated(tree_leaves(out))
 
 
 def get_backend_available(name: str) -> bool:

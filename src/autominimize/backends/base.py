@@ -10,7 +10,7 @@ from typing import Any, Callable, Hashable, Protocol
 
 import numpy as np
 
-from ..params import ParamSpec
+from ..params import ParamSpec, tree_flatten
 
 
 def grad_norm(grad: np.ndarray | None) -> float:
@@ -235,9 +235,7 @@ class ArgsLayout:
     """
 
     def __init__(self, args: tuple, roots: tuple[str, ...]):
-        import optree
-
-        self.leaves, self.treedef = optree.tree_flatten(args, none_is_leaf=True)
+        self.leaves, self.treedef = tree_flatten(args, none_is_leaf=True)
         self.positions = tuple(i for i, leaf in enumerate(self.leaves) if _traceable(leaf, roots))
 
     def arrays(self) -> list[Any]:

@@ -6,9 +6,8 @@ import math
 from typing import Any
 
 import numpy as np
-import optree
 
-from ..params import leaf_to_numpy
+from ..params import leaf_to_numpy, tree_leaves
 
 
 class ObjectiveOutputError(ValueError):
@@ -62,7 +61,7 @@ def describe_output(out: Any) -> str:
 def flatten_output(out: Any, what: str = "the function's output") -> np.ndarray:
     """Every leaf of a function's output (a scalar, an array or any structure), raveled and
     concatenated into one float64 vector."""
-    leaves = optree.tree_leaves(out)
+    leaves = tree_leaves(out)
     if not leaves:
         raise ValueError(f"{what} holds no array.")
     return np.concatenate([np.ravel(leaf_to_numpy(leaf)) for leaf in leaves]).astype(np.float64)

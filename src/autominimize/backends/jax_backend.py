@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ..params import ParamSpec
+from ..params import ParamSpec, tree_leaves
 from .base import Backend, args_layout, grad_norm
 from .common import require_real_number, require_scalar_shape
 from .jax_sync import compile_function
@@ -323,10 +323,10 @@ class JaxBatched(JaxScalar):
 
 class JaxVector(_JaxCompiled):
     def flat_fun(self, x: Any) -> Any:
-        jax, jnp = _jax()
+        _, jnp = _jax()
         self.traces += 1
         out = self._current_call()(self.params_of(x))
-        leaves = jax.tree_util.tree_leaves(out)
+        leaves = tree_leaves(out)
         if not leaves:
             raise ValueError("the function returned no array.")
         return jnp.concatenate([jnp.ravel(jnp.asarray(leaf)) for leaf in leaves]).astype(self.dtype)

@@ -16,9 +16,8 @@ import importlib.util
 from typing import Any, Callable
 
 import numpy as np
-import optree
 
-from ..params import ParamSpec
+from ..params import ParamSpec, tree_leaves
 from .base import Backend, args_layout, as_flat_float64
 from .common import no_gradient_error, require_real_number, require_scalar_shape
 
@@ -336,7 +335,7 @@ class TfVector(_TfCompiled):
 
     def vector_of(self, x: Any) -> Any:
         tf = _tf()
-        leaves = optree.tree_leaves(self._current_call()(self.params_of(x)))
+        leaves = tree_leaves(self._current_call()(self.params_of(x)))
         if not leaves:
             raise ValueError("the function returned no array.")
         return tf.concat([tf.reshape(self._tensor(leaf), [-1]) for leaf in leaves], axis=0)

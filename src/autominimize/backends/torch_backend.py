@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-import optree
 
-from ..params import ParamSpec
+from ..params import ParamSpec, tree_leaves
 from .base import Backend, as_flat_float64
 from .common import no_gradient_error, require_real_number, require_scalar_shape
 from .private_torch import RowMap, scalar_backward
@@ -358,7 +357,7 @@ class TorchVector(_TorchCompiled):
 
     def flat_fun(self, xt: Any) -> Any:
         torch = _torch()
-        leaves = optree.tree_leaves(self.call(self.params_of(xt)))
+        leaves = tree_leaves(self.call(self.params_of(xt)))
         if not leaves:
             raise ValueError("the function returned no array.")
         out = torch.cat(

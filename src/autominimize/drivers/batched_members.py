@@ -16,13 +16,12 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-import optree
 
 from .. import backends as _backends
 from ..calling import make_caller
 from ..native.batched_lm import BatchedLM
 from ..native.oracles import make_params_of
-from ..params import ParamSpec, leaf_kind
+from ..params import ParamSpec, leaf_kind, tree_leaves
 
 __all__ = ["MemberProblem", "evaluator", "framework_array", "like", "ravel", "to_numpy"]
 
@@ -93,7 +92,7 @@ def _stacked_residual(problem: MemberProblem) -> Callable:
         count = x.shape[0]
         params = problem.spec.unflatten_leaves([x[:, start:stop].reshape((count,) + shape) for shape, start, stop in bounds])
         call = make_caller(problem.fun, problem.unpack, tuple(data) + problem.args, template)
-        out = [np.asarray(leaf, dtype=np.float64) for leaf in optree.tree_leaves(call(params))]
+        out = [np.asarray(leaf, dtype=np.float64) for leaf in tree_leaves(call(params))]
         return np.concatenate([np.broadcast_to(leaf, (count,) + leaf.shape[1:]).reshape(count, -1) for leaf in out], axis=1)
 
     return residual
@@ -120,7 +119,7 @@ def _vectorized_differences(residual: Callable, upper: np.ndarray | None) -> Cal
 
 def ravel(out: Any, like: Any) -> Any:
     """The leaves of ``out`` as one flat vector of ``like``'s framework and dtype."""
-    leaves = optree.tree_leaves(out)
+    leaves = tree_leaves(out)
     if not leaves:
         raise ValueError("the residual function returned no array.")
     kind = leaf_kind(like)

@@ -8,10 +8,9 @@ import warnings
 from typing import Any, Callable
 
 import numpy as np
-import optree
 import scipy.optimize as so
 
-from ..params import leaf_kind, leaf_to_numpy
+from ..params import leaf_kind, leaf_to_numpy, tree_leaves
 
 __all__ = ["spread", "positional", "weights", "covariance"]
 
@@ -25,7 +24,7 @@ def spread(f: Callable, p0: Any) -> str:
         except (TypeError, ValueError):
             names = set()
         return "kwargs" if set(p0) <= names else "none"
-    leaves = optree.tree_leaves(p0)
+    leaves = tree_leaves(p0)
     if isinstance(p0, (list, tuple)) and not hasattr(p0, "_fields") and all(np.ndim(leaf_to_numpy(v)) == 0 for v in leaves) and len(leaves) == len(p0):
         return "args"
     if isinstance(p0, np.ndarray) and p0.ndim == 1 or leaf_kind(p0) in ("torch", "jax", "tf") and np.ndim(leaf_to_numpy(p0)) == 1:

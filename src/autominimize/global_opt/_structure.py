@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import optree
 import scipy.optimize as so
 
 from ..bounds import BoundsError, _is_number, _is_pair_sequence, normalize_bounds
-from ..params import ParamSpec
+from ..params import ParamSpec, tree_map
 
 __all__ = ["flat_option", "problem_structure", "structure_from_bounds"]
 
@@ -60,7 +59,7 @@ def structure_from_bounds(bounds: Any) -> Any:
             )
         return 0.0 if shape == () else np.zeros(shape)
 
-    return optree.tree_map(template, bounds, is_leaf=is_leaf, none_is_leaf=True)
+    return tree_map(template, bounds, is_leaf=is_leaf, none_is_leaf=True)
 
 
 def _is_limit(value: Any) -> bool:

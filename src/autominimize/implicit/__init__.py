@@ -15,8 +15,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-import optree
-
+from ..params import tree_leaves
 from .adjoint import ImplicitDifferentiationWarning
 
 __all__ = ["ImplicitDifferentiationWarning", "captured_differentiable", "concrete_solve", "differentiable_framework"]
@@ -89,7 +88,7 @@ def captured_differentiable(*functions: Any) -> tuple[str, str] | None:
         for name, value in _captured(function).items():
             framework = differentiable_framework(value)
             if framework == "tensorflow":
-                leaves = optree.tree_leaves(value, none_is_leaf=False)
+                leaves = tree_leaves(value, none_is_leaf=False)
                 tf = sys.modules["tensorflow"]
                 framework = framework if any(isinstance(leaf, tf.Variable) and leaf.trainable for leaf in leaves) else None
             if framework is not None:
@@ -114,7 +113,7 @@ def differentiable_framework(*trees: Any) -> str | None:
     """
     if _CONCRETE.get():
         return None
-    leaves = optree.tree_leaves(trees, none_is_leaf=False)
+    leaves = tree_leaves(trees, none_is_leaf=False)
     if "jax" in sys.modules:
         import jax
 

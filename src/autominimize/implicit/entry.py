@@ -15,7 +15,7 @@ import numpy as np
 import scipy.optimize as so
 
 from ..bounds import normalize_bounds
-from ..params import ParamSpec, leaf_kind
+from ..params import ParamSpec, leaf_kind, tree_flatten
 from . import captured_differentiable, concrete_solve, differentiable_framework
 from .problem import ImplicitProblem, build_problem
 
@@ -41,9 +41,7 @@ def _solver(framework: str) -> Callable:
 def _template(x0: Any) -> Any:
     """x0 with concrete leaves: a JAX tracer (x0 computed inside a transformation) becomes zeros
     of its shape and dtype, enough to describe the structure."""
-    import optree
-
-    leaves, treedef = optree.tree_flatten(x0, none_is_leaf=False)
+    leaves, treedef = tree_flatten(x0, none_is_leaf=False)
     if not any(leaf_kind(leaf) == "jax" and type(leaf).__name__.endswith("Tracer") for leaf in leaves):
         return x0
     import jax
@@ -225,8 +223,9 @@ def _jax_covariance(residual: Callable, popt: Any, data: tuple, m: int, absolute
     import jax.numpy as jnp
     from jax.flatten_util import ravel_pytree
 
-    flat, unravel = ravel_pytree(popt)
-    jac = jax.jacfwd(lambda p: residual(unravel(p), *data))(flat)
+    leaves, treedef = tree_flatten(popt)
+    flat, unravel = ravel_pytree(leaves)  # pcov's rows in popt's own order, as ParamSpec flattens
+    jac = jax.jacfwd(lambda p: residual(treedef.unflatten(unravel(p)), *data))(flat)
     pcov = jnp.linalg.pinv(jac.T @ jac)
     if absolute_sigma:
         return pcov

@@ -31,7 +31,7 @@ import scipy.optimize as so
 from ..backends import cached_compile
 from ..backends.jax_backend import float64_scope
 from ..backends.jax_sync import compile_function
-from ..params import leaf_kind
+from ..params import leaf_kind, tree_leaves
 from .adjoint import ActiveSet, ImplicitDifferentiationWarning, KKTSystem, stationarity_failure
 from .backward import active_set_at, adjoint_at, count_hvps
 from .problem import ImplicitProblem, flat_solution, split_args
@@ -57,7 +57,7 @@ def _parts(problem: ImplicitProblem) -> SimpleNamespace:
     def objective(x, leaves):
         out = problem.objective_output(params_of(x), problem.args(leaves))
         if problem.residual:
-            r = _flat(jnp, jax.tree_util.tree_leaves(out), x.dtype)
+            r = _flat(jnp, tree_leaves(out), x.dtype)
             return 0.5 * jnp.sum(r * r)
         return jnp.asarray(out).astype(x.dtype).reshape(())
 
@@ -65,7 +65,7 @@ def _parts(problem: ImplicitProblem) -> SimpleNamespace:
         outputs = iter(problem.constraint_outputs(params_of(x), problem.args(leaves)))
         matrices = iter(matrices)
         return [
-            next(matrices).astype(x.dtype) @ x if item.fun is None else _flat(jnp, jax.tree_util.tree_leaves(next(outputs)), x.dtype)
+            next(matrices).astype(x.dtype) @ x if item.fun is None else _flat(jnp, tree_leaves(next(outputs)), x.dtype)
             for item in problem.constraints
         ]
 

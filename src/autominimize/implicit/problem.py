@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import optree
 from scipy.optimize import LinearConstraint, NonlinearConstraint
 
 from ..calling import make_caller, resolve_unpack
-from ..params import ParamSpec
+from ..params import ParamSpec, tree_flatten, tree_leaves
 
 __all__ = ["Constraint", "ImplicitProblem"]
 
@@ -79,7 +78,7 @@ class ImplicitProblem:
 
 def split_args(args: tuple) -> tuple[list, Any]:
     """The leaves of ``args`` (tensors and arrays are leaves) and its structure."""
-    leaves, treedef = optree.tree_flatten(tuple(args), none_is_leaf=False)
+    leaves, treedef = tree_flatten(tuple(args), none_is_leaf=False)
     return leaves, treedef
 
 
@@ -87,7 +86,7 @@ def flat_solution(x: Any) -> np.ndarray:
     """A solution's leaves as one float64 vector, in order."""
     from ..params import leaf_to_numpy
 
-    return np.concatenate([np.ravel(leaf_to_numpy(leaf)).astype(np.float64) for leaf in optree.tree_leaves(x, none_is_leaf=False)])
+    return np.concatenate([np.ravel(leaf_to_numpy(leaf)).astype(np.float64) for leaf in tree_leaves(x, none_is_leaf=False)])
 
 
 def parse_constraints(constraints: Any) -> list[Constraint]:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import scipy.optimize as so
 
+from ..params import tree_leaves
 from .backward import adjoint_at, count_hvps
 from .problem import ImplicitProblem, flat_solution, split_args
 
@@ -45,10 +46,8 @@ class TensorFlowOperators:
         return tf.reshape(tf.convert_to_tensor(out), [])
 
     def _flat(self, out: Any) -> Any:
-        import optree
-
         tf = self.tf
-        return tf.concat([tf.cast(tf.reshape(leaf, [-1]), self.dtype) for leaf in optree.tree_leaves(out)], axis=0)
+        return tf.concat([tf.cast(tf.reshape(leaf, [-1]), self.dtype) for leaf in tree_leaves(out)], axis=0)
 
     def constraint_values(self, x: Any, leaves: list) -> Any:
         tf = self.tf

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import scipy.optimize as so
 
+from ..params import tree_leaves
 from .backward import adjoint_at, count_hvps
 from .problem import ImplicitProblem, flat_solution, split_args
 
@@ -135,9 +136,7 @@ class TorchOperators:
 
 
 def _flat(torch: Any, out: Any, dtype: Any) -> Any:
-    import optree
-
-    return torch.cat([torch.as_tensor(leaf).reshape(-1).to(dtype) for leaf in optree.tree_leaves(out)])
+    return torch.cat([torch.as_tensor(leaf).reshape(-1).to(dtype) for leaf in tree_leaves(out)])
 
 
 def solve_with_torch(problem: ImplicitProblem, run: Callable[[Any, tuple], so.OptimizeResult], x0: Any, args: tuple) -> so.OptimizeResult:

@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import optree
 import tensorflow as tf
 
 from ..backends.base import as_flat_float64
 from ..backends.common import require_scalar_shape
 from ..backends.tf_backend import concrete_function
+from ..params import tree_leaves
 
 __all__ = ["LossFunctions", "ConstraintFunctions"]
 
@@ -136,7 +136,7 @@ class ConstraintFunctions(GraphFunctions):
         self.fun = fun
 
     def _vector(self) -> tf.Tensor:
-        return self._flat([tf.convert_to_tensor(leaf) for leaf in optree.tree_leaves(self.fun())])
+        return self._flat([tf.convert_to_tensor(leaf) for leaf in tree_leaves(self.fun())])
 
     def value(self, x: np.ndarray) -> np.ndarray:
         def body(x: tf.Tensor) -> tf.Tensor:

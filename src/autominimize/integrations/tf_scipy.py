@@ -10,13 +10,12 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import optree
 import scipy.optimize as so
 import tensorflow as tf
 
 from ..bounds import normalize_bounds
 from ..drivers.methods import METHODS, method_name
-from ..params import ParamSpec
+from ..params import ParamSpec, tree_map
 from .solve import integration_plan, solve
 from .tf_functions import ConstraintFunctions, LossFunctions
 
@@ -127,7 +126,7 @@ def _fetch(item: Any, index: int) -> Any:
         value = item
     else:
         raise TypeError(f"fetches[{index}] is a {type(item).__name__}; give a zero-argument callable or a tf.Variable.")
-    return optree.tree_map(lambda leaf: leaf.numpy() if hasattr(leaf, "numpy") else leaf, value)
+    return tree_map(lambda leaf: leaf.numpy() if hasattr(leaf, "numpy") else leaf, value)
 
 
 #: The keyword arguments ScipyOptimizerInterface takes besides TF1's.

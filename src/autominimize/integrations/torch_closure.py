@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import optree
 import torch
 from torch.func import functional_call
 
 from ..backends.base import as_flat_float64
 from ..backends.common import require_scalar_shape
 from ..backends.torch_backend import TorchBackend
-from ..params import ParamSpec
+from ..params import ParamSpec, tree_leaves
 from .torch_autograd import ParameterWriter, flatten, hessian_of, vjp
 
 __all__ = ["ClosureFunctions", "ConstraintFunctions", "require_no_parameters", "is_model_closure", "functional_objective"]
@@ -194,7 +193,7 @@ class ConstraintFunctions:
         self.writer = writer
 
     def _vector(self) -> torch.Tensor:
-        leaves = optree.tree_leaves(self.fun(*self.args))
+        leaves = tree_leaves(self.fun(*self.args))
         if not leaves:
             raise ValueError("the constraint function returned no value.")
         like = self.writer.params[0]

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import optree
 
 from ..backends import get_backend
-from ..params import ParamSpec
+from ..params import ParamSpec, tree_leaves
 from .oracles import Call, NativeFunctions, make_params_of, sum_squared_case_gradients
 
 __all__ = ["host_functions"]
@@ -53,7 +52,7 @@ def host_functions(backend: str, call: Call, spec: ParamSpec, dtype: str, residu
         key = id(batch)
         if key not in shapes_of:
             shapes_of.clear()
-            shapes_of[key] = (batch, [np.shape(leaf) for leaf in optree.tree_leaves(call(make_params_of(spec)(x), batch))])
+            shapes_of[key] = (batch, [np.shape(leaf) for leaf in tree_leaves(call(make_params_of(spec)(x), batch))])
         return shapes_of[key][1]
 
     def squared_case_gradients(x, batch):
@@ -65,7 +64,7 @@ def host_functions(backend: str, call: Call, spec: ParamSpec, dtype: str, residu
 
 def _sum_squares(out: Any) -> Any:
     total = 0.0
-    for leaf in optree.tree_leaves(out):
+    for leaf in tree_leaves(out):
         total = total + (leaf * leaf).sum() if hasattr(leaf, "sum") else total + _tf_sum_squares(leaf)
     return total
 

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from ..backends.jax_aot import AheadOfTime
-from ..params import ParamSpec
+from ..params import ParamSpec, tree_leaves
 from .oracles import Call, NativeFunctions, _along, _scalar_check, make_params_of, sum_squared_case_gradients
 
 __all__ = ["jax_functions"]
@@ -17,7 +17,7 @@ def jax_functions(call: Call, spec: ParamSpec, dtype: str, residual: bool) -> Na
 
     def residuals(x, batch):
         out = call(params_of(x), batch)
-        leaves = jax.tree_util.tree_leaves(out)
+        leaves = tree_leaves(out)
         return jnp.concatenate([jnp.ravel(jnp.asarray(leaf)) for leaf in leaves]).astype(x.dtype)
 
     def objective(x, batch):
@@ -37,7 +37,7 @@ def jax_functions(call: Call, spec: ParamSpec, dtype: str, residual: bool) -> Na
 
     def squared_case_gradients(x, batch):
         def leaves(y):
-            out = [jnp.asarray(leaf).astype(y.dtype) for leaf in jax.tree_util.tree_leaves(call(params_of(y), batch))]
+            out = [jnp.asarray(leaf).astype(y.dtype) for leaf in tree_leaves(call(params_of(y), batch))]
             return out, out
 
         jacs, out = jax.jacrev(leaves, has_aux=True)(x)

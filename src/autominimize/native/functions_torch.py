@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import optree
 import torch
 
 from ..backends.common import no_gradient_error
-from ..params import ParamSpec
+from ..params import ParamSpec, tree_leaves
 from .oracles import Call, NativeFunctions, _scalar_check, make_params_of, sum_squared_case_gradients
 
 __all__ = ["torch_functions"]
@@ -23,7 +22,7 @@ def torch_functions(call: Call, spec: ParamSpec, residual: bool) -> NativeFuncti
     params_of = make_params_of(spec)
 
     def residuals(x, batch):
-        leaves = [torch.as_tensor(leaf) for leaf in optree.tree_leaves(call(params_of(x), batch))]
+        leaves = [torch.as_tensor(leaf) for leaf in tree_leaves(call(params_of(x), batch))]
         return torch.cat([leaf.reshape(-1) for leaf in leaves]).to(x.dtype)
 
     def objective(x, batch):
@@ -98,7 +97,7 @@ def _gnvp(residuals: Callable) -> Callable:
 def _squared_case_gradients(call: Call, params_of: Callable) -> Callable:
     def squared_case_gradients(x, batch):
         def leaves(y):
-            out = tuple(torch.as_tensor(leaf).to(y.dtype) for leaf in optree.tree_leaves(call(params_of(y), batch)))
+            out = tuple(torch.as_tensor(leaf).to(y.dtype) for leaf in tree_leaves(call(params_of(y), batch)))
             return out, tuple(leaf.detach() for leaf in out)
 
         jacs, out = torch.func.jacrev(leaves, has_aux=True)(x.detach())

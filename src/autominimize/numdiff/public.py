@@ -6,11 +6,10 @@ import concurrent.futures
 from typing import Any, Callable
 
 import numpy as np
-import optree
 
 from ..bounds import normalize_bounds
 from ..calling import make_caller, resolve_unpack
-from ..params import ParamSpec, leaf_to_numpy
+from ..params import ParamSpec, leaf_to_numpy, tree_leaves
 from .evaluator import Evaluator
 from .flat import approx_jacobian
 
@@ -31,7 +30,7 @@ class _FlatCall:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         out = self.call(self.spec.unflatten(x))
-        leaves = optree.tree_leaves(out)
+        leaves = tree_leaves(out)
         if len(leaves) == 1:
             return leaf_to_numpy(leaves[0]).astype(np.float64)
         return np.concatenate([np.ravel(leaf_to_numpy(leaf)) for leaf in leaves]).astype(np.float64)

@@ -8,6 +8,7 @@ import optree
 
 from ..native._arrays import flatten_leaves, namespace, split_leaves
 from ..native.base import Algorithm
+from ..params import tree_flatten, tree_map
 
 __all__ = ["Transformation", "from_algorithm", "apply_updates", "merge_updates"]
 
@@ -85,7 +86,7 @@ def from_algorithm(algorithm: Algorithm) -> Transformation:
     """
 
     def flat(tree: Any) -> tuple[Any, list, Any]:
-        leaves, treedef = optree.tree_flatten(tree)
+        leaves, treedef = tree_flatten(tree)
         xp = namespace(*leaves)
         return flatten_leaves(xp, leaves), leaves, treedef
 
@@ -100,17 +101,18 @@ def from_algorithm(algorithm: Algorithm) -> Transformation:
             raise ValueError(f"{algorithm.name} evaluates the loss at new points; pass value_and_grad_fn= (params -> (value, grads)).")
         x, leaves, treedef = flat(params)
         xp = namespace(x)
-        g = xp.astype(flatten_leaves(xp, optree.tree_leaves(grads)), x.dtype)
+        # gradients in params' structure, matched by key: jax.grad returns a dict's keys sorted
+        g = xp.astype(flatten_leaves(xp, treedef.flatten_up_to(grads)), x.dtype)
 
         def as_tree(v: Any) -> Any:
             return optree.tree_unflatten(treedef, split_leaves(xp, v, leaves))
 
         def flat_value_and_grad(v: Any) -> tuple[Any, Any]:
             f, gr = value_and_grad_fn(as_tree(v))
-            return f, xp.astype(flatten_leaves(xp, optree.tree_leaves(gr)), x.dtype)
+            return f, xp.astype(flatten_leaves(xp, treedef.flatten_up_to(gr)), x.dtype)
 
         def flat_grad(v: Any) -> Any:
-            return xp.astype(flatten_leaves(xp, optree.tree_leaves(grad_fn(as_tree(v)))), x.dtype)
+            return xp.astype(flatten_leaves(xp, treedef.flatten_up_to(grad_fn(as_tree(v)))), x.dtype)
 
         oracle = _GivenGradient(
             x, g, value, flat_value_and_grad if value_and_grad_fn else None, flat_grad if grad_fn else None, algorithm.name
@@ -155,7 +157,7 @@ def apply_updates(params: Any, updates: Any) -> Any:
     >>> apply_updates({"w": np.ones(2)}, {"w": np.full(2, 0.5)})["w"].tolist()
     [1.5, 1.5]
     """
-    return optree.tree_map(_add, params, updates)
+    return tree_map(_add, params, updates)
 
 
 def _add(p: Any, u: Any) -> Any:

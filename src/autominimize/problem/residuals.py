@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import numpy as np
-import optree
 
 from ..backends import array_backend
 from ..backends.base import offered
 from .vector import VectorObjective
+from ..params import tree_leaves
 
 __all__ = ["ResidualObjective", "GaussNewtonFunctions", "sum_of_squares"]
 
@@ -63,7 +63,7 @@ class ResidualObjective(VectorObjective):
 
 def sum_of_squares(out: Any) -> Any:
     """0.5 * sum of squares over every leaf, with the framework's own reduction."""
-    terms = [array_backend(leaf).squared_sum(leaf) for leaf in optree.tree_leaves(out)]
+    terms = [array_backend(leaf).squared_sum(leaf) for leaf in tree_leaves(out)]
     if not terms:
         raise ValueError("the residual function returned no array.")
     total = terms[0]

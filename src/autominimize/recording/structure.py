@@ -43,7 +43,7 @@ def describe(spec: ParamSpec) -> dict:
     >>> import numpy as np
     >>> d = describe(ParamSpec.from_tree({"w": np.zeros((2, 2)), "b": 1.0}))
     >>> d["tree"]["kind"], [leaf["path"] for leaf in d["leaves"]]
-    ('dict', ["x0['b']", "x0['w']"])
+    ('dict', ["x0['w']", "x0['b']"])
     """
     leaves = [
         {"path": leaf.path, "shape": list(leaf.shape), "dtype": np.dtype(leaf.dtype).name, "array": leaf.kind}

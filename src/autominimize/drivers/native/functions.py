@@ -10,7 +10,7 @@ from ..._setup import cached, compile_key
 from ...native._arrays import flatten_leaves, namespace
 from ...native.compiled import compile_functions
 from ...native.oracles import NativeFunctions, make_params_of
-from ...params import ParamSpec
+from ...params import ParamSpec, tree_leaves
 
 __all__ = ["native_functions"]
 
@@ -39,8 +39,6 @@ def native_functions(
 
 def _returns_vector(backend: str, call: Call, spec: ParamSpec, x: Any, batch: Any) -> bool:
     """Whether fun returns residuals (more than one number), checked without counting."""
-    import optree
-
     params = make_params_of(spec)(x)
     if backend == "jax":
         import jax
@@ -54,7 +52,7 @@ def _returns_vector(backend: str, call: Call, spec: ParamSpec, x: Any, batch: An
             out = call(params, batch)
     else:
         out = call(params, batch)
-    return sum(int(np.prod(np.shape(leaf))) for leaf in optree.tree_leaves(out)) > 1
+    return sum(int(np.prod(np.shape(leaf))) for leaf in tree_leaves(out)) > 1
 
 
 def _user_gradient(call: Call, jac: Call | None, spec: ParamSpec, x: Any) -> NativeFunctions:
