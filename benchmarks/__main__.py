@@ -22,16 +22,41 @@ def _versions() -> str:
 
 #: further tables, each a self-contained module: name -> (module, run function, format function, title)
 SECTIONS = {
-    "observing": ("observing", "run_observing", "format_observing", "cost of history=, log= and progress= (L-BFGS-B on JAX: rosen100 and a small network)"),
+    "observing": (
+        "observing",
+        "run_observing",
+        "format_observing",
+        "cost of history=, log= and progress= (L-BFGS-B on JAX: rosen100 and a small network)",
+    ),
     "least-squares": ("least_squares", "run_least_squares", "format_least_squares", "least squares on the MGH set; parallel numerical gradients"),
     "global": ("global_opt", "run_global", "format_global", "batched differential evolution; multistart"),
     "native": ("native", "run_native", "format_native", "native L-BFGS vs scipy L-BFGS-B and torchmin; batched L-BFGS vs a loop"),
     "torch-mlp": ("torch_mlp", "run_torch_mlp", "format_torch_mlp", "am.torch.ScipyOptimizer vs torch.optim.LBFGS on a 2-layer MLP"),
-    "implicit": ("implicit", "run_implicit", "format_implicit", "implicit differentiation: backward pass vs forward solve, logistic regression 20000 x 200"),
+    "implicit": (
+        "implicit",
+        "run_implicit",
+        "format_implicit",
+        "implicit differentiation: backward pass vs forward solve, logistic regression 20000 x 200",
+    ),
     "batched": ("batched", "run_batched", "format_batched", "10 000 bounded curve fits and 1 000 bounded L-BFGS starts in one batch vs loops"),
-    "memory": ("memory", "run_memory", "format_memory", "peak RSS of the default history on 200 000 parameters, and of 20 torch closures (subprocesses)"),
-    "first-hour": ("first_hour", "run_first_hour", "format_first_hour", "first (cold) and second solves in fresh processes per backend and integration; 40 fits to new data vs one data set"),
-    "ipopt": ("ipopt", "run_ipopt_bench", "format_ipopt_bench", "method='ipopt' with automatic sparse derivatives vs hand-built triplets and dense trust-constr; the Hock-Schittkowski set"),
+    "memory": (
+        "memory",
+        "run_memory",
+        "format_memory",
+        "peak RSS of the default history on 200 000 parameters, and of 20 torch closures (subprocesses)",
+    ),
+    "first-hour": (
+        "first_hour",
+        "run_first_hour",
+        "format_first_hour",
+        "first (cold) and second solves in fresh processes per backend and integration; 40 fits to new data vs one data set",
+    ),
+    "ipopt": (
+        "ipopt",
+        "run_ipopt_bench",
+        "format_ipopt_bench",
+        "method='ipopt' with automatic sparse derivatives vs hand-built triplets and dense trust-constr; the Hock-Schittkowski set",
+    ),
 }
 
 
@@ -51,21 +76,40 @@ def run_sections(names: list[str], repeats: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--repeats", type=int, default=5, help="timed warm rounds per cell (default 5; n=10000 and logreg take at most 3; a cell whose rounds take under a second runs more, up to 20x)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        help="timed warm rounds per cell (default 5; n=10000 and logreg take at most 3; a cell whose rounds take under a second runs more, up to 20x)",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 repeat, small cells only (unless --only)")
-    parser.add_argument("--only", action="append", default=None, metavar="SUBSTRING", help="run the cells whose name contains SUBSTRING (repeatable, or comma-separated)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=None,
+        metavar="SUBSTRING",
+        help="run the cells whose name contains SUBSTRING (repeatable, or comma-separated)",
+    )
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     parser.add_argument("--contenders", default=None, help="comma-separated contender keys (default all)")
-    parser.add_argument("--per-solve-limits", action="store_true", help="baselines also enter threadpool_limits(1) around every solve, as am.minimize does")
-    parser.add_argument("--budget", type=float, default=None, help="seconds of timed rounds per cell before no further round starts (default 20; 0 = no limit)")
+    parser.add_argument(
+        "--per-solve-limits", action="store_true", help="baselines also enter threadpool_limits(1) around every solve, as am.minimize does"
+    )
+    parser.add_argument(
+        "--budget", type=float, default=None, help="seconds of timed rounds per cell before no further round starts (default 20; 0 = no limit)"
+    )
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the rows as JSON to PATH")
     parser.add_argument("--no-import-time", action="store_true", help="skip the import-time measurement")
     parser.add_argument(
-        "--section", action="append", choices=["core", *SECTIONS], default=None,
+        "--section",
+        action="append",
+        choices=["core", *SECTIONS],
+        default=None,
         help="run only these tables (repeatable); default: all of them, or only 'core' with --quick or --only",
     )
     parser.add_argument(
-        "--jax-sync-dispatch", action="store_true",
+        "--jax-sync-dispatch",
+        action="store_true",
         help="run JAX's CPU computations inline (jax_cpu_enable_async_dispatch=False) for every contender",
     )
     args = parser.parse_args(argv)
@@ -101,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.flush()
     if imp is not None:
         print("# " + format_import(imp))
-    progress = (lambda msg: print("#   " + msg, file=sys.stderr, flush=True))
+    progress = lambda msg: print("#   " + msg, file=sys.stderr, flush=True)
     contenders = args.contenders.split(",") if args.contenders else None
     budget = CELL_BUDGET if args.budget is None else (args.budget or None)
     if args.quick and args.budget is None:

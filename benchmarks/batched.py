@@ -112,19 +112,29 @@ def _fit_rows(repeats: int) -> list[dict]:
             am_seconds = (time.perf_counter() - loop_start) * scale
         fitted = np.stack([np.asarray(v) for v in res.x], axis=1)[:LOOP_SUBSET]
         common = {
-            "bench": f"{FITS} decay fits", "backend": backend, "success": float(res.success.mean()),
-            "nfev": float(res.nfev.mean()), "max_dp": float(np.abs(fitted - np.array(scipy_fits)).max()),
+            "bench": f"{FITS} decay fits",
+            "backend": backend,
+            "success": float(res.success.mean()),
+            "nfev": float(res.nfev.mean()),
+            "max_dp": float(np.abs(fitted - np.array(scipy_fits)).max()),
             "cost_ratio": float(np.max(res.cost[:LOOP_SUBSET] / scipy_cost)),
         }
         name = "batched_curve_fit" + (" vectorized" if backend == "numpy" else "")
-        rows.append(common | {"contender": name + " (first call)", "seconds": cold, "baseline": "scipy curve_fit loop", "baseline_seconds": scipy_seconds})
+        rows.append(
+            common | {"contender": name + " (first call)", "seconds": cold, "baseline": "scipy curve_fit loop", "baseline_seconds": scipy_seconds}
+        )
         rows.append(common | {"contender": name, "seconds": seconds, "baseline": "scipy curve_fit loop", "baseline_seconds": scipy_seconds})
         rows.append(common | {"contender": name, "seconds": seconds, "baseline": f"am.curve_fit loop ({backend})", "baseline_seconds": am_seconds})
         if backend == "torch":
-            rows.append(common | {
-                "contender": name + ", 1 thread", "seconds": _one_torch_thread(batch, repeats),
-                "baseline": "scipy curve_fit loop", "baseline_seconds": scipy_seconds,
-            })
+            rows.append(
+                common
+                | {
+                    "contender": name + ", 1 thread",
+                    "seconds": _one_torch_thread(batch, repeats),
+                    "baseline": "scipy curve_fit loop",
+                    "baseline_seconds": scipy_seconds,
+                }
+            )
     return rows
 
 
@@ -180,11 +190,15 @@ def _lbfgs_rows(repeats: int) -> list[dict]:
         cold = time.perf_counter() - cold_start
         seconds, res = _median_time(batch, repeats)
         common = {
-            "bench": f"{STARTS} starts, bounded rosen{DIM}", "backend": backend, "success": float(res.success.mean()),
-            "nfev": float(res.nfev.mean()), "max_dp": float(np.median(np.abs(res.x[:LOOP_SUBSET] - ref_x).max(axis=1))),
+            "bench": f"{STARTS} starts, bounded rosen{DIM}",
+            "backend": backend,
+            "success": float(res.success.mean()),
+            "nfev": float(res.nfev.mean()),
+            "max_dp": float(np.median(np.abs(res.x[:LOOP_SUBSET] - ref_x).max(axis=1))),
             # the box holds several local minima; a start may settle in another one than scipy's
             "cost_ratio": float(np.mean(np.abs(res.fun[:LOOP_SUBSET] - ref_f) <= 1e-6 * (1 + np.abs(ref_f)))),
-            "baseline": "scipy L-BFGS-B loop", "baseline_seconds": scipy_seconds,
+            "baseline": "scipy L-BFGS-B loop",
+            "baseline_seconds": scipy_seconds,
         }
         rows.append(common | {"contender": "batched L-BFGS, Wolfe (first call)", "seconds": cold})
         rows.append(common | {"contender": "batched L-BFGS, Wolfe", "seconds": seconds})
@@ -234,7 +248,10 @@ def run_dask(fits: int = 1_000_000, chunk_size: int = 25_000, check: int = 50_00
     out: dict[str, Any] = {"fits": fits, "chunk_size": chunk_size}
     results = {}
     for workers in (2, 1):
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster, Client(cluster) as client:
+        with (
+            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster,
+            Client(cluster) as client,
+        ):
             _solve_on(client, t, y[: 2 * workers * 1000], 1000)  # workers import and warm up
             seconds, res = _solve_on(client, t, y, chunk_size)
         out[f"seconds_{workers}"] = seconds

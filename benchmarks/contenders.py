@@ -224,9 +224,7 @@ def am_backend(backend: str) -> Callable[[Problem], tuple[float, dict]]:
         import autominimize as am
 
         fun = problem.objective(backend)
-        res = am.minimize(
-            fun, problem.x0, method=problem.method, bounds=problem.bounds, backend=backend, options=problem.options
-        )
+        res = am.minimize(fun, problem.x0, method=problem.method, bounds=problem.bounds, backend=backend, options=problem.options)
         return float(res.fun), _am_counts(res)
 
     solve.__name__ = f"am_{backend}"
@@ -238,9 +236,7 @@ def am_numpy_user(problem: Problem) -> tuple[float, dict]:
     import autominimize as am
 
     fg, kwargs = problem.numpy_user_derivatives()
-    res = am.minimize(
-        fg, problem.x0, method=problem.method, bounds=problem.bounds, backend="numpy", options=problem.options, **kwargs
-    )
+    res = am.minimize(fg, problem.x0, method=problem.method, bounds=problem.bounds, backend="numpy", options=problem.options, **kwargs)
     return float(res.fun), _am_counts(res)
 
 

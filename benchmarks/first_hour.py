@@ -57,18 +57,15 @@ CASES: dict[str, tuple[str, str]] = {
         "am.minimize(loss, np.zeros(3), method='L-BFGS-B')",
     ),
     "am, torch": (
-        "import torch\nimport autominimize as am\nXt, yt = torch.from_numpy(X), torch.from_numpy(y)\n"
-        "loss = lambda w: torch.mean((Xt @ w - yt) ** 2)",
+        "import torch\nimport autominimize as am\nXt, yt = torch.from_numpy(X), torch.from_numpy(y)\nloss = lambda w: torch.mean((Xt @ w - yt) ** 2)",
         "am.minimize(loss, np.zeros(3), method='L-BFGS-B')",
     ),
     "am, TensorFlow": (
-        "import tensorflow as tf\nimport autominimize as am\n"
-        "loss = lambda w: tf.reduce_mean((tf.linalg.matvec(X, w) - y) ** 2)",
+        "import tensorflow as tf\nimport autominimize as am\nloss = lambda w: tf.reduce_mean((tf.linalg.matvec(X, w) - y) ** 2)",
         "am.minimize(loss, np.zeros(3), method='L-BFGS-B')",
     ),
     "am.multistart, JAX (64 starts, batched)": (
-        "import jax.numpy as jnp\nimport autominimize as am\n"
-        "loss = lambda w: jnp.mean((X @ w - y) ** 2) + 0.1 * jnp.sum(jnp.cos(3 * w))",
+        "import jax.numpy as jnp\nimport autominimize as am\nloss = lambda w: jnp.mean((X @ w - y) ** 2) + 0.1 * jnp.sum(jnp.cos(3 * w))",
         "am.multistart(loss, [(-3, 3)] * 3, n_starts=64, method='lbfgs-native', rng=0)",
     ),
     "am.tf.ScipyOptimizerInterface": (
@@ -95,18 +92,20 @@ _KERAS_BACKEND = {"am.keras.fit Newton-CG, Keras on JAX": "jax", "am.keras.fit N
 
 
 def _script(setup: str, solve: str) -> str:
-    return "\n".join([
-        "import json, sys, time",
-        "start = time.perf_counter()",
-        _DATA.strip(),
-        setup,
-        "imported = time.perf_counter()",
-        solve,
-        "cold = time.perf_counter()",
-        solve,
-        "warm = time.perf_counter()",
-        'print(json.dumps({"import": imported - start, "cold": cold - imported, "warm": warm - cold}))',
-    ])
+    return "\n".join(
+        [
+            "import json, sys, time",
+            "start = time.perf_counter()",
+            _DATA.strip(),
+            setup,
+            "imported = time.perf_counter()",
+            solve,
+            "cold = time.perf_counter()",
+            solve,
+            "warm = time.perf_counter()",
+            'print(json.dumps({"import": imported - start, "cold": cold - imported, "warm": warm - cold}))',
+        ]
+    )
 
 
 def _run_case(name: str) -> dict[str, float]:

@@ -57,7 +57,13 @@ def _objectives() -> dict[str, dict[str, Any]]:
 
     return {
         "rastrigin10": {"numpy": _rastrigin_np, "box": (-5.12, 5.12), "jax": rastrigin(jnp), "torch": rastrigin(torch), "vectorized": rastrigin(np)},
-        "rosenbrock10": {"numpy": _rosenbrock_np, "box": (-2.0, 2.0), "jax": rosenbrock(jnp), "torch": rosenbrock(torch), "vectorized": rosenbrock(np)},
+        "rosenbrock10": {
+            "numpy": _rosenbrock_np,
+            "box": (-2.0, 2.0),
+            "jax": rosenbrock(jnp),
+            "torch": rosenbrock(torch),
+            "vectorized": rosenbrock(np),
+        },
     }
 
 
@@ -105,12 +111,21 @@ def _evolution_rows(repeats: int) -> list[dict]:
         }
         for label, run in contenders.items():
             loop_time, loop, seconds, result = _paired_times(scipy_loop, run, repeats)
-            rows.append({
-                "bench": "differential_evolution", "problem": name, "contender": label,
-                "seconds": seconds, "baseline": "scipy per-individual loop", "baseline_seconds": loop_time,
-                "speedup": loop_time / seconds, "nfev": int(result.nfev),
-                "fun": float(result.fun), "baseline_fun": float(loop.fun), "same_result": None,
-            })
+            rows.append(
+                {
+                    "bench": "differential_evolution",
+                    "problem": name,
+                    "contender": label,
+                    "seconds": seconds,
+                    "baseline": "scipy per-individual loop",
+                    "baseline_seconds": loop_time,
+                    "speedup": loop_time / seconds,
+                    "nfev": int(result.nfev),
+                    "fun": float(result.fun),
+                    "baseline_fun": float(loop.fun),
+                    "same_result": None,
+                }
+            )
     return rows
 
 
@@ -136,17 +151,29 @@ def _multistart_rows(repeats: int) -> list[dict]:
     batched_time, batched = _median_time(lambda: am.multistart(_rosenbrock_jax, bounds, batched=True, **native), repeats)
     return [
         {
-            "bench": "multistart", "problem": "rosenbrock10 x256", "contender": "am-jax lbfgs-native batched",
-            "seconds": batched_time, "baseline": "am-jax lbfgs-native, loop", "baseline_seconds": native_loop_time,
-            "speedup": native_loop_time / batched_time, "nfev": int(batched.nfev),
-            "fun": float(batched.fun), "baseline_fun": float(native_loop.fun),
+            "bench": "multistart",
+            "problem": "rosenbrock10 x256",
+            "contender": "am-jax lbfgs-native batched",
+            "seconds": batched_time,
+            "baseline": "am-jax lbfgs-native, loop",
+            "baseline_seconds": native_loop_time,
+            "speedup": native_loop_time / batched_time,
+            "nfev": int(batched.nfev),
+            "fun": float(batched.fun),
+            "baseline_fun": float(native_loop.fun),
             "same_result": bool(np.allclose(batched.x, native_loop.x)),
         },
         {
-            "bench": "multistart", "problem": "rosenbrock10 x256", "contender": f"am-jax, {workers} processes",
-            "seconds": parallel_time, "baseline": "am-jax, one process (loop)", "baseline_seconds": loop_time,
-            "speedup": loop_time / parallel_time, "nfev": int(parallel.nfev),
-            "fun": float(parallel.fun), "baseline_fun": float(loop.fun),
+            "bench": "multistart",
+            "problem": "rosenbrock10 x256",
+            "contender": f"am-jax, {workers} processes",
+            "seconds": parallel_time,
+            "baseline": "am-jax, one process (loop)",
+            "baseline_seconds": loop_time,
+            "speedup": loop_time / parallel_time,
+            "nfev": int(parallel.nfev),
+            "fun": float(parallel.fun),
+            "baseline_fun": float(loop.fun),
             "same_result": bool(np.allclose(parallel.x, loop.x)),
         },
     ]

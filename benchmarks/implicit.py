@@ -169,8 +169,13 @@ def _peer_row(name: str, repeats: int) -> dict:
 
 def _row(contender: str, forward_s: float, backward_s: float, nit: int, nhvp: int, grads: list) -> dict:
     return {
-        "contender": contender, "forward_s": forward_s, "backward_s": backward_s, "ratio": backward_s / forward_s,
-        "nit": nit, "nhvp": nhvp, "grads": grads,
+        "contender": contender,
+        "forward_s": forward_s,
+        "backward_s": backward_s,
+        "ratio": backward_s / forward_s,
+        "nit": nit,
+        "nhvp": nhvp,
+        "grads": grads,
     }
 
 

@@ -138,22 +138,55 @@ def _banded_rows(repeats: int) -> list[dict]:
         first_time = time.perf_counter() - start
         elapsed, res = _median(ours, repeats)
         hand_time, (hand_f, hand_status) = _median(lambda n=n: _hand_solve(n), repeats)
-        rows.append({
-            "part": "banded", "n": n, "contender": "am ipopt (JAX, automatic sparse)", "time_s": elapsed,
-            "first_s": first_time, "setup_s": first.sparsity["setup_seconds"], "f": res.fun, "nit": res.nit,
-            "passes": res.sparsity["passes"], "jacobian_nnz": res.sparsity["jacobian_nnz"], "hessian_nnz": res.sparsity["hessian_nnz"],
-            "cached": res.sparsity["cached"], "success": bool(res.success),
-        })
-        rows.append({"part": "banded", "n": n, "contender": "cyipopt, hand-built triplets", "time_s": hand_time, "f": hand_f, "success": hand_status == 0})
+        rows.append(
+            {
+                "part": "banded",
+                "n": n,
+                "contender": "am ipopt (JAX, automatic sparse)",
+                "time_s": elapsed,
+                "first_s": first_time,
+                "setup_s": first.sparsity["setup_seconds"],
+                "f": res.fun,
+                "nit": res.nit,
+                "passes": res.sparsity["passes"],
+                "jacobian_nnz": res.sparsity["jacobian_nnz"],
+                "hessian_nnz": res.sparsity["hessian_nnz"],
+                "cached": res.sparsity["cached"],
+                "success": bool(res.success),
+            }
+        )
+        rows.append(
+            {"part": "banded", "n": n, "contender": "cyipopt, hand-built triplets", "time_s": hand_time, "f": hand_f, "success": hand_status == 0}
+        )
         if n == 1000:
             options = {"maxiter": 3000, "gtol": 1e-8, "xtol": 1e-12}
             start = time.perf_counter()
             dense = am.minimize(fit, np.zeros(n), method="trust-constr", constraints=dynamics, backend="jax", options=dict(options, sparse=False))
-            rows.append({"part": "banded", "n": n, "contender": "trust-constr, dense exact (JAX)", "time_s": time.perf_counter() - start,
-                         "f": dense.fun, "nit": dense.nit, "success": bool(dense.success)})
-            elapsed, sparse = _median(lambda: am.minimize(fit, np.zeros(n), method="trust-constr", constraints=dynamics, backend="jax", options=options), repeats)
-            rows.append({"part": "banded", "n": n, "contender": "trust-constr, automatic sparse (JAX)", "time_s": elapsed,
-                         "f": sparse.fun, "nit": sparse.nit, "success": bool(sparse.success)})
+            rows.append(
+                {
+                    "part": "banded",
+                    "n": n,
+                    "contender": "trust-constr, dense exact (JAX)",
+                    "time_s": time.perf_counter() - start,
+                    "f": dense.fun,
+                    "nit": dense.nit,
+                    "success": bool(dense.success),
+                }
+            )
+            elapsed, sparse = _median(
+                lambda: am.minimize(fit, np.zeros(n), method="trust-constr", constraints=dynamics, backend="jax", options=options), repeats
+            )
+            rows.append(
+                {
+                    "part": "banded",
+                    "n": n,
+                    "contender": "trust-constr, automatic sparse (JAX)",
+                    "time_s": elapsed,
+                    "f": sparse.fun,
+                    "nit": sparse.nit,
+                    "success": bool(sparse.success),
+                }
+            )
     return rows
 
 
@@ -225,11 +258,21 @@ def _hs_rows() -> list[dict]:
             ours = am.minimize(problem.f, problem.x0, method="ipopt", bounds=problem.bounds, constraints=problem.constraints(), backend="jax")
             theirs = _dense_cyipopt(problem)
             scale = max(1.0, abs(problem.fstar))
-            rows.append({
-                "part": "hs", "problem": problem.name, "nfev": ours.nfev, "njev": ours.njev, "nhev": ours.nhev, "nit": ours.nit,
-                "error": abs(ours.fun - problem.fstar) / scale, "ref_nfev": theirs["nfev"], "ref_njev": theirs["njev"],
-                "ref_nhev": theirs["nhev"], "ref_error": abs(theirs["f"] - problem.fstar) / scale,
-            })
+            rows.append(
+                {
+                    "part": "hs",
+                    "problem": problem.name,
+                    "nfev": ours.nfev,
+                    "njev": ours.njev,
+                    "nhev": ours.nhev,
+                    "nit": ours.nit,
+                    "error": abs(ours.fun - problem.fstar) / scale,
+                    "ref_nfev": theirs["nfev"],
+                    "ref_njev": theirs["njev"],
+                    "ref_nhev": theirs["nhev"],
+                    "ref_error": abs(theirs["f"] - problem.fstar) / scale,
+                }
+            )
     return rows
 
 
@@ -242,24 +285,35 @@ def run_ipopt_bench(repeats: int = 3) -> list[dict]:
 
 def format_ipopt_bench(rows: list[dict]) -> str:
     """A plain-text table of :func:`run_ipopt_bench`'s rows."""
-    lines = ["banded problem (pendulum, n - 2 equality constraints): median warm solve",
-             f"{'n':>6} {'contender':36} {'solve [s]':>10} {'ratio':>7} {'f':>12} {'nit':>4}  notes"]
+    lines = [
+        "banded problem (pendulum, n - 2 equality constraints): median warm solve",
+        f"{'n':>6} {'contender':36} {'solve [s]':>10} {'ratio':>7} {'f':>12} {'nit':>4}  notes",
+    ]
     for n in sorted({row["n"] for row in rows if row["part"] == "banded"}):
         group = [row for row in rows if row["part"] == "banded" and row["n"] == n]
         hand = next(row["time_s"] for row in group if row["contender"].startswith("cyipopt"))
         for row in group:
             notes = ""
             if "passes" in row:
-                notes = (f"set-up {row['setup_s']:.2f} s (first solve {row['first_s']:.2f} s), {row['passes']} compressed passes, "
-                         f"nnz J {row['jacobian_nnz']}, nnz H {row['hessian_nnz']}")
+                notes = (
+                    f"set-up {row['setup_s']:.2f} s (first solve {row['first_s']:.2f} s), {row['passes']} compressed passes, "
+                    f"nnz J {row['jacobian_nnz']}, nnz H {row['hessian_nnz']}"
+                )
             nit = row.get("nit")
-            lines.append(f"{n:6d} {row['contender']:36} {row['time_s']:10.3f} {row['time_s'] / hand:7.2f} {row['f']:12.8f} {nit if nit is not None else '':>4}  {notes}")
-    lines += ["", "Hock-Schittkowski set: am ipopt (JAX) vs cyipopt fed jitted dense JAX derivatives (same IPOPT options)",
-              f"{'problem':8} {'nfev':>5} {'njev':>5} {'nhev':>5} {'nit':>4} {'rel. error':>11} | {'nfev':>5} {'njev':>5} {'nhev':>5} {'rel. error':>11}"]
+            lines.append(
+                f"{n:6d} {row['contender']:36} {row['time_s']:10.3f} {row['time_s'] / hand:7.2f} {row['f']:12.8f} {nit if nit is not None else '':>4}  {notes}"
+            )
+    lines += [
+        "",
+        "Hock-Schittkowski set: am ipopt (JAX) vs cyipopt fed jitted dense JAX derivatives (same IPOPT options)",
+        f"{'problem':8} {'nfev':>5} {'njev':>5} {'nhev':>5} {'nit':>4} {'rel. error':>11} | {'nfev':>5} {'njev':>5} {'nhev':>5} {'rel. error':>11}",
+    ]
     for row in rows:
         if row["part"] == "hs":
-            lines.append(f"{row['problem']:8} {row['nfev']:5d} {row['njev']:5d} {row['nhev']:5d} {row['nit']:4d} {row['error']:11.1e} | "
-                         f"{row['ref_nfev']:5d} {row['ref_njev']:5d} {row['ref_nhev']:5d} {row['ref_error']:11.1e}")
+            lines.append(
+                f"{row['problem']:8} {row['nfev']:5d} {row['njev']:5d} {row['nhev']:5d} {row['nit']:4d} {row['error']:11.1e} | "
+                f"{row['ref_nfev']:5d} {row['ref_njev']:5d} {row['ref_nhev']:5d} {row['ref_error']:11.1e}"
+            )
     return "\n".join(lines)
 
 

@@ -71,10 +71,18 @@ def _mgh_rows(repeats: int) -> list[dict]:
                 nfev += evaluations
                 njev += res.njev or 0
                 solved += problem.is_solved(2 * res.cost)
-            rows.append({
-                "part": "mgh", "method": method, "contender": name, "time_s": total_time,
-                "nfev": nfev, "njev": njev, "solved": solved, "problems": len(mgh.PROBLEMS),
-            })
+            rows.append(
+                {
+                    "part": "mgh",
+                    "method": method,
+                    "contender": name,
+                    "time_s": total_time,
+                    "nfev": nfev,
+                    "njev": njev,
+                    "solved": solved,
+                    "problems": len(mgh.PROBLEMS),
+                }
+            )
     return rows
 
 
@@ -90,8 +98,16 @@ def _parallel_rows(repeats: int) -> list[dict]:
         numdiff.approx_jacobian(sleepy, x, evaluator=evaluator)
         startup = time.perf_counter() - start - serial / WORKERS
         elapsed, g = _median_time(lambda: numdiff.approx_jacobian(sleepy, x, evaluator=evaluator)[0], repeats)
-    rows.append({"part": "parallel", "contender": f"{WORKERS} local workers", "time_s": elapsed, "speedup": serial / elapsed,
-                 "startup_s": max(startup, 0.0), "same": bool(np.array_equal(g, reference))})
+    rows.append(
+        {
+            "part": "parallel",
+            "contender": f"{WORKERS} local workers",
+            "time_s": elapsed,
+            "speedup": serial / elapsed,
+            "startup_s": max(startup, 0.0),
+            "same": bool(np.array_equal(g, reference)),
+        }
+    )
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
@@ -99,13 +115,24 @@ def _parallel_rows(repeats: int) -> list[dict]:
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster, Client(cluster) as client:
+        with (
+            LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster,
+            Client(cluster) as client,
+        ):
             evaluator = numdiff.Evaluator(executor=client.get_executor(pure=False))
             numdiff.approx_jacobian(sleepy, x, evaluator=evaluator)
             startup = time.perf_counter() - start - serial / WORKERS
             elapsed, g = _median_time(lambda: numdiff.approx_jacobian(sleepy, x, evaluator=evaluator)[0], repeats)
-    rows.append({"part": "parallel", "contender": f"dask LocalCluster ({WORKERS} workers)", "time_s": elapsed,
-                 "speedup": serial / elapsed, "startup_s": max(startup, 0.0), "same": bool(np.array_equal(g, reference))})
+    rows.append(
+        {
+            "part": "parallel",
+            "contender": f"dask LocalCluster ({WORKERS} workers)",
+            "time_s": elapsed,
+            "speedup": serial / elapsed,
+            "startup_s": max(startup, 0.0),
+            "same": bool(np.array_equal(g, reference)),
+        }
+    )
     return rows
 
 
@@ -118,13 +145,20 @@ def run_least_squares(repeats: int = 3) -> list[dict]:
 
 def format_least_squares(rows: list[dict]) -> str:
     """A plain-text table of :func:`run_least_squares`'s rows."""
-    lines = ["MGH least-squares set: total of median warm times over the problems",
-             f"{'method':6} {'contender':14} {'time [s]':>9} {'nfev':>7} {'njev':>6} {'solved':>8}"]
+    lines = [
+        "MGH least-squares set: total of median warm times over the problems",
+        f"{'method':6} {'contender':14} {'time [s]':>9} {'nfev':>7} {'njev':>6} {'solved':>8}",
+    ]
     for row in rows:
         if row["part"] == "mgh":
-            lines.append(f"{row['method']:6} {row['contender']:14} {row['time_s']:9.3f} {row['nfev']:7d} {row['njev']:6d} {row['solved']:>4}/{row['problems']}")
-    lines += ["", f"forward-difference gradient, n={N_PARAMS}, {SLEEP * 1000:.0f} ms per evaluation ({N_PARAMS + 1} evaluations)",
-              f"{'contender':32} {'time [s]':>9} {'speedup':>8} {'start-up [s]':>13} {'same result':>12}"]
+            lines.append(
+                f"{row['method']:6} {row['contender']:14} {row['time_s']:9.3f} {row['nfev']:7d} {row['njev']:6d} {row['solved']:>4}/{row['problems']}"
+            )
+    lines += [
+        "",
+        f"forward-difference gradient, n={N_PARAMS}, {SLEEP * 1000:.0f} ms per evaluation ({N_PARAMS + 1} evaluations)",
+        f"{'contender':32} {'time [s]':>9} {'speedup':>8} {'start-up [s]':>13} {'same result':>12}",
+    ]
     for row in rows:
         if row["part"] == "parallel":
             lines.append(f"{row['contender']:32} {row['time_s']:9.3f} {row['speedup']:8.2f} {row['startup_s']:13.2f} {str(row['same']):>12}")

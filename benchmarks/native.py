@@ -67,8 +67,14 @@ def _problems() -> list[dict]:
     return [
         {"name": "rosen 1e4", "n": 10**4, "maxiter": 200, "gtol": 0.0, "jax": _rosenbrock(jnp), "torch": _rosenbrock(torch)},
         {"name": "rosen 1e6", "n": 10**6, "maxiter": 30, "gtol": 0.0, "jax": _rosenbrock(jnp), "torch": _rosenbrock(torch)},
-        {"name": "logreg 20000x200", "n": 200, "maxiter": 15000, "gtol": 1e-5,
-         "jax": _logistic(jnp, a, y, lam), "torch": _logistic(torch, torch.as_tensor(a), torch.as_tensor(y), lam)},
+        {
+            "name": "logreg 20000x200",
+            "n": 200,
+            "maxiter": 15000,
+            "gtol": 1e-5,
+            "jax": _logistic(jnp, a, y, lam),
+            "torch": _logistic(torch, torch.as_tensor(a), torch.as_tensor(y), lam),
+        },
     ]
 
 
@@ -103,8 +109,11 @@ def _contenders(problem: dict) -> dict[str, Callable[[], tuple[float, int]]]:
 
         def torchmin_lbfgs() -> tuple[float, int]:
             res = torchmin_minimize(
-                problem["torch"], torch.zeros(problem["n"], dtype=torch.float64), method="l-bfgs",
-                max_iter=problem["maxiter"], options={"history_size": 10, "gtol": problem["gtol"] or 1e-300},
+                problem["torch"],
+                torch.zeros(problem["n"], dtype=torch.float64),
+                method="l-bfgs",
+                max_iter=problem["maxiter"],
+                options={"history_size": 10, "gtol": problem["gtol"] or 1e-300},
             )
             return float(res.fun), int(res.nit)
 
@@ -123,10 +132,17 @@ def _single_rows(repeats: int) -> list[dict]:
                 rows.append({"bench": "single", "problem": problem["name"], "contender": name, "seconds": None})
                 continue
             seconds, (fun, nit) = _median_time(contenders[name], runs)
-            rows.append({
-                "bench": "single", "problem": problem["name"], "contender": name, "seconds": seconds,
-                "nit": nit, "per_iteration": seconds / max(nit, 1), "fun": fun,
-            })
+            rows.append(
+                {
+                    "bench": "single",
+                    "problem": problem["name"],
+                    "contender": name,
+                    "seconds": seconds,
+                    "nit": nit,
+                    "per_iteration": seconds / max(nit, 1),
+                    "fun": fun,
+                }
+            )
     return rows
 
 
@@ -146,12 +162,19 @@ def _batched_rows(repeats: int) -> list[dict]:
             return np.array([am.minimize(rosen, s, method="lbfgs-native", backend=backend, options=options).x for s in starts])
 
         loop_s, loop_x = _median_time(loop, 1)
-        rows.append({
-            "bench": "batched", "problem": f"rosen 2-D x{STARTS}", "contender": f"batch=True {backend}",
-            "seconds": batched_s, "loop_seconds": loop_s, "speedup": loop_s / batched_s,
-            "nit": int(batched.nit.sum()), "max_nit": int(batched.nit.max()),
-            "max_dx": float(np.abs(batched.x - loop_x).max()),
-        })
+        rows.append(
+            {
+                "bench": "batched",
+                "problem": f"rosen 2-D x{STARTS}",
+                "contender": f"batch=True {backend}",
+                "seconds": batched_s,
+                "loop_seconds": loop_s,
+                "speedup": loop_s / batched_s,
+                "nit": int(batched.nit.sum()),
+                "max_nit": int(batched.nit.max()),
+                "max_dx": float(np.abs(batched.x - loop_x).max()),
+            }
+        )
     return rows
 
 
@@ -172,8 +195,7 @@ def format_native(rows: list[dict]) -> str:
             lines.append(f"{row['problem']:18s} {row['contender']:26s} {'n/a':>9s}")
             continue
         lines.append(
-            f"{row['problem']:18s} {row['contender']:26s} {row['seconds']:9.3f} {row['nit']:6d} "
-            f"{1e3 * row['per_iteration']:8.2f} {row['fun']:12.5g}"
+            f"{row['problem']:18s} {row['contender']:26s} {row['seconds']:9.3f} {row['nit']:6d} {1e3 * row['per_iteration']:8.2f} {row['fun']:12.5g}"
         )
     header = f"{'problem':18s} {'contender':18s} {'seconds':>9s} {'loop s':>9s} {'speedup':>8s} {'max nit':>8s} {'max |dx|':>9s}"
     lines += ["", header, "-" * len(header)]

@@ -33,8 +33,10 @@ def _mlp_regression() -> tuple[Callable, dict[str, np.ndarray]]:
         return jnp.mean((hidden @ params["w2"] + params["b2"] - y) ** 2)
 
     x0 = {
-        "W1": rng.normal(size=(10, 32)) / np.sqrt(10), "b1": np.zeros(32),
-        "w2": rng.normal(size=32) / np.sqrt(32), "b2": np.zeros(()),
+        "W1": rng.normal(size=(10, 32)) / np.sqrt(10),
+        "b1": np.zeros(32),
+        "w2": rng.normal(size=32) / np.sqrt(32),
+        "b2": np.zeros(()),
     }
     return loss, x0
 
@@ -90,13 +92,19 @@ def run_observing(repeats: int = MIN_ROUNDS, seed: int = 0) -> list[dict]:
         plain, default = np.array(times["plain (history=False)"]), np.array(times["history=True (default)"])
         for name, values in times.items():
             ratios = np.array(values) / plain
-            rows.append({
-                "problem": problem, "variant": name, "seconds": statistics.median(values),
-                "ratio": float(np.median(ratios)), "ratio_quartiles": tuple(np.quantile(ratios, [0.25, 0.75]).tolist()),
-                "ratio_to_default": float(np.median(np.array(values) / default)),
-                "nfev": counts[name], "us_per_evaluation": statistics.median(plain) / counts[name] * 1e6,
-                "rounds": len(values),
-            })
+            rows.append(
+                {
+                    "problem": problem,
+                    "variant": name,
+                    "seconds": statistics.median(values),
+                    "ratio": float(np.median(ratios)),
+                    "ratio_quartiles": tuple(np.quantile(ratios, [0.25, 0.75]).tolist()),
+                    "ratio_to_default": float(np.median(np.array(values) / default)),
+                    "nfev": counts[name],
+                    "us_per_evaluation": statistics.median(plain) / counts[name] * 1e6,
+                    "rounds": len(values),
+                }
+            )
     return rows
 
 

@@ -157,11 +157,7 @@ def rosen_fg(x: np.ndarray) -> tuple[float, np.ndarray]:
 def rosen_hessp(x: np.ndarray, p: np.ndarray) -> np.ndarray:
     hp = np.empty_like(x)
     hp[0] = (1200.0 * x[0] ** 2 - 400.0 * x[1] + 2.0) * p[0] - 400.0 * x[0] * p[1]
-    hp[1:-1] = (
-        -400.0 * x[:-2] * p[:-2]
-        + (202.0 + 1200.0 * x[1:-1] ** 2 - 400.0 * x[2:]) * p[1:-1]
-        - 400.0 * x[1:-1] * p[2:]
-    )
+    hp[1:-1] = -400.0 * x[:-2] * p[:-2] + (202.0 + 1200.0 * x[1:-1] ** 2 - 400.0 * x[2:]) * p[1:-1] - 400.0 * x[1:-1] * p[2:]
     hp[-1] = -400.0 * x[-2] * p[-2] + 200.0 * p[-1]
     return hp
 
@@ -334,9 +330,7 @@ def logreg_problem(n: int = LOGREG_N, d: int = LOGREG_D, lam: float = LOGREG_LAM
             import tensorflow as tf
 
             Xc, yc = tf.constant(X), tf.constant(y)
-            return lambda w: (
-                tf.reduce_mean(tf.nn.softplus(-yc * tf.linalg.matvec(Xc, w))) + 0.5 * lam * tf.reduce_sum(w * w)
-            )
+            return lambda w: tf.reduce_mean(tf.nn.softplus(-yc * tf.linalg.matvec(Xc, w))) + 0.5 * lam * tf.reduce_sum(w * w)
 
         return Problem(
             name=f"logreg {n}x{d} L-BFGS-B" if n != LOGREG_N else "logreg L-BFGS-B",

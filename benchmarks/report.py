@@ -141,14 +141,10 @@ def format_summary(rows: list[dict]) -> str:
         )
     )
     lines.append(
-        "am-np (same NumPy arithmetic as (a)) counts equal (a)'s: "
-        + ("yes, in every cell" if not numpy_off else "NO in " + ", ".join(numpy_off))
+        "am-np (same NumPy arithmetic as (a)) counts equal (a)'s: " + ("yes, in every cell" if not numpy_off else "NO in " + ", ".join(numpy_off))
     )
     wrong = [(row["cell"], k) for row in rows for k, v in row["ok"].items() if v is False]
-    lines.append(
-        "same optimum as (a): "
-        + ("every contender in every cell" if not wrong else "WRONG: " + ", ".join(f"{k} on {c}" for c, k in wrong))
-    )
+    lines.append("same optimum as (a): " + ("every contender in every cell" if not wrong else "WRONG: " + ", ".join(f"{k} on {c}" for c, k in wrong)))
     errors: dict[str, dict[str, list[str]]] = {}
     for row in rows:
         for key, msg in row["errors"].items():
@@ -172,6 +168,5 @@ def format_import(info: dict[str, Any]) -> str:
     return (
         f"import autominimize: {info['seconds']:.3f} s in a fresh interpreter (median of {info['runs']}; "
         f"target < 0.3 s: {verdict}); of which numpy + scipy.optimize {info['numpy_scipy_seconds']:.3f} s, "
-        f"autominimize's own {info['own_seconds']:.3f} s; frameworks loaded: "
-        + (", ".join(loaded) + " (SHOULD BE NONE)" if loaded else "none")
+        f"autominimize's own {info['own_seconds']:.3f} s; frameworks loaded: " + (", ".join(loaded) + " (SHOULD BE NONE)" if loaded else "none")
     )

@@ -208,9 +208,7 @@ def run_cell(
         "errors": errors,
     }
     ref_s = medians.get("ref")
-    row["ratios"] = {
-        k: (v / ref_s if (v is not None and ref_s) else None) for k, v in medians.items()
-    }
+    row["ratios"] = {k: (v / ref_s if (v is not None and ref_s) else None) for k, v in medians.items()}
     row["vs_own_baseline"] = {
         "am-jax/jax-hand": _ratio(medians, "am-jax", "jax-hand"),
         "am-torch/torch-hand": _ratio(medians, "am-torch", "torch-hand"),
@@ -235,11 +233,7 @@ def _counts_match(ref: dict | None, am: dict | None) -> bool | None:
     """am's counts equal scipy's: nfev, njev, and scipy's nhev = am's nhev + nhvp."""
     if ref is None or am is None:
         return None
-    return (
-        ref["nfev"] == am["nfev"]
-        and ref["njev"] == am["njev"]
-        and ref["nhev"] == am["nhev"] + am["nhvp"]
-    )
+    return ref["nfev"] == am["nfev"] and ref["njev"] == am["njev"] and ref["nhev"] == am["nhev"] + am["nhvp"]
 
 
 def run(

@@ -52,9 +52,7 @@ def _mlp(seed: int) -> Any:
     import torch
 
     torch.manual_seed(seed)
-    return torch.nn.Sequential(
-        torch.nn.Linear(N_IN, N_HIDDEN), torch.nn.Tanh(), torch.nn.Linear(N_HIDDEN, 1)
-    ).to(torch.float64)
+    return torch.nn.Sequential(torch.nn.Linear(N_IN, N_HIDDEN), torch.nn.Tanh(), torch.nn.Linear(N_HIDDEN, 1)).to(torch.float64)
 
 
 def _closure(model: Any, optimizer: Any, X: Any, y: Any, counter: list[float], target: float | None = None) -> Callable[[], Any]:
@@ -91,8 +89,14 @@ def _run_torch_lbfgs(X: Any, y: Any, new_model: Callable[[], Any], target: float
 
     model = new_model()
     optimizer = torch.optim.LBFGS(
-        model.parameters(), lr=1.0, max_iter=MAX_EVALS, max_eval=MAX_EVALS, history_size=10,
-        tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe",
+        model.parameters(),
+        lr=1.0,
+        max_iter=MAX_EVALS,
+        max_eval=MAX_EVALS,
+        history_size=10,
+        tolerance_grad=0.0,
+        tolerance_change=0.0,
+        line_search_fn="strong_wolfe",
     )
     losses: list[float] = []
     start = time.perf_counter()

@@ -27,9 +27,7 @@ def housing(n: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def new_model() -> keras.Model:
     keras.utils.set_random_seed(0)
-    return keras.Sequential(
-        [keras.Input(shape=(3,)), keras.layers.Dense(16, activation="tanh"), keras.layers.Dense(1)]
-    )
+    return keras.Sequential([keras.Input(shape=(3,)), keras.layers.Dense(16, activation="tanh"), keras.layers.Dense(1)])
 
 
 def main() -> dict[str, float]:

@@ -34,10 +34,13 @@ def main(out_dir: str) -> list[str]:
         "criterion.png": am.plot.criterion(results, x="evaluations"),
         "params.png": am.plot.params(results["BFGS"]),
         "profile.png": am.plot.profile(
-            [{"problem": f"rosen x0={start}", "solver": method, "seconds": res.history.evaluations[-1].time}
-             for start in (0.0, 0.5, -0.5)
-             for method, res in {m: am.minimize(rosen, {"x": np.full(6, start), "shift": np.ones(2)}, method=m)
-                                 for m in ("L-BFGS-B", "BFGS", "trust-ncg")}.items()]
+            [
+                {"problem": f"rosen x0={start}", "solver": method, "seconds": res.history.evaluations[-1].time}
+                for start in (0.0, 0.5, -0.5)
+                for method, res in {
+                    m: am.minimize(rosen, {"x": np.full(6, start), "shift": np.ones(2)}, method=m) for m in ("L-BFGS-B", "BFGS", "trust-ncg")
+                }.items()
+            ]
         ),
     }.items():
         path = os.path.join(out_dir, name)

@@ -69,8 +69,13 @@ def test_constraint_written_with_framework_ops_only(framework):
     def budget(p):
         return 1.0 - total(p["w"])  # framework-only op: fails on NumPy input for torch
 
-    res = minimize(lambda p: -total(asarray(np.arange(1.0, 4.0)) * p["w"]) + total(p["w"] ** 2), {"w": np.zeros(3)},
-                   method="SLSQP", constraints={"type": "ineq", "fun": budget}, backend=framework)
+    res = minimize(
+        lambda p: -total(asarray(np.arange(1.0, 4.0)) * p["w"]) + total(p["w"] ** 2),
+        {"w": np.zeros(3)},
+        method="SLSQP",
+        constraints={"type": "ineq", "fun": budget},
+        backend=framework,
+    )
     assert np.sum(res.x["w"]) <= 1 + 1e-8
     np.testing.assert_allclose(res.x["w"], [-1 / 6, 1 / 3, 5 / 6], atol=1e-5)
 
@@ -93,14 +98,20 @@ def test_hessian_methods_on_structured_x0(framework, x0):
 
 def test_jac_comes_back_in_x0_structure(framework):
     asarray, total = array_module(framework)
-    res = minimize(lambda p: total((p["U"] - 1.0) ** 2) + total(p["V"] ** 2), {"U": np.zeros((2, 2)), "V": np.ones(3)},
-                   method="BFGS", backend=framework)
+    res = minimize(
+        lambda p: total((p["U"] - 1.0) ** 2) + total(p["V"] ** 2), {"U": np.zeros((2, 2)), "V": np.ones(3)}, method="BFGS", backend=framework
+    )
     assert res.jac["U"].shape == (2, 2) and res.jac["V"].shape == (3,)
 
 
 def test_bounds_object_for_dict_x0():
-    res = minimize(lambda p: ((p["a"] - 5) ** 2).sum() + ((p["b"] - 5) ** 2).sum(), {"a": np.zeros(2), "b": np.zeros(1)},
-                   bounds=Bounds(-1, 1), backend="numpy", jac=lambda p: {"a": 2 * (p["a"] - 5), "b": 2 * (p["b"] - 5)})
+    res = minimize(
+        lambda p: ((p["a"] - 5) ** 2).sum() + ((p["b"] - 5) ** 2).sum(),
+        {"a": np.zeros(2), "b": np.zeros(1)},
+        bounds=Bounds(-1, 1),
+        backend="numpy",
+        jac=lambda p: {"a": 2 * (p["a"] - 5), "b": 2 * (p["b"] - 5)},
+    )
     np.testing.assert_allclose(res.x["a"], 1.0)
 
 
@@ -119,6 +130,15 @@ def test_nelder_mead_never_builds_a_gradient_graph():
 
 def test_autograd_minimize_arguments_are_accepted():
     pytest.importorskip("torch")
-    res = minimize(lambda x: ((x - 2.0) ** 2).sum(), np.zeros(3), backend="torch", precision="float64", method="Newton-CG",
-                   hvp_type="vhp", torch_device="cpu", tol=1e-10, options={"maxiter": 50})
+    res = minimize(
+        lambda x: ((x - 2.0) ** 2).sum(),
+        np.zeros(3),
+        backend="torch",
+        precision="float64",
+        method="Newton-CG",
+        hvp_type="vhp",
+        torch_device="cpu",
+        tol=1e-10,
+        options={"maxiter": 50},
+    )
     np.testing.assert_allclose(res.x, 2.0, atol=1e-8)

@@ -110,11 +110,7 @@ def test_nested_structure(xla):
 
     def fun(params):
         weights, pair = params["layers"]
-        return (
-            tf.reduce_sum(weights**2)
-            + tf.reduce_sum(pair.left * pair.right)
-            + tf.exp(params["scale"])
-        )
+        return tf.reduce_sum(weights**2) + tf.reduce_sum(pair.left * pair.right) + tf.exp(params["scale"])
 
     point = {
         "layers": [RNG.standard_normal((2, 3)), Pair(RNG.standard_normal(2), 0.7)],
@@ -123,9 +119,7 @@ def test_nested_structure(xla):
     x = spec.flatten(point)
     value, grad = xla.compile_scalar(fun, spec, "float64").value_and_grad(x)
     weights, pair = point["layers"]
-    np.testing.assert_allclose(
-        value, np.sum(weights**2) + np.sum(pair.left) * 0.7 + np.exp(0.3), rtol=1e-14
-    )
+    np.testing.assert_allclose(value, np.sum(weights**2) + np.sum(pair.left) * 0.7 + np.exp(0.3), rtol=1e-14)
     expected = {
         "layers": [2 * weights, Pair(np.full(2, 0.7), np.sum(pair.left))],
         "scale": np.exp(np.array(0.3)),
@@ -274,6 +268,4 @@ def test_weighted_hessian(backend):
     hess_c0 = np.array([[0, x[2], x[1]], [x[2], 0, x[0]], [x[1], x[0], 0]])
     hess_c1 = np.diag([-np.sin(x[0]), 0.0, 2.0])
     compiled = backend.compile_vector(fun, spec, "float64")
-    np.testing.assert_allclose(
-        compiled.weighted_hessian(x, w), w[0] * hess_c0 + w[1] * hess_c1, rtol=1e-13, atol=1e-15
-    )
+    np.testing.assert_allclose(compiled.weighted_hessian(x, w), w[0] * hess_c0 + w[1] * hess_c1, rtol=1e-13, atol=1e-15)

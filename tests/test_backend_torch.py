@@ -114,11 +114,7 @@ def test_dict_params_with_unsorted_keys():
     # The Hessian is computed on the flat vector: check it column by column against
     # central differences of the analytic gradient, and against the HVP.
     h = 1e-6
-    columns = [
-        (spec.flatten(dict_grad(*_ab(spec, x + h * e))) - spec.flatten(dict_grad(*_ab(spec, x - h * e))))
-        / (2 * h)
-        for e in np.eye(x.size)
-    ]
+    columns = [(spec.flatten(dict_grad(*_ab(spec, x + h * e))) - spec.flatten(dict_grad(*_ab(spec, x - h * e)))) / (2 * h) for e in np.eye(x.size)]
     hess = f.hessian(x)
     np.testing.assert_allclose(hess, np.array(columns).T, rtol=1e-7, atol=1e-7)
     v = np.linspace(-1.0, 1.0, x.size)

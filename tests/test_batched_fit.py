@@ -196,8 +196,10 @@ def test_dask_local_cluster_gives_the_single_batch():
     y, p0 = mixed_batch()
     y, p0 = y[:5], p0[:5]
     whole = am.batched_curve_fit(decay_np, T, y, p0=p0)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         on_dask = am.batched_curve_fit(decay_np, T, y, p0=p0, executor=client)
     np.testing.assert_array_equal(on_dask.x, whole.x)
     np.testing.assert_array_equal(on_dask.nfev, whole.nfev)
@@ -218,8 +220,9 @@ def test_vectorized_numpy_calls_f_once_per_step_and_gives_the_member_by_member_a
     np.testing.assert_allclose(together.x, one_by_one.x, atol=1e-9)
     np.testing.assert_array_equal(together.nfev, one_by_one.nfev)
     assert shapes[0] == ((5, T.size), (5, 1)) and len(shapes) == 4 * one_by_one.nfev.max()
-    res = am.batched_least_squares(lambda p, y: p["a"] * np.exp(-p["k"][:, None] * T) - y, {"a": np.ones((5, 1)), "k": np.ones(5)},
-                                   member_args=(y,), vectorized=True)
+    res = am.batched_least_squares(
+        lambda p, y: p["a"] * np.exp(-p["k"][:, None] * T) - y, {"a": np.ones((5, 1)), "k": np.ones(5)}, member_args=(y,), vectorized=True
+    )
     assert res.x["a"].shape == (5, 1) and res.fun.shape == (5, T.size)
     with pytest.raises(ValueError, match="vectorized=True is for the NumPy backend"):
         am.batched_curve_fit(decay_for("jax"), T, y, p0=p0, backend="jax", vectorized=True)

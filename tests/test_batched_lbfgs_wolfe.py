@@ -41,8 +41,9 @@ def test_every_accepted_step_meets_the_strong_wolfe_conditions():
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_bounded_members_agree_with_scipy_lbfgsb_alone(backend):
     pytest.importorskip(backend)
-    res = am.minimize(rosen, STARTS, method="lbfgs-native", batch=True, backend=backend, bounds=BOX,
-                      options={"line_search": "wolfe", "ftol": 1e-15, "gtol": 1e-9})
+    res = am.minimize(
+        rosen, STARTS, method="lbfgs-native", batch=True, backend=backend, bounds=BOX, options={"line_search": "wolfe", "ftol": 1e-15, "gtol": 1e-9}
+    )
     assert res.success.all()
     for i in range(len(STARTS)):
         ref = so.minimize(rosen, np.clip(STARTS[i], -2.0, 0.8), method="L-BFGS-B", bounds=BOX, options={"ftol": 1e-15, "gtol": 1e-12})

@@ -15,9 +15,26 @@ from pathlib import Path
 import pytest
 
 ROW_KEYS = {
-    "cell", "method", "n", "repeats", "contenders", "seconds", "times", "warmup_seconds", "f",
-    "f_ref", "atol", "ref_converged", "ok", "counts", "errors", "ratios", "vs_own_baseline",
-    "counts_match", "counts_match_jax_hand", "counts_match_numpy",
+    "cell",
+    "method",
+    "n",
+    "repeats",
+    "contenders",
+    "seconds",
+    "times",
+    "warmup_seconds",
+    "f",
+    "f_ref",
+    "atol",
+    "ref_converged",
+    "ok",
+    "counts",
+    "errors",
+    "ratios",
+    "vs_own_baseline",
+    "counts_match",
+    "counts_match_jax_hand",
+    "counts_match_numpy",
 }
 
 
@@ -83,8 +100,11 @@ def test_observing_section_measures_every_variant_on_the_same_path(tmp_path, mon
     assert {row["rounds"] for row in rows} == {2}
     assert all(q1 <= q3 for q1, q3 in (row["ratio_quartiles"] for row in rows))
     assert [(row["problem"], row["variant"]) for row in rows[:6]] == [
-        ("rosen100", "plain (history=False)"), ("rosen100", "history=True (default)"),
-        ("rosen100", "log=run.sqlite"), ("rosen100", "progress=True"), ("rosen100", "history + log"),
+        ("rosen100", "plain (history=False)"),
+        ("rosen100", "history=True (default)"),
+        ("rosen100", "log=run.sqlite"),
+        ("rosen100", "progress=True"),
+        ("rosen100", "history + log"),
         ("rosen100", "history + log + progress"),
     ]
     for problem in {row["problem"] for row in rows}:

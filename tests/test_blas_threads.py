@@ -17,8 +17,14 @@ def test_blas_runs_one_thread_during_a_solve_and_gets_its_threads_back():
     seen = []
     with threadpool_limits(limits=2, user_api="blas"):
         before = _blas_threads()
-        am.minimize(lambda x: ((x - 1.0) ** 2).sum(), np.zeros(3), method="BFGS", backend="numpy",
-                    jac=lambda x: 2 * (x - 1.0), callback=lambda x: seen.append(_blas_threads()))
+        am.minimize(
+            lambda x: ((x - 1.0) ** 2).sum(),
+            np.zeros(3),
+            method="BFGS",
+            backend="numpy",
+            jac=lambda x: 2 * (x - 1.0),
+            callback=lambda x: seen.append(_blas_threads()),
+        )
         after = _blas_threads()
     # another BLAS loaded in the process (IPOPT's bundled OpenBLAS is built for one thread)
     # may stay below the limit asked for: each library gets its own setting back

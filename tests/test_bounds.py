@@ -82,10 +82,14 @@ def test_bad_bounds_name_the_leaf(bounds, message):
 
 
 def test_bounded_solution_sits_on_the_active_bound():
-    res = am.minimize(lambda p: ((p["a"] - 2.0) ** 2).sum() + ((p["b"] + 2.0) ** 2).sum(),
-                      {"a": np.zeros(2), "b": np.zeros(2)}, method="L-BFGS-B", backend="numpy",
-                      jac=lambda p: {"a": 2 * (p["a"] - 2.0), "b": 2 * (p["b"] + 2.0)},
-                      bounds={"a": (None, [1.0, 3.0]), "b": (-1.0, None)})
+    res = am.minimize(
+        lambda p: ((p["a"] - 2.0) ** 2).sum() + ((p["b"] + 2.0) ** 2).sum(),
+        {"a": np.zeros(2), "b": np.zeros(2)},
+        method="L-BFGS-B",
+        backend="numpy",
+        jac=lambda p: {"a": 2 * (p["a"] - 2.0), "b": 2 * (p["b"] + 2.0)},
+        bounds={"a": (None, [1.0, 3.0]), "b": (-1.0, None)},
+    )
     np.testing.assert_allclose(res.x["a"], [1.0, 2.0], atol=1e-7)
     np.testing.assert_allclose(res.x["b"], [-1.0, -1.0], atol=1e-7)
 

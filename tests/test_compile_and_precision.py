@@ -56,8 +56,7 @@ def test_torch_runs_the_function_once_per_point_even_with_hvps():
 
 def test_slsqp_computes_gradients_only_where_asked(backend):
     fun = rosen_for(backend)
-    res = am.minimize(fun, np.zeros(4), method="SLSQP", backend=backend,
-                      **({"jac": __import__("conftest").rosen_der} if backend == "numpy" else {}))
+    res = am.minimize(fun, np.zeros(4), method="SLSQP", backend=backend, **({"jac": __import__("conftest").rosen_der} if backend == "numpy" else {}))
     assert res.njev < res.nfev  # SLSQP's line search evaluates values alone
 
 
@@ -80,8 +79,14 @@ def test_framework_sees_the_requested_precision(framework, precision):
 @pytest.mark.parametrize("method", ["TNC", "SLSQP", "L-BFGS-B", "trust-constr"])
 def test_float32_objective_works_with_methods_that_need_float64(framework, method):
     """TNC and SLSQP crash in plain scipy when given float32 arrays."""
-    res = am.minimize(rosen_for(framework), np.zeros(3, dtype=np.float32), method=method, backend=framework,
-                      precision="float32", options={"maxiter": 3000} if method != "TNC" else {"maxfun": 3000})
+    res = am.minimize(
+        rosen_for(framework),
+        np.zeros(3, dtype=np.float32),
+        method=method,
+        backend=framework,
+        precision="float32",
+        options={"maxiter": 3000} if method != "TNC" else {"maxfun": 3000},
+    )
     assert res.x.dtype == np.float32  # x0's dtype comes back
     np.testing.assert_allclose(res.x, 1.0, atol=5e-2)
 

@@ -70,8 +70,7 @@ def test_one_torch_function_shared_by_two_threads():
 
     expected = am.minimize(fun, np.zeros(4), method="trust-ncg", backend="torch")
     results = []
-    threads = [threading.Thread(target=lambda: results.append(am.minimize(fun, np.zeros(4), method="trust-ncg", backend="torch")))
-               for _ in range(2)]
+    threads = [threading.Thread(target=lambda: results.append(am.minimize(fun, np.zeros(4), method="trust-ncg", backend="torch"))) for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:

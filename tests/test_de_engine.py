@@ -37,16 +37,29 @@ def box(low, high, n):
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_every_strategy_finds_the_minimum_in_2d_and_5d(strategy):
     res = am.differential_evolution(
-        rastrigin, {"x": [(-5.12, 4.2)] * 2}, strategy=strategy, rng=0, tol=1e-8, polish=False,
-        vectorized="rows", backend="numpy", engine="vectorized",
+        rastrigin,
+        {"x": [(-5.12, 4.2)] * 2},
+        strategy=strategy,
+        rng=0,
+        tol=1e-8,
+        polish=False,
+        vectorized="rows",
+        backend="numpy",
+        engine="vectorized",
     )
     assert res.engine == "vectorized" and res.evaluation == "batched" and res.success
     assert res.fun < 1e-9
     np.testing.assert_allclose(res.x["x"], 0.0, atol=1e-5)
 
     res = am.differential_evolution(
-        styblinski_tang, [(-5.0, 4.0)] * 5, strategy=strategy, rng=0, tol=1e-8, polish=False,
-        vectorized="rows", backend="numpy",
+        styblinski_tang,
+        [(-5.0, 4.0)] * 5,
+        strategy=strategy,
+        rng=0,
+        tol=1e-8,
+        polish=False,
+        vectorized="rows",
+        backend="numpy",
     )
     assert res.engine == "vectorized"
     assert res.fun == pytest.approx(5 * ST_MIN, abs=1e-5)
@@ -59,7 +72,7 @@ def test_the_strategy_list_is_scipys():
     import scipy.optimize as so
 
     doc = inspect.getdoc(so.differential_evolution)
-    names = doc[doc.index("Should be one of:"):doc.index("The default is 'best1bin'")]
+    names = doc[doc.index("Should be one of:") : doc.index("The default is 'best1bin'")]
     assert sorted(STRATEGIES) == sorted(line.strip(" -'") for line in names.splitlines()[1:] if line.strip())
 
 
@@ -302,7 +315,9 @@ def test_same_seed_same_trajectory_and_another_seed_another():
     assert not np.array_equal(first.population, other.population)
     legacy = am.differential_evolution(rastrigin, {"x": [(-5.12, 5.12)] * 3}, seed=4, maxiter=50, polish=False, vectorized="rows", backend="numpy")
     np.testing.assert_array_equal(legacy.population, first.population)
-    generator = am.differential_evolution(rastrigin, {"x": [(-5.12, 5.12)] * 3}, rng=np.random.default_rng(4), maxiter=50, polish=False, vectorized="rows", backend="numpy")
+    generator = am.differential_evolution(
+        rastrigin, {"x": [(-5.12, 5.12)] * 3}, rng=np.random.default_rng(4), maxiter=50, polish=False, vectorized="rows", backend="numpy"
+    )
     np.testing.assert_array_equal(generator.population, first.population)
 
 
@@ -341,9 +356,7 @@ def test_the_engine_and_updating_defaults():
     scipy_engine = am.differential_evolution(sphere, vectorized="rows", engine="scipy", **run)
     assert scipy_engine.engine == "scipy" and scipy_engine.nfev == batched.nfev
     assert am.differential_evolution(plain, updating="deferred", integrality=[True, False], **dict(run, bounds=[(-3, 3)] * 2)).engine == "scipy"
-    constrained = am.differential_evolution(
-        sphere, vectorized="rows", constraints={"type": "ineq", "fun": lambda x: 1.0 - x[0]}, **run
-    )
+    constrained = am.differential_evolution(sphere, vectorized="rows", constraints={"type": "ineq", "fun": lambda x: 1.0 - x[0]}, **run)
     assert constrained.engine == "scipy"
 
 

@@ -251,7 +251,9 @@ def test_least_squares_continue_refuses_a_jacobian_that_cannot_be_formed_at_x0(m
             return np.full(2, np.nan)
         return np.array([x[0] - 1.0, 10 * (x[1] - x[0] ** 2)])
 
-    with pytest.raises(ValueError, match=r"Jacobian of the residuals is not finite at x0 \(residual 0 with respect to x0\[0\].*error_handling='continue'"):
+    with pytest.raises(
+        ValueError, match=r"Jacobian of the residuals is not finite at x0 \(residual 0 with respect to x0\[0\].*error_handling='continue'"
+    ):
         am.least_squares(residuals, np.array([2.0, 0.0]), method=method, backend="numpy", error_handling="continue")
 
 
@@ -304,8 +306,12 @@ def test_least_squares_with_a_fixed_variable(backend, method):
         return x - asarray(target)
 
     res = am.least_squares(
-        residuals, np.array([1.0, 0.5, 0.0]), method=method, bounds=([0.0, 0.5, -4.0], [5.0, 0.5, 4.0]),
-        backend=backend, callback=lambda x: seen.append(np.asarray(x).copy()),
+        residuals,
+        np.array([1.0, 0.5, 0.0]),
+        method=method,
+        bounds=([0.0, 0.5, -4.0], [5.0, 0.5, 4.0]),
+        backend=backend,
+        callback=lambda x: seen.append(np.asarray(x).copy()),
     )
     np.testing.assert_allclose(np.asarray(res.x), [3.0, 0.5, 2.0], atol=1e-6)
     assert float(np.asarray(res.x)[1]) == 0.5

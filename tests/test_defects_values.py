@@ -167,8 +167,7 @@ def test_dict_of_integer_leaves_least_squares(backend):
 
 
 def test_python_int_leaves_are_returned_as_floats():
-    res = am.minimize(lambda p: (p["a"] - 0.5) ** 2 + (p["b"] + 0.25) ** 2, {"a": 3, "b": -2}, method="BFGS",
-                      backend="numpy", unpack="none")
+    res = am.minimize(lambda p: (p["a"] - 0.5) ** 2 + (p["b"] + 0.25) ** 2, {"a": 3, "b": -2}, method="BFGS", backend="numpy", unpack="none")
     assert type(res.x["a"]) is float and type(res.x["b"]) is float
     np.testing.assert_allclose([res.x["a"], res.x["b"]], [0.5, -0.25], atol=1e-5)
 

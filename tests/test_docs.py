@@ -62,7 +62,7 @@ def extract(path: Path) -> list[Block]:
         j = i + 1
         while j < len(lines) and lines[j].strip() != "```":
             line = lines[j]
-            body.append(line[len(indent):] if line.startswith(indent) else line.lstrip())
+            body.append(line[len(indent) :] if line.startswith(indent) else line.lstrip())
             j += 1
         if j == len(lines):
             raise AssertionError(f"{path.name}:{i + 1}: unclosed ```python block")

@@ -79,7 +79,8 @@ def test_global_solver_constraint_takes_the_structure_whole():
         return jnp.sum((x - 1.0) ** 2) + jnp.sum((y - 1.0) ** 2)
 
     res = am.shgo(
-        fun, bounds={"x": (-2.0, 2.0), "y": (-2.0, 2.0)},
+        fun,
+        bounds={"x": (-2.0, 2.0), "y": (-2.0, 2.0)},
         constraints={"type": "ineq", "fun": lambda p: 0.25 - p["y"]},
     )
     assert res.x["y"] == pytest.approx(0.25, abs=1e-5)

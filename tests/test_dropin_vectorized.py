@@ -33,7 +33,13 @@ def test_scipy_vectorized_objective_runs_unchanged():
 
 def test_scipy_vectorized_objective_on_scipys_engine():
     res = am.differential_evolution(
-        rosen_columns, [(-2.0, 2.0)] * 2, vectorized=True, engine="scipy", rng=1, maxiter=300, tol=1e-10,
+        rosen_columns,
+        [(-2.0, 2.0)] * 2,
+        vectorized=True,
+        engine="scipy",
+        rng=1,
+        maxiter=300,
+        tol=1e-10,
         constraints={"type": "ineq", "fun": lambda x: 2.0 - x[0]},
     )
     assert (res.engine, res.evaluation) == ("scipy", "batched")

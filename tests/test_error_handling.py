@@ -43,13 +43,13 @@ def failed(res) -> int:
 @pytest.mark.parametrize(
     "method, fun, backend, best",
     [
-        ("BFGS", raising, "numpy", 0.06),           # line search, finite-difference gradients
-        ("BFGS", nan_jax, "jax", 0.05),             # line search, NaN from autodiff
-        ("L-BFGS-B", nan_jax, "jax", 2.0),          # stops at its last good iterate (see guide)
+        ("BFGS", raising, "numpy", 0.06),  # line search, finite-difference gradients
+        ("BFGS", nan_jax, "jax", 0.05),  # line search, NaN from autodiff
+        ("L-BFGS-B", nan_jax, "jax", 2.0),  # stops at its last good iterate (see guide)
         ("Newton-CG", nan_jax, "jax", 0.05),
-        ("trust-ncg", nan_jax, "jax", 0.041),        # trust region
-        ("trust-exact", raising, "numpy", 0.041),    # trust region, numerical Hessian
-        ("Nelder-Mead", raising, "numpy", 0.0401),   # derivative-free
+        ("trust-ncg", nan_jax, "jax", 0.041),  # trust region
+        ("trust-exact", raising, "numpy", 0.041),  # trust region, numerical Hessian
+        ("Nelder-Mead", raising, "numpy", 0.0401),  # derivative-free
         ("COBYLA", nan_jax, "jax", 0.0402),
         ("SLSQP", raising, "numpy", 0.042),
     ],
@@ -111,12 +111,12 @@ def test_failing_constraint_counts_as_violated():
             raise RuntimeError("constraint undefined")
         return 1.0 - x[0] ** 2 - x[1] ** 2
 
-    res = am.minimize(rosen, np.array([0.0, 0.0]), method="COBYLA", backend="numpy",
-                      constraints={"type": "ineq", "fun": circle}, error_handling="continue")
+    res = am.minimize(
+        rosen, np.array([0.0, 0.0]), method="COBYLA", backend="numpy", constraints={"type": "ineq", "fun": circle}, error_handling="continue"
+    )
     assert res.success and res.x[0] <= 0.9 and circle(res.x) >= -1e-6
     with pytest.raises(RuntimeError, match="constraint undefined") as info:
-        am.minimize(rosen, np.array([0.0, 0.0]), method="COBYLA", backend="numpy",
-                    constraints={"type": "ineq", "fun": circle})
+        am.minimize(rosen, np.array([0.0, 0.0]), method="COBYLA", backend="numpy", constraints={"type": "ineq", "fun": circle})
     assert info.value.autominimize_x[0] > 0.9
 
 

@@ -25,7 +25,11 @@ def quadratic(x):
         ({"hvp_type": "sideways"}, ValueError, r"hvp_type='sideways' is not one of"),
         ({"method": "BFGS", "hess": np.eye(2)}, ValueError, r"method='bfgs' does not use second-order information"),
         ({"method": "trust-exact", "hessp": lambda x, p: p}, ValueError, r"method='trust-exact' needs the full Hessian"),
-        ({"method": "L-BFGS-B", "options": {"maxiterations": 3}}, ValueError, r"options: 'maxiterations' is not an option of any scipy.optimize.minimize method; did you mean 'maxiter'"),
+        (
+            {"method": "L-BFGS-B", "options": {"maxiterations": 3}},
+            ValueError,
+            r"options: 'maxiterations' is not an option of any scipy.optimize.minimize method; did you mean 'maxiter'",
+        ),
     ],
 )
 def test_bad_arguments(kwargs, error, message):
@@ -73,5 +77,4 @@ def test_exception_in_fun_carries_the_point():
 
 def test_structure_mismatch_in_user_jac_is_named():
     with pytest.raises(ValueError, match=r"jac does not have the structure of x0"):
-        am.minimize(lambda p: (p["a"] ** 2).sum(), {"a": np.ones(2), "b": np.ones(1)}, backend="numpy",
-                    jac=lambda p: {"a": 2 * p["a"]})
+        am.minimize(lambda p: (p["a"] ** 2).sum(), {"a": np.ones(2), "b": np.ones(1)}, backend="numpy", jac=lambda p: {"a": 2 * p["a"]})

@@ -131,7 +131,15 @@ def test_a_plain_numpy_solve_loads_no_algorithm_log_nor_framework():
     )
     loaded = set(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split())
     algorithms = {f"autominimize.native.{name}" for name in ("lbfgs", "conjugate_gradient", "hessian_free", "gradient_descent", "stopping")}
-    unneeded = algorithms | {"autominimize.recording.log_writer", "autominimize.recording.log_reader", "sqlite3", "concurrent.futures.process", "jax", "torch", "tensorflow"}
+    unneeded = algorithms | {
+        "autominimize.recording.log_writer",
+        "autominimize.recording.log_reader",
+        "sqlite3",
+        "concurrent.futures.process",
+        "jax",
+        "torch",
+        "tensorflow",
+    }
     assert "autominimize.backends.numpy_backend" in loaded
     assert unneeded & loaded == set()
 

@@ -188,7 +188,9 @@ def test_the_library_flattens_only_in_its_own_namespace():
     calls = re.compile(r"optree\.tree_(flatten|leaves|map|structure)\w*\(")
     found = [
         f"{path.relative_to(package)}:{number}"
-        for path in sorted(package.rglob("*.py")) if path.name != "params.py" or path.parent != package
-        for number, line in enumerate(path.read_text().splitlines(), 1) if calls.search(line)
+        for path in sorted(package.rglob("*.py"))
+        if path.name != "params.py" or path.parent != package
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if calls.search(line)
     ]
     assert found == []

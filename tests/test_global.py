@@ -53,14 +53,25 @@ def _run(solver, name, fun, box, n, backend):
     if solver == "direct":
         # DIRECT has no local refinement: Rastrigin's many minima need the global search.
         return am.direct(
-            fun, bounds, maxfun=50000, eps=1e-6, vol_tol=1e-30, len_tol=1e-9,
-            locally_biased=name != "rastrigin", backend=backend,
+            fun,
+            bounds,
+            maxfun=50000,
+            eps=1e-6,
+            vol_tol=1e-30,
+            len_tol=1e-9,
+            locally_biased=name != "rastrigin",
+            backend=backend,
         )
     if solver == "shgo":
         return am.shgo(fun, bounds, n=128, iters=3, minimizer_kwargs={"method": "L-BFGS-B"}, backend=backend)
     if solver == "basinhopping":
         return am.basinhopping(
-            fun, np.full(n, 2.5), niter=150, stepsize=2.5, rng=0, backend=backend,
+            fun,
+            np.full(n, 2.5),
+            niter=150,
+            stepsize=2.5,
+            rng=0,
+            backend=backend,
             minimizer_kwargs={"method": "L-BFGS-B", "bounds": box},
         )
     return am.multistart(fun, bounds, n_starts=64, rng=0, backend=backend)
@@ -115,8 +126,15 @@ def test_batched_evolution_follows_the_unbatched_trajectory(backend):
             generations.append((intermediate_result.population.copy(), intermediate_result.population_energies.copy()))
 
         res = am.differential_evolution(
-            fun, bounds, rng=3, maxiter=60, vectorized=vectorized, updating=updating, callback=record,
-            backend=backend, polish=False,
+            fun,
+            bounds,
+            rng=3,
+            maxiter=60,
+            vectorized=vectorized,
+            updating=updating,
+            callback=record,
+            backend=backend,
+            polish=False,
         )
         runs.append((res, generations))
     (batched, gen_b), (single, gen_s) = runs
@@ -388,7 +406,6 @@ def test_errors_name_the_argument():
         am.shgo(fun, [(-1, 1)] * 2, options={"jac": True})
 
 
-
 def test_an_unknown_error_policy_is_refused_before_fun_runs():
     calls = []
 
@@ -408,6 +425,7 @@ def test_an_unknown_error_policy_is_refused_before_fun_runs():
         with pytest.raises(ValueError, match=r"error_handling='skip' is not accepted; use 'raise'"):
             entry()
         assert calls == [], name  # not even the evaluation that detects the backend
+
 
 def test_example_runs(capsys):
     import runpy
@@ -432,8 +450,9 @@ def test_batched_multistart_finds_the_four_minima_of_himmelblau(backend):
     assert res.nfev == sum(r.nfev for r in res.local_results) and res.njev == res.nfev
     assert len({r.nit for r in res.local_results}) > 5  # every start stopped on its own
     # with the Armijo search, each start's result is the unbatched projected L-BFGS solve within the box
-    armijo = am.multistart(himmelblau, bounds, n_starts=64, method="lbfgs-native", rng=0, backend=backend,
-                           minimizer_kwargs={"options": {"line_search": "armijo"}})
+    armijo = am.multistart(
+        himmelblau, bounds, n_starts=64, method="lbfgs-native", rng=0, backend=backend, minimizer_kwargs={"options": {"line_search": "armijo"}}
+    )
     loop = am.multistart(himmelblau, bounds, n_starts=64, method="lbfgs-native", rng=0, backend=backend, batched=False)
     assert loop.batched is False and armijo.batched is True
     for a, b in zip(armijo.local_results, loop.local_results):

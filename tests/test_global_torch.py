@@ -31,10 +31,16 @@ CASES = [
     (tg.DifferentialEvolution, lambda p: dict(bounds=(-5.12, 5.12), rng=0)),
     (tg.SHGO, lambda p: dict(bounds=(-5.12, 5.12))),
     (tg.DualAnnealing, lambda p: dict(bounds=(-5.12, 5.12), rng=0, maxiter=200)),
-    (tg.BasinHoppingWrapper, lambda p: dict(minimizer_args={"method": "L-BFGS-B", "jac": True}, basinhopping_kwargs={"niter": 30, "stepsize": 1.5, "rng": 0})),
+    (
+        tg.BasinHoppingWrapper,
+        lambda p: dict(minimizer_args={"method": "L-BFGS-B", "jac": True}, basinhopping_kwargs={"niter": 30, "stepsize": 1.5, "rng": 0}),
+    ),
     (tg.DifferentialEvolutionWrapper, lambda p: dict(de_kwargs={"bounds": [(-5.12, 5.12)] * 3, "rng": 0})),
     (tg.SHGOWrapper, lambda p: dict(minimizer_args={"method": "SLSQP"}, shgo_kwargs={"bounds": [(-5.12, 5.12)] * 3})),
-    (tg.DualAnnealingWrapper, lambda p: dict(minimizer_args={"method": "L-BFGS-B", "jac": True}, da_kwargs={"bounds": [(-5.12, 5.12)] * 3, "rng": 0, "maxiter": 200})),
+    (
+        tg.DualAnnealingWrapper,
+        lambda p: dict(minimizer_args={"method": "L-BFGS-B", "jac": True}, da_kwargs={"bounds": [(-5.12, 5.12)] * 3, "rng": 0, "maxiter": 200}),
+    ),
 ]
 
 
@@ -64,7 +70,9 @@ def test_same_seed_same_parameters():
 def test_callback_receives_tensors_and_errors_restore_the_parameters():
     model, closure = _model_and_closure()
     seen = []
-    tg.DifferentialEvolution(model.parameters(), bounds=(-5.12, 5.12), rng=0, maxiter=3, callback=lambda intermediate_result: seen.append(intermediate_result.x)).step(closure)
+    tg.DifferentialEvolution(
+        model.parameters(), bounds=(-5.12, 5.12), rng=0, maxiter=3, callback=lambda intermediate_result: seen.append(intermediate_result.x)
+    ).step(closure)
     assert seen and all(isinstance(x, list) and isinstance(x[0], torch.Tensor) for x in seen)
 
     model, _ = _model_and_closure()

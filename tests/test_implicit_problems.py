@@ -383,7 +383,7 @@ def _loss(F, x):
     total, offset = 0.0, 0
     for leaf, size in zip(leaves, sizes):
         flat = __import__("tensorflow").reshape(leaf, [-1]) if F.name == "tensorflow" else leaf.reshape(-1)
-        total = total + F.sum(flat * F.const(weights[offset:offset + size]))
+        total = total + F.sum(flat * F.const(weights[offset : offset + size]))
         offset += size
     return total
 
@@ -456,7 +456,8 @@ def _gradient(framework: str, name: str) -> list[np.ndarray]:
 CORE = ("ridge_dict_conjugate_gradients", "ridge_native", "decay_curve_fit", "box_qp", "mixed_qp", "hyperbola_nonlinear_constraint")
 CASES = [
     pytest.param(name, framework, marks=() if framework == "torch" or name in CORE else pytest.mark.slow)
-    for name in PROBLEMS for framework in ("jax", "torch", "tensorflow")
+    for name in PROBLEMS
+    for framework in ("jax", "torch", "tensorflow")
 ]
 
 

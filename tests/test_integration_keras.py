@@ -59,7 +59,12 @@ def test_the_loss_includes_regularization_and_is_deterministic_in_inference_mode
     X, y = regression_data()
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
-        [keras.Input(shape=(2,)), keras.layers.Dense(4, kernel_regularizer=keras.regularizers.L2(0.1)), keras.layers.Dropout(0.5), keras.layers.Dense(1)]
+        [
+            keras.Input(shape=(2,)),
+            keras.layers.Dense(4, kernel_regularizer=keras.regularizers.L2(0.1)),
+            keras.layers.Dropout(0.5),
+            keras.layers.Dense(1),
+        ]
     )
     func, params = am.keras.function_factory(model, keras.losses.mean_squared_error, X, y)
     first_kernel = model.layers[0].kernel

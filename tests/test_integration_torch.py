@@ -14,8 +14,21 @@ torch = pytest.importorskip("torch")
 import autominimize as am  # noqa: E402
 
 METHODS = [
-    "Nelder-Mead", "Powell", "CG", "BFGS", "Newton-CG", "L-BFGS-B", "TNC", "COBYLA", "COBYQA",
-    "SLSQP", "trust-constr", "dogleg", "trust-ncg", "trust-exact", "trust-krylov",
+    "Nelder-Mead",
+    "Powell",
+    "CG",
+    "BFGS",
+    "Newton-CG",
+    "L-BFGS-B",
+    "TNC",
+    "COBYLA",
+    "COBYQA",
+    "SLSQP",
+    "trust-constr",
+    "dogleg",
+    "trust-ncg",
+    "trust-exact",
+    "trust-krylov",
 ]
 DERIVATIVE_FREE = {"Nelder-Mead", "Powell", "COBYLA", "COBYQA"}
 #: enough iterations for the derivative-free methods on 4 parameters
@@ -351,7 +364,9 @@ def test_bad_input_names_the_argument():
     with pytest.raises(TypeError, match="step needs closure"):
         am.torch.ScipyOptimizer(model.parameters()).step(None)
     with pytest.raises(TypeError, match="must take no arguments"):
-        am.torch.ScipyOptimizer(model.parameters(), method="SLSQP", constraints={"type": "eq", "fun": lambda x: x[0]}).step(lambda: model.weight.sum())
+        am.torch.ScipyOptimizer(model.parameters(), method="SLSQP", constraints={"type": "eq", "fun": lambda x: x[0]}).step(
+            lambda: model.weight.sum()
+        )
     with pytest.raises(am.BoundsError, match="map parameters of this optimizer"):
         am.torch.ScipyOptimizer(model.parameters(), bounds={torch.zeros(1): (0, 1)}).step(lambda: model.weight.sum())
     with pytest.raises(TypeError, match="minimizer_args must be a dict with at least 'method'"):
@@ -472,7 +487,6 @@ def test_closure_runs_repeated_after_a_rejected_trust_step_are_recorded_as_repea
     # a rejected trial overwrites the parameters: the HVPs at the centre need the closure again
     assert kinds.count("repeat") > 0
     assert _recorded_counts(result.history) == {key: result[key] for key in ("nfev", "njev", "nhev", "nhvp")}
-
 
 
 def test_ctrl_c_ends_the_step_at_the_best_point_as_in_minimize():

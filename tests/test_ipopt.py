@@ -133,7 +133,12 @@ def test_hs071_one_evaluation_per_point_ipopt_asks_at(monkeypatch):
 def test_hs071_without_scaling_evaluates_only_where_ipopt_asks():
     p = hs.get(71)
     res = am.minimize(
-        p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch",
+        p.f,
+        p.x0,
+        method="ipopt",
+        bounds=p.bounds,
+        constraints=p.constraints(),
+        backend="torch",
         options={"nlp_scaling_method": "none"},
     )
     assert (res.nfev, res.njev) == (9, 9)
@@ -143,7 +148,9 @@ def test_quiet_by_default_and_options_pass_through(capfd):
     p = hs.get(71)
     am.minimize(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch")
     assert capfd.readouterr().out == ""
-    res = am.minimize(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch", options={"maxiter": 2, "print_level": 5})
+    res = am.minimize(
+        p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch", options={"maxiter": 2, "print_level": 5}
+    )
     assert "Ipopt" in capfd.readouterr().out
     assert res.status == -1 and not res.success and "iterations" in res.message.lower()
     assert res.nit == 2
@@ -161,7 +168,9 @@ def test_option_errors_name_the_option():
 
 def test_integral_floats_and_numpy_numbers_are_accepted():
     p = hs.get(71)
-    res = am.minimize(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch", options={"max_iter": np.float64(50.0), "tol": 1})
+    res = am.minimize(
+        p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch", options={"max_iter": np.float64(50.0), "tol": 1}
+    )
     assert res.success
 
 
@@ -241,7 +250,9 @@ def test_quasi_newton_when_derivatives_are_not_the_backends():
     assert abs(res.fun - p.fstar) < 1e-5
     with pytest.raises(ValueError, match="'exact' needs"):
         am.minimize(p.f, p.x0, method="ipopt", constraints=p.constraints(), backend="numpy", options={"hessian_approximation": "exact"})
-    chosen = am.minimize(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch", options={"hessian_approximation": "limited-memory"})
+    chosen = am.minimize(
+        p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch", options={"hessian_approximation": "limited-memory"}
+    )
     assert chosen.hessian == "limited-memory" and chosen.nhev == 0 and chosen.success
 
 

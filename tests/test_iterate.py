@@ -67,7 +67,14 @@ def test_criteria_combine():
 
 def test_stop_objects_shared_by_all_algorithms():
     for method in ("lbfgs-native", "cg-native", "hessian-free", "sgd", "delta-bar-delta"):
-        it = am.iterate(rosen, np.array([-1.2, 1.0]), method=method, backend="jax", stop=MaxIterations(3) | GradientTolerance(1e-12), options={"lr": 1e-4} if method == "sgd" else None)
+        it = am.iterate(
+            rosen,
+            np.array([-1.2, 1.0]),
+            method=method,
+            backend="jax",
+            stop=MaxIterations(3) | GradientTolerance(1e-12),
+            options={"lr": 1e-4} if method == "sgd" else None,
+        )
         assert len(list(it)) == 3 and it.result().status == 1
 
 

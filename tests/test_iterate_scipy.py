@@ -35,8 +35,7 @@ def test_iterating_gives_the_same_run_as_minimize(method):
 
 
 def test_stopping_early_ends_the_solve_and_its_thread():
-    iteration = am.iterate(lambda p: ROSEN(p["w"]), {"w": np.zeros(5)}, method="BFGS", backend="numpy",
-                           jac=lambda p: {"w": rosen_der(p["w"])})
+    iteration = am.iterate(lambda p: ROSEN(p["w"]), {"w": np.zeros(5)}, method="BFGS", backend="numpy", jac=lambda p: {"w": rosen_der(p["w"])})
     for state in iteration:
         assert state.x["w"].shape == (5,) and state.grad_norm is not None
         if state.nit == 3:

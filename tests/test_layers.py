@@ -72,7 +72,13 @@ def test_the_layer_contract_is_kept():
 
 def test_no_driver_imports_an_entry_point():
     graph = grimp.build_graph("autominimize", cache_dir=None, exclude_type_checking_imports=True)
-    entry_points = {"autominimize._minimize", "autominimize._least_squares", "autominimize._curve_fit", "autominimize._check_grad", "autominimize._iterate"}
+    entry_points = {
+        "autominimize._minimize",
+        "autominimize._least_squares",
+        "autominimize._curve_fit",
+        "autominimize._check_grad",
+        "autominimize._iterate",
+    }
     drivers = {m for m in graph.modules if m.startswith("autominimize.drivers")}
     reached = {imported for driver in drivers for imported in graph.find_upstream_modules(driver)}
     assert sorted(reached & entry_points) == []

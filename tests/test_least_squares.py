@@ -31,8 +31,7 @@ def decay_jac(p):
 
 
 X0 = {"a": 1.0, "k": 1.0, "c": 0.0}
-REFERENCE = so.least_squares(lambda v: v[0] * np.exp(-v[1] * T) + v[2] - Y, [1.0, 1.0, 0.0], method="lm",
-                             xtol=1e-14, ftol=1e-14, gtol=1e-14)
+REFERENCE = so.least_squares(lambda v: v[0] * np.exp(-v[1] * T) + v[2] - Y, [1.0, 1.0, 0.0], method="lm", xtol=1e-14, ftol=1e-14, gtol=1e-14)
 
 
 def _close_to_reference(x):
@@ -75,8 +74,9 @@ def test_numpy_backend_counts_every_finite_difference_evaluation():
 
 
 def test_bounds_loss_and_x_scale():
-    res = am.least_squares(decay_jnp, X0, method="trf", bounds={"c": (0.5, None)}, loss="soft_l1", f_scale=0.1,
-                           x_scale={"a": 1.0, "k": 1.0, "c": 0.5})
+    res = am.least_squares(
+        decay_jnp, X0, method="trf", bounds={"c": (0.5, None)}, loss="soft_l1", f_scale=0.1, x_scale={"a": 1.0, "k": 1.0, "c": 0.5}
+    )
     assert res.x["c"] == pytest.approx(0.5) and res.active_mask.tolist() == [0, 0, -1]
     with pytest.raises(ValueError, match="'lm' does not handle bounds"):
         am.least_squares(decay_jnp, X0, method="lm", bounds=(0, 5))

@@ -38,10 +38,10 @@ def test_agrees_with_scipy_on_a_seeded_exponential_decay(model, weighted):
 
 
 def test_bounds_absolute_sigma_and_covariance_matrix():
-    expected, expected_cov = so.curve_fit(decay, X, Y, p0=[1.0, 1.0, 0.6], bounds=([0, 0, 0.5], [10, 10, 1]),
-                                          sigma=np.diag(SIGMA**2), absolute_sigma=True)
-    popt, pcov = am.curve_fit(decay_jnp, X, Y, p0=[1.0, 1.0, 0.6], bounds=([0, 0, 0.5], [10, 10, 1]),
-                              sigma=np.diag(SIGMA**2), absolute_sigma=True)
+    expected, expected_cov = so.curve_fit(
+        decay, X, Y, p0=[1.0, 1.0, 0.6], bounds=([0, 0, 0.5], [10, 10, 1]), sigma=np.diag(SIGMA**2), absolute_sigma=True
+    )
+    popt, pcov = am.curve_fit(decay_jnp, X, Y, p0=[1.0, 1.0, 0.6], bounds=([0, 0, 0.5], [10, 10, 1]), sigma=np.diag(SIGMA**2), absolute_sigma=True)
     np.testing.assert_allclose(popt, expected, rtol=1e-5)
     np.testing.assert_allclose(pcov, expected_cov, rtol=1e-3)
 

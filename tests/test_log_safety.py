@@ -129,6 +129,7 @@ def test_pickle_payloads_in_every_column_are_never_run(good_log, tmp_path):
 
 def _damaged_copies(good, tmp_path):
     """(name, path) of copies of a good log damaged in one way each."""
+
     def sql(name, *statements):
         path = tmp_path / f"{name}.sqlite"
         shutil.copy(good, path)
@@ -153,7 +154,11 @@ def _damaged_copies(good, tmp_path):
         sql("best point too short", "UPDATE runs SET best_x = x'00'"),
         sql("invalid UTF-8", "UPDATE runs SET method = CAST(x'ff' AS TEXT)"),
         sql("extra view", "CREATE VIEW v AS SELECT 1"),
-        sql("recursive view as a table", "DROP TABLE runs", "CREATE VIEW runs AS WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c) SELECT i AS run_id FROM c"),
+        sql(
+            "recursive view as a table",
+            "DROP TABLE runs",
+            "CREATE VIEW runs AS WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c) SELECT i AS run_id FROM c",
+        ),
         sql("another layout", "PRAGMA user_version = 7"),
     ]
     for cut in (size // 2, 100, 0):
@@ -197,7 +202,7 @@ def test_fuzzed_bytes_raise_log_error(good_log, tmp_path, data, offset, header):
     path = tmp_path / "fuzzed.sqlite"
     if header:
         raw = bytearray(good_log.read_bytes())
-        raw[offset:offset + len(data)] = data
+        raw[offset : offset + len(data)] = data
         path.write_bytes(bytes(raw))
     else:
         path.write_bytes(data)
@@ -208,7 +213,9 @@ def test_fuzzed_bytes_raise_log_error(good_log, tmp_path, data, offset, header):
 
 
 # -- paths --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["run%41.sqlite", "a?b.sqlite", "a#b.sqlite", "with space.sqlite", "ünïcødé ☃.sqlite", "file:x.sqlite", "file:%2e?mode=rw"])
+@pytest.mark.parametrize(
+    "name", ["run%41.sqlite", "a?b.sqlite", "a#b.sqlite", "with space.sqlite", "ünïcødé ☃.sqlite", "file:x.sqlite", "file:%2e?mode=rw"]
+)
 def test_every_name_opens_exactly_that_file(tmp_path, name, monkeypatch):
     monkeypatch.chdir(tmp_path)
     decoy = tmp_path / "runA.sqlite"
@@ -253,7 +260,10 @@ def test_a_log_that_cannot_be_created_is_refused_before_the_solve(tmp_path):
 def test_resume_into_another_structure_of_the_same_size_names_the_leaves(tmp_path):
     path = tmp_path / "resume.sqlite"
     am.minimize(lambda a, b: float(np.sum((a - 1) ** 2) + np.sum(b**2)), {"a": np.zeros(2), "b": np.zeros(3)}, backend="numpy", log=path)
-    with pytest.raises(am.LogError, match=r"resume=.*x0 is not structured as its last run was: x0\['a'\] has shape \(3,\) in x0 but \(2,\) in the log; x0\['b'\] has shape \(2,\)"):
+    with pytest.raises(
+        am.LogError,
+        match=r"resume=.*x0 is not structured as its last run was: x0\['a'\] has shape \(3,\) in x0 but \(2,\) in the log; x0\['b'\] has shape \(2,\)",
+    ):
         am.minimize(lambda a, b: 0.0, {"a": np.zeros(3), "b": np.zeros(2)}, backend="numpy", resume=path)
     with pytest.raises(am.LogError, match=r"x0\['c'\] is in x0 but not in the log; x0\['b'\] is in the log but not in x0"):
         am.minimize(lambda a, c: 0.0, {"a": np.zeros(2), "c": np.zeros(3)}, backend="numpy", resume=path)
@@ -439,8 +449,14 @@ def test_the_default_history_keeps_iterates_within_its_budget_spread_over_the_ru
     target = np.linspace(-1, 1, n)
     scale = np.logspace(0, 3, n)  # ill-conditioned: many iterations
 
-    res = am.minimize(lambda x: float(np.sum(scale * (x - target) ** 2)), np.zeros(n), method="L-BFGS-B", backend="numpy",
-                      jac=lambda x: 2 * scale * (x - target), options={"maxiter": 300, "ftol": 0, "gtol": 1e-12})
+    res = am.minimize(
+        lambda x: float(np.sum(scale * (x - target) ** 2)),
+        np.zeros(n),
+        method="L-BFGS-B",
+        backend="numpy",
+        jac=lambda x: 2 * scale * (x - target),
+        options={"maxiter": 300, "ftol": 0, "gtol": 1e-12},
+    )
     iterations = res.history.iterations
     kept = [i for i, it in enumerate(iterations) if it.x is not None]
     assert len(iterations) == res.nit > 40 and 2 <= len(kept) <= 10 and kept[0] == 0

@@ -42,7 +42,17 @@ def test_rosenbrock_to_1e6(backend, method):
 @pytest.mark.parametrize("method", FREE_METHODS)
 def test_derivative_free_methods_compute_no_gradient(backend, method):
     # COBYLA's linear models crawl along Rosenbrock's valley: give it a bowl instead.
-    fun = rosen_for(backend) if method != "COBYLA" else (lambda x: ((x - 1.0) ** 2 * [1.0, 3.0]).sum() if backend == "numpy" else rosen_for(backend)(x * 0 + 1) + ((x - 1.0) ** 2)[0] + 3 * ((x - 1.0) ** 2)[1])
+    fun = (
+        rosen_for(backend)
+        if method != "COBYLA"
+        else (
+            lambda x: (
+                ((x - 1.0) ** 2 * [1.0, 3.0]).sum()
+                if backend == "numpy"
+                else rosen_for(backend)(x * 0 + 1) + ((x - 1.0) ** 2)[0] + 3 * ((x - 1.0) ** 2)[1]
+            )
+        )
+    )
     res = am.minimize(fun, np.array([-1.2, 1.0]), method=method, backend=backend, tol=1e-10, options={"maxiter": 4000})
     np.testing.assert_allclose(res.x, np.ones(2), atol=1e-4)
     assert res.njev == 0 and res.nhev == 0 and res.nhvp == 0
@@ -96,8 +106,9 @@ def test_custom_callable_method():
 
         return OptimizeResult(x=x, fun=fun(x), success=True, nit=maxiter)
 
-    res = am.minimize(lambda p: ((p["a"] - 2.0) ** 2).sum(), {"a": np.zeros(3)}, method=gradient_descent, backend="numpy",
-                      jac=lambda p: {"a": 2 * (p["a"] - 2.0)})
+    res = am.minimize(
+        lambda p: ((p["a"] - 2.0) ** 2).sum(), {"a": np.zeros(3)}, method=gradient_descent, backend="numpy", jac=lambda p: {"a": 2 * (p["a"] - 2.0)}
+    )
     np.testing.assert_allclose(res.x["a"], 2.0)
 
 

@@ -26,8 +26,7 @@ def test_the_set_is_large_and_matches_its_starting_values():
 @pytest.mark.parametrize("name", PROBLEMS)
 def test_solved_to_the_known_optimum(name, method, backend):
     problem = mgh.get(name)
-    res = am.least_squares(problem.residuals, problem.x0, method=method, backend=backend,
-                           ftol=1e-12, xtol=1e-12, gtol=1e-12, max_nfev=5000)
+    res = am.least_squares(problem.residuals, problem.x0, method=method, backend=backend, ftol=1e-12, xtol=1e-12, gtol=1e-12, max_nfev=5000)
     assert res.backend == backend
     assert problem.is_solved(2 * res.cost), (2 * res.cost, problem.fstar, problem.local_fstar)
     assert problem.f(res.x) == pytest.approx(2 * res.cost, rel=1e-9, abs=1e-20)
@@ -47,7 +46,6 @@ def test_jacobian_equals_finite_differences(name, backend):
 @pytest.mark.parametrize("name", ["rosenbrock", "helical_valley", "bard", "watson6", "penalty2", "chebyquad7"])
 def test_tensorflow_differentiates_the_same_code(name):
     problem = mgh.get(name)
-    res = am.least_squares(problem.residuals, problem.x0, method="lm", backend="tensorflow",
-                           ftol=1e-12, xtol=1e-12, gtol=1e-12)
+    res = am.least_squares(problem.residuals, problem.x0, method="lm", backend="tensorflow", ftol=1e-12, xtol=1e-12, gtol=1e-12)
     assert problem.is_solved(2 * res.cost)
     assert am.check_grad(problem.residuals, problem.x0 + 0.1, backend="tensorflow", rtol=1e-6).ok

@@ -62,7 +62,9 @@ def test_ncg_rosenbrock():
 
 def test_chained_rosenbrock_reaches_a_stationary_point():
     x0 = np.tile([-1.2, 1.0], 5)
-    res = am.minimize(lambda x: (100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2).sum(), x0, method="lbfgs-native", backend="jax", options={"ftol": 0})
+    res = am.minimize(
+        lambda x: (100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2).sum(), x0, method="lbfgs-native", backend="jax", options={"ftol": 0}
+    )
     assert res.success and np.abs(np.asarray(res.jac)).max() <= 1e-5
     assert res.nit <= 2 * 71  # scipy L-BFGS-B: 71
 
@@ -113,8 +115,15 @@ def test_hessian_free_linear_least_squares_one_step():
     ],
 )
 def test_delta_bar_delta_worked_examples(lr0, expected):
-    it = am.iterate(lambda w: 0.5 * w**2, 1.0, method="delta-bar-delta", jac=lambda w: w, backend="numpy",
-                    options={"lr": lr0, "kappa": 0.05, "phi": 0.5, "theta": 0.7}, stop=MaxIterations(5))
+    it = am.iterate(
+        lambda w: 0.5 * w**2,
+        1.0,
+        method="delta-bar-delta",
+        jac=lambda w: w,
+        backend="numpy",
+        options={"lr": lr0, "kappa": 0.05, "phi": 0.5, "theta": 0.7},
+        stop=MaxIterations(5),
+    )
     got = [(float(s.raw.x[0]), float(s.raw.lr[0])) for s in it]
     assert np.allclose(got, expected, atol=1e-5)
 
@@ -129,8 +138,13 @@ def test_delta_bar_delta_without_adaptation_is_gradient_descent():
 def test_heavy_ball_rate_on_quadratic():
     """Polyak 1964: η* = 0.230886, μ* = 0.269874 give the rate 0.519494 for m = 1, L = 10."""
     h = np.diag([1.0, 10.0])
-    it = am.iterate(lambda x: 0.5 * x @ (jnp.asarray(h) @ x), np.array([1.0, 1.0]), method="sgd",
-                    options={"lr": 0.230886, "momentum": 0.269874}, stop=MaxIterations(60))
+    it = am.iterate(
+        lambda x: 0.5 * x @ (jnp.asarray(h) @ x),
+        np.array([1.0, 1.0]),
+        method="sgd",
+        options={"lr": 0.230886, "momentum": 0.269874},
+        stop=MaxIterations(60),
+    )
     errors = [np.linalg.norm(s.x) for s in it]
     rate = (errors[-1] / errors[29]) ** (1 / 30)
     assert abs(rate - 0.519494) < 0.02
@@ -182,7 +196,9 @@ def logistic_problem():
 @pytest.mark.parametrize("method, options", [("sgd-qn", {"lam": 1e-2, "t0": 100}), ("tonga", {})])
 def test_sgdqn_and_tonga_beat_plain_sgd_on_logistic_regression(method, options):
     loss, batches, full, _ = logistic_problem()
-    optimum = so.minimize(lambda w: float(loss(w, full)), np.zeros(10), jac=lambda w: np.asarray(__import__("jax").grad(loss)(w, full)), method="L-BFGS-B").fun
+    optimum = so.minimize(
+        lambda w: float(loss(w, full)), np.zeros(10), jac=lambda w: np.asarray(__import__("jax").grad(loss)(w, full)), method="L-BFGS-B"
+    ).fun
     sgd = am.minimize(loss, np.zeros(10), method="sgd", data=batches, epochs=2, options={"lr": 0.1})
     res = am.minimize(loss, np.zeros(10), method=method, data=batches, epochs=2, options=options)
     assert res.success and res.nit == sgd.nit == 200 and res.epochs == 2
@@ -193,8 +209,14 @@ def test_sgdqn_and_tonga_beat_plain_sgd_on_logistic_regression(method, options):
 def test_sgdqn_secant_scale_tracks_the_curvature():
     """On a noise-free diagonal quadratic r_i = h_i exactly, so B_i → 1/(λ t0 + Σ Δt h_i)."""
     h = np.array([0.5, 2.0])
-    it = am.iterate(lambda w, b: 0.5 * (h * w**2).sum(), np.ones(2), method="sgd-qn", data=[None] * 40, backend="jax",
-                    options={"lam": 1.0, "t0": 1.0, "skip": 4, "clip": (0.01, 100.0)})
+    it = am.iterate(
+        lambda w, b: 0.5 * (h * w**2).sum(),
+        np.ones(2),
+        method="sgd-qn",
+        data=[None] * 40,
+        backend="jax",
+        options={"lam": 1.0, "t0": 1.0, "skip": 4, "clip": (0.01, 100.0)},
+    )
     state = list(it)[-1].raw
     t = state.last_update
     assert np.allclose(1.0 / np.asarray(state.scale), 1.0 + t * h, rtol=1e-12)
@@ -204,8 +226,14 @@ def test_tonga_direction_is_damped_natural_gradient():
     """With γ = 1 and no truncation, v = (Σ g gᵀ + λI)⁻¹ g_last (note §3.8 test 2)."""
     rng = np.random.default_rng(2)
     batches = [rng.normal(size=4) for _ in range(6)]
-    it = am.iterate(lambda w, b: (w * jnp.asarray(b)).sum(), np.zeros(4), method="tonga", data=batches, backend="jax",
-                    options={"gamma": 1.0, "b": 100, "k": 2, "damping": 0.3})
+    it = am.iterate(
+        lambda w, b: (w * jnp.asarray(b)).sum(),
+        np.zeros(4),
+        method="tonga",
+        data=batches,
+        backend="jax",
+        options={"gamma": 1.0, "b": 100, "k": 2, "damping": 0.3},
+    )
     states = list(it)
     x_prev, x_last = np.asarray(states[-2].x), np.asarray(states[-1].x)
     c = sum(np.outer(b, b) for b in batches)

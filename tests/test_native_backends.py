@@ -163,6 +163,7 @@ def test_jax_lbfgs_kernels_are_traced_once():
 
     jax.monitoring.register_event_duration_secs_listener(on_event)
     try:
+
         def fun(x):  # a new function, so its line-search kernel is new
             return rosen(x)
 

@@ -133,8 +133,10 @@ def test_dask_local_cluster_computes_the_serial_gradient():
     distributed = pytest.importorskip("dask.distributed")
     x = np.linspace(0.0, 1.0, 8)
     serial = numdiff.gradient(_sphere_shift, x, method="central")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         executor = client.get_executor(pure=False)
         on_dask = numdiff.gradient(_sphere_shift, x, method="central", executor=executor)
         pids = set(client.run(lambda: __import__("os").getpid()).values())

@@ -54,10 +54,16 @@ def test_callbacks_new_old_tf1_styles_and_early_stop():
     def new_style(intermediate_result):
         seen["new"].append(intermediate_result.x["w"].shape)
 
-    res = am.minimize(lambda p: ROSEN(p["w"]), {"w": np.zeros(4)}, method="BFGS", backend="numpy",
-                      jac=lambda p: {"w": rosen_der(p["w"])}, callback=new_style,
-                      step_callback=lambda x: seen["step"].append(x["w"].copy()),
-                      loss_callback=lambda f: seen["loss"].append(f))
+    res = am.minimize(
+        lambda p: ROSEN(p["w"]),
+        {"w": np.zeros(4)},
+        method="BFGS",
+        backend="numpy",
+        jac=lambda p: {"w": rosen_der(p["w"])},
+        callback=new_style,
+        step_callback=lambda x: seen["step"].append(x["w"].copy()),
+        loss_callback=lambda f: seen["loss"].append(f),
+    )
     assert seen["new"] == [(4,)] * res.nit
     assert len(seen["step"]) == res.nit and len(seen["loss"]) == res.nfev
     stopped = _solve(callback=lambda x: len(seen["old"].append(x) or seen["old"]) >= 3)
@@ -122,9 +128,7 @@ def test_a_log_object_keeps_the_iterates_and_serves_several_solves(tmp_path):
     runs = [am.read_log(log.path, run=k) for k in (1, 2)]  # each solve wrote its own run
     for res, logged in zip((first, second), runs):
         assert len(logged.history.iterations) == res.nit
-        np.testing.assert_array_equal(
-            np.stack([it.x for it in logged.history.iterations]), np.stack([it.x for it in res.history.iterations])
-        )
+        np.testing.assert_array_equal(np.stack([it.x for it in logged.history.iterations]), np.stack([it.x for it in res.history.iterations]))
     with pytest.raises(TypeError, match=r"log must be a file path or an am.SQLiteLog; got int"):
         _solve(log=3)
 
@@ -158,7 +162,7 @@ def test_log_rows_are_committed_on_return_by_one_writer_thread_per_file(tmp_path
             blocks = connection.execute("SELECT nit FROM iteration_blocks WHERE run_id = ? ORDER BY block", (run_id,)).fetchall()
         assert finished is not None
         assert n_eval == seqs == res.nfev + res.njev
-        nits = np.concatenate([np.frombuffer(nit, dtype="<i8") for nit, in blocks])
+        nits = np.concatenate([np.frombuffer(nit, dtype="<i8") for (nit,) in blocks])
         assert nits.tolist() == list(range(1, res.nit + 1))
     assert len(writers()) == before + 2  # six solves, two files: two writer threads in all
     assert [am.read_log(paths[0], run=k).run_id for k in (1, 2, 3)] == [1, 2, 3]
@@ -382,8 +386,14 @@ def _png_is_drawn(path):
 def test_plots_render(tmp_path):
     pytest.importorskip("matplotlib")
     log_path = tmp_path / "plot.sqlite"
-    bfgs = am.minimize(lambda p: ROSEN(p["w"]) + (p["b"] ** 2).sum(), {"w": np.zeros(4), "b": np.ones(2)}, method="BFGS",
-                       backend="numpy", jac=lambda p: {"w": rosen_der(p["w"]), "b": 2 * p["b"]}, log=log_path)
+    bfgs = am.minimize(
+        lambda p: ROSEN(p["w"]) + (p["b"] ** 2).sum(),
+        {"w": np.zeros(4), "b": np.ones(2)},
+        method="BFGS",
+        backend="numpy",
+        jac=lambda p: {"w": rosen_der(p["w"]), "b": 2 * p["b"]},
+        log=log_path,
+    )
     lbfgs = _solve()
     for x in ("iterations", "evaluations", "time"):
         figure = am.plot.criterion({"BFGS (log)": log_path, "L-BFGS-B": lbfgs}, x=x)
@@ -393,8 +403,10 @@ def test_plots_render(tmp_path):
     assert [ax.get_title() for ax in figure.axes if ax.get_visible()] == ["x0['w']", "x0['b']"]
     figure.savefig(tmp_path / "params.png")
     _png_is_drawn(tmp_path / "params.png")
-    rows = [{"problem": p, "solver": s, "seconds": t} for p, s, t in
-            [("a", "jax", 1.0), ("a", "torch", 2.0), ("b", "jax", 3.0), ("b", "torch", 1.5), ("c", "jax", 1.0), ("c", "torch", None)]]
+    rows = [
+        {"problem": p, "solver": s, "seconds": t}
+        for p, s, t in [("a", "jax", 1.0), ("a", "torch", 2.0), ("b", "jax", 3.0), ("b", "torch", 1.5), ("c", "jax", 1.0), ("c", "torch", None)]
+    ]
     figure = am.plot.profile(rows)
     figure.savefig(tmp_path / "profile.png")
     _png_is_drawn(tmp_path / "profile.png")
@@ -487,6 +499,14 @@ def test_an_observer_whose_evaluation_is_none_is_told_of_iterations_only():
     assert iterations_only.seen == both.seen and [nit for nit, _, _ in both.seen] == list(range(1, res.nit + 1))
     assert both.kinds == ["value", "gradient"] * res.nfev  # a user jac: the value, then the gradient at that point
     through_report_iteration = Iterations()  # a user callback takes the general path
-    am.minimize(ROSEN, np.zeros(4), method="L-BFGS-B", backend="numpy", jac=rosen_der, history=False,
-                observers=[through_report_iteration], callback=lambda intermediate_result: None)
+    am.minimize(
+        ROSEN,
+        np.zeros(4),
+        method="L-BFGS-B",
+        backend="numpy",
+        jac=rosen_der,
+        history=False,
+        observers=[through_report_iteration],
+        callback=lambda intermediate_result: None,
+    )
     assert through_report_iteration.seen == both.seen

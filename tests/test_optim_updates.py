@@ -106,7 +106,10 @@ def test_optax_adapter_trains_a_small_model():
     assert float(loss(params)) < 0.05 * start
 
 
-@pytest.mark.parametrize("make, steps", [(lambda: am.optim.lbfgs(), 40), (lambda: am.optim.delta_bar_delta(lr=0.05, kappa=0.005), 300), (lambda: am.optim.hessian_free(), 15)])
+@pytest.mark.parametrize(
+    "make, steps",
+    [(lambda: am.optim.lbfgs(), 40), (lambda: am.optim.delta_bar_delta(lr=0.05, kappa=0.005), 300), (lambda: am.optim.hessian_free(), 15)],
+)
 def test_torch_optimizer_trains_a_small_model(make, steps):
     from autominimize.optim.torch_optimizer import Optimizer
 

@@ -29,10 +29,7 @@ def _private_imports(path: pathlib.Path) -> list[str]:
 
 def test_private_framework_imports_sit_in_the_private_modules_only():
     outside = [
-        line
-        for path in sorted(PACKAGE.rglob("*.py"))
-        if path.relative_to(PACKAGE).as_posix() not in QUARANTINE
-        for line in _private_imports(path)
+        line for path in sorted(PACKAGE.rglob("*.py")) if path.relative_to(PACKAGE).as_posix() not in QUARANTINE for line in _private_imports(path)
     ]
     assert outside == []
     inside = [line for name in sorted(QUARANTINE) for line in _private_imports(PACKAGE / name)]

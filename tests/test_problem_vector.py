@@ -50,7 +50,10 @@ def test_a_user_jacobian_in_x0s_structure_is_read_flat():
     ("make", "failed"),
     [
         (lambda functions: ResidualObjective(functions, SPEC, error_handling="continue"), [np.inf] * 3),
-        (lambda functions: ConstraintFunction(functions, SPEC, "c", lower=[0.0, -np.inf, 1.0], error_handling="continue"), [-np.inf, np.inf, -np.inf]),
+        (
+            lambda functions: ConstraintFunction(functions, SPEC, "c", lower=[0.0, -np.inf, 1.0], error_handling="continue"),
+            [-np.inf, np.inf, -np.inf],
+        ),
     ],
     ids=["residuals", "constraint"],
 )

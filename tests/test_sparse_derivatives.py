@@ -81,7 +81,9 @@ def test_jax_sparse_matches_dense_in_three_passes():
 def test_quasi_newton_hessian_with_a_sparse_jacobian():
     n = 60
     f, constraint = _banded(n, "torch")
-    res = am.minimize(f, np.zeros(n), method="ipopt", constraints=constraint, backend="torch", options={"sparse": True, "hessian_approximation": "limited-memory"})
+    res = am.minimize(
+        f, np.zeros(n), method="ipopt", constraints=constraint, backend="torch", options={"sparse": True, "hessian_approximation": "limited-memory"}
+    )
     exact = am.minimize(f, np.zeros(n), method="ipopt", constraints=constraint, backend="torch")
     assert res.success and res.hessian == "limited-memory" and res.nhev == 0
     assert (res.sparsity["jacobian_nnz"], res.sparsity["hessian_nnz"], res.sparsity["passes"]) == (3 * (n - 2), 0, 3)
@@ -115,10 +117,19 @@ def test_user_patterns_and_their_errors():
     n = 60
     f, constraint = _banded(n, "torch")
     jac, hess = _tridiagonal_patterns(n)
-    res = am.minimize(f, np.zeros(n), method="ipopt", constraints=constraint, backend="torch", options={"jac_sparsity": jac, "hess_sparsity": hess.toarray() != 0})
+    res = am.minimize(
+        f, np.zeros(n), method="ipopt", constraints=constraint, backend="torch", options={"jac_sparsity": jac, "hess_sparsity": hess.toarray() != 0}
+    )
     assert res.success and res.sparsity["source"] == "user" and res.sparsity["passes"] == 3
     with pytest.raises(ValueError, match=r"options\['jac_sparsity'\] has shape \(58, 61\); it must be \(58, 60\)"):
-        am.minimize(f, np.zeros(n), method="ipopt", constraints=constraint, backend="torch", options={"jac_sparsity": np.ones((n - 2, n + 1)), "hess_sparsity": hess})
+        am.minimize(
+            f,
+            np.zeros(n),
+            method="ipopt",
+            constraints=constraint,
+            backend="torch",
+            options={"jac_sparsity": np.ones((n - 2, n + 1)), "hess_sparsity": hess},
+        )
     with pytest.raises(ValueError, match="contradicts"):
         am.minimize(f, np.zeros(n), method="ipopt", constraints=constraint, backend="torch", options={"sparse": False, "hess_sparsity": hess})
 
@@ -151,7 +162,9 @@ def test_compressed_values_equal_the_hand_built_derivatives():
     rng = np.random.default_rng(1)
     x, lam, sigma = rng.standard_normal(n), rng.standard_normal(n - 2), 0.7
     with jax.enable_x64(True):
-        lagrangian = Lagrangian(backend.compile_scalar(fit, spec, "float64"), [backend.compile_vector(dynamics["fun"], spec, "float64")], n - 2, "float64")
+        lagrangian = Lagrangian(
+            backend.compile_scalar(fit, spec, "float64"), [backend.compile_vector(dynamics["fun"], spec, "float64")], n - 2, "float64"
+        )
         pattern = detect_pattern(lagrangian, np.zeros(n), None)
         hess_c, jac_c = lagrangian.compressed(x, sigma, lam, pattern.seeds())
     assert pattern.num_colors == 3

@@ -41,8 +41,9 @@ def test_matrix_factorisation_with_dict_x0_and_bounds():
     assert res.fun < 1e-8
     assert res.jac["U"].shape == (10, 3)
     with pytest.warns(UserWarning, match=r"x0 is outside the bounds at x0\['U'\], x0\['V'\]; it was clipped"):
-        bounded = am.minimize(loss, x0, method="L-BFGS-B", bounds={"U": (None, 0), "V": (-1, None)},
-                              backend="jax" if "jax" in FRAMEWORKS else "numpy")
+        bounded = am.minimize(
+            loss, x0, method="L-BFGS-B", bounds={"U": (None, 0), "V": (-1, None)}, backend="jax" if "jax" in FRAMEWORKS else "numpy"
+        )
     assert np.all(bounded.x["U"] <= 0) and np.all(bounded.x["V"] >= -1)
     assert bounded.fun > res.fun
 
@@ -96,15 +97,19 @@ def test_unpack_rule():
 
 
 def test_list_x0_spread_over_positional_parameters():
-    res = am.minimize(lambda a, b: (a - 1.0) ** 2 + (b + 2.0) ** 2, [0.0, 0.0], backend="numpy",
-                      jac=lambda a, b: [2 * (a - 1.0), 2 * (b + 2.0)])
+    res = am.minimize(lambda a, b: (a - 1.0) ** 2 + (b + 2.0) ** 2, [0.0, 0.0], backend="numpy", jac=lambda a, b: [2 * (a - 1.0), 2 * (b + 2.0)])
     assert isinstance(res.x, list)
     np.testing.assert_allclose(res.x, [1.0, -2.0], atol=1e-6)
 
 
 def test_args_are_passed_after_the_parameters():
-    res = am.minimize(lambda x, c: ((x - c) ** 2).sum(), np.zeros(2), args=(np.array([1.0, 2.0]),),
-                      method="L-BFGS-B", backend="jax" if "jax" in FRAMEWORKS else "numpy")
+    res = am.minimize(
+        lambda x, c: ((x - c) ** 2).sum(),
+        np.zeros(2),
+        args=(np.array([1.0, 2.0]),),
+        method="L-BFGS-B",
+        backend="jax" if "jax" in FRAMEWORKS else "numpy",
+    )
     np.testing.assert_allclose(res.x, [1.0, 2.0], atol=1e-6)
 
 

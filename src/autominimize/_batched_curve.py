@@ -88,7 +88,6 @@ def spread(p0: Any) -> str:
     return "none"
 
 
-
 def default_p0(f: Callable) -> list[float]:
     """scipy's default start: ones, one per positional parameter of ``f`` after the first."""
     parameters = [p for p in inspect.signature(f).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
@@ -109,9 +108,10 @@ def curve_starts(p0: Any, count: int) -> tuple[ParamSpec, ParamSpec, np.ndarray,
         stacked, spec, rows = unstack(p0, "p0")
         return stacked, spec, rows, tree_map(lambda v: leaf_to_numpy(v)[0], p0) if spread(p0) != "array" else leaf_to_numpy(p0)[0]
     spec = ParamSpec.from_tree(finite_copy(p0), "p0")
-    stacked = ParamSpec(spec.treedef, tuple(
-        dataclasses.replace(leaf, shape=(count,) + leaf.shape, kind="numpy" if leaf.kind == "python" else leaf.kind) for leaf in spec.leaves
-    ))
+    stacked = ParamSpec(
+        spec.treedef,
+        tuple(dataclasses.replace(leaf, shape=(count,) + leaf.shape, kind="numpy" if leaf.kind == "python" else leaf.kind) for leaf in spec.leaves),
+    )
     rows = np.tile(spec.flatten(p0, "p0"), (count, 1))
     return stacked, spec, rows, p0
 
@@ -142,8 +142,7 @@ def curve_data(xdata: Any, ydata: Any, sigma: Any, mask: Any) -> CurveData:
     bad_members = np.flatnonzero((bad & valid).any(axis=1))
     if bad_members.size:
         raise ValueError(
-            f"ydata or sigma is NaN or inf at points of member(s) {bad_members[:10].tolist()}; mark points that do "
-            "not exist with mask= (False)."
+            f"ydata or sigma is NaN or inf at points of member(s) {bad_members[:10].tolist()}; mark points that do not exist with mask= (False)."
         )
     x_per_member = x.shape == np.shape(ydata)
     member, names = [y], ["y"]

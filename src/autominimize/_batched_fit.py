@@ -117,11 +117,23 @@ def batched_least_squares(
     unpack = resolve_unpack(fun, template, unpack, len(member_args) + len(args))
     backend = select_backend(backend, spec, fun, unpack, template, None if vectorized else tuple(d[0] for d in member_data) + args)
     problem, rows = make_problem(
-        fun, spec, rows, template, unpack=unpack, args=args, backend=backend, precision=precision, bounds=bounds,
-        algo=BatchedLM(ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev), error_handling=error_handling, vectorized=vectorized,
+        fun,
+        spec,
+        rows,
+        template,
+        unpack=unpack,
+        args=args,
+        backend=backend,
+        precision=precision,
+        bounds=bounds,
+        algo=BatchedLM(ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev),
+        error_handling=error_handling,
+        vectorized=vectorized,
     )
     out = solve_batch(problem, rows, member_data, (), executor, check_chunk_size(chunk_size))
     return batched_result(out, problem, stacked, spec)
+
+
 def batched_curve_fit(
     f: Callable,
     xdata: Any,
@@ -205,8 +217,18 @@ def batched_curve_fit(
     probe_args = tuple(d[0] for d in data.member) + data.shared
     backend = select_backend(backend, spec, residual, "none", template, probe_args)
     problem, rows = make_problem(
-        residual, spec, rows, template, unpack="none", args=(), backend=backend, precision=precision, bounds=bounds,
-        algo=BatchedLM(ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev), error_handling=error_handling, vectorized=vectorized,
+        residual,
+        spec,
+        rows,
+        template,
+        unpack="none",
+        args=(),
+        backend=backend,
+        precision=precision,
+        bounds=bounds,
+        algo=BatchedLM(ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev),
+        error_handling=error_handling,
+        vectorized=vectorized,
     )
     out = solve_batch(problem, rows, data.member, data.shared, executor, check_chunk_size(chunk_size))
     result = batched_result(out, problem, stacked, spec)

@@ -45,9 +45,21 @@ def batched_result(out: dict, problem: MemberProblem, stacked: ParamSpec, spec: 
     counts = {code: int(np.sum(reasons == code)) for code in sorted(set(reasons.tolist()))}
     summary = ", ".join(f"{n} {'failed on the executor' if code == CHUNK_FAILED else REASONS[code][0].rstrip('.')}" for code, n in counts.items())
     return so.OptimizeResult(
-        x=restack(stacked, spec, x), cost=out["cost"], fun=out["fun"], jac=out["jac"], grad=grad, optimality=optimality,
-        active_mask=active, nfev=nfev, njev=nfev.copy(), status=status, success=success, messages=messages,
-        message=f"{reasons.size} problems: {summary}", backend=problem.backend, precision=problem.precision,
+        x=restack(stacked, spec, x),
+        cost=out["cost"],
+        fun=out["fun"],
+        jac=out["jac"],
+        grad=grad,
+        optimality=optimality,
+        active_mask=active,
+        nfev=nfev,
+        njev=nfev.copy(),
+        status=status,
+        success=success,
+        messages=messages,
+        message=f"{reasons.size} problems: {summary}",
+        backend=problem.backend,
+        precision=problem.precision,
     )
 
 

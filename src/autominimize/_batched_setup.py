@@ -100,8 +100,19 @@ class _Probe:
 
 
 def make_problem(
-    fun: Callable, spec: ParamSpec, rows: np.ndarray, template: Any, *, unpack: str, args: tuple, backend: str,
-    precision: Any, bounds: Any, algo: BatchedLM, error_handling: str, vectorized: bool,
+    fun: Callable,
+    spec: ParamSpec,
+    rows: np.ndarray,
+    template: Any,
+    *,
+    unpack: str,
+    args: tuple,
+    backend: str,
+    precision: Any,
+    bounds: Any,
+    algo: BatchedLM,
+    error_handling: str,
+    vectorized: bool,
 ) -> tuple[MemberProblem, np.ndarray]:
     """The member problem, and the starting rows clipped into the bounds (in any format of
     ``am.least_squares``, for one member's structure ``template``)."""
@@ -136,4 +147,3 @@ def as_numpy(value: Any, name: str) -> np.ndarray:
     if array.dtype == object:
         raise TypeError(f"{name} must be an array; got {type(value).__name__}.")
     return array
-

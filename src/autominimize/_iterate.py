@@ -150,9 +150,20 @@ def iterate(
         if data is not None or epochs is not None or stop is not None:
             raise ValueError(f"data=, epochs= and stop= are for the native methods; method={method!r} is scipy's.")
         runner = _scipy_runner(
-            fun, x0, args=args, method=method, jac=jac, bounds=bounds, tol=tol, callback=callback,
-            options=options, backend=backend, precision=precision, unpack=unpack,
-            torch_device=torch_device, **minimize_kwargs,
+            fun,
+            x0,
+            args=args,
+            method=method,
+            jac=jac,
+            bounds=bounds,
+            tol=tol,
+            callback=callback,
+            options=options,
+            backend=backend,
+            precision=precision,
+            unpack=unpack,
+            torch_device=torch_device,
+            **minimize_kwargs,
         )
         return Iteration(runner)
     if minimize_kwargs:
@@ -161,9 +172,22 @@ def iterate(
             "those are am.minimize's (batch=True solves run in one call, without an iterator)."
         )
     runner = NativeRun(
-        fun, x0, args, method, jac=jac, bounds=bounds, tol=tol, callback=callback, options=options,
-        backend=backend, precision=precision, unpack=unpack, torch_device=torch_device,
-        data=data, epochs=epochs, stop=stop,
+        fun,
+        x0,
+        args,
+        method,
+        jac=jac,
+        bounds=bounds,
+        tol=tol,
+        callback=callback,
+        options=options,
+        backend=backend,
+        precision=precision,
+        unpack=unpack,
+        torch_device=torch_device,
+        data=data,
+        epochs=epochs,
+        stop=stop,
     )
     return Iteration(runner)
 

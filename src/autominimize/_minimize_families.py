@@ -45,8 +45,15 @@ class _Recorder:
     def start(self, spec: ParamSpec, x0: np.ndarray, *, method: str, backend: str, precision: str, tol: Any, options: Any, has_bounds: bool) -> None:
         self.spec = spec
         self.sinks.start(
-            spec, x0, method=method, backend=backend, precision=precision, tol=tol, options=options,
-            has_bounds=has_bounds, has_constraints=False,
+            spec,
+            x0,
+            method=method,
+            backend=backend,
+            precision=precision,
+            tol=tol,
+            options=options,
+            has_bounds=has_bounds,
+            has_constraints=False,
         )
 
     def records(self) -> bool:
@@ -71,7 +78,9 @@ class _Recorder:
         if result is None:
             self.sinks.close(status=-1, success=False, message=f"{type(error).__name__}: {error}", objective=self)
         else:
-            self.sinks.close(status=result.get("status"), success=bool(result.get("success", False)), message=result.get("message", ""), objective=self)
+            self.sinks.close(
+                status=result.get("status"), success=bool(result.get("success", False)), message=result.get("message", ""), objective=self
+            )
 
     def attach(self, result: so.OptimizeResult) -> so.OptimizeResult:
         if self.sinks.history is not None:
@@ -92,7 +101,9 @@ def _start_point(x0: Any, resume: Any) -> Any:
     return spec.restore(resume_point(resume, spec))
 
 
-def minimize_native_recorded(fun: Callable, x0: Any, args: tuple, method: str, recording: Recording, *, batch: bool, **kwargs: Any) -> so.OptimizeResult:
+def minimize_native_recorded(
+    fun: Callable, x0: Any, args: tuple, method: str, recording: Recording, *, batch: bool, **kwargs: Any
+) -> so.OptimizeResult:
     """A native method through ``am.minimize``: each step recorded; Ctrl-C ends it at the last step."""
     if batch:
         given = [name for name in recording.given() if name != "callback"]
@@ -107,8 +118,14 @@ def minimize_native_recorded(fun: Callable, x0: Any, args: tuple, method: str, r
     run = NativeRun(fun, _start_point(x0, recording.resume), args, method, callback=recording.callback, **kwargs)
     recorder = _Recorder(recording, name, kwargs.get("options"))
     recorder.start(
-        run.spec, to_host(run.x0).reshape(-1), method=name, backend=run.backend, precision=run.dtype, tol=kwargs.get("tol"),
-        options=kwargs.get("options"), has_bounds=kwargs.get("bounds") is not None,
+        run.spec,
+        to_host(run.x0).reshape(-1),
+        method=name,
+        backend=run.backend,
+        precision=run.dtype,
+        tol=kwargs.get("tol"),
+        options=kwargs.get("options"),
+        has_bounds=kwargs.get("bounds") is not None,
     )
     try:
         result = run_to_end(run, recorder.report if recorder.records() else None)
@@ -138,8 +155,14 @@ def minimize_least_squares_recorded(fun: Callable, x0: Any, args: tuple, method:
     def start(spec: ParamSpec, x: np.ndarray, backend: str, precision: str) -> None:
         solve_started.append((backend, precision))
         recorder.start(
-            spec, x, method=method, backend=backend, precision=precision, tol=kwargs.get("tol"),
-            options=kwargs.get("options"), has_bounds=kwargs.get("bounds") is not None,
+            spec,
+            x,
+            method=method,
+            backend=backend,
+            precision=precision,
+            tol=kwargs.get("tol"),
+            options=kwargs.get("options"),
+            has_bounds=kwargs.get("bounds") is not None,
         )
 
     report = IterationReport(start, recorder.report, recording.callback)
@@ -153,8 +176,14 @@ def minimize_least_squares_recorded(fun: Callable, x0: Any, args: tuple, method:
             raise
         backend, precision = solve_started[0]
         result = so.OptimizeResult(
-            x=recorder.spec.restore(recorder.best_x), fun=recorder.best_f, success=False, status=-1,
-            message=_INTERRUPTED, backend=backend, precision=precision, **recorder.counters.as_dict(),
+            x=recorder.spec.restore(recorder.best_x),
+            fun=recorder.best_f,
+            success=False,
+            status=-1,
+            message=_INTERRUPTED,
+            backend=backend,
+            precision=precision,
+            **recorder.counters.as_dict(),
         )
     except BaseException as exc:
         recorder.close(None, exc)

@@ -163,7 +163,13 @@ class Setup:
 
 
 def prepare(
-    fun: Callable, x0: Any, args: Any = (), *, unpack: str = "auto", precision: Any = None, device: Any = None,
+    fun: Callable,
+    x0: Any,
+    args: Any = (),
+    *,
+    unpack: str = "auto",
+    precision: Any = None,
+    device: Any = None,
     precision_from_x0: bool = True,
 ) -> Setup:
     """The set-up of a solve of ``fun`` from ``x0``: structure, calling rule and precision.

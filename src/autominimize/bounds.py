@@ -65,10 +65,7 @@ def _is_pair_sequence(value: Any, count: int) -> bool:
     if isinstance(value, np.ndarray) or not isinstance(value, (list, tuple)) or len(value) != count:
         return False
     # Items must be lists or tuples: a pair of arrays is TF1's (low, high), never two pairs.
-    return all(
-        isinstance(item, (list, tuple)) and len(item) == 2 and all(_is_number(v) for v in item)
-        for item in value
-    )
+    return all(isinstance(item, (list, tuple)) and len(item) == 2 and all(_is_number(v) for v in item) for item in value)
 
 
 def _broadcast(value: Any, default: float, shape: tuple[int, ...], where: str) -> np.ndarray:
@@ -76,10 +73,7 @@ def _broadcast(value: Any, default: float, shape: tuple[int, ...], where: str) -
     try:
         return np.broadcast_to(limit, shape).reshape(-1)
     except ValueError:
-        raise BoundsError(
-            f"bounds{where}: a limit of shape {limit.shape} does not broadcast to the leaf's shape "
-            f"{shape}."
-        ) from None
+        raise BoundsError(f"bounds{where}: a limit of shape {limit.shape} does not broadcast to the leaf's shape {shape}.") from None
 
 
 def _leaf_bounds(entry: Any, info: LeafInfo, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -117,9 +111,7 @@ def _fill_missing_keys(bounds: Any, x0_example: Any) -> Any:
     if isinstance(bounds, dict) and isinstance(x0_example, dict):
         unknown = [k for k in bounds if k not in x0_example]
         if unknown:
-            raise BoundsError(
-                f"bounds has keys {unknown} that x0 does not have; x0's keys are {list(x0_example)}."
-            )
+            raise BoundsError(f"bounds has keys {unknown} that x0 does not have; x0's keys are {list(x0_example)}.")
         return {k: _fill_missing_keys(bounds.get(k), v) for k, v in x0_example.items()}
     return bounds
 
@@ -196,10 +188,7 @@ def _check_order(lb: np.ndarray, ub: np.ndarray, spec: ParamSpec) -> None:
         leaf_index = int(np.searchsorted(spec.offsets, i, side="right") - 1)
         info = spec.leaves[leaf_index]
         element = [int(k) for k in np.unravel_index(i - spec.offsets[leaf_index], info.shape)] if info.shape else []
-        raise BoundsError(
-            f"bounds for {info.path}{element if element else ''}: low {lb[i]} is greater than "
-            f"high {ub[i]}."
-        )
+        raise BoundsError(f"bounds for {info.path}{element if element else ''}: low {lb[i]} is greater than high {ub[i]}.")
     if np.any(np.isnan(lb)) or np.any(np.isnan(ub)):
         raise BoundsError("bounds contain NaN; use None or ±inf for an unbounded side.")
 
@@ -211,6 +200,5 @@ def clip_to_bounds(x: np.ndarray, bounds: tuple[np.ndarray, np.ndarray] | None, 
     lb, ub = bounds
     clipped = np.clip(x, lb, ub)
     moved = np.flatnonzero(clipped != x)
-    leaves = sorted({spec.leaves[int(np.searchsorted(spec.offsets, i, side='right') - 1)].path for i in moved})
+    leaves = sorted({spec.leaves[int(np.searchsorted(spec.offsets, i, side="right") - 1)].path for i in moved})
     return clipped, leaves
-

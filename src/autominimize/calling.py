@@ -44,11 +44,7 @@ def _signature(fun: Callable) -> inspect.Signature | None:
 
 def is_number_list(x0: Any) -> bool:
     """A plain list or tuple (not a namedtuple) of two or more real numbers."""
-    return (
-        type(x0) in (list, tuple)
-        and len(x0) >= 2
-        and all(isinstance(item, numbers.Real) and not isinstance(item, bool) for item in x0)
-    )
+    return type(x0) in (list, tuple) and len(x0) >= 2 and all(isinstance(item, numbers.Real) and not isinstance(item, bool) for item in x0)
 
 
 def resolve_unpack(fun: Callable, x0: Any, unpack: str, n_extra_args: int = 0) -> str:
@@ -74,11 +70,7 @@ def resolve_unpack(fun: Callable, x0: Any, unpack: str, n_extra_args: int = 0) -
     params = list(sig.parameters.values())
     if named_structure:
         named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-        required = {
-            p.name
-            for p in params
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.default is p.empty
-        }
+        required = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.default is p.empty}
         if set(x0) <= named and len(required - set(x0)) <= n_extra_args:
             return "kwargs"
         positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
@@ -180,11 +172,7 @@ def make_caller(fun: Callable, unpack: str, args: tuple = (), x0: Any = None) ->
         return fun
     if unpack == "kwargs":
         sig = _signature(fun)
-        free = [
-            p.name
-            for p in sig.parameters.values()
-            if p.kind == p.POSITIONAL_OR_KEYWORD and p.name not in x0
-        ]
+        free = [p.name for p in sig.parameters.values() if p.kind == p.POSITIONAL_OR_KEYWORD and p.name not in x0]
         extra = dict(zip(free, args))
 
         def caller(params: Any) -> Any:

@@ -62,8 +62,13 @@ class ConstraintFunction(VectorObjective):
         error_handling: str = "raise",
     ) -> None:
         super().__init__(
-            functions, spec, name=name, user_jacobian=user_jacobian, jac_name="the constraint's jac",
-            scheme="2-point" if finite_differences else None, error_handling=error_handling,
+            functions,
+            spec,
+            name=name,
+            user_jacobian=user_jacobian,
+            jac_name="the constraint's jac",
+            scheme="2-point" if finite_differences else None,
+            error_handling=error_handling,
         )
         self.lower = lower
         self.upper = upper
@@ -119,8 +124,7 @@ def _as_list(constraints: Any) -> list:
     if isinstance(constraints, (list, tuple)):
         return list(constraints)
     raise ConstraintError(
-        f"constraints must be a dict, a LinearConstraint, a NonlinearConstraint, or a list of them; "
-        f"got {type(constraints).__name__}."
+        f"constraints must be a dict, a LinearConstraint, a NonlinearConstraint, or a list of them; got {type(constraints).__name__}."
     )
 
 
@@ -159,7 +163,9 @@ def normalize_constraints(
             functions.append(cf)
             scipy_constraints.append(
                 NonlinearConstraint(
-                    cf.value, item.lb, item.ub,
+                    cf.value,
+                    item.lb,
+                    item.ub,
                     jac=cf.jacobian,
                     hess=cf.hessian if method == "trust-constr" else item.hess,
                     keep_feasible=item.keep_feasible,
@@ -167,10 +173,7 @@ def normalize_constraints(
             )
             continue
         if not isinstance(item, dict):
-            raise ConstraintError(
-                f"{where} is a {type(item).__name__}; each constraint must be a dict, a "
-                "LinearConstraint or a NonlinearConstraint."
-            )
+            raise ConstraintError(f"{where} is a {type(item).__name__}; each constraint must be a dict, a LinearConstraint or a NonlinearConstraint.")
         unknown = set(item) - _DICT_KEYS
         if unknown:
             raise ConstraintError(f"{where} has unknown keys {sorted(unknown)}; accepted keys are {sorted(_DICT_KEYS)}.")
@@ -185,14 +188,25 @@ def normalize_constraints(
         else:
             lb, ub = 0.0, (0.0 if kind == "eq" else np.inf)
         cf = _constraint_function(
-            item["fun"], args, item.get("jac"), item.get("use_autograd", True), where, spec, compile_vector, make_call,
-            lb, error_handling, ub,
+            item["fun"],
+            args,
+            item.get("jac"),
+            item.get("use_autograd", True),
+            where,
+            spec,
+            compile_vector,
+            make_call,
+            lb,
+            error_handling,
+            ub,
         )
         functions.append(cf)
         if new_style or "lb" in item or "ub" in item:
             scipy_constraints.append(
                 NonlinearConstraint(
-                    cf.value, lb, ub,
+                    cf.value,
+                    lb,
+                    ub,
                     jac=cf.jacobian if needs_jacobian else "2-point",
                     hess=cf.hessian if method == "trust-constr" else None,
                     keep_feasible=item.get("keep_feasible", False),
@@ -206,14 +220,21 @@ def normalize_constraints(
     return scipy_constraints, functions
 
 
-def _constraint_function(fun, args, user_jac, use_autograd, where, spec, compile_vector, make_call, lower, error_handling, upper=np.inf) -> ConstraintFunction:
+def _constraint_function(
+    fun, args, user_jac, use_autograd, where, spec, compile_vector, make_call, lower, error_handling, upper=np.inf
+) -> ConstraintFunction:
     if not callable(fun):
         raise ConstraintError(f"{where}: the constraint function must be callable; got {type(fun).__name__}.")
     functions = compile_vector(fun, args)
     if user_jac is not None and not callable(user_jac):
         raise ConstraintError(f"{where}['jac'] must be a callable taking the parameters; got {user_jac!r}.")
     return ConstraintFunction(
-        functions, spec, where, user_jacobian=None if user_jac is None else make_call(user_jac, args),
+        functions,
+        spec,
+        where,
+        user_jacobian=None if user_jac is None else make_call(user_jac, args),
         finite_differences=not use_autograd,
-        lower=lower, upper=upper, error_handling=error_handling,
+        lower=lower,
+        upper=upper,
+        error_handling=error_handling,
     )

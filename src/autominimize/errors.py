@@ -21,7 +21,4 @@ def attach_point(exc: BaseException, spec: ParamSpec, x: np.ndarray, what: str) 
     except Exception:  # the point is context, never a reason to hide the original error
         exc.autominimize_x = np.array(x)
     if hasattr(exc, "add_note"):
-        exc.add_note(
-            f"autominimize: raised while computing {what} at the point stored in "
-            "exception.autominimize_x"
-        )
+        exc.add_note(f"autominimize: raised while computing {what} at the point stored in exception.autominimize_x")

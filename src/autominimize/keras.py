@@ -36,8 +36,7 @@ def _trainable(model: keras.Model) -> list[keras.Variable]:
     variables = list(model.trainable_variables)
     if not variables:
         raise ValueError(
-            "model has no trainable weights; build it first (keras.Input(shape=...) or call it "
-            "on a batch) and leave some weights trainable."
+            "model has no trainable weights; build it first (keras.Input(shape=...) or call it on a batch) and leave some weights trainable."
         )
     return variables
 
@@ -98,9 +97,7 @@ def function_factory(
 
     def func(params: dict[str, Any], /) -> Any:
         values = [keras.ops.cast(params[path], v.dtype) for path, v in zip(paths, variables)]
-        outputs, _, extra_losses = model.stateless_call(
-            values, non_trainable, inputs, training=training, return_losses=True
-        )
+        outputs, _, extra_losses = model.stateless_call(values, non_trainable, inputs, training=training, return_losses=True)
         total = keras.ops.mean(loss_fn(target, outputs))
         for extra in extra_losses:
             total = total + keras.ops.cast(extra, total.dtype)

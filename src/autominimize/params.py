@@ -201,16 +201,10 @@ class ParamSpec:
                 check_torch_leaf(path, leaf)
             array = leaf_to_numpy(leaf)
             if array.dtype.kind not in "fiu":  # floating point, signed or unsigned integers
-                raise TypeError(
-                    f"{path} has dtype {array.dtype}; parameters must be real numbers "
-                    "(floating point or integer arrays)."
-                )
+                raise TypeError(f"{path} has dtype {array.dtype}; parameters must be real numbers (floating point or integer arrays).")
             if array.size and not np.isfinite(array).all():
                 bad = np.argwhere(~np.isfinite(np.atleast_1d(array)))[0].tolist()
-                raise ValueError(
-                    f"{path} contains NaN or inf (first at index {tuple(bad)}); "
-                    "the starting point must be finite."
-                )
+                raise ValueError(f"{path} contains NaN or inf (first at index {tuple(bad)}); the starting point must be finite.")
             dtype = array.dtype if array.dtype.kind == "f" else floating
             device = torch_dtype = None
             if kind == "torch":
@@ -218,8 +212,7 @@ class ParamSpec:
             infos.append(LeafInfo(path, array.shape, dtype, kind, device, torch_dtype))
         if sum(info.size for info in infos) == 0:
             raise ValueError(
-                f"{name} has no parameter: its leaves hold no number (shapes {[info.shape for info in infos]}); "
-                "give at least one value to optimize."
+                f"{name} has no parameter: its leaves hold no number (shapes {[info.shape for info in infos]}); give at least one value to optimize."
             )
         return cls(treedef, tuple(infos))
 
@@ -231,10 +224,7 @@ class ParamSpec:
         for info, leaf, start, stop in zip(self.leaves, leaves, self.offsets, self.offsets[1:]):
             array = leaf_to_numpy(leaf)
             if array.size != info.size:
-                raise ValueError(
-                    f"{name}: {info.path.replace('x0', name, 1)} has shape {array.shape}, "
-                    f"expected {info.shape}."
-                )
+                raise ValueError(f"{name}: {info.path.replace('x0', name, 1)} has shape {array.shape}, expected {info.shape}.")
             out[start:stop] = array.reshape(-1)
         return out
 
@@ -243,16 +233,11 @@ class ParamSpec:
         try:
             return self.treedef.flatten_up_to(tree)
         except (ValueError, TypeError) as exc:
-            raise ValueError(
-                f"{name} does not have the structure of x0 ({structure_text(self.treedef)}): {exc}"
-            ) from None
+            raise ValueError(f"{name} does not have the structure of x0 ({structure_text(self.treedef)}): {exc}") from None
 
     def split(self, flat: np.ndarray) -> list[np.ndarray]:
         """Views of the flat vector reshaped to each leaf's shape."""
-        return [
-            flat[start:stop].reshape(info.shape)
-            for info, start, stop in zip(self.leaves, self.offsets, self.offsets[1:])
-        ]
+        return [flat[start:stop].reshape(info.shape) for info, start, stop in zip(self.leaves, self.offsets, self.offsets[1:])]
 
     def unflatten(self, flat: np.ndarray) -> Any:
         """The flat vector as x0's structure with NumPy float64 leaves."""
@@ -265,18 +250,14 @@ class ParamSpec:
     def restore(self, flat: np.ndarray) -> Any:
         """The flat vector in x0's structure *and* x0's array types, dtypes and devices."""
         leaves = [
-            restore_leaf(info.kind, part, info.dtype, info.torch_dtype, info.device)
-            for info, part in zip(self.leaves, self.split(np.asarray(flat)))
+            restore_leaf(info.kind, part, info.dtype, info.torch_dtype, info.device) for info, part in zip(self.leaves, self.split(np.asarray(flat)))
         ]
         return self.treedef.unflatten(leaves)
 
     def restore_rows(self, matrix: np.ndarray) -> Any:
         """A (m, n) matrix as x0's structure whose leaves have shape (m, *leaf.shape)."""
         m = matrix.shape[0]
-        leaves = [
-            matrix[:, start:stop].reshape((m,) + info.shape)
-            for info, start, stop in zip(self.leaves, self.offsets, self.offsets[1:])
-        ]
+        leaves = [matrix[:, start:stop].reshape((m,) + info.shape) for info, start, stop in zip(self.leaves, self.offsets, self.offsets[1:])]
         return self.treedef.unflatten(leaves)
 
     def element_name(self, index: int) -> str:

@@ -137,7 +137,7 @@ def params(result: Any, max_lines: int = 12):
         ax.set_title(name)
         ax.set_xlabel("iteration")
         ax.grid(True, alpha=0.3)
-    for ax in flat_axes[len(leaves):]:
+    for ax in flat_axes[len(leaves) :]:
         ax.set_visible(False)
     return figure
 

@@ -47,9 +47,7 @@ def check_options(options: Any) -> None:
     if options is None:
         return
     if not isinstance(options, dict):
-        raise TypeError(
-            f"options must be a dict of the method's options (see scipy.optimize.show_options); got {type(options).__name__}."
-        )
+        raise TypeError(f"options must be a dict of the method's options (see scipy.optimize.show_options); got {type(options).__name__}.")
     for key, value in options.items():
         if key in COUNT_OPTIONS and value is not None:
             check_count(value, f"options[{key!r}]")

@@ -17,7 +17,18 @@ from typing import Any, Callable
 from ..params import ParamSpec, leaf_kind, tree_leaves
 from .base import Backend, args_key, cached_compile, clear_compile_cache
 
-__all__ = ["Backend", "array_backend", "constant_like", "ravel_like", "get_backend", "select_backend", "args_key", "cached_compile", "clear_compile_cache", "BACKEND_NAMES"]
+__all__ = [
+    "Backend",
+    "array_backend",
+    "constant_like",
+    "ravel_like",
+    "get_backend",
+    "select_backend",
+    "args_key",
+    "cached_compile",
+    "clear_compile_cache",
+    "BACKEND_NAMES",
+]
 
 _MODULES = {
     "numpy": ("numpy_backend", "NumpyBackend"),
@@ -34,8 +45,7 @@ _instances: dict[str, Backend] = {}
 def canonical_name(name: str) -> str:
     if not isinstance(name, str) or name.lower() not in _MODULES and name.lower() not in _ALIASES:
         raise ValueError(
-            f"backend={name!r} is not a known backend; use one of 'numpy', 'jax', 'torch', "
-            "'tensorflow' (or 'tf'), or leave it as None to detect it."
+            f"backend={name!r} is not a known backend; use one of 'numpy', 'jax', 'torch', 'tensorflow' (or 'tf'), or leave it as None to detect it."
         )
     name = name.lower()
     return _ALIASES.get(name, name)
@@ -50,10 +60,7 @@ def get_backend(name: str) -> Backend:
         _instances[name] = getattr(module, class_name)()
     backend = _instances[name]
     if not backend.available():
-        raise ImportError(
-            f"backend={name!r} needs {name}, which is not installed. "
-            f"Install it with: pip install 'autominimize[{backend.extra}]'"
-        )
+        raise ImportError(f"backend={name!r} needs {name}, which is not installed. Install it with: pip install 'autominimize[{backend.extra}]'")
     return backend
 
 
@@ -158,10 +165,7 @@ def select_backend(backend: str | None, spec: ParamSpec, call: Callable, x0_flat
         return canonical_name(backend)
     kinds = {_KIND_TO_BACKEND[k] for k in spec.kinds() if k in _KIND_TO_BACKEND}
     if len(kinds) > 1:
-        raise TypeError(
-            f"x0 mixes tensors of several frameworks ({', '.join(sorted(kinds))}); convert them "
-            "to one framework or pass backend=."
-        )
+        raise TypeError(f"x0 mixes tensors of several frameworks ({', '.join(sorted(kinds))}); convert them to one framework or pass backend=.")
     if kinds:
         return kinds.pop()
     referenced = _referenced_frameworks(call)
@@ -233,7 +237,6 @@ def _traces_under_jax(call: Callable, spec: ParamSpec) -> bool:
     except Exception:
         return False
     return True
-
 
 
 def framework_params(name: str, spec: ParamSpec, x: Any) -> Any:

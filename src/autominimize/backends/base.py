@@ -100,11 +100,7 @@ class OptionalMethods(Protocol):
 
 #: the names :func:`offered` reads: OptionalMethods' members, and the derivatives a values-only
 #: ScalarFunctions leaves out
-_OPTIONAL = (
-    frozenset(OptionalMethods.__annotations__)
-    | {name for name in vars(OptionalMethods) if not name.startswith("_")}
-    | {"value_and_grad"}
-)
+_OPTIONAL = frozenset(OptionalMethods.__annotations__) | {name for name in vars(OptionalMethods) if not name.startswith("_")} | {"value_and_grad"}
 
 
 def offered(functions: Any, name: str) -> Any:

@@ -148,10 +148,7 @@ class _JaxCompiled:
         return tuple(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in self.arg_inputs)
 
     def params_of(self, x: Any) -> Any:
-        leaves = [
-            x[start:stop].reshape(shape)
-            for shape, start, stop in zip(self.spec.shapes, self.spec.offsets, self.spec.offsets[1:])
-        ]
+        leaves = [x[start:stop].reshape(shape) for shape, start, stop in zip(self.spec.shapes, self.spec.offsets, self.spec.offsets[1:])]
         return self.spec.unflatten_leaves(leaves)
 
     def _input(self, x: np.ndarray) -> np.ndarray:
@@ -264,10 +261,7 @@ class JaxScalar(_JaxCompiled):
                 # The linear map's structure depends only on shapes, so what one trace
                 # records serves every later point.
                 self._compiled["linear_structure"] = (treedef, layout, dtypes)
-                buffers = tuple(
-                    jnp.concatenate([jnp.ravel(leaf) for leaf in leaves if str(leaf.dtype) == dtype])
-                    for dtype in dtypes
-                )
+                buffers = tuple(jnp.concatenate([jnp.ravel(leaf) for leaf in leaves if str(leaf.dtype) == dtype]) for dtype in dtypes)
                 return jnp.concatenate([v[None], g]), buffers
 
             return linearized

@@ -200,8 +200,7 @@ class NumpyBatched:
         points = np.array(points, dtype=self.dtype)  # its own copy: fun may write into it
         count = points.shape[0]
         leaves = [
-            points[:, start:stop].reshape((count,) + shape)
-            for shape, start, stop in zip(self.spec.shapes, self.spec.offsets, self.spec.offsets[1:])
+            points[:, start:stop].reshape((count,) + shape) for shape, start, stop in zip(self.spec.shapes, self.spec.offsets, self.spec.offsets[1:])
         ]
         self.traces += 1
         out = np.asarray(leaf_to_numpy(self.call(self.spec.unflatten_leaves(leaves))), dtype=np.float64)

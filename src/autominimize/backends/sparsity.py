@@ -86,7 +86,9 @@ class SparsePattern:
         # H[i, j] is read directly from row i of colour c(j)'s pass when j is the only column
         # of that colour in row i, else from row j of colour c(i)'s; a star colouring makes
         # one of the two hold for every entry
-        rows, cols = _sorted_pairs(np.concatenate([self.hess_rows, self.hess_cols]), np.concatenate([self.hess_cols, self.hess_rows]), (self.n, self.n))
+        rows, cols = _sorted_pairs(
+            np.concatenate([self.hess_rows, self.hess_cols]), np.concatenate([self.hess_cols, self.hess_rows]), (self.n, self.n)
+        )
         keys, counts = np.unique(rows * p_hess + star[cols], return_counts=True)
 
         def unique(row: np.ndarray, color: np.ndarray) -> np.ndarray:
@@ -118,8 +120,12 @@ class SparsePattern:
 
     def summary(self) -> dict:
         return {
-            "source": self.source, "jacobian_nnz": int(self.jac_rows.size), "hessian_nnz": int(self.hess_rows.size),
-            "passes": self.num_colors, "setup_seconds": self.seconds, "cached": self.cached,
+            "source": self.source,
+            "jacobian_nnz": int(self.jac_rows.size),
+            "hessian_nnz": int(self.hess_rows.size),
+            "passes": self.num_colors,
+            "setup_seconds": self.seconds,
+            "cached": self.cached,
         }
 
 
@@ -190,7 +196,9 @@ def _coordinates(pattern: Any, shape: tuple[int, int], name: str, in_options: bo
         if got == shape:
             rows, cols = np.nonzero(array)
     if got != shape:
-        raise ValueError(f"{label} has shape {got}; it must be {shape} (rows: {'constraint values' if name == 'jac_sparsity' else 'parameters'}, columns: parameters).")
+        raise ValueError(
+            f"{label} has shape {got}; it must be {shape} (rows: {'constraint values' if name == 'jac_sparsity' else 'parameters'}, columns: parameters)."
+        )
     return np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
 
 

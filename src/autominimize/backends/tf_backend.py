@@ -112,9 +112,7 @@ def _taped_grad(f: Callable, x: Any) -> tuple[Any, Any]:
 def _hessian(f: Callable, x: Any) -> Any:
     tf = _tf()
     tape, grad = _taped_grad(f, x)
-    return tape.jacobian(
-        grad, x, unconnected_gradients=tf.UnconnectedGradients.ZERO, experimental_use_pfor=True
-    )
+    return tape.jacobian(grad, x, unconnected_gradients=tf.UnconnectedGradients.ZERO, experimental_use_pfor=True)
 
 
 def _to_numpy(tensor: Any) -> np.ndarray:
@@ -197,9 +195,7 @@ class _TfCompiled:
     def params_of(self, x: Any) -> Any:
         tf = _tf()
         parts = tf.split(x, self.spec.sizes)
-        return self.spec.unflatten_leaves(
-            [tf.reshape(part, shape) for part, shape in zip(parts, self.spec.shapes)]
-        )
+        return self.spec.unflatten_leaves([tf.reshape(part, shape) for part, shape in zip(parts, self.spec.shapes)])
 
     def _input(self, x: np.ndarray) -> Any:
         return _tf().constant(as_flat_float64(x), dtype=self.dtype.name)
@@ -279,9 +275,7 @@ class TfScalar(_TfCompiled):
     def hvp_at(self, x: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         def hvp_graph(x: Any, v: Any) -> Any:
             tape, grad = _taped_grad(self.scalar_of, x)
-            return tape.gradient(
-                grad, x, output_gradients=v, unconnected_gradients=_tf().UnconnectedGradients.ZERO
-            )
+            return tape.gradient(grad, x, output_gradients=v, unconnected_gradients=_tf().UnconnectedGradients.ZERO)
 
         x_tensor = self._input(x)
 

@@ -51,19 +51,13 @@ class TorchBackend(Backend):
         (and forward graph) they kept for it: a cached function holds no per-point state."""
         return _solve_scope()
 
-    def compile_scalar(
-        self, call: Callable, spec: ParamSpec, dtype: str, device: Any = None
-    ) -> "TorchScalar":
+    def compile_scalar(self, call: Callable, spec: ParamSpec, dtype: str, device: Any = None) -> "TorchScalar":
         return TorchScalar(call, spec, dtype, self._device(spec, device))
 
-    def compile_vector(
-        self, call: Callable, spec: ParamSpec, dtype: str, device: Any = None
-    ) -> "TorchVector":
+    def compile_vector(self, call: Callable, spec: ParamSpec, dtype: str, device: Any = None) -> "TorchVector":
         return TorchVector(call, spec, dtype, self._device(spec, device))
 
-    def compile_batched(
-        self, call: Callable, spec: ParamSpec, dtype: str, device: Any = None
-    ) -> "TorchBatched":
+    def compile_batched(self, call: Callable, spec: ParamSpec, dtype: str, device: Any = None) -> "TorchBatched":
         return TorchBatched(call, spec, dtype, self._device(spec, device))
 
     def _device(self, spec: ParamSpec, device: Any) -> Any:
@@ -182,10 +176,7 @@ class _TorchCompiled:
     def params_of(self, xt: Any) -> Any:
         if self._flat_leaf:  # x0 is one 1-D array: the flat tensor is the parameter itself
             return self.spec.unflatten_leaves([xt])
-        leaves = [
-            xt[start:stop].reshape(shape)
-            for shape, start, stop in zip(self.spec.shapes, self.spec.offsets, self.spec.offsets[1:])
-        ]
+        leaves = [xt[start:stop].reshape(shape) for shape, start, stop in zip(self.spec.shapes, self.spec.offsets, self.spec.offsets[1:])]
         return self.spec.unflatten_leaves(leaves)
 
     def _tensor(self, x: np.ndarray) -> Any:
@@ -360,12 +351,7 @@ class TorchVector(_TorchCompiled):
         leaves = tree_leaves(self.call(self.params_of(xt)))
         if not leaves:
             raise ValueError("the function returned no array.")
-        out = torch.cat(
-            [
-                torch.as_tensor(leaf, dtype=self.torch_dtype, device=self.device).reshape(-1)
-                for leaf in leaves
-            ]
-        )
+        out = torch.cat([torch.as_tensor(leaf, dtype=self.torch_dtype, device=self.device).reshape(-1) for leaf in leaves])
         self._m = out.numel()
         return out
 

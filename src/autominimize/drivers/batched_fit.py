@@ -37,8 +37,13 @@ def solve_chunk(problem: MemberProblem, rows: np.ndarray, member_data: tuple, sh
         evaluate = evaluator(problem)
         state = problem.algo.run(x, evaluate, framework_data, lower, upper)
         return {
-            "x": to_numpy(state.x), "cost": to_numpy(state.cost), "fun": to_numpy(state.r), "jac": to_numpy(state.J),
-            "grad": to_numpy(state.g), "nfev": to_numpy(state.nfev).astype(int), "reason": to_numpy(state.reason).astype(int),
+            "x": to_numpy(state.x),
+            "cost": to_numpy(state.cost),
+            "fun": to_numpy(state.r),
+            "jac": to_numpy(state.J),
+            "grad": to_numpy(state.g),
+            "nfev": to_numpy(state.nfev).astype(int),
+            "reason": to_numpy(state.reason).astype(int),
             "errors": [None] * count,
         }
 
@@ -117,8 +122,12 @@ def _failed_chunk(rows: np.ndarray, exc: BaseException) -> dict:
     count, n = rows.shape
     message = f"its chunk failed twice on the executor: {type(exc).__name__}: {exc}"
     return {
-        "x": rows.astype(np.float64), "cost": np.full(count, np.nan), "fun": None, "jac": None,
-        "grad": np.full((count, n), np.nan), "nfev": np.zeros(count, int),
-        "reason": np.full(count, CHUNK_FAILED), "errors": [message] * count,
+        "x": rows.astype(np.float64),
+        "cost": np.full(count, np.nan),
+        "fun": None,
+        "jac": None,
+        "grad": np.full((count, n), np.nan),
+        "nfev": np.zeros(count, int),
+        "reason": np.full(count, CHUNK_FAILED),
+        "errors": [message] * count,
     }
-

@@ -25,7 +25,12 @@ def spread(f: Callable, p0: Any) -> str:
             names = set()
         return "kwargs" if set(p0) <= names else "none"
     leaves = tree_leaves(p0)
-    if isinstance(p0, (list, tuple)) and not hasattr(p0, "_fields") and all(np.ndim(leaf_to_numpy(v)) == 0 for v in leaves) and len(leaves) == len(p0):
+    if (
+        isinstance(p0, (list, tuple))
+        and not hasattr(p0, "_fields")
+        and all(np.ndim(leaf_to_numpy(v)) == 0 for v in leaves)
+        and len(leaves) == len(p0)
+    ):
         return "args"
     if isinstance(p0, np.ndarray) and p0.ndim == 1 or leaf_kind(p0) in ("torch", "jax", "tf") and np.ndim(leaf_to_numpy(p0)) == 1:
         return "array"

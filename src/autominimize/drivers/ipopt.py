@@ -87,10 +87,14 @@ def run_ipopt(
     if warm is not None:
         for key, value in _WARM_START.items():
             settings.setdefault(key, value)
-    lower, upper = (bounds if bounds is not None else (np.full(n, -np.inf), np.full(n, np.inf)))
+    lower, upper = bounds if bounds is not None else (np.full(n, -np.inf), np.full(n, np.inf))
     problem = _problem_class()(
-        n=n, m=m, evaluator=evaluator, callback=callback,
-        lb=lower, ub=upper,
+        n=n,
+        m=m,
+        evaluator=evaluator,
+        callback=callback,
+        lb=lower,
+        ub=upper,
         cl=np.concatenate([b.lower for b in blocks]) if blocks else np.zeros(0),
         cu=np.concatenate([b.upper for b in blocks]) if blocks else np.zeros(0),
     )
@@ -342,11 +346,21 @@ def _problem_class() -> type:
                 return True
             try:
                 current = self.get_current_iterate(scaled=False)
-                self.user_callback(so.OptimizeResult(
-                    x=np.array(current["x"], dtype=np.float64), fun=float(obj_value), nit=iter_count,
-                    inf_pr=inf_pr, inf_du=inf_du, mu=mu, d_norm=d_norm, alpha_pr=alpha_pr, alpha_du=alpha_du,
-                    ls_trials=ls_trials, restoration=alg_mod == 1,
-                ))
+                self.user_callback(
+                    so.OptimizeResult(
+                        x=np.array(current["x"], dtype=np.float64),
+                        fun=float(obj_value),
+                        nit=iter_count,
+                        inf_pr=inf_pr,
+                        inf_du=inf_du,
+                        mu=mu,
+                        d_norm=d_norm,
+                        alpha_pr=alpha_pr,
+                        alpha_du=alpha_du,
+                        ls_trials=ls_trials,
+                        restoration=alg_mod == 1,
+                    )
+                )
             except StopIteration:
                 self.stopped = True
                 return False
@@ -429,9 +443,15 @@ def _result(x: np.ndarray, info: dict, problem: Any, blocks: list[_Block], spec:
     mult_g = np.asarray(info["mult_g"], dtype=np.float64)
     g = np.asarray(info["g"], dtype=np.float64)
     result = so.OptimizeResult(
-        x=np.asarray(x, dtype=np.float64), fun=float(info["obj_val"]), success=status == 0, status=status,
-        message=message, nit=problem.iterations,
-        mult_g=mult_g, v=[mult_g[b.rows] for b in blocks], constr=[g[b.rows] for b in blocks],
+        x=np.asarray(x, dtype=np.float64),
+        fun=float(info["obj_val"]),
+        success=status == 0,
+        status=status,
+        message=message,
+        nit=problem.iterations,
+        mult_g=mult_g,
+        v=[mult_g[b.rows] for b in blocks],
+        constr=[g[b.rows] for b in blocks],
         mult_x_L=spec.restore(np.asarray(info["mult_x_L"], dtype=np.float64)),
         mult_x_U=spec.restore(np.asarray(info["mult_x_U"], dtype=np.float64)),
         hessian="exact" if evaluator.exact else "limited-memory",

@@ -68,15 +68,9 @@ def method_name(method: object, has_bounds: bool, has_constraints: bool) -> str:
 def check_supports(name: str, info: MethodInfo, has_bounds: bool, has_constraints: bool) -> None:
     """Refuse what scipy would silently drop with only a warning."""
     if has_bounds and not info.bounds:
-        raise ValueError(
-            f"method={name!r} cannot handle bounds (scipy would ignore them); use one of: "
-            f"{_BOUNDS_METHODS}."
-        )
+        raise ValueError(f"method={name!r} cannot handle bounds (scipy would ignore them); use one of: {_BOUNDS_METHODS}.")
     if has_constraints and not info.constraints:
-        raise ValueError(
-            f"method={name!r} cannot handle constraints (scipy would ignore them); use one of: "
-            f"{_CONSTRAINT_METHODS}."
-        )
+        raise ValueError(f"method={name!r} cannot handle constraints (scipy would ignore them); use one of: {_CONSTRAINT_METHODS}.")
 
 
 def second_order_for(name: str, info: MethodInfo, hess: Any, hessp: Any) -> Any:

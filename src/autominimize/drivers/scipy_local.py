@@ -107,7 +107,9 @@ def run_minimize(
     if method == "ipopt":
         from .ipopt import run_ipopt
 
-        return run_ipopt(objective, x0, second_order=second_order, bounds=bounds, constraints=constraints, tol=tol, callback=callback, options=options)
+        return run_ipopt(
+            objective, x0, second_order=second_order, bounds=bounds, constraints=constraints, tol=tol, callback=callback, options=options
+        )
     sparsity = None
     if method == "trust-constr":
         from .sparse_trust_constr import sparse_constraints
@@ -149,7 +151,11 @@ def run_minimize(
             # TNC lets a callback's StopIteration escape; end the solve at the best point.
             x = objective.best_x if objective.best_x is not None else x0
             return so.OptimizeResult(
-                x=x, fun=objective.best_f, success=False, status=99, nit=objective.nit,
+                x=x,
+                fun=objective.best_f,
+                success=False,
+                status=99,
+                nit=objective.nit,
                 message=objective.stop_message or "`callback` raised `StopIteration`.",
             )
         except so.OptimizeWarning as exc:
@@ -158,8 +164,21 @@ def run_minimize(
 
 #: scipy.optimize.minimize's methods, as show_options names them
 _SCIPY_METHODS = (
-    "nelder-mead", "powell", "cg", "bfgs", "newton-cg", "l-bfgs-b", "tnc", "cobyla", "cobyqa", "slsqp",
-    "trust-constr", "dogleg", "trust-ncg", "trust-exact", "trust-krylov",
+    "nelder-mead",
+    "powell",
+    "cg",
+    "bfgs",
+    "newton-cg",
+    "l-bfgs-b",
+    "tnc",
+    "cobyla",
+    "cobyqa",
+    "slsqp",
+    "trust-constr",
+    "dogleg",
+    "trust-ncg",
+    "trust-exact",
+    "trust-krylov",
 )
 
 
@@ -189,6 +208,4 @@ def check_option_names(options: dict | None, method: str) -> None:
         close = difflib.get_close_matches(name, sorted(scipy_option_names()), n=3)
         hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else "."
         messages.append(f"{name!r} is not an option of any scipy.optimize.minimize method{hint}")
-    raise ValueError(
-        f"options: {' '.join(messages)} scipy.optimize.show_options('minimize', {method!r}) lists method={method!r}'s options."
-    )
+    raise ValueError(f"options: {' '.join(messages)} scipy.optimize.show_options('minimize', {method!r}) lists method={method!r}'s options.")

@@ -121,8 +121,13 @@ class Recording:
     def given(self) -> list[str]:
         """The recording options given beyond the default history."""
         named = {
-            "log": self.log, "resume": self.resume, "progress": self.progress or None, "callback": self.callback,
-            "step_callback": self.step_callback, "loss_callback": self.loss_callback, "observers": self.observers or None,
+            "log": self.log,
+            "resume": self.resume,
+            "progress": self.progress or None,
+            "callback": self.callback,
+            "step_callback": self.step_callback,
+            "loss_callback": self.loss_callback,
+            "observers": self.observers or None,
         }
         return [name for name, value in named.items() if value is not None]
 
@@ -164,9 +169,7 @@ class ScipyProblem:
     in_structure: bool = True
 
 
-def solve(
-    problem: ScipyProblem, plan: MethodPlan, recording: Recording, *, tol: float | None, options: dict | None
-) -> so.OptimizeResult:
+def solve(problem: ScipyProblem, plan: MethodPlan, recording: Recording, *, tol: float | None, options: dict | None) -> so.OptimizeResult:
     """Minimize ``problem`` with ``plan``'s method, recorded as ``recording`` asks.
 
     The result has scipy's fields with ``x`` and ``jac`` (in x0's structure, or flat), the
@@ -201,15 +204,27 @@ class _Run:
         self.constraint_functions: list = []
         self.watchers, self.sinks = recording.make_recorders(plan.name, options)
         self.sinks.start(
-            problem.spec, problem.x0, method=plan.name, backend=problem.backend, precision=problem.precision, tol=tol,
-            options=options, has_bounds=problem.bounds is not None, has_constraints=has_constraints(problem.constraints),
+            problem.spec,
+            problem.x0,
+            method=plan.name,
+            backend=problem.backend,
+            precision=problem.precision,
+            tol=tol,
+            options=options,
+            has_bounds=problem.bounds is not None,
+            has_constraints=has_constraints(problem.constraints),
         )
 
     def _new_objective(self) -> Objective:
         self.objective = Objective(
-            self.problem.functions(self.precision), self.problem.spec, differentiable=self.plan.info.gradient not in (None, "scipy"),
-            second_order=self.plan.second_order, journal=self.sinks.journal, observers=self.watchers,
-            error_handling=self.problem.error_handling, **self.problem.derivatives,
+            self.problem.functions(self.precision),
+            self.problem.spec,
+            differentiable=self.plan.info.gradient not in (None, "scipy"),
+            second_order=self.plan.second_order,
+            journal=self.sinks.journal,
+            observers=self.watchers,
+            error_handling=self.problem.error_handling,
+            **self.problem.derivatives,
         )
         return self.objective
 
@@ -235,14 +250,26 @@ class _Run:
         problem, plan = self.problem, self.plan
         self._start()
         scipy_constraints, self.constraint_functions = normalize_constraints(
-            problem.constraints, plan.name, problem.spec,
+            problem.constraints,
+            plan.name,
+            problem.spec,
             lambda fun, args: problem.compile_constraint(fun, args, self.precision),
-            problem.constraint_call, problem.error_handling,
+            problem.constraint_call,
+            problem.error_handling,
         )
         callback = wrap_callback(self.recording.callback, problem.spec, plan.info, plan.name, self.objective, self.recording.step_callback)
         return run_minimize(
-            self.objective, problem.x0, plan.method, plan.info, second_order=plan.second_order, gradient_scheme=plan.gradient_scheme,
-            bounds=problem.bounds, constraints=scipy_constraints, tol=self.tol, callback=callback, options=self.options,
+            self.objective,
+            problem.x0,
+            plan.method,
+            plan.info,
+            second_order=plan.second_order,
+            gradient_scheme=plan.gradient_scheme,
+            bounds=problem.bounds,
+            constraints=scipy_constraints,
+            tol=self.tol,
+            callback=callback,
+            options=self.options,
         )
 
     def interrupted(self, exc: KeyboardInterrupt) -> so.OptimizeResult | None:
@@ -258,8 +285,12 @@ class _Run:
             return None
         self.constraint_functions = []
         return so.OptimizeResult(
-            x=objective.best_x if objective.best_x is not None else self.problem.x0, fun=objective.best_f,
-            success=False, status=-1, nit=objective.nit, message=_INTERRUPTED,
+            x=objective.best_x if objective.best_x is not None else self.problem.x0,
+            fun=objective.best_f,
+            success=False,
+            status=-1,
+            nit=objective.nit,
+            message=_INTERRUPTED,
         )
 
     def failed(self, exc: BaseException) -> None:
@@ -286,9 +317,7 @@ class _Run:
         result.backend = self.problem.backend
         result.precision = self.precision
         if self.constraint_functions:
-            result.constraint_evaluations = [
-                {"name": cf.name, "nfev": cf.nfev, "njev": cf.njev, "nhev": cf.nhev} for cf in self.constraint_functions
-            ]
+            result.constraint_evaluations = [{"name": cf.name, "nfev": cf.nfev, "njev": cf.njev, "nhev": cf.nhev} for cf in self.constraint_functions]
         if self.sinks.history is not None:
             result.history = self.sinks.history
         if self.sinks.log is not None:

@@ -74,10 +74,17 @@ class ScipyRunner:
             self._waiting = True
             nit, x, f, g, counts = payload
             return self._state_type(
-                nit=nit, nfev=counts["nfev"], njev=counts["njev"], nhvp=counts["nhvp"],
-                elapsed=time.perf_counter() - self._start, epoch=0, fun_value=f,
-                grad_norm=None if g is None else float(np.linalg.norm(g)), stop=None,
-                raw=ScipyStep(x, g), _restore=self._restore,
+                nit=nit,
+                nfev=counts["nfev"],
+                njev=counts["njev"],
+                nhvp=counts["nhvp"],
+                elapsed=time.perf_counter() - self._start,
+                epoch=0,
+                fun_value=f,
+                grad_norm=None if g is None else float(np.linalg.norm(g)),
+                stop=None,
+                raw=ScipyStep(x, g),
+                _restore=self._restore,
             )
         self._waiting = False
         self._thread.join()
@@ -124,8 +131,4 @@ class ScipyRunner:
         return payload
 
     def set_hyperparameters(self, **changes: Any) -> None:
-        raise TypeError(
-            "scipy's methods take their options once, at the start; set them with options= "
-            f"(got {sorted(changes)})."
-        )
-
+        raise TypeError(f"scipy's methods take their options once, at the start; set them with options= (got {sorted(changes)}).")

@@ -97,10 +97,16 @@ def sparse_constraints(
         k = len([r for r in replaced if isinstance(r, NonlinearConstraint)])
         rows = slice(start, start + sizes[k])
         start += sizes[k]
-        replaced.append(NonlinearConstraint(
-            item.fun, item.lb, item.ub, jac=jacobians.getter(k), hess=jacobians.hessian_getter(k, rows),
-            keep_feasible=item.keep_feasible,
-        ))
+        replaced.append(
+            NonlinearConstraint(
+                item.fun,
+                item.lb,
+                item.ub,
+                jac=jacobians.getter(k),
+                hess=jacobians.hessian_getter(k, rows),
+                keep_feasible=item.keep_feasible,
+            )
+        )
     return replaced, settings, pattern
 
 

@@ -48,13 +48,19 @@ def build_problem(
     setup = prepare(fun, template, args, unpack=unpack, precision=precision, device=torch_device, precision_from_x0=False)
     backend_name = setup.choose_backend(backend)
     objective = Objective(
-        setup.compile("scalar", fun, setup.call), setup.spec, differentiable=False, error_handling=error_handling,
+        setup.compile("scalar", fun, setup.call),
+        setup.spec,
+        differentiable=False,
+        error_handling=error_handling,
         batched=_batched_values(setup, torch_device),
     )
     keys = setup.x0 if setup.unpack == "kwargs" else None
     problem = GlobalProblem(
-        setup.spec, objective, _local_solve(setup, torch_device, error_handling),
-        backend=backend_name, precision=setup.dtype,
+        setup.spec,
+        objective,
+        _local_solve(setup, torch_device, error_handling),
+        backend=backend_name,
+        precision=setup.dtype,
         context=lambda: setup.backend_obj.solve_context(setup.dtype),
         remote=RemoteValue(fun, setup.unpack, args, keys, setup.spec, backend_name, setup.dtype, error_handling),
         make_constraints=_constraint_maker(setup, error_handling),
@@ -71,8 +77,16 @@ def _local_solve(setup: Setup, torch_device: Any, error_handling: str) -> Callab
     def local_solve(x: np.ndarray, box: tuple | None, kwargs: dict) -> so.OptimizeResult:
         box_bounds = None if box is None else so.Bounds(box[0], box[1])
         return minimize(
-            setup.fun, setup.spec.restore(x), args=setup.args, bounds=box_bounds, backend=setup.backend,
-            precision=setup.dtype, unpack=unpack, torch_device=torch_device, error_handling=error_handling, **kwargs,
+            setup.fun,
+            setup.spec.restore(x),
+            args=setup.args,
+            bounds=box_bounds,
+            backend=setup.backend,
+            precision=setup.dtype,
+            unpack=unpack,
+            torch_device=torch_device,
+            error_handling=error_handling,
+            **kwargs,
         )
 
     return local_solve

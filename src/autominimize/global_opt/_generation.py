@@ -133,8 +133,7 @@ class ScipyLayout:
         columns = np.array(points, dtype=self.dtype).T  # its own copy: fun may write into it
         count = columns.shape[1]
         leaves = [
-            columns[start:stop].reshape(shape + (count,))
-            for shape, start, stop in zip(self.spec.shapes, self.spec.offsets, self.spec.offsets[1:])
+            columns[start:stop].reshape(shape + (count,)) for shape, start, stop in zip(self.spec.shapes, self.spec.offsets, self.spec.offsets[1:])
         ]
         out = np.asarray(self.call(self.spec.unflatten_leaves(leaves)), dtype=np.float64)
         if out.size != count:

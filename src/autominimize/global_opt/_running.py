@@ -63,7 +63,9 @@ def structured_callback(callback: Callable | None, problem: GlobalProblem) -> Ca
     return scipy_callback
 
 
-def intermediate_callback(callback: Callable | None, problem: GlobalProblem, old_style: Callable[[Callable, Any, so.OptimizeResult], Any]) -> Callable | None:
+def intermediate_callback(
+    callback: Callable | None, problem: GlobalProblem, old_style: Callable[[Callable, Any, so.OptimizeResult], Any]
+) -> Callable | None:
     """A new-style scipy callback that serves the user's new- or old-style callback.
 
     New style (one parameter named ``intermediate_result``) gets scipy's ``OptimizeResult``

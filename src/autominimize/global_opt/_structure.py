@@ -107,6 +107,5 @@ def flat_option(value: Any, spec: ParamSpec, name: str, dtype: Any = np.float64)
         return np.broadcast_to(np.asarray(value, dtype=dtype).reshape(-1), (spec.size,)).copy()
     except ValueError:
         raise ValueError(
-            f"{name} must mirror x0's structure, or be one value or a flat array of {spec.size} "
-            f"(the number of parameters); got {value!r}."
+            f"{name} must mirror x0's structure, or be one value or a flat array of {spec.size} (the number of parameters); got {value!r}."
         ) from None

@@ -94,16 +94,36 @@ def basinhopping(
     )
     kwargs.pop("bounds", None)
     return run_basinhopping(
-        problem, problem.flat(x0), LocalSolver(problem, kwargs, flat_bounds), take_step=take_step,
-        accept_test=accept_test, callback=callback, rng=rng, seed=seed, niter=niter, T=T,
-        stepsize=stepsize, interval=interval, disp=disp, niter_success=niter_success,
-        target_accept_rate=target_accept_rate, stepwise_factor=stepwise_factor,
+        problem,
+        problem.flat(x0),
+        LocalSolver(problem, kwargs, flat_bounds),
+        take_step=take_step,
+        accept_test=accept_test,
+        callback=callback,
+        rng=rng,
+        seed=seed,
+        niter=niter,
+        T=T,
+        stepsize=stepsize,
+        interval=interval,
+        disp=disp,
+        niter_success=niter_success,
+        target_accept_rate=target_accept_rate,
+        stepwise_factor=stepwise_factor,
     )
 
 
 def run_basinhopping(
-    problem: GlobalProblem, x0: np.ndarray, solver: LocalSolver, *, take_step: Callable | None,
-    accept_test: Callable | None, callback: Callable | None, rng: Any, seed: Any, **options: Any,
+    problem: GlobalProblem,
+    x0: np.ndarray,
+    solver: LocalSolver,
+    *,
+    take_step: Callable | None,
+    accept_test: Callable | None,
+    callback: Callable | None,
+    rng: Any,
+    seed: Any,
+    **options: Any,
 ) -> so.OptimizeResult:
     """Basin hopping of a built problem from the flat ``x0``, local solves by ``solver``."""
     options.update({name: value for name, value in (("rng", rng), ("seed", seed)) if value is not None})

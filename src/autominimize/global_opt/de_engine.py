@@ -28,8 +28,17 @@ import scipy.optimize as so
 from scipy.stats import qmc
 
 __all__ = [
-    "STRATEGIES", "INITS", "differential_evolution_engine", "parse_strategy", "make_rng", "distinct_indices",
-    "mutants", "binomial_crossover", "exponential_crossover", "redraw_outside", "initial_population",
+    "STRATEGIES",
+    "INITS",
+    "differential_evolution_engine",
+    "parse_strategy",
+    "make_rng",
+    "distinct_indices",
+    "mutants",
+    "binomial_crossover",
+    "exponential_crossover",
+    "redraw_outside",
+    "initial_population",
 ]
 
 #: How many random members (distinct from each other and from the member) each mutation uses.
@@ -321,9 +330,17 @@ def _stop_requested(callback: Callable[[so.OptimizeResult], Any], state: so.Opti
         return True
 
 
-def _result(population: np.ndarray, energies: np.ndarray, best: int, lb: np.ndarray, width: np.ndarray, nit: int, nfev: int, message: str, success: bool) -> so.OptimizeResult:
+def _result(
+    population: np.ndarray, energies: np.ndarray, best: int, lb: np.ndarray, width: np.ndarray, nit: int, nfev: int, message: str, success: bool
+) -> so.OptimizeResult:
     points = lb + population * width
     return so.OptimizeResult(
-        x=points[best].copy(), fun=float(energies[best]), nit=nit, nfev=nfev, success=success, message=message,
-        population=points, population_energies=energies.copy(),
+        x=points[best].copy(),
+        fun=float(energies[best]),
+        nit=nit,
+        nfev=nfev,
+        success=success,
+        message=message,
+        population=points,
+        population_energies=energies.copy(),
     )

@@ -144,10 +144,28 @@ def differential_evolution(
         problem.objective.batched = ScipyLayout(problem)
     start = None if x0 is None else check_finite_start(problem.flat(x0, "x0"), flat_bounds, problem.spec)
     return run_differential_evolution(
-        problem, flat_bounds, start, strategy=strategy, maxiter=maxiter, popsize=popsize, tol=tol,
-        mutation=mutation, recombination=recombination, rng=rng, seed=seed, callback=callback,
-        disp=disp, polish=polish, init=init, atol=atol, updating=updating, workers=workers,
-        executor=executor, constraints=constraints, integrality=integrality, vectorized=vectorized,
+        problem,
+        flat_bounds,
+        start,
+        strategy=strategy,
+        maxiter=maxiter,
+        popsize=popsize,
+        tol=tol,
+        mutation=mutation,
+        recombination=recombination,
+        rng=rng,
+        seed=seed,
+        callback=callback,
+        disp=disp,
+        polish=polish,
+        init=init,
+        atol=atol,
+        updating=updating,
+        workers=workers,
+        executor=executor,
+        constraints=constraints,
+        integrality=integrality,
+        vectorized=vectorized,
         engine=engine,
     )
 
@@ -192,9 +210,19 @@ def run_differential_evolution(
                 scipy_constraints = [columnwise(c) for c in scipy_constraints]
             seeding = {name: value for name, value in (("rng", rng), ("seed", seed)) if value is not None}
             result = so.differential_evolution(
-                func, so.Bounds(*flat_bounds), strategy=strategy, callback=generation_callback, workers=map_like,
-                constraints=scipy_constraints or (), vectorized=mode == "batched", updating=updating, polish=False,
-                x0=x0, integrality=integrality, **seeding, **options,
+                func,
+                so.Bounds(*flat_bounds),
+                strategy=strategy,
+                callback=generation_callback,
+                workers=map_like,
+                constraints=scipy_constraints or (),
+                vectorized=mode == "batched",
+                updating=updating,
+                polish=False,
+                x0=x0,
+                integrality=integrality,
+                **seeding,
+                **options,
             )
         if polish_solver is not None and not np.all(integrality if integrality is not None else False):
             _polish(result, problem, polish_solver, flat_bounds, integrality, bool(scipy_constraints))
@@ -257,7 +285,9 @@ def _polish(result: so.OptimizeResult, problem: GlobalProblem, solver: LocalSolv
     if integrality is not None and np.any(integrality):
         lb[integrality] = ub[integrality] = result.x[integrality]
     if constrained and result.get("constr_violation", 0) > 0:
-        warnings.warn("differential evolution found no point satisfying the constraints; polishing from the least infeasible one.", UserWarning, stacklevel=3)
+        warnings.warn(
+            "differential evolution found no point satisfying the constraints; polishing from the least infeasible one.", UserWarning, stacklevel=3
+        )
     local = solver(None, result.x, bounds=so.Bounds(lb, ub))
     result.nfev = result.nfev + local.get("nfev", 0)
     if local.fun < result.fun and local.success and np.all(local.x <= ub) and np.all(lb <= local.x):

@@ -68,12 +68,22 @@ def direct(
     >>> round(res.x["a"], 3), res.x["b"].round(3).tolist()
     (0.25, [-0.5, -0.5])
     """
-    problem, _, flat_bounds = build_problem(func, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=True, error_handling=error_handling)
+    problem, _, flat_bounds = build_problem(
+        func, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=True, error_handling=error_handling
+    )
     free_bounds = problem.fix_variables(flat_bounds)  # scipy refuses a bound with lower = upper
     with running(problem):
         result = so.direct(
-            problem.value, so.Bounds(*free_bounds), eps=eps, maxfun=maxfun, maxiter=maxiter,
-            locally_biased=locally_biased, f_min=f_min, f_min_rtol=f_min_rtol, vol_tol=vol_tol,
-            len_tol=len_tol, callback=structured_callback(callback, problem),
+            problem.value,
+            so.Bounds(*free_bounds),
+            eps=eps,
+            maxfun=maxfun,
+            maxiter=maxiter,
+            locally_biased=locally_biased,
+            f_min=f_min,
+            f_min_rtol=f_min_rtol,
+            vol_tol=vol_tol,
+            len_tol=len_tol,
+            callback=structured_callback(callback, problem),
         )
     return finish(result, problem)

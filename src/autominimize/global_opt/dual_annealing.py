@@ -85,7 +85,9 @@ def dual_annealing(
     >>> abs(res.fun) < 1e-8
     True
     """
-    problem, _, flat_bounds = build_problem(func, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=True, error_handling=error_handling)
+    problem, _, flat_bounds = build_problem(
+        func, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=True, error_handling=error_handling
+    )
     if minimizer_kwargs:
         kwargs = local_kwargs(minimizer_kwargs, "minimizer_kwargs")
         box = flat_bounds if "bounds" not in kwargs and takes_bounds(kwargs) else None
@@ -93,9 +95,20 @@ def dual_annealing(
         kwargs, box = default_local_search(problem), flat_bounds
     start = None if x0 is None else check_finite_start(problem.flat(x0, "x0"), flat_bounds, problem.spec)
     return run_dual_annealing(
-        problem, flat_bounds, start, LocalSolver(problem, kwargs, box), callback=callback, rng=rng,
-        seed=seed, maxiter=maxiter, initial_temp=initial_temp, restart_temp_ratio=restart_temp_ratio,
-        visit=visit, accept=accept, maxfun=maxfun, no_local_search=no_local_search,
+        problem,
+        flat_bounds,
+        start,
+        LocalSolver(problem, kwargs, box),
+        callback=callback,
+        rng=rng,
+        seed=seed,
+        maxiter=maxiter,
+        initial_temp=initial_temp,
+        restart_temp_ratio=restart_temp_ratio,
+        visit=visit,
+        accept=accept,
+        maxfun=maxfun,
+        no_local_search=no_local_search,
     )
 
 
@@ -106,8 +119,15 @@ def default_local_search(problem: GlobalProblem) -> dict:
 
 
 def run_dual_annealing(
-    problem: GlobalProblem, flat_bounds: tuple, x0: np.ndarray | None, solver: LocalSolver, *,
-    callback: Callable | None, rng: Any, seed: Any, **options: Any,
+    problem: GlobalProblem,
+    flat_bounds: tuple,
+    x0: np.ndarray | None,
+    solver: LocalSolver,
+    *,
+    callback: Callable | None,
+    rng: Any,
+    seed: Any,
+    **options: Any,
 ) -> so.OptimizeResult:
     """Dual annealing of a built problem over the flat box, local searches by ``solver``."""
     options.update({name: value for name, value in (("rng", rng), ("seed", seed)) if value is not None})
@@ -116,7 +136,10 @@ def run_dual_annealing(
         options["x0"] = x0 if problem.fixed is None else x0[problem.fixed.free]
     with running(problem):
         result = so.dual_annealing(
-            problem.value, so.Bounds(*free_bounds), minimizer_kwargs={"method": solver},
-            callback=structured_callback(callback, problem), **options,
+            problem.value,
+            so.Bounds(*free_bounds),
+            minimizer_kwargs={"method": solver},
+            callback=structured_callback(callback, problem),
+            **options,
         )
     return finish(result, problem)

@@ -178,22 +178,41 @@ def _batched_solves(problem: GlobalProblem, fun: Callable, args: tuple, unpack: 
     from ..drivers.native.batched import unstack
 
     count = starts.shape[0]
-    stacked = ParamSpec(problem.spec.treedef, tuple(
-        dataclasses.replace(leaf, shape=(count,) + leaf.shape, kind="numpy" if leaf.kind == "python" else leaf.kind)
-        for leaf in problem.spec.leaves
-    ))
+    stacked = ParamSpec(
+        problem.spec.treedef,
+        tuple(
+            dataclasses.replace(leaf, shape=(count,) + leaf.shape, kind="numpy" if leaf.kind == "python" else leaf.kind)
+            for leaf in problem.spec.leaves
+        ),
+    )
     parts = [starts[:, a:b].reshape(-1) for a, b in zip(problem.spec.offsets, problem.spec.offsets[1:])]
     batch = minimize(
-        fun, stacked.restore(np.concatenate(parts)), args=args, batch=True, backend=problem.backend,
-        precision=problem.precision, unpack=unpack, bounds=None if box is None else so.Bounds(*box), **kwargs,
+        fun,
+        stacked.restore(np.concatenate(parts)),
+        args=args,
+        batch=True,
+        backend=problem.backend,
+        precision=problem.precision,
+        unpack=unpack,
+        bounds=None if box is None else so.Bounds(*box),
+        **kwargs,
     )
     rows, jacs = unstack(batch.x)[2], unstack(batch.jac)[2]
     return [
         so.OptimizeResult(
-            x=problem.spec.restore(rows[i]), fun=float(batch.fun[i]), jac=problem.spec.restore(jacs[i]),
-            nit=int(batch.nit[i]), nfev=int(batch.nfev[i]), njev=int(batch.njev[i]), nhev=0, nhvp=0,
-            success=bool(batch.success[i]), status=int(batch.status[i]), message=batch.messages[i],
-            backend=batch.backend, precision=batch.precision,
+            x=problem.spec.restore(rows[i]),
+            fun=float(batch.fun[i]),
+            jac=problem.spec.restore(jacs[i]),
+            nit=int(batch.nit[i]),
+            nfev=int(batch.nfev[i]),
+            njev=int(batch.njev[i]),
+            nhev=0,
+            nhvp=0,
+            success=bool(batch.success[i]),
+            status=int(batch.status[i]),
+            message=batch.messages[i],
+            backend=batch.backend,
+            precision=batch.precision,
         )
         for i in range(count)
     ]
@@ -212,8 +231,14 @@ class _RemoteSolve:
 
         bounds = None if self.box is None else so.Bounds(*self.box)
         return minimize(
-            self.fun, self.spec.restore(start), args=self.args, bounds=bounds, backend=self.backend,
-            precision=self.precision, unpack=self.unpack, **self.kwargs,
+            self.fun,
+            self.spec.restore(start),
+            args=self.args,
+            bounds=bounds,
+            backend=self.backend,
+            precision=self.precision,
+            unpack=self.unpack,
+            **self.kwargs,
         )
 
 
@@ -229,8 +254,16 @@ def _collect(problem: GlobalProblem, results: list, starts: np.ndarray, toleranc
     best = results[order[0]]
     minima = [results[i] for i in kept]
     return so.OptimizeResult(
-        x=best.x, fun=float(best.fun), jac=best.get("jac"), success=any(r.success for r in results),
+        x=best.x,
+        fun=float(best.fun),
+        jac=best.get("jac"),
+        success=any(r.success for r in results),
         message=f"{len(results)} local solves found {len(minima)} distinct minima.",
-        minima=minima, local_results=results, starts=starts, nlocal=problem.n_local,
-        backend=problem.backend, precision=problem.precision, **problem.counts(),
+        minima=minima,
+        local_results=results,
+        starts=starts,
+        nlocal=problem.n_local,
+        backend=problem.backend,
+        precision=problem.precision,
+        **problem.counts(),
     )

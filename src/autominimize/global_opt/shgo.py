@@ -107,17 +107,37 @@ def shgo(
         kwargs.setdefault("constraints", constraints)
     if callback is not None:
         kwargs.setdefault("callback", callback)
-    problem, _, (lb, ub) = build_problem(func, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=False, error_handling=error_handling)
+    problem, _, (lb, ub) = build_problem(
+        func, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=False, error_handling=error_handling
+    )
     return run_shgo(
-        problem, lb, ub, LocalSolver(problem, kwargs, scipy_bounds=True), constraints=constraints,
-        n=n, iters=iters, options=options, sampling_method=sampling_method, workers=workers,
+        problem,
+        lb,
+        ub,
+        LocalSolver(problem, kwargs, scipy_bounds=True),
+        constraints=constraints,
+        n=n,
+        iters=iters,
+        options=options,
+        sampling_method=sampling_method,
+        workers=workers,
         executor=executor,
     )
 
 
 def run_shgo(
-    problem: GlobalProblem, lb: np.ndarray, ub: np.ndarray, solver: LocalSolver, *, constraints: Any,
-    n: int, iters: int, options: dict, sampling_method: Any, workers: Any, executor: Any,
+    problem: GlobalProblem,
+    lb: np.ndarray,
+    ub: np.ndarray,
+    solver: LocalSolver,
+    *,
+    constraints: Any,
+    n: int,
+    iters: int,
+    options: dict,
+    sampling_method: Any,
+    workers: Any,
+    executor: Any,
 ) -> so.OptimizeResult:
     """SHGO on a built problem over the flat box, local solves by ``solver``."""
     parallel = executor is not None or workers not in (1, None)
@@ -137,7 +157,13 @@ def run_shgo(
 def _run(func, lb, ub, constraints, n, iters, solver, options, sampling_method, workers) -> so.OptimizeResult:
     box = [(lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None) for lo, hi in zip(lb.tolist(), ub.tolist())]
     return so.shgo(
-        func, box, constraints=constraints, n=n, iters=iters,
-        minimizer_kwargs={"method": solver}, options=options or None,
-        sampling_method=sampling_method, workers=workers,
+        func,
+        box,
+        constraints=constraints,
+        n=n,
+        iters=iters,
+        minimizer_kwargs={"method": solver},
+        options=options or None,
+        sampling_method=sampling_method,
+        workers=workers,
     )

@@ -23,7 +23,9 @@ from ..params import ParamSpec
 __all__ = ["integration_plan", "solve"]
 
 
-def integration_plan(method: str | Callable | None, *, has_bounds: bool, has_constraints: bool, jac: bool | str | None = None, hessp: bool = False) -> MethodPlan:
+def integration_plan(
+    method: str | Callable | None, *, has_bounds: bool, has_constraints: bool, jac: bool | str | None = None, hessp: bool = False
+) -> MethodPlan:
     """Validate ``method`` against the problem and decide which derivatives it gets.
 
     ``jac`` is None or True (the framework's gradient), or False, '2-point' or '3-point'
@@ -33,8 +35,13 @@ def integration_plan(method: str | Callable | None, *, has_bounds: bool, has_con
     if not isinstance(hessp, bool):
         raise TypeError(f"hessp must be True or False; got {hessp!r}.")
     return scipy_pipeline.plan_method(
-        method, has_bounds=has_bounds, has_constraints=has_constraints, jac=jac, hessp=True if hessp else None,
-        schemes=("2-point", "3-point"), callable_jac=False,
+        method,
+        has_bounds=has_bounds,
+        has_constraints=has_constraints,
+        jac=jac,
+        hessp=True if hessp else None,
+        schemes=("2-point", "3-point"),
+        callable_jac=False,
     )
 
 
@@ -77,8 +84,16 @@ def solve(
                 stacklevel=3,
             )
     problem = ScipyProblem(
-        spec, x0, lambda precision: functions, backend, precision, bounds=bounds, constraints=constraints,
-        compile_constraint=lambda fun, args, precision: compile_vector(fun, args), constraint_call=make_call, in_structure=False,
+        spec,
+        x0,
+        lambda precision: functions,
+        backend,
+        precision,
+        bounds=bounds,
+        constraints=constraints,
+        compile_constraint=lambda fun, args, precision: compile_vector(fun, args),
+        constraint_call=make_call,
+        in_structure=False,
     )
     recording = Recording(history=history, log=log, progress=progress, callback=callback)
     return scipy_pipeline.solve(problem, method_plan, recording, tol=tol, options=options)

@@ -55,10 +55,7 @@ def _collect_variables(loss: Callable, var_list: Any) -> list[tf.Variable]:
     elif isinstance(var_list, (list, tuple)):
         found = list(var_list)
     else:
-        raise TypeError(
-            f"var_list must be None, a list of tf.Variables, or a tf.Module or Keras model; got "
-            f"{type(var_list).__name__}."
-        )
+        raise TypeError(f"var_list must be None, a list of tf.Variables, or a tf.Module or Keras model; got {type(var_list).__name__}.")
     variables: list[tf.Variable] = []
     seen: set = set()
     for index, value in enumerate(found):
@@ -111,10 +108,7 @@ def _bounds_entries(var_to_bounds: Any, variables: list[tf.Variable]) -> list[An
             variable = key.deref() if hasattr(key, "deref") else _as_tf_variable(key, "a var_to_bounds key")
             index = position.get(variable.ref())
         if index is None:
-            raise ValueError(
-                f"var_to_bounds names {key!r}, which is not one of the variables being optimized: "
-                f"{[v.name for v in variables]}."
-            )
+            raise ValueError(f"var_to_bounds names {key!r}, which is not one of the variables being optimized: {[v.name for v in variables]}.")
         entries[index] = bounds
     return entries
 
@@ -199,16 +193,13 @@ class ScipyOptimizerInterface:
     ):
         if not callable(loss):
             raise TypeError(
-                f"loss must be a zero-argument callable reading tf.Variables (TF2 has no graph "
-                f"tensors to minimize); got {type(loss).__name__}."
+                f"loss must be a zero-argument callable reading tf.Variables (TF2 has no graph tensors to minimize); got {type(loss).__name__}."
             )
         for key in minimize_kwargs:
             if key in _REPLACED:
                 raise TypeError(f"{key} is not accepted here; use {_REPLACED[key]}.")
             if key not in _EXTRA_ARGUMENTS:
-                raise TypeError(
-                    f"unexpected argument {key!r}; the extra arguments are {', '.join(_EXTRA_ARGUMENTS)}."
-                )
+                raise TypeError(f"unexpected argument {key!r}; the extra arguments are {', '.join(_EXTRA_ARGUMENTS)}.")
         if options is not None and not isinstance(options, dict):
             raise TypeError(f"options must be a dict of scipy solver options or None; got {type(options).__name__}.")
         self.loss = loss
@@ -272,9 +263,7 @@ class ScipyOptimizerInterface:
             def callback(values: list[np.ndarray]) -> Any:
                 return step_callback(np.concatenate([np.ravel(v) for v in values]))
 
-        plan = integration_plan(
-            self.method, has_bounds=self.bounds is not None, has_constraints=bool(self.constraints), hessp=self.hessp
-        )
+        plan = integration_plan(self.method, has_bounds=self.bounds is not None, has_constraints=bool(self.constraints), hessp=self.hessp)
         start = [v.numpy() for v in self.variables]
         x0 = np.concatenate([np.ravel(v).astype(np.float64) for v in start])
         try:

@@ -85,10 +85,7 @@ def vjp(
             is_grads_batched=batch is not None,
             allow_unused=True,
         )
-    return [
-        torch.zeros(lead + p.shape, dtype=p.dtype, device=p.device) if g is None else g
-        for g, p in zip(grads, params)
-    ]
+    return [torch.zeros(lead + p.shape, dtype=p.dtype, device=p.device) if g is None else g for g, p in zip(grads, params)]
 
 
 def hessian_of(grads: Sequence[torch.Tensor], writer: ParameterWriter) -> np.ndarray:

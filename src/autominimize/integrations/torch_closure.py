@@ -34,9 +34,7 @@ def _loss_value(loss: Any) -> float:
         return float(loss.detach())
     if isinstance(loss, (int, float, np.number, np.ndarray)) and np.size(loss) == 1:
         return float(np.asarray(loss).reshape(()))
-    raise TypeError(
-        f"the closure must return the loss as a scalar tensor or a number; got {type(loss).__name__}."
-    )
+    raise TypeError(f"the closure must return the loss as a scalar tensor or a number; got {type(loss).__name__}.")
 
 
 # -- the closure as a flat objective -------------------------------------------------------
@@ -161,9 +159,7 @@ class ClosureFunctions:
     def _gradient_graph(self, x: np.ndarray) -> _Evaluation:
         point = self._valid(x) or self._run(x)
         if point.grad_graph is None:
-            point.grad_graph = vjp(
-                [point.loss], self.writer.params, [torch.ones_like(point.loss)], create_graph=True, retain_graph=True
-            )
+            point.grad_graph = vjp([point.loss], self.writer.params, [torch.ones_like(point.loss)], create_graph=True, retain_graph=True)
         return point
 
     def hvp_at(self, x: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
@@ -264,8 +260,7 @@ def _names_in(model: torch.nn.Module, params: Sequence[torch.Tensor], where: str
     missing = [i for i, p in enumerate(params) if id(p) not in names]
     if missing:
         raise ValueError(
-            f"parameters {missing} of the optimizer are not parameters of {where}; a Closure "
-            "object's model must own every parameter being optimized."
+            f"parameters {missing} of the optimizer are not parameters of {where}; a Closure object's model must own every parameter being optimized."
         )
     return [names[id(p)] for p in params]
 

@@ -226,8 +226,15 @@ class DifferentialEvolution(_GlobalOptimizer):
 
 
 _DE_DEFAULTS = {
-    "callback": None, "polish": True, "updating": None, "workers": 1, "executor": None,
-    "constraints": (), "integrality": None, "rng": None, "seed": None,
+    "callback": None,
+    "polish": True,
+    "updating": None,
+    "workers": 1,
+    "executor": None,
+    "constraints": (),
+    "integrality": None,
+    "rng": None,
+    "seed": None,
 }
 
 

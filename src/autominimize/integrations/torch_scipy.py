@@ -146,10 +146,7 @@ class ScipyOptimizer(torch.optim.Optimizer):
             The loss at the solution, a 0-d tensor with the first parameter's dtype and device.
         """
         if not callable(closure):
-            raise TypeError(
-                "ScipyOptimizer.step needs closure: a function that re-evaluates the model and "
-                f"returns the loss; got {closure!r}."
-            )
+            raise TypeError(f"ScipyOptimizer.step needs closure: a function that re-evaluates the model and returns the loss; got {closure!r}.")
         params, bounds = self._problem()
         spec = ParamSpec.from_tree(params, name="params")
         x0 = spec.flatten(params, name="params")
@@ -224,9 +221,7 @@ class ScipyOptimizer(torch.optim.Optimizer):
         bounded = False
         for index, group in enumerate(self.param_groups):
             group_params = list(group["params"])
-            trainable = np.concatenate(
-                [np.full(p.numel(), p.requires_grad) for p in group_params] or [np.zeros(0, bool)]
-            )
+            trainable = np.concatenate([np.full(p.numel(), p.requires_grad) for p in group_params] or [np.zeros(0, bool)])
             params += [p for p in group_params if p.requires_grad]
             if group["bounds"] is None or not group_params:
                 size = int(trainable.sum())
@@ -246,8 +241,7 @@ class ScipyOptimizer(torch.optim.Optimizer):
             highs.append(ub[trainable])
         if not params:
             raise ValueError(
-                "ScipyOptimizer has no parameter with requires_grad=True to optimize; pass "
-                "model.parameters() with at least one trainable parameter."
+                "ScipyOptimizer has no parameter with requires_grad=True to optimize; pass model.parameters() with at least one trainable parameter."
             )
         return params, (np.concatenate(lows), np.concatenate(highs)) if bounded else None
 
@@ -258,10 +252,7 @@ def _bounds_by_tensor(bounds: Any, group_params: list[torch.Tensor], all_ids: se
         return bounds
     by_id = {id(key): value for key, value in bounds.items()}
     if not all(isinstance(key, torch.Tensor) for key in bounds) or not by_id.keys() <= all_ids:
-        raise BoundsError(
-            f"{where}: a dict of bounds must map parameters of this optimizer (the tensors "
-            "themselves) to (low, high) pairs."
-        )
+        raise BoundsError(f"{where}: a dict of bounds must map parameters of this optimizer (the tensors themselves) to (low, high) pairs.")
     return [by_id.get(id(p)) for p in group_params]
 
 
@@ -292,10 +283,7 @@ class MinimizeWrapper(ScipyOptimizer):
 
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]], minimizer_args: dict[str, Any]):
         if not isinstance(minimizer_args, dict) or "method" not in minimizer_args:
-            raise TypeError(
-                "minimizer_args must be a dict with at least 'method' (a scipy.optimize.minimize "
-                f"method name); got {minimizer_args!r}."
-            )
+            raise TypeError(f"minimizer_args must be a dict with at least 'method' (a scipy.optimize.minimize method name); got {minimizer_args!r}.")
         unknown = sorted(set(minimizer_args) - set(self._ACCEPTED))
         if unknown:
             raise ValueError(f"minimizer_args has unknown keys {unknown}; accepted keys are {list(self._ACCEPTED)}.")

@@ -47,8 +47,17 @@ _ALIASES = {
     "momentum": "sgd",
 }
 _STOPPING = (
-    "Criterion", "Progress", "Stop", "MaxIterations", "MaxEvaluations", "MaxEpochs",
-    "GradientTolerance", "FunctionTolerance", "TimeBudget", "AnyOf", "AllOf",
+    "Criterion",
+    "Progress",
+    "Stop",
+    "MaxIterations",
+    "MaxEvaluations",
+    "MaxEpochs",
+    "GradientTolerance",
+    "FunctionTolerance",
+    "TimeBudget",
+    "AnyOf",
+    "AllOf",
 )
 #: public name -> the submodule that defines it
 _EXPORTS = {

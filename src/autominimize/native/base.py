@@ -58,10 +58,7 @@ class Algorithm:
         known = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(changes) - known)
         if unknown:
-            raise TypeError(
-                f"{self.name} has no hyperparameter {', '.join(map(repr, unknown))}; "
-                f"its hyperparameters are {', '.join(sorted(known))}."
-            )
+            raise TypeError(f"{self.name} has no hyperparameter {', '.join(map(repr, unknown))}; its hyperparameters are {', '.join(sorted(known))}.")
         return dataclasses.replace(self, **changes)
 
     @classmethod

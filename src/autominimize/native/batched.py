@@ -229,8 +229,16 @@ def _init(xp: Any, algo: BatchedLBFGS, value_and_grad: Callable, x0: Any, box: t
     reason = xp.where(done, xp.full_like(zeros_int, _GTOL), zeros_int)
     memory = xp.zeros((batch, algo.memory, n), dtype=x.dtype)
     return BatchedState(
-        x, f, g, memory, xp.zeros_like(memory), xp.zeros((batch, algo.memory), dtype=x.dtype),
-        zeros_int, zeros_int, zeros_int + 1, reason,
+        x,
+        f,
+        g,
+        memory,
+        xp.zeros_like(memory),
+        xp.zeros((batch, algo.memory), dtype=x.dtype),
+        zeros_int,
+        zeros_int,
+        zeros_int + 1,
+        reason,
     )
 
 
@@ -282,7 +290,9 @@ def _direction(xp: Any, algo: BatchedLBFGS, state: BatchedState, box: tuple | No
     return state, d, alpha
 
 
-def _trial(xp: Any, algo: BatchedLBFGS, value_and_grad: Callable, state: BatchedState, d: Any, alpha: Any, searching: Any, found: tuple, box: tuple | None):
+def _trial(
+    xp: Any, algo: BatchedLBFGS, value_and_grad: Callable, state: BatchedState, d: Any, alpha: Any, searching: Any, found: tuple, box: tuple | None
+):
     """One backtracking trial for every member still searching (Armijo along the arc with bounds)."""
     x_best, f_best, g_best, accepted, nfev = found
     x_new = project(xp, state.x + alpha[:, None] * d, box)

@@ -296,8 +296,13 @@ def _step(xp: Any, algo: BatchedLM, evaluate: Callable, s: LMState, box: tuple |
     gtol_hit = no if algo.gtol is None else xp.logical_and(running, _gradient_norm(xp, x, g, box) < algo.gtol)
     max_nfev = algo.max_nfev if algo.max_nfev is not None else 100 * n
     code = xp.full_like(s.reason, RUNNING)
-    for hit, value in ((nfev >= max_nfev, _MAXFEV), (gtol_hit, _GTOL), (xtol_hit, _XTOL), (ftol_hit, _FTOL),
-                       (xp.logical_and(ftol_hit, xtol_hit), _BOTH)):  # the last listed wins
+    for hit, value in (
+        (nfev >= max_nfev, _MAXFEV),
+        (gtol_hit, _GTOL),
+        (xtol_hit, _XTOL),
+        (ftol_hit, _FTOL),
+        (xp.logical_and(ftol_hit, xtol_hit), _BOTH),
+    ):  # the last listed wins
         code = xp.where(xp.logical_and(running, hit), xp.full_like(code, value), code)
     reason = xp.where(running, code, s.reason)
     return LMState(x, r, J, A, cost, g, scale, mu, nu, nfev, nit, reason)

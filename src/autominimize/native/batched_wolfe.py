@@ -63,8 +63,18 @@ def wolfe_start(xp: Any, state: Any, d: Any, alpha: Any, box: tuple | None) -> t
     dphi0 = row_dot(xp, state.g, d)
     zeros = xp.zeros_like(alpha)
     search = WolfeSearch(
-        xp.minimum(alpha, alpha_max), alpha_max, dphi0, xp.zeros_like(alpha, dtype=xp.bool), zeros, state.f, dphi0,
-        state.x, state.g, zeros, state.f, dphi0,
+        xp.minimum(alpha, alpha_max),
+        alpha_max,
+        dphi0,
+        xp.zeros_like(alpha, dtype=xp.bool),
+        zeros,
+        state.f,
+        dphi0,
+        state.x,
+        state.g,
+        zeros,
+        state.f,
+        dphi0,
     )
     return search, d
 

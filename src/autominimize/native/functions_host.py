@@ -23,11 +23,9 @@ def host_functions(backend: str, call: Call, spec: ParamSpec, dtype: str, residu
         if key not in compiled:
             if len(compiled) > 1:  # keep the current batch only (and None)
                 compiled.pop(next(k for k in compiled if k != id(None)))
-            bound = (lambda params: call(params, batch))
+            bound = lambda params: call(params, batch)
             vector = backend_obj.compile_vector(bound, spec, dtype)
-            scalar = backend_obj.compile_scalar(
-                (lambda params: 0.5 * _sum_squares(bound(params))) if residual else bound, spec, dtype
-            )
+            scalar = backend_obj.compile_scalar((lambda params: 0.5 * _sum_squares(bound(params))) if residual else bound, spec, dtype)
             compiled[key] = (batch, scalar, vector)
         return compiled[key][1:]
 
@@ -59,7 +57,9 @@ def host_functions(backend: str, call: Call, spec: ParamSpec, dtype: str, residu
         r, jac = for_batch(batch)[1].value_and_jacobian(x)
         return sum_squared_case_gradients(residual_shapes(x, batch), np.asarray(r), jac)
 
-    return NativeFunctions(value, value_and_grad, hvp, gnvp if residual else None, squared_case_gradients=squared_case_gradients if residual else None)
+    return NativeFunctions(
+        value, value_and_grad, hvp, gnvp if residual else None, squared_case_gradients=squared_case_gradients if residual else None
+    )
 
 
 def _sum_squares(out: Any) -> Any:

@@ -46,7 +46,9 @@ def jax_functions(call: Call, spec: ParamSpec, dtype: str, residual: bool) -> Na
         return sum_squared_case_gradients([leaf.shape for leaf in out], r, jac)
 
     return NativeFunctions(
-        AheadOfTime(objective), AheadOfTime(jax.value_and_grad(objective)), AheadOfTime(hvp),
+        AheadOfTime(objective),
+        AheadOfTime(jax.value_and_grad(objective)),
+        AheadOfTime(hvp),
         AheadOfTime(gnvp) if residual else None,
         value_and_grad_along=AheadOfTime(_along(jax.value_and_grad(objective))),
         squared_case_gradients=AheadOfTime(squared_case_gradients) if residual else None,

@@ -46,7 +46,10 @@ def torch_functions(call: Call, spec: ParamSpec, residual: bool) -> NativeFuncti
         return x_new, f, g, torch.dot(g, d)
 
     return NativeFunctions(
-        value, value_and_grad, _hvp(objective), _gnvp(residuals) if residual else None,
+        value,
+        value_and_grad,
+        _hvp(objective),
+        _gnvp(residuals) if residual else None,
         value_and_grad_along=value_and_grad_along,
         squared_case_gradients=_squared_case_gradients(call, params_of) if residual else None,
     )

@@ -132,8 +132,16 @@ class LBFGS(Algorithm):
         f0 = float(f)
         if self.bounded or self.line_search == "armijo":
             ls = armijo_backtracking(
-                oracle.value_and_grad, xp, x, f0, g, d, alpha0, c1=self.c1,
-                max_evaluations=self.max_line_search, project=self.project if self.bounded else None,
+                oracle.value_and_grad,
+                xp,
+                x,
+                f0,
+                g,
+                d,
+                alpha0,
+                c1=self.c1,
+                max_evaluations=self.max_line_search,
+                project=self.project if self.bounded else None,
                 with_gradient=True,
             )
             if ls.alpha == 0.0:
@@ -147,8 +155,15 @@ class LBFGS(Algorithm):
             f_new, g_new = oracle.value_and_grad(x_new)
         else:
             ls = strong_wolfe(
-                line_evaluator(oracle, x, d), x, f0, g, float(slope), alpha0,
-                c1=self.c1, c2=self.c2, max_evaluations=self.max_line_search,
+                line_evaluator(oracle, x, d),
+                x,
+                f0,
+                g,
+                float(slope),
+                alpha0,
+                c1=self.c1,
+                c2=self.c2,
+                max_evaluations=self.max_line_search,
             )
             if ls.alpha == 0.0:
                 return state._replace(flag="line search failed to find a point with sufficient decrease")

@@ -86,8 +86,13 @@ class JaxMemory(NamedTuple):
         zero = jax.device_put(np.zeros((), np.int32))
         rows = np.zeros((slots, x.shape[0]), dtype)
         return cls(
-            capacity, jax.device_put(rows), jax.device_put(rows), jax.device_put(np.zeros(slots, dtype)),
-            jax.device_put(np.ones((), dtype)), zero, zero,
+            capacity,
+            jax.device_put(rows),
+            jax.device_put(rows),
+            jax.device_put(np.zeros(slots, dtype)),
+            jax.device_put(np.ones((), dtype)),
+            zero,
+            zero,
         )
 
     @property
@@ -110,7 +115,10 @@ class JaxMemory(NamedTuple):
         rows = jnp.asarray([(head - kept + i) % slots for i in range(kept)], jnp.int32)  # oldest first
         fresh = JaxMemory.allocate(self.s[0], capacity)
         return fresh._replace(
-            s=fresh.s.at[:kept].set(self.s[rows]), y=fresh.y.at[:kept].set(self.y[rows]),
-            rho=fresh.rho.at[:kept].set(self.rho[rows]), gamma=self.gamma,
-            head=jnp.asarray(kept % (capacity + 1), jnp.int32), count=jnp.asarray(kept, jnp.int32),
+            s=fresh.s.at[:kept].set(self.s[rows]),
+            y=fresh.y.at[:kept].set(self.y[rows]),
+            rho=fresh.rho.at[:kept].set(self.rho[rows]),
+            gamma=self.gamma,
+            head=jnp.asarray(kept % (capacity + 1), jnp.int32),
+            count=jnp.asarray(kept, jnp.int32),
         )

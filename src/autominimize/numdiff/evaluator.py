@@ -169,7 +169,7 @@ class Evaluator:
                     other.cancel()
                 raise RuntimeError(
                     "workers=: the worker processes ended before answering. A script that uses workers= "
-                    "must guard its top level with `if __name__ == \"__main__\":`, since every worker imports "
+                    'must guard its top level with `if __name__ == "__main__":`, since every worker imports '
                     "the main module; a worker that crashed or ran out of memory also ends them."
                 ) from exc
             except Exception as exc:

@@ -65,7 +65,7 @@ def _mirror_failures(fun, x, plan: Plan, values: list, f0: np.ndarray, bounds, e
     cursor = 0
     for i in range(x.size):
         count = {0: 1, 1: 2, 2: 2, 3: 0}[int(kind[i])]
-        own = values[cursor:cursor + count]
+        own = values[cursor : cursor + count]
         cursor += count
         if all(good(v) for v in own):
             new_values.extend(own)

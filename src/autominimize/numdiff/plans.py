@@ -27,8 +27,7 @@ def canonical_method(method: str) -> str:
     name = _ALIASES.get(method, method) if isinstance(method, str) else method
     if name not in METHODS:
         raise ValueError(
-            f"method={method!r} is not a finite-difference scheme; use one of {METHODS} "
-            "(or scipy's '2-point' = 'forward', '3-point' = 'central')."
+            f"method={method!r} is not a finite-difference scheme; use one of {METHODS} (or scipy's '2-point' = 'forward', '3-point' = 'central')."
         )
     return name
 

@@ -94,7 +94,9 @@ def from_algorithm(algorithm: Algorithm) -> Transformation:
         x, _, _ = flat(params)
         return algorithm.init(x, None) if algorithm.first_order else None
 
-    def update(grads: Any, state: Any, params: Any = None, *, value: Any = None, value_and_grad_fn: Callable | None = None, grad_fn: Callable | None = None) -> tuple[Any, Any]:
+    def update(
+        grads: Any, state: Any, params: Any = None, *, value: Any = None, value_and_grad_fn: Callable | None = None, grad_fn: Callable | None = None
+    ) -> tuple[Any, Any]:
         if params is None:
             raise ValueError(f"{algorithm.name}'s update needs params (its step depends on them).")
         if algorithm.needs_evaluator and value_and_grad_fn is None:
@@ -114,9 +116,7 @@ def from_algorithm(algorithm: Algorithm) -> Transformation:
         def flat_grad(v: Any) -> Any:
             return xp.astype(flatten_leaves(xp, treedef.flatten_up_to(grad_fn(as_tree(v)))), x.dtype)
 
-        oracle = _GivenGradient(
-            x, g, value, flat_value_and_grad if value_and_grad_fn else None, flat_grad if grad_fn else None, algorithm.name
-        )
+        oracle = _GivenGradient(x, g, value, flat_value_and_grad if value_and_grad_fn else None, flat_grad if grad_fn else None, algorithm.name)
         if state is None:
             state = algorithm.init(x, oracle)
         elif algorithm.first_order:
@@ -189,5 +189,3 @@ def merge_updates(updates: Mapping, new: Mapping) -> dict:
             raise KeyError(f"an update for {key!r} already exists")
         merged[key] = value
     return merged
-
-

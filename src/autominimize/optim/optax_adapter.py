@@ -34,8 +34,6 @@ def as_optax(opt: Transformation) -> Any:
         value_and_grad_fn = extra.get("value_and_grad_fn")
         if value_and_grad_fn is None and extra.get("value_fn") is not None:
             value_and_grad_fn = jax.value_and_grad(extra["value_fn"])
-        return opt.update(
-            updates, state, params, value=extra.get("value"), value_and_grad_fn=value_and_grad_fn, grad_fn=extra.get("grad_fn")
-        )
+        return opt.update(updates, state, params, value=extra.get("value"), value_and_grad_fn=value_and_grad_fn, grad_fn=extra.get("grad_fn"))
 
     return optax.GradientTransformationExtraArgs(opt.init, update)

@@ -80,7 +80,10 @@ class Optimizer(torch.optim.Optimizer):
         slot = self.state[params[0]]
         value = None if loss is None else torch.as_tensor(loss).detach()
         updates, slot["autominimize"] = opt.update(
-            grads, slot.get("autominimize"), current, value=value,
+            grads,
+            slot.get("autominimize"),
+            current,
+            value=value,
             value_and_grad_fn=value_and_grad if closure is not None else None,
             grad_fn=(lambda trial: value_and_grad(trial)[1]) if closure is not None else None,
         )

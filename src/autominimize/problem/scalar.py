@@ -133,8 +133,7 @@ class Objective(ScalarBookkeeping):
             return
         if not math.isfinite(f):
             raise ValueError(
-                f"fun is {f} at x0; error_handling='continue' needs a finite value at x0 to back off "
-                "to. Start from a point where fun is finite."
+                f"fun is {f} at x0; error_handling='continue' needs a finite value at x0 to back off to. Start from a point where fun is finite."
             )
         if g is not None and not np.isfinite(g).all():
             index = int(np.flatnonzero(~np.isfinite(g))[0])

@@ -246,8 +246,16 @@ class VectorObjective:
         # the plain flat function where the backend has one: it can be sent to processes
         evaluate = offered(self.functions, "flat") or self.functions.value
         jac, count = self._run(
-            x, self.value_label, numdiff.approx_jacobian, evaluate, x,
-            method=self.scheme, rel_step=self.rel_step, bounds=self.bounds, f0=values, evaluator=self.evaluator,
+            x,
+            self.value_label,
+            numdiff.approx_jacobian,
+            evaluate,
+            x,
+            method=self.scheme,
+            rel_step=self.rel_step,
+            bounds=self.bounds,
+            f0=values,
+            evaluator=self.evaluator,
         )
         self.counters.nfev += count
         return jac.reshape(values.size, x.size)

@@ -168,9 +168,7 @@ class History:
 
     def add_iteration(self, nit: int, x: np.ndarray, f: float, norm: float, nfev: int, njev: int) -> None:
         """Record an iteration; ``x`` is kept as it is (a copy nobody modifies)."""
-        self._iteration_rows.append(
-            (nit, time.perf_counter() - self.start, f, norm, nfev, x if self.keep_points else None, njev)
-        )
+        self._iteration_rows.append((nit, time.perf_counter() - self.start, f, norm, nfev, x if self.keep_points else None, njev))
         if len(self._iteration_rows) >= self._check_at:
             self._thin_points()
 
@@ -222,7 +220,7 @@ class History:
 def _named(named: list, rows: list[tuple], make: Callable[[tuple], tuple]) -> list:
     """Extend ``named`` with the rows not converted yet and return it (the same list each time)."""
     if len(named) < len(rows):
-        named.extend(map(make, rows[len(named):]))
+        named.extend(map(make, rows[len(named) :]))
     return named
 
 

@@ -37,4 +37,3 @@ def attach_best(exc: BaseException, x: Any, f: float) -> None:
     known = getattr(exc, "autominimize_best_f", None)
     if x is not None and (known is None or f < known):
         exc.autominimize_best_x, exc.autominimize_best_f = x, f
-

@@ -52,7 +52,6 @@ class LoggedRun:
     note: str | None = None
 
 
-
 def _open_for_reading(path: str) -> sqlite3.Connection:
     """A read-only connection to exactly ``path`` that creates no file, and whose work and
     memory are bounded by the file's size."""
@@ -126,7 +125,9 @@ def _evaluation_columns(blocks: list[tuple], n: int, name: str) -> tuple[list[np
     for expected_block, (block, first_seq, count, times, kinds, values, norms, best_seq, best_x) in enumerate(blocks):
         where = f"evaluation block {block}"
         if block != expected_block or first_seq != total + 1:
-            raise LogError(f"{name!r} is damaged: its evaluation blocks do not follow one another (block {expected_block} starting at evaluation {total + 1} is missing).")
+            raise LogError(
+                f"{name!r} is damaged: its evaluation blocks do not follow one another (block {expected_block} starting at evaluation {total + 1} is missing)."
+            )
         count = _typed(count, (int,), f"the count of {where}", name)
         if count < 0:
             raise LogError(f"{name!r} is damaged: {where} counts {count} records.")
@@ -276,10 +277,21 @@ def _logged_run(name: str, meta: tuple, evaluation_blocks: list[tuple], iteratio
     if best_x is not None and description is not None:
         x = rebuild(description, best_x)
     return LoggedRun(
-        run_id=run_id, method=method, backend=backend, precision=precision, options=options, started=float(started),
-        finished=None if finished is None else float(finished), success=None if success is None else bool(success),
-        message=message, best_f=np.inf if best_f is None else float(best_f), best_x=best_x, x=x, history=history,
-        structure=description, note=None if description is None else description["note"],
+        run_id=run_id,
+        method=method,
+        backend=backend,
+        precision=precision,
+        options=options,
+        started=float(started),
+        finished=None if finished is None else float(finished),
+        success=None if success is None else bool(success),
+        message=message,
+        best_f=np.inf if best_f is None else float(best_f),
+        best_x=best_x,
+        x=x,
+        history=history,
+        structure=description,
+        note=None if description is None else description["note"],
     )
 
 
@@ -293,7 +305,11 @@ def resume_point(path: str | os.PathLike, spec: ParamSpec) -> np.ndarray:
     current = [(leaf.path, tuple(leaf.shape)) for leaf in spec.leaves]
     stored = leaf_shapes(logged.structure) if logged.structure is not None else [("x0", (logged.best_x.size,))]
     if stored != current:
-        sizes = f"its last run has {logged.best_x.size} parameters but x0 has {spec.size}" if logged.best_x.size != spec.size else "x0 is not structured as its last run was"
+        sizes = (
+            f"its last run has {logged.best_x.size} parameters but x0 has {spec.size}"
+            if logged.best_x.size != spec.size
+            else "x0 is not structured as its last run was"
+        )
         raise LogError(f"resume={name!r}: {sizes}: " + _differences(stored, current) + ".")
     return logged.best_x.copy()
 

@@ -163,7 +163,7 @@ class RunLog:
             taken = rows[:]
             del rows[: len(taken)]
         else:
-            taken = rows[self._taken[which]:]
+            taken = rows[self._taken[which] :]
             self._taken[which] += len(taken)
         self._pending[which].extend(taken)
 
@@ -224,8 +224,15 @@ class RunLog:
         connection.execute(
             "INSERT INTO evaluation_blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                run_id, self._blocks[0], first, len(rows), _little_endian("d", times), bytes(map(KIND_CODES.__getitem__, kinds)),
-                _little_endian("d", values), _little_endian("d", norms), best_seq if stored else None,
+                run_id,
+                self._blocks[0],
+                first,
+                len(rows),
+                _little_endian("d", times),
+                bytes(map(KIND_CODES.__getitem__, kinds)),
+                _little_endian("d", values),
+                _little_endian("d", norms),
+                best_seq if stored else None,
                 best_x.tobytes() if stored else None,
             ),
         )
@@ -239,8 +246,15 @@ class RunLog:
         connection.execute(
             "INSERT INTO iteration_blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                run_id, self._blocks[1], len(rows), _little_endian("q", nit), _little_endian("d", times), _little_endian("d", values),
-                _little_endian("d", norms), _little_endian("q", nfev), _little_endian("q", njev),
+                run_id,
+                self._blocks[1],
+                len(rows),
+                _little_endian("q", nit),
+                _little_endian("d", times),
+                _little_endian("d", values),
+                _little_endian("d", norms),
+                _little_endian("q", nfev),
+                _little_endian("q", njev),
                 np.stack(points).astype(np.float64, copy=False).tobytes() if self.iterates else None,
             ),
         )
@@ -270,4 +284,3 @@ class RunLog:
         report = f"log={self.path!r}: {self.unwritten()} of run {self.run_id or '(not created)'} could not be written ({reason}); they are {later}."
         warnings.warn(report, LogWriteWarning, stacklevel=4)
         return report
-

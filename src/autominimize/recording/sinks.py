@@ -36,15 +36,27 @@ class Sinks:
         self.log_error: str | None = None  # why the log could not be written in full
 
     def start(
-        self, spec: ParamSpec, x0: np.ndarray, *, method: str, backend: str, precision: str, tol: Any,
-        options: dict | None, has_bounds: bool, has_constraints: bool,
+        self,
+        spec: ParamSpec,
+        x0: np.ndarray,
+        *,
+        method: str,
+        backend: str,
+        precision: str,
+        tol: Any,
+        options: dict | None,
+        has_bounds: bool,
+        has_constraints: bool,
     ) -> None:
         """Name where each leaf lies in the history, and open the log's run."""
         if self.history is not None:
             self.history.leaves = [(leaf.path, a, b) for leaf, a, b in zip(spec.leaves, spec.offsets, spec.offsets[1:])]
         if self.log is not None:
             self.log.start_run(
-                method=method, backend=backend, precision=precision, spec=spec,
+                method=method,
+                backend=backend,
+                precision=precision,
+                spec=spec,
                 options={"tol": tol, "options": options, "bounds": has_bounds, "constraints": has_constraints},
             )
 

@@ -45,10 +45,7 @@ def describe(spec: ParamSpec) -> dict:
     >>> d["tree"]["kind"], [leaf["path"] for leaf in d["leaves"]]
     ('dict', ["x0['w']", "x0['b']"])
     """
-    leaves = [
-        {"path": leaf.path, "shape": list(leaf.shape), "dtype": np.dtype(leaf.dtype).name, "array": leaf.kind}
-        for leaf in spec.leaves
-    ]
+    leaves = [{"path": leaf.path, "shape": list(leaf.shape), "dtype": np.dtype(leaf.dtype).name, "array": leaf.kind} for leaf in spec.leaves]
     try:
         counter = iter(range(len(leaves)))
         tree = _node(spec.treedef, counter, 0)
@@ -71,11 +68,20 @@ def _node(treespec: Any, counter: Any, depth: int) -> dict:
     if kind == optree.PyTreeKind.NONE:
         return {"kind": "none"}
     names = {
-        optree.PyTreeKind.TUPLE: "tuple", optree.PyTreeKind.LIST: "list", optree.PyTreeKind.DICT: "dict",
-        optree.PyTreeKind.ORDEREDDICT: "ordereddict", optree.PyTreeKind.NAMEDTUPLE: "namedtuple",
+        optree.PyTreeKind.TUPLE: "tuple",
+        optree.PyTreeKind.LIST: "list",
+        optree.PyTreeKind.DICT: "dict",
+        optree.PyTreeKind.ORDEREDDICT: "ordereddict",
+        optree.PyTreeKind.NAMEDTUPLE: "namedtuple",
     }
-    if kind not in names or (kind in (optree.PyTreeKind.TUPLE, optree.PyTreeKind.LIST, optree.PyTreeKind.DICT) and treespec.type not in (tuple, list, dict)):
-        raise _Undescribable(f"a {getattr(treespec.type, '__name__', kind.name)} (a custom pytree node)" if kind == optree.PyTreeKind.CUSTOM else f"a {treespec.type.__name__}")
+    if kind not in names or (
+        kind in (optree.PyTreeKind.TUPLE, optree.PyTreeKind.LIST, optree.PyTreeKind.DICT) and treespec.type not in (tuple, list, dict)
+    ):
+        raise _Undescribable(
+            f"a {getattr(treespec.type, '__name__', kind.name)} (a custom pytree node)"
+            if kind == optree.PyTreeKind.CUSTOM
+            else f"a {treespec.type.__name__}"
+        )
     node: dict[str, Any] = {"kind": names[kind]}
     if kind in (optree.PyTreeKind.DICT, optree.PyTreeKind.ORDEREDDICT):
         node["keys"] = [_key(key) for key in treespec.entries()]
@@ -141,8 +147,12 @@ def _check_node(node: Any, indices: list[int], depth: int) -> None:
         raise ValueError(f"the structure nests containers deeper than {MAX_DEPTH}")
     kind = node.get("kind") if isinstance(node, dict) else None
     fields = {
-        "leaf": {"kind", "index"}, "none": {"kind"}, "tuple": {"kind", "children"}, "list": {"kind", "children"},
-        "dict": {"kind", "keys", "children"}, "ordereddict": {"kind", "keys", "children"},
+        "leaf": {"kind", "index"},
+        "none": {"kind"},
+        "tuple": {"kind", "children"},
+        "list": {"kind", "children"},
+        "dict": {"kind", "keys", "children"},
+        "ordereddict": {"kind", "keys", "children"},
         "namedtuple": {"kind", "name", "fields", "children"},
     }.get(kind)
     if fields is None or set(node) != fields:
@@ -231,7 +241,10 @@ def _record_type(name: str, fields: tuple[str, ...]) -> type:
         return f"{name}({', '.join(f'{field}={value!r}' for field, value in zip(fields, self))})"
 
     namespace: dict[str, Any] = {
-        "__slots__": (), "_fields": fields, "__new__": __new__, "__repr__": __repr__,
+        "__slots__": (),
+        "_fields": fields,
+        "__new__": __new__,
+        "__repr__": __repr__,
         "_make": classmethod(lambda cls, values: cls(*values)),
         "_asdict": lambda self: dict(zip(fields, self)),
         "_replace": lambda self, **changes: type(self)(*(changes.pop(f, v) for f, v in zip(fields, self))),

@@ -97,7 +97,9 @@ def _clip_rows(rows: np.ndarray, bounds: tuple[np.ndarray, np.ndarray]) -> np.nd
     moved = int(np.count_nonzero(np.any(clipped != rows, axis=1)))
     if moved:
         # stacklevel: the caller of am.minimize, through minimize_recorded, minimize_native and minimize_batched
-        warnings.warn(f"{moved} of the {rows.shape[0]} starting points are outside the bounds; they were clipped into them.", UserWarning, stacklevel=6)
+        warnings.warn(
+            f"{moved} of the {rows.shape[0]} starting points are outside the bounds; they were clipped into them.", UserWarning, stacklevel=6
+        )
     return clipped
 
 

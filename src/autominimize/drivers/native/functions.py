@@ -18,8 +18,21 @@ Call = Callable[[Any, Any], Any]  # call(params, batch)
 
 
 def native_functions(
-    fun: Callable, call: Call, jac: Callable | bool | None, user_jac: Call | None, x: Any, *, method: str, backend: str,
-    spec: ParamSpec, dtype: str, unpack: str, args: tuple, device: Any, probe_batch: Any, stochastic: bool,
+    fun: Callable,
+    call: Call,
+    jac: Callable | bool | None,
+    user_jac: Call | None,
+    x: Any,
+    *,
+    method: str,
+    backend: str,
+    spec: ParamSpec,
+    dtype: str,
+    unpack: str,
+    args: tuple,
+    device: Any,
+    probe_batch: Any,
+    stochastic: bool,
 ) -> NativeFunctions:
     """Value and gradient from the user (``jac`` callable, called as ``user_jac``, or True), or
     the backend's exact derivatives compiled once per (function, structure, dtype, args).
@@ -71,6 +84,7 @@ def _user_gradient(call: Call, jac: Call | None, spec: ParamSpec, x: Any) -> Nat
         return xp.asarray(call(params_of(x), batch), dtype=x.dtype)
 
     if jac is None:
+
         def value_and_grad(x: Any, batch: Any) -> tuple[Any, Any]:
             f, g = call(params_of(x), batch)
             return xp.asarray(f, dtype=x.dtype), flat_gradient(g)

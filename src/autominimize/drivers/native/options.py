@@ -31,9 +31,7 @@ _DEFAULT_STOP = {
 _FIRST_ORDER_STOP = {"gtol": 1e-5, "ftol": None, "maxiter": 10000}
 
 
-def make_algorithm(
-    method: str, options: dict | None, stop: Any, *, stochastic: bool, epochs: int | None, bounds: Any
-) -> tuple[Algorithm, dict]:
+def make_algorithm(method: str, options: dict | None, stop: Any, *, stochastic: bool, epochs: int | None, bounds: Any) -> tuple[Algorithm, dict]:
     """The algorithm with ``options`` as hyperparameters, and the stopping options left over.
 
     Raises a TypeError naming an option the method does not have, and a ValueError where
@@ -58,13 +56,13 @@ def make_algorithm(
     if epochs is not None and not stochastic:
         raise ValueError("epochs= counts passes over data=; give data= (an iterable of mini-batches) too.")
     if bounds is not None and method != "lbfgs-native":
-        raise ValueError(f"method={method!r} does not take bounds; use method='lbfgs-native' (projected L-BFGS) or a scipy method such as 'L-BFGS-B'.")
+        raise ValueError(
+            f"method={method!r} does not take bounds; use method='lbfgs-native' (projected L-BFGS) or a scipy method such as 'L-BFGS-B'."
+        )
     return algorithm, stop_options
 
 
-def make_criterion(
-    method: str, first_order: bool, options: dict, tol: float | None, epochs: int | None, n: int, *, stochastic: bool
-) -> Criterion:
+def make_criterion(method: str, first_order: bool, options: dict, tol: float | None, epochs: int | None, n: int, *, stochastic: bool) -> Criterion:
     """The stopping criterion: ``stop=`` if given, else the method's defaults changed by ``tol`` and ``options``.
 
     A stochastic run stops after ``epochs`` passes over the data (one by default) or

@@ -56,7 +56,9 @@ class NativeRun:
         self.algorithm, stop_options = make_algorithm(self.method, options, stop, stochastic=self.stochastic, epochs=epochs, bounds=bounds)
         self.batches = Batches(data) if self.stochastic else None
         self._set_up(fun, x0, args if isinstance(args, tuple) else (args,), jac, bounds, backend, precision, unpack, torch_device)
-        self.criterion = make_criterion(self.method, self.algorithm.first_order, stop_options, tol, epochs, self.spec.size, stochastic=self.stochastic)
+        self.criterion = make_criterion(
+            self.method, self.algorithm.first_order, stop_options, tol, epochs, self.spec.size, stochastic=self.stochastic
+        )
         self.criterion.start()
         self.callback = callback
         self.oracle = CountingOracle(self.functions)
@@ -65,7 +67,9 @@ class NativeRun:
         self.stop: Stop | None = None
         self._start = 0.0
 
-    def _set_up(self, fun: Callable, x0: Any, args: tuple, jac: Any, bounds: Any, backend: str | None, precision: str | None, unpack: str, device: Any) -> None:
+    def _set_up(
+        self, fun: Callable, x0: Any, args: tuple, jac: Any, bounds: Any, backend: str | None, precision: str | None, unpack: str, device: Any
+    ) -> None:
         """x0's structure, the backend, the functions on its flat arrays, the start and the bounds."""
         stochastic = self.stochastic
         # a stochastic objective takes the mini-batch after the parameters, before args
@@ -85,8 +89,19 @@ class NativeRun:
         with self._context():
             x = to_framework(self.backend, x0_flat, self.dtype, self.spec, device)
             self.functions = native_functions(
-                fun, call, jac, caller(jac) if callable(jac) else None, x, method=self.method, backend=self.backend,
-                spec=self.spec, dtype=self.dtype, unpack=setup.unpack, args=args, device=device, probe_batch=probe_batch,
+                fun,
+                call,
+                jac,
+                caller(jac) if callable(jac) else None,
+                x,
+                method=self.method,
+                backend=self.backend,
+                spec=self.spec,
+                dtype=self.dtype,
+                unpack=setup.unpack,
+                args=args,
+                device=device,
+                probe_batch=probe_batch,
                 stochastic=stochastic,
             )
             if bounds is not None:
@@ -150,8 +165,17 @@ class NativeRun:
     def _snapshot(self, progress: Progress) -> IterationState:
         counts = self.oracle.counts
         return IterationState(
-            self.nit, counts.nfev, counts.njev, counts.nhvp, progress.elapsed,
-            progress.epoch, self.state.f, progress.grad_norm, self.stop, self.state, self._restore,
+            self.nit,
+            counts.nfev,
+            counts.njev,
+            counts.nhvp,
+            progress.elapsed,
+            progress.epoch,
+            self.state.f,
+            progress.grad_norm,
+            self.stop,
+            self.state,
+            self._restore,
         )
 
     def _restore(self, flat: Any) -> Any:
