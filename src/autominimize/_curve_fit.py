@@ -94,9 +94,9 @@ def curve_fit(
     """
     if not callable(f):
         raise TypeError(f"f must be callable; got {type(f).__name__}.")
-    from .implicit import differentiable_framework
+    from .implicit import differentiable_call
 
-    if differentiable_framework((xdata, ydata, sigma)) is not None:  # popt differentiable with respect to the data
+    if differentiable_call((xdata, ydata, sigma), f):  # popt differentiable with respect to the data (or values f captures)
         from .implicit.entry import curve_fit as differentiable_curve_fit
 
         return differentiable_curve_fit(curve_fit, locals())

@@ -130,9 +130,9 @@ def least_squares(
     >>> round(res.x["a"], 6), round(res.x["k"], 6), res.jac.shape
     (2.0, 1.5, (20, 2))
     """
-    from .implicit import differentiable_framework
+    from .implicit import differentiable_call
 
-    if differentiable_framework(args) is not None:  # res.x differentiable with respect to args
+    if differentiable_call(args, fun):  # res.x differentiable with respect to args (or values fun captures)
         from .implicit.entry import least_squares as differentiable_least_squares
 
         return differentiable_least_squares(least_squares, locals())

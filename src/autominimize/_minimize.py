@@ -225,9 +225,9 @@ def minimize(
     # the arguments as given, read first: under TF's autograph (a call inside a tf.function),
     # locals() read within a conditional branch holds only the branch's variables
     call = dict(locals())
-    from .implicit import differentiable_framework
+    from .implicit import constraint_functions, differentiable_call
 
-    if differentiable_framework(args) is not None:  # res.x differentiable with respect to args
+    if differentiable_call(args, fun, *constraint_functions(constraints)):  # res.x differentiable (args, captured values)
         from .implicit.entry import minimize as differentiable_minimize
 
         return differentiable_minimize(minimize, call)

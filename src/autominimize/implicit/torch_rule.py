@@ -17,7 +17,7 @@ import scipy.optimize as so
 from .backward import adjoint_at, count_hvps
 from .problem import ImplicitProblem, flat_solution, split_args
 
-__all__ = ["solve_with_torch"]
+__all__ = ["depends_on_captured", "solve_with_torch"]
 
 
 class TorchOperators:
@@ -138,6 +138,24 @@ def _flat(torch: Any, out: Any, dtype: Any) -> Any:
     import optree
 
     return torch.cat([torch.as_tensor(leaf).reshape(-1).to(dtype) for leaf in optree.tree_leaves(out)])
+
+
+def depends_on_captured(fun: Callable, template: Any, args: tuple, unpack: str) -> bool:
+    """Whether ``fun``'s value at x0 depends on a tensor that requires grad other than x0's
+    (which does not here): one evaluation, for a function that captures such a tensor. A
+    tensor captured for its dtype or device only (``am.torch.function_factory``) does not count."""
+    import optree
+    import torch
+
+    from ..calling import make_caller, resolve_unpack
+
+    leaves, treedef = optree.tree_flatten(template, none_is_leaf=False)
+    params = treedef.unflatten(
+        [leaf.detach() if isinstance(leaf, torch.Tensor) else torch.as_tensor(np.asarray(leaf, dtype=np.float64)) for leaf in leaves]
+    )
+    with torch.enable_grad():
+        out = make_caller(fun, resolve_unpack(fun, template, unpack, len(args)), args, template)(params)
+    return any(isinstance(leaf, torch.Tensor) and leaf.requires_grad for leaf in optree.tree_leaves(out, none_is_leaf=False))
 
 
 def solve_with_torch(problem: ImplicitProblem, run: Callable[[Any, tuple], so.OptimizeResult], x0: Any, args: tuple) -> so.OptimizeResult:
