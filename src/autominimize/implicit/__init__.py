@@ -1,7 +1,8 @@
 """Differentiate through a solve: ``res.x`` as a function of ``args`` (implicit differentiation).
 
 When ``args`` hold values the caller's framework differentiates with respect to (see
-:func:`differentiable_framework`), ``am.minimize``, ``am.least_squares`` and ``am.curve_fit``
+:func:`differentiable_framework`), or the objective captures such values (see
+:func:`captured_differentiable`), ``am.minimize``, ``am.least_squares`` and ``am.curve_fit``
 run the ordinary solve on concrete values and attach a derivative rule to ``res.x``: the implicit
 function theorem at the solution (:mod:`.adjoint`), with one adapter per framework. See
 ``docs/implicit-differentiation.md``.
@@ -123,8 +124,8 @@ def captured_differentiable(*functions: Any) -> tuple[str, str] | None:
     """A value captured by one of ``functions`` (not passed in ``args``) that the caller's
     framework differentiates, as (framework, its name), or None.
 
-    The solution is differentiated with respect to ``args`` only: such a value would be a
-    constant to the solve, and a gradient through it silently incomplete. The rule is
+    On JAX such values are hoisted into the derivative's inputs; elsewhere they would be
+    constants to the solve, and a gradient through them silently incomplete. The rule is
     :func:`differentiable_framework`'s, except on TensorFlow, where only trainable variables
     count (any captured tensor could be watched, and constants are common).
 

@@ -157,7 +157,7 @@ def _parameters(entry: Callable, call: dict) -> dict:
 
 
 def minimize(entry: Callable, call: dict) -> so.OptimizeResult:
-    """``entry`` (am.minimize) with ``res.x`` differentiable with respect to ``call['args']``."""
+    """``entry`` (am.minimize) with ``res.x`` differentiable with respect to ``call["args"]`` (and captured JAX values)."""
     from .._residuals import Residuals, is_residual_function
     from ..drivers.scipy_least_squares import LEAST_SQUARES_METHODS
 
@@ -198,7 +198,7 @@ def minimize(entry: Callable, call: dict) -> so.OptimizeResult:
 
 
 def least_squares(entry: Callable, call: dict) -> so.OptimizeResult:
-    """``entry`` (am.least_squares) with ``res.x`` differentiable with respect to ``call['args']``."""
+    """``entry`` (am.least_squares) with ``res.x`` differentiable with respect to ``call["args"]`` (and captured JAX values)."""
     from .._residuals import Residuals
     from ..drivers.scipy_least_squares import scipy_least_squares_bounds as _scipy_least_squares_bounds
 

@@ -148,11 +148,11 @@ def depends_on_captured(fun: Callable, template: Any, args: tuple, unpack: str) 
     import torch
 
     from ..calling import make_caller, resolve_unpack
+    from ..params import ParamSpec
 
-    leaves, treedef = optree.tree_flatten(template, none_is_leaf=False)
-    params = treedef.unflatten(
-        [leaf.detach() if isinstance(leaf, torch.Tensor) else torch.as_tensor(np.asarray(leaf, dtype=np.float64)) for leaf in leaves]
-    )
+    spec = ParamSpec.from_tree(template)
+    flat = torch.as_tensor(flat_solution(template))
+    params = spec.unflatten_leaves([flat[a:b].reshape(shape) for shape, a, b in zip(spec.shapes, spec.offsets, spec.offsets[1:])])
     with torch.enable_grad():
         out = make_caller(fun, resolve_unpack(fun, template, unpack, len(args)), args, template)(params)
     return any(isinstance(leaf, torch.Tensor) and leaf.requires_grad for leaf in optree.tree_leaves(out, none_is_leaf=False))
