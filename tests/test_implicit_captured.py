@@ -163,8 +163,10 @@ def test_torch_captured_tensor_the_value_does_not_depend_on_takes_the_ordinary_p
         w = w.to(dtype=like["weight"].dtype)
         return ((X @ w - y) ** 2).mean()
 
-    res = am.minimize(loss, np.zeros(2), method="L-BFGS-B")
+    res = am.minimize(loss, [0.0, 0.0], method="L-BFGS-B")  # a list of numbers is a vector
     np.testing.assert_allclose(res.x, [2.0, -1.0], atol=1e-5)
+    with pytest.raises(ValueError, match="captures like"):
+        am.minimize(lambda w: loss(w) + like["bias"].sum(), [0.0, 0.0], method="L-BFGS-B")
     res = am.least_squares(lambda w: X @ w.to(dtype=like["bias"].dtype) - y, np.zeros(2))
     np.testing.assert_allclose(res.x, [2.0, -1.0], atol=1e-6)
 

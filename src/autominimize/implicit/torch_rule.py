@@ -147,9 +147,10 @@ def depends_on_captured(fun: Callable, template: Any, args: tuple, unpack: str) 
     import optree
     import torch
 
-    from ..calling import make_caller, resolve_unpack
+    from ..calling import is_number_list, make_caller, resolve_unpack
     from ..params import ParamSpec
 
+    template = np.asarray(template, dtype=np.float64) if is_number_list(template) else template  # a vector, as in the solve
     spec = ParamSpec.from_tree(template)
     flat = torch.as_tensor(flat_solution(template))
     params = spec.unflatten_leaves([flat[a:b].reshape(shape) for shape, a, b in zip(spec.shapes, spec.offsets, spec.offsets[1:])])
