@@ -178,3 +178,24 @@ def test_tensorflow_captured_trainable_variable_under_a_tape_is_refused():
         am.minimize(fun, np.zeros(3))
     res = am.minimize(fun, np.zeros(3))  # no tape records: the ordinary solve
     np.testing.assert_allclose(res.x, 2.0, atol=1e-6)
+
+
+def test_jax_captured_value_with_bounds_and_the_functions_that_would_receive_it():
+    """Active bounds get zero sensitivity as with args; a constraint that would receive the
+    hoisted values (it receives args), or captures a tracer itself, is an error asking for args."""
+    with jax.enable_x64(True):
+
+        def solve(theta):
+            fun = lambda x: jnp.sum((x - theta * jnp.array([1.0, -1.0, 2.0])) ** 2)  # noqa: E731
+            return am.minimize(fun, np.zeros(3), method="L-BFGS-B", bounds=(-0.5, None), options=TIGHT).x
+
+        np.testing.assert_allclose(jax.jacrev(solve)(1.0), [1.0, 0.0, 2.0], atol=1e-9)  # x = (theta, -0.5, 2 theta)
+
+        def constrained(theta, constraint):
+            fun = lambda x: jnp.sum((x - theta) ** 2)  # noqa: E731
+            return am.minimize(fun, np.ones(2), method="SLSQP", constraints=constraint(theta)).x.sum()
+
+        with pytest.raises(ValueError, match="constraint function receives args"):
+            jax.grad(constrained, argnums=0)(0.3, lambda theta: {"type": "eq", "fun": lambda x: jnp.sum(x) - 1.0})
+        with pytest.raises(ValueError, match="a constraint captures theta"):
+            jax.grad(constrained, argnums=0)(0.3, lambda theta: {"type": "eq", "fun": lambda x: jnp.sum(x) - theta})
