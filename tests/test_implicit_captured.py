@@ -1,5 +1,5 @@
 """Values the objective captures instead of receiving them in args: hoisted into the derivative
-on JAX (64-bit), refused with an error naming them on torch and TensorFlow."""
+on JAX, refused with an error naming them on torch and TensorFlow."""
 
 from __future__ import annotations
 
@@ -119,9 +119,14 @@ def test_jax_least_squares_and_curve_fit_with_captured_values():
         np.testing.assert_allclose(jax.grad(lambda s: fit_curve(s) @ jnp.array([1.0, 2.0]))(0.2), expected[0], rtol=1e-5)
 
 
-def test_jax_32_bit_mode_refuses_a_captured_value():
-    with pytest.raises(ValueError, match="captures theta, a JAX value.*64-bit JAX"):
-        jax.grad(lambda theta: solve_captured(theta) @ WEIGHTS)(jnp.asarray(THETA, dtype=jnp.float32))
+def test_jax_32_bit_mode_differentiates_a_captured_value_in_reverse_mode():
+    """The default configuration: the solve runs in float64, the gradient comes back in float32."""
+    expected = central_differences(fd_loss, THETA)
+    theta = jnp.asarray(THETA, dtype=jnp.float32)
+    got = jax.grad(lambda theta: solve_captured(theta) @ WEIGHTS)(theta)
+    assert got.dtype == jnp.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    np.testing.assert_allclose(jax.jit(jax.grad(lambda theta: solve_captured(theta) @ WEIGHTS))(theta), expected, rtol=1e-5)
 
 
 def test_torch_captured_value_that_requires_grad_is_refused_with_its_name():

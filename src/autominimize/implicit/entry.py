@@ -115,15 +115,6 @@ def _hoist(entry: str, framework: str, fun: Callable, template: Any, args: tuple
     found = captured_differentiable(fun) if framework == "jax" else None
     if found is None:
         return fun, args, unpack
-    import jax
-
-    if not jax.enable_x64.value:
-        # the hoisted trace holds float64 conversions of fun's NumPy constants, which JAX would
-        # then hand to the caller's own 32-bit code
-        raise ValueError(
-            f"{entry}: fun captures {found[1]}, a JAX value to differentiate with respect to; values fun captures "
-            "are differentiated with 64-bit JAX (jax.config.update('jax_enable_x64', True)). Pass it in args instead."
-        )
     from .jax_rule import hoist_captured
 
     hoisted = hoist_captured(fun, template, args, unpack)

@@ -48,9 +48,12 @@ def hoist_captured(fun: Callable, template: Any, args: tuple, unpack: str) -> tu
     ``jax.closure_convert`` traces ``fun`` once at float64 parameters (x0's shapes) and ``args``
     and hoists the tracers it reads, at any depth of closures, out of the trace; ``lifted``
     evaluates that trace, its inputs cast to the dtypes it was traced with (the solve and the
-    derivative rule run in float64, the caller's values keep their own dtypes).
+    derivative rule run in float64, the caller's values keep their own dtypes). The trace's
+    NumPy constants are copies: JAX caches its float64 conversion of a NumPy array for as long
+    as the conversion lives, and would hand it to the caller's 32-bit code.
     """
     import jax
+    import jax.extend.core as jex
     import jax.numpy as jnp
 
     spec = ParamSpec.from_tree(template)
@@ -62,16 +65,20 @@ def hoist_captured(fun: Callable, template: Any, args: tuple, unpack: str) -> tu
     with float64_scope():
         params = spec.unflatten_leaves([jnp.zeros(shape, dtype=jnp.float64) for shape in spec.shapes])
         converted, captured = jax.closure_convert(call, params, tuple(args))
-        dtypes = [jax.typeof(leaf).dtype for leaf in jax.tree_util.tree_leaves((params, tuple(args), list(captured)))]
-    if not captured:
-        return None
+        if not captured:
+            return None
+        inputs = jax.tree_util.tree_map(lambda leaf: jax.ShapeDtypeStruct(jnp.shape(leaf), jax.typeof(leaf).dtype), (params, tuple(args), list(captured)))
+        closed, out_shape = jax.make_jaxpr(lambda p, a, c: converted(p, a, *c), return_shape=True)(*inputs)
+    consts = [np.array(c) if isinstance(c, np.ndarray) else c for c in closed.consts]
+    evaluate = jex.jaxpr_as_fun(jex.ClosedJaxpr(closed.jaxpr, consts))
+    dtypes = [leaf.dtype for leaf in jax.tree_util.tree_leaves(inputs)]
+    out_tree = jax.tree_util.tree_structure(out_shape)
     count = len(args)
 
-    def lifted(params: Any, *inputs: Any) -> Any:
-        leaves, tree = jax.tree_util.tree_flatten((params, tuple(inputs[:count]), list(inputs[count:])))
+    def lifted(params: Any, *values: Any) -> Any:
+        leaves = jax.tree_util.tree_leaves((params, tuple(values[:count]), list(values[count:])))
         leaves = [leaf if jnp.result_type(leaf) == dtype else jnp.asarray(leaf).astype(dtype) for leaf, dtype in zip(leaves, dtypes)]
-        params, head, tail = tree.unflatten(leaves)
-        return converted(params, head, *tail)
+        return out_tree.unflatten(evaluate(*leaves))
 
     return lifted, tuple(args) + tuple(captured)
 
