@@ -94,9 +94,9 @@ def curve_fit(
     """
     if not callable(f):
         raise TypeError(f"f must be callable; got {type(f).__name__}.")
-    from .implicit import differentiable_framework
+    from .implicit import differentiable_call
 
-    if differentiable_framework((xdata, ydata, sigma)) is not None:  # popt differentiable with respect to the data
+    if differentiable_call((xdata, ydata, sigma), f):  # popt differentiable with respect to the data (or values f captures)
         from .implicit.entry import curve_fit as differentiable_curve_fit
 
         return differentiable_curve_fit(curve_fit, locals())
@@ -109,8 +109,15 @@ def curve_fit(
     if method is None:
         method = "trf" if bounds is not None else "lm"
     res = least_squares(
-        residual, p0, jac=residual_jac, bounds=bounds, method=method, backend=backend, precision=precision,
-        unpack="none", **kwargs,
+        residual,
+        p0,
+        jac=residual_jac,
+        bounds=bounds,
+        method=method,
+        backend=backend,
+        precision=precision,
+        unpack="none",
+        **kwargs,
     )
     if not res.success:
         raise RuntimeError(f"Optimal parameters not found: {res.message}")

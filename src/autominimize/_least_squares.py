@@ -130,9 +130,9 @@ def least_squares(
     >>> round(res.x["a"], 6), round(res.x["k"], 6), res.jac.shape
     (2.0, 1.5, (20, 2))
     """
-    from .implicit import differentiable_framework
+    from .implicit import differentiable_call
 
-    if differentiable_framework(args) is not None:  # res.x differentiable with respect to args
+    if differentiable_call(args, fun):  # res.x differentiable with respect to args (or values fun captures)
         from .implicit.entry import least_squares as differentiable_least_squares
 
         return differentiable_least_squares(least_squares, locals())
@@ -140,26 +140,53 @@ def least_squares(
     if method not in LEAST_SQUARES_METHODS:
         raise ValueError(f"method={method!r} is not a least-squares method; use one of {LEAST_SQUARES_METHODS}.")
     if jac_sparsity is not None and jac not in ("2-point", "3-point", None):
-        raise ValueError(
-            "jac_sparsity is for the backend's Jacobian (jac=None) or scipy's sparse finite differences "
-            "(jac='2-point' or '3-point')."
-        )
+        raise ValueError("jac_sparsity is for the backend's Jacobian (jac=None) or scipy's sparse finite differences (jac='2-point' or '3-point').")
     problem, spec, x0_flat, flat_bounds, backend_obj, dtype = _build_problem(
-        fun, x0, jac=jac, fun_and_jac=fun_and_jac, args=args, kwargs=kwargs, bounds=bounds, backend=backend,
-        precision=precision, unpack=unpack, diff_step=diff_step, workers=workers, executor=executor,
-        torch_device=torch_device, error_handling=error_handling,
+        fun,
+        x0,
+        jac=jac,
+        fun_and_jac=fun_and_jac,
+        args=args,
+        kwargs=kwargs,
+        bounds=bounds,
+        backend=backend,
+        precision=precision,
+        unpack=unpack,
+        diff_step=diff_step,
+        workers=workers,
+        executor=executor,
+        torch_device=torch_device,
+        error_handling=error_handling,
     )
     if method == "lm" and flat_bounds is not None:
         raise ValueError("method='lm' does not handle bounds; use method='trf' or 'dogbox'.")
     if method == "lm" and callback is not None and not isinstance(callback, IterationReport):
         raise ValueError("method='lm' does not call a callback (scipy would ignore it); use 'trf' or 'dogbox'.")
     options: dict[str, Any] = dict(
-        method=method, ftol=ftol, xtol=xtol, gtol=gtol, loss=loss, f_scale=f_scale, tr_solver=tr_solver,
-        tr_options=tr_options or {}, max_nfev=max_nfev, verbose=verbose,
+        method=method,
+        ftol=ftol,
+        xtol=xtol,
+        gtol=gtol,
+        loss=loss,
+        f_scale=f_scale,
+        tr_solver=tr_solver,
+        tr_options=tr_options or {},
+        max_nfev=max_nfev,
+        verbose=verbose,
     )
     return run_least_squares(
-        problem, spec, x0_flat, flat_bounds, backend_obj, dtype, jac=jac, jac_sparsity=jac_sparsity, diff_step=diff_step,
-        x_scale=x_scale, callback=callback, options=options,
+        problem,
+        spec,
+        x0_flat,
+        flat_bounds,
+        backend_obj,
+        dtype,
+        jac=jac,
+        jac_sparsity=jac_sparsity,
+        diff_step=diff_step,
+        x_scale=x_scale,
+        callback=callback,
+        options=options,
     )
 
 
@@ -273,7 +300,23 @@ def minimize_least_squares(
     if isinstance(fun, Residuals) and fun.jac is not None:
         jac = None  # one call site for both kinds: the scalar gradient is for scalar methods
     kwargs = dict(options or {})
-    allowed = set(inspect.signature(least_squares).parameters) - {"fun", "x0", "jac", "bounds", "method", "args", "callback", "fun_and_jac", "backend", "precision", "unpack", "torch_device", "workers", "executor", "error_handling"}
+    allowed = set(inspect.signature(least_squares).parameters) - {
+        "fun",
+        "x0",
+        "jac",
+        "bounds",
+        "method",
+        "args",
+        "callback",
+        "fun_and_jac",
+        "backend",
+        "precision",
+        "unpack",
+        "torch_device",
+        "workers",
+        "executor",
+        "error_handling",
+    }
     unknown = set(kwargs) - allowed
     if unknown:
         raise ValueError(f"options: {sorted(unknown)} are not options of method={method!r}; accepted: {sorted(allowed)}.")
@@ -281,9 +324,22 @@ def minimize_least_squares(
         for name in ("ftol", "xtol", "gtol"):
             kwargs.setdefault(name, tol)
     res = least_squares(
-        fun, x0, jac=jac, bounds=bounds, method=method, args=args, callback=callback, fun_and_jac=fun_and_jac,
-        backend=backend, precision=precision, unpack=unpack, torch_device=torch_device, workers=workers,
-        executor=executor, error_handling=error_handling, **kwargs,
+        fun,
+        x0,
+        jac=jac,
+        bounds=bounds,
+        method=method,
+        args=args,
+        callback=callback,
+        fun_and_jac=fun_and_jac,
+        backend=backend,
+        precision=precision,
+        unpack=unpack,
+        torch_device=torch_device,
+        workers=workers,
+        executor=executor,
+        error_handling=error_handling,
+        **kwargs,
     )
     res.residuals, res.residual_jac = res.fun, res.jac
     res.fun, res.jac = float(res.cost), res.grad
@@ -311,9 +367,13 @@ def residual_scalar_functions(
     vector = configure_numdiff(compile_functions(backend_obj, "vector", fun, call, spec, dtype, unpack, args, torch_device), bounds, evaluator)
     user_jacobian = framework_flat(fun.jac) if fun.jac is not None else None
     user_fun_and_jac = framework_flat(fun_and_jac) if fun_and_jac is not None else None
-    residual_objective = ResidualObjective(vector, spec, user_jacobian=user_jacobian, user_fun_and_jac=user_fun_and_jac, bounds=bounds, evaluator=evaluator)
+    residual_objective = ResidualObjective(
+        vector, spec, user_jacobian=user_jacobian, user_fun_and_jac=user_fun_and_jac, bounds=bounds, evaluator=evaluator
+    )
     scalar = None
     if user_jacobian is None and user_fun_and_jac is None:
-        scalar = compile_functions(backend_obj, "sum-of-squares", fun, lambda params: sum_of_squares(call(params)), spec, dtype, unpack, args, torch_device)
+        scalar = compile_functions(
+            backend_obj, "sum-of-squares", fun, lambda params: sum_of_squares(call(params)), spec, dtype, unpack, args, torch_device
+        )
         scalar = configure_numdiff(scalar, bounds, evaluator)
     return GaussNewtonFunctions(scalar, residual_objective)

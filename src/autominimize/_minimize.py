@@ -225,27 +225,49 @@ def minimize(
     # the arguments as given, read first: under TF's autograph (a call inside a tf.function),
     # locals() read within a conditional branch holds only the branch's variables
     call = dict(locals())
-    from .implicit import differentiable_framework
+    from .implicit import constraint_functions, differentiable_call
 
-    if differentiable_framework(args) is not None:  # res.x differentiable with respect to args
+    if differentiable_call(args, fun, *constraint_functions(constraints)):  # res.x differentiable (args, captured values)
         from .implicit.entry import minimize as differentiable_minimize
 
         return differentiable_minimize(minimize, call)
     check_error_handling(error_handling)
     _check_plain_arguments(tol, options, {"callback": callback, "step_callback": step_callback, "loss_callback": loss_callback})
     recording = Recording(
-        history=history, log=log, resume=resume, progress=progress, callback=callback, step_callback=step_callback,
-        loss_callback=loss_callback, observers=list(observers),
+        history=history,
+        log=log,
+        resume=resume,
+        progress=progress,
+        callback=callback,
+        step_callback=step_callback,
+        loss_callback=loss_callback,
+        observers=list(observers),
     )
     if isinstance(method, str) and is_native_method(method):
-        _check_native_arguments(method, error_handling, hess, hessp, constraints, {"fun_and_jac": fun_and_jac, "workers": workers, "executor": executor})
+        _check_native_arguments(
+            method, error_handling, hess, hessp, constraints, {"fun_and_jac": fun_and_jac, "workers": workers, "executor": executor}
+        )
         # the native and least-squares families load on first use: importing them costs a plain
         # NumPy solve in a fresh interpreter about 60 ms, a seventh of what it costs in all
         from ._minimize_families import minimize_native_recorded
 
         return minimize_native_recorded(
-            fun, x0, args, method, recording, jac=jac, bounds=bounds, tol=tol, options=options, backend=backend,
-            precision=precision, unpack=unpack, torch_device=torch_device, data=data, epochs=epochs, batch=batch,
+            fun,
+            x0,
+            args,
+            method,
+            recording,
+            jac=jac,
+            bounds=bounds,
+            tol=tol,
+            options=options,
+            backend=backend,
+            precision=precision,
+            unpack=unpack,
+            torch_device=torch_device,
+            data=data,
+            epochs=epochs,
+            batch=batch,
         )
     if data is not None or epochs is not None or batch:
         raise ValueError(
@@ -258,9 +280,23 @@ def minimize(
         from ._minimize_families import minimize_least_squares_recorded
 
         return minimize_least_squares_recorded(
-            fun, x0, args, method.lower(), recording, jac=jac, fun_and_jac=fun_and_jac, bounds=bounds, tol=tol,
-            options=options, backend=backend, precision=precision, unpack=unpack,
-            torch_device=torch_device, workers=workers, executor=executor, error_handling=error_handling,
+            fun,
+            x0,
+            args,
+            method.lower(),
+            recording,
+            jac=jac,
+            fun_and_jac=fun_and_jac,
+            bounds=bounds,
+            tol=tol,
+            options=options,
+            backend=backend,
+            precision=precision,
+            unpack=unpack,
+            torch_device=torch_device,
+            workers=workers,
+            executor=executor,
+            error_handling=error_handling,
         )
     source = _ObjectiveSource.of(fun, jac, fun_and_jac)
     if hvp_type not in HVP_TYPES:
@@ -271,7 +307,18 @@ def minimize(
     plan = plan_method(
         method, has_bounds=flat_bounds is not None, has_constraints=has_constraints(constraints), jac=source.jac, hess=hess, hessp=hessp
     )
-    problem = _compile(setup, source, constraints, backend=backend, hess=hess, hessp=hessp, resume=resume, workers=workers, executor=executor, error_handling=error_handling)
+    problem = _compile(
+        setup,
+        source,
+        constraints,
+        backend=backend,
+        hess=hess,
+        hessp=hessp,
+        resume=resume,
+        workers=workers,
+        executor=executor,
+        error_handling=error_handling,
+    )
     return solve(problem, plan, recording, tol=tol, options=options)
 
 
@@ -299,7 +346,9 @@ def _check_native_arguments(method: str, error_handling: str, hess: Any, hessp: 
     if error_handling != "raise":
         raise ValueError(f"error_handling={error_handling!r} is for scipy's methods; method={method!r} (native) always raises.")
     if hess is not None or hessp is not None or constraints:
-        raise ValueError(f"method={method!r} computes its own curvature and takes no constraints; hess, hessp and constraints are for scipy's methods.")
+        raise ValueError(
+            f"method={method!r} computes its own curvature and takes no constraints; hess, hessp and constraints are for scipy's methods."
+        )
     _refuse_unused(unused, method)
 
 
@@ -348,16 +397,35 @@ class _ObjectiveSource:
             return UserValueAndGrad(call_flat, spec, setup.flat_call(self.value_fun) if self.value_fun is not None else None)
         if self.residual:
             return residual_scalar_functions(
-                setup.backend_obj, self.fun, setup.call, setup.spec, precision, setup.unpack, setup.args, setup.device, setup.flat_call,
-                fun_and_jac=self.fun_and_jac, bounds=setup.bounds, evaluator=evaluator,
+                setup.backend_obj,
+                self.fun,
+                setup.call,
+                setup.spec,
+                precision,
+                setup.unpack,
+                setup.args,
+                setup.device,
+                setup.flat_call,
+                fun_and_jac=self.fun_and_jac,
+                bounds=setup.bounds,
+                evaluator=evaluator,
             )
         compiled = setup.compile("scalar", self.fun, setup.call, dtype=precision)
         return configure_numdiff(compiled, setup.bounds, evaluator)
 
 
 def _compile(
-    setup: Setup, source: _ObjectiveSource, constraints: Any, *, backend: str | None, hess: Any, hessp: Any, resume: Any,
-    workers: int | None, executor: Any, error_handling: str,
+    setup: Setup,
+    source: _ObjectiveSource,
+    constraints: Any,
+    *,
+    backend: str | None,
+    hess: Any,
+    hessp: Any,
+    resume: Any,
+    workers: int | None,
+    executor: Any,
+    error_handling: str,
 ) -> ScipyProblem:
     """The backend chosen, the start read, the user's derivatives flattened: the flat problem."""
     backend_name = setup.choose_backend(backend, from_leaves=source.user_derivatives)
@@ -369,11 +437,18 @@ def _compile(
         x0_flat = resume_point(resume, setup.spec)
     derivatives = _user_derivatives(setup, source.jac, hess, hessp)
     return ScipyProblem(
-        setup.spec, setup.clip_start(x0_flat, stacklevel=_stacklevel_outside()), functools.partial(source.compile, setup, evaluator),
-        backend_name, setup.dtype, bounds=setup.bounds, constraints=constraints,
+        setup.spec,
+        setup.clip_start(x0_flat, stacklevel=_stacklevel_outside()),
+        functools.partial(source.compile, setup, evaluator),
+        backend_name,
+        setup.dtype,
+        bounds=setup.bounds,
+        constraints=constraints,
         compile_constraint=lambda fun, extra, precision: setup.compile("vector", fun, extra=extra or setup.args, dtype=precision),
         constraint_call=lambda jac, extra: setup.flat_call(jac, extra or setup.args),
-        derivatives=derivatives, error_handling=error_handling, float32_fallback=functools.partial(_float32_fallback, source.fun, setup),
+        derivatives=derivatives,
+        error_handling=error_handling,
+        float32_fallback=functools.partial(_float32_fallback, source.fun, setup),
         contexts=(setup.backend_obj.solve_context(setup.dtype), evaluator),
     )
 

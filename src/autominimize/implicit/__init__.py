@@ -1,7 +1,8 @@
 """Differentiate through a solve: ``res.x`` as a function of ``args`` (implicit differentiation).
 
 When ``args`` hold values the caller's framework differentiates with respect to (see
-:func:`differentiable_framework`), ``am.minimize``, ``am.least_squares`` and ``am.curve_fit``
+:func:`differentiable_framework`), or the objective captures such values (see
+:func:`captured_differentiable`), ``am.minimize``, ``am.least_squares`` and ``am.curve_fit``
 run the ordinary solve on concrete values and attach a derivative rule to ``res.x``: the implicit
 function theorem at the solution (:mod:`.adjoint`), with one adapter per framework. See
 ``docs/implicit-differentiation.md``.
@@ -11,14 +12,25 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import sys
+import types
 from collections.abc import Iterator
 from typing import Any
+
+import numpy as np
 
 from ..params import tree_leaves
 from .adjoint import ImplicitDifferentiationWarning
 
-__all__ = ["ImplicitDifferentiationWarning", "captured_differentiable", "concrete_solve", "differentiable_framework"]
+__all__ = [
+    "ImplicitDifferentiationWarning",
+    "captured_differentiable",
+    "concrete_solve",
+    "constraint_functions",
+    "differentiable_call",
+    "differentiable_framework",
+]
 
 #: set while the ordinary solve runs inside a differentiable one: its arguments are values
 _CONCRETE = contextvars.ContextVar("autominimize_concrete_solve", default=False)
@@ -46,32 +58,78 @@ def _tf_records(tf: Any) -> bool:
     return bool(record.could_possibly_record())
 
 
-def _captured(function: Any) -> dict[str, Any]:
-    """The values ``function`` captures: its closure's cells by name, and a
-    ``functools.partial``'s arguments (one level: what the function itself holds)."""
-    import functools
-
+def _captured(function: Any, found: list | None = None, seen: set[int] | None = None) -> list[tuple[str, Any]]:
+    """The values ``function`` captures, by name: its closure's cells and a ``functools.partial``'s
+    arguments, and those of the functions it captures or wraps (``__wrapped__``), each once.
+    Globals and objects' attributes are not followed."""
+    found = [] if found is None else found
+    seen = set() if seen is None else seen
+    if id(function) in seen:
+        return found
+    seen.add(id(function))
     if isinstance(function, functools.partial):
-        held = {f"argument {i}": value for i, value in enumerate(function.args)}
-        held.update((f"keyword {name!r}", value) for name, value in function.keywords.items())
-        return {**held, **_captured(function.func)}
-    code, cells = getattr(function, "__code__", None), getattr(function, "__closure__", None) or ()
-    names = code.co_freevars if code is not None else ()
-    captured = {}
-    for name, cell in zip(names, cells):
+        found.extend((f"argument {i}", value) for i, value in enumerate(function.args))
+        found.extend((f"keyword {name!r}", value) for name, value in function.keywords.items())
+        return _captured(function.func, found, seen)
+    wrapped = getattr(function, "__dict__", {}).get("__wrapped__")  # set by functools.wraps and am.residuals
+    if wrapped is not None:
+        _captured(wrapped, found, seen)
+    if type(function) is not types.FunctionType or not function.__closure__:
+        return found
+    for name, cell in zip(function.__code__.co_freevars, function.__closure__):
         try:
-            captured[name] = cell.cell_contents
+            value = cell.cell_contents
         except ValueError:  # a cell not filled yet
             continue
-    return captured
+        found.append((name, value))
+        if isinstance(value, (types.FunctionType, functools.partial)):
+            _captured(value, found, seen)
+    return found
+
+
+#: captured values of these types hold nothing a framework differentiates
+_PLAIN = (np.ndarray, int, float, complex, str, bytes, type(None), types.FunctionType, functools.partial, type, types.ModuleType)
+
+
+def _differentiating_modules() -> bool:
+    return "jax" in sys.modules or "torch" in sys.modules or "tensorflow" in sys.modules
+
+
+def constraint_functions(constraints: Any) -> list:
+    """The functions of scipy-style constraints (a dict, a NonlinearConstraint, or a list of them)."""
+    if constraints is None:
+        return []
+    items = constraints if isinstance(constraints, (list, tuple)) else [constraints]
+    return [item.get("fun") if isinstance(item, dict) else getattr(item, "fun", None) for item in items]
+
+
+def differentiable_call(args: Any, *functions: Any) -> bool:
+    """Whether a solve's result is to be differentiated: ``args`` hold differentiable values
+    (:func:`differentiable_framework`), or one of ``functions`` captures one
+    (:func:`captured_differentiable`). Runs on every solve: without a framework imported, or
+    for a function capturing nothing, it costs a few microseconds.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> scale = np.ones(3)
+    >>> differentiable_call((2.0,), lambda x, c: c * scale @ x)
+    False
+    """
+    if _CONCRETE.get() or not _differentiating_modules():
+        return False
+    held = [value for function in functions if function is not None for _, value in _captured(function) if not isinstance(value, _PLAIN)]
+    if differentiable_framework(args, held) is None:  # one pass over every leaf: the common case
+        return False
+    return differentiable_framework(args) is not None or captured_differentiable(*functions) is not None
 
 
 def captured_differentiable(*functions: Any) -> tuple[str, str] | None:
     """A value captured by one of ``functions`` (not passed in ``args``) that the caller's
     framework differentiates, as (framework, its name), or None.
 
-    The solution is differentiated with respect to ``args`` only: such a value would be a
-    constant to the solve, and a gradient through it silently incomplete. The rule is
+    On JAX such values are hoisted into the derivative's inputs; elsewhere they would be
+    constants to the solve, and a gradient through them silently incomplete. The rule is
     :func:`differentiable_framework`'s, except on TensorFlow, where only trainable variables
     count (any captured tensor could be watched, and constants are common).
 
@@ -82,10 +140,12 @@ def captured_differentiable(*functions: Any) -> tuple[str, str] | None:
     >>> captured_differentiable(lambda x: scale @ x) is None
     True
     """
+    if _CONCRETE.get() or not _differentiating_modules():
+        return None
     for function in functions:
         if function is None:
             continue
-        for name, value in _captured(function).items():
+        for name, value in _captured(function):
             framework = differentiable_framework(value)
             if framework == "tensorflow":
                 leaves = tree_leaves(value, none_is_leaf=False)

@@ -26,8 +26,15 @@ import numpy as np
 from ..drivers.blas_threads import single_blas_thread
 
 __all__ = [
-    "DENSE_LIMIT", "ActiveSet", "Adjoint", "ImplicitDifferentiationWarning", "KKTSystem", "Operators", "find_active_set",
-    "solve_adjoint", "stationarity_failure",
+    "DENSE_LIMIT",
+    "ActiveSet",
+    "Adjoint",
+    "ImplicitDifferentiationWarning",
+    "KKTSystem",
+    "Operators",
+    "find_active_set",
+    "solve_adjoint",
+    "stationarity_failure",
 ]
 
 #: a free set up to this size (or any active constraint) is solved with the dense Hessian, built
@@ -126,8 +133,11 @@ def _candidates(x, lower, upper, c, jac, c_lower, c_upper) -> _Rows:
             for j in np.flatnonzero(np.isfinite(bound) & (distance <= LOOSE_ACTIVE * _scale(bound))):
                 add(eye[j], -1, j, s, distance[j], _scale(bound[j]))
     return _Rows(
-        np.array(rows, dtype=np.float64).reshape(len(rows), n), np.array(component, dtype=int),
-        np.array(variable, dtype=int), np.array(sign, dtype=int), np.array(exact, dtype=bool),
+        np.array(rows, dtype=np.float64).reshape(len(rows), n),
+        np.array(component, dtype=int),
+        np.array(variable, dtype=int),
+        np.array(sign, dtype=int),
+        np.array(exact, dtype=bool),
     )
 
 
@@ -244,7 +254,8 @@ def find_active_set(
         lower, upper = (np.broadcast_to(np.asarray(b, dtype=np.float64), (n,)) for b in bounds)
     c_lower, c_upper = (
         (np.broadcast_to(np.asarray(b, dtype=np.float64), (m,)) for b in constraint_bounds)
-        if constraint_bounds is not None else (np.full(m, -np.inf), np.full(m, np.inf))
+        if constraint_bounds is not None
+        else (np.full(m, -np.inf), np.full(m, np.inf))
     )
     rows, lam, residual = _multipliers(g, _candidates(x, lower, upper, c, jac, c_lower, c_upper))
     stationarity = residual / (1.0 + np.abs(g).max(initial=0.0))

@@ -7,8 +7,9 @@ arguments) to the adapter of the framework that differentiates.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -66,17 +67,77 @@ def _solve(problem: ImplicitProblem, framework: str, run: Callable, x0: Any, arg
     return _solver(framework)(problem, run, x0, args)
 
 
-def _check_captured(entry: str, fun: Any, constraints: Any = None) -> None:
-    """Refuse a differentiable value held by fun (or a constraint) instead of passed in args:
-    the derivative would leave it out."""
+def _refuse_captured(entry: str, found: tuple[str, str], what: str = "fun") -> None:
+    framework, name = found
+    raise ValueError(
+        f"{entry}: {what} captures {name}, a {framework} value to differentiate with respect to, from its enclosing "
+        "scope; the solution is differentiated with respect to args (and, on JAX, the values fun captures) only. "
+        "Pass it in args, or detach it to treat it as a constant."
+    )
+
+
+def _check_captured(
+    entry: str,
+    framework: str | None,
+    fun: Any,
+    constraints: Any = None,
+    depends: Callable[[], bool] | None = None,
+) -> str | None:
+    """The framework that differentiates the solve, given what ``args`` hold (``framework``)
+    and what fun captures: JAX values fun captures are hoisted into inputs (:func:`_hoist`);
+    a differentiable value captured otherwise (by a constraint, or on torch and TensorFlow) is
+    refused, since the derivative would silently leave it out. None when nothing is
+    differentiated after all: args carry nothing and fun's value at x0 does not depend on the
+    torch tensor it captures (``depends``)."""
+    from . import constraint_functions
+
+    found = captured_differentiable(*constraint_functions(constraints))
+    if found is not None:
+        _refuse_captured(entry, found, "a constraint")
+    found = captured_differentiable(fun)
+    if found is not None and framework is None and found[0] == "torch" and depends is not None and not depends():
+        return None
+    if found is not None and (found[0] != "jax" or framework not in (None, "jax")):
+        _refuse_captured(entry, found)
+    return framework or (found[0] if found is not None else None)
+
+
+def _probe(fun: Callable, x0: Any, args: tuple, unpack: str) -> Callable[[], bool]:
+    def depends() -> bool:
+        from .torch_rule import depends_on_captured
+
+        return depends_on_captured(fun, x0, args, unpack)
+
+    return depends
+
+
+def _hoist(entry: str, framework: str, fun: Callable, template: Any, args: tuple, unpack: str) -> tuple[Callable, tuple, str]:
+    """On JAX, ``fun`` with the tracers it captures as trailing ``args`` (``unpack`` becomes
+    ``'none'``); unchanged where it captures none."""
+    found = captured_differentiable(fun) if framework == "jax" else None
+    if found is None:
+        return fun, args, unpack
+    from .jax_rule import hoist_captured
+
+    hoisted = hoist_captured(fun, template, args, unpack)
+    if hoisted is None:
+        raise ValueError(
+            f"{entry}: fun captures {found[1]}, a JAX tracer that carries no derivative here (under jax.vmap without jit, say); pass it in args."
+        )
+    return hoisted[0], hoisted[1], "none"
+
+
+def _check_hoisted_receivers(entry: str, call: dict, fun: Any) -> None:
+    """Hoisted values are appended to args: refuse the functions that would receive them too
+    (a residual Jacobian, a Jacobian callable, a constraint called with args)."""
     from .problem import parse_constraints
 
-    found = captured_differentiable(fun, *(item.fun for item in parse_constraints(constraints)))
-    if found is not None:
-        framework, name = found
+    receivers = [getattr(fun, "jac", None), call.get("jac"), call.get("hess"), call.get("hessp")]
+    receivers += [item.fun for item in parse_constraints(call.get("constraints")) if item.fun is not None and item.own_args is None]
+    if any(callable(receiver) for receiver in receivers):
         raise ValueError(
-            f"{entry}: fun (or a constraint) captures {name}, a {framework} value to differentiate with respect to, "
-            "from its enclosing scope; the solution is differentiated with respect to args only. Pass it in args."
+            f"{entry}: fun captures JAX values to differentiate with respect to, and a Jacobian, Hessian or constraint "
+            "function receives args too; pass the captured values in args."
         )
 
 
@@ -88,29 +149,43 @@ def _parameters(entry: Callable, call: dict) -> dict:
 
 
 def minimize(entry: Callable, call: dict) -> so.OptimizeResult:
-    """``entry`` (am.minimize) with ``res.x`` differentiable with respect to ``call['args']``."""
-    from .._residuals import is_residual_function
+    """``entry`` (am.minimize) with ``res.x`` differentiable with respect to ``call["args"]`` (and captured JAX values)."""
+    from .._residuals import Residuals, is_residual_function
     from ..drivers.scipy_least_squares import LEAST_SQUARES_METHODS
 
     call = _parameters(entry, call)
     fun, x0, args = call.pop("fun"), call.pop("x0"), tuple(call.pop("args"))
-    framework = differentiable_framework(args)
+    raw = fun.fun if is_residual_function(fun) else fun
+    depends = _probe(raw, x0, args, call.get("unpack", "auto"))
+    framework = _check_captured("minimize", differentiable_framework(args), raw, call.get("constraints"), depends)
+    if framework is None:
+        with concrete_solve():
+            return entry(fun, x0, args, **call)
     _check_backend(call, framework, "minimize")
     if call.get("jac") is True or call.get("fun_and_jac") is not None:
         raise ValueError(
             "minimize: differentiating the solution with respect to args needs fun to return the value alone; "
             "jac=True and fun_and_jac are not supported then."
         )
-    _check_captured("minimize", fun.fun if is_residual_function(fun) else fun, call.get("constraints"))
     method = call.get("method")
     residual = is_residual_function(fun) or (isinstance(method, str) and method.lower() in LEAST_SQUARES_METHODS)
     if residual and not is_residual_function(fun):
         raise ValueError(f"minimize: method={method!r} needs a residual function (am.residuals).")
     template = _template(x0)
+    count = len(args)
+    raw, args, call["unpack"] = _hoist("minimize", framework, raw, template, args, call.get("unpack", "auto"))
+    if len(args) > count:
+        _check_hoisted_receivers("minimize", call, fun)
+        fun = Residuals(raw) if is_residual_function(fun) else raw
     bounds = normalize_bounds(call.get("bounds"), ParamSpec.from_tree(template), template)
     problem = build_problem(
-        fun.fun if is_residual_function(fun) else fun, template, args, call.get("unpack", "auto"),
-        residual=residual, bounds=bounds, constraints=call.get("constraints"),
+        raw,
+        template,
+        args,
+        call["unpack"],
+        residual=residual,
+        bounds=bounds,
+        constraints=call.get("constraints"),
     )
 
     def run(start: Any, concrete: tuple) -> so.OptimizeResult:
@@ -121,34 +196,36 @@ def minimize(entry: Callable, call: dict) -> so.OptimizeResult:
 
 
 def least_squares(entry: Callable, call: dict) -> so.OptimizeResult:
-    """``entry`` (am.least_squares) with ``res.x`` differentiable with respect to ``call['args']``."""
+    """``entry`` (am.least_squares) with ``res.x`` differentiable with respect to ``call["args"]`` (and captured JAX values)."""
     from .._residuals import Residuals
     from ..drivers.scipy_least_squares import scipy_least_squares_bounds as _scipy_least_squares_bounds
 
     call = _parameters(entry, call)
     fun, x0, args = call.pop("fun"), call.pop("x0"), call.pop("args")
     args = args if isinstance(args, tuple) else (args,)
-    framework = differentiable_framework(args)
-    _check_backend(call, framework, "least_squares")
-    if call.get("loss", "linear") != "linear":
-        raise ValueError(
-            f"least_squares: loss={call['loss']!r}; differentiating the solution with respect to args supports "
-            "loss='linear' only."
-        )
     if fun is None or call.get("fun_and_jac") is not None:
         raise ValueError("least_squares: differentiating the solution with respect to args needs fun (the residuals alone).")
+    raw = fun.fun if isinstance(fun, Residuals) else fun
+    raw = functools.partial(raw, **call["kwargs"]) if call.get("kwargs") else raw
+    depends = _probe(raw, x0, args, call.get("unpack", "auto"))
+    framework = _check_captured("least_squares", differentiable_framework(args), raw, depends=depends)
+    if framework is None:
+        with concrete_solve():
+            return entry(fun, x0, args=args, **call)
+    _check_backend(call, framework, "least_squares")
+    if call.get("loss", "linear") != "linear":
+        raise ValueError(f"least_squares: loss={call['loss']!r}; differentiating the solution with respect to args supports loss='linear' only.")
     if differentiable_framework(call.get("kwargs") or {}) is not None:
         raise ValueError("least_squares: kwargs hold values to differentiate with respect to; pass them in args instead.")
-    raw = fun.fun if isinstance(fun, Residuals) else fun
-    _check_captured("least_squares", raw)
-    if call.get("kwargs"):
-        import functools
-
-        raw = functools.partial(raw, **call["kwargs"])
     template = _template(x0)
+    count = len(args)
+    raw, args, call["unpack"] = _hoist("least_squares", framework, raw, template, args, call.get("unpack", "auto"))
+    if len(args) > count:
+        _check_hoisted_receivers("least_squares", call, fun)
+        fun, call["kwargs"] = raw, None
     spec = ParamSpec.from_tree(template)
     bounds = normalize_bounds(_scipy_least_squares_bounds(call.get("bounds"), spec.size), spec, template)
-    problem = build_problem(raw, template, args, call.get("unpack", "auto"), residual=True, bounds=bounds)
+    problem = build_problem(raw, template, args, call["unpack"], residual=True, bounds=bounds)
 
     def run(start: Any, concrete: tuple) -> so.OptimizeResult:
         with concrete_solve():
@@ -174,6 +251,9 @@ def curve_fit(entry: Callable, call: dict) -> tuple:
     call = _parameters(entry, call)
     f, xdata, ydata, p0, sigma = (call.pop(name) for name in ("f", "xdata", "ydata", "p0", "sigma"))
     framework = differentiable_framework((xdata, ydata, sigma))
+    found = captured_differentiable(f) if framework is None else None
+    # f alone captures a torch tensor: least_squares finds out whether the fit depends on it
+    framework = found[0] if found is not None and found[0] == "torch" else _check_captured("curve_fit", framework, f)
     if call.get("nan_policy") == "omit":
         raise ValueError("curve_fit: nan_policy='omit' is not supported when the data are differentiated; drop the points first.")
     if sigma is not None and np.ndim(sigma) != 1:
@@ -182,7 +262,9 @@ def curve_fit(entry: Callable, call: dict) -> tuple:
         positional = [p for p in inspect.signature(f).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         p0 = [1.0] * (len(positional) - 1)
     spread = _spread(f, p0)
-    like = next(leaf for leaf in (xdata, ydata, sigma) if differentiable_framework(leaf) is not None)
+    like = next((leaf for leaf in (xdata, ydata, sigma) if differentiable_framework(leaf) is not None), None)
+    if like is None:  # only f captures what is differentiated: the data become constants of its framework
+        like = _scalar(framework)
     data = tuple(
         constant_like(np.asarray(value, dtype=np.float64), like) if isinstance(value, (np.ndarray, list, tuple, float, int)) else value
         for value in ((xdata, ydata) if sigma is None else (xdata, ydata, sigma))
@@ -202,8 +284,16 @@ def curve_fit(entry: Callable, call: dict) -> tuple:
 
     method = call.get("method") or ("trf" if call.get("bounds") is not None else "lm")
     res = least_squares_entry(
-        residual, p0, jac=call.get("jac"), bounds=call.get("bounds"), method=method, args=data, backend=call.get("backend"),
-        precision=call.get("precision"), unpack="none", **(call.get("kwargs") or {}),
+        residual,
+        p0,
+        jac=call.get("jac"),
+        bounds=call.get("bounds"),
+        method=method,
+        args=data,
+        backend=call.get("backend"),
+        precision=call.get("precision"),
+        unpack="none",
+        **(call.get("kwargs") or {}),
     )
     m = math.prod(tuple(ydata.shape) if hasattr(ydata, "shape") else np.shape(ydata))
     if framework == "jax":
@@ -232,3 +322,14 @@ def _jax_covariance(residual: Callable, popt: Any, data: tuple, m: int, absolute
     r = residual(popt, *data)
     n = flat.size
     return pcov * (jnp.sum(r * r) / (m - n)) if m > n else jnp.full((n, n), jnp.inf)
+
+
+def _scalar(framework: str) -> Any:
+    """A float64 zero of ``framework``'s array type."""
+    if framework == "torch":
+        import torch
+
+        return torch.zeros((), dtype=torch.float64)
+    import jax.numpy as jnp
+
+    return jnp.zeros(())

@@ -31,12 +31,58 @@ import scipy.optimize as so
 from ..backends import cached_compile
 from ..backends.jax_backend import float64_scope
 from ..backends.jax_sync import compile_function
-from ..params import leaf_kind, tree_leaves
+from ..calling import make_caller, resolve_unpack
+from ..params import ParamSpec, leaf_kind, tree_leaves
 from .adjoint import ActiveSet, ImplicitDifferentiationWarning, KKTSystem, stationarity_failure
 from .backward import active_set_at, adjoint_at, count_hvps
 from .problem import ImplicitProblem, flat_solution, split_args
 
-__all__ = ["solve_with_jax"]
+__all__ = ["hoist_captured", "solve_with_jax"]
+
+
+def hoist_captured(fun: Callable, template: Any, args: tuple, unpack: str) -> tuple[Callable, tuple] | None:
+    """``fun`` with the JAX values it captures as explicit inputs: ``(lifted, args + captured)``,
+    where ``lifted(params, *args, *captured)`` (``unpack='none'``) computes ``fun``; None if
+    it captures nothing JAX differentiates.
+
+    ``jax.closure_convert`` traces ``fun`` once at float64 parameters (x0's shapes) and ``args``
+    and hoists the tracers it reads, at any depth of closures, out of the trace; ``lifted``
+    evaluates that trace, its inputs cast to the dtypes it was traced with (the solve and the
+    derivative rule run in float64, the caller's values keep their own dtypes). The trace's
+    NumPy constants are copies: JAX caches its float64 conversion of a NumPy array for as long
+    as the conversion lives, and would hand it to the caller's 32-bit code.
+    """
+    import jax
+    import jax.extend.core as jex
+    import jax.numpy as jnp
+
+    spec = ParamSpec.from_tree(template)
+    resolved = resolve_unpack(fun, template, unpack, len(args))
+
+    def call(params: Any, args: tuple) -> Any:
+        return make_caller(fun, resolved, tuple(args), template)(params)
+
+    with float64_scope():
+        params = spec.unflatten_leaves([jnp.zeros(shape, dtype=jnp.float64) for shape in spec.shapes])
+        converted, captured = jax.closure_convert(call, params, tuple(args))
+        if not captured:
+            return None
+        inputs = jax.tree_util.tree_map(
+            lambda leaf: jax.ShapeDtypeStruct(jnp.shape(leaf), jax.typeof(leaf).dtype), (params, tuple(args), list(captured))
+        )
+        closed, out_shape = jax.make_jaxpr(lambda p, a, c: converted(p, a, *c), return_shape=True)(*inputs)
+    consts = [np.array(c) if isinstance(c, np.ndarray) else c for c in closed.consts]
+    evaluate = jex.jaxpr_as_fun(jex.ClosedJaxpr(closed.jaxpr, consts))
+    dtypes = [leaf.dtype for leaf in jax.tree_util.tree_leaves(inputs)]
+    out_tree = jax.tree_util.tree_structure(out_shape)
+    count = len(args)
+
+    def lifted(params: Any, *values: Any) -> Any:
+        leaves = jax.tree_util.tree_leaves((params, tuple(values[:count]), list(values[count:])))
+        leaves = [leaf if jnp.result_type(leaf) == dtype else jnp.asarray(leaf).astype(dtype) for leaf, dtype in zip(leaves, dtypes)]
+        return out_tree.unflatten(evaluate(*leaves))
+
+    return lifted, tuple(args) + tuple(captured)
 
 
 def _flat(jnp: Any, leaves: list, dtype: Any) -> Any:
@@ -80,7 +126,9 @@ def _parts(problem: ImplicitProblem) -> SimpleNamespace:
         return value
 
     return SimpleNamespace(
-        objective=objective, constraint_parts=constraint_parts, constraint_values=constraint_values,
+        objective=objective,
+        constraint_parts=constraint_parts,
+        constraint_values=constraint_values,
         lagrangian_gradient=jax.grad(lagrangian),
     )
 
@@ -187,7 +235,10 @@ class _Systems:
         if self.last is None or self.last[0] != key:
             ops = JaxOperators(self.problem, self.functions, [jnp.asarray(a) for a in arg_values], self.matrices)
             active_set = ActiveSet(
-                weights, np.asarray(free) > 0.5, np.asarray(active) > 0.5, float(stationarity),
+                weights,
+                np.asarray(free) > 0.5,
+                np.asarray(active) > 0.5,
+                float(stationarity),
                 stationarity_failure(float(stationarity), bool(success)),
             )
             self.last = (key, KKTSystem(ops, x, active_set))
@@ -201,7 +252,8 @@ class _Systems:
         if system.failure is not None:
             warnings.warn(
                 f"the derivative of the solution with respect to args is NaN: {system.failure}.",
-                ImplicitDifferentiationWarning, stacklevel=2,
+                ImplicitDifferentiationWarning,
+                stacklevel=2,
             )
         return np.concatenate([u, y]).astype(rhs.dtype)
 
@@ -260,12 +312,15 @@ def solve_with_jax(problem: ImplicitProblem, run: Callable[[Any, tuple], so.Opti
     out_types = [jax.ShapeDtypeStruct(info.shape, jax.dtypes.canonicalize_dtype(info.dtype)) for info in spec.leaves]
     key = ("implicit-jax", spec.key, problem.unpack, problem.args_treedef, problem.residual, tuple(item.fun for item in problem.constraints))
     setup = _Setup(
-        problem=problem, run=run,
+        problem=problem,
+        run=run,
         x0_kinds=[leaf_kind(leaf) if not isinstance(leaf, jax.core.Tracer) else "jax" for leaf in x0_leaves],
         mask=tuple(bool(jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)) for leaf in arg_leaves),
         matrices=[jnp.asarray(item.matrix) for item in problem.constraints if item.fun is None],
-        out_types=out_types, real=jax.dtypes.canonicalize_dtype(np.float64),
-        functions=cached_compile(problem.fun, key, lambda: _functions(problem)), record=so.OptimizeResult(),
+        out_types=out_types,
+        real=jax.dtypes.canonicalize_dtype(np.float64),
+        functions=cached_compile(problem.fun, key, lambda: _functions(problem)),
+        record=so.OptimizeResult(),
     )
     x0_values = [jnp.asarray(leaf, dtype=t.dtype) for leaf, t in zip(x0_leaves, out_types)]
     rule = _forward_rule if jax.enable_x64.value else _reverse_rule
@@ -328,8 +383,17 @@ def _forward_rule(setup: _Setup, x0_values: list, arg_leaves: list) -> tuple:
 
         def linear_solve(_, b):
             return jax.pure_callback(
-                systems.solve, jax.ShapeDtypeStruct((n + m,), real),
-                x, arg_values, weights, free, active, stationarity, status[0], b, vmap_method="sequential",
+                systems.solve,
+                jax.ShapeDtypeStruct((n + m,), real),
+                x,
+                arg_values,
+                weights,
+                free,
+                active,
+                stationarity,
+                status[0],
+                b,
+                vmap_method="sequential",
             )
 
         solution = jax.lax.custom_linear_solve(matvec, rhs, linear_solve, symmetric=True)
@@ -382,9 +446,7 @@ def _reverse_rule(setup: _Setup, x0_values: list, arg_leaves: list) -> tuple:
 
     def backward(saved, cotangent):
         x_parts, success, arg_values = saved
-        grads = jax.pure_callback(
-            host_backward, grad_types, x_parts, success, arg_values, list(cotangent[0]), cotangent[1], vmap_method="sequential"
-        )
+        grads = jax.pure_callback(host_backward, grad_types, x_parts, success, arg_values, list(cotangent[0]), cotangent[1], vmap_method="sequential")
         grads = iter(grads)
         return [None] * len(x0_values), [next(grads) if keep else None for keep in mask]
 

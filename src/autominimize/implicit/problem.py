@@ -115,13 +115,26 @@ def parse_constraints(constraints: Any) -> list[Constraint]:
 
 
 def build_problem(
-    fun: Callable, template: Any, args: tuple, unpack: str, *, residual: bool = False,
-    bounds: tuple[np.ndarray, np.ndarray] | None = None, constraints: Any = (),
+    fun: Callable,
+    template: Any,
+    args: tuple,
+    unpack: str,
+    *,
+    residual: bool = False,
+    bounds: tuple[np.ndarray, np.ndarray] | None = None,
+    constraints: Any = (),
 ) -> ImplicitProblem:
     """The problem for ``fun`` at x0's structure ``template`` (leaves concrete arrays)."""
     spec = ParamSpec.from_tree(template)
     _, treedef = split_args(args)
     return ImplicitProblem(
-        fun=fun, spec=spec, template=template, unpack=resolve_unpack(fun, template, unpack, len(args)), requested_unpack=unpack,
-        args_treedef=treedef, residual=residual, bounds=bounds, constraints=parse_constraints(constraints),
+        fun=fun,
+        spec=spec,
+        template=template,
+        unpack=resolve_unpack(fun, template, unpack, len(args)),
+        requested_unpack=unpack,
+        args_treedef=treedef,
+        residual=residual,
+        bounds=bounds,
+        constraints=parse_constraints(constraints),
     )

@@ -160,10 +160,12 @@ def solve_with_tf(problem: ImplicitProblem, run: Callable[[Any, tuple], so.Optim
 def _restore(spec: Any, flat: Any) -> Any:
     import tensorflow as tf
 
-    return spec.unflatten_leaves([
-        tf.cast(tf.reshape(flat[a:b], info.shape), info.dtype if info.dtype.kind == "f" else np.float64)
-        for info, a, b in zip(spec.leaves, spec.offsets, spec.offsets[1:])
-    ])
+    return spec.unflatten_leaves(
+        [
+            tf.cast(tf.reshape(flat[a:b], info.shape), info.dtype if info.dtype.kind == "f" else np.float64)
+            for info, a, b in zip(spec.leaves, spec.offsets, spec.offsets[1:])
+        ]
+    )
 
 
 def _solve_in_graph(problem: ImplicitProblem, run: Callable[[Any, tuple], so.OptimizeResult], x0: Any, tensors: list) -> so.OptimizeResult:
@@ -210,5 +212,7 @@ def _solve_in_graph(problem: ImplicitProblem, run: Callable[[Any, tuple], so.Opt
 
     x = attach(x, *inputs)
     record.update(x=_restore(spec, x), fun=value, success=success, backend="tensorflow")
-    record.message = "solved inside a tf.function: fun and success are tensors (fun is not differentiated), nit and nfev are filled in when the graph runs"
+    record.message = (
+        "solved inside a tf.function: fun and success are tensors (fun is not differentiated), nit and nfev are filled in when the graph runs"
+    )
     return record

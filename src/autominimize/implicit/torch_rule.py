@@ -18,7 +18,7 @@ from ..params import tree_leaves
 from .backward import adjoint_at, count_hvps
 from .problem import ImplicitProblem, flat_solution, split_args
 
-__all__ = ["solve_with_torch"]
+__all__ = ["depends_on_captured", "solve_with_torch"]
 
 
 class TorchOperators:
@@ -137,6 +137,24 @@ class TorchOperators:
 
 def _flat(torch: Any, out: Any, dtype: Any) -> Any:
     return torch.cat([torch.as_tensor(leaf).reshape(-1).to(dtype) for leaf in tree_leaves(out)])
+
+
+def depends_on_captured(fun: Callable, template: Any, args: tuple, unpack: str) -> bool:
+    """Whether ``fun``'s value at x0 depends on a tensor that requires grad other than x0's
+    (which does not here): one evaluation, for a function that captures such a tensor. A
+    tensor captured for its dtype or device only (``am.torch.function_factory``) does not count."""
+    import torch
+
+    from ..calling import is_number_list, make_caller, resolve_unpack
+    from ..params import ParamSpec
+
+    template = np.asarray(template, dtype=np.float64) if is_number_list(template) else template  # a vector, as in the solve
+    spec = ParamSpec.from_tree(template)
+    flat = torch.as_tensor(flat_solution(template))
+    params = spec.unflatten_leaves([flat[a:b].reshape(shape) for shape, a, b in zip(spec.shapes, spec.offsets, spec.offsets[1:])])
+    with torch.enable_grad():
+        out = make_caller(fun, resolve_unpack(fun, template, unpack, len(args)), args, template)(params)
+    return any(isinstance(leaf, torch.Tensor) and leaf.requires_grad for leaf in tree_leaves(out, none_is_leaf=False))
 
 
 def solve_with_torch(problem: ImplicitProblem, run: Callable[[Any, tuple], so.OptimizeResult], x0: Any, args: tuple) -> so.OptimizeResult:
