@@ -108,9 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         help="run only these tables (repeatable); default: all of them, or only 'core' with --quick or --only",
     )
     parser.add_argument(
-        "--jax-sync-dispatch",
-        action="store_true",
-        help="run JAX's CPU computations inline (jax_cpu_enable_async_dispatch=False) for every contender",
+        "--jax-sync-dispatch", action="store_true", help="run JAX's CPU computations inline (jax_cpu_enable_async_dispatch=False) for every contender"
     )
     args = parser.parse_args(argv)
     sections = args.section or (["core"] if args.quick or args.only else ["core", *SECTIONS])

@@ -64,11 +64,7 @@ def _models() -> dict[str, Callable]:
     import jax.numpy as jnp
     import torch
 
-    return {
-        "jax": lambda t, a, k, c: a * jnp.exp(-k * t) + c,
-        "torch": lambda t, a, k, c: a * torch.exp(-k * t) + c,
-        "numpy": decay_numpy,
-    }
+    return {"jax": lambda t, a, k, c: a * jnp.exp(-k * t) + c, "torch": lambda t, a, k, c: a * torch.exp(-k * t) + c, "numpy": decay_numpy}
 
 
 def _median_time(run: Callable[[], Any], repeats: int) -> tuple[float, Any]:

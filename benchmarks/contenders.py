@@ -115,11 +115,7 @@ def jax_hand(problem: Problem) -> tuple[float, dict]:
             v, g = vg(x)
             return float(v), np.asarray(g)
 
-        fns = problem.cache["jax-hand"] = {
-            "fg": fg,
-            "hessp": lambda x, p: np.asarray(hvp(x, p)),
-            "hess": lambda x: np.asarray(hessian(x)),
-        }
+        fns = problem.cache["jax-hand"] = {"fg": fg, "hessp": lambda x, p: np.asarray(hvp(x, p)), "hess": lambda x: np.asarray(hessian(x))}
     with jax.enable_x64(True):
         return _scipy_solve(problem, fns["fg"], fns["hessp"], fns["hess"])
 

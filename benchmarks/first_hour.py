@@ -43,10 +43,7 @@ y = X @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.normal(size=200)
 
 #: case name -> (framework import, the solve run twice); each runs in a fresh interpreter
 CASES: dict[str, tuple[str, str]] = {
-    "scipy, NumPy objective": (
-        "import scipy.optimize as so",
-        "so.minimize(lambda w: np.mean((X @ w - y) ** 2), np.zeros(3), method='L-BFGS-B')",
-    ),
+    "scipy, NumPy objective": ("import scipy.optimize as so", "so.minimize(lambda w: np.mean((X @ w - y) ** 2), np.zeros(3), method='L-BFGS-B')"),
     "am, NumPy objective (no backend=)": (
         "import autominimize as am",
         "res = am.minimize(lambda w: np.mean((X @ w - y) ** 2), np.zeros(3), method='L-BFGS-B')\n"
@@ -147,10 +144,7 @@ def _framework_losses() -> dict[str, Any]:
     import jax.numpy as jnp
     import tensorflow as tf
 
-    return {
-        "JAX": lambda w, X, y: jnp.mean((X @ w - y) ** 2),
-        "TensorFlow": lambda w, X, y: tf.reduce_mean((tf.linalg.matvec(X, w) - y) ** 2),
-    }
+    return {"JAX": lambda w, X, y: jnp.mean((X @ w - y) ** 2), "TensorFlow": lambda w, X, y: tf.reduce_mean((tf.linalg.matvec(X, w) - y) ** 2)}
 
 
 def run_first_hour(repeats: int = 3) -> list[dict]:
@@ -165,10 +159,7 @@ def run_first_hour(repeats: int = 3) -> list[dict]:
 def format_first_hour(rows: list[dict]) -> str:
     """Two Markdown tables: cold vs warm solves, and new data vs the same data."""
     scipy_total = next(r["import"] + r["cold"] for r in rows if r["case"] == "scipy, NumPy objective")
-    lines = [
-        "| case | import (s) | first solve (s) | second solve (s) | import + first solve vs scipy's |",
-        "|---|---|---|---|---|",
-    ]
+    lines = ["| case | import (s) | first solve (s) | second solve (s) | import + first solve vs scipy's |", "|---|---|---|---|---|"]
     for r in rows:
         if r["part"] == "cold":
             lines.append(f"| {r['case']} | {r['import']:.2f} | {r['cold']:.3f} | {r['warm']:.3f} | {(r['import'] + r['cold']) / scipy_total:.2f}× |")

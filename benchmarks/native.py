@@ -99,11 +99,7 @@ def _contenders(problem: dict) -> dict[str, Callable[[], tuple[float, int]]]:
         res = am.minimize(problem["jax"], x0, method="L-BFGS-B", backend="jax", options=options)
         return float(res.fun), int(res.nit)
 
-    contenders = {
-        "am lbfgs-native jax": am_native("jax"),
-        "am lbfgs-native torch": am_native("torch"),
-        "scipy L-BFGS-B (am, jax)": scipy_lbfgsb,
-    }
+    contenders = {"am lbfgs-native jax": am_native("jax"), "am lbfgs-native torch": am_native("torch"), "scipy L-BFGS-B (am, jax)": scipy_lbfgsb}
     if importlib.util.find_spec("torchmin") is not None:
         from torchmin import minimize as torchmin_minimize
 

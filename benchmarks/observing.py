@@ -32,12 +32,7 @@ def _mlp_regression() -> tuple[Callable, dict[str, np.ndarray]]:
         hidden = jnp.tanh(jnp.asarray(X) @ params["W1"] + params["b1"])
         return jnp.mean((hidden @ params["w2"] + params["b2"] - y) ** 2)
 
-    x0 = {
-        "W1": rng.normal(size=(10, 32)) / np.sqrt(10),
-        "b1": np.zeros(32),
-        "w2": rng.normal(size=32) / np.sqrt(32),
-        "b2": np.zeros(()),
-    }
+    x0 = {"W1": rng.normal(size=(10, 32)) / np.sqrt(10), "b1": np.zeros(32), "w2": rng.normal(size=32) / np.sqrt(32), "b2": np.zeros(())}
     return loss, x0
 
 

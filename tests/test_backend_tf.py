@@ -112,18 +112,12 @@ def test_nested_structure(xla):
         weights, pair = params["layers"]
         return tf.reduce_sum(weights**2) + tf.reduce_sum(pair.left * pair.right) + tf.exp(params["scale"])
 
-    point = {
-        "layers": [RNG.standard_normal((2, 3)), Pair(RNG.standard_normal(2), 0.7)],
-        "scale": np.array(0.3),
-    }
+    point = {"layers": [RNG.standard_normal((2, 3)), Pair(RNG.standard_normal(2), 0.7)], "scale": np.array(0.3)}
     x = spec.flatten(point)
     value, grad = xla.compile_scalar(fun, spec, "float64").value_and_grad(x)
     weights, pair = point["layers"]
     np.testing.assert_allclose(value, np.sum(weights**2) + np.sum(pair.left) * 0.7 + np.exp(0.3), rtol=1e-14)
-    expected = {
-        "layers": [2 * weights, Pair(np.full(2, 0.7), np.sum(pair.left))],
-        "scale": np.exp(np.array(0.3)),
-    }
+    expected = {"layers": [2 * weights, Pair(np.full(2, 0.7), np.sum(pair.left))], "scale": np.exp(np.array(0.3))}
     np.testing.assert_allclose(grad, spec.flatten(expected), rtol=1e-14)
 
 

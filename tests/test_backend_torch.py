@@ -292,10 +292,7 @@ def tall_jacobian(x):
 
 @pytest.mark.parametrize(
     "fun, value, jacobian, m",
-    [
-        (wide, lambda x: np.array([np.sum(x**2), x[0, 0] * x[1, 2]]), wide_jacobian, 2),
-        (tall, tall_value, tall_jacobian, 8),
-    ],
+    [(wide, lambda x: np.array([np.sum(x**2), x[0, 0] * x[1, 2]]), wide_jacobian, 2), (tall, tall_value, tall_jacobian, 8)],
     ids=["m<n", "m>n"],
 )
 def test_vector_jacobian_has_shape_m_by_n(fun, value, jacobian, m):
@@ -396,10 +393,7 @@ def test_first_order_gradient_calls_the_engine_as_autograd_grad_would_and_touche
 
     assert _engine_run_backward() is not None  # the pinned torch has the entry point: the fast path runs
     weight = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)  # a captured parameter
-    functions = {
-        "uses x and the weight": lambda x: weight * torch_rosen(x),
-        "uses part of x": lambda x: weight * x[0] ** 2,
-    }
+    functions = {"uses x and the weight": lambda x: weight * torch_rosen(x), "uses part of x": lambda x: weight * x[0] ** 2}
     x = np.random.default_rng(2).normal(size=4)
     for name, fun in functions.items():
         f, g = compile_scalar(fun, np.zeros(4)).value_and_grad_once(x)

@@ -7,11 +7,7 @@ import pytest
 
 import autominimize as am
 from autominimize.global_opt import de_engine
-from autominimize.global_opt.de_engine import (
-    STRATEGIES,
-    differential_evolution_engine,
-    distinct_indices,
-)
+from autominimize.global_opt.de_engine import STRATEGIES, differential_evolution_engine, distinct_indices
 
 ST_MIN = -39.16616570377142  # Styblinski-Tang, per coordinate, at x_i = -2.903534
 
@@ -52,14 +48,7 @@ def test_every_strategy_finds_the_minimum_in_2d_and_5d(strategy):
     np.testing.assert_allclose(res.x["x"], 0.0, atol=1e-5)
 
     res = am.differential_evolution(
-        styblinski_tang,
-        [(-5.0, 4.0)] * 5,
-        strategy=strategy,
-        rng=0,
-        tol=1e-8,
-        polish=False,
-        vectorized="rows",
-        backend="numpy",
+        styblinski_tang, [(-5.0, 4.0)] * 5, strategy=strategy, rng=0, tol=1e-8, polish=False, vectorized="rows", backend="numpy"
     )
     assert res.engine == "vectorized"
     assert res.fun == pytest.approx(5 * ST_MIN, abs=1e-5)

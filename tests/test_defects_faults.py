@@ -24,12 +24,7 @@ class _Unconstructible(Exception):
 
 @pytest.mark.parametrize(
     "error",
-    [
-        subprocess.CalledProcessError(2, ["solver", "--run"]),
-        _Unconstructible(3, "simulate"),
-        KeyError("missing"),
-        ValueError("bad value"),
-    ],
+    [subprocess.CalledProcessError(2, ["solver", "--run"]), _Unconstructible(3, "simulate"), KeyError("missing"), ValueError("bad value")],
     ids=["CalledProcessError", "custom", "KeyError", "ValueError"],
 )
 def test_users_exception_in_the_backend_probe_is_the_same_object(error):

@@ -45,10 +45,7 @@ def test_each_constraint_gets_its_own_calling_rule():
     def fun(stocks, bonds):
         return jnp.sum((stocks - 1.0) ** 2) + jnp.sum((bonds - 1.0) ** 2)
 
-    constraints = [
-        {"type": "ineq", "fun": lambda p: 0.5 - p["bonds"]},
-        so.NonlinearConstraint(lambda p: jnp.sum(p["stocks"]), -np.inf, 1.0),
-    ]
+    constraints = [{"type": "ineq", "fun": lambda p: 0.5 - p["bonds"]}, so.NonlinearConstraint(lambda p: jnp.sum(p["stocks"]), -np.inf, 1.0)]
     res = am.minimize(fun, {"stocks": np.zeros(2), "bonds": np.zeros(1)}, method="SLSQP", constraints=constraints)
     assert res.success
     np.testing.assert_allclose(res.x["bonds"], [0.5], atol=1e-6)
@@ -78,11 +75,7 @@ def test_global_solver_constraint_takes_the_structure_whole():
     def fun(x, y):
         return jnp.sum((x - 1.0) ** 2) + jnp.sum((y - 1.0) ** 2)
 
-    res = am.shgo(
-        fun,
-        bounds={"x": (-2.0, 2.0), "y": (-2.0, 2.0)},
-        constraints={"type": "ineq", "fun": lambda p: 0.25 - p["y"]},
-    )
+    res = am.shgo(fun, bounds={"x": (-2.0, 2.0), "y": (-2.0, 2.0)}, constraints={"type": "ineq", "fun": lambda p: 0.25 - p["y"]})
     assert res.x["y"] == pytest.approx(0.25, abs=1e-5)
     assert res.x["x"] == pytest.approx(1.0, abs=1e-5)
 

@@ -52,27 +52,12 @@ def _run(solver, name, fun, box, n, backend):
         return am.dual_annealing(fun, bounds, rng=0, maxiter=300, backend=backend)
     if solver == "direct":
         # DIRECT has no local refinement: Rastrigin's many minima need the global search.
-        return am.direct(
-            fun,
-            bounds,
-            maxfun=50000,
-            eps=1e-6,
-            vol_tol=1e-30,
-            len_tol=1e-9,
-            locally_biased=name != "rastrigin",
-            backend=backend,
-        )
+        return am.direct(fun, bounds, maxfun=50000, eps=1e-6, vol_tol=1e-30, len_tol=1e-9, locally_biased=name != "rastrigin", backend=backend)
     if solver == "shgo":
         return am.shgo(fun, bounds, n=128, iters=3, minimizer_kwargs={"method": "L-BFGS-B"}, backend=backend)
     if solver == "basinhopping":
         return am.basinhopping(
-            fun,
-            np.full(n, 2.5),
-            niter=150,
-            stepsize=2.5,
-            rng=0,
-            backend=backend,
-            minimizer_kwargs={"method": "L-BFGS-B", "bounds": box},
+            fun, np.full(n, 2.5), niter=150, stepsize=2.5, rng=0, backend=backend, minimizer_kwargs={"method": "L-BFGS-B", "bounds": box}
         )
     return am.multistart(fun, bounds, n_starts=64, rng=0, backend=backend)
 
@@ -126,15 +111,7 @@ def test_batched_evolution_follows_the_unbatched_trajectory(backend):
             generations.append((intermediate_result.population.copy(), intermediate_result.population_energies.copy()))
 
         res = am.differential_evolution(
-            fun,
-            bounds,
-            rng=3,
-            maxiter=60,
-            vectorized=vectorized,
-            updating=updating,
-            callback=record,
-            backend=backend,
-            polish=False,
+            fun, bounds, rng=3, maxiter=60, vectorized=vectorized, updating=updating, callback=record, backend=backend, polish=False
         )
         runs.append((res, generations))
     (batched, gen_b), (single, gen_s) = runs

@@ -179,10 +179,7 @@ def linear_constraint_qp(F, q):
 
 def mixed_qp(F, q, s):
     fun = lambda x, q, s: _quadratic(F, x, q, Q5)
-    constraints = [
-        {"type": "eq", "fun": lambda x, q, s: F.sum(x) - s},
-        {"type": "ineq", "fun": lambda x, q, s: 0.4 - x[0] - x[1]},
-    ]
+    constraints = [{"type": "eq", "fun": lambda x, q, s: F.sum(x) - s}, {"type": "ineq", "fun": lambda x, q, s: 0.4 - x[0] - x[1]}]
     return am.minimize(fun, F.x0(np.zeros(5)), args=(q, s), method="SLSQP", bounds=(-1.0, 0.6), constraints=constraints, options=SLSQP).x
 
 

@@ -323,8 +323,7 @@ def test_param_groups_carry_their_own_bounds_and_frozen_parameters_stay():
     model = linear_model(torch.float64)
     frozen = torch.nn.Parameter(torch.tensor([5.0], dtype=torch.float64), requires_grad=False)
     optimizer = am.torch.ScipyOptimizer(
-        [{"params": [model.weight, frozen], "bounds": [(None, 0.0), None]}, {"params": [model.bias]}],
-        method="L-BFGS-B",
+        [{"params": [model.weight, frozen], "bounds": [(None, 0.0), None]}, {"params": [model.bias]}], method="L-BFGS-B"
     )
     with pytest.warns(UserWarning, match=r"outside the bounds at params\[0\]; it was clipped"):
         optimizer.step(lambda: torch.mean((model(X).squeeze(1) - y) ** 2))

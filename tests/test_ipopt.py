@@ -133,13 +133,7 @@ def test_hs071_one_evaluation_per_point_ipopt_asks_at(monkeypatch):
 def test_hs071_without_scaling_evaluates_only_where_ipopt_asks():
     p = hs.get(71)
     res = am.minimize(
-        p.f,
-        p.x0,
-        method="ipopt",
-        bounds=p.bounds,
-        constraints=p.constraints(),
-        backend="torch",
-        options={"nlp_scaling_method": "none"},
+        p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch", options={"nlp_scaling_method": "none"}
     )
     assert (res.nfev, res.njev) == (9, 9)
 

@@ -16,15 +16,7 @@ POINTS = np.array([[3.0, 0.0], [1.0, 1.0], [0.5, -1.0], [2.0, 2.0]])  # values 9
 
 def _objective(fun, error_handling="raise"):
     problem, _, _ = build_problem(
-        fun,
-        None,
-        {"x": [(-5.0, 5.0)] * 2},
-        (),
-        backend="numpy",
-        precision=None,
-        unpack="auto",
-        finite=True,
-        error_handling=error_handling,
+        fun, None, {"x": [(-5.0, 5.0)] * 2}, (), backend="numpy", precision=None, unpack="auto", finite=True, error_handling=error_handling
     )
     return problem.objective
 

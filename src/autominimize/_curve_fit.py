@@ -108,17 +108,7 @@ def curve_fit(
     residual_jac = _residual_jacobian(jac, p0, how, data) if callable(jac) else jac
     if method is None:
         method = "trf" if bounds is not None else "lm"
-    res = least_squares(
-        residual,
-        p0,
-        jac=residual_jac,
-        bounds=bounds,
-        method=method,
-        backend=backend,
-        precision=precision,
-        unpack="none",
-        **kwargs,
-    )
+    res = least_squares(residual, p0, jac=residual_jac, bounds=bounds, method=method, backend=backend, precision=precision, unpack="none", **kwargs)
     if not res.success:
         raise RuntimeError(f"Optimal parameters not found: {res.message}")
     pcov = covariance(res.jac, 2 * res.cost, y.size, absolute_sigma)

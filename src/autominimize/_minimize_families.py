@@ -45,15 +45,7 @@ class _Recorder:
     def start(self, spec: ParamSpec, x0: np.ndarray, *, method: str, backend: str, precision: str, tol: Any, options: Any, has_bounds: bool) -> None:
         self.spec = spec
         self.sinks.start(
-            spec,
-            x0,
-            method=method,
-            backend=backend,
-            precision=precision,
-            tol=tol,
-            options=options,
-            has_bounds=has_bounds,
-            has_constraints=False,
+            spec, x0, method=method, backend=backend, precision=precision, tol=tol, options=options, has_bounds=has_bounds, has_constraints=False
         )
 
     def records(self) -> bool:

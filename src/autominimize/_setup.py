@@ -163,14 +163,7 @@ class Setup:
 
 
 def prepare(
-    fun: Callable,
-    x0: Any,
-    args: Any = (),
-    *,
-    unpack: str = "auto",
-    precision: Any = None,
-    device: Any = None,
-    precision_from_x0: bool = True,
+    fun: Callable, x0: Any, args: Any = (), *, unpack: str = "auto", precision: Any = None, device: Any = None, precision_from_x0: bool = True
 ) -> Setup:
     """The set-up of a solve of ``fun`` from ``x0``: structure, calling rule and precision.
 

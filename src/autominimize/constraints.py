@@ -188,17 +188,7 @@ def normalize_constraints(
         else:
             lb, ub = 0.0, (0.0 if kind == "eq" else np.inf)
         cf = _constraint_function(
-            item["fun"],
-            args,
-            item.get("jac"),
-            item.get("use_autograd", True),
-            where,
-            spec,
-            compile_vector,
-            make_call,
-            lb,
-            error_handling,
-            ub,
+            item["fun"], args, item.get("jac"), item.get("use_autograd", True), where, spec, compile_vector, make_call, lb, error_handling, ub
         )
         functions.append(cf)
         if new_style or "lb" in item or "ub" in item:

@@ -136,14 +136,7 @@ def load_params(model: keras.Model, values: dict[str, Any]) -> None:
 
 
 def fit(
-    model: keras.Model,
-    loss: Any,
-    X: Any,
-    y: Any,
-    method: str = "L-BFGS-B",
-    *,
-    training: bool = False,
-    **minimize_kwargs: Any,
+    model: keras.Model, loss: Any, X: Any, y: Any, method: str = "L-BFGS-B", *, training: bool = False, **minimize_kwargs: Any
 ) -> so.OptimizeResult:
     """Fit a Keras model's weights with one ``am.minimize`` solve and write them back.
 

@@ -25,17 +25,7 @@ import optree
 
 from .leaf_arrays import check_torch_leaf, restore_leaf, torch_dtype_of
 
-__all__ = [
-    "ParamSpec",
-    "LeafInfo",
-    "leaf_kind",
-    "leaf_to_numpy",
-    "leaf_path_names",
-    "tree_flatten",
-    "tree_leaves",
-    "tree_map",
-    "structure_text",
-]
+__all__ = ["ParamSpec", "LeafInfo", "leaf_kind", "leaf_to_numpy", "leaf_path_names", "tree_flatten", "tree_leaves", "tree_map", "structure_text"]
 
 _NONE_IS_LEAF = False
 
@@ -146,11 +136,7 @@ def _flatten_with_paths(tree: Any) -> tuple[list[str], list[Any], Any]:
 
         jax_paths, jax_treedef = jax.tree_util.tree_flatten_with_path(tree)
         if jax_paths and all(leaf_kind(leaf) != "other" for _, leaf in jax_paths):
-            return (
-                ["x0" + jax.tree_util.keystr(path) for path, _ in jax_paths],
-                [leaf for _, leaf in jax_paths],
-                jax_treedef,
-            )
+            return (["x0" + jax.tree_util.keystr(path) for path, _ in jax_paths], [leaf for _, leaf in jax_paths], jax_treedef)
     return [_format_path(a) for a in accessors], leaves, treedef
 
 

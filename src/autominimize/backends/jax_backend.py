@@ -308,9 +308,7 @@ class JaxBatched(JaxScalar):
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
         compiled = self._aot(
-            ("batched", points.shape),
-            lambda: _jax()[0].vmap(self.flat_fun),
-            lambda: (_jax()[0].ShapeDtypeStruct(points.shape, self.dtype),),
+            ("batched", points.shape), lambda: _jax()[0].vmap(self.flat_fun), lambda: (_jax()[0].ShapeDtypeStruct(points.shape, self.dtype),)
         )
         return np.asarray(compiled(self._input(points)), dtype=np.float64)
 

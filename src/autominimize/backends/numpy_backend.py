@@ -221,12 +221,7 @@ class UserValueAndGrad(NumpyScalar):
     finite differences of the gradient.
     """
 
-    def __init__(
-        self,
-        call_flat: Callable[[np.ndarray], tuple[Any, np.ndarray]],
-        spec: ParamSpec,
-        value: Callable[[np.ndarray], Any] | None = None,
-    ):
+    def __init__(self, call_flat: Callable[[np.ndarray], tuple[Any, np.ndarray]], spec: ParamSpec, value: Callable[[np.ndarray], Any] | None = None):
         super().__init__(call_flat, spec, "float64")
         self.call = call_flat
         self.value_call = value

@@ -90,12 +90,7 @@ class RowMap:
 def _vmap_primitives() -> tuple:
     """The functorch calls ``torch.func.vmap`` is made of, or () where this torch lacks them."""
     try:
-        from torch._C._functorch import (
-            _add_batch_dim,
-            _remove_batch_dim,
-            _vmap_decrement_nesting,
-            _vmap_increment_nesting,
-        )
+        from torch._C._functorch import _add_batch_dim, _remove_batch_dim, _vmap_decrement_nesting, _vmap_increment_nesting
     except (ImportError, AttributeError):
         return ()
     return _vmap_increment_nesting, _vmap_decrement_nesting, _add_batch_dim, _remove_batch_dim

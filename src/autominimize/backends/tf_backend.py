@@ -348,12 +348,7 @@ class TfVector(_TfCompiled):
             with tf.GradientTape() as tape:
                 tape.watch(x)
                 value = self.vector_of(x)
-            jacobian = tape.jacobian(
-                value,
-                x,
-                unconnected_gradients=tf.UnconnectedGradients.ZERO,
-                experimental_use_pfor=True,
-            )
+            jacobian = tape.jacobian(value, x, unconnected_gradients=tf.UnconnectedGradients.ZERO, experimental_use_pfor=True)
             return tf.concat([value, tf.reshape(jacobian, [-1])], axis=0)
 
         out = _to_numpy(self._run("value_and_jacobian", fused, self._input(x)))

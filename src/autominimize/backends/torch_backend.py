@@ -98,15 +98,7 @@ def _solve_scope():
             _solves.holders.clear()
 
 
-def _vjp(
-    out: Any,
-    xt: Any,
-    cotangent: Any = None,
-    *,
-    batched: bool = False,
-    create_graph: bool = False,
-    retain_graph: bool | None = None,
-) -> Any:
+def _vjp(out: Any, xt: Any, cotangent: Any = None, *, batched: bool = False, create_graph: bool = False, retain_graph: bool | None = None) -> Any:
     """``cotangent @ d(out)/d(xt)``, or one row per cotangent row if ``batched``.
 
     Zero wherever ``out`` does not depend on ``xt`` (a constant output, or the gradient of
@@ -117,13 +109,7 @@ def _vjp(
         batch = cotangent.shape[:1] if batched else ()
         return torch.zeros(batch + xt.shape, dtype=xt.dtype, device=xt.device)
     (result,) = torch.autograd.grad(
-        out,
-        xt,
-        cotangent,
-        retain_graph=retain_graph,
-        create_graph=create_graph,
-        is_grads_batched=batched,
-        materialize_grads=True,
+        out, xt, cotangent, retain_graph=retain_graph, create_graph=create_graph, is_grads_batched=batched, materialize_grads=True
     )
     return result
 

@@ -20,13 +20,7 @@ from .blas_threads import single_blas_thread
 from .fixed_variables import FixedVariables
 from .sparse_least_squares import sparse_residual_jacobian
 
-__all__ = [
-    "LEAST_SQUARES_METHODS",
-    "IterationReport",
-    "flat_x_scale",
-    "run_least_squares",
-    "scipy_least_squares_bounds",
-]
+__all__ = ["LEAST_SQUARES_METHODS", "IterationReport", "flat_x_scale", "run_least_squares", "scipy_least_squares_bounds"]
 
 LEAST_SQUARES_METHODS = ("trf", "dogbox", "lm")
 

@@ -32,12 +32,7 @@ def _callback_style(callback: Callable) -> str:
 
 
 def wrap_callback(
-    callback: Callable | None,
-    spec: ParamSpec,
-    info: MethodInfo,
-    method: str,
-    objective: Objective,
-    step_callback: Callable | None = None,
+    callback: Callable | None, spec: ParamSpec, info: MethodInfo, method: str, objective: Objective, step_callback: Callable | None = None
 ) -> Callable | None:
     """A scipy callback that reports each iteration and shows the user x in x0's structure.
 

@@ -35,12 +35,7 @@ TRUST_CONSTR_AUTO_MIN_SIZE = 1000
 
 
 def sparse_constraints(
-    objective: Objective,
-    x0: np.ndarray,
-    bounds: Any,
-    constraints: list,
-    options: dict | None,
-    second_order: Any,
+    objective: Objective, x0: np.ndarray, bounds: Any, constraints: list, options: dict | None, second_order: Any
 ) -> tuple[list, dict | None, SparsePattern | None]:
     """trust-constr's constraints with sparse derivatives when the rule or the caller asks
     for them; the options without autominimize's keys; the pattern used (or None)."""
@@ -99,12 +94,7 @@ def sparse_constraints(
         start += sizes[k]
         replaced.append(
             NonlinearConstraint(
-                item.fun,
-                item.lb,
-                item.ub,
-                jac=jacobians.getter(k),
-                hess=jacobians.hessian_getter(k, rows),
-                keep_feasible=item.keep_feasible,
+                item.fun, item.lb, item.ub, jac=jacobians.getter(k), hess=jacobians.hessian_getter(k, rows), keep_feasible=item.keep_feasible
             )
         )
     return replaced, settings, pattern

@@ -136,10 +136,6 @@ def run_dual_annealing(
         options["x0"] = x0 if problem.fixed is None else x0[problem.fixed.free]
     with running(problem):
         result = so.dual_annealing(
-            problem.value,
-            so.Bounds(*free_bounds),
-            minimizer_kwargs={"method": solver},
-            callback=structured_callback(callback, problem),
-            **options,
+            problem.value, so.Bounds(*free_bounds), minimizer_kwargs={"method": solver}, callback=structured_callback(callback, problem), **options
         )
     return finish(result, problem)

@@ -36,11 +36,7 @@ def adjoint_at(problem: ImplicitProblem, ops: Any, x: np.ndarray, v: np.ndarray,
     c_bounds = _constraint_bounds(problem, ops, x)
     adjoint = solve_adjoint(ops, x, v, bounds=problem.bounds, constraint_bounds=c_bounds, success=success)
     if adjoint.failure is not None:
-        warnings.warn(
-            f"the derivative of the solution with respect to args is NaN: {adjoint.failure}.",
-            ImplicitDifferentiationWarning,
-            stacklevel=2,
-        )
+        warnings.warn(f"the derivative of the solution with respect to args is NaN: {adjoint.failure}.", ImplicitDifferentiationWarning, stacklevel=2)
     return adjoint
 
 

@@ -76,13 +76,7 @@ def _refuse_captured(entry: str, found: tuple[str, str], what: str = "fun") -> N
     )
 
 
-def _check_captured(
-    entry: str,
-    framework: str | None,
-    fun: Any,
-    constraints: Any = None,
-    depends: Callable[[], bool] | None = None,
-) -> str | None:
+def _check_captured(entry: str, framework: str | None, fun: Any, constraints: Any = None, depends: Callable[[], bool] | None = None) -> str | None:
     """The framework that differentiates the solve, given what ``args`` hold (``framework``)
     and what fun captures: JAX values fun captures are hoisted into inputs (:func:`_hoist`);
     a differentiable value captured otherwise (by a constraint, or on torch and TensorFlow) is
@@ -178,15 +172,7 @@ def minimize(entry: Callable, call: dict) -> so.OptimizeResult:
         _check_hoisted_receivers("minimize", call, fun)
         fun = Residuals(raw) if is_residual_function(fun) else raw
     bounds = normalize_bounds(call.get("bounds"), ParamSpec.from_tree(template), template)
-    problem = build_problem(
-        raw,
-        template,
-        args,
-        call["unpack"],
-        residual=residual,
-        bounds=bounds,
-        constraints=call.get("constraints"),
-    )
+    problem = build_problem(raw, template, args, call["unpack"], residual=residual, bounds=bounds, constraints=call.get("constraints"))
 
     def run(start: Any, concrete: tuple) -> so.OptimizeResult:
         with concrete_solve():

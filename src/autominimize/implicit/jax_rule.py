@@ -126,10 +126,7 @@ def _parts(problem: ImplicitProblem) -> SimpleNamespace:
         return value
 
     return SimpleNamespace(
-        objective=objective,
-        constraint_parts=constraint_parts,
-        constraint_values=constraint_values,
-        lagrangian_gradient=jax.grad(lagrangian),
+        objective=objective, constraint_parts=constraint_parts, constraint_values=constraint_values, lagrangian_gradient=jax.grad(lagrangian)
     )
 
 
@@ -251,9 +248,7 @@ class _Systems:
         self.record["implicit_nbackward"] = self.record.get("implicit_nbackward", 0) + 1
         if system.failure is not None:
             warnings.warn(
-                f"the derivative of the solution with respect to args is NaN: {system.failure}.",
-                ImplicitDifferentiationWarning,
-                stacklevel=2,
+                f"the derivative of the solution with respect to args is NaN: {system.failure}.", ImplicitDifferentiationWarning, stacklevel=2
             )
         return np.concatenate([u, y]).astype(rhs.dtype)
 

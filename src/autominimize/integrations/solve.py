@@ -78,11 +78,7 @@ def solve(
     if bounds is not None:
         x0, moved = clip_to_bounds(x0, bounds, spec)
         if moved:
-            warnings.warn(
-                f"the starting point is outside the bounds at {', '.join(moved)}; it was clipped into them.",
-                UserWarning,
-                stacklevel=3,
-            )
+            warnings.warn(f"the starting point is outside the bounds at {', '.join(moved)}; it was clipped into them.", UserWarning, stacklevel=3)
     problem = ScipyProblem(
         spec,
         x0,

@@ -77,13 +77,7 @@ def vjp(
     if pairs:
         outs, cots = zip(*pairs)
         grads = torch.autograd.grad(
-            outs,
-            params,
-            cots,
-            create_graph=create_graph,
-            retain_graph=retain_graph,
-            is_grads_batched=batch is not None,
-            allow_unused=True,
+            outs, params, cots, create_graph=create_graph, retain_graph=retain_graph, is_grads_batched=batch is not None, allow_unused=True
         )
     return [torch.zeros(lead + p.shape, dtype=p.dtype, device=p.device) if g is None else g for g, p in zip(grads, params)]
 

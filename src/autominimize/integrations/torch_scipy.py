@@ -152,11 +152,7 @@ class ScipyOptimizer(torch.optim.Optimizer):
         x0 = spec.flatten(params, name="params")
         writer = ParameterWriter(params, spec)
         plan = integration_plan(
-            self.method,
-            has_bounds=bounds is not None,
-            has_constraints=has_constraints(self.constraints),
-            jac=self.jac,
-            hessp=self.hessp,
+            self.method, has_bounds=bounds is not None, has_constraints=has_constraints(self.constraints), jac=self.jac, hessp=self.hessp
         )
         functions = self._functions(closure, plan, writer, spec)
 

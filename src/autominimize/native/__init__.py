@@ -60,11 +60,7 @@ _STOPPING = (
     "AllOf",
 )
 #: public name -> the submodule that defines it
-_EXPORTS = {
-    "Algorithm": "base",
-    **{cls: module for module, cls in _ALGORITHM_CLASSES.values()},
-    **{name: "stopping" for name in _STOPPING},
-}
+_EXPORTS = {"Algorithm": "base", **{cls: module for module, cls in _ALGORITHM_CLASSES.values()}, **{name: "stopping" for name in _STOPPING}}
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from .base import Algorithm

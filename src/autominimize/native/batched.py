@@ -229,16 +229,7 @@ def _init(xp: Any, algo: BatchedLBFGS, value_and_grad: Callable, x0: Any, box: t
     reason = xp.where(done, xp.full_like(zeros_int, _GTOL), zeros_int)
     memory = xp.zeros((batch, algo.memory, n), dtype=x.dtype)
     return BatchedState(
-        x,
-        f,
-        g,
-        memory,
-        xp.zeros_like(memory),
-        xp.zeros((batch, algo.memory), dtype=x.dtype),
-        zeros_int,
-        zeros_int,
-        zeros_int + 1,
-        reason,
+        x, f, g, memory, xp.zeros_like(memory), xp.zeros((batch, algo.memory), dtype=x.dtype), zeros_int, zeros_int, zeros_int + 1, reason
     )
 
 

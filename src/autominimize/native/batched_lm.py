@@ -112,14 +112,7 @@ class BatchedLM:
         if not self.mu0 > 0:
             raise ValueError(f"mu0 must be positive; got {self.mu0!r}.")
 
-    def run(
-        self,
-        x0: Any,
-        evaluate: Callable[..., tuple[Any, Any]],
-        data: tuple = (),
-        lower: Any = None,
-        upper: Any = None,
-    ) -> LMState:
+    def run(self, x0: Any, evaluate: Callable[..., tuple[Any, Any]], data: tuple = (), lower: Any = None, upper: Any = None) -> LMState:
         """Iterate from the rows of ``x0`` until every member has stopped; the final state, on the host.
 
         ``evaluate(x, *data)`` returns the residuals (k, m) and Jacobian (k, m, n) of the k
@@ -147,11 +140,7 @@ def _device(x: Any) -> Any:
 @functools.lru_cache(maxsize=32)
 def _pieces(xp: Any, algo: BatchedLM, evaluate: Callable, jit: bool) -> tuple[Callable, Callable, Callable]:
     """init, step and gather for one algorithm and residual function (compiled on JAX)."""
-    pieces = (
-        functools.partial(_init, xp, algo, evaluate),
-        functools.partial(_step, xp, algo, evaluate),
-        functools.partial(gather_rows, xp),
-    )
+    pieces = (functools.partial(_init, xp, algo, evaluate), functools.partial(_step, xp, algo, evaluate), functools.partial(gather_rows, xp))
     return tuple(AheadOfTime(piece) for piece in pieces) if jit else pieces
 
 

@@ -174,16 +174,7 @@ class HessianFree(Algorithm):
             x_new = x + p
         else:
             ls = armijo_backtracking(
-                oracle.value,
-                xp,
-                x,
-                f0,
-                g,
-                p,
-                self.armijo_shrink,
-                c1=self.armijo_c,
-                shrink=self.armijo_shrink,
-                max_evaluations=self.max_armijo - 1,
+                oracle.value, xp, x, f0, g, p, self.armijo_shrink, c1=self.armijo_c, shrink=self.armijo_shrink, max_evaluations=self.max_armijo - 1
             )
             if ls.alpha == 0.0:
                 return state._replace(damping=lam, p_prev=p_last, flag="no step along the CG solution decreases f")

@@ -155,15 +155,7 @@ class LBFGS(Algorithm):
             f_new, g_new = oracle.value_and_grad(x_new)
         else:
             ls = strong_wolfe(
-                line_evaluator(oracle, x, d),
-                x,
-                f0,
-                g,
-                float(slope),
-                alpha0,
-                c1=self.c1,
-                c2=self.c2,
-                max_evaluations=self.max_line_search,
+                line_evaluator(oracle, x, d), x, f0, g, float(slope), alpha0, c1=self.c1, c2=self.c2, max_evaluations=self.max_line_search
             )
             if ls.alpha == 0.0:
                 return state._replace(flag="line search failed to find a point with sufficient decrease")

@@ -34,13 +34,4 @@ from .flat import approx_jacobian
 from .plans import METHODS, canonical_method, default_rel_step, difference_plan
 from .public import gradient, jacobian
 
-__all__ = [
-    "METHODS",
-    "gradient",
-    "jacobian",
-    "default_rel_step",
-    "canonical_method",
-    "Evaluator",
-    "approx_jacobian",
-    "difference_plan",
-]
+__all__ = ["METHODS", "gradient", "jacobian", "default_rel_step", "canonical_method", "Evaluator", "approx_jacobian", "difference_plan"]

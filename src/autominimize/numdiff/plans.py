@@ -85,10 +85,7 @@ class Plan:
 
 
 def difference_plan(
-    x: np.ndarray,
-    method: str = "forward",
-    rel_step: float | np.ndarray | None = None,
-    bounds: tuple[np.ndarray, np.ndarray] | None = None,
+    x: np.ndarray, method: str = "forward", rel_step: float | np.ndarray | None = None, bounds: tuple[np.ndarray, np.ndarray] | None = None
 ) -> Plan:
     """Choose the step and formula for every coordinate of ``x`` (see the module docstring)."""
     method = canonical_method(method)

@@ -40,14 +40,7 @@ class ScalarBookkeeping:
         As :class:`~autominimize.problem.scalar.Objective` takes them.
     """
 
-    def __init__(
-        self,
-        functions: ScalarFunctions,
-        spec: ParamSpec,
-        journal: History | None,
-        observers: list | None,
-        error_handling: str,
-    ) -> None:
+    def __init__(self, functions: ScalarFunctions, spec: ParamSpec, journal: History | None, observers: list | None, error_handling: str) -> None:
         self.functions = functions
         self.spec = spec
         self.error_handling = check_error_handling(error_handling)

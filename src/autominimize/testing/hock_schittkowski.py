@@ -134,13 +134,7 @@ PROBLEMS: dict[int, Problem] = {
     for p in [
         Problem(6, 2, _array(-1.2, 1.0), 0.0, _array(1.0, 1.0), _hs006, equalities=(lambda x: 10 * (x[1] - x[0] ** 2),)),
         Problem(
-            7,
-            2,
-            _array(2.0, 2.0),
-            -math.sqrt(3.0),
-            _array(0.0, math.sqrt(3.0)),
-            _hs007,
-            equalities=(lambda x: (1 + x[0] ** 2) ** 2 + x[1] ** 2 - 4,),
+            7, 2, _array(2.0, 2.0), -math.sqrt(3.0), _array(0.0, math.sqrt(3.0)), _hs007, equalities=(lambda x: (1 + x[0] ** 2) ** 2 + x[1] ** 2 - 4,)
         ),
         Problem(
             14,

@@ -145,12 +145,7 @@ def _rosenbrock(x, xp):
 
 
 def _freudenstein_roth(x, xp):
-    return xp.stack(
-        [
-            -13 + x[0] + ((5 - x[1]) * x[1] - 2) * x[1],
-            -29 + x[0] + ((x[1] + 1) * x[1] - 14) * x[1],
-        ]
-    )
+    return xp.stack([-13 + x[0] + ((5 - x[1]) * x[1] - 2) * x[1], -29 + x[0] + ((x[1] + 1) * x[1] - 14) * x[1]])
 
 
 def _powell_badly_scaled(x, xp):
