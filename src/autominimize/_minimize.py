@@ -233,16 +233,7 @@ def minimize(
         return differentiable_minimize(minimize, call)
     check_error_handling(error_handling)
     _check_plain_arguments(tol, options, {"callback": callback, "step_callback": step_callback, "loss_callback": loss_callback})
-    recording = Recording(
-        history=history,
-        log=log,
-        resume=resume,
-        progress=progress,
-        callback=callback,
-        step_callback=step_callback,
-        loss_callback=loss_callback,
-        observers=list(observers),
-    )
+    recording = Recording(**_pick(call, _RECORDING_ARGUMENTS), observers=list(observers))
     if isinstance(method, str) and is_native_method(method):
         _check_native_arguments(
             method, error_handling, hess, hessp, constraints, {"fun_and_jac": fun_and_jac, "workers": workers, "executor": executor}
@@ -251,24 +242,7 @@ def minimize(
         # NumPy solve in a fresh interpreter about 60 ms, a seventh of what it costs in all
         from ._minimize_families import minimize_native_recorded
 
-        return minimize_native_recorded(
-            fun,
-            x0,
-            args,
-            method,
-            recording,
-            jac=jac,
-            bounds=bounds,
-            tol=tol,
-            options=options,
-            backend=backend,
-            precision=precision,
-            unpack=unpack,
-            torch_device=torch_device,
-            data=data,
-            epochs=epochs,
-            batch=batch,
-        )
+        return minimize_native_recorded(method=method, recording=recording, **_pick(call, _NATIVE_ARGUMENTS))
     if data is not None or epochs is not None or batch:
         raise ValueError(
             "data=, epochs= and batch= are for the native methods ('lbfgs-native', 'cg-native', "
@@ -279,25 +253,7 @@ def minimize(
             raise ValueError(f"method={method!r} is a least-squares method: it takes no hess, hessp or constraints.")
         from ._minimize_families import minimize_least_squares_recorded
 
-        return minimize_least_squares_recorded(
-            fun,
-            x0,
-            args,
-            method.lower(),
-            recording,
-            jac=jac,
-            fun_and_jac=fun_and_jac,
-            bounds=bounds,
-            tol=tol,
-            options=options,
-            backend=backend,
-            precision=precision,
-            unpack=unpack,
-            torch_device=torch_device,
-            workers=workers,
-            executor=executor,
-            error_handling=error_handling,
-        )
+        return minimize_least_squares_recorded(method=method.lower(), recording=recording, **_pick(call, _LEAST_SQUARES_ARGUMENTS))
     source = _ObjectiveSource.of(fun, jac, fun_and_jac)
     if hvp_type not in HVP_TYPES:
         raise ValueError(f"hvp_type={hvp_type!r} is not one of {HVP_TYPES}.")
@@ -307,19 +263,21 @@ def minimize(
     plan = plan_method(
         method, has_bounds=flat_bounds is not None, has_constraints=has_constraints(constraints), jac=source.jac, hess=hess, hessp=hessp
     )
-    problem = _compile(
-        setup,
-        source,
-        constraints,
-        backend=backend,
-        hess=hess,
-        hessp=hessp,
-        resume=resume,
-        workers=workers,
-        executor=executor,
-        error_handling=error_handling,
-    )
+    problem = _compile(setup, source, constraints, **_pick(call, _COMPILE_ARGUMENTS))
     return solve(problem, plan, recording, tol=tol, options=options)
+
+
+#: what each family takes of am.minimize's arguments, by name
+_RECORDING_ARGUMENTS = ("history", "log", "resume", "progress", "callback", "step_callback", "loss_callback")
+_COMMON_ARGUMENTS = ("fun", "x0", "args", "jac", "bounds", "tol", "options", "backend", "precision", "unpack", "torch_device")
+_NATIVE_ARGUMENTS = _COMMON_ARGUMENTS + ("data", "epochs", "batch")
+_LEAST_SQUARES_ARGUMENTS = _COMMON_ARGUMENTS + ("fun_and_jac", "workers", "executor", "error_handling")
+_COMPILE_ARGUMENTS = ("backend", "hess", "hessp", "resume", "workers", "executor", "error_handling")
+
+
+def _pick(call: dict, names: tuple[str, ...]) -> dict:
+    """The arguments ``names`` of a call, as keywords."""
+    return {name: call[name] for name in names}
 
 
 def _refuse_unused(given: dict, method: str) -> None:
