@@ -111,7 +111,7 @@ def _hoist(entry: str, framework: str, fun: Callable, template: Any, args: tuple
     found = captured_differentiable(fun) if framework == "jax" else None
     if found is None:
         return fun, args, unpack
-    from .jax_rule import hoist_captured
+    from .jax_captured import hoist_captured
 
     hoisted = hoist_captured(fun, template, args, unpack)
     if hoisted is None:
