@@ -245,6 +245,37 @@ def test_least_squares_sparse_jacobian_stays_sparse_on_the_result():
     np.testing.assert_allclose(sparse.jac.toarray(), dense.jac, atol=1e-6)
 
 
+def _tf_smoothing_residuals(n):
+    import tensorflow as tf
+
+    y = tf.constant(np.sin(3 * np.linspace(0.0, 1.0, n)))
+    return lambda x: tf.concat([x - y, 10 * (x[:-2] - 2 * x[1:-1] + x[2:]) + 0.1 * x[1:-1] ** 3], axis=0)
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch", "tensorflow", "numpy"])
+def test_least_squares_sparse_jacobian_with_a_fixed_variable(backend):
+    """lower == upper holds a variable on the sparse paths too (scipy itself refuses it): the
+    backend's compressed Jacobian on JAX, torch and TF, scipy's sparse differences on NumPy."""
+    n = 30
+    lower, upper = np.full(n, -np.inf), np.full(n, np.inf)
+    lower[5] = upper[5] = 0.3
+    if backend == "numpy":
+        y = np.sin(3 * np.linspace(0.0, 1.0, n))
+        r = lambda x: np.concatenate([x - y, 10 * (x[:-2] - 2 * x[1:-1] + x[2:]) + 0.1 * x[1:-1] ** 3])
+        pattern = np.vstack([np.eye(n), sp.diags([1.0, 1.0, 1.0], [0, 1, 2], shape=(n - 2, n)).toarray()])
+        sparse_options = {"jac": "2-point", "jac_sparsity": pattern}
+    else:
+        r = _tf_smoothing_residuals(n) if backend == "tensorflow" else _smoothing_residuals(n, backend)
+        sparse_options = {"jac_sparsity": True}
+    sparse = am.least_squares(r, np.zeros(n), bounds=(lower, upper), backend=backend, **sparse_options)
+    dense = am.least_squares(r, np.zeros(n), bounds=(lower, upper), backend=backend, jac_sparsity=False if backend != "numpy" else None)
+    assert sparse.x[5] == 0.3 and dense.x[5] == 0.3
+    np.testing.assert_allclose(sparse.x, dense.x, atol=1e-4)  # LSMR and the exact solver stop at their own tolerances
+    assert abs(sparse.cost - dense.cost) < 1e-8 * max(1.0, dense.cost)
+    assert sp.issparse(sparse.jac) and sparse.jac.shape == (2 * n - 2, n)
+    assert sparse.jac[:, 5].nnz == 0 and sparse.grad[5] == 0.0
+
+
 def test_least_squares_user_pattern_and_errors():
     n = 40
     r = _smoothing_residuals(n, "torch")

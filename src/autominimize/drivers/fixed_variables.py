@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 import scipy.optimize as so
+import scipy.sparse as sp
 
 __all__ = ["FixedVariables"]
 
@@ -46,8 +47,18 @@ class FixedVariables:
     def function(self, fun: Callable[[np.ndarray], Any]) -> Callable[[np.ndarray], Any]:
         return lambda z: fun(self.embed(z))
 
-    def jacobian(self, jac: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
-        return lambda z: np.asarray(jac(self.embed(z)))[:, self.free]
+    def jacobian(self, jac: Callable[[np.ndarray], Any]) -> Callable[[np.ndarray], Any]:
+        """The Jacobian's free columns, dense or sparse as ``jac`` gives them."""
+
+        def free_columns(z: np.ndarray) -> Any:
+            full = jac(self.embed(z))
+            return full[:, self.free] if sp.issparse(full) else np.asarray(full)[:, self.free]
+
+        return free_columns
+
+    def reduce_columns(self, pattern: Any) -> Any:
+        """The free columns of an (m, n) matrix such as a Jacobian's sparsity pattern."""
+        return pattern.tocsc()[:, self.free] if sp.issparse(pattern) else np.asarray(pattern)[:, self.free]
 
     def callback(self, callback: Callable[[so.OptimizeResult], Any]) -> Callable[[so.OptimizeResult], Any]:
         def full(intermediate_result: so.OptimizeResult) -> Any:  # scipy reads this parameter's name
@@ -62,10 +73,14 @@ class FixedVariables:
         columns of the Jacobian and zero gradient entries for them."""
         result.x = self.embed(result.x)
         n = self.free.size
-        jac = np.asarray(result.jac)
-        full = np.zeros((jac.shape[0], n))
-        full[:, self.free] = jac
-        result.jac = full
+        if sp.issparse(result.jac):  # the free columns placed among n by a (k, n) selection
+            free = np.flatnonzero(self.free)
+            result.jac = sp.csr_matrix(result.jac @ sp.csr_matrix((np.ones(free.size), (np.arange(free.size), free)), shape=(free.size, n)))
+        else:
+            jac = np.asarray(result.jac)
+            full = np.zeros((jac.shape[0], n))
+            full[:, self.free] = jac
+            result.jac = full
         for name in ("grad", "active_mask"):
             if name in result:
                 values = np.zeros(n, dtype=np.asarray(result[name]).dtype)

@@ -153,10 +153,14 @@ def run_least_squares(
         options["callback"] = _wrap_callback(callback, spec)
     residual_function = problem.value_uncached if jac_sparsity is not None else problem.value
     start = x0_flat
-    fixed = FixedVariables.of(x0_flat, flat_bounds) if sparse is None and jac_sparsity is None else None
+    fixed = FixedVariables.of(x0_flat, flat_bounds)
     if fixed is not None:  # scipy refuses lower = upper: it solves for the free variables only
         residual_function, start = fixed.function(residual_function), fixed.template[fixed.free]
-        options.update(bounds=fixed.bounds, jac=fixed.jacobian(options["jac"]))
+        options["bounds"] = fixed.bounds
+        if callable(options["jac"]):
+            options["jac"] = fixed.jacobian(options["jac"])
+        if options.get("jac_sparsity") is not None:
+            options["jac_sparsity"] = fixed.reduce_columns(options["jac_sparsity"])
         if "x_scale" in options:
             options["x_scale"] = fixed.reduce(options["x_scale"])
         if "callback" in options:
