@@ -29,19 +29,16 @@ from ..backends.lagrangian import dtype_name, lagrangian_for, supports_exact_lag
 from ..backends.sparsity import SparsePattern, detect_pattern, jacobian_only, pattern_from_user, reads_programs
 from ..problem import Objective
 from .blas_threads import single_blas_thread
+from .ipopt_options import IPOPT_OPTIONS, set_options, warm_start
 
 __all__ = ["AUTO_SPARSE_MAX_DENSITY", "AUTO_SPARSE_MIN_SIZE", "IPOPT_OPTIONS", "run_ipopt"]
 
-#: autominimize's own keys in ``options`` for method='ipopt'; every other key goes to IPOPT
-IPOPT_OPTIONS = ("warm_start", "sparse", "jac_sparsity", "hess_sparsity")
 #: sparse='auto' on JAX: detect the pattern from n parameters on ...
 AUTO_SPARSE_MIN_SIZE = 100
 #: ... and use it when at most this fraction of the dense entries can be nonzero
 AUTO_SPARSE_MAX_DENSITY = 0.1
 
-_ALIASES = {"maxiter": "max_iter"}
 _EXTRA_STATUS = {-5: "Maximum wall time exceeded."}
-_WARM_START = {"warm_start_init_point": "yes", "warm_start_bound_push": 1e-9, "warm_start_mult_bound_push": 1e-9, "mu_init": 1e-9}
 
 
 @dataclass
@@ -83,10 +80,7 @@ def run_ipopt(
     blocks = _blocks(constraints, x0, n)
     evaluator = _derivatives(objective, blocks, settings, ours, x0, bounds)
     m = blocks[-1].rows.stop if blocks else 0
-    x_start, warm = _warm_start(ours.get("warm_start"), objective.spec, x0, m)
-    if warm is not None:
-        for key, value in _WARM_START.items():
-            settings.setdefault(key, value)
+    x_start, warm = warm_start(ours.get("warm_start"), objective.spec, x0, m, settings)
     lower, upper = bounds if bounds is not None else (np.full(n, -np.inf), np.full(n, np.inf))
     problem = _problem_class()(
         n=n,
@@ -98,7 +92,7 @@ def run_ipopt(
         cl=np.concatenate([b.lower for b in blocks]) if blocks else np.zeros(0),
         cu=np.concatenate([b.upper for b in blocks]) if blocks else np.zeros(0),
     )
-    _set_options(problem, settings, tol)
+    set_options(problem, settings, tol)
     with single_blas_thread():
         x, info = problem.solve(x_start, **(warm or {}))
     if problem.interrupted:
@@ -373,64 +367,6 @@ def _problem_class() -> type:
             return True
 
     return _Problem
-
-
-def _set_options(problem: Any, settings: dict, tol: float | None) -> None:
-    """IPOPT's options: quiet by default; scipy's tol, maxiter and disp under IPOPT's names."""
-    chosen: dict[str, Any] = {"print_level": 0, "sb": "yes"}
-    if tol is not None:
-        chosen["tol"] = float(tol)
-    for key, value in settings.items():
-        if key == "disp":
-            key, value = "print_level", (5 if value is True else 0 if value is False else value)
-        chosen[_ALIASES.get(key, key)] = value
-    for key, value in chosen.items():
-        _add_option(problem, key, value)
-
-
-def _add_option(problem: Any, key: str, value: Any) -> None:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, bool):
-        value = "yes" if value else "no"
-    candidates = [value]
-    if isinstance(value, float) and value.is_integer():
-        candidates.append(int(value))
-    elif isinstance(value, int):
-        candidates.append(float(value))
-    for candidate in candidates:
-        try:
-            problem.add_option(key, candidate)
-            return
-        except TypeError:
-            continue
-    raise ValueError(
-        f"options[{key!r}]={value!r}: IPOPT has no such option or it takes another type "
-        "(see https://coin-or.github.io/Ipopt/OPTIONS.html); autominimize's own keys are "
-        f"{', '.join(IPOPT_OPTIONS)}."
-    )
-
-
-def _warm_start(previous: Any, spec: Any, x0: np.ndarray, m: int) -> tuple[np.ndarray, dict | None]:
-    """The start point and multipliers taken from a previous method='ipopt' result."""
-    if previous is None:
-        return x0, None
-    missing = [key for key in ("x", "mult_g", "mult_x_L", "mult_x_U") if key not in previous]
-    if not isinstance(previous, dict) or missing:
-        raise ValueError(
-            "options['warm_start'] must be the result of an earlier am.minimize(..., method='ipopt') "
-            f"(with x, mult_g, mult_x_L, mult_x_U); {'missing ' + ', '.join(missing) if isinstance(previous, dict) else 'got ' + type(previous).__name__}."
-        )
-    multipliers = np.asarray(previous["mult_g"], dtype=np.float64).reshape(-1)
-    if multipliers.size != m:
-        raise ValueError(f"options['warm_start'] has {multipliers.size} constraint multipliers; this problem has {m} constraint values.")
-    x = spec.flatten(previous["x"], "options['warm_start'].x")
-    warm = {
-        "lagrange": multipliers,
-        "zl": spec.flatten(previous["mult_x_L"], "options['warm_start'].mult_x_L"),
-        "zu": spec.flatten(previous["mult_x_U"], "options['warm_start'].mult_x_U"),
-    }
-    return x, warm
 
 
 def _result(x: np.ndarray, info: dict, problem: Any, blocks: list[_Block], spec: Any, evaluator: _Derivatives) -> so.OptimizeResult:
