@@ -109,33 +109,65 @@ def test_hs071_one_evaluation_per_point_ipopt_asks_at(monkeypatch):
     point: 10, none of them twice."""
     from autominimize.drivers import ipopt
 
+    ipopt_problem = ipopt._problem_class()
     asked: dict[str, set] = {"objective": set(), "gradient": set()}
-    problem_class = ipopt._problem_class()
     for name in asked:
-        original = getattr(problem_class, name)
+        original = getattr(ipopt_problem, name)
 
         def recorded(self, x, original=original, name=name):
             asked[name].add(np.asarray(x).tobytes())
             return original(self, x)
 
-        monkeypatch.setattr(problem_class, name, recorded)
+        monkeypatch.setattr(ipopt_problem, name, recorded)
     p = hs.get(71)
     res = am.minimize(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch")
     assert (len(asked["objective"]), len(asked["gradient"])) == (9, 10)
     assert (res.nfev, res.njev) == (len(asked["objective"] | asked["gradient"]), 10) == (10, 10)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="am.minimize evaluates fun at x0 before any method starts (_minimize._first_evaluation); "
-    "without gradient-based scaling IPOPT never asks for x0, only for x0 pushed inside the bounds",
-)
 def test_hs071_without_scaling_evaluates_only_where_ipopt_asks():
+    """Without gradient-based scaling IPOPT never asks at x0 (on the bounds), only at x0
+    pushed inside them: the first evaluation, the probe, is there, and none is spent at x0."""
     p = hs.get(71)
     res = am.minimize(
         p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch", options={"nlp_scaling_method": "none"}
     )
     assert (res.nfev, res.njev) == (9, 9)
+
+
+def test_first_point_asked_is_the_probe_for_the_float32_fallback():
+    """A torch objective with float32 constants fails in float64 at the first point IPOPT asks
+    for (x0 pushed inside the bounds): the solve starts again in float32, warned once."""
+    p = hs.get(71)
+    ones = torch.ones(4)  # float32
+
+    def f(x):
+        return p.f(x) + 0 * (ones @ x)
+
+    with pytest.warns(am.PrecisionFallbackWarning, match="failed in float64"):
+        res = am.minimize(
+            f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch", options={"nlp_scaling_method": "none"}
+        )
+    assert res.precision == "float32" and res.nit > 0
+
+
+def test_continue_needs_a_finite_value_at_the_first_point_asked():
+    p = hs.get(71)
+
+    def f(x):
+        return p.f(x) * torch.nan
+
+    with pytest.raises(ValueError, match=r"fun is nan at the first point the method asked for; error_handling='continue'"):
+        am.minimize(
+            f,
+            p.x0,
+            method="ipopt",
+            bounds=p.bounds,
+            constraints=p.constraints(),
+            backend="torch",
+            error_handling="continue",
+            options={"nlp_scaling_method": "none"},
+        )
 
 
 def test_quiet_by_default_and_options_pass_through(capfd):

@@ -3,8 +3,8 @@
 ``am.minimize`` compiles a pure function of the parameters with a backend; the torch and TF
 integrations evaluate closures that read the framework's parameter objects. Both then meet
 here: :func:`plan_method` decides what the method gets, and :func:`solve` starts the
-recorders, evaluates at x0, runs :func:`~autominimize.drivers.scipy_local.run_minimize`,
-ends cleanly at Ctrl-C (or attaches the best point to any other exception) and finishes the
+recorders, makes the method's first evaluation a probe (retried in float32 where the
+fallback applies), runs :func:`~autominimize.drivers.scipy_local.run_minimize`, ends cleanly at Ctrl-C (or attaches the best point to any other exception) and finishes the
 result with honest counts.
 """
 
@@ -229,26 +229,34 @@ class _Run:
         return self.objective
 
     def _first_evaluation(self) -> None:
-        """Evaluate at x0 the way the method will, so a failure shows before scipy starts."""
-        objective = self._new_objective()
-        with_gradient = self.plan.info.gradient == "fused" or (objective.error_handling == "continue" and objective.differentiable)
-        objective.start(self.problem.x0, with_gradient=with_gradient)
-
-    def _start(self) -> None:
-        try:
-            self._first_evaluation()
-        except Exception as exc:
-            fallback = self.problem.float32_fallback
-            if fallback is None or not fallback(exc):
-                raise
-            self.precision = "float32"
-            self._first_evaluation()
-            if self.sinks.log is not None:
-                self.sinks.log.set_precision(self.precision)
+        """A new objective whose first evaluation, wherever the method asks for it, is the probe
+        that shows a failure at once (see :meth:`Objective.start`)."""
+        self._new_objective().start(self.problem.x0)
 
     def minimize(self) -> so.OptimizeResult:
+        try:
+            return self._attempt()
+        except Exception as exc:
+            if not self._falls_back(exc):
+                raise
+        return self._attempt()
+
+    def _falls_back(self, exc: Exception) -> bool:
+        """Whether the solve starts again in float32, after the objective's first evaluation
+        (or its compilation) raised ``exc``."""
+        fallback, objective = self.problem.float32_fallback, self.objective
+        if fallback is None or self.precision == "float32" or (objective is not None and objective.probe_failure is not exc):
+            return False
+        if not fallback(exc):
+            return False
+        self.precision = "float32"
+        if self.sinks.log is not None:
+            self.sinks.log.set_precision(self.precision)
+        return True
+
+    def _attempt(self) -> so.OptimizeResult:
         problem, plan = self.problem, self.plan
-        self._start()
+        self._first_evaluation()
         scipy_constraints, self.constraint_functions = normalize_constraints(
             problem.constraints,
             plan.name,

@@ -15,8 +15,9 @@ the exception. The error policy (``error_handling``) applies to all of them:
   by an accepted step, they only keep the method's arithmetic finite. The point is reported
   to the observers as a ``'failed'`` evaluation. So that a failed gradient is known before
   the method has the point's value, a method that uses the gradient gets value and gradient
-  computed together under this policy. x0 must have a finite value (and gradient, where the
-  method uses one): there is no earlier point to back off to.
+  computed together under this policy. The first point the method asks for (x0 for scipy's
+  methods) must have a finite value (and gradient, where the method uses one): there is no
+  earlier point to back off to.
 
 A backend that computed the value at a point before its derivative failed there (finite
 differences) leaves it on the exception as ``autominimize_value`` (the point and the
@@ -115,36 +116,55 @@ class Objective(ScalarBookkeeping):
         self._hvp: Callable[[np.ndarray], np.ndarray] | None = None
         self._hess_x: np.ndarray | None = None
         self._hess: np.ndarray | None = None
+        self._probe_x0: np.ndarray | None = None  # x0 until the first evaluation, when start() armed the probe
+        self.probe_failure: Exception | None = None
 
     # -- what scipy calls -----------------------------------------------------------
-    def start(self, x0: np.ndarray, with_gradient: bool) -> None:
-        """Evaluate at x0 the way the method will first ask, so a failure shows before it starts.
+    def start(self, x0: np.ndarray) -> None:
+        """Make the first evaluation the method asks for a probe, so a failure shows at once.
 
-        x0 must evaluate whatever the error policy: an exception is raised as it is. Under
-        'continue', a value (or, ``with_gradient``, a gradient) that is not finite at x0 is a
-        ValueError, since there is no earlier point to back off to.
+        The probe is wherever the method first asks (x0 for scipy's methods; IPOPT may ask
+        first at x0 pushed inside the bounds), so no evaluation is spent where the method never
+        asks. It is evaluated the way the method asks (value, or value and gradient) and must
+        succeed whatever the error policy: an exception is raised as it is and kept in
+        :attr:`probe_failure`. Under 'continue', a value (or a gradient, where computed) that
+        is not finite there is a ValueError, since there is no earlier point to back off to.
         """
+        self._probe_x0 = as_flat_float64(x0)
+
+    def _probe(self, x: np.ndarray, gradient: bool) -> tuple[float, np.ndarray | None]:
+        x0, self._probe_x0 = self._probe_x0, None
         policy, self.error_handling = self.error_handling, "raise"
         try:
-            f, g = self.value_and_grad(x0) if with_gradient else (self.value(x0), None)
+            with_gradient = gradient or (policy == "continue" and self.differentiable)
+            f, g = self.value_and_grad(x) if with_gradient else (self.value(x), None)
+        except Exception as exc:
+            self.probe_failure = exc
+            raise
         finally:
             self.error_handling = policy
-        if policy != "continue":
-            return
+        if policy == "continue":
+            self._check_probe(f, g, "x0" if x.tobytes() == x0.tobytes() else "the first point the method asked for")
+        return f, g
+
+    def _check_probe(self, f: float, g: np.ndarray | None, where: str) -> None:
         if not math.isfinite(f):
             raise ValueError(
-                f"fun is {f} at x0; error_handling='continue' needs a finite value at x0 to back off to. Start from a point where fun is finite."
+                f"fun is {f} at {where}; error_handling='continue' needs a finite value at {where} to back off to. "
+                "Start from a point where fun is finite."
             )
         if g is not None and not np.isfinite(g).all():
             index = int(np.flatnonzero(~np.isfinite(g))[0])
             raise ValueError(
-                f"the gradient of fun is not finite at x0 (it is {g[index]} at {self.spec.element_name(index)}); "
-                "error_handling='continue' needs a finite value and gradient at x0 to back off to. "
+                f"the gradient of fun is not finite at {where} (it is {g[index]} at {self.spec.element_name(index)}); "
+                f"error_handling='continue' needs a finite value and gradient at {where} to back off to. "
                 "Start from a point where fun is differentiable."
             )
 
     def value(self, x: Any) -> float:
         x = as_flat_float64(x)
+        if self._probe_x0 is not None:
+            return self._probe(x, gradient=False)[0]
         if self._is_cached(x):
             return self._f
         if self.error_handling == "continue" and self.differentiable:
@@ -168,6 +188,8 @@ class Objective(ScalarBookkeeping):
 
     def value_and_grad(self, x: Any) -> tuple[float, np.ndarray]:
         x = as_flat_float64(x)
+        if self._probe_x0 is not None:
+            return self._probe(x, gradient=True)
         if self._is_cached(x):
             if self._g is None:
                 self._gradient_only(x)
