@@ -107,9 +107,9 @@ def test_hs071_one_evaluation_per_point_ipopt_asks_at(monkeypatch):
     evaluates ∇f at the unmoved x0 (1, 5, 5, 1), outside its own statistics (which say 9 and 9),
     and then starts from x0 pushed inside the bounds. The value is counted once per distinct
     point: 10, none of them twice."""
-    from autominimize.drivers import ipopt
+    from autominimize.drivers.ipopt_problem import problem_class
 
-    ipopt_problem = ipopt._problem_class()
+    ipopt_problem = problem_class()
     asked: dict[str, set] = {"objective": set(), "gradient": set()}
     for name in asked:
         original = getattr(ipopt_problem, name)

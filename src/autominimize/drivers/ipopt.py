@@ -8,15 +8,13 @@ compiled function of the Lagrangian (:mod:`..backends.lagrangian`): its full Hes
 dense problem, a few compressed Hessian-vector products for a sparse one
 (:mod:`..backends.sparsity`), which give the constraint Jacobian as well.
 
-cyipopt holds the GIL for the whole solve and loses exceptions raised in its Hessian
-callback, so every callback here catches what it raises, stops IPOPT, and the exception is
-raised again after ``solve`` returns; a KeyboardInterrupt stops IPOPT the same way and is
-raised again for the entry point to return the best point.
+IPOPT's callbacks (:mod:`.ipopt_problem`) catch what they raise and stop IPOPT; the
+exception is raised again here after ``solve`` returns, and a KeyboardInterrupt too, for the
+entry point to return the best point.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +28,7 @@ from ..backends.sparsity import SparsePattern, detect_pattern, jacobian_only, pa
 from ..problem import Objective
 from .blas_threads import single_blas_thread
 from .ipopt_options import IPOPT_OPTIONS, set_options, warm_start
+from .ipopt_problem import problem_class
 
 __all__ = ["AUTO_SPARSE_MAX_DENSITY", "AUTO_SPARSE_MIN_SIZE", "IPOPT_OPTIONS", "run_ipopt"]
 
@@ -82,7 +81,7 @@ def run_ipopt(
     m = blocks[-1].rows.stop if blocks else 0
     x_start, warm = warm_start(ours.get("warm_start"), objective.spec, x0, m, settings)
     lower, upper = bounds if bounds is not None else (np.full(n, -np.inf), np.full(n, np.inf))
-    problem = _problem_class()(
+    problem = problem_class()(
         n=n,
         m=m,
         evaluator=evaluator,
@@ -284,89 +283,6 @@ class _Derivatives:
         if key != self._compressed_key:
             self._compressed = self.lagrangian.compressed(x, sigma, weights, self._seeds)
             self._compressed_key, self._compressed_x = key, x.tobytes()
-
-
-@functools.cache
-def _problem_class() -> type:
-    """cyipopt.Problem with guarded callbacks; defined on first use (cyipopt loads lazily)."""
-    import cyipopt
-
-    class _Problem(cyipopt.Problem):
-        def __init__(self, *, n: int, m: int, evaluator: _Derivatives, callback: Callable | None, lb, ub, cl, cu) -> None:
-            self.evaluator = evaluator  # cyipopt reads the structures while it initialises
-            self.user_callback = callback
-            self.failure: BaseException | None = None
-            self.interrupted = False
-            self.stopped = False
-            self.iterations = 0
-            super().__init__(n=n, m=m, lb=lb, ub=ub, cl=cl, cu=cu)
-
-        def _guard(self, function: Callable, *arguments: Any) -> Any:
-            if self.failure is None and not self.interrupted:
-                try:
-                    return function(*arguments)
-                except KeyboardInterrupt:
-                    self.interrupted = True
-                except BaseException as exc:  # noqa: BLE001 - IPOPT would lose it (the Hessian's) or retry past it
-                    self.failure = exc
-            raise cyipopt.CyIpoptEvaluationError
-
-        def objective(self, x):
-            return self._guard(self.evaluator.objective.value, x)
-
-        def gradient(self, x):
-            return self._guard(self.evaluator.objective.gradient, x)
-
-        def constraints(self, x):
-            return self._guard(self.evaluator.constraints, x)
-
-        def jacobian(self, x):
-            return self._guard(self.evaluator.jacobian, x)
-
-        def jacobianstructure(self):
-            return self.evaluator.jac_rows, self.evaluator.jac_cols
-
-        def hessian(self, x, lagrange, obj_factor):
-            return self._guard(self.evaluator.hessian, x, lagrange, obj_factor)
-
-        def hessianstructure(self):
-            return self.evaluator.hess_rows, self.evaluator.hess_cols
-
-        def intermediate(self, alg_mod, iter_count, obj_value, inf_pr, inf_du, mu, d_norm, regularization_size, alpha_du, alpha_pr, ls_trials):
-            if self.failure is not None or self.interrupted:
-                return False
-            self.iterations = iter_count
-            if iter_count == 0 or self.user_callback is None:
-                return True
-            try:
-                current = self.get_current_iterate(scaled=False)
-                self.user_callback(
-                    so.OptimizeResult(
-                        x=np.array(current["x"], dtype=np.float64),
-                        fun=float(obj_value),
-                        nit=iter_count,
-                        inf_pr=inf_pr,
-                        inf_du=inf_du,
-                        mu=mu,
-                        d_norm=d_norm,
-                        alpha_pr=alpha_pr,
-                        alpha_du=alpha_du,
-                        ls_trials=ls_trials,
-                        restoration=alg_mod == 1,
-                    )
-                )
-            except StopIteration:
-                self.stopped = True
-                return False
-            except KeyboardInterrupt:
-                self.interrupted = True
-                return False
-            except BaseException as exc:  # noqa: BLE001 - raised again after solve returns
-                self.failure = exc
-                return False
-            return True
-
-    return _Problem
 
 
 def _result(x: np.ndarray, info: dict, problem: Any, blocks: list[_Block], spec: Any, evaluator: _Derivatives) -> so.OptimizeResult:
