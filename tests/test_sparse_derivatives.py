@@ -113,6 +113,27 @@ def test_torch_probing_finds_the_pattern_asdex_reads():
     assert abs(res.fun - dense.fun) < 1e-10
 
 
+def test_tensorflow_probing_finds_the_banded_pattern():
+    """TF has no program reader here: the Lagrangian's pattern is probed, and its three
+    compressed passes give the dense solve's optimum."""
+    tf = pytest.importorskip("tensorflow")
+    n = 60
+    h = 10.0 / (n - 1)
+    y = tf.constant(_data(n))
+
+    def f(x):
+        return h * tf.reduce_sum((x - y) ** 2) + tf.reduce_sum(1 - tf.cos(x[1:] - x[:-1]))
+
+    constraint = {"type": "eq", "fun": lambda x: x[:-2] - 2 * x[1:-1] + x[2:] + h * h * tf.sin(x[1:-1])}
+    res = am.minimize(f, np.zeros(n), method="ipopt", constraints=constraint, backend="tensorflow", options={"sparse": True})
+    dense = am.minimize(f, np.zeros(n), method="ipopt", constraints=constraint, backend="tensorflow", options={"sparse": False})
+    assert res.success and dense.success and res.backend == "tensorflow"
+    assert res.sparsity["source"] == "probed"
+    assert (res.sparsity["jacobian_nnz"], res.sparsity["hessian_nnz"], res.sparsity["passes"]) == (3 * (n - 2), 2 * n - 1, 3)
+    assert "sparsity" not in dense and res.nit == dense.nit
+    assert abs(res.fun - dense.fun) < 1e-10
+
+
 def test_user_patterns_and_their_errors():
     n = 60
     f, constraint = _banded(n, "torch")
