@@ -114,84 +114,63 @@ def _hand_solve(n: int) -> tuple[float, int]:
     return float(info["obj_val"]), int(info["status"])
 
 
-def _median(solve: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    times, result = [], None
+def _alternated(contenders: dict[str, Callable[[], Any]], repeats: int) -> dict[str, tuple[float, Any]]:
+    """Median time and last result of each contender, run in turn once per round (so that a
+    change of load on the shared machine reaches every contender alike)."""
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    results: dict[str, Any] = {}
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = solve()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+        for name, solve in contenders.items():
+            start = time.perf_counter()
+            results[name] = solve()
+            times[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(times[name]), results[name]) for name in contenders}
+
+
+def _banded_contenders(n: int) -> tuple[dict[str, Callable[[], Any]], Callable[[], Any]]:
+    """The timed solves of the banded problem at n, and ours (to run once cold first)."""
+    import autominimize as am
+
+    fit, dynamics = _jax_problem(n)
+
+    def ours():
+        return am.minimize(fit, np.zeros(n), method="ipopt", constraints=dynamics, backend="jax", options=dict(IPOPT_SETTINGS))
+
+    contenders = {"am ipopt (JAX, automatic sparse)": ours, "cyipopt, hand-built triplets": lambda: _hand_solve(n)}
+    if n == 1000:
+        options = {"maxiter": 3000, "gtol": 1e-8, "xtol": 1e-12}
+
+        def trust_constr(sparse: bool) -> Any:
+            return am.minimize(fit, np.zeros(n), method="trust-constr", constraints=dynamics, backend="jax", options=dict(options, sparse=sparse))
+
+        contenders["trust-constr, dense exact (JAX)"] = lambda: trust_constr(False)
+        contenders["trust-constr, automatic sparse (JAX)"] = lambda: trust_constr(True)
+    return contenders, ours
 
 
 def _banded_rows(repeats: int) -> list[dict]:
-    import autominimize as am
-
     rows = []
     for n in (1000, 10_000):
-        fit, dynamics = _jax_problem(n)
-
-        def ours(fit=fit, dynamics=dynamics, n=n):
-            return am.minimize(fit, np.zeros(n), method="ipopt", constraints=dynamics, backend="jax", options=dict(IPOPT_SETTINGS))
-
+        contenders, ours = _banded_contenders(n)
         start = time.perf_counter()
         first = ours()
         first_time = time.perf_counter() - start
-        elapsed, res = _median(ours, repeats)
-        hand_time, (hand_f, hand_status) = _median(lambda n=n: _hand_solve(n), repeats)
-        rows.append(
-            {
-                "part": "banded",
-                "n": n,
-                "contender": "am ipopt (JAX, automatic sparse)",
-                "time_s": elapsed,
-                "first_s": first_time,
-                "setup_s": first.sparsity["setup_seconds"],
-                "f": res.fun,
-                "nit": res.nit,
-                "passes": res.sparsity["passes"],
-                "jacobian_nnz": res.sparsity["jacobian_nnz"],
-                "hessian_nnz": res.sparsity["hessian_nnz"],
-                "cached": res.sparsity["cached"],
-                "success": bool(res.success),
-            }
-        )
-        rows.append(
-            {"part": "banded", "n": n, "contender": "cyipopt, hand-built triplets", "time_s": hand_time, "f": hand_f, "success": hand_status == 0}
-        )
-        if n == 1000:
-            options = {"maxiter": 3000, "gtol": 1e-8, "xtol": 1e-12}
-            start = time.perf_counter()
-            dense = am.minimize(fit, np.zeros(n), method="trust-constr", constraints=dynamics, backend="jax", options=dict(options, sparse=False))
-            rows.append(
-                {
-                    "part": "banded",
-                    "n": n,
-                    "contender": "trust-constr, dense exact (JAX)",
-                    "time_s": time.perf_counter() - start,
-                    "f": dense.fun,
-                    "nit": dense.nit,
-                    "success": bool(dense.success),
-                }
-            )
-            elapsed, sparse = _median(
-                lambda: am.minimize(fit, np.zeros(n), method="trust-constr", constraints=dynamics, backend="jax", options=options), repeats
-            )
-            rows.append(
-                {
-                    "part": "banded",
-                    "n": n,
-                    "contender": "trust-constr, automatic sparse (JAX)",
-                    "time_s": elapsed,
-                    "f": sparse.fun,
-                    "nit": sparse.nit,
-                    "success": bool(sparse.success),
-                }
-            )
+        for name, (elapsed, res) in _alternated(contenders, repeats).items():
+            row = {"part": "banded", "n": n, "contender": name, "time_s": elapsed}
+            if isinstance(res, tuple):  # the hand-built solve: (f, status)
+                row.update(f=res[0], success=res[1] == 0)
+            else:
+                row.update(f=res.fun, nit=res.nit, success=bool(res.success))
+            if name.startswith("am ipopt"):
+                row.update(first_s=first_time, setup_s=first.sparsity["setup_seconds"], cached=res.sparsity["cached"])
+                row.update({key: res.sparsity[key] for key in ("passes", "jacobian_nnz", "hessian_nnz")})
+            rows.append(row)
     return rows
 
 
-def _dense_cyipopt(problem: Any) -> dict:
-    """cyipopt fed jitted dense JAX derivatives written by hand, with its calls counted."""
+def _dense_cyipopt(problem: Any, options: dict | None = None) -> dict:
+    """cyipopt fed jitted dense JAX derivatives written by hand, with its calls counted, and the
+    points where f ran (``points``: a gradient call runs f too), which is what ``nfev`` counts."""
     import cyipopt
     import jax
     import jax.numpy as jnp
@@ -212,14 +191,17 @@ def _dense_cyipopt(problem: Any) -> dict:
     hess = jax.jit(jax.hessian(lagrangian))
     lower = np.tril_indices(n)
     counts = {"nfev": 0, "njev": 0, "nhev": 0}
+    points: set[bytes] = set()
 
     class Dense:
         def objective(self, x):
             counts["nfev"] += 1
+            points.add(x.tobytes())
             return float(f(x))
 
         def gradient(self, x):
             counts["njev"] += 1
+            points.add(x.tobytes())
             return np.asarray(grad(x))
 
         def constraints(self, x):
@@ -240,10 +222,10 @@ def _dense_cyipopt(problem: Any) -> dict:
     cu = np.array([0.0 if c["type"] == "eq" else np.inf for c in constraints])
     bounds = problem.bounds or (np.full(n, -np.inf), np.full(n, np.inf))
     solver = cyipopt.Problem(n=n, m=m, problem_obj=Dense(), lb=bounds[0], ub=bounds[1], cl=cl, cu=cu)
-    for key, value in {"print_level": 0, "sb": "yes"}.items():
+    for key, value in {"print_level": 0, "sb": "yes", **(options or {})}.items():
         solver.add_option(key, value)
     _, info = solver.solve(problem.x0.copy())
-    return dict(counts, f=float(info["obj_val"]), status=int(info["status"]))
+    return dict(counts, points=len(points), f=float(info["obj_val"]), status=int(info["status"]))
 
 
 def _hs_rows() -> list[dict]:
@@ -268,6 +250,7 @@ def _hs_rows() -> list[dict]:
                     "nit": ours.nit,
                     "error": abs(ours.fun - problem.fstar) / scale,
                     "ref_nfev": theirs["nfev"],
+                    "ref_points": theirs["points"],
                     "ref_njev": theirs["njev"],
                     "ref_nhev": theirs["nhev"],
                     "ref_error": abs(theirs["f"] - problem.fstar) / scale,
@@ -305,14 +288,15 @@ def format_ipopt_bench(rows: list[dict]) -> str:
             )
     lines += [
         "",
-        "Hock-Schittkowski set: am ipopt (JAX) vs cyipopt fed jitted dense JAX derivatives (same IPOPT options)",
-        f"{'problem':8} {'nfev':>5} {'njev':>5} {'nhev':>5} {'nit':>4} {'rel. error':>11} | {'nfev':>5} {'njev':>5} {'nhev':>5} {'rel. error':>11}",
+        "Hock-Schittkowski set: am ipopt (JAX) vs cyipopt fed jitted dense JAX derivatives (same IPOPT options);",
+        "its f calls, the points where f ran (in its f or gradient calls, as nfev counts them), gradient and Hessian calls",
+        f"{'problem':8} {'nfev':>5} {'njev':>5} {'nhev':>5} {'nit':>4} {'rel. error':>11} | {'f':>5} {'points':>6} {'grad':>5} {'hess':>5} {'rel. error':>11}",
     ]
     for row in rows:
         if row["part"] == "hs":
             lines.append(
                 f"{row['problem']:8} {row['nfev']:5d} {row['njev']:5d} {row['nhev']:5d} {row['nit']:4d} {row['error']:11.1e} | "
-                f"{row['ref_nfev']:5d} {row['ref_njev']:5d} {row['ref_nhev']:5d} {row['ref_error']:11.1e}"
+                f"{row['ref_nfev']:5d} {row['ref_points']:6d} {row['ref_njev']:5d} {row['ref_nhev']:5d} {row['ref_error']:11.1e}"
             )
     return "\n".join(lines)
 
