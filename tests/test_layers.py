@@ -49,14 +49,9 @@ def _cycles(graph) -> list[list[str]]:
     return found
 
 
-#: cycles known and to be removed: the implicit-differentiation entry reads least-squares helpers
-#: back from the entry point that dispatches to it (they belong in a module below both)
-KNOWN_CYCLES = [["autominimize._least_squares", "autominimize.implicit.entry"]]
-
-
 def test_no_import_cycles():
     graph = grimp.build_graph("autominimize", cache_dir=None, exclude_type_checking_imports=True)
-    assert [cycle for cycle in _cycles(graph) if cycle not in KNOWN_CYCLES] == []
+    assert _cycles(graph) == []
 
 
 def test_the_layer_contract_is_kept():

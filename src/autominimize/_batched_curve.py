@@ -17,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ._batched_setup import as_numpy, finite_copy, unstack
+from .backends import array_backend
 from .drivers.batched_members import ravel
 from .params import ParamSpec, leaf_kind, leaf_to_numpy, tree_leaves, tree_map
 
@@ -60,21 +61,8 @@ class CurveResidual:
         if "w" in d:
             diff = diff * d["w"]
         if "mask" in d:
-            diff = _where(d["mask"], diff)
+            diff = array_backend(diff).masked(diff, d["mask"])
         return diff
-
-
-def _where(mask: Any, values: Any) -> Any:
-    kind = leaf_kind(values)
-    if kind == "jax":
-        import jax.numpy as jnp
-
-        return jnp.where(mask, values, 0.0)
-    if kind == "torch":
-        import torch
-
-        return torch.where(mask, values, torch.zeros_like(values))
-    return np.where(mask, values, 0.0)
 
 
 def spread(p0: Any) -> str:
@@ -83,7 +71,7 @@ def spread(p0: Any) -> str:
         return "kwargs"
     if isinstance(p0, (list, tuple)) and not hasattr(p0, "_fields"):
         return "args"
-    if leaf_kind(p0) in ("numpy", "jax", "torch"):
+    if leaf_kind(p0) not in ("python", "other"):  # an array of any framework
         return "array"
     return "none"
 

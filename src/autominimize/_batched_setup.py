@@ -45,16 +45,7 @@ def finite_copy(tree: Any) -> Any:
     """``tree`` with NaN and inf replaced by numbers (for reading its structure only)."""
 
     def finite(leaf: Any) -> Any:
-        kind = leaf_kind(leaf)
-        if kind == "torch":
-            import torch
-
-            return torch.nan_to_num(leaf) if leaf.is_floating_point() else leaf
-        if kind == "jax":
-            import jax.numpy as jnp
-
-            return jnp.nan_to_num(leaf)
-        return np.nan_to_num(leaf) if kind == "numpy" else leaf
+        return leaf if leaf_kind(leaf) in ("python", "other") else _backends.array_backend(leaf).finite(leaf)
 
     return tree_map(finite, tree)
 
@@ -63,7 +54,7 @@ def member_arrays(values: Any, count: int, name: str) -> tuple:
     """Per-member data as NumPy arrays, each checked for its batch axis of length ``count``."""
     if not isinstance(values, (tuple, list)):
         raise TypeError(f"{name} must be a tuple of arrays, each with the batch axis first; got {type(values).__name__}.")
-    arrays = tuple(leaf_to_numpy(v) if leaf_kind(v) != "other" else np.asarray(v) for v in values)
+    arrays = tuple(leaf_to_numpy(v) for v in values)
     for i, array in enumerate(arrays):
         if array.ndim == 0 or array.shape[0] != count:
             raise ValueError(f"{name}[{i}] has shape {array.shape}; its first axis must be the batch axis, of length {count} (x0's).")
@@ -84,7 +75,7 @@ def select_backend(backend: str | None, spec: ParamSpec, fun: Callable, unpack: 
         return "numpy"
     probe = _Probe(make_caller(fun, unpack, row_args, template), fun)
     name = _backends.select_backend(backend, spec, probe, spec.flatten(template))
-    if name not in ("numpy", "jax", "torch"):
+    if not _backends.get_backend(name).batched_fits:
         raise ValueError(f"batched fits run on NumPy, JAX or torch; the backend is {name!r}.")
     return name
 
@@ -142,8 +133,7 @@ def _scipy_pair(bounds: Any, n: int) -> Any:
 
 def as_numpy(value: Any, name: str) -> np.ndarray:
     """An array argument (of any framework) as a NumPy array; a TypeError for anything else."""
-    kind = leaf_kind(value)
-    array = leaf_to_numpy(value) if kind in ("jax", "torch", "tf") else np.asarray(value)
+    array = leaf_to_numpy(value)
     if array.dtype == object:
         raise TypeError(f"{name} must be an array; got {type(value).__name__}.")
     return array

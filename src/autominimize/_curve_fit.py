@@ -15,6 +15,8 @@ from ._least_squares import least_squares
 from .backends import array_backend, constant_like, ravel_like
 from .backends.common import flatten_output
 from .drivers.curve_fit import covariance, positional, spread, weights
+from .implicit import differentiable_call
+from .implicit.entry import curve_fit as differentiable_curve_fit
 from .params import ParamSpec, leaf_kind, leaf_to_numpy, tree_leaves
 
 __all__ = ["curve_fit"]
@@ -94,13 +96,9 @@ def curve_fit(
     """
     if not callable(f):
         raise TypeError(f"f must be callable; got {type(f).__name__}.")
-    from .implicit import differentiable_call
-
-    if differentiable_call((xdata, ydata, sigma), f):  # popt differentiable with respect to the data (or values f captures)
-        from .implicit.entry import curve_fit as differentiable_curve_fit
-
-        return differentiable_curve_fit(curve_fit, locals())
     p0 = _default_p0(f) if p0 is None else p0
+    if differentiable_call((xdata, ydata, sigma), f):  # popt differentiable with respect to the data (or values f captures)
+        return differentiable_curve_fit(curve_fit, locals(), least_squares)
     how = spread(f, p0)
     x_array, y, keep = _finite_data(xdata, flatten_output(ydata, "ydata"), check_finite, nan_policy)
     data = _Data(x_array, y, *weights(sigma, y, keep))

@@ -14,6 +14,7 @@ lower bound (every ``'ineq'`` and ``'eq'`` dict) and ``+inf`` elsewhere, its Jac
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -142,89 +143,97 @@ def normalize_constraints(
     ``make_call(fun, args)`` gives a function of the flat vector that calls a user-supplied
     derivative with the parameter structure in the backend's array type.
     """
+    context = _Context(method, spec, compile_vector, make_call, error_handling)
     items = _as_list(constraints)
     scipy_constraints: list = []
     functions: list[ConstraintFunction] = []
-    new_style = method == "trust-constr"
-    needs_jacobian = method in ("slsqp", "trust-constr")
     for index, item in enumerate(items):
         where = f"constraints[{index}]" if len(items) > 1 or isinstance(constraints, (list, tuple)) else "constraints"
         if isinstance(item, LinearConstraint):
-            if np.shape(item.A)[-1] != spec.size:
-                raise ConstraintError(
-                    f"{where}: LinearConstraint.A has {np.shape(item.A)[-1]} columns but there are "
-                    f"{spec.size} parameters (the flat vector of x0's leaves in order)."
-                )
-            scipy_constraints.append(item)
+            scipy_constraints.append(_checked_linear(item, where, spec.size))
             continue
         if isinstance(item, NonlinearConstraint):
-            user_jac = item.jac if callable(item.jac) else None
-            cf = _constraint_function(item.fun, (), user_jac, True, where, spec, compile_vector, make_call, item.lb, error_handling, item.ub)
-            functions.append(cf)
-            scipy_constraints.append(
-                NonlinearConstraint(
-                    cf.value,
-                    item.lb,
-                    item.ub,
-                    jac=cf.jacobian,
-                    hess=cf.hessian if method == "trust-constr" else item.hess,
-                    keep_feasible=item.keep_feasible,
-                )
-            )
-            continue
-        if not isinstance(item, dict):
+            scipy_constraint, function = _nonlinear(item, where, context)
+        elif isinstance(item, dict):
+            scipy_constraint, function = _from_dict(item, where, context)
+        else:
             raise ConstraintError(f"{where} is a {type(item).__name__}; each constraint must be a dict, a LinearConstraint or a NonlinearConstraint.")
-        unknown = set(item) - _DICT_KEYS
-        if unknown:
-            raise ConstraintError(f"{where} has unknown keys {sorted(unknown)}; accepted keys are {sorted(_DICT_KEYS)}.")
-        if "fun" not in item or not callable(item["fun"]):
-            raise ConstraintError(f"{where} needs a callable 'fun' taking the parameters.")
-        kind = item.get("type", "eq" if ("lb" not in item and "ub" not in item) else None)
-        if kind is not None and kind not in ("eq", "ineq"):
-            raise ConstraintError(f"{where}['type'] is {kind!r}; use 'eq' (c(x) == 0) or 'ineq' (c(x) >= 0).")
-        args = tuple(item.get("args", ()))
-        if "lb" in item or "ub" in item:
-            lb, ub = item.get("lb", -np.inf), item.get("ub", np.inf)
-        else:
-            lb, ub = 0.0, (0.0 if kind == "eq" else np.inf)
-        cf = _constraint_function(
-            item["fun"], args, item.get("jac"), item.get("use_autograd", True), where, spec, compile_vector, make_call, lb, error_handling, ub
-        )
-        functions.append(cf)
-        if new_style or "lb" in item or "ub" in item:
-            scipy_constraints.append(
-                NonlinearConstraint(
-                    cf.value,
-                    lb,
-                    ub,
-                    jac=cf.jacobian if needs_jacobian else "2-point",
-                    hess=cf.hessian if method == "trust-constr" else None,
-                    keep_feasible=item.get("keep_feasible", False),
-                )
-            )
-        else:
-            entry = {"type": kind, "fun": cf.value}
-            if needs_jacobian:
-                entry["jac"] = cf.jacobian
-            scipy_constraints.append(entry)
+        scipy_constraints.append(scipy_constraint)
+        functions.append(function)
     return scipy_constraints, functions
 
 
-def _constraint_function(
-    fun, args, user_jac, use_autograd, where, spec, compile_vector, make_call, lower, error_handling, upper=np.inf
-) -> ConstraintFunction:
-    if not callable(fun):
-        raise ConstraintError(f"{where}: the constraint function must be callable; got {type(fun).__name__}.")
-    functions = compile_vector(fun, args)
-    if user_jac is not None and not callable(user_jac):
-        raise ConstraintError(f"{where}['jac'] must be a callable taking the parameters; got {user_jac!r}.")
-    return ConstraintFunction(
-        functions,
-        spec,
-        where,
-        user_jacobian=None if user_jac is None else make_call(user_jac, args),
-        finite_differences=not use_autograd,
-        lower=lower,
-        upper=upper,
-        error_handling=error_handling,
-    )
+@dataclass(frozen=True)
+class _Context:
+    """What every constraint of one solve is compiled with (see :func:`normalize_constraints`)."""
+
+    method: str
+    spec: ParamSpec
+    compile_vector: Callable[[Callable, tuple], VectorFunctions]
+    make_call: Callable[[Callable, tuple], Callable]
+    error_handling: str
+
+    @property
+    def needs_jacobian(self) -> bool:
+        return self.method in ("slsqp", "trust-constr")
+
+    def function(self, fun: Any, args: tuple, user_jac: Any, use_autograd: bool, where: str, lower: Any, upper: Any) -> ConstraintFunction:
+        if not callable(fun):
+            raise ConstraintError(f"{where}: the constraint function must be callable; got {type(fun).__name__}.")
+        functions = self.compile_vector(fun, args)
+        if user_jac is not None and not callable(user_jac):
+            raise ConstraintError(f"{where}['jac'] must be a callable taking the parameters; got {user_jac!r}.")
+        return ConstraintFunction(
+            functions,
+            self.spec,
+            where,
+            user_jacobian=None if user_jac is None else self.make_call(user_jac, args),
+            finite_differences=not use_autograd,
+            lower=lower,
+            upper=upper,
+            error_handling=self.error_handling,
+        )
+
+
+def _checked_linear(item: LinearConstraint, where: str, n: int) -> LinearConstraint:
+    if np.shape(item.A)[-1] != n:
+        raise ConstraintError(
+            f"{where}: LinearConstraint.A has {np.shape(item.A)[-1]} columns but there are {n} parameters (the flat vector of x0's leaves in order)."
+        )
+    return item
+
+
+def _nonlinear(item: NonlinearConstraint, where: str, context: _Context) -> tuple[NonlinearConstraint, ConstraintFunction]:
+    """A NonlinearConstraint over the parameter structure, as one over the flat vector."""
+    user_jac = item.jac if callable(item.jac) else None
+    function = context.function(item.fun, (), user_jac, True, where, item.lb, item.ub)
+    hess = function.hessian if context.method == "trust-constr" else item.hess
+    return NonlinearConstraint(function.value, item.lb, item.ub, jac=function.jacobian, hess=hess, keep_feasible=item.keep_feasible), function
+
+
+def _from_dict(item: dict, where: str, context: _Context) -> tuple[Any, ConstraintFunction]:
+    """A constraint dict: a scipy dict for the old-style methods, a NonlinearConstraint for
+    trust-constr or where it gives ``lb`` / ``ub``."""
+    unknown = set(item) - _DICT_KEYS
+    if unknown:
+        raise ConstraintError(f"{where} has unknown keys {sorted(unknown)}; accepted keys are {sorted(_DICT_KEYS)}.")
+    if "fun" not in item or not callable(item["fun"]):
+        raise ConstraintError(f"{where} needs a callable 'fun' taking the parameters.")
+    bounded = "lb" in item or "ub" in item
+    kind = item.get("type", None if bounded else "eq")
+    if kind is not None and kind not in ("eq", "ineq"):
+        raise ConstraintError(f"{where}['type'] is {kind!r}; use 'eq' (c(x) == 0) or 'ineq' (c(x) >= 0).")
+    if bounded:
+        lb, ub = item.get("lb", -np.inf), item.get("ub", np.inf)
+    else:
+        lb, ub = 0.0, (0.0 if kind == "eq" else np.inf)
+    args = tuple(item.get("args", ()))
+    function = context.function(item["fun"], args, item.get("jac"), item.get("use_autograd", True), where, lb, ub)
+    if context.method == "trust-constr" or bounded:
+        jac = function.jacobian if context.needs_jacobian else "2-point"
+        hess = function.hessian if context.method == "trust-constr" else None
+        return NonlinearConstraint(function.value, lb, ub, jac=jac, hess=hess, keep_feasible=item.get("keep_feasible", False)), function
+    entry = {"type": kind, "fun": function.value}
+    if context.needs_jacobian:
+        entry["jac"] = function.jacobian
+    return entry, function

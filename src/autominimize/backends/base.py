@@ -6,11 +6,14 @@ import collections
 import contextlib
 import math
 import threading
-from typing import Any, Callable, Hashable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Protocol
 
 import numpy as np
 
-from ..params import ParamSpec, tree_flatten
+from ..params import ParamSpec, tree_flatten, tree_leaves
+
+if TYPE_CHECKING:
+    from .native_functions import NativeFunctions
 
 
 def grad_norm(grad: np.ndarray | None) -> float:
@@ -171,6 +174,30 @@ class Backend:
     def matvec(self, matrix: Any, vector: Any) -> Any:
         """``matrix @ vector`` for a 2-D and a 1-D array of the framework."""
         return matrix @ vector
+
+    def finite(self, leaf: Any) -> Any:
+        """``leaf`` (an array of the framework) with NaN and inf replaced by finite numbers."""
+        raise NotImplementedError
+
+    def masked(self, values: Any, mask: Any) -> Any:
+        """``values`` where the boolean ``mask`` holds and 0 elsewhere, arrays of the framework."""
+        raise NotImplementedError
+
+    # The native algorithms (am.minimize's native methods, the torch optimizers): their
+    # functions of one flat array of the framework, and what they need to know of fun first.
+    def native_functions(self, call: Callable, spec: ParamSpec, dtype: str, residual: bool, device: Any = None) -> NativeFunctions:
+        """Value, gradient and products of ``call(params, batch)`` on flat arrays of the
+        framework (see :mod:`.native_functions`); ``residual``: ``call`` returns residuals r
+        and the objective is ½‖r‖²."""
+        raise NotImplementedError
+
+    def output_shapes(self, fun: Callable, params: Any) -> list[tuple]:
+        """The shapes of the leaves ``fun(params)`` returns, found without recording a
+        derivative; by default one plain call."""
+        return [tuple(np.shape(leaf)) for leaf in tree_leaves(fun(params))]
+
+    #: whether the batched fits (am.batched_least_squares, am.batched_curve_fit) run on it
+    batched_fits: bool = True
 
 
 def as_flat_float64(x: Any) -> np.ndarray:

@@ -6,7 +6,7 @@ import contextlib
 import copy
 import functools
 import importlib.util
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
@@ -15,6 +15,9 @@ from .base import Backend, args_layout, grad_norm
 from .common import require_real_number, require_scalar_shape
 from .jax_sync import compile_function
 from .private_jax import clear_trace_caches
+
+if TYPE_CHECKING:
+    from .native_functions import NativeFunctions
 
 
 def _jax():
@@ -78,6 +81,22 @@ class JaxBackend(Backend):
     def ravel_concatenated(self, leaves: list) -> Any:
         jnp = _jax()[1]
         return jnp.concatenate([jnp.ravel(v) for v in leaves])
+
+    def finite(self, leaf: Any) -> Any:
+        return _jax()[1].nan_to_num(leaf)
+
+    def masked(self, values: Any, mask: Any) -> Any:
+        return _jax()[1].where(mask, values, 0.0)
+
+    def native_functions(self, call: Callable, spec: ParamSpec, dtype: str, residual: bool, device: Any = None) -> NativeFunctions:
+        from .native_jax import jax_functions
+
+        return jax_functions(call, spec, dtype, residual)
+
+    def output_shapes(self, fun: Callable, params: Any) -> list[tuple]:
+        """Abstractly (``jax.eval_shape``): fun is traced, not run."""
+        jax = _jax()[0]
+        return [tuple(leaf.shape) for leaf in jax.tree_util.tree_leaves(jax.eval_shape(fun, params))]
 
 
 class _JaxCompiled:

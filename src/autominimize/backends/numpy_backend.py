@@ -11,7 +11,7 @@ an :class:`~autominimize.numdiff.Evaluator`.
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from ..params import ParamSpec, leaf_to_numpy
 from ..errors import attach_point
 from .base import Backend, as_flat_float64
 from .common import ObjectiveOutputError, flatten_output, require_real_number, require_scalar_shape
+
+if TYPE_CHECKING:
+    from .native_functions import NativeFunctions
 
 
 class NumpyBackend(Backend):
@@ -48,6 +51,17 @@ class NumpyBackend(Backend):
 
     def ravel_concatenated(self, leaves: list) -> np.ndarray:
         return np.concatenate([np.ravel(np.asarray(v)) for v in leaves])
+
+    def finite(self, leaf: Any) -> np.ndarray:
+        return np.nan_to_num(leaf)
+
+    def masked(self, values: Any, mask: Any) -> np.ndarray:
+        return np.where(mask, values, 0.0)
+
+    def native_functions(self, call: Callable, spec: ParamSpec, dtype: str, residual: bool, device: Any = None) -> NativeFunctions:
+        from .native_host import host_functions
+
+        return host_functions(self, call, spec, dtype, residual)
 
 
 class _FlatFunction:

@@ -13,13 +13,16 @@ from __future__ import annotations
 import copy
 import functools
 import importlib.util
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from ..params import ParamSpec, tree_leaves
 from .base import Backend, args_layout, as_flat_float64
 from .common import no_gradient_error, require_real_number, require_scalar_shape
+
+if TYPE_CHECKING:
+    from .native_functions import NativeFunctions
 
 
 def _tf():
@@ -68,6 +71,24 @@ class TensorFlowBackend(Backend):
 
     def matvec(self, matrix: Any, vector: Any) -> Any:
         return _tf().linalg.matvec(matrix, vector)
+
+    def finite(self, leaf: Any) -> Any:
+        tf = _tf()
+        if not leaf.dtype.is_floating:
+            return leaf
+        return tf.where(tf.math.is_finite(leaf), leaf, tf.zeros_like(leaf))
+
+    def masked(self, values: Any, mask: Any) -> Any:
+        tf = _tf()
+        return tf.where(mask, values, tf.zeros_like(values))
+
+    def native_functions(self, call: Callable, spec: ParamSpec, dtype: str, residual: bool, device: Any = None) -> NativeFunctions:
+        from .native_host import host_functions
+
+        return host_functions(self, call, spec, dtype, residual)
+
+    #: the batched fits map fun over the members with jax.vmap, torch.func or NumPy's own arrays
+    batched_fits = False
 
 
 def raise_traced(exc: BaseException) -> None:

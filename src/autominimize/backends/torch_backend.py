@@ -11,7 +11,7 @@ import contextlib
 import importlib.util
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from ..params import ParamSpec, tree_leaves
 from .base import Backend, as_flat_float64
 from .common import no_gradient_error, require_real_number, require_scalar_shape
 from .private_torch import RowMap, scalar_backward
+
+if TYPE_CHECKING:
+    from .native_functions import NativeFunctions
 
 
 def _torch():
@@ -77,6 +80,21 @@ class TorchBackend(Backend):
     def ravel_concatenated(self, leaves: list) -> Any:
         torch = _torch()
         return torch.cat([torch.as_tensor(v).reshape(-1) for v in leaves])
+
+    def finite(self, leaf: Any) -> Any:
+        return _torch().nan_to_num(leaf) if leaf.is_floating_point() else leaf
+
+    def masked(self, values: Any, mask: Any) -> Any:
+        return _torch().where(mask, values, _torch().zeros_like(values))
+
+    def native_functions(self, call: Callable, spec: ParamSpec, dtype: str, residual: bool, device: Any = None) -> NativeFunctions:
+        from .native_torch import torch_functions
+
+        return torch_functions(call, spec, residual)
+
+    def output_shapes(self, fun: Callable, params: Any) -> list[tuple]:
+        with _torch().no_grad():  # the call records no graph
+            return super().output_shapes(fun, params)
 
 
 #: per thread: how many solves are open, and the compiled functions keeping a point for them

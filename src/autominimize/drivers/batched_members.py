@@ -20,7 +20,7 @@ import numpy as np
 from .. import backends as _backends
 from ..calling import make_caller
 from ..native.batched_lm import BatchedLM
-from ..native.oracles import make_params_of
+from ..backends.native_functions import make_params_of
 from ..params import ParamSpec, leaf_kind, tree_leaves
 
 __all__ = ["MemberProblem", "evaluator", "framework_array", "like", "ravel", "to_numpy"]

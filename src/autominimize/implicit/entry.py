@@ -15,7 +15,11 @@ from typing import Any
 import numpy as np
 import scipy.optimize as so
 
+from .._residuals import Residuals, is_residual_function
+from ..backends import constant_like, ravel_like
 from ..bounds import normalize_bounds
+from ..drivers.curve_fit import covariance, spread
+from ..drivers.scipy_least_squares import LEAST_SQUARES_METHODS, scipy_least_squares_bounds
 from ..params import ParamSpec, leaf_kind, tree_flatten
 from . import captured_differentiable, concrete_solve, differentiable_framework
 from .problem import ImplicitProblem, build_problem
@@ -144,9 +148,6 @@ def _parameters(entry: Callable, call: dict) -> dict:
 
 def minimize(entry: Callable, call: dict) -> so.OptimizeResult:
     """``entry`` (am.minimize) with ``res.x`` differentiable with respect to ``call["args"]`` (and captured JAX values)."""
-    from .._residuals import Residuals, is_residual_function
-    from ..drivers.scipy_least_squares import LEAST_SQUARES_METHODS
-
     call = _parameters(entry, call)
     fun, x0, args = call.pop("fun"), call.pop("x0"), tuple(call.pop("args"))
     raw = fun.fun if is_residual_function(fun) else fun
@@ -183,9 +184,6 @@ def minimize(entry: Callable, call: dict) -> so.OptimizeResult:
 
 def least_squares(entry: Callable, call: dict) -> so.OptimizeResult:
     """``entry`` (am.least_squares) with ``res.x`` differentiable with respect to ``call["args"]`` (and captured JAX values)."""
-    from .._residuals import Residuals
-    from ..drivers.scipy_least_squares import scipy_least_squares_bounds as _scipy_least_squares_bounds
-
     call = _parameters(entry, call)
     fun, x0, args = call.pop("fun"), call.pop("x0"), call.pop("args")
     args = args if isinstance(args, tuple) else (args,)
@@ -210,7 +208,7 @@ def least_squares(entry: Callable, call: dict) -> so.OptimizeResult:
         _check_hoisted_receivers("least_squares", call, fun)
         fun, call["kwargs"] = raw, None
     spec = ParamSpec.from_tree(template)
-    bounds = normalize_bounds(_scipy_least_squares_bounds(call.get("bounds"), spec.size), spec, template)
+    bounds = normalize_bounds(scipy_least_squares_bounds(call.get("bounds"), spec.size), spec, template)
     problem = build_problem(raw, template, args, call["unpack"], residual=True, bounds=bounds)
 
     def run(start: Any, concrete: tuple) -> so.OptimizeResult:
@@ -220,61 +218,28 @@ def least_squares(entry: Callable, call: dict) -> so.OptimizeResult:
     return _solve(problem, framework, run, x0, args)
 
 
-def curve_fit(entry: Callable, call: dict) -> tuple:
+def curve_fit(entry: Callable, call: dict, least_squares: Callable) -> tuple:
     """``entry`` (am.curve_fit) with ``popt`` differentiable with respect to xdata, ydata and sigma.
 
-    The fit is ``am.least_squares`` of the residuals ``(f(xdata, *p) - ydata) / sigma`` with the
-    data as ``args``; ``pcov`` is computed as ``am.curve_fit`` does, as a constant.
+    The fit is ``least_squares`` (am.least_squares, which differentiates its solution with
+    respect to its args) of the residuals ``(f(xdata, *p) - ydata) / sigma`` with the data as
+    ``args``; ``pcov`` is computed as ``am.curve_fit`` does, as a constant.
     """
-    import inspect
-
-    from .._least_squares import least_squares as least_squares_entry
-    from ..backends import constant_like
-    from ..backends import ravel_like as _ravel_output
-    from ..drivers.curve_fit import covariance as _covariance
-    from ..drivers.curve_fit import spread as _spread
-
     call = _parameters(entry, call)
     f, xdata, ydata, p0, sigma = (call.pop(name) for name in ("f", "xdata", "ydata", "p0", "sigma"))
-    framework = differentiable_framework((xdata, ydata, sigma))
-    found = captured_differentiable(f) if framework is None else None
-    # f alone captures a torch tensor: least_squares finds out whether the fit depends on it
-    framework = found[0] if found is not None and found[0] == "torch" else _check_captured("curve_fit", framework, f)
+    framework = _curve_fit_framework(f, (xdata, ydata, sigma))
     if call.get("nan_policy") == "omit":
         raise ValueError("curve_fit: nan_policy='omit' is not supported when the data are differentiated; drop the points first.")
     if sigma is not None and np.ndim(sigma) != 1:
         raise ValueError("curve_fit: differentiating with respect to the data supports a 1-D sigma (standard deviations) only.")
-    if p0 is None:
-        positional = [p for p in inspect.signature(f).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        p0 = [1.0] * (len(positional) - 1)
-    spread = _spread(f, p0)
-    like = next((leaf for leaf in (xdata, ydata, sigma) if differentiable_framework(leaf) is not None), None)
-    if like is None:  # only f captures what is differentiated: the data become constants of its framework
-        like = _scalar(framework)
-    data = tuple(
-        constant_like(np.asarray(value, dtype=np.float64), like) if isinstance(value, (np.ndarray, list, tuple, float, int)) else value
-        for value in ((xdata, ydata) if sigma is None else (xdata, ydata, sigma))
-    )
-
-    def residual(params: Any, x: Any, y: Any, s: Any = None) -> Any:
-        if spread == "kwargs":
-            model = f(x, **params)
-        elif spread == "args":
-            model = f(x, *params)
-        elif spread == "array":
-            model = f(x, *[params[i] for i in range(np.shape(p0)[0])])
-        else:
-            model = f(x, params)
-        diff = _ravel_output(model, y) - _ravel_output(y, y)
-        return diff if s is None else diff / _ravel_output(s, s)
-
-    method = call.get("method") or ("trf" if call.get("bounds") is not None else "lm")
-    res = least_squares_entry(
+    data = _framework_data(framework, (xdata, ydata) if sigma is None else (xdata, ydata, sigma))
+    residual = _curve_residual(f, p0)
+    res = least_squares(
         residual,
         p0,
         jac=call.get("jac"),
         bounds=call.get("bounds"),
-        method=method,
+        method=call.get("method") or ("trf" if call.get("bounds") is not None else "lm"),
         args=data,
         backend=call.get("backend"),
         precision=call.get("precision"),
@@ -282,15 +247,56 @@ def curve_fit(entry: Callable, call: dict) -> tuple:
         **(call.get("kwargs") or {}),
     )
     m = math.prod(tuple(ydata.shape) if hasattr(ydata, "shape") else np.shape(ydata))
+    absolute_sigma = bool(call.get("absolute_sigma"))
     if framework == "jax":
-        pcov = _jax_covariance(residual, res.x, data, m, bool(call.get("absolute_sigma")))
+        pcov = _jax_covariance(residual, res.x, data, m, absolute_sigma)
     else:
         if not res.success:
             raise RuntimeError(f"Optimal parameters not found: {res.message}")
-        pcov = _covariance(res.jac, 2 * res.cost, m, bool(call.get("absolute_sigma")))
+        pcov = covariance(res.jac, 2 * res.cost, m, absolute_sigma)
     if call.get("full_output"):
         return res.x, pcov, {"nfev": res.nfev, "fvec": res.get("fun")}, res.message, res.status
     return res.x, pcov
+
+
+def _curve_fit_framework(f: Callable, data: tuple) -> str:
+    """The framework that differentiates a fit: the data's, or that of a tensor f alone captures."""
+    framework = differentiable_framework(data)
+    found = captured_differentiable(f) if framework is None else None
+    # f alone captures a torch tensor: least_squares finds out whether the fit depends on it
+    return found[0] if found is not None and found[0] == "torch" else _check_captured("curve_fit", framework, f)
+
+
+def _framework_data(framework: str, data: tuple) -> tuple:
+    """The data with NumPy values (and numbers) as float64 constants of the differentiated ones'
+    framework, so that the residuals compute in one framework."""
+    like = next((leaf for leaf in data if differentiable_framework(leaf) is not None), None)
+    if like is None:  # only f captures what is differentiated: the data become constants of its framework
+        like = _scalar(framework)
+    return tuple(
+        constant_like(np.asarray(value, dtype=np.float64), like) if isinstance(value, (np.ndarray, list, tuple, float, int)) else value
+        for value in data
+    )
+
+
+def _curve_residual(f: Callable, p0: Any) -> Callable:
+    """The residuals ``(f(x, p) - y) / s`` of a fit, with ``f`` taking the parameters as scipy's
+    curve_fit spreads ``p0`` (see :func:`~autominimize.drivers.curve_fit.spread`)."""
+    how = spread(f, p0)
+
+    def residual(params: Any, x: Any, y: Any, s: Any = None) -> Any:
+        if how == "kwargs":
+            model = f(x, **params)
+        elif how == "args":
+            model = f(x, *params)
+        elif how == "array":
+            model = f(x, *[params[i] for i in range(np.shape(p0)[0])])
+        else:
+            model = f(x, params)
+        diff = ravel_like(model, y) - ravel_like(y, y)
+        return diff if s is None else diff / ravel_like(s, s)
+
+    return residual
 
 
 def _jax_covariance(residual: Callable, popt: Any, data: tuple, m: int, absolute_sigma: bool) -> Any:

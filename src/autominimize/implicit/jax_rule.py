@@ -30,146 +30,20 @@ import scipy.optimize as so
 
 from ..backends import cached_compile
 from ..backends.jax_backend import float64_scope
-from ..backends.jax_sync import compile_function
-from ..params import leaf_kind, tree_leaves
+from ..params import leaf_kind
 from .adjoint import ActiveSet, ImplicitDifferentiationWarning, KKTSystem, stationarity_failure
 from .backward import active_set_at, adjoint_at, count_hvps
+from .jax_functions import Compiled, JaxOperators, lagrangian_parts, problem_functions
 from .problem import ImplicitProblem, flat_solution, split_args
 
 __all__ = ["solve_with_jax"]
-
-
-def _flat(jnp: Any, leaves: list, dtype: Any) -> Any:
-    return jnp.concatenate([jnp.ravel(leaf).astype(dtype) for leaf in leaves]) if leaves else jnp.zeros(0, dtype=dtype)
-
-
-def _parts(problem: ImplicitProblem) -> SimpleNamespace:
-    """The objective, the constraint values and the gradient of the Lagrangian as JAX functions
-    of the flat x (computed in x's dtype), θ's leaves and the LinearConstraints' matrices."""
-    import jax
-    import jax.numpy as jnp
-
-    spec = problem.spec
-
-    def params_of(x):
-        return spec.unflatten_leaves([x[a:b].reshape(shape) for shape, a, b in zip(spec.shapes, spec.offsets, spec.offsets[1:])])
-
-    def objective(x, leaves):
-        out = problem.objective_output(params_of(x), problem.args(leaves))
-        if problem.residual:
-            r = _flat(jnp, tree_leaves(out), x.dtype)
-            return 0.5 * jnp.sum(r * r)
-        return jnp.asarray(out).astype(x.dtype).reshape(())
-
-    def constraint_parts(x, leaves, matrices):
-        outputs = iter(problem.constraint_outputs(params_of(x), problem.args(leaves)))
-        matrices = iter(matrices)
-        return [
-            next(matrices).astype(x.dtype) @ x if item.fun is None else _flat(jnp, tree_leaves(next(outputs)), x.dtype)
-            for item in problem.constraints
-        ]
-
-    def constraint_values(x, leaves, matrices):
-        parts = constraint_parts(x, leaves, matrices)
-        return jnp.concatenate(parts) if parts else jnp.zeros(0, dtype=x.dtype)
-
-    def lagrangian(x, leaves, matrices, weights):
-        value = objective(x, leaves)
-        if problem.constraints:
-            value = value + weights.astype(x.dtype) @ constraint_values(x, leaves, matrices)
-        return value
-
-    return SimpleNamespace(
-        objective=objective, constraint_parts=constraint_parts, constraint_values=constraint_values, lagrangian_gradient=jax.grad(lagrangian)
-    )
-
-
-def _functions(problem: ImplicitProblem) -> "_Compiled":
-    """Gradient, constraints and Hessian-vector products of the Lagrangian, for the host."""
-    import jax
-
-    parts = _parts(problem)
-    grad_l = parts.lagrangian_gradient
-
-    def hvp(x, leaves, matrices, weights, vectors):
-        def column(v):
-            return jax.jvp(lambda y: grad_l(y, leaves, matrices, weights), (x,), (v,))[1]
-
-        return jax.vmap(column, in_axes=1, out_axes=1)(vectors)
-
-    def constraints(x, leaves, matrices):
-        return parts.constraint_parts(x, leaves, matrices), jax.jacrev(parts.constraint_values)(x, leaves, matrices)
-
-    def theta_vjp(x, leaves, matrices, weights, w, z, u, mask):
-        """-∂θ(⟨∇ₓL, w⟩ + ⟨c, z⟩) + u ∂θf: the adjoint's product, plus the objective value's
-        cotangent ``u`` times its derivative at the solution (∂θ of the Lagrangian, by the
-        envelope theorem)."""
-
-        def inner(diff):
-            diff = iter(diff)
-            merged = [next(diff) if keep else leaf for leaf, keep in zip(leaves, mask)]
-            value = grad_l(x, merged, matrices, weights) @ w
-            if problem.constraints:
-                value = value + parts.constraint_values(x, merged, matrices) @ z
-            lagrangian = parts.objective(x, merged) + (weights @ parts.constraint_values(x, merged, matrices) if problem.constraints else 0.0)
-            return u * lagrangian - value
-
-        return jax.grad(inner)([leaf for leaf, keep in zip(leaves, mask) if keep])
-
-    return _Compiled({"gradient": jax.grad(parts.objective), "constraints": constraints, "hvp": hvp, "theta_vjp": theta_vjp})
-
-
-class _Compiled:
-    """The functions, compiled ahead of time once per argument shapes and dtypes (a compiled
-    executable survives the trace-cache clearing of a float64 solve, a ``jax.jit`` would not)."""
-
-    def __init__(self, functions: dict[str, Callable]):
-        self.functions = functions
-        self.executables: dict = {}
-
-    def __call__(self, name: str, *args: Any, static: Any = None) -> Any:
-        import jax
-
-        args = jax.tree_util.tree_map(np.asarray, args)  # host arrays: the executable places them itself
-        leaves, treedef = jax.tree_util.tree_flatten(args)
-        key = (name, static, treedef, tuple((leaf.shape, leaf.dtype) for leaf in leaves))
-        executable = self.executables.get(key)
-        if executable is None:
-            function = self.functions[name]
-            if static is not None:
-                function = functools.partial(function, mask=static)
-            avals = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), args)
-            executable = self.executables[key] = compile_function(function, *avals)
-        return executable(*args)
-
-
-class JaxOperators:
-    """The adjoint's operators at one θ (host side, float64)."""
-
-    def __init__(self, problem: ImplicitProblem, functions: _Compiled, leaves: list, matrices: list):
-        self.problem, self.f, self.leaves, self.matrices = problem, functions, leaves, matrices
-        self.sizes: list[int] = []
-
-    def gradient(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self.f("gradient", x, self.leaves), dtype=np.float64)
-
-    def constraints(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if not self.problem.constraints:
-            return np.zeros(0), np.zeros((0, x.size))
-        parts, jac = self.f("constraints", x, self.leaves, self.matrices)
-        self.sizes = [int(part.shape[0]) for part in parts]
-        c = np.concatenate([np.asarray(part, dtype=np.float64) for part in parts])
-        return c, np.asarray(jac, dtype=np.float64).reshape(c.size, x.size)
-
-    def hvp(self, x: np.ndarray, weights: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-        return np.asarray(self.f("hvp", x, self.leaves, self.matrices, weights, vectors), dtype=np.float64)
 
 
 class _Systems:
     """The KKT system of the last solution asked for (host side, 64-bit JAX): a tangent per
     input (``jacfwd``) or a cotangent per output (``jacrev``) reuses its factorisation."""
 
-    def __init__(self, problem: ImplicitProblem, functions: _Compiled, matrices: list, record: so.OptimizeResult):
+    def __init__(self, problem: ImplicitProblem, functions: Compiled, matrices: list, record: so.OptimizeResult):
         self.problem, self.functions, self.matrices, self.record = problem, functions, matrices, record
         self.last: tuple[bytes, KKTSystem] | None = None
 
@@ -218,7 +92,7 @@ class _Setup:
     matrices: list
     out_types: list
     real: Any
-    functions: _Compiled
+    functions: Compiled
     record: so.OptimizeResult
 
     def host_solve(self, x0_values: list, arg_values: list) -> tuple[np.ndarray, so.OptimizeResult, list, np.ndarray, tuple]:
@@ -268,7 +142,7 @@ def solve_with_jax(problem: ImplicitProblem, run: Callable[[Any, tuple], so.Opti
         matrices=[jnp.asarray(item.matrix) for item in problem.constraints if item.fun is None],
         out_types=out_types,
         real=jax.dtypes.canonicalize_dtype(np.float64),
-        functions=cached_compile(problem.fun, key, lambda: _functions(problem)),
+        functions=cached_compile(problem.fun, key, lambda: problem_functions(problem)),
         record=so.OptimizeResult(),
     )
     x0_values = [jnp.asarray(leaf, dtype=t.dtype) for leaf, t in zip(x0_leaves, out_types)]
@@ -282,20 +156,23 @@ def solve_with_jax(problem: ImplicitProblem, run: Callable[[Any, tuple], so.Opti
 
 
 def _forward_rule(setup: _Setup, x0_values: list, arg_leaves: list) -> tuple:
-    """The solve with a custom JVP: forward mode, reverse mode by transposition, any order."""
+    """The solve with a custom JVP: forward mode, reverse mode by transposition, any order.
+
+    The callback returns, beside the solution, its active set (multipliers, free variables,
+    active constraints, stationarity): :func:`_solution_tangent` differentiates through it.
+    """
     import jax
     import jax.numpy as jnp
 
-    problem, mask, matrices, real, out_types = setup.problem, setup.mask, setup.matrices, setup.real, setup.out_types
-    spec = problem.spec
-    parts = _parts(problem)
-    n = spec.size
+    problem, real = setup.problem, setup.real
+    parts = lagrangian_parts(problem)
+    n = problem.spec.size
     arg_types = [jax.ShapeDtypeStruct(np.shape(leaf), jnp.result_type(leaf)) for leaf in arg_leaves]
-    m = jax.eval_shape(parts.constraint_values, jax.ShapeDtypeStruct((n,), real), arg_types, matrices).shape[0]
+    m = jax.eval_shape(parts.constraint_values, jax.ShapeDtypeStruct((n,), real), arg_types, setup.matrices).shape[0]
     value_type = jax.ShapeDtypeStruct((), real)
     status_types = tuple(jax.ShapeDtypeStruct((), t) for t in _STATUS_TYPES)
     set_types = (jax.ShapeDtypeStruct((m,), real), jax.ShapeDtypeStruct((n,), real), jax.ShapeDtypeStruct((m,), real), value_type)
-    systems = _Systems(problem, setup.functions, matrices, setup.record)
+    systems = _Systems(problem, setup.functions, setup.matrices, setup.record)
 
     def host_forward(x0_values, arg_values):
         x_flat, _, x_parts, value, status = setup.host_solve(x0_values, arg_values)
@@ -305,56 +182,58 @@ def _forward_rule(setup: _Setup, x0_values: list, arg_leaves: list) -> tuple:
 
     @jax.custom_jvp
     def solve(x0_values, arg_values):
-        return jax.pure_callback(host_forward, (out_types, value_type, status_types, set_types), x0_values, arg_values, vmap_method="sequential")
+        types = (setup.out_types, value_type, status_types, set_types)
+        return jax.pure_callback(host_forward, types, x0_values, arg_values, vmap_method="sequential")
 
     @solve.defjvp
     def solve_jvp(primals, tangents):
-        x0_values, arg_values = primals
-        out = solve(x0_values, arg_values)
-        x_parts, _, status, (weights, free, active, stationarity) = out
-        x = jnp.concatenate([jnp.ravel(part) for part in x_parts]).astype(real)
-        theta = [leaf for leaf, keep in zip(arg_values, mask) if keep]
-        dtheta = [dot for dot, keep in zip(tangents[1], mask) if keep]
-
-        def merged(diff):
-            diff = iter(diff)
-            return [next(diff) if keep else leaf for leaf, keep in zip(arg_values, mask)]
-
-        def optimality(diff):
-            leaves = merged(diff)
-            return parts.lagrangian_gradient(x, leaves, matrices, weights), parts.constraint_values(x, leaves, matrices)
-
-        _, (dg, dc) = jax.jvp(optimality, (theta,), (dtheta,))
-        # one vector, so that it is linear in the tangents as a whole (the transpose needs that)
-        # even where the constraints do not depend on θ
-        rhs = jnp.concatenate([-free * dg, -active * dc])
-        matvec = functools.partial(_kkt_matvec, parts, x, arg_values, matrices, weights, free, active)
-
-        def linear_solve(_, b):
-            return jax.pure_callback(
-                systems.solve,
-                jax.ShapeDtypeStruct((n + m,), real),
-                x,
-                arg_values,
-                weights,
-                free,
-                active,
-                stationarity,
-                status[0],
-                b,
-                vmap_method="sequential",
-            )
-
-        solution = jax.lax.custom_linear_solve(matvec, rhs, linear_solve, symmetric=True)
-        dx, dweights = solution[:n], solution[n:]
-        dvalue = jax.jvp(lambda y, diff: parts.objective(y, merged(diff)), (x, theta), (dx, dtheta))[1]
-        dx_parts = [dx[a:b].reshape(t.shape).astype(t.dtype) for t, a, b in zip(out_types, spec.offsets, spec.offsets[1:])]
-        no_tangent = tuple(np.zeros((), dtype=jax.dtypes.float0) for _ in status_types)
-        set_tangent = (dweights, jnp.zeros_like(free), jnp.zeros_like(active), jnp.zeros_like(stationarity))
-        return out, (dx_parts, dvalue.astype(real), no_tangent, set_tangent)
+        out = solve(*primals)
+        return out, _solution_tangent(setup, parts, systems, out, primals[1], tangents[1])
 
     x_parts, value, status, _ = solve(x0_values, arg_leaves)
     return x_parts, value, status
+
+
+def _solution_tangent(setup: _Setup, parts: SimpleNamespace, systems: _Systems, out: tuple, arg_values: list, arg_tangents: list) -> tuple:
+    """The tangents of the forward rule's outputs for the tangents of args: ``dx`` and the
+    multipliers' ``dλ`` solve the linearised optimality system (``lax.custom_linear_solve``,
+    the solve itself on the host), the value's by the chain rule through x and θ."""
+    import jax
+    import jax.numpy as jnp
+
+    mask, matrices, real, out_types = setup.mask, setup.matrices, setup.real, setup.out_types
+    x_parts, _, status, (weights, free, active, stationarity) = out
+    x = jnp.concatenate([jnp.ravel(part) for part in x_parts]).astype(real)
+    n = x.shape[0]
+    theta = [leaf for leaf, keep in zip(arg_values, mask) if keep]
+    dtheta = [dot for dot, keep in zip(arg_tangents, mask) if keep]
+
+    def merged(diff):
+        diff = iter(diff)
+        return [next(diff) if keep else leaf for leaf, keep in zip(arg_values, mask)]
+
+    def optimality(diff):
+        leaves = merged(diff)
+        return parts.lagrangian_gradient(x, leaves, matrices, weights), parts.constraint_values(x, leaves, matrices)
+
+    _, (dg, dc) = jax.jvp(optimality, (theta,), (dtheta,))
+    # one vector, so that it is linear in the tangents as a whole (the transpose needs that)
+    # even where the constraints do not depend on θ
+    rhs = jnp.concatenate([-free * dg, -active * dc])
+    matvec = functools.partial(_kkt_matvec, parts, x, arg_values, matrices, weights, free, active)
+
+    def linear_solve(_, b):
+        solution_type = jax.ShapeDtypeStruct(rhs.shape, real)
+        at = (x, arg_values, weights, free, active, stationarity, status[0], b)
+        return jax.pure_callback(systems.solve, solution_type, *at, vmap_method="sequential")
+
+    solution = jax.lax.custom_linear_solve(matvec, rhs, linear_solve, symmetric=True)
+    dx, dweights = solution[:n], solution[n:]
+    dvalue = jax.jvp(lambda y, diff: parts.objective(y, merged(diff)), (x, theta), (dx, dtheta))[1]
+    dx_parts = [dx[a:b].reshape(t.shape).astype(t.dtype) for t, a, b in zip(out_types, setup.problem.spec.offsets, setup.problem.spec.offsets[1:])]
+    no_tangent = tuple(np.zeros((), dtype=jax.dtypes.float0) for _ in _STATUS_TYPES)
+    set_tangent = (dweights, jnp.zeros_like(free), jnp.zeros_like(active), jnp.zeros_like(stationarity))
+    return dx_parts, dvalue.astype(real), no_tangent, set_tangent
 
 
 def _reverse_rule(setup: _Setup, x0_values: list, arg_leaves: list) -> tuple:

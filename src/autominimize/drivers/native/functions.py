@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
-import numpy as np
 
 from ..._setup import cached, compile_key
+from ...backends import get_backend
 from ...native._arrays import flatten_leaves, namespace
 from ...native.compiled import compile_functions
-from ...native.oracles import NativeFunctions, make_params_of
-from ...params import ParamSpec, tree_leaves
+from ...backends.native_functions import NativeFunctions, make_params_of
+from ...params import ParamSpec
 
 __all__ = ["native_functions"]
 
@@ -52,20 +53,8 @@ def native_functions(
 
 def _returns_vector(backend: str, call: Call, spec: ParamSpec, x: Any, batch: Any) -> bool:
     """Whether fun returns residuals (more than one number), checked without counting."""
-    params = make_params_of(spec)(x)
-    if backend == "jax":
-        import jax
-
-        out = jax.eval_shape(lambda p: call(p, batch), params)
-        return sum(int(np.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(out)) > 1
-    if backend == "torch":
-        import torch
-
-        with torch.no_grad():
-            out = call(params, batch)
-    else:
-        out = call(params, batch)
-    return sum(int(np.prod(np.shape(leaf))) for leaf in tree_leaves(out)) > 1
+    shapes = get_backend(backend).output_shapes(lambda params: call(params, batch), make_params_of(spec)(x))
+    return sum(math.prod(shape) for shape in shapes) > 1
 
 
 def _user_gradient(call: Call, jac: Call | None, spec: ParamSpec, x: Any) -> NativeFunctions:

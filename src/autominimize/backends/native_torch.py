@@ -10,9 +10,9 @@ from typing import Any, Callable
 
 import torch
 
-from ..backends.common import no_gradient_error
+from .common import no_gradient_error
 from ..params import ParamSpec, tree_leaves
-from .oracles import Call, NativeFunctions, _scalar_check, make_params_of, sum_squared_case_gradients
+from .native_functions import Call, NativeFunctions, make_params_of, scalar_check, sum_squared_case_gradients
 
 __all__ = ["torch_functions"]
 
@@ -30,7 +30,7 @@ def torch_functions(call: Call, spec: ParamSpec, residual: bool) -> NativeFuncti
             r = residuals(x, batch)
             return 0.5 * torch.sum(r * r)
         out = torch.as_tensor(call(params_of(x), batch))
-        _scalar_check(tuple(out.shape), residual)
+        scalar_check(tuple(out.shape), residual)
         return out.reshape(()).to(x.dtype)
 
     def value(x, batch):

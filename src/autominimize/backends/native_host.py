@@ -6,16 +6,15 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import get_backend
 from ..params import ParamSpec, tree_leaves
-from .oracles import Call, NativeFunctions, make_params_of, sum_squared_case_gradients
+from .base import Backend
+from .native_functions import Call, NativeFunctions, make_params_of, sum_squared_case_gradients
 
 __all__ = ["host_functions"]
 
 
-def host_functions(backend: str, call: Call, spec: ParamSpec, dtype: str, residual: bool) -> NativeFunctions:
-    """NumPy and TensorFlow: the backends' compiled flat functions, one per mini-batch."""
-    backend_obj = get_backend(backend)
+def host_functions(backend: Backend, call: Call, spec: ParamSpec, dtype: str, residual: bool) -> NativeFunctions:
+    """NumPy and TensorFlow: the backend's compiled flat functions, one per mini-batch."""
     compiled: dict[int, tuple] = {}
 
     def for_batch(batch):
@@ -24,8 +23,8 @@ def host_functions(backend: str, call: Call, spec: ParamSpec, dtype: str, residu
             if len(compiled) > 1:  # keep the current batch only (and None)
                 compiled.pop(next(k for k in compiled if k != id(None)))
             bound = lambda params: call(params, batch)
-            vector = backend_obj.compile_vector(bound, spec, dtype)
-            scalar = backend_obj.compile_scalar((lambda params: 0.5 * _sum_squares(bound(params))) if residual else bound, spec, dtype)
+            vector = backend.compile_vector(bound, spec, dtype)
+            scalar = backend.compile_scalar((lambda params: 0.5 * _sum_squares(backend, bound(params))) if residual else bound, spec, dtype)
             compiled[key] = (batch, scalar, vector)
         return compiled[key][1:]
 
@@ -62,14 +61,8 @@ def host_functions(backend: str, call: Call, spec: ParamSpec, dtype: str, residu
     )
 
 
-def _sum_squares(out: Any) -> Any:
+def _sum_squares(backend: Backend, out: Any) -> Any:
     total = 0.0
     for leaf in tree_leaves(out):
-        total = total + (leaf * leaf).sum() if hasattr(leaf, "sum") else total + _tf_sum_squares(leaf)
+        total = total + backend.squared_sum(leaf)
     return total
-
-
-def _tf_sum_squares(leaf: Any) -> Any:
-    import tensorflow as tf
-
-    return tf.reduce_sum(tf.square(leaf))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ..backends.jax_aot import AheadOfTime
+from .jax_aot import AheadOfTime
 from ..params import ParamSpec, tree_leaves
-from .oracles import Call, NativeFunctions, _along, _scalar_check, make_params_of, sum_squared_case_gradients
+from .native_functions import Call, NativeFunctions, along, make_params_of, scalar_check, sum_squared_case_gradients
 
 __all__ = ["jax_functions"]
 
@@ -25,7 +25,7 @@ def jax_functions(call: Call, spec: ParamSpec, dtype: str, residual: bool) -> Na
             r = residuals(x, batch)
             return 0.5 * jnp.sum(r * r)
         out = jnp.asarray(call(params_of(x), batch))
-        _scalar_check(out.shape, residual)
+        scalar_check(out.shape, residual)
         return out.reshape(()).astype(x.dtype)
 
     def hvp(x, v, batch):
@@ -50,6 +50,6 @@ def jax_functions(call: Call, spec: ParamSpec, dtype: str, residual: bool) -> Na
         AheadOfTime(jax.value_and_grad(objective)),
         AheadOfTime(hvp),
         AheadOfTime(gnvp) if residual else None,
-        value_and_grad_along=AheadOfTime(_along(jax.value_and_grad(objective))),
+        value_and_grad_along=AheadOfTime(along(jax.value_and_grad(objective))),
         squared_case_gradients=AheadOfTime(squared_case_gradients) if residual else None,
     )
