@@ -81,3 +81,16 @@ def test_output_shapes_on_torch_record_no_graph():
 
 def test_batched_fits_run_on_numpy_jax_and_torch():
     assert [name for name in FRAMEWORKS if _backend(name).batched_fits] == ["numpy", "jax", "torch"]
+
+
+def test_native_residuals_given_as_python_numbers_on_numpy():
+    """Hessian-free on NumPy residuals returned as a list of floats: ½‖r‖² is summed by the
+    NumPy backend (it went through TensorFlow before, and the solve did not move)."""
+    import autominimize as am
+
+    def residuals(w):
+        return [float(w[0] - 1.0), float(2 * (w[1] + 0.5))]
+
+    res = am.minimize(residuals, np.zeros(2), method="hessian-free", backend="numpy")
+    np.testing.assert_allclose(res.x, [1.0, -0.5], atol=1e-5)
+    assert res.fun < 1e-10
