@@ -59,3 +59,18 @@ def test_probe_failure_without_framework_hint_explains_itself():
 
     with pytest.raises(KeyError, match="while evaluating the function once at x0 with NumPy arrays"):
         _solve(broken, np.zeros(2))
+
+
+@pytest.mark.parametrize("name", ["jax", "torch", "tensorflow"])
+def test_a_backend_found_once_is_not_searched_for_again(name, monkeypatch):
+    import importlib.util
+
+    from autominimize.backends import get_backend
+
+    first = get_backend(name)
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("find_spec called again")
+
+    monkeypatch.setattr(importlib.util, "find_spec", no_search)
+    assert get_backend(name) is first
