@@ -59,11 +59,10 @@ def sparse_residual_jacobian(
         if not asked and pattern.jac_rows.size > _AUTO_MAX_DENSITY * m * n:
             return None
     seeds = pattern.seeds()
-    zeros = np.zeros(m)
 
     def jacobian(x: np.ndarray) -> sp.csr_matrix:
         x = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
-        _, compressed = lagrangian.compressed(x, 0.0, zeros, seeds)
+        compressed = lagrangian.jacobian_compressed(x, seeds)
         problem.njev += 1
         return sp.csr_matrix((pattern.jacobian_values(compressed), (pattern.jac_rows, pattern.jac_cols)), shape=(m, n))
 

@@ -115,8 +115,7 @@ class _Jacobians:
     def _at(self, x: np.ndarray) -> list[sp.csr_matrix]:
         x = np.ascontiguousarray(x, dtype=np.float64)
         if x.tobytes() != self._key:
-            zeros = np.zeros(self.lagrangian.m)
-            _, compressed = self.lagrangian.compressed(x, 0.0, zeros, self.seeds)
+            compressed = self.lagrangian.jacobian_compressed(x, self.seeds)
             values = self.pattern.jacobian_values(compressed)
             full = sp.csr_matrix((values, (self.pattern.jac_rows, self.pattern.jac_cols)), shape=(self.lagrangian.m, self.lagrangian.n))
             self._blocks = [full[a:b] for a, b in zip(self.offsets, self.offsets[1:])]
