@@ -10,7 +10,8 @@ in one pass,
 * ``J · s`` (its last ``m`` entries), since ``∂²L/∂λ∂x = J``: the constraint Jacobian's part.
 
 So a colouring of the stacked pattern ``[∇²ₓₓL; J]`` gets both matrices from the same few
-passes, and the full Hessian of ``L`` holds both as blocks.
+passes, and the full Hessian of ``L`` holds both as blocks. On JAX a point's passes are one
+compiled call, and ``J · S`` asked for alone is one call of forward passes of ``c``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """A sparse residual Jacobian for ``am.least_squares`` ('trf', 'dogbox'), from compressed passes.
 
 The residuals ``r(x)`` are seen as ``λ · r(x)`` (:class:`..backends.lagrangian.Lagrangian`
-without an objective), whose Hessian-vector products with ``[s, 0, 0]`` give ``J · s``: one
-pass per colour of J's columns. The pattern is read from the program (asdex, JAX), probed
+without an objective), which gives ``J · s`` for one seed ``s`` per colour of J's columns:
+all the forward passes of ``r`` in one compiled call on JAX, Hessian-vector products of
+``λ · r`` with ``[s, 0, 0]`` on PyTorch and TensorFlow. The pattern is read from the program (asdex, JAX), probed
 (PyTorch, TensorFlow) or the caller's ``jac_sparsity``. scipy then solves its trust-region
 subproblems with LSMR, which needs only products with J and Jᵀ.
 """

@@ -4,7 +4,8 @@
 The nonlinear constraints are stacked into ``λ · c(x)`` (:class:`..backends.lagrangian.Lagrangian`
 without an objective): the pattern of J and of Σ λᵢ∇²cᵢ is found once (asdex on JAX, probing
 on PyTorch and TensorFlow, or the caller's ``options['jac_sparsity']``), and at each point a
-few Hessian-vector products give every constraint's Jacobian as a CSR matrix. A constraint's
+few passes (forward passes of the constraints in one call on JAX, Hessian-vector products
+elsewhere) give every constraint's Jacobian as a CSR matrix. A constraint's
 Hessian ``Σ vᵢ∇²cᵢ`` is a LinearOperator whose products are Hessian-vector products of the
 same function, and the objective's Hessian reaches trust-constr as products too
 (``hessp``), so no (n, n) or dense (m, n) matrix is formed.
