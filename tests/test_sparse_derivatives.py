@@ -358,3 +358,39 @@ def test_a_dense_linear_constraint_stays_out_of_the_colouring():
     res = am.minimize(f, np.zeros(n), method="ipopt", constraints=[constraint, total], backend="torch", options={"sparse": True})
     assert res.success and res.sparsity["passes"] == 3
     assert res.constr[1][0] <= 10.0 + 1e-8
+
+
+def test_one_compiled_call_per_hessian_and_per_jacobian_asked_alone(monkeypatch):
+    """A point's 3 compressed Hessian-vector products are ONE compiled call, and a Jacobian
+    IPOPT asks for without the Hessian at its point is one more (forward passes); a second
+    solve of the same functions neither traces nor compiles again."""
+    pytest.importorskip("asdex")
+    from autominimize.backends import jax_backend
+
+    calls, compiled = {}, []
+    compile_function = jax_backend.compile_function
+
+    def counting(function, *avals):
+        executable = compile_function(function, *avals)
+        compiled.append(function.__name__)
+
+        def run(*arguments):
+            calls[function.__name__] = calls.get(function.__name__, 0) + 1
+            return executable(*arguments)
+
+        return run
+
+    monkeypatch.setattr(jax_backend, "compile_function", counting)
+    n = 300
+    f, constraint = _banded(n, "jax")
+    first = am.minimize(f, np.zeros(n), method="ipopt", constraints=constraint, backend="jax", options={"sparse": True})
+    traced = len(compiled)
+    calls.clear()
+    res = am.minimize(f, np.zeros(n), method="ipopt", constraints=constraint, backend="jax", options={"sparse": True})
+    assert len(compiled) == traced and compiled.count("hvps") == compiled.count("jvps") == 1
+    assert res.sparsity["cached"] and (res.nit, res.fun) == (first.nit, first.fun)
+    assert calls["hvps"] == res.nhev == res.nit
+    njev = res.constraint_evaluations[0]["njev"]
+    assert calls["jvps"] == njev - 1  # the last Jacobian is at the last Hessian's point
+    assert set(calls) == {"flat_fun", "fused", "hvps", "jvps"}  # no per-product calls
+    assert calls["hvps"] + calls["jvps"] == 2 * res.nit + 1  # were 4 + 4 per iteration: linearize, then 3 products

@@ -13,6 +13,7 @@ import numpy as np
 from ..params import ParamSpec, tree_leaves
 from .base import Backend, args_layout, grad_norm
 from .common import require_real_number, require_scalar_shape
+from .jax_passes import HessianPasses, JacobianPasses
 from .jax_sync import compile_function
 from .private_jax import clear_trace_caches
 
@@ -212,7 +213,7 @@ class _JaxCompiled:
         return jax.ShapeDtypeStruct((self.n,), self.dtype)
 
 
-class JaxScalar(_JaxCompiled):
+class JaxScalar(HessianPasses, _JaxCompiled):
     def flat_fun(self, x: Any) -> Any:
         _, jnp = _jax()
         self.traces += 1
@@ -332,7 +333,7 @@ class JaxBatched(JaxScalar):
         return np.asarray(compiled(self._input(points)), dtype=np.float64)
 
 
-class JaxVector(_JaxCompiled):
+class JaxVector(JacobianPasses, _JaxCompiled):
     def flat_fun(self, x: Any) -> Any:
         _, jnp = _jax()
         self.traces += 1

@@ -214,8 +214,8 @@ class _Derivatives:
         self.pattern: SparsePattern | None = None
         self._compressed_key: bytes | None = None
         self._compressed: tuple[np.ndarray, np.ndarray] | None = None
-        self._compressed_x: bytes | None = None
-        self._multipliers = np.zeros(nonlinear_rows.size)
+        self._jacobian_key: bytes | None = None  # the point of _jacobian: J · S
+        self._jacobian: np.ndarray | None = None
 
     # structures, fixed for the solve
     def structure(self) -> None:
@@ -257,16 +257,16 @@ class _Derivatives:
                 values.append(np.asarray(block.function.jacobian(x)).reshape(-1))
         if self.pattern is not None and self.nonlinear_rows.size:
             key = x.tobytes()
-            if self._compressed_x != key:
-                self._compress(x, 1.0, self._multipliers)
+            if self._jacobian_key != key:  # asked alone: forward passes, no Hessian
+                self._jacobian = self.lagrangian.jacobian_compressed(x, self._seeds)
+                self._jacobian_key = key
             for block in self.nonlinear:
                 block.function.njev += 1
-            values.append(self.pattern.jacobian_values(self._compressed[1]))
+            values.append(self.pattern.jacobian_values(self._jacobian))
         return np.concatenate(values) if values else np.zeros(0)
 
     def hessian(self, x: np.ndarray, multipliers: np.ndarray, sigma: float) -> np.ndarray:
         weights = np.asarray(multipliers, dtype=np.float64)[self.nonlinear_rows]
-        self._multipliers = weights
         self.objective.counters.nhev += 1
         for block in self.nonlinear:
             block.function.nhev += 1
@@ -282,7 +282,8 @@ class _Derivatives:
         key = x.tobytes() + np.float64(sigma).tobytes() + weights.tobytes()
         if key != self._compressed_key:
             self._compressed = self.lagrangian.compressed(x, sigma, weights, self._seeds)
-            self._compressed_key, self._compressed_x = key, x.tobytes()
+            self._compressed_key = key
+            self._jacobian, self._jacobian_key = self._compressed[1], x.tobytes()
 
 
 def _result(x: np.ndarray, info: dict, problem: Any, blocks: list[_Block], spec: Any, evaluator: _Derivatives) -> so.OptimizeResult:

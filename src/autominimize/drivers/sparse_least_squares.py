@@ -1,8 +1,9 @@
 """A sparse residual Jacobian for ``am.least_squares`` ('trf', 'dogbox'), from compressed passes.
 
 The residuals ``r(x)`` are seen as ``λ · r(x)`` (:class:`..backends.lagrangian.Lagrangian`
-without an objective), whose Hessian-vector products with ``[s, 0, 0]`` give ``J · s``: one
-pass per colour of J's columns. The pattern is read from the program (asdex, JAX), probed
+without an objective), which gives ``J · s`` for one seed ``s`` per colour of J's columns:
+all the forward passes of ``r`` in one compiled call on JAX, Hessian-vector products of
+``λ · r`` with ``[s, 0, 0]`` on PyTorch and TensorFlow. The pattern is read from the program (asdex, JAX), probed
 (PyTorch, TensorFlow) or the caller's ``jac_sparsity``. scipy then solves its trust-region
 subproblems with LSMR, which needs only products with J and Jᵀ.
 """
@@ -59,11 +60,10 @@ def sparse_residual_jacobian(
         if not asked and pattern.jac_rows.size > _AUTO_MAX_DENSITY * m * n:
             return None
     seeds = pattern.seeds()
-    zeros = np.zeros(m)
 
     def jacobian(x: np.ndarray) -> sp.csr_matrix:
         x = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
-        _, compressed = lagrangian.compressed(x, 0.0, zeros, seeds)
+        compressed = lagrangian.jacobian_compressed(x, seeds)
         problem.njev += 1
         return sp.csr_matrix((pattern.jacobian_values(compressed), (pattern.jac_rows, pattern.jac_cols)), shape=(m, n))
 

@@ -4,7 +4,8 @@
 The nonlinear constraints are stacked into ``λ · c(x)`` (:class:`..backends.lagrangian.Lagrangian`
 without an objective): the pattern of J and of Σ λᵢ∇²cᵢ is found once (asdex on JAX, probing
 on PyTorch and TensorFlow, or the caller's ``options['jac_sparsity']``), and at each point a
-few Hessian-vector products give every constraint's Jacobian as a CSR matrix. A constraint's
+few passes (forward passes of the constraints in one call on JAX, Hessian-vector products
+elsewhere) give every constraint's Jacobian as a CSR matrix. A constraint's
 Hessian ``Σ vᵢ∇²cᵢ`` is a LinearOperator whose products are Hessian-vector products of the
 same function, and the objective's Hessian reaches trust-constr as products too
 (``hessp``), so no (n, n) or dense (m, n) matrix is formed.
@@ -115,8 +116,7 @@ class _Jacobians:
     def _at(self, x: np.ndarray) -> list[sp.csr_matrix]:
         x = np.ascontiguousarray(x, dtype=np.float64)
         if x.tobytes() != self._key:
-            zeros = np.zeros(self.lagrangian.m)
-            _, compressed = self.lagrangian.compressed(x, 0.0, zeros, self.seeds)
+            compressed = self.lagrangian.jacobian_compressed(x, self.seeds)
             values = self.pattern.jacobian_values(compressed)
             full = sp.csr_matrix((values, (self.pattern.jac_rows, self.pattern.jac_cols)), shape=(self.lagrangian.m, self.lagrangian.n))
             self._blocks = [full[a:b] for a, b in zip(self.offsets, self.offsets[1:])]
