@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 from contextlib import contextmanager
 
 import numpy as np
@@ -52,3 +55,30 @@ def test_a_batched_multistart_compiles_four_functions_once(line_search):
     with jax_events(COMPILES) as compiled:
         second = am.multistart(loss, [(-3, 3)] * 3, n_starts=64, method="lbfgs-native", rng=1, **options)
     assert second.batched and compiled == []
+
+
+def test_global_optimizers_import_scipy_stats_only_for_quasi_random_points():
+    """scipy.stats (0.6 s to import) is loaded by the samplings that use it, not with the package."""
+    script = textwrap.dedent(
+        """
+        import sys
+        import numpy as np
+        import autominimize as am
+
+        def f(x):
+            return np.sum((x - 0.5) ** 2)
+
+        loaded = []
+        am.basinhopping(f, np.zeros(2), niter=2, rng=0, backend="numpy")
+        loaded.append("scipy.stats" in sys.modules)
+        am.multistart(f, [(-1, 1)] * 2, n_starts=4, sampling="random", rng=0, backend="numpy")
+        loaded.append("scipy.stats" in sys.modules)
+        am.differential_evolution(f, [(-1, 1)] * 2, init="random", maxiter=3, rng=0, backend="numpy")
+        loaded.append("scipy.stats" in sys.modules)
+        am.multistart(f, [(-1, 1)] * 2, n_starts=4, rng=0, backend="numpy")
+        loaded.append("scipy.stats" in sys.modules)
+        print(loaded)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[False, False, False, True]"  # the last: Sobol' starts, from scipy.stats.qmc
