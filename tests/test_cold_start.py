@@ -82,3 +82,39 @@ def test_global_optimizers_import_scipy_stats_only_for_quasi_random_points():
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[False, False, False, True]"  # the last: Sobol' starts, from scipy.stats.qmc
+
+
+def test_the_tf_interface_traces_its_loss_and_constraints_once_for_all_solves():
+    """A second minimize() of one interface reuses the traced graphs; the loss, whose Python
+    branch on a tensor needs AutoGraph, is still converted."""
+    tf = pytest.importorskip("tensorflow")
+    w = tf.Variable(np.zeros(3))
+    traces = {"loss": 0, "constraint": 0}
+
+    def loss():
+        traces["loss"] += 1
+        residual = tf.linalg.matvec(X, w) - Y
+        if tf.reduce_sum(w) > 100.0:  # a tensor condition: AutoGraph makes it a tf.cond
+            residual = residual * 2.0
+        return tf.reduce_mean(residual**2)
+
+    def constraint():
+        traces["constraint"] += 1
+        return 1.0 - tf.reduce_sum(w**2)
+
+    interface = am.tf.ScipyOptimizerInterface(loss, var_list=[w], method="L-BFGS-B")
+    solutions = []
+    for _ in range(2):
+        w.assign(np.zeros(3))
+        solutions.append(interface.minimize().x)
+    np.testing.assert_allclose(solutions[0], np.linalg.lstsq(X, Y, rcond=None)[0], atol=1e-5)
+    np.testing.assert_array_equal(solutions[0], solutions[1])
+    assert traces == {"loss": 1, "constraint": 0}
+
+    traces["loss"] = 0
+    constrained = am.tf.ScipyOptimizerInterface(loss, var_list=[w], inequalities=[constraint], method="SLSQP")
+    for _ in range(2):
+        w.assign(np.zeros(3))
+        result = constrained.minimize()
+    assert result.success and np.sum(result.x**2) <= 1 + 1e-8
+    assert traces == {"loss": 2, "constraint": 2}  # value and value-and-gradient; value and Jacobian
