@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -118,3 +119,39 @@ def test_the_tf_interface_traces_its_loss_and_constraints_once_for_all_solves():
         result = constrained.minimize()
     assert result.success and np.sum(result.x**2) <= 1 + 1e-8
     assert traces == {"loss": 2, "constraint": 2}  # value and value-and-gradient; value and Jacobian
+
+
+KERAS_FITS = """
+import numpy as np
+import keras
+import autominimize as am
+
+rng = np.random.default_rng(0)
+X = rng.normal(size=(50, 3)).astype("float32")
+keras.utils.set_random_seed(0)
+model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(1)])
+mse = keras.losses.get("mse")
+traces = []
+
+def loss(y_true, y_pred):
+    traces.append(1)
+    return mse(y_true, y_pred)
+
+counts = []
+for scale in (1.0, 2.0):  # new data of the same shape for the second fit
+    result = am.keras.fit(model, loss, X, scale * X[:, :1], method="Newton-CG", options={"maxiter": 20})
+    counts.append(len(traces))
+print(keras.backend.backend(), counts[0], counts[1] - counts[0], result.fun < 0.05)
+"""
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_a_second_keras_fit_of_a_model_traces_nothing(backend):
+    """One function per model and loss, the data as arguments: a second fit, on new data of
+    the same shape, reuses the compiled functions (each fit compiled them again)."""
+    pytest.importorskip("keras")
+    pytest.importorskip(backend)
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", KERAS_FITS], capture_output=True, text=True, check=True, env=env).stdout.split()
+    expected_first = {"jax": "1", "tensorflow": "2"}[backend]  # JAX linearizes once; TF traces value and HVP
+    assert out == [backend, expected_first, "0", "True"]
