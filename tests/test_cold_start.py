@@ -155,3 +155,16 @@ def test_a_second_keras_fit_of_a_model_traces_nothing(backend):
     out = subprocess.run([sys.executable, "-c", KERAS_FITS], capture_output=True, text=True, check=True, env=env).stdout.split()
     expected_first = {"jax": "1", "tensorflow": "2"}[backend]  # JAX linearizes once; TF traces value and HVP
     assert out == [backend, expected_first, "0", "True"]
+
+
+def test_a_fitted_keras_model_is_not_kept_alive_by_its_cached_loss():
+    keras = pytest.importorskip("keras")
+    import gc
+    import weakref
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    am.keras.fit(model, "mse", X.astype("float32"), Y[:, None].astype("float32"), options={"maxiter": 3})
+    held = weakref.ref(model)
+    del model
+    gc.collect()
+    assert held() is None

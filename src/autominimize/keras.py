@@ -112,10 +112,11 @@ def _weights_loss(model: keras.Model, loss: Any, X: Any, y: Any, training: bool)
     known = _WEIGHTS_LOSSES.setdefault(model, {})
     key = (loss_fn, training, paths)
     if key not in known:
+        held = weakref.ref(model)  # the cache's value must not keep its key alive
 
         def weights_loss(params: dict[str, Any], inputs: Any, target: Any, non_trainable: list, /) -> Any:
             values = [keras.ops.cast(params[path], v.dtype) for path, v in zip(paths, variables)]
-            outputs, _, extra_losses = model.stateless_call(values, non_trainable, inputs, training=training, return_losses=True)
+            outputs, _, extra_losses = held().stateless_call(values, non_trainable, inputs, training=training, return_losses=True)
             total = keras.ops.mean(loss_fn(target, outputs))
             for extra in extra_losses:
                 total = total + keras.ops.cast(extra, total.dtype)
