@@ -136,7 +136,9 @@ class ScipyOptimizerInterface:
     ----------
     loss : callable
         Takes no arguments, reads the variables and returns a scalar tensor. A ``tf.Module``
-        with ``__call__`` works too.
+        with ``__call__`` works too. It is traced into a graph at the first :meth:`minimize`,
+        and that graph serves the later calls: it reads ``tf.Variable``\\s at each call,
+        while Python values it uses are those of the first call (as for a ``tf.function``).
     var_list : list of tf.Variable, tf.Module or Keras model, optional
         The variables to optimize (Keras 3 variables are accepted). None: the module's
         trainable variables if ``loss`` is a ``tf.Module``, else the trainable variables the
