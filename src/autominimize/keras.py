@@ -165,6 +165,10 @@ def fit(
 ) -> so.OptimizeResult:
     """Fit a Keras model's weights with one ``am.minimize`` solve and write them back.
 
+    The loss of the weights is one function per model, loss and ``training``, with ``X``,
+    ``y`` and the non-trainable weights as its arguments: a second fit of the model, also on
+    new data of the same shapes and dtypes, reuses what the first compiled.
+
     Parameters
     ----------
     model, loss, X, y, training
