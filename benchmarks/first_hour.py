@@ -2,8 +2,9 @@
 
 Part 1 runs each case in a fresh Python process and reports the import of its framework, the
 first solve (cold: tracing, compiling, first calls) and the second solve of the same
-function (warm), the medians of ``repeats`` processes: plain scipy and ``am.minimize`` on a
-NumPy objective without ``backend=`` (no framework may be imported), the JAX, torch and
+function (warm), the medians of ``repeats`` processes (the cases take turns): plain scipy
+and ``am.minimize`` on a NumPy objective without ``backend=`` (no framework may be
+imported), the JAX, torch and
 TensorFlow backends on one small least-squares objective with L-BFGS-B, a batched
 ``am.multistart`` on JAX, TF1's ``am.tf.ScipyOptimizerInterface`` and ``am.keras.fit`` with
 Newton-CG on the Keras JAX and torch backends.
@@ -149,17 +150,18 @@ def _framework_losses() -> dict[str, Any]:
 
 def run_first_hour(repeats: int = 3) -> list[dict]:
     """Part 1's cold and warm solves (medians of ``repeats`` fresh processes) and part 2's fits."""
-    rows = []
-    for name in CASES:
-        runs = [_run_case(name) for _ in range(repeats)]
-        rows.append({"part": "cold", "case": name, **{key: statistics.median(run[key] for run in runs) for key in runs[0]}})
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in CASES}
+    for _ in range(repeats):  # one process per case in turn, so that a change of load hits all
+        for name in CASES:
+            runs[name].append(_run_case(name))
+    rows = [{"part": "cold", "case": name, **{key: statistics.median(run[key] for run in done) for key in done[0]}} for name, done in runs.items()]
     return rows + _new_data_rows(repeats)
 
 
 def format_first_hour(rows: list[dict]) -> str:
     """Two Markdown tables: cold vs warm solves, and new data vs the same data."""
     scipy_total = next(r["import"] + r["cold"] for r in rows if r["case"] == "scipy, NumPy objective")
-    lines = ["| case | import (s) | first solve (s) | second solve (s) | import + first solve vs scipy's |", "|---|---|---|---|---|"]
+    lines = ["| case | import (s) | first solve, cold (s) | second solve, warm (s) | import + first solve vs scipy's |", "|---|---|---|---|---|"]
     for r in rows:
         if r["part"] == "cold":
             lines.append(f"| {r['case']} | {r['import']:.2f} | {r['cold']:.3f} | {r['warm']:.3f} | {(r['import'] + r['cold']) / scipy_total:.2f}× |")

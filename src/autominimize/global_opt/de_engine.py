@@ -25,7 +25,6 @@ from typing import Any, Callable
 
 import numpy as np
 import scipy.optimize as so
-from scipy.stats import qmc
 
 __all__ = [
     "STRATEGIES",
@@ -168,6 +167,8 @@ def redraw_outside(rng: np.random.Generator, trials: np.ndarray) -> np.ndarray:
 def initial_population(init: Any, members: int, n: int, rng: np.random.Generator, lb: np.ndarray, ub: np.ndarray) -> np.ndarray:
     """The first population in the unit cube: a sampling scheme's name, or points in the bounds."""
     if isinstance(init, str):
+        from scipy.stats import qmc  # 0.6 s to import: only for the schemes that use it
+
         if init == "latinhypercube":
             return qmc.LatinHypercube(n, rng=rng).random(members)
         if init == "sobol":

@@ -28,9 +28,10 @@ Two line searches, chosen by ``line_search``:
   (:mod:`.batched_wolfe`).
 
 The pieces are pure array-API functions without Python branches on values, so on JAX each
-piece (direction, one line-search trial, the update and stopping tests) is one
-``jax.jit``-compiled call; torch runs them eagerly. One boolean leaves the device per
-line-search trial ("is any member still searching?").
+piece (the direction with the line search's start, one line-search trial, the update and
+stopping tests) is one ``jax.jit``-compiled call, compiled when first called; torch runs
+them eagerly. One boolean leaves the device per line-search trial ("is any member still
+searching?").
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import array_api_compat
 
 from ..params import ParamSpec
 from ._arrays import namespace
+from .batched_two_loop import two_loop
 from .batched_wolfe import project, row_dot, wolfe_finish, wolfe_start, wolfe_trial
 from .compaction import ActiveRows, gather_rows
 from ..backends.jax_aot import AheadOfTime
@@ -161,7 +163,7 @@ class BatchedLBFGS:
         box = (self.lower, self.upper) if self.bounded else None
         start = time.perf_counter()
         state = pieces[0](x0, box)
-        # on JAX every new batch size compiles the eight pieces again: 1 000 bounded rosen10
+        # on JAX every new batch size compiles the pieces again: 1 000 bounded rosen10
         # starts took 21–24 s cold instead of 6–8 s, for no less CPU time warm (0.76–0.78 s
         # against 0.72–0.84 s), so the JAX batch keeps its size and masks stopped members
         active = ActiveRows(x0.shape[0], padded=jit, whole=jit)
@@ -176,41 +178,64 @@ class BatchedLBFGS:
 
     def _iteration(self, xp: Any, pieces: tuple, state: BatchedState, box: tuple | None) -> BatchedState:
         """One direction, line search and update for every row of ``state``."""
-        _, direction, trial, update, start_search, search_trial, finish_search, _ = pieces
-        state, d, alpha = direction(state, box)
-        searching = state.reason == _RUNNING
-        found = (state.x, state.f, state.g, xp.zeros_like(searching), state.nfev)
-        if self.line_search == "wolfe":
-            search, d = start_search(state, d, alpha, box)
-            for _ in range(self.max_line_search):
-                if not bool(xp.any(searching)):
-                    break
-                searching, search, found = search_trial(state, d, search, searching, found, box)
-            found = finish_search(search, searching, found)
-        else:
-            for _ in range(self.max_line_search):
-                if not bool(xp.any(searching)):
-                    break
-                searching, alpha, found = trial(state, d, alpha, searching, found, box)
-        return update(state, found, box)
+        _, start, trial, finish, _ = pieces
+        state, d, search, searching, found, more = start(state, box)
+        for _ in range(self.max_line_search):
+            if not bool(more):
+                break
+            searching, search, found, more = trial(state, d, search, searching, found, box)
+        return finish(state, search, searching, found, box)
 
 
 @functools.lru_cache(maxsize=32)
 def _pieces(xp: Any, algo: BatchedLBFGS, value_and_grad: Callable, jit: bool) -> tuple[Callable, ...]:
-    """init, direction, trial, update, the Wolfe search's start, trial and finish, and the
-    gather of running rows, for one algorithm and function (jitted on JAX)."""
+    """init, the start of an iteration (direction and line-search setup), one line-search
+    trial, its end (the update and stopping tests), and the gather of running rows, for one
+    algorithm and function (compiled on JAX, each when first called).
+
+    Each piece also does the small array operations between the pieces (the mask of
+    members searching, whether any is): run eagerly on JAX each was one more compilation,
+    after every float64 solve again: a 64-start multistart compiled 6 pieces and 4 eager
+    operations, and its second solve those 4 again; now 4 pieces, and then nothing.
+    """
+    wolfe = algo.line_search == "wolfe"
     pieces = (
         functools.partial(_init, xp, algo, value_and_grad),
-        functools.partial(_direction, xp, algo),
-        functools.partial(_trial, xp, algo, value_and_grad),
-        functools.partial(_update, xp, algo),
-        functools.partial(wolfe_start, xp),
-        functools.partial(wolfe_trial, xp, algo, value_and_grad),
-        functools.partial(wolfe_finish, xp),
+        functools.partial(_start, xp, algo, wolfe),
+        functools.partial(_search_trial, xp, algo, value_and_grad, wolfe_trial if wolfe else _trial),
+        functools.partial(_finish, xp, algo, wolfe),
         functools.partial(gather_rows, xp),
     )
     # ahead of time: a float64 solve clears JAX's caches, so jax.jit alone recompiles each solve
     return tuple(AheadOfTime(piece) for piece in pieces) if jit else pieces
+
+
+def _start(xp: Any, algo: BatchedLBFGS, wolfe: bool, state: BatchedState, box: tuple | None) -> tuple:
+    """The directions, the line search's state (the Armijo step or :class:`WolfeSearch`), the
+    members searching, the best points found so far (the current ones) and whether any searches."""
+    state, d, alpha = _direction(xp, algo, state, box)
+    search = alpha
+    if wolfe:
+        search, d = wolfe_start(xp, state, d, alpha, box)
+    searching = state.reason == _RUNNING
+    found = (state.x, state.f, state.g, xp.zeros_like(searching), state.nfev)
+    return state, d, search, searching, found, xp.any(searching)
+
+
+def _search_trial(xp: Any, algo: BatchedLBFGS, value_and_grad: Callable, trial: Callable, *args: Any) -> tuple:
+    """One trial of the line search (``trial``: :func:`_trial` or :func:`wolfe_trial`), and
+    whether any member still searches."""
+    searching, search, found = trial(xp, algo, value_and_grad, *args)
+    return searching, search, found, xp.any(searching)
+
+
+def _finish(
+    xp: Any, algo: BatchedLBFGS, wolfe: bool, state: BatchedState, search: Any, searching: Any, found: tuple, box: tuple | None
+) -> BatchedState:
+    """The end of an iteration: the Wolfe fallback for searches out of trials, then the update."""
+    if wolfe:
+        found = wolfe_finish(xp, search, searching, found)
+    return _update(xp, algo, state, found, box)
 
 
 def _grad_norm(xp: Any, x: Any, g: Any, box: tuple | None) -> Any:
@@ -233,28 +258,6 @@ def _init(xp: Any, algo: BatchedLBFGS, value_and_grad: Callable, x0: Any, box: t
     )
 
 
-def _two_loop(xp: Any, q: Any, S: Any, Y: Any, rho: Any, count: Any) -> Any:
-    """H q row by row (Nocedal & Wright Algorithm 7.4); unused slots (rho = 0) add exactly 0.
-
-    The order of operations is :func:`.lbfgs.two_loop`'s, so each row equals the unbatched
-    product bit for bit.
-    """
-    m = S.shape[1]
-    alphas = []
-    for i in reversed(range(m)):
-        a_i = rho[:, i] * row_dot(xp, S[:, i], q)
-        q = q - a_i[:, None] * Y[:, i]
-        alphas.append(a_i)
-    has = count > 0
-    yy = row_dot(xp, Y[:, -1], Y[:, -1])
-    gamma = row_dot(xp, S[:, -1], Y[:, -1]) / xp.where(has, yy, xp.ones_like(yy))
-    q = xp.where(has[:, None], q * gamma[:, None], q)
-    for i, a_i in zip(range(m), reversed(alphas)):
-        b = rho[:, i] * row_dot(xp, Y[:, i], q)
-        q = q + (a_i - b)[:, None] * S[:, i]
-    return q
-
-
 def _direction(xp: Any, algo: BatchedLBFGS, state: BatchedState, box: tuple | None) -> tuple[BatchedState, Any, Any]:
     """The search directions and first trial steps; members that lost descent forget pairs."""
     x, g = state.x, state.g
@@ -262,7 +265,7 @@ def _direction(xp: Any, algo: BatchedLBFGS, state: BatchedState, box: tuple | No
     if box is not None:
         binding = xp.logical_or(xp.logical_and(x <= box[0], g > 0), xp.logical_and(x >= box[1], g < 0))
         gradient = xp.where(binding, xp.zeros_like(g), g)
-    d = -_two_loop(xp, gradient, state.S, state.Y, state.rho, state.count)
+    d = -two_loop(xp, gradient, state.S, state.Y, state.rho, state.count)
     if box is not None:
         d = xp.where(binding, xp.zeros_like(d), d)
     descent = row_dot(xp, g, d) < 0.0
