@@ -122,4 +122,6 @@ def test_batched_values_are_counted_and_keep_the_best_point(backend):
     counter = Counter()
     result = am.differential_evolution(_objective(backend, counter), BOUNDS, backend=backend, **{**OPTIONS, "maxiter": 3})
     assert result.nfev == 4 * 45  # the initial population and three generations of 45 members
-    assert counter.calls == 4
+    # torch calls the function once more on the whole first batch, to learn whether that
+    # gives the mapped values (this one sums every axis, so it stays mapped)
+    assert counter.calls == (5 if backend == "torch" else 4)
