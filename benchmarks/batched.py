@@ -12,7 +12,8 @@
   'wolfe'})`` on JAX and torch against a loop of scipy's L-BFGS-B fed hand-written NumPy f and
   gradient (``jac=True``), on ``LOOP_SUBSET`` starts, extrapolated.
 * ``dask`` (opt-in, :func:`run_dask`): 10⁶ fits through a Dask ``LocalCluster`` with 2
-  workers and with 1, NumPy ``vectorized=True`` (no compilation on the workers).
+  workers and with 1, NumPy ``vectorized=True`` (no compilation on the workers), the workers
+  started without Dask's ``MALLOC_TRIM_THRESHOLD_`` (``--dask-malloc-trim`` keeps it).
 
 ``speedup`` = baseline seconds / seconds. For the fits, ``|Δp|`` is the largest parameter
 difference from scipy's on the subset (both at default tolerances, where flat members stop
@@ -24,7 +25,7 @@ starts whose final value equals scipy's within 1e-6 (relative).
 >>> from benchmarks.batched import run_batched   # doctest: +SKIP
 >>> rows = run_batched(repeats=3)                          # doctest: +SKIP
 
-Run ``python -m benchmarks.batched [--dask [FITS]]`` for the tables.
+Run ``python -m benchmarks.batched [--dask [FITS] [--dask-malloc-trim]]`` for the tables.
 """
 
 from __future__ import annotations
@@ -230,21 +231,30 @@ def _solve_on(client: Any, t: np.ndarray, y: np.ndarray, chunk_size: int) -> tup
     return time.perf_counter() - start, res
 
 
-def run_dask(fits: int = 1_000_000, chunk_size: int = 25_000, check: int = 50_000) -> dict:
+def run_dask(fits: int = 1_000_000, chunk_size: int = 25_000, check: int = 50_000, malloc_trim: bool = False) -> dict:
     """``fits`` fits on a Dask LocalCluster of 2 workers and of 1 (one thread each, loopback).
 
     Returns seconds and fits per second for each, and whether the results equal each other and
     an in-process solve of the first ``check`` fits, member by member, exactly.
+
+    Dask starts its workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which turns off glibc's
+    adaptive mmap threshold: every array over 128 kB is then mapped and zeroed afresh, and
+    the batched solver's large temporaries cost twice the CPU time (25 000 fits: 1.3 s
+    against 0.6 s, in one process with and without the variable). Unless ``malloc_trim``,
+    the workers start without it.
     """
+    import dask
     from dask.distributed import Client, LocalCluster
 
     import autominimize as am
 
     t, y = decay_data(fits, seed=2)
-    out: dict[str, Any] = {"fits": fits, "chunk_size": chunk_size}
+    out: dict[str, Any] = {"fits": fits, "chunk_size": chunk_size, "malloc_trim": malloc_trim}
+    environ = {} if malloc_trim else {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
     results = {}
     for workers in (2, 1):
         with (
+            dask.config.set(environ),
             LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster,
             Client(cluster) as client,
         ):
@@ -264,7 +274,8 @@ def run_dask(fits: int = 1_000_000, chunk_size: int = 25_000, check: int = 50_00
 
 def format_dask(out: dict) -> str:
     return (
-        f"{out['fits']} fits on a Dask LocalCluster (chunks of {out['chunk_size']}, NumPy vectorized): "
+        f"{out['fits']} fits on a Dask LocalCluster (chunks of {out['chunk_size']}, NumPy vectorized, "
+        f"MALLOC_TRIM_THRESHOLD_ {'as Dask sets it' if out['malloc_trim'] else 'unset'}): "
         f"2 workers {out['seconds_2']:.1f} s ({out['fits_per_second_2']:.0f} fits/s), 1 worker {out['seconds_1']:.1f} s "
         f"({out['fits_per_second_1']:.0f} fits/s): throughput ×{out['throughput_ratio']:.2f}; results equal across "
         f"2 and 1 workers: {out['same_2_vs_1']}, and to an in-process solve: {out['same_as_in_process']}; success {out['success']:.4f}"
@@ -275,9 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     print(format_batched(run_batched()))
     if "--dask" in args:
-        fits = int(args[args.index("--dask") + 1]) if len(args) > args.index("--dask") + 1 else 1_000_000
+        following = args[args.index("--dask") + 1 :]
+        fits = int(following[0]) if following and following[0].isdigit() else 1_000_000
         print()
-        print(format_dask(run_dask(fits)))
+        print(format_dask(run_dask(fits, malloc_trim="--dask-malloc-trim" in args)))
     return 0
 
 

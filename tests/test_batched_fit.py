@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 
@@ -203,6 +204,34 @@ def test_dask_local_cluster_gives_the_single_batch():
         on_dask = am.batched_curve_fit(decay_np, T, y, p0=p0, executor=client)
     np.testing.assert_array_equal(on_dask.x, whole.x)
     np.testing.assert_array_equal(on_dask.nfev, whole.nfev)
+
+
+class RecordingClient:
+    """The part of a Dask client the batch uses (scatter, submit), run in this process, with
+    the order of its calls recorded."""
+
+    def __init__(self):
+        self.calls = []
+
+    def scatter(self, data, broadcast=False):
+        self.calls.append("scatter all" if broadcast else "scatter")
+        return data
+
+    def submit(self, function, *args, pure=True):
+        self.calls.append("submit")
+        future = concurrent.futures.Future()
+        future.set_result(function(*args))
+        return future
+
+
+def test_on_dask_each_piece_is_sent_just_before_its_task():
+    y, p0 = mixed_batch()
+    y, p0 = y[:5], p0[:5]
+    client = RecordingClient()
+    on_client = am.batched_curve_fit(decay_np, T, y, p0=p0, executor=client, chunk_size=2)
+    # the shared xdata once to every worker, then per chunk its rows and its task
+    assert client.calls == ["scatter all"] + ["scatter", "submit"] * 3
+    np.testing.assert_array_equal(on_client.x, am.batched_curve_fit(decay_np, T, y, p0=p0).x)
 
 
 def test_vectorized_numpy_calls_f_once_per_step_and_gives_the_member_by_member_answer():

@@ -89,6 +89,22 @@ def test_drawn_indices_are_uniform_over_the_other_members():
         np.testing.assert_allclose(off_diagonal, 0.2, atol=0.025)  # 1/5, a few standard errors
 
 
+def test_drawn_indices_read_the_stream_row_by_row_as_documented():
+    """Row i, column c: floor(U * (size - 1 - c)) stepped past the row's earlier picks in
+    increasing order, then past i; the uniforms U read row by row from the stream."""
+    size, count = 9, 4
+    expected = []
+    for member, row in enumerate(np.random.default_rng(7).random((size, count))):
+        taken = []
+        for column, uniform in enumerate(row):
+            pick = int(uniform * (size - 1 - column))
+            for boundary in sorted(taken):
+                pick += pick >= boundary
+            taken.append(pick)
+        expected.append([pick + (pick >= member) for pick in taken])
+    np.testing.assert_array_equal(distinct_indices(np.random.default_rng(7), size, count), expected)
+
+
 def test_too_few_members_for_the_draw():
     with pytest.raises(ValueError, match="cannot draw 5 distinct members"):
         distinct_indices(np.random.default_rng(0), 5, 5)
@@ -129,6 +145,16 @@ def test_binomial_crossover_always_takes_one_mutant_component():
     np.testing.assert_array_equal(de_engine.binomial_crossover(rng, current, mutant, 1.0), 1.0)
     taken = de_engine.binomial_crossover(rng, current, mutant, 0.5).sum(axis=1)
     assert taken.min() >= 1 and abs(taken.mean() - (1 + 6 * 0.5)) < 0.3  # one forced, six with p=0.5
+
+
+def test_binomial_crossover_reads_the_stream_row_by_row():
+    """Row i: n + 1 uniforms, component j from the mutant where U_j < CR, and component
+    floor(U_n * n) always."""
+    current, mutant = np.zeros((6, 5)), np.ones((6, 5))
+    uniforms = np.random.default_rng(4).random((6, 6))
+    expected = uniforms[:, :5] < 0.4
+    expected[np.arange(6), (uniforms[:, 5] * 5).astype(int)] = True
+    np.testing.assert_array_equal(de_engine.binomial_crossover(np.random.default_rng(4), current, mutant, 0.4), expected)
 
 
 def test_exponential_crossover_takes_one_cyclic_run():

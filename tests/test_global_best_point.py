@@ -122,4 +122,24 @@ def test_batched_values_are_counted_and_keep_the_best_point(backend):
     counter = Counter()
     result = am.differential_evolution(_objective(backend, counter), BOUNDS, backend=backend, **{**OPTIONS, "maxiter": 3})
     assert result.nfev == 4 * 45  # the initial population and three generations of 45 members
-    assert counter.calls == 4
+    # torch calls the function once more on the whole first batch, to learn whether that
+    # gives the mapped values (this one sums every axis, so it stays mapped)
+    assert counter.calls == (5 if backend == "torch" else 4)
+
+
+@pytest.mark.parametrize("values", [[np.nan, 3.0, np.nan, 0.5, 2.0], [4.0, 0.5, np.nan, 0.5, 1.0], [np.nan, np.nan]])
+def test_a_batch_keeps_its_first_best_row_and_never_a_nan(values):
+    from autominimize.global_opt._build import build_problem
+
+    def fun(x):  # vectorized: the value of row i is values[i]
+        return np.asarray(values)[np.round(x[:, 0]).astype(int)]
+
+    problem, _, _ = build_problem(fun, None, [(0, 9), (0, 1)], (), backend="numpy", precision=None, unpack="auto", finite=True)
+    points = np.column_stack([np.arange(len(values)), np.full(len(values), 0.5)]).astype(float)
+    problem.objective.values(points)
+    finite = [v if v == v else np.inf for v in values]
+    if min(finite) == np.inf:
+        assert problem.objective.best_x is None and problem.objective.best_f == np.inf
+    else:
+        np.testing.assert_array_equal(problem.objective.best_x, points[finite.index(min(finite))])
+        assert problem.objective.best_f == min(finite)

@@ -18,7 +18,10 @@ import numpy as np
 from ..params import ParamSpec, tree_leaves
 from .base import Backend, as_flat_float64
 from .common import no_gradient_error, require_real_number, require_scalar_shape
-from .private_torch import RowMap, scalar_backward
+from .private_torch import scalar_backward
+
+if TYPE_CHECKING:
+    from .torch_batched import TorchBatched
 
 if TYPE_CHECKING:
     from .native_functions import NativeFunctions
@@ -61,6 +64,8 @@ class TorchBackend(Backend):
         return TorchVector(call, spec, dtype, self._device(spec, device))
 
     def compile_batched(self, call: Callable, spec: ParamSpec, dtype: str, device: Any = None) -> "TorchBatched":
+        from .torch_batched import TorchBatched
+
         return TorchBatched(call, spec, dtype, self._device(spec, device))
 
     def _device(self, spec: ParamSpec, device: Any) -> Any:
@@ -317,26 +322,6 @@ class TorchScalar(_TorchCompiled):
         # functions torch.func cannot transform (the forward pass runs eagerly).
         xt, grad = self._gradient_graph(x)
         return self._numpy(_vjp(grad, xt, _eye(self.n, xt), batched=True, retain_graph=True))
-
-
-class TorchBatched(TorchScalar):
-    """The scalar objective mapped over the rows of a batch with ``torch.func.vmap``.
-
-    Evaluated under ``no_grad``: batches serve derivative-free population methods.
-    ``traces`` counts the batched calls (torch runs eagerly, so each call traces).
-    """
-
-    traces = 0
-    _mapped = None
-
-    def __call__(self, points: np.ndarray) -> np.ndarray:
-        torch = _torch()
-        self.traces += 1
-        if self._mapped is None:
-            self._mapped = RowMap(self.flat_fun)
-        rows = self._tensor(np.ascontiguousarray(points, dtype=np.float64))
-        with torch.no_grad():
-            return self._numpy(self._mapped(rows))
 
 
 class TorchVector(_TorchCompiled):

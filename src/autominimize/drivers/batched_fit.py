@@ -88,9 +88,11 @@ def _on_executor(executor: Any, problem: MemberProblem, pieces: list, shared_dat
         )
     if dask:
         shared = executor.scatter(shared_data, broadcast=True) if shared_data else ()
-        payloads = [executor.scatter(piece) for piece in pieces]
+        payloads: dict[int, Any] = {}
 
         def submit(i: int) -> Any:  # pure=False: a retry must run again, not reuse the failed key
+            if i not in payloads:  # each piece sent just before its task: the first tasks run while later pieces travel
+                payloads[i] = executor.scatter(pieces[i])
             return executor.submit(_solve_piece, problem, payloads[i], shared, pure=False)
     else:
 

@@ -21,6 +21,7 @@ Optimization" (2014), for the strategy family.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Callable
 
 import numpy as np
@@ -83,21 +84,23 @@ def distinct_indices(rng: np.random.Generator, size: int, count: int) -> np.ndar
         raise ValueError(f"cannot draw {count} distinct members besides each member from a population of {size}.")
     limits, members = _draw_constants(size, count)
     # floor(U * m) is uniform on {0..m-1} (up to m * 2**-53); Generator.integers with an
-    # array of upper limits costs three times as much, every generation.
-    draws = (rng.random((size, count)) * limits).astype(np.intp)
+    # array of upper limits costs three times as much, every generation. The uniforms come
+    # row by row, as the stream gives them; each column is then worked on as a contiguous row
+    # of a (count, size) array, cheaper than a strided column.
+    columns = (rng.random((size, count)).T * limits).astype(np.intp, order="C")
     for column in range(1, count):
-        pick = draws[:, column]
-        taken = draws[:, :1] if column == 1 else np.sort(draws[:, :column], axis=1)
-        for boundary in taken.T:
+        pick = columns[column]
+        taken = columns[:1] if column == 1 else np.sort(columns[:column], axis=0)
+        for boundary in taken:
             pick += pick >= boundary
-    draws += draws >= members
-    return draws
+    columns += columns >= members
+    return columns.T
 
 
 @functools.lru_cache(maxsize=32)
 def _draw_constants(size: int, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """How many values column ``c`` draws among (``size - 1 - c``), and each row's member."""
-    return _read_only(size - 1 - np.arange(count)), _read_only(np.arange(size)[:, None])
+    """How many values column ``c`` draws among (``size - 1 - c``, a column), and each row's member."""
+    return _read_only(size - 1 - np.arange(count)[:, None]), _read_only(np.arange(size))
 
 
 @functools.lru_cache(maxsize=32)
@@ -135,9 +138,9 @@ def binomial_crossover(rng: np.random.Generator, current: np.ndarray, mutant: np
     # one draw: a uniform per component, and in the last column the one chosen always
     # (floor(U * n), a third of Generator.integers' cost; see distinct_indices)
     draws = rng.random((members, n + 1))
-    take = draws[:, :n] < recombination
-    take.reshape(-1)[_row_starts(members, n) + (draws[:, n] * n).astype(np.intp)] = True
-    return np.where(take, mutant, current)
+    take = draws < recombination  # the whole array: comparing only its first n columns costs more
+    take.reshape(-1)[_row_starts(members, n + 1) + (draws[:, n] * n).astype(np.intp)] = True
+    return np.where(take[:, :n], mutant, current)
 
 
 def exponential_crossover(rng: np.random.Generator, current: np.ndarray, mutant: np.ndarray, recombination: float) -> np.ndarray:
@@ -273,9 +276,11 @@ def differential_evolution_engine(
         best = int(energies.argmin())
         if disp:
             print(f"differential_evolution step {nit}: f(x)= {energies[best]}")
-        mean = energies.sum() / members
+        # np.mean and np.std, in Python floats from the two sums on (the same IEEE operations,
+        # without a NumPy scalar's dispatch for each)
+        mean = float(energies.sum()) / members
         deviation = energies - mean
-        spread, limit = np.sqrt(deviation @ deviation / members), atol + tol * abs(mean)  # np.std, np.mean
+        spread, limit = math.sqrt(float(deviation @ deviation) / members), atol + tol * abs(mean)
         if callback is not None:
             state = _result(population, energies, best, lb, width, nit, nfev, "in progress", False)
             state.convergence = limit / spread if spread > 0 else np.inf

@@ -77,7 +77,9 @@ def differential_evolution(
         calls it, with x of shape ``(n, S)`` (every leaf of a structure gets a *trailing*
         axis of size S), and returns S values. ``'rows'``: the same with the batch axis
         first, x of shape ``(S, n)`` (a leading axis on every leaf). On JAX, torch and
-        TensorFlow both map ``fun`` over the points, so it may be written for one point.
+        TensorFlow both map ``fun`` over the points, so it may be written for one point;
+        torch calls it on the whole batch instead once that gave, on the first generation,
+        exactly the mapped values.
         False: point by point. If ``fun`` cannot be mapped over a batch and ``vectorized``
         is None, it is evaluated point by point with a warning.
     strategy : str or callable

@@ -89,7 +89,9 @@ class ScalarBookkeeping:
         """Keep the best row of ``points`` (a NaN value is never the best)."""
         if not values.size:
             return
-        index = int(np.argmin(np.fmin(values, np.inf)))  # fmin: NaN -> +inf
+        index = int(values.argmin())
+        if math.isnan(values[index]):  # argmin stops at the first NaN: look again, NaN as +inf
+            index = int(np.fmin(values, np.inf).argmin())
         if values[index] < self.best_f:
             self.best_f = float(values[index])
             self.best_x = points[index].copy()
