@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Objective"]
 
+_FLOAT64 = np.dtype(np.float64)
+
 
 class Objective(ScalarBookkeeping):
     """Evaluate value, gradient, HVP and Hessian at flat points, each at most once per point.
@@ -69,6 +71,9 @@ class Objective(ScalarBookkeeping):
     batched
         The backend's batched value (values at the rows of an ``(S, n)`` array in one call),
         for :meth:`values`; None where the objective cannot be evaluated on a batch.
+    gradient_with_value
+        Whether the functions compute the gradient with every value (the user's ``fun``
+        returns both): a value asked for alone then keeps its gradient.
     """
 
     def __init__(
@@ -85,6 +90,7 @@ class Objective(ScalarBookkeeping):
         observers: list | None = None,
         error_handling: str = "raise",
         batched: Callable[[np.ndarray], np.ndarray] | None = None,
+        gradient_with_value: bool = False,
     ) -> None:
         super().__init__(functions, spec, journal, observers, error_handling)
         self.differentiable = differentiable
@@ -99,15 +105,18 @@ class Objective(ScalarBookkeeping):
         self._value_and_grad = offered(functions, "value_and_grad")  # None: values only
         if second_order not in ("hessp", "hess"):
             self._value_and_grad = offered(functions, "value_and_grad_once") or self._value_and_grad
-        # value and gradient as the method asks for them: (f, g), or (f, g, |g|) for a journal,
-        # with the norm computed in the backend's own call where it offers that
+        # value and gradient as the method asks for them: (f, g), or (f, g, |g|) from a backend
+        # that computes the norm a journal records in its own call
         self._evaluate_gradient = self._value_grad_linearized if self._linearize is not None else self._value_and_grad
-        if journal is not None and self._evaluate_gradient is not None:
-            with_norm = offered(functions, "value_grad_and_norm") if self._linearize is None else None
-            self._evaluate_gradient = with_norm or _with_norm(self._evaluate_gradient)
+        with_norm = offered(functions, "value_grad_and_norm") if journal is not None and self._linearize is None else None
+        self._norm_given = with_norm is not None
+        self._evaluate_gradient = with_norm or self._evaluate_gradient
         self._evaluate_value = functions.value
         if not differentiable:
             self._evaluate_value = offered(functions, "value_without_gradient") or functions.value
+        # a value asked for alone keeps the gradient that came with it, for the method's next
+        # request at that point (counted and reported then, as computing it would be)
+        self._gradient_with_value = gradient_with_value and differentiable and gradient is None
         self.user_gradient = gradient
         self.user_hessian = hessian
         self.user_hessp = hessp
@@ -154,11 +163,17 @@ class Objective(ScalarBookkeeping):
         return self._value_only(x)
 
     def _value_only(self, x: np.ndarray) -> float:
-        f = self._attempt("the objective", x, self._evaluate_value, x)
+        if self._gradient_with_value:
+            out = self._attempt("the objective", x, self._evaluate_gradient, x)
+            f = None if out is None else out[0]
+        else:
+            f = self._attempt("the objective", x, self._evaluate_value, x)
         self.counters.nfev += 1
         if self.error_handling == "continue" and (f is None or not math.isfinite(f)):
             return self._fail(x)
         self._store(x, f, None)
+        if self._gradient_with_value:
+            self._spare_g = out[1]
         # the journal called here rather than through _report: one call fewer per evaluation
         if self.journal is not None:
             self.journal.add_evaluation("value", self._x, f, math.nan)
@@ -167,8 +182,9 @@ class Objective(ScalarBookkeeping):
         return f
 
     def value_and_grad(self, x: Any) -> tuple[float, np.ndarray]:
-        x = as_flat_float64(x)
-        if self._is_cached(x):
+        if type(x) is not np.ndarray or x.dtype is not _FLOAT64 or x.ndim != 1 or not x.flags.c_contiguous:
+            x = as_flat_float64(x)  # a call fewer for what scipy hands over
+        if x.tobytes() == self._key:
             if self._g is None:
                 self._gradient_only(x)
             return self._f, self._g
@@ -177,15 +193,22 @@ class Objective(ScalarBookkeeping):
             if self._g is None:  # a failed point has its zero gradient already
                 self._gradient_only(x, may_fail=True)
             return self._f, self._g
-        out = self._attempt("the objective and its gradient", x, self._evaluate_gradient, x)
+        if self.error_handling == "raise":
+            out = self._run("the objective and its gradient", x, self._evaluate_gradient, x)
+        else:
+            out = self._attempt("the objective and its gradient", x, self._evaluate_gradient, x)
+            if out is None or not _all_finite(out[0], out[1]):
+                self.counters.nfev += 1
+                self.counters.njev += 1
+                return self._fail(x), self._g
         self.counters.nfev += 1
         self.counters.njev += 1
-        if self.error_handling == "continue" and (out is None or not _all_finite(out[0], out[1])):
-            return self._fail(x), self._g
         f, g = out[0], out[1]
-        norm = out[2] if self.journal is not None else math.nan
-        self._store(x, f, g, norm)
-        if self.journal is not None:
+        if self.journal is None:
+            self._store(x, f, g)
+        else:
+            norm = out[2] if self._norm_given else grad_norm(g)
+            self._store(x, f, g, norm)
             self.journal.add_evaluation("value_and_gradient", self._x, f, norm)
         if self._evaluation_observers:
             self._notify("value_and_gradient", self._x, f, g)
@@ -199,7 +222,9 @@ class Objective(ScalarBookkeeping):
         """
         may_fail = may_fail and self.error_handling == "continue"
         run = self._attempt if may_fail else self._run
-        if self.user_gradient is not None:
+        if self._spare_g is not None:
+            g = self._spare_g
+        elif self.user_gradient is not None:
             g = run("the user-supplied jac", x, self.user_gradient, x)
         elif self._linearize is not None:
             g = run("the gradient", x, self._value_grad_linearized, x)
@@ -223,6 +248,9 @@ class Objective(ScalarBookkeeping):
         return f, g
 
     def gradient(self, x: Any) -> np.ndarray:
+        # scipy asks for the gradient at the point whose value it has just asked for
+        if self._g is not None and type(x) is np.ndarray and x.dtype is _FLOAT64 and x.tobytes() == self._key:
+            return self._g
         return self.value_and_grad(x)[1]
 
     def fused_value(self, x: Any) -> float:
@@ -255,14 +283,21 @@ class Objective(ScalarBookkeeping):
         return out
 
     def hessp(self, x: Any, p: Any) -> np.ndarray:
-        x = as_flat_float64(x)
-        p = as_flat_float64(p)
+        if type(x) is not np.ndarray or x.dtype is not _FLOAT64 or x.ndim != 1 or not x.flags.c_contiguous:
+            x = as_flat_float64(x)  # a call fewer for what scipy hands over
+        if type(p) is not np.ndarray or p.dtype is not _FLOAT64 or p.ndim != 1 or not p.flags.c_contiguous:
+            p = as_flat_float64(p)
         self.counters.nhvp += 1
-        if self.reporting:
-            self._report("hvp", x, math.nan, None)
-        if self.is_failed(x):
+        # _report written out: the journal alone (the default history) is told in one call
+        if self.journal is not None:
+            self.journal.add_evaluation("hvp", x, math.nan, math.nan)
+        if self._evaluation_observers:
+            self._notify("hvp", x, math.nan, None)
+        if self._failed and self.is_failed(x):
             return np.zeros_like(p)
         if self.user_hessp is not None:
+            if self.error_handling == "raise":
+                return self._run("the user-supplied hessp", x, self.user_hessp, x, p)
             return self._curvature(self._attempt("the user-supplied hessp", x, self.user_hessp, x, p), p.shape)
         if self._hvp is None or not np.array_equal(x, self._hvp_x):
             self._hvp = self._attempt("a Hessian-vector product", x, self.functions.hvp_at, x)
@@ -299,16 +334,6 @@ class Objective(ScalarBookkeeping):
         if self.reporting:
             self._report("hessian", x, math.nan, None)
         return self._hess
-
-
-def _with_norm(value_and_grad: Callable[[np.ndarray], tuple]) -> Callable[[np.ndarray], tuple]:
-    """``value_and_grad`` returning the gradient's norm as well."""
-
-    def evaluate(x: np.ndarray) -> tuple[float, np.ndarray, float]:
-        f, g = value_and_grad(x)
-        return f, g, grad_norm(g)
-
-    return evaluate
 
 
 def _all_finite(f: Any, g: Any) -> bool:
