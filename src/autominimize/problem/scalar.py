@@ -153,8 +153,9 @@ class Objective(ScalarBookkeeping):
             )
 
     def value(self, x: Any) -> float:
-        x = as_flat_float64(x)
-        if self._is_cached(x):
+        if type(x) is not np.ndarray or x.dtype is not _FLOAT64 or x.ndim != 1 or not x.flags.c_contiguous:
+            x = as_flat_float64(x)  # a call fewer for what scipy hands over
+        if x.tobytes() == self._key:
             return self._f
         if self.error_handling == "continue" and self.differentiable:
             # the gradient with the value: a point whose gradient fails is failed before the
@@ -163,11 +164,12 @@ class Objective(ScalarBookkeeping):
         return self._value_only(x)
 
     def _value_only(self, x: np.ndarray) -> float:
+        run = self._run if self.error_handling == "raise" else self._attempt  # _attempt's call saved
         if self._gradient_with_value:
-            out = self._attempt("the objective", x, self._evaluate_gradient, x)
+            out = run("the objective", x, self._evaluate_gradient, x)
             f = None if out is None else out[0]
         else:
-            f = self._attempt("the objective", x, self._evaluate_value, x)
+            f = run("the objective", x, self._evaluate_value, x)
         self.counters.nfev += 1
         if self.error_handling == "continue" and (f is None or not math.isfinite(f)):
             return self._fail(x)
