@@ -19,7 +19,8 @@ __all__ = ["flatten_gradient", "flatten_hessian", "flatten_jacobian"]
 def flatten_gradient(value: Any, spec: ParamSpec, name: str) -> np.ndarray:
     """A gradient as a flat vector of its own: an array of x0's size, or x0's structure."""
     if type(value) is np.ndarray and value.size == spec.size:  # the common case, in 0.3 µs of the 2.3
-        return value.astype(np.float64).reshape(-1)
+        array = value.astype(np.float64)
+        return array if array.ndim == 1 else array.reshape(-1)
     if not isinstance(value, (dict, list, tuple)):
         array = leaf_to_numpy(value)
         if array.size == spec.size:

@@ -32,6 +32,7 @@ import math
 import numpy as np
 
 from ..backends.base import ScalarFunctions, as_flat_float64, grad_norm, offered
+from ..errors import attach_point
 from ..params import ParamSpec
 from .scalar_bookkeeping import ScalarBookkeeping
 
@@ -298,8 +299,12 @@ class Objective(ScalarBookkeeping):
         if self._failed and self.is_failed(x):
             return np.zeros_like(p)
         if self.user_hessp is not None:
-            if self.error_handling == "raise":
-                return self._run("the user-supplied hessp", x, self.user_hessp, x, p)
+            if self.error_handling == "raise":  # _run without its count of extra evaluations, which a user's hessp never makes
+                try:
+                    return self.user_hessp(x, p)
+                except Exception as exc:
+                    attach_point(exc, self.spec, x, "the user-supplied hessp")
+                    raise
             return self._curvature(self._attempt("the user-supplied hessp", x, self.user_hessp, x, p), p.shape)
         if self._hvp is None or not np.array_equal(x, self._hvp_x):
             self._hvp = self._attempt("a Hessian-vector product", x, self.functions.hvp_at, x)
