@@ -139,3 +139,19 @@ def test_a_structured_x0_still_reaches_hessp_as_a_structure(x0):
     ref = so.minimize(fused, X0, jac=True, hessp=rosen_hess_prod, method="trust-ncg")
     np.testing.assert_allclose(flat(res.x), ref.x, rtol=1e-12)
     assert (res.nfev, res.njev, res.nhvp) == (ref.nfev, ref.njev, ref.nhev - 1)  # scipy's trust-ncg reports one more
+
+
+def test_a_failing_hessp_names_itself_and_carries_the_point_it_failed_at():
+    seen = []
+
+    def hessp(x, p):
+        seen.append(x.copy())
+        if len(seen) == 3:
+            raise ArithmeticError("no curvature here")
+        return rosen_hess_prod(x, p)
+
+    with pytest.raises(ArithmeticError, match="no curvature here") as info:
+        am.minimize(fused, X0, jac=True, hessp=hessp, method="Newton-CG", backend="numpy")
+    np.testing.assert_array_equal(info.value.autominimize_x, seen[-1])
+    assert any("computing the user-supplied hessp" in note for note in info.value.__notes__)
+    assert info.value.autominimize_best_x is not None
