@@ -8,7 +8,7 @@ iterate and direction to ``hessp``).
 
 When the backend is NumPy and x0 is one array, that copy, in x0's shape, is the argument
 itself: splitting the vector into x0's leaves and rebuilding the structure around them cost
-about 4 µs per call, a third of a hand-written Rosenbrock HVP at n = 100.
+3 µs per call, on a hand-written Rosenbrock HVP of 8 µs at n = 100.
 """
 
 from __future__ import annotations

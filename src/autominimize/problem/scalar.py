@@ -196,16 +196,12 @@ class Objective(ScalarBookkeeping):
             if self._g is None:  # a failed point has its zero gradient already
                 self._gradient_only(x, may_fail=True)
             return self._f, self._g
-        if self.error_handling == "raise":
-            out = self._run("the objective and its gradient", x, self._evaluate_gradient, x)
-        else:
-            out = self._attempt("the objective and its gradient", x, self._evaluate_gradient, x)
-            if out is None or not _all_finite(out[0], out[1]):
-                self.counters.nfev += 1
-                self.counters.njev += 1
-                return self._fail(x), self._g
+        run = self._run if self.error_handling == "raise" else self._attempt  # _attempt's call saved
+        out = run("the objective and its gradient", x, self._evaluate_gradient, x)
         self.counters.nfev += 1
         self.counters.njev += 1
+        if self.error_handling == "continue" and (out is None or not _all_finite(out[0], out[1])):
+            return self._fail(x), self._g
         f, g = out[0], out[1]
         if self.journal is None:
             self._store(x, f, g)
@@ -299,7 +295,8 @@ class Objective(ScalarBookkeeping):
         if self._failed and self.is_failed(x):
             return np.zeros_like(p)
         if self.user_hessp is not None:
-            if self.error_handling == "raise":  # _run without its count of extra evaluations, which a user's hessp never makes
+            if self.error_handling == "raise":
+                # _run without its count of extra evaluations, which a user's hessp never makes
                 try:
                     return self.user_hessp(x, p)
                 except Exception as exc:
