@@ -29,8 +29,8 @@ def flatten_gradient(value: Any, spec: ParamSpec, name: str) -> np.ndarray:
 
 
 def flatten_hessian(value: Any, spec: ParamSpec, name: str = "hess") -> np.ndarray:
-    """A Hessian as an (n, n) array."""
-    array = leaf_to_numpy(value).astype(np.float64)
+    """A Hessian as an (n, n) array of its own."""
+    array = (value if type(value) is np.ndarray else leaf_to_numpy(value)).astype(np.float64)
     if array.size != spec.size**2:
         raise ValueError(f"{name} must return an ({spec.size}, {spec.size}) array; got shape {array.shape}.")
     return array.reshape(spec.size, spec.size)

@@ -123,7 +123,7 @@ class Objective(ScalarBookkeeping):
         self.user_hessp = hessp
         self._hvp_x: np.ndarray | None = None
         self._hvp: Callable[[np.ndarray], np.ndarray] | None = None
-        self._hess_x: np.ndarray | None = None
+        self._hess_key: bytes | None = None  # the point of _hess, compared as the cache's points are
         self._hess: np.ndarray | None = None
 
     # -- what scipy calls -----------------------------------------------------------
@@ -321,7 +321,7 @@ class Objective(ScalarBookkeeping):
 
     def hessian(self, x: Any) -> np.ndarray:
         x = as_flat_float64(x)
-        if self._hess is not None and np.array_equal(x, self._hess_x):
+        if x.tobytes() == self._hess_key:
             return self._hess
         if not self._is_cached(x):
             # trust-exact asks for the Hessian at a trial point before its value, which it asks
@@ -333,7 +333,7 @@ class Objective(ScalarBookkeeping):
         source = self.user_hessian or self.functions.hessian
         what = "the user-supplied hess" if self.user_hessian else "the Hessian"
         self._hess = np.asarray(self._curvature(self._attempt(what, x, source, x), (x.size, x.size)), dtype=np.float64)
-        self._hess_x = x.copy()
+        self._hess_key = x.tobytes()
         self.counters.nhev += 1
         if self.reporting:
             self._report("hessian", x, math.nan, None)
