@@ -227,13 +227,19 @@ def am_backend(backend: str) -> Callable[[Problem], tuple[float, dict]]:
     return solve
 
 
-def am_numpy_user(problem: Problem) -> tuple[float, dict]:
+def am_numpy_user(history: bool) -> Callable[[Problem], tuple[float, dict]]:
     """am.minimize, NumPy backend, fed the hand-written derivatives (``jac=True``, hessp/hess)."""
-    import autominimize as am
 
-    fg, kwargs = problem.numpy_user_derivatives()
-    res = am.minimize(fg, problem.x0, method=problem.method, bounds=problem.bounds, backend="numpy", options=problem.options, **kwargs)
-    return float(res.fun), _am_counts(res)
+    def solve(problem: Problem) -> tuple[float, dict]:
+        import autominimize as am
+
+        fg, kwargs = problem.numpy_user_derivatives()
+        res = am.minimize(
+            fg, problem.x0, method=problem.method, bounds=problem.bounds, backend="numpy", options=problem.options, history=history, **kwargs
+        )
+        return float(res.fun), _am_counts(res)
+
+    return solve
 
 
 CONTENDERS: list[Contender] = [
@@ -242,7 +248,8 @@ CONTENDERS: list[Contender] = [
     Contender("am-jax", "am backend='jax'", am_backend("jax"), "jax"),
     Contender("am-torch", "am backend='torch'", am_backend("torch"), "torch"),
     Contender("am-tf", "am backend='tensorflow'", am_backend("tensorflow"), "tensorflow"),
-    Contender("am-np", "am backend='numpy' + user jac/hessp/hess", am_numpy_user),
+    Contender("am-np", "am backend='numpy' + user jac/hessp/hess", am_numpy_user(history=True)),
+    Contender("am-np-nh", "the same with history=False", am_numpy_user(history=False)),
     Contender("torch-hand", "scipy + torch eager autograd by hand", torch_hand, "torch"),
     Contender("tf-hand", "scipy + tf.function by hand", tf_hand, "tensorflow"),
 ]

@@ -107,24 +107,25 @@ class Problem:
         return self.cache[key]
 
     def numpy_user_derivatives(self) -> dict:
-        """am.minimize arguments for the NumPy backend fed hand-written derivatives."""
+        """am.minimize arguments for the NumPy backend fed hand-written derivatives.
+
+        When x0 is one array, these are the very functions (a) gives scipy; otherwise they
+        take x0's structure (a hand-written one where the problem has it).
+        """
         key = "numpy_user"
         if key not in self.cache:
-            if self.np_struct_fg is not None:
-                fg = self.np_struct_fg
+            if self.leaves[0][0] is None:
+                fg, hessp, hess = self.np_fg, self.np_hessp, self.np_hess
             else:
-                flatten, np_fg = self.flatten, self.np_fg
-
-                def fg(params):
-                    return np_fg(flatten(params))
-
+                flatten, np_fg, np_hessp, np_hess = self.flatten, self.np_fg, self.np_hessp, self.np_hess
+                fg = self.np_struct_fg or (lambda params: np_fg(flatten(params)))
+                hessp = np_hessp and (lambda params, p: np_hessp(flatten(params), flatten(p)))
+                hess = np_hess and (lambda params: np_hess(flatten(params)))
             kwargs: dict[str, Any] = {"jac": True}
             if self.second_order == "hessp":
-                flatten, np_hessp = self.flatten, self.np_hessp
-                kwargs["hessp"] = lambda params, p: np_hessp(flatten(params), flatten(p))
+                kwargs["hessp"] = hessp
             elif self.second_order == "hess":
-                flatten, np_hess = self.flatten, self.np_hess
-                kwargs["hess"] = lambda params: np_hess(flatten(params))
+                kwargs["hess"] = hess
             self.cache[key] = (fg, kwargs)
         return self.cache[key]
 

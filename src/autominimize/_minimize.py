@@ -10,10 +10,8 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import numpy as np
 import scipy.optimize as so
 
-from . import backends as _backends
 from ._least_squares import residual_scalar_functions
 from ._residuals import is_residual_function
 from ._setup import PRECISIONS, Setup, prepare
@@ -22,7 +20,7 @@ from .drivers.scipy_least_squares import LEAST_SQUARES_METHODS
 from .drivers.scipy_pipeline import Recording, ScipyProblem, has_constraints, plan_method, solve
 from .native import is_native_method
 from .problem import check_error_handling, numdiff_evaluator
-from .user_derivatives import flatten_gradient, flatten_hessian
+from ._user_calls import fused_functions, user_derivatives
 
 __all__ = ["minimize", "PRECISIONS", "HVP_TYPES"]
 
@@ -344,15 +342,7 @@ class _ObjectiveSource:
     def compile(self, setup: Setup, evaluator: Any, precision: str) -> Any:
         """The objective's flat functions (a ``ScalarFunctions``) in ``precision``."""
         if self.jac is True:
-            from .backends.numpy_backend import UserValueAndGrad
-
-            user, spec = setup.flat_call(self.fun), setup.spec
-
-            def call_flat(x: np.ndarray) -> tuple:
-                f, g = user(x)
-                return f, flatten_gradient(g, spec, "jac")
-
-            return UserValueAndGrad(call_flat, spec, setup.flat_call(self.value_fun) if self.value_fun is not None else None)
+            return fused_functions(setup, self.fun, self.value_fun)
         if self.residual:
             return residual_scalar_functions(
                 setup.backend_obj,
@@ -393,7 +383,7 @@ def _compile(
         from .recording.log_reader import resume_point
 
         x0_flat = resume_point(resume, setup.spec)
-    derivatives = _user_derivatives(setup, source.jac, hess, hessp)
+    derivatives = user_derivatives(setup, source.jac, hess, hessp)
     return ScipyProblem(
         setup.spec,
         setup.clip_start(x0_flat, stacklevel=_stacklevel_outside()),
@@ -408,25 +398,5 @@ def _compile(
         error_handling=error_handling,
         float32_fallback=functools.partial(_float32_fallback, source.fun, setup),
         contexts=(setup.backend_obj.solve_context(setup.dtype), evaluator),
+        gradient_with_value=source.jac is True and source.value_fun is None,
     )
-
-
-def _user_derivatives(setup: Setup, jac: Any, hess: Any, hessp: Any) -> dict:
-    """Flat versions of the derivatives the user supplied; each overrides autodiff alone."""
-    spec, flat_call = setup.spec, setup.flat_call
-    derivatives: dict[str, Callable | None] = {"gradient": None, "hessian": None, "hessp": None}
-    if callable(jac):
-        user_jac = flat_call(jac)
-        derivatives["gradient"] = lambda x: flatten_gradient(user_jac(x), spec, "jac")
-    if callable(hess):
-        user_hess = flat_call(hess)
-        derivatives["hessian"] = lambda x: flatten_hessian(user_hess(x), spec)
-    if callable(hessp):
-
-        def hvp(x: np.ndarray, p: np.ndarray) -> np.ndarray:
-            # hessp receives the parameters as fun does, then p in x0's structure, then args.
-            p_tree = _backends.framework_params(setup.backend, spec, p)
-            return flatten_gradient(flat_call(hessp, (p_tree,) + setup.args)(x), spec, "hessp")
-
-        derivatives["hessp"] = hvp
-    return derivatives

@@ -17,7 +17,10 @@ __all__ = ["flatten_gradient", "flatten_hessian", "flatten_jacobian"]
 
 
 def flatten_gradient(value: Any, spec: ParamSpec, name: str) -> np.ndarray:
-    """A gradient as a flat vector: an array of x0's size, or x0's structure."""
+    """A gradient as a flat vector of its own: an array of x0's size, or x0's structure."""
+    if type(value) is np.ndarray and value.size == spec.size:  # the common case, in 0.3 µs of the 2.3
+        array = value.astype(np.float64)
+        return array if array.ndim == 1 else array.reshape(-1)
     if not isinstance(value, (dict, list, tuple)):
         array = leaf_to_numpy(value)
         if array.size == spec.size:
@@ -26,8 +29,8 @@ def flatten_gradient(value: Any, spec: ParamSpec, name: str) -> np.ndarray:
 
 
 def flatten_hessian(value: Any, spec: ParamSpec, name: str = "hess") -> np.ndarray:
-    """A Hessian as an (n, n) array."""
-    array = leaf_to_numpy(value).astype(np.float64)
+    """A Hessian as an (n, n) array of its own."""
+    array = (value if type(value) is np.ndarray else leaf_to_numpy(value)).astype(np.float64)
     if array.size != spec.size**2:
         raise ValueError(f"{name} must return an ({spec.size}, {spec.size}) array; got shape {array.shape}.")
     return array.reshape(spec.size, spec.size)

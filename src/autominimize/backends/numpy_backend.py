@@ -255,6 +255,8 @@ class UserValueAndGrad(NumpyScalar):
 
 
 def _scalar(value: Any) -> float:
+    if isinstance(value, float):  # a Python or NumPy float64: 0.1 µs, where the general path takes 1.5
+        return float(value)
     value = leaf_to_numpy(value)
     require_scalar_shape(value.shape)
     return float(value.reshape(()))

@@ -151,6 +151,7 @@ class ScipyProblem:
     ``float32_fallback(exc)`` says whether a first evaluation that raised ``exc`` is
     retried in float32 (None: never). ``contexts`` are entered around the solve.
     ``in_structure``: ``x`` and ``jac`` come back in x0's structure, else flat.
+    ``gradient_with_value``: the functions compute the gradient with every value.
     """
 
     spec: ParamSpec
@@ -167,6 +168,7 @@ class ScipyProblem:
     float32_fallback: Callable[[BaseException], bool] | None = None
     contexts: Sequence[ContextManager] = ()
     in_structure: bool = True
+    gradient_with_value: bool = False
 
 
 def solve(problem: ScipyProblem, plan: MethodPlan, recording: Recording, *, tol: float | None, options: dict | None) -> so.OptimizeResult:
@@ -224,6 +226,7 @@ class _Run:
             journal=self.sinks.journal,
             observers=self.watchers,
             error_handling=self.problem.error_handling,
+            gradient_with_value=self.problem.gradient_with_value,
             **self.problem.derivatives,
         )
         return self.objective

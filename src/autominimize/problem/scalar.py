@@ -33,6 +33,7 @@ import math
 import numpy as np
 
 from ..backends.base import ScalarFunctions, as_flat_float64, grad_norm, offered
+from ..errors import attach_point
 from ..params import ParamSpec
 from .scalar_bookkeeping import ScalarBookkeeping
 
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from ..recording.history import History
 
 __all__ = ["Objective"]
+
+_FLOAT64 = np.dtype(np.float64)
 
 
 class Objective(ScalarBookkeeping):
@@ -70,6 +73,9 @@ class Objective(ScalarBookkeeping):
     batched
         The backend's batched value (values at the rows of an ``(S, n)`` array in one call),
         for :meth:`values`; None where the objective cannot be evaluated on a batch.
+    gradient_with_value
+        Whether the functions compute the gradient with every value (the user's ``fun``
+        returns both): a value asked for alone then keeps its gradient.
     """
 
     def __init__(
@@ -86,6 +92,7 @@ class Objective(ScalarBookkeeping):
         observers: list | None = None,
         error_handling: str = "raise",
         batched: Callable[[np.ndarray], np.ndarray] | None = None,
+        gradient_with_value: bool = False,
     ) -> None:
         super().__init__(functions, spec, journal, observers, error_handling)
         self.differentiable = differentiable
@@ -100,21 +107,24 @@ class Objective(ScalarBookkeeping):
         self._value_and_grad = offered(functions, "value_and_grad")  # None: values only
         if second_order not in ("hessp", "hess"):
             self._value_and_grad = offered(functions, "value_and_grad_once") or self._value_and_grad
-        # value and gradient as the method asks for them: (f, g), or (f, g, |g|) for a journal,
-        # with the norm computed in the backend's own call where it offers that
+        # value and gradient as the method asks for them: (f, g), or (f, g, |g|) from a backend
+        # that computes the norm a journal records in its own call
         self._evaluate_gradient = self._value_grad_linearized if self._linearize is not None else self._value_and_grad
-        if journal is not None and self._evaluate_gradient is not None:
-            with_norm = offered(functions, "value_grad_and_norm") if self._linearize is None else None
-            self._evaluate_gradient = with_norm or _with_norm(self._evaluate_gradient)
+        with_norm = offered(functions, "value_grad_and_norm") if journal is not None and self._linearize is None else None
+        self._norm_given = with_norm is not None
+        self._evaluate_gradient = with_norm or self._evaluate_gradient
         self._evaluate_value = functions.value
         if not differentiable:
             self._evaluate_value = offered(functions, "value_without_gradient") or functions.value
+        # a value asked for alone keeps the gradient that came with it, for the method's next
+        # request at that point (counted and reported then, as computing it would be)
+        self._gradient_with_value = gradient_with_value and differentiable and gradient is None
         self.user_gradient = gradient
         self.user_hessian = hessian
         self.user_hessp = hessp
         self._hvp_x: np.ndarray | None = None
         self._hvp: Callable[[np.ndarray], np.ndarray] | None = None
-        self._hess_x: np.ndarray | None = None
+        self._hess_key: bytes | None = None  # the point of _hess, compared as the cache's points are
         self._hess: np.ndarray | None = None
         self._probe_x0: np.ndarray | None = None  # x0 until the first evaluation, when start() armed the probe
         self.probe_failure: Exception | None = None
@@ -162,10 +172,11 @@ class Objective(ScalarBookkeeping):
             )
 
     def value(self, x: Any) -> float:
-        x = as_flat_float64(x)
+        if type(x) is not np.ndarray or x.dtype is not _FLOAT64 or x.ndim != 1 or not x.flags.c_contiguous:
+            x = as_flat_float64(x)  # a call fewer for what scipy hands over
         if self._probe_x0 is not None:
             return self._probe(x, gradient=False)[0]
-        if self._is_cached(x):
+        if x.tobytes() == self._key:
             return self._f
         if self.error_handling == "continue" and self.differentiable:
             # the gradient with the value: a point whose gradient fails is failed before the
@@ -174,11 +185,18 @@ class Objective(ScalarBookkeeping):
         return self._value_only(x)
 
     def _value_only(self, x: np.ndarray) -> float:
-        f = self._attempt("the objective", x, self._evaluate_value, x)
+        run = self._run if self.error_handling == "raise" else self._attempt  # _attempt's call saved
+        if self._gradient_with_value:
+            out = run("the objective", x, self._evaluate_gradient, x)
+            f = None if out is None else out[0]
+        else:
+            f = run("the objective", x, self._evaluate_value, x)
         self.counters.nfev += 1
         if self.error_handling == "continue" and (f is None or not math.isfinite(f)):
             return self._fail(x)
         self._store(x, f, None)
+        if self._gradient_with_value:
+            self._spare_g = out[1]
         # the journal called here rather than through _report: one call fewer per evaluation
         if self.journal is not None:
             self.journal.add_evaluation("value", self._x, f, math.nan)
@@ -187,10 +205,11 @@ class Objective(ScalarBookkeeping):
         return f
 
     def value_and_grad(self, x: Any) -> tuple[float, np.ndarray]:
-        x = as_flat_float64(x)
+        if type(x) is not np.ndarray or x.dtype is not _FLOAT64 or x.ndim != 1 or not x.flags.c_contiguous:
+            x = as_flat_float64(x)  # a call fewer for what scipy hands over
         if self._probe_x0 is not None:
             return self._probe(x, gradient=True)
-        if self._is_cached(x):
+        if x.tobytes() == self._key:
             if self._g is None:
                 self._gradient_only(x)
             return self._f, self._g
@@ -199,15 +218,18 @@ class Objective(ScalarBookkeeping):
             if self._g is None:  # a failed point has its zero gradient already
                 self._gradient_only(x, may_fail=True)
             return self._f, self._g
-        out = self._attempt("the objective and its gradient", x, self._evaluate_gradient, x)
+        run = self._run if self.error_handling == "raise" else self._attempt  # _attempt's call saved
+        out = run("the objective and its gradient", x, self._evaluate_gradient, x)
         self.counters.nfev += 1
         self.counters.njev += 1
         if self.error_handling == "continue" and (out is None or not _all_finite(out[0], out[1])):
             return self._fail(x), self._g
         f, g = out[0], out[1]
-        norm = out[2] if self.journal is not None else math.nan
-        self._store(x, f, g, norm)
-        if self.journal is not None:
+        if self.journal is None:
+            self._store(x, f, g)
+        else:
+            norm = out[2] if self._norm_given else grad_norm(g)
+            self._store(x, f, g, norm)
             self.journal.add_evaluation("value_and_gradient", self._x, f, norm)
         if self._evaluation_observers:
             self._notify("value_and_gradient", self._x, f, g)
@@ -221,7 +243,9 @@ class Objective(ScalarBookkeeping):
         """
         may_fail = may_fail and self.error_handling == "continue"
         run = self._attempt if may_fail else self._run
-        if self.user_gradient is not None:
+        if self._spare_g is not None:
+            g = self._spare_g
+        elif self.user_gradient is not None:
             g = run("the user-supplied jac", x, self.user_gradient, x)
         elif self._linearize is not None:
             g = run("the gradient", x, self._value_grad_linearized, x)
@@ -245,6 +269,9 @@ class Objective(ScalarBookkeeping):
         return f, g
 
     def gradient(self, x: Any) -> np.ndarray:
+        # scipy asks for the gradient at the point whose value it has just asked for
+        if self._g is not None and type(x) is np.ndarray and x.dtype is _FLOAT64 and x.tobytes() == self._key:
+            return self._g
         return self.value_and_grad(x)[1]
 
     def fused_value(self, x: Any) -> float:
@@ -277,14 +304,26 @@ class Objective(ScalarBookkeeping):
         return out
 
     def hessp(self, x: Any, p: Any) -> np.ndarray:
-        x = as_flat_float64(x)
-        p = as_flat_float64(p)
+        if type(x) is not np.ndarray or x.dtype is not _FLOAT64 or x.ndim != 1 or not x.flags.c_contiguous:
+            x = as_flat_float64(x)  # a call fewer for what scipy hands over
+        if type(p) is not np.ndarray or p.dtype is not _FLOAT64 or p.ndim != 1 or not p.flags.c_contiguous:
+            p = as_flat_float64(p)
         self.counters.nhvp += 1
-        if self.reporting:
-            self._report("hvp", x, math.nan, None)
-        if self.is_failed(x):
+        # _report written out: the journal alone (the default history) is told in one call
+        if self.journal is not None:
+            self.journal.add_evaluation("hvp", x, math.nan, math.nan)
+        if self._evaluation_observers:
+            self._notify("hvp", x, math.nan, None)
+        if self._failed and self.is_failed(x):
             return np.zeros_like(p)
         if self.user_hessp is not None:
+            if self.error_handling == "raise":
+                # _run without its count of extra evaluations, which a user's hessp never makes
+                try:
+                    return self.user_hessp(x, p)
+                except Exception as exc:
+                    attach_point(exc, self.spec, x, "the user-supplied hessp")
+                    raise
             return self._curvature(self._attempt("the user-supplied hessp", x, self.user_hessp, x, p), p.shape)
         if self._hvp is None or not np.array_equal(x, self._hvp_x):
             self._hvp = self._attempt("a Hessian-vector product", x, self.functions.hvp_at, x)
@@ -304,7 +343,7 @@ class Objective(ScalarBookkeeping):
 
     def hessian(self, x: Any) -> np.ndarray:
         x = as_flat_float64(x)
-        if self._hess is not None and np.array_equal(x, self._hess_x):
+        if x.tobytes() == self._hess_key:
             return self._hess
         if not self._is_cached(x):
             # trust-exact asks for the Hessian at a trial point before its value, which it asks
@@ -316,21 +355,11 @@ class Objective(ScalarBookkeeping):
         source = self.user_hessian or self.functions.hessian
         what = "the user-supplied hess" if self.user_hessian else "the Hessian"
         self._hess = np.asarray(self._curvature(self._attempt(what, x, source, x), (x.size, x.size)), dtype=np.float64)
-        self._hess_x = x.copy()
+        self._hess_key = x.tobytes()
         self.counters.nhev += 1
         if self.reporting:
             self._report("hessian", x, math.nan, None)
         return self._hess
-
-
-def _with_norm(value_and_grad: Callable[[np.ndarray], tuple]) -> Callable[[np.ndarray], tuple]:
-    """``value_and_grad`` returning the gradient's norm as well."""
-
-    def evaluate(x: np.ndarray) -> tuple[float, np.ndarray, float]:
-        f, g = value_and_grad(x)
-        return f, g, grad_norm(g)
-
-    return evaluate
 
 
 def _all_finite(f: Any, g: Any) -> bool:

@@ -55,6 +55,7 @@ class ScalarBookkeeping:
         self._f: float | None = None
         self._g: np.ndarray | None = None
         self._g_norm = math.nan  # of the cached gradient, kept for a journal only
+        self._spare_g: np.ndarray | None = None  # computed with the cached value, not asked for yet
         self._failed = False  # whether the cached point is a failed point
         self.best_x: np.ndarray | None = None
         self.best_f = np.inf
@@ -77,8 +78,11 @@ class ScalarBookkeeping:
         self._f = f
         self._g = g
         self._g_norm = norm
+        self._spare_g = None
         self._failed = False
-        self._keep_if_best(self._x, f)
+        if f < self.best_f:  # _keep_if_best, written out: it runs at every evaluation
+            self.best_f = f
+            self.best_x = self._x
 
     def _keep_if_best(self, x: np.ndarray, f: float) -> None:
         if f < self.best_f:
@@ -99,22 +103,29 @@ class ScalarBookkeeping:
     def _run(self, what: str, x: np.ndarray, function: Callable, *arguments: Any) -> Any:
         """Call a backend or user function; count extra (finite-difference) evaluations and
         attach the point to any exception."""
-        before = self.functions.extra_evaluations
+        functions = self.functions
+        before = functions.extra_evaluations
         try:
-            return function(*arguments)
-        except Exception as exc:
-            attach_point(exc, self.spec, x, what)
-            known = getattr(exc, "autominimize_value", None)
-            if known is not None and known[0].tobytes() == x.tobytes():
-                self._keep_if_best(x, float(known[1]))
+            out = function(*arguments)
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                attach_point(exc, self.spec, x, what)
+                known = getattr(exc, "autominimize_value", None)
+                if known is not None and known[0].tobytes() == x.tobytes():
+                    self._keep_if_best(x, float(known[1]))
+            self._count_extra(x, functions.extra_evaluations - before)
             raise
-        finally:
-            extra = self.functions.extra_evaluations - before
-            if extra:
-                self.counters.nfev += extra
-                if self.reporting:
-                    kind = offered(self.functions, "extra_evaluation_kind") or "finite-difference"
-                    self._report(kind, x, math.nan, None, count=extra)
+        if functions.extra_evaluations != before:
+            self._count_extra(x, functions.extra_evaluations - before)
+        return out
+
+    def _count_extra(self, x: np.ndarray, extra: int) -> None:
+        """Count and report the evaluations a call made beyond its own."""
+        if extra:
+            self.counters.nfev += extra
+            if self.reporting:
+                kind = offered(self.functions, "extra_evaluation_kind") or "finite-difference"
+                self._report(kind, x, math.nan, None, count=extra)
 
     def _attempt(self, what: str, x: np.ndarray, function: Callable, *arguments: Any) -> Any:
         """:meth:`_run` under the error policy: with 'continue', a failure returns None."""

@@ -24,6 +24,9 @@ __all__ = ["Evaluation", "Iteration", "History", "Observer", "EVALUATION_KINDS",
 #: let go and the spacing between kept ones doubles
 POINT_BUDGET = 32 * 2**20
 
+#: the clock of the rows, read without a module attribute lookup at every evaluation
+_clock = time.perf_counter
+
 #: What one evaluation computed.
 #: ``failed``: with ``error_handling='continue'``, a point where fun raised or was not finite
 #: (its ``f`` is +inf). ``repeat``: a torch optimizer's closure run again at a point it had
@@ -160,11 +163,10 @@ class History:
             self.best = (self.recorded, x)
         if len(self._iteration_rows) >= self._check_at:  # here as every iteration follows an evaluation
             self._thin_points()
-        row = (kind, time.perf_counter() - self.start, f, norm)
         if count == 1:
-            self._evaluation_rows.append(row)
+            self._evaluation_rows.append((kind, _clock() - self.start, f, norm))
         else:
-            self._evaluation_rows.extend([row] * count)
+            self._evaluation_rows.extend([(kind, _clock() - self.start, f, norm)] * count)
 
     def add_iteration(self, nit: int, x: np.ndarray, f: float, norm: float, nfev: int, njev: int) -> None:
         """Record an iteration; ``x`` is kept as it is (a copy nobody modifies)."""

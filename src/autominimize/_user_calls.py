@@ -1,0 +1,89 @@
+"""The user's own derivatives as functions of the flat vector, for ``am.minimize``.
+
+``jac=`` (a callable, or True: ``fun`` returns the value and the gradient), ``hess=`` and
+``hessp=`` take the parameters as ``fun`` does; the solve calls them with flat float64
+vectors. Each call hands the user's function a copy of the point (and of an HVP's direction):
+it may write into its input, which the method reads back (scipy's Newton-CG hands its own
+iterate and direction to ``hessp``).
+
+When the backend is NumPy and x0 is one array, that copy, in x0's shape, is the argument
+itself: splitting the vector into x0's leaves and rebuilding the structure around them cost
+3 µs per call, on a hand-written Rosenbrock HVP of 8 µs at n = 100.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from . import backends as _backends
+from .user_derivatives import flatten_gradient, flatten_hessian
+
+if TYPE_CHECKING:
+    from ._setup import Setup
+
+__all__ = ["fused_functions", "user_derivatives"]
+
+
+def point_copy(setup: Setup) -> Callable[[np.ndarray], Any]:
+    """A copy of a flat vector in x0's structure, with the backend's arrays: what the user's
+    functions receive."""
+    spec, backend = setup.spec, setup.backend
+    if backend == "numpy" and spec.treedef.is_leaf():
+        shape = spec.shapes[0]
+        if shape == (spec.size,):
+            return np.array
+        return lambda x: x.reshape(shape).copy()
+    return lambda x: _backends.framework_params(backend, spec, x.copy())
+
+
+def fused_functions(setup: Setup, fun: Callable, value_fun: Callable | None) -> Any:
+    """``jac=True``: ``fun`` returns ``(value, gradient)``, as the objective's flat functions;
+    ``value_fun``, when given, is used where a value alone is asked for (``fun_and_jac``)."""
+    from .backends.numpy_backend import UserValueAndGrad
+
+    user, point, spec = setup.caller(fun), point_copy(setup), setup.spec
+
+    def call_flat(x: np.ndarray) -> tuple[Any, np.ndarray]:
+        f, g = user(point(x))
+        return f, flatten_gradient(g, spec, "jac")
+
+    if value_fun is None:
+        return UserValueAndGrad(call_flat, spec)
+    user_value = setup.caller(value_fun)
+    return UserValueAndGrad(call_flat, spec, lambda x: user_value(point(x)))
+
+
+def user_derivatives(setup: Setup, jac: Any, hess: Any, hessp: Any) -> dict:
+    """Flat versions of the derivatives the user supplied; each overrides autodiff alone."""
+    spec, point = setup.spec, point_copy(setup)
+    derivatives: dict[str, Callable | None] = {"gradient": None, "hessian": None, "hessp": None}
+    if callable(jac):
+        user_jac = setup.caller(jac)
+        derivatives["gradient"] = lambda x: flatten_gradient(user_jac(point(x)), spec, "jac")
+    if callable(hess):
+        user_hess = setup.caller(hess)
+        derivatives["hessian"] = lambda x: flatten_hessian(user_hess(point(x)), spec)
+    if callable(hessp):
+        user_hessp = _direction_first(setup, hessp)
+        derivatives["hessp"] = lambda x, p: flatten_gradient(user_hessp(point(x), point(p)), spec, "hessp")
+    return derivatives
+
+
+def _direction_first(setup: Setup, hessp: Callable) -> Callable[[Any, Any], Any]:
+    """``hessp`` of the parameters and a direction in x0's structure, called by its own
+    calling rule: the parameters as ``fun`` takes them, then the direction, then ``args``."""
+    args = setup.args
+    mode = setup.callers.mode(hessp, len(args) + 1)
+    if mode == "kwargs":
+        # as make_caller does: the direction and args fill the parameters x0's keys do not name
+        free = [p.name for p in inspect.signature(hessp).parameters.values() if p.kind == p.POSITIONAL_OR_KEYWORD and p.name not in setup.callers.x0]
+        name, extra = free[0], dict(zip(free[1:], args))
+        return lambda params, p: hessp(**params, **{name: p}, **extra)
+    if mode == "args":
+        return lambda params, p: hessp(*params, p, *args)
+    if args:
+        return lambda params, p: hessp(params, p, *args)
+    return hessp
