@@ -28,7 +28,7 @@ __all__ = ["Lagrangian", "backend_name_of", "dtype_name", "lagrangian_for", "sup
 
 #: the framework functions of a flat vector, by compiled class: (scalar, vector)
 _FLAT_FUNCTIONS = {"jax": ("flat_fun", "flat_fun"), "torch": ("flat_fun", "flat_fun"), "tensorflow": ("scalar_of", "vector_of")}
-_MODULE_BACKEND = {"jax_backend": "jax", "torch_backend": "torch", "tf_backend": "tensorflow"}
+_MODULE_BACKEND = {"jax_backend": "jax", "torch_compiled": "torch", "tf_backend": "tensorflow"}
 
 
 def backend_name_of(functions: Any) -> str | None:

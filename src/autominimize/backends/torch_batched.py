@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .private_torch import RowMap
-from .torch_backend import TorchScalar, _torch
+from .torch_compiled import TorchScalar, _torch
 
 __all__ = ["TorchBatched"]
 
