@@ -20,7 +20,6 @@ from ._residuals import Residuals
 from ._setup import compile_functions, prepare
 from .backends.base import configure_numdiff
 from .implicit import differentiable_call
-from .implicit.entry import least_squares as differentiable_least_squares
 from .drivers.scipy_least_squares import LEAST_SQUARES_METHODS, IterationReport, run_least_squares, scipy_least_squares_bounds
 from .params import ParamSpec
 from .problem import GaussNewtonFunctions, ResidualObjective, check_error_handling, numdiff_evaluator, sum_of_squares
@@ -133,6 +132,8 @@ def least_squares(
     (2.0, 1.5, (20, 2))
     """
     if differentiable_call(args, fun):  # res.x differentiable with respect to args (or values fun captures)
+        from .implicit.entry import least_squares as differentiable_least_squares  # loaded only when used
+
         return differentiable_least_squares(least_squares, locals())
     _validate_common(fun, fun_and_jac, workers, executor)
     if method not in LEAST_SQUARES_METHODS:

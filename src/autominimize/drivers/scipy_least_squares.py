@@ -18,7 +18,6 @@ from ..params import ParamSpec
 from ..problem import ResidualObjective
 from .blas_threads import single_blas_thread
 from .fixed_variables import FixedVariables
-from .sparse_least_squares import sparse_residual_jacobian
 
 __all__ = ["LEAST_SQUARES_METHODS", "IterationReport", "flat_x_scale", "run_least_squares", "scipy_least_squares_bounds"]
 
@@ -134,6 +133,8 @@ def run_least_squares(
         options["bounds"] = flat_bounds
     sparse = None
     if jac is None and problem.user_fun_and_jac is None:
+        from .sparse_least_squares import sparse_residual_jacobian  # sparsity detection: loaded by least squares only
+
         with backend.solve_context(dtype):
             sparse = sparse_residual_jacobian(problem, x0_flat, flat_bounds, jac_sparsity, method, tr_solver)
     if sparse is not None:  # compressed passes of the backend; scipy's LSMR needs only J @ v and J.T @ u
