@@ -19,7 +19,7 @@ __version__ = "0.3.0"
 #: public name -> the module that defines it
 _EXPORTS = {
     "minimize": "._minimize",
-    "PrecisionFallbackWarning": "._minimize",
+    "PrecisionFallbackWarning": "._precision_fallback",
     "ImplicitDifferentiationWarning": ".implicit",
     "iterate": "._iterate",
     "least_squares": "._least_squares",
@@ -57,7 +57,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from ._curve_fit import curve_fit
     from ._least_squares import least_squares
     from ._residuals import Residuals, residuals
-    from ._minimize import PrecisionFallbackWarning, minimize
+    from ._minimize import minimize
+    from ._precision_fallback import PrecisionFallbackWarning
     from .implicit import ImplicitDifferentiationWarning
     from .backends import clear_compile_cache
     from .bounds import BoundsError

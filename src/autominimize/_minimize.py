@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
-import warnings
-import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -20,62 +17,13 @@ from .drivers.scipy_least_squares import LEAST_SQUARES_METHODS
 from .drivers.scipy_pipeline import Recording, ScipyProblem, has_constraints, plan_method, solve
 from .native import is_native_method
 from .problem import check_error_handling, numdiff_evaluator
+from ._precision_fallback import float32_fallback, stacklevel_outside
 from ._user_calls import fused_functions, user_derivatives
 
 __all__ = ["minimize", "PRECISIONS", "HVP_TYPES"]
 
 #: autograd-minimize's HVP variants; all compute the same exact product.
 HVP_TYPES = (None, "forward_over_back", "back_over_forward", "tf_gradients_forward_over_back", "back_over_back", "hvp", "vhp")
-
-
-class PrecisionFallbackWarning(UserWarning):
-    """The objective could not run in float64 and was computed in float32."""
-
-
-def _is_dtype_mismatch(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return "double" in text or "dtype" in text or "float64" in text
-
-
-#: functions already warned about, so a fallback is told once per function
-_fallback_warned: "weakref.WeakSet[Any]" = weakref.WeakSet()
-
-
-def _stacklevel_outside() -> int:
-    """The ``stacklevel`` of the first frame outside autominimize, for the function calling this one."""
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] == "autominimize":
-        frame, level = frame.f_back, level + 1
-    return level
-
-
-def _warn_precision_fallback(fun: Callable, exc: BaseException) -> None:
-    """One PrecisionFallbackWarning per function, quoting the line of the error that names
-    the dtypes (TensorFlow's messages start with traceback fragments such as "in user code:")."""
-    target = getattr(fun, "__func__", fun)
-    try:
-        if target in _fallback_warned:
-            return
-        _fallback_warned.add(target)
-    except TypeError:  # not weakly referable: warn each time
-        pass
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip() and not line.strip().endswith(":")]
-    quoted = next((line for line in lines if _is_dtype_mismatch(Exception(line))), lines[0] if lines else type(exc).__name__)
-    warnings.warn(
-        f"the objective failed in float64 ({quoted}); it embeds float32 constants, so it is computed in "
-        "float32. Pass precision='float32' to choose this explicitly (or give x0 as float32 tensors).",
-        PrecisionFallbackWarning,
-        stacklevel=_stacklevel_outside(),
-    )
-
-
-def _float32_fallback(fun: Callable, setup: Setup, exc: BaseException) -> bool:
-    """Whether a first evaluation that raised ``exc`` is retried in float32 (with one warning):
-    a torch or TF objective with float32 constants, when no precision was chosen."""
-    if setup.precision_explicit or setup.dtype == "float32" or setup.backend not in ("torch", "tensorflow") or not _is_dtype_mismatch(exc):
-        return False
-    _warn_precision_fallback(fun, exc)
-    return True
 
 
 def minimize(
@@ -386,7 +334,7 @@ def _compile(
     derivatives = user_derivatives(setup, source.jac, hess, hessp)
     return ScipyProblem(
         setup.spec,
-        setup.clip_start(x0_flat, stacklevel=_stacklevel_outside()),
+        setup.clip_start(x0_flat, stacklevel=stacklevel_outside()),
         functools.partial(source.compile, setup, evaluator),
         backend_name,
         setup.dtype,
@@ -396,7 +344,7 @@ def _compile(
         constraint_call=lambda jac, extra: setup.flat_call(jac, extra or setup.args),
         derivatives=derivatives,
         error_handling=error_handling,
-        float32_fallback=functools.partial(_float32_fallback, source.fun, setup),
+        float32_fallback=functools.partial(float32_fallback, source.fun, setup),
         contexts=(setup.backend_obj.solve_context(setup.dtype), evaluator),
         gradient_with_value=source.jac is True and source.value_fun is None,
     )
