@@ -345,9 +345,12 @@ class TfVector(_TfCompiled):
     def value_and_jacobian(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         def fused(x: Any) -> Any:
             tf = _tf()
-            with tf.GradientTape() as tape:
+            with tf.GradientTape(persistent=True) as tape:
                 tape.watch(x)
                 value = self.vector_of(x)
+            # checked while tracing; the graph keeps only the Jacobian
+            if tape.gradient(value, x) is None:
+                raise no_gradient_error("outside the gradient tape (NumPy, .numpy(), tf.stop_gradient)")
             jacobian = tape.jacobian(value, x, unconnected_gradients=tf.UnconnectedGradients.ZERO, experimental_use_pfor=True)
             return tf.concat([value, tf.reshape(jacobian, [-1])], axis=0)
 

@@ -357,9 +357,13 @@ class TorchVector(_TorchCompiled):
             self.value(x)  # the mode depends on m; only a first call before any value pays this
         if self._m >= self.n and self._forward_mode:
             try:
-                return self._forward_jacobian(x)
+                value, jac = self._forward_jacobian(x)
             except RuntimeError:  # e.g. the function leaves torch (NumPy, data pointers)
                 self._forward_mode = False
+            else:
+                if jac.any():
+                    return value, jac
+                # forward mode gives zeros for an output detached from x: reverse mode tells
         return self._reverse_jacobian(x)
 
     def _forward_jacobian(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -379,6 +383,8 @@ class TorchVector(_TorchCompiled):
         xt = self._tensor(x).requires_grad_()
         with torch.enable_grad():
             out = self.flat_fun(xt)
+        if not out.requires_grad:  # no output depends on x: nothing could move it
+            raise _no_graph()
         jac = _vjp(out, xt, _eye(self._m, out), batched=True)
         return self._numpy(out), self._numpy(jac).reshape(self._m, self.n)
 

@@ -1,0 +1,62 @@
+"""Regression tests from a second trial of the defect classes, on entry points the first missed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import FRAMEWORKS
+
+import autominimize as am
+
+needs_torch = pytest.mark.skipif("torch" not in FRAMEWORKS, reason="needs torch")
+needs_tf = pytest.mark.skipif("tensorflow" not in FRAMEWORKS, reason="needs tensorflow")
+
+
+# -- residuals without a graph are an error, not a zero Jacobian ------------------------------
+
+
+def _torch_residuals_without_graph(kind: str):
+    import torch
+
+    if kind == "detach":
+        return lambda x: x.detach() - 1.0
+    if kind == "numpy":
+        return lambda x: torch.as_tensor(x.detach().numpy() - 1.0)
+    return lambda x: torch.stack([torch.tensor(v.item() - 1.0, dtype=torch.float64) for v in x])
+
+
+@needs_torch
+@pytest.mark.parametrize("kind", ["detach", "numpy", "item"])
+@pytest.mark.parametrize("method", ["trf", "dogbox", "lm"])
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad=True")
+def test_torch_residuals_without_a_graph_are_refused(kind, method):
+    import torch
+
+    with pytest.raises(ValueError, match=r"output carries no gradient with respect to the parameters.*\.detach\(\)"):
+        am.least_squares(_torch_residuals_without_graph(kind), torch.zeros(2, dtype=torch.float64), method=method)
+
+
+@needs_torch
+def test_torch_curve_fit_model_without_a_graph_is_refused():
+    import torch
+
+    xdata = torch.linspace(0.0, 1.0, 5, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"output carries no gradient with respect to the parameters"):
+        am.curve_fit(lambda x, a: x * a.detach(), xdata, 2.0 * xdata, p0=torch.zeros(1, dtype=torch.float64))
+
+
+@needs_torch
+def test_torch_residuals_partly_constant_still_fit():
+    import torch
+
+    res = am.least_squares(lambda x: torch.cat([x - 1.0, torch.ones(1, dtype=x.dtype)]), torch.zeros(2, dtype=torch.float64))
+    np.testing.assert_allclose(np.asarray(res.x), [1.0, 1.0], atol=1e-8)
+
+
+@needs_tf
+@pytest.mark.parametrize("method", ["trf", "lm"])
+def test_tf_residuals_that_do_not_depend_on_the_variables_are_refused(method):
+    import tensorflow as tf
+
+    with pytest.raises(ValueError, match=r"output carries no gradient with respect to the parameters.*tf.stop_gradient"):
+        am.least_squares(lambda x: tf.stop_gradient(x) - 1.0, np.zeros(2), method=method, backend="tensorflow")
