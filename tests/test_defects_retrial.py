@@ -60,3 +60,32 @@ def test_tf_residuals_that_do_not_depend_on_the_variables_are_refused(method):
 
     with pytest.raises(ValueError, match=r"output carries no gradient with respect to the parameters.*tf.stop_gradient"):
         am.least_squares(lambda x: tf.stop_gradient(x) - 1.0, np.zeros(2), method=method, backend="tensorflow")
+
+
+@needs_tf
+@pytest.mark.parametrize("method", ["BFGS", "L-BFGS-B", "trust-constr", "SLSQP", "Newton-CG"])
+@pytest.mark.parametrize("kind", ["constant", "stop_gradient"])
+def test_tf_interface_loss_that_does_not_depend_on_the_variables_is_refused(method, kind):
+    import tensorflow as tf
+
+    v = tf.Variable([0.0, 0.0], dtype=tf.float64)
+    loss = (lambda: tf.constant(1.0, tf.float64)) if kind == "constant" else (lambda: tf.reduce_sum((tf.stop_gradient(v) - 1.0) ** 2))
+    with pytest.raises(ValueError, match=r"loss carries no gradient with respect to var_list.*tf.stop_gradient"):
+        am.tf.ScipyOptimizerInterface(loss, var_list=[v], method=method).minimize()
+    np.testing.assert_array_equal(v.numpy(), [0.0, 0.0])
+
+
+@needs_torch
+@pytest.mark.parametrize("make", ["lbfgs", "sgd"])
+def test_torch_optimizer_step_without_any_gradient_is_refused(make):
+    import torch
+
+    w = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
+    optimizer = am.torch.Optimizer([w], getattr(am.optim, make)())
+
+    def closure():
+        optimizer.zero_grad()
+        return torch.sum((w.detach() - 1.0) ** 2)  # no backward, no graph
+
+    with pytest.raises(ValueError, match=r"no parameter has a gradient after closure\(\).*loss.backward\(\)"):
+        optimizer.step(closure)
