@@ -89,3 +89,38 @@ def test_torch_optimizer_step_without_any_gradient_is_refused(make):
 
     with pytest.raises(ValueError, match=r"no parameter has a gradient after closure\(\).*loss.backward\(\)"):
         optimizer.step(closure)
+
+
+# -- a residual function's output that cannot be real residuals is named ----------------------
+
+BACKENDS = ["numpy"] + FRAMEWORKS
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "out, message",
+    [
+        (lambda x: x * (1 + 1j) - 1.0, r"fun returned complex values; residuals must be real"),
+        (lambda x: x[:0], r"fun returned no value \(its output is empty\)"),
+        (lambda x: None, r"fun returned None, which holds no array"),
+    ],
+    ids=["complex", "empty", "None"],
+)
+def test_least_squares_output_that_is_not_real_residuals_is_refused(backend, out, message):
+    if backend == "tensorflow" and "complex" in message:
+        pytest.skip("TensorFlow refuses to multiply float64 by a complex number itself")
+    with pytest.raises(ValueError, match=message):
+        am.least_squares(out, np.zeros(2), backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "model, message",
+    [(lambda x, a: None, r"f returned None"), (lambda x, a: x * a * (1 + 1j), r"f returned complex values")],
+    ids=["None", "complex"],
+)
+def test_curve_fit_model_output_that_is_not_real_is_refused(backend, model, message):
+    if backend == "tensorflow" and "complex" in message:
+        pytest.skip("TensorFlow refuses to multiply float64 by a complex number itself")
+    with pytest.raises(ValueError, match=message):
+        am.curve_fit(model, np.ones(3), np.ones(3), backend=backend)

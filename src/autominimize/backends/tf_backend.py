@@ -17,9 +17,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..params import ParamSpec, tree_leaves
+from ..params import ParamSpec
 from .base import Backend, args_layout, as_flat_float64
-from .common import no_gradient_error, require_real_number, require_scalar_shape
+from .common import no_gradient_error, require_real_number, require_scalar_shape, vector_leaves
 
 
 def _tf():
@@ -329,9 +329,7 @@ class TfVector(_TfCompiled):
 
     def vector_of(self, x: Any) -> Any:
         tf = _tf()
-        leaves = tree_leaves(self._current_call()(self.params_of(x)))
-        if not leaves:
-            raise ValueError("the function returned no array.")
+        leaves = vector_leaves(self._current_call()(self.params_of(x)))
         return tf.concat([tf.reshape(self._tensor(leaf), [-1]) for leaf in leaves], axis=0)
 
     @property

@@ -15,9 +15,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..params import ParamSpec, tree_leaves
+from ..params import ParamSpec
 from .base import Backend, as_flat_float64
-from .common import no_gradient_error, require_real_number, require_scalar_shape
+from .common import no_gradient_error, require_real_number, require_scalar_shape, vector_leaves
 from .private_torch import RowMap, scalar_backward
 
 
@@ -334,9 +334,7 @@ class TorchVector(_TorchCompiled):
 
     def flat_fun(self, xt: Any) -> Any:
         torch = _torch()
-        leaves = tree_leaves(self.call(self.params_of(xt)))
-        if not leaves:
-            raise ValueError("the function returned no array.")
+        leaves = vector_leaves(self.call(self.params_of(xt)))
         out = torch.cat([torch.as_tensor(leaf, dtype=self.torch_dtype, device=self.device).reshape(-1) for leaf in leaves])
         self._m = out.numel()
         return out
