@@ -124,3 +124,22 @@ def test_curve_fit_model_output_that_is_not_real_is_refused(backend, model, mess
         pytest.skip("TensorFlow refuses to multiply float64 by a complex number itself")
     with pytest.raises(ValueError, match=message):
         am.curve_fit(model, np.ones(3), np.ones(3), backend=backend)
+
+
+# -- error_handling='continue': a hop onto a failing point is a failed local solve -----------
+
+
+@pytest.mark.parametrize("failure", ["raise", "nan", "inf"])
+def test_basinhopping_continue_survives_a_hop_onto_a_failing_point(failure):
+    def fun(x):  # minimum at 5, unreachable: fun fails wherever x[0] > 3
+        if x[0] > 3.0:
+            if failure == "raise":
+                raise RuntimeError("outside the model's domain")
+            return float(failure)
+        return float(np.sum((x - 5.0) ** 2))
+
+    res = am.basinhopping(fun, np.zeros(2), niter=15, stepsize=3.0, seed=1, backend="numpy", error_handling="continue")
+    x = np.asarray(res.x)
+    assert np.isfinite(x).all() and x[0] <= 3.0
+    assert res.fun == pytest.approx(np.sum((x - 5.0) ** 2))
+    assert res.fun < 50.0  # it moved from x0
