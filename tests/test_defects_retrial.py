@@ -143,3 +143,24 @@ def test_basinhopping_continue_survives_a_hop_onto_a_failing_point(failure):
     assert np.isfinite(x).all() and x[0] <= 3.0
     assert res.fun == pytest.approx(np.sum((x - 5.0) ** 2))
     assert res.fun < 50.0  # it moved from x0
+
+
+@pytest.mark.parametrize("method", ["CG", "BFGS", "L-BFGS-B", "Newton-CG", "TNC"])
+@pytest.mark.parametrize("failure", ["raise", "nan"])
+def test_continue_unsuccessful_solve_returns_the_best_point_evaluated(method, failure):
+    values = []
+
+    def fun(x):
+        if x[0] > 3.0:
+            if failure == "raise":
+                raise RuntimeError("outside the model's domain")
+            return np.nan
+        values.append(float(np.sum((x - 5.0) ** 2)))
+        return values[-1]
+
+    res = am.minimize(fun, np.zeros(2), jac=lambda x: 2.0 * (x - 5.0), method=method, backend="numpy", error_handling="continue")
+    x = np.asarray(res.x)
+    assert np.isfinite(x).all() and x[0] <= 3.0
+    assert res.fun == pytest.approx(np.sum((x - 5.0) ** 2))
+    if not res.success:
+        assert res.fun == np.nanmin(values)  # (TNC also tries points that are not finite)
