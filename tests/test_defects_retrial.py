@@ -164,3 +164,25 @@ def test_continue_unsuccessful_solve_returns_the_best_point_evaluated(method, fa
     assert res.fun == pytest.approx(np.sum((x - 5.0) ** 2))
     if not res.success:
         assert res.fun == np.nanmin(values)  # (TNC also tries points that are not finite)
+
+
+# -- the user's jac writing into its input does not change the method's points --------------
+
+
+@pytest.mark.parametrize("method", ["lbfgs-native", "cg-native", "BFGS", "L-BFGS-B"])
+@pytest.mark.parametrize("given", ["jac", "fun-and-jac"])
+def test_users_gradient_writing_into_its_input_does_not_corrupt_the_solve(method, given):
+    def jac(x):
+        g = 2.0 * (x - 1.0)
+        x[:] = 7.0
+        return g
+
+    def fun_and_jac(x):
+        f = float(np.sum((x - 1.0) ** 2))
+        return f, jac(x)
+
+    if given == "jac":
+        res = am.minimize(lambda x: np.sum((x - 1.0) ** 2), np.zeros(2), jac=jac, method=method, backend="numpy")
+    else:
+        res = am.minimize(fun_and_jac, np.zeros(2), jac=True, method=method, backend="numpy")
+    np.testing.assert_allclose(np.asarray(res.x), [1.0, 1.0], atol=1e-5)
