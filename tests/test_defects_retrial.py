@@ -186,3 +186,26 @@ def test_users_gradient_writing_into_its_input_does_not_corrupt_the_solve(method
     else:
         res = am.minimize(fun_and_jac, np.zeros(2), jac=True, method=method, backend="numpy")
     np.testing.assert_allclose(np.asarray(res.x), [1.0, 1.0], atol=1e-5)
+
+
+# -- Ctrl-C in a global run with local solves carries the best point of all ------------------
+
+
+@pytest.mark.parametrize("solver", ["basinhopping", "multistart"])
+@pytest.mark.parametrize("after", [30, 60, 90])
+def test_interrupting_a_run_of_local_solves_attaches_the_best_point(solver, after):
+    calls = []
+
+    def fun(x):
+        calls.append(float(np.sum((x - 1.0) ** 2)))
+        if len(calls) > after:
+            raise KeyboardInterrupt
+        return calls[-1]
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        if solver == "basinhopping":
+            am.basinhopping(fun, np.zeros(3), niter=100, seed=0, backend="numpy")
+        else:
+            am.multistart(fun, [(-2.0, 2.0)] * 3, n_starts=50, backend="numpy")
+    best = np.asarray(info.value.autominimize_best_x)
+    assert np.sum((best - 1.0) ** 2) == pytest.approx(min(calls[:after]))

@@ -76,6 +76,7 @@ class GlobalProblem:
         self._make_constraints = make_constraints
         self.local_counters = Counters()
         self.n_local = 0
+        self.best_local: tuple[Any, float] | None = None  # (x in x0's structure, fun) of all local solves
         self.fixed: FixedVariables | None = None
 
     # -- fixed variables --------------------------------------------------------------
@@ -144,6 +145,9 @@ class GlobalProblem:
     def record_local(self, result: so.OptimizeResult) -> None:
         """Add a local solve's counts (made here or in another process) to the problem's."""
         self.n_local += 1
+        fun = result.get("fun")
+        if fun is not None and np.isfinite(fun) and (self.best_local is None or fun < self.best_local[1]):
+            self.best_local = (result.x, float(fun))
         for name in Counters.__slots__:
             setattr(self.local_counters, name, getattr(self.local_counters, name) + int(result.get(name, 0) or 0))
 
