@@ -209,3 +209,19 @@ def test_interrupting_a_run_of_local_solves_attaches_the_best_point(solver, afte
             am.multistart(fun, [(-2.0, 2.0)] * 3, n_starts=50, backend="numpy")
     best = np.asarray(info.value.autominimize_best_x)
     assert np.sum((best - 1.0) ** 2) == pytest.approx(min(calls[:after]))
+
+
+# -- am.optim on integer parameters: an error, not updates truncated to zero ------------------
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "tensorflow"])
+@pytest.mark.parametrize("make", ["sgd", "delta_bar_delta", "lbfgs"])
+def test_optim_refuses_integer_parameters(backend, make):
+    from conftest import array_module
+
+    asarray, _ = array_module(backend)
+    opt = getattr(am.optim, make)()
+    params = {"w": asarray(np.array([0, 1]))}
+    with pytest.raises(TypeError, match=r"params\['w'\] has dtype int.*integer parameters.*float"):
+        state = opt.init(params)
+        opt.update({"w": asarray(np.array([1, 1]))}, state, params, value_and_grad_fn=lambda p: (0.0, p))
