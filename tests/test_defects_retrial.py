@@ -225,3 +225,29 @@ def test_optim_refuses_integer_parameters(backend, make):
     with pytest.raises(TypeError, match=r"params\['w'\] has dtype int.*integer parameters.*float"):
         state = opt.init(params)
         opt.update({"w": asarray(np.array([1, 1]))}, state, params, value_and_grad_fn=lambda p: (0.0, p))
+
+
+# -- a one-number list x0 is a vector, as in scipy -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "solve",
+    [
+        lambda f: am.minimize(f, [0], backend="numpy"),
+        lambda f: am.minimize(f, (0.0,), method="Nelder-Mead", backend="numpy"),
+        lambda f: am.differential_evolution(f, [(0, 5)], x0=[0], seed=0, backend="numpy"),
+        lambda f: am.least_squares(lambda x: f(x) ** 0.5, [0], backend="numpy"),
+    ],
+    ids=["minimize", "nelder-mead-tuple", "differential_evolution", "least_squares"],
+)
+def test_a_list_of_one_number_is_a_float_vector(solve):
+    seen = set()
+
+    def f(x):
+        seen.add((type(x), getattr(x, "shape", None)))
+        return (x[0] - 3.0) ** 2 + 1e-12
+
+    res = solve(f)
+    assert seen == {(np.ndarray, (1,))}
+    assert isinstance(res.x, np.ndarray) and res.x.dtype == np.float64 and res.x.shape == (1,)
+    np.testing.assert_allclose(res.x, [3.0], atol=1e-4)
