@@ -251,3 +251,72 @@ def test_a_list_of_one_number_is_a_float_vector(solve):
     assert seen == {(np.ndarray, (1,))}
     assert isinstance(res.x, np.ndarray) and res.x.dtype == np.float64 and res.x.shape == (1,)
     np.testing.assert_allclose(res.x, [3.0], atol=1e-4)
+
+
+# -- malformed counts and tolerances of the global and least-squares solvers are named ----------
+
+
+def _quad(x):
+    return float(np.sum((x - 0.5) ** 2))
+
+
+BOX = [(-1.0, 1.0)] * 2
+MALFORMED = [
+    (
+        "DE maxiter str",
+        lambda: am.differential_evolution(_quad, BOX, maxiter="5"),
+        TypeError,
+        r"maxiter must be a non-negative integer; got '5' \(str\)",
+    ),
+    ("DE popsize 0", lambda: am.differential_evolution(_quad, BOX, popsize=0), ValueError, r"popsize must be a positive integer; got 0"),
+    ("DE tol str", lambda: am.differential_evolution(_quad, BOX, tol="a"), TypeError, r"tol must be a finite non-negative number; got 'a' \(str\)"),
+    ("DA maxiter negative", lambda: am.dual_annealing(_quad, BOX, maxiter=-1), ValueError, r"maxiter must be a non-negative integer; got -1"),
+    ("DA maxfun str", lambda: am.dual_annealing(_quad, BOX, maxfun="9"), TypeError, r"maxfun must be a non-negative integer"),
+    ("BH niter str", lambda: am.basinhopping(_quad, np.zeros(2), niter="3"), TypeError, r"niter must be a non-negative integer; got '3' \(str\)"),
+    ("BH T negative", lambda: am.basinhopping(_quad, np.zeros(2), niter=2, T=-1.0), ValueError, r"T must be a finite non-negative number; got -1.0"),
+    (
+        "BH stepsize str",
+        lambda: am.basinhopping(_quad, np.zeros(2), niter=2, stepsize="a"),
+        TypeError,
+        r"stepsize must be a finite non-negative number",
+    ),
+    ("direct maxfun str", lambda: am.direct(_quad, BOX, maxfun="a"), TypeError, r"maxfun must be a non-negative integer; got 'a' \(str\)"),
+    ("direct eps negative", lambda: am.direct(_quad, BOX, eps=-1.0), ValueError, r"eps must be a finite non-negative number"),
+    (
+        "ls max_nfev str",
+        lambda: am.least_squares(lambda x: x - 1.0, np.zeros(2), max_nfev="10"),
+        TypeError,
+        r"max_nfev must be a non-negative integer; got '10' \(str\)",
+    ),
+    (
+        "ls ftol str",
+        lambda: am.least_squares(lambda x: x - 1.0, np.zeros(2), ftol="a"),
+        TypeError,
+        r"ftol must be a finite non-negative number; got 'a' \(str\)",
+    ),
+    (
+        "ls ftol negative",
+        lambda: am.least_squares(lambda x: x - 1.0, np.zeros(2), ftol=-1.0),
+        ValueError,
+        r"ftol must be a finite non-negative number; got -1.0",
+    ),
+    (
+        "ls f_scale negative",
+        lambda: am.least_squares(lambda x: x - 1.0, np.zeros(2), loss="huber", f_scale=-1.0),
+        ValueError,
+        r"f_scale must be a finite non-negative number",
+    ),
+    (
+        "ls callback not callable",
+        lambda: am.least_squares(lambda x: x - 1.0, np.zeros(2), callback=3),
+        TypeError,
+        r"callback must be callable; got int",
+    ),
+    ("iterate callback not callable", lambda: list(am.iterate(_quad, np.zeros(2), callback=3)), TypeError, r"callback must be callable; got int"),
+]
+
+
+@pytest.mark.parametrize("call, error, message", [case[1:] for case in MALFORMED], ids=[case[0] for case in MALFORMED])
+def test_malformed_solver_settings_are_named(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
