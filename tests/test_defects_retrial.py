@@ -320,3 +320,48 @@ MALFORMED = [
 def test_malformed_solver_settings_are_named(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def _torch_optimizer_of_a_string():
+    torch = pytest.importorskip("torch")
+    return am.torch.Optimizer([torch.nn.Parameter(torch.zeros(2))], "lbfgs")
+
+
+def _tf_interface_loss_none():
+    tf = pytest.importorskip("tensorflow")
+    return am.tf.ScipyOptimizerInterface(lambda: None, var_list=[tf.Variable([1.0])]).minimize()
+
+
+MALFORMED_CALLS = [
+    (
+        "jac=True, fun returns a scalar",
+        lambda: am.minimize(_quad, np.zeros(2), jac=True, method="BFGS"),
+        TypeError,
+        r"with jac=True, fun must return \(value, gradient\); got float",
+    ),
+    (
+        "epochs a string",
+        lambda: am.minimize(lambda x, b: _quad(x), np.zeros(2), method="sgd", data=[1, 2], epochs="2"),
+        TypeError,
+        r"epochs must be a non-negative integer; got '2' \(str\)",
+    ),
+    (
+        "curve_fit model of the wrong size",
+        lambda: am.curve_fit(lambda x, a: a * x, np.ones(3), np.ones(4)),
+        ValueError,
+        r"f returned 3 values but ydata has 4",
+    ),
+    (
+        "torch Optimizer of a string",
+        _torch_optimizer_of_a_string,
+        TypeError,
+        r"opt must be an am.optim transformation \(e.g. am.optim.lbfgs\(\)\); got str",
+    ),
+    ("tf interface loss returns None", _tf_interface_loss_none, ValueError, r"loss returned None; a scalar method needs one real number"),
+]
+
+
+@pytest.mark.parametrize("call, error, message", [case[1:] for case in MALFORMED_CALLS], ids=[case[0] for case in MALFORMED_CALLS])
+def test_malformed_calls_are_named(call, error, message):
+    with pytest.raises(error, match=message):
+        call()

@@ -238,6 +238,9 @@ def minimize(
         _check_native_arguments(
             method, error_handling, hess, hessp, constraints, {"fun_and_jac": fun_and_jac, "workers": workers, "executor": executor}
         )
+        from .validation import check_settings
+
+        check_settings({"epochs": epochs}, positive=("epochs",))
         # the native and least-squares families load on first use: importing them costs a plain
         # NumPy solve in a fresh interpreter about 60 ms, a seventh of what it costs in all
         from ._minimize_families import minimize_native_recorded
@@ -349,8 +352,10 @@ class _ObjectiveSource:
             user, spec = setup.flat_call(self.fun), setup.spec
 
             def call_flat(x: np.ndarray) -> tuple:
-                f, g = user(x)
-                return f, flatten_gradient(g, spec, "jac")
+                out = user(x)
+                if not (isinstance(out, (tuple, list)) and len(out) == 2):
+                    raise TypeError(f"with jac=True, fun must return (value, gradient); got {type(out).__name__}.")
+                return out[0], flatten_gradient(out[1], spec, "jac")
 
             return UserValueAndGrad(call_flat, spec, setup.flat_call(self.value_fun) if self.value_fun is not None else None)
         if self.residual:

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..backends.base import as_flat_float64
-from ..backends.common import NoGradientError, require_scalar_shape
+from ..backends.common import NoGradientError, require_real_number, require_scalar_shape
 from ..backends.tf_backend import concrete_function
 from ..params import tree_leaves
 
@@ -75,7 +75,9 @@ class LossFunctions(GraphFunctions):
             self.on_evaluation(value)
 
     def _scalar(self) -> tf.Tensor:
-        out = tf.convert_to_tensor(self.loss())
+        out = self.loss()
+        require_real_number(out, "loss")
+        out = tf.convert_to_tensor(out)
         if out.shape.is_fully_defined():  # otherwise the reshape below fails at run time
             require_scalar_shape(tuple(out.shape), "loss")
         return tf.reshape(out, [])

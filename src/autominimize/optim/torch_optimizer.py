@@ -47,6 +47,8 @@ class Optimizer(torch.optim.Optimizer):
     """
 
     def __init__(self, params: Iterable[Any], opt: Transformation):
+        if not isinstance(opt, Transformation):
+            raise TypeError(f"opt must be an am.optim transformation (e.g. am.optim.lbfgs()); got {type(opt).__name__}.")
         lr = getattr(opt.algorithm, "lr", None)
         defaults = {"lr": lr} if isinstance(lr, (int, float)) else {}
         super().__init__(params, defaults)
