@@ -365,3 +365,18 @@ MALFORMED_CALLS = [
 def test_malformed_calls_are_named(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+@needs_torch
+@pytest.mark.parametrize("kind", ["detach", "item", "numpy"])
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad=True")
+def test_batched_torch_objective_without_a_graph_is_refused(kind):
+    import torch
+
+    fun = {
+        "detach": lambda x: torch.sum((x.detach() - 1.0) ** 2),
+        "item": lambda x: torch.sum((x - 1.0) ** 2).item(),
+        "numpy": lambda x: torch.as_tensor(np.sum((x.detach().numpy() - 1.0) ** 2)),
+    }[kind]
+    with pytest.raises(ValueError, match=r"fun's output carries no gradient with respect to the parameters"):
+        am.minimize(fun, torch.zeros(3, 2, dtype=torch.float64), method="lbfgs-native", batch=True)
