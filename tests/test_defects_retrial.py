@@ -380,3 +380,16 @@ def test_batched_torch_objective_without_a_graph_is_refused(kind):
     }[kind]
     with pytest.raises(ValueError, match=r"fun's output carries no gradient with respect to the parameters"):
         am.minimize(fun, torch.zeros(3, 2, dtype=torch.float64), method="lbfgs-native", batch=True)
+
+
+@needs_torch
+def test_batched_residuals_writing_into_their_input_do_not_corrupt_the_fit():
+    import torch
+
+    def residuals(x):
+        r = x - 1.0
+        x += 1.0
+        return r * 1.0
+
+    res = am.batched_least_squares(residuals, torch.zeros(3, 2, dtype=torch.float64))
+    np.testing.assert_allclose(np.asarray(res.x), np.ones((3, 2)), atol=1e-8)
