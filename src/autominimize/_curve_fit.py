@@ -198,7 +198,10 @@ def _residuals(f: Callable, p0: Any, how: str, data: _Data) -> Callable[[Any], A
     def residual(params: Any) -> Any:
         like = tree_leaves(params)[0]
         _, y, w, transform = data.like(like)
-        diff = ravel_like(model(params), like) - y
+        values = ravel_like(model(params), like)
+        if values.shape[0] is not None and values.shape[0] != y.shape[0]:
+            raise ValueError(f"f returned {values.shape[0]} values but ydata has {y.shape[0]}; f(xdata, ...) must return one value per data point.")
+        diff = values - y
         if w is not None:
             return diff * w
         if transform is not None:

@@ -146,6 +146,8 @@ def iterate(
     from .drivers.native import NativeRun
     from .native import is_native_method
 
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable; got {type(callback).__name__}.")
     if not is_native_method(method):
         if data is not None or epochs is not None or stop is not None:
             raise ValueError(f"data=, epochs= and stop= are for the native methods; method={method!r} is scipy's.")

@@ -23,6 +23,7 @@ from .implicit import differentiable_call
 from .drivers.scipy_least_squares import LEAST_SQUARES_METHODS, IterationReport, run_least_squares, scipy_least_squares_bounds
 from .params import ParamSpec
 from .problem import GaussNewtonFunctions, ResidualObjective, check_error_handling, numdiff_evaluator, sum_of_squares
+from .validation import check_settings
 
 __all__ = ["least_squares", "minimize_least_squares", "residual_scalar_functions"]
 
@@ -136,6 +137,9 @@ def least_squares(
 
         return differentiable_least_squares(least_squares, locals())
     _validate_common(fun, fun_and_jac, workers, executor)
+    check_settings({"max_nfev": max_nfev}, {"ftol": ftol, "xtol": xtol, "gtol": gtol, "f_scale": f_scale})
+    if callback is not None and not callable(callback) and not isinstance(callback, IterationReport):
+        raise TypeError(f"callback must be callable; got {type(callback).__name__}.")
     if method not in LEAST_SQUARES_METHODS:
         raise ValueError(f"method={method!r} is not a least-squares method; use one of {LEAST_SQUARES_METHODS}.")
     if jac_sparsity is not None and jac not in ("2-point", "3-point", None):

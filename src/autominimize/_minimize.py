@@ -184,6 +184,9 @@ def minimize(
         _check_native_arguments(
             method, error_handling, hess, hessp, constraints, {"fun_and_jac": fun_and_jac, "workers": workers, "executor": executor}
         )
+        from .validation import check_settings
+
+        check_settings({"epochs": epochs}, positive=("epochs",))
         # the native and least-squares families load on first use: importing them costs a plain
         # NumPy solve in a fresh interpreter about 60 ms, a seventh of what it costs in all
         from ._minimize_families import minimize_native_recorded

@@ -148,7 +148,9 @@ class Setup:
     def flat_call(self, function: Callable, extra: tuple | None = None) -> Callable[[np.ndarray], Any]:
         """``function`` of a flat float64 vector, given the backend's arrays in x0's structure."""
         user, backend, spec = self.caller(function, extra), self.backend, self.spec
-        return lambda x: user(_backends.framework_params(backend, spec, x))
+        # a copy of its own: the function may write into its input, which the method's point
+        # (or a view of it) must not see
+        return lambda x: user(_backends.framework_params(backend, spec, np.array(x)))
 
     def compile(self, kind: str, function: Callable, call: Callable | None = None, *, extra: tuple | None = None, dtype: str | None = None) -> Any:
         """``function``'s compiled functions (see :func:`compile_functions`), cached."""

@@ -47,8 +47,10 @@ def fused_functions(setup: Setup, fun: Callable, value_fun: Callable | None) -> 
     user, point, spec = setup.caller(fun), point_copy(setup), setup.spec
 
     def call_flat(x: np.ndarray) -> tuple[Any, np.ndarray]:
-        f, g = user(point(x))
-        return f, flatten_gradient(g, spec, "jac")
+        out = user(point(x))
+        if not (isinstance(out, (tuple, list)) and len(out) == 2):
+            raise TypeError(f"with jac=True, fun must return (value, gradient); got {type(out).__name__}.")
+        return out[0], flatten_gradient(out[1], spec, "jac")
 
     if value_fun is None:
         return UserValueAndGrad(call_flat, spec)

@@ -43,8 +43,8 @@ def _signature(fun: Callable) -> inspect.Signature | None:
 
 
 def is_number_list(x0: Any) -> bool:
-    """A plain list or tuple (not a namedtuple) of two or more real numbers."""
-    return type(x0) in (list, tuple) and len(x0) >= 2 and all(isinstance(item, numbers.Real) and not isinstance(item, bool) for item in x0)
+    """A plain list or tuple (not a namedtuple) of one or more real numbers."""
+    return type(x0) in (list, tuple) and len(x0) >= 1 and all(isinstance(item, numbers.Real) and not isinstance(item, bool) for item in x0)
 
 
 def resolve_unpack(fun: Callable, x0: Any, unpack: str, n_extra_args: int = 0) -> str:

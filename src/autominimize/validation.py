@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_count", "check_options", "check_tolerance"]
+__all__ = ["check_count", "check_options", "check_settings", "check_tolerance"]
 
 #: options that count iterations or evaluations: non-negative integers
 COUNT_OPTIONS = ("maxiter", "maxfun", "maxfev", "max_nfev", "maxls", "maxcor", "niter", "maxCGit", "max_line_search")
@@ -24,8 +24,10 @@ def _is_number(value: Any) -> bool:
 
 
 def check_count(value: Any, name: str) -> int:
-    """``value`` as an int if it is a non-negative whole number, else an error naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    """``value`` as an int if it is a non-negative whole number (a whole float such as scipy's
+    ``maxfun=1e7`` included), else an error naming ``name``."""
+    whole_float = isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer()
+    if isinstance(value, bool) or not (isinstance(value, (int, np.integer)) or whole_float):
         raise TypeError(f"{name} must be a non-negative integer; got {value!r} ({type(value).__name__}).")
     if value < 0:
         raise ValueError(f"{name} must be a non-negative integer; got {value}.")
@@ -39,6 +41,18 @@ def check_tolerance(value: Any, name: str) -> float:
     if not math.isfinite(float(value)) or value < 0:
         raise ValueError(f"{name} must be a finite non-negative number; got {value!r}.")
     return float(value)
+
+
+def check_settings(counts: dict[str, Any] | None = None, tolerances: dict[str, Any] | None = None, positive: tuple[str, ...] = ()) -> None:
+    """A solver's keyword arguments, each named by its key: ``counts`` non-negative integers
+    (positive if named in ``positive``), ``tolerances`` finite non-negative numbers; None
+    (scipy's "no limit") passes."""
+    for name, value in (counts or {}).items():
+        if value is not None and check_count(value, name) == 0 and name in positive:
+            raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+    for name, value in (tolerances or {}).items():
+        if value is not None:
+            check_tolerance(value, name)
 
 
 def check_options(options: Any) -> None:

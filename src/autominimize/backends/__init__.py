@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from ..params import ParamSpec, leaf_kind, tree_leaves
 from .base import Backend, args_key, cached_compile, clear_compile_cache
+from .common import vector_leaves
 
 __all__ = [
     "Backend",
@@ -217,7 +218,7 @@ def constant_like(value: Any, like: Any) -> Any:
 
 def ravel_like(out: Any, like: Any) -> Any:
     """Every leaf of ``out`` raveled and concatenated into one 1-D array of ``like``'s framework."""
-    return array_backend(like).ravel_concatenated(tree_leaves(out))
+    return array_backend(like).ravel_concatenated(vector_leaves(out, "f"))
 
 
 def get_backend_available(name: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import reprlib
 from typing import Any
 
 import numpy as np
@@ -58,10 +59,32 @@ def describe_output(out: Any) -> str:
     return f"{type(out).__module__}.{type(out).__name__}"
 
 
-def flatten_output(out: Any, what: str = "the function's output") -> np.ndarray:
-    """Every leaf of a function's output (a scalar, an array or any structure), raveled and
-    concatenated into one float64 vector."""
+def vector_leaves(out: Any, what: str = "fun") -> list:
+    """The leaves of a vector function's output (residuals, constraint values, a model's
+    values), refused where they cannot be real values: none, complex, text or empty."""
     leaves = tree_leaves(out)
     if not leaves:
-        raise ValueError(f"{what} holds no array.")
+        raise ObjectiveOutputError(
+            f"{what} returned {reprlib.repr(out)}, which holds no array; return the values (residuals or "
+            "constraint values) as an array of real numbers, or any structure of arrays."
+        )
+    size = 0
+    for leaf in leaves:
+        if isinstance(leaf, (str, bytes)):
+            raise ObjectiveOutputError(f"{what} returned a {type(leaf).__name__} ({reprlib.repr(leaf)}); return an array of real numbers.")
+        if isinstance(leaf, complex) or "complex" in str(getattr(leaf, "dtype", "")):
+            raise ObjectiveOutputError(
+                f"{what} returned complex values; residuals must be real: return the real and "
+                "imaginary parts side by side (e.g. concatenate r.real and r.imag)."
+            )
+        size += math.prod(1 if d is None else d for d in tuple(getattr(leaf, "shape", ())))
+    if not size:
+        raise ObjectiveOutputError(f"{what} returned no value (its output is empty); return at least one residual.")
+    return leaves
+
+
+def flatten_output(out: Any, what: str = "fun") -> np.ndarray:
+    """Every leaf of a function's output (a scalar, an array or any structure), raveled and
+    concatenated into one float64 vector."""
+    leaves = vector_leaves(out, what)
     return np.concatenate([np.ravel(leaf_to_numpy(leaf)) for leaf in leaves]).astype(np.float64)

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
-from ..params import ParamSpec, tree_leaves
+from ..params import ParamSpec
 from .base import Backend, args_layout, grad_norm
-from .common import require_real_number, require_scalar_shape
+from .common import require_real_number, require_scalar_shape, vector_leaves
 from .jax_passes import HessianPasses, JacobianPasses
 from .jax_sync import compile_function
 from .private_jax import clear_trace_caches
@@ -338,9 +338,7 @@ class JaxVector(JacobianPasses, _JaxCompiled):
         _, jnp = _jax()
         self.traces += 1
         out = self._current_call()(self.params_of(x))
-        leaves = tree_leaves(out)
-        if not leaves:
-            raise ValueError("the function returned no array.")
+        leaves = vector_leaves(out)
         return jnp.concatenate([jnp.ravel(jnp.asarray(leaf)) for leaf in leaves]).astype(self.dtype)
 
     @property

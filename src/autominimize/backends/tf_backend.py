@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from ..params import ParamSpec, tree_leaves
+from ..params import ParamSpec
 from .base import Backend, args_layout, as_flat_float64
-from .common import no_gradient_error, require_real_number, require_scalar_shape
+from .common import no_gradient_error, require_real_number, require_scalar_shape, vector_leaves
 
 if TYPE_CHECKING:
     from .native_functions import NativeFunctions
@@ -350,9 +350,7 @@ class TfVector(_TfCompiled):
 
     def vector_of(self, x: Any) -> Any:
         tf = _tf()
-        leaves = tree_leaves(self._current_call()(self.params_of(x)))
-        if not leaves:
-            raise ValueError("the function returned no array.")
+        leaves = vector_leaves(self._current_call()(self.params_of(x)))
         return tf.concat([tf.reshape(self._tensor(leaf), [-1]) for leaf in leaves], axis=0)
 
     @property
@@ -366,9 +364,12 @@ class TfVector(_TfCompiled):
     def value_and_jacobian(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         def fused(x: Any) -> Any:
             tf = _tf()
-            with tf.GradientTape() as tape:
+            with tf.GradientTape(persistent=True) as tape:
                 tape.watch(x)
                 value = self.vector_of(x)
+            # checked while tracing; the graph keeps only the Jacobian
+            if tape.gradient(value, x) is None:
+                raise no_gradient_error("outside the gradient tape (NumPy, .numpy(), tf.stop_gradient)")
             jacobian = tape.jacobian(value, x, unconnected_gradients=tf.UnconnectedGradients.ZERO, experimental_use_pfor=True)
             return tf.concat([value, tf.reshape(jacobian, [-1])], axis=0)
 

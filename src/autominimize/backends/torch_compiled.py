@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from ..params import ParamSpec, tree_leaves
+from ..params import ParamSpec
 from .base import as_flat_float64
-from .common import no_gradient_error, require_real_number, require_scalar_shape
+from .common import no_gradient_error, require_real_number, require_scalar_shape, vector_leaves
 from .private_torch import scalar_backward
 
 if TYPE_CHECKING:
@@ -267,9 +267,7 @@ class TorchVector(_TorchCompiled):
 
     def flat_fun(self, xt: Any) -> Any:
         torch = _torch()
-        leaves = tree_leaves(self.call(self.params_of(xt)))
-        if not leaves:
-            raise ValueError("the function returned no array.")
+        leaves = vector_leaves(self.call(self.params_of(xt)))
         out = torch.cat([torch.as_tensor(leaf, dtype=self.torch_dtype, device=self.device).reshape(-1) for leaf in leaves])
         self._m = out.numel()
         return out
@@ -290,9 +288,13 @@ class TorchVector(_TorchCompiled):
             self.value(x)  # the mode depends on m; only a first call before any value pays this
         if self._m >= self.n and self._forward_mode:
             try:
-                return self._forward_jacobian(x)
+                value, jac = self._forward_jacobian(x)
             except RuntimeError:  # e.g. the function leaves torch (NumPy, data pointers)
                 self._forward_mode = False
+            else:
+                if jac.any():
+                    return value, jac
+                # forward mode gives zeros for an output detached from x: reverse mode tells
         return self._reverse_jacobian(x)
 
     def _forward_jacobian(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -312,6 +314,8 @@ class TorchVector(_TorchCompiled):
         xt = self._tensor(x).requires_grad_()
         with torch.enable_grad():
             out = self.flat_fun(xt)
+        if not out.requires_grad:  # no output depends on x: nothing could move it
+            raise _no_graph()
         jac = _vjp(out, xt, _eye(self._m, out), batched=True)
         return self._numpy(out), self._numpy(jac).reshape(self._m, self.n)
 

@@ -159,8 +159,12 @@ def _mapped_jacobian(backend: str, residual: Callable) -> Callable:
             n = x.shape[1]
             basis = torch.eye(n, dtype=x.dtype, device=x.device)[:, None, :].expand(n, x.shape[0], n)
 
+            # a copy of x: the residual function may write into its input, which the solver
+            # must not read back
+            primal = x.clone()
+
             def along(tangent: Any) -> tuple[Any, Any]:
-                return torch.func.jvp(lambda rows: mapped(rows, *data), (x,), (tangent,))
+                return torch.func.jvp(lambda rows: mapped(rows, *data), (primal,), (tangent,))
 
             return torch.func.vmap(along, out_dims=(None, -1))(basis)
 

@@ -138,7 +138,7 @@ def run_minimize(
     with single_blas_thread(), warnings.catch_warnings():
         warnings.filterwarnings("error", message=r"Method .* cannot handle")
         try:
-            result = objective.settle(so.minimize(fun, x0, **kwargs), x0)
+            result = objective.settle(so.minimize(fun, x0, **kwargs), x0, constrained=bool(constraints))
             if sparsity is not None:
                 result.sparsity = sparsity.summary()
             return result

@@ -76,6 +76,7 @@ class GlobalProblem:
         self._make_constraints = make_constraints
         self.local_counters = Counters()
         self.n_local = 0
+        self.best_local: tuple[Any, float] | None = None  # (x in x0's structure, fun) of all local solves
         self.fixed: FixedVariables | None = None
 
     # -- fixed variables --------------------------------------------------------------
@@ -120,13 +121,33 @@ class GlobalProblem:
         if bounds is not None:
             bounds = (self.full(bounds[0]), self.full(bounds[1]))
             x0 = np.clip(x0, bounds[0], bounds[1])  # a random step may leave the box
-        result = self._local_solve(x0, bounds, kwargs)
+        try:
+            result = self._local_solve(x0, bounds, kwargs)
+        except Exception:
+            if not self._start_failed(x0):
+                raise
+            result = so.OptimizeResult(
+                x=x0,
+                fun=np.inf,
+                success=False,
+                status=-1,
+                nit=0,
+                message="the local solve's start failed under error_handling='continue' (fun raised or is not finite there)",
+            )
         self.record_local(result)
         return result
+
+    def _start_failed(self, x0: np.ndarray) -> bool:
+        """Whether a local solve could not start because fun fails at ``x0`` under
+        error_handling='continue' (a random step may land there; the method then rejects it)."""
+        return self.objective.error_handling == "continue" and not np.isfinite(self.objective.value(x0))
 
     def record_local(self, result: so.OptimizeResult) -> None:
         """Add a local solve's counts (made here or in another process) to the problem's."""
         self.n_local += 1
+        fun = result.get("fun")
+        if fun is not None and np.isfinite(fun) and (self.best_local is None or fun < self.best_local[1]):
+            self.best_local = (result.x, float(fun))
         for name in Counters.__slots__:
             setattr(self.local_counters, name, getattr(self.local_counters, name) + int(result.get(name, 0) or 0))
 

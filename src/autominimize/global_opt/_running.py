@@ -33,6 +33,8 @@ def running(problem: GlobalProblem):
     except KeyboardInterrupt as exc:  # one Ctrl-C ends the local solves and the global run
         if problem.objective.best_x is not None:
             attach_best(exc, problem.restore(problem.objective.best_x), problem.objective.best_f)
+        if problem.best_local is not None:  # the local solves that ended before it
+            attach_best(exc, *problem.best_local)
         raise
     except Exception as exc:
         cause = exc.__cause__

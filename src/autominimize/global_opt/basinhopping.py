@@ -10,6 +10,7 @@ import scipy.optimize as so
 from ._build import build_problem
 from ._problem import GlobalProblem, LocalSolver, local_kwargs, structured_result
 from ._running import finish, running, structured_callback
+from ..validation import check_settings
 
 __all__ = ["basinhopping", "run_basinhopping"]
 
@@ -89,6 +90,7 @@ def basinhopping(
         raise TypeError("x0 is required: basinhopping starts its local solves from x0 (an array, a scalar, a tensor or a nested structure of those).")
     kwargs = local_kwargs(minimizer_kwargs, "minimizer_kwargs", allowed=_KEYS)
     args = kwargs.pop("args", ())
+    check_settings({"niter": niter, "interval": interval, "niter_success": niter_success}, {"T": T, "stepsize": stepsize})
     problem, _, flat_bounds = build_problem(
         func, x0, kwargs.get("bounds"), args, backend=backend, precision=precision, unpack=unpack, finite=False, error_handling=error_handling
     )

@@ -18,6 +18,7 @@ from ._problem import GlobalProblem, LocalSolver, local_kwargs
 from ._running import check_finite_start, finish, intermediate_callback, running
 from ._structure import flat_option
 from .de_engine import differential_evolution_engine, make_rng, parse_strategy
+from ..validation import check_settings
 
 __all__ = ["differential_evolution", "run_differential_evolution"]
 
@@ -139,6 +140,7 @@ def differential_evolution(
     >>> res.evaluation, round(float(res.fun), 6)
     ('batched', 0.0)
     """
+    check_settings({"maxiter": maxiter, "popsize": popsize}, {"tol": tol, "atol": atol, "recombination": recombination}, positive=("popsize",))
     problem, _, flat_bounds = build_problem(
         fun, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=True, error_handling=error_handling
     )

@@ -9,6 +9,7 @@ import scipy.optimize as so
 
 from ._build import build_problem
 from ._running import finish, running, structured_callback
+from ..validation import check_settings
 
 __all__ = ["direct"]
 
@@ -68,6 +69,7 @@ def direct(
     >>> round(res.x["a"], 3), res.x["b"].round(3).tolist()
     (0.25, [-0.5, -0.5])
     """
+    check_settings({"maxfun": maxfun, "maxiter": maxiter}, {"eps": eps, "f_min_rtol": f_min_rtol, "vol_tol": vol_tol, "len_tol": len_tol})
     problem, _, flat_bounds = build_problem(
         func, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=True, error_handling=error_handling
     )

@@ -10,6 +10,7 @@ import scipy.optimize as so
 from ._build import build_problem
 from ._problem import GlobalProblem, LocalSolver, local_kwargs, takes_bounds
 from ._running import check_finite_start, finish, running, structured_callback
+from ..validation import check_settings
 
 __all__ = ["dual_annealing", "run_dual_annealing", "default_local_search"]
 
@@ -85,6 +86,7 @@ def dual_annealing(
     >>> abs(res.fun) < 1e-8
     True
     """
+    check_settings({"maxiter": maxiter, "maxfun": maxfun}, {"initial_temp": initial_temp, "restart_temp_ratio": restart_temp_ratio})
     problem, _, flat_bounds = build_problem(
         func, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=True, error_handling=error_handling
     )

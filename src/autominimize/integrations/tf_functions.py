@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..backends.base import as_flat_float64
-from ..backends.common import require_scalar_shape
+from ..backends.common import NoGradientError, require_real_number, require_scalar_shape
 from ..backends.tf_backend import concrete_function
 from ..params import tree_leaves
 
@@ -90,7 +90,9 @@ class LossFunctions(GraphFunctions):
             self.on_evaluation(value)
 
     def _scalar(self) -> tf.Tensor:
-        out = tf.convert_to_tensor(self.loss())
+        out = self.loss()
+        require_real_number(out, "loss")
+        out = tf.convert_to_tensor(out)
         if out.shape.is_fully_defined():  # otherwise the reshape below fails at run time
             require_scalar_shape(tuple(out.shape), "loss")
         return tf.reshape(out, [])
@@ -99,7 +101,14 @@ class LossFunctions(GraphFunctions):
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(self.variables)
             value = self._scalar()
-        return value, tape.gradient(value, self.variables, unconnected_gradients=_ZERO)
+        grads = tape.gradient(value, self.variables)
+        if all(grad is None for grad in grads):  # a zero gradient would stop every method at x0
+            raise NoGradientError(
+                "loss carries no gradient with respect to var_list: it does not read the variables, "
+                "or it was computed outside the gradient tape (NumPy, .numpy(), tf.stop_gradient). "
+                "Compute it from the variables with TensorFlow operations."
+            )
+        return value, [tf.zeros_like(v) if grad is None else grad for v, grad in zip(self.variables, grads)]
 
     def value(self, x: np.ndarray) -> float:
         def body(x: tf.Tensor) -> tf.Tensor:

@@ -50,6 +50,7 @@ from .batched_two_loop import two_loop
 from .batched_wolfe import project, row_dot, wolfe_finish, wolfe_start, wolfe_trial
 from .compaction import ActiveRows, gather_rows
 from ..backends.jax_aot import AheadOfTime
+from ..backends.common import no_gradient_error
 from .oracles import _scalar_check, make_params_of
 
 __all__ = ["BatchedLBFGS", "BatchedState", "REASONS", "batched_value_and_grad"]
@@ -362,8 +363,14 @@ def batched_value_and_grad(backend: str, call: Callable[[Any], Any], spec: Param
             return out.reshape(()).to(x.dtype)
 
         mapped = torch.func.vmap(torch.func.grad_and_value(objective))
+        checked: list[bool] = []
 
         def value_and_grad(x: Any) -> tuple[Any, Any]:
+            if not checked:  # under vmap an output detached from x only shows as a zero gradient
+                with torch.enable_grad():
+                    if not objective(x[0].detach().requires_grad_(True)).requires_grad:
+                        raise no_gradient_error("outside torch's autograd (float(), .item(), .detach(), NumPy, or under torch.no_grad())")
+                checked.append(True)
             g, f = mapped(x)
             return f, g
 

@@ -8,7 +8,7 @@ import optree
 
 from ..native._arrays import flatten_leaves, namespace, split_leaves
 from ..native.base import Algorithm
-from ..params import tree_flatten, tree_map
+from ..params import leaf_path_names, tree_flatten, tree_map
 
 __all__ = ["Transformation", "from_algorithm", "apply_updates", "merge_updates"]
 
@@ -87,6 +87,7 @@ def from_algorithm(algorithm: Algorithm) -> Transformation:
 
     def flat(tree: Any) -> tuple[Any, list, Any]:
         leaves, treedef = tree_flatten(tree)
+        _require_floating(tree, leaves)
         xp = namespace(*leaves)
         return flatten_leaves(xp, leaves), leaves, treedef
 
@@ -133,6 +134,19 @@ def from_algorithm(algorithm: Algorithm) -> Transformation:
         return as_tree(new_state.x - x), new_state
 
     return Transformation(init, update, algorithm)
+
+
+def _require_floating(tree: Any, leaves: list) -> None:
+    """A TypeError naming the first leaf of params that is not floating point: its updates
+    would be truncated (a small step to zero) when applied."""
+    for index, leaf in enumerate(leaves):
+        dtype = str(getattr(leaf, "dtype", type(leaf).__name__))
+        if "int" in dtype or "bool" in dtype:
+            name = leaf_path_names(tree)[index].replace("x0", "params", 1)
+            raise TypeError(
+                f"{name} has dtype {dtype.replace('torch.', '')}; am.optim updates integer parameters only by truncating "
+                "each step (to zero for small ones). Give params as floating-point arrays or tensors (e.g. float64)."
+            )
 
 
 #: ``state.flag`` after an update that found the parameters converged

@@ -47,6 +47,8 @@ class Optimizer(torch.optim.Optimizer):
     """
 
     def __init__(self, params: Iterable[Any], opt: Transformation):
+        if not isinstance(opt, Transformation):
+            raise TypeError(f"opt must be an am.optim transformation (e.g. am.optim.lbfgs()); got {type(opt).__name__}.")
         lr = getattr(opt.algorithm, "lr", None)
         defaults = {"lr": lr} if isinstance(lr, (int, float)) else {}
         super().__init__(params, defaults)
@@ -68,14 +70,14 @@ class Optimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         current = [p.detach().clone() for p in params]
-        grads = [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in params]
+        grads = _gradients(params)
 
         def value_and_grad(trial: list[torch.Tensor]) -> tuple[Any, list[torch.Tensor]]:
             for p, t in zip(params, trial):
                 p.copy_(t)
             with torch.enable_grad():
                 value = closure()
-            return torch.as_tensor(value).detach(), [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in params]
+            return torch.as_tensor(value).detach(), _gradients(params)
 
         slot = self.state[params[0]]
         value = None if loss is None else torch.as_tensor(loss).detach()
@@ -100,3 +102,15 @@ class Optimizer(torch.optim.Optimizer):
 
             self.transformation = from_algorithm(algorithm.replace(lr=lr))
         return self.transformation
+
+
+def _gradients(params: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Each parameter's ``.grad`` (zero where it is None); an error if none has one, where a
+    zero step would pass for convergence."""
+    if all(p.grad is None for p in params):
+        raise ValueError(
+            "no parameter has a gradient after closure(): call loss.backward() in the closure (or "
+            "before step()), on a loss computed from the parameters with torch operations (not "
+            ".item(), .detach() or NumPy)."
+        )
+    return [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in params]

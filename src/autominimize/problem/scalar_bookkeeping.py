@@ -145,7 +145,7 @@ class ScalarBookkeeping:
             self._report("failed", self._x, math.inf, None)
         return math.inf
 
-    def settle(self, result: Any, x0: np.ndarray) -> Any:
+    def settle(self, result: Any, x0: np.ndarray, constrained: bool = False) -> Any:
         """Make a method's result honest about why it stopped and the failed points it met.
 
         A solve a callback stopped says so (``stop_message``) rather than scipy's
@@ -154,7 +154,9 @@ class ScalarBookkeeping:
         A method may end at a failed point (one whose gradient failed after its value was
         taken, at a step too short to tell), or call itself converged at x0 when every point
         it tried after x0 failed. Then ``success`` is False, ``x`` is the best point evaluated
-        (never a point that is not finite) and ``fun`` its value.
+        (never a point that is not finite) and ``fun`` its value. A method that fails after
+        meeting failed points returns the best point evaluated too, unless ``constrained``
+        (the lowest value may be at an infeasible point).
         """
         if self.stop_message is not None:
             result.success = False
@@ -172,6 +174,12 @@ class ScalarBookkeeping:
                 f"the method ended at a point that failed under error_handling='continue' "
                 f"({self.failures} failed evaluations); x is the best point evaluated. The method's "
                 f"own message: {result.get('message', '')}"
+            )
+        elif not result.get("success") and self.best_f < fun and not constrained:
+            result.x, result.fun = self.best_x.copy(), self.best_f
+            result.pop("jac", None)
+            result.message = (
+                f"{result.get('message', '')} ({self.failures} failed evaluations under error_handling='continue'; x is the best point evaluated)"
             )
         elif np.array_equal(x, x0) and result.get("success"):
             result.success = False

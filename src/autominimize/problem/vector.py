@@ -198,7 +198,7 @@ class VectorObjective:
         if self.user_fun_and_jac is None:
             return self._run(x, self.value_label, self.functions.value, x)
         values, jac = self._run(x, "fun_and_jac", self.user_fun_and_jac, x)
-        values = flatten_output(values, "the residual function's output")
+        values = flatten_output(values)
         self._jac = (key, flatten_jacobian(jac, self.spec, values.size, "fun_and_jac"))
         self.counters.njev += 1
         return values

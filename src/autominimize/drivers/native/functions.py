@@ -60,7 +60,10 @@ def _returns_vector(backend: str, call: Call, spec: ParamSpec, x: Any, batch: An
 def _user_gradient(call: Call, jac: Call | None, spec: ParamSpec, x: Any) -> NativeFunctions:
     """Value and gradient from the user: ``jac(params)``, or ``fun`` returning ``(f, g)`` if None."""
     xp = namespace(x)
-    params_of = make_params_of(spec)
+    views_of = make_params_of(spec)
+
+    def params_of(x: Any) -> Any:  # a copy: the user's function may write into its input
+        return views_of(xp.asarray(x, copy=True))
 
     def flat_gradient(tree: Any) -> Any:
         leaves = spec.leaves_of(tree, "jac") if isinstance(tree, (dict, list, tuple)) else [tree]
