@@ -327,6 +327,15 @@ def test_benchmark_section_runs_small(monkeypatch):
     assert "batched L-BFGS, Wolfe" in bench.format_batched(rows)
 
 
+def test_dask_benchmark_runs_small():
+    pytest.importorskip("dask.distributed")
+    from benchmarks import batched as bench
+
+    out = bench.run_dask(2_000, chunk_size=500, check=1_000)
+    assert out["same_2_vs_1"] and out["same_as_in_process"] and out["success"] == 1.0
+    assert "results equal across 2 and 1 workers: True" in bench.format_dask(out)
+
+
 @pytest.mark.parametrize("bad", [np.inf, np.nan])
 def test_a_member_whose_jacobian_alone_is_not_finite_stops_at_its_start(bad):
     from autominimize.native.batched_lm import REASONS, BatchedLM
