@@ -25,7 +25,8 @@ starts whose final value equals scipy's within 1e-6 (relative).
 >>> from benchmarks.batched import run_batched   # doctest: +SKIP
 >>> rows = run_batched(repeats=3)                          # doctest: +SKIP
 
-Run ``python -m benchmarks.batched [--dask [FITS] [--dask-malloc-trim]]`` for the tables.
+Run ``python -m benchmarks.batched [--dask [FITS] [--dask-only] [--dask-malloc-trim]]`` for the tables
+(``--help`` for every option).
 """
 
 from __future__ import annotations
@@ -283,13 +284,21 @@ def format_dask(out: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    print(format_batched(run_batched()))
-    if "--dask" in args:
-        following = args[args.index("--dask") + 1 :]
-        fits = int(following[0]) if following and following[0].isdigit() else 1_000_000
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.batched", description="Batched curve fits and L-BFGS against loops; optionally Dask.")
+    parser.add_argument(
+        "--dask", nargs="?", type=int, const=1_000_000, metavar="FITS", help="also FITS fits (default 10⁶) on Dask, 2 workers against 1"
+    )
+    parser.add_argument("--dask-only", action="store_true", help="with --dask: skip the curve-fit and L-BFGS tables")
+    parser.add_argument("--dask-chunk-size", type=int, default=25_000, metavar="N", help="members per chunk on Dask (default 25 000)")
+    parser.add_argument("--dask-malloc-trim", action="store_true", help="keep Dask's MALLOC_TRIM_THRESHOLD_ on the workers")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if not (args.dask and args.dask_only):
+        print(format_batched(run_batched()))
+    if args.dask:
         print()
-        print(format_dask(run_dask(fits, malloc_trim="--dask-malloc-trim" in args)))
+        print(format_dask(run_dask(args.dask, chunk_size=args.dask_chunk_size, check=min(50_000, args.dask), malloc_trim=args.dask_malloc_trim)))
     return 0
 
 

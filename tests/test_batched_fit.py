@@ -202,8 +202,14 @@ def test_dask_local_cluster_gives_the_single_batch():
         distributed.Client(cluster) as client,
     ):
         on_dask = am.batched_curve_fit(decay_np, T, y, p0=p0, executor=client)
-    np.testing.assert_array_equal(on_dask.x, whole.x)
-    np.testing.assert_array_equal(on_dask.nfev, whole.nfev)
+        # the same pieces again, sent while the first batch's are released: no task loses its data
+        in_chunks = am.batched_curve_fit(decay_np, T, y, p0=p0, executor=client, chunk_size=2)
+    for other in (on_dask, in_chunks):
+        np.testing.assert_array_equal(other.x, whole.x)
+        np.testing.assert_array_equal(other.nfev, whole.nfev)
+        np.testing.assert_array_equal(other.pcov, whole.pcov)
+        np.testing.assert_array_equal(other.jac, whole.jac)
+        assert other.messages == whole.messages
 
 
 class RecordingClient:
@@ -213,7 +219,7 @@ class RecordingClient:
     def __init__(self):
         self.calls = []
 
-    def scatter(self, data, broadcast=False):
+    def scatter(self, data, broadcast=False, **options):
         self.calls.append("scatter all" if broadcast else "scatter")
         return data
 
@@ -221,6 +227,25 @@ class RecordingClient:
         self.calls.append("submit")
         future = concurrent.futures.Future()
         future.set_result(function(*args))
+        return future
+
+
+class FlakyClient(RecordingClient):
+    """A recording client whose second task raises the first time it runs; the results of the
+    tasks that ran are kept."""
+
+    def __init__(self):
+        super().__init__()
+        self.results = []
+
+    def submit(self, function, *args, pure=True):
+        if self.calls.count("submit") == 1:
+            self.calls.append("submit")
+            future = concurrent.futures.Future()
+            future.set_exception(ConnectionError("worker lost"))
+            return future
+        future = super().submit(function, *args, pure=pure)
+        self.results.append(future.result())
         return future
 
 
@@ -232,6 +257,35 @@ def test_on_dask_each_piece_is_sent_just_before_its_task():
     # the shared xdata once to every worker, then per chunk its rows and its task
     assert client.calls == ["scatter all"] + ["scatter", "submit"] * 3
     np.testing.assert_array_equal(on_client.x, am.batched_curve_fit(decay_np, T, y, p0=p0).x)
+
+
+def test_each_chunk_task_brings_its_covariances_and_a_failed_task_runs_once_more(monkeypatch):
+    from autominimize import _batched_result
+
+    y, p0 = mixed_batch()
+    y, p0 = y[:5], p0[:5]
+    mask = np.ones(y.shape, bool)
+    mask[3, 30:] = False
+    whole = am.batched_curve_fit(decay_np, T, y, p0=p0, mask=mask)
+    sizes = []
+
+    def counted(jac, *rest):
+        sizes.append(jac.shape[0])
+        return covariances(jac, *rest)
+
+    covariances = _batched_result.covariances
+    monkeypatch.setattr(_batched_result, "covariances", counted)
+    client = FlakyClient()
+    on_client = am.batched_curve_fit(decay_np, T, y, p0=p0, mask=mask, executor=client, chunk_size=2)
+    # the second chunk's task raised and was submitted again at once, its piece not sent again
+    assert client.calls == ["scatter all"] + ["scatter", "submit"] * 3 + ["submit"]
+    assert sizes == [2, 1, 2]  # one SVD per chunk, in its task (the retried second last): none over the batch
+    assert [sorted(r) for r in client.results] == [["cost", "fun", "grad", "jac", "nfev", "pcov", "reason", "x"]] * 3
+    np.testing.assert_array_equal(client.results[1]["pcov"], on_client.pcov[4:])  # the last chunk arrived second
+    np.testing.assert_array_equal(client.results[2]["pcov"], on_client.pcov[2:4])  # the retried one last
+    for field in ("x", "pcov", "fun", "jac", "nfev", "status"):
+        np.testing.assert_array_equal(on_client[field], whole[field], err_msg=field)
+    assert on_client.messages == whole.messages
 
 
 def test_vectorized_numpy_calls_f_once_per_step_and_gives_the_member_by_member_answer():
@@ -271,6 +325,15 @@ def test_benchmark_section_runs_small(monkeypatch):
     assert [r["contender"] for r in rows if r["backend"] == "torch"][3] == "batched_curve_fit, 1 thread"
     assert all(r["cost_ratio"] < 1 + 1e-6 for r in rows[:10])  # no fit worse than scipy's
     assert "batched L-BFGS, Wolfe" in bench.format_batched(rows)
+
+
+def test_dask_benchmark_runs_small():
+    pytest.importorskip("dask.distributed")
+    from benchmarks import batched as bench
+
+    out = bench.run_dask(2_000, chunk_size=500, check=1_000)
+    assert out["same_2_vs_1"] and out["same_as_in_process"] and out["success"] == 1.0
+    assert "results equal across 2 and 1 workers: True" in bench.format_dask(out)
 
 
 @pytest.mark.parametrize("bad", [np.inf, np.nan])

@@ -21,7 +21,7 @@ import numpy as np
 import scipy.optimize as so
 
 from ._batched_curve import CurveResidual, curve_data, curve_starts, default_p0, spread
-from ._batched_result import batched_result, covariances
+from ._batched_result import CurveCovariances, batched_result
 from ._batched_setup import check_chunk_size, make_problem, member_arrays, select_backend, unstack
 from .calling import resolve_unpack
 from .drivers.batched_fit import solve_batch
@@ -230,7 +230,8 @@ def batched_curve_fit(
         error_handling=error_handling,
         vectorized=vectorized,
     )
-    out = solve_batch(problem, rows, data.member, data.shared, executor, check_chunk_size(chunk_size))
+    finish = CurveCovariances(bool(absolute_sigma), data.names.index("mask") if "mask" in data.names else None)
+    out = solve_batch(problem, rows, data.member, data.shared, executor, check_chunk_size(chunk_size), finish)
     result = batched_result(out, problem, stacked, spec)
-    result.pcov = covariances(out["jac"], 2 * out["cost"], data.valid.sum(axis=1), absolute_sigma)
+    result.pcov = out["pcov"]
     return result

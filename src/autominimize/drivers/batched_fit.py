@@ -5,12 +5,16 @@ A chunk is solved by one vectorised Levenberg–Marquardt
 executor (any ``concurrent.futures.Executor`` or a ``dask.distributed.Client``) each chunk is
 one task; a chunk whose task raises is submitted once more, and if it fails again its members
 are reported as failed (reason :data:`CHUNK_FAILED`) while the other chunks keep their results.
+Each chunk's results are written into the batch's arrays as the chunk arrives, so that after the
+last chunk the client only copies that chunk's rows; what else is computed per member
+(``finish``: the curve fits' covariances) runs in the chunk's task.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -22,10 +26,14 @@ __all__ = ["CHUNK_FAILED", "solve_batch", "solve_chunk"]
 #: the code of a member whose chunk failed twice on the executor (status -2)
 CHUNK_FAILED = 7
 
+#: ``finish(out, member_data) -> dict``: more per-member arrays from a solved chunk's ``out``
+Finish = Callable[[dict, tuple], dict]
 
-def solve_chunk(problem: MemberProblem, rows: np.ndarray, member_data: tuple, shared_data: tuple = ()) -> dict:
+
+def solve_chunk(problem: MemberProblem, rows: np.ndarray, member_data: tuple, shared_data: tuple = (), finish: Finish | None = None) -> dict:
     """Solve the members ``rows`` (b, n); ``member_data`` has one row per member, ``shared_data``
-    is the same for all (broadcast here, so it travels to a worker once)."""
+    is the same for all (broadcast here, so it travels to a worker once). ``finish`` adds its
+    arrays to the result."""
     count = rows.shape[0]
     data = tuple(member_data) + tuple(np.broadcast_to(d, (count,) + np.shape(d)) for d in shared_data)
     backend = _backends.get_backend(problem.backend)
@@ -36,7 +44,7 @@ def solve_chunk(problem: MemberProblem, rows: np.ndarray, member_data: tuple, sh
         upper = None if problem.upper is None else like(x, problem.upper)
         evaluate = evaluator(problem)
         state = problem.algo.run(x, evaluate, framework_data, lower, upper)
-        return {
+        out = {
             "x": to_numpy(state.x),
             "cost": to_numpy(state.cost),
             "fun": to_numpy(state.r),
@@ -44,32 +52,70 @@ def solve_chunk(problem: MemberProblem, rows: np.ndarray, member_data: tuple, sh
             "grad": to_numpy(state.g),
             "nfev": to_numpy(state.nfev).astype(int),
             "reason": to_numpy(state.reason).astype(int),
-            "errors": [None] * count,
         }
+    return out if finish is None else out | finish(out, tuple(member_data))
 
 
-def solve_batch(problem: MemberProblem, rows: np.ndarray, member_data: tuple, shared_data: tuple, executor: Any, chunk_size: int | None) -> dict:
-    """The whole batch: in one piece, in chunks one after the other, or in chunks on ``executor``."""
+def solve_batch(
+    problem: MemberProblem,
+    rows: np.ndarray,
+    member_data: tuple,
+    shared_data: tuple,
+    executor: Any,
+    chunk_size: int | None,
+    finish: Finish | None = None,
+) -> dict:
+    """The whole batch: in one piece, in chunks one after the other, or in chunks on ``executor``.
+
+    Returns the arrays of :func:`solve_chunk` for every member, and ``errors``: the message of
+    each failed chunk by its (start, stop) rows."""
     count = rows.shape[0]
     if chunk_size is None:
         if executor is None:
-            return solve_chunk(problem, rows, member_data, shared_data)
+            return solve_chunk(problem, rows, member_data, shared_data, finish) | {"errors": {}}
         chunk_size = math.ceil(count / (2 * _worker_count(executor)))
-    starts = list(range(0, count, chunk_size))
-    pieces = [(rows[a : a + chunk_size], tuple(d[a : a + chunk_size] for d in member_data)) for a in starts]
+    bounds = [(a, min(a + chunk_size, count)) for a in range(0, count, chunk_size)]
+    pieces = [(rows[a:b], tuple(d[a:b] for d in member_data)) for a, b in bounds]
+    assembly = _Assembly(count, bounds)
     if executor is None:
-        outputs = [solve_chunk(problem, chunk, data, shared_data) for chunk, data in pieces]
+        for i, (chunk, data) in enumerate(pieces):
+            assembly.put(i, solve_chunk(problem, chunk, data, shared_data, finish))
     else:
-        outputs = _on_executor(executor, problem, pieces, shared_data)
-    solved = [out for out in outputs if out["fun"] is not None]
-    m = solved[0]["fun"].shape[1] if solved else 0
-    for out in outputs:  # a failed chunk's residuals and Jacobian are unknown: NaN
-        if out["fun"] is None:
-            out["fun"] = np.full((out["x"].shape[0], m), np.nan)
-            out["jac"] = np.full(out["x"].shape + (m,), np.nan).swapaxes(1, 2)
-    merged = {key: np.concatenate([out[key] for out in outputs]) for key in outputs[0] if key != "errors"}
-    merged["errors"] = [error for out in outputs for error in out["errors"]]
-    return merged
+        _on_executor(executor, problem, pieces, shared_data, finish, assembly)
+    return assembly.finished(pieces, finish)
+
+
+class _Assembly:
+    """The batch's arrays, allocated when the first chunk arrives; each chunk is copied into its
+    rows as it arrives, which replaces a join of all chunks after the last (0.76 s per 10⁵
+    fits of 50 points, measured, in the client while the workers idle)."""
+
+    def __init__(self, count: int, bounds: list) -> None:
+        self.count, self.bounds = count, bounds
+        self.out: dict | None = None
+        self.failed: dict[int, BaseException] = {}
+
+    def put(self, i: int, chunk: dict) -> None:
+        if self.out is None:
+            self.out = {key: np.empty((self.count,) + value.shape[1:], value.dtype) for key, value in chunk.items()}
+        a, b = self.bounds[i]
+        for key, value in chunk.items():
+            self.out[key][a:b] = value
+
+    def fail(self, i: int, exc: BaseException) -> None:
+        self.failed[i] = exc
+
+    def finished(self, pieces: list, finish: Finish | None) -> dict:
+        """The arrays, with the failed chunks' rows filled in (their residuals and Jacobian
+        unknown: NaN), and their messages."""
+        errors = {}
+        for i, exc in sorted(self.failed.items()):
+            m = 0 if self.out is None else self.out["fun"].shape[1]
+            chunk = _failed_chunk(pieces[i][0], m, exc)
+            errors[self.bounds[i]] = chunk.pop("error")
+            self.put(i, chunk if finish is None else chunk | finish(chunk, pieces[i][1]))
+        assert self.out is not None
+        return self.out | {"errors": errors}
 
 
 def _worker_count(executor: Any) -> int:
@@ -78,58 +124,91 @@ def _worker_count(executor: Any) -> int:
     return max(1, int(getattr(executor, "_max_workers", 1) or 1))
 
 
-def _on_executor(executor: Any, problem: MemberProblem, pieces: list, shared_data: tuple) -> list[dict]:
-    """Each chunk as one task; a failed chunk is retried once, then reported per member."""
+def _on_executor(executor: Any, problem: MemberProblem, pieces: list, shared_data: tuple, finish: Finish | None, assembly: _Assembly) -> None:
+    """Each chunk as one task, put into ``assembly`` as it completes; a failed chunk is submitted
+    again at once, and if it fails again reported per member."""
     dask = callable(getattr(executor, "scatter", None)) and callable(getattr(executor, "submit", None))
     if not dask and not callable(getattr(executor, "submit", None)):
         raise TypeError(
             "executor must be a concurrent.futures.Executor (ProcessPoolExecutor, ThreadPoolExecutor, ...) "
             f"or a dask.distributed Client; got {type(executor).__name__}."
         )
+    payloads: dict[int, Any] = {}
     if dask:
-        shared = executor.scatter(shared_data, broadcast=True) if shared_data else ()
-        payloads: dict[int, Any] = {}
+        # hash=False: keys named by content would be shared with an earlier batch's equal data,
+        # whose release as that batch ends cancels this batch's tasks ("lost dependencies")
+        shared = executor.scatter(shared_data, broadcast=True, hash=False) if shared_data else ()
 
         def submit(i: int) -> Any:  # pure=False: a retry must run again, not reuse the failed key
             if i not in payloads:  # each piece sent just before its task: the first tasks run while later pieces travel
-                payloads[i] = executor.scatter(pieces[i])
-            return executor.submit(_solve_piece, problem, payloads[i], shared, pure=False)
+                payloads[i] = executor.scatter(pieces[i], hash=False)
+            return executor.submit(_solve_piece, problem, payloads[i], shared, finish, pure=False)
     else:
 
         def submit(i: int) -> Any:
-            return executor.submit(_solve_piece, problem, pieces[i], shared_data)
+            return executor.submit(_solve_piece, problem, pieces[i], shared_data, finish)
 
-    futures = [submit(i) for i in range(len(pieces))]
-    outputs: list[Any] = [None] * len(pieces)
-    failed = []
-    for i, future in enumerate(futures):
+    index = {submit(i): i for i in range(len(pieces))}
+    arrivals = _Arrivals(list(index))
+    retried = set()
+    for future in arrivals:
+        i = index.pop(future)
         try:
-            outputs[i] = future.result()
-        except Exception:
-            failed.append(i)
-    retries = {i: submit(i) for i in failed}
-    for i, future in retries.items():
-        try:
-            outputs[i] = future.result()
+            chunk = future.result()
         except Exception as exc:
-            outputs[i] = _failed_chunk(pieces[i][0], exc)
-    return outputs
+            if i in retried:
+                assembly.fail(i, exc)
+            else:
+                retried.add(i)
+                retry = submit(i)
+                index[retry] = i
+                arrivals.add(retry)
+            continue
+        del future
+        payloads.pop(i, None)  # the piece is no longer needed on the workers
+        assembly.put(i, chunk)
 
 
-def _solve_piece(problem: MemberProblem, piece: tuple, shared_data: tuple) -> dict:
-    return solve_chunk(problem, piece[0], piece[1], tuple(shared_data))
+class _Arrivals:
+    """Futures in the order they complete, more added on the way: Dask's ``as_completed``, or
+    ``concurrent.futures.wait`` for the futures of a ``concurrent.futures.Executor``."""
+
+    def __init__(self, futures: list) -> None:
+        self.pending = set(futures)
+        self.dask = None
+        if futures and not isinstance(futures[0], concurrent.futures.Future):
+            from distributed import as_completed
+
+            self.dask = as_completed(futures)
+
+    def add(self, future: Any) -> None:
+        if self.dask is None:
+            self.pending.add(future)
+        else:
+            self.dask.add(future)
+
+    def __iter__(self) -> Any:
+        if self.dask is not None:
+            yield from self.dask
+            return
+        while self.pending:
+            done, self.pending = concurrent.futures.wait(self.pending, return_when=concurrent.futures.FIRST_COMPLETED)
+            yield from done
 
 
-def _failed_chunk(rows: np.ndarray, exc: BaseException) -> dict:
+def _solve_piece(problem: MemberProblem, piece: tuple, shared_data: tuple, finish: Finish | None) -> dict:
+    return solve_chunk(problem, piece[0], piece[1], tuple(shared_data), finish)
+
+
+def _failed_chunk(rows: np.ndarray, m: int, exc: BaseException) -> dict:
     count, n = rows.shape
-    message = f"its chunk failed twice on the executor: {type(exc).__name__}: {exc}"
     return {
         "x": rows.astype(np.float64),
         "cost": np.full(count, np.nan),
-        "fun": None,
-        "jac": None,
+        "fun": np.full((count, m), np.nan),
+        "jac": np.full((count, m, n), np.nan),
         "grad": np.full((count, n), np.nan),
         "nfev": np.zeros(count, int),
         "reason": np.full(count, CHUNK_FAILED),
-        "errors": [message] * count,
+        "error": f"its chunk failed twice on the executor: {type(exc).__name__}: {exc}",
     }
