@@ -57,7 +57,10 @@ def test_non_scalar_objective_for_a_scalar_method(backend):
 
 
 def test_missing_framework_names_the_extra(monkeypatch):
+    import autominimize.backends as backends
+
     real = importlib.util.find_spec
+    monkeypatch.setattr(backends, "_available", set())  # as in a process that never found jax
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "jax" else real(name, *a))
     with pytest.raises(ImportError, match=r"pip install 'autominimize\[jax\]'"):
         get_backend("jax")
