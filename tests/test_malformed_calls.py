@@ -443,6 +443,25 @@ CASES = [
         r"options\['maxiter'\] must be a non-negative integer; got -1",
     ),
     ("tol NaN", mini(method="BFGS", tol=float("nan")), ValueError, r"tol must be a finite non-negative number; got nan"),
+    # -- native hyperparameters: checked when the algorithm is made, for am.minimize and am.optim
+    ("sgd lr negative", mini(method="sgd", options={"lr": -0.1}), ValueError, r"sgd: lr=-0.1 is not valid; lr must be a positive number"),
+    ("sgd lr text", mini(method="sgd", options={"lr": "0.1"}), ValueError, r"sgd: lr='0.1' is not valid; lr must be a positive number"),
+    ("sgd momentum 2", mini(method="sgd", options={"momentum": 2}), ValueError, r"momentum=2 is not valid; momentum must be a number in \[0, 1\)"),
+    (
+        "lbfgs-native c2 NaN",
+        mini(method="lbfgs-native", options={"c2": float("nan")}),
+        ValueError,
+        r"c2=nan is not valid; c2 must be a number in \(0, 1\)",
+    ),
+    ("tonga k fractional", mini(method="tonga", options={"k": 2.5}), ValueError, r"k=2.5 is not valid; k must be a whole number >= 1"),
+    (
+        "hessian-free boost below one",
+        mini(method="hessian-free", options={"boost": 0.5}),
+        ValueError,
+        r"boost=0.5 is not valid; boost must be a number > 1",
+    ),
+    ("optim sgd lr negative", lambda: am.optim.sgd(lr=-1.0), ValueError, r"sgd: lr=-1.0 is not valid"),
+    ("optim delta-bar-delta lr NaN", lambda: am.optim.delta_bar_delta(lr=float("nan")), ValueError, r"delta-bar-delta: lr=nan is not valid"),
     (
         "gtol negative",
         mini(method="BFGS", options={"gtol": -1e-5}),

@@ -12,7 +12,21 @@ counting, structure — lives outside, so one state machine serves ``am.minimize
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+#: what each kind of hyperparameter accepts, and how an error says it
+_KINDS = {
+    "positive": (lambda v: v > 0, "a positive number"),
+    "nonnegative": (lambda v: v >= 0, "a number >= 0"),
+    "fraction": (lambda v: 0 < v < 1, "a number in (0, 1)"),
+    "half-open": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "decay": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "above-one": (lambda v: v > 1, "a number > 1"),
+    "count": (lambda v: v >= 1 and float(v).is_integer(), "a whole number >= 1"),
+}
 
 
 class Oracle(Protocol):
@@ -42,6 +56,13 @@ class Algorithm:
     name: ClassVar[str] = ""
     first_order: ClassVar[bool] = False
     needs_evaluator: ClassVar[bool] = False
+    #: numeric hyperparameter -> kind of number it accepts (a key of ``_KINDS``); checked
+    #: when the algorithm is made, so a negative step or a momentum of 2 is refused at once
+    limits: ClassVar[dict[str, str]] = {}
+
+    def __post_init__(self) -> None:
+        for field, kind in self.limits.items():
+            _check_hyperparameter(self.name, field, getattr(self, field), kind)
 
     def init(self, x: Any, oracle: Oracle) -> Any:
         raise NotImplementedError
@@ -64,3 +85,14 @@ class Algorithm:
     @classmethod
     def hyperparameters(cls) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def _check_hyperparameter(method: str, field: str, value: Any, kind: str) -> None:
+    """Refuse a hyperparameter that is not a number of its kind. None (the documented "off"),
+    schedules (callables) and framework arrays are left to the algorithm."""
+    if value is None or callable(value):
+        return
+    accepts, description = _KINDS[kind]
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if isinstance(value, (str, bytes, bool)) or (number and not (math.isfinite(value) and accepts(value))):
+        raise ValueError(f"{method}: {field}={value!r} is not valid; {field} must be {description}.")

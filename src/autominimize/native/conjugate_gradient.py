@@ -78,9 +78,11 @@ class NonlinearCG(Algorithm):
     restart_every: int | None = None
 
     name = "cg-native"
+    limits = {"c1": "fraction", "c2": "fraction", "max_line_search": "count", "powell_nu": "nonnegative", "restart_every": "count"}
     needs_evaluator = True
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.beta not in FORMULAS:
             raise ValueError(f"beta={self.beta!r} is not one of {FORMULAS}.")
         if self.line_search not in ("strong-wolfe", "exact"):

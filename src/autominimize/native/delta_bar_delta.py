@@ -63,6 +63,7 @@ class DeltaBarDelta(Algorithm):
     max_lr: float | None = None
 
     name = "delta-bar-delta"
+    limits = {"lr": "positive", "kappa": "nonnegative", "phi": "half-open", "theta": "half-open", "max_lr": "positive"}
     first_order = True
 
     def init(self, x: Any, oracle: Oracle | None = None) -> DeltaBarDeltaState:

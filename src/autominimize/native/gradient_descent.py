@@ -60,6 +60,7 @@ class SGD(Algorithm):
     nesterov: bool = False
 
     name = "sgd"
+    limits = {"lr": "positive", "momentum": "half-open"}
     first_order = True
 
     def init(self, x: Any, oracle: Oracle | None = None) -> SGDState:

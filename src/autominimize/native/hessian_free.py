@@ -117,9 +117,22 @@ class HessianFree(Algorithm):
     preconditioner_exponent: float = 0.75
 
     name = "hessian-free"
+    limits = {
+        "damping": "nonnegative",
+        "boost": "above-one",
+        "drop": "fraction",
+        "decay": "decay",
+        "max_cg_iterations": "count",
+        "cg_epsilon": "positive",
+        "armijo_c": "fraction",
+        "armijo_shrink": "fraction",
+        "max_armijo": "count",
+        "preconditioner_exponent": "nonnegative",
+    }
     needs_evaluator = True
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.curvature not in CURVATURES:
             raise ValueError(f"curvature={self.curvature!r} is not one of {CURVATURES}.")
         if self.preconditioner not in PRECONDITIONERS:

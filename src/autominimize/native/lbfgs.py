@@ -85,9 +85,11 @@ class LBFGS(Algorithm):
     upper: Any = None
 
     name = "lbfgs-native"
+    limits = {"memory": "count", "c1": "fraction", "c2": "fraction", "max_line_search": "count", "curvature_eps": "nonnegative"}
     needs_evaluator = True
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.line_search not in ("strong-wolfe", "armijo", "exact"):
             raise ValueError(f"line_search={self.line_search!r}: use 'strong-wolfe', 'armijo' or 'exact'.")
         if self.memory < 1:

@@ -66,6 +66,7 @@ class SGDQN(Algorithm):
     clip: tuple = (0.1, 100.0)
 
     name = "sgd-qn"
+    limits = {"lam": "positive", "t0": "positive", "skip": "count"}
     first_order = True
 
     def init(self, x: Any, oracle: Oracle | None = None) -> SGDQNState:

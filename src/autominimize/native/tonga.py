@@ -71,6 +71,7 @@ class Tonga(Algorithm):
     b: int = 50
 
     name = "tonga"
+    limits = {"lr": "positive", "damping": "nonnegative", "gamma": "decay", "k": "count", "b": "count"}
     first_order = True
 
     def init(self, x: Any, oracle: Oracle | None = None) -> TongaState:
