@@ -443,6 +443,12 @@ CASES = [
         r"options\['maxiter'\] must be a non-negative integer; got -1",
     ),
     ("tol NaN", mini(method="BFGS", tol=float("nan")), ValueError, r"tol must be a finite non-negative number; got nan"),
+    (
+        "least_squares diff_step text",
+        lambda: am.least_squares(lambda x: x - 1.0, np.zeros(2), diff_step="x", backend="numpy"),
+        ValueError,
+        r"diff_step='x' is not valid; give None or finite relative steps",
+    ),
     # -- native hyperparameters: checked when the algorithm is made, for am.minimize and am.optim
     ("sgd lr negative", mini(method="sgd", options={"lr": -0.1}), ValueError, r"sgd: lr=-0.1 is not valid; lr must be a positive number"),
     ("sgd lr text", mini(method="sgd", options={"lr": "0.1"}), ValueError, r"sgd: lr='0.1' is not valid; lr must be a positive number"),

@@ -13,6 +13,7 @@ import functools
 import inspect
 from typing import Any, Callable
 
+import numpy as np
 import scipy.optimize as so
 
 from . import numdiff
@@ -137,6 +138,7 @@ def least_squares(
 
         return differentiable_least_squares(least_squares, locals())
     _validate_common(fun, fun_and_jac, workers, executor)
+    _check_diff_step(diff_step)
     check_settings({"max_nfev": max_nfev}, {"ftol": ftol, "xtol": xtol, "gtol": gtol, "f_scale": f_scale})
     if callback is not None and not callable(callback) and not isinstance(callback, IterationReport):
         raise TypeError(f"callback must be callable; got {type(callback).__name__}.")
@@ -200,6 +202,18 @@ def _validate_common(fun: Any, fun_and_jac: Any, workers: Any, executor: Any) ->
         raise TypeError(f"fun must be callable; got {type(fun).__name__}.")
     if fun_and_jac is not None and not callable(fun_and_jac):
         raise TypeError(f"fun_and_jac must be a callable returning (residuals, jacobian); got {type(fun_and_jac).__name__}.")
+
+
+def _check_diff_step(diff_step: Any) -> None:
+    """``diff_step``: None, or finite relative steps (one number, or one per parameter)."""
+    if diff_step is None:
+        return
+    try:
+        steps = np.asarray(diff_step, dtype=float)
+    except (TypeError, ValueError):
+        steps = None
+    if isinstance(diff_step, (str, bytes)) or steps is None or not np.isfinite(steps).all():
+        raise ValueError(f"diff_step={diff_step!r} is not valid; give None or finite relative steps (a number, or one per parameter).")
 
 
 def _build_problem(
