@@ -37,6 +37,8 @@ def infer_precision(x0: Any) -> str:
     """'float32' when every leaf of x0 is a float32 tensor of a framework (a float32 model runs
     in float32, as it was built), 'float64' otherwise (NumPy and Python numbers included, as
     scipy reads them)."""
+    if isinstance(x0, np.ndarray):
+        return "float64"
     leaves = tree_leaves(x0)
     if not leaves or any(leaf_kind(leaf) not in ("torch", "jax", "tf") for leaf in leaves):
         return "float64"

@@ -22,6 +22,7 @@ pair of NumPy arrays is always TF1's ``(low, high)``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,8 @@ def _numeric(value: Any) -> bool:
 def _as_limit(value: Any, default: float, where: str) -> np.ndarray:
     if value is None:
         return np.asarray(default, dtype=np.float64)
+    if type(value) in (int, float):  # a plain number, as most bounds are: no object array
+        return np.asarray(float(value))
     try:
         array = np.asarray(value, dtype=object)
         array = np.where(array == None, default, array)  # noqa: E711 - elementwise None test
@@ -70,6 +73,8 @@ def _is_pair_sequence(value: Any, count: int) -> bool:
 
 def _broadcast(value: Any, default: float, shape: tuple[int, ...], where: str) -> np.ndarray:
     limit = _as_limit(value, default, where)
+    if limit.ndim == 0:  # a number or None: np.broadcast_to's own Python costs 4 µs a limit
+        return np.full(math.prod(shape), limit, dtype=np.float64)
     try:
         return np.broadcast_to(limit, shape).reshape(-1)
     except ValueError:
@@ -189,7 +194,7 @@ def _check_order(lb: np.ndarray, ub: np.ndarray, spec: ParamSpec) -> None:
         info = spec.leaves[leaf_index]
         element = [int(k) for k in np.unravel_index(i - spec.offsets[leaf_index], info.shape)] if info.shape else []
         raise BoundsError(f"bounds for {info.path}{element if element else ''}: low {lb[i]} is greater than high {ub[i]}.")
-    if np.any(np.isnan(lb)) or np.any(np.isnan(ub)):
+    if np.isnan(lb).any() or np.isnan(ub).any():
         raise BoundsError("bounds contain NaN; use None or ±inf for an unbounded side.")
 
 
