@@ -110,6 +110,9 @@ class _JaxCompiled:
     solve as before.
     """
 
+    #: the backend that compiled these functions (read by the sparse drivers)
+    framework = "jax"
+
     def __init__(self, backend: JaxBackend, call: Callable, spec: ParamSpec, dtype: str):
         self.backend = backend
         self.call = call

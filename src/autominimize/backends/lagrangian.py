@@ -28,12 +28,12 @@ __all__ = ["Lagrangian", "backend_name_of", "dtype_name", "lagrangian_for", "sup
 
 #: the framework functions of a flat vector, by compiled class: (scalar, vector)
 _FLAT_FUNCTIONS = {"jax": ("flat_fun", "flat_fun"), "torch": ("flat_fun", "flat_fun"), "tensorflow": ("scalar_of", "vector_of")}
-_MODULE_BACKEND = {"jax_backend": "jax", "torch_compiled": "torch", "tf_backend": "tensorflow"}
 
 
 def backend_name_of(functions: Any) -> str | None:
     """The backend that compiled ``functions``, or None for NumPy and user-supplied wrappers."""
-    return _MODULE_BACKEND.get(type(functions).__module__.rsplit(".", 1)[-1])
+    framework = getattr(type(functions), "framework", None)
+    return framework if framework in _FLAT_FUNCTIONS else None
 
 
 def dtype_name(functions: Any) -> str:

@@ -152,6 +152,9 @@ class _TfCompiled:
         Evaluations beyond those asked for; always 0, derivatives are exact.
     """
 
+    #: the backend that compiled these functions (read by the sparse drivers)
+    framework = "tensorflow"
+
     def __init__(self, backend: TensorFlowBackend, call: Callable, spec: ParamSpec, dtype: str):
         self.backend = backend
         self.spec = spec

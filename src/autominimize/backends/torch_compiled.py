@@ -101,6 +101,9 @@ def _eye(n: int, like: Any) -> Any:
 class _TorchCompiled:
     """Shared plumbing: NumPy <-> tensor conversion and the flat-vector view of the params."""
 
+    #: the backend that compiled these functions (read by the sparse drivers)
+    framework = "torch"
+
     def __init__(self, call: Callable, spec: ParamSpec, dtype: str, device: Any):
         torch = _torch()
         self.call = call
