@@ -217,7 +217,9 @@ class _Run:
             has_constraints=has_constraints(problem.constraints),
         )
 
-    def _new_objective(self) -> Objective:
+    def _first_evaluation(self) -> None:
+        """A new objective whose first evaluation, wherever the method asks for it, is the probe
+        that shows a failure at once (see :meth:`Objective.start`)."""
         self.objective = Objective(
             self.problem.functions(self.precision),
             self.problem.spec,
@@ -229,12 +231,7 @@ class _Run:
             gradient_with_value=self.problem.gradient_with_value,
             **self.problem.derivatives,
         )
-        return self.objective
-
-    def _first_evaluation(self) -> None:
-        """A new objective whose first evaluation, wherever the method asks for it, is the probe
-        that shows a failure at once (see :meth:`Objective.start`)."""
-        self._new_objective().start(self.problem.x0)
+        self.objective.start(self.problem.x0)
 
     def minimize(self) -> so.OptimizeResult:
         try:
