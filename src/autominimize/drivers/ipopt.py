@@ -27,7 +27,7 @@ from ..backends.lagrangian import dtype_name, lagrangian_for, supports_exact_lag
 from ..backends.sparsity import SparsePattern, detect_pattern, jacobian_only, pattern_from_user, reads_programs
 from ..problem import Objective
 from .blas_threads import single_blas_thread
-from .ipopt_options import IPOPT_OPTIONS, set_options, warm_start
+from .ipopt_options import IPOPT_OPTIONS, float32_note, set_options, warm_start
 from .ipopt_problem import Derivatives, problem_class
 
 __all__ = ["AUTO_SPARSE_MAX_DENSITY", "AUTO_SPARSE_MIN_SIZE", "IPOPT_OPTIONS", "run_ipopt"]
@@ -91,7 +91,8 @@ def run_ipopt(
         cl=np.concatenate([b.lower for b in blocks]) if blocks else np.zeros(0),
         cu=np.concatenate([b.upper for b in blocks]) if blocks else np.zeros(0),
     )
-    set_options(problem, settings, tol)
+    float32 = _in_float32(objective.functions)
+    chosen = set_options(problem, settings, tol, float32)
     try:
         with single_blas_thread():
             x, info = problem.solve(x_start, **(warm or {}))
@@ -101,7 +102,10 @@ def run_ipopt(
         raise KeyboardInterrupt
     if problem.failure is not None:
         raise problem.failure
-    return _result(x, info, problem, blocks, objective.spec, evaluator)
+    result = _result(x, info, problem, blocks, objective.spec, evaluator)
+    if float32:
+        result.message += float32_note(result.status, chosen)
+    return result
 
 
 def _derivatives(objective: Objective, blocks: list[_Block], settings: dict, ours: dict, x0: np.ndarray, bounds: Any) -> Derivatives:
@@ -139,6 +143,14 @@ def _derivatives(objective: Objective, blocks: list[_Block], settings: dict, our
     evaluator.start(x0)
     evaluator.fuse()
     return evaluator
+
+
+def _in_float32(functions: Any) -> bool:
+    """Whether the backend computes in float32 (a float32 model, or the float32 fallback)."""
+    try:
+        return dtype_name(functions) == "float32"
+    except AttributeError:  # NumPy and user-supplied functions: float64
+        return False
 
 
 def _differentiable(objective: Objective, nonlinear: list[_Block]) -> bool:
