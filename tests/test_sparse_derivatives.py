@@ -398,3 +398,18 @@ def test_one_compiled_call_per_point_and_per_hessian(monkeypatch):
     assert calls["flat_fun"] == 8 and (res.nfev, counts["nfev"], counts["njev"]) == (8, 8, 9)
     assert set(calls) == {"flat_fun", "first_order", "head_hvps"}  # no per-product calls
     assert sum(calls.values()) == 23  # were 31: separate calls of f, c, ∇f and J · S
+
+
+def test_counts_alike_with_pairs_in_one_call_and_apart():
+    """Under error_handling='continue' the constraints' own evaluations say what a failed point
+    is, so f, c, ∇f and J are computed apart: the same solve, and the same counts of the values
+    IPOPT was given, as with each pair in one call."""
+    pytest.importorskip("asdex")
+    f, constraint = _banded(300, "jax")
+    runs = [
+        am.minimize(f, np.zeros(300), method="ipopt", constraints=constraint, backend="jax", options={"sparse": True}, error_handling=policy)
+        for policy in ("raise", "continue")
+    ]
+    fused, apart = ((r.nit, r.fun, r.nfev, r.njev, r.nhev, r.constraint_evaluations) for r in runs)
+    assert fused == apart
+    assert fused[2:] == (8, 8, 7, [{"name": "constraints", "nfev": 8, "njev": 9, "nhev": 7}])

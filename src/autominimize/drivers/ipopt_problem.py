@@ -182,11 +182,12 @@ class Derivatives:
         objective, lagrangian = self.objective, self.lagrangian
         if lagrangian is None or lagrangian.point_values is None or not self.nonlinear or objective.error_handling != "raise":
             return
-        if any(b.function.error_handling != "raise" for b in self.nonlinear):
+        hooks = ("_evaluate_value", "_evaluate_gradient", "_value_and_grad")
+        if any(b.function.error_handling != "raise" for b in self.nonlinear) or not all(hasattr(objective, name) for name in hooks):
             return
-        if self._seeds is None:
+        if self._seeds is None:  # J · I: n forward passes, no more than the dense Hessian's
             self._seeds = np.eye(self.n)
-        self._hooked = {name: getattr(objective, name) for name in ("_evaluate_value", "_evaluate_gradient", "_value_and_grad")}
+        self._hooked = {name: getattr(objective, name) for name in hooks}
         objective._evaluate_value = self._value_and_constraints
         objective._evaluate_gradient = objective._value_and_grad = self._first_order
         self.fused = True
