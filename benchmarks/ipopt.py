@@ -275,6 +275,7 @@ def format_ipopt_bench(rows: list[dict]) -> str:
     for n in sorted({row["n"] for row in rows if row["part"] == "banded"}):
         group = [row for row in rows if row["part"] == "banded" and row["n"] == n]
         hand = next(row["time_s"] for row in group if row["contender"].startswith("cyipopt"))
+        dense = next((row["time_s"] for row in group if row["contender"].startswith("trust-constr, dense")), None)
         for row in group:
             notes = ""
             if "passes" in row:
@@ -282,6 +283,8 @@ def format_ipopt_bench(rows: list[dict]) -> str:
                     f"set-up {row['setup_s']:.2f} s (first solve {row['first_s']:.2f} s), {row['passes']} compressed passes, "
                     f"nnz J {row['jacobian_nnz']}, nnz H {row['hessian_nnz']}"
                 )
+                if dense is not None:
+                    notes += f"; dense trust-constr takes {dense / row['time_s']:.1f}x this"
             nit = row.get("nit")
             lines.append(
                 f"{n:6d} {row['contender']:36} {row['time_s']:10.3f} {row['time_s'] / hand:7.2f} {row['f']:12.8f} {nit if nit is not None else '':>4}  {notes}"

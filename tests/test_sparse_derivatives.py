@@ -360,10 +360,11 @@ def test_a_dense_linear_constraint_stays_out_of_the_colouring():
     assert res.constr[1][0] <= 10.0 + 1e-8
 
 
-def test_one_compiled_call_per_hessian_and_per_jacobian_asked_alone(monkeypatch):
-    """A point's 3 compressed Hessian-vector products are ONE compiled call, and a Jacobian
-    IPOPT asks for without the Hessian at its point is one more (forward passes); a second
-    solve of the same functions neither traces nor compiles again."""
+def test_one_compiled_call_per_point_and_per_hessian(monkeypatch):
+    """IPOPT asks for c then f at a trial point: ONE compiled call of [f, c]; for ∇f then J at
+    an accepted point: ONE call of [f, ∇f, c, J · S] (were two and two); a point's 3
+    compressed Hessian-vector products are one call, in x alone; a second solve of the same
+    functions neither traces nor compiles again."""
     pytest.importorskip("asdex")
     from autominimize.backends import jax_backend
 
@@ -387,10 +388,28 @@ def test_one_compiled_call_per_hessian_and_per_jacobian_asked_alone(monkeypatch)
     traced = len(compiled)
     calls.clear()
     res = am.minimize(f, np.zeros(n), method="ipopt", constraints=constraint, backend="jax", options={"sparse": True})
-    assert len(compiled) == traced and compiled.count("hvps") == compiled.count("jvps") == 1
+    assert len(compiled) == traced and compiled.count("head_hvps") == compiled.count("first_order") == 1
     assert res.sparsity["cached"] and (res.nit, res.fun) == (first.nit, first.fun)
-    assert calls["hvps"] == res.nhev == res.nit
-    njev = res.constraint_evaluations[0]["njev"]
-    assert calls["jvps"] == njev - 1  # the last Jacobian is at the last Hessian's point
-    assert set(calls) == {"flat_fun", "fused", "hvps", "jvps"}  # no per-product calls
-    assert calls["hvps"] + calls["jvps"] == 2 * res.nit + 1  # were 4 + 4 per iteration: linearize, then 3 products
+    counts = res.constraint_evaluations[0]
+    assert calls["head_hvps"] == res.nhev == res.nit == 7
+    # every gradient came with J, and IPOPT asked for no Jacobian elsewhere: no forward passes alone
+    assert calls["first_order"] == res.njev == 8 and "jvps" not in calls
+    # the 7 trial points' [f, c], and c at x0 for its size, kept for IPOPT: f and c each ran at 8 points
+    assert calls["flat_fun"] == 8 and (res.nfev, counts["nfev"], counts["njev"]) == (8, 8, 9)
+    assert set(calls) == {"flat_fun", "first_order", "head_hvps"}  # no per-product calls
+    assert sum(calls.values()) == 23  # were 31: separate calls of f, c, ∇f and J · S
+
+
+def test_counts_alike_with_pairs_in_one_call_and_apart():
+    """Under error_handling='continue' the constraints' own evaluations say what a failed point
+    is, so f, c, ∇f and J are computed apart: the same solve, and the same counts of the values
+    IPOPT was given, as with each pair in one call."""
+    pytest.importorskip("asdex")
+    f, constraint = _banded(300, "jax")
+    runs = [
+        am.minimize(f, np.zeros(300), method="ipopt", constraints=constraint, backend="jax", options={"sparse": True}, error_handling=policy)
+        for policy in ("raise", "continue")
+    ]
+    fused, apart = ((r.nit, r.fun, r.nfev, r.njev, r.nhev, r.constraint_evaluations) for r in runs)
+    assert fused == apart
+    assert fused[2:] == (8, 8, 7, [{"name": "constraints", "nfev": 8, "njev": 9, "nhev": 7}])

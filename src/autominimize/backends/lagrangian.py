@@ -11,7 +11,9 @@ in one pass,
 
 So a colouring of the stacked pattern ``[∇²ₓₓL; J]`` gets both matrices from the same few
 passes, and the full Hessian of ``L`` holds both as blocks. On JAX a point's passes are one
-compiled call, and ``J · S`` asked for alone is one call of forward passes of ``c``.
+compiled call, and ``J · S`` asked for alone is one call of forward passes of ``c``; where
+IPOPT gets J with ∇f (:meth:`Lagrangian.first_order`) the Hessian's passes run in x alone
+(:meth:`Lagrangian.hessian_compressed`), at a quarter of the cost.
 """
 
 from __future__ import annotations
@@ -112,13 +114,22 @@ class Lagrangian:
             self.functions = backend.compile_scalar(lagrangian, self.spec, dtype)
         #: c(x) stacked, compiled on JAX for forward passes (where J is asked for alone)
         self.constraint_values = None
+        #: [f(x), c(x)] stacked, compiled on JAX: a point's f and c in one call (:meth:`values`)
+        self.point_values = None
         if self.backend == "jax" and vectors:
             import jax.numpy as jnp
 
             def stacked(x: Any) -> Any:
                 return jnp.concatenate([vector(x) for vector in vectors])
 
-            self.constraint_values = backend.compile_vector(stacked, ParamSpec.from_tree(np.zeros(self.n)), dtype)
+            flat = ParamSpec.from_tree(np.zeros(self.n))
+            self.constraint_values = backend.compile_vector(stacked, flat, dtype)
+            if scalar is not None:
+
+                def with_objective(x: Any) -> Any:
+                    return jnp.concatenate([jnp.reshape(scalar(x), (1,)), stacked(x)])
+
+                self.point_values = backend.compile_vector(with_objective, flat, dtype)
 
     def point(self, x: np.ndarray, sigma: float, multipliers: np.ndarray) -> np.ndarray:
         """The augmented vector ``z = [x, σ, λ]``."""
@@ -151,6 +162,28 @@ class Lagrangian:
             hvp = self.functions.hvp_at(z)
             out = np.array([np.asarray(hvp(v), dtype=np.float64) for v in directions]).reshape(len(seeds), z.size)
         return out[:, xs], out[:, ms]
+
+    def hessian_compressed(self, x: np.ndarray, sigma: float, multipliers: np.ndarray, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """``∇²ₓₓL · S`` (p, n), and ``J · S`` (p, m) where the same passes give it: on JAX,
+        where the passes in x alone (:meth:`~.jax_passes.HessianPasses.head_hvps`) cost a
+        quarter of those in ``[x, σ, λ]``, None (J comes from :meth:`first_order`)."""
+        head_hvps = getattr(self.functions, "head_hvps", None)
+        if head_hvps is None:
+            return self.compressed(x, sigma, multipliers, seeds)
+        return head_hvps(x, np.concatenate([[sigma], multipliers]), np.asarray(seeds, dtype=np.float64)), None
+
+    def values(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """``f(x)`` and ``c(x)`` from one compiled call (JAX, with an objective)."""
+        out = self.point_values.value(x)
+        return float(out[0]), out[1:]
+
+    def first_order(self, x: np.ndarray, seeds: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+        """``f(x)``, ``∇f(x)``, ``c(x)`` and ``J · S`` (p, m) from one compiled call (JAX, with
+        an objective): what IPOPT asks for at an accepted point, ∇f then J, in one dispatch
+        instead of two."""
+        out = self.point_values.first_order(x, np.asarray(seeds, dtype=np.float64))
+        n, m = self.n, self.m
+        return float(out[0]), out[1 + m : 1 + m + n], out[1 : 1 + m], out[1 + m + n :].reshape(len(seeds), m)
 
     def jacobian_compressed(self, x: np.ndarray, seeds: np.ndarray) -> np.ndarray:
         """``J · S`` (p, m) alone: forward passes of c in one call on JAX (0.04–0.14 ms

@@ -27,8 +27,8 @@ from ..backends.lagrangian import dtype_name, lagrangian_for, supports_exact_lag
 from ..backends.sparsity import SparsePattern, detect_pattern, jacobian_only, pattern_from_user, reads_programs
 from ..problem import Objective
 from .blas_threads import single_blas_thread
-from .ipopt_options import IPOPT_OPTIONS, set_options, warm_start
-from .ipopt_problem import problem_class
+from .ipopt_options import IPOPT_OPTIONS, float32_note, set_options, warm_start
+from .ipopt_problem import Derivatives, problem_class
 
 __all__ = ["AUTO_SPARSE_MAX_DENSITY", "AUTO_SPARSE_MIN_SIZE", "IPOPT_OPTIONS", "run_ipopt"]
 
@@ -91,17 +91,24 @@ def run_ipopt(
         cl=np.concatenate([b.lower for b in blocks]) if blocks else np.zeros(0),
         cu=np.concatenate([b.upper for b in blocks]) if blocks else np.zeros(0),
     )
-    set_options(problem, settings, tol)
-    with single_blas_thread():
-        x, info = problem.solve(x_start, **(warm or {}))
+    float32 = _in_float32(objective.functions)
+    chosen = set_options(problem, settings, tol, float32)
+    try:
+        with single_blas_thread():
+            x, info = problem.solve(x_start, **(warm or {}))
+    finally:
+        evaluator.release()
     if problem.interrupted:
         raise KeyboardInterrupt
     if problem.failure is not None:
         raise problem.failure
-    return _result(x, info, problem, blocks, objective.spec, evaluator)
+    result = _result(x, info, problem, blocks, objective.spec, evaluator)
+    if float32:
+        result.message += float32_note(result.status, chosen)
+    return result
 
 
-def _derivatives(objective: Objective, blocks: list[_Block], settings: dict, ours: dict, x0: np.ndarray, bounds: Any) -> "_Derivatives":
+def _derivatives(objective: Objective, blocks: list[_Block], settings: dict, ours: dict, x0: np.ndarray, bounds: Any) -> Derivatives:
     """What IPOPT will be fed: exact (dense or sparse) or quasi-Newton, with its structures.
 
     Sets ``hessian_approximation='limited-memory'`` in ``settings`` when the backend cannot
@@ -119,7 +126,7 @@ def _derivatives(objective: Objective, blocks: list[_Block], settings: dict, our
     exact = settings.get("hessian_approximation", "exact") == "exact" and differentiable
     if not exact:
         settings.setdefault("hessian_approximation", "limited-memory")
-    evaluator = _Derivatives(objective, blocks, nonlinear_rows, n)
+    evaluator = Derivatives(objective, blocks, nonlinear_rows, n)
     evaluator.exact = exact
     if differentiable:
         functions = [b.function.functions for b in nonlinear]
@@ -133,7 +140,17 @@ def _derivatives(objective: Objective, blocks: list[_Block], settings: dict, our
             "(JAX, PyTorch or TensorFlow, no user-supplied jac)."
         )
     evaluator.structure()
+    evaluator.start(x0)
+    evaluator.fuse()
     return evaluator
+
+
+def _in_float32(functions: Any) -> bool:
+    """Whether the backend computes in float32 (a float32 model, or the float32 fallback)."""
+    try:
+        return dtype_name(functions) == "float32"
+    except AttributeError:  # NumPy and user-supplied functions: float64
+        return False
 
 
 def _differentiable(objective: Objective, nonlinear: list[_Block]) -> bool:
@@ -200,93 +217,7 @@ def _choose_pattern(lagrangian: Any, ours: dict, x0: np.ndarray, bounds: Any, n:
     return pattern
 
 
-class _Derivatives:
-    """g, its Jacobian and the Lagrangian Hessian as IPOPT asks for them, counted."""
-
-    def __init__(self, objective: Objective, blocks: list[_Block], nonlinear_rows: np.ndarray, n: int) -> None:
-        self.objective = objective
-        self.blocks = blocks
-        self.nonlinear = [b for b in blocks if b.function is not None]
-        self.nonlinear_rows = nonlinear_rows
-        self.n = n
-        self.lagrangian = None
-        self.exact = False  # whether IPOPT gets the Lagrangian's Hessian (else its quasi-Newton one)
-        self.pattern: SparsePattern | None = None
-        self._compressed_key: bytes | None = None
-        self._compressed: tuple[np.ndarray, np.ndarray] | None = None
-        self._jacobian_key: bytes | None = None  # the point of _jacobian: J · S
-        self._jacobian: np.ndarray | None = None
-
-    # structures, fixed for the solve
-    def structure(self) -> None:
-        n = self.n
-        rows, cols = [], []
-        for block in self.blocks:
-            if block.matrix is not None:
-                coo = block.matrix.tocoo()
-                rows.append(block.rows.start + coo.row)
-                cols.append(coo.col)
-            elif self.pattern is None:
-                size = block.rows.stop - block.rows.start
-                rows.append(np.repeat(np.arange(block.rows.start, block.rows.stop), n))
-                cols.append(np.tile(np.arange(n), size))
-        if self.pattern is not None and self.nonlinear_rows.size:
-            rows.append(self.nonlinear_rows[self.pattern.jac_rows])
-            cols.append(self.pattern.jac_cols)
-        self.jac_rows = np.concatenate(rows).astype(np.int64) if rows else np.zeros(0, dtype=np.int64)
-        self.jac_cols = np.concatenate(cols).astype(np.int64) if cols else np.zeros(0, dtype=np.int64)
-        if self.pattern is not None:
-            self._seeds = self.pattern.seeds()
-        if not self.exact:
-            self.hess_rows = self.hess_cols = np.zeros(0, dtype=np.int64)
-        elif self.pattern is None:
-            self.hess_rows, self.hess_cols = np.tril_indices(n)
-        else:
-            self.hess_rows, self.hess_cols = self.pattern.hess_rows, self.pattern.hess_cols
-
-    def constraints(self, x: np.ndarray) -> np.ndarray:
-        values = [b.function.value(x) if b.function is not None else b.matrix @ x for b in self.blocks]
-        return np.concatenate(values) if values else np.zeros(0)
-
-    def jacobian(self, x: np.ndarray) -> np.ndarray:
-        values = []
-        for block in self.blocks:
-            if block.matrix is not None:
-                values.append(block.matrix.tocoo().data)
-            elif self.pattern is None:
-                values.append(np.asarray(block.function.jacobian(x)).reshape(-1))
-        if self.pattern is not None and self.nonlinear_rows.size:
-            key = x.tobytes()
-            if self._jacobian_key != key:  # asked alone: forward passes, no Hessian
-                self._jacobian = self.lagrangian.jacobian_compressed(x, self._seeds)
-                self._jacobian_key = key
-            for block in self.nonlinear:
-                block.function.njev += 1
-            values.append(self.pattern.jacobian_values(self._jacobian))
-        return np.concatenate(values) if values else np.zeros(0)
-
-    def hessian(self, x: np.ndarray, multipliers: np.ndarray, sigma: float) -> np.ndarray:
-        weights = np.asarray(multipliers, dtype=np.float64)[self.nonlinear_rows]
-        self.objective.counters.nhev += 1
-        for block in self.nonlinear:
-            block.function.nhev += 1
-        if self.objective.reporting:
-            self.objective._report("hessian", x, np.nan, None)
-        if self.pattern is None:
-            hessian = self.lagrangian.hessian_blocks(x, float(sigma), weights)[0]
-            return hessian[self.hess_rows, self.hess_cols]
-        self._compress(x, float(sigma), weights)
-        return self.pattern.hessian_values(self._compressed[0])
-
-    def _compress(self, x: np.ndarray, sigma: float, weights: np.ndarray) -> None:
-        key = x.tobytes() + np.float64(sigma).tobytes() + weights.tobytes()
-        if key != self._compressed_key:
-            self._compressed = self.lagrangian.compressed(x, sigma, weights, self._seeds)
-            self._compressed_key = key
-            self._jacobian, self._jacobian_key = self._compressed[1], x.tobytes()
-
-
-def _result(x: np.ndarray, info: dict, problem: Any, blocks: list[_Block], spec: Any, evaluator: _Derivatives) -> so.OptimizeResult:
+def _result(x: np.ndarray, info: dict, problem: Any, blocks: list[_Block], spec: Any, evaluator: Derivatives) -> so.OptimizeResult:
     status = int(info["status"])
     message = info["status_msg"].decode() if isinstance(info["status_msg"], bytes) else str(info["status_msg"])
     if status in _EXTRA_STATUS:

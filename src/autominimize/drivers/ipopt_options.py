@@ -7,18 +7,32 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["IPOPT_OPTIONS", "set_options", "warm_start"]
+__all__ = ["FLOAT32_ACCEPTABLE_TOL", "FLOAT32_TOL", "IPOPT_OPTIONS", "float32_note", "set_options", "warm_start"]
 
 #: autominimize's own keys in ``options`` for method='ipopt'; every other key goes to IPOPT
 IPOPT_OPTIONS = ("warm_start", "sparse", "jac_sparsity", "hess_sparsity")
+
+#: float32 resolves a value to about 1.2e-7 of its size, so IPOPT's default tol (1e-8) is out
+#: of a float32 solve's reach: it asks for 1e-6 unless tol is given ...
+FLOAT32_TOL = 1e-6
+#: ... and stops at IPOPT's "acceptable" level (status 1) from about √eps on, rather than
+#: search its restoration phase for a lower constraint violation than float32 can show (HS071
+#: with tol=1e-8 ended in "local infeasibility" after 51 iterations; with this, status 1 after 8)
+FLOAT32_ACCEPTABLE_TOL = 3.5e-4
+#: IPOPT's statuses that a tolerance out of float32's reach can explain: solved to the
+#: acceptable level, local infeasibility, iteration limit, restoration failed, error in step
+FLOAT32_STATUSES = (1, 2, -1, -2, -3)
 
 _ALIASES = {"maxiter": "max_iter"}
 _WARM_START = {"warm_start_init_point": "yes", "warm_start_bound_push": 1e-9, "warm_start_mult_bound_push": 1e-9, "mu_init": 1e-9}
 
 
-def set_options(problem: Any, settings: dict, tol: float | None) -> None:
-    """IPOPT's options: quiet by default; scipy's tol, maxiter and disp under IPOPT's names."""
+def set_options(problem: Any, settings: dict, tol: float | None, float32: bool = False) -> dict:
+    """IPOPT's options: quiet by default; scipy's tol, maxiter and disp under IPOPT's names;
+    tolerances float32 can meet for a solve computed in it. Returns the options set."""
     chosen: dict[str, Any] = {"print_level": 0, "sb": "yes"}
+    if float32:
+        chosen.update(tol=FLOAT32_TOL, acceptable_tol=FLOAT32_ACCEPTABLE_TOL)
     if tol is not None:
         chosen["tol"] = float(tol)
     for key, value in settings.items():
@@ -27,6 +41,17 @@ def set_options(problem: Any, settings: dict, tol: float | None) -> None:
         chosen[_ALIASES.get(key, key)] = value
     for key, value in chosen.items():
         _add_option(problem, key, value)
+    return chosen
+
+
+def float32_note(status: int, chosen: dict) -> str:
+    """What to add to IPOPT's message when a float32 solve ended short of its tolerance."""
+    if status not in FLOAT32_STATUSES:
+        return ""
+    return (
+        f" (computed in float32, which resolves values to about 1e-7 of their size: tol={chosen.get('tol', 1e-8):g} may be "
+        "beyond its reach; compute in float64, with float64 constants in the functions, or loosen tol)"
+    )
 
 
 def _add_option(problem: Any, key: str, value: Any) -> None:

@@ -1,4 +1,5 @@
-"""The cyipopt problem behind ``method='ipopt'``: IPOPT's callbacks, each guarded.
+"""The cyipopt problem behind ``method='ipopt'``: IPOPT's callbacks, each guarded, and
+:class:`Derivatives`, which computes what they ask for.
 
 cyipopt holds the GIL for the whole solve and loses exceptions raised in its Hessian
 callback, so every callback here catches what it raises, stops IPOPT, and keeps the
@@ -9,13 +10,16 @@ KeyboardInterrupt stops IPOPT the same way (``interrupted``).
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import scipy.optimize as so
 
-__all__ = ["problem_class"]
+from ..backends.base import grad_norm
+
+__all__ = ["Derivatives", "problem_class"]
 
 
 @functools.cache
@@ -97,3 +101,188 @@ def _tell_callback(problem: Any, state: dict) -> bool:
         problem.failure = exc
         return False
     return True
+
+
+class Derivatives:
+    """f, g, their derivatives and the Lagrangian Hessian as IPOPT asks for them, counted.
+
+    IPOPT asks for c and then f at each trial point, and for ∇f and then J at each point it
+    accepts. With the Lagrangian compiled on JAX (:meth:`fuse`), each pair is ONE compiled
+    call, made for the first of the two: ``[f, c]``, and ``[f, ∇f, c, J · S]`` (S the seeds
+    of the Jacobian's compressed passes, the identity for a dense problem). The objective's
+    own value and gradient evaluations run those calls (or take f from the ``[f, c]`` call
+    made for c at the same point), so its cache, counters, records and error notes stay its
+    own. Each count counts the points where IPOPT was given the value: ``nfev`` the points
+    where it got f (or ∇f, which brings f), a constraint's ``nfev`` those where it got c,
+    its ``njev`` the Jacobians. The f computed with c at a trial point that IPOPT rejects on
+    its constraint violation alone (it then asks for no f there) is not counted: no more is
+    counted than where IPOPT fed the same derivatives separately would evaluate.
+    """
+
+    def __init__(self, objective: Any, blocks: list, nonlinear_rows: np.ndarray, n: int) -> None:
+        self.objective = objective
+        self.blocks = blocks
+        self.nonlinear = [b for b in blocks if b.function is not None]
+        self.linear = [b for b in blocks if b.matrix is not None]
+        self.nonlinear_rows = nonlinear_rows
+        self.n = n
+        self.m = blocks[-1].rows.stop if blocks else 0
+        self.lagrangian: Any = None
+        self.exact = False  # whether IPOPT gets the Lagrangian's Hessian (else its quasi-Newton one)
+        self.pattern: Any = None
+        self.fused = False
+        self._hooked: dict[str, Any] = {}
+        self._seeds: np.ndarray | None = None
+        self._values_key: bytes | None = None  # the point of _values: g, constraints stacked
+        self._values: np.ndarray | None = None
+        self._counted = True  # whether the constraints' nfev counts _values (IPOPT was given them)
+        self._spare_key: bytes | None = None  # the point of _spare_f: f computed with c, not asked for yet
+        self._spare_f = math.nan
+        self._jacobian_key: bytes | None = None  # the point of _jacobian: J · S
+        self._jacobian: np.ndarray | None = None
+        self._compressed_key: bytes | None = None
+        self._compressed: tuple[np.ndarray, np.ndarray] | None = None
+
+    # structures, fixed for the solve
+    def structure(self) -> None:
+        """The Jacobian's and the Hessian's triplets: the linear blocks' entries first (their
+        values fixed), then the nonlinear constraints' (a pattern's, or every entry of theirs)."""
+        n = self.n
+        rows = [b.rows.start + b.matrix.tocoo().row for b in self.linear]
+        cols = [b.matrix.tocoo().col for b in self.linear]
+        self._linear_values = np.concatenate([b.matrix.tocoo().data for b in self.linear]) if self.linear else np.zeros(0)
+        if self.pattern is not None and self.nonlinear_rows.size:
+            rows.append(self.nonlinear_rows[self.pattern.jac_rows])
+            cols.append(self.pattern.jac_cols)
+        elif self.nonlinear_rows.size:
+            rows.append(np.repeat(self.nonlinear_rows, n))
+            cols.append(np.tile(np.arange(n), self.nonlinear_rows.size))
+        self.jac_rows = np.concatenate(rows).astype(np.int64) if rows else np.zeros(0, dtype=np.int64)
+        self.jac_cols = np.concatenate(cols).astype(np.int64) if cols else np.zeros(0, dtype=np.int64)
+        if self.pattern is not None:
+            self._seeds = self.pattern.seeds()
+        if not self.exact:
+            self.hess_rows = self.hess_cols = np.zeros(0, dtype=np.int64)
+        elif self.pattern is None:
+            self.hess_rows, self.hess_cols = np.tril_indices(n)
+        else:
+            self.hess_rows, self.hess_cols = self.pattern.hess_rows, self.pattern.hess_cols
+        self._all_nonlinear = not self.linear
+        self._jac = np.zeros(self.jac_rows.size)
+        self._jac[: self._linear_values.size] = self._linear_values
+
+    def start(self, x0: np.ndarray) -> None:
+        """Keep g at x0, where the constraints were evaluated already (for their sizes)."""
+        self.constraints(x0)
+
+    def fuse(self) -> None:
+        """Route the objective's value and gradient through the Lagrangian's point calls (see
+        the class docstring), for a JAX problem under error_handling='raise': under 'continue'
+        the constraints' own evaluations say what a failed point is."""
+        objective, lagrangian = self.objective, self.lagrangian
+        if lagrangian is None or lagrangian.point_values is None or not self.nonlinear or objective.error_handling != "raise":
+            return
+        hooks = ("_evaluate_value", "_evaluate_gradient", "_value_and_grad")
+        if any(b.function.error_handling != "raise" for b in self.nonlinear) or not all(hasattr(objective, name) for name in hooks):
+            return
+        if self._seeds is None:  # J · I: n forward passes, no more than the dense Hessian's
+            self._seeds = np.eye(self.n)
+        self._hooked = {name: getattr(objective, name) for name in hooks}
+        objective._evaluate_value = self._value_and_constraints
+        objective._evaluate_gradient = objective._value_and_grad = self._first_order
+        self.fused = True
+
+    def release(self) -> None:
+        """Give the objective its own evaluations back (after the solve)."""
+        for name, function in self._hooked.items():
+            setattr(self.objective, name, function)
+        self._hooked = {}
+
+    def _value_and_constraints(self, x: np.ndarray) -> float:
+        key = x.tobytes()
+        if key == self._spare_key:  # computed with c at this point: IPOPT asks for it now
+            return self._spare_f
+        f, c = self.lagrangian.values(x)
+        self._keep_constraints(key, x, c)
+        return f
+
+    def _first_order(self, x: np.ndarray) -> tuple[float, np.ndarray, float]:
+        f, g, c, passes = self.lagrangian.first_order(x, self._seeds)
+        key = x.tobytes()
+        if key != self._values_key:
+            self._keep_constraints(key, x, c)
+        self._jacobian, self._jacobian_key = passes, key
+        return f, g, grad_norm(g) if self.objective.journal is not None else math.nan
+
+    def _keep_constraints(self, key: bytes, x: np.ndarray, c: np.ndarray) -> None:
+        """Keep c from a call made for f, uncounted until IPOPT asks for it."""
+        if self._all_nonlinear:
+            self._values = c
+        else:
+            g = self._values = np.empty(self.m)
+            g[self.nonlinear_rows] = c
+            for block in self.linear:
+                g[block.rows] = block.matrix @ x
+        self._values_key, self._counted = key, False
+
+    def constraints(self, x: np.ndarray) -> np.ndarray:
+        key = x.tobytes()
+        if key != self._values_key:
+            if self.fused and self.objective.counters.nfev:
+                # f with c in one call, kept for IPOPT's next request (f at this point) and
+                # counted then: at a trial point it rejects on c alone it asks for none
+                self._spare_f, c = self.lagrangian.values(x)
+                self._spare_key = key
+                self._keep_constraints(key, x, c)
+            elif self.fused:
+                self.objective.value(x)  # the objective's first evaluation (its probe) runs [f, c]
+            if key != self._values_key:
+                g = np.empty(self.m)
+                for block in self.blocks:
+                    g[block.rows] = block.function.value(x) if block.function is not None else block.matrix @ x
+                self._values, self._values_key, self._counted = g, key, True  # counted by the constraints
+        if not self._counted:
+            for block in self.nonlinear:
+                block.function.nfev += 1
+            self._counted = True
+        return self._values
+
+    def jacobian(self, x: np.ndarray) -> np.ndarray:
+        if not self.nonlinear:
+            return self._jac
+        if self._seeds is None:  # dense, not fused: the constraints' own Jacobians
+            values = np.concatenate([np.asarray(b.function.jacobian(x)).reshape(-1) for b in self.nonlinear])
+        else:
+            key = x.tobytes()
+            if self._jacobian_key != key:  # asked alone: forward passes, no Hessian
+                self._jacobian = self.lagrangian.jacobian_compressed(x, self._seeds)
+                self._jacobian_key = key
+            for block in self.nonlinear:
+                block.function.njev += 1
+            # J · I is J transposed; a pattern reads its entries from the compressed passes
+            values = self.pattern.jacobian_values(self._jacobian) if self.pattern is not None else self._jacobian.T.reshape(-1)
+        if self._all_nonlinear:
+            return values
+        self._jac[self._linear_values.size :] = values
+        return self._jac
+
+    def hessian(self, x: np.ndarray, multipliers: np.ndarray, sigma: float) -> np.ndarray:
+        weights = multipliers if self._all_nonlinear else multipliers[self.nonlinear_rows]
+        self.objective.counters.nhev += 1
+        for block in self.nonlinear:
+            block.function.nhev += 1
+        if self.objective.reporting:
+            self.objective._report("hessian", x, np.nan, None)
+        if self.pattern is None:
+            hessian = self.lagrangian.hessian_blocks(x, float(sigma), weights)[0]
+            return hessian[self.hess_rows, self.hess_cols]
+        self._compress(x, float(sigma), weights)
+        return self.pattern.hessian_values(self._compressed[0])
+
+    def _compress(self, x: np.ndarray, sigma: float, weights: np.ndarray) -> None:
+        key = x.tobytes() + np.float64(sigma).tobytes() + weights.tobytes()
+        if key != self._compressed_key:
+            self._compressed = self.lagrangian.hessian_compressed(x, sigma, weights, self._seeds)
+            self._compressed_key = key
+            if self._compressed[1] is not None:
+                self._jacobian, self._jacobian_key = self._compressed[1], x.tobytes()
