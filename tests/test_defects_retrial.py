@@ -401,3 +401,25 @@ def test_batched_residuals_writing_into_their_input_do_not_corrupt_the_fit():
 
     res = am.batched_least_squares(residuals, torch.zeros(3, 2, dtype=torch.float64))
     np.testing.assert_allclose(np.asarray(res.x), np.ones((3, 2)), atol=1e-8)
+
+
+# -- error_handling='continue': no success claimed when no finite point was accepted after x0 --
+
+
+@pytest.mark.parametrize("method", ["trust-constr", "SLSQP", "COBYLA", "COBYQA", "Newton-CG", "trust-exact"])
+@pytest.mark.parametrize("failure", ["raise", "nan"])
+def test_continue_never_claims_success_when_every_point_after_x0_failed(method, failure):
+    x0 = np.array([3.0, 3.0])
+
+    def fun(x):  # defined at x0 and nowhere else; the gradient is given (exact everywhere)
+        if not np.array_equal(x, x0):
+            if failure == "raise":
+                raise RuntimeError("outside the model's domain")
+            return np.nan
+        return float(np.sum((x - 1.0) ** 2))
+
+    jac = None if method.startswith("COBY") else (lambda x: 2.0 * (x - 1.0))
+    res = am.minimize(fun, x0, jac=jac, method=method, backend="numpy", error_handling="continue")
+    assert not res.success
+    np.testing.assert_array_equal(np.asarray(res.x), x0)
+    assert res.fun == 8.0
