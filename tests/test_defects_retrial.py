@@ -481,3 +481,25 @@ def test_curve_fit_model_gets_a_read_only_copy_of_xdata():
     popt, _ = am.curve_fit(model, xdata, 3.0 * xdata + 1.0, p0=[1.0, 0.0], backend="numpy")
     np.testing.assert_allclose(popt, [3.0, 1.0], rtol=1e-9)
     assert all(x is not xdata and not x.flags.writeable for x in seen)
+
+
+# -- a failure inside a finite-difference gradient: the value computed there is evaluated ----
+
+
+def test_a_failing_finite_difference_gradient_logs_the_value_it_kept_as_best(tmp_path):
+    calls = []
+
+    def fun(x):
+        calls.append(1)
+        if len(calls) == 2:  # the first difference point of x0's gradient
+            raise RuntimeError("outside the model's domain")
+        return float(np.sum((x - 1.0) ** 2))
+
+    path = tmp_path / "run.sqlite"
+    with pytest.raises(RuntimeError) as caught:
+        am.minimize(fun, np.zeros(2), method="BFGS", backend="numpy", log=str(path))
+    np.testing.assert_array_equal(caught.value.autominimize_best_x, np.zeros(2))
+    logged = am.read_log(path)
+    assert logged.best_f == 2.0
+    assert [(e.kind, e.f) for e in logged.history.evaluations if e.kind == "value"] == [("value", 2.0)]
+    np.testing.assert_array_equal(logged.best_x, np.zeros(2))
