@@ -7,7 +7,10 @@ this process then sends SIGINT, and the child prints one ``RESULT`` line per cas
 what came out: the result returned (status, message, best x and f, the log read back with
 ``am.read_log``), or the exception raised and the best point attached to it. The contract
 is the option matrix's (``tests/test_option_matrix.py``): ``returns``, ``attaches`` or
-``propagates``.
+``propagates``; ``am.iterate``'s propagating Ctrl-C also carries the best point (see
+``ATTACHED``), and its worker thread has ended by then. The best point is checked against
+the log where there is one, else against the values of fun (the local solves of the global
+runs get the exact gradient, so that every call of fun is a point they asked for).
 """
 
 from __future__ import annotations
@@ -274,6 +277,7 @@ def test_one_ctrl_c_from_another_process(case, interrupted):
         assert f == min(steps) == result["log_best_f"] if steps else x.tolist() == [-1.5] * 6
     elif "log_fs" in result:  # the best value evaluated (finite-difference rows have none)
         assert f == np.nanmin(np.array(result["log_fs"], dtype=np.float64)) == result["log_best_f"]
-    elif case not in ATTACHED:  # every call is a point the method asked for; the last one may have completed in
-        # the user's function and been lost with the interrupt before it was returned
+    elif case not in ATTACHED:
+        # every call is a point the method asked for; the last one may have completed in the
+        # user's function and been lost with the interrupt before it was returned
         assert f in completed and f <= min(completed[:-1])
