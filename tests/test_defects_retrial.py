@@ -401,3 +401,105 @@ def test_batched_residuals_writing_into_their_input_do_not_corrupt_the_fit():
 
     res = am.batched_least_squares(residuals, torch.zeros(3, 2, dtype=torch.float64))
     np.testing.assert_allclose(np.asarray(res.x), np.ones((3, 2)), atol=1e-8)
+
+
+# -- error_handling='continue': no success claimed when no finite point was accepted after x0 --
+
+
+@pytest.mark.parametrize("method", ["trust-constr", "SLSQP", "COBYLA", "COBYQA", "Newton-CG", "trust-exact"])
+@pytest.mark.parametrize("failure", ["raise", "nan"])
+def test_continue_never_claims_success_when_every_point_after_x0_failed(method, failure):
+    x0 = np.array([3.0, 3.0])
+
+    def fun(x):  # defined at x0 and nowhere else; the gradient is given (exact everywhere)
+        if not np.array_equal(x, x0):
+            if failure == "raise":
+                raise RuntimeError("outside the model's domain")
+            return np.nan
+        return float(np.sum((x - 1.0) ** 2))
+
+    jac = None if method.startswith("COBY") else (lambda x: 2.0 * (x - 1.0))
+    res = am.minimize(fun, x0, jac=jac, method=method, backend="numpy", error_handling="continue")
+    assert not res.success
+    np.testing.assert_array_equal(np.asarray(res.x), x0)
+    assert res.fun == 8.0
+
+
+# -- curve_fit: a model that writes into xdata is told, and the user's xdata is left alone ---
+
+
+def _writes(kind: str):
+    def model(x, a, b):
+        if kind == "in-place":
+            x *= 2.0
+        else:
+            x[:] = x * 2.0
+        return a * x + b
+
+    return model
+
+
+@pytest.mark.parametrize("kind", ["in-place", "slice"])
+def test_curve_fit_model_writing_into_xdata_is_told_and_xdata_is_unchanged(kind):
+    xdata = np.linspace(0.0, 1.0, 5)
+    with pytest.raises(ValueError, match=r"f writes into xdata"):
+        am.curve_fit(_writes(kind), xdata, 3.0 * xdata + 1.0, p0=[1.0, 0.0], backend="numpy")
+    np.testing.assert_array_equal(xdata, np.linspace(0.0, 1.0, 5))
+
+
+def test_curve_fit_jax_model_rebinding_xdata_fits_and_leaves_xdata_alone():
+    xdata = np.linspace(0.0, 1.0, 5)  # JAX arrays are immutable: x *= 2 makes a new array
+    popt, _ = am.curve_fit(_writes("in-place"), xdata, 3.0 * xdata + 1.0, p0=[1.0, 0.0], backend="jax")
+    np.testing.assert_allclose(popt, [1.5, 1.0], rtol=1e-9)
+    np.testing.assert_array_equal(xdata, np.linspace(0.0, 1.0, 5))
+
+
+@needs_torch
+@pytest.mark.parametrize("given", ["numpy", "torch"])
+def test_curve_fit_torch_model_writing_into_xdata_is_told_and_xdata_is_unchanged(given):
+    import torch
+
+    def model(x, a, b):
+        x.mul_(2.0)
+        return a * x + b
+
+    xdata = np.linspace(0.0, 1.0, 5) if given == "numpy" else torch.linspace(0.0, 1.0, 5, dtype=torch.float64)
+    p0 = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"f writes into xdata"):
+        am.curve_fit(model, xdata, 3.0 * np.linspace(0.0, 1.0, 5) + 1.0, p0=p0, backend="torch")
+    np.testing.assert_array_equal(np.asarray(xdata), np.linspace(0.0, 1.0, 5))
+
+
+def test_curve_fit_model_gets_a_read_only_copy_of_xdata():
+    xdata = np.linspace(0.0, 1.0, 5)
+    seen = []
+
+    def model(x, a, b):
+        seen.append(x)
+        return a * x + b
+
+    popt, _ = am.curve_fit(model, xdata, 3.0 * xdata + 1.0, p0=[1.0, 0.0], backend="numpy")
+    np.testing.assert_allclose(popt, [3.0, 1.0], rtol=1e-9)
+    assert all(x is not xdata and not x.flags.writeable for x in seen)
+
+
+# -- a failure inside a finite-difference gradient: the value computed there is evaluated ----
+
+
+def test_a_failing_finite_difference_gradient_logs_the_value_it_kept_as_best(tmp_path):
+    calls = []
+
+    def fun(x):
+        calls.append(1)
+        if len(calls) == 2:  # the first difference point of x0's gradient
+            raise RuntimeError("outside the model's domain")
+        return float(np.sum((x - 1.0) ** 2))
+
+    path = tmp_path / "run.sqlite"
+    with pytest.raises(RuntimeError) as caught:
+        am.minimize(fun, np.zeros(2), method="BFGS", backend="numpy", log=str(path))
+    np.testing.assert_array_equal(caught.value.autominimize_best_x, np.zeros(2))
+    logged = am.read_log(path)
+    assert logged.best_f == 2.0
+    assert [(e.kind, e.f) for e in logged.history.evaluations if e.kind == "value"] == [("value", 2.0)]
+    np.testing.assert_array_equal(logged.best_x, np.zeros(2))

@@ -49,7 +49,8 @@ def curve_fit(
         ``f(xdata, *p)`` (scipy's convention); with a dict of names, ``f(xdata, **p)``; with
         any other structure, ``f(xdata, p)``. ``xdata`` is passed in the parameters' array
         type (a NumPy float array is converted once per framework), so ``torch.exp(-k * x)``
-        works.
+        works. f gets its own copy of xdata, which it may not write into: a write raises a
+        ValueError (a NumPy copy is read-only; a torch one is checked after each call).
     xdata, ydata
         The data; ``ydata`` may be any structure matching f's output (raveled).
     p0 : optional
@@ -150,15 +151,43 @@ def _finite_data(xdata: Any, y: np.ndarray, check_finite: bool | None, nan_polic
     return x_array, y, keep
 
 
+_WRITES = (
+    "f writes into xdata (or hands it to code that needs a writable array): xdata is the same "
+    "data at every evaluation, so a write would change the fit. f gets its own read-only copy; "
+    "compute on a new array instead (x = x * 2, not x *= 2; np.array(x) where a writable copy is needed)."
+)
+
+
 class _Data:
     """The fit's data, as NumPy arrays and converted to the parameters' array type.
 
     Dropped points leave xdata and ydata alike, so f's output has the kept size already.
+    xdata is f's own copy, made once per fit: read-only as a NumPy array (a write raises at
+    once), and as a torch tensor checked after each call of f by its version counter.
     """
 
     def __init__(self, x: Any, y: np.ndarray, weights: np.ndarray | None, transform: np.ndarray | None) -> None:
+        if isinstance(x, np.ndarray):
+            x = x.copy()
+        elif leaf_kind(x) == "torch":
+            x = x.detach().clone()
         self.x, self.y, self.weights, self.transform = x, y, weights, transform
         self._converted: dict[str, tuple] = {}
+        self._tensors: list[tuple[Any, int]] = []  # the torch xdata f gets, with its version count
+
+    def _watch(self, x: Any) -> Any:
+        if isinstance(x, np.ndarray):
+            x = x.view()
+            x.flags.writeable = False
+        elif leaf_kind(x) == "torch":
+            self._tensors.append((x, x._version))
+        return x
+
+    def check_unwritten(self) -> None:
+        """Raise if f wrote into a torch xdata (NumPy's is read-only: a write raises itself)."""
+        for tensor, version in self._tensors:
+            if tensor._version != version:
+                raise ValueError(_WRITES)
 
     def like(self, like: Any) -> tuple:
         """(x, y, weights, transform) in ``like``'s array type."""
@@ -168,6 +197,8 @@ class _Data:
         x = self.x
         if isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.floating):
             x = constant_like(x, like)
+        if kind in ("numpy", "torch"):
+            x = self._watch(x)
         data = (
             x,
             constant_like(self.y, like),
@@ -198,7 +229,14 @@ def _residuals(f: Callable, p0: Any, how: str, data: _Data) -> Callable[[Any], A
     def residual(params: Any) -> Any:
         like = tree_leaves(params)[0]
         _, y, w, transform = data.like(like)
-        values = ravel_like(model(params), like)
+        try:
+            out = model(params)
+        except ValueError as exc:
+            if "read-only" in str(exc):  # NumPy's "output array is read-only", Cython's "buffer source array is read-only"
+                raise ValueError(_WRITES) from exc
+            raise
+        data.check_unwritten()
+        values = ravel_like(out, like)
         if values.shape[0] is not None and values.shape[0] != y.shape[0]:
             raise ValueError(f"f returned {values.shape[0]} values but ydata has {y.shape[0]}; f(xdata, ...) must return one value per data point.")
         diff = values - y
@@ -218,6 +256,7 @@ def _residual_jacobian(jac: Callable, p0: Any, how: str, data: _Data) -> Callabl
 
     def residual_jac(params: Any) -> np.ndarray:
         J = leaf_to_numpy(jac(*([data.x_for(params)] + positional(params, how, p0)), **(params if how == "kwargs" else {})))
+        data.check_unwritten()
         J = np.asarray(J, dtype=np.float64).reshape(-1, n)
         if data.weights is not None:
             return J * data.weights[:, None]

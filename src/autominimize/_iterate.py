@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator, Protocol
 import scipy.optimize as so
 
 from .drivers.state import IterationState
+from .recording import attach_best
 
 __all__ = ["iterate", "Iteration", "IterationState"]
 
@@ -53,7 +54,11 @@ class Iteration(Iterator[IterationState]):
         return self
 
     def __next__(self) -> IterationState:
-        state = self._runner.advance()
+        try:
+            state = self._runner.advance()
+        except KeyboardInterrupt as exc:
+            self._interrupted(exc)
+            raise
         if state is None:
             raise StopIteration
         self.state = state
@@ -73,11 +78,24 @@ class Iteration(Iterator[IterationState]):
         if close is not None:
             close()
 
+    def _interrupted(self, exc: KeyboardInterrupt) -> None:
+        """A Ctrl-C ends the run: the solve stops (a scipy method's worker thread ends before
+        the exception goes on) and the best point so far goes with the exception."""
+        self.close()
+        try:
+            result = self._runner.result()
+        except Exception:  # the solve failed, or never started: no point to attach
+            return
+        attach_best(exc, result.x, float(result.fun))
+
     def __enter__(self) -> "Iteration":
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
-        self.close()
+    def __exit__(self, exc_type: Any, exc: BaseException | None, traceback: Any) -> None:
+        if isinstance(exc, KeyboardInterrupt) and not hasattr(exc, "autominimize_best_x"):
+            self._interrupted(exc)  # a Ctrl-C in the loop body
+        else:
+            self.close()
 
     def __del__(self) -> None:
         # ``for state in am.iterate(...): break`` drops the iterator: a scipy method's
@@ -116,7 +134,9 @@ def iterate(
     and never outlives the iterator). Each ``next()`` makes one outer step (one scipy
     iteration; one line search; one Hessian-free CG solve; one mini-batch) and returns an
     :class:`IterationState`; the iterator raises ``StopIteration`` once a stopping criterion
-    is met (the step that met it is still yielded).
+    is met (the step that met it is still yielded). A Ctrl-C propagates with the best point
+    in ``exc.autominimize_best_x`` after the solve (and its worker thread) stopped; one that
+    lands in the loop body is seen only by a ``with am.iterate(...) as it:`` block.
 
     Parameters
     ----------

@@ -138,7 +138,7 @@ class NumpyScalar(_NumpyCompiled):
         f0 = self._known_value(x)
         try:
             return f0, self._differences(self.flat, x, f0)
-        except Exception as exc:
+        except BaseException as exc:  # a Ctrl-C too: the value at x is kept as evaluated
             exc.autominimize_value = (x, f0)  # the value at x is known: see problem.py
             raise
 

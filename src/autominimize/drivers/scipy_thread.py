@@ -87,11 +87,11 @@ class ScipyRunner:
                 _restore=self._restore,
             )
         self._waiting = False
-        self._thread.join()
         if kind == "done" and self._stopped:
             payload.success = False
             payload.message = "stopped by the caller: the iterator was closed before the method converged."
-        self._outcome = (kind, payload)
+        self._outcome = (kind, payload)  # kept before the join, which a Ctrl-C may interrupt
+        self._thread.join()
         if kind == "error":
             raise payload
         return None

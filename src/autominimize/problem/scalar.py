@@ -328,18 +328,24 @@ class Objective(ScalarBookkeeping):
         if self._hvp is None or not np.array_equal(x, self._hvp_x):
             self._hvp = self._attempt("a Hessian-vector product", x, self.functions.hvp_at, x)
             if self._hvp is None:
-                return np.zeros_like(p)
+                return self._curvature(None, p.shape)
             self._hvp_x = x.copy()
         return self._curvature(self._attempt("a Hessian-vector product", x, self._hvp, p), p.shape)
 
     def _curvature(self, value: Any, shape: tuple) -> np.ndarray:
         """Under 'continue', curvature that fails or is not finite counts as zero: the
-        method's own safeguard (ratio test, line search) still checks every step."""
+        method's own safeguard (ratio test, line search) still checks every step. It is a
+        failed evaluation: with zero curvature a method may stop at once and call x0 converged."""
         if self.error_handling == "raise":
             return value
         if value is None:
+            self.failures += 1
             return np.zeros(shape)
-        return np.nan_to_num(np.asarray(value, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        value = np.asarray(value, dtype=np.float64)
+        if np.isfinite(value).all():
+            return value
+        self.failures += 1
+        return np.nan_to_num(value, nan=0.0, posinf=0.0, neginf=0.0)
 
     def hessian(self, x: Any) -> np.ndarray:
         x = as_flat_float64(x)

@@ -110,9 +110,11 @@ class ScalarBookkeeping:
         except BaseException as exc:
             if isinstance(exc, Exception):
                 attach_point(exc, self.spec, x, what)
-                known = getattr(exc, "autominimize_value", None)
-                if known is not None and known[0].tobytes() == x.tobytes():
-                    self._keep_if_best(x, float(known[1]))
+            known = getattr(exc, "autominimize_value", None)  # a Ctrl-C in the differences too
+            if known is not None and known[0].tobytes() == x.tobytes():
+                self._keep_if_best(x, float(known[1]))
+                if self.reporting:  # x may be the method's working array: the journal keeps a copy
+                    self._report("value", x.copy(), float(known[1]), None)
             self._count_extra(x, functions.extra_evaluations - before)
             raise
         if functions.extra_evaluations != before:
