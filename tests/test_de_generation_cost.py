@@ -1,0 +1,88 @@
+"""What one generation of differential evolution costs, counted: calls of the random number
+generator and of the objective, and torch operations besides the objective's own."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from autominimize.global_opt import de_engine
+from autominimize.global_opt.de_engine import STRATEGIES, differential_evolution_engine
+
+
+class CountingGenerator:
+    """A NumPy Generator that counts the calls of ``random`` and the numbers they draw."""
+
+    def __init__(self, seed: int):
+        self.rng = np.random.default_rng(seed)
+        self.calls: list[int] = []
+
+    def random(self, size=None):
+        values = self.rng.random(size)
+        self.calls.append(int(np.size(values)))
+        return values
+
+
+def sphere(points):
+    return np.sum((points - 0.3) ** 2, axis=-1)
+
+
+@pytest.mark.parametrize("strategy", ["best1bin", "rand2exp", "currenttobest1bin", "randtobest1exp"])
+@pytest.mark.parametrize("mutation", [0.6, (0.5, 1.0)])
+def test_a_generation_draws_its_numbers_in_one_call_besides_the_redraws(strategy, mutation):
+    rng, calls = CountingGenerator(0), []
+
+    def evaluate(points):
+        calls.append(len(rng.calls))
+        return sphere(points)
+
+    members, n, generations = 20, 4, 15
+    lb, ub = np.full(n, -1.0), np.full(n, 1.0)
+    differential_evolution_engine(
+        evaluate, (lb, ub), strategy=strategy, mutation=mutation, popsize=5, maxiter=generations, tol=0, rng=rng, init="random"
+    )
+    assert len(calls) == generations + 1  # the first population, then one call a generation
+    picks = {"best1": 2, "rand2": 5, "currenttobest1": 2, "randtobest1": 3}[strategy[:-3]]
+    crossover = members * (n + 1) if strategy.endswith("bin") else members * n
+    expected = int(np.ndim(mutation) == 1) + members * picks + crossover
+    for before, after in zip(calls, calls[1:]):
+        drawn = rng.calls[before:after]
+        # one call for the generation, a second only for components that left the box
+        assert drawn[0] == expected and len(drawn) <= 2
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_one_call_a_generation_draws_what_separate_calls_drew(strategy):
+    """The numbers of a generation come from the stream in the order of the separate calls
+    of the public pieces (scale, picks, crossover, redraws): a seed keeps its trajectory."""
+    members, n = 12, 3
+    separate = np.random.default_rng(9)
+    population = separate.random((members, n))
+    best = int(sphere(population).argmin())
+    kind, crossover = strategy[:-3], strategy[-3:]
+    scale = 0.5 + separate.random() * 0.5
+    picks = de_engine.distinct_indices(separate, members, de_engine.MUTATIONS[kind])
+    mutant = de_engine.mutants(kind, population, best, picks, scale)
+    cross = de_engine.binomial_crossover if crossover == "bin" else de_engine.exponential_crossover
+    expected = de_engine.redraw_outside(separate, cross(separate, population, mutant, 0.6))
+    seen = []
+
+    def evaluate(points):
+        seen.append(points.copy())
+        return sphere(points)
+
+    unit = (np.zeros(n), np.ones(n))  # points in the box are the unit points themselves
+    differential_evolution_engine(
+        evaluate,
+        unit,
+        strategy=strategy,
+        mutation=(0.5, 1.0),
+        recombination=0.6,
+        popsize=4,
+        maxiter=1,
+        tol=0,
+        rng=np.random.default_rng(9),
+        init="random",
+    )
+    np.testing.assert_array_equal(seen[0], population)
+    np.testing.assert_array_equal(seen[1], expected)
