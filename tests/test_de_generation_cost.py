@@ -86,3 +86,47 @@ def test_one_call_a_generation_draws_what_separate_calls_drew(strategy):
     )
     np.testing.assert_array_equal(seen[0], population)
     np.testing.assert_array_equal(seen[1], expected)
+
+
+def test_a_torch_generation_calls_the_function_once_and_converts_its_values_once():
+    """Per generation of batched torch evolution: one call of the function on the whole
+    batch, and besides the function's own torch calls only the grad mode switched off and
+    on, the values detached and viewed as NumPy (no per-member loop, no tensor copied from
+    or back to the host beyond that)."""
+    torch = pytest.importorskip("torch")
+    from collections import Counter
+
+    from torch.overrides import TorchFunctionMode
+
+    import autominimize as am
+
+    class Counting(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.calls = Counter()
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            self.calls[getattr(func, "__name__", repr(func))] += 1
+            return func(*args, **(kwargs or {}))
+
+    shapes = []
+
+    def rosenbrock(x):
+        shapes.append(tuple(x.shape))
+        return torch.sum(100 * (x[..., 1:] - x[..., :-1] ** 2) ** 2 + (1 - x[..., :-1]) ** 2, -1)
+
+    def run(generations):
+        shapes.clear()
+        with Counting() as counting:
+            am.differential_evolution(rosenbrock, [(-2, 2)] * 4, maxiter=generations, popsize=5, tol=0, polish=False, rng=0, backend="torch")
+        return counting.calls, list(shapes)
+
+    with Counting() as alone:
+        rosenbrock(torch.zeros(20, 4))
+    run(1)  # the first batch is mapped, then the function is probed on the whole batch
+    few, few_shapes = run(3)
+    more, more_shapes = run(13)
+    assert few_shapes == [(20, 4)] * 4 and more_shapes == [(20, 4)] * 14  # one call a generation, on the whole batch
+    per_generation = {name: (more[name] - few[name]) / 10 for name in more}
+    besides = {name: count - alone.calls[name] for name, count in per_generation.items() if count != alone.calls[name]}
+    assert besides == {"_set_grad_enabled": 2, "detach": 1, "numpy": 1, "__get__": 1}
