@@ -130,3 +130,23 @@ def test_a_torch_generation_calls_the_function_once_and_converts_its_values_once
     per_generation = {name: (more[name] - few[name]) / 10 for name in more}
     besides = {name: count - alone.calls[name] for name, count in per_generation.items() if count != alone.calls[name]}
     assert besides == {"_set_grad_enabled": 2, "detach": 1, "numpy": 1, "__get__": 1}
+
+
+@pytest.mark.parametrize("tol, atol", [(0.01, 0.0), (0.0, 0.0), (0.0, 1e-3), (0.5, 1e-6)])
+def test_the_range_rules_out_stopping_only_where_the_full_test_fails(tol, atol):
+    """The stopping test is skipped from the range alone only where the standard deviation
+    surely exceeds its limit; near agreement the full test runs."""
+    rng = np.random.default_rng(2)
+    skipped = 0
+    for scale in 10.0 ** np.arange(-16, 6):
+        for centre in (0.0, 1.0, -3e4, 1e12):
+            energies = centre + scale * rng.standard_normal(150)
+            best = int(energies.argmin())
+            spread, limit = de_engine._spread(energies, atol, tol)
+            if de_engine._too_spread(energies, best, atol, tol):
+                skipped += 1
+                assert spread > limit
+    assert skipped > 20 or tol > 0.01  # it skips the generations far from agreement (a large tol, seldom)
+    energies = np.array([1.0, np.inf, 2.0, -np.inf, 3.0])
+    assert not de_engine._too_spread(energies, 3, atol, tol)  # not finite: the full test decides
+    assert not de_engine._too_spread(np.full(5, np.inf), 0, atol, tol)

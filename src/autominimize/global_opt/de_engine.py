@@ -94,10 +94,11 @@ def _indices_from(uniforms: np.ndarray) -> np.ndarray:
     # row by row, as the stream gives them; each column is then worked on as a contiguous row
     # of a (count, size) array, cheaper than a strided column.
     columns = (uniforms.T * limits).astype(np.intp, order="C")
-    for column in range(1, count):
+    if count > 1:
+        columns[1] += columns[1] >= columns[0]
+    for column in range(2, count):
         pick = columns[column]
-        taken = columns[:1] if column == 1 else np.sort(columns[:column], axis=0)
-        for boundary in taken:
+        for boundary in np.sort(columns[:column], axis=0):
             pick += pick >= boundary
     columns += columns >= members
     return columns.T
@@ -280,7 +281,7 @@ def differential_evolution_engine(
     population = _first_population(init, popsize, strategy, rng, lb, ub, x0)
     members, n = population.shape
     energies_of = _energies(evaluate, lb, width, population.shape)
-    energies = energies_of(population)
+    energies = np.fmin(energies_of(population), np.inf)  # NaN -> +inf in one pass: fmin skips a NaN operand
     nfev, nit, message = members, 0, MAXITER
     best = int(energies.argmin())
     # A generation's draws, in the stream's order: the dithered scale, the picks, the
@@ -296,17 +297,15 @@ def differential_evolution_engine(
         trials = redraw_outside(rng, cross(uniforms[picked:], population, mutants(kind, population, best, picks, scale), recombination))
         trial_energies = energies_of(trials)
         nfev += members
-        better = trial_energies < energies
+        better = trial_energies < energies  # False for a NaN trial, as for +inf: never kept
         np.copyto(population, trials, where=better[:, None])
         np.copyto(energies, trial_energies, where=better)
         best = int(energies.argmin())
         if disp:
             print(f"differential_evolution step {nit}: f(x)= {energies[best]}")
-        # np.mean and np.std, in Python floats from the two sums on (the same IEEE operations,
-        # without a NumPy scalar's dispatch for each)
-        mean = float(energies.sum()) / members
-        deviation = energies - mean
-        spread, limit = math.sqrt(float(deviation @ deviation) / members), atol + tol * abs(mean)
+        if callback is None and _too_spread(energies, best, atol, tol):
+            continue
+        spread, limit = _spread(energies, atol, tol)
         if callback is not None:
             state = _result(population, energies, best, lb, width, nit, nfev, "in progress", False)
             state.convergence = limit / spread if spread > 0 else np.inf
@@ -338,9 +337,32 @@ def _first_population(
     return population
 
 
+def _too_spread(energies: np.ndarray, best: int, atol: float, tol: float) -> bool:
+    """Whether the energies surely fail the stopping test, from their range: one reduction
+    where :func:`_spread` makes three.
+
+    The standard deviation of S values is at least their range over ``2 sqrt(S - 1)``
+    (Samuelson's inequality) and ``|mean|`` at most their largest ``|value|``; twice that
+    bound covers the rounding of both. Energies that are not finite fail the comparison,
+    and :func:`_spread` decides.
+    """
+    low, high = float(energies[best]), float(energies.max())
+    return high - low > 4.0 * math.sqrt(energies.size) * (atol + tol * max(abs(low), abs(high)))
+
+
+def _spread(energies: np.ndarray, atol: float, tol: float) -> tuple[float, float]:
+    """The standard deviation of the energies and the stopping test's limit for it
+    (``atol + tol * |mean|``)."""
+    # np.mean and np.std, in Python floats from the two sums on (the same IEEE operations,
+    # without a NumPy scalar's dispatch for each)
+    members = energies.size
+    mean = float(energies.sum()) / members
+    deviation = energies - mean
+    return math.sqrt(float(deviation @ deviation) / members), atol + tol * abs(mean)
+
+
 def _energies(evaluate: Callable[[np.ndarray], np.ndarray], lb: np.ndarray, width: np.ndarray, shape: tuple) -> Callable[[np.ndarray], np.ndarray]:
-    """``energies_of(unit_points)``: the objective at unit-cube points scaled into the box,
-    NaN counted as +inf."""
+    """``energies_of(unit_points)``: the objective at unit-cube points scaled into the box."""
     # lb and width repeated for every member: scaling then needs no broadcasting, which
     # NumPy runs as one short inner loop per row.
     lb_rows, width_rows = (np.broadcast_to(v, shape).copy() for v in (lb, width))
@@ -348,8 +370,7 @@ def _energies(evaluate: Callable[[np.ndarray], np.ndarray], lb: np.ndarray, widt
     def energies_of(unit_points: np.ndarray) -> np.ndarray:
         points = unit_points * width_rows
         points += lb_rows
-        values = np.asarray(evaluate(points), dtype=np.float64).reshape(-1)
-        return np.fmin(values, np.inf)  # NaN -> +inf in one pass: fmin skips a NaN operand
+        return np.asarray(evaluate(points), dtype=np.float64).reshape(-1)
 
     return energies_of
 
