@@ -286,7 +286,7 @@ def differential_evolution_engine(
     best = int(energies.argmin())
     # A generation's draws, in the stream's order: the dithered scale, the picks, the
     # crossover's (the redraws of components outside the box follow, as many as there are).
-    # One call for the three costs a third of three calls.
+    # One call for the three spares two calls' fixed cost (about 1 µs a generation).
     dithered = int(low_scale != high_scale)
     picked = dithered + members * MUTATIONS[kind]
     cross, draws = (_binomial_from, picked + members * (n + 1)) if crossover == "bin" else (_exponential_from, picked + members * n)
