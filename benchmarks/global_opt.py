@@ -13,7 +13,8 @@
 
 Times are medians of ``repeats`` warm runs (one warm-up run first, so compilation is not
 counted). Each differential evolution contender alternates with its own runs of scipy's
-loop, so that its speedup is measured under the same load.
+loop, so that its speedup is measured under the same load: a round is one run of scipy's
+loop and as many runs of the contender as take as long, timed by their mean.
 
 >>> from benchmarks.global_opt import run_global   # doctest: +SKIP
 >>> rows = run_global(repeats=3)                            # doctest: +SKIP
@@ -79,14 +80,29 @@ def _median_time(run: Callable[[], Any], repeats: int) -> tuple[float, Any]:
 
 def _paired_times(baseline: Callable[[], Any], contender: Callable[[], Any], repeats: int) -> tuple[float, Any, float, Any]:
     """Median times of ``baseline`` and ``contender`` run alternately (one warm-up each), so
-    that on a loaded machine both see the same load and their ratio is comparable."""
-    results = [baseline(), contender()]
+    that on a loaded machine both see the same load and their ratio is comparable.
+
+    A round runs the baseline once and the contender as many times in a row as fit in one
+    baseline run, timing the contender by the mean of its runs: both sides of a round then
+    span about the same wall time, so a preemption by another process weighs on both alike
+    (a single contender run, a tenth of the baseline's, takes one preemption whole or none).
+    """
+    results = [baseline(), contender()]  # warm-up: compilation, caches
+    spans = []
+    for run in (baseline, contender):
+        start = time.perf_counter()
+        run()
+        spans.append(time.perf_counter() - start)
+    runs = max(1, round(spans[0] / spans[1]))
     times: list[list[float]] = [[], []]
     for _ in range(repeats):
-        for i, run in enumerate((baseline, contender)):
-            start = time.perf_counter()
-            results[i] = run()
-            times[i].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        results[0] = baseline()
+        times[0].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        for _ in range(runs):
+            results[1] = contender()
+        times[1].append((time.perf_counter() - start) / runs)
     return statistics.median(times[0]), results[0], statistics.median(times[1]), results[1]
 
 

@@ -32,12 +32,12 @@ class TorchBatched(TorchScalar):
     _whole: bool | None = None
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
-        torch = _torch()
         self.traces += 1
+        if self._whole:
+            return self._whole_batch(points)
+        torch = _torch()
         points = np.ascontiguousarray(points, dtype=np.float64)
         with torch.no_grad():
-            if self._whole:
-                return self._values(self._on_whole_batch(self._tensor(points)))
             if self._mapped is None:
                 self._mapped = RowMap(self.flat_fun)
             mapped = self._mapped(self._tensor(points))
@@ -45,11 +45,28 @@ class TorchBatched(TorchScalar):
                 self._whole = _same_values(self._probe(self._tensor(points)), mapped)
         return self._values(mapped)
 
+    def _whole_batch(self, points: np.ndarray) -> np.ndarray:
+        """The values of one call on the whole batch, without gradients.
+
+        Every generation of differential evolution comes here, so it makes few torch calls:
+        grad mode is switched by ``torch.set_grad_enabled`` called as a function (0.4 µs,
+        where entering and leaving ``torch.no_grad()`` costs 1.5 µs).
+        """
+        torch = _torch()
+        rows = np.array(points, dtype=np.float64, order="C")  # its own copy: fun may write into it
+        grad = torch.is_grad_enabled()
+        torch.set_grad_enabled(False)
+        try:
+            out = self._on_whole_batch(torch.from_numpy(rows) if self._zero_copy else self._tensor(rows))
+        finally:
+            torch.set_grad_enabled(grad)
+        return self._values(out)
+
     def _on_whole_batch(self, rows: Any) -> Any:
         """The function called once with every leaf of shape ``(S, *leaf.shape)``."""
-        count = rows.shape[0]
         if self._flat_leaf:
             return self.call(self.spec.unflatten_leaves([rows]))
+        count = rows.shape[0]
         leaves = [
             rows[:, start:stop].reshape((count,) + shape) for shape, start, stop in zip(self.spec.shapes, self.spec.offsets, self.spec.offsets[1:])
         ]

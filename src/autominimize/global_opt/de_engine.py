@@ -82,16 +82,23 @@ def distinct_indices(rng: np.random.Generator, size: int, count: int) -> np.ndar
     """
     if count > size - 1:
         raise ValueError(f"cannot draw {count} distinct members besides each member from a population of {size}.")
+    return _indices_from(rng.random((size, count)))
+
+
+def _indices_from(uniforms: np.ndarray) -> np.ndarray:
+    """:func:`distinct_indices` from its uniforms, one row per member (shape ``(size, count)``)."""
+    size, count = uniforms.shape
     limits, members = _draw_constants(size, count)
     # floor(U * m) is uniform on {0..m-1} (up to m * 2**-53); Generator.integers with an
     # array of upper limits costs three times as much, every generation. The uniforms come
     # row by row, as the stream gives them; each column is then worked on as a contiguous row
     # of a (count, size) array, cheaper than a strided column.
-    columns = (rng.random((size, count)).T * limits).astype(np.intp, order="C")
-    for column in range(1, count):
+    columns = (uniforms.T * limits).astype(np.intp, order="C")
+    if count > 1:
+        columns[1] += columns[1] >= columns[0]
+    for column in range(2, count):
         pick = columns[column]
-        taken = columns[:1] if column == 1 else np.sort(columns[:column], axis=0)
-        for boundary in taken:
+        for boundary in np.sort(columns[:column], axis=0):
             pick += pick >= boundary
     columns += columns >= members
     return columns.T
@@ -116,8 +123,9 @@ def _read_only(array: np.ndarray) -> np.ndarray:
 
 def mutants(kind: str, population: np.ndarray, best: int, picks: np.ndarray, scale: float) -> np.ndarray:
     """The mutant vector of every member for the mutation ``kind`` (scipy's notation)."""
-    # take() gathers the rows in a third of the time of population[picks[:, column]].
-    r = [population.take(picks[:, column], axis=0) for column in range(picks.shape[1])]
+    # one take() gathers the rows of every column (shape (count, members, n)), in a third of
+    # the time of population[picks[:, column]] column by column.
+    r = population.take(picks.T, axis=0)
     x_best = population[best]
     if kind == "best1":
         return x_best + scale * (r[0] - r[1])
@@ -135,9 +143,15 @@ def mutants(kind: str, population: np.ndarray, best: int, picks: np.ndarray, sca
 def binomial_crossover(rng: np.random.Generator, current: np.ndarray, mutant: np.ndarray, recombination: float) -> np.ndarray:
     """Each component from the mutant with probability ``recombination``, one chosen always."""
     members, n = current.shape
-    # one draw: a uniform per component, and in the last column the one chosen always
-    # (floor(U * n), a third of Generator.integers' cost; see distinct_indices)
-    draws = rng.random((members, n + 1))
+    return _binomial_from(rng.random(members * (n + 1)), current, mutant, recombination)
+
+
+def _binomial_from(uniforms: np.ndarray, current: np.ndarray, mutant: np.ndarray, recombination: float) -> np.ndarray:
+    """:func:`binomial_crossover` from its ``members * (n + 1)`` uniforms, row by row."""
+    members, n = current.shape
+    # a row of n + 1 draws per member: a uniform per component, and in the last column the
+    # one chosen always (floor(U * n), a third of Generator.integers' cost; see _indices_from)
+    draws = uniforms.reshape(members, n + 1)
     take = draws < recombination  # the whole array: comparing only its first n columns costs more
     take.reshape(-1)[_row_starts(members, n + 1) + (draws[:, n] * n).astype(np.intp)] = True
     return np.where(take[:, :n], mutant, current)
@@ -150,9 +164,16 @@ def exponential_crossover(rng: np.random.Generator, current: np.ndarray, mutant:
     ``recombination`` before the first one that is not.
     """
     members, n = current.shape
-    start = (rng.random(members) * n).astype(np.intp)  # as in binomial_crossover
+    return _exponential_from(rng.random(members * n), current, mutant, recombination)
+
+
+def _exponential_from(uniforms: np.ndarray, current: np.ndarray, mutant: np.ndarray, recombination: float) -> np.ndarray:
+    """:func:`exponential_crossover` from its ``members * n`` uniforms: each member's start,
+    then ``n - 1`` draws per member, row by row."""
+    members, n = current.shape
+    start = (uniforms[:members] * n).astype(np.intp)  # as in _binomial_from
     stops = np.ones((members, n), dtype=bool)  # the last column ends every run at n
-    stops[:, :-1] = rng.random((members, n - 1)) >= recombination
+    stops[:, :-1] = uniforms[members:].reshape(members, n - 1) >= recombination
     extra = stops.argmax(axis=1)
     offset = (np.arange(n) - start[:, None]) % n
     return np.where(offset <= extra[:, None], mutant, current)
@@ -250,7 +271,6 @@ def differential_evolution_engine(
         ``population_energies``.
     """
     kind, crossover = parse_strategy(strategy)
-    cross = binomial_crossover if crossover == "bin" else exponential_crossover
     low_scale, high_scale = _mutation_scale(mutation)
     if not 0 <= recombination <= 1:
         raise ValueError(f"recombination={recombination!r}: the crossover probability must be in [0, 1].")
@@ -259,28 +279,33 @@ def differential_evolution_engine(
     lb, ub = (np.asarray(b, dtype=np.float64) for b in bounds)
     width = ub - lb
     population = _first_population(init, popsize, strategy, rng, lb, ub, x0)
-    members = population.shape[0]
+    members, n = population.shape
     energies_of = _energies(evaluate, lb, width, population.shape)
-    energies = energies_of(population)
+    energies = np.fmin(energies_of(population), np.inf)  # NaN -> +inf in one pass: fmin skips a NaN operand
     nfev, nit, message = members, 0, MAXITER
     best = int(energies.argmin())
+    # A generation's draws, in the stream's order: the dithered scale, the picks, the
+    # crossover's (the redraws of components outside the box follow, as many as there are).
+    # One call for the three spares two calls' fixed cost (about 1 µs a generation).
+    dithered = int(low_scale != high_scale)
+    picked = dithered + members * MUTATIONS[kind]
+    cross, draws = (_binomial_from, picked + members * (n + 1)) if crossover == "bin" else (_exponential_from, picked + members * n)
     for nit in range(1, int(maxiter) + 1):
-        scale = low_scale if low_scale == high_scale else low_scale + rng.random() * (high_scale - low_scale)
-        picks = distinct_indices(rng, members, MUTATIONS[kind])
-        trials = redraw_outside(rng, cross(rng, population, mutants(kind, population, best, picks, scale), recombination))
+        uniforms = rng.random(draws)
+        scale = low_scale + float(uniforms[0]) * (high_scale - low_scale) if dithered else low_scale
+        picks = _indices_from(uniforms[dithered:picked].reshape(members, MUTATIONS[kind]))
+        trials = redraw_outside(rng, cross(uniforms[picked:], population, mutants(kind, population, best, picks, scale), recombination))
         trial_energies = energies_of(trials)
         nfev += members
-        better = trial_energies < energies
+        better = trial_energies < energies  # False for a NaN trial, as for +inf: never kept
         np.copyto(population, trials, where=better[:, None])
         np.copyto(energies, trial_energies, where=better)
         best = int(energies.argmin())
         if disp:
             print(f"differential_evolution step {nit}: f(x)= {energies[best]}")
-        # np.mean and np.std, in Python floats from the two sums on (the same IEEE operations,
-        # without a NumPy scalar's dispatch for each)
-        mean = float(energies.sum()) / members
-        deviation = energies - mean
-        spread, limit = math.sqrt(float(deviation @ deviation) / members), atol + tol * abs(mean)
+        if callback is None and _too_spread(energies, best, atol, tol):
+            continue
+        spread, limit = _spread(energies, atol, tol)
         if callback is not None:
             state = _result(population, energies, best, lb, width, nit, nfev, "in progress", False)
             state.convergence = limit / spread if spread > 0 else np.inf
@@ -312,9 +337,32 @@ def _first_population(
     return population
 
 
+def _too_spread(energies: np.ndarray, best: int, atol: float, tol: float) -> bool:
+    """Whether the energies surely fail the stopping test, from their range: one reduction
+    where :func:`_spread` makes three.
+
+    The standard deviation of S values is at least their range over ``2 sqrt(S - 1)``
+    (Samuelson's inequality) and ``|mean|`` at most their largest ``|value|``; twice that
+    bound covers the rounding of both. Energies that are not finite fail the comparison,
+    and :func:`_spread` decides.
+    """
+    low, high = float(energies[best]), float(energies.max())
+    return high - low > 4.0 * math.sqrt(energies.size) * (atol + tol * max(abs(low), abs(high)))
+
+
+def _spread(energies: np.ndarray, atol: float, tol: float) -> tuple[float, float]:
+    """The standard deviation of the energies and the stopping test's limit for it
+    (``atol + tol * |mean|``)."""
+    # np.mean and np.std, in Python floats from the two sums on (the same IEEE operations,
+    # without a NumPy scalar's dispatch for each)
+    members = energies.size
+    mean = float(energies.sum()) / members
+    deviation = energies - mean
+    return math.sqrt(float(deviation @ deviation) / members), atol + tol * abs(mean)
+
+
 def _energies(evaluate: Callable[[np.ndarray], np.ndarray], lb: np.ndarray, width: np.ndarray, shape: tuple) -> Callable[[np.ndarray], np.ndarray]:
-    """``energies_of(unit_points)``: the objective at unit-cube points scaled into the box,
-    NaN counted as +inf."""
+    """``energies_of(unit_points)``: the objective at unit-cube points scaled into the box."""
     # lb and width repeated for every member: scaling then needs no broadcasting, which
     # NumPy runs as one short inner loop per row.
     lb_rows, width_rows = (np.broadcast_to(v, shape).copy() for v in (lb, width))
@@ -322,8 +370,7 @@ def _energies(evaluate: Callable[[np.ndarray], np.ndarray], lb: np.ndarray, widt
     def energies_of(unit_points: np.ndarray) -> np.ndarray:
         points = unit_points * width_rows
         points += lb_rows
-        values = np.asarray(evaluate(points), dtype=np.float64).reshape(-1)
-        return np.fmin(values, np.inf)  # NaN -> +inf in one pass: fmin skips a NaN operand
+        return np.asarray(evaluate(points), dtype=np.float64).reshape(-1)
 
     return energies_of
 
