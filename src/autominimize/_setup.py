@@ -68,6 +68,10 @@ def clip_start(x0: np.ndarray, bounds: tuple[np.ndarray, np.ndarray] | None, spe
     return clipped
 
 
+#: backends whose compiled code holds what a function captures as constants (torch reads it at every call)
+COMPILING_BACKENDS = ("jax", "tensorflow")
+
+
 def compile_key(backend: str, kind: str, spec: ParamSpec, dtype: str, unpack: str, args: tuple, device: Any, *extra: Hashable) -> tuple:
     """The compile-cache key of one function: what a compiled function depends on besides the function."""
     return (backend, kind, spec.key, dtype, unpack, tuple(id(a) for a in args), str(device), *extra)
@@ -75,7 +79,7 @@ def compile_key(backend: str, kind: str, spec: ParamSpec, dtype: str, unpack: st
 
 def cached(fun: Callable, key: tuple, args: tuple, build: Callable[[], Any]) -> Any:
     """The compiled function under ``key`` (built once); it keeps ``args`` alive so their ids stay unique."""
-    compiled = _backends.cached_compile(fun, key, build)
+    compiled = _backends.cached_compile(fun, key, build, constants=key[0] in COMPILING_BACKENDS)
     compiled.__dict__.setdefault("_args_keepalive", args)
     return compiled
 

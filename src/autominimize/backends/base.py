@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Hashable, Protocol
 import numpy as np
 
 from ..params import ParamSpec, tree_flatten, tree_leaves
+from .compiled_constants import constants_key
 
 if TYPE_CHECKING:
     from .native_functions import NativeFunctions
@@ -211,15 +212,21 @@ _compiled: "collections.OrderedDict[tuple, tuple[Any, Any]]" = collections.Order
 _compiled_lock = threading.RLock()
 
 
-def cached_compile(fun: Any, key: Hashable, build: Callable[[], Any]) -> Any:
+def cached_compile(fun: Any, key: Hashable, build: Callable[[], Any], constants: bool = False) -> Any:
     """Compile once per (function, key), keeping the most recently used entries.
 
-    A second solve with the same function object reuses the entry (nothing retraces). The
+    A second solve with the same function object reuses the entry (nothing retraces). With
+    ``constants`` (backends whose compiled code holds what ``fun`` captures as constants: JAX,
+    TensorFlow) the key also holds those values' fingerprints
+    (:func:`~autominimize.backends.compiled_constants.constants_key`), so a value the caller
+    changed between two solves is read again. The
     cache holds at most ``COMPILE_CACHE_SIZE`` entries, so a program that passes a new lambda
     on every call does not accumulate compiled functions without bound. Functions are keys by
     equality (``obj.method`` twice is one key); an unhashable one by identity, kept alive by
     its entry so that its ``id`` is not reused while the entry exists.
     """
+    if constants:
+        key = (key, constants_key(fun))
     try:  # bound methods are new objects at every access but compare (and hash) equal
         cache_key = (fun, key)
         hash(cache_key)

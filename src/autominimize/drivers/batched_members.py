@@ -68,7 +68,7 @@ def evaluator(problem: MemberProblem) -> Callable:
     if problem.backend == "numpy":
         return _forward_differences(residual, problem.upper, problem.error_handling)
     key = ("batched-lm", problem.backend, problem.spec.key, problem.precision, problem.unpack, tuple(id(a) for a in problem.args))
-    return _backends.cached_compile(problem.fun, key, lambda: _mapped_jacobian(problem.backend, residual))
+    return _backends.cached_compile(problem.fun, key, lambda: _mapped_jacobian(problem.backend, residual), constants=True)
 
 
 def _row_residual(problem: MemberProblem) -> Callable:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..captured import captured_values
 from ..params import tree_leaves
 from .adjoint import ImplicitDifferentiationWarning
 
@@ -58,35 +59,6 @@ def _tf_records(tf: Any) -> bool:
     return bool(record.could_possibly_record())
 
 
-def _captured(function: Any, found: list | None = None, seen: set[int] | None = None) -> list[tuple[str, Any]]:
-    """The values ``function`` captures, by name: its closure's cells and a ``functools.partial``'s
-    arguments, and those of the functions it captures or wraps (``__wrapped__``), each once.
-    Globals and objects' attributes are not followed."""
-    found = [] if found is None else found
-    seen = set() if seen is None else seen
-    if id(function) in seen:
-        return found
-    seen.add(id(function))
-    if isinstance(function, functools.partial):
-        found.extend((f"argument {i}", value) for i, value in enumerate(function.args))
-        found.extend((f"keyword {name!r}", value) for name, value in function.keywords.items())
-        return _captured(function.func, found, seen)
-    wrapped = getattr(function, "__dict__", {}).get("__wrapped__")  # set by functools.wraps and am.residuals
-    if wrapped is not None:
-        _captured(wrapped, found, seen)
-    if type(function) is not types.FunctionType or not function.__closure__:
-        return found
-    for name, cell in zip(function.__code__.co_freevars, function.__closure__):
-        try:
-            value = cell.cell_contents
-        except ValueError:  # a cell not filled yet
-            continue
-        found.append((name, value))
-        if isinstance(value, (types.FunctionType, functools.partial)):
-            _captured(value, found, seen)
-    return found
-
-
 #: captured values of these types hold nothing a framework differentiates
 _PLAIN = (np.ndarray, int, float, complex, str, bytes, type(None), types.FunctionType, functools.partial, type, types.ModuleType)
 
@@ -118,7 +90,7 @@ def differentiable_call(args: Any, *functions: Any) -> bool:
     """
     if _CONCRETE.get() or not _differentiating_modules():
         return False
-    held = [value for function in functions if function is not None for _, value in _captured(function) if not isinstance(value, _PLAIN)]
+    held = [value for function in functions if function is not None for _, value in captured_values(function) if not isinstance(value, _PLAIN)]
     if differentiable_framework(args, held) is None:  # one pass over every leaf: the common case
         return False
     return differentiable_framework(args) is not None or captured_differentiable(*functions) is not None
@@ -145,7 +117,7 @@ def captured_differentiable(*functions: Any) -> tuple[str, str] | None:
     for function in functions:
         if function is None:
             continue
-        for name, value in _captured(function):
+        for name, value in captured_values(function):
             framework = differentiable_framework(value)
             if framework == "tensorflow":
                 leaves = tree_leaves(value, none_is_leaf=False)

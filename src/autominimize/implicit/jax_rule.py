@@ -142,7 +142,7 @@ def solve_with_jax(problem: ImplicitProblem, run: Callable[[Any, tuple], so.Opti
         matrices=[jnp.asarray(item.matrix) for item in problem.constraints if item.fun is None],
         out_types=out_types,
         real=jax.dtypes.canonicalize_dtype(np.float64),
-        functions=cached_compile(problem.fun, key, lambda: problem_functions(problem)),
+        functions=cached_compile(problem.fun, key, lambda: problem_functions(problem), constants=True),
         record=so.OptimizeResult(),
     )
     x0_values = [jnp.asarray(leaf, dtype=t.dtype) for leaf, t in zip(x0_leaves, out_types)]
