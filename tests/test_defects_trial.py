@@ -116,7 +116,7 @@ GLOBAL_SETTINGS = [
     (
         "shgo unknown option",
         lambda: am.shgo(_quad, BOX, options={"maxevl": 3}),
-        r"options: 'maxevl' is not an option of scipy.optimize.shgo; did you mean 'maxev'\?",
+        r"options has keys that are not options of scipy.optimize.shgo: \['maxevl'\]; did you mean 'maxev'\?",
     ),
 ]
 
@@ -179,7 +179,7 @@ TORCH_GLOBAL = [
         "SHGO",
         {"bounds": (-1, 1), "options": {"maxevl": 3}},
         ValueError,
-        r"options: 'maxevl' is not an option of scipy.optimize.shgo",
+        r"options has keys that are not options of scipy.optimize.shgo: \['maxevl'\]",
     ),
 ]
 
