@@ -291,3 +291,12 @@ def test_appending_to_a_log_without_one_of_its_tables_says_which(a_log, tmp_path
 def test_trust_constr_unknown_option_is_named(backend):
     with pytest.raises(ValueError, match=r"options: 'xatol' is not an option of method='trust-constr'"):
         am.minimize(_squares(backend), np.zeros(2), method="trust-constr", options={"xatol": 1e-3}, backend=backend)
+
+
+@pytest.mark.xfail(
+    strict=True, reason="drivers/scipy_pipeline.py plan_method: a callable jac for a derivative-free method is dropped without a word (scipy warns)"
+)
+@pytest.mark.parametrize("method", ["Nelder-Mead", "Powell", "COBYLA", "COBYQA"])
+def test_a_gradient_for_a_derivative_free_method_is_not_dropped_silently(method):
+    with pytest.raises(ValueError, match=rf"method='{method.lower()}' does not use gradients; jac would be ignored"):
+        am.minimize(_squares("numpy"), np.zeros(2), jac=lambda x: 2.0 * (x - 3.0), method=method, backend="numpy")

@@ -529,6 +529,28 @@ CASES = [
         ValueError,
         r"bounds does not mirror x0's structure .* got \(low, high\) arrays of 4 and 4 elements\. Give bounds in x0's structure, 5 \(low, high\) pairs in x0's flat order, or scipy.optimize.Bounds of 5 elements\.$",
     ),
+    # -- found in a later trial ----------------------------------------------------------
+    (
+        "hessp not callable",
+        mini(method="Newton-CG", hessp=3),
+        TypeError,
+        r"hessp must be a callable hessp\(x, p\) returning the Hessian times p, or True \(autodiff\); got 3",
+    ),
+    (
+        "torch_device not a device",
+        lambda: am.minimize(quad, _torch(lambda t: t.zeros(2, dtype=t.float64)), method="BFGS", torch_device="gpu9"),
+        ValueError,
+        r"torch_device='gpu9' is not a torch device; give e.g. 'cpu', 'cuda'",
+    ),
+    ("read_log of a number", lambda: am.read_log(3), TypeError, r"path must be the log's file path \(a str or os.PathLike\); got int"),
+    ("SQLiteLog of None", lambda: am.SQLiteLog(None), TypeError, r"path must be the log's file path \(a str or os.PathLike\); got NoneType"),
+    ("SQLiteLog iterates text", lambda: am.SQLiteLog("run.sqlite", iterates="yes"), TypeError, r"iterates must be True or False; got 'yes'"),
+    (
+        "resume a number",
+        mini(method="BFGS", resume=3),
+        TypeError,
+        r"resume must be the file path of a log written with log= \(a str or os.PathLike\); got int",
+    ),
 ]
 
 

@@ -196,6 +196,8 @@ def read_log(path: str | os.PathLike, run: int | None = None) -> LoggedRun:
     >>> bool(np.allclose(logged.best_x, 2)), len(logged.history.iterations) == res.nit
     (True, True)
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be the log's file path (a str or os.PathLike); got {type(path).__name__}.")
     name = os.fspath(path)
     if run is not None and (isinstance(run, bool) or not isinstance(run, (int, np.integer))):
         raise TypeError(f"run must be a run id (an integer) or None for the last run; got {run!r}.")
@@ -307,6 +309,8 @@ def _logged_run(name: str, meta: tuple, evaluation_blocks: list[tuple], iteratio
 def resume_point(path: str | os.PathLike, spec: ParamSpec) -> np.ndarray:
     """The best point of the last run in ``path``, checked against x0's structure ``spec``:
     the leaves' paths and shapes must be those the run had; a LogError names those that differ."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"resume must be the file path of a log written with log= (a str or os.PathLike); got {type(path).__name__}.")
     name = os.fspath(path)
     logged = read_log(path)
     if logged.best_x is None:
