@@ -551,6 +551,13 @@ CASES = [
         TypeError,
         r"resume must be the file path of a log written with log= \(a str or os.PathLike\); got int",
     ),
+    ("tf ScipyOptimizerInterface tol text", lambda: _tf_interface(tol="a"), TypeError, r"tol must be a finite non-negative number; got 'a' \(str\)"),
+    (
+        "keras.fit y of another length",
+        lambda: _keras_dense_fit(np.ones((6, 1)), np.ones(4)),
+        ValueError,
+        r"X has 6 samples but y has 4; give one target per sample",
+    ),
 ]
 
 
@@ -562,6 +569,18 @@ def _torch(make):
 def _keras_fit(model):
     pytest.importorskip("keras")
     return am.keras.fit(model, "mse", np.ones((3, 1)), np.ones(3))
+
+
+def _tf_interface(**kwargs):
+    tf = pytest.importorskip("tensorflow")
+    v = tf.Variable([1.0, 2.0], dtype=tf.float64)
+    return am.tf.ScipyOptimizerInterface(lambda: tf.reduce_sum(v**2), var_list=[v], **kwargs).minimize()
+
+
+def _keras_dense_fit(X, y):
+    keras = pytest.importorskip("keras")
+    model = keras.Sequential([keras.Input(shape=(1,)), keras.layers.Dense(1)])
+    return am.keras.fit(model, "mse", X, y)
 
 
 def _tf_vector_loss():
