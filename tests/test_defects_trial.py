@@ -345,3 +345,25 @@ def test_a_nan_value_at_the_end_is_never_reported_as_success():
 
     res = am.minimize(fun, np.zeros(2), jac=lambda x: 2.0 * (x - 0.5), method="L-BFGS-B", backend="numpy")
     assert np.isfinite(res.fun) or not res.success
+
+
+# -- a NumPy array the objective captures, changed between two solves --------------------------
+
+
+@pytest.mark.xfail(
+    strict=True, reason="backends/base.py cached_compile: the second solve reuses the trace, in which the captured array's old values are constants"
+)
+@pytest.mark.parametrize("backend", [b for b in ("jax", "tensorflow") if b in FRAMEWORKS])
+@pytest.mark.parametrize("method", ["BFGS", "lbfgs-native"])
+def test_a_captured_array_changed_between_solves_is_read_again(backend, method):
+    asarray, total = array_module(backend)
+    target = np.array([1.0, 2.0])
+
+    def fun(x):
+        return total((x - asarray(target)) ** 2)
+
+    first = am.minimize(fun, np.zeros(2), method=method, backend=backend)
+    np.testing.assert_allclose(np.asarray(first.x), [1.0, 2.0], atol=1e-5)
+    target[:] = [5.0, 6.0]
+    second = am.minimize(fun, np.zeros(2), method=method, backend=backend)
+    np.testing.assert_allclose(np.asarray(second.x), [5.0, 6.0], atol=1e-5)
