@@ -551,6 +551,14 @@ CASES = [
         TypeError,
         r"resume must be the file path of a log written with log= \(a str or os.PathLike\); got int",
     ),
+    ("numdiff fun not callable", lambda: am.numdiff.gradient(3, X), TypeError, r"fun must be callable; got int"),
+    (
+        "numdiff rel_step text",
+        lambda: am.numdiff.gradient(quad, X, rel_step="a"),
+        TypeError,
+        r"rel_step must be None or positive numbers \(relative steps\); got 'a'",
+    ),
+    ("check_grad fun not callable", lambda: am.check_grad(3, X, jac=lambda x: 2 * x), TypeError, r"fun must be callable; got int"),
     ("tf ScipyOptimizerInterface tol text", lambda: _tf_interface(tol="a"), TypeError, r"tol must be a finite non-negative number; got 'a' \(str\)"),
     (
         "keras.fit y of another length",
