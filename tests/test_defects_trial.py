@@ -101,16 +101,20 @@ GLOBAL_SETTINGS = [
     (
         "DE recombination 2",
         lambda: am.differential_evolution(_quad, BOX, recombination=2, maxiter=2),
-        r"recombination must be a number in \[0, 1\]; got 2",
+        r"recombination=2 is not valid; recombination must be a number in \[0, 1\]",
     ),
     (
         "DE recombination str",
         lambda: am.differential_evolution(_quad, BOX, recombination="a"),
-        r"recombination must be a number in \[0, 1\]; got 'a' \(str\)",
+        r"recombination='a' is not valid; recombination must be a number in \[0, 1\], not a str",
     ),
-    ("DA visit 1", lambda: am.dual_annealing(_quad, BOX, visit=1.0, maxiter=2), r"visit must be a number in \(1, 3\]; got 1.0"),
-    ("DA visit 4", lambda: am.dual_annealing(_quad, BOX, visit=4.0, maxiter=2), r"visit must be a number in \(1, 3\]; got 4.0"),
-    ("DA accept 5", lambda: am.dual_annealing(_quad, BOX, accept=5.0, maxiter=2), r"accept must be a number in \(-10000, -5\]; got 5.0"),
+    ("DA visit 1", lambda: am.dual_annealing(_quad, BOX, visit=1.0, maxiter=2), r"visit=1.0 is not valid; visit must be a number in \(1, 3\]"),
+    ("DA visit 4", lambda: am.dual_annealing(_quad, BOX, visit=4.0, maxiter=2), r"visit=4.0 is not valid; visit must be a number in \(1, 3\]"),
+    (
+        "DA accept 5",
+        lambda: am.dual_annealing(_quad, BOX, accept=5.0, maxiter=2),
+        r"accept=5.0 is not valid; accept must be a number in \(-10000, -5\]",
+    ),
     ("BH interval 0", lambda: am.basinhopping(_quad, np.zeros(2), niter=2, interval=0), r"interval must be a positive integer; got 0"),
     ("shgo iters 0", lambda: am.shgo(_quad, BOX, iters=0), r"iters must be a positive integer; got 0"),
     (
@@ -142,7 +146,13 @@ def _torch_global(make, **settings):
 
 TORCH_GLOBAL = [
     ("DualAnnealing maxiter -1", "DualAnnealing", {"bounds": (-1, 1), "maxiter": -1}, ValueError, r"maxiter must be a non-negative integer; got -1"),
-    ("DualAnnealing visit 1", "DualAnnealing", {"bounds": (-1, 1), "maxiter": 2, "visit": 1.0}, ValueError, r"visit must be a number in \(1, 3\]"),
+    (
+        "DualAnnealing visit 1",
+        "DualAnnealing",
+        {"bounds": (-1, 1), "maxiter": 2, "visit": 1.0},
+        ValueError,
+        r"visit=1.0 is not valid; visit must be a number in \(1, 3\]",
+    ),
     (
         "DifferentialEvolution maxiter str",
         "DifferentialEvolution",

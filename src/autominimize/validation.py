@@ -62,11 +62,11 @@ def check_interval(value: Any, name: str, low: float, high: float, closed: str =
     naming ``name`` and the interval."""
     interval = f"{closed[0]}{low:g}, {high:g}{closed[1]}"
     if not _is_number(value):
-        raise TypeError(f"{name} must be a number in {interval}; got {value!r} ({type(value).__name__}).")
+        raise TypeError(f"{name}={value!r} is not valid; {name} must be a number in {interval}, not a {type(value).__name__}.")
     above = value >= low if closed[0] == "[" else value > low
     below = value <= high if closed[1] == "]" else value < high
     if not (above and below):  # NaN fails both
-        raise ValueError(f"{name} must be a number in {interval}; got {value!r}.")
+        raise ValueError(f"{name}={value!r} is not valid; {name} must be a number in {interval}.")
     return float(value)
 
 
