@@ -377,3 +377,28 @@ def test_a_captured_array_changed_between_solves_is_read_again(backend, method):
     target[:] = [5.0, 6.0]
     second = am.minimize(fun, np.zeros(2), method=method, backend=backend)
     np.testing.assert_allclose(np.asarray(second.x), [5.0, 6.0], atol=1e-5)
+
+
+# -- a native method calls callback(xk) with x, as scipy does --------------------------------------
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@pytest.mark.parametrize("method", ["lbfgs-native", "cg-native", "sgd"])
+def test_native_callback_of_x_receives_x_in_x0s_structure(backend, method):
+    _, total = array_module(backend)
+    seen, results = [], []
+
+    def callback(xk):
+        seen.append(xk)
+
+    def new_style(intermediate_result):
+        results.append(intermediate_result)
+
+    def fun(p):
+        return total((p["w"] - 1.0) ** 2) + total(p["w"] ** 4)
+
+    x0 = {"w": np.zeros(2)}
+    am.minimize(fun, x0, method=method, backend=backend, callback=callback, options={"maxiter": 3})
+    am.minimize(fun, x0, method=method, backend=backend, callback=new_style, options={"maxiter": 3})
+    assert seen and all(isinstance(x, dict) and set(x) == {"w"} and np.shape(x["w"]) == (2,) for x in seen)
+    assert results and all(isinstance(r, so.OptimizeResult) and set(r.x) == {"w"} for r in results)
