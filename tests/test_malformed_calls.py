@@ -529,6 +529,43 @@ CASES = [
         ValueError,
         r"bounds does not mirror x0's structure .* got \(low, high\) arrays of 4 and 4 elements\. Give bounds in x0's structure, 5 \(low, high\) pairs in x0's flat order, or scipy.optimize.Bounds of 5 elements\.$",
     ),
+    # -- found in a later trial ----------------------------------------------------------
+    (
+        "hessp not callable",
+        mini(method="Newton-CG", hessp=3),
+        TypeError,
+        r"hessp must be a callable hessp\(x, p\) returning the Hessian times p, or True \(autodiff\); got 3",
+    ),
+    (
+        "torch_device not a device",
+        lambda: am.minimize(quad, _torch(lambda t: t.zeros(2, dtype=t.float64)), method="BFGS", torch_device="gpu9"),
+        ValueError,
+        r"torch_device='gpu9' is not a torch device; give e.g. 'cpu', 'cuda'",
+    ),
+    ("read_log of a number", lambda: am.read_log(3), TypeError, r"path must be the log's file path \(a str or os.PathLike\); got int"),
+    ("SQLiteLog of None", lambda: am.SQLiteLog(None), TypeError, r"path must be the log's file path \(a str or os.PathLike\); got NoneType"),
+    ("SQLiteLog iterates text", lambda: am.SQLiteLog("run.sqlite", iterates="yes"), TypeError, r"iterates must be True or False; got 'yes'"),
+    (
+        "resume a number",
+        mini(method="BFGS", resume=3),
+        TypeError,
+        r"resume must be the file path of a log written with log= \(a str or os.PathLike\); got int",
+    ),
+    ("numdiff fun not callable", lambda: am.numdiff.gradient(3, X), TypeError, r"fun must be callable; got int"),
+    (
+        "numdiff rel_step text",
+        lambda: am.numdiff.gradient(quad, X, rel_step="a"),
+        TypeError,
+        r"rel_step must be None or positive numbers \(relative steps\); got 'a'",
+    ),
+    ("check_grad fun not callable", lambda: am.check_grad(3, X, jac=lambda x: 2 * x), TypeError, r"fun must be callable; got int"),
+    ("tf ScipyOptimizerInterface tol text", lambda: _tf_interface(tol="a"), TypeError, r"tol must be a finite non-negative number; got 'a' \(str\)"),
+    (
+        "keras.fit y of another length",
+        lambda: _keras_dense_fit(np.ones((6, 1)), np.ones(4)),
+        ValueError,
+        r"X has 6 samples but y has 4; give one target per sample",
+    ),
 ]
 
 
@@ -540,6 +577,18 @@ def _torch(make):
 def _keras_fit(model):
     pytest.importorskip("keras")
     return am.keras.fit(model, "mse", np.ones((3, 1)), np.ones(3))
+
+
+def _tf_interface(**kwargs):
+    tf = pytest.importorskip("tensorflow")
+    v = tf.Variable([1.0, 2.0], dtype=tf.float64)
+    return am.tf.ScipyOptimizerInterface(lambda: tf.reduce_sum(v**2), var_list=[v], **kwargs).minimize()
+
+
+def _keras_dense_fit(X, y):
+    keras = pytest.importorskip("keras")
+    model = keras.Sequential([keras.Input(shape=(1,)), keras.layers.Dense(1)])
+    return am.keras.fit(model, "mse", X, y)
 
 
 def _tf_vector_loss():

@@ -106,6 +106,8 @@ def check_grad(
     >>> check.ok, check.worst_leaf, check.worst_index
     (False, "x0['b']", ())
     """
+    if not callable(fun):
+        raise TypeError(f"fun must be callable; got {type(fun).__name__}.")
     setup = prepare(fun, x0, args, unpack=unpack, precision="float64")
     x0, spec, x, call = setup.x0, setup.spec, setup.x0_flat, setup.call
     if jac is not None and not callable(jac):

@@ -186,16 +186,29 @@ def _structured_bounds(bounds: Any, spec: ParamSpec, x0: Any) -> tuple[np.ndarra
     return np.concatenate(lbs), np.concatenate(ubs)
 
 
+def _element(i: int, spec: ParamSpec) -> str:
+    """The name of flat element ``i``: its leaf's path and its index in the leaf."""
+    leaf_index = int(np.searchsorted(spec.offsets, i, side="right") - 1)
+    info = spec.leaves[leaf_index]
+    element = [int(k) for k in np.unravel_index(i - spec.offsets[leaf_index], info.shape)] if info.shape else []
+    return f"{info.path}{element if element else ''}"
+
+
 def _check_order(lb: np.ndarray, ub: np.ndarray, spec: ParamSpec) -> None:
     bad = np.flatnonzero(lb > ub)
     if bad.size:
         i = int(bad[0])
-        leaf_index = int(np.searchsorted(spec.offsets, i, side="right") - 1)
-        info = spec.leaves[leaf_index]
-        element = [int(k) for k in np.unravel_index(i - spec.offsets[leaf_index], info.shape)] if info.shape else []
-        raise BoundsError(f"bounds for {info.path}{element if element else ''}: low {lb[i]} is greater than high {ub[i]}.")
+        raise BoundsError(f"bounds for {_element(i, spec)}: low {lb[i]} is greater than high {ub[i]}.")
     if np.isnan(lb).any() or np.isnan(ub).any():
         raise BoundsError("bounds contain NaN; use None or ±inf for an unbounded side.")
+    # scipy's bounded methods return x = inf with success=True for such a bound
+    for side, limits, infinite, free in (("low", lb, np.inf, "-inf"), ("high", ub, -np.inf, "+inf")):
+        empty = np.flatnonzero(limits == infinite)
+        if empty.size:
+            raise BoundsError(
+                f"bounds for {_element(int(empty[0]), spec)}: {side} is {infinite:+}, which no number reaches; "
+                f"use None or {free} for an unbounded side."
+            )
 
 
 def clip_to_bounds(x: np.ndarray, bounds: tuple[np.ndarray, np.ndarray] | None, spec: ParamSpec) -> tuple[np.ndarray, list[str]]:

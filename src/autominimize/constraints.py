@@ -195,17 +195,40 @@ class _Context:
         )
 
 
+def _check_limits(lb: Any, ub: Any, where: str) -> None:
+    """Limits some value can meet: no NaN, lb <= ub, no lb of +inf nor ub of -inf (scipy
+    runs such a constraint to an infeasible end without saying why)."""
+    try:
+        lb, ub = np.broadcast_arrays(np.asarray(lb, dtype=np.float64), np.asarray(ub, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise ConstraintError(f"{where}: lb and ub must be numbers or arrays of numbers of one shape; got {lb!r} and {ub!r}.") from None
+    lb, ub = lb.reshape(-1), ub.reshape(-1)
+    for name, limits, free in (("lb", lb, "-inf for no lower bound"), ("ub", ub, "+inf for no upper bound")):
+        if np.isnan(limits).any():
+            raise ConstraintError(f"{where}: {name} contains NaN; use {free}.")
+    problems = [
+        (np.flatnonzero(lb > ub), lambda i: f"lb {lb[i]} is greater than ub {ub[i]} (at value {i})"),
+        (np.flatnonzero(lb == np.inf), lambda i: f"lb is +inf (at value {i}), which no value reaches"),
+        (np.flatnonzero(ub == -np.inf), lambda i: f"ub is -inf (at value {i}), which no value reaches"),
+    ]
+    for found, text in problems:
+        if found.size:
+            raise ConstraintError(f"{where}: {text(int(found[0]))}; no point can satisfy this constraint.")
+
+
 def _checked_linear(item: LinearConstraint, where: str, n: int) -> LinearConstraint:
     if np.shape(item.A)[-1] != n:
         raise ConstraintError(
             f"{where}: LinearConstraint.A has {np.shape(item.A)[-1]} columns but there are {n} parameters (the flat vector of x0's leaves in order)."
         )
+    _check_limits(item.lb, item.ub, where)
     return item
 
 
 def _nonlinear(item: NonlinearConstraint, where: str, context: _Context) -> tuple[NonlinearConstraint, ConstraintFunction]:
     """A NonlinearConstraint over the parameter structure, as one over the flat vector."""
     user_jac = item.jac if callable(item.jac) else None
+    _check_limits(item.lb, item.ub, where)
     function = context.function(item.fun, (), user_jac, True, where, item.lb, item.ub)
     hess = function.hessian if context.method == "trust-constr" else item.hess
     return NonlinearConstraint(function.value, item.lb, item.ub, jac=function.jacobian, hess=hess, keep_feasible=item.keep_feasible), function
@@ -220,14 +243,20 @@ def _from_dict(item: dict, where: str, context: _Context) -> tuple[Any, Constrai
     if "fun" not in item or not callable(item["fun"]):
         raise ConstraintError(f"{where} needs a callable 'fun' taking the parameters.")
     bounded = "lb" in item or "ub" in item
-    kind = item.get("type", None if bounded else "eq")
-    if kind is not None and kind not in ("eq", "ineq"):
+    kind = item.get("type")
+    if not bounded and "type" not in item:  # as scipy: no kind is taken for granted
+        raise ConstraintError(f"{where} needs 'type': 'eq' (c(x) == 0) or 'ineq' (c(x) >= 0), or 'lb' and/or 'ub' limits.")
+    if (kind is not None or not bounded) and kind not in ("eq", "ineq"):
         raise ConstraintError(f"{where}['type'] is {kind!r}; use 'eq' (c(x) == 0) or 'ineq' (c(x) >= 0).")
     if bounded:
         lb, ub = item.get("lb", -np.inf), item.get("ub", np.inf)
+        _check_limits(lb, ub, where)
     else:
         lb, ub = 0.0, (0.0 if kind == "eq" else np.inf)
-    args = tuple(item.get("args", ()))
+    args = item.get("args", ())
+    if not isinstance(args, (tuple, list)):
+        raise ConstraintError(f"{where}['args'] must be a tuple of extra arguments, passed as fun(x, *args); got {type(args).__name__}.")
+    args = tuple(args)
     function = context.function(item["fun"], args, item.get("jac"), item.get("use_autograd", True), where, lb, ub)
     if context.method == "trust-constr" or bounded:
         jac = function.jacobian if context.needs_jacobian else "2-point"

@@ -102,6 +102,9 @@ _WEIGHTS_LOSSES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def _weights_loss(model: keras.Model, loss: Any, X: Any, y: Any, training: bool) -> tuple[Callable, dict[str, np.ndarray], tuple]:
     """``weights_loss(params, inputs, target, non_trainable)``, the starting weights, and the
     data arguments ``(inputs, target, non_trainable)`` (see :func:`function_factory`)."""
+    samples = [np.shape(data)[0] if np.ndim(data) else None for data in (X, y) if not isinstance(data, (list, tuple, dict))]
+    if len(samples) == 2 and None not in samples and samples[0] != samples[1]:
+        raise ValueError(f"X has {samples[0]} samples but y has {samples[1]}; give one target per sample.")
     if not model.built:
         model(X)
     variables = _trainable(model)

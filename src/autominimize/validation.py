@@ -6,12 +6,13 @@ that a mistake is not reported from deep inside scipy or a framework.
 
 from __future__ import annotations
 
+import difflib
 import math
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
-__all__ = ["check_count", "check_options", "check_settings", "check_tolerance"]
+__all__ = ["check_count", "check_interval", "check_known", "check_named", "check_options", "check_settings", "check_tolerance"]
 
 #: options that count iterations or evaluations: non-negative integers
 COUNT_OPTIONS = ("maxiter", "maxfun", "maxfev", "max_nfev", "maxls", "maxcor", "niter", "maxCGit", "max_line_search")
@@ -53,6 +54,48 @@ def check_settings(counts: dict[str, Any] | None = None, tolerances: dict[str, A
     for name, value in (tolerances or {}).items():
         if value is not None:
             check_tolerance(value, name)
+
+
+def check_interval(value: Any, name: str, low: float, high: float, closed: str = "[]") -> float:
+    """``value`` as a float if it lies in the interval from ``low`` to ``high`` (``closed``
+    says which ends belong to it, as ``'[]'``, ``'(]'``, ``'[)'`` or ``'()'``), else an error
+    naming ``name`` and the interval."""
+    interval = f"{closed[0]}{low:g}, {high:g}{closed[1]}"
+    if not _is_number(value):
+        raise TypeError(f"{name}={value!r} is not valid; {name} must be a number in {interval}, not a {type(value).__name__}.")
+    above = value >= low if closed[0] == "[" else value > low
+    below = value <= high if closed[1] == "]" else value < high
+    if not (above and below):  # NaN fails both
+        raise ValueError(f"{name}={value!r} is not valid; {name} must be a number in {interval}.")
+    return float(value)
+
+
+def check_named(
+    settings: dict[str, Any],
+    *,
+    counts: tuple[str, ...] = (),
+    tolerances: tuple[str, ...] = (),
+    positive: tuple[str, ...] = (),
+    intervals: dict[str, tuple[float, float, str]] | None = None,
+) -> None:
+    """The ``settings`` a solver was given, by name: those named in ``counts`` checked as
+    counts, in ``tolerances`` as tolerances (see :func:`check_settings`), in ``intervals`` to
+    lie in their ``(low, high, closed)`` interval. Names not given and None values pass."""
+    check_settings({k: settings[k] for k in counts if k in settings}, {k: settings[k] for k in tolerances if k in settings}, positive)
+    for name, (low, high, closed) in (intervals or {}).items():
+        if settings.get(name) is not None:
+            check_interval(settings[name], name, low, high, closed)
+
+
+def check_known(given: Iterable[str], accepted: Iterable[str], what: str, error: type[Exception] = TypeError) -> None:
+    """Refuse names in ``given`` that are not in ``accepted`` with ``error``, suggesting the
+    nearest one; ``what`` starts the message, the unknown names follow it."""
+    accepted = list(accepted)
+    unknown = sorted(set(given) - set(accepted))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], accepted, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else "."
+        raise error(f"{what} {unknown}{hint} Accepted: {', '.join(accepted)}.")
 
 
 def check_options(options: Any) -> None:

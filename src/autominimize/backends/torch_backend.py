@@ -59,7 +59,10 @@ class TorchBackend(Backend):
         torch = _torch()
         device = device if device is not None else self.device
         if device is not None:
-            return torch.device(device)
+            try:
+                return torch.device(device)
+            except (RuntimeError, TypeError):
+                raise ValueError(f"torch_device={device!r} is not a torch device; give e.g. 'cpu', 'cuda', 'cuda:0' or a torch.device.") from None
         torch_leaves = [leaf for leaf in spec.leaves if leaf.kind == "torch"]
         return torch_leaves[0].device if torch_leaves else torch.device("cpu")
 

@@ -83,6 +83,8 @@ def second_order_for(name: str, info: MethodInfo, hess: Any, hessp: Any) -> Any:
                 "ignored. Use Newton-CG, trust-ncg, trust-krylov, trust-exact, dogleg or trust-constr."
             )
         return None
+    if hessp is not None and not (hessp is True or callable(hessp)):
+        raise TypeError(f"hessp must be a callable hessp(x, p) returning the Hessian times p, or True (autodiff); got {hessp!r}.")
     if hess is not None and not (hess is True or callable(hess)):
         if name != "trust-constr":
             raise ValueError(f"hess={hess!r}: only trust-constr accepts a HessianUpdateStrategy or difference scheme.")

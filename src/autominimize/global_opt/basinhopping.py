@@ -10,9 +10,18 @@ import scipy.optimize as so
 from ._build import build_problem
 from ._problem import GlobalProblem, LocalSolver, local_kwargs, structured_result
 from ._running import finish, running, structured_callback
-from ..validation import check_settings
+from ..validation import check_named
 
 __all__ = ["basinhopping", "run_basinhopping"]
+
+
+#: how am.basinhopping's settings are checked (interval=0 divides by zero in scipy)
+SETTINGS: dict = {
+    "counts": ("niter", "interval", "niter_success"),
+    "tolerances": ("T", "stepsize"),
+    "positive": ("interval",),
+    "intervals": {"target_accept_rate": (0.0, 1.0, "()"), "stepwise_factor": (0.0, 1.0, "()")},
+}
 
 
 def basinhopping(
@@ -90,7 +99,8 @@ def basinhopping(
         raise TypeError("x0 is required: basinhopping starts its local solves from x0 (an array, a scalar, a tensor or a nested structure of those).")
     kwargs = local_kwargs(minimizer_kwargs, "minimizer_kwargs", allowed=_KEYS)
     args = kwargs.pop("args", ())
-    check_settings({"niter": niter, "interval": interval, "niter_success": niter_success}, {"T": T, "stepsize": stepsize})
+    settings = {"niter": niter, "interval": interval, "niter_success": niter_success, "T": T, "stepsize": stepsize}
+    check_named({**settings, "target_accept_rate": target_accept_rate, "stepwise_factor": stepwise_factor}, **SETTINGS)
     problem, _, flat_bounds = build_problem(
         func, x0, kwargs.get("bounds"), args, backend=backend, precision=precision, unpack=unpack, finite=False, error_handling=error_handling
     )

@@ -18,9 +18,18 @@ from ._problem import GlobalProblem, LocalSolver, local_kwargs
 from ._running import check_finite_start, finish, intermediate_callback, running
 from ._structure import flat_option
 from .de_engine import differential_evolution_engine, make_rng, parse_strategy
-from ..validation import check_settings
+from ..validation import check_named
 
 __all__ = ["differential_evolution", "run_differential_evolution"]
+
+
+#: how am.differential_evolution's settings are checked (see validation.check_named)
+SETTINGS: dict = {
+    "counts": ("maxiter", "popsize"),
+    "tolerances": ("tol", "atol"),
+    "positive": ("popsize",),
+    "intervals": {"recombination": (0.0, 1.0, "[]")},
+}
 
 
 def differential_evolution(
@@ -140,7 +149,7 @@ def differential_evolution(
     >>> res.evaluation, round(float(res.fun), 6)
     ('batched', 0.0)
     """
-    check_settings({"maxiter": maxiter, "popsize": popsize}, {"tol": tol, "atol": atol, "recombination": recombination}, positive=("popsize",))
+    check_named({"maxiter": maxiter, "popsize": popsize, "tol": tol, "atol": atol, "recombination": recombination}, **SETTINGS)
     problem, _, flat_bounds = build_problem(
         fun, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=True, error_handling=error_handling
     )

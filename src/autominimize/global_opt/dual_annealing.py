@@ -10,11 +10,20 @@ import scipy.optimize as so
 from ._build import build_problem
 from ._problem import GlobalProblem, LocalSolver, local_kwargs, takes_bounds
 from ._running import check_finite_start, finish, running, structured_callback
-from ..validation import check_settings
+from ..validation import check_named
 
 __all__ = ["dual_annealing", "run_dual_annealing", "default_local_search"]
 
 _LS_MAXITER_RATIO, _LS_MAXITER_MIN, _LS_MAXITER_MAX = 6, 100, 1000
+
+
+#: how am.dual_annealing's settings are checked: scipy documents visit in (1, 3] (1 divides
+#: by zero) and accept in (-1e4, -5]
+SETTINGS: dict = {
+    "counts": ("maxiter", "maxfun"),
+    "tolerances": ("initial_temp",),
+    "intervals": {"restart_temp_ratio": (0.0, 1.0, "()"), "visit": (1.0, 3.0, "(]"), "accept": (-1e4, -5.0, "(]")},
+}
 
 
 def dual_annealing(
@@ -86,7 +95,8 @@ def dual_annealing(
     >>> abs(res.fun) < 1e-8
     True
     """
-    check_settings({"maxiter": maxiter, "maxfun": maxfun}, {"initial_temp": initial_temp, "restart_temp_ratio": restart_temp_ratio})
+    settings = {"maxiter": maxiter, "maxfun": maxfun, "initial_temp": initial_temp, "restart_temp_ratio": restart_temp_ratio}
+    check_named({**settings, "visit": visit, "accept": accept}, **SETTINGS)
     problem, _, flat_bounds = build_problem(
         func, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=True, error_handling=error_handling
     )

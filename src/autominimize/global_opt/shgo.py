@@ -89,11 +89,7 @@ def shgo(
     >>> np.round(res.x, 4).tolist(), round(res.fun, 4)
     ([-2.9035, -2.9035], -78.3323)
     """
-    from ..validation import check_count
-
-    if check_count(n, "n") == 0:
-        raise ValueError("n must be a positive integer (the number of sampling points); got 0.")
-    check_count(iters, "iters")
+    check_shgo_settings(n, iters, options)
     kwargs = local_kwargs(minimizer_kwargs, "minimizer_kwargs")
     if "bounds" in kwargs:
         raise TypeError("minimizer_kwargs: the local solves are confined to shgo's own boxes; give bounds to shgo instead.")
@@ -123,6 +119,24 @@ def shgo(
         workers=workers,
         executor=executor,
     )
+
+
+#: the options scipy.optimize.shgo reads (its documentation's list)
+_OPTIONS = ("maxfev", "f_min", "f_tol", "maxiter", "maxev", "maxtime", "minhgrd", "symmetry", "jac", "hess", "hessp")
+_OPTIONS += ("minimize_every_iter", "local_iter", "infty_constraints", "disp")
+
+
+def check_shgo_settings(n: Any, iters: Any, options: Any) -> None:
+    """shgo's counts and ``options`` keys, each named if wrong (scipy ignores unknown keys)."""
+    from ..validation import check_count, check_known
+
+    if check_count(n, "n") == 0:
+        raise ValueError("n must be a positive integer (the number of sampling points); got 0.")
+    if check_count(iters, "iters") == 0:
+        raise ValueError("iters must be a positive integer; got 0.")
+    if options is not None and not isinstance(options, dict):
+        raise TypeError(f"options must be a dict of scipy.optimize.shgo's options; got {type(options).__name__}.")
+    check_known(options or {}, _OPTIONS, "options has keys that are not options of scipy.optimize.shgo:", ValueError)
 
 
 def run_shgo(

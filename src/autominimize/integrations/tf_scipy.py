@@ -16,6 +16,7 @@ import tensorflow as tf
 from ..bounds import normalize_bounds
 from ..drivers.methods import METHODS, method_name
 from ..params import ParamSpec, tree_map
+from ..validation import check_tolerance
 from .solve import integration_plan, solve
 from .tf_functions import ConstraintFunctions, LossFunctions
 
@@ -221,6 +222,8 @@ class ScipyOptimizerInterface:
         self.method = method
         self.options = options
         self.tol = minimize_kwargs.get("tol")
+        if self.tol is not None:
+            check_tolerance(self.tol, "tol")
         self.hessp = minimize_kwargs.get("hessp", False)
         self.observing = {key: minimize_kwargs[key] for key in ("history", "log", "progress") if key in minimize_kwargs}
         self.result: so.OptimizeResult | None = None

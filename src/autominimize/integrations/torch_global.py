@@ -10,6 +10,7 @@ argument layout.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -19,12 +20,16 @@ import torch
 from ..backends.base import as_flat_float64
 from ..bounds import normalize_bounds
 from ..global_opt._problem import GlobalProblem, LocalSolver, local_kwargs, takes_bounds
-from ..global_opt.basinhopping import run_basinhopping
-from ..global_opt.differential_evolution import run_differential_evolution
-from ..global_opt.dual_annealing import default_local_search, run_dual_annealing
-from ..global_opt.shgo import run_shgo
+from ..global_opt.basinhopping import SETTINGS as BH_SETTINGS
+from ..global_opt.basinhopping import basinhopping, run_basinhopping
+from ..global_opt.differential_evolution import SETTINGS as DE_SETTINGS
+from ..global_opt.differential_evolution import differential_evolution, run_differential_evolution
+from ..global_opt.dual_annealing import SETTINGS as DA_SETTINGS
+from ..global_opt.dual_annealing import default_local_search, dual_annealing, run_dual_annealing
+from ..global_opt.shgo import check_shgo_settings, run_shgo
 from ..params import ParamSpec
 from ..problem import Objective
+from ..validation import check_known, check_named
 from .torch_scipy import ScipyOptimizer
 
 __all__ = [
@@ -40,6 +45,15 @@ __all__ = [
 
 #: ``ScipyOptimizer`` arguments a local solve may be given.
 _LOCAL_KEYS = ("method", "jac", "hessp", "constraints", "tol", "callback", "options")
+
+
+#: arguments of the am.* global solvers that the optimizers supply themselves
+_SUPPLIED = {"fun", "func", "bounds", "args", "x0", "minimizer_kwargs", "vectorized", "backend", "precision", "unpack", "error_handling"}
+
+
+def _accepted(entry: Callable) -> tuple[str, ...]:
+    """The keyword arguments an optimizer passes on to the global solver ``entry``."""
+    return tuple(name for name in inspect.signature(entry).parameters if name not in _SUPPLIED)
 
 
 def _write(params: list[torch.Tensor], spec: ParamSpec, x: np.ndarray) -> None:
@@ -72,12 +86,19 @@ class _ClosureValue:
 class _GlobalOptimizer(torch.optim.Optimizer):
     """Shared ``step``: the closure as a global problem, the best point written back."""
 
+    #: the solver's arguments it takes, and how am.<solver> checks their values
+    _ACCEPTED: tuple[str, ...] | None = None
+    _RULES: dict = {}
+
     def __init__(self, params: Iterable, bounds: Any, minimizer_kwargs: dict | None, options: dict):
         super().__init__(params, {})
         self.bounds = bounds
         self.minimizer_kwargs = local_kwargs(minimizer_kwargs, "minimizer_kwargs", allowed=_LOCAL_KEYS)
         self.minimizer_kwargs.setdefault("method", "L-BFGS-B")
         self.options = dict(options)
+        if self._ACCEPTED is not None:  # checked here, as am.<solver> checks them, not deep in scipy
+            check_known(self.options, self._ACCEPTED, f"{type(self).__name__} got unknown argument(s)")
+            check_named(self.options, **self._RULES)
         self.result: so.OptimizeResult | None = None
 
     @property
@@ -190,6 +211,8 @@ class BasinHopping(_GlobalOptimizer):
     (-0.1951, -1.0009)
     """
 
+    _ACCEPTED, _RULES = _accepted(basinhopping), BH_SETTINGS
+
     def __init__(self, params: Iterable, minimizer_kwargs: dict | None = None, bounds: Any = None, **basinhopping_kwargs: Any):
         super().__init__(params, bounds, minimizer_kwargs, basinhopping_kwargs)
 
@@ -213,6 +236,8 @@ class DifferentialEvolution(_GlobalOptimizer):
         ``scipy.optimize.differential_evolution``'s arguments (``maxiter``, ``popsize``,
         ``rng``, ``polish``, ``callback``, ...). The closure is evaluated point by point.
     """
+
+    _ACCEPTED, _RULES = _accepted(differential_evolution), DE_SETTINGS
 
     def __init__(self, params: Iterable, bounds: Any, **de_kwargs: Any):
         super().__init__(params, bounds, None, de_kwargs)
@@ -255,6 +280,7 @@ class SHGO(_GlobalOptimizer):
 
     def __init__(self, params: Iterable, bounds: Any, minimizer_kwargs: dict | None = None, **shgo_kwargs: Any):
         super().__init__(params, bounds, minimizer_kwargs, shgo_kwargs)
+        check_shgo_settings(self.options.get("n", 100), self.options.get("iters", 1), self.options.get("options"))
 
     def _run(self, problem, x0, bounds):
         lb, ub = bounds if bounds is not None else (np.full(problem.n, -np.inf), np.full(problem.n, np.inf))
@@ -283,6 +309,8 @@ class DualAnnealing(_GlobalOptimizer):
     **da_kwargs
         ``maxiter``, ``initial_temp``, ``rng``, ``no_local_search``, ``callback``, ...
     """
+
+    _ACCEPTED, _RULES = _accepted(dual_annealing), DA_SETTINGS
 
     def __init__(self, params: Iterable, bounds: Any, minimizer_kwargs: dict | None = None, **da_kwargs: Any):
         self._default_search = not minimizer_kwargs

@@ -12,6 +12,8 @@ __all__ = ["function_factory", "load_params"]
 
 
 def _trainable(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     if not named:
         raise ValueError("model has no parameter with requires_grad=True.")
@@ -115,7 +117,10 @@ def load_params(model: torch.nn.Module, values: Any) -> None:
             raise ValueError(f"values has {len(values)} arrays; model has {len(named)} trainable parameters.")
         pairs = [(name, p, value) for (name, p), value in zip(named, values)]
     else:
-        flat = torch.as_tensor(values).reshape(-1)
+        try:
+            flat = torch.as_tensor(values).reshape(-1)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"values is a {type(values).__name__}; give a dict by parameter name, a list of arrays or a flat vector.") from None
         total = sum(p.numel() for _, p in named)
         if flat.numel() != total:
             raise ValueError(
@@ -126,7 +131,10 @@ def load_params(model: torch.nn.Module, values: Any) -> None:
         pairs = [(name, p, piece.reshape(p.shape)) for (name, p), piece in zip(named, pieces)]
     with torch.no_grad():
         for name, p, value in pairs:
-            tensor = torch.as_tensor(value)
+            try:
+                tensor = torch.as_tensor(value)
+            except (TypeError, ValueError, RuntimeError):
+                raise TypeError(f"values[{name!r}] is a {type(value).__name__}; give an array or tensor of numbers.") from None
             if tensor.shape != p.shape:
                 raise ValueError(f"values[{name!r}] has shape {tuple(tensor.shape)}; the parameter has shape {tuple(p.shape)}.")
             p.copy_(tensor)

@@ -90,7 +90,10 @@ def difference_plan(
     """Choose the step and formula for every coordinate of ``x`` (see the module docstring)."""
     method = canonical_method(method)
     x = np.asarray(x, dtype=np.float64)
-    rel = default_rel_step(method) if rel_step is None else np.asarray(rel_step, dtype=np.float64)
+    try:
+        rel = default_rel_step(method) if rel_step is None else np.asarray(rel_step, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"rel_step must be None or positive numbers (relative steps); got {rel_step!r}.") from None
     if np.any(np.asarray(rel) <= 0):
         raise ValueError(f"rel_step must be positive; got {rel_step!r}.")
     size = rel * np.maximum(1.0, np.abs(x))

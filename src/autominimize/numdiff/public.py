@@ -37,6 +37,8 @@ class _FlatCall:
 
 
 def _derivative(fun, x0, args, method, rel_step, bounds, workers, executor, unpack):
+    if not callable(fun):
+        raise TypeError(f"fun must be callable; got {type(fun).__name__}.")
     if not isinstance(args, tuple):
         args = (args,)
     spec = ParamSpec.from_tree(x0)

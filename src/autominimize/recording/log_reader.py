@@ -113,6 +113,15 @@ def _array(blob: Any, dtype: Any, count: int, what: str, name: str) -> np.ndarra
     return np.frombuffer(blob, dtype=dtype)
 
 
+def _point(blob: Any, n: int, what: str, name: str) -> np.ndarray:
+    """A stored point: n finite numbers (x0 and every point kept as the best are finite)."""
+    point = _array(blob, np.float64, n, what, name)
+    bad = np.flatnonzero(~np.isfinite(point))
+    if bad.size:
+        raise LogError(f"{name!r} is damaged: {what} is not finite ({point[bad[0]]} at index {int(bad[0])}).")
+    return point.astype(np.float64)
+
+
 def _joined(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
     return np.concatenate(parts).astype(dtype, copy=False) if parts else np.empty(0, dtype)
 
@@ -143,7 +152,7 @@ def _evaluation_columns(blocks: list[tuple], n: int, name: str) -> tuple[list[np
             _typed(best_seq, (int,), f"the best point's number in {where}", name)
             if not first_seq <= best_seq < first_seq + count:
                 raise LogError(f"{name!r} is damaged: {where} stores a best point of evaluation {best_seq}, not one of its own.")
-            _array(best_x, np.float64, n, f"the best point of {where}", name)
+            _point(best_x, n, f"the best point of {where}", name)
             best.append((best_seq, best_x))
         total += count
     return [_joined(column, dtype) for column, dtype in zip(columns, (np.uint8, np.float64, np.float64, np.float64))], best
@@ -187,6 +196,8 @@ def read_log(path: str | os.PathLike, run: int | None = None) -> LoggedRun:
     >>> bool(np.allclose(logged.best_x, 2)), len(logged.history.iterations) == res.nit
     (True, True)
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be the log's file path (a str or os.PathLike); got {type(path).__name__}.")
     name = os.fspath(path)
     if run is not None and (isinstance(run, bool) or not isinstance(run, (int, np.integer))):
         raise TypeError(f"run must be a run id (an integer) or None for the last run; got {run!r}.")
@@ -260,7 +271,7 @@ def _logged_run(name: str, meta: tuple, evaluation_blocks: list[tuple], iteratio
             check_description(description, n)
         except ValueError as exc:
             raise LogError(f"{name!r} is damaged: {exc}.") from None
-    best_x = None if best_x is None else _array(best_x, np.float64, n, "the run's best point", name).astype(np.float64)
+    best_x = None if best_x is None else _point(best_x, n, "the run's best point", name)
     evaluations, best_points = _evaluation_columns(evaluation_blocks, n, name)
     iterations = _iteration_columns(iteration_blocks, n, name)
     for count, found, what in zip(counts, (evaluations[0].size, len(iterations[-1])), ("evaluations", "iterations")):
@@ -298,6 +309,8 @@ def _logged_run(name: str, meta: tuple, evaluation_blocks: list[tuple], iteratio
 def resume_point(path: str | os.PathLike, spec: ParamSpec) -> np.ndarray:
     """The best point of the last run in ``path``, checked against x0's structure ``spec``:
     the leaves' paths and shapes must be those the run had; a LogError names those that differ."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"resume must be the file path of a log written with log= (a str or os.PathLike); got {type(path).__name__}.")
     name = os.fspath(path)
     logged = read_log(path)
     if logged.best_x is None:

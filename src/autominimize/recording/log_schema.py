@@ -95,11 +95,14 @@ def prepare_layout(connection: sqlite3.Connection, path: str) -> None:
         for statement in _SCHEMA:  # not executescript, which would commit first
             connection.execute(statement)
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    elif version != SCHEMA_VERSION or not set(TABLES) <= tables:
+    elif version != SCHEMA_VERSION:
         raise LogError(
             f"log={path!r} is not an autominimize log of this version (its layout is {version}, "
             f"this version writes {SCHEMA_VERSION}); give a new file name."
         )
+    elif not set(TABLES) <= tables:
+        missing = ", ".join(sorted(set(TABLES) - tables))
+        raise LogError(f"log={path!r} is not an autominimize log of this version: it has no table {missing}; give a new file name.")
 
 
 #: filled by the first call of expected_columns

@@ -88,6 +88,10 @@ class SQLiteLog:
     timeout: float = 5.0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.path, (str, os.PathLike)):
+            raise TypeError(f"path must be the log's file path (a str or os.PathLike); got {type(self.path).__name__}.")
+        if not isinstance(self.iterates, bool):
+            raise TypeError(f"iterates must be True or False; got {self.iterates!r}.")
         object.__setattr__(self, "path", os.fspath(self.path))
         for name in ("commit_interval", "timeout"):
             value = getattr(self, name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import time
 from typing import Any, Callable
@@ -61,6 +62,7 @@ class NativeRun:
         )
         self.criterion.start()
         self.callback = callback
+        self._new_style = callback is not None and _takes_intermediate_result(callback)
         self.oracle = CountingOracle(self.functions)
         self.state: Any = None
         self.nit = 0
@@ -183,8 +185,8 @@ class NativeRun:
 
     def _call_back(self, snapshot: IterationState) -> bool:
         intermediate = so.OptimizeResult(x=snapshot.x, fun=snapshot.fun, nit=snapshot.nit)
-        try:
-            return bool(self.callback(intermediate))
+        try:  # scipy's rule: callback(intermediate_result) by that name, else callback(x)
+            return bool(self.callback(intermediate if self._new_style else snapshot.x))
         except StopIteration:
             return True
 
@@ -250,3 +252,11 @@ def run_to_end(run: NativeRun, report: StepReport | None = None) -> so.OptimizeR
                 raise
             run.stop = Stop("Interrupted by KeyboardInterrupt (Ctrl-C); x is the last completed step.", False, -1)
         return run.result()
+
+
+def _takes_intermediate_result(callback: Callable) -> bool:
+    """Whether ``callback``'s one parameter is named ``intermediate_result`` (scipy's new style)."""
+    try:
+        return set(inspect.signature(callback).parameters) == {"intermediate_result"}
+    except (TypeError, ValueError):
+        return False
