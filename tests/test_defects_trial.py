@@ -360,9 +360,6 @@ def test_a_nan_value_at_the_end_is_never_reported_as_success():
 # -- a NumPy array the objective captures, changed between two solves --------------------------
 
 
-@pytest.mark.xfail(
-    strict=True, reason="backends/base.py cached_compile: the second solve reuses the trace, in which the captured array's old values are constants"
-)
 @pytest.mark.parametrize("backend", [b for b in ("jax", "tensorflow") if b in FRAMEWORKS])
 @pytest.mark.parametrize("method", ["BFGS", "lbfgs-native"])
 def test_a_captured_array_changed_between_solves_is_read_again(backend, method):
