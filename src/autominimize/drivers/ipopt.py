@@ -93,11 +93,8 @@ def run_ipopt(
     )
     float32 = _in_float32(objective.functions)
     chosen = set_options(problem, settings, tol, float32)
-    try:
-        with single_blas_thread():
-            x, info = problem.solve(x_start, **(warm or {}))
-    finally:
-        evaluator.release()
+    with single_blas_thread(), evaluator.evaluations():
+        x, info = problem.solve(x_start, **(warm or {}))
     if problem.interrupted:
         raise KeyboardInterrupt
     if problem.failure is not None:

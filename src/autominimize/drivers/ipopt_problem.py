@@ -9,6 +9,7 @@ KeyboardInterrupt stops IPOPT the same way (``interrupted``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections.abc import Callable
@@ -17,7 +18,6 @@ from typing import Any
 import numpy as np
 import scipy.optimize as so
 
-from ..backends.base import grad_norm
 
 __all__ = ["Derivatives", "problem_class"]
 
@@ -131,7 +131,6 @@ class Derivatives:
         self.exact = False  # whether IPOPT gets the Lagrangian's Hessian (else its quasi-Newton one)
         self.pattern: Any = None
         self.fused = False
-        self._hooked: dict[str, Any] = {}
         self._seeds: np.ndarray | None = None
         self._values_key: bytes | None = None  # the point of _values: g, constraints stacked
         self._values: np.ndarray | None = None
@@ -176,27 +175,24 @@ class Derivatives:
         self.constraints(x0)
 
     def fuse(self) -> None:
-        """Route the objective's value and gradient through the Lagrangian's point calls (see
-        the class docstring), for a JAX problem under error_handling='raise': under 'continue'
-        the constraints' own evaluations say what a failed point is."""
+        """Decide whether the objective's value and gradient go through the Lagrangian's point
+        calls (see the class docstring): for a JAX problem under error_handling='raise' (under
+        'continue' the constraints' own evaluations say what a failed point is)."""
         objective, lagrangian = self.objective, self.lagrangian
         if lagrangian is None or lagrangian.point_values is None or not self.nonlinear or objective.error_handling != "raise":
             return
-        hooks = ("_evaluate_value", "_evaluate_gradient", "_value_and_grad")
-        if any(b.function.error_handling != "raise" for b in self.nonlinear) or not all(hasattr(objective, name) for name in hooks):
+        if any(b.function.error_handling != "raise" for b in self.nonlinear) or not hasattr(objective, "evaluated_by"):
             return
         if self._seeds is None:  # J · I: n forward passes, no more than the dense Hessian's
             self._seeds = np.eye(self.n)
-        self._hooked = {name: getattr(objective, name) for name in hooks}
-        objective._evaluate_value = self._value_and_constraints
-        objective._evaluate_gradient = objective._value_and_grad = self._first_order
         self.fused = True
 
-    def release(self) -> None:
-        """Give the objective its own evaluations back (after the solve)."""
-        for name, function in self._hooked.items():
-            setattr(self.objective, name, function)
-        self._hooked = {}
+    def evaluations(self) -> contextlib.AbstractContextManager:
+        """The block of the solve: with :meth:`fuse`'s choice, the objective evaluated through
+        the Lagrangian's point calls; else its own evaluations."""
+        if not self.fused:
+            return contextlib.nullcontext()
+        return self.objective.evaluated_by(self._value_and_constraints, self._first_order)
 
     def _value_and_constraints(self, x: np.ndarray) -> float:
         key = x.tobytes()
@@ -206,13 +202,13 @@ class Derivatives:
         self._keep_constraints(key, x, c)
         return f
 
-    def _first_order(self, x: np.ndarray) -> tuple[float, np.ndarray, float]:
+    def _first_order(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         f, g, c, passes = self.lagrangian.first_order(x, self._seeds)
         key = x.tobytes()
         if key != self._values_key:
             self._keep_constraints(key, x, c)
         self._jacobian, self._jacobian_key = passes, key
-        return f, g, grad_norm(g) if self.objective.journal is not None else math.nan
+        return f, g
 
     def _keep_constraints(self, key: bytes, x: np.ndarray, c: np.ndarray) -> None:
         """Keep c from a call made for f, uncounted until IPOPT asks for it."""

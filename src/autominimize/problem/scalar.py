@@ -26,9 +26,11 @@ value), so that the point still counts as the best evaluated.
 
 from __future__ import annotations
 
+import contextlib
+import math
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Callable
 
-import math
 
 import numpy as np
 
@@ -130,6 +132,20 @@ class Objective(ScalarBookkeeping):
         self.probe_failure: Exception | None = None
 
     # -- what scipy calls -----------------------------------------------------------
+    @contextlib.contextmanager
+    def evaluated_by(self, value: Callable[[np.ndarray], float], value_and_grad: Callable[[np.ndarray], tuple]) -> Iterator[None]:
+        """Within the block, values come from ``value(x)`` and gradients from
+        ``value_and_grad(x) -> (f, g)``, for a driver that computes the objective in one call
+        with other functions (IPOPT on JAX: f with the constraints, ∇f with their Jacobian).
+        The cache, the counters, the journal and the error policy stay the objective's.
+        """
+        saved = (self._evaluate_value, self._evaluate_gradient, self._value_and_grad, self._norm_given)
+        self._evaluate_value, self._evaluate_gradient, self._value_and_grad, self._norm_given = value, value_and_grad, value_and_grad, False
+        try:
+            yield
+        finally:
+            self._evaluate_value, self._evaluate_gradient, self._value_and_grad, self._norm_given = saved
+
     def start(self, x0: np.ndarray) -> None:
         """Make the first evaluation the method asks for a probe, so a failure shows at once.
 
