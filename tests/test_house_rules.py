@@ -82,3 +82,17 @@ def test_the_allowed_exceptions_still_exist():
     """An exception brought within the limit leaves the list, so that it stays there."""
     assert sorted(set(LONG_FUNCTIONS) - set(_long_functions())) == []
     assert sorted(set(LONG_MODULES) - set(_long_modules())) == []
+
+
+def test_the_version_is_one_and_the_changelog_leads_with_it():
+    """pyproject.toml, ``am.__version__`` and the CHANGELOG's newest section name one version."""
+    import re
+
+    import autominimize as am
+
+    root = PACKAGE.parents[1]
+    declared = re.search(r'^version = "([^"]+)"', (root / "pyproject.toml").read_text(), re.MULTILINE).group(1)
+    newest = re.search(r"^## (\S+) ", (root / "CHANGELOG.md").read_text(), re.MULTILINE)
+    assert am.__version__ == declared
+    assert newest is not None and newest.group(1) == declared
+    assert re.fullmatch(r"\d+\.\d+\.\d+", declared)
