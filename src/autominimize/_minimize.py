@@ -239,11 +239,12 @@ def _refuse_unused(given: dict, method: str) -> None:
 
 def _check_plain_arguments(tol: Any, options: Any, callbacks: dict) -> None:
     """Type errors scipy would report deep inside a method, named here by argument."""
-    from .validation import check_options, check_tolerance
+    if tol is not None or options is not None:
+        from .validation import check_options, check_tolerance
 
-    if tol is not None:
-        check_tolerance(tol, "tol")
-    check_options(options)
+        if tol is not None:
+            check_tolerance(tol, "tol")
+        check_options(options)
     for name, value in callbacks.items():
         if value is not None and not callable(value):
             raise TypeError(f"{name} must be callable; got {type(value).__name__}.")
@@ -338,7 +339,7 @@ def _compile(
     derivatives = user_derivatives(setup, source.jac, hess, hessp)
     return ScipyProblem(
         setup.spec,
-        setup.clip_start(x0_flat, stacklevel=stacklevel_outside()),
+        setup.clip_start(x0_flat, stacklevel=stacklevel_outside() if setup.bounds is not None else 1),
         functools.partial(source.compile, setup, evaluator),
         backend_name,
         setup.dtype,

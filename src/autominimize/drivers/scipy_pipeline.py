@@ -323,8 +323,10 @@ class _Run:
         jac = result.get("jac")
         if isinstance(jac, np.ndarray) and jac.ndim == 1 and jac.size == spec.size:
             result.jac = restore(np.asarray(jac, dtype=np.float64).reshape(-1))
-        elif "jac" not in result and objective.known_gradient(x) is not None:
-            result.jac = restore(objective.known_gradient(x))
+        elif "jac" not in result:
+            known = objective.known_gradient(x)
+            if known is not None:
+                result.jac = restore(known)
         result.fun = float(result.fun) if result.get("fun") is not None else objective.best_f
         result.update(objective.counters.as_dict())
         result.backend = self.problem.backend
