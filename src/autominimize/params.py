@@ -168,6 +168,7 @@ class ParamSpec:
         self.offsets = tuple(itertools.accumulate(self.sizes, initial=0))
         self.size = self.offsets[-1]
         self.shapes = tuple(leaf.shape for leaf in leaves)
+        self._parts = tuple(zip(self.offsets, self.offsets[1:], self.shapes))  # each leaf's slice and shape
         # Hashable identity of the structure, used to key compiled functions.
         self.key = (treedef, self.shapes)
         #: x0 was one NumPy array (scipy's own case): its leaf, for the fast paths below
@@ -244,7 +245,7 @@ class ParamSpec:
 
     def split(self, flat: np.ndarray) -> list[np.ndarray]:
         """Views of the flat vector reshaped to each leaf's shape."""
-        return [flat[start:stop].reshape(info.shape) for info, start, stop in zip(self.leaves, self.offsets, self.offsets[1:])]
+        return [flat[start:stop].reshape(shape) for start, stop, shape in self._parts]
 
     def unflatten(self, flat: np.ndarray) -> Any:
         """The flat vector as x0's structure with NumPy float64 leaves."""
