@@ -357,7 +357,7 @@ def _compile(
 
 def _solve_contexts(setup: Setup, evaluator: Any) -> tuple:
     """What the solve holds: the backend's context and the evaluator's process pool, each
-    only where it does something (entering and leaving them for nothing cost 3 µs a solve)."""
+    only where it does something (entering and leaving them for nothing cost about 3 µs a solve)."""
     context = setup.backend_obj.solve_context(setup.dtype)
     held = () if isinstance(context, contextlib.nullcontext) else (context,)
     return held + ((evaluator,) if evaluator.workers is not None else ())

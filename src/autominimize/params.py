@@ -183,7 +183,7 @@ class ParamSpec:
         """
         if type(x0) is np.ndarray and x0.dtype.kind in "fiu" and x0.size and np.isfinite(x0).all():
             # scipy's own x0: its structure depends on shape and dtype alone, recorded once
-            # (3 µs a solve); any other x0, or one with an error to report, is read below
+            # (about 1 µs a solve); any other x0, or one with an error to report, is read below
             return _array_spec(x0.shape, x0.dtype, name, precision)
         return cls._read(x0, name, precision)
 

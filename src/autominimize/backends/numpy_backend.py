@@ -242,7 +242,7 @@ class UserValueAndGrad(NumpyScalar):
 
     def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         # x is a flat float64 vector, as the problem layer hands over (ScalarFunctions): no
-        # conversion, and a Python float value as it is (1 µs of the 4 this call adds to an evaluation)
+        # conversion (0.7 µs an evaluation), and a Python float value as it is
         f, g = self.call(x)
         return (f if type(f) is float else _scalar(f)), g
 

@@ -123,7 +123,7 @@ def run_minimize(
         check_option_names(options, method)
     # scipy warns, and then ignores them, of bounds or constraints a method cannot handle:
     # an error, where the method's table does not already refuse them (plan_method); the
-    # warning filter is installed only then, as it costs 2 µs a solve
+    # warning filter is installed only then, as it costs about 2 µs a solve
     dropped = (bounds is not None and not info.bounds) or (bool(constraints) and not info.constraints)
     with single_blas_thread(), warnings.catch_warnings() if dropped else contextlib.nullcontext():
         if dropped:
