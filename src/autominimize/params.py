@@ -14,6 +14,7 @@ throughout; only an x0 holding containers registered with JAX alone is flattened
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import sys
@@ -167,8 +168,11 @@ class ParamSpec:
         self.offsets = tuple(itertools.accumulate(self.sizes, initial=0))
         self.size = self.offsets[-1]
         self.shapes = tuple(leaf.shape for leaf in leaves)
+        self._parts = tuple(zip(self.offsets, self.offsets[1:], self.shapes))  # each leaf's slice and shape
         # Hashable identity of the structure, used to key compiled functions.
         self.key = (treedef, self.shapes)
+        #: x0 was one NumPy array (scipy's own case): its leaf, for the fast paths below
+        self.array_leaf = leaves[0] if treedef is _LEAF_TREEDEF and leaves[0].kind == "numpy" else None
 
     @classmethod
     def from_tree(cls, x0: Any, name: str = "x0", precision: str = "float64") -> "ParamSpec":
@@ -177,6 +181,14 @@ class ParamSpec:
         Integer leaves are solved in floating point: they are restored as floats of
         ``precision`` (float64 unless the solve runs in float32), in their own array type.
         """
+        if type(x0) is np.ndarray and x0.dtype.kind in "fiu" and x0.size and np.isfinite(x0).all():
+            # scipy's own x0: its structure depends on shape and dtype alone, recorded once
+            # (about 1 µs a solve); any other x0, or one with an error to report, is read below
+            return _array_spec(x0.shape, x0.dtype, name, precision)
+        return cls._read(x0, name, precision)
+
+    @classmethod
+    def _read(cls, x0: Any, name: str, precision: str) -> "ParamSpec":
         floating = np.dtype(precision)
         paths, leaves, treedef = _flatten_with_paths(x0)
         if not leaves:
@@ -211,12 +223,15 @@ class ParamSpec:
 
     # -- structure <-> flat vector -------------------------------------------------
     def flatten(self, tree: Any, name: str = "x0") -> np.ndarray:
-        """Flatten a tree with x0's structure into one float64 vector."""
+        """Flatten a tree with x0's structure into one float64 vector (of its own)."""
+        if self.array_leaf is not None and type(tree) is np.ndarray and tree.size == self.size:
+            return tree.astype(np.float64).reshape(-1)
         leaves = self.leaves_of(tree, name)
         out = np.empty(self.size, dtype=np.float64)
-        for info, leaf, start, stop in zip(self.leaves, leaves, self.offsets, self.offsets[1:]):
-            array = leaf_to_numpy(leaf)
-            if array.size != info.size:
+        for info, leaf, size, start, stop in zip(self.leaves, leaves, self.sizes, self.offsets, self.offsets[1:]):
+            # a gradient of NumPy arrays, read at every evaluation: leaf_to_numpy skipped
+            array = leaf if type(leaf) is np.ndarray else leaf_to_numpy(leaf)
+            if array.size != size:
                 raise ValueError(f"{name}: {info.path.replace('x0', name, 1)} has shape {array.shape}, expected {info.shape}.")
             out[start:stop] = array.reshape(-1)
         return out
@@ -230,7 +245,7 @@ class ParamSpec:
 
     def split(self, flat: np.ndarray) -> list[np.ndarray]:
         """Views of the flat vector reshaped to each leaf's shape."""
-        return [flat[start:stop].reshape(info.shape) for info, start, stop in zip(self.leaves, self.offsets, self.offsets[1:])]
+        return [flat[start:stop].reshape(shape) for start, stop, shape in self._parts]
 
     def unflatten(self, flat: np.ndarray) -> Any:
         """The flat vector as x0's structure with NumPy float64 leaves."""
@@ -242,6 +257,8 @@ class ParamSpec:
 
     def restore(self, flat: np.ndarray) -> Any:
         """The flat vector in x0's structure *and* x0's array types, dtypes and devices."""
+        if self.array_leaf is not None:
+            return np.array(flat, dtype=self.array_leaf.dtype).reshape(self.array_leaf.shape)
         leaves = [
             restore_leaf(info.kind, part, info.dtype, info.torch_dtype, info.device) for info, part in zip(self.leaves, self.split(np.asarray(flat)))
         ]
@@ -267,3 +284,9 @@ class ParamSpec:
 
     def __repr__(self) -> str:
         return f"ParamSpec({structure_text(self.treedef)}, size={self.size})"
+
+
+@functools.lru_cache(maxsize=64)
+def _array_spec(shape: tuple[int, ...], dtype: np.dtype, name: str, precision: str) -> ParamSpec:
+    """The structure of a finite NumPy array x0 of ``shape`` and ``dtype``."""
+    return ParamSpec._read(np.zeros(shape, dtype), name, precision)

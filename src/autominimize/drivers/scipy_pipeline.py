@@ -182,9 +182,12 @@ def solve(problem: ScipyProblem, plan: MethodPlan, recording: Recording, *, tol:
     """
     run = _Run(problem, plan, recording, tol, options)
     try:
-        with contextlib.ExitStack() as stack:
-            for context in problem.contexts:
-                stack.enter_context(context)
+        if problem.contexts:
+            with contextlib.ExitStack() as stack:
+                for context in problem.contexts:
+                    stack.enter_context(context)
+                result = run.minimize()
+        else:  # the NumPy backend's solve: an ExitStack entered for nothing costs about 2.5 µs
             result = run.minimize()
     except KeyboardInterrupt as exc:
         result = run.interrupted(exc)
@@ -257,14 +260,16 @@ class _Run:
     def _attempt(self) -> so.OptimizeResult:
         problem, plan = self.problem, self.plan
         self._first_evaluation()
-        scipy_constraints, self.constraint_functions = normalize_constraints(
-            problem.constraints,
-            plan.name,
-            problem.spec,
-            lambda fun, args: problem.compile_constraint(fun, args, self.precision),
-            problem.constraint_call,
-            problem.error_handling,
-        )
+        scipy_constraints: list = []
+        if not (problem.constraints is None or type(problem.constraints) in (list, tuple) and not problem.constraints):
+            scipy_constraints, self.constraint_functions = normalize_constraints(
+                problem.constraints,
+                plan.name,
+                problem.spec,
+                lambda fun, args: problem.compile_constraint(fun, args, self.precision),
+                problem.constraint_call,
+                problem.error_handling,
+            )
         callback = wrap_callback(self.recording.callback, problem.spec, plan.info, plan.name, self.objective, self.recording.step_callback)
         return run_minimize(
             self.objective,
@@ -318,8 +323,10 @@ class _Run:
         jac = result.get("jac")
         if isinstance(jac, np.ndarray) and jac.ndim == 1 and jac.size == spec.size:
             result.jac = restore(np.asarray(jac, dtype=np.float64).reshape(-1))
-        elif "jac" not in result and objective.known_gradient(x) is not None:
-            result.jac = restore(objective.known_gradient(x))
+        elif "jac" not in result:
+            known = objective.known_gradient(x)
+            if known is not None:
+                result.jac = restore(known)
         result.fun = float(result.fun) if result.get("fun") is not None else objective.best_f
         result.update(objective.counters.as_dict())
         result.backend = self.problem.backend
