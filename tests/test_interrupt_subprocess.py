@@ -7,10 +7,11 @@ this process then sends SIGINT, and the child prints one ``RESULT`` line per cas
 what came out: the result returned (status, message, best x and f, the log read back with
 ``am.read_log``), or the exception raised and the best point attached to it. The contract
 is the option matrix's (``tests/test_option_matrix.py``): ``returns``, ``attaches`` or
-``propagates``; ``am.iterate``'s propagating Ctrl-C also carries the best point (see
-``ATTACHED``), and its worker thread has ended by then. The best point is checked against
+``propagates``; ``am.iterate``'s attaches except in a loop body outside a ``with`` block
+(``UNATTACHED``), and its worker thread has ended by then. The best point is checked against
 the log where there is one, else against the values of fun (the local solves of the global
-runs get the exact gradient, so that every call of fun is a point they asked for).
+runs and the least-squares fits get the exact derivatives, so that every call of fun is a
+point they asked for); for residuals the value is the cost ``0.5 * r @ r``.
 """
 
 from __future__ import annotations
@@ -43,9 +44,17 @@ _CHILD = textwrap.dedent(
         return np.concatenate([10.0 * (x[1:] - x[:-1] ** 2), 1.0 - x[:-1]])
 
 
+    def jacobian(x):  # of the residuals, given to the least-squares fits
+        jac = np.zeros((2 * N - 2, N))
+        for i in range(N - 1):
+            jac[i, i], jac[i, i + 1], jac[N - 1 + i, i] = -20.0 * x[i], 10.0, -1.0
+        return jac
+
+
     class Slow:
         # Rosenbrock's residuals or their squared norm, 20 ms per evaluation; says "started"
         # past the first gradient and keeps the value of every evaluation that completed
+        # (the cost 0.5 * r @ r for residuals)
         def __init__(self, case, vector=False):
             self.case, self.vector, self.calls, self.fs = case, vector, 0, []
 
@@ -56,7 +65,7 @@ _CHILD = textwrap.dedent(
             time.sleep(0.02)
             x = np.asarray(p["x"] if isinstance(p, dict) else p, dtype=np.float64)
             r = residuals(x)
-            self.fs.append(float(r @ r))
+            self.fs.append(0.5 * float(r @ r) if self.vector else float(r @ r))
             return r if self.vector else float(r @ r)
 
 
@@ -80,7 +89,7 @@ _CHILD = textwrap.dedent(
                           f=getattr(exc, "autominimize_best_f", None), **fields)
         fields = extra()
         fields.update(kind="returned", status=int(res.status), success=bool(res.success),
-                      message=str(res.message), x=flat(res.x), f=float(res.fun))
+                      message=str(res.message), x=flat(res.x), f=float(res.get("cost", res.fun)))
         if log is not None:
             logged = am.read_log(log)
             fields.update(log_finished=logged.finished is not None, log_success=logged.success,
@@ -139,7 +148,7 @@ _CHILD = textwrap.dedent(
 
     def least_squares():
         fun = Slow("least_squares", vector=True)
-        run("least_squares", fun, lambda: am.least_squares(fun, X0, backend="numpy"))
+        run("least_squares", fun, lambda: am.least_squares(fun, X0, jac=jacobian, backend="numpy"))
 
 
     def curve_fit():
@@ -149,7 +158,8 @@ _CHILD = textwrap.dedent(
         def model(x, *p):
             return fun(np.asarray(p)) + 0.0 * x
 
-        run("curve_fit", fun, lambda: am.curve_fit(model, xdata, np.zeros_like(xdata), p0=X0))
+        run("curve_fit", fun, lambda: am.curve_fit(model, xdata, np.zeros_like(xdata), p0=X0,
+                                                    jac=lambda x, *p: jacobian(np.asarray(p))))
 
 
     def gradient(p):  # given to the local solves: every call of fun is then a point they asked for
@@ -199,9 +209,12 @@ CONTRACT = {
     "basinhopping": "basinhopping",
     "multistart": "multistart",
 }
-#: am.iterate's Ctrl-C propagates (the matrix) with the best point attached, wherever it lands,
-#: except in a loop body outside a ``with`` block: nothing tells the iterator of it there
-ATTACHED = ("iterate BFGS", "iterate BFGS without with", "iterate loop body")
+ITERATE = ("iterate BFGS", "iterate BFGS without with", "iterate loop body", "iterate loop body without with")
+#: am.iterate's Ctrl-C attaches the best point wherever it lands (the matrix), except in a loop
+#: body outside a ``with`` block: nothing tells the iterator of it there, it propagates
+UNATTACHED = ("iterate loop body without with",)
+#: residuals: the value kept is the cost 0.5 * r @ r
+LEAST_SQUARES = ("least_squares", "curve_fit")
 
 
 @pytest.fixture(scope="module")
@@ -236,22 +249,22 @@ def test_the_process_ends_normally_after_one_ctrl_c_per_case(interrupted):
     assert "Traceback" not in output, output
     assert returncode == 0
     assert sorted(results) == sorted(CONTRACT)
-    for case in ATTACHED:  # am.iterate's worker thread ended before the exception came out ...
+    for case in set(ITERATE) - set(UNATTACHED):  # am.iterate's worker thread ended before the exception came out ...
         assert "autominimize-scipy-iterate" not in results[case]["threads"]
     for result in results.values():  # ... or, in a loop body outside `with`, once it was handled
         assert "autominimize-scipy-iterate" not in result.get("threads_after", result["threads"])
 
 
-def _rosenbrock(x):
+def _value(case, x):
     x = np.asarray(x)
     r = np.concatenate([10.0 * (x[1:] - x[:-1] ** 2), 1.0 - x[:-1]])
-    return float(r @ r)
+    return (0.5 if case in LEAST_SQUARES else 1.0) * float(r @ r)
 
 
 @pytest.mark.parametrize("case", list(CONTRACT))
 def test_one_ctrl_c_from_another_process(case, interrupted):
     result = interrupted[2][case]
-    expected = TABLE[CONTRACT[case]][-1]
+    expected = "propagates" if case in UNATTACHED else TABLE[CONTRACT[case]][-1]
     completed = result["fs"]
     assert len(completed) >= 7  # interrupted past the first gradient, not at the start ...
     if expected == "returns":
@@ -260,15 +273,14 @@ def test_one_ctrl_c_from_another_process(case, interrupted):
         assert "KeyboardInterrupt" in result["message"]
     else:
         assert (result["kind"], result["type"]) == ("raised", "KeyboardInterrupt")
-    if case in ATTACHED:
-        expected = "attaches"
+    if case in ITERATE and expected == "attaches":
         assert result["f"] <= (result["last_step"] or np.inf)  # no worse than the last step yielded
     if expected == "propagates":
         assert result["x"] is None
         return
     x, f = np.array(result["x"]), result["f"]
     assert x.shape == (6,) and np.all(np.isfinite(x))
-    assert f == pytest.approx(_rosenbrock(x), rel=1e-12)
+    assert f == pytest.approx(_value(case, x), rel=1e-12)
     if "log_fs" in result:
         assert result["log_finished"] and result["log_success"] is False
     if case == "lbfgs-native":  # a native method logs its steps and ends at the last completed one
@@ -277,7 +289,7 @@ def test_one_ctrl_c_from_another_process(case, interrupted):
         assert f == min(steps) == result["log_best_f"] if steps else x.tolist() == [-1.5] * 6
     elif "log_fs" in result:  # the best value evaluated (finite-difference rows have none)
         assert f == np.nanmin(np.array(result["log_fs"], dtype=np.float64)) == result["log_best_f"]
-    elif case not in ATTACHED:
+    elif case not in ITERATE:
         # every call is a point the method asked for; the last one may have completed in the
         # user's function and been lost with the interrupt before it was returned
         assert f in completed and f <= min(completed[:-1])

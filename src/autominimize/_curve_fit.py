@@ -18,6 +18,7 @@ from .drivers.curve_fit import covariance, positional, spread, weights
 from .implicit import differentiable_call
 from .implicit.entry import curve_fit as differentiable_curve_fit
 from .params import ParamSpec, leaf_kind, leaf_to_numpy, tree_leaves
+from .recording import nested_solves
 
 __all__ = ["curve_fit"]
 
@@ -85,6 +86,13 @@ def curve_fit(
         Their covariance over the flat parameter vector: x0's leaves in x0's own order (a
         dict's in the order of its keys, as in ``popt``).
 
+    Raises
+    ------
+    KeyboardInterrupt
+        A Ctrl-C stops the fit and propagates, with the point of lowest cost evaluated in
+        ``exc.autominimize_best_x`` (in popt's form) and its cost ``0.5 * r @ r`` in
+        ``exc.autominimize_best_f``.
+
     Examples
     --------
     >>> import numpy as np
@@ -99,7 +107,8 @@ def curve_fit(
         raise TypeError(f"f must be callable; got {type(f).__name__}.")
     p0 = _default_p0(f) if p0 is None else p0
     if differentiable_call((xdata, ydata, sigma), f):  # popt differentiable with respect to the data (or values f captures)
-        return differentiable_curve_fit(curve_fit, locals(), least_squares)
+        with nested_solves():  # a Ctrl-C propagates, with the best point (popt's form already)
+            return differentiable_curve_fit(curve_fit, locals(), least_squares)
     how = spread(f, p0)
     x_array, y, keep = _finite_data(xdata, flatten_output(ydata, "ydata"), check_finite, nan_policy)
     data = _Data(x_array, y, *weights(sigma, y, keep))
@@ -107,17 +116,30 @@ def curve_fit(
     residual_jac = _residual_jacobian(jac, p0, how, data) if callable(jac) else jac
     if method is None:
         method = "trf" if bounds is not None else "lm"
-    res = least_squares(residual, p0, jac=residual_jac, bounds=bounds, method=method, backend=backend, precision=precision, unpack="none", **kwargs)
+    try:
+        with nested_solves():  # curve_fit has no status to return a Ctrl-C with: it propagates, with the best point
+            res = least_squares(
+                residual, p0, jac=residual_jac, bounds=bounds, method=method, backend=backend, precision=precision, unpack="none", **kwargs
+            )
+    except KeyboardInterrupt as exc:
+        if getattr(exc, "autominimize_best_x", None) is not None:
+            exc.autominimize_best_x = _popt(exc.autominimize_best_x, how, p0)
+        raise
     if not res.success:
         raise RuntimeError(f"Optimal parameters not found: {res.message}")
     pcov = covariance(res.jac, 2 * res.cost, y.size, absolute_sigma)
-    popt = res.x
-    if how == "args" and all(leaf_kind(v) in ("python", "numpy") for v in tree_leaves(p0)):
-        popt = np.asarray(popt, dtype=np.float64)  # scipy's popt for an array-like p0
+    popt = _popt(res.x, how, p0)
     if full_output:
         info = {"nfev": res.nfev, "njev": res.njev, "fvec": res.fun, "fjac": res.jac}
         return popt, pcov, info, res.message, res.status
     return popt, pcov
+
+
+def _popt(x: Any, how: str, p0: Any) -> Any:
+    """x as popt: scipy's float64 ndarray for a list or tuple of numbers, else p0's structure."""
+    if how == "args" and all(leaf_kind(v) in ("python", "numpy") for v in tree_leaves(p0)):
+        return np.asarray(x, dtype=np.float64)
+    return x
 
 
 def _default_p0(f: Callable) -> list[float]:

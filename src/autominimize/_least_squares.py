@@ -119,7 +119,9 @@ def least_squares(
         the output's leaves) and x0's flat parameters (columns, x0's leaves in x0's own order);
         ``grad`` the gradient of ``cost`` in x0's structure; ``nfev`` every residual
         evaluation (finite-difference ones included), ``njev`` Jacobians; ``backend``,
-        ``precision``.
+        ``precision``. A Ctrl-C ends the solve at the point of lowest ``cost`` evaluated:
+        ``status=-1``, ``success=False``, the message says it was interrupted, and ``jac`` and
+        ``grad`` are None unless the Jacobian there was computed already.
 
     Examples
     --------

@@ -25,11 +25,9 @@ from .drivers.scipy_pipeline import Recording
 from .native import native_method_name
 from .params import ParamSpec
 from .problem import Counters
-from .recording import attach_best, in_nested_solve
+from .recording import attach_best
 
 __all__ = ["minimize_native_recorded", "minimize_least_squares_recorded"]
-
-_INTERRUPTED = "Interrupted by KeyboardInterrupt (Ctrl-C); x is the best iterate."
 
 
 class _Recorder:
@@ -132,7 +130,7 @@ def minimize_native_recorded(
 
 def minimize_least_squares_recorded(fun: Callable, x0: Any, args: tuple, method: str, recording: Recording, **kwargs: Any) -> so.OptimizeResult:
     """A least-squares method through ``am.minimize``: each iteration recorded ('lm' calls back
-    at none: its history holds no iterations); Ctrl-C returns the best iterate."""
+    at none: its history holds no iterations); Ctrl-C returns the best point evaluated."""
     if method == "lm":
         given = [name for name in recording.given() if name != "resume"]
         if given:
@@ -142,10 +140,8 @@ def minimize_least_squares_recorded(fun: Callable, x0: Any, args: tuple, method:
             )
     recording.refuse_evaluations(method)
     recorder = _Recorder(recording, method, kwargs.get("options"))
-    solve_started: list = []
 
     def start(spec: ParamSpec, x: np.ndarray, backend: str, precision: str) -> None:
-        solve_started.append((backend, precision))
         recorder.start(
             spec,
             x,
@@ -160,25 +156,12 @@ def minimize_least_squares_recorded(fun: Callable, x0: Any, args: tuple, method:
     report = IterationReport(start, recorder.report, recording.callback)
     try:
         result = minimize_least_squares(fun, _start_point(x0, recording.resume), args, method, callback=report, **kwargs)
-    except KeyboardInterrupt as exc:
-        if recorder.best_x is None or in_nested_solve():
-            if recorder.best_x is not None:
-                attach_best(exc, recorder.spec.restore(recorder.best_x), recorder.best_f)
-            recorder.close(None, exc)
-            raise
-        backend, precision = solve_started[0]
-        result = so.OptimizeResult(
-            x=recorder.spec.restore(recorder.best_x),
-            fun=recorder.best_f,
-            success=False,
-            status=-1,
-            message=_INTERRUPTED,
-            backend=backend,
-            precision=precision,
-            **recorder.counters.as_dict(),
-        )
     except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt) and recorder.best_x is not None:
+            attach_best(exc, recorder.spec.restore(recorder.best_x), recorder.best_f)
         recorder.close(None, exc)
         raise
+    if result.status == -1 and result.fun < recorder.best_f:  # a Ctrl-C: the best point evaluated, not only the iterates
+        recorder.best_f, recorder.best_x = result.fun, recorder.spec.flatten(result.x)
     recorder.close(result)
     return recorder.attach(result)

@@ -16,12 +16,15 @@ import scipy.optimize as so
 
 from ..params import ParamSpec
 from ..problem import ResidualObjective
+from ..recording import attach_best, in_nested_solve
 from .blas_threads import single_blas_thread
 from .fixed_variables import FixedVariables
 
 __all__ = ["LEAST_SQUARES_METHODS", "IterationReport", "flat_x_scale", "run_least_squares", "scipy_least_squares_bounds"]
 
 LEAST_SQUARES_METHODS = ("trf", "dogbox", "lm")
+#: the message of a solve ended by Ctrl-C (``status=-1``), am.minimize's
+_INTERRUPTED = "Interrupted by KeyboardInterrupt (Ctrl-C); x is the best point evaluated."
 
 
 def scipy_least_squares_bounds(bounds: Any, n: int) -> Any:
@@ -166,16 +169,35 @@ def run_least_squares(
             options["x_scale"] = fixed.reduce(options["x_scale"])
         if "callback" in options:
             options["callback"] = fixed.callback(options["callback"])
-    with backend.solve_context(dtype), problem.evaluator:
-        problem.start(x0_flat)  # fail before scipy starts, with the point attached
-        with single_blas_thread():
-            result = so.least_squares(residual_function, start, **options)
+    try:
+        with backend.solve_context(dtype), problem.evaluator:
+            problem.start(x0_flat)  # fail before scipy starts, with the point attached
+            with single_blas_thread():
+                result = so.least_squares(residual_function, start, **options)
+    except KeyboardInterrupt as exc:
+        if problem.best_x is None or in_nested_solve():
+            if problem.best_x is not None:
+                attach_best(exc, spec.restore(problem.best_x), problem.best_cost)
+            raise
+        return _finish(_interrupted(problem), problem, spec, backend.name, dtype)
     if fixed is not None:
         result = fixed.expand(result)
     result = _finish(result, problem, spec, backend.name, dtype)
     if sparse is not None:
         result.sparsity = sparse[1].summary()
     return result
+
+
+def _interrupted(problem: ResidualObjective) -> so.OptimizeResult:
+    """The result of a solve ended by Ctrl-C: the best point evaluated, over the full vector
+    (the problem sees the fixed variables too); its Jacobian and gradient where they are
+    known, else None (no evaluation after a Ctrl-C)."""
+    x, r = problem.best_x, problem.best_residuals
+    known = problem.known(x)
+    jac = None if known is None else known[1]
+    return so.OptimizeResult(
+        x=x, cost=problem.best_cost, fun=r, jac=jac, grad=None if jac is None else jac.T @ r, status=-1, success=False, message=_INTERRUPTED
+    )
 
 
 def _finish(result: so.OptimizeResult, problem: ResidualObjective, spec: ParamSpec, backend: str, dtype: str) -> so.OptimizeResult:
@@ -186,7 +208,8 @@ def _finish(result: so.OptimizeResult, problem: ResidualObjective, spec: ParamSp
     """
     x_flat = np.asarray(result.x, dtype=np.float64).reshape(-1)
     result.x = spec.restore(x_flat)
-    result.grad = spec.restore(np.asarray(result.grad, dtype=np.float64).reshape(-1))
+    if result.grad is not None:
+        result.grad = spec.restore(np.asarray(result.grad, dtype=np.float64).reshape(-1))
     result.nfev = problem.nfev
     result.njev = problem.njev
     result.nfail = problem.failures

@@ -26,9 +26,25 @@ class ResidualObjective(VectorObjective):
     With ``error_handling='continue'``, residuals that raise or are not finite at a trial
     point, or whose Jacobian cannot be formed there, become ``+inf`` (``trf`` and ``dogbox``
     then reject the step and shrink their trust region), with a zero Jacobian.
+
+    ``best_x``, ``best_cost`` and ``best_residuals`` are the point of lowest cost
+    ``0.5 * r @ r`` evaluated so far (None, inf, None before any): where an interrupted
+    solve ends.
     """
 
     value_label = "the residuals"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.best_x: np.ndarray | None = None
+        self.best_cost = np.inf
+        self.best_residuals: np.ndarray | None = None
+
+    def _evaluated(self, x: np.ndarray, values: np.ndarray) -> None:
+        values = np.asarray(values, dtype=np.float64).reshape(-1)
+        cost = 0.5 * float(values @ values)
+        if cost < self.best_cost:  # a copy: scipy may write into its arrays
+            self.best_x, self.best_cost, self.best_residuals = np.array(x, dtype=np.float64), cost, values.copy()
 
     def _usable(self, x: np.ndarray, key: bytes, values: np.ndarray | None) -> bool:
         # the Jacobian is computed with the residuals, so that a point where it cannot be

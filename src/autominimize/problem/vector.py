@@ -127,6 +127,9 @@ class VectorObjective:
     def _check_first(self, values: np.ndarray) -> None:
         """Check the values at the first point evaluated (their size is known from then on)."""
 
+    def _evaluated(self, x: np.ndarray, values: np.ndarray) -> None:
+        """Told of the values at each point evaluated (not a failed one)."""
+
     def _usable(self, x: np.ndarray, key: bytes, values: np.ndarray | None) -> bool:
         """Under 'continue', whether the values at a trial point make it a point the method
         may use (else it is a failed point)."""
@@ -192,6 +195,7 @@ class VectorObjective:
         elif self.error_handling == "continue" and not self._usable(x, key, values):
             return self._fail(x, key)
         self._values = (key, values)
+        self._evaluated(x, values)
         return values
 
     def _evaluate(self, x: np.ndarray, key: bytes) -> np.ndarray:
@@ -206,7 +210,9 @@ class VectorObjective:
     def value_uncached(self, x: np.ndarray) -> np.ndarray:
         """The values at x evaluated again (for differences taken outside this object)."""
         self.counters.nfev += 1
-        return self._run(x, self.value_label, self.functions.value, x)
+        values = self._run(x, self.value_label, self.functions.value, x)
+        self._evaluated(x, values)
+        return values
 
     def jacobian(self, x: Any) -> np.ndarray:
         x = as_flat_float64(x)
@@ -230,6 +236,7 @@ class VectorObjective:
             if self._values is None or self._values[0] != key:
                 self._values = (key, values)
                 self.counters.nfev += 1
+                self._evaluated(x, values)
         self.counters.njev += 1
         self._jac = (key, jac)
         return jac
