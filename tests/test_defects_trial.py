@@ -338,11 +338,15 @@ def test_float32_values_under_finite_differences_are_not_a_silent_success_at_x0(
     assert not (res.success and np.allclose(res.x, 0.0))
 
 
-@pytest.mark.xfail(strict=True, reason="_curve_fit.py: scipy's curve_fit passes maxfev to leastsq; here least_squares() refuses it by its own name")
-def test_curve_fit_takes_scipys_maxfev():
+@pytest.mark.parametrize("method", ["lm", "trf", "dogbox"])
+def test_curve_fit_takes_scipys_maxfev(method):
     x = np.linspace(0.0, 1.0, 10)
-    popt, _ = am.curve_fit(lambda x, a, b: a * x + b, x, 2 * x + 1, maxfev=100, backend="numpy")
+    popt, _ = am.curve_fit(lambda x, a, b: a * x + b, x, 2 * x + 1, maxfev=100, method=method, backend="numpy")
     np.testing.assert_allclose(popt, [2.0, 1.0], atol=1e-8)
+    with pytest.raises(RuntimeError, match="The maximum number of function evaluations is exceeded"):
+        am.curve_fit(lambda x, a, b: a * np.exp(b * x), x, 2 * np.exp(x) + np.sin(7 * x), maxfev=3, method=method, backend="numpy")
+    with pytest.raises(TypeError, match="give maxfev or max_nfev"):
+        am.curve_fit(lambda x, a, b: a * x + b, x, 2 * x + 1, maxfev=100, max_nfev=100, method=method, backend="numpy")
 
 
 # -- a NaN value under error_handling='raise' is never a success ----------------------------------
