@@ -303,13 +303,28 @@ def test_trust_constr_unknown_option_is_named(backend):
         am.minimize(_squares(backend), np.zeros(2), method="trust-constr", options={"xatol": 1e-3}, backend=backend)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="drivers/scipy_pipeline.py plan_method: a callable jac for a derivative-free method is dropped without a word (scipy warns)"
-)
-@pytest.mark.parametrize("method", ["Nelder-Mead", "Powell", "COBYLA", "COBYQA"])
-def test_a_gradient_for_a_derivative_free_method_is_not_dropped_silently(method):
-    with pytest.raises(ValueError, match=rf"method='{method.lower()}' does not use gradients; jac would be ignored"):
-        am.minimize(_squares("numpy"), np.zeros(2), jac=lambda x: 2.0 * (x - 3.0), method=method, backend="numpy")
+DERIVATIVE_FREE = ["Nelder-Mead", "Powell", "COBYLA", "COBYQA"]
+
+
+@pytest.mark.parametrize("method", DERIVATIVE_FREE)
+@pytest.mark.parametrize("jac", [lambda x: 2.0 * (x - 3.0), "2-point", "3-point"], ids=["callable", "2-point", "3-point"])
+def test_a_gradient_for_a_derivative_free_method_is_not_dropped_silently(method, jac):
+    with pytest.raises(ValueError, match=rf"method='{method.lower()}' does not use gradients; jac would be ignored\. Use one of: cg, bfgs"):
+        am.minimize(_squares("numpy"), np.zeros(2), jac=jac, method=method, backend="numpy")
+
+
+@pytest.mark.parametrize("method", DERIVATIVE_FREE)
+def test_a_derivative_free_method_reads_the_value_of_a_fun_returning_value_and_gradient(method):
+    res = am.minimize(lambda x: (float(np.sum((x - 3.0) ** 2)), 2.0 * (x - 3.0)), np.zeros(2), jac=True, method=method, backend="numpy")
+    np.testing.assert_allclose(res.x, [3.0, 3.0], atol=1e-3)
+
+
+@pytest.mark.parametrize("method", ["CG", "BFGS", "L-BFGS-B", "TNC", "SLSQP"] + DERIVATIVE_FREE)
+@pytest.mark.parametrize("given", ["hess", "hessp"])
+def test_curvature_for_a_method_that_does_not_use_it_is_refused(method, given):
+    curvature = {"hess": lambda x: 2.0 * np.eye(2), "hessp": lambda x, p: 2.0 * p}[given]
+    with pytest.raises(ValueError, match=rf"method='{method.lower()}' does not use second-order information; hess/hessp would be ignored"):
+        am.minimize(_squares("numpy"), np.zeros(2), method=method, backend="numpy", **{given: curvature})
 
 
 # -- an objective computed in float32 under float64 finite differences ---------------------------
