@@ -296,11 +296,38 @@ def test_appending_to_a_log_without_one_of_its_tables_says_which(a_log, tmp_path
 # -- options scipy's function refuses with its own text --------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="drivers/scipy_local.py: trust-constr takes no unknown option; scipy's TypeError names its private function")
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
 def test_trust_constr_unknown_option_is_named(backend):
-    with pytest.raises(ValueError, match=r"options: 'xatol' is not an option of method='trust-constr'"):
+    with pytest.raises(ValueError, match=r"options: 'xatol' is not an option of method='trust-constr', which takes gtol, xtol, barrier_tol, "):
         am.minimize(_squares(backend), np.zeros(2), method="trust-constr", options={"xatol": 1e-3}, backend=backend)
+    with pytest.raises(ValueError, match=r"options: 'xatol', 'ftol' are not options of method='trust-constr', which takes .*maxiter"):
+        am.minimize(_squares(backend), np.zeros(2), method="Trust-Constr", options={"maxiter": 5, "xatol": 1e-3, "ftol": 1.0}, backend=backend)
+
+
+OTHER_METHODS = [
+    "Nelder-Mead",
+    "Powell",
+    "CG",
+    "BFGS",
+    "Newton-CG",
+    "L-BFGS-B",
+    "TNC",
+    "COBYLA",
+    "COBYQA",
+    "SLSQP",
+    "dogleg",
+    "trust-ncg",
+    "trust-exact",
+    "trust-krylov",
+]
+
+
+@pytest.mark.parametrize("method", OTHER_METHODS)
+def test_another_methods_option_gets_scipys_warning_elsewhere(method):
+    option = "gtol" if method == "Nelder-Mead" else "xatol"
+    with pytest.warns(so.OptimizeWarning, match=rf"Unknown solver options: {option}"):
+        res = am.minimize(_squares("numpy"), np.zeros(2), method=method, options={option: 1e-3}, backend="numpy")
+    np.testing.assert_allclose(res.x, [3.0, 3.0], atol=1e-3)
 
 
 DERIVATIVE_FREE = ["Nelder-Mead", "Powell", "COBYLA", "COBYQA"]
