@@ -4,6 +4,7 @@ admit no point, constraint dicts scipy refuses, global solvers' settings outside
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 
@@ -394,13 +395,29 @@ def test_curve_fit_takes_scipys_maxfev(method):
 # -- a NaN value under error_handling='raise' is never a success ----------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="problem/scalar.py settle / problem/policy.py: L-BFGS-B ends at a NaN value and the result says success=True")
-def test_a_nan_value_at_the_end_is_never_reported_as_success():
-    def fun(x):  # sum((x - 0.5)^2), NaN where x[0] > 0.2: the minimum lies where fun is not finite
-        return np.nan if x[0] > 0.2 else float(np.sum((x - 0.5) ** 2))
+def _nan_beyond(x):  # sum((x - 0.5)^2), NaN where x[0] > 0.2: the minimum lies where fun is not finite
+    return np.nan if x[0] > 0.2 else float(np.sum((x - 0.5) ** 2))
 
-    res = am.minimize(fun, np.zeros(2), jac=lambda x: 2.0 * (x - 0.5), method="L-BFGS-B", backend="numpy")
-    assert np.isfinite(res.fun) or not res.success
+
+#: the methods whose scipy code ends at the NaN point (and L-BFGS-B, BFGS, CG, Newton-CG say success)
+ENDING_AT_NAN = ["L-BFGS-B", "BFGS", "CG", "Newton-CG", "Powell"]
+
+
+@pytest.mark.parametrize("method", ENDING_AT_NAN + ["Nelder-Mead", "trust-constr", "TNC", "SLSQP", "trust-ncg"])
+@pytest.mark.parametrize("with_jac", [True, False], ids=["jac", "no jac"])
+def test_a_nan_value_at_the_end_is_never_reported_as_success(method, with_jac):
+    jac = (lambda x: 2.0 * (x - 0.5)) if with_jac and method not in ("Powell", "Nelder-Mead") else None
+    res = am.minimize(_nan_beyond, np.zeros(2), jac=jac, method=method, backend="numpy")
+    assert np.isfinite(res.fun) and res.fun == _nan_beyond(res.x)
+    if method in ENDING_AT_NAN:
+        assert not res.success
+        assert re.match(r"the last point was not finite \(fun is nan where the method ended\); x is the best finite point evaluated", res.message)
+        np.testing.assert_array_equal(res.x, [0.0, 0.0])
+
+
+def test_a_method_ending_where_every_value_is_nan_says_so():
+    res = am.minimize(lambda x: np.nan, np.zeros(2), jac=lambda x: np.ones(2), method="L-BFGS-B", backend="numpy")
+    assert not res.success and "no point evaluated had a finite value" in res.message
 
 
 # -- a NumPy array the objective captures, changed between two solves --------------------------
