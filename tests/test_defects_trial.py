@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shutil
 import sqlite3
+import warnings
 
 import numpy as np
 import pytest
@@ -370,15 +371,27 @@ def _float32_output(kind: str):
     return lambda x: np.float32(np.sum((x - 3.0) ** 2))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="problem/scalar.py x0 probe: float32 values under float64 finite differences give a zero gradient, and x0 comes back as success",
-)
+@pytest.mark.parametrize("method", ["BFGS", "L-BFGS-B", "trust-ncg", "trust-exact", "lbfgs-native"])
 @pytest.mark.parametrize("kind", ["numpy"] + [f for f in ("torch", "jax") if f in FRAMEWORKS])
-def test_float32_values_under_finite_differences_are_not_a_silent_success_at_x0(kind):
-    with pytest.warns(UserWarning, match=r"fun returned float32 values"):
-        res = am.minimize(_float32_output(kind), np.zeros(2), method="BFGS", backend="numpy")
+def test_float32_values_under_finite_differences_are_not_a_silent_success_at_x0(kind, method):
+    with pytest.warns(UserWarning, match=r"fun returned float32 values, whose resolution \(~1e-07 relative\) is coarser .* Return float64 values"):
+        res = am.minimize(_float32_output(kind), np.zeros(2), method=method, backend="numpy")
     assert not (res.success and np.allclose(res.x, 0.0))
+    np.testing.assert_allclose(res.x, [3.0, 3.0], atol=1e-3)  # the steps scaled to float32 (scipy's rule for float32)
+
+
+@pytest.mark.parametrize("method", ["trf", "lm"])
+def test_float32_residuals_under_finite_differences_move_from_x0(method):
+    with pytest.warns(UserWarning, match=r"fun returned float32 values"):
+        res = am.least_squares(lambda x: (x - 3.0).astype(np.float32), np.zeros(2), method=method, backend="numpy")
+    np.testing.assert_allclose(res.x, [3.0, 3.0], atol=1e-3)
+
+
+def test_precision_float32_on_numpy_takes_float32_steps_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        res = am.minimize(lambda x: np.sum((x - 3.0) ** 2), np.zeros(2), method="BFGS", backend="numpy", precision="float32")
+    np.testing.assert_allclose(res.x, [3.0, 3.0], atol=1e-3)
 
 
 @pytest.mark.parametrize("method", ["lm", "trf", "dogbox"])
