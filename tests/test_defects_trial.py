@@ -4,8 +4,10 @@ admit no point, constraint dicts scipy refuses, global solvers' settings outside
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
+import warnings
 
 import numpy as np
 import pytest
@@ -296,20 +298,62 @@ def test_appending_to_a_log_without_one_of_its_tables_says_which(a_log, tmp_path
 # -- options scipy's function refuses with its own text --------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="drivers/scipy_local.py: trust-constr takes no unknown option; scipy's TypeError names its private function")
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
 def test_trust_constr_unknown_option_is_named(backend):
-    with pytest.raises(ValueError, match=r"options: 'xatol' is not an option of method='trust-constr'"):
+    with pytest.raises(ValueError, match=r"options: 'xatol' is not an option of method='trust-constr', which takes gtol, xtol, barrier_tol, "):
         am.minimize(_squares(backend), np.zeros(2), method="trust-constr", options={"xatol": 1e-3}, backend=backend)
+    with pytest.raises(ValueError, match=r"options: 'xatol', 'ftol' are not options of method='trust-constr', which takes .*maxiter"):
+        am.minimize(_squares(backend), np.zeros(2), method="Trust-Constr", options={"maxiter": 5, "xatol": 1e-3, "ftol": 1.0}, backend=backend)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="drivers/scipy_pipeline.py plan_method: a callable jac for a derivative-free method is dropped without a word (scipy warns)"
-)
-@pytest.mark.parametrize("method", ["Nelder-Mead", "Powell", "COBYLA", "COBYQA"])
-def test_a_gradient_for_a_derivative_free_method_is_not_dropped_silently(method):
-    with pytest.raises(ValueError, match=rf"method='{method.lower()}' does not use gradients; jac would be ignored"):
-        am.minimize(_squares("numpy"), np.zeros(2), jac=lambda x: 2.0 * (x - 3.0), method=method, backend="numpy")
+OTHER_METHODS = [
+    "Nelder-Mead",
+    "Powell",
+    "CG",
+    "BFGS",
+    "Newton-CG",
+    "L-BFGS-B",
+    "TNC",
+    "COBYLA",
+    "COBYQA",
+    "SLSQP",
+    "dogleg",
+    "trust-ncg",
+    "trust-exact",
+    "trust-krylov",
+]
+
+
+@pytest.mark.parametrize("method", OTHER_METHODS)
+def test_another_methods_option_gets_scipys_warning_elsewhere(method):
+    option = "gtol" if method == "Nelder-Mead" else "xatol"
+    with pytest.warns(so.OptimizeWarning, match=rf"Unknown solver options: {option}"):
+        res = am.minimize(_squares("numpy"), np.zeros(2), method=method, options={option: 1e-3}, backend="numpy")
+    np.testing.assert_allclose(res.x, [3.0, 3.0], atol=1e-3)
+
+
+DERIVATIVE_FREE = ["Nelder-Mead", "Powell", "COBYLA", "COBYQA"]
+
+
+@pytest.mark.parametrize("method", DERIVATIVE_FREE)
+@pytest.mark.parametrize("jac", [lambda x: 2.0 * (x - 3.0), "2-point", "3-point"], ids=["callable", "2-point", "3-point"])
+def test_a_gradient_for_a_derivative_free_method_is_not_dropped_silently(method, jac):
+    with pytest.raises(ValueError, match=rf"method='{method.lower()}' does not use gradients; jac would be ignored\. Use one of: cg, bfgs"):
+        am.minimize(_squares("numpy"), np.zeros(2), jac=jac, method=method, backend="numpy")
+
+
+@pytest.mark.parametrize("method", DERIVATIVE_FREE)
+def test_a_derivative_free_method_reads_the_value_of_a_fun_returning_value_and_gradient(method):
+    res = am.minimize(lambda x: (float(np.sum((x - 3.0) ** 2)), 2.0 * (x - 3.0)), np.zeros(2), jac=True, method=method, backend="numpy")
+    np.testing.assert_allclose(res.x, [3.0, 3.0], atol=1e-3)
+
+
+@pytest.mark.parametrize("method", ["CG", "BFGS", "L-BFGS-B", "TNC", "SLSQP"] + DERIVATIVE_FREE)
+@pytest.mark.parametrize("given", ["hess", "hessp"])
+def test_curvature_for_a_method_that_does_not_use_it_is_refused(method, given):
+    curvature = {"hess": lambda x: 2.0 * np.eye(2), "hessp": lambda x, p: 2.0 * p}[given]
+    with pytest.raises(ValueError, match=rf"method='{method.lower()}' does not use second-order information; hess/hessp would be ignored"):
+        am.minimize(_squares("numpy"), np.zeros(2), method=method, backend="numpy", **{given: curvature})
 
 
 # -- an objective computed in float32 under float64 finite differences ---------------------------
@@ -327,34 +371,66 @@ def _float32_output(kind: str):
     return lambda x: np.float32(np.sum((x - 3.0) ** 2))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="problem/scalar.py x0 probe: float32 values under float64 finite differences give a zero gradient, and x0 comes back as success",
-)
+@pytest.mark.parametrize("method", ["BFGS", "L-BFGS-B", "trust-ncg", "trust-exact", "lbfgs-native"])
 @pytest.mark.parametrize("kind", ["numpy"] + [f for f in ("torch", "jax") if f in FRAMEWORKS])
-def test_float32_values_under_finite_differences_are_not_a_silent_success_at_x0(kind):
-    with pytest.warns(UserWarning, match=r"fun returned float32 values"):
-        res = am.minimize(_float32_output(kind), np.zeros(2), method="BFGS", backend="numpy")
+def test_float32_values_under_finite_differences_are_not_a_silent_success_at_x0(kind, method):
+    with pytest.warns(UserWarning, match=r"fun returned float32 values, whose resolution \(~1e-07 relative\) is coarser .* Return float64 values"):
+        res = am.minimize(_float32_output(kind), np.zeros(2), method=method, backend="numpy")
     assert not (res.success and np.allclose(res.x, 0.0))
+    np.testing.assert_allclose(res.x, [3.0, 3.0], atol=1e-3)  # the steps scaled to float32 (scipy's rule for float32)
 
 
-@pytest.mark.xfail(strict=True, reason="_curve_fit.py: scipy's curve_fit passes maxfev to leastsq; here least_squares() refuses it by its own name")
-def test_curve_fit_takes_scipys_maxfev():
+@pytest.mark.parametrize("method", ["trf", "lm"])
+def test_float32_residuals_under_finite_differences_move_from_x0(method):
+    with pytest.warns(UserWarning, match=r"fun returned float32 values"):
+        res = am.least_squares(lambda x: (x - 3.0).astype(np.float32), np.zeros(2), method=method, backend="numpy")
+    np.testing.assert_allclose(res.x, [3.0, 3.0], atol=1e-3)
+
+
+def test_precision_float32_on_numpy_takes_float32_steps_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        res = am.minimize(lambda x: np.sum((x - 3.0) ** 2), np.zeros(2), method="BFGS", backend="numpy", precision="float32")
+    np.testing.assert_allclose(res.x, [3.0, 3.0], atol=1e-3)
+
+
+@pytest.mark.parametrize("method", ["lm", "trf", "dogbox"])
+def test_curve_fit_takes_scipys_maxfev(method):
     x = np.linspace(0.0, 1.0, 10)
-    popt, _ = am.curve_fit(lambda x, a, b: a * x + b, x, 2 * x + 1, maxfev=100, backend="numpy")
+    popt, _ = am.curve_fit(lambda x, a, b: a * x + b, x, 2 * x + 1, maxfev=100, method=method, backend="numpy")
     np.testing.assert_allclose(popt, [2.0, 1.0], atol=1e-8)
+    with pytest.raises(RuntimeError, match="The maximum number of function evaluations is exceeded"):
+        am.curve_fit(lambda x, a, b: a * np.exp(b * x), x, 2 * np.exp(x) + np.sin(7 * x), maxfev=3, method=method, backend="numpy")
+    with pytest.raises(TypeError, match="give maxfev or max_nfev"):
+        am.curve_fit(lambda x, a, b: a * x + b, x, 2 * x + 1, maxfev=100, max_nfev=100, method=method, backend="numpy")
 
 
 # -- a NaN value under error_handling='raise' is never a success ----------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="problem/scalar.py settle / problem/policy.py: L-BFGS-B ends at a NaN value and the result says success=True")
-def test_a_nan_value_at_the_end_is_never_reported_as_success():
-    def fun(x):  # sum((x - 0.5)^2), NaN where x[0] > 0.2: the minimum lies where fun is not finite
-        return np.nan if x[0] > 0.2 else float(np.sum((x - 0.5) ** 2))
+def _nan_beyond(x):  # sum((x - 0.5)^2), NaN where x[0] > 0.2: the minimum lies where fun is not finite
+    return np.nan if x[0] > 0.2 else float(np.sum((x - 0.5) ** 2))
 
-    res = am.minimize(fun, np.zeros(2), jac=lambda x: 2.0 * (x - 0.5), method="L-BFGS-B", backend="numpy")
-    assert np.isfinite(res.fun) or not res.success
+
+#: the methods whose scipy code ends at the NaN point (and L-BFGS-B, BFGS, CG, Newton-CG say success)
+ENDING_AT_NAN = ["L-BFGS-B", "BFGS", "CG", "Newton-CG", "Powell"]
+
+
+@pytest.mark.parametrize("method", ENDING_AT_NAN + ["Nelder-Mead", "trust-constr", "TNC", "SLSQP", "trust-ncg"])
+@pytest.mark.parametrize("with_jac", [True, False], ids=["jac", "no jac"])
+def test_a_nan_value_at_the_end_is_never_reported_as_success(method, with_jac):
+    jac = (lambda x: 2.0 * (x - 0.5)) if with_jac and method not in ("Powell", "Nelder-Mead") else None
+    res = am.minimize(_nan_beyond, np.zeros(2), jac=jac, method=method, backend="numpy")
+    assert np.isfinite(res.fun) and res.fun == _nan_beyond(res.x)
+    if method in ENDING_AT_NAN:
+        assert not res.success
+        assert re.match(r"the last point was not finite \(fun is nan where the method ended\); x is the best finite point evaluated", res.message)
+        np.testing.assert_array_equal(res.x, [0.0, 0.0])
+
+
+def test_a_method_ending_where_every_value_is_nan_says_so():
+    res = am.minimize(lambda x: np.nan, np.zeros(2), jac=lambda x: np.ones(2), method="L-BFGS-B", backend="numpy")
+    assert not res.success and "no point evaluated had a finite value" in res.message
 
 
 # -- a NumPy array the objective captures, changed between two solves --------------------------

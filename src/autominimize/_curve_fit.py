@@ -76,6 +76,8 @@ def curve_fit(
         As in ``am.minimize``.
     **kwargs
         Passed to :func:`~autominimize.least_squares` (``ftol``, ``max_nfev``, ``loss``, ...).
+        scipy's ``maxfev`` (leastsq's name, for 'lm') is taken as ``max_nfev`` for every
+        method, as scipy's curve_fit passes it to 'trf' and 'dogbox'; 0 is the default.
 
     Returns
     -------
@@ -106,6 +108,7 @@ def curve_fit(
     if not callable(f):
         raise TypeError(f"f must be callable; got {type(f).__name__}.")
     p0 = _default_p0(f) if p0 is None else p0
+    kwargs = _max_nfev_of_maxfev(kwargs)
     if differentiable_call((xdata, ydata, sigma), f):  # popt differentiable with respect to the data (or values f captures)
         with nested_solves():  # a Ctrl-C propagates, with the best point (popt's form already)
             return differentiable_curve_fit(curve_fit, locals(), least_squares)
@@ -140,6 +143,18 @@ def _popt(x: Any, how: str, p0: Any) -> Any:
     if how == "args" and all(leaf_kind(v) in ("python", "numpy") for v in tree_leaves(p0)):
         return np.asarray(x, dtype=np.float64)
     return x
+
+
+def _max_nfev_of_maxfev(kwargs: dict) -> dict:
+    """``kwargs`` with scipy's ``maxfev`` renamed ``max_nfev``: every method runs on least_squares."""
+    if "maxfev" not in kwargs:
+        return kwargs
+    if "max_nfev" in kwargs:
+        raise TypeError("give maxfev or max_nfev (the same limit on evaluations), not both.")
+    kwargs = dict(kwargs)
+    maxfev = kwargs.pop("maxfev")
+    kwargs["max_nfev"] = None if maxfev == 0 else maxfev  # leastsq's 0: the default
+    return kwargs
 
 
 def _default_p0(f: Callable) -> list[float]:

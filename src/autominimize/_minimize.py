@@ -77,7 +77,9 @@ def minimize(
     jac : callable, True, '2-point', '3-point', 'cs' or None
         None (default): the framework's gradient. A callable takes the parameters like ``fun``
         and returns the gradient in x0's structure (or flat). True: ``fun`` returns
-        ``(value, gradient)``. A difference scheme: scipy's finite differences.
+        ``(value, gradient)``. A difference scheme: scipy's finite differences. A
+        derivative-free method refuses a callable or a scheme (it would be ignored); with
+        True it reads the value alone, as scipy does.
     hess, hessp : callable, True or None
         User Hessian (an ``(n, n)`` array) or Hessian-vector product ``hessp(params, p)``;
         True asks for the framework's (e.g. ``hessp=True`` gives trust-constr HVPs instead of

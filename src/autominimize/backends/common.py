@@ -86,8 +86,9 @@ def vector_leaves(out: Any, what: str = "fun") -> list:
     return leaves
 
 
-def flatten_output(out: Any, what: str = "fun") -> np.ndarray:
+def flatten_output(out: Any, what: str = "fun", dtype: Any = np.float64) -> np.ndarray:
     """Every leaf of a function's output (a scalar, an array or any structure), raveled and
-    concatenated into one float64 vector."""
+    concatenated into one vector of ``dtype`` (None: the leaves' common type)."""
     leaves = vector_leaves(out, what)
-    return np.concatenate([np.ravel(leaf_to_numpy(leaf)) for leaf in leaves]).astype(np.float64)
+    flat = np.concatenate([np.ravel(leaf_to_numpy(leaf)) for leaf in leaves])
+    return flat if dtype is None else flat.astype(dtype)

@@ -11,6 +11,7 @@ an :class:`~autominimize.numdiff.Evaluator`.
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -23,6 +24,10 @@ from .common import ObjectiveOutputError, flatten_output, require_real_number, r
 
 if TYPE_CHECKING:
     from .native_functions import NativeFunctions
+
+
+_FLOAT64 = np.dtype(np.float64)
+_EPS = float(np.finfo(np.float64).eps)
 
 
 class NumpyBackend(Backend):
@@ -72,6 +77,10 @@ class _FlatFunction:
         self.spec = spec
         self.dtype = dtype
         self.scalar = scalar
+        #: the coarsest floating type of fun's values when coarser than x's (float32 values of
+        #: a float64 solve), which sets the finite-difference steps; None: x's type
+        self.coarse_output: np.dtype | None = None
+        self.warned = False
 
     def __call__(self, x: np.ndarray) -> Any:
         # a copy of its own: the user's function may write into its input, which the method
@@ -79,11 +88,24 @@ class _FlatFunction:
         x = np.array(x, dtype=self.dtype).reshape(-1)
         out = self.call(self.spec.unflatten_leaves(self.spec.split(x)))
         if not self.scalar:
-            return flatten_output(out)
+            out = flatten_output(out, dtype=None)
+            if out.dtype is not _FLOAT64:
+                self._note_type(out.dtype)
+            return out.astype(np.float64)
         require_real_number(out)
         out = leaf_to_numpy(out)
         require_scalar_shape(out.shape)
+        if out.dtype is not _FLOAT64:
+            self._note_type(out.dtype)
         return float(out.reshape(()))
+
+    def _note_type(self, dtype: np.dtype) -> None:
+        if dtype.kind == "f" and dtype.itemsize < (self.coarse_output or self.dtype).itemsize:
+            self.coarse_output = dtype
+
+    def resolution(self) -> float:
+        """The relative resolution (eps) of the coarser of x's type and fun's values."""
+        return float(np.finfo(self.coarse_output or self.dtype).eps)
 
 
 class _NumpyCompiled:
@@ -121,9 +143,30 @@ class _NumpyCompiled:
             return self._last[1]
         return self.value(x)
 
+    def _rel_step(self, order: float) -> float | None:
+        """The relative step ``eps**order`` for the resolution of x and of fun's values, as
+        scipy chooses its steps for float32 (``_numdiff._eps_for_method``); None: float64's."""
+        eps = self.flat.resolution()
+        if eps == _EPS:
+            return None
+        if self.flat.coarse_output is not None and not self.flat.warned:
+            self.flat.warned = True
+            warnings.warn(
+                f"fun returned {self.flat.coarse_output} values, whose resolution (~{eps:.0e} relative) is coarser than "
+                f"float64 finite-difference steps: the steps are scaled to it ({eps**0.5:.0e} relative for the gradient), "
+                "so the gradient is accurate to about that at best. Return float64 values, give jac, or use a framework "
+                "backend ('jax', 'torch', 'tensorflow') for exact gradients.",
+                UserWarning,
+                stacklevel=2,
+            )
+        return eps**order
+
     def _differences(self, fun: Callable, x: np.ndarray, f0: Any) -> np.ndarray:
         try:
-            jac, evaluations = numdiff.approx_jacobian(fun, x, method="forward", bounds=self.bounds, f0=f0, evaluator=self.evaluator)
+            rel_step = self._rel_step(1 / 2)
+            jac, evaluations = numdiff.approx_jacobian(
+                fun, x, method="forward", rel_step=rel_step, bounds=self.bounds, f0=f0, evaluator=self.evaluator
+            )
         except Exception as exc:
             if getattr(exc, "autominimize_point", None) is not None:
                 attach_point(exc, self.spec, exc.autominimize_point, "a finite-difference evaluation")
@@ -147,14 +190,16 @@ class NumpyScalar(_NumpyCompiled):
 
     def _accurate_gradient(self, x: np.ndarray) -> np.ndarray:
         """A central-difference gradient (error ~eps**(2/3)), to be differenced once more."""
-        jac, evaluations = numdiff.approx_jacobian(self.flat, x, method="central", bounds=self.bounds, evaluator=self.evaluator)
+        jac, evaluations = numdiff.approx_jacobian(
+            self.flat, x, method="central", rel_step=self._rel_step(1 / 3), bounds=self.bounds, evaluator=self.evaluator
+        )
         self.extra_evaluations += evaluations
         return jac
 
     def hvp_at(self, x: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         x = as_flat_float64(x)
         g0 = self._accurate_gradient(x)
-        scale = _SECOND_ORDER_STEP * max(1.0, float(np.linalg.norm(x)))
+        scale = (self._rel_step(1 / 4) or _SECOND_ORDER_STEP) * max(1.0, float(np.linalg.norm(x)))
 
         def hvp(v: np.ndarray) -> np.ndarray:
             v = as_flat_float64(v)
@@ -167,7 +212,7 @@ class NumpyScalar(_NumpyCompiled):
         return hvp
 
     def hessian(self, x: np.ndarray) -> np.ndarray:
-        return _symmetric_jacobian(self._accurate_gradient, as_flat_float64(x), self.bounds)
+        return _symmetric_jacobian(self._accurate_gradient, as_flat_float64(x), self.bounds, self._rel_step(1 / 4))
 
 
 #: the step for differencing a central-difference gradient again: eps**(1/4) balances its
@@ -175,8 +220,8 @@ class NumpyScalar(_NumpyCompiled):
 _SECOND_ORDER_STEP = np.finfo(np.float64).eps ** 0.25
 
 
-def _symmetric_jacobian(gradient: Callable[[np.ndarray], np.ndarray], x: np.ndarray, bounds) -> np.ndarray:
-    hess, _ = numdiff.approx_jacobian(gradient, x, method="central", rel_step=_SECOND_ORDER_STEP, bounds=bounds)
+def _symmetric_jacobian(gradient: Callable[[np.ndarray], np.ndarray], x: np.ndarray, bounds, rel_step: float | None = None) -> np.ndarray:
+    hess, _ = numdiff.approx_jacobian(gradient, x, method="central", rel_step=rel_step or _SECOND_ORDER_STEP, bounds=bounds)
     return 0.5 * (hess + hess.T)
 
 
@@ -193,11 +238,13 @@ class NumpyVector(_NumpyCompiled):
         w = as_flat_float64(weights)
 
         def weighted_gradient(z: np.ndarray) -> np.ndarray:
-            jac, evaluations = numdiff.approx_jacobian(self.flat, z, method="central", bounds=self.bounds, evaluator=self.evaluator)
+            jac, evaluations = numdiff.approx_jacobian(
+                self.flat, z, method="central", rel_step=self._rel_step(1 / 3), bounds=self.bounds, evaluator=self.evaluator
+            )
             self.extra_evaluations += evaluations
             return w @ jac.reshape(w.size, self.n)
 
-        return _symmetric_jacobian(weighted_gradient, as_flat_float64(x), self.bounds)
+        return _symmetric_jacobian(weighted_gradient, as_flat_float64(x), self.bounds, self._rel_step(1 / 4))
 
 
 class NumpyBatched:

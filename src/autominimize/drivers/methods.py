@@ -48,6 +48,7 @@ METHODS: dict[str, MethodInfo] = {
 CUSTOM_METHOD = MethodInfo("lazy", "hessp", bounds=True, constraints=True)
 
 _BOUNDS_METHODS = ", ".join(name for name, info in METHODS.items() if info.bounds)
+_GRADIENT_METHODS = ", ".join(name for name, info in METHODS.items() if info.gradient is not None)
 _CONSTRAINT_METHODS = ", ".join(name for name, info in METHODS.items() if info.constraints)
 
 
@@ -71,6 +72,14 @@ def check_supports(name: str, info: MethodInfo, has_bounds: bool, has_constraint
         raise ValueError(f"method={name!r} cannot handle bounds (scipy would ignore them); use one of: {_BOUNDS_METHODS}.")
     if has_constraints and not info.constraints:
         raise ValueError(f"method={name!r} cannot handle constraints (scipy would ignore them); use one of: {_CONSTRAINT_METHODS}.")
+
+
+def check_gradient_use(name: str, info: MethodInfo, jac: Any) -> None:
+    """Refuse a gradient (a callable ``jac`` or a difference scheme) for a method that never uses
+    one, where scipy would drop it with only a warning. ``jac=True`` is taken: fun returns
+    (value, gradient) and the method reads the value alone, as scipy does."""
+    if info.gradient is None and (callable(jac) or isinstance(jac, str)):
+        raise ValueError(f"method={name!r} does not use gradients; jac would be ignored. Use one of: {_GRADIENT_METHODS}, or leave jac unset.")
 
 
 def second_order_for(name: str, info: MethodInfo, hess: Any, hessp: Any) -> Any:

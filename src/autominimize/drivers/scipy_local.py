@@ -121,6 +121,7 @@ def run_minimize(
         kwargs["constraints"] = constraints
     if isinstance(method, str):
         check_option_names(options, method)
+        check_method_options(options, method)
     # scipy warns, and then ignores them, of bounds or constraints a method cannot handle:
     # an error, where the method's table does not already refuse them (plan_method); the
     # warning filter is installed only then, as it costs about 2 µs a solve
@@ -219,3 +220,33 @@ def check_option_names(options: dict | None, method: str) -> None:
         hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else "."
         messages.append(f"{name!r} is not an option of any scipy.optimize.minimize method{hint}")
     raise ValueError(f"options: {' '.join(messages)} scipy.optimize.show_options('minimize', {method!r}) lists method={method!r}'s options.")
+
+
+#: the methods whose scipy function takes no option of another method: scipy raises a
+#: TypeError naming its private function, where the others warn (OptimizeWarning)
+_NO_OTHER_OPTIONS = frozenset({"trust-constr"})
+
+
+@functools.cache
+def method_option_names(method: str) -> tuple[str, ...]:
+    """The options scipy documents for one method (``show_options``, before its Returns)."""
+    text = re.split(r"^\s*Returns\n\s*-+\n", so.show_options("minimize", method, disp=False), flags=re.M)[0]
+    names: list[str] = []
+    for group in re.findall(r"^ {0,4}(\w+(?:, \w+)*)\s?:", text, flags=re.M):
+        names.extend(name for name in group.split(", ") if name not in names)
+    return tuple(names)
+
+
+def check_method_options(options: dict | None, method: str) -> None:
+    """For a method whose scipy function refuses another method's option: an error naming it
+    and the options the method takes."""
+    name = method.lower()
+    if name not in _NO_OTHER_OPTIONS or not options:
+        return
+    accepted = method_option_names(name)
+    foreign = [key for key in options if key not in accepted]
+    if foreign:
+        raise ValueError(
+            f"options: {', '.join(map(repr, foreign))} {'is not an option' if len(foreign) == 1 else 'are not options'} "
+            f"of method={name!r}, which takes {', '.join(accepted)}."
+        )

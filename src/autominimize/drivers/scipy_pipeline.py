@@ -22,7 +22,7 @@ from ..recording import attach_best, in_nested_solve
 from ..params import ParamSpec
 from ..problem import Objective
 from ..recording import recorders
-from .methods import CUSTOM_METHOD, METHODS, MethodInfo, check_supports, method_name, second_order_for
+from .methods import CUSTOM_METHOD, METHODS, MethodInfo, check_gradient_use, check_supports, method_name, second_order_for
 from .scipy_local import run_minimize, wrap_callback
 
 __all__ = ["FD_SCHEMES", "MethodPlan", "Recording", "ScipyProblem", "has_constraints", "plan_method", "solve"]
@@ -81,6 +81,7 @@ def plan_method(
         if info.gradient is not None:
             gradient_scheme = "2-point" if jac is False else jac
             info = replace(info, gradient="scipy")
+    check_gradient_use(name, info, jac)
     return MethodPlan(name, method if callable(method) else name, info, second_order, gradient_scheme)
 
 

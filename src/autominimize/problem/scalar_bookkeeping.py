@@ -164,7 +164,7 @@ class ScalarBookkeeping:
             result.success = False
             result.message = self.stop_message
         if not self.failures:
-            return result
+            return self._settle_not_finite(result)
         x = np.asarray(result.x, dtype=np.float64).reshape(-1)
         fun = result.get("fun")
         if not np.isfinite(x).all() or self.is_failed(x) or fun is None or not np.isfinite(fun):
@@ -189,6 +189,24 @@ class ScalarBookkeeping:
                 f"every point tried after x0 failed ({self.failures} failed evaluations under "
                 f"error_handling='continue'); x is x0. The method's own message: {result.get('message', '')}"
             )
+        return result
+
+    def _settle_not_finite(self, result: Any) -> Any:
+        """A method may end where fun is NaN or infinite (L-BFGS-B accepts such a step when a
+        user jac stays finite): never a success; x is the best finite point evaluated."""
+        fun = result.get("fun")
+        if fun is None or math.isfinite(fun):
+            return result
+        result.success = False
+        result.pop("jac", None)
+        if self.best_x is None or not math.isfinite(self.best_f):
+            result.message = f"fun is {float(fun)} where the method ended, and no point evaluated had a finite value. The method's own message: {result.get('message', '')}"
+            return result
+        result.x, result.fun = self.best_x.copy(), self.best_f
+        result.message = (
+            f"the last point was not finite (fun is {float(fun)} where the method ended); x is the best finite point evaluated. "
+            f"The method's own message: {result.get('message', '')}"
+        )
         return result
 
     def is_failed(self, x: np.ndarray) -> bool:
