@@ -83,6 +83,8 @@ CASES = [
     ("unknown error_handling", mini(error_handling="ignore"), ValueError, r"error_handling='ignore' is not accepted; use 'raise'"),
     ("loss_callback not callable", mini(method="BFGS", loss_callback="print"), TypeError, r"loss_callback must be callable; got str"),
     ("log not a path", mini(method="BFGS", log=3), TypeError, r"log must be a file path or an am.SQLiteLog; got int"),
+    ("progress as text", mini(method="BFGS", progress="no"), TypeError, r"progress must be True or False; got 'no' \(str\)"),
+    ("history as a count", mini(method="BFGS", history=2), TypeError, r"history must be True or False; got 2 \(int\)"),
     (
         "log commit interval of zero",
         lambda: am.SQLiteLog("run.sqlite", commit_interval=0),

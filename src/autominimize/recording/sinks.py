@@ -69,12 +69,21 @@ class Sinks:
             self.log_error = self.log.finish(status=status, success=success, message=message, best_f=best_f, best_x=best_x)
 
 
+def _check_switch(name: str, value: Any) -> None:
+    """``history`` and ``progress`` are switches: ``progress='no'`` must not draw a bar."""
+    if not isinstance(value, (bool, np.bool_)) and not (type(value) is int and value in (0, 1)):
+        raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__}).")
+
+
 def recorders(history: bool, log: Any, progress: bool, loss_callback: Callable | None, name: str, options: dict | None) -> tuple[list, Sinks]:
     """The observers a solve tells of its evaluations and iterations, and its :class:`Sinks`.
 
-    Raises TypeError for a ``log=`` that is neither a path nor an :class:`SQLiteLog`, and
+    Raises TypeError for a ``history`` or ``progress`` that is not a bool, a ``log=`` that is
+    neither a path nor an :class:`SQLiteLog`, and
     LogError for a log file that cannot be opened for writing.
     """
+    _check_switch("history", history)
+    _check_switch("progress", progress)
     settings = None
     if log is not None:  # the log writer and sqlite3 load only for a solve that writes a log
         from .log_writer import SQLiteLog
