@@ -279,6 +279,18 @@ CASES = [
     ),
     ("least_squares no function", lambda: am.least_squares(None, X), TypeError, r"give fun \(the residual function\) or fun_and_jac"),
     (
+        "least_squares kwargs not a dict",
+        lambda: am.least_squares(lambda x: x - 1, X, kwargs=3, backend="numpy"),
+        TypeError,
+        r"kwargs must be a dict of keyword arguments \(or None\); got int",
+    ),
+    (
+        "least_squares tr_options not a dict",
+        lambda: am.least_squares(lambda x: x - 1, X, tr_options=3, backend="numpy"),
+        TypeError,
+        r"tr_options must be a dict of keyword arguments \(or None\); got int",
+    ),
+    (
         "least_squares jac_sparsity without a scheme",
         lambda: am.least_squares(lambda x: x - 1, X, jac_sparsity=np.eye(2), backend="numpy"),
         ValueError,

@@ -13,7 +13,6 @@ import functools
 import inspect
 from typing import Any, Callable
 
-import numpy as np
 import scipy.optimize as so
 
 from . import numdiff
@@ -24,7 +23,7 @@ from .implicit import differentiable_call
 from .drivers.scipy_least_squares import LEAST_SQUARES_METHODS, IterationReport, run_least_squares, scipy_least_squares_bounds
 from .params import ParamSpec
 from .problem import GaussNewtonFunctions, ResidualObjective, check_error_handling, numdiff_evaluator, sum_of_squares
-from .validation import check_settings
+from .validation import check_diff_step, check_mappings, check_settings
 
 __all__ = ["least_squares", "minimize_least_squares", "residual_scalar_functions"]
 
@@ -139,8 +138,8 @@ def least_squares(
         from .implicit.entry import least_squares as differentiable_least_squares  # loaded only when used
 
         return differentiable_least_squares(least_squares, locals())
-    _validate_common(fun, fun_and_jac, workers, executor)
-    _check_diff_step(diff_step)
+    _validate_common(fun, fun_and_jac, workers, executor, kwargs=kwargs, tr_options=tr_options)
+    check_diff_step(diff_step)
     check_settings({"max_nfev": max_nfev}, {"ftol": ftol, "xtol": xtol, "gtol": gtol, "f_scale": f_scale})
     if callback is not None and not callable(callback) and not isinstance(callback, IterationReport):
         raise TypeError(f"callback must be callable; got {type(callback).__name__}.")
@@ -197,25 +196,14 @@ def least_squares(
     )
 
 
-def _validate_common(fun: Any, fun_and_jac: Any, workers: Any, executor: Any) -> None:
+def _validate_common(fun: Any, fun_and_jac: Any, workers: Any, executor: Any, **mappings: Any) -> None:
+    check_mappings(**mappings)
     if fun is None and fun_and_jac is None:
         raise TypeError("give fun (the residual function) or fun_and_jac.")
     if fun is not None and not callable(fun):
         raise TypeError(f"fun must be callable; got {type(fun).__name__}.")
     if fun_and_jac is not None and not callable(fun_and_jac):
         raise TypeError(f"fun_and_jac must be a callable returning (residuals, jacobian); got {type(fun_and_jac).__name__}.")
-
-
-def _check_diff_step(diff_step: Any) -> None:
-    """``diff_step``: None, or finite relative steps (one number, or one per parameter)."""
-    if diff_step is None:
-        return
-    try:
-        steps = np.asarray(diff_step, dtype=float)
-    except (TypeError, ValueError):
-        steps = None
-    if isinstance(diff_step, (str, bytes)) or steps is None or not np.isfinite(steps).all():
-        raise ValueError(f"diff_step={diff_step!r} is not valid; give None or finite relative steps (a number, or one per parameter).")
 
 
 def _build_problem(

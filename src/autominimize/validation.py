@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Mapping
 from typing import Any, Iterable
 
 import numpy as np
@@ -110,3 +111,22 @@ def check_options(options: Any) -> None:
             check_count(value, f"options[{key!r}]")
         elif key in TOLERANCE_OPTIONS and _is_number(value):
             check_tolerance(value, f"options[{key!r}]")
+
+
+def check_mappings(**given: Any) -> None:
+    """``kwargs`` (keyword arguments of ``fun``) and ``tr_options`` (of the trust-region solver): None or a dict."""
+    for name, value in given.items():
+        if value is not None and not isinstance(value, Mapping):
+            raise TypeError(f"{name} must be a dict of keyword arguments (or None); got {type(value).__name__}.")
+
+
+def check_diff_step(diff_step: Any) -> None:
+    """``diff_step``: None, or finite relative steps (one number, or one per parameter)."""
+    if diff_step is None:
+        return
+    try:
+        steps = np.asarray(diff_step, dtype=float)
+    except (TypeError, ValueError):
+        steps = None
+    if isinstance(diff_step, (str, bytes)) or steps is None or not np.isfinite(steps).all():
+        raise ValueError(f"diff_step={diff_step!r} is not valid; give None or finite relative steps (a number, or one per parameter).")
