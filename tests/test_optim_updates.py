@@ -145,3 +145,13 @@ def test_torch_optimizer_follows_lr_scheduler_and_needs_closure_for_line_search(
     assert float(w.detach()) == pytest.approx(0.8 * 0.9)
     with pytest.raises(ValueError, match="step\\(closure\\)"):
         Optimizer([w], am.optim.lbfgs()).step()
+
+
+@pytest.mark.parametrize("framework", ["numpy", "torch", "jax"])
+def test_an_update_that_would_reshape_its_parameter_is_refused(framework):
+    """p + u broadcasts: an update of another shape would silently change the parameter's."""
+    module = {"numpy": np, "torch": pytest.importorskip("torch"), "jax": pytest.importorskip("jax.numpy")}[framework]
+    params = {"w": module.ones(2)}
+    with pytest.raises(ValueError, match=r"updates: an update of shape \(3, 2\) for a parameter of shape \(2,\)"):
+        am.optim.apply_updates(params, {"w": module.ones((3, 2))})
+    assert am.optim.apply_updates(params, {"w": module.ones(2)})["w"].shape == (2,)

@@ -176,6 +176,11 @@ def apply_updates(params: Any, updates: Any) -> Any:
 
 def _add(p: Any, u: Any) -> Any:
     out = p + u
+    if tuple(getattr(out, "shape", ())) != tuple(getattr(p, "shape", ())):  # broadcasting would reshape the parameter
+        raise ValueError(
+            f"updates: an update of shape {tuple(getattr(u, 'shape', ()))} for a parameter of shape "
+            f"{tuple(getattr(p, 'shape', ()))}; each update must have its parameter's shape."
+        )
     dtype = getattr(p, "dtype", None)
     if dtype is not None and getattr(out, "dtype", dtype) != dtype:
         out = namespace(out).astype(out, dtype)
