@@ -200,3 +200,14 @@ def test_a_dict_x0_with_float32_and_integer_leaves_keeps_their_values_and_the_us
     assert res.x["a"].dtype == np.float32 and res.x["k"].dtype == np.float64
     np.testing.assert_allclose(res.x["a"], 1.0, atol=1e-4)
     np.testing.assert_allclose(res.x["k"], 2.0, atol=1e-4)
+
+
+def test_a_later_dict_gradient_of_float32_or_integer_leaves_is_read_as_float64():
+    spec = params.ParamSpec.from_tree({"a": np.zeros(2), "b": np.zeros((1, 2))})
+    flatten = user_derivatives.gradient_flattener(spec, "jac")
+    flatten({"a": np.ones(2), "b": np.ones((1, 2))})
+    for dtype in (np.float32, np.int64):
+        out = flatten({"a": np.array([1, 2], dtype=dtype), "b": np.array([[3, 4]], dtype=dtype)})
+        assert out.dtype == np.float64 and out.tolist() == [1.0, 2.0, 3.0, 4.0]
+    with pytest.raises(ValueError, match=r"jac does not have the structure of x0"):
+        flatten([np.ones(2), np.ones(2)])

