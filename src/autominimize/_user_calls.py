@@ -14,12 +14,13 @@ itself: splitting the vector into x0's leaves and rebuilding the structure aroun
 from __future__ import annotations
 
 import inspect
+import math
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from . import backends as _backends
-from .user_derivatives import flatten_gradient, flatten_hessian
+from .user_derivatives import flatten_hessian, gradient_flattener
 
 if TYPE_CHECKING:
     from ._setup import Setup
@@ -37,7 +38,7 @@ def point_copy(setup: Setup) -> Callable[[np.ndarray], Any]:
             return np.array
         return lambda x: x.reshape(shape).copy()
     if backend == "numpy":  # framework_params' NumPy case, a call fewer per evaluation
-        return lambda x: spec.unflatten_leaves(spec.split(x.copy()))
+        return spec.copied_views
     return lambda x: _backends.framework_params(backend, spec, x.copy())
 
 
@@ -47,17 +48,33 @@ def fused_functions(setup: Setup, fun: Callable, value_fun: Callable | None) -> 
     from .backends.numpy_backend import UserValueAndGrad
 
     user, point, spec = setup.caller(fun), point_copy(setup), setup.spec
+    flatten, scalar = gradient_flattener(spec, "jac"), UserValueAndGrad.scalar
 
-    def call_flat(x: np.ndarray) -> tuple[Any, np.ndarray]:
+    def call_flat(x: np.ndarray) -> tuple[float, np.ndarray]:
         out = user(point(x))
         if not (isinstance(out, (tuple, list)) and len(out) == 2):
-            raise TypeError(f"with jac=True, fun must return (value, gradient); got {type(out).__name__}.")
-        return out[0], flatten_gradient(out[1], spec, "jac")
+            raise TypeError(_NOT_A_PAIR.format(type(out).__name__))
+        f = out[0]
+        return (f if type(f) is float else scalar(f)), flatten(out[1])
+
+    # call_flat with the norm a journal records computed here, as base.grad_norm does: a
+    # Python call fewer per evaluation of a solve with history
+    def call_flat_with_norm(x: np.ndarray) -> tuple[float, np.ndarray, float]:
+        out = user(point(x))
+        if not (isinstance(out, (tuple, list)) and len(out) == 2):
+            raise TypeError(_NOT_A_PAIR.format(type(out).__name__))
+        f = out[0]
+        f = f if type(f) is float else scalar(f)
+        g = flatten(out[1])
+        return f, g, math.sqrt(g.dot(g))
 
     if value_fun is None:
-        return UserValueAndGrad(call_flat, spec)
+        return UserValueAndGrad(call_flat, spec, with_norm=call_flat_with_norm)
     user_value = setup.caller(value_fun)
-    return UserValueAndGrad(call_flat, spec, lambda x: user_value(point(x)))
+    return UserValueAndGrad(call_flat, spec, lambda x: user_value(point(x)), call_flat_with_norm)
+
+
+_NOT_A_PAIR = "with jac=True, fun must return (value, gradient); got {}."
 
 
 def user_derivatives(setup: Setup, jac: Any, hess: Any, hessp: Any) -> dict:
@@ -68,13 +85,15 @@ def user_derivatives(setup: Setup, jac: Any, hess: Any, hessp: Any) -> dict:
     spec, point = setup.spec, point_copy(setup)
     if callable(jac):
         user_jac = setup.caller(jac)
-        derivatives["gradient"] = lambda x: flatten_gradient(user_jac(point(x)), spec, "jac")
+        flatten_jac = gradient_flattener(spec, "jac")
+        derivatives["gradient"] = lambda x: flatten_jac(user_jac(point(x)))
     if callable(hess):
         user_hess = setup.caller(hess)
         derivatives["hessian"] = lambda x: flatten_hessian(user_hess(point(x)), spec)
     if callable(hessp):
         user_hessp = _direction_first(setup, hessp)
-        derivatives["hessp"] = lambda x, p: flatten_gradient(user_hessp(point(x), point(p)), spec, "hessp")
+        flatten_hvp = gradient_flattener(spec, "hessp")
+        derivatives["hessp"] = lambda x, p: flatten_hvp(user_hessp(point(x), point(p)))
     return derivatives
 
 

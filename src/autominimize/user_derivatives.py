@@ -7,13 +7,17 @@ functions read them all one way and name the argument when the shape is wrong.
 
 from __future__ import annotations
 
-from typing import Any
+import operator
+from typing import Any, Callable
 
 import numpy as np
 
 from .params import ParamSpec, leaf_to_numpy, tree_leaves
 
-__all__ = ["flatten_gradient", "flatten_hessian", "flatten_jacobian"]
+__all__ = ["flatten_gradient", "gradient_flattener", "flatten_hessian", "flatten_jacobian"]
+
+_size = operator.attrgetter("size")
+_ravel = np.ndarray.ravel
 
 
 def flatten_gradient(value: Any, spec: ParamSpec, name: str) -> np.ndarray:
@@ -26,6 +30,50 @@ def flatten_gradient(value: Any, spec: ParamSpec, name: str) -> np.ndarray:
         if array.size == spec.size:
             return array.astype(np.float64).reshape(-1)
     return spec.flatten(value, name)
+
+
+def gradient_flattener(spec: ParamSpec, name: str) -> Callable[[Any], np.ndarray]:
+    """:func:`flatten_gradient` for the gradients of one solve, made for x0's structure.
+
+    The first gradient is read by :func:`flatten_gradient`, which checks it in full. If it
+    came in x0's structure with NumPy leaves of the right sizes, each later one is read in a
+    few C calls (its structure and leaf sizes checked, its leaves concatenated in x0's order),
+    where :func:`flatten_gradient` makes three Python calls and loops over the leaves. One
+    that differs is read by :func:`flatten_gradient` again, with its error naming ``name``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from autominimize.params import ParamSpec
+    >>> flatten = gradient_flattener(ParamSpec.from_tree({"a": np.zeros(2), "b": 0.0}), "jac")
+    >>> flatten({"a": np.ones(2), "b": np.float64(2.0)})
+    array([1., 1., 2.])
+    """
+    if spec.treedef.num_leaves == 1:
+        return lambda value: flatten_gradient(value, spec, name)
+    flatten_up_to, sizes = spec.treedef.flatten_up_to, list(spec.sizes)
+    concatenate, float64 = np.concatenate, np.dtype(np.float64)
+    structured = False
+
+    def flatten(value: Any) -> np.ndarray:
+        nonlocal structured
+        if structured:
+            try:
+                leaves = flatten_up_to(value)
+                if list(map(_size, leaves)) == sizes:
+                    # ravel'd leaves concatenated take 1.3 µs, concatenate(axis=None, dtype=)
+                    # 1.5; a gradient of float32 leaves alone is converted after
+                    out = concatenate(list(map(_ravel, leaves)))
+                    return out if out.dtype == float64 else out.astype(float64)
+            except (TypeError, ValueError, AttributeError):
+                pass
+            return flatten_gradient(value, spec, name)
+        out = flatten_gradient(value, spec, name)
+        if isinstance(value, (dict, list, tuple)):
+            structured = all(type(leaf) is np.ndarray for leaf in flatten_up_to(value))
+        return out
+
+    return flatten
 
 
 def flatten_hessian(value: Any, spec: ParamSpec, name: str = "hess") -> np.ndarray:

@@ -86,7 +86,7 @@ class _FlatFunction:
         # a copy of its own: the user's function may write into its input, which the method
         # (or a finite-difference step) must not read back
         x = np.array(x, dtype=self.dtype).reshape(-1)
-        out = self.call(self.spec.unflatten_leaves(self.spec.split(x)))
+        out = self.call(self.spec.views(x))
         if not self.scalar:
             out = flatten_output(out, dtype=None)
             if out.dtype is not _FLOAT64:
@@ -276,22 +276,34 @@ class NumpyBatched:
 class UserValueAndGrad(NumpyScalar):
     """A function that returns ``(value, gradient)`` itself (scipy's ``jac=True``).
 
-    ``call_flat(x)`` returns the user's ``(f, grad)`` with ``grad`` already flat. ``value``,
-    when given, is the user's plain function of the flat vector, used where only a value is
-    needed (optimagic's ``fun`` next to ``fun_and_jac``). Second-order information comes from
-    finite differences of the gradient.
+    ``call_flat(x)`` returns the user's value as a Python float (see :meth:`scalar`) and
+    gradient as a flat float64 vector; it is this object's ``value_and_grad`` itself, a call
+    fewer per evaluation (x is a flat float64 vector, as the problem layer hands over).
+    ``value``, when given, is the user's plain function of the flat vector, used where only a
+    value is needed (optimagic's ``fun`` next to ``fun_and_jac``); ``with_norm``, when given,
+    is ``call_flat`` that returns the gradient's norm too (``value_grad_and_norm``, which a
+    solve with a journal calls). Second-order information comes from finite differences of
+    the gradient.
     """
 
-    def __init__(self, call_flat: Callable[[np.ndarray], tuple[Any, np.ndarray]], spec: ParamSpec, value: Callable[[np.ndarray], Any] | None = None):
+    def __init__(
+        self,
+        call_flat: Callable[[np.ndarray], tuple[float, np.ndarray]],
+        spec: ParamSpec,
+        value: Callable[[np.ndarray], Any] | None = None,
+        with_norm: Callable[[np.ndarray], tuple[float, np.ndarray, float]] | None = None,
+    ):
         super().__init__(call_flat, spec, "float64")
         self.call = call_flat
+        self.value_and_grad = call_flat  # type: ignore[method-assign]
         self.value_call = value
+        if with_norm is not None:
+            self.value_grad_and_norm = with_norm
 
-    def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        # x is a flat float64 vector, as the problem layer hands over (ScalarFunctions): no
-        # conversion (0.7 µs an evaluation), and a Python float value as it is
-        f, g = self.call(x)
-        return (f if type(f) is float else _scalar(f)), g
+    @staticmethod
+    def scalar(value: Any) -> float:
+        """The user's value as a Python float, with a clear error if it is not one number."""
+        return _scalar(value)
 
     def value(self, x: np.ndarray) -> float:
         if self.value_call is not None:
