@@ -218,6 +218,8 @@ class NumpyScalar(_NumpyCompiled):
 #: the step for differencing a central-difference gradient again: eps**(1/4) balances its
 #: O(eps**(2/3) / h) rounding error against the O(h**2) truncation of a central difference
 _SECOND_ORDER_STEP = np.finfo(np.float64).eps ** 0.25
+#: the step for differencing an exact gradient (the user's own) once: eps**(1/3) for a central difference
+_EXACT_GRADIENT_STEP = np.finfo(np.float64).eps ** (1 / 3)
 
 
 def _symmetric_jacobian(gradient: Callable[[np.ndarray], np.ndarray], x: np.ndarray, bounds, rel_step: float | None = None) -> np.ndarray:
@@ -313,6 +315,24 @@ class UserValueAndGrad(NumpyScalar):
     def gradient(self, x: np.ndarray) -> np.ndarray:
         self.extra_evaluations += 1
         return self.value_and_grad(x)[1]
+
+    def hvp_at(self, x: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        """Central differences of the user's own gradient along v (error ~eps**(2/3))."""
+        x = as_flat_float64(x)
+        scale = _EXACT_GRADIENT_STEP * max(1.0, float(np.linalg.norm(x)))
+
+        def hvp(v: np.ndarray) -> np.ndarray:
+            v = as_flat_float64(v)
+            norm = float(np.linalg.norm(v))
+            if norm == 0.0:
+                return np.zeros_like(x)
+            h = scale / norm
+            return (self.gradient(x + h * v) - self.gradient(x - h * v)) / (2 * h)
+
+        return hvp
+
+    def hessian(self, x: np.ndarray) -> np.ndarray:
+        return _symmetric_jacobian(self.gradient, as_flat_float64(x), self.bounds, _EXACT_GRADIENT_STEP)
 
 
 def _scalar(value: Any) -> float:
