@@ -200,16 +200,7 @@ class NumpyScalar(_NumpyCompiled):
         x = as_flat_float64(x)
         g0 = self._accurate_gradient(x)
         scale = (self._rel_step(1 / 4) or _SECOND_ORDER_STEP) * max(1.0, float(np.linalg.norm(x)))
-
-        def hvp(v: np.ndarray) -> np.ndarray:
-            v = as_flat_float64(v)
-            norm = float(np.linalg.norm(v))
-            if norm == 0.0:
-                return np.zeros_like(x)
-            h = scale / norm
-            return (self._accurate_gradient(x + h * v) - g0) / h
-
-        return hvp
+        return _along(x, scale, lambda step, h: (self._accurate_gradient(x + step) - g0) / h)
 
     def hessian(self, x: np.ndarray) -> np.ndarray:
         return _symmetric_jacobian(self._accurate_gradient, as_flat_float64(x), self.bounds, self._rel_step(1 / 4))
@@ -220,6 +211,21 @@ class NumpyScalar(_NumpyCompiled):
 _SECOND_ORDER_STEP = np.finfo(np.float64).eps ** 0.25
 #: the step for differencing an exact gradient (the user's own) once: eps**(1/3) for a central difference
 _EXACT_GRADIENT_STEP = np.finfo(np.float64).eps ** (1 / 3)
+
+
+def _along(x: np.ndarray, scale: float, difference: Callable[[np.ndarray, float], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """``hvp(v)``: ``difference(h * v, h)``, a difference of gradients along v with the step
+    ``h = scale / |v|`` (zeros for v = 0)."""
+
+    def hvp(v: np.ndarray) -> np.ndarray:
+        v = as_flat_float64(v)
+        norm = float(np.linalg.norm(v))
+        if norm == 0.0:
+            return np.zeros_like(x)
+        h = scale / norm
+        return difference(h * v, h)
+
+    return hvp
 
 
 def _symmetric_jacobian(gradient: Callable[[np.ndarray], np.ndarray], x: np.ndarray, bounds, rel_step: float | None = None) -> np.ndarray:
@@ -320,16 +326,7 @@ class UserValueAndGrad(NumpyScalar):
         """Central differences of the user's own gradient along v (error ~eps**(2/3))."""
         x = as_flat_float64(x)
         scale = _EXACT_GRADIENT_STEP * max(1.0, float(np.linalg.norm(x)))
-
-        def hvp(v: np.ndarray) -> np.ndarray:
-            v = as_flat_float64(v)
-            norm = float(np.linalg.norm(v))
-            if norm == 0.0:
-                return np.zeros_like(x)
-            h = scale / norm
-            return (self.gradient(x + h * v) - self.gradient(x - h * v)) / (2 * h)
-
-        return hvp
+        return _along(x, scale, lambda step, h: (self.gradient(x + step) - self.gradient(x - step)) / (2 * h))
 
     def hessian(self, x: np.ndarray) -> np.ndarray:
         return _symmetric_jacobian(self.gradient, as_flat_float64(x), self.bounds, _EXACT_GRADIENT_STEP)
