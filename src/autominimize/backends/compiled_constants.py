@@ -18,6 +18,7 @@ objects are not followed: data kept on an object and changed between solves belo
 
 from __future__ import annotations
 
+import functools
 import types
 import zlib
 from collections.abc import Callable, Hashable
@@ -69,6 +70,7 @@ def _collect(fun: Any, depth: int, found: list, seen: set[int]) -> None:
         _collect_globals(code, getattr(target, "__globals__", {}), written, depth, found, seen)
 
 
+@functools.lru_cache(maxsize=256)  # disassembled once per code object, not at every solve
 def _written_names(code: types.CodeType) -> frozenset[str]:
     """Names the function assigns (``nonlocal count; count += 1``, ``global calls``): counters
     it keeps, which change with every trace and would make every solve compile anew."""
