@@ -13,7 +13,9 @@
   gradient (``jac=True``), on ``LOOP_SUBSET`` starts, extrapolated.
 * ``dask`` (opt-in, :func:`run_dask`): 10⁶ fits through a Dask ``LocalCluster`` with 2
   workers and with 1, NumPy ``vectorized=True`` (no compilation on the workers), the workers
-  started without Dask's ``MALLOC_TRIM_THRESHOLD_`` (``--dask-malloc-trim`` keeps it).
+  started without Dask's ``MALLOC_TRIM_THRESHOLD_`` (``--dask-malloc-trim`` keeps it), with
+  ``keep_residuals=False``: only the parameters, costs, covariances and statuses travel back
+  (``--dask-keep-residuals`` sends the residuals and Jacobians too, 1.6 GB for 10⁶ fits).
 
 ``speedup`` = baseline seconds / seconds. For the fits, ``|Δp|`` is the largest parameter
 difference from scipy's on the subset (both at default tolerances, where flat members stop
@@ -224,15 +226,17 @@ def format_batched(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _solve_on(client: Any, t: np.ndarray, y: np.ndarray, chunk_size: int) -> tuple[float, Any]:
+def _solve_on(client: Any, t: np.ndarray, y: np.ndarray, chunk_size: int, keep_residuals: bool) -> tuple[float, Any]:
     import autominimize as am
 
     start = time.perf_counter()
-    res = am.batched_curve_fit(decay_numpy, t, y, p0=P0, bounds=(LOWER, UPPER), vectorized=True, executor=client, chunk_size=chunk_size)
+    res = am.batched_curve_fit(
+        decay_numpy, t, y, p0=P0, bounds=(LOWER, UPPER), vectorized=True, executor=client, chunk_size=chunk_size, keep_residuals=keep_residuals
+    )
     return time.perf_counter() - start, res
 
 
-def run_dask(fits: int = 1_000_000, chunk_size: int = 25_000, check: int = 50_000, malloc_trim: bool = False) -> dict:
+def run_dask(fits: int = 1_000_000, chunk_size: int = 25_000, check: int = 50_000, malloc_trim: bool = False, keep_residuals: bool = False) -> dict:
     """``fits`` fits on a Dask LocalCluster of 2 workers and of 1 (one thread each, loopback).
 
     Returns seconds and fits per second for each, and whether the results equal each other and
@@ -250,7 +254,7 @@ def run_dask(fits: int = 1_000_000, chunk_size: int = 25_000, check: int = 50_00
     import autominimize as am
 
     t, y = decay_data(fits, seed=2)
-    out: dict[str, Any] = {"fits": fits, "chunk_size": chunk_size, "malloc_trim": malloc_trim}
+    out: dict[str, Any] = {"fits": fits, "chunk_size": chunk_size, "malloc_trim": malloc_trim, "keep_residuals": keep_residuals}
     environ = {} if malloc_trim else {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
     results = {}
     for workers in (2, 1):
@@ -259,11 +263,11 @@ def run_dask(fits: int = 1_000_000, chunk_size: int = 25_000, check: int = 50_00
             LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster,
             Client(cluster) as client,
         ):
-            _solve_on(client, t, y[: 2 * workers * 1000], 1000)  # workers import and warm up
-            seconds, res = _solve_on(client, t, y, chunk_size)
+            _solve_on(client, t, y[: 2 * workers * 1000], 1000, keep_residuals)  # workers import and warm up
+            seconds, res = _solve_on(client, t, y, chunk_size, keep_residuals)
         out[f"seconds_{workers}"] = seconds
         out[f"fits_per_second_{workers}"] = fits / seconds
-        results[workers] = res.x  # only the parameters: the residuals and Jacobians of 10⁶ fits take 1.6 GB
+        results[workers] = res.x
         out["success"] = out.get("success", float(res.success.mean()))
         del res
     local = am.batched_curve_fit(decay_numpy, t, y[:check], p0=P0, bounds=(LOWER, UPPER), vectorized=True, chunk_size=chunk_size)
@@ -276,7 +280,8 @@ def run_dask(fits: int = 1_000_000, chunk_size: int = 25_000, check: int = 50_00
 def format_dask(out: dict) -> str:
     return (
         f"{out['fits']} fits on a Dask LocalCluster (chunks of {out['chunk_size']}, NumPy vectorized, "
-        f"MALLOC_TRIM_THRESHOLD_ {'as Dask sets it' if out['malloc_trim'] else 'unset'}): "
+        f"MALLOC_TRIM_THRESHOLD_ {'as Dask sets it' if out['malloc_trim'] else 'unset'}, "
+        f"keep_residuals={out['keep_residuals']}): "
         f"2 workers {out['seconds_2']:.1f} s ({out['fits_per_second_2']:.0f} fits/s), 1 worker {out['seconds_1']:.1f} s "
         f"({out['fits_per_second_1']:.0f} fits/s): throughput ×{out['throughput_ratio']:.2f}; results equal across "
         f"2 and 1 workers: {out['same_2_vs_1']}, and to an in-process solve: {out['same_as_in_process']}; success {out['success']:.4f}"
@@ -293,12 +298,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dask-only", action="store_true", help="with --dask: skip the curve-fit and L-BFGS tables")
     parser.add_argument("--dask-chunk-size", type=int, default=25_000, metavar="N", help="members per chunk on Dask (default 25 000)")
     parser.add_argument("--dask-malloc-trim", action="store_true", help="keep Dask's MALLOC_TRIM_THRESHOLD_ on the workers")
+    parser.add_argument("--dask-keep-residuals", action="store_true", help="with --dask: also bring every fit's residuals and Jacobian back")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if not (args.dask and args.dask_only):
         print(format_batched(run_batched()))
     if args.dask:
         print()
-        print(format_dask(run_dask(args.dask, chunk_size=args.dask_chunk_size, check=min(50_000, args.dask), malloc_trim=args.dask_malloc_trim)))
+        print(
+            format_dask(
+                run_dask(
+                    args.dask,
+                    chunk_size=args.dask_chunk_size,
+                    check=min(50_000, args.dask),
+                    malloc_trim=args.dask_malloc_trim,
+                    keep_residuals=args.dask_keep_residuals,
+                )
+            )
+        )
     return 0
 
 

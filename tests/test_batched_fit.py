@@ -20,6 +20,10 @@ def decay_np(t, a, k, c):
     return a * np.exp(-k * t) + c
 
 
+def residual_np(p, y_b):
+    return decay_np(T, p["a"], p["k"], p["c"]) - y_b
+
+
 def decay_for(backend):
     if backend == "jax":
         import jax.numpy as jnp
@@ -347,3 +351,49 @@ def test_a_member_whose_jacobian_alone_is_not_finite_stops_at_its_start(bad):
     assert [REASONS[int(c)][2] for c in state.reason] == [1, -1, 1]
     np.testing.assert_allclose(state.x[[0, 2], 0], 2.0)
     assert state.nfev[1] == 1
+
+
+def test_without_residuals_the_per_point_arrays_stay_where_the_chunk_was_solved():
+    y, p0 = mixed_batch()
+    y, p0 = y[:5], p0[:5]
+    whole = am.batched_curve_fit(decay_np, T, y, p0=p0)
+    client = FlakyClient()
+    slim = am.batched_curve_fit(decay_np, T, y, p0=p0, executor=client, chunk_size=2, keep_residuals=False)
+    # what travelled back from every task: no residuals, no Jacobian, but the covariances made from them
+    assert [sorted(r) for r in client.results] == [["cost", "grad", "nfev", "pcov", "reason", "x"]] * 3
+    assert "fun" not in slim and "jac" not in slim
+    assert sorted(set(whole) - set(slim)) == ["fun", "jac"]
+    for field in ("x", "pcov", "cost", "grad", "nfev", "status", "optimality", "active_mask"):
+        np.testing.assert_array_equal(slim[field], whole[field], err_msg=field)
+    assert slim.messages == whole.messages
+
+
+def test_without_residuals_in_one_piece_in_chunks_and_with_a_failed_chunk():
+    y, p0 = mixed_batch()
+    y, p0 = y[:5], p0[:5]
+    x0 = {"a": p0[:, 0], "k": p0[:, 1], "c": p0[:, 2]}
+    whole = am.batched_least_squares(residual_np, x0, member_args=(y,))
+    for chunk_size in (None, 2):
+        slim = am.batched_least_squares(residual_np, x0, member_args=(y,), chunk_size=chunk_size, keep_residuals=False)
+        assert "fun" not in slim and "jac" not in slim
+        np.testing.assert_array_equal(slim.cost, whole.cost)
+        np.testing.assert_array_equal(slim.x["k"], whole.x["k"])
+    p0_bad = p0.copy()
+    p0_bad[2, 0] = -1000.0
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        partly = am.batched_curve_fit(decay_failing_on_negative_start, T, y, p0=p0_bad, executor=pool, chunk_size=2, keep_residuals=False)
+    assert "fun" not in partly and partly.status.tolist()[2:4] == [-2, -2]
+    assert np.isnan(partly.pcov[2:4]).all() and np.isfinite(partly.pcov[[0, 1, 4]]).all()
+
+
+@pytest.mark.parametrize("entry", ["least_squares", "curve_fit"])
+def test_keep_residuals_is_a_switch(entry):
+    y, p0 = mixed_batch()
+    call = {
+        "least_squares": lambda **kw: am.batched_least_squares(
+            residual_np, {"a": p0[:2, 0], "k": p0[:2, 1], "c": p0[:2, 2]}, member_args=(y[:2],), **kw
+        ),
+        "curve_fit": lambda **kw: am.batched_curve_fit(decay_np, T, y[:2], p0=p0[:2], **kw),
+    }[entry]
+    with pytest.raises(TypeError, match=r"keep_residuals must be True or False; got 'no' \(str\)"):
+        call(keep_residuals="no")

@@ -27,6 +27,7 @@ from .calling import resolve_unpack
 from .drivers.batched_fit import solve_batch
 from .native.batched_lm import BatchedLM
 from .problem import check_error_handling
+from .validation import check_switch
 
 __all__ = ["batched_least_squares", "batched_curve_fit"]
 
@@ -49,6 +50,7 @@ def batched_least_squares(
     executor: Any = None,
     chunk_size: int | None = None,
     vectorized: bool = False,
+    keep_residuals: bool = True,
 ) -> so.OptimizeResult:
     """Solve B independent least-squares problems at once: one vectorised Levenberg–Marquardt.
 
@@ -88,12 +90,18 @@ def batched_least_squares(
         NumPy only: ``fun`` computes k members in one call. Every parameter leaf then has
         the member axis first, (k, *leaf_shape), as has every ``member_args`` array, and
         ``fun`` returns residuals with k rows. n + 1 calls per step instead of k·(n + 1).
+    keep_residuals : bool
+        True (default): the result holds every member's residuals ``fun`` and Jacobian
+        ``jac`` at its solution. False leaves both out: they are B·m·(n + 1) numbers
+        (1.6 GB for 10⁶ fits of 50 points and 3 parameters), and with an executor they then
+        stay on the workers instead of travelling back to the client.
 
     Returns
     -------
     scipy.optimize.OptimizeResult
         ``x`` stacked in x0's structure; NumPy arrays with one row per member: ``cost`` (B,),
-        ``fun`` (B, m) residuals, ``jac`` (B, m, n), ``grad`` (B, n), ``optimality`` (B,)
+        ``fun`` (B, m) residuals and ``jac`` (B, m, n) (unless ``keep_residuals=False``),
+        ``grad`` (B, n), ``optimality`` (B,)
         (∞-norm of the projected gradient), ``active_mask`` (B, n), ``nfev``/``njev`` (B,),
         ``status`` (B,) with scipy's codes (plus -1 and -2 above), ``success`` (B,),
         ``messages`` (one per member); ``message`` sums them up.
@@ -130,7 +138,9 @@ def batched_least_squares(
         error_handling=error_handling,
         vectorized=vectorized,
     )
-    out = solve_batch(problem, rows, member_data, (), executor, check_chunk_size(chunk_size))
+    out = solve_batch(
+        problem, rows, member_data, (), executor, check_chunk_size(chunk_size), keep_residuals=check_switch(keep_residuals, "keep_residuals")
+    )
     return batched_result(out, problem, stacked, spec)
 
 
@@ -154,6 +164,7 @@ def batched_curve_fit(
     executor: Any = None,
     chunk_size: int | None = None,
     vectorized: bool = False,
+    keep_residuals: bool = True,
 ) -> so.OptimizeResult:
     """Fit ``f(xdata, *params)`` to every row of ``ydata`` at once; one covariance per fit.
 
@@ -180,7 +191,7 @@ def batched_curve_fit(
         lengths are padded to a common m and masked: a masked point adds nothing to the
         residuals and does not count in the degrees of freedom of ``pcov`` (its ``ydata``
         may be NaN; its ``xdata`` must be a value where ``f`` is finite).
-    ftol, xtol, gtol, max_nfev, backend, precision, error_handling, executor, chunk_size
+    ftol, xtol, gtol, max_nfev, backend, precision, error_handling, executor, chunk_size, keep_residuals
         As for :func:`batched_least_squares`.
     vectorized : bool
         NumPy only: ``f`` computes k members in one call. Each parameter then arrives as a
@@ -231,7 +242,9 @@ def batched_curve_fit(
         vectorized=vectorized,
     )
     finish = CurveCovariances(bool(absolute_sigma), data.names.index("mask") if "mask" in data.names else None)
-    out = solve_batch(problem, rows, data.member, data.shared, executor, check_chunk_size(chunk_size), finish)
+    out = solve_batch(
+        problem, rows, data.member, data.shared, executor, check_chunk_size(chunk_size), finish, check_switch(keep_residuals, "keep_residuals")
+    )
     result = batched_result(out, problem, stacked, spec)
     result.pcov = out["pcov"]
     return result

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import scipy.optimize as so
 
-from .drivers.batched_fit import CHUNK_FAILED
+from .drivers.batched_fit import CHUNK_FAILED, PER_POINT
 from .drivers.batched_members import MemberProblem
 from .native.batched_lm import REASONS
 from .params import ParamSpec
@@ -54,8 +54,7 @@ def batched_result(out: dict, problem: MemberProblem, stacked: ParamSpec, spec: 
     return so.OptimizeResult(
         x=restack(stacked, spec, x),
         cost=out["cost"],
-        fun=out["fun"],
-        jac=out["jac"],
+        **{key: out[key] for key in PER_POINT if key in out},
         grad=grad,
         optimality=optimality,
         active_mask=active,

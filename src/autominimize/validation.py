@@ -25,6 +25,14 @@ def _is_number(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
 
 
+def check_switch(value: Any, name: str) -> bool:
+    """``value`` as a bool if it is True or False (or 1 or 0), else an error naming ``name``:
+    a switch given ``'no'`` must not be read as on."""
+    if not isinstance(value, (bool, np.bool_)) and not (type(value) is int and value in (0, 1)):
+        raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__}).")
+    return bool(value)
+
+
 def check_count(value: Any, name: str) -> int:
     """``value`` as an int if it is a non-negative whole number (a whole float such as scipy's
     ``maxfun=1e7`` included), else an error naming ``name``."""

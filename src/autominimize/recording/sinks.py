@@ -14,6 +14,7 @@ import numpy as np
 
 from ..params import ParamSpec
 from ..problem import Objective
+from ..validation import check_switch
 from .history import POINT_BUDGET, History, LossCallback
 from .progress import ProgressBar
 
@@ -69,12 +70,6 @@ class Sinks:
             self.log_error = self.log.finish(status=status, success=success, message=message, best_f=best_f, best_x=best_x)
 
 
-def _check_switch(name: str, value: Any) -> None:
-    """``history`` and ``progress`` are switches: ``progress='no'`` must not draw a bar."""
-    if not isinstance(value, (bool, np.bool_)) and not (type(value) is int and value in (0, 1)):
-        raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__}).")
-
-
 def recorders(history: bool, log: Any, progress: bool, loss_callback: Callable | None, name: str, options: dict | None) -> tuple[list, Sinks]:
     """The observers a solve tells of its evaluations and iterations, and its :class:`Sinks`.
 
@@ -82,8 +77,8 @@ def recorders(history: bool, log: Any, progress: bool, loss_callback: Callable |
     neither a path nor an :class:`SQLiteLog`, and
     LogError for a log file that cannot be opened for writing.
     """
-    _check_switch("history", history)
-    _check_switch("progress", progress)
+    check_switch(history, "history")
+    check_switch(progress, "progress")
     settings = None
     if log is not None:  # the log writer and sqlite3 load only for a solve that writes a log
         from .log_writer import SQLiteLog
