@@ -34,7 +34,7 @@ from ..params import leaf_kind
 from .adjoint import ActiveSet, ImplicitDifferentiationWarning, KKTSystem, stationarity_failure
 from .backward import active_set_at, adjoint_at, count_hvps
 from .jax_functions import Compiled, JaxOperators, lagrangian_parts, problem_functions
-from .problem import ImplicitProblem, flat_solution, split_args
+from .problem import ImplicitProblem, flat_solution, keep_host_fields, split_args
 
 __all__ = ["solve_with_jax"]
 
@@ -102,6 +102,7 @@ class _Setup:
         spec = self.problem.spec
         start = spec.unflatten_leaves([_as_kind(kind, value) for kind, value in zip(self.x0_kinds, x0_values)])
         res = self.run(start, self.problem.args([jnp.asarray(a) for a in arg_values]))
+        keep_host_fields(self.record, res, _TRACED + ("cost" if self.problem.residual else "fun",))
         x_flat = flat_solution(res.x)
         x_parts = [x_flat[a:b].reshape(t.shape).astype(t.dtype) for t, a, b in zip(self.out_types, spec.offsets, spec.offsets[1:])]
         value = res.cost if self.problem.residual and "cost" in res else res.fun
@@ -116,6 +117,9 @@ class _Setup:
 
 
 _STATUS_TYPES = (np.bool_, np.int32, np.int32, np.int32)
+#: the result's fields that are JAX arrays of the trace (and the value: ``cost`` of least
+#: squares, ``fun`` otherwise): the host solve's do not replace them
+_TRACED = ("x", "success", "status", "nit", "nfev", "backend", "message")
 
 
 def solve_with_jax(problem: ImplicitProblem, run: Callable[[Any, tuple], so.OptimizeResult], x0: Any, args: tuple) -> so.OptimizeResult:

@@ -89,6 +89,14 @@ def flat_solution(x: Any) -> np.ndarray:
     return np.concatenate([np.ravel(leaf_to_numpy(leaf)).astype(np.float64) for leaf in tree_leaves(x, none_is_leaf=False)])
 
 
+def keep_host_fields(record: dict, result: dict, traced: tuple[str, ...]) -> None:
+    """Copy into ``record`` (the result the user holds) what the host solve ``result`` made
+    besides the fields ``traced`` by the framework: ``history``, ``njev``, ``hess_inv``...
+    The solve may run after the result is returned (when a compiled graph runs), so this is
+    done each time it runs; the fields are then those of the latest solve."""
+    record.update((key, value) for key, value in result.items() if key not in traced)
+
+
 def parse_constraints(constraints: Any) -> list[Constraint]:
     """scipy's and autograd-minimize's constraint forms as :class:`Constraint` items."""
     if constraints is None:

@@ -16,7 +16,7 @@ import scipy.optimize as so
 
 from ..params import tree_leaves
 from .backward import adjoint_at, count_hvps
-from .problem import ImplicitProblem, flat_solution, split_args
+from .problem import ImplicitProblem, flat_solution, keep_host_fields, split_args
 
 __all__ = ["solve_with_tf"]
 
@@ -168,6 +168,10 @@ def _restore(spec: Any, flat: Any) -> Any:
     )
 
 
+#: the result's fields that are tensors of the graph: the host solve's do not replace them
+_TRACED = ("x", "fun", "success", "backend", "message")
+
+
 def _solve_in_graph(problem: ImplicitProblem, run: Callable[[Any, tuple], so.OptimizeResult], x0: Any, tensors: list) -> so.OptimizeResult:
     """Inside a ``tf.function``: the solve and the backward pass as ``tf.numpy_function`` ops
     (run on the host when the graph runs), joined by ``tf.custom_gradient``."""
@@ -180,7 +184,7 @@ def _solve_in_graph(problem: ImplicitProblem, run: Callable[[Any, tuple], so.Opt
 
     def host_forward(*values):
         result = run(x0, problem.args([tf.constant(v) for v in values]))
-        record.update(nit=result.get("nit"), nfev=result.get("nfev"), message=result.get("message"))
+        keep_host_fields(record, result, _TRACED)
         return flat_solution(result.x), np.float64(result.get("fun", np.nan)), np.bool_(result.get("success", False))
 
     def host_backward(x_flat, success, cotangent, *values):
