@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import _thread
 import concurrent.futures
 import multiprocessing
+import threading
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -397,3 +399,83 @@ def test_keep_residuals_is_a_switch(entry):
     }[entry]
     with pytest.raises(TypeError, match=r"keep_residuals must be True or False; got 'no' \(str\)"):
         call(keep_residuals="no")
+
+
+class InterruptAt:
+    """decay_np, sending the main thread a Ctrl-C at its call ``at``."""
+
+    def __init__(self, at):
+        self.at, self.calls = at, 0
+
+    def __call__(self, t, a, k, c):
+        self.calls += 1
+        if self.calls == self.at:
+            _thread.interrupt_main()
+        return decay_np(t, a, k, c)
+
+
+def test_one_ctrl_c_attaches_every_members_latest_point():
+    y, p0 = mixed_batch()
+    y, p0 = y[:5], p0[:5]
+    whole = am.batched_curve_fit(decay_np, T, y, p0=p0)
+    per_chunk = InterruptAt(10**9)
+    am.batched_curve_fit(per_chunk, T, y[:2], p0=p0[:2])
+    # chunks of 2: the first solved, the second interrupted past its first steps, the third not started
+    model = InterruptAt(per_chunk.calls + 2 * 4 * 5)
+    with pytest.raises(KeyboardInterrupt) as caught:
+        am.batched_curve_fit(model, T, y, p0=p0, chunk_size=2)
+    best_x, best_f = caught.value.autominimize_best_x, caught.value.autominimize_best_f  # (B, n) as p0
+    assert not hasattr(caught.value, "autominimize_rows")
+    np.testing.assert_array_equal(best_x[:2], whole.x[:2])
+    np.testing.assert_array_equal(best_f[:2], whole.cost[:2])
+    start_cost = 0.5 * np.sum((decay_np(T, *p0[2:4].T[:, :, None]) - y[2:4]) ** 2, axis=1)
+    assert np.all(best_f[2:4] < start_cost) and np.all(best_f[2:4] > whole.cost[2:4])
+    for i in (2, 3):  # the latest accepted point and its cost
+        np.testing.assert_allclose(0.5 * np.sum((decay_np(T, *best_x[i]) - y[i]) ** 2), best_f[i], rtol=1e-12)
+    np.testing.assert_array_equal(best_x[4], p0[4])
+    assert np.isnan(best_f[4])
+
+
+def _rosen_rows(rows):
+    rows = np.asarray(rows)
+    return np.sum(100 * (rows[:, 1:] - rows[:, :-1] ** 2) ** 2 + (1 - rows[:, :-1]) ** 2, axis=1)
+
+
+def test_one_ctrl_c_attaches_the_latest_rows_of_a_batched_lbfgs_on_torch():
+    import torch
+
+    calls = {"n": 0}
+
+    def rosen(x):  # called once per batched evaluation (torch.func.vmap runs it on the whole batch)
+        calls["n"] += 1
+        if calls["n"] == 6:
+            _thread.interrupt_main()
+        return torch.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
+
+    starts = np.full((3, 4), -1.0) + np.arange(3)[:, None] * 0.1
+    with pytest.raises(KeyboardInterrupt) as caught:
+        am.minimize(rosen, starts, method="lbfgs-native", batch=True, backend="torch")
+    best_x, best_f = caught.value.autominimize_best_x, caught.value.autominimize_best_f
+    assert best_x.shape == (3, 4) and best_f.shape == (3,)
+    np.testing.assert_allclose(best_f, _rosen_rows(best_x), rtol=1e-10)
+    assert np.all(best_f < _rosen_rows(starts))
+
+
+def test_one_ctrl_c_attaches_the_latest_rows_of_a_batched_lbfgs_on_jax():
+    import jax.numpy as jnp
+
+    def rosen(x):
+        return jnp.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
+
+    starts = np.random.default_rng(0).uniform(-2, 0, (256, 30))
+    options = {"maxiter": 10**6, "gtol": 0.0, "ftol": 0.0}
+    timer = threading.Timer(3.0, _thread.interrupt_main)  # past the compilation, most likely
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt) as caught:
+            am.minimize(rosen, starts, method="lbfgs-native", batch=True, backend="jax", options=options)
+    finally:
+        timer.cancel()
+    best_x, best_f = caught.value.autominimize_best_x, caught.value.autominimize_best_f
+    np.testing.assert_allclose(best_f, _rosen_rows(best_x), rtol=1e-8)
+    assert np.all(best_f <= _rosen_rows(starts))

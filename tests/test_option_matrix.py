@@ -83,6 +83,22 @@ def _curve_fit(fun, **options):
     return am.curve_fit(model, xdata, 2 * xdata + 1, p0=[0.0, 0.0], **options)
 
 
+def _batched_least_squares(fun, **options):
+    fun.residuals = True
+    return am.batched_least_squares(fun, {"x": np.zeros((2, 3))}, **options)
+
+
+def _batched_curve_fit(fun, **options):
+    fun.residuals = True
+    xdata = np.arange(3.0)
+
+    def model(x, a, b):
+        fun({"x": np.array([a, b, 1.0])})  # counts the call and may interrupt
+        return a * x + b
+
+    return am.batched_curve_fit(model, xdata, np.stack([2 * xdata + 1, xdata]), p0=[0.0, 0.0], **options)
+
+
 def _global(name, **fixed):
     def run(fun, **options):
         return getattr(am, name)(fun, **fixed, backend="numpy", **options)
@@ -101,6 +117,8 @@ ENTRY_POINTS = {
     "minimize lm": _minimize("lm", residual=True),
     "least_squares": _least_squares,
     "curve_fit": _curve_fit,
+    "batched_least_squares": _batched_least_squares,
+    "batched_curve_fit": _batched_curve_fit,
     "iterate BFGS": _iterate("BFGS"),
     "iterate lbfgs-native": _iterate("lbfgs-native"),
     "basinhopping": _global("basinhopping", x0=X0, niter=3, rng=0),
@@ -121,6 +139,8 @@ TABLE = {
     "minimize lm": (W_, R, W_, R, R, W_, "returns"),
     "least_squares": (R, R, R, R, W_, W_, "returns"),
     "curve_fit": (R, R, R, R, R, W_, "attaches"),
+    "batched_least_squares": (R, R, R, R, R, W_, "attaches"),
+    "batched_curve_fit": (R, R, R, R, R, W_, "attaches"),
     "iterate BFGS": (W_, W_, W_, W_, W_, W_, "attaches"),
     "iterate lbfgs-native": (R, R, R, R, W_, R, "attaches"),
     "basinhopping": (R, R, R, R, W_, W_, "attaches"),
@@ -210,6 +230,10 @@ def test_one_ctrl_c_stops(entry):
         best = caught.value.autominimize_best_x
         if entry == "curve_fit":  # in popt's form: an array for p0=[0.0, 0.0]
             assert isinstance(best, np.ndarray) and best.shape == (2,)
+        elif entry == "batched_curve_fit":  # stacked in p0's form: a list of (B,) arrays
+            assert isinstance(best, list) and [v.shape for v in best] == [(2,), (2,)]
+        elif entry == "batched_least_squares":
+            assert set(best) == {"x"} and best["x"].shape == (2, 3)
         else:
             assert set(best) == {"x"}
-        assert caught.value.autominimize_best_f < float(W.sum())
+        assert np.all(caught.value.autominimize_best_f < float(W.sum()))

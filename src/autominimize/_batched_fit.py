@@ -21,7 +21,7 @@ import numpy as np
 import scipy.optimize as so
 
 from ._batched_curve import CurveResidual, curve_data, curve_starts, default_p0, spread
-from ._batched_result import CurveCovariances, batched_result
+from ._batched_result import CurveCovariances, batched_result, interrupt_attaches
 from ._batched_setup import check_chunk_size, make_problem, member_arrays, select_backend, unstack
 from .calling import resolve_unpack
 from .drivers.batched_fit import solve_batch
@@ -138,9 +138,10 @@ def batched_least_squares(
         error_handling=error_handling,
         vectorized=vectorized,
     )
-    out = solve_batch(
-        problem, rows, member_data, (), executor, check_chunk_size(chunk_size), keep_residuals=check_switch(keep_residuals, "keep_residuals")
-    )
+    with interrupt_attaches(stacked, spec):
+        out = solve_batch(
+            problem, rows, member_data, (), executor, check_chunk_size(chunk_size), keep_residuals=check_switch(keep_residuals, "keep_residuals")
+        )
     return batched_result(out, problem, stacked, spec)
 
 
@@ -242,9 +243,10 @@ def batched_curve_fit(
         vectorized=vectorized,
     )
     finish = CurveCovariances(bool(absolute_sigma), data.names.index("mask") if "mask" in data.names else None)
-    out = solve_batch(
-        problem, rows, data.member, data.shared, executor, check_chunk_size(chunk_size), finish, check_switch(keep_residuals, "keep_residuals")
-    )
+    with interrupt_attaches(stacked, spec):
+        out = solve_batch(
+            problem, rows, data.member, data.shared, executor, check_chunk_size(chunk_size), finish, check_switch(keep_residuals, "keep_residuals")
+        )
     result = batched_result(out, problem, stacked, spec)
     result.pcov = out["pcov"]
     return result

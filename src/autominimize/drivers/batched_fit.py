@@ -15,10 +15,11 @@ task, after ``finish``, and never travel back.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -87,18 +88,44 @@ def solve_batch(
     run = _ChunkTask(problem, shared_data, finish, keep_residuals)
     count = rows.shape[0]
     if chunk_size is None:
-        if executor is None:
-            return run((rows, member_data)) | {"errors": {}}
-        chunk_size = math.ceil(count / (2 * _worker_count(executor)))
-    bounds = [(a, min(a + chunk_size, count)) for a in range(0, count, chunk_size)]
+        chunk_size = count if executor is None else math.ceil(count / (2 * _worker_count(executor)))
+    bounds = [(a, min(a + chunk_size, count)) for a in range(0, max(count, 1), max(chunk_size, 1))]
     pieces = [(rows[a:b], tuple(d[a:b] for d in member_data)) for a, b in bounds]
+    if len(pieces) == 1 and executor is None:  # one piece: its arrays are the batch's, no copy
+        with _interrupt_keeps(rows, bounds, None):
+            return run(pieces[0]) | {"errors": {}}
     assembly = _Assembly(count, bounds)
-    if executor is None:
-        for i, piece in enumerate(pieces):
-            assembly.put(i, run(piece))
-    else:
-        _on_executor(executor, run, pieces, assembly)
+    with _interrupt_keeps(rows, bounds, assembly):
+        if executor is None:
+            for i, piece in enumerate(pieces):
+                assembly.running = i
+                assembly.put(i, run(piece))
+        else:
+            _on_executor(executor, run, pieces, assembly)
     return assembly.finished(pieces, run)
+
+
+@contextlib.contextmanager
+def _interrupt_keeps(rows: np.ndarray, bounds: list, assembly: _Assembly | None) -> Iterator[None]:
+    """A Ctrl-C propagates with every member's latest point and cost in
+    ``exc.autominimize_rows`` (x (B, n), cost (B,)): the solved chunks' results, the
+    interrupted chunk's latest accepted rows (when it runs in this process), and the starts
+    (cost NaN) of the others."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        x, cost = rows.astype(np.float64), np.full(rows.shape[0], np.nan)
+        done = assembly.done if assembly is not None else set()
+        for i in done:
+            a, b = bounds[i]
+            x[a:b], cost[a:b] = assembly.out["x"][a:b], assembly.out["cost"][a:b]
+        running = 0 if assembly is None else assembly.running
+        latest = getattr(exc, "autominimize_rows", None)
+        if latest is not None and running is not None and running not in done:
+            a, b = bounds[running]
+            x[a:b], cost[a:b] = latest.x, latest.cost
+        exc.autominimize_rows = (x, cost)
+        raise
 
 
 @dataclass(frozen=True)
@@ -130,6 +157,8 @@ class _Assembly:
         self.count, self.bounds = count, bounds
         self.out: dict | None = None
         self.failed: dict[int, BaseException] = {}
+        self.done: set[int] = set()
+        self.running: int | None = None  # the chunk solving in this process, if any
 
     def put(self, i: int, chunk: dict) -> None:
         if self.out is None:
@@ -137,6 +166,7 @@ class _Assembly:
         a, b = self.bounds[i]
         for key, value in chunk.items():
             self.out[key][a:b] = value
+        self.done.add(i)
 
     def fail(self, i: int, exc: BaseException) -> None:
         self.failed[i] = exc
@@ -185,6 +215,17 @@ def _on_executor(executor: Any, run: _ChunkTask, pieces: list, assembly: _Assemb
             return executor.submit(run, pieces[i])
 
     index = {submit(i): i for i in range(len(pieces))}
+    try:
+        _collect(index, submit, payloads, assembly)
+    except KeyboardInterrupt:
+        for future in index:  # the tasks not yet run are not run
+            future.cancel()
+        raise
+
+
+def _collect(index: dict, submit: Callable[[int], Any], payloads: dict, assembly: _Assembly) -> None:
+    """Each chunk's results into ``assembly`` as its task completes; a failed task is
+    submitted once more, and if it fails again its chunk is reported failed."""
     arrivals = _Arrivals(list(index))
     retried = set()
     for future in arrivals:

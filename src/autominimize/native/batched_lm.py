@@ -118,7 +118,8 @@ class BatchedLM:
         ``evaluate(x, *data)`` returns the residuals (k, m) and Jacobian (k, m, n) of the k
         rows of ``x`` (k ≤ B), ``data`` being the per-member arrays (leading axis B) gathered
         to the same rows. ``lower``/``upper`` are (n,) bounds; x0 must lie in them. The state
-        returned holds NumPy arrays, one row per member in x0's order.
+        returned holds NumPy arrays, one row per member in x0's order. A Ctrl-C propagates
+        with every member's latest accepted row in ``exc.autominimize_rows`` (an LMState).
         """
         xp = namespace(x0)
         jit = array_api_compat.is_jax_array(x0)
@@ -126,11 +127,12 @@ class BatchedLM:
         init, step, gather = _pieces(xp, self, evaluate, jit)
         state = init(x0, box, *data)
         active = ActiveRows(x0.shape[0], padded=jit)
-        while True:
-            state, data = active.compact(state, data, gather)
-            if state is None:
-                return active.result(LMState)
-            state = step(state, box, *data)
+        with active.attached_on_interrupt(lambda: state):
+            while True:
+                state, data = active.compact(state, data, gather)
+                if state is None:
+                    return active.result(LMState)
+                state = step(state, box, *data)
 
 
 def _device(x: Any) -> Any:

@@ -13,7 +13,8 @@ dropped at the end. Other namespaces gather exactly the running rows.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import contextlib
+from typing import Any, Callable, Iterator
 
 import array_api_compat
 import numpy as np
@@ -81,6 +82,7 @@ class ActiveRows:
     """
 
     def __init__(self, count: int, *, padded: bool, whole: bool = False) -> None:
+        self.count = count
         self.index = np.arange(count)  # the member of each row; -1 for a padding row
         self.padded, self.whole = padded, whole
         self.finished: list[tuple[np.ndarray, Any]] = []
@@ -110,6 +112,30 @@ class ActiveRows:
         state, data = gather((state, data), xp.asarray(rows, device=array_api_compat.device(state.reason)))
         self.index = np.where(np.arange(target) < count, self.index[rows], -1)
         return state, data
+
+    def latest(self, state: Any) -> Any:
+        """Every member's latest row: the stopped members' final rows and the others' rows in
+        ``state``, as NumPy arrays in the order of the first state. What a Ctrl-C attaches:
+        ``state`` is the last state an iteration completed."""
+        host = type(state)(*(to_host(v) for v in state))
+        parts = list(self.finished)
+        if len(host[0]) == self.index.size:  # else interrupted between a gather and its use: the stopped rows are in finished
+            parts.append((self.index[self.index >= 0], type(state)(*(v[self.index >= 0] for v in host))))
+        out = type(state)(*(np.full((self.count,) + v.shape[1:], np.nan if v.dtype.kind == "f" else 0, v.dtype) for v in host))
+        for index, rows in parts:  # in order: a row of ``state`` wins over an earlier copy
+            for field, values in zip(out, rows):
+                field[index] = values
+        return out
+
+    @contextlib.contextmanager
+    def attached_on_interrupt(self, current: Callable[[], Any]) -> Iterator[None]:
+        """A Ctrl-C inside the block propagates with :meth:`latest` of ``current()`` in
+        ``exc.autominimize_rows``."""
+        try:
+            yield
+        except KeyboardInterrupt as exc:
+            exc.autominimize_rows = self.latest(current())
+            raise
 
     def result(self, state_type: type) -> Any:
         """Every member's final row, as NumPy arrays in the order of the first state."""
