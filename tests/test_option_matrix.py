@@ -113,6 +113,7 @@ def _check_grad(fun, **options):
 ENTRY_POINTS = {
     "minimize L-BFGS-B": _minimize("L-BFGS-B"),
     "minimize lbfgs-native": _minimize("lbfgs-native"),
+    "minimize ipopt": _minimize("ipopt"),
     "minimize trf": _minimize("trf", residual=True),
     "minimize lm": _minimize("lm", residual=True),
     "least_squares": _least_squares,
@@ -135,6 +136,7 @@ W_, R = "works", "refused"
 TABLE = {
     "minimize L-BFGS-B": (W_, W_, W_, W_, W_, W_, "returns"),
     "minimize lbfgs-native": (W_, W_, W_, W_, W_, R, "returns"),
+    "minimize ipopt": (W_, W_, W_, W_, W_, W_, "returns"),
     "minimize trf": (W_, W_, W_, W_, W_, W_, "returns"),
     "minimize lm": (W_, R, W_, R, R, W_, "returns"),
     "least_squares": (R, R, R, R, W_, W_, "returns"),
