@@ -401,6 +401,34 @@ def test_one_compiled_call_per_point_and_per_hessian(monkeypatch):
     assert sum(calls.values()) == 16  # were 23 with [f, c] apart, 31 with f, c, ∇f and J · S apart
 
 
+def test_hessian_passes_take_x_and_multipliers_as_two_leaves(monkeypatch):
+    """The Hessian's passes in x alone get x and [σ, λ] as the Lagrangian's two leaves: no
+    array of the size of [x, σ, λ] in the compiled program (differentiated through their
+    concatenation, the gradient was formed in all of it: 133 µs instead of 87 µs a call at
+    n = 1000), and the same Hessian."""
+    pytest.importorskip("asdex")
+    import re
+
+    from autominimize.backends import jax_backend
+
+    programs = {}
+    compile_function = jax_backend.compile_function
+
+    def keeping(function, *avals):
+        executable = compile_function(function, *avals)
+        programs[function.__name__] = executable.as_text()
+        return executable
+
+    monkeypatch.setattr(jax_backend, "compile_function", keeping)
+    n = 300
+    f, constraint = _banded(n, "jax")
+    sparse = am.minimize(f, np.zeros(n), method="ipopt", constraints=constraint, backend="jax", options={"sparse": True})
+    dense = am.minimize(f, np.zeros(n), method="ipopt", constraints=constraint, backend="jax", options={"sparse": False})
+    augmented = n + 1 + (n - 2)
+    assert "head_hvps" in programs and re.search(rf"\[(\d+,)?{augmented}\]", programs["head_hvps"]) is None
+    assert (sparse.nit, sparse.nhev) == (dense.nit, dense.nhev) and abs(sparse.fun - dense.fun) < 1e-12
+
+
 def test_counts_alike_with_pairs_in_one_call_and_apart():
     """Under error_handling='continue' the constraints' own evaluations say what a failed point
     is, so f, c, ∇f and J are computed apart: the same solve, and the same counts of the values
