@@ -141,8 +141,6 @@ class Derivatives:
         self._spare_g: np.ndarray | None = None
         self._jacobian_key: bytes | None = None  # the point of _jacobian: J · S
         self._jacobian: np.ndarray | None = None
-        self._compressed_key: bytes | None = None
-        self._compressed: tuple[np.ndarray, np.ndarray] | None = None
 
     # structures, fixed for the solve
     def structure(self) -> None:
@@ -281,13 +279,8 @@ class Derivatives:
         if self.pattern is None:
             hessian = self.lagrangian.hessian_blocks(x, float(sigma), weights)[0]
             return hessian[self.hess_rows, self.hess_cols]
-        self._compress(x, float(sigma), weights)
-        return self.pattern.hessian_values(self._compressed[0])
-
-    def _compress(self, x: np.ndarray, sigma: float, weights: np.ndarray) -> None:
-        key = x.tobytes() + np.float64(sigma).tobytes() + weights.tobytes()
-        if key != self._compressed_key:
-            self._compressed = self.lagrangian.hessian_compressed(x, sigma, weights, self._seeds)
-            self._compressed_key = key
-            if self._compressed[1] is not None:
-                self._jacobian, self._jacobian_key = self._compressed[1], x.tobytes()
+        # IPOPT asks once per iterate, with new multipliers: nothing to look up first
+        compressed, jacobian = self.lagrangian.hessian_compressed(x, float(sigma), weights, self._seeds)
+        if jacobian is not None:  # the products in [x, σ, λ] (PyTorch, TensorFlow) bring J · S
+            self._jacobian, self._jacobian_key = jacobian, x.tobytes()
+        return self.pattern.hessian_values(compressed)
