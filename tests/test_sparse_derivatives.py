@@ -429,6 +429,19 @@ def test_hessian_passes_take_x_and_multipliers_as_two_leaves(monkeypatch):
     assert (sparse.nit, sparse.nhev) == (dense.nit, dense.nhev) and abs(sparse.fun - dense.fun) < 1e-12
 
 
+def test_callbacks_per_solve_alike_for_ours_and_the_hand_built_triplets():
+    """The benchmark's callback accounting: IPOPT asks ours and the hand-built problem for the
+    same values and derivatives, as many times each."""
+    pytest.importorskip("asdex")
+    from benchmarks.ipopt import CALLBACKS, callback_costs
+
+    rows = callback_costs(n=150, repeats=1)
+    ours, hand = rows["am ipopt"], rows["hand-built"]
+    assert {key: ours["calls"][key] for key in CALLBACKS[:5]} == hand["calls"]
+    assert ours["calls"]["hessian"] == ours["calls"]["intermediate"] - 1 > 3  # no Hessian after the last iterate
+    assert hand["ratio"] == 1.0 and ours["callbacks_s"] > 0
+
+
 def test_counts_alike_with_pairs_in_one_call_and_apart():
     """Under error_handling='continue' the constraints' own evaluations say what a failed point
     is, so f, c, ∇f and J are computed apart: the same solve, and the same counts of the values
