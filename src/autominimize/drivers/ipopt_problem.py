@@ -89,7 +89,7 @@ def _tell_callback(problem: Any, state: dict) -> bool:
     """Give the user's callback IPOPT's current iterate; False stops IPOPT (a StopIteration,
     a KeyboardInterrupt, or any exception, kept to be raised again after ``solve``)."""
     try:
-        x = np.array(problem.get_current_iterate(scaled=False)["x"], dtype=np.float64)
+        x = problem.get_current_iterate(scaled=False)["x"]  # a new float64 array, ours to keep
         problem.user_callback(so.OptimizeResult(x=x, **state))
     except StopIteration:
         problem.stopped = True
