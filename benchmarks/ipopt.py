@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["format_ipopt_bench", "pendulum", "run_ipopt_bench"]
+__all__ = ["callback_costs", "format_callback_costs", "format_ipopt_bench", "pendulum", "run_ipopt_bench"]
 
 IPOPT_SETTINGS = {"tol": 1e-8, "mu_strategy": "adaptive"}
 
@@ -103,10 +103,10 @@ class _HandBuilt:
         return self.hess_structure
 
 
-def _hand_solve(n: int) -> tuple[float, int]:
+def _hand_solve(n: int, built: type = _HandBuilt) -> tuple[float, int]:
     import cyipopt
 
-    hand = _HandBuilt(n)
+    hand = built(n)
     problem = cyipopt.Problem(n=n, m=n - 2, problem_obj=hand, cl=np.zeros(n - 2), cu=np.zeros(n - 2))
     for key, value in {"print_level": 0, "sb": "yes", **IPOPT_SETTINGS}.items():
         problem.add_option(key, value)
@@ -304,9 +304,91 @@ def format_ipopt_bench(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+CALLBACKS = ("objective", "gradient", "constraints", "jacobian", "hessian", "intermediate")
+
+
+def _timed(cls: type, spent: dict) -> type:
+    """``cls`` with each IPOPT callback it has adding its count and its thread CPU time to
+    ``spent[name]`` (``time.thread_time``: other processes' work on the shared machine is not
+    counted)."""
+
+    def timed(method: Callable) -> Callable:
+        def run(self, *arguments):
+            start = time.thread_time()
+            try:
+                return method(self, *arguments)
+            finally:
+                entry = spent.setdefault(method.__name__, [0, 0.0])
+                entry[0] += 1
+                entry[1] += time.thread_time() - start
+
+        return run
+
+    return type(cls.__name__, (cls,), {name: timed(getattr(cls, name)) for name in CALLBACKS if hasattr(cls, name)})
+
+
+def callback_costs(n: int = 1000, repeats: int = 25) -> dict[str, dict]:
+    """CPU time per solve of the banded problem (``time.process_time``) for ``method='ipopt'``
+    and for the hand-built triplets, run in turn, and the thread CPU time spent inside each
+    kind of IPOPT callback: medians over ``repeats`` rounds, after one solve of each."""
+    import autominimize as am
+    from autominimize.drivers import ipopt as driver
+
+    fit, dynamics = _jax_problem(n)
+    spent: dict[str, list] = {}
+    ours_class = _timed(driver.problem_class(), spent)
+    hand_class = _timed(_HandBuilt, spent)
+
+    def ours():
+        original, driver.problem_class = driver.problem_class, lambda: ours_class
+        try:
+            return am.minimize(fit, np.zeros(n), method="ipopt", constraints=dynamics, backend="jax", options=dict(IPOPT_SETTINGS))
+        finally:
+            driver.problem_class = original
+
+    contenders = {"am ipopt": ours, "hand-built": lambda: _hand_solve(n, hand_class)}
+    rounds: dict[str, list] = {name: [] for name in contenders}
+    for round_ in range(repeats + 1):
+        for name, solve in contenders.items():
+            spent.clear()
+            start = time.process_time()
+            solve()
+            total = time.process_time() - start
+            if round_:
+                rounds[name].append((total, {key: tuple(value) for key, value in spent.items()}))
+    rows = {}
+    for name, measured in rounds.items():
+        calls = measured[-1][1]
+        per_call = {key: statistics.median(r[1].get(key, (0, 0.0))[1] for r in measured) / max(calls[key][0], 1) for key in calls}
+        ratio = statistics.median(r[0] / h[0] for r, h in zip(measured, rounds["hand-built"]))
+        inside = statistics.median(sum(value[1] for value in r[1].values()) for r in measured)
+        rows[name] = dict(
+            cpu_s=statistics.median(r[0] for r in measured),
+            ratio=ratio,
+            callbacks_s=inside,
+            calls={k: v[0] for k, v in calls.items()},
+            per_call_s=per_call,
+        )
+    return rows
+
+
+def format_callback_costs(rows: dict[str, dict]) -> str:
+    """A plain-text table of :func:`callback_costs`."""
+    lines = [f"{'':10} {'CPU/solve [ms]':>14} {'/hand':>6} {'in callbacks [ms]':>17}  calls x median CPU per call"]
+    for name, row in rows.items():
+        calls = "  ".join(f"{key} {row['calls'][key]}x{row['per_call_s'][key] * 1e6:.0f}us" for key in CALLBACKS if key in row["calls"])
+        lines.append(f"{name:10} {row['cpu_s'] * 1e3:14.2f} {row['ratio']:6.3f} {row['callbacks_s'] * 1e3:17.2f}  {calls}")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ipopt", description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    print(format_ipopt_bench(run_ipopt_bench(parser.parse_args().repeats)))
+    parser.add_argument("--callbacks", type=int, metavar="N", help="only the CPU time per solve and per callback at n = N (25 rounds)")
+    arguments = parser.parse_args()
+    if arguments.callbacks:
+        print(format_callback_costs(callback_costs(arguments.callbacks)))
+    else:
+        print(format_ipopt_bench(run_ipopt_bench(arguments.repeats)))

@@ -252,11 +252,13 @@ def test_callback_history_and_stopping():
     seen = []
 
     def callback(intermediate_result):
-        seen.append((intermediate_result.nit, intermediate_result.fun, intermediate_result.inf_pr))
+        seen.append((intermediate_result.nit, intermediate_result.fun, intermediate_result.inf_pr, np.array(intermediate_result.x)))
 
     res = am.minimize(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch", callback=callback)
     assert [s[0] for s in seen] == list(range(1, res.nit + 1))
     assert abs(seen[-1][1] - res.fun) < 1e-9
+    np.testing.assert_array_equal(seen[-1][3], res.x)  # IPOPT's iterate, each its own array
+    assert not np.array_equal(seen[-2][3], seen[-1][3])
     assert len(res.history.iterations) == res.nit
 
     stopped = am.minimize(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch", callback=lambda x: True)

@@ -218,9 +218,13 @@ class _JaxCompiled:
 
 class JaxScalar(HessianPasses, _JaxCompiled):
     def flat_fun(self, x: Any) -> Any:
+        return self.tree_fun(self.params_of(x))
+
+    def tree_fun(self, params: Any) -> Any:
+        """The function of x0's structure, checked to be a real scalar, in the solve's dtype."""
         _, jnp = _jax()
         self.traces += 1
-        out = self._current_call()(self.params_of(x))
+        out = self._current_call()(params)
         require_real_number(out)
         out = jnp.asarray(out)
         require_scalar_shape(out.shape)

@@ -47,13 +47,21 @@ class HessianPasses:
         """The leading block of the Hessian at ``[head, rest]`` times each row of ``directions``
         (p, k), k = ``head.size``, as a (p, k) array: forward-over-reverse passes in ``head``
         alone, ``rest`` held fixed. For the Lagrangian (head x, rest [σ, λ]) they cost 0.1 ms
-        at n = 1000 where :meth:`hvps` in all of ``[x, σ, λ]`` costs 0.4-0.6 ms."""
+        at n = 1000 where :meth:`hvps` in all of ``[x, σ, λ]`` costs 0.4-0.6 ms. Where head
+        and rest are the structure's two leaves (the Lagrangian's), the function gets them as
+        they are: differentiated through their concatenation, the passes took 133 µs
+        instead of 87 µs (n = 1000, the gradient formed in all of ``[x, σ, λ]``)."""
         import jax
         import jax.numpy as jnp
 
+        def of_head(head, rest):
+            if self.spec.shapes == (head.shape, rest.shape):
+                return self.tree_fun(self.spec.unflatten_leaves([head, rest]))
+            return self.flat_fun(jnp.concatenate([head, rest]))
+
         def build():
             def head_hvps(head, rest, directions):
-                gradient = jax.grad(lambda head: self.flat_fun(jnp.concatenate([head, rest])))
+                gradient = jax.grad(lambda head: of_head(head, rest))
                 return jax.vmap(lambda v: jax.jvp(gradient, (head,), (v,))[1])(directions)
 
             return head_hvps

@@ -114,7 +114,7 @@ class Lagrangian:
             self.functions = backend.compile_scalar(lagrangian, self.spec, dtype)
         #: c(x) stacked, compiled on JAX for forward passes (where J is asked for alone)
         self.constraint_values = None
-        #: [f(x), c(x)] stacked, compiled on JAX: a point's f and c in one call (:meth:`values`)
+        #: [f(x), c(x)] stacked, compiled on JAX: a point's f, ∇f, c and J · S in one call (:meth:`first_order`)
         self.point_values = None
         if self.backend == "jax" and vectors:
             import jax.numpy as jnp
@@ -172,15 +172,10 @@ class Lagrangian:
             return self.compressed(x, sigma, multipliers, seeds)
         return head_hvps(x, np.concatenate([[sigma], multipliers]), np.asarray(seeds, dtype=np.float64)), None
 
-    def values(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        """``f(x)`` and ``c(x)`` from one compiled call (JAX, with an objective)."""
-        out = self.point_values.value(x)
-        return float(out[0]), out[1:]
-
     def first_order(self, x: np.ndarray, seeds: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
         """``f(x)``, ``∇f(x)``, ``c(x)`` and ``J · S`` (p, m) from one compiled call (JAX, with
-        an objective): what IPOPT asks for at an accepted point, ∇f then J, in one dispatch
-        instead of two."""
+        an objective): what IPOPT asks for at a trial point, c then f, and where it accepts
+        it, ∇f then J, in one dispatch instead of four."""
         out = self.point_values.first_order(x, np.asarray(seeds, dtype=np.float64))
         n, m = self.n, self.m
         return float(out[0]), out[1 + m : 1 + m + n], out[1 : 1 + m], out[1 + m + n :].reshape(len(seeds), m)
