@@ -1,0 +1,73 @@
+"""Regression tests from a third trial: errors that do not say what is wrong, options accepted
+and then not honoured, and outputs whose type costs the solve its precision."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import pytest
+from conftest import FRAMEWORKS
+
+import autominimize as am
+
+X3 = np.array([3.0, -2.0])
+
+
+# -- an objective of integer or half-precision values: warned once, naming fun and the type ---
+
+
+def _cast_objective(backend: str, dtype: str):
+    """Σ x² computed in float64 and returned cast to ``dtype``, written with ``backend``'s arrays."""
+    if backend == "torch":
+        import torch
+
+        return torch.tensor(X3), lambda x: (x**2).sum().to(getattr(torch, dtype))
+    if backend == "jax":
+        import jax.numpy as jnp
+
+        return jnp.asarray(X3), lambda x: jnp.sum(x**2).astype(getattr(jnp, dtype))
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.constant(X3), lambda x: tf.cast(tf.reduce_sum(x**2), getattr(tf, dtype))
+    import ml_dtypes
+
+    np_dtype = ml_dtypes.bfloat16 if dtype == "bfloat16" else np.dtype(dtype)
+    return X3, lambda x: np.sum(x**2).astype(np_dtype)
+
+
+COARSE = [
+    ("int64", r"fun returned int(64|32) values; integers change in steps of 1"),  # JAX without x64 makes it int32
+    ("int32", r"fun returned int32 values; integers change in steps of 1"),
+    ("float16", r"fun returned float16 values, which resolve about 1e-03 relative"),
+    ("bfloat16", r"fun returned bfloat16 values, which resolve about 8e-03 relative"),
+]
+
+
+@pytest.mark.parametrize("backend", ["numpy"] + FRAMEWORKS)
+@pytest.mark.parametrize("dtype, message", COARSE, ids=[case[0] for case in COARSE])
+def test_an_objective_of_coarse_values_is_warned_once(backend, dtype, message):
+    x0, fun = _cast_objective(backend, dtype)
+    if backend == "tensorflow" and dtype == "bfloat16":
+        pytest.skip("TensorFlow's reduce_sum has no bfloat16 kernel on CPU")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            am.minimize(fun, x0, method="Nelder-Mead", backend=backend, options={"maxiter": 30})
+        except ValueError:
+            pass  # a framework refuses some of them later on; the warning came first
+    coarse = [str(w.message) for w in caught if "steps of 1" in str(w.message) or "resolve about" in str(w.message)]
+    assert len(coarse) == 1, coarse
+    assert re.search(message, coarse[0]), coarse[0]
+    assert "Return float64 or float32 values" in coarse[0]
+
+
+def test_a_python_int_objective_is_warned_and_float_ones_are_not():
+    with pytest.warns(UserWarning, match=r"fun returned int values; integers change in steps of 1"):
+        am.minimize(lambda x: int(np.sum(x**2)), X3, method="Nelder-Mead", backend="numpy", options={"maxiter": 20})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        am.minimize(lambda x: np.float32(np.sum(x**2)), X3, method="BFGS", backend="numpy", jac=lambda x: 2 * x)
+        am.minimize(lambda x: float(np.sum(x**2)), X3, method="BFGS", backend="numpy")
