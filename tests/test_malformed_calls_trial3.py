@@ -71,3 +71,75 @@ def test_a_python_int_objective_is_warned_and_float_ones_are_not():
         warnings.simplefilter("error")
         am.minimize(lambda x: np.float32(np.sum(x**2)), X3, method="BFGS", backend="numpy", jac=lambda x: 2 * x)
         am.minimize(lambda x: float(np.sum(x**2)), X3, method="BFGS", backend="numpy")
+
+
+# -- a NaN reaching a trust-region method's gradient or Hessian: the project's message ---------
+
+
+def _sqrt_objective(backend: str):
+    """Σ sqrt(x) + x², whose derivatives are infinite or NaN at x = 0, written with ``backend``."""
+    if backend == "torch":
+        import torch
+
+        return lambda x: torch.sqrt(x).sum() + (x**2).sum(), torch.tensor([0.0, 1.0], dtype=torch.float64)
+    if backend == "jax":
+        import jax.numpy as jnp
+
+        return lambda x: jnp.sum(jnp.sqrt(x)) + jnp.sum(x**2), np.array([0.0, 1.0])
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return lambda x: tf.reduce_sum(tf.sqrt(x)) + tf.reduce_sum(x**2), tf.constant([0.0, 1.0], dtype=tf.float64)
+    raise ValueError(backend)
+
+
+TRUST = ["trust-exact", "trust-ncg", "trust-krylov", "dogleg"]
+
+
+@pytest.mark.parametrize("method", TRUST)
+@pytest.mark.parametrize("backend", FRAMEWORKS)
+def test_a_nan_in_a_trust_region_methods_derivatives_names_the_function_and_the_point(method, backend):
+    fun, x0 = _sqrt_objective(backend)
+    with pytest.raises(
+        ValueError, match=rf"the gradient of fun is not finite .*: it is (inf|nan) at x0\[0\]\. method='{method}' needs a finite"
+    ) as info:
+        am.minimize(fun, x0, method=method, backend=backend)
+    assert "error_handling='continue'" in str(info.value)
+    np.testing.assert_array_equal(np.asarray(info.value.autominimize_x), [0.0, 1.0])
+
+
+@pytest.mark.parametrize("method", ["trust-exact", "dogleg"])
+def test_a_nan_in_a_user_hess_names_hess_and_the_entry(method):
+    with pytest.raises(ValueError, match=r"the user-supplied hess is not finite .*: it is nan at row x0\[1\], column x0\[0\]\. method=") as info:
+        am.minimize(
+            lambda x: float(np.sum(x**2)),
+            np.ones(2),
+            method=method,
+            backend="numpy",
+            jac=lambda x: 2 * x,
+            hess=lambda x: np.array([[2.0, 0.0], [np.nan, 2.0]]),
+        )
+    np.testing.assert_array_equal(info.value.autominimize_x, [1.0, 1.0])
+
+
+def test_a_nan_in_a_user_hessp_names_hessp():
+    with pytest.raises(ValueError, match=r"the user-supplied hessp is not finite .*: it is nan at x0\[0\]"):
+        am.minimize(
+            lambda x: float(np.sum(x**2)), np.ones(2), method="trust-ncg", backend="numpy", jac=lambda x: 2 * x, hessp=lambda x, p: p * np.nan
+        )
+
+
+def test_under_continue_a_trust_region_method_steps_back_from_a_nan_hessian():
+    def hess(x):
+        return np.full((2, 2), np.nan) if x[0] > 2.5 else 2.0 * np.eye(2)  # NaN at x0
+
+    res = am.minimize(
+        lambda x: float(np.sum((x - 1.0) ** 2)),
+        np.ones(2) * 3,
+        method="trust-exact",
+        backend="numpy",
+        jac=lambda x: 2 * (x - 1.0),
+        hess=hess,
+        error_handling="continue",
+    )
+    np.testing.assert_allclose(res.x, [1.0, 1.0], atol=1e-6)
