@@ -143,3 +143,69 @@ def test_under_continue_a_trust_region_method_steps_back_from_a_nan_hessian():
         error_handling="continue",
     )
     np.testing.assert_allclose(res.x, [1.0, 1.0], atol=1e-6)
+
+
+# -- am.batched_curve_fit: xdata of a shape f cannot fit -----------------------------------------
+
+
+def _line(backend: str):
+    if backend == "torch":
+        import torch
+
+        return lambda x, a, b: a * torch.as_tensor(x) + b
+    if backend == "jax":
+        import jax.numpy as jnp
+
+        return lambda x, a, b: a * jnp.asarray(x) + b
+    return lambda x, a, b: a * x + b
+
+
+BATCHED_BACKENDS = ["numpy"] + [name for name in FRAMEWORKS if name != "tensorflow"]
+
+
+@pytest.mark.parametrize("vectorized", [False, True])
+@pytest.mark.parametrize("backend", BATCHED_BACKENDS)
+@pytest.mark.parametrize(
+    "xdata, got", [(np.arange(5.0), r"\(5,\)"), (np.ones((2, 3)), r"\(2, 3\)"), (np.ones((3, 5)), r"\(3, 5\)")], ids=["(5,)", "(2, 3)", "(B, 5)"]
+)
+def test_batched_curve_fit_xdata_of_another_shape_is_named(backend, vectorized, xdata, got):
+    if vectorized and backend != "numpy":
+        pytest.skip("vectorized= is for NumPy models")
+    if vectorized and xdata.shape == (2, 3):  # a * x fails in f itself: the error says what f was given
+        with pytest.raises(ValueError, match="could not be broadcast") as info:
+            am.batched_curve_fit(_line(backend), xdata, np.ones((3, 4)), p0=[1.0, 0.0], backend=backend, vectorized=True)
+        assert "autominimize: raised by f(xdata, ...) given the 3 members' xdata stacked, shape (3, 2, 3)" in info.value.__notes__
+        return
+    with pytest.raises(
+        ValueError,
+        match=r"xdata must be what f reads to return one value per point of a member: an array of shape \(4,\) or \(k, 4\) .*; got xdata of shape "
+        + got,
+    ):
+        am.batched_curve_fit(_line(backend), xdata, np.ones((3, 4)), p0=[1.0, 0.0], backend=backend, vectorized=vectorized)
+
+
+@pytest.mark.parametrize("backend", BATCHED_BACKENDS)
+def test_batched_curve_fit_keeps_every_xdata_form_scipy_accepts(backend):
+    t = np.linspace(0.0, 1.0, 6)
+    truth = np.array([[1.0, 2.0], [3.0, -1.0], [0.5, 0.5]])  # three members: a (2, m) xdata is not ydata's shape
+    two = np.stack([t, t**2])  # (k, m): two independent variables
+    y2 = truth @ two
+    plane = (lambda x, a, b: a * x[0] + b * x[1]) if backend == "numpy" else _line_of(backend)
+    res = am.batched_curve_fit(plane, two, y2, p0=[0.0, 0.0], backend=backend)
+    np.testing.assert_allclose(np.stack([np.asarray(v) for v in res.x], axis=1), truth, atol=1e-8)
+    edges = np.linspace(0.0, 1.0, 7)  # m + 1 bin edges for m bins: f returns m values
+    y_bins = np.stack([a * np.diff(edges**2) for a in (1.0, 2.0)])
+    res = am.batched_curve_fit(lambda e, a: a * (e[1:] ** 2 - e[:-1] ** 2), edges, y_bins, p0=[0.5], backend="numpy")
+    np.testing.assert_allclose(res.x[0], [1.0, 2.0], atol=1e-8)
+    res = am.batched_curve_fit(lambda x, a, b: a * x + b, np.stack([t, 2 * t]), np.stack([t, 4 * t]), p0=[1.0, 0.0], backend="numpy")
+    np.testing.assert_allclose(res.x[0], [1.0, 2.0], atol=1e-8)  # one xdata per member
+
+
+def _line_of(backend: str):
+    if backend == "torch":
+        import torch
+
+        return lambda x, a, b: a * torch.as_tensor(x)[0] + b * torch.as_tensor(x)[1]
+    import jax.numpy as jnp
+
+    return lambda x, a, b: a * jnp.asarray(x)[0] + b * jnp.asarray(x)[1]
