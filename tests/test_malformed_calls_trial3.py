@@ -209,3 +209,78 @@ def _line_of(backend: str):
     import jax.numpy as jnp
 
     return lambda x, a, b: a * jnp.asarray(x)[0] + b * jnp.asarray(x)[1]
+
+
+# -- a table of malformed calls the earlier tables did not cover --------------------------------
+
+
+def _quad(x):
+    return float(np.sum((x - 1.0) ** 2))
+
+
+X = np.zeros(2)
+T = np.arange(3.0)
+
+
+def _mini(**kwargs):
+    return lambda: am.minimize(_quad, X, **{"backend": "numpy", **kwargs})
+
+
+def _line_fit(**kwargs):
+    return lambda: am.curve_fit(lambda x, a: a * x, T, 2 * T, p0=[1.0], **kwargs)
+
+
+def _batched_fit(**kwargs):
+    return lambda: am.batched_curve_fit(lambda x, a: a * x, T, np.ones((2, 3)), **{"p0": [1.0], **kwargs})
+
+
+CASES = [
+    ("precision a number", _mini(precision=64), ValueError, r"precision=64 is not supported; use 'float64' \(default\) or 'float32'"),
+    ("precision an object", _mini(precision=object()), ValueError, r"precision=<object object at .*> is not supported; use 'float64'"),
+    ("options key None", _mini(method="BFGS", options={None: 1}), TypeError, r"options' keys must be option names \(str\); got None \(NoneType\)"),
+    ("options key a number", _mini(method="BFGS", options={3: 1}), TypeError, r"options' keys must be option names \(str\); got 3 \(int\)"),
+    (
+        "ftol text",
+        _mini(method="L-BFGS-B", options={"ftol": "1"}),
+        TypeError,
+        r"options\['ftol'\] must be a finite non-negative number; got '1' \(str\)",
+    ),
+    ("eps text", _mini(method="BFGS", options={"eps": "1"}), TypeError, r"options\['eps'\] must be a finite non-negative number; got '1' \(str\)"),
+    (
+        "gtol a bool",
+        _mini(method="BFGS", options={"gtol": True}),
+        TypeError,
+        r"options\['gtol'\] must be a finite non-negative number; got True \(bool\)",
+    ),
+    ("maxcor zero", _mini(method="L-BFGS-B", options={"maxcor": 0}), ValueError, r"options\['maxcor'\] must be a positive integer; got 0"),
+    (
+        "curve_fit sigma zero",
+        _line_fit(sigma=np.array([1.0, 0.0, 1.0])),
+        ValueError,
+        r"sigma must be positive \(one standard deviation per point\); got 0\.0 at index 1",
+    ),
+    (
+        "curve_fit unknown keyword",
+        _line_fit(maxfevv=3),
+        TypeError,
+        r"curve_fit got unknown keyword argument\(s\) \['maxfevv'\]; did you mean 'maxfev'\? Accepted: maxfev, ftol, xtol",
+    ),
+    ("batched ftol text", _batched_fit(ftol="1"), TypeError, r"ftol must be a finite non-negative number; got '1' \(str\)"),
+    ("batched xtol NaN", _batched_fit(xtol=float("nan")), ValueError, r"xtol must be a finite non-negative number; got nan"),
+    ("batched max_nfev text", _batched_fit(max_nfev="9"), TypeError, r"max_nfev must be a non-negative integer; got '9' \(str\)"),
+    ("batched vectorized text", _batched_fit(vectorized="yes"), TypeError, r"vectorized must be True or False; got 'yes' \(str\)"),
+    (
+        "batched p0 rows of another count",
+        _batched_fit(p0=np.ones((3, 1))),
+        ValueError,
+        r"p0 has 3 rows but ydata has 2 members; give one start for all \(shape \(n,\)\) or one per member \(shape \(2, n\)\)",
+    ),
+    ("batched_least_squares fun not callable", lambda: am.batched_least_squares(3, np.ones((2, 1))), TypeError, r"fun must be callable; got int"),
+    ("check_grad rtol text", lambda: am.check_grad(_quad, X, rtol="1"), TypeError, r"rtol must be a finite non-negative number; got '1' \(str\)"),
+]
+
+
+@pytest.mark.parametrize("call, error, message", [case[1:] for case in CASES], ids=[case[0] for case in CASES])
+def test_malformed_call_names_the_argument(call, error, message):
+    with pytest.raises(error, match=message):
+        call()

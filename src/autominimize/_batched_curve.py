@@ -118,6 +118,11 @@ def curve_starts(p0: Any, count: int) -> tuple[ParamSpec, ParamSpec, np.ndarray,
         per_member = bool(leaves) and all(np.ndim(leaf_to_numpy(v)) >= 1 and np.shape(leaf_to_numpy(v))[0] == count for v in leaves)
     if per_member:
         stacked, spec, rows = unstack(p0, "p0")
+        if rows.shape[0] != count:
+            raise ValueError(
+                f"p0 has {rows.shape[0]} rows but ydata has {count} members; give one start for all (shape (n,)) "
+                f"or one per member (shape ({count}, n))."
+            )
         return stacked, spec, rows, tree_map(lambda v: leaf_to_numpy(v)[0], p0) if spread(p0) != "array" else leaf_to_numpy(p0)[0]
     spec = ParamSpec.from_tree(finite_copy(p0), "p0")
     stacked = ParamSpec(

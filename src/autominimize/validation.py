@@ -17,6 +17,8 @@ __all__ = ["check_count", "check_interval", "check_known", "check_named", "check
 
 #: options that count iterations or evaluations: non-negative integers
 COUNT_OPTIONS = ("maxiter", "maxfun", "maxfev", "max_nfev", "maxls", "maxcor", "niter", "maxCGit", "max_line_search")
+#: counts of which a method needs at least one (L-BFGS-B keeps no correction pair with maxcor=0)
+POSITIVE_OPTIONS = ("maxcor",)
 #: options that are tolerances or step sizes: finite non-negative numbers
 TOLERANCE_OPTIONS = ("tol", "gtol", "ftol", "xtol", "fatol", "xatol", "barrier_tol", "eps", "finite_diff_rel_step", "catol")
 
@@ -107,10 +109,13 @@ def check_options(options: Any) -> None:
     if not isinstance(options, dict):
         raise TypeError(f"options must be a dict of the method's options (see scipy.optimize.show_options); got {type(options).__name__}.")
     for key, value in options.items():
+        if not isinstance(key, str):
+            raise TypeError(f"options' keys must be option names (str); got {key!r} ({type(key).__name__}).")
         if key in COUNT_OPTIONS and value is not None:
-            check_count(value, f"options[{key!r}]")
-        elif key in TOLERANCE_OPTIONS and _is_number(value):
-            check_tolerance(value, f"options[{key!r}]")
+            if check_count(value, f"options[{key!r}]") == 0 and key in POSITIVE_OPTIONS:
+                raise ValueError(f"options[{key!r}] must be a positive integer; got {value!r}.")
+        elif key in TOLERANCE_OPTIONS and (_is_number(value) or isinstance(value, (str, bytes, bool))):
+            check_tolerance(value, f"options[{key!r}]")  # arrays of steps (eps, finite_diff_rel_step) pass
 
 
 def check_mappings(**given: Any) -> None:
