@@ -284,3 +284,35 @@ CASES = [
 def test_malformed_call_names_the_argument(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def _optim_update(grads, params):
+    sgd = am.optim.sgd(lr=0.1)
+    return lambda: sgd.update(grads, sgd.init(params), params)
+
+
+OPTIM_CASES = [
+    (
+        "grads of another shape",
+        _optim_update(np.ones(3), np.zeros(2)),
+        r"grads must be an array of its parameter's shape \(2,\); got .* of shape \(3,\)",
+    ),
+    ("grads a string", _optim_update("g", np.zeros(2)), r"grads must be an array of its parameter's shape \(2,\); got 'g' of shape \(\)"),
+    (
+        "grads of another structure",
+        _optim_update({"a": np.ones(2)}, {"b": np.zeros(2)}),
+        r"grads must have the structure of params, with leaves \[\"grads\['b'\]\"\]; got \{'a': ",
+    ),
+    (
+        "grads leaf of another shape",
+        _optim_update({"a": np.ones(3)}, {"a": np.zeros(2)}),
+        r"grads\['a'\] must be an array of its parameter's shape \(2,\)",
+    ),
+    ("params None", lambda: am.optim.sgd(lr=0.1).init(None), r"params must be an array or a structure of arrays \(NumPy, JAX or torch\); got None"),
+]
+
+
+@pytest.mark.parametrize("call, message", [case[1:] for case in OPTIM_CASES], ids=[case[0] for case in OPTIM_CASES])
+def test_optim_updates_name_grads_and_params(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
