@@ -276,6 +276,12 @@ CASES = [
         r"p0 has 3 rows but ydata has 2 members; give one start for all \(shape \(n,\)\) or one per member \(shape \(2, n\)\)",
     ),
     ("batched_least_squares fun not callable", lambda: am.batched_least_squares(3, np.ones((2, 1))), TypeError, r"fun must be callable; got int"),
+    (
+        "iterate unknown keyword",
+        lambda: list(am.iterate(_quad, X, method="BFGS", backend="numpy", maxiterr=3)),
+        TypeError,
+        r"am.iterate got unknown keyword argument\(s\) \['maxiterr'\]\. Accepted: fun, x0",
+    ),
     ("check_grad rtol text", lambda: am.check_grad(_quad, X, rtol="1"), TypeError, r"rtol must be a finite non-negative number; got '1' \(str\)"),
 ]
 
