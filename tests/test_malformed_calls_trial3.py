@@ -322,3 +322,60 @@ OPTIM_CASES = [
 def test_optim_updates_name_grads_and_params(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+# -- scipy's finite-difference steps: honoured where scipy would take them, refused elsewhere ----
+
+
+@pytest.mark.parametrize("method", ["BFGS", "L-BFGS-B", "CG", "TNC", "SLSQP"])
+@pytest.mark.parametrize("options", [{"eps": 0.1}, {"finite_diff_rel_step": 0.1}], ids=["eps", "finite_diff_rel_step"])
+def test_step_options_on_numpy_difference_as_scipy_does(method, options):
+    import scipy.optimize as so
+
+    def recorded(points):
+        def fun(x):
+            points.append(np.array(x))
+            return float(np.sum((x - 1.0) ** 2))
+
+        return fun
+
+    ours, theirs = [], []
+    res = am.minimize(recorded(ours), np.full(2, 2.0), method=method, backend="numpy", options=options)
+    reference = so.minimize(
+        recorded(theirs), np.full(2, 2.0), method=method, options=options, jac="2-point" if "finite_diff_rel_step" in options else None
+    )
+    np.testing.assert_array_equal(ours[1], theirs[1])
+    assert ours[1][0] == pytest.approx(2.1 if "eps" in options else 2.2)
+    np.testing.assert_allclose(res.x, reference.x, rtol=1e-12)  # a step of 0.1 biases both alike
+
+
+def _torch_quad():
+    import torch
+
+    return lambda x: ((x - 1.0) ** 2).sum(), torch.zeros(2, dtype=torch.float64)
+
+
+STEP_REFUSED = [
+    (
+        "user jac",
+        lambda: am.minimize(_quad, X, method="BFGS", backend="numpy", jac=lambda x: 2 * (x - 1), options={"eps": 0.1}),
+        r"the one your jac returns",
+    ),
+    (
+        "Newton-CG on NumPy",
+        lambda: am.minimize(_quad, X, method="Newton-CG", backend="numpy", options={"eps": 0.1}),
+        r"autominimize's own finite differences",
+    ),
+    ("torch autodiff", lambda: am.minimize(*_torch_quad(), method="L-BFGS-B", options={"finite_diff_rel_step": 0.1}), r"exact \(torch autodiff\)"),
+]
+
+
+@pytest.mark.parametrize("call, source", [case[1:] for case in STEP_REFUSED], ids=[case[0] for case in STEP_REFUSED])
+def test_step_options_scipy_would_ignore_are_refused(call, source):
+    if "torch" in source and "torch" not in FRAMEWORKS:
+        pytest.skip("needs torch")
+    with pytest.raises(
+        ValueError,
+        match=rf"options\['(eps|finite_diff_rel_step)'\] is the step of scipy's finite differences, which this solve does not take: the gradient is {source}",
+    ):
+        call()
