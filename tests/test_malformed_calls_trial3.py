@@ -234,6 +234,24 @@ def _batched_fit(**kwargs):
     return lambda: am.batched_curve_fit(lambda x, a: a * x, T, np.ones((2, 3)), **{"p0": [1.0], **kwargs})
 
 
+def _keras_fit(**kwargs):
+    keras = pytest.importorskip("keras")
+    model = keras.Sequential([keras.Input(shape=(1,)), keras.layers.Dense(1)])
+    return am.keras.fit(model, "mse", np.ones((3, 1)), np.ones(3), **kwargs)
+
+
+def _torch_scipy_optimizer(options):
+    torch = pytest.importorskip("torch")
+    w = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
+    return am.torch.ScipyOptimizer([w], method="BFGS", options=options)
+
+
+def _tf_interface(options):
+    tf = pytest.importorskip("tensorflow")
+    v = tf.Variable([1.0, 2.0], dtype=tf.float64)
+    return am.tf.ScipyOptimizerInterface(lambda: tf.reduce_sum(v**2), var_list=[v], options=options)
+
+
 CASES = [
     ("precision a number", _mini(precision=64), ValueError, r"precision=64 is not supported; use 'float64' \(default\) or 'float32'"),
     ("precision an object", _mini(precision=object()), ValueError, r"precision=<object object at .*> is not supported; use 'float64'"),
@@ -281,6 +299,24 @@ CASES = [
         lambda: list(am.iterate(_quad, X, method="BFGS", backend="numpy", maxiterr=3)),
         TypeError,
         r"am.iterate got unknown keyword argument\(s\) \['maxiterr'\]\. Accepted: fun, x0",
+    ),
+    (
+        "keras.fit unknown keyword",
+        lambda: _keras_fit(epochss=3),
+        TypeError,
+        r"am.keras.fit got unknown keyword argument\(s\) \['epochss'\]; did you mean 'epochs'\? Accepted: jac",
+    ),
+    (
+        "torch ScipyOptimizer maxiter negative",
+        lambda: _torch_scipy_optimizer({"maxiter": -1}),
+        ValueError,
+        r"options\['maxiter'\] must be a non-negative integer; got -1",
+    ),
+    (
+        "tf ScipyOptimizerInterface gtol text",
+        lambda: _tf_interface({"gtol": "a"}),
+        TypeError,
+        r"options\['gtol'\] must be a finite non-negative number; got 'a' \(str\)",
     ),
     ("check_grad rtol text", lambda: am.check_grad(_quad, X, rtol="1"), TypeError, r"rtol must be a finite non-negative number; got '1' \(str\)"),
 ]
