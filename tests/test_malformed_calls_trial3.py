@@ -318,6 +318,18 @@ CASES = [
         TypeError,
         r"options\['gtol'\] must be a finite non-negative number; got 'a' \(str\)",
     ),
+    (
+        "least_squares loss unknown",
+        lambda: am.least_squares(lambda x: x - 1.0, X, loss="l1", backend="numpy"),
+        ValueError,
+        r"loss='l1' is not a loss of least_squares; use one of \('linear', 'huber', 'soft_l1', 'cauchy', 'arctan'\) or a callable rho\(z\)",
+    ),
+    (
+        "least_squares loss of another shape",
+        lambda: am.least_squares(lambda x: x - 1.0, X, loss=lambda z: z, backend="numpy"),
+        ValueError,
+        r"loss must return rho\(z\), rho'\(z\) and rho''\(z\) stacked, an array of shape \(3, 2\) for z of shape \(2,\); got shape \(2,\)",
+    ),
     ("check_grad rtol text", lambda: am.check_grad(_quad, X, rtol="1"), TypeError, r"rtol must be a finite non-negative number; got '1' \(str\)"),
 ]
 

@@ -135,3 +135,29 @@ def check_diff_step(diff_step: Any) -> None:
         steps = None
     if isinstance(diff_step, (str, bytes)) or steps is None or not np.isfinite(steps).all():
         raise ValueError(f"diff_step={diff_step!r} is not valid; give None or finite relative steps (a number, or one per parameter).")
+
+
+#: scipy.optimize.least_squares's named losses
+LOSSES = ("linear", "huber", "soft_l1", "cauchy", "arctan")
+
+
+def check_loss(loss: Any) -> Any:
+    """``loss``: one of scipy's named losses, or a callable ``rho(z)`` wrapped so that an
+    output of another shape than scipy's ``(3, m)`` is named rather than failing inside scipy."""
+    if isinstance(loss, str):
+        if loss not in LOSSES:
+            raise ValueError(f"loss={loss!r} is not a loss of least_squares; use one of {LOSSES} or a callable rho(z).")
+        return loss
+    if not callable(loss):
+        raise TypeError(f"loss must be one of {LOSSES} or a callable rho(z); got {type(loss).__name__}.")
+
+    def checked(z: np.ndarray) -> np.ndarray:
+        out = np.asarray(loss(z), dtype=np.float64)
+        if out.shape != (3,) + np.shape(z):
+            raise ValueError(
+                f"loss must return rho(z), rho'(z) and rho''(z) stacked, an array of shape {(3,) + np.shape(z)} for z of shape "
+                f"{np.shape(z)}; got shape {out.shape}."
+            )
+        return out
+
+    return checked
