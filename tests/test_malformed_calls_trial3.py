@@ -330,6 +330,24 @@ CASES = [
         ValueError,
         r"loss must return rho\(z\), rho'\(z\) and rho''\(z\) stacked, an array of shape \(3, 2\) for z of shape \(2,\); got shape \(2,\)",
     ),
+    (
+        "hessian-free with a jac",
+        _mini(method="hessian-free", jac=lambda x: 2 * (x - 1.0)),
+        ValueError,
+        r"method='hessian-free' needs Hessian-vector products, .* a gradient given by jac= gives none\. Leave jac unset",
+    ),
+    (
+        "least_squares lm with tr_solver",
+        lambda: am.least_squares(lambda x: x - 1.0, X, method="lm", tr_solver="lsmr", backend="numpy"),
+        ValueError,
+        r"tr_solver and tr_options are for method='trf' and 'dogbox'; method='lm' \(MINPACK\) takes neither",
+    ),
+    (
+        "least_squares tr_options for the exact solver",
+        lambda: am.least_squares(lambda x: x - 1.0, X, tr_solver="exact", tr_options={"regularize": True}, backend="numpy"),
+        ValueError,
+        r"tr_options is for tr_solver='lsmr' .*; tr_solver='exact' takes none",
+    ),
     ("check_grad rtol text", lambda: am.check_grad(_quad, X, rtol="1"), TypeError, r"rtol must be a finite non-negative number; got '1' \(str\)"),
 ]
 

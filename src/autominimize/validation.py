@@ -161,3 +161,18 @@ def check_loss(loss: Any) -> Any:
         return out
 
     return checked
+
+
+def check_least_squares_method(method: Any, methods: tuple, tr_solver: Any, tr_options: Any) -> None:
+    """``method`` one of ``methods``; ``tr_solver`` and ``tr_options`` where scipy's
+    least_squares reads them (it ignores both for 'lm', and ``tr_options`` for the 'exact' solver)."""
+    if method not in methods:
+        raise ValueError(f"method={method!r} is not a least-squares method; use one of {methods}.")
+    if method == "lm" and (tr_solver is not None or tr_options):
+        raise ValueError("tr_solver and tr_options are for method='trf' and 'dogbox'; method='lm' (MINPACK) takes neither.")
+    if tr_solver not in (None, "exact", "lsmr"):
+        raise ValueError(f"tr_solver={tr_solver!r} is not a trust-region solver; use None (chosen from the Jacobian), 'exact' or 'lsmr'.")
+    if tr_solver == "exact" and tr_options:
+        raise ValueError(
+            "tr_options is for tr_solver='lsmr' (scipy.sparse.linalg.lsmr's options, and 'regularize' for 'trf'); tr_solver='exact' takes none."
+        )
