@@ -445,3 +445,55 @@ def test_step_options_scipy_would_ignore_are_refused(call, source):
         match=rf"options\['(eps|finite_diff_rel_step)'\] is the step of scipy's finite differences, which this solve does not take: the gradient is {source}",
     ):
         call()
+
+
+# -- am.plot ---------------------------------------------------------------------------------------
+
+PROFILE_ROW = {"problem": "rosen", "solver": "BFGS", "seconds": 1.0}
+
+
+def _result():
+    return am.minimize(_quad, np.zeros(3), method="BFGS", backend="numpy")
+
+
+PLOT_CASES = [
+    (
+        "criterion log_scale text",
+        lambda: am.plot.criterion(_result(), log_scale="no"),
+        TypeError,
+        r"log_scale must be True or False; got 'no' \(str\)",
+    ),
+    ("params max_lines zero", lambda: am.plot.params(_result(), max_lines=0), ValueError, r"max_lines must be a positive integer"),
+    (
+        "params max_lines text",
+        lambda: am.plot.params(_result(), max_lines="3"),
+        TypeError,
+        r"max_lines must be a non-negative integer; got '3' \(str\)",
+    ),
+    (
+        "profile row a number",
+        lambda: am.plot.profile([PROFILE_ROW, 2]),
+        ValueError,
+        r"rows\[1\] must be a mapping with keys 'problem', 'solver' and 'seconds'; got 2",
+    ),
+    (
+        "profile row without solver",
+        lambda: am.plot.profile([{"seconds": 1.0}]),
+        ValueError,
+        r"rows\[0\] must be a mapping with keys 'problem', 'solver'",
+    ),
+    (
+        "profile measure in no row",
+        lambda: am.plot.profile([PROFILE_ROW], measure="secs"),
+        ValueError,
+        r"measure='secs' is in none of the rows; their keys are \['problem', 'seconds', 'solver'\]",
+    ),
+    ("profile tau_max below one", lambda: am.plot.profile([PROFILE_ROW], tau_max=0.5), ValueError, r"tau_max must be a number above 1 .*; got 0.5"),
+]
+
+
+@pytest.mark.parametrize("call, error, message", [case[1:] for case in PLOT_CASES], ids=[case[0] for case in PLOT_CASES])
+def test_plot_arguments_are_named(call, error, message):
+    pytest.importorskip("matplotlib")
+    with pytest.raises(error, match=message):
+        call()

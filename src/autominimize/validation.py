@@ -13,7 +13,18 @@ from typing import Any, Iterable
 
 import numpy as np
 
-__all__ = ["check_count", "check_interval", "check_known", "check_named", "check_options", "check_settings", "check_tolerance"]
+__all__ = [
+    "check_count",
+    "check_interval",
+    "check_known",
+    "check_least_squares_method",
+    "check_loss",
+    "check_named",
+    "check_options",
+    "check_settings",
+    "check_tolerance",
+    "is_number",
+]
 
 #: options that count iterations or evaluations: non-negative integers
 COUNT_OPTIONS = ("maxiter", "maxfun", "maxfev", "max_nfev", "maxls", "maxcor", "niter", "maxCGit", "max_line_search")
@@ -23,7 +34,7 @@ POSITIVE_OPTIONS = ("maxcor",)
 TOLERANCE_OPTIONS = ("tol", "gtol", "ftol", "xtol", "fatol", "xatol", "barrier_tol", "eps", "finite_diff_rel_step", "catol")
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
 
 
@@ -40,7 +51,7 @@ def check_count(value: Any, name: str) -> int:
 
 def check_tolerance(value: Any, name: str) -> float:
     """``value`` as a float if it is a finite non-negative number, else an error naming ``name``."""
-    if not _is_number(value):
+    if not is_number(value):
         raise TypeError(f"{name} must be a finite non-negative number; got {value!r} ({type(value).__name__}).")
     if not math.isfinite(float(value)) or value < 0:
         raise ValueError(f"{name} must be a finite non-negative number; got {value!r}.")
@@ -64,7 +75,7 @@ def check_interval(value: Any, name: str, low: float, high: float, closed: str =
     says which ends belong to it, as ``'[]'``, ``'(]'``, ``'[)'`` or ``'()'``), else an error
     naming ``name`` and the interval."""
     interval = f"{closed[0]}{low:g}, {high:g}{closed[1]}"
-    if not _is_number(value):
+    if not is_number(value):
         raise TypeError(f"{name}={value!r} is not valid; {name} must be a number in {interval}, not a {type(value).__name__}.")
     above = value >= low if closed[0] == "[" else value > low
     below = value <= high if closed[1] == "]" else value < high
@@ -114,7 +125,7 @@ def check_options(options: Any) -> None:
         if key in COUNT_OPTIONS and value is not None:
             if check_count(value, f"options[{key!r}]") == 0 and key in POSITIVE_OPTIONS:
                 raise ValueError(f"options[{key!r}] must be a positive integer; got {value!r}.")
-        elif key in TOLERANCE_OPTIONS and (_is_number(value) or isinstance(value, (str, bytes, bool))):
+        elif key in TOLERANCE_OPTIONS and (is_number(value) or isinstance(value, (str, bytes, bool))):
             check_tolerance(value, f"options[{key!r}]")  # arrays of steps (eps, finite_diff_rel_step) pass
 
 
