@@ -100,6 +100,9 @@ def prepare_layout(connection: sqlite3.Connection, path: str) -> None:
             f"log={path!r} is not an autominimize log of this version (its layout is {version}, "
             f"this version writes {SCHEMA_VERSION}); give a new file name."
         )
+    elif not set(TABLES) <= tables:
+        missing = ", ".join(sorted(set(TABLES) - tables))
+        raise LogError(f"log={path!r} is not an autominimize log of this version: it has no table {missing}; give a new file name.")
     else:
         check_tables(connection, f"log={path!r}", "; give a new file name")
 
