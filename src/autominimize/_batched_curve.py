@@ -45,24 +45,48 @@ class CurveResidual:
             params = tree_map(lambda v: v.reshape((v.shape[0], 1) + v.shape[1:]), params)
             if self.spread == "array":
                 params = [params[:, :, i] for i in range(params.shape[2])]
-        if self.spread == "kwargs":
-            out = self.f(d["x"], **params)
-        elif self.spread == "args" or self.vectorized and self.spread == "array":
-            out = self.f(d["x"], *params)
-        elif self.spread == "array":
-            out = self.f(d["x"], *[params[i] for i in range(params.shape[0])])
-        else:
-            out = self.f(d["x"], params)
+        try:
+            out = self._model(d["x"], params)
+        except Exception as exc:
+            what = f"the {like.shape[0]} members' xdata stacked, shape" if self.vectorized else "xdata of shape"
+            exc.add_note(f"autominimize: raised by f(xdata, ...) given {what} {tuple(np.shape(d['x']))}")
+            raise
         if self.vectorized:
-            count = like.shape[0]
-            diff = np.broadcast_to(np.asarray(out, dtype=np.float64), (count,) + np.shape(out)[1:]).reshape(count, -1) - d["y"]
+            count, values = like.shape[0], np.asarray(out, dtype=np.float64)
+            per_member = values.reshape(count, -1) if values.ndim and values.shape[0] == count else values.reshape(1, -1)
+            _check_values(per_member.shape[1], d, np.shape(d["x"])[1:])
+            diff = per_member - d["y"]
         else:
-            diff = ravel(out, like) - d["y"]
+            flat = ravel(out, like)
+            _check_values(flat.shape[-1], d, tuple(np.shape(d["x"])))
+            diff = flat - d["y"]
         if "w" in d:
             diff = diff * d["w"]
         if "mask" in d:
             diff = array_backend(diff).masked(diff, d["mask"])
         return diff
+
+    def _model(self, x: Any, params: Any) -> Any:
+        if self.spread == "kwargs":
+            return self.f(x, **params)
+        if self.spread == "args" or self.vectorized and self.spread == "array":
+            return self.f(x, *params)
+        if self.spread == "array":
+            return self.f(x, *[params[i] for i in range(params.shape[0])])
+        return self.f(x, params)
+
+
+def _check_values(count: int, data: dict, x_shape: tuple) -> None:
+    """Refuse a model that returns ``count`` values for a member's ``m`` points (one value for
+    all of them broadcasts, as in scipy), naming xdata, the shape ``f`` received."""
+    m = data["y"].shape[-1]
+    if count not in (1, m):
+        raise ValueError(
+            f"xdata must be what f reads to return one value per point of a member: an array of shape ({m},) or (k, {m}) "
+            f"(k independent variables) shared by every member, an array of ydata's shape (one xdata per member), or any "
+            f"form from which f returns {m} values; got xdata of shape {x_shape} (as f received it), for which f returned "
+            f"{count} values for the {m} points of a member."
+        )
 
 
 def spread(p0: Any) -> str:
@@ -94,6 +118,11 @@ def curve_starts(p0: Any, count: int) -> tuple[ParamSpec, ParamSpec, np.ndarray,
         per_member = bool(leaves) and all(np.ndim(leaf_to_numpy(v)) >= 1 and np.shape(leaf_to_numpy(v))[0] == count for v in leaves)
     if per_member:
         stacked, spec, rows = unstack(p0, "p0")
+        if rows.shape[0] != count:
+            raise ValueError(
+                f"p0 has {rows.shape[0]} rows but ydata has {count} members; give one start for all (shape (n,)) "
+                f"or one per member (shape ({count}, n))."
+            )
         return stacked, spec, rows, tree_map(lambda v: leaf_to_numpy(v)[0], p0) if spread(p0) != "array" else leaf_to_numpy(p0)[0]
     spec = ParamSpec.from_tree(finite_copy(p0), "p0")
     stacked = ParamSpec(

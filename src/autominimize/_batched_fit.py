@@ -117,6 +117,8 @@ def batched_least_squares(
     >>> np.round(res.x["a"], 6).tolist(), np.round(res.x["k"], 6).tolist(), res.status.tolist()
     ([2.0, 3.0], [1.5, 0.5], [1, 1])
     """
+    if not callable(fun):
+        raise TypeError(f"fun must be callable; got {type(fun).__name__}.")
     error_handling = check_error_handling(error_handling)
     args = args if isinstance(args, tuple) else (args,)
     stacked, spec, rows = unstack(x0, "x0")

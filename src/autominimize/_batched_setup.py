@@ -107,6 +107,8 @@ def make_problem(
 ) -> tuple[MemberProblem, np.ndarray]:
     """The member problem, and the starting rows clipped into the bounds (in any format of
     ``am.least_squares``, for one member's structure ``template``)."""
+    if not isinstance(vectorized, (bool, np.bool_)):
+        raise TypeError(f"vectorized must be True or False; got {vectorized!r} ({type(vectorized).__name__}).")
     if vectorized and backend != "numpy":
         raise ValueError(f"vectorized=True is for the NumPy backend; on {backend} fun is mapped over the members (vmap) and written for one.")
     lower = upper = None

@@ -11,6 +11,7 @@ from . import numdiff
 from ._setup import prepare
 from .user_derivatives import flatten_jacobian
 from .params import ParamSpec, leaf_to_numpy
+from .validation import check_tolerance
 
 __all__ = ["check_grad", "GradientCheck"]
 
@@ -108,6 +109,7 @@ def check_grad(
     """
     if not callable(fun):
         raise TypeError(f"fun must be callable; got {type(fun).__name__}.")
+    check_tolerance(rtol, "rtol")
     setup = prepare(fun, x0, args, unpack=unpack, precision="float64")
     x0, spec, x, call = setup.x0, setup.spec, setup.x0_flat, setup.call
     if jac is not None and not callable(jac):

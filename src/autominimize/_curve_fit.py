@@ -6,6 +6,7 @@ The model's residuals ``(f(xdata, *p) - ydata)``, weighted by ``sigma``, are sol
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any, Callable
 
@@ -19,6 +20,7 @@ from .implicit import differentiable_call
 from .implicit.entry import curve_fit as differentiable_curve_fit
 from .params import ParamSpec, leaf_kind, leaf_to_numpy, tree_leaves
 from .recording import nested_solves
+from .validation import check_known
 
 __all__ = ["curve_fit"]
 
@@ -107,6 +109,7 @@ def curve_fit(
     """
     if not callable(f):
         raise TypeError(f"f must be callable; got {type(f).__name__}.")
+    check_known(kwargs, _passed_on(), "curve_fit got unknown keyword argument(s)")
     p0 = _default_p0(f) if p0 is None else p0
     kwargs = _max_nfev_of_maxfev(kwargs)
     if differentiable_call((xdata, ydata, sigma), f):  # popt differentiable with respect to the data (or values f captures)
@@ -143,6 +146,13 @@ def _popt(x: Any, how: str, p0: Any) -> Any:
     if how == "args" and all(leaf_kind(v) in ("python", "numpy") for v in tree_leaves(p0)):
         return np.asarray(x, dtype=np.float64)
     return x
+
+
+@functools.cache
+def _passed_on() -> tuple[str, ...]:
+    """The keywords curve_fit passes on to am.least_squares (scipy's maxfev included)."""
+    own = ("fun", "x0", "jac", "bounds", "method", "backend", "precision", "unpack", "fun_and_jac")
+    return ("maxfev",) + tuple(name for name in inspect.signature(least_squares).parameters if name not in own)
 
 
 def _max_nfev_of_maxfev(kwargs: dict) -> dict:

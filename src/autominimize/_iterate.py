@@ -9,12 +9,14 @@ hyperparameter with :meth:`Iteration.set`, or simply stop iterating, and
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Iterator, Protocol
 
 import scipy.optimize as so
 
 from .drivers.state import IterationState
 from .recording import attach_best
+from .validation import check_known
 
 __all__ = ["iterate", "Iteration", "IterationState"]
 
@@ -222,6 +224,7 @@ def _scipy_runner(fun: Callable, x0: Any, **minimize_kwargs: Any) -> Any:
 
     if "observers" in minimize_kwargs:
         raise TypeError("am.iterate follows the solve itself; observers= is for am.minimize.")
+    check_known(minimize_kwargs, inspect.signature(minimize).parameters, "am.iterate got unknown keyword argument(s)")
     spec = ParamSpec.from_tree(x0)
 
     def solve(observers: list) -> so.OptimizeResult:

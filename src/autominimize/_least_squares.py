@@ -23,7 +23,7 @@ from .implicit import differentiable_call
 from .drivers.scipy_least_squares import LEAST_SQUARES_METHODS, IterationReport, run_least_squares, scipy_least_squares_bounds
 from .params import ParamSpec
 from .problem import GaussNewtonFunctions, ResidualObjective, check_error_handling, numdiff_evaluator, sum_of_squares
-from .validation import check_diff_step, check_mappings, check_settings
+from .validation import check_diff_step, check_loss, check_mappings, check_least_squares_method, check_settings
 
 __all__ = ["least_squares", "minimize_least_squares", "residual_scalar_functions"]
 
@@ -140,11 +140,11 @@ def least_squares(
         return differentiable_least_squares(least_squares, locals())
     _validate_common(fun, fun_and_jac, workers, executor, kwargs=kwargs, tr_options=tr_options)
     check_diff_step(diff_step)
+    loss = check_loss(loss)
     check_settings({"max_nfev": max_nfev}, {"ftol": ftol, "xtol": xtol, "gtol": gtol, "f_scale": f_scale})
     if callback is not None and not callable(callback) and not isinstance(callback, IterationReport):
         raise TypeError(f"callback must be callable; got {type(callback).__name__}.")
-    if method not in LEAST_SQUARES_METHODS:
-        raise ValueError(f"method={method!r} is not a least-squares method; use one of {LEAST_SQUARES_METHODS}.")
+    check_least_squares_method(method, LEAST_SQUARES_METHODS, tr_solver, tr_options)
     if jac_sparsity is not None and jac not in ("2-point", "3-point", None):
         raise ValueError("jac_sparsity is for the backend's Jacobian (jac=None) or scipy's sparse finite differences (jac='2-point' or '3-point').")
     problem, spec, x0_flat, flat_bounds, backend_obj, dtype = _build_problem(

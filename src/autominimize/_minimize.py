@@ -16,6 +16,7 @@ from ._setup import PRECISIONS, Setup, prepare
 from .backends.base import configure_numdiff
 from .drivers.scipy_least_squares import LEAST_SQUARES_METHODS
 from .drivers.scipy_pipeline import Recording, ScipyProblem, has_constraints, plan_method, solve
+from .drivers.step_options import honour_step_options
 from .native import is_native_method
 from .problem import check_error_handling, numdiff_evaluator
 from ._precision_fallback import float32_fallback, stacklevel_outside
@@ -216,6 +217,13 @@ def minimize(
         method, has_bounds=flat_bounds is not None, has_constraints=has_constraints(constraints), jac=source.jac, hess=hess, hessp=hessp
     )
     problem = _compile(setup, source, constraints, **_pick(call, _COMPILE_ARGUMENTS))
+    plan = honour_step_options(
+        plan,
+        options,
+        backend=problem.backend,
+        user_gradient=source.jac is True or callable(source.jac),
+        parallel=workers is not None or executor is not None,
+    )
     return solve(problem, plan, recording, tol=tol, options=options)
 
 

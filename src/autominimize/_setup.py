@@ -27,7 +27,10 @@ def resolve_precision(precision: Any, x0: Any = None) -> tuple[str, bool]:
     """``(dtype name, explicitly given)``; None is inferred from x0 (:func:`infer_precision`)."""
     if precision is None:
         return infer_precision(x0), False
-    name = np.dtype(precision).name if not isinstance(precision, str) else precision.lower()
+    try:
+        name = np.dtype(precision).name if not isinstance(precision, str) else precision.lower()
+    except TypeError:  # not a dtype at all (a number, an object)
+        name = None
     if name not in PRECISIONS:
         raise ValueError(f"precision={precision!r} is not supported; use 'float64' (default) or 'float32'.")
     return name, True

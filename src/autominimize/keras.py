@@ -8,6 +8,7 @@ differentiates it with that backend's framework. The model itself is not modifie
 
 from __future__ import annotations
 
+import inspect
 import weakref
 from typing import Any, Callable
 
@@ -16,6 +17,7 @@ import numpy as np
 import scipy.optimize as so
 
 from ._minimize import minimize
+from .validation import check_known
 
 __all__ = ["function_factory", "fit", "load_params"]
 
@@ -201,6 +203,8 @@ def fit(
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a keras.Model (its trainable weights are fitted); got {type(model).__name__}.")
+    passed_on = [name for name in inspect.signature(minimize).parameters if name not in ("fun", "x0", "args", "method")]
+    check_known(minimize_kwargs, passed_on, "am.keras.fit got unknown keyword argument(s)")
     weights_loss, params, data = _weights_loss(model, loss, X, y, training)
     minimize_kwargs.setdefault("backend", _BACKENDS.get(keras.backend.backend()))
     result = minimize(weights_loss, params, args=data, method=method, **minimize_kwargs)

@@ -8,11 +8,13 @@ extra (matplotlib).
 from __future__ import annotations
 
 import os
+import reprlib
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
 from .recording import History
+from .validation import is_number, check_count
 
 __all__ = ["criterion", "params", "profile"]
 
@@ -81,6 +83,8 @@ def criterion(runs: Any, x: str = "iterations", log_scale: bool = True):
     ...                   jac=lambda v: 2 * (v - 1))
     >>> fig = am.plot.criterion({"BFGS": res}, x="evaluations")
     """
+    if not isinstance(log_scale, (bool, np.bool_)):
+        raise TypeError(f"log_scale must be True or False; got {log_scale!r} ({type(log_scale).__name__}).")
     choices = ("iterations", "evaluations", "time")
     if x not in choices:
         raise ValueError(f"x={x!r} is not one of {choices}.")
@@ -117,6 +121,8 @@ def params(result: Any, max_lines: int = 12):
     At most ``max_lines`` elements of a leaf are drawn (the first ones), at the iterations
     whose x the history kept (every one on a small problem; see ``History.point_budget``).
     """
+    if check_count(max_lines, "max_lines") == 0:
+        raise ValueError("max_lines must be a positive integer (the elements drawn per leaf); got 0.")
     history = _history_of(result)
     if not history.iterations:
         raise ValueError("the run recorded no iteration to plot (was it run with history=True?)")
@@ -150,13 +156,20 @@ def profile(rows: Iterable[Mapping[str, Any]], measure: str = "seconds", tau_max
     the rows ``benchmarks.run`` returns. For each solver, the curve is the fraction of
     problems it solves within a factor τ of the best solver.
     """
+    if tau_max is not None and not (is_number(tau_max) and tau_max > 1):
+        raise ValueError(f"tau_max must be a number above 1 (the largest factor of the best drawn) or None; got {tau_max!r}.")
     table: dict[str, dict[str, float]] = {}
-    for row in rows:
+    rows = list(rows)
+    for index, row in enumerate(rows):
+        if not isinstance(row, Mapping) or "solver" not in row or "problem" not in row:
+            raise ValueError(f"rows[{index}] must be a mapping with keys 'problem', 'solver' and {measure!r}; got {reprlib.repr(row)}.")
         value = row.get(measure)
         value = float(value) if value is not None and np.isfinite(value) else np.inf
         table.setdefault(str(row["solver"]), {})[str(row["problem"])] = value
     if not table:
         raise ValueError("rows is empty: nothing to profile.")
+    if not any(measure in row for row in rows):
+        raise ValueError(f"measure={measure!r} is in none of the rows; their keys are {sorted(set().union(*rows))}.")
     problems = sorted({p for results in table.values() for p in results})
     matrix = np.array([[table[s].get(p, np.inf) for p in problems] for s in table])
     best = matrix.min(axis=0)

@@ -13,15 +13,28 @@ from typing import Any, Iterable
 
 import numpy as np
 
-__all__ = ["check_count", "check_interval", "check_known", "check_named", "check_options", "check_settings", "check_tolerance"]
+__all__ = [
+    "check_count",
+    "check_interval",
+    "check_known",
+    "check_least_squares_method",
+    "check_loss",
+    "check_named",
+    "check_options",
+    "check_settings",
+    "check_tolerance",
+    "is_number",
+]
 
 #: options that count iterations or evaluations: non-negative integers
 COUNT_OPTIONS = ("maxiter", "maxfun", "maxfev", "max_nfev", "maxls", "maxcor", "niter", "maxCGit", "max_line_search")
+#: counts of which a method needs at least one (L-BFGS-B keeps no correction pair with maxcor=0)
+POSITIVE_OPTIONS = ("maxcor",)
 #: options that are tolerances or step sizes: finite non-negative numbers
 TOLERANCE_OPTIONS = ("tol", "gtol", "ftol", "xtol", "fatol", "xatol", "barrier_tol", "eps", "finite_diff_rel_step", "catol")
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
 
 
@@ -46,7 +59,7 @@ def check_count(value: Any, name: str) -> int:
 
 def check_tolerance(value: Any, name: str) -> float:
     """``value`` as a float if it is a finite non-negative number, else an error naming ``name``."""
-    if not _is_number(value):
+    if not is_number(value):
         raise TypeError(f"{name} must be a finite non-negative number; got {value!r} ({type(value).__name__}).")
     if not math.isfinite(float(value)) or value < 0:
         raise ValueError(f"{name} must be a finite non-negative number; got {value!r}.")
@@ -70,7 +83,7 @@ def check_interval(value: Any, name: str, low: float, high: float, closed: str =
     says which ends belong to it, as ``'[]'``, ``'(]'``, ``'[)'`` or ``'()'``), else an error
     naming ``name`` and the interval."""
     interval = f"{closed[0]}{low:g}, {high:g}{closed[1]}"
-    if not _is_number(value):
+    if not is_number(value):
         raise TypeError(f"{name}={value!r} is not valid; {name} must be a number in {interval}, not a {type(value).__name__}.")
     above = value >= low if closed[0] == "[" else value > low
     below = value <= high if closed[1] == "]" else value < high
@@ -115,10 +128,13 @@ def check_options(options: Any) -> None:
     if not isinstance(options, dict):
         raise TypeError(f"options must be a dict of the method's options (see scipy.optimize.show_options); got {type(options).__name__}.")
     for key, value in options.items():
+        if not isinstance(key, str):
+            raise TypeError(f"options' keys must be option names (str); got {key!r} ({type(key).__name__}).")
         if key in COUNT_OPTIONS and value is not None:
-            check_count(value, f"options[{key!r}]")
-        elif key in TOLERANCE_OPTIONS and _is_number(value):
-            check_tolerance(value, f"options[{key!r}]")
+            if check_count(value, f"options[{key!r}]") == 0 and key in POSITIVE_OPTIONS:
+                raise ValueError(f"options[{key!r}] must be a positive integer; got {value!r}.")
+        elif key in TOLERANCE_OPTIONS and (is_number(value) or isinstance(value, (str, bytes, bool))):
+            check_tolerance(value, f"options[{key!r}]")  # arrays of steps (eps, finite_diff_rel_step) pass
 
 
 def check_mappings(**given: Any) -> None:
@@ -138,3 +154,44 @@ def check_diff_step(diff_step: Any) -> None:
         steps = None
     if isinstance(diff_step, (str, bytes)) or steps is None or not np.isfinite(steps).all():
         raise ValueError(f"diff_step={diff_step!r} is not valid; give None or finite relative steps (a number, or one per parameter).")
+
+
+#: scipy.optimize.least_squares's named losses
+LOSSES = ("linear", "huber", "soft_l1", "cauchy", "arctan")
+
+
+def check_loss(loss: Any) -> Any:
+    """``loss``: one of scipy's named losses, or a callable ``rho(z)`` wrapped so that an
+    output of another shape than scipy's ``(3, m)`` is named rather than failing inside scipy."""
+    if isinstance(loss, str):
+        if loss not in LOSSES:
+            raise ValueError(f"loss={loss!r} is not a loss of least_squares; use one of {LOSSES} or a callable rho(z).")
+        return loss
+    if not callable(loss):
+        raise TypeError(f"loss must be one of {LOSSES} or a callable rho(z); got {type(loss).__name__}.")
+
+    def checked(z: np.ndarray) -> np.ndarray:
+        out = np.asarray(loss(z), dtype=np.float64)
+        if out.shape != (3,) + np.shape(z):
+            raise ValueError(
+                f"loss must return rho(z), rho'(z) and rho''(z) stacked, an array of shape {(3,) + np.shape(z)} for z of shape "
+                f"{np.shape(z)}; got shape {out.shape}."
+            )
+        return out
+
+    return checked
+
+
+def check_least_squares_method(method: Any, methods: tuple, tr_solver: Any, tr_options: Any) -> None:
+    """``method`` one of ``methods``; ``tr_solver`` and ``tr_options`` where scipy's
+    least_squares reads them (it ignores both for 'lm', and ``tr_options`` for the 'exact' solver)."""
+    if method not in methods:
+        raise ValueError(f"method={method!r} is not a least-squares method; use one of {methods}.")
+    if method == "lm" and (tr_solver is not None or tr_options):
+        raise ValueError("tr_solver and tr_options are for method='trf' and 'dogbox'; method='lm' (MINPACK) takes neither.")
+    if tr_solver not in (None, "exact", "lsmr"):
+        raise ValueError(f"tr_solver={tr_solver!r} is not a trust-region solver; use None (chosen from the Jacobian), 'exact' or 'lsmr'.")
+    if tr_solver == "exact" and tr_options:
+        raise ValueError(
+            "tr_options is for tr_solver='lsmr' (scipy.sparse.linalg.lsmr's options, and 'regularize' for 'trf'); tr_solver='exact' takes none."
+        )

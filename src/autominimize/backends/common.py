@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import reprlib
+import warnings
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,55 @@ def require_real_number(out: Any, what: str = "fun") -> None:
         raise ObjectiveOutputError(f"{what} returned a tuple of 2; {hint}. If it returns (value, gradient), pass jac=True.")
     if isinstance(out, complex) or "complex" in str(getattr(out, "dtype", "")):
         raise ObjectiveOutputError(f"{what} returned a complex number; {hint}: return its real part or its absolute value.")
+
+
+#: relative resolution of the floating types coarser than float32 (their machine epsilon)
+_COARSE_FLOATS = {"float16": 2.0**-10, "bfloat16": 2.0**-7, "float8_e4m3fn": 2.0**-3, "float8_e5m2": 2.0**-2}
+
+
+def coarse_output(out: Any) -> str | None:
+    """The type name of ``out`` (a number, an array or a tensor of any framework) when its
+    values are coarser than float32: an integer, a bool, float16, bfloat16; else None."""
+    dtype = getattr(out, "dtype", None)
+    return coarse_type(type(out).__name__ if dtype is None else str(getattr(dtype, "name", dtype)))
+
+
+def coarse_type(name: str) -> str | None:
+    """``name`` without its framework's prefix (``torch.int64``: ``int64``) when it names a type
+    coarser than float32 (see :func:`coarse_output`); else None."""
+    name = name.rsplit(".", 1)[-1]
+    if name == "bool" or name.startswith(("int", "uint")) or name in _COARSE_FLOATS:
+        return name
+    return None
+
+
+def note_coarse_output(holder: Any, out: Any, what: str = "fun") -> None:
+    """Warn once per ``holder`` (a compiled function) when ``out`` is coarser than float32."""
+    name = coarse_output(out)
+    if name is not None and not getattr(holder, "coarse_warned", False):
+        holder.coarse_warned = True
+        warn_coarse_output(name, what, stacklevel=3)
+
+
+def warn_coarse_output(name: str, what: str = "fun", stacklevel: int = 2) -> None:
+    """Say once that ``what`` returned values of type ``name`` (see :func:`coarse_output`),
+    and what precision the solve then has; the solve goes on in its own precision."""
+    if name in _COARSE_FLOATS:
+        eps = _COARSE_FLOATS[name]
+        what_then = (
+            f"{name} values, which resolve about {eps:.0e} relative: the method sees no change in {what} smaller than "
+            f"that, so x is located only to about {eps**0.5:.0e} relative near a minimum and the stopping tests may never be met."
+        )
+    else:
+        what_then = (
+            f"{name} values; integers change in steps of 1: the method sees no change in {what} smaller than 1, "
+            "and the gradient of a rounded value is zero, so a gradient method stops where it starts."
+        )
+    warnings.warn(
+        f"{what} returned {what_then} Return float64 or float32 values (e.g. float(...), .astype(float), .double()).",
+        UserWarning,
+        stacklevel=stacklevel + 1,
+    )
 
 
 def require_scalar_shape(shape: tuple[int, ...], what: str = "fun") -> None:

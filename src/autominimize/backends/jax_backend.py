@@ -12,7 +12,7 @@ import numpy as np
 
 from ..params import ParamSpec
 from .base import Backend, args_layout, grad_norm
-from .common import require_real_number, require_scalar_shape, vector_leaves
+from .common import note_coarse_output, require_real_number, require_scalar_shape, vector_leaves
 from .jax_passes import HessianPasses, JacobianPasses
 from .jax_sync import compile_function
 from .private_jax import clear_trace_caches
@@ -226,6 +226,7 @@ class JaxScalar(HessianPasses, _JaxCompiled):
         self.traces += 1
         out = self._current_call()(params)
         require_real_number(out)
+        note_coarse_output(self, out)
         out = jnp.asarray(out)
         require_scalar_shape(out.shape)
         return out.reshape(()).astype(self.dtype)

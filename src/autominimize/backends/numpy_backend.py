@@ -20,7 +20,7 @@ from .. import numdiff
 from ..params import ParamSpec, leaf_to_numpy
 from ..errors import attach_point
 from .base import Backend, as_flat_float64
-from .common import ObjectiveOutputError, flatten_output, require_real_number, require_scalar_shape
+from .common import ObjectiveOutputError, coarse_type, flatten_output, require_real_number, require_scalar_shape, warn_coarse_output
 
 if TYPE_CHECKING:
     from .native_functions import NativeFunctions
@@ -93,15 +93,19 @@ class _FlatFunction:
                 self._note_type(out.dtype)
             return out.astype(np.float64)
         require_real_number(out)
-        out = leaf_to_numpy(out)
-        require_scalar_shape(out.shape)
-        if out.dtype is not _FLOAT64:
-            self._note_type(out.dtype)
-        return float(out.reshape(()))
+        array = leaf_to_numpy(out)
+        require_scalar_shape(array.shape)
+        if array.dtype is not _FLOAT64:
+            self._note_type(array.dtype, type(out).__name__ if isinstance(out, (int, bool)) else array.dtype.name)
+        return float(array.reshape(()))
 
-    def _note_type(self, dtype: np.dtype) -> None:
+    def _note_type(self, dtype: np.dtype, name: str | None = None) -> None:
         if dtype.kind == "f" and dtype.itemsize < (self.coarse_output or self.dtype).itemsize:
             self.coarse_output = dtype
+        coarse = coarse_type(name or dtype.name)
+        if coarse is not None and not self.warned:
+            self.warned = True  # the finite-difference warning would say it again
+            warn_coarse_output(coarse, stacklevel=4)
 
     def resolution(self) -> float:
         """The relative resolution (eps) of the coarser of x's type and fun's values."""

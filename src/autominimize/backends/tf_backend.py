@@ -19,7 +19,7 @@ import numpy as np
 
 from ..params import ParamSpec
 from .base import Backend, args_layout, as_flat_float64
-from .common import no_gradient_error, require_real_number, require_scalar_shape, vector_leaves
+from .common import no_gradient_error, note_coarse_output, require_real_number, require_scalar_shape, vector_leaves
 
 if TYPE_CHECKING:
     from .native_functions import NativeFunctions
@@ -280,6 +280,7 @@ class TfScalar(_TfCompiled):
     def scalar_of(self, x: Any) -> Any:
         out = self._current_call()(self.params_of(x))
         require_real_number(out)
+        note_coarse_output(self, out)
         out = self._tensor(out)
         if out.shape.is_fully_defined():  # otherwise the reshape below fails at run time
             require_scalar_shape(tuple(out.shape))

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..params import ParamSpec
 from .base import as_flat_float64
-from .common import no_gradient_error, require_real_number, require_scalar_shape, vector_leaves
+from .common import no_gradient_error, note_coarse_output, require_real_number, require_scalar_shape, vector_leaves
 from .private_torch import scalar_backward
 
 if TYPE_CHECKING:
@@ -177,9 +177,11 @@ class TorchScalar(_TorchCompiled):
         out = self.call(self.params_of(xt))
         if not isinstance(out, torch.Tensor):
             require_real_number(out)
+            note_coarse_output(self, out)
             out = torch.as_tensor(out, dtype=self.torch_dtype, device=self.device)
-        elif out.is_complex():
+        elif out.dtype is not torch.float64 and out.dtype is not torch.float32:
             require_real_number(out)
+            note_coarse_output(self, out)
         if out.dim() == 0:  # the usual case: no reshape to dispatch
             return out
         require_scalar_shape(tuple(out.shape))

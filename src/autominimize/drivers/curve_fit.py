@@ -58,6 +58,9 @@ def weights(sigma: Any, y: np.ndarray, keep: np.ndarray | None) -> tuple[np.ndar
             sigma = sigma[keep]
         if sigma.shape != y.shape:
             raise ValueError(f"sigma has shape {sigma.shape}; expected {y.shape} (one per data point) or ({y.size}, {y.size}).")
+        bad = np.flatnonzero(~(sigma > 0))
+        if bad.size:
+            raise ValueError(f"sigma must be positive (one standard deviation per point); got {sigma[bad[0]]} at index {bad[0]}.")
         return 1.0 / sigma, None
     if sigma.ndim == 2:
         if keep is not None and sigma.shape[0] == keep.size:

@@ -15,6 +15,7 @@ import scipy.optimize as so
 
 from ..params import ParamSpec
 from ..problem import Objective
+from .finite_derivatives import check_finite_derivatives
 from .blas_threads import single_blas_thread
 from .methods import MethodInfo
 
@@ -114,6 +115,7 @@ def run_minimize(
         if sparsity is not None:
             second_order = "hessp"  # the objective's Hessian as products too: no (n, n) matrix
     fun, kwargs = _derivatives(objective, info, second_order, gradient_scheme)
+    check_finite_derivatives(objective, method, kwargs)
     kwargs.update(method=method, tol=tol, callback=callback, options=options)
     if bounds is not None:
         kwargs["bounds"] = so.Bounds(bounds[0], bounds[1])

@@ -16,7 +16,7 @@ import tensorflow as tf
 from ..bounds import normalize_bounds
 from ..drivers.methods import METHODS, method_name
 from ..params import ParamSpec, tree_map
-from ..validation import check_tolerance
+from ..validation import check_options, check_tolerance
 from .solve import integration_plan, solve
 from .tf_functions import ConstraintFunctions, LossFunctions
 
@@ -205,6 +205,7 @@ class ScipyOptimizerInterface:
                 raise TypeError(f"unexpected argument {key!r}; the extra arguments are {', '.join(_EXTRA_ARGUMENTS)}.")
         if options is not None and not isinstance(options, dict):
             raise TypeError(f"options must be a dict of scipy solver options or None; got {type(options).__name__}.")
+        check_options(options)  # counts and tolerances, as am.minimize checks them
         self.loss = loss
         self.variables = _collect_variables(loss, var_list)
         self.spec = ParamSpec.from_tree([np.zeros(tuple(v.shape)) for v in self.variables], name="var_list")

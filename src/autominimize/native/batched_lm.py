@@ -34,6 +34,7 @@ from typing import Any, Callable, NamedTuple
 import array_api_compat
 
 from ..backends.jax_aot import AheadOfTime
+from ..validation import check_settings
 from ._arrays import namespace
 from .compaction import ActiveRows, gather_rows
 
@@ -103,12 +104,7 @@ class BatchedLM:
     mu0: float = 1e-3
 
     def __post_init__(self) -> None:
-        for name in ("ftol", "xtol", "gtol"):
-            value = getattr(self, name)
-            if value is not None and not value >= 0:
-                raise ValueError(f"{name} must be a non-negative number or None; got {value!r}.")
-        if self.max_nfev is not None and self.max_nfev < 1:
-            raise ValueError(f"max_nfev must be a positive integer; got {self.max_nfev!r}.")
+        check_settings({"max_nfev": self.max_nfev}, {"ftol": self.ftol, "xtol": self.xtol, "gtol": self.gtol}, positive=("max_nfev",))
         if not self.mu0 > 0:
             raise ValueError(f"mu0 must be positive; got {self.mu0!r}.")
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any, Callable, Mapping, NamedTuple
 
+import numpy as np
 import optree
 
 from ..native._arrays import flatten_leaves, namespace, split_leaves
@@ -87,6 +89,8 @@ def from_algorithm(algorithm: Algorithm) -> Transformation:
 
     def flat(tree: Any) -> tuple[Any, list, Any]:
         leaves, treedef = tree_flatten(tree)
+        if not leaves:
+            raise ValueError(f"params must be an array or a structure of arrays (NumPy, JAX or torch); got {tree!r}, which holds none.")
         _require_floating(tree, leaves)
         xp = namespace(*leaves)
         return flatten_leaves(xp, leaves), leaves, treedef
@@ -105,7 +109,7 @@ def from_algorithm(algorithm: Algorithm) -> Transformation:
         x, leaves, treedef = flat(params)
         xp = namespace(x)
         # gradients in params' structure, matched by key: jax.grad returns a dict's keys sorted
-        g = xp.astype(flatten_leaves(xp, treedef.flatten_up_to(grads)), x.dtype)
+        g = xp.astype(flatten_leaves(xp, _gradient_leaves(grads, params, treedef, leaves)), x.dtype)
 
         def as_tree(v: Any) -> Any:
             return optree.tree_unflatten(treedef, split_leaves(xp, v, leaves))
@@ -134,6 +138,22 @@ def from_algorithm(algorithm: Algorithm) -> Transformation:
         return as_tree(new_state.x - x), new_state
 
     return Transformation(init, update, algorithm)
+
+
+def _gradient_leaves(grads: Any, params: Any, treedef: Any, leaves: list) -> list:
+    """The leaves of ``grads`` in params' order, each of its parameter's shape; an error
+    naming the first leaf that is missing or of another shape."""
+    try:
+        found = treedef.flatten_up_to(grads)
+    except (TypeError, ValueError):
+        names = [name.replace("x0", "grads", 1) for name in leaf_path_names(params)]
+        raise ValueError(f"grads must have the structure of params, with leaves {names}; got {reprlib.repr(grads)}.") from None
+    for index, (g, p) in enumerate(zip(found, leaves)):
+        shape, expected = tuple(getattr(g, "shape", np.shape(g))), tuple(getattr(p, "shape", ()))
+        if shape != expected or isinstance(g, (str, bytes)):
+            name = leaf_path_names(params)[index].replace("x0", "grads", 1)
+            raise ValueError(f"{name} must be an array of its parameter's shape {expected}; got {reprlib.repr(g)} of shape {shape}.")
+    return found
 
 
 def _require_floating(tree: Any, leaves: list) -> None:

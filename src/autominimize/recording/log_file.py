@@ -58,6 +58,7 @@ def _connect_for_writing(path: str, timeout: float) -> sqlite3.Connection:
     try:
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute("PRAGMA trusted_schema = OFF")  # no function the file's schema names is run
         # Copy the write-ahead log into the file (which syncs it) every 64 MB of pages rather
         # than SQLite's 4 MB: those syncs cost more than the writing on a fast objective.
         connection.execute("PRAGMA wal_autocheckpoint = 16384")

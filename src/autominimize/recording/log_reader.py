@@ -18,7 +18,7 @@ import numpy as np
 
 from ..params import ParamSpec
 from .history import EVALUATION_KINDS, History
-from .log_schema import SCHEMA_VERSION, LogError, expected_columns, uri
+from .log_schema import SCHEMA_VERSION, LogError, check_tables, uri
 from .structure import check_description, leaf_shapes, rebuild
 
 __all__ = ["LoggedRun", "read_log", "resume_point"]
@@ -87,15 +87,7 @@ def _check_layout(connection: sqlite3.Connection, name: str) -> None:
         )
     if version != SCHEMA_VERSION:
         raise LogError(f"{name!r} is not an autominimize log of this version (its layout is {version}, this version reads {SCHEMA_VERSION}).")
-    expected = expected_columns()
-    tables = {(kind, table) for kind, table in objects if not (kind == "index" and table.startswith("sqlite_autoindex_"))}
-    if tables != {("table", table) for table in expected}:
-        raise LogError(f"{name!r} is not a log this version wrote: it holds {sorted(tables)}, not exactly the tables {sorted(expected)}.")
-    for table, columns in expected.items():
-        found = [(row[1], row[2]) for row in connection.execute(f"PRAGMA table_xinfo({table})") if row[6] == 0]
-        hidden = [row[1] for row in connection.execute(f"PRAGMA table_xinfo({table})") if row[6] != 0]
-        if found != columns or hidden:
-            raise LogError(f"{name!r} is not a log this version wrote: its table {table} has columns {found + hidden}, not {columns}.")
+    check_tables(connection, repr(name))
 
 
 def _typed(value: Any, types: tuple, what: str, name: str) -> Any:

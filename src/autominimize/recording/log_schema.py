@@ -39,7 +39,7 @@ import urllib.parse
 
 from .history import EVALUATION_KINDS
 
-__all__ = ["KIND_CODES", "SCHEMA_VERSION", "TABLES", "LogError", "expected_columns", "prepare_layout", "uri"]
+__all__ = ["KIND_CODES", "SCHEMA_VERSION", "TABLES", "LogError", "check_tables", "expected_columns", "prepare_layout", "uri"]
 
 #: ``PRAGMA user_version`` of the files this version writes and reads
 SCHEMA_VERSION = 3
@@ -103,6 +103,24 @@ def prepare_layout(connection: sqlite3.Connection, path: str) -> None:
     elif not set(TABLES) <= tables:
         missing = ", ".join(sorted(set(TABLES) - tables))
         raise LogError(f"log={path!r} is not an autominimize log of this version: it has no table {missing}; give a new file name.")
+    else:
+        check_tables(connection, f"log={path!r}", "; give a new file name")
+
+
+def check_tables(connection: sqlite3.Connection, label: str, advice: str = "") -> None:
+    """Refuse a file that holds anything besides the log's tables and their columns: a
+    trigger, a view, an index on an expression or a generated column would run SQL the file
+    holds when it is read or written. ``label`` names the file in the message."""
+    objects = connection.execute("SELECT type, name FROM sqlite_master").fetchall()
+    expected = expected_columns()
+    tables = {(kind, table) for kind, table in objects if not (kind == "index" and table.startswith("sqlite_autoindex_"))}
+    if tables != {("table", table) for table in expected}:
+        raise LogError(f"{label} is not a log this version wrote: it holds {sorted(tables)}, not exactly the tables {sorted(expected)}{advice}.")
+    for table, columns in expected.items():
+        found = [(row[1], row[2]) for row in connection.execute(f"PRAGMA table_xinfo({table})") if row[6] == 0]
+        hidden = [row[1] for row in connection.execute(f"PRAGMA table_xinfo({table})") if row[6] != 0]
+        if found != columns or hidden:
+            raise LogError(f"{label} is not a log this version wrote: its table {table} has columns {found + hidden}, not {columns}{advice}.")
 
 
 #: filled by the first call of expected_columns

@@ -27,7 +27,7 @@ import numpy as np
 from ..params import ParamSpec
 from .history import History
 from .log_file import file_writer
-from .log_schema import KIND_CODES, LogError
+from .log_schema import KIND_CODES, TABLES, LogError
 from .structure import describe
 
 __all__ = ["LogWriteWarning", "RunLog", "SQLiteLog"]
@@ -35,6 +35,9 @@ __all__ = ["LogWriteWarning", "RunLog", "SQLiteLog"]
 
 class LogWriteWarning(RuntimeWarning):
     """Records of a solve could not be written to its log; the solve's result is unaffected."""
+
+
+_NEXT_RUN_ID = "1 + max(" + ", ".join(f"coalesce((SELECT max(run_id) FROM {table}), 0)" for table in TABLES) + ")"
 
 
 def _little_endian(typecode: str, values: tuple) -> bytes:
@@ -176,8 +179,11 @@ class RunLog:
         return what to note once the transaction has committed."""
         run_id = self.run_id
         if run_id is None:
+            # the number after every run the file mentions: the blocks of a run whose row was
+            # removed would otherwise be taken for the new run's
             run_id = connection.execute(
-                "INSERT INTO runs (started, method, backend, precision, options, n, structure, evaluations, iterations) VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0)",
+                "INSERT INTO runs (run_id, started, method, backend, precision, options, n, structure, evaluations, iterations) "
+                f"VALUES ({_NEXT_RUN_ID}, ?, ?, ?, ?, ?, ?, ?, 0, 0)",
                 self._run,
             ).lastrowid
         precision = self._precision

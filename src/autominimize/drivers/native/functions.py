@@ -40,6 +40,12 @@ def native_functions(
 
     Hessian-free on a function returning residuals also gets Gauss-Newton products.
     """
+    if method == "hessian-free" and (callable(jac) or jac is True):
+        raise ValueError(
+            "method='hessian-free' needs Hessian-vector products, which the backend forms from fun itself; a gradient "
+            "given by jac= gives none. Leave jac unset (autodiff, or differences of the gradient on NumPy), or use "
+            "method='lbfgs-native' or 'cg-native', which need the gradient only."
+        )
     if callable(jac):
         return _user_gradient(call, user_jac, spec, x)
     if jac is True:
