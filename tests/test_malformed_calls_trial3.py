@@ -46,12 +46,13 @@ COARSE = [
 ]
 
 
-@pytest.mark.parametrize("backend", ["numpy"] + FRAMEWORKS)
-@pytest.mark.parametrize("dtype, message", COARSE, ids=[case[0] for case in COARSE])
+#: TensorFlow's reduce_sum has no bfloat16 kernel on CPU
+COARSE_CASES = [(backend, *case) for backend in ["numpy"] + FRAMEWORKS for case in COARSE if (backend, case[0]) != ("tensorflow", "bfloat16")]
+
+
+@pytest.mark.parametrize(("backend", "dtype", "message"), COARSE_CASES, ids=[f"{case[0]}-{case[1]}" for case in COARSE_CASES])
 def test_an_objective_of_coarse_values_is_warned_once(backend, dtype, message):
     x0, fun = _cast_objective(backend, dtype)
-    if backend == "tensorflow" and dtype == "bfloat16":
-        pytest.skip("TensorFlow's reduce_sum has no bfloat16 kernel on CPU")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -163,14 +164,15 @@ def _line(backend: str):
 BATCHED_BACKENDS = ["numpy"] + [name for name in FRAMEWORKS if name != "tensorflow"]
 
 
-@pytest.mark.parametrize("vectorized", [False, True])
-@pytest.mark.parametrize("backend", BATCHED_BACKENDS)
+#: vectorized=True is for NumPy models only
+BACKEND_MODES = [(backend, False) for backend in BATCHED_BACKENDS] + [("numpy", True)]
+
+
+@pytest.mark.parametrize(("backend", "vectorized"), BACKEND_MODES, ids=[f"{b}-{'vectorized' if v else 'member'}" for b, v in BACKEND_MODES])
 @pytest.mark.parametrize(
     "xdata, got", [(np.arange(5.0), r"\(5,\)"), (np.ones((2, 3)), r"\(2, 3\)"), (np.ones((3, 5)), r"\(3, 5\)")], ids=["(5,)", "(2, 3)", "(B, 5)"]
 )
 def test_batched_curve_fit_xdata_of_another_shape_is_named(backend, vectorized, xdata, got):
-    if vectorized and backend != "numpy":
-        pytest.skip("vectorized= is for NumPy models")
     if vectorized and xdata.shape == (2, 3):  # a * x fails in f itself: the error says what f was given
         with pytest.raises(ValueError, match="could not be broadcast") as info:
             am.batched_curve_fit(_line(backend), xdata, np.ones((3, 4)), p0=[1.0, 0.0], backend=backend, vectorized=True)
