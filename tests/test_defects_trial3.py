@@ -1,0 +1,73 @@
+"""Regression tests from a third trial of the defect classes: silent wrong answers, lost best points."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import FRAMEWORKS
+
+import autominimize as am
+
+NATIVE_BACKENDS = ["numpy"] + [b for b in FRAMEWORKS if b != "tensorflow"]
+
+
+def _undefined_beyond_3(backend: str):
+    """sum((x - 5)^2), NaN wherever x[0] > 3, written in the backend's own operations (JAX and
+    torch give a zero gradient there: the NaN branch is a constant)."""
+    if backend == "torch":
+        import torch
+
+        return lambda x: torch.where(x[0] > 3.0, torch.nan, torch.sum((x - 5.0) ** 2))
+    if backend == "jax":
+        import jax.numpy as jnp
+
+        return lambda x: jnp.where(x[0] > 3.0, jnp.nan, jnp.sum((x - 5.0) ** 2))
+    return lambda x: np.nan if x[0] > 3.0 else float(np.sum((x - 5.0) ** 2))
+
+
+# -- a native method that ends where fun is NaN is never a success ----------------------------
+
+
+@pytest.mark.parametrize("backend", NATIVE_BACKENDS)
+@pytest.mark.parametrize("method", ["sgd", "delta-bar-delta", "sgd-qn"])
+def test_native_method_ending_where_fun_is_not_finite_returns_the_best_finite_point(backend, method):
+    res = am.minimize(_undefined_beyond_3(backend), np.zeros(2), method=method, backend=backend, options={"maxiter": 200})
+    x = np.asarray(res.x, dtype=np.float64)
+    assert not res.success
+    assert np.isfinite(x).all() and x[0] <= 3.0
+    assert res.fun == pytest.approx(np.sum((x - 5.0) ** 2), rel=1e-6)
+    assert "not finite" in res.message
+
+
+@pytest.mark.parametrize("method", ["sgd", "delta-bar-delta", "sgd-qn", "tonga"])
+def test_native_first_order_history_pairs_each_value_with_its_point(method):
+    res = am.minimize(lambda x: float(np.sum((x - 1.0) ** 2)), np.zeros(2), method=method, backend="numpy", options={"maxiter": 6})
+    iterations = res.history.iterations
+    assert len(iterations) == 6
+    for it in iterations:
+        assert it.f == pytest.approx(np.sum((it.x - 1.0) ** 2), rel=1e-6)
+
+
+# -- Ctrl-C in a native run: nothing is evaluated after it, x is the best point ----------------
+
+
+@pytest.mark.parametrize("method", ["sgd", "lbfgs-native", "cg-native", "delta-bar-delta"])
+def test_ctrl_c_in_a_native_run_returns_the_best_point_without_evaluating_again(method):
+    from scipy.optimize import rosen, rosen_der
+
+    values = []
+
+    def fun(x):
+        if len(values) == 8:
+            values.append(None)
+            raise KeyboardInterrupt
+        if len(values) > 8:
+            raise AssertionError("fun was called after the interrupt")
+        values.append(float(rosen(x)))
+        return values[-1]
+
+    options = {"lr": 1e-3} if method == "sgd" else None
+    res = am.minimize(fun, np.array([-1.2, 1.0]), jac=rosen_der, method=method, backend="numpy", options=options)
+    assert res.status == -1 and not res.success
+    assert res.fun == min(v for v in values if v is not None)
+    assert res.fun == rosen(np.asarray(res.x))
