@@ -71,3 +71,23 @@ def test_ctrl_c_in_a_native_run_returns_the_best_point_without_evaluating_again(
     assert res.status == -1 and not res.success
     assert res.fun == min(v for v in values if v is not None)
     assert res.fun == rosen(np.asarray(res.x))
+
+
+# -- least squares: an error the method itself raises still carries the best point -------------
+
+
+@pytest.mark.parametrize("method", ["trf", "dogbox"])
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_least_squares_error_from_the_method_carries_the_best_point(method):
+    costs = []
+
+    def residuals(x):  # NaN beyond x[0] = 3: the finite-difference Jacobian there holds NaN
+        r = np.full(2, np.nan) if x[0] > 3.0 else x - 5.0
+        costs.append(0.5 * float(r @ r))
+        return r
+
+    with pytest.raises((ValueError, np.linalg.LinAlgError)) as caught:
+        am.least_squares(residuals, np.zeros(2), method=method, backend="numpy")
+    best = np.asarray(caught.value.autominimize_best_x)
+    assert 0.5 * np.sum((best - 5.0) ** 2) == pytest.approx(np.nanmin(costs))
+    assert np.nanmin(costs) < 25.0  # it moved from x0

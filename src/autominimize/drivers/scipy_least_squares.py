@@ -180,6 +180,10 @@ def run_least_squares(
                 attach_best(exc, spec.restore(problem.best_x), problem.best_cost)
             raise
         return _finish(_interrupted(problem), problem, spec, backend.name, dtype)
+    except Exception as exc:  # the user's own error, or scipy's (a Jacobian of NaN): the best point goes with it
+        if problem.best_x is not None:
+            attach_best(exc, spec.restore(problem.best_x), problem.best_cost)
+        raise
     if fixed is not None:
         result = fixed.expand(result)
     result = _finish(result, problem, spec, backend.name, dtype)
