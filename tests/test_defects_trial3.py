@@ -91,3 +91,29 @@ def test_least_squares_error_from_the_method_carries_the_best_point(method):
     best = np.asarray(caught.value.autominimize_best_x)
     assert 0.5 * np.sum((best - 5.0) ** 2) == pytest.approx(np.nanmin(costs))
     assert np.nanmin(costs) < 25.0  # it moved from x0
+
+
+# -- a solve called under torch.inference_mode works as it does under torch.no_grad ------------
+
+needs_torch = pytest.mark.skipif("torch" not in FRAMEWORKS, reason="needs torch")
+
+
+@needs_torch
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+@pytest.mark.parametrize(
+    "solve",
+    [
+        lambda f, x0: am.minimize(f, x0, method="BFGS").x,
+        lambda f, x0: am.minimize(f, x0, method="trust-exact").x,
+        lambda f, x0: am.minimize(f, x0, method="lbfgs-native").x,
+        lambda f, x0: am.least_squares(lambda x: x - 1.0, x0).x,
+    ],
+    ids=["BFGS", "trust-exact", "lbfgs-native", "least_squares"],
+)
+def test_torch_solve_under_a_no_grad_mode_of_the_caller(mode, solve):
+    import torch
+
+    with getattr(torch, mode)():
+        x = solve(lambda x: torch.sum((x - 1.0) ** 2), torch.zeros(2, dtype=torch.float64))
+        assert torch.is_inference_mode_enabled() == (mode == "inference_mode") and not torch.is_grad_enabled()
+    np.testing.assert_allclose(np.asarray(x), [1.0, 1.0], atol=1e-6)
