@@ -117,3 +117,45 @@ def test_torch_solve_under_a_no_grad_mode_of_the_caller(mode, solve):
         x = solve(lambda x: torch.sum((x - 1.0) ** 2), torch.zeros(2, dtype=torch.float64))
         assert torch.is_inference_mode_enabled() == (mode == "inference_mode") and not torch.is_grad_enabled()
     np.testing.assert_allclose(np.asarray(x), [1.0, 1.0], atol=1e-6)
+
+
+# -- finite differences of a constraint stay within the bounds, as scipy's do ---------------------
+
+
+@pytest.mark.parametrize("method", ["SLSQP", "trust-constr"])  # IPOPT itself relaxes the bounds by 1e-8
+@pytest.mark.parametrize("use_autograd", [True, False], ids=["backend-differences", "use_autograd-False"])
+def test_constraint_finite_differences_stay_within_the_bounds(method, use_autograd):
+    def constraint(x):  # defined on the box only: the solution lies on its edge x[0] = 1
+        if x[0] > 1.0:
+            raise ValueError("the constraint was evaluated outside the bounds")
+        return np.sqrt(1.0 - x[0]) + 1.0 - x[1]
+
+    res = am.minimize(
+        lambda x: float(np.sum((x - 2.0) ** 2)),
+        np.zeros(2),
+        method=method,
+        bounds=[(0.0, 1.0), (0.0, 1.0)],
+        constraints=[{"type": "ineq", "fun": constraint, "use_autograd": use_autograd}],
+        backend="numpy",
+    )
+    np.testing.assert_allclose(np.asarray(res.x), [1.0, 1.0], atol=2e-3)
+
+
+@pytest.mark.parametrize("method", ["SLSQP", "ipopt"])
+def test_continue_mirrors_a_failing_finite_difference_point_of_a_constraint(method):
+    def constraint(x):  # raises beyond x[0] = 3, where the method's last iterates sit
+        if x[0] > 3.0:
+            raise RuntimeError("outside the constraint's domain")
+        return 10.0 - x[0] - x[1]
+
+    res = am.minimize(
+        lambda x: float(np.sum((x - 5.0) ** 2)),
+        np.zeros(2),
+        method=method,
+        constraints=[{"type": "ineq", "fun": constraint}],
+        backend="numpy",
+        error_handling="continue",
+    )
+    x = np.asarray(res.x)
+    assert np.isfinite(x).all() and x[0] <= 3.0
+    assert res.fun == pytest.approx(np.sum((x - 5.0) ** 2))
