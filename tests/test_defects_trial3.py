@@ -159,3 +159,45 @@ def test_continue_mirrors_a_failing_finite_difference_point_of_a_constraint(meth
     x = np.asarray(res.x)
     assert np.isfinite(x).all() and x[0] <= 3.0
     assert res.fun == pytest.approx(np.sum((x - 5.0) ** 2))
+
+
+# -- a global run whose answer is not finite is never a success --------------------------------
+
+
+def _nan_beyond_half(backend: str):
+    if backend == "jax":
+        import jax.numpy as jnp
+
+        return lambda x: jnp.where(x[0] > 0.5, jnp.nan, jnp.sum((x - 1.0) ** 2))
+    return lambda x: np.nan if x[0] > 0.5 else float(np.sum((x - 1.0) ** 2))
+
+
+GLOBAL_SOLVES = {
+    "differential_evolution": lambda f, backend: am.differential_evolution(f, [(-2.0, 2.0)] * 2, seed=0, backend=backend),
+    "dual_annealing": lambda f, backend: am.dual_annealing(f, [(-2.0, 2.0)] * 2, seed=0, backend=backend),
+    "direct": lambda f, backend: am.direct(f, [(-2.0, 2.0)] * 2, backend=backend),
+    "shgo": lambda f, backend: am.shgo(f, [(-2.0, 2.0)] * 2, backend=backend),
+    "multistart": lambda f, backend: am.multistart(f, [(-2.0, 2.0)] * 2, rng=0, backend=backend),
+}
+
+
+@pytest.mark.parametrize("backend", ["numpy"] + [b for b in FRAMEWORKS if b == "jax"])
+@pytest.mark.parametrize("solver", list(GLOBAL_SOLVES))
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_global_answer_is_finite_or_not_a_success(solver, backend):
+    res = GLOBAL_SOLVES[solver](_nan_beyond_half(backend), backend)
+    x = np.asarray(res.x, dtype=np.float64)
+    assert np.isfinite(x).all() and np.isfinite(res.fun)
+    assert res.fun == pytest.approx(np.sum((x - 1.0) ** 2), rel=1e-9)
+    assert x[0] <= 0.5
+
+
+@pytest.mark.parametrize("solver", list(GLOBAL_SOLVES))
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_global_run_ending_at_minus_infinity_is_not_a_success(solver):
+    res = GLOBAL_SOLVES[solver](lambda x: -np.inf if x[0] > 0.5 else float(np.sum((x - 1.0) ** 2)), "numpy")
+    assert not res.success
+    x = np.asarray(res.x, dtype=np.float64)
+    assert np.isfinite(x).all()
+    if np.isfinite(res.fun):
+        assert res.fun == pytest.approx(np.sum((x - 1.0) ** 2), rel=1e-9)
