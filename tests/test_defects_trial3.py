@@ -201,3 +201,64 @@ def test_global_run_ending_at_minus_infinity_is_not_a_success(solver):
     assert np.isfinite(x).all()
     if np.isfinite(res.fun):
         assert res.fun == pytest.approx(np.sum((x - 1.0) ** 2), rel=1e-9)
+
+
+# -- captured values a compiled function holds: a list of numbers, a default argument -------------
+
+COMPILING = [b for b in FRAMEWORKS if b in ("jax", "tensorflow")]
+
+
+def _ops(backend: str):
+    if backend == "jax":
+        import jax.numpy as jnp
+
+        return jnp.sum, lambda v: jnp.asarray(np.asarray(v, dtype=np.float64))
+    import tensorflow as tf
+
+    return tf.reduce_sum, lambda v: tf.constant(np.asarray(v, dtype=np.float64))
+
+
+def _solve_x(fun, backend):
+    return np.asarray(am.minimize(fun, np.zeros(2), method="BFGS", backend=backend).x)
+
+
+@pytest.mark.parametrize("backend", COMPILING)
+def test_a_captured_list_of_numbers_changed_between_solves_is_read_again(backend):
+    total, asarray = _ops(backend)
+    target = [1.0, 2.0]
+
+    def fun(x):
+        return total((x - asarray(target)) ** 2)
+
+    np.testing.assert_allclose(_solve_x(fun, backend), [1.0, 2.0], atol=1e-5)
+    target[0] = 5.0
+    np.testing.assert_allclose(_solve_x(fun, backend), [5.0, 2.0], atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", COMPILING)
+def test_a_default_argument_changed_between_solves_is_read_again(backend):
+    total, asarray = _ops(backend)
+    target = np.array([1.0, 2.0])
+
+    def fun(x, t=target):
+        return total((x - asarray(t)) ** 2)
+
+    np.testing.assert_allclose(_solve_x(fun, backend), [1.0, 2.0], atol=1e-5)
+    target[:] = [5.0, 6.0]
+    np.testing.assert_allclose(_solve_x(fun, backend), [5.0, 6.0], atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", COMPILING)
+def test_a_list_the_objective_writes_into_is_not_a_constant(backend):
+    total, asarray = _ops(backend)
+    traces, calls = [0], []
+
+    def fun(x):
+        traces[0] += 1
+        calls.append(1)
+        return total((x - 1.0) ** 2)
+
+    _solve_x(fun, backend)
+    traced = traces[0]
+    _solve_x(fun, backend)
+    assert traces[0] == traced  # the counters it keeps compile nothing again
