@@ -262,3 +262,28 @@ def test_a_list_the_objective_writes_into_is_not_a_constant(backend):
     traced = traces[0]
     _solve_x(fun, backend)
     assert traces[0] == traced  # the counters it keeps compile nothing again
+
+
+# -- a JAX objective without a gradient path is an error, as on torch and TensorFlow ----------------
+
+needs_jax = pytest.mark.skipif("jax" not in FRAMEWORKS, reason="needs jax")
+
+
+@needs_jax
+@pytest.mark.parametrize("method", ["BFGS", "L-BFGS-B", "trust-exact", "Newton-CG", "SLSQP"])
+@pytest.mark.parametrize("history", [True, False])
+def test_jax_objective_through_stop_gradient_is_refused(method, history):
+    import jax
+    import jax.numpy as jnp
+
+    with pytest.raises(ValueError, match=r"fun's output carries no gradient with respect to the parameters.*stop_gradient"):
+        am.minimize(lambda x: jnp.sum((jax.lax.stop_gradient(x) - 1.0) ** 2), np.zeros(2), method=method, backend="jax", history=history)
+
+
+@needs_jax
+def test_jax_objective_with_a_zero_gradient_at_x0_still_solves():
+    import jax.numpy as jnp
+
+    res = am.minimize(lambda x: jnp.sum((x - 1.0) ** 2), np.ones(2), method="BFGS", backend="jax")
+    assert res.success and res.nit == 0
+    np.testing.assert_array_equal(np.asarray(res.x), [1.0, 1.0])

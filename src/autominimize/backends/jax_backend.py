@@ -12,8 +12,8 @@ import numpy as np
 
 from ..params import ParamSpec
 from .base import Backend, args_layout, grad_norm
-from .common import require_real_number, require_scalar_shape, vector_leaves
-from .jax_passes import HessianPasses, JacobianPasses
+from .common import no_gradient_error, require_real_number, require_scalar_shape, vector_leaves
+from .jax_passes import HessianPasses, JacobianPasses, tangent_reaches_output
 from .jax_sync import compile_function
 from .private_jax import clear_trace_caches
 
@@ -228,6 +228,12 @@ class JaxScalar(HessianPasses, _JaxCompiled):
 
     def value(self, x: np.ndarray) -> float:
         return float(np.asarray(self._aot("value", lambda: self.flat_fun)(self._input(x))))
+
+    def check_gradient_path(self, x: np.ndarray) -> None:
+        """Refuse a value whose tangent does not reach it (``jax.lax.stop_gradient``): its
+        gradient is zero everywhere and a method would stop at x0 calling it converged."""
+        if not tangent_reaches_output(self.flat_fun, self._input(x)):
+            raise no_gradient_error("through jax.lax.stop_gradient (or outside JAX)")
 
     def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         out = np.asarray(self._aot("value_and_grad", self._fused_value_and_grad)(self._input(x)))
