@@ -287,3 +287,13 @@ def test_jax_objective_with_a_zero_gradient_at_x0_still_solves():
     res = am.minimize(lambda x: jnp.sum((x - 1.0) ** 2), np.ones(2), method="BFGS", backend="jax")
     assert res.success and res.nit == 0
     np.testing.assert_array_equal(np.asarray(res.x), [1.0, 1.0])
+
+
+@needs_jax
+@pytest.mark.parametrize("method", ["lbfgs-native", "cg-native", "sgd", "hessian-free"])
+def test_jax_objective_through_stop_gradient_is_refused_by_the_native_methods(method):
+    import jax
+    import jax.numpy as jnp
+
+    with pytest.raises(ValueError, match=r"fun's output carries no gradient with respect to the parameters.*stop_gradient"):
+        am.minimize(lambda x: jnp.sum((jax.lax.stop_gradient(x) - 1.0) ** 2), np.zeros(2), method=method, backend="jax")

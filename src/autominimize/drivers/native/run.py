@@ -142,6 +142,8 @@ class NativeRun:
                 self.batches.record(self.state.f)
             else:
                 self._keep_best(progress.fun)
+                if self.nit == 1 and self.algorithm.first_order:
+                    self._check_gradient_path(progress.grad_norm)
             self.stop = Stop(self.state.flag, False, 2) if self.state.flag else self.criterion(progress)
             snapshot = self._snapshot(progress)
             if self.callback is not None and self.stop is None and self._call_back(snapshot):
@@ -158,11 +160,18 @@ class NativeRun:
         self.fun_point = self.state.x
         self._keep_best(float(self.state.f))
         grad_norm = norm_inf(namespace(self.x0), self.algorithm.stationarity(self.state))
+        self._check_gradient_path(grad_norm)
         initial = self.criterion(Progress(0, self.oracle.counts.nfev, self.oracle.counts.njev, float(self.state.f), None, grad_norm))
         if initial is not None and initial.success:
             self.stop = initial
             return True
         return False
+
+    def _check_gradient_path(self, grad_norm: float) -> None:
+        """A zero first gradient may come from a value not connected to x (JAX's stop_gradient)."""
+        check = self.functions.check_gradient_path
+        if grad_norm == 0.0 and check is not None:
+            check(self.fun_point, None)
 
     def _keep_best(self, f: float) -> None:
         if f < self._best_f:  # False for NaN
