@@ -297,3 +297,12 @@ def test_jax_objective_through_stop_gradient_is_refused_by_the_native_methods(me
 
     with pytest.raises(ValueError, match=r"fun's output carries no gradient with respect to the parameters.*stop_gradient"):
         am.minimize(lambda x: jnp.sum((jax.lax.stop_gradient(x) - 1.0) ** 2), np.zeros(2), method=method, backend="jax")
+
+
+@needs_jax
+@pytest.mark.parametrize("method", ["trf", "dogbox", "lm"])
+def test_jax_residuals_through_stop_gradient_are_refused(method):
+    import jax
+
+    with pytest.raises(ValueError, match=r"output carries no gradient with respect to the parameters.*stop_gradient"):
+        am.least_squares(lambda x: jax.lax.stop_gradient(x) - 1.0, np.zeros(2), method=method, backend="jax")

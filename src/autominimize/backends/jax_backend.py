@@ -371,6 +371,11 @@ class JaxVector(JacobianPasses, _JaxCompiled):
         compiled = self._aot("value", lambda: self.flat_fun)
         return np.array(compiled(self._input(x)), dtype=np.float64)
 
+    def check_gradient_path(self, x: np.ndarray) -> None:
+        """Refuse values that no tangent of x reaches (``jax.lax.stop_gradient``)."""
+        if not tangent_reaches_output(self.flat_fun, self._input(x)):
+            raise no_gradient_error("through jax.lax.stop_gradient (or outside JAX)")
+
     def value_and_jacobian(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         jax, _ = _jax()
         # Forward mode costs one pass per input, reverse mode one per output.
