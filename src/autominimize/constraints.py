@@ -25,7 +25,8 @@ from scipy.optimize import LinearConstraint, NonlinearConstraint
 # approx_fprime takes neither a known value nor the 3-point scheme.
 from scipy.optimize._numdiff import approx_derivative
 
-from .backends.base import VectorFunctions, as_flat_float64
+from . import numdiff
+from .backends.base import VectorFunctions, as_flat_float64, configure_numdiff
 from .params import ParamSpec
 from .problem import VectorObjective
 
@@ -60,6 +61,7 @@ class ConstraintFunction(VectorObjective):
         finite_differences: bool = False,
         lower: Any = 0.0,
         upper: Any = np.inf,
+        bounds: tuple[np.ndarray, np.ndarray] | None = None,
         error_handling: str = "raise",
     ) -> None:
         super().__init__(
@@ -69,6 +71,7 @@ class ConstraintFunction(VectorObjective):
             user_jacobian=user_jacobian,
             jac_name="the constraint's jac",
             scheme="2-point" if finite_differences else None,
+            bounds=bounds,
             error_handling=error_handling,
         )
         self.lower = lower
@@ -93,7 +96,12 @@ class ConstraintFunction(VectorObjective):
         return np.where(np.broadcast_to(np.isfinite(self.lower), (m,)), -np.inf, np.inf)
 
     def _differences(self, x: np.ndarray, values: np.ndarray) -> np.ndarray:
-        return np.atleast_2d(approx_derivative(self.value_uncached, x, f0=values)).reshape(values.size, x.size)
+        return np.atleast_2d(approx_derivative(self.value_uncached, x, f0=values, bounds=self._box)).reshape(values.size, x.size)
+
+    @property
+    def _box(self) -> tuple[Any, Any]:
+        """The solve's bounds, which scipy's differences stay within (as scipy's own do)."""
+        return self.bounds if self.bounds is not None else (-np.inf, np.inf)
 
     def hessian(self, x: Any, weights: Any) -> np.ndarray:
         """The Hessian of ``weights @ c(x)`` (the constraint's part of trust-constr's Lagrangian).
@@ -113,7 +121,7 @@ class ConstraintFunction(VectorObjective):
         def weighted_gradient(z: np.ndarray) -> np.ndarray:
             return w @ self.user_jacobian_at(z, m)
 
-        hess = self._run(x, "the Hessian", approx_derivative, weighted_gradient, x, method="3-point")
+        hess = self._run(x, "the Hessian", approx_derivative, weighted_gradient, x, method="3-point", bounds=self._box)
         return 0.5 * (hess + hess.T)
 
 
@@ -136,14 +144,16 @@ def normalize_constraints(
     compile_vector: Callable[[Callable, tuple], VectorFunctions],
     make_call: Callable[[Callable, tuple], Callable],
     error_handling: str = "raise",
+    bounds: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[list, list[ConstraintFunction]]:
     """scipy constraint objects for ``method`` and the ConstraintFunctions behind them.
 
     ``compile_vector(fun, args)`` compiles a constraint with the objective's backend;
     ``make_call(fun, args)`` gives a function of the flat vector that calls a user-supplied
-    derivative with the parameter structure in the backend's array type.
+    derivative with the parameter structure in the backend's array type. Finite differences
+    of a constraint stay within ``bounds`` (the solve's flat ``(lower, upper)``), as scipy's do.
     """
-    context = _Context(method, spec, compile_vector, make_call, error_handling)
+    context = _Context(method, spec, compile_vector, make_call, error_handling, bounds)
     items = _as_list(constraints)
     scipy_constraints: list = []
     functions: list[ConstraintFunction] = []
@@ -172,6 +182,7 @@ class _Context:
     compile_vector: Callable[[Callable, tuple], VectorFunctions]
     make_call: Callable[[Callable, tuple], Callable]
     error_handling: str
+    bounds: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def needs_jacobian(self) -> bool:
@@ -180,7 +191,9 @@ class _Context:
     def function(self, fun: Any, args: tuple, user_jac: Any, use_autograd: bool, where: str, lower: Any, upper: Any) -> ConstraintFunction:
         if not callable(fun):
             raise ConstraintError(f"{where}: the constraint function must be callable; got {type(fun).__name__}.")
-        functions = self.compile_vector(fun, args)
+        # the NumPy backend's differences: within the bounds, failed points mirrored under 'continue'
+        evaluator = numdiff.Evaluator(tolerate_failures=self.error_handling == "continue")
+        functions = configure_numdiff(self.compile_vector(fun, args), self.bounds, evaluator)
         if user_jac is not None and not callable(user_jac):
             raise ConstraintError(f"{where}['jac'] must be a callable taking the parameters; got {user_jac!r}.")
         return ConstraintFunction(
@@ -191,6 +204,7 @@ class _Context:
             finite_differences=not use_autograd,
             lower=lower,
             upper=upper,
+            bounds=self.bounds,
             error_handling=self.error_handling,
         )
 

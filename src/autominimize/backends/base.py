@@ -101,6 +101,13 @@ class OptionalMethods(Protocol):
         (a :class:`~autominimize.numdiff.Evaluator`); default: the functions themselves."""
         ...
 
+    def check_gradient_path(self, x: np.ndarray) -> None:
+        """Raise :class:`~autominimize.backends.common.NoGradientError` when the value does
+        not depend on x through operations the framework differentiates (asked once, where
+        the first gradient is zero); default: no check (torch and TensorFlow check at each
+        evaluation, NumPy cannot tell)."""
+        ...
+
 
 #: the names :func:`offered` reads: OptionalMethods' members, and the derivatives a values-only
 #: ScalarFunctions leaves out

@@ -9,8 +9,10 @@ solve would silently use the old one. The compile-cache key of these backends ho
 
 NumPy arrays are compared by content (CRC-32 of their bytes: 46 ms for 100 MB, 0.5 µs for
 100 numbers, measured on the 2-core test machine), immutable framework arrays by identity,
-containers (tuples, lists, dicts) by the arrays they hold, and numbers and strings captured
-themselves by value, unless the function assigns them (a counter it keeps). Variables
+numbers and strings by value, unless the function assigns them (a counter it keeps), and
+containers (tuples, lists, dicts) by what they hold: the numbers in a container by value
+too, unless the function writes into that container (``calls.append(1)``, ``traces[0] += 1``:
+counters it keeps). Default argument values count as captured. Variables
 (``tf.Variable``) are read by the compiled code at every call and need no key. Attributes of
 objects are not followed: data kept on an object and changed between solves belongs in
 ``args``, which are inputs of the compiled code.
@@ -59,28 +61,60 @@ def _collect(fun: Any, depth: int, found: list, seen: set[int]) -> None:
     seen.add(id(fun))
     target = getattr(fun, "__func__", fun)  # a bound method's function
     code = getattr(target, "__code__", None)
-    written = _written_names(code) if code is not None else frozenset()
-    for name, value in captured_values(fun):
+    written, filled = _written_names(code) if code is not None else (frozenset(), frozenset())
+    for name, value in [*captured_values(fun), *_defaults(target)]:
         if isinstance(value, types.FunctionType):
             if depth > 0:
                 _collect(value, depth - 1, found, seen)
         elif name not in written:
-            _add(name, value, found)
+            _add(name, value, found, name not in filled)
     if code is not None:
-        _collect_globals(code, getattr(target, "__globals__", {}), written, depth, found, seen)
+        _collect_globals(code, getattr(target, "__globals__", {}), (written, filled), depth, found, seen)
+
+
+def _defaults(function: Any) -> list[tuple[str, Any]]:
+    """A function's default argument values, by parameter name (compiled in like its closure)."""
+    code = getattr(function, "__code__", None)
+    if code is None:
+        return []
+    defaults = getattr(function, "__defaults__", None) or ()
+    positional = code.co_varnames[: code.co_argcount]
+    named = list(zip(positional[len(positional) - len(defaults) :], defaults))
+    return [(f"default {name}", value) for name, value in [*named, *(getattr(function, "__kwdefaults__", None) or {}).items()]]
+
+
+#: methods that change a container in place
+_FILLING = frozenset({"append", "extend", "insert", "pop", "clear", "update", "setdefault", "popitem", "remove", "add", "discard"})
 
 
 @functools.lru_cache(maxsize=256)  # disassembled once per code object, not at every solve
-def _written_names(code: types.CodeType) -> frozenset[str]:
-    """Names the function assigns (``nonlocal count; count += 1``, ``global calls``): counters
-    it keeps, which change with every trace and would make every solve compile anew."""
+def _written_names(code: types.CodeType) -> tuple[frozenset[str], frozenset[str]]:
+    """``(assigned, filled)``: the names the function assigns (``nonlocal count; count += 1``,
+    ``global calls``), and the names read on a line that writes into a container
+    (``traces[0] += 1``, ``calls.append(f)``). Both are counters it keeps, which change with
+    every trace and would make every solve compile anew."""
     import dis
 
-    stores = ("STORE_DEREF", "STORE_GLOBAL")
-    return frozenset(str(instruction.argval) for instruction in dis.get_instructions(code) if instruction.opname in stores)
+    assigned, filled, line_names, fills, current = set(), set(), set(), False, None
+    for instruction in dis.get_instructions(code):
+        # Python 3.13 numbers every instruction's line; before, only a line's first one
+        line = getattr(instruction, "line_number", instruction.starts_line)
+        if line is not None and line != current:
+            filled.update(line_names if fills else ())
+            line_names, fills, current = set(), False, line
+        name = instruction.opname
+        if name in ("STORE_DEREF", "STORE_GLOBAL"):
+            assigned.add(str(instruction.argval))
+        elif name in ("LOAD_DEREF", "LOAD_GLOBAL", "LOAD_CLASSDEREF", "LOAD_NAME"):
+            line_names.add(str(instruction.argval))
+        elif name in ("STORE_SUBSCR", "DELETE_SUBSCR") or name in ("LOAD_METHOD", "LOAD_ATTR") and instruction.argval in _FILLING:
+            fills = True
+    filled.update(line_names if fills else ())
+    return frozenset(assigned), frozenset(filled)
 
 
-def _collect_globals(code: types.CodeType, namespace: dict, written: frozenset[str], depth: int, found: list, seen: set[int]) -> None:
+def _collect_globals(code: types.CodeType, namespace: dict, writes: tuple, depth: int, found: list, seen: set[int]) -> None:
+    written, filled = writes
     for name in code.co_names:
         if name not in namespace or name in written:
             continue
@@ -89,22 +123,23 @@ def _collect_globals(code: types.CodeType, namespace: dict, written: frozenset[s
             if depth > 0:
                 _collect(value, depth - 1, found, seen)
         else:
-            _add(name, value, found)
+            _add(name, value, found, name not in filled)
     for const in code.co_consts:  # lambdas and functions defined inside read the same globals
         if isinstance(const, types.CodeType) and id(const) not in seen:
             seen.add(id(const))
-            _collect_globals(const, namespace, written, depth, found, seen)
+            _collect_globals(const, namespace, writes, depth, found, seen)
 
 
-def _add(name: str, value: Any, found: list) -> None:
-    fingerprint = _fingerprint(value, numbers=True)
+def _add(name: str, value: Any, found: list, held_numbers: bool = True) -> None:
+    fingerprint = _fingerprint(value, numbers=True, held_numbers=held_numbers)
     if fingerprint is not None:
         found.append((name, fingerprint))
 
 
-def _fingerprint(value: Any, numbers: bool, depth: int = 2) -> Hashable | None:
-    """A number or string by value (only where captured itself: inside a container it is more
-    often a counter than a constant), an array by content or identity, a container by those."""
+def _fingerprint(value: Any, numbers: bool, depth: int = 2, held_numbers: bool = False) -> Hashable | None:
+    """A number or string by value (inside a container only with ``held_numbers``: a container
+    the function writes into holds counters, not constants), an array by content or identity,
+    a container by those."""
     if isinstance(value, _SCALARS):
         return (type(value).__name__, repr(value)) if numbers else None  # by repr: a NaN equals itself
     if isinstance(value, np.ndarray):
@@ -116,9 +151,11 @@ def _fingerprint(value: Any, numbers: bool, depth: int = 2) -> Hashable | None:
         return (value.dtype.str, repr(value.item())) if numbers else None
     if isinstance(value, _SKIPPED) or depth == 0:
         return None
-    if isinstance(value, (tuple, list, dict)):  # only the arrays: a list a counter appends to stays equal
+    if isinstance(value, (tuple, list, dict)):
         items = value.items() if isinstance(value, dict) else enumerate(value)
-        held = tuple((repr(key), fingerprint) for key, item in items if (fingerprint := _fingerprint(item, False, depth - 1)) is not None)
+        held = tuple(
+            (repr(key), fingerprint) for key, item in items if (fingerprint := _fingerprint(item, held_numbers, depth - 1, held_numbers)) is not None
+        )
         return held or None
     if hasattr(value, "shape") and hasattr(value, "dtype") and not hasattr(value, "assign"):
         return ("array", _Identity(value))  # a framework's immutable array (JAX, a TF tensor)

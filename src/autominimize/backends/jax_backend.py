@@ -12,8 +12,8 @@ import numpy as np
 
 from ..params import ParamSpec
 from .base import Backend, args_layout, grad_norm
-from .common import note_coarse_output, require_real_number, require_scalar_shape, vector_leaves
-from .jax_passes import HessianPasses, JacobianPasses
+from .common import no_gradient_error, note_coarse_output, require_real_number, require_scalar_shape, vector_leaves
+from .jax_passes import HessianPasses, JacobianPasses, tangent_reaches_output
 from .jax_sync import compile_function
 from .private_jax import clear_trace_caches
 
@@ -176,6 +176,12 @@ class _JaxCompiled:
 
     def _input(self, x: np.ndarray) -> np.ndarray:
         return x if self.dtype == np.float64 else x.astype(self.dtype)
+
+    def check_gradient_path(self, x: np.ndarray) -> None:
+        """Refuse values that no tangent of x reaches (``jax.lax.stop_gradient``): their
+        derivatives are zero everywhere and a method would stop at x0 calling it converged."""
+        if not tangent_reaches_output(self.flat_fun, self._input(x)):
+            raise no_gradient_error("through jax.lax.stop_gradient (or outside JAX)")
 
     def _aot(self, name: Any, build: Callable[[], Callable], avals: Callable[[], tuple] | None = None, *, with_args: bool = True) -> Any:
         """The compiled function ``name``; built on its first use from ``build()`` for the

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["HessianPasses", "JacobianPasses"]
+__all__ = ["HessianPasses", "JacobianPasses", "tangent_reaches_output"]
 
 
 def _directions_aval(functions: Any, directions: np.ndarray) -> tuple:
@@ -113,3 +113,16 @@ class JacobianPasses:
 
         compiled = self._aot(("first_order", directions.shape[0]), build, lambda: _directions_aval(self, directions))
         return np.array(compiled(self._input(x), self._input(directions)), dtype=np.float64)
+
+
+def tangent_reaches_output(fun: Any, x: Any) -> bool:
+    """Whether a tangent of x reaches ``fun(x)`` in the traced program (not through
+    ``jax.lax.stop_gradient``); conservative: an equation any reached input feeds is reached."""
+    import jax
+
+    jaxpr = jax.make_jaxpr(lambda y, v: jax.jvp(fun, (y,), (v,))[1])(x, x).jaxpr
+    reached = {jaxpr.invars[1]}
+    for equation in jaxpr.eqns:
+        if any(not hasattr(var, "val") and var in reached for var in equation.invars):  # a literal has a val
+            reached.update(equation.outvars)
+    return any(not hasattr(var, "val") and var in reached for var in jaxpr.outvars)

@@ -42,9 +42,12 @@ class NativeFunctions:
     ``value_and_grad_along(x, alpha, d, batch)`` is a line-search trial: ``(x + alpha d, f, g,
     ⟨g, d⟩)`` at that point, one fused call on JAX and torch. ``squared_case_gradients(x,
     batch)`` is Σ_i (∇f_i)² over the cases of a residual objective (None for scalar ones).
+    ``check_gradient_path(x, batch)``, where the framework can tell, raises when the value does
+    not depend on x through its differentiation (asked where a gradient is zero).
     """
 
-    def __init__(self, value, value_and_grad, hvp, gnvp, grad=None, value_and_grad_along=None, squared_case_gradients=None):
+    def __init__(self, value, value_and_grad, hvp, gnvp, grad=None, value_and_grad_along=None, squared_case_gradients=None, check_gradient_path=None):
+        self.check_gradient_path = check_gradient_path
         self.value = value
         self.value_and_grad = value_and_grad
         self.hvp = hvp

@@ -5,7 +5,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from .common import no_gradient_error
 from .jax_aot import AheadOfTime
+from .jax_passes import tangent_reaches_output
 from ..params import ParamSpec, tree_leaves
 from .native_functions import Call, NativeFunctions, along, make_params_of, scalar_check, sum_squared_case_gradients
 
@@ -27,6 +29,10 @@ def jax_functions(call: Call, spec: ParamSpec, dtype: str, residual: bool) -> Na
         out = jnp.asarray(call(params_of(x), batch))
         scalar_check(out.shape, residual)
         return out.reshape(()).astype(x.dtype)
+
+    def check_gradient_path(x, batch):
+        if not tangent_reaches_output(lambda y: objective(y, batch), x):
+            raise no_gradient_error("through jax.lax.stop_gradient (or outside JAX)")
 
     def hvp(x, v, batch):
         return jax.jvp(lambda y: jax.grad(objective)(y, batch), (x,), (v,))[1]
@@ -52,4 +58,5 @@ def jax_functions(call: Call, spec: ParamSpec, dtype: str, residual: bool) -> Na
         AheadOfTime(gnvp) if residual else None,
         value_and_grad_along=AheadOfTime(along(jax.value_and_grad(objective))),
         squared_case_gradients=AheadOfTime(squared_case_gradients) if residual else None,
+        check_gradient_path=check_gradient_path,
     )

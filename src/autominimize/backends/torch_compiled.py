@@ -41,8 +41,13 @@ def _solve_scope():
     if not getattr(_solves, "depth", 0):
         _solves.depth, _solves.holders = 0, set()
     _solves.depth += 1
+    torch = _torch()
+    # a solve called under torch.inference_mode records graphs as under torch.no_grad (the
+    # compiled functions enable gradients where they take them); the caller's mode is restored
+    inference = torch.inference_mode(False) if torch.is_inference_mode_enabled() else contextlib.nullcontext()
     try:
-        yield
+        with inference:
+            yield
     finally:
         _solves.depth -= 1
         if not _solves.depth:

@@ -169,23 +169,38 @@ def run_least_squares(
             options["x_scale"] = fixed.reduce(options["x_scale"])
         if "callback" in options:
             options["callback"] = fixed.callback(options["callback"])
-    try:
-        with backend.solve_context(dtype), problem.evaluator:
-            problem.start(x0_flat)  # fail before scipy starts, with the point attached
-            with single_blas_thread():
-                result = so.least_squares(residual_function, start, **options)
-    except KeyboardInterrupt as exc:
-        if problem.best_x is None or in_nested_solve():
-            if problem.best_x is not None:
-                attach_best(exc, spec.restore(problem.best_x), problem.best_cost)
-            raise
-        return _finish(_interrupted(problem), problem, spec, backend.name, dtype)
+    result, interrupted = _solve(problem, spec, residual_function, start, x0_flat, backend, dtype, options)
+    if interrupted:  # the best point, over the full vector already
+        return _finish(result, problem, spec, backend.name, dtype)
     if fixed is not None:
         result = fixed.expand(result)
     result = _finish(result, problem, spec, backend.name, dtype)
     if sparse is not None:
         result.sparsity = sparse[1].summary()
     return result
+
+
+def _solve(
+    problem: ResidualObjective, spec: ParamSpec, residuals: Callable, start: np.ndarray, x0_flat: np.ndarray, backend: Any, dtype: str, options: dict
+) -> tuple[so.OptimizeResult, bool]:
+    """``(result, interrupted)``: scipy's least_squares from ``start``; a Ctrl-C ends it at the
+    best point evaluated (status -1) unless the solve is nested, and any exception leaving it
+    carries that point."""
+    try:
+        with backend.solve_context(dtype), problem.evaluator:
+            problem.start(x0_flat)  # fail before scipy starts, with the point attached
+            with single_blas_thread():
+                return so.least_squares(residuals, start, **options), False
+    except KeyboardInterrupt as exc:
+        if problem.best_x is None or in_nested_solve():
+            if problem.best_x is not None:
+                attach_best(exc, spec.restore(problem.best_x), problem.best_cost)
+            raise
+        return _interrupted(problem), True
+    except Exception as exc:  # the user's own error, or scipy's (a Jacobian of NaN): the best point goes with it
+        if problem.best_x is not None:
+            attach_best(exc, spec.restore(problem.best_x), problem.best_cost)
+        raise
 
 
 def _interrupted(problem: ResidualObjective) -> so.OptimizeResult:

@@ -270,6 +270,7 @@ class _Run:
                 lambda fun, args: problem.compile_constraint(fun, args, self.precision),
                 problem.constraint_call,
                 problem.error_handling,
+                problem.bounds,
             )
         callback = wrap_callback(self.recording.callback, problem.spec, plan.info, plan.name, self.objective, self.recording.step_callback)
         return run_minimize(

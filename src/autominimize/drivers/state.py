@@ -13,8 +13,9 @@ __all__ = ["IterationState"]
 class IterationState:
     """One step of a run, whatever the method.
 
-    ``nit`` steps were taken; ``fun`` is the objective at ``x`` (for stochastic steps, the
-    mini-batch loss of the step); ``stop`` is None while the run goes on and otherwise says
+    ``nit`` steps were taken; ``fun`` is the objective at ``x`` (for the first-order native
+    methods, 'sgd', 'delta-bar-delta', 'sgd-qn' and 'tonga', at the point the step started
+    from, where it measured the gradient; for stochastic steps, the mini-batch loss of the step); ``stop`` is None while the run goes on and otherwise says
     why it ends (``message``, ``success``, ``status``); ``raw`` is the algorithm's own state.
     ``x`` and ``jac`` are restored to x0's structure and array types when first read.
     """

@@ -122,6 +122,6 @@ def _constraint_maker(setup: Setup, error_handling: str) -> Callable[[Any, str],
         def make_call(f: Callable, extra: tuple) -> Callable:
             return setup.flat_call(f, extra or setup.args)
 
-        return normalize_constraints(constraints, method, setup.spec, compile_vector, make_call, error_handling)[0]
+        return normalize_constraints(constraints, method, setup.spec, compile_vector, make_call, error_handling, setup.bounds)[0]
 
     return make_constraints

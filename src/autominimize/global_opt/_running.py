@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any, Callable
 
 import numpy as np
@@ -14,7 +15,7 @@ from ..recording import attach_best, nested_solves
 from ..params import ParamSpec
 from ._problem import GlobalProblem
 
-__all__ = ["check_finite_start", "finish", "intermediate_callback", "running", "structured_callback"]
+__all__ = ["check_finite_start", "finish", "intermediate_callback", "running", "settle_not_finite", "structured_callback"]
 
 
 @contextlib.contextmanager
@@ -90,8 +91,13 @@ def intermediate_callback(
     return scipy_callback
 
 
-def finish(result: so.OptimizeResult, problem: GlobalProblem) -> so.OptimizeResult:
-    """scipy's global result with ``x`` in x0's structure, honest counts, backend, precision."""
+def finish(result: so.OptimizeResult, problem: GlobalProblem, *, constrained: bool = False) -> so.OptimizeResult:
+    """scipy's global result with ``x`` in x0's structure, honest counts, backend, precision.
+
+    A run that ends where fun (or x) is not finite is never a success (see
+    :func:`settle_not_finite`).
+    """
+    settle_not_finite(result, problem, constrained)
     result.x = problem.restore(result.x)
     jac = result.get("jac")
     if isinstance(jac, np.ndarray) and jac.ndim == 1 and jac.size == problem.n:
@@ -102,3 +108,29 @@ def finish(result: so.OptimizeResult, problem: GlobalProblem) -> so.OptimizeResu
     result.backend = problem.backend
     result.precision = problem.precision
     return result
+
+
+def settle_not_finite(result: so.OptimizeResult, problem: GlobalProblem, constrained: bool) -> None:
+    """A run whose answer is not finite (fun NaN or infinite where some points are): never a
+    success; x is the best finite point evaluated, or with constraints (where the lowest value
+    may be infeasible) the best local solve's, as ``am.minimize`` does. ``result.x`` is flat."""
+    fun = float(np.asarray(result.fun).reshape(()))
+    if math.isfinite(fun) and np.isfinite(np.asarray(result.x, dtype=np.float64)).all():
+        return
+    candidates = []
+    if problem.best_local is not None:
+        candidates.append((problem.best_local[1], problem.flat(problem.best_local[0])))
+    objective = problem.objective
+    if not constrained and objective.best_x is not None and math.isfinite(objective.best_f):
+        candidates.append((objective.best_f, objective.best_x))
+    message = result.get("message", "")
+    own = "; ".join(message) if isinstance(message, list) else message
+    result.success = False
+    if not candidates:
+        result.message = f"fun is {fun} where the method ended, and no point evaluated had a finite value. The method's own message: {own}"
+        return
+    result.fun, result.x = min(candidates, key=lambda candidate: candidate[0])
+    result.pop("jac", None)
+    result.message = (
+        f"the last point was not finite (fun is {fun} where the method ended); x is the best finite point evaluated. The method's own message: {own}"
+    )

@@ -239,7 +239,7 @@ def run_differential_evolution(
             )
         if polish_solver is not None and not np.all(integrality if integrality is not None else False):
             _polish(result, problem, polish_solver, flat_bounds, integrality, bool(scipy_constraints))
-    result = finish(result, problem)
+    result = finish(result, problem, constrained=bool(constraints))
     result.evaluation = mode
     result.engine = chosen
     return result

@@ -165,7 +165,7 @@ def run_shgo(
         else:
             result = _run(problem.value, lb, ub, sampling_constraints, n, iters, solver, options, sampling_method, 1)
     result.local_results = list(solver.results)
-    return finish(result, problem)
+    return finish(result, problem, constrained=bool(constraints))
 
 
 def _run(func, lb, ub, constraints, n, iters, solver, options, sampling_method, workers) -> so.OptimizeResult:

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..backends import array_backend
-from ..backends.base import offered
+from ..backends.base import as_flat_float64, offered
 from .vector import VectorObjective
 from ..params import tree_leaves
 
@@ -39,12 +39,24 @@ class ResidualObjective(VectorObjective):
         self.best_x: np.ndarray | None = None
         self.best_cost = np.inf
         self.best_residuals: np.ndarray | None = None
+        self._path_checked = False
 
     def _evaluated(self, x: np.ndarray, values: np.ndarray) -> None:
         values = np.asarray(values, dtype=np.float64).reshape(-1)
         cost = 0.5 * float(values @ values)
         if cost < self.best_cost:  # a copy: scipy may write into its arrays
             self.best_x, self.best_cost, self.best_residuals = np.array(x, dtype=np.float64), cost, values.copy()
+
+    def jacobian(self, x: Any) -> np.ndarray:
+        """The Jacobian; the first one, if zero, is checked for residuals not connected to x
+        (JAX's stop_gradient: the method would stop at x0 calling it converged)."""
+        jac = super().jacobian(x)
+        if not self._path_checked:
+            self._path_checked = True
+            check = offered(self.functions, "check_gradient_path") if self.user_jacobian is None and self.user_fun_and_jac is None else None
+            if check is not None and not jac.any():
+                self._run(as_flat_float64(x), "the Jacobian", check, as_flat_float64(x))
+        return jac
 
     def _usable(self, x: np.ndarray, key: bytes, values: np.ndarray | None) -> bool:
         # the Jacobian is computed with the residuals, so that a point where it cannot be

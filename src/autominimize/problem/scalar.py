@@ -130,6 +130,7 @@ class Objective(ScalarBookkeeping):
         self._hess: np.ndarray | None = None
         self._probe_x0: np.ndarray | None = None  # x0 until the first evaluation, when start() armed the probe
         self.probe_failure: Exception | None = None
+        self._gradient_path_checked = False
 
     # -- what scipy calls -----------------------------------------------------------
     @contextlib.contextmanager
@@ -171,7 +172,15 @@ class Objective(ScalarBookkeeping):
             self.error_handling = policy
         if policy == "continue":
             self._check_probe(f, g, "x0" if x.tobytes() == x0.tobytes() else "the first point the method asked for")
+        if g is not None and self.user_gradient is None:
+            self._check_gradient_path(x, g)
         return f, g
+
+    def _check_gradient_path(self, x: np.ndarray, g: np.ndarray) -> None:
+        """At the first gradient: a zero one may come from a value not connected to x (JAX's stop_gradient)."""
+        self._gradient_path_checked = True
+        if not g.any() and (check := offered(self.functions, "check_gradient_path")) is not None:
+            self._run("the gradient", x, check, x)
 
     def _check_probe(self, f: float, g: np.ndarray | None, where: str) -> None:
         if not math.isfinite(f):
@@ -273,6 +282,8 @@ class Objective(ScalarBookkeeping):
         if may_fail and (g is None or not np.isfinite(g).all()):
             self._fail(x)
             return
+        if not self._gradient_path_checked and self.user_gradient is None:
+            self._check_gradient_path(x, g)
         self._g = g
         if self.journal is not None:
             self._g_norm = grad_norm(g)

@@ -68,6 +68,9 @@ class NativeRun:
         self.nit = 0
         self.stop: Stop | None = None
         self._start = 0.0
+        # the point the last value was measured at (a first-order step measures before it moves)
+        self.fun_point: Any = None
+        self._best_f, self._best_x = math.inf, None
 
     def _set_up(
         self, fun: Callable, x0: Any, args: tuple, jac: Any, bounds: Any, backend: str | None, precision: str | None, unpack: str, device: Any
@@ -130,11 +133,17 @@ class NativeRun:
             f_prev = None if self.state.f is None or self.stochastic else float(self.state.f)
             if self.stochastic:
                 self.oracle.batch = self.batches.take()
+            x_before = self.state.x
             self.state = self.algorithm.step(self.state, self.oracle)
+            self.fun_point = x_before if self.algorithm.first_order else self.state.x
             self.nit += 1
             progress = self._progress(f_prev)
             if self.stochastic:
                 self.batches.record(self.state.f)
+            else:
+                self._keep_best(progress.fun)
+                if self.nit == 1 and self.algorithm.first_order:
+                    self._check_gradient_path(progress.grad_norm)
             self.stop = Stop(self.state.flag, False, 2) if self.state.flag else self.criterion(progress)
             snapshot = self._snapshot(progress)
             if self.callback is not None and self.stop is None and self._call_back(snapshot):
@@ -148,12 +157,25 @@ class NativeRun:
         self.state = self.algorithm.init(self.x0, self.oracle)
         if self.state.g is None or self.stochastic:
             return False
+        self.fun_point = self.state.x
+        self._keep_best(float(self.state.f))
         grad_norm = norm_inf(namespace(self.x0), self.algorithm.stationarity(self.state))
+        self._check_gradient_path(grad_norm)
         initial = self.criterion(Progress(0, self.oracle.counts.nfev, self.oracle.counts.njev, float(self.state.f), None, grad_norm))
         if initial is not None and initial.success:
             self.stop = initial
             return True
         return False
+
+    def _check_gradient_path(self, grad_norm: float) -> None:
+        """A zero first gradient may come from a value not connected to x (JAX's stop_gradient)."""
+        check = self.functions.check_gradient_path
+        if grad_norm == 0.0 and check is not None:
+            check(self.fun_point, None)
+
+    def _keep_best(self, f: float) -> None:
+        if f < self._best_f:  # False for NaN
+            self._best_f, self._best_x = f, self.fun_point
 
     def _progress(self, f_prev: float | None) -> Progress:
         elapsed = time.perf_counter() - self._start
@@ -191,20 +213,29 @@ class NativeRun:
             return True
 
     def result(self) -> so.OptimizeResult:
-        """The OptimizeResult of the run so far."""
+        """The OptimizeResult of the run so far.
+
+        A deterministic run interrupted by Ctrl-C, or ending where fun is not finite, returns
+        the best point evaluated (nothing is evaluated after a Ctrl-C), with ``success=False``.
+        """
         with self._context():
             if self.state is None:
                 self.state = self.algorithm.init(self.x0, self.oracle)
             x, f, g = self.state.x, self.state.f, self.state.g
+            stop = self.stop or Stop(f"stopped by the caller after {self.nit} iterations", False, 1)
             if self.stochastic:
                 f = self.batches.mean_loss(f)
+            elif stop.status == -1 and self._best_x is not None:
+                x, f, g = self._best_x, self._best_f, None
             elif self.algorithm.first_order or f is None:
                 # gradient-only steps record f and g before the step: evaluate at the final x
                 f, g = self.oracle.value_and_grad(x)
-            stop = self.stop or Stop(f"stopped by the caller after {self.nit} iterations", False, 1)
+            f = float(f) if f is not None else math.nan
+            if not self.stochastic and not (math.isfinite(f) and math.isfinite(norm_inf(namespace(x), x))):
+                x, f, g, stop = self._not_finite_end(x, f, stop)
             result = so.OptimizeResult(
                 x=self._restore(x),
-                fun=float(f) if f is not None else math.nan,
+                fun=f,
                 jac=None if g is None else self._restore(g),
                 nit=self.nit,
                 **self.oracle.counts.as_dict(),
@@ -217,6 +248,22 @@ class NativeRun:
             if self.stochastic:
                 result.epochs = self.batches.epoch
         return result
+
+    def _not_finite_end(self, x: Any, f: float, stop: Stop) -> tuple[Any, float, Any, Stop]:
+        """A run that ended where fun (or x) is not finite: never a success; the best finite point evaluated."""
+        if self._best_x is None:
+            return (
+                x,
+                f,
+                None,
+                Stop(
+                    f"fun is {f} where the method ended, and no point evaluated had a finite value. The method's own message: {stop.message}",
+                    False,
+                    3,
+                ),
+            )
+        message = f"the last point was not finite (fun is {f} where the method ended); x is the best finite point evaluated. The method's own message: {stop.message}"
+        return self._best_x, self._best_f, None, Stop(message, False, 3)
 
 
 #: ``report(nit, x, f, g, counts)`` after each step: flat float64 NumPy x and g (None without one)
@@ -235,8 +282,8 @@ def minimize_native(
 def run_to_end(run: NativeRun, report: StepReport | None = None) -> so.OptimizeResult:
     """Advance ``run`` until it stops; ``report`` is told of every step (on host copies of x and g).
 
-    A KeyboardInterrupt (Ctrl-C) ends the run at the last completed step, with
-    ``success=False`` and ``status=-1``.
+    A KeyboardInterrupt (Ctrl-C) ends the run at the best point evaluated (a stochastic run: the
+    last completed step), with ``success=False`` and ``status=-1``.
     """
     # one backend context for the whole run: entered per step, JAX's float64 scope would clear
     # its trace caches and recompile every step
@@ -246,11 +293,12 @@ def run_to_end(run: NativeRun, report: StepReport | None = None) -> so.OptimizeR
                 if report is not None:
                     g = state.raw.g
                     counts = {"nfev": state.nfev, "njev": state.njev, "nhev": 0, "nhvp": state.nhvp}
-                    report(state.nit, to_host(state.raw.x).reshape(-1), state.fun, None if g is None else to_host(g).reshape(-1), counts)
+                    # the point fun and g were measured at (a first-order step measures before it moves)
+                    report(state.nit, to_host(run.fun_point).reshape(-1), state.fun, None if g is None else to_host(g).reshape(-1), counts)
         except KeyboardInterrupt:
             if in_nested_solve():  # the outer run ends too
                 raise
-            run.stop = Stop("Interrupted by KeyboardInterrupt (Ctrl-C); x is the last completed step.", False, -1)
+            run.stop = Stop("Interrupted by KeyboardInterrupt (Ctrl-C); x is the best point evaluated.", False, -1)
         return run.result()
 
 
