@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import importlib.util
+import signal
 
 import numpy as np
 import pytest
+
+# The Ctrl-C tests need Python's SIGINT handler. A shell without job control starts a
+# background command with SIGINT ignored, and Python then leaves it ignored: a suite started
+# that way (`make test &` in a script) would see no KeyboardInterrupt, and its child
+# processes would inherit the ignored signal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 FRAMEWORKS = [name for name in ("jax", "torch", "tensorflow") if importlib.util.find_spec(name)]
 ALL_BACKENDS = ["numpy"] + FRAMEWORKS
