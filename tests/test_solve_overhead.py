@@ -34,6 +34,37 @@ def test_an_array_x0_has_its_structure_recorded_once_per_shape_and_dtype():
     assert params._array_spec.cache_info().misses == 2
 
 
+def test_a_dict_x0_of_arrays_has_its_structure_recorded_once_per_shapes_and_dtypes():
+    params._tree_spec.cache_clear()
+    first = am.minimize(_matfac_fg, _matfac_x0(), jac=True, method="L-BFGS-B", backend="numpy")
+    second = am.minimize(_matfac_fg, {k: v + 0.1 for k, v in _matfac_x0().items()}, jac=True, method="L-BFGS-B", backend="numpy")
+    assert params._tree_spec.cache_info().misses == 1 and first.success and second.success
+    assert second.x["U"].shape == (3, 2) and second.x["V"].shape == (2, 4)
+    third = am.minimize(
+        lambda p: _matfac_fg({"U": p["U"], "V": p["V"].astype(np.float64)}),
+        {"U": np.zeros((3, 2)), "V": np.zeros((2, 4), np.float32)},
+        jac=True,
+        backend="numpy",
+    )
+    assert params._tree_spec.cache_info().misses == 2 and third.x["V"].dtype == np.float32
+    with pytest.raises(ValueError, match=r"x0\['V'\] contains NaN or inf \(first at index \(0, 1\)\)"):
+        am.minimize(_matfac_fg, {"U": np.zeros((3, 2)), "V": np.array([[0.0, np.nan, 0, 0], [0, 0, 0, 0]])}, jac=True, backend="numpy")
+
+
+def test_the_objectives_calling_rule_is_read_from_its_signature_once_per_solve(monkeypatch):
+    from autominimize import calling
+
+    again = []
+    real = calling.resolve_unpack
+    monkeypatch.setattr(calling, "resolve_unpack", lambda *a, **k: again.append(a[0]) or real(*a, **k))
+
+    def fg(U, V):
+        return _matfac_fg({"U": U, "V": V})
+
+    res = am.minimize(fg, _matfac_x0(), jac=True, method="L-BFGS-B", backend="numpy")
+    assert res.success and again == []  # resolved by prepare, not again by each caller of fun
+
+
 def test_the_recorded_structure_gives_back_x0s_shape_and_dtype():
     res = am.minimize(lambda x: float(np.sum((x - 1.0) ** 2)), np.zeros((2, 3), dtype=np.float32), jac=lambda x: 2.0 * (x - 1.0), backend="numpy")
     assert res.x.shape == (2, 3) and res.x.dtype == np.float32

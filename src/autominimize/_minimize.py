@@ -16,10 +16,12 @@ from ._setup import PRECISIONS, Setup, prepare
 from .backends.base import configure_numdiff
 from .drivers.scipy_least_squares import LEAST_SQUARES_METHODS
 from .drivers.scipy_pipeline import Recording, ScipyProblem, has_constraints, plan_method, solve
+from .implicit import constraint_functions, differentiable_call
 from .native import is_native_method
 from .problem import check_error_handling, numdiff_evaluator
 from ._precision_fallback import float32_fallback, stacklevel_outside
 from ._user_calls import fused_functions, user_derivatives
+from .validation import check_options, check_settings, check_tolerance
 
 __all__ = ["minimize", "PRECISIONS", "HVP_TYPES"]
 
@@ -174,8 +176,6 @@ def minimize(
     # the arguments as given, read first: under TF's autograph (a call inside a tf.function),
     # locals() read within a conditional branch holds only the branch's variables
     call = dict(locals())
-    from .implicit import constraint_functions, differentiable_call
-
     if differentiable_call(args, fun, *constraint_functions(constraints)):  # res.x differentiable (args, captured values)
         from .implicit.entry import minimize as differentiable_minimize
 
@@ -187,8 +187,6 @@ def minimize(
         _check_native_arguments(
             method, error_handling, hess, hessp, constraints, {"fun_and_jac": fun_and_jac, "workers": workers, "executor": executor}
         )
-        from .validation import check_settings
-
         check_settings({"epochs": epochs}, positive=("epochs",))
         # the native and least-squares families load on first use: importing them costs a plain
         # NumPy solve in a fresh interpreter about 60 ms, a seventh of what it costs in all
@@ -242,8 +240,6 @@ def _refuse_unused(given: dict, method: str) -> None:
 def _check_plain_arguments(tol: Any, options: Any, callbacks: dict) -> None:
     """Type errors scipy would report deep inside a method, named here by argument."""
     if tol is not None or options is not None:
-        from .validation import check_options, check_tolerance
-
         if tol is not None:
             check_tolerance(tol, "tol")
         check_options(options)

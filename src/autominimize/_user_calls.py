@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from . import backends as _backends
+from .backends.numpy_backend import UserValueAndGrad
 from .user_derivatives import flatten_hessian, gradient_flattener
 
 if TYPE_CHECKING:
@@ -45,9 +46,8 @@ def point_copy(setup: Setup) -> Callable[[np.ndarray], Any]:
 def fused_functions(setup: Setup, fun: Callable, value_fun: Callable | None) -> Any:
     """``jac=True``: ``fun`` returns ``(value, gradient)``, as the objective's flat functions;
     ``value_fun``, when given, is used where a value alone is asked for (``fun_and_jac``)."""
-    from .backends.numpy_backend import UserValueAndGrad
-
-    user, point, spec = setup.caller(fun), point_copy(setup), setup.spec
+    # setup.call is fun's caller already, when fun is the solve's objective
+    user, point, spec = setup.call if fun is setup.fun else setup.caller(fun), point_copy(setup), setup.spec
     flatten, scalar = gradient_flattener(spec, "jac"), UserValueAndGrad.scalar
 
     def call_flat(x: np.ndarray) -> tuple[float, np.ndarray]:
