@@ -176,13 +176,22 @@ def minimize(
     # the arguments as given, read first: under TF's autograph (a call inside a tf.function),
     # locals() read within a conditional branch holds only the branch's variables
     call = dict(locals())
-    if differentiable_call(args, fun, *constraint_functions(constraints)):  # res.x differentiable (args, captured values)
+    if differentiable_call(args, fun, *(constraint_functions(constraints) if constraints else ())):  # res.x differentiable (args, captured values)
         from .implicit.entry import minimize as differentiable_minimize
 
         return differentiable_minimize(minimize, call)
     check_error_handling(error_handling)
     _check_plain_arguments(tol, options, {"callback": callback, "step_callback": step_callback, "loss_callback": loss_callback})
-    recording = Recording(**_pick(call, _RECORDING_ARGUMENTS), observers=list(observers))
+    recording = Recording(
+        history=history,
+        log=log,
+        resume=resume,
+        progress=progress,
+        callback=callback,
+        step_callback=step_callback,
+        loss_callback=loss_callback,
+        observers=list(observers),
+    )
     if isinstance(method, str) and is_native_method(method):
         _check_native_arguments(
             method, error_handling, hess, hessp, constraints, {"fun_and_jac": fun_and_jac, "workers": workers, "executor": executor}
@@ -213,16 +222,25 @@ def minimize(
     plan = plan_method(
         method, has_bounds=flat_bounds is not None, has_constraints=has_constraints(constraints), jac=source.jac, hess=hess, hessp=hessp
     )
-    problem = _compile(setup, source, constraints, **_pick(call, _COMPILE_ARGUMENTS))
+    problem = _compile(
+        setup,
+        source,
+        constraints,
+        backend=backend,
+        hess=hess,
+        hessp=hessp,
+        resume=resume,
+        workers=workers,
+        executor=executor,
+        error_handling=error_handling,
+    )
     return solve(problem, plan, recording, tol=tol, options=options)
 
 
 #: what each family takes of am.minimize's arguments, by name
-_RECORDING_ARGUMENTS = ("history", "log", "resume", "progress", "callback", "step_callback", "loss_callback")
 _COMMON_ARGUMENTS = ("fun", "x0", "args", "jac", "bounds", "tol", "options", "backend", "precision", "unpack", "torch_device")
 _NATIVE_ARGUMENTS = _COMMON_ARGUMENTS + ("data", "epochs", "batch")
 _LEAST_SQUARES_ARGUMENTS = _COMMON_ARGUMENTS + ("fun_and_jac", "workers", "executor", "error_handling")
-_COMPILE_ARGUMENTS = ("backend", "hess", "hessp", "resume", "workers", "executor", "error_handling")
 
 
 def _pick(call: dict, names: tuple[str, ...]) -> dict:

@@ -46,7 +46,7 @@ class ScalarBookkeeping:
         self.error_handling = check_error_handling(error_handling)
         self.journal = journal
         self.observers = list(observers or [])
-        self._evaluation_observers = [o for o in self.observers if getattr(o, "evaluation", None) is not None]
+        self._evaluation_observers = [o for o in self.observers if getattr(o, "evaluation", None) is not None] if self.observers else []
         self.reporting = journal is not None or bool(self.observers)  # whether anyone follows the solve
         self.nit = 0
         self.counters = Counters()

@@ -113,9 +113,9 @@ class History:
         point_budget: int | None = POINT_BUDGET,
     ) -> None:
         #: (kind, time, f, grad_norm) per evaluation
-        self._evaluation_rows: list[tuple] = [tuple(row) for row in evaluations]
+        self._evaluation_rows: list[tuple] = [tuple(row) for row in evaluations] if evaluations != () else []
         #: (nit, time, f, grad_norm, nfev, x, njev) per iteration: an Iteration is the first six
-        self._iteration_rows: list[tuple] = [(*row[:6], row[6] if len(row) > 6 else 0) for row in iterations]
+        self._iteration_rows: list[tuple] = [(*row[:6], row[6] if len(row) > 6 else 0) for row in iterations] if iterations != () else []
         self._evaluations: list[Evaluation] = []
         self._iterations: list[Iteration] = []
         self.leaves = list(leaves or [])
