@@ -16,11 +16,13 @@ from ._setup import PRECISIONS, Setup, prepare
 from .backends.base import configure_numdiff
 from .drivers.scipy_least_squares import LEAST_SQUARES_METHODS
 from .drivers.scipy_pipeline import Recording, ScipyProblem, has_constraints, plan_method, solve
-from .drivers.step_options import honour_step_options
+from .drivers.step_options import STEP_OPTIONS, honour_step_options
+from .implicit import constraint_functions, differentiable_call
 from .native import is_native_method
 from .problem import check_error_handling, numdiff_evaluator
 from ._precision_fallback import float32_fallback, stacklevel_outside
 from ._user_calls import fused_functions, user_derivatives
+from .validation import check_options, check_settings, check_tolerance
 
 __all__ = ["minimize", "PRECISIONS", "HVP_TYPES"]
 
@@ -175,21 +177,26 @@ def minimize(
     # the arguments as given, read first: under TF's autograph (a call inside a tf.function),
     # locals() read within a conditional branch holds only the branch's variables
     call = dict(locals())
-    from .implicit import constraint_functions, differentiable_call
-
-    if differentiable_call(args, fun, *constraint_functions(constraints)):  # res.x differentiable (args, captured values)
+    if differentiable_call(args, fun, *(constraint_functions(constraints) if constraints else ())):  # res.x differentiable (args, captured values)
         from .implicit.entry import minimize as differentiable_minimize
 
         return differentiable_minimize(minimize, call)
     check_error_handling(error_handling)
     _check_plain_arguments(tol, options, {"callback": callback, "step_callback": step_callback, "loss_callback": loss_callback})
-    recording = Recording(**_pick(call, _RECORDING_ARGUMENTS), observers=list(observers))
+    recording = Recording(
+        history=history,
+        log=log,
+        resume=resume,
+        progress=progress,
+        callback=callback,
+        step_callback=step_callback,
+        loss_callback=loss_callback,
+        observers=list(observers),
+    )
     if isinstance(method, str) and is_native_method(method):
         _check_native_arguments(
             method, error_handling, hess, hessp, constraints, {"fun_and_jac": fun_and_jac, "workers": workers, "executor": executor}
         )
-        from .validation import check_settings
-
         check_settings({"epochs": epochs}, positive=("epochs",))
         # the native and least-squares families load on first use: importing them costs a plain
         # NumPy solve in a fresh interpreter about 60 ms, a seventh of what it costs in all
@@ -216,23 +223,18 @@ def minimize(
     plan = plan_method(
         method, has_bounds=flat_bounds is not None, has_constraints=has_constraints(constraints), jac=source.jac, hess=hess, hessp=hessp
     )
-    problem = _compile(setup, source, constraints, **_pick(call, _COMPILE_ARGUMENTS))
-    plan = honour_step_options(
-        plan,
-        options,
-        backend=problem.backend,
-        user_gradient=source.jac is True or callable(source.jac),
-        parallel=workers is not None or executor is not None,
-    )
+    compiled = dict(backend=backend, hess=hess, hessp=hessp, resume=resume, workers=workers, executor=executor, error_handling=error_handling)
+    problem = _compile(setup, source, constraints, **compiled)
+    if isinstance(options, dict) and options.keys() & STEP_OPTIONS:  # no call on the common path
+        user_gradient, parallel = source.jac is True or callable(source.jac), workers is not None or executor is not None
+        plan = honour_step_options(plan, options, backend=problem.backend, user_gradient=user_gradient, parallel=parallel)
     return solve(problem, plan, recording, tol=tol, options=options)
 
 
 #: what each family takes of am.minimize's arguments, by name
-_RECORDING_ARGUMENTS = ("history", "log", "resume", "progress", "callback", "step_callback", "loss_callback")
 _COMMON_ARGUMENTS = ("fun", "x0", "args", "jac", "bounds", "tol", "options", "backend", "precision", "unpack", "torch_device")
 _NATIVE_ARGUMENTS = _COMMON_ARGUMENTS + ("data", "epochs", "batch")
 _LEAST_SQUARES_ARGUMENTS = _COMMON_ARGUMENTS + ("fun_and_jac", "workers", "executor", "error_handling")
-_COMPILE_ARGUMENTS = ("backend", "hess", "hessp", "resume", "workers", "executor", "error_handling")
 
 
 def _pick(call: dict, names: tuple[str, ...]) -> dict:
@@ -250,8 +252,6 @@ def _refuse_unused(given: dict, method: str) -> None:
 def _check_plain_arguments(tol: Any, options: Any, callbacks: dict) -> None:
     """Type errors scipy would report deep inside a method, named here by argument."""
     if tol is not None or options is not None:
-        from .validation import check_options, check_tolerance
-
         if tol is not None:
             check_tolerance(tol, "tol")
         check_options(options)

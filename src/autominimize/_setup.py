@@ -195,6 +195,6 @@ def prepare(
     requested = unpack
     unpack = resolve_unpack(fun, x0, requested, len(args))
     x0 = vector_x0(x0, requested, unpack)
-    callers = CallerFactory(x0, requested, unpack)
+    callers = CallerFactory(x0, requested, unpack, fun, len(args))
     spec = ParamSpec.from_tree(x0, precision=dtype)
     return Setup(fun, x0, spec, spec.flatten(x0), args, dtype, explicit, unpack, callers, callers(fun, args), device)

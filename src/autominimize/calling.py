@@ -159,11 +159,13 @@ class CallerFactory:
     see :func:`unpack_for`.
     """
 
-    def __init__(self, x0: Any, requested: str, resolved_for_fun: str):
+    def __init__(self, x0: Any, requested: str, resolved_for_fun: str, fun: Callable | None = None, n_extra_args: int = 0):
         self.x0 = x0
         self.requested = requested
         self.resolved_for_fun = resolved_for_fun
         self._modes: dict[tuple[int, int], tuple[Callable, str]] = {}
+        if fun is not None:  # the objective's rule, resolved already (for a dict x0, from its signature)
+            self._modes[(id(fun), n_extra_args)] = (fun, resolved_for_fun)
 
     def mode(self, function: Callable, n_extra_args: int) -> str:
         key = (id(function), n_extra_args)

@@ -50,7 +50,15 @@ def gradient_flattener(spec: ParamSpec, name: str) -> Callable[[Any], np.ndarray
     array([1., 1., 2.])
     """
     if spec.treedef.num_leaves == 1:
-        return lambda value: flatten_gradient(value, spec, name)
+        size, float64 = spec.size, np.float64
+
+        def flatten_one(value: Any) -> np.ndarray:
+            if type(value) is np.ndarray and value.size == size:  # flatten_gradient's common case: a call fewer
+                array = value.astype(float64)
+                return array if array.ndim == 1 else array.reshape(-1)
+            return flatten_gradient(value, spec, name)
+
+        return flatten_one
     flatten_up_to, sizes = spec.treedef.flatten_up_to, list(spec.sizes)
     concatenate, float64 = np.concatenate, np.dtype(np.float64)
     structured = False

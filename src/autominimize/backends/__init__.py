@@ -55,6 +55,8 @@ def canonical_name(name: str) -> str:
 
 def get_backend(name: str) -> Backend:
     """The backend called ``name``, with a clear error if its framework is not installed."""
+    if name in _available:  # a canonical name, found before: the lookup of every solve
+        return _instances[name]
     name = canonical_name(name)
     if name not in _instances:
         module_name, class_name = _MODULES[name]

@@ -13,13 +13,13 @@ from typing import ContextManager
 
 from threadpoolctl import ThreadpoolController
 
-_FRAMEWORKS = ("torch", "jax", "tensorflow")
 _controller: tuple[tuple[bool, ...], object] | None = None
 
 
 def _blas_pools():
     global _controller
-    loaded = tuple(name in sys.modules for name in _FRAMEWORKS)
+    modules = sys.modules  # written out: a generator's frames at every solve
+    loaded = ("torch" in modules, "jax" in modules, "tensorflow" in modules)
     if _controller is None or _controller[0] != loaded:
         _controller = (loaded, ThreadpoolController().select(user_api="blas"))
     return _controller[1]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import functools
 import inspect
@@ -15,7 +14,7 @@ import scipy.optimize as so
 
 from ..params import ParamSpec
 from ..problem import Objective
-from .finite_derivatives import check_finite_derivatives
+from .finite_derivatives import TRUST_REGION, check_finite_derivatives
 from .blas_threads import single_blas_thread
 from .methods import MethodInfo
 
@@ -115,7 +114,8 @@ def run_minimize(
         if sparsity is not None:
             second_order = "hessp"  # the objective's Hessian as products too: no (n, n) matrix
     fun, kwargs = _derivatives(objective, info, second_order, gradient_scheme)
-    check_finite_derivatives(objective, method, kwargs)
+    if isinstance(method, str) and method.lower() in TRUST_REGION:
+        check_finite_derivatives(objective, method, kwargs)
     kwargs.update(method=method, tol=tol, callback=callback, options=options)
     if bounds is not None:
         kwargs["bounds"] = so.Bounds(bounds[0], bounds[1])
@@ -128,27 +128,34 @@ def run_minimize(
     # an error, where the method's table does not already refuse them (plan_method); the
     # warning filter is installed only then, as it costs about 2 µs a solve
     dropped = (bounds is not None and not info.bounds) or (bool(constraints) and not info.constraints)
-    with single_blas_thread(), warnings.catch_warnings() if dropped else contextlib.nullcontext():
-        if dropped:
+    with single_blas_thread():
+        if not dropped:
+            return _settled(objective, fun, x0, kwargs, sparsity)
+        with warnings.catch_warnings():
             warnings.filterwarnings("error", message=r"Method .* cannot handle")
-        try:
-            result = objective.settle(so.minimize(fun, x0, **kwargs), x0, constrained=bool(constraints))
-            if sparsity is not None:
-                result.sparsity = sparsity.summary()
-            return result
-        except StopIteration:
-            # TNC lets a callback's StopIteration escape; end the solve at the best point.
-            x = objective.best_x if objective.best_x is not None else x0
-            return so.OptimizeResult(
-                x=x,
-                fun=objective.best_f,
-                success=False,
-                status=99,
-                nit=objective.nit,
-                message=objective.stop_message or "`callback` raised `StopIteration`.",
-            )
-        except so.OptimizeWarning as exc:
-            raise ValueError(f"options: {exc} (see scipy.optimize.show_options for this method).") from None
+            return _settled(objective, fun, x0, kwargs, sparsity)
+
+
+def _settled(objective: Objective, fun: Callable, x0: np.ndarray, kwargs: dict, sparsity: Any) -> so.OptimizeResult:
+    """scipy's solve, its result settled by the objective (see :meth:`Objective.settle`)."""
+    try:
+        result = objective.settle(so.minimize(fun, x0, **kwargs), x0, constrained=bool(kwargs.get("constraints")))
+        if sparsity is not None:
+            result.sparsity = sparsity.summary()
+        return result
+    except StopIteration:
+        # TNC lets a callback's StopIteration escape; end the solve at the best point.
+        x = objective.best_x if objective.best_x is not None else x0
+        return so.OptimizeResult(
+            x=x,
+            fun=objective.best_f,
+            success=False,
+            status=99,
+            nit=objective.nit,
+            message=objective.stop_message or "`callback` raised `StopIteration`.",
+        )
+    except so.OptimizeWarning as exc:
+        raise ValueError(f"options: {exc} (see scipy.optimize.show_options for this method).") from None
 
 
 def _derivatives(objective: Objective, info: MethodInfo, second_order: Any, gradient_scheme: str | None) -> tuple[Callable, dict[str, Any]]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
 __all__ = ["Objective"]
 
 _FLOAT64 = np.dtype(np.float64)
+_NAN = math.nan
+_clock = time.perf_counter  # the journal's clock (History.start is read from it)
 
 
 class Objective(ScalarBookkeeping):
@@ -128,6 +131,8 @@ class Objective(ScalarBookkeeping):
         self._hvp: Callable[[np.ndarray], np.ndarray] | None = None
         self._hess_key: bytes | None = None  # the point of _hess, compared as the cache's points are
         self._hess: np.ndarray | None = None
+        # the journal's rows, which each Hessian-vector product appends to itself
+        self._append_row = journal.row_appender() if journal is not None else None
         self._probe_x0: np.ndarray | None = None  # x0 until the first evaluation, when start() armed the probe
         self.probe_failure: Exception | None = None
         self._gradient_path_checked = False
@@ -173,28 +178,10 @@ class Objective(ScalarBookkeeping):
         if policy == "continue":
             self._check_probe(f, g, "x0" if x.tobytes() == x0.tobytes() else "the first point the method asked for")
         if g is not None and self.user_gradient is None:
-            self._check_gradient_path(x, g)
+            self._gradient_path_checked = True
+            if not g.any():  # a call only for a zero gradient
+                self._check_gradient_path(x)
         return f, g
-
-    def _check_gradient_path(self, x: np.ndarray, g: np.ndarray) -> None:
-        """At the first gradient: a zero one may come from a value not connected to x (JAX's stop_gradient)."""
-        self._gradient_path_checked = True
-        if not g.any() and (check := offered(self.functions, "check_gradient_path")) is not None:
-            self._run("the gradient", x, check, x)
-
-    def _check_probe(self, f: float, g: np.ndarray | None, where: str) -> None:
-        if not math.isfinite(f):
-            raise ValueError(
-                f"fun is {f} at {where}; error_handling='continue' needs a finite value at {where} to back off to. "
-                "Start from a point where fun is finite."
-            )
-        if g is not None and not np.isfinite(g).all():
-            index = int(np.flatnonzero(~np.isfinite(g))[0])
-            raise ValueError(
-                f"the gradient of fun is not finite at {where} (it is {g[index]} at {self.spec.element_name(index)}); "
-                f"error_handling='continue' needs a finite value and gradient at {where} to back off to. "
-                "Start from a point where fun is differentiable."
-            )
 
     def value(self, x: Any) -> float:
         if type(x) is not np.ndarray or x.dtype is not _FLOAT64 or x.ndim != 1 or not x.flags.c_contiguous:
@@ -243,8 +230,18 @@ class Objective(ScalarBookkeeping):
             if self._g is None:  # a failed point has its zero gradient already
                 self._gradient_only(x, may_fail=True)
             return self._f, self._g
-        run = self._run if self.error_handling == "raise" else self._attempt  # _attempt's call saved
-        out = run("the objective and its gradient", x, self._evaluate_gradient, x)
+        if self.error_handling == "raise":  # _run written out: a call fewer per evaluation
+            functions = self.functions
+            before = functions.extra_evaluations
+            try:
+                out = self._evaluate_gradient(x)
+            except BaseException as exc:
+                self._raised(exc, "the objective and its gradient", x, before)
+                raise
+            if functions.extra_evaluations != before:
+                self._count_extra(x, functions.extra_evaluations - before)
+        else:
+            out = self._attempt("the objective and its gradient", x, self._evaluate_gradient, x)
         self.counters.nfev += 1
         self.counters.njev += 1
         if self.error_handling == "continue" and (out is None or not _all_finite(out[0], out[1])):
@@ -283,7 +280,9 @@ class Objective(ScalarBookkeeping):
             self._fail(x)
             return
         if not self._gradient_path_checked and self.user_gradient is None:
-            self._check_gradient_path(x, g)
+            self._gradient_path_checked = True
+            if not g.any():
+                self._check_gradient_path(x)
         self._g = g
         if self.journal is not None:
             self._g_norm = grad_norm(g)
@@ -336,9 +335,10 @@ class Objective(ScalarBookkeeping):
         if type(p) is not np.ndarray or p.dtype is not _FLOAT64 or p.ndim != 1 or not p.flags.c_contiguous:
             p = as_flat_float64(p)
         self.counters.nhvp += 1
-        # _report written out: the journal alone (the default history) is told in one call
-        if self.journal is not None:
-            self.journal.add_evaluation("hvp", x, math.nan, math.nan)
+        journal = self.journal
+        if journal is not None:  # History.add_evaluation written out for a row without f
+            journal.recorded += 1
+            self._append_row(("hvp", _clock() - journal.start, _NAN, _NAN))
         if self._evaluation_observers:
             self._notify("hvp", x, math.nan, None)
         if self._failed and self.is_failed(x):

@@ -46,7 +46,7 @@ class ScalarBookkeeping:
         self.error_handling = check_error_handling(error_handling)
         self.journal = journal
         self.observers = list(observers or [])
-        self._evaluation_observers = [o for o in self.observers if getattr(o, "evaluation", None) is not None]
+        self._evaluation_observers = [o for o in self.observers if getattr(o, "evaluation", None) is not None] if self.observers else []
         self.reporting = journal is not None or bool(self.observers)  # whether anyone follows the solve
         self.nit = 0
         self.counters = Counters()
@@ -108,18 +108,24 @@ class ScalarBookkeeping:
         try:
             out = function(*arguments)
         except BaseException as exc:
-            if isinstance(exc, Exception):
-                attach_point(exc, self.spec, x, what)
-            known = getattr(exc, "autominimize_value", None)  # a Ctrl-C in the differences too
-            if known is not None and known[0].tobytes() == x.tobytes():
-                self._keep_if_best(x, float(known[1]))
-                if self.reporting:  # x may be the method's working array: the journal keeps a copy
-                    self._report("value", x.copy(), float(known[1]), None)
-            self._count_extra(x, functions.extra_evaluations - before)
+            self._raised(exc, what, x, before)
             raise
         if functions.extra_evaluations != before:
             self._count_extra(x, functions.extra_evaluations - before)
         return out
+
+    def _raised(self, exc: BaseException, what: str, x: np.ndarray, before: int) -> None:
+        """What :meth:`_run` does when the function it called raised ``exc``: the point
+        attached, a value computed before the failure kept, the extra evaluations counted
+        (``before``: the backend's count before the call)."""
+        if isinstance(exc, Exception):
+            attach_point(exc, self.spec, x, what)
+        known = getattr(exc, "autominimize_value", None)  # a Ctrl-C in the differences too
+        if known is not None and known[0].tobytes() == x.tobytes():
+            self._keep_if_best(x, float(known[1]))
+            if self.reporting:  # x may be the method's working array: the journal keeps a copy
+                self._report("value", x.copy(), float(known[1]), None)
+        self._count_extra(x, self.functions.extra_evaluations - before)
 
     def _count_extra(self, x: np.ndarray, extra: int) -> None:
         """Count and report the evaluations a call made beyond its own."""
@@ -137,6 +143,26 @@ class ScalarBookkeeping:
             return self._run(what, x, function, *arguments)
         except Exception:
             return None
+
+    def _check_gradient_path(self, x: np.ndarray) -> None:
+        """At a first gradient that is zero: it may come from a value not connected to x (JAX's stop_gradient)."""
+        if (check := offered(self.functions, "check_gradient_path")) is not None:
+            self._run("the gradient", x, check, x)
+
+    def _check_probe(self, f: float, g: np.ndarray | None, where: str) -> None:
+        """Under 'continue', the first point must be finite: there is no earlier point to back off to."""
+        if not math.isfinite(f):
+            raise ValueError(
+                f"fun is {f} at {where}; error_handling='continue' needs a finite value at {where} to back off to. "
+                "Start from a point where fun is finite."
+            )
+        if g is not None and not np.isfinite(g).all():
+            index = int(np.flatnonzero(~np.isfinite(g))[0])
+            raise ValueError(
+                f"the gradient of fun is not finite at {where} (it is {g[index]} at {self.spec.element_name(index)}); "
+                f"error_handling='continue' needs a finite value and gradient at {where} to back off to. "
+                "Start from a point where fun is differentiable."
+            )
 
     def _fail(self, x: np.ndarray) -> float:
         """Make x a failed point: +inf, zero derivatives, a 'failed' evaluation reported."""
@@ -268,6 +294,8 @@ class ScalarBookkeeping:
             if rows is not None:
                 # History.add_iteration's row (a test checks that the two paths record alike)
                 rows.append((self.nit, clock() - start, f, self._g_norm, counters.nfev, self._x if keep_points else None, counters.njev))
+                if len(rows) >= journal._check_at:
+                    journal._thin_points()
             for observer in observers:
                 observer.iteration(self.nit, self._x, f, self._g, counters)
 

@@ -113,9 +113,9 @@ class History:
         point_budget: int | None = POINT_BUDGET,
     ) -> None:
         #: (kind, time, f, grad_norm) per evaluation
-        self._evaluation_rows: list[tuple] = [tuple(row) for row in evaluations]
+        self._evaluation_rows: list[tuple] = [tuple(row) for row in evaluations] if evaluations != () else []
         #: (nit, time, f, grad_norm, nfev, x, njev) per iteration: an Iteration is the first six
-        self._iteration_rows: list[tuple] = [(*row[:6], row[6] if len(row) > 6 else 0) for row in iterations]
+        self._iteration_rows: list[tuple] = [(*row[:6], row[6] if len(row) > 6 else 0) for row in iterations] if iterations != () else []
         self._evaluations: list[Evaluation] = []
         self._iterations: list[Iteration] = []
         self.leaves = list(leaves or [])
@@ -161,8 +161,6 @@ class History:
         if f < self._best_f:  # before the row is added: a log taking rows finds the best among them
             self._best_f = f
             self.best = (self.recorded, x)
-        if len(self._iteration_rows) >= self._check_at:  # here as every iteration follows an evaluation
-            self._thin_points()
         if count == 1:
             self._evaluation_rows.append((kind, _clock() - self.start, f, norm))
         else:
@@ -174,9 +172,20 @@ class History:
         if len(self._iteration_rows) >= self._check_at:
             self._thin_points()
 
+    def row_appender(self) -> Callable[[tuple], None]:
+        """The append of the evaluation rows, for a caller that writes a row without f itself
+        (``(kind, time since start, nan, nan)``, ``kind`` a Hessian-vector product or
+        Hessian), having added one to ``recorded``: a Python call fewer per evaluation than
+        :meth:`add_evaluation`, at thousands of products a solve. The list object stays the
+        same for the whole run (a log takes rows by deleting them in place)."""
+        return self._evaluation_rows.append
+
     def _thin_points(self) -> None:
         """Let go of iterates until those kept fill at most half the budget (each call costs
-        what the rows since the last one did, so it adds a constant per iteration)."""
+        what the rows since the last one did, so it adds a constant per iteration).
+
+        Called once the iteration rows reach ``_check_at``: by :meth:`add_iteration`, and by
+        the objective's scipy callback, which appends its rows itself."""
         rows = self._iteration_rows
         new = [i for i in range(self._checked, len(rows)) if rows[i][5] is not None]
         if not new and not self._kept:

@@ -77,8 +77,10 @@ def recorders(history: bool, log: Any, progress: bool, loss_callback: Callable |
     neither a path nor an :class:`SQLiteLog`, and
     LogError for a log file that cannot be opened for writing.
     """
-    check_switch(history, "history")
-    check_switch(progress, "progress")
+    if history is not True and history is not False:  # the common values: no call
+        check_switch(history, "history")
+    if progress is not False and progress is not True:
+        check_switch(progress, "progress")
     settings = None
     if log is not None:  # the log writer and sqlite3 load only for a solve that writes a log
         from .log_writer import SQLiteLog
