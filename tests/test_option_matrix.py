@@ -72,15 +72,22 @@ def _least_squares(fun, **options):
     return am.least_squares(fun, X0, backend="numpy", **options)
 
 
-def _curve_fit(fun, **options):
+def _line_model(fun):
+    """A line a * x + b whose every call also calls ``fun`` (which counts and may interrupt)."""
     fun.residuals = True
-    xdata = np.arange(3.0)
 
     def model(x, a, b):
-        fun({"x": np.array([a, b, 1.0])})  # counts the call and may interrupt
+        fun({"x": np.array([a, b, 1.0])})
         return a * x + b
 
-    return am.curve_fit(model, xdata, 2 * xdata + 1, p0=[0.0, 0.0], **options)
+    return model
+
+
+XDATA = np.arange(3.0)
+
+
+def _curve_fit(fun, **options):
+    return am.curve_fit(_line_model(fun), XDATA, 2 * XDATA + 1, p0=[0.0, 0.0], **options)
 
 
 def _batched_least_squares(fun, **options):
@@ -89,14 +96,7 @@ def _batched_least_squares(fun, **options):
 
 
 def _batched_curve_fit(fun, **options):
-    fun.residuals = True
-    xdata = np.arange(3.0)
-
-    def model(x, a, b):
-        fun({"x": np.array([a, b, 1.0])})  # counts the call and may interrupt
-        return a * x + b
-
-    return am.batched_curve_fit(model, xdata, np.stack([2 * xdata + 1, xdata]), p0=[0.0, 0.0], **options)
+    return am.batched_curve_fit(_line_model(fun), XDATA, np.stack([2 * XDATA + 1, XDATA]), p0=[0.0, 0.0], **options)
 
 
 def _global(name, **fixed):
