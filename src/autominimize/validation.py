@@ -22,6 +22,7 @@ __all__ = [
     "check_named",
     "check_options",
     "check_settings",
+    "check_switch",
     "check_tolerance",
     "is_number",
 ]
