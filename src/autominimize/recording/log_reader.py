@@ -52,6 +52,15 @@ class LoggedRun:
     note: str | None = None
 
 
+def _size_or_zero(path: str) -> int:
+    """The size of ``path``, 0 if it is gone: SQLite removes a write-ahead log once it has
+    copied it into the file, which a connection closing in another thread may do at any time."""
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return 0
+
+
 def _open_for_reading(path: str) -> sqlite3.Connection:
     """A read-only connection to exactly ``path`` that creates no file, and whose work and
     memory are bounded by the file's size."""
@@ -60,7 +69,7 @@ def _open_for_reading(path: str) -> sqlite3.Connection:
     # side files SQLite would otherwise create. With one (a run going on, or killed), the
     # committed rows in it are read too.
     connection = sqlite3.connect(uri(path, "ro") + ("" if wal else "&immutable=1"), uri=True, isolation_level=None)
-    size = os.path.getsize(path) + (os.path.getsize(path + "-wal") if wal else 0)
+    size = os.path.getsize(path) + (_size_or_zero(path + "-wal") if wal else 0)
     connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, max(size, 1 << 16))
     steps = [1000 + size // 64]  # thousands of virtual-machine instructions allowed
 
