@@ -265,6 +265,32 @@ def test_on_dask_each_piece_is_sent_just_before_its_task():
     np.testing.assert_array_equal(on_client.x, am.batched_curve_fit(decay_np, T, y, p0=p0).x)
 
 
+class CountingPool(concurrent.futures.ThreadPoolExecutor):
+    """One worker thread; at each submit, how many submitted tasks have not finished."""
+
+    def __init__(self):
+        super().__init__(1)
+        self.futures, self.in_flight = [], []
+
+    def submit(self, function, *args):
+        future = super().submit(function, *args)
+        self.futures.append(future)
+        self.in_flight.append(sum(not f.done() for f in self.futures))
+        return future
+
+
+def test_an_executor_holds_two_chunks_per_worker_at_most():
+    y, p0 = mixed_batch()
+    y, p0 = y[:5], p0[:5]
+    with CountingPool() as pool:
+        pooled = am.batched_curve_fit(decay_np, T, y, p0=p0, executor=pool, chunk_size=1)
+    # five chunks, the next submitted as one completes
+    assert len(pool.in_flight) == 5 and max(pool.in_flight) <= 2
+    whole = am.batched_curve_fit(decay_np, T, y, p0=p0)
+    for field in ("x", "pcov", "nfev", "status"):
+        np.testing.assert_array_equal(pooled[field], whole[field], err_msg=field)
+
+
 def test_each_chunk_task_brings_its_covariances_and_a_failed_task_runs_once_more(monkeypatch):
     from autominimize import _batched_result
 

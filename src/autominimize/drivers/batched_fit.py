@@ -3,7 +3,7 @@
 A chunk is solved by one vectorised Levenberg–Marquardt
 (:class:`~autominimize.native.batched_lm.BatchedLM`) over its members' rows. With an
 executor (any ``concurrent.futures.Executor`` or a ``dask.distributed.Client``) each chunk is
-one task; a chunk whose task raises is submitted once more, and if it fails again its members
+one task, at most two per worker thread in flight (the next submitted as one completes); a chunk whose task raises is submitted once more, and if it fails again its members
 are reported as failed (reason :data:`CHUNK_FAILED`) while the other chunks keep their results.
 Each chunk's results are written into the batch's arrays as the chunk arrives, so that after the
 last chunk the client only copies that chunk's rows; what else is computed per member
@@ -17,6 +17,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -214,53 +215,66 @@ def _on_executor(executor: Any, run: _ChunkTask, pieces: list, assembly: _Assemb
         def submit(i: int) -> Any:
             return executor.submit(run, pieces[i])
 
-    index = {submit(i): i for i in range(len(pieces))}
+    _collect(submit, len(pieces), 2 * _worker_count(executor), payloads, assembly)
+
+
+def _collect(submit: Callable[[int], Any], count: int, window: int, payloads: dict, assembly: _Assembly) -> None:
+    """Each chunk's results into ``assembly`` as its task completes, with at most ``window``
+    tasks in flight: the next chunk is submitted as one completes, so that the workers hold
+    only the pieces they solve or will solve next (measured: with all 80 pieces of 10⁶ fits,
+    400 MB, sent at once, one worker took 28.6 s, against 22.5 s at its rate for 4·10⁵). A failed task is submitted once more, and if it
+    fails again its chunk is reported failed. A Ctrl-C cancels the tasks in flight."""
+    index: dict[Any, int] = {}
+    arrivals = _Arrivals()
+    upcoming = iter(range(count))
+
+    def launch(i: int) -> None:
+        future = submit(i)
+        index[future] = i
+        arrivals.add(future)
+
     try:
-        _collect(index, submit, payloads, assembly)
+        for i in itertools.islice(upcoming, window):
+            launch(i)
+        retried = set()
+        for future in arrivals:
+            i = index.pop(future)
+            try:
+                chunk = future.result()
+            except Exception as exc:
+                if i not in retried:
+                    retried.add(i)
+                    launch(i)
+                    continue
+                assembly.fail(i, exc)
+            else:
+                del future
+                payloads.pop(i, None)  # the piece is no longer needed on the workers
+                assembly.put(i, chunk)
+            for following in itertools.islice(upcoming, 1):
+                launch(following)
     except KeyboardInterrupt:
         for future in index:  # the tasks not yet run are not run
             future.cancel()
         raise
 
 
-def _collect(index: dict, submit: Callable[[int], Any], payloads: dict, assembly: _Assembly) -> None:
-    """Each chunk's results into ``assembly`` as its task completes; a failed task is
-    submitted once more, and if it fails again its chunk is reported failed."""
-    arrivals = _Arrivals(list(index))
-    retried = set()
-    for future in arrivals:
-        i = index.pop(future)
-        try:
-            chunk = future.result()
-        except Exception as exc:
-            if i in retried:
-                assembly.fail(i, exc)
-            else:
-                retried.add(i)
-                retry = submit(i)
-                index[retry] = i
-                arrivals.add(retry)
-            continue
-        del future
-        payloads.pop(i, None)  # the piece is no longer needed on the workers
-        assembly.put(i, chunk)
-
-
 class _Arrivals:
     """Futures in the order they complete, more added on the way: Dask's ``as_completed``, or
-    ``concurrent.futures.wait`` for the futures of a ``concurrent.futures.Executor``."""
+    ``concurrent.futures.wait`` for the futures of a ``concurrent.futures.Executor`` (those
+    done together in the order they were added)."""
 
-    def __init__(self, futures: list) -> None:
-        self.pending = set(futures)
-        self.dask = None
-        if futures and not isinstance(futures[0], concurrent.futures.Future):
-            from distributed import as_completed
-
-            self.dask = as_completed(futures)
+    def __init__(self) -> None:
+        self.pending: list = []
+        self.dask: Any = None
 
     def add(self, future: Any) -> None:
+        if self.dask is None and not isinstance(future, concurrent.futures.Future):
+            from distributed import as_completed
+
+            self.dask = as_completed()
         if self.dask is None:
-            self.pending.add(future)
+            self.pending.append(future)
         else:
             self.dask.add(future)
 
@@ -269,8 +283,10 @@ class _Arrivals:
             yield from self.dask
             return
         while self.pending:
-            done, self.pending = concurrent.futures.wait(self.pending, return_when=concurrent.futures.FIRST_COMPLETED)
-            yield from done
+            done, _ = concurrent.futures.wait(self.pending, return_when=concurrent.futures.FIRST_COMPLETED)
+            arrived = [future for future in self.pending if future in done]
+            self.pending = [future for future in self.pending if future not in done]
+            yield from arrived
 
 
 def _failed_chunk(rows: np.ndarray, m: int, exc: BaseException) -> dict:
