@@ -226,7 +226,7 @@ def format_batched(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _solve_on(client: Any, t: np.ndarray, y: np.ndarray, chunk_size: int, keep_residuals: bool) -> tuple[float, Any]:
+def _solve_on(client: Any, t: np.ndarray, y: np.ndarray, chunk_size: int | None, keep_residuals: bool) -> tuple[float, Any]:
     import autominimize as am
 
     start = time.perf_counter()
@@ -236,8 +236,11 @@ def _solve_on(client: Any, t: np.ndarray, y: np.ndarray, chunk_size: int, keep_r
     return time.perf_counter() - start, res
 
 
-def run_dask(fits: int = 1_000_000, chunk_size: int = 12_500, check: int = 50_000, malloc_trim: bool = False, keep_residuals: bool = False) -> dict:
-    """``fits`` fits on a Dask LocalCluster of 2 workers and of 1 (one thread each, loopback).
+def run_dask(
+    fits: int = 1_000_000, chunk_size: int | None = None, check: int = 50_000, malloc_trim: bool = False, keep_residuals: bool = False
+) -> dict:
+    """``fits`` fits on a Dask LocalCluster of 2 workers and of 1 (one thread each, loopback), in
+    chunks of ``chunk_size`` (by default the library's: 12 500 fits of 50 points for 10⁶).
 
     Returns seconds and fits per second for each, and whether the results equal each other and
     an in-process solve of the first ``check`` fits, member by member, exactly.
@@ -252,9 +255,16 @@ def run_dask(fits: int = 1_000_000, chunk_size: int = 12_500, check: int = 50_00
     from dask.distributed import Client, LocalCluster
 
     import autominimize as am
+    from autominimize.drivers.batched_fit import default_chunk_size
 
     t, y = decay_data(fits, seed=2)
-    out: dict[str, Any] = {"fits": fits, "chunk_size": chunk_size, "malloc_trim": malloc_trim, "keep_residuals": keep_residuals}
+    size = default_chunk_size(fits, len(P0), POINTS, workers=2) if chunk_size is None else chunk_size
+    out: dict[str, Any] = {
+        "fits": fits,
+        "chunk_size": f"{size} ({'default' if chunk_size is None else 'given'})",
+        "malloc_trim": malloc_trim,
+        "keep_residuals": keep_residuals,
+    }
     environ = {} if malloc_trim else {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
     results = {}
     for workers in (2, 1):
@@ -270,7 +280,7 @@ def run_dask(fits: int = 1_000_000, chunk_size: int = 12_500, check: int = 50_00
         results[workers] = res.x
         out["success"] = out.get("success", float(res.success.mean()))
         del res
-    local = am.batched_curve_fit(decay_numpy, t, y[:check], p0=P0, bounds=(LOWER, UPPER), vectorized=True, chunk_size=chunk_size)
+    local = am.batched_curve_fit(decay_numpy, t, y[:check], p0=P0, bounds=(LOWER, UPPER), vectorized=True, chunk_size=size)
     out["throughput_ratio"] = out["seconds_1"] / out["seconds_2"]
     out["same_2_vs_1"] = all(np.array_equal(a, b) for a, b in zip(results[2], results[1]))
     out["same_as_in_process"] = all(np.array_equal(a[:check], b) for a, b in zip(results[2], local.x))
@@ -296,9 +306,9 @@ def main(argv: list[str] | None = None) -> int:
         "--dask", nargs="?", type=int, const=1_000_000, metavar="FITS", help="also FITS fits (default 10⁶) on Dask, 2 workers against 1"
     )
     parser.add_argument("--dask-only", action="store_true", help="with --dask: skip the curve-fit and L-BFGS tables")
-    # 12 500 members (a chunk's residuals and Jacobian about 20 MB) gave the most fits per second
-    # on one worker and on two of the sizes tried on a 2-core machine (3 125 to 50 000)
-    parser.add_argument("--dask-chunk-size", type=int, default=12_500, metavar="N", help="members per chunk on Dask (default 12 500)")
+    parser.add_argument(
+        "--dask-chunk-size", type=int, default=None, metavar="N", help="members per chunk on Dask (default: the library's, 12 500 for 10⁶ fits)"
+    )
     parser.add_argument("--dask-malloc-trim", action="store_true", help="keep Dask's MALLOC_TRIM_THRESHOLD_ on the workers")
     parser.add_argument("--dask-keep-residuals", action="store_true", help="with --dask: also bring every fit's residuals and Jacobian back")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)

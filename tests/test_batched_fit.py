@@ -291,6 +291,23 @@ def test_an_executor_holds_two_chunks_per_worker_at_most():
         np.testing.assert_array_equal(pooled[field], whole[field], err_msg=field)
 
 
+def test_default_chunks_on_an_executor_hold_20_mb_of_residuals_and_jacobians_and_feed_every_worker(monkeypatch):
+    from autominimize.drivers import batched_fit
+
+    assert batched_fit.default_chunk_size(10**6, 3, 50, workers=2) == 12_500  # 8·50·4 bytes a member
+    assert batched_fit.default_chunk_size(10**6, 3, 200, workers=2) == 3_125
+    assert batched_fit.default_chunk_size(30_000, 3, 50, workers=2) == 7_500  # two chunks per worker
+    assert batched_fit.default_chunk_size(3, 3, 50, workers=4) == 1
+    y, p0 = mixed_batch()
+    y, p0 = y[:5], p0[:5]
+    with CountingPool() as pool:
+        two = am.batched_curve_fit(decay_np, T, y, p0=p0, executor=pool)
+        monkeypatch.setattr(batched_fit, "CHUNK_BYTES", 2 * 8 * T.size * 4)  # two members of 40 points, 3 parameters
+        three = am.batched_curve_fit(decay_np, T, y, p0=p0, executor=pool)
+    assert len(pool.in_flight) == 2 + 3
+    np.testing.assert_array_equal(two.x, three.x)
+
+
 def test_each_chunk_task_brings_its_covariances_and_a_failed_task_runs_once_more(monkeypatch):
     from autominimize import _batched_result
 

@@ -84,8 +84,11 @@ def batched_least_squares(
         again its members get status -2 and their ``messages`` say why. ``fun`` must be
         picklable (defined at module level).
     chunk_size : int, optional
-        Members per chunk; by default two chunks per worker with an executor, one piece
-        without. Without an executor, chunks run one after the other (less memory).
+        Members per chunk. Without an executor, by default one piece; chunks run one after
+        the other (less memory). With an executor, by default as many members as keep a
+        chunk's residuals and Jacobian within 20 MB (8·m·(n + 1) bytes a member, m taken as
+        the values of a member's ``member_args``: 12 500 members of 50 points and 3
+        parameters), but no more than give two chunks per worker thread.
     vectorized : bool
         NumPy only: ``fun`` computes k members in one call. Every parameter leaf then has
         the member axis first, (k, *leaf_shape), as has every ``member_args`` array, and
@@ -142,7 +145,14 @@ def batched_least_squares(
     )
     with interrupt_attaches(stacked, spec):
         out = solve_batch(
-            problem, rows, member_data, (), executor, check_chunk_size(chunk_size), keep_residuals=check_switch(keep_residuals, "keep_residuals")
+            problem,
+            rows,
+            member_data,
+            (),
+            executor,
+            check_chunk_size(chunk_size),
+            keep_residuals=check_switch(keep_residuals, "keep_residuals"),
+            points=sum(d.size for d in member_data) // max(rows.shape[0], 1),
         )
     return batched_result(out, problem, stacked, spec)
 
@@ -194,8 +204,13 @@ def batched_curve_fit(
         lengths are padded to a common m and masked: a masked point adds nothing to the
         residuals and does not count in the degrees of freedom of ``pcov`` (its ``ydata``
         may be NaN; its ``xdata`` must be a value where ``f`` is finite).
-    ftol, xtol, gtol, max_nfev, backend, precision, error_handling, executor, chunk_size, keep_residuals
+    ftol, xtol, gtol, max_nfev, backend, precision, error_handling, executor, keep_residuals
         As for :func:`batched_least_squares`.
+    chunk_size : int, optional
+        As for :func:`batched_least_squares`, m being a member's number of points: with an
+        executor, by default as many members as keep a chunk's residuals and Jacobian within
+        20 MB (12 500 fits of 50 points and 3 parameters), no more than give two chunks per
+        worker thread.
     vectorized : bool
         NumPy only: ``f`` computes k members in one call. Each parameter then arrives as a
         column, shape (k, 1, *leaf_shape), ``xdata`` and ``ydata`` with the member axis
@@ -247,7 +262,15 @@ def batched_curve_fit(
     finish = CurveCovariances(bool(absolute_sigma), data.names.index("mask") if "mask" in data.names else None)
     with interrupt_attaches(stacked, spec):
         out = solve_batch(
-            problem, rows, data.member, data.shared, executor, check_chunk_size(chunk_size), finish, check_switch(keep_residuals, "keep_residuals")
+            problem,
+            rows,
+            data.member,
+            data.shared,
+            executor,
+            check_chunk_size(chunk_size),
+            finish,
+            check_switch(keep_residuals, "keep_residuals"),
+            points=data.member[0].shape[1],
         )
     result = batched_result(out, problem, stacked, spec)
     result.pcov = out["pcov"]

@@ -27,7 +27,7 @@ import numpy as np
 from .. import backends as _backends
 from .batched_members import MemberProblem, evaluator, framework_array, like, to_numpy
 
-__all__ = ["CHUNK_FAILED", "PER_POINT", "solve_batch", "solve_chunk"]
+__all__ = ["CHUNK_BYTES", "CHUNK_FAILED", "PER_POINT", "default_chunk_size", "solve_batch", "solve_chunk"]
 
 #: the code of a member whose chunk failed twice on the executor (status -2)
 CHUNK_FAILED = 7
@@ -35,6 +35,12 @@ CHUNK_FAILED = 7
 #: the per-point arrays of a chunk's result: B·m·(n + 1) numbers, 97% of what travels back
 #: for fits of 50 points and 3 parameters
 PER_POINT = ("fun", "jac")
+
+#: the default size of a chunk on an executor, in bytes of its residuals and Jacobian
+#: (8·m·(n + 1) a member): 12 500 fits of 50 points and 3 parameters, the size that gave the
+#: most fits per second on one worker and on two of those tried (3 125 to 50 000, on a 2-core
+#: machine whose workers share a 32 MB cache; docs/performance.md)
+CHUNK_BYTES = 20_000_000
 
 #: ``finish(out, member_data) -> dict``: more per-member arrays from a solved chunk's ``out``
 Finish = Callable[[dict, tuple], dict]
@@ -81,15 +87,17 @@ def solve_batch(
     chunk_size: int | None,
     finish: Finish | None = None,
     keep_residuals: bool = True,
+    points: int = 1,
 ) -> dict:
-    """The whole batch: in one piece, in chunks one after the other, or in chunks on ``executor``.
+    """The whole batch: in one piece, in chunks one after the other, or in chunks on ``executor``
+    (by default of :func:`default_chunk_size` members; ``points``: the residuals of a member).
 
     Returns the arrays of :func:`solve_chunk` for every member, and ``errors``: the message of
     each failed chunk by its (start, stop) rows."""
     run = _ChunkTask(problem, shared_data, finish, keep_residuals)
     count = rows.shape[0]
     if chunk_size is None:
-        chunk_size = count if executor is None else math.ceil(count / (2 * _worker_count(executor)))
+        chunk_size = count if executor is None else default_chunk_size(count, rows.shape[1], points, _worker_count(executor))
     bounds = [(a, min(a + chunk_size, count)) for a in range(0, max(count, 1), max(chunk_size, 1))]
     pieces = [(rows[a:b], tuple(d[a:b] for d in member_data)) for a, b in bounds]
     if len(pieces) == 1 and executor is None:  # one piece: its arrays are the batch's, no copy
@@ -104,6 +112,14 @@ def solve_batch(
         else:
             _on_executor(executor, run, pieces, assembly)
     return assembly.finished(pieces, run)
+
+
+def default_chunk_size(count: int, n: int, points: int, workers: int) -> int:
+    """Members per chunk on an executor: as many as keep a chunk's residuals and Jacobian
+    (``points`` residuals and ``n`` parameters a member) within :data:`CHUNK_BYTES`, and no
+    more than give two chunks per worker thread."""
+    fits_in_budget = CHUNK_BYTES // (8 * max(points, 1) * (n + 1))
+    return max(1, min(math.ceil(count / (2 * workers)), fits_in_budget))
 
 
 @contextlib.contextmanager
