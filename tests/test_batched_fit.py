@@ -170,6 +170,28 @@ def test_bad_input_is_named():
         am.batched_curve_fit(decay_np, T, y[:2], p0=[1.0, 1.0, 0.0], executor=object())
 
 
+def test_data_check_finds_every_point_that_is_not_finite_and_copies_no_float64_ydata():
+    from autominimize._batched_curve import curve_data
+
+    y, _ = mixed_batch()
+    y[1, :2] = 1e308  # finite values whose row sum overflows: accepted
+    data = curve_data(T, y, None, None)
+    assert np.shares_memory(data.member[0], y) and data.count == 6
+    y[4, 7], y[2, 0] = np.inf, np.nan
+    with pytest.raises(ValueError, match=r"member\(s\) \[2, 4\]; mark points"):
+        curve_data(T, y, None, None)
+    mask = np.ones(y.shape, bool)
+    mask[4, 7] = mask[2, 0] = False
+    masked = curve_data(T, y, None, mask)  # the points that do not exist may hold anything
+    assert masked.member[0][4, 7] == 0.0 and masked.names == ("y", "mask", "x")
+    sigma = np.ones(y.shape)
+    sigma[3, 5] = np.nan
+    with pytest.raises(ValueError, match=r"member\(s\) \[3\]; mark points"):
+        curve_data(T, y, sigma, mask)
+    mask[3, 5] = False
+    assert curve_data(T, y, sigma, mask).names == ("y", "w", "mask", "x")
+
+
 # -- chunks and executors ------------------------------------------------------------------
 def decay_failing_on_negative_start(t, a, k, c):
     if np.any(a < -100):  # one member's start makes its whole chunk raise
@@ -223,14 +245,15 @@ class RecordingClient:
     the order of its calls recorded."""
 
     def __init__(self):
-        self.calls = []
+        self.calls, self.keys = [], []
 
     def scatter(self, data, broadcast=False, **options):
         self.calls.append("scatter all" if broadcast else "scatter")
         return data
 
-    def submit(self, function, *args, pure=True):
+    def submit(self, function, *args, key=None):
         self.calls.append("submit")
+        self.keys.append(key)
         future = concurrent.futures.Future()
         future.set_result(function(*args))
         return future
@@ -244,13 +267,13 @@ class FlakyClient(RecordingClient):
         super().__init__()
         self.results = []
 
-    def submit(self, function, *args, pure=True):
+    def submit(self, function, *args, key=None):
         if self.calls.count("submit") == 1:
             self.calls.append("submit")
             future = concurrent.futures.Future()
             future.set_exception(ConnectionError("worker lost"))
             return future
-        future = super().submit(function, *args, pure=pure)
+        future = super().submit(function, *args, key=key)
         self.results.append(future.result())
         return future
 
@@ -262,6 +285,8 @@ def test_on_dask_each_piece_is_sent_just_before_its_task():
     on_client = am.batched_curve_fit(decay_np, T, y, p0=p0, executor=client, chunk_size=2)
     # the shared xdata once to every worker, then per chunk its rows and its task
     assert client.calls == ["scatter all"] + ["scatter", "submit"] * 3
+    # each task named by its chunk, not by the repr of the task (which Dask would build)
+    assert [key.rsplit("-", 1)[0] for key in client.keys] == [f"autominimize-chunk-{i}" for i in range(3)]
     np.testing.assert_array_equal(on_client.x, am.batched_curve_fit(decay_np, T, y, p0=p0).x)
 
 

@@ -136,16 +136,12 @@ def curve_starts(p0: Any, count: int) -> tuple[ParamSpec, ParamSpec, np.ndarray,
 @dataclass(frozen=True)
 class CurveData:
     """The fit's data: ``member`` arrays (one row per member) named first in ``names``, then the
-    ``shared`` ones; ``valid`` (B, m) marks the points that exist."""
+    ``shared`` ones; ``count`` members."""
 
     member: tuple
     shared: tuple
     names: tuple
-    valid: np.ndarray
-
-    @property
-    def count(self) -> int:
-        return self.valid.shape[0]
+    count: int
 
 
 def curve_data(xdata: Any, ydata: Any, sigma: Any, mask: Any) -> CurveData:
@@ -154,12 +150,11 @@ def curve_data(xdata: Any, ydata: Any, sigma: Any, mask: Any) -> CurveData:
     count, m = y.shape
     x = as_numpy(xdata, "xdata")
     weights = None if sigma is None else _weights(sigma, np.shape(ydata), count, m)
-    valid = np.ones((count, m), bool) if keep is None else keep
-    bad = ~np.isfinite(y) | (False if weights is None else ~np.isfinite(weights))
-    bad_members = np.flatnonzero((bad & valid).any(axis=1))
+    bad_members = np.union1d(_not_finite_rows(y, None), [] if weights is None else _not_finite_rows(weights, keep))
     if bad_members.size:
         raise ValueError(
-            f"ydata or sigma is NaN or inf at points of member(s) {bad_members[:10].tolist()}; mark points that do not exist with mask= (False)."
+            f"ydata or sigma is NaN or inf at points of member(s) {bad_members[:10].astype(int).tolist()}; "
+            "mark points that do not exist with mask= (False)."
         )
     x_per_member = x.shape == np.shape(ydata)
     member, names = [y], ["y"]
@@ -168,7 +163,22 @@ def curve_data(xdata: Any, ydata: Any, sigma: Any, mask: Any) -> CurveData:
             member.append(np.ascontiguousarray(values) if name == "w" else values)
             names.append(name)
     shared = () if x_per_member else (x,)
-    return CurveData(tuple(member), shared, tuple(names) + (() if x_per_member else ("x",)), valid)
+    return CurveData(tuple(member), shared, tuple(names) + (() if x_per_member else ("x",)), count)
+
+
+def _not_finite_rows(values: np.ndarray, keep: np.ndarray | None) -> np.ndarray:
+    """The rows of ``values`` (B, m) with a NaN or inf at a kept point. A row's sum is finite
+    unless one of its values is not (or finite values overflow), so only the rows whose sum is
+    not finite are checked value by value: one pass without a temporary of the batch's size
+    (which np.isfinite over the batch and its combination with the mask took, measured)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        suspects = np.flatnonzero(~np.isfinite(values.sum(axis=1)))
+    if not suspects.size:
+        return suspects
+    bad = ~np.isfinite(values[suspects])
+    if keep is not None:
+        bad &= keep[suspects]
+    return suspects[bad.any(axis=1)]
 
 
 def _observations(ydata: Any, mask: Any) -> tuple[np.ndarray, np.ndarray | None]:
@@ -177,7 +187,7 @@ def _observations(ydata: Any, mask: Any) -> tuple[np.ndarray, np.ndarray | None]
     if y.ndim < 2:
         raise ValueError(f"ydata has shape {y.shape}; it needs one row per member, shape (B, m) (B fits of m points).")
     count = y.shape[0]
-    y = y.reshape(count, -1).astype(np.float64)
+    y = y.reshape(count, -1).astype(np.float64, copy=False)  # float64 ydata is read, not copied
     if mask is None:
         return y, None
     keep = as_numpy(mask, "mask")

@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import itertools
 import math
+import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -222,10 +223,12 @@ def _on_executor(executor: Any, run: _ChunkTask, pieces: list, assembly: _Assemb
         shared = executor.scatter(run.shared_data, broadcast=True, hash=False) if run.shared_data else ()
         task = dataclasses.replace(run, shared_data=())  # the shared data travels scattered, once
 
-        def submit(i: int) -> Any:  # pure=False: a retry must run again, not reuse the failed key
+        def submit(i: int) -> Any:
             if i not in payloads:  # each piece sent just before its task: the first tasks run while later pieces travel
                 payloads[i] = executor.scatter(pieces[i], hash=False)
-            return executor.submit(task, payloads[i], shared, pure=False)
+            # a key of our own, new for a retry: Dask would name the task by str(task), a repr of
+            # the whole problem (1 ms a task, measured)
+            return executor.submit(task, payloads[i], shared, key=f"autominimize-chunk-{i}-{uuid.uuid4().hex}")
     else:
 
         def submit(i: int) -> Any:
