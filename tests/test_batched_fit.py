@@ -65,6 +65,40 @@ def test_every_member_agrees_with_scipy_curve_fit_alone(backend):
         assert res.cost[i] == pytest.approx(0.5 * np.sum((decay_np(T, *popt) - y[i]) ** 2), rel=1e-9)
 
 
+def scipy_pcov(jac):
+    """(JᵀJ)⁺ as scipy.optimize.curve_fit computes it."""
+    _, s, vt = np.linalg.svd(jac, full_matrices=False)
+    kept = s > np.finfo(float).eps * max(jac.shape) * s[0]
+    return (vt[kept].T / s[kept] ** 2) @ vt[kept]
+
+
+def test_covariances_agree_with_scipys_from_well_posed_to_rank_deficient_jacobians():
+    from autominimize._batched_result import covariances
+
+    rng = np.random.default_rng(5)
+    jac = rng.normal(size=(9, 50, 3))
+    jac[1, :, 2] *= 1e-6  # condition numbers near 1e6, 1e10 and 1e14 (the last at scipy's threshold)
+    jac[2, :, 2] *= 1e-10
+    jac[3, :, 2] = jac[3, :, 0] + 1e-14 * jac[3, :, 2]
+    jac[4, :, 2] = 2 * jac[4, :, 0]  # rank 2
+    jac[5] = 0.0
+    jac[6, :, 1] = np.exp(-0.12 * T.repeat(2)[:50])  # decay columns that are nearly collinear
+    jac[6, :, 2] = 1.0
+    jac[6, :, 0] = np.exp(-0.121 * T.repeat(2)[:50])
+    jac[7, 40:] = 0.0  # a member of 40 points, masked to 50
+    jac[8, 3, 1] = np.nan
+    points, chi2 = np.full(9, 50), rng.uniform(0.5, 2.0, 9)
+    pcov = covariances(jac, chi2, points, absolute_sigma=True)
+    for i in range(8):
+        expected = scipy_pcov(jac[i])
+        assert np.linalg.norm(pcov[i] - expected) <= 1e-6 * np.linalg.norm(expected), i
+    assert np.isnan(pcov[8]).all()
+    scaled = covariances(jac, chi2, points, absolute_sigma=False)
+    np.testing.assert_allclose(scaled[0], pcov[0] * chi2[0] / 47, rtol=1e-15)
+    fewer_points_than_parameters = covariances(jac[:, :2], chi2, np.full(9, 2), absolute_sigma=True)
+    np.testing.assert_allclose(fewer_points_than_parameters[0], scipy_pcov(jac[0, :2]), rtol=1e-10)
+
+
 @pytest.mark.parametrize("backend", ["numpy", "jax", "torch"])
 def test_bounded_members_agree_with_scipy_least_squares_alone(backend):
     pytest.importorskip(backend)

@@ -95,20 +95,54 @@ def restack(stacked: ParamSpec, member: ParamSpec, rows: np.ndarray) -> Any:
 
 
 def covariances(jac: np.ndarray, chi2: np.ndarray, points: np.ndarray, absolute_sigma: bool) -> np.ndarray:
-    """scipy's curve_fit covariance per member: (JᵀJ)⁺ by SVD, times chi2/(m_b − n)."""
-    _, m, n = jac.shape
+    """scipy's curve_fit covariance per member: (JᵀJ)⁺ as scipy computes it (SVD of J, singular
+    values up to eps·max(m, n)·s₁ dropped), times chi2/(m_b − n).
+
+    A member whose J is far from that threshold (all its singular values kept) has
+    (JᵀJ)⁻¹ = R⁻¹R⁻ᵀ from J = QR; the others take scipy's SVD. QR and the inverse of the n×n R
+    cost 34 ms for 12 500 Jacobians of 50×3 against 90 ms for their SVDs (measured)."""
+    count, m, n = jac.shape
     finite = np.isfinite(jac).all(axis=(1, 2))
-    safe = np.where(finite[:, None, None], jac, 0.0)
-    _, s, vt = np.linalg.svd(safe, full_matrices=False)
-    kept = s > _EPS * max(m, n) * s[:, :1]
-    inverse = np.where(kept, 1.0 / np.where(kept, s, 1.0) ** 2, 0.0)
-    pcov = np.matmul(np.swapaxes(vt, 1, 2) * inverse[:, None, :], vt)
+    safe = jac if finite.all() else np.where(finite[:, None, None], jac, 0.0)
+    pcov = np.empty((count, n, n))
+    easy = np.zeros(count, bool)
+    if m >= n > 0:
+        easy, inverse = _triangular_inverses(safe, finite, m)
+        pcov[easy] = np.matmul(inverse, np.swapaxes(inverse, 1, 2))
+    if not easy.all():
+        pcov[~easy] = _pseudo_inverses(safe[~easy], m)
     if not absolute_sigma:
         dof = points - n
         factor = np.where(dof > 0, chi2 / np.where(dof > 0, dof, 1), np.inf)
         with np.errstate(invalid="ignore"):  # inf·0 for a member that failed at its start (NaN below)
             pcov = np.where((dof > 0)[:, None, None], pcov * factor[:, None, None], np.inf)
     return np.where(finite[:, None, None], pcov, np.nan)
+
+
+def _triangular_inverses(jac: np.ndarray, finite: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The members whose R (J = QR) is surely kept whole by scipy's threshold, and their R⁻¹.
+
+    s₁ ≤ ‖R‖_F and s_n ≥ 1/‖R⁻¹‖_F, so ‖R‖_F·‖R⁻¹‖_F below 1/(eps·max(m, n)) keeps every
+    singular value; a margin of 1000 leaves the members near the threshold, where rounding
+    decides, to the SVD."""
+    r = np.linalg.qr(jac, mode="r")
+    invertible = finite & (np.diagonal(r, axis1=1, axis2=2) != 0).all(axis=1)
+    candidates = np.flatnonzero(invertible)
+    with np.errstate(over="ignore", invalid="ignore"):
+        inverse = np.linalg.inv(r[candidates])
+        bound = np.sqrt(np.sum(r[candidates] ** 2, axis=(1, 2)) * np.sum(inverse**2, axis=(1, 2)))
+    kept = bound < 1e-3 / (_EPS * max(m, jac.shape[2]))
+    easy = np.zeros(jac.shape[0], bool)
+    easy[candidates[kept]] = True
+    return easy, inverse[kept]
+
+
+def _pseudo_inverses(jac: np.ndarray, m: int) -> np.ndarray:
+    """(JᵀJ)⁺ as scipy's curve_fit computes it: SVD of J, singular values up to eps·max(m, n)·s₁ dropped."""
+    _, s, vt = np.linalg.svd(jac, full_matrices=False)
+    kept = s > _EPS * max(m, jac.shape[2]) * s[:, :1]
+    inverse = np.where(kept, 1.0 / np.where(kept, s, 1.0) ** 2, 0.0)
+    return np.matmul(np.swapaxes(vt, 1, 2) * inverse[:, None, :], vt)
 
 
 @dataclass(frozen=True)
