@@ -111,7 +111,10 @@ def _vectorized_differences(residual: Callable, upper: np.ndarray | None) -> Cal
         for j in range(x.shape[1]):
             shifted = x.copy()
             shifted[:, j] += step[:, j]
-            jac[:, :, j] = (residual(shifted, *data) - r) / (shifted[:, j] - x[:, j])[:, None]
+            difference = residual(shifted, *data)  # a new array (concatenated): changed in place
+            difference -= r
+            difference /= (shifted[:, j] - x[:, j])[:, None]
+            jac[:, :, j] = difference
         return r, jac
 
     return evaluate

@@ -217,6 +217,17 @@ def _solve_spd(xp: Any, M: Any, b: Any) -> Any:
     return xp.stack(h, axis=-1)
 
 
+def _accepted_rows(xp: Any, accept: Any, new: Any, old: Any) -> Any:
+    """``new`` in the accepted rows, ``old`` in the others. On NumPy the rejected rows are
+    written into ``new`` (this step's own array): of the (B, m) residuals and (B, m, n)
+    Jacobians only the rejected rows travel, instead of a ``where`` over all of them."""
+    if array_api_compat.is_numpy_array(new) and new.flags.writeable:
+        rejected = xp.logical_not(accept)
+        new[rejected] = old[rejected]
+        return new
+    return xp.where(xp.reshape(accept, accept.shape + (1,) * (new.ndim - 1)), new, old)
+
+
 def _init(xp: Any, algo: BatchedLM, evaluate: Callable, x: Any, box: tuple | None, *data: Any) -> LMState:
     r, J, A, g, cost, finite = _evaluated(xp, evaluate, x, data)
     r = xp.where(finite[:, None], r, xp.zeros_like(r))
@@ -262,8 +273,8 @@ def _step(xp: Any, algo: BatchedLM, evaluate: Callable, s: LMState, box: tuple |
     nu = xp.where(running, xp.where(accept, xp.full_like(s.nu, 2.0), 2.0 * s.nu), s.nu)
     keep = accept[:, None]
     x = xp.where(keep, x_new, s.x)
-    r = xp.where(keep, r_new, s.r)
-    J = xp.where(accept[:, None, None], J_new, s.J)
+    r = _accepted_rows(xp, accept, r_new, s.r)
+    J = _accepted_rows(xp, accept, J_new, s.J)
     A = xp.where(accept[:, None, None], A_new, A)
     g = xp.where(keep, g_new, s.g)
     scale = xp.where(keep, xp.maximum(s.scale, _diagonal(xp, A_new)), s.scale)
