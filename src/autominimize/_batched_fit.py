@@ -221,9 +221,10 @@ def batched_curve_fit(
     -------
     scipy.optimize.OptimizeResult
         ``x``: the fitted parameters, stacked in p0's structure; ``pcov`` (B, n, n), each
-        member's covariance as scipy's ``curve_fit`` computes it (SVD pseudo-inverse of its
-        weighted Jacobian, times cost/(m_b − n) unless ``absolute_sigma``; inf where
-        m_b ≤ n); and every field of :func:`batched_least_squares`. Members that fail do not
+        member's covariance as scipy's ``curve_fit`` computes it (pseudo-inverse of JᵀJ, J
+        its weighted Jacobian, with scipy's SVD threshold; from the QR decomposition of J
+        when every singular value is kept, equal to rounding; times cost/(m_b − n) unless
+        ``absolute_sigma``; inf where m_b ≤ n); and every field of :func:`batched_least_squares`. Members that fail do not
         raise: see ``status``/``success``/``messages``.
 
     Examples

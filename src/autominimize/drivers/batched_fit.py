@@ -3,7 +3,8 @@
 A chunk is solved by one vectorised Levenberg–Marquardt
 (:class:`~autominimize.native.batched_lm.BatchedLM`) over its members' rows. With an
 executor (any ``concurrent.futures.Executor`` or a ``dask.distributed.Client``) each chunk is
-one task, at most two per worker thread in flight (the next submitted as one completes); a chunk whose task raises is submitted once more, and if it fails again its members
+one task, at most two per worker thread in flight (the next submitted as one completes, all
+at once when the executor does not tell its workers); a chunk whose task raises is submitted once more, and if it fails again its members
 are reported as failed (reason :data:`CHUNK_FAILED`) while the other chunks keep their results.
 Each chunk's results are written into the batch's arrays as the chunk arrives, so that after the
 last chunk the client only copies that chunk's rows; what else is computed per member
@@ -98,7 +99,7 @@ def solve_batch(
     run = _ChunkTask(problem, shared_data, finish, keep_residuals)
     count = rows.shape[0]
     if chunk_size is None:
-        chunk_size = count if executor is None else default_chunk_size(count, rows.shape[1], points, _worker_count(executor))
+        chunk_size = count if executor is None else default_chunk_size(count, rows.shape[1], points, max(1, _worker_count(executor) or 1))
     bounds = [(a, min(a + chunk_size, count)) for a in range(0, max(count, 1), max(chunk_size, 1))]
     pieces = [(rows[a:b], tuple(d[a:b] for d in member_data)) for a, b in bounds]
     if len(pieces) == 1 and executor is None:  # one piece: its arrays are the batch's, no copy
@@ -201,10 +202,12 @@ class _Assembly:
         return self.out | {"errors": errors}
 
 
-def _worker_count(executor: Any) -> int:
+def _worker_count(executor: Any) -> int | None:
+    """The executor's worker threads now (a Dask cluster may grow), None when it does not say."""
     if callable(getattr(executor, "scheduler_info", None)):  # a dask.distributed Client
-        return max(1, sum(w.get("nthreads", 1) for w in executor.scheduler_info().get("workers", {}).values()))
-    return max(1, int(getattr(executor, "_max_workers", 1) or 1))
+        return sum(w.get("nthreads", 1) for w in executor.scheduler_info().get("workers", {}).values())
+    workers = getattr(executor, "_max_workers", None)
+    return int(workers) if workers else None
 
 
 def _on_executor(executor: Any, run: _ChunkTask, pieces: list, assembly: _Assembly) -> None:
@@ -234,15 +237,20 @@ def _on_executor(executor: Any, run: _ChunkTask, pieces: list, assembly: _Assemb
         def submit(i: int) -> Any:
             return executor.submit(run, pieces[i])
 
-    _collect(submit, len(pieces), 2 * _worker_count(executor), payloads, assembly)
+    def window() -> int:  # two tasks per worker thread, at least two; all when the executor does not say
+        workers = _worker_count(executor)
+        return len(pieces) if workers is None else 2 * max(workers, 1)
+
+    _collect(submit, len(pieces), window, payloads, assembly)
 
 
-def _collect(submit: Callable[[int], Any], count: int, window: int, payloads: dict, assembly: _Assembly) -> None:
-    """Each chunk's results into ``assembly`` as its task completes, with at most ``window``
+def _collect(submit: Callable[[int], Any], count: int, window: Callable[[], int], payloads: dict, assembly: _Assembly) -> None:
+    """Each chunk's results into ``assembly`` as its task completes, with at most ``window()``
     tasks in flight: the next chunk is submitted as one completes, so that the workers hold
     only the pieces they solve or will solve next (measured: with all 80 pieces of 10⁶ fits,
-    400 MB, sent at once, one worker took 28.6 s, against 22.5 s at its rate for 4·10⁵). A failed task is submitted once more, and if it
-    fails again its chunk is reported failed. A Ctrl-C cancels the tasks in flight."""
+    400 MB, sent at once, one worker took 28.6 s, against 22.5 s at its rate for 4·10⁵).
+    A failed task is submitted once more, and if it fails again its chunk is reported failed.
+    A Ctrl-C cancels the tasks in flight."""
     index: dict[Any, int] = {}
     arrivals = _Arrivals()
     upcoming = iter(range(count))
@@ -252,9 +260,12 @@ def _collect(submit: Callable[[int], Any], count: int, window: int, payloads: di
         index[future] = i
         arrivals.add(future)
 
-    try:
-        for i in itertools.islice(upcoming, window):
+    def fill() -> None:
+        for i in itertools.islice(upcoming, max(window() - len(index), 0)):
             launch(i)
+
+    try:
+        fill()
         retried = set()
         for future in arrivals:
             i = index.pop(future)
@@ -270,8 +281,7 @@ def _collect(submit: Callable[[int], Any], count: int, window: int, payloads: di
                 del future
                 payloads.pop(i, None)  # the piece is no longer needed on the workers
                 assembly.put(i, chunk)
-            for following in itertools.islice(upcoming, 1):
-                launch(following)
+            fill()
     except KeyboardInterrupt:
         for future in index:  # the tasks not yet run are not run
             future.cancel()
