@@ -538,6 +538,28 @@ def test_one_ctrl_c_attaches_every_members_latest_point():
     assert np.isnan(best_f[4])
 
 
+def test_a_ctrl_c_on_an_executor_cancels_the_chunks_in_flight_and_attaches_the_solved_ones():
+    y, p0 = mixed_batch()
+    y, p0 = y[:5], p0[:5]
+    whole = am.batched_curve_fit(decay_np, T, y, p0=p0)
+    first_two = InterruptAt(10**9)
+    am.batched_curve_fit(first_two, T, y[:1], p0=p0[:1])
+    am.batched_curve_fit(first_two, T, y[1:2], p0=p0[1:2])
+    model = InterruptAt(first_two.calls + 3)  # in the third chunk's task, on the pool's thread
+    with CountingPool() as pool, pytest.raises(KeyboardInterrupt) as caught:
+        am.batched_curve_fit(model, T, y, p0=p0, executor=pool, chunk_size=1)
+    best_x, best_f = caught.value.autominimize_best_x, caught.value.autominimize_best_f
+    assert len(pool.in_flight) <= 4  # the fifth chunk was never submitted: two in flight at most
+    solved = [i for i in range(5) if not np.isnan(best_f[i])]
+    assert 0 in solved and 4 not in solved  # the first chunk was collected before the third ran
+    for i in range(5):  # a member is solved as in the whole batch, or at its start
+        if i in solved:
+            np.testing.assert_array_equal(best_x[i], whole.x[i])
+            assert best_f[i] == whole.cost[i]
+        else:
+            np.testing.assert_array_equal(best_x[i], p0[i])
+
+
 def _rosen_rows(rows):
     rows = np.asarray(rows)
     return np.sum(100 * (rows[:, 1:] - rows[:, :-1] ** 2) ** 2 + (1 - rows[:, :-1]) ** 2, axis=1)
