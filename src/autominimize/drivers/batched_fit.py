@@ -204,8 +204,8 @@ class _Assembly:
 
 def _worker_count(executor: Any) -> int | None:
     """The executor's worker threads now (a Dask cluster may grow), None when it does not say."""
-    if callable(getattr(executor, "scheduler_info", None)):  # a dask.distributed Client
-        return sum(w.get("nthreads", 1) for w in executor.scheduler_info().get("workers", {}).values())
+    if callable(getattr(executor, "nthreads", None)):  # a dask.distributed Client: {worker: threads}, 0.4 ms a call
+        return sum(executor.nthreads().values())
     workers = getattr(executor, "_max_workers", None)
     return int(workers) if workers else None
 
