@@ -1,0 +1,90 @@
+"""Regression tests from a fourth trial of the defect classes: silent wrong answers, dropped options."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import FRAMEWORKS
+
+import autominimize as am
+
+
+def _float16_x0(kind: str):
+    """[1, 2] as a float16 leaf of ``kind``."""
+    if kind == "torch":
+        import torch
+
+        return torch.tensor([1.0, 2.0], dtype=torch.float16)
+    if kind == "jax":
+        import jax.numpy as jnp
+
+        return jnp.array([1.0, 2.0], dtype=jnp.float16)
+    if kind == "tensorflow":
+        import tensorflow as tf
+
+        return tf.constant([1.0, 2.0], dtype=tf.float16)
+    return np.array([1.0, 2.0], dtype=np.float16)
+
+
+def _squared_distance_to(kind: str, target: float):
+    if kind == "tensorflow":
+        import tensorflow as tf
+
+        return lambda x: tf.reduce_sum((x - target) ** 2)
+    return lambda x: ((x - target) ** 2).sum()
+
+
+def _dtype_name(x) -> str:
+    return str(x.dtype).replace("torch.", "").replace("<dtype: '", "").replace("'>", "")
+
+
+# -- a float16 x0 is solved in floating point and returned in the precision that ran -----------
+
+
+@pytest.mark.parametrize("kind", ["numpy"] + FRAMEWORKS)
+def test_float16_x0_comes_back_in_the_precision_that_ran(kind):
+    res = am.minimize(_squared_distance_to(kind, 0.3), _float16_x0(kind))
+    assert res.precision == "float64"
+    assert _dtype_name(res.x) == "float64"
+    x = np.asarray(res.x)
+    # 0.3 is not a float16: a float16 x would be 0.2998, 2e-4 away
+    np.testing.assert_allclose(x, [0.3, 0.3], atol=1e-8)
+    assert res.fun == pytest.approx(float(np.sum((x - 0.3) ** 2)), abs=1e-15)
+
+
+def test_float16_leaf_in_a_dict_of_numpy_arrays_comes_back_float64_beside_a_float32_leaf():
+    x0 = {"a": np.array([1.0], dtype=np.float16), "b": np.array([2.0], dtype=np.float32)}
+    res = am.minimize(lambda p: ((p["a"] - 0.3) ** 2).sum() + ((p["b"] - 0.7) ** 2).sum(), x0)
+    assert res.x["a"].dtype == np.float64 and res.x["b"].dtype == np.float32
+    np.testing.assert_allclose(res.x["a"], [0.3], atol=1e-8)
+
+
+def test_float16_x0_with_float32_precision_comes_back_float32():
+    res = am.minimize(lambda x: ((x - 0.3) ** 2).sum(), np.array([1.0, 2.0], dtype=np.float16), precision="float32")
+    assert res.x.dtype == np.float32
+    np.testing.assert_allclose(res.x, [0.3, 0.3], atol=1e-6)
+
+
+# -- trust-constr cannot step back from a failed constraint: the error says so ------------------
+
+
+@pytest.mark.parametrize("use_autograd", [True, False], ids=["backend-differences", "use_autograd-False"])
+def test_trust_constr_stopped_by_a_failing_constraint_under_continue_says_why(use_autograd):
+    def constraint(x):  # raises beyond x[0] = 3, where the method's iterates go
+        if x[0] > 3.0:
+            raise RuntimeError("outside the constraint's domain")
+        return 10.0 - x[0] - x[1]
+
+    with pytest.raises(ValueError) as info:
+        am.minimize(
+            lambda x: float(np.sum((x - 5.0) ** 2)),
+            np.zeros(2),
+            method="trust-constr",
+            constraints=[{"type": "ineq", "fun": constraint, "use_autograd": use_autograd}],
+            backend="numpy",
+            error_handling="continue",
+        )
+    notes = "\n".join(getattr(info.value, "__notes__", []))
+    assert "trust-constr cannot step back from a point where a constraint failed" in notes
+    assert "method='SLSQP'" in notes and "method='ipopt'" in notes
+    assert np.isfinite(info.value.autominimize_best_x).all()
