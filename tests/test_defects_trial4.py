@@ -88,3 +88,37 @@ def test_trust_constr_stopped_by_a_failing_constraint_under_continue_says_why(us
     assert "trust-constr cannot step back from a point where a constraint failed" in notes
     assert "method='SLSQP'" in notes and "method='ipopt'" in notes
     assert np.isfinite(info.value.autominimize_best_x).all()
+
+
+# -- IPOPT's relaxed bounds: documented, and held exactly on request ---------------------------
+
+
+def _rosen_for(kind: str):
+    if kind == "torch":
+        import torch
+
+        return lambda x: torch.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+    if kind == "jax":
+        import jax.numpy as jnp
+
+        return lambda x: jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+    from scipy.optimize import rosen
+
+    return rosen
+
+
+@pytest.mark.parametrize("backend", ["numpy"] + [b for b in FRAMEWORKS if b != "tensorflow"])
+def test_ipopt_ends_within_its_relaxation_of_the_bounds_and_exactly_within_them_on_request(backend):
+    pytest.importorskip("cyipopt")
+    from scipy.optimize import rosen
+
+    x0, bounds = np.array([-1.2, 1.0, -0.5]), [(-2.0, 0.5)] * 3
+    res = am.minimize(_rosen_for(backend), x0, method="ipopt", bounds=bounds, backend=backend)
+    x = np.asarray(res.x, dtype=np.float64)
+    assert res.success and 0.5 < x[0] <= 0.5 + 1e-8  # IPOPT's bound_relax_factor, as documented
+    assert res.fun == pytest.approx(rosen(x), rel=1e-14)
+    res = am.minimize(_rosen_for(backend), x0, method="ipopt", bounds=bounds, backend=backend, options={"bound_relax_factor": 0.0})
+    x = np.asarray(res.x, dtype=np.float64)
+    assert res.success and 0.5 - 1e-8 < x[0] <= 0.5 and x.min() >= -2.0
+    assert res.fun == pytest.approx(rosen(x), rel=1e-14)
+    np.testing.assert_allclose(x[1:], [0.25742574, 0.066268], atol=1e-6)
