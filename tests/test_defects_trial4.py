@@ -122,3 +122,44 @@ def test_ipopt_ends_within_its_relaxation_of_the_bounds_and_exactly_within_them_
     assert res.success and 0.5 - 1e-8 < x[0] <= 0.5 and x.min() >= -2.0
     assert res.fun == pytest.approx(rosen(x), rel=1e-14)
     np.testing.assert_allclose(x[1:], [0.25742574, 0.066268], atol=1e-6)
+
+
+# -- the user's jitted JAX code called from a callback, inside a float64 solve ------------------
+
+
+def _callback_runs(jax_loss):
+    """One float64 JAX solve per family, each calling ``callback`` as its family does."""
+    x0 = np.array([1.0, 2.0])
+    return {
+        "BFGS": lambda cb: am.minimize(jax_loss, x0, method="BFGS", callback=cb),
+        "trust-constr": lambda cb: am.minimize(jax_loss, x0, method="trust-constr", callback=cb),
+        "lbfgs-native": lambda cb: am.minimize(jax_loss, x0, method="lbfgs-native", callback=cb),
+        "least_squares": lambda cb: am.least_squares(lambda x: x - 0.3, x0, callback=cb),
+        "differential_evolution": lambda cb: am.differential_evolution(jax_loss, [(-1.0, 2.0)] * 2, maxiter=3, rng=0, polish=False, callback=cb),
+        "basinhopping": lambda cb: am.basinhopping(jax_loss, x0, niter=2, rng=0, callback=cb),
+    }
+
+
+@pytest.mark.skipif("jax" not in FRAMEWORKS, reason="needs jax")
+@pytest.mark.parametrize("family", list(_callback_runs(None)))
+def test_users_jitted_jax_function_in_a_callback_gives_what_it_gives_outside(family):
+    import jax
+    import jax.numpy as jnp
+
+    def loss(x):
+        return jnp.sum((x - 0.3) ** 2) * jnp.float32(2.0)
+
+    value_and_grad = jax.jit(jax.value_and_grad(loss))
+    point = jnp.ones(3)
+    before = value_and_grad(point)
+    seen = []
+
+    def callback(*_args, **_kwargs):
+        seen.append(value_and_grad(point))
+
+    res = _callback_runs(lambda x: jnp.sum((x - 0.3) ** 2))[family](callback)
+    assert res.precision == "float64" and seen
+    for value, grad in seen + [value_and_grad(point)]:
+        assert value.dtype == before[0].dtype == jnp.float32 and grad.dtype == jnp.float32
+        assert float(value) == float(before[0])
+        np.testing.assert_array_equal(np.asarray(grad), np.asarray(before[1]))
