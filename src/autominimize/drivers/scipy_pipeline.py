@@ -200,16 +200,6 @@ def solve(problem: ScipyProblem, plan: MethodPlan, recording: Recording, *, tol:
     return run.finish(result)
 
 
-#: trust-constr's second-order correction solves a linear system with the constraint values at
-#: its trial point before it rejects the step, so a failed constraint's values stop it in scipy
-_TRUST_CONSTR_FAILED_CONSTRAINT = (
-    "trust-constr cannot step back from a point where a constraint failed under error_handling='continue': "
-    "its second-order correction solves with the constraint's values there, which a failed point does not have. "
-    "method='SLSQP' or method='ipopt' reject such a point and go on; or define the constraint everywhere. "
-    "The exception carries the best point evaluated (autominimize_best_x), which may violate the constraints."
-)
-
-
 class _Run:
     """One solve's state: its recorders, the objective once built, and the precision it runs in."""
 
@@ -282,25 +272,31 @@ class _Run:
                 problem.error_handling,
                 problem.bounds,
             )
+        if plan.name == "trust-constr" and problem.error_handling == "continue" and self.constraint_functions:
+            self._fail_with_constraints()
         callback = wrap_callback(self.recording.callback, problem.spec, plan.info, plan.name, self.objective, self.recording.step_callback)
-        try:
-            return run_minimize(
-                self.objective,
-                problem.x0,
-                plan.method,
-                plan.info,
-                second_order=plan.second_order,
-                gradient_scheme=plan.gradient_scheme,
-                bounds=problem.bounds,
-                constraints=scipy_constraints,
-                tol=self.tol,
-                callback=callback,
-                options=self.options,
-            )
-        except Exception as exc:
-            if plan.name == "trust-constr" and any(function.failures for function in self.constraint_functions):
-                exc.add_note(_TRUST_CONSTR_FAILED_CONSTRAINT)
-            raise
+        return run_minimize(
+            self.objective,
+            problem.x0,
+            plan.method,
+            plan.info,
+            second_order=plan.second_order,
+            gradient_scheme=plan.gradient_scheme,
+            bounds=problem.bounds,
+            constraints=scipy_constraints,
+            tol=self.tol,
+            callback=callback,
+            options=self.options,
+        )
+
+    def _fail_with_constraints(self) -> None:
+        """trust-constr under 'continue': a point where a constraint fails is a failed point of
+        the objective, so its merit is infinite and the step is rejected; the constraint's
+        values there stay finite, since the method solves with them before it rejects it."""
+        functions = self.constraint_functions
+        for function in functions:
+            function.finite_failed_values = True
+        self.objective.fails_with = lambda x: any([function.fails_at(x) for function in functions])
 
     def interrupted(self, exc: KeyboardInterrupt) -> so.OptimizeResult | None:
         """The result at the best point, or None when the interrupt must propagate (with the log closed)."""
