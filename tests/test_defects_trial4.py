@@ -196,3 +196,22 @@ def test_users_jitted_jax_function_in_a_callback_gives_what_it_gives_outside(fam
         assert value.dtype == before[0].dtype == jnp.float32 and grad.dtype == jnp.float32
         assert float(value) == float(before[0])
         np.testing.assert_array_equal(np.asarray(grad), np.asarray(before[1]))
+
+
+# -- without rng, numpy's global seed makes differential evolution repeatable on either engine ---
+
+
+@pytest.mark.parametrize("engine", ["scipy", "vectorized"])
+def test_differential_evolution_without_rng_follows_numpys_global_seed_on_either_engine(engine):
+    def sphere(x):
+        return np.sum((x - 0.3) ** 2, axis=0)
+
+    def run():
+        np.random.seed(7)
+        vectorized = engine == "vectorized"
+        return am.differential_evolution(sphere, [(-1.0, 1.0)] * 2, maxiter=3, polish=False, vectorized=vectorized, backend="numpy")
+
+    first, second = run(), run()
+    assert first.engine == engine
+    np.testing.assert_array_equal(first.x, second.x)
+    np.testing.assert_array_equal(first.population, second.population)
