@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import FRAMEWORKS
+from conftest import FRAMEWORKS, array_module
 
 import autominimize as am
 
@@ -215,3 +215,16 @@ def test_differential_evolution_without_rng_follows_numpys_global_seed_on_either
     assert first.engine == engine
     np.testing.assert_array_equal(first.x, second.x)
     np.testing.assert_array_equal(first.population, second.population)
+
+
+# -- torch_device on a solve that torch does not run is refused, not dropped -------------------
+
+
+@pytest.mark.parametrize("backend", ["numpy"] + [b for b in FRAMEWORKS if b != "torch"])
+@pytest.mark.parametrize("entry", ["minimize", "least_squares"])
+def test_torch_device_is_refused_where_torch_does_not_evaluate(entry, backend):
+    sum_ = array_module(backend)[1]
+    solve = am.minimize if entry == "minimize" else am.least_squares
+    fun = (lambda x: sum_(x**2)) if entry == "minimize" else (lambda x: x - 1.0)
+    with pytest.raises(ValueError, match=rf"torch_device='cuda:3' is where torch evaluates; this solve runs on backend='{backend}'"):
+        solve(fun, np.array([-1.2, 1.0]), torch_device="cuda:3", backend=backend)
