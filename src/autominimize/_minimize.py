@@ -104,7 +104,8 @@ def minimize(
         ``fun(**x0)``; 'auto' follows the rule in the user guide.
     hvp_type, torch_device
         autograd-minimize's arguments: every ``hvp_type`` gives the same exact product;
-        ``torch_device`` is where torch evaluates when x0 holds no tensors.
+        ``torch_device`` is where torch evaluates when x0 holds no tensors (refused on
+        another backend, which would ignore it).
     data, epochs, batch
         Native methods only (``method='lbfgs-native'``, ``'cg-native'``, ``'hessian-free'``,
         ``'sgd'``, ``'delta-bar-delta'``, ``'sgd-qn'``, ``'tonga'``; see ``docs/native.md``):

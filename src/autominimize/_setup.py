@@ -151,6 +151,11 @@ class Setup:
             name = _backends.canonical_name(backend) if backend else backend_from_leaves(self.spec)
         else:
             name = _backends.select_backend(backend, self.spec, self.call if call is None else call, self.x0_flat)
+        if self.device is not None and name != "torch":
+            raise ValueError(
+                f"torch_device={self.device!r} is where torch evaluates; this solve runs on backend={name!r}, which would "
+                "ignore it. Pass backend='torch' (or torch tensors in x0), or leave torch_device out."
+            )
         self.backend, self.backend_obj = name, _backends.get_backend(name)
         return name
 

@@ -50,6 +50,9 @@ class ConstraintFunction(VectorObjective):
     """
 
     counts_extra_evaluations = False
+    #: a failed point's values are at the constraint's bounds rather than infinite (trust-constr,
+    #: whose objective is failed at such a point, solves with the values there before it rejects it)
+    finite_failed_values = False
 
     def __init__(
         self,
@@ -92,11 +95,30 @@ class ConstraintFunction(VectorObjective):
                 )
 
     def failed_values(self, m: int) -> np.ndarray:
-        """Values outside the constraint's bounds: -inf where it has a lower bound."""
-        return np.where(np.broadcast_to(np.isfinite(self.lower), (m,)), -np.inf, np.inf)
+        """Values outside the constraint's bounds: -inf where it has a lower bound (with
+        :attr:`finite_failed_values`, the bound itself, or 0 where it has none)."""
+        lower = np.broadcast_to(np.asarray(self.lower, dtype=np.float64), (m,))
+        if not self.finite_failed_values:
+            return np.where(np.isfinite(lower), -np.inf, np.inf)
+        upper = np.broadcast_to(np.asarray(self.upper, dtype=np.float64), (m,))
+        return np.where(np.isfinite(lower), lower, np.where(np.isfinite(upper), upper, 0.0))
+
+    def fails_at(self, x: np.ndarray) -> bool:
+        """Whether the constraint fails at x (evaluated there once, as the method would)."""
+        self.value(x)
+        return self.is_failed(x)
 
     def _differences(self, x: np.ndarray, values: np.ndarray) -> np.ndarray:
-        return np.atleast_2d(approx_derivative(self.value_uncached, x, f0=values, bounds=self._box)).reshape(values.size, x.size)
+        try:
+            jac = approx_derivative(self.value_uncached, x, f0=values, bounds=self._box)
+        except Exception:
+            if self.error_handling != "continue":
+                raise
+            # scipy's differences cannot step around a point where the constraint fails: ours
+            # mirror it to the other side of x, as the backends' differences do
+            with numdiff.Evaluator(tolerate_failures=True) as evaluator:
+                jac, _ = numdiff.approx_jacobian(self.value_uncached, x, f0=values, bounds=self.bounds, evaluator=evaluator)
+        return np.atleast_2d(jac).reshape(values.size, x.size)
 
     @property
     def _box(self) -> tuple[Any, Any]:
@@ -114,6 +136,17 @@ class ConstraintFunction(VectorObjective):
         self.counters.nhev += 1
         if self.is_failed(x):
             return np.zeros((x.size, x.size))
+        try:
+            return self._weighted_hessian(x, w)
+        except Exception:
+            # under 'continue', curvature that cannot be formed at a valid point (its differences
+            # reach where the constraint fails) is zero curvature and a failed evaluation
+            if self.error_handling != "continue":
+                raise
+            self.failures += 1
+            return np.zeros((x.size, x.size))
+
+    def _weighted_hessian(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
         if self.user_jacobian is None:
             return self._run(x, "the Hessian", self.functions.weighted_hessian, x, w)
         m = self.value(x).size

@@ -180,8 +180,8 @@ class ParamSpec:
     def from_tree(cls, x0: Any, name: str = "x0", precision: str = "float64") -> "ParamSpec":
         """Record the structure of ``x0``.
 
-        Integer leaves are solved in floating point: they are restored as floats of
-        ``precision`` (float64 unless the solve runs in float32), in their own array type.
+        Integer and float16 leaves are solved in floating point: they are restored as floats
+        of ``precision`` (float64 unless the solve runs in float32), in their own array type.
         """
         if type(x0) is np.ndarray and x0.dtype.kind in "fiu" and x0.size and np.isfinite(x0).all():
             # scipy's own x0: its structure depends on shape and dtype alone, recorded once
@@ -218,10 +218,12 @@ class ParamSpec:
             if array.size and not np.isfinite(array).all():
                 bad = np.argwhere(~np.isfinite(np.atleast_1d(array)))[0].tolist()
                 raise ValueError(f"{path} contains NaN or inf (first at index {tuple(bad)}); the starting point must be finite.")
-            dtype = array.dtype if array.dtype.kind == "f" else floating
+            # float16 (about 3 decimal digits) would round the solution as an integer type
+            # would truncate it: both are solved and returned in the precision that ran
+            dtype = array.dtype if array.dtype.kind == "f" and array.dtype.itemsize >= 4 else floating
             device = torch_dtype = None
             if kind == "torch":
-                device, torch_dtype = leaf.device, leaf.dtype if leaf.dtype.is_floating_point else torch_dtype_of(dtype)
+                device, torch_dtype = leaf.device, torch_dtype_of(dtype)
             infos.append(LeafInfo(path, array.shape, dtype, kind, device, torch_dtype))
         if sum(info.size for info in infos) == 0:
             raise ValueError(

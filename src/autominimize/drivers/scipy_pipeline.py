@@ -272,6 +272,8 @@ class _Run:
                 problem.error_handling,
                 problem.bounds,
             )
+        if plan.name == "trust-constr" and problem.error_handling == "continue" and self.constraint_functions:
+            self._fail_with_constraints()
         callback = wrap_callback(self.recording.callback, problem.spec, plan.info, plan.name, self.objective, self.recording.step_callback)
         return run_minimize(
             self.objective,
@@ -286,6 +288,15 @@ class _Run:
             callback=callback,
             options=self.options,
         )
+
+    def _fail_with_constraints(self) -> None:
+        """trust-constr under 'continue': a point where a constraint fails is a failed point of
+        the objective, so its merit is infinite and the step is rejected; the constraint's
+        values there stay finite, since the method solves with them before it rejects it."""
+        functions = self.constraint_functions
+        for function in functions:
+            function.finite_failed_values = True
+        self.objective.fails_with = lambda x: any([function.fails_at(x) for function in functions])
 
     def interrupted(self, exc: KeyboardInterrupt) -> so.OptimizeResult | None:
         """The result at the best point, or None when the interrupt must propagate (with the log closed)."""

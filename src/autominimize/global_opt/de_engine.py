@@ -63,12 +63,13 @@ def parse_strategy(strategy: Any) -> tuple[str, str]:
 
 
 def make_rng(rng: Any = None, seed: Any = None) -> np.random.Generator:
-    """One ``Generator`` from scipy's ``rng=`` or its legacy ``seed=`` (a RandomState seeds it)."""
+    """One ``Generator`` from scipy's ``rng=`` or its legacy ``seed=`` (a RandomState seeds it;
+    neither: numpy's global RandomState, as in scipy's engine, so np.random.seed repeats a run)."""
     if rng is not None and seed is not None:
         raise ValueError("give rng= or seed=, not both.")
     source = seed if rng is None else rng
-    if isinstance(source, np.random.RandomState):
-        return np.random.default_rng(source.randint(0, 2**63 - 1, dtype=np.int64))
+    if source is None or isinstance(source, np.random.RandomState):
+        return np.random.default_rng((np.random if source is None else source).randint(0, 2**63 - 1, dtype=np.int64))
     return np.random.default_rng(source)
 
 

@@ -61,6 +61,9 @@ class ScalarBookkeeping:
         self.best_f = np.inf
         self.failures = 0  # failed points (error_handling='continue')
         self.stop_message: str | None = None  # why the solve was stopped from a callback
+        #: under 'continue', whether x is failed for a reason outside the objective (a constraint
+        #: trust-constr evaluates there failed): the objective's value there is failed too
+        self.fails_with: Callable[[np.ndarray], bool] | None = None
 
     # -- bookkeeping -----------------------------------------------------------------
     # Points are compared by their bytes: cheaper than np.array_equal, and a point that
@@ -140,9 +143,10 @@ class ScalarBookkeeping:
         if self.error_handling == "raise":
             return self._run(what, x, function, *arguments)
         try:
-            return self._run(what, x, function, *arguments)
+            out = self._run(what, x, function, *arguments)
         except Exception:
             return None
+        return None if self.fails_with is not None and self.fails_with(x) else out
 
     def _check_gradient_path(self, x: np.ndarray) -> None:
         """At a first gradient that is zero: it may come from a value not connected to x (JAX's stop_gradient)."""
