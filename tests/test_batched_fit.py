@@ -602,4 +602,6 @@ def test_one_ctrl_c_attaches_the_latest_rows_of_a_batched_lbfgs_on_jax():
         timer.cancel()
     best_x, best_f = caught.value.autominimize_best_x, caught.value.autominimize_best_f
     np.testing.assert_allclose(best_f, _rosen_rows(best_x), rtol=1e-8)
-    assert np.all(best_f <= _rosen_rows(starts))
+    # interrupted before its first step (a slow compilation), a member's value is its start's,
+    # computed by JAX: equal to NumPy's to rounding, not bit for bit
+    assert np.all(best_f <= _rosen_rows(starts) * (1 + 1e-12))
