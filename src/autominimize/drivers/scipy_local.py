@@ -14,7 +14,7 @@ import scipy.optimize as so
 
 from ..params import ParamSpec
 from ..problem import Objective
-from .finite_derivatives import TRUST_REGION, check_finite_derivatives
+from .finite_derivatives import TRUST_REGION, check_curvature, not_finite_error
 from .blas_threads import single_blas_thread
 from .methods import MethodInfo
 
@@ -115,7 +115,7 @@ def run_minimize(
             second_order = "hessp"  # the objective's Hessian as products too: no (n, n) matrix
     fun, kwargs = _derivatives(objective, info, second_order, gradient_scheme)
     if isinstance(method, str) and method.lower() in TRUST_REGION:
-        check_finite_derivatives(objective, method, kwargs)
+        check_curvature(objective, method, kwargs)
     kwargs.update(method=method, tol=tol, callback=callback, options=options)
     if bounds is not None:
         kwargs["bounds"] = so.Bounds(bounds[0], bounds[1])
@@ -156,6 +156,13 @@ def _settled(objective: Objective, fun: Callable, x0: np.ndarray, kwargs: dict, 
         )
     except so.OptimizeWarning as exc:
         raise ValueError(f"options: {exc} (see scipy.optimize.show_options for this method).") from None
+    except ValueError as exc:
+        # a trust-region method's own check of the derivatives, named after the fact
+        method = kwargs["method"]
+        named = not_finite_error(exc, objective, method) if isinstance(method, str) and method.lower() in TRUST_REGION else None
+        if named is None:
+            raise
+        raise named from None
 
 
 def _derivatives(objective: Objective, info: MethodInfo, second_order: Any, gradient_scheme: str | None) -> tuple[Callable, dict[str, Any]]:
