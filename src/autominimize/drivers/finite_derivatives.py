@@ -1,15 +1,16 @@
 """Derivatives that scipy's trust-region methods refuse as not finite, named with their point.
 
-dogleg, trust-ncg, trust-exact and trust-krylov refuse a gradient or Hessian holding NaN or
-inf with NumPy's internal text ("array must not contain infs or NaNs", from the norms they
-take), which names neither the function nor the point. Under ``error_handling='raise'`` the
-function and the point are named:
+dogleg, trust-ncg, trust-exact and trust-krylov refuse a gradient (and but for trust-krylov,
+a Hessian) holding NaN or inf with NumPy's internal text ("array must not contain infs or
+NaNs", from the norms they take), which names neither the function nor the point. Under
+``error_handling='raise'`` the function and the point are named:
 
 * a gradient, and trust-ncg's Hessian-vector products, after the fact
   (:func:`not_finite_error`): the objective keeps the gradient and the product it handed
   over last, and names the first that is not finite. Checking each as it was returned
-  cost a Python call and a dot product per call, thousands a solve (trust-ncg's products).
-  A product holding inf may let trust-ncg warn of an invalid value before it refuses it.
+  cost a Python call and a dot product per call (about 1 µs at n = 1000, where a trust-ncg
+  solve of Rosenbrock makes 22 000 products of 16 µs each). A product holding inf may let
+  trust-ncg warn of an invalid value before it refuses it.
 * a Hessian, as it is returned (:func:`check_curvature`): one per iteration, whose check
   costs nothing next to its factorisation, and trust-exact reads it before its own check
   (warning of invalid values). trust-krylov checks no Hessian and no product (trlib goes on
