@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import scipy.optimize as so
 
+from ._flat_bounds import flat_bounds as _flat_bounds
 from ._least_squares import residual_scalar_functions
 from ._residuals import is_residual_function
 from ._setup import PRECISIONS, Setup, prepare
@@ -219,7 +220,7 @@ def minimize(
     if hvp_type not in HVP_TYPES:
         raise ValueError(f"hvp_type={hvp_type!r} is not one of {HVP_TYPES}.")
     setup = prepare(source.fun, x0, args, unpack=unpack, precision=precision, device=torch_device)
-    flat_bounds = setup.normalize_bounds(bounds)
+    flat_bounds = None if bounds is None else _flat_bounds(setup, bounds)
     constraints = [] if constraints is None else constraints
     plan = plan_method(
         method, has_bounds=flat_bounds is not None, has_constraints=has_constraints(constraints), jac=source.jac, hess=hess, hessp=hessp

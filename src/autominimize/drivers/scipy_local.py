@@ -14,7 +14,7 @@ import scipy.optimize as so
 
 from ..params import ParamSpec
 from ..problem import Objective
-from .finite_derivatives import TRUST_REGION, check_finite_derivatives
+from .finite_derivatives import TRUST_REGION, check_curvature, not_finite_error
 from .blas_threads import single_blas_thread
 from .methods import MethodInfo
 
@@ -115,10 +115,10 @@ def run_minimize(
             second_order = "hessp"  # the objective's Hessian as products too: no (n, n) matrix
     fun, kwargs = _derivatives(objective, info, second_order, gradient_scheme)
     if isinstance(method, str) and method.lower() in TRUST_REGION:
-        check_finite_derivatives(objective, method, kwargs)
+        check_curvature(objective, method, kwargs)
     kwargs.update(method=method, tol=tol, callback=callback, options=options)
     if bounds is not None:
-        kwargs["bounds"] = so.Bounds(bounds[0], bounds[1])
+        kwargs["bounds"] = _scipy_bounds(bounds[0], bounds[1])
     if constraints:
         kwargs["constraints"] = constraints
     if isinstance(method, str):
@@ -134,6 +134,22 @@ def run_minimize(
         with warnings.catch_warnings():
             warnings.filterwarnings("error", message=r"Method .* cannot handle")
             return _settled(objective, fun, x0, kwargs, sparsity)
+
+
+#: the last read-only bounds and scipy's Bounds of them (about 7 µs to build, 2% of a solve of
+#: the benchmark's matfac): later solves with the same bounds share both (see _flat_bounds)
+_last_bounds: tuple = (None, None, None)
+
+
+def _scipy_bounds(lb: np.ndarray, ub: np.ndarray) -> so.Bounds:
+    global _last_bounds
+    last = _last_bounds
+    if last[0] is lb and last[1] is ub:
+        return last[2]
+    bounds = so.Bounds(lb, ub)
+    if not (lb.flags.writeable or ub.flags.writeable):  # never changed: shared by later solves
+        _last_bounds = (lb, ub, bounds)
+    return bounds
 
 
 def _settled(objective: Objective, fun: Callable, x0: np.ndarray, kwargs: dict, sparsity: Any) -> so.OptimizeResult:
@@ -156,6 +172,13 @@ def _settled(objective: Objective, fun: Callable, x0: np.ndarray, kwargs: dict, 
         )
     except so.OptimizeWarning as exc:
         raise ValueError(f"options: {exc} (see scipy.optimize.show_options for this method).") from None
+    except ValueError as exc:
+        # a trust-region method's own check of the derivatives, named after the fact
+        method = kwargs["method"]
+        named = not_finite_error(exc, objective, method) if isinstance(method, str) and method.lower() in TRUST_REGION else None
+        if named is None:
+            raise
+        raise named from None
 
 
 def _derivatives(objective: Objective, info: MethodInfo, second_order: Any, gradient_scheme: str | None) -> tuple[Callable, dict[str, Any]]:

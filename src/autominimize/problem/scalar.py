@@ -124,9 +124,7 @@ class Objective(ScalarBookkeeping):
         # a value asked for alone keeps the gradient that came with it, for the method's next
         # request at that point (counted and reported then, as computing it would be)
         self._gradient_with_value = gradient_with_value and differentiable and gradient is None
-        self.user_gradient = gradient
-        self.user_hessian = hessian
-        self.user_hessp = hessp
+        self.user_gradient, self.user_hessian, self.user_hessp = gradient, hessian, hessp
         self._hvp_x: np.ndarray | None = None
         self._hvp: Callable[[np.ndarray], np.ndarray] | None = None
         self._hess_key: bytes | None = None  # the point of _hess, compared as the cache's points are
@@ -244,7 +242,7 @@ class Objective(ScalarBookkeeping):
             out = self._attempt("the objective and its gradient", x, self._evaluate_gradient, x)
         self.counters.nfev += 1
         self.counters.njev += 1
-        if self.error_handling == "continue" and (out is None or not _all_finite(out[0], out[1])):
+        if self.error_handling == "continue" and (out is None or not (math.isfinite(out[0]) and np.isfinite(out[1]).all())):
             return self._fail(x), self._g
         f, g = out[0], out[1]
         if self.journal is None:
@@ -347,17 +345,21 @@ class Objective(ScalarBookkeeping):
             if self.error_handling == "raise":
                 # _run without its count of extra evaluations, which a user's hessp never makes
                 try:
-                    return self.user_hessp(x, p)
+                    out = self.user_hessp(x, p)
                 except Exception as exc:
                     attach_point(exc, self.spec, x, "the user-supplied hessp")
                     raise
+                self._product = (x, p, out)  # kept to be named if the method finds it not finite
+                return out
             return self._curvature(self._attempt("the user-supplied hessp", x, self.user_hessp, x, p), p.shape)
         if self._hvp is None or not np.array_equal(x, self._hvp_x):
             self._hvp = self._attempt("a Hessian-vector product", x, self.functions.hvp_at, x)
             if self._hvp is None:
                 return self._curvature(None, p.shape)
             self._hvp_x = x.copy()
-        return self._curvature(self._attempt("a Hessian-vector product", x, self._hvp, p), p.shape)
+        out = self._curvature(self._attempt("a Hessian-vector product", x, self._hvp, p), p.shape)
+        self._product = (x, p, out)
+        return out
 
     def _curvature(self, value: Any, shape: tuple) -> np.ndarray:
         """Under 'continue', curvature that fails or is not finite counts as zero: the
@@ -393,7 +395,3 @@ class Objective(ScalarBookkeeping):
         if self.reporting:
             self._report("hessian", x, math.nan, None)
         return self._hess
-
-
-def _all_finite(f: Any, g: Any) -> bool:
-    return math.isfinite(f) and bool(np.isfinite(g).all())

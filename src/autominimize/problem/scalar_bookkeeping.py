@@ -57,6 +57,7 @@ class ScalarBookkeeping:
         self._g_norm = math.nan  # of the cached gradient, kept for a journal only
         self._spare_g: np.ndarray | None = None  # computed with the cached value, not asked for yet
         self._failed = False  # whether the cached point is a failed point
+        self._product: tuple | None = None  # the last Hessian-vector product: (x, p, Hp)
         self.best_x: np.ndarray | None = None
         self.best_f = np.inf
         self.failures = 0  # failed points (error_handling='continue')
@@ -238,6 +239,19 @@ class ScalarBookkeeping:
             f"The method's own message: {result.get('message', '')}"
         )
         return result
+
+    def derivatives_given(self) -> list[tuple[str, np.ndarray, np.ndarray, tuple]]:
+        """The first derivatives last handed to the method, each as ``(kind, values, x,
+        inputs)``: the gradient at the cached point (``'jac'``), then the last Hessian-vector
+        product (``'hessp'``, its inputs the point and the direction), for naming one that
+        the method found not finite after the fact."""
+        given = []
+        if self._g is not None:
+            given.append(("jac", self._g, self._x, (self._x,)))
+        if self._product is not None:
+            x, p, out = self._product
+            given.append(("hessp", out, x, (x, p)))
+        return given
 
     def is_failed(self, x: np.ndarray) -> bool:
         """Whether x is the failed point in the cache (its derivatives are zero)."""
