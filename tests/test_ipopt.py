@@ -370,3 +370,16 @@ def test_iterate_yields_each_ipopt_iteration():
     p = hs.get(71)
     steps = list(am.iterate(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch"))
     assert [s.nit for s in steps] == list(range(1, 9))
+
+
+def test_a_constraint_sized_by_an_earlier_solve_still_checks_its_bounds():
+    """A second solve of a JAX constraint takes its size from the first (no evaluation at x0
+    for it), and still refuses bounds of another size, with the message of a first evaluation."""
+    pytest.importorskip("jax")
+    p = hs.get(71)
+    constraint = p.constraints()[0]
+    solved = am.minimize(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=[constraint], backend="jax")
+    assert solved.constraint_evaluations[0]["nfev"] >= 1
+    wrong = so.NonlinearConstraint(constraint["fun"], np.zeros(3), np.inf)
+    with pytest.raises(am.ConstraintError, match="lb has shape \\(3,\\) but the constraint function returns 1 values"):
+        am.minimize(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=[wrong], backend="jax")
