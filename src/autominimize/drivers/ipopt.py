@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-import weakref
 
 import numpy as np
 import scipy.optimize as so
@@ -39,10 +38,6 @@ AUTO_SPARSE_MIN_SIZE = 100
 AUTO_SPARSE_MAX_DENSITY = 0.1
 
 _EXTRA_STATUS = {-5: "Maximum wall time exceeded."}
-
-#: the number of values of each JAX-compiled constraint, found by a first solve: a JAX program's
-#: output shape is fixed by its input shapes, which the compiled functions are specific to
-_sizes: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -167,7 +162,7 @@ def _differentiable(objective: Objective, nonlinear: list[_Block]) -> bool:
 
 def _blocks(constraints: list, x0: np.ndarray, n: int) -> tuple[list[_Block], bool]:
     """Each constraint's rows of g and its bounds, in the order given; and whether a constraint
-    was evaluated at x0 for its size (not when every size is known from an earlier solve)."""
+    was evaluated at x0 for its size (see :func:`_size`)."""
     blocks: list[_Block] = []
     start = 0
     evaluated = False
@@ -192,16 +187,21 @@ def _blocks(constraints: list, x0: np.ndarray, n: int) -> tuple[list[_Block], bo
 
 
 def _size(function: Any, x0: np.ndarray) -> tuple[int, bool]:
-    """The number of values of a nonlinear constraint, and whether it was evaluated at x0 for it."""
-    compiled = function.functions if backend_name_of(function.functions) == "jax" and function.user_fun_and_jac is None else None
-    size = _sizes.get(compiled) if compiled is not None else None
-    if size is None:
-        size = function.value(x0).size
-        if compiled is not None:
-            _sizes[compiled] = size
-        return size, True
-    function._check_first(np.empty(size))  # lb and ub against the size, as at a first evaluation
-    return size, False
+    """The number of values of a nonlinear constraint, and whether it was evaluated at x0 for it.
+
+    JAX and TensorFlow read it from the traced program (kept for a later solve), so that no
+    value is computed where IPOPT does not ask (it may start from x0 moved inside the bounds);
+    PyTorch, NumPy and user-supplied functions are evaluated at x0, and so is a program that
+    fails to trace, so that the failure is raised as an evaluation's, with the point."""
+    if backend_name_of(function.functions) in ("jax", "tensorflow") and function.user_fun_and_jac is None:
+        try:
+            size = int(function.functions.m)
+        except Exception:  # noqa: BLE001 - raised again by the evaluation below
+            pass
+        else:
+            function._check_first(np.empty(size))  # lb and ub against the size, as at a first evaluation
+            return size, False
+    return function.value(x0).size, True
 
 
 def _broadcast(value: Any, size: int) -> np.ndarray:
