@@ -82,10 +82,15 @@ class HessianPasses:
 
         compiled = self._aot(("head_hvps", k, directions.shape[0]), build, avals)
         fixed = self._input(np.asarray(directions, dtype=np.float64))
-        to_input = self._input
+        if self.dtype == np.float64:
 
-        def call(head: np.ndarray, rest: np.ndarray) -> np.ndarray:
-            return np.array(compiled(to_input(head), to_input(rest), fixed), dtype=np.float64)
+            def call(head: np.ndarray, rest: np.ndarray) -> np.ndarray:
+                return np.array(compiled(head, rest, fixed), dtype=np.float64)
+
+        else:
+
+            def call(head: np.ndarray, rest: np.ndarray) -> np.ndarray:
+                return np.array(compiled(self._input(head), self._input(rest), fixed), dtype=np.float64)
 
         return call
 
@@ -127,10 +132,15 @@ class JacobianPasses:
 
         compiled = self._aot(("first_order", directions.shape[0]), build, lambda: _directions_aval(self, directions))
         fixed = self._input(np.asarray(directions, dtype=np.float64))
-        to_input = self._input
+        if self.dtype == np.float64:
 
-        def call(x: np.ndarray) -> np.ndarray:
-            return np.array(compiled(to_input(x), fixed), dtype=np.float64)
+            def call(x: np.ndarray) -> np.ndarray:
+                return np.array(compiled(x, fixed), dtype=np.float64)
+
+        else:
+
+            def call(x: np.ndarray) -> np.ndarray:
+                return np.array(compiled(self._input(x), fixed), dtype=np.float64)
 
         return call
 
