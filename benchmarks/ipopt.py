@@ -169,8 +169,9 @@ def _banded_rows(repeats: int) -> list[dict]:
 
 
 def _dense_cyipopt(problem: Any, options: dict | None = None) -> dict:
-    """cyipopt fed jitted dense JAX derivatives written by hand, with its calls counted, and the
-    points where f ran (``points``: a gradient call runs f too), which is what ``nfev`` counts."""
+    """cyipopt fed jitted dense JAX derivatives written by hand, with its calls counted (``ncev``
+    and ``ncjev`` those of the constraints and their Jacobian), and the points where f ran
+    (``points``: a gradient call runs f too), which is what ``nfev`` counts."""
     import cyipopt
     import jax
     import jax.numpy as jnp
@@ -190,7 +191,7 @@ def _dense_cyipopt(problem: Any, options: dict | None = None) -> dict:
     jac = jax.jit(jax.jacfwd(g))
     hess = jax.jit(jax.hessian(lagrangian))
     lower = np.tril_indices(n)
-    counts = {"nfev": 0, "njev": 0, "nhev": 0}
+    counts = {"nfev": 0, "njev": 0, "nhev": 0, "ncev": 0, "ncjev": 0}
     points: set[bytes] = set()
 
     class Dense:
@@ -205,9 +206,11 @@ def _dense_cyipopt(problem: Any, options: dict | None = None) -> dict:
             return np.asarray(grad(x))
 
         def constraints(self, x):
+            counts["ncev"] += 1
             return np.asarray(g_jit(x))
 
         def jacobian(self, x):
+            counts["ncjev"] += 1
             return np.asarray(jac(x)).ravel()
 
         def hessian(self, x, lam, sigma):
@@ -248,11 +251,15 @@ def _hs_rows() -> list[dict]:
                     "njev": ours.njev,
                     "nhev": ours.nhev,
                     "nit": ours.nit,
+                    "ncev": max(c["nfev"] for c in ours.constraint_evaluations),
+                    "ncjev": max(c["njev"] for c in ours.constraint_evaluations),
                     "error": abs(ours.fun - problem.fstar) / scale,
                     "ref_nfev": theirs["nfev"],
                     "ref_points": theirs["points"],
                     "ref_njev": theirs["njev"],
                     "ref_nhev": theirs["nhev"],
+                    "ref_ncev": theirs["ncev"],
+                    "ref_ncjev": theirs["ncjev"],
                     "ref_error": abs(theirs["f"] - problem.fstar) / scale,
                 }
             )
@@ -292,14 +299,17 @@ def format_ipopt_bench(rows: list[dict]) -> str:
     lines += [
         "",
         "Hock-Schittkowski set: am ipopt (JAX) vs cyipopt fed jitted dense JAX derivatives (same IPOPT options);",
-        "its f calls, the points where f ran (in its f or gradient calls, as nfev counts them), gradient and Hessian calls",
-        f"{'problem':8} {'nfev':>5} {'njev':>5} {'nhev':>5} {'nit':>4} {'rel. error':>11} | {'f':>5} {'points':>6} {'grad':>5} {'hess':>5} {'rel. error':>11}",
+        "its f calls, the points where f ran (in its f or gradient calls, as nfev counts them), gradient and Hessian calls;",
+        "c and J: the constraints' values and Jacobians (ours: the most of any constraint's nfev and njev)",
+        f"{'problem':8} {'nfev':>5} {'njev':>5} {'nhev':>5} {'c':>4} {'J':>4} {'nit':>4} {'rel. error':>11} | "
+        f"{'f':>5} {'points':>6} {'grad':>5} {'hess':>5} {'c':>4} {'J':>4} {'rel. error':>11}",
     ]
     for row in rows:
         if row["part"] == "hs":
             lines.append(
-                f"{row['problem']:8} {row['nfev']:5d} {row['njev']:5d} {row['nhev']:5d} {row['nit']:4d} {row['error']:11.1e} | "
-                f"{row['ref_nfev']:5d} {row['ref_points']:6d} {row['ref_njev']:5d} {row['ref_nhev']:5d} {row['ref_error']:11.1e}"
+                f"{row['problem']:8} {row['nfev']:5d} {row['njev']:5d} {row['nhev']:5d} {row['ncev']:4d} {row['ncjev']:4d} {row['nit']:4d} "
+                f"{row['error']:11.1e} | {row['ref_nfev']:5d} {row['ref_points']:6d} {row['ref_njev']:5d} {row['ref_nhev']:5d} "
+                f"{row['ref_ncev']:4d} {row['ref_ncjev']:4d} {row['ref_error']:11.1e}"
             )
     return "\n".join(lines)
 

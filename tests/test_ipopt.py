@@ -200,8 +200,9 @@ def test_continue_needs_a_finite_value_at_the_first_point_asked():
 def test_hock_schittkowski_evaluations_against_cyipopt_fed_dense_derivatives(scaling):
     """Against cyipopt fed jitted dense JAX derivatives with the same options, every problem
     reaches 1e-6 relative with no more evaluations: f at no more points than the reference ran
-    f at (a gradient call runs f too), no more gradients or Hessians than it asked for; without
-    scaling (IPOPT then asks nothing at x0 on its own) no more f values than it asked for."""
+    f at (a gradient call runs f too), no more gradients or Hessians than it asked for, each
+    constraint's values and Jacobian no more often than the reference's were; without scaling
+    (IPOPT then asks nothing at x0 on its own) no more f values than it asked for."""
     jax = pytest.importorskip("jax")
     from benchmarks.ipopt import _dense_cyipopt
 
@@ -213,6 +214,8 @@ def test_hock_schittkowski_evaluations_against_cyipopt_fed_dense_derivatives(sca
             theirs = _dense_cyipopt(p, options)
             assert _relative_error(ours.fun, p.fstar) <= 1e-6 and _relative_error(theirs["f"], p.fstar) <= 1e-6, number
             assert ours.nfev <= theirs["points"] and ours.njev <= theirs["njev"] and ours.nhev <= theirs["nhev"], (number, ours, theirs)
+            for counts in ours.constraint_evaluations:
+                assert counts["nfev"] <= theirs["ncev"] and counts["njev"] <= theirs["ncjev"], (number, counts, theirs)
             if scaling == "none":
                 assert ours.nfev <= theirs["nfev"], (number, ours.nfev, theirs)
 
@@ -370,3 +373,17 @@ def test_iterate_yields_each_ipopt_iteration():
     p = hs.get(71)
     steps = list(am.iterate(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=p.constraints(), backend="torch"))
     assert [s.nit for s in steps] == list(range(1, 9))
+
+
+def test_a_constraint_sized_from_its_program_still_checks_its_bounds():
+    """A JAX constraint's size is read from its traced program, not from an evaluation at x0
+    (IPOPT starts from x0 moved inside the bounds on HS071, and asks for no c at x0): bounds of
+    another size are refused all the same, with the message of a first evaluation."""
+    pytest.importorskip("jax")
+    p = hs.get(71)
+    constraints = p.constraints()
+    solved = am.minimize(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=constraints, backend="jax")
+    assert [c["nfev"] for c in solved.constraint_evaluations] == [9, 9]  # the points where IPOPT asked for c
+    wrong = so.NonlinearConstraint(constraints[0]["fun"], np.zeros(3), np.inf)
+    with pytest.raises(am.ConstraintError, match="lb has shape \\(3,\\) but the constraint function returns 1 values"):
+        am.minimize(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=[wrong], backend="jax")

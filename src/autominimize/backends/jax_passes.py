@@ -4,12 +4,15 @@ A sparse IPOPT solve asks at each point for a few Hessian-vector products of the
 (one per colour) and, at points where it wants the constraint Jacobian, for J times the
 same seeds. Run one by one they cost one dispatch each: ~130 per solve of the banded
 problem at n = 1000, each of which waits for a core when the machine is busy. Mapped over
-the seeds with ``jax.vmap`` inside one executable they cost one; :meth:`JacobianPasses.first_order`
-adds to J's passes the values and the gradient that IPOPT asks for at the same point.
+the seeds with ``jax.vmap`` inside one executable they cost one;
+:meth:`JacobianPasses.first_order_call` adds to J's passes the values and the gradient that
+IPOPT asks for at the same point. Both it and :meth:`HessianPasses.head_hvps_call` hand back
+the call with its seeds bound, found once per solve.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -43,16 +46,20 @@ class HessianPasses:
         compiled = self._aot(("hvps", directions.shape[0]), build, lambda: _directions_aval(self, directions))
         return np.array(compiled(self._input(x), self._input(directions)), dtype=np.float64)
 
-    def head_hvps(self, head: np.ndarray, rest: np.ndarray, directions: np.ndarray) -> np.ndarray:
-        """The leading block of the Hessian at ``[head, rest]`` times each row of ``directions``
-        (p, k), k = ``head.size``, as a (p, k) array: forward-over-reverse passes in ``head``
-        alone, ``rest`` held fixed. For the Lagrangian (head x, rest [σ, λ]) they cost 0.1 ms
-        at n = 1000 where :meth:`hvps` in all of ``[x, σ, λ]`` costs 0.4-0.6 ms. Where head
-        and rest are the structure's two leaves (the Lagrangian's), the function gets them as
-        they are: differentiated through their concatenation, the passes took 133 µs
-        instead of 87 µs (n = 1000, the gradient formed in all of ``[x, σ, λ]``)."""
+    def head_hvps_call(self, rest_size: int, directions: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """``(head, rest) ->`` the leading block of the Hessian at ``[head, rest]`` times each row
+        of ``directions`` (p, k), k = ``head.size``, as a (p, k) array: forward-over-reverse
+        passes in ``head`` alone, ``rest`` (``rest_size`` entries) held fixed. The compiled call
+        and the directions' input are found once, for the many points of a solve. For the
+        Lagrangian (head x, rest [σ, λ]) the passes cost 0.1 ms at n = 1000 where :meth:`hvps`
+        in all of ``[x, σ, λ]`` costs 0.4-0.6 ms. Where head and rest are the structure's two
+        leaves (the Lagrangian's), the function gets them as they are: differentiated through
+        their concatenation, the passes took 133 µs instead of 87 µs (n = 1000, the gradient
+        formed in all of ``[x, σ, λ]``)."""
         import jax
         import jax.numpy as jnp
+
+        k = directions.shape[1]
 
         def of_head(head, rest):
             if self.spec.shapes == (head.shape, rest.shape):
@@ -68,13 +75,24 @@ class HessianPasses:
 
         def avals():
             return (
-                jax.ShapeDtypeStruct(head.shape, self.dtype),
-                jax.ShapeDtypeStruct(rest.shape, self.dtype),
+                jax.ShapeDtypeStruct((k,), self.dtype),
+                jax.ShapeDtypeStruct((rest_size,), self.dtype),
                 jax.ShapeDtypeStruct(directions.shape, self.dtype),
             )
 
-        compiled = self._aot(("head_hvps", head.size, directions.shape[0]), build, avals)
-        return np.array(compiled(self._input(head), self._input(rest), self._input(directions)), dtype=np.float64)
+        compiled = self._aot(("head_hvps", k, directions.shape[0]), build, avals)
+        fixed = self._input(np.asarray(directions, dtype=np.float64))
+        if self.dtype == np.float64:
+
+            def call(head: np.ndarray, rest: np.ndarray) -> np.ndarray:
+                return np.array(compiled(head, rest, fixed), dtype=np.float64)
+
+        else:
+
+            def call(head: np.ndarray, rest: np.ndarray) -> np.ndarray:
+                return np.array(compiled(self._input(head), self._input(rest), fixed), dtype=np.float64)
+
+        return call
 
 
 class JacobianPasses:
@@ -94,12 +112,13 @@ class JacobianPasses:
         compiled = self._aot(("jvps", directions.shape[0]), build, lambda: _directions_aval(self, directions))
         return np.array(compiled(self._input(x), self._input(directions)), dtype=np.float64)
 
-    def first_order(self, x: np.ndarray, directions: np.ndarray) -> np.ndarray:
-        """The values ``v(x)``, the gradient of ``v₀`` and ``J(x) @ d`` for each row ``d`` of
-        ``directions`` (p, n), J the Jacobian of ``v₁, v₂, ...``, as one vector
-        ``[v, ∇v₀, J d₁, ..., J d_p]`` from one call. (Linearizing v once and transposing its
-        linear map for ∇v₀ took 4x as long at n = 1000: it runs the reverse pass through
-        every entry of v.)"""
+    def first_order_call(self, directions: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        """``x ->`` the values ``v(x)``, the gradient of ``v₀`` and ``J(x) @ d`` for each row ``d``
+        of ``directions`` (p, n), J the Jacobian of ``v₁, v₂, ...``, as one vector
+        ``[v, ∇v₀, J d₁, ..., J d_p]`` from one call; the compiled call and the directions' input
+        are found once, for the many points of a solve. (Linearizing v once and transposing its
+        linear map for ∇v₀ took 4x as long at n = 1000: it runs the reverse pass through every
+        entry of v.)"""
         import jax
         import jax.numpy as jnp
 
@@ -112,7 +131,18 @@ class JacobianPasses:
             return first_order
 
         compiled = self._aot(("first_order", directions.shape[0]), build, lambda: _directions_aval(self, directions))
-        return np.array(compiled(self._input(x), self._input(directions)), dtype=np.float64)
+        fixed = self._input(np.asarray(directions, dtype=np.float64))
+        if self.dtype == np.float64:
+
+            def call(x: np.ndarray) -> np.ndarray:
+                return np.array(compiled(x, fixed), dtype=np.float64)
+
+        else:
+
+            def call(x: np.ndarray) -> np.ndarray:
+                return np.array(compiled(self._input(x), fixed), dtype=np.float64)
+
+        return call
 
 
 def tangent_reaches_output(fun: Any, x: Any) -> bool:

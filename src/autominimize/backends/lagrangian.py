@@ -12,14 +12,14 @@ in one pass,
 So a colouring of the stacked pattern ``[∇²ₓₓL; J]`` gets both matrices from the same few
 passes, and the full Hessian of ``L`` holds both as blocks. On JAX a point's passes are one
 compiled call, and ``J · S`` asked for alone is one call of forward passes of ``c``; where
-IPOPT gets J with ∇f (:meth:`Lagrangian.first_order`) the Hessian's passes run in x alone
-(:meth:`Lagrangian.hessian_compressed`), at a quarter of the cost.
+IPOPT gets J with ∇f (:meth:`Lagrangian.first_order_call`) the Hessian's passes run in x
+alone (:meth:`Lagrangian.hessian_call`), at a quarter of the cost.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -114,7 +114,7 @@ class Lagrangian:
             self.functions = backend.compile_scalar(lagrangian, self.spec, dtype)
         #: c(x) stacked, compiled on JAX for forward passes (where J is asked for alone)
         self.constraint_values = None
-        #: [f(x), c(x)] stacked, compiled on JAX: a point's f, ∇f, c and J · S in one call (:meth:`first_order`)
+        #: [f(x), c(x)] stacked, compiled on JAX: a point's f, ∇f, c and J · S in one call (:meth:`first_order_call`)
         self.point_values = None
         if self.backend == "jax" and vectors:
             import jax.numpy as jnp
@@ -163,22 +163,36 @@ class Lagrangian:
             out = np.array([np.asarray(hvp(v), dtype=np.float64) for v in directions]).reshape(len(seeds), z.size)
         return out[:, xs], out[:, ms]
 
-    def hessian_compressed(self, x: np.ndarray, sigma: float, multipliers: np.ndarray, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """``∇²ₓₓL · S`` (p, n), and ``J · S`` (p, m) where the same passes give it: on JAX,
-        where the passes in x alone (:meth:`~.jax_passes.HessianPasses.head_hvps`) cost a
-        quarter of those in ``[x, σ, λ]``, None (J comes from :meth:`first_order`)."""
-        head_hvps = getattr(self.functions, "head_hvps", None)
-        if head_hvps is None:
-            return self.compressed(x, sigma, multipliers, seeds)
-        return head_hvps(x, np.concatenate([[sigma], multipliers]), np.asarray(seeds, dtype=np.float64)), None
+    def hessian_call(self, seeds: np.ndarray) -> Callable[[np.ndarray, float, np.ndarray], tuple[np.ndarray, np.ndarray | None]]:
+        """``(x, σ, λ) ->`` ``∇²ₓₓL · S`` (p, n), and ``J · S`` (p, m) where the same passes give
+        it: on JAX, where the passes in x alone (:meth:`~.jax_passes.HessianPasses.head_hvps_call`,
+        found once here) cost a quarter of those in ``[x, σ, λ]``, None (J comes from
+        :meth:`first_order_call`)."""
+        head_hvps_call = getattr(self.functions, "head_hvps_call", None)
+        if head_hvps_call is None:
+            return lambda x, sigma, multipliers: self.compressed(x, sigma, multipliers, seeds)
+        passes = head_hvps_call(1 + self.m, np.asarray(seeds, dtype=np.float64))
 
-    def first_order(self, x: np.ndarray, seeds: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
-        """``f(x)``, ``∇f(x)``, ``c(x)`` and ``J · S`` (p, m) from one compiled call (JAX, with
-        an objective): what IPOPT asks for at a trial point, c then f, and where it accepts
-        it, ∇f then J, in one dispatch instead of four."""
-        out = self.point_values.first_order(x, np.asarray(seeds, dtype=np.float64))
-        n, m = self.n, self.m
-        return float(out[0]), out[1 + m : 1 + m + n], out[1 : 1 + m], out[1 + m + n :].reshape(len(seeds), m)
+        def hessian(x: np.ndarray, sigma: float, multipliers: np.ndarray) -> tuple[np.ndarray, None]:
+            rest = np.empty(1 + multipliers.size)
+            rest[0] = sigma
+            rest[1:] = multipliers
+            return passes(x, rest), None
+
+        return hessian
+
+    def first_order_call(self, seeds: np.ndarray) -> Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray, np.ndarray]]:
+        """``x ->`` ``f(x)``, ``∇f(x)``, ``c(x)`` and ``J · S`` (p, m) from one compiled call
+        (JAX, with an objective; found once here): what IPOPT asks for at a trial point, c then
+        f, and where it accepts it, ∇f then J, in one dispatch instead of four."""
+        call = self.point_values.first_order_call(np.asarray(seeds, dtype=np.float64))
+        n, m, p = self.n, self.m, len(seeds)
+
+        def first_order(x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+            out = call(x)
+            return float(out[0]), out[1 + m : 1 + m + n], out[1 : 1 + m], out[1 + m + n :].reshape(p, m)
+
+        return first_order
 
     def jacobian_compressed(self, x: np.ndarray, seeds: np.ndarray) -> np.ndarray:
         """``J · S`` (p, m) alone: forward passes of c in one call on JAX (0.04–0.14 ms

@@ -23,7 +23,7 @@ import numpy as np
 import scipy.optimize as so
 import scipy.sparse as sp
 
-from ..backends.lagrangian import dtype_name, lagrangian_for, supports_exact_lagrangian
+from ..backends.lagrangian import backend_name_of, dtype_name, lagrangian_for, supports_exact_lagrangian
 from ..backends.sparsity import SparsePattern, detect_pattern, jacobian_only, pattern_from_user, reads_programs
 from ..problem import Objective
 from .blas_threads import single_blas_thread
@@ -76,8 +76,10 @@ def run_ipopt(
     settings = dict(options or {})
     ours = {key: settings.pop(key) for key in IPOPT_OPTIONS if key in settings}
     n = x0.size
-    blocks = _blocks(constraints, x0, n)
+    blocks, sized_at_x0 = _blocks(constraints, x0, n)
     evaluator = _derivatives(objective, blocks, settings, ours, x0, bounds)
+    if sized_at_x0:
+        evaluator.start(x0)
     m = blocks[-1].rows.stop if blocks else 0
     x_start, warm = warm_start(ours.get("warm_start"), objective.spec, x0, m, settings)
     lower, upper = bounds if bounds is not None else (np.full(n, -np.inf), np.full(n, np.inf))
@@ -137,7 +139,6 @@ def _derivatives(objective: Objective, blocks: list[_Block], settings: dict, our
             "(JAX, PyTorch or TensorFlow, no user-supplied jac)."
         )
     evaluator.structure()
-    evaluator.start(x0)
     evaluator.fuse()
     return evaluator
 
@@ -159,10 +160,12 @@ def _differentiable(objective: Objective, nonlinear: list[_Block]) -> bool:
     return supports_exact_lagrangian(objective.functions, [b.function.functions for b in nonlinear])
 
 
-def _blocks(constraints: list, x0: np.ndarray, n: int) -> list[_Block]:
-    """Each constraint's rows of g and its bounds, in the order given."""
+def _blocks(constraints: list, x0: np.ndarray, n: int) -> tuple[list[_Block], bool]:
+    """Each constraint's rows of g and its bounds, in the order given; and whether a constraint
+    was evaluated at x0 for its size (see :func:`_size`)."""
     blocks: list[_Block] = []
     start = 0
+    evaluated = False
     for item in constraints:
         if isinstance(item, so.LinearConstraint):
             matrix = sp.csr_matrix(np.atleast_2d(item.A) if not sp.issparse(item.A) else item.A, dtype=np.float64)
@@ -171,7 +174,8 @@ def _blocks(constraints: list, x0: np.ndarray, n: int) -> list[_Block]:
         else:
             fun = item["fun"] if isinstance(item, dict) else item.fun
             function, matrix = fun.__self__, None
-            size = function.value(x0).size
+            size, at_x0 = _size(function, x0)
+            evaluated = evaluated or at_x0
             if isinstance(item, dict):
                 lb, ub = 0.0, (0.0 if item["type"] == "eq" else np.inf)
             else:
@@ -179,7 +183,25 @@ def _blocks(constraints: list, x0: np.ndarray, n: int) -> list[_Block]:
         rows = slice(start, start + size)
         blocks.append(_Block(rows, _broadcast(lb, size), _broadcast(ub, size), function, matrix))
         start += size
-    return blocks
+    return blocks, evaluated
+
+
+def _size(function: Any, x0: np.ndarray) -> tuple[int, bool]:
+    """The number of values of a nonlinear constraint, and whether it was evaluated at x0 for it.
+
+    JAX and TensorFlow read it from the traced program (kept for a later solve), so that no
+    value is computed where IPOPT does not ask (it may start from x0 moved inside the bounds);
+    PyTorch, NumPy and user-supplied functions are evaluated at x0, and so is a program that
+    fails to trace, so that the failure is raised as an evaluation's, with the point."""
+    if backend_name_of(function.functions) in ("jax", "tensorflow") and function.user_fun_and_jac is None:
+        try:
+            size = int(function.functions.m)
+        except Exception:  # noqa: BLE001 - raised again by the evaluation below
+            pass
+        else:
+            function._check_first(np.empty(size))  # lb and ub against the size, as at a first evaluation
+            return size, False
+    return function.value(x0).size, True
 
 
 def _broadcast(value: Any, size: int) -> np.ndarray:
@@ -198,15 +220,18 @@ def _choose_pattern(lagrangian: Any, ours: dict, x0: np.ndarray, bounds: Any, n:
             raise ValueError("options['sparse']=False contradicts the jac_sparsity/hess_sparsity given; drop one.")
         return None
     if given and (user_hess is not None and (user_jac is not None or m == 0)):
-        return pattern_from_user(user_jac, user_hess, n, m)
+        return pattern_from_user(user_jac, user_hess, n, m, kept=lagrangian.patterns)
     if sparse in ("auto", None) and not given and (lagrangian.backend != "jax" or n < AUTO_SPARSE_MIN_SIZE or not reads_programs()):
         return None
     detected = lagrangian.patterns.get("detected")
     cached = detected is not None
     if detected is None:
         detected = lagrangian.patterns["detected"] = detect_pattern(lagrangian, x0, bounds)
-    pattern = pattern_from_user(user_jac, user_hess, n, m, detected) if given else detected
-    pattern.cached = cached and not given
+    if given:
+        pattern = pattern_from_user(user_jac, user_hess, n, m, detected, kept=lagrangian.patterns)
+    else:
+        pattern = detected
+        pattern.cached = cached
     if sparse in ("auto", None) and not given:
         dense = m * n + n * (n + 1) // 2
         if (pattern.jac_rows.size + pattern.hess_rows.size) > AUTO_SPARSE_MAX_DENSITY * dense:

@@ -54,7 +54,7 @@ def sparse_residual_jacobian(
     m = problem.value(x0).size
     lagrangian = lagrangian_for(None, [problem.functions], m, dtype_name(problem.functions))
     if asked and jac_sparsity is not True:
-        pattern = pattern_from_user(jac_sparsity, None, n, m, in_options=False)
+        pattern = pattern_from_user(jac_sparsity, None, n, m, in_options=False, kept=lagrangian.patterns)
     else:
         pattern = jacobian_pattern(lagrangian, x0, bounds)
         if not asked and pattern.jac_rows.size > _AUTO_MAX_DENSITY * m * n:

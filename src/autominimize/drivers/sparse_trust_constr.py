@@ -79,7 +79,7 @@ def sparse_constraints(
     m = int(sum(sizes))
     lagrangian = lagrangian_for(None, [cf.functions for cf in functions], m, dtype_name(functions[0].functions))
     if user_jac is not None:
-        pattern = pattern_from_user(user_jac, None, n, m)
+        pattern = pattern_from_user(user_jac, None, n, m, kept=lagrangian.patterns)
     else:
         pattern = jacobian_pattern(lagrangian, x0, bounds)
         if not asked and pattern.jac_rows.size > AUTO_SPARSE_MAX_DENSITY * m * n:
