@@ -199,7 +199,7 @@ def _size(function: Any, x0: np.ndarray) -> tuple[int, bool]:
         except Exception:  # noqa: BLE001 - raised again by the evaluation below
             pass
         else:
-            function._check_first(np.empty(size))  # lb and ub against the size, as at a first evaluation
+            function.check_size(size)  # lb and ub against the size
             return size, False
     return function.value(x0).size, True
 

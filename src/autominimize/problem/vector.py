@@ -124,6 +124,11 @@ class VectorObjective:
         """The values of a failed point."""
         return np.full(m, np.inf)
 
+    def check_size(self, m: int) -> None:
+        """Check a number of values known before any evaluation (read from a traced program)
+        as the values of a first evaluation are checked."""
+        self._check_first(np.empty(m))
+
     def _check_first(self, values: np.ndarray) -> None:
         """Check the values at the first point evaluated (their size is known from then on)."""
 
