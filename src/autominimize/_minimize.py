@@ -22,7 +22,7 @@ from .native import is_native_method
 from .problem import check_error_handling, numdiff_evaluator
 from ._precision_fallback import float32_fallback, stacklevel_outside
 from ._user_calls import fused_functions, user_derivatives
-from .validation import check_options, check_settings, check_tolerance
+from .validation import check_constraints, check_observers, check_options, check_settings, check_switches, check_tolerance, is_one_of
 
 __all__ = ["minimize", "PRECISIONS", "HVP_TYPES"]
 
@@ -177,12 +177,16 @@ def minimize(
     # the arguments as given, read first: under TF's autograph (a call inside a tf.function),
     # locals() read within a conditional branch holds only the branch's variables
     call = dict(locals())
+    check_constraints(constraints)
     if differentiable_call(args, fun, *(constraint_functions(constraints) if constraints else ())):  # res.x differentiable (args, captured values)
         from .implicit.entry import minimize as differentiable_minimize
 
         return differentiable_minimize(minimize, call)
     check_error_handling(error_handling)
-    _check_plain_arguments(tol, options, {"callback": callback, "step_callback": step_callback, "loss_callback": loss_callback})
+    _check_plain_arguments(
+        tol, options, method, {"callback": callback, "step_callback": step_callback, "loss_callback": loss_callback, "fun_and_jac": fun_and_jac}
+    )
+    check_switches(batch=batch)
     recording = Recording(
         history=history,
         log=log,
@@ -191,7 +195,7 @@ def minimize(
         callback=callback,
         step_callback=step_callback,
         loss_callback=loss_callback,
-        observers=list(observers),
+        observers=check_observers(observers),
     )
     if isinstance(method, str) and is_native_method(method):
         _check_native_arguments(
@@ -215,7 +219,7 @@ def minimize(
 
         return minimize_least_squares_recorded(method=method.lower(), recording=recording, **_pick(call, _LEAST_SQUARES_ARGUMENTS))
     source = _ObjectiveSource.of(fun, jac, fun_and_jac)
-    if hvp_type not in HVP_TYPES:
+    if not is_one_of(hvp_type, HVP_TYPES):
         raise ValueError(f"hvp_type={hvp_type!r} is not one of {HVP_TYPES}.")
     setup = prepare(source.fun, x0, args, unpack=unpack, precision=precision, device=torch_device)
     flat_bounds = setup.normalize_bounds(bounds)
@@ -249,12 +253,12 @@ def _refuse_unused(given: dict, method: str) -> None:
         raise ValueError(f"method={method!r} does not use {', '.join(unused)}; they are for scipy's methods.")
 
 
-def _check_plain_arguments(tol: Any, options: Any, callbacks: dict) -> None:
+def _check_plain_arguments(tol: Any, options: Any, method: Any, callbacks: dict) -> None:
     """Type errors scipy would report deep inside a method, named here by argument."""
     if tol is not None or options is not None:
         if tol is not None:
             check_tolerance(tol, "tol")
-        check_options(options)
+        check_options(options, method)
     for name, value in callbacks.items():
         if value is not None and not callable(value):
             raise TypeError(f"{name} must be callable; got {type(value).__name__}.")

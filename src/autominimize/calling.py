@@ -34,6 +34,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .validation import is_one_of
+
 UNPACK_MODES = ("auto", "none", "args", "kwargs")
 
 
@@ -83,7 +85,7 @@ def is_number_list(x0: Any) -> bool:
 
 def resolve_unpack(fun: Callable, x0: Any, unpack: str, n_extra_args: int = 0) -> str:
     """Decide how ``fun`` receives x0; see the module docstring for the rule."""
-    if unpack not in UNPACK_MODES:
+    if not is_one_of(unpack, UNPACK_MODES):
         raise ValueError(f"unpack={unpack!r} is not one of {UNPACK_MODES}.")
     if unpack == "kwargs":
         if not (isinstance(x0, dict) and all(isinstance(k, str) for k in x0)):

@@ -18,7 +18,8 @@ from ._problem import GlobalProblem, LocalSolver, local_kwargs
 from ._running import check_finite_start, finish, intermediate_callback, running
 from ._structure import flat_option
 from .de_engine import differential_evolution_engine, make_rng, parse_strategy
-from ..validation import check_named
+from ..drivers.methods import METHODS
+from ..validation import check_constraints, check_named, check_rng, is_one_of
 
 __all__ = ["differential_evolution", "run_differential_evolution"]
 
@@ -29,6 +30,7 @@ SETTINGS: dict = {
     "tolerances": ("tol", "atol"),
     "positive": ("popsize",),
     "intervals": {"recombination": (0.0, 1.0, "[]")},
+    "switches": ("disp",),
 }
 
 
@@ -149,7 +151,12 @@ def differential_evolution(
     >>> res.evaluation, round(float(res.fun), 6)
     ('batched', 0.0)
     """
-    check_named({"maxiter": maxiter, "popsize": popsize, "tol": tol, "atol": atol, "recombination": recombination}, **SETTINGS)
+    check_constraints(constraints)
+    check_rng(rng)
+    check_rng(seed, "seed")
+    if not is_one_of(engine, ENGINES):
+        raise ValueError(f"engine={engine!r}: use 'auto' (the vectorized engine when it applies), 'vectorized' or 'scipy'.")
+    check_named({"maxiter": maxiter, "popsize": popsize, "tol": tol, "atol": atol, "recombination": recombination, "disp": disp}, **SETTINGS)
     problem, _, flat_bounds = build_problem(
         fun, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=True, error_handling=error_handling
     )
@@ -250,8 +257,6 @@ ENGINES = ("auto", "vectorized", "scipy")
 
 def _choose_engine(engine: str, strategy: Any, updating: str, constraints: Any, integrality: np.ndarray | None) -> str:
     """'vectorized' or 'scipy': what ``engine`` asks for, or what applies under 'auto'."""
-    if engine not in ENGINES:
-        raise ValueError(f"engine={engine!r}: use 'auto' (the vectorized engine when it applies), 'vectorized' or 'scipy'.")
     if not callable(strategy):
         parse_strategy(strategy)
     needs_scipy = [
@@ -282,6 +287,11 @@ def _polisher(problem: GlobalProblem, polish: Any, constraints: Any) -> LocalSol
     if polish is True:
         kwargs = {"method": "trust-constr" if constraints else "L-BFGS-B"}
     elif isinstance(polish, str):
+        if polish.lower() not in METHODS:
+            raise ValueError(
+                f"polish={polish!r} is not a scipy.optimize.minimize method; polish must be True, False, a method name "
+                f"({', '.join(METHODS)}) or a dict of am.minimize arguments."
+            )
         kwargs = {"method": polish}
     elif isinstance(polish, dict):
         kwargs = local_kwargs(polish, "polish")

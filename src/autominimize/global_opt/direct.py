@@ -9,7 +9,7 @@ import scipy.optimize as so
 
 from ._build import build_problem
 from ._running import finish, running, structured_callback
-from ..validation import check_settings
+from ..validation import check_settings, check_switches
 
 __all__ = ["direct"]
 
@@ -70,6 +70,7 @@ def direct(
     (0.25, [-0.5, -0.5])
     """
     check_settings({"maxfun": maxfun, "maxiter": maxiter}, {"eps": eps, "f_min_rtol": f_min_rtol, "vol_tol": vol_tol, "len_tol": len_tol})
+    check_switches(locally_biased=locally_biased)
     problem, _, flat_bounds = build_problem(
         func, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=True, error_handling=error_handling
     )

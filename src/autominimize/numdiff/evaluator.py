@@ -15,6 +15,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..validation import check_switch
+
 __all__ = ["Evaluator"]
 
 _PAYLOADS: dict[bytes, Callable] = {}
@@ -115,7 +117,7 @@ class Evaluator:
             )
         self.workers = None if workers is None or workers == 1 else int(workers)
         self.executor = executor
-        self.tolerate_failures = tolerate_failures
+        self.tolerate_failures = check_switch(tolerate_failures, "tolerate_failures")
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
 
     @property
