@@ -248,7 +248,71 @@ CASES = [
         r"observers\[0\] is a int; an observer has an iteration\(nit, x, f, grad, counts\) method",
     ),
     ("fun_and_jac not callable", mini(fun_and_jac=3), TypeError, r"fun_and_jac must be callable; got int"),
-    ("shgo callback not callable", glob("shgo", callback=3), TypeError, r"callback must be callable or None; got int"),
+    ("shgo callback not callable", glob("shgo", callback=3), TypeError, r"callback must be callable; got int"),
+    # -- functions that cannot take the call the solve makes: named before the solve -----------
+    (
+        "fun taking no argument",
+        mini(fun=lambda: 0.0),
+        TypeError,
+        r"fun is called as fun\(x\): one argument in x0's structure; <lambda>\(\) cannot take that \(too many positional arguments\)",
+    ),
+    (
+        "args not matching fun",
+        mini(args="bogus"),
+        TypeError,
+        r"fun is called as fun\(x, \*args\): one argument in x0's structure, followed by the 1 item\(s\) of args=\('bogus',\); quad\(x\) cannot take that",
+    ),
+    (
+        "args not matching fun in a global optimizer",
+        glob("differential_evolution", args=(1.0,)),
+        TypeError,
+        r"fun is called as fun\(x, \*args\).*args=\(1\.0,\); quad\(x\) cannot take that",
+    ),
+    (
+        "least_squares kwargs fun has no parameter for",
+        lsq(kwargs={"scale": 2.0}),
+        TypeError,
+        r"kwargs=\{'scale': 2\.0\} are passed to fun as keyword arguments; resid\(x\) cannot take them \(got an unexpected keyword argument 'scale'\)",
+    ),
+    (
+        "callback taking no argument",
+        mini(callback=lambda: None),
+        TypeError,
+        r"callback is called as callback\(intermediate_result\) or callback\(xk\) or callback\(xk, state\); <lambda>\(\) cannot take that",
+    ),
+    (
+        "step_callback taking two arguments",
+        mini(step_callback=lambda x, y: None),
+        TypeError,
+        r"step_callback is called as step_callback\(x\); <lambda>\(x, y\) cannot take that",
+    ),
+    ("loss_callback taking no argument", mini(loss_callback=lambda: None), TypeError, r"loss_callback is called as loss_callback\(f\)"),
+    # -- am.iterate's native methods check what am.minimize checks ------------------------------
+    (
+        "iterate tol a string",
+        lambda: am.iterate(quad, X2, tol="small", backend="numpy"),
+        TypeError,
+        r"tol must be a finite non-negative number; got 'small'",
+    ),
+    (
+        "iterate options a list",
+        lambda: am.iterate(quad, X2, options=[("maxiter", 3)], backend="numpy"),
+        TypeError,
+        r"options must be a dict of the method's options",
+    ),
+    # -- an argument the backend does not read ---------------------------------------------
+    (
+        "torch_device on the NumPy backend",
+        mini(torch_device="cpu"),
+        ValueError,
+        r"torch_device='cpu' is where torch evaluates; the solve runs on backend='numpy', which does not read it",
+    ),
+    (
+        "torch_device on the NumPy backend in am.iterate",
+        lambda: am.iterate(quad, X2, torch_device="cpu", backend="numpy"),
+        ValueError,
+        r"torch_device='cpu' is where torch evaluates",
+    ),
     # -- counts: too large to hold, or zero where scipy loops for ever ------------------------
     (
         "least_squares lm max_nfev=1e30",
@@ -268,6 +332,77 @@ CASES = [
         r"workers must be a positive number of processes or -1 \(one per CPU\) or a map-like callable .*, at most 2\*\*31 - 1",
     ),
     ("shgo workers an array", glob("shgo", workers=np.ones(2)), TypeError, r"workers must be a positive number of processes or -1"),
+    # -- per-parameter numbers and data: named, never NumPy's or scipy's text -------------------
+    ("least_squares x_scale=True", lsq(x_scale=True), ValueError, r"x_scale=True is not valid; give None, 'jac' or finite scales greater than 0"),
+    ("least_squares x_scale of a wrong length", lsq(x_scale=[1.0, 2.0, 3.0]), ValueError, r"x_scale: x_scale has shape \(3,\), expected \(2,\)"),
+    (
+        "least_squares diff_step empty",
+        lsq(diff_step=[]),
+        ValueError,
+        r"diff_step has shape \(0,\); give None or finite relative steps greater than 0",
+    ),
+    (
+        "least_squares diff_step negative",
+        lsq(diff_step=-1e-6),
+        ValueError,
+        r"diff_step=-1e-06 is not valid; give None or finite relative steps greater than 0",
+    ),
+    (
+        "least_squares verbose an array",
+        lsq(verbose=np.ones(2)),
+        ValueError,
+        r"verbose=array\(.*\) is not valid; use 0 \(silent\), 1 \(a report at the end\) or 2",
+    ),
+    ("least_squares verbose=3", lsq(verbose=3), ValueError, r"verbose=3 is not valid; use 0"),
+    (
+        "curve_fit sigma a string",
+        fit(sigma="bogus"),
+        ValueError,
+        r"sigma must be None, one standard deviation per data point \(shape \(10,\)\) or a covariance matrix \(10, 10\)",
+    ),
+    (
+        "curve_fit ydata an object",
+        lambda: am.curve_fit(line, XD, object(), p0=[1.0, 1.0], backend="numpy"),
+        TypeError,
+        r"ydata must hold real numbers \(an array, a scalar or a structure of them\); it holds object",
+    ),
+    (
+        "differential_evolution mutation a string",
+        glob("differential_evolution", mutation="bogus"),
+        ValueError,
+        r"mutation='bogus': give F in \[0, 2\), or \(min, max\)",
+    ),
+    ("differential_evolution mutation empty", glob("differential_evolution", mutation=[]), ValueError, r"mutation=\[\]: give F in \[0, 2\)"),
+    (
+        "differential_evolution integrality a string",
+        glob("differential_evolution", integrality="yes"),
+        TypeError,
+        r"integrality must hold True/False \(or 0/1\), in x0's structure or as one value or a flat array of 2; got 'yes'",
+    ),
+    (
+        "differential_evolution integrality NaN",
+        glob("differential_evolution", integrality=np.nan),
+        TypeError,
+        r"integrality must hold True/False \(or 0/1\)",
+    ),
+    (
+        "differential_evolution init a dict",
+        glob("differential_evolution", init={}),
+        ValueError,
+        r"init=\{\}: use one of latinhypercube, sobol, halton, random, or an array of shape \(S, 2\)",
+    ),
+    (
+        "differential_evolution init of a wrong shape",
+        glob("differential_evolution", init=np.ones((3, 3))),
+        ValueError,
+        r"init as an array must have shape \(S, 2\) with S >= 5 members",
+    ),
+    (
+        "direct f_min a string",
+        glob("direct", f_min="low"),
+        TypeError,
+        r"f_min must be a number \(the known minimum, -inf when it is not known\); got 'low'",
+    ),
     # -- random sources ---------------------------------------------------------------------
     (
         "differential_evolution rng a string",

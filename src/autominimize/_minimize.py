@@ -22,7 +22,7 @@ from .native import is_native_method
 from .problem import check_error_handling, numdiff_evaluator
 from ._precision_fallback import float32_fallback, stacklevel_outside
 from ._user_calls import fused_functions, user_derivatives
-from .validation import check_constraints, check_observers, check_options, check_settings, check_switches, check_tolerance, is_one_of
+from .validation import check_constraints, check_observers, check_solve_arguments, check_settings, check_switches, is_one_of
 
 __all__ = ["minimize", "PRECISIONS", "HVP_TYPES"]
 
@@ -183,7 +183,7 @@ def minimize(
 
         return differentiable_minimize(minimize, call)
     check_error_handling(error_handling)
-    _check_plain_arguments(
+    check_solve_arguments(
         tol, options, method, {"callback": callback, "step_callback": step_callback, "loss_callback": loss_callback, "fun_and_jac": fun_and_jac}
     )
     check_switches(batch=batch)
@@ -251,17 +251,6 @@ def _refuse_unused(given: dict, method: str) -> None:
     unused = [name for name, value in given.items() if value is not None]
     if unused:
         raise ValueError(f"method={method!r} does not use {', '.join(unused)}; they are for scipy's methods.")
-
-
-def _check_plain_arguments(tol: Any, options: Any, method: Any, callbacks: dict) -> None:
-    """Type errors scipy would report deep inside a method, named here by argument."""
-    if tol is not None or options is not None:
-        if tol is not None:
-            check_tolerance(tol, "tol")
-        check_options(options, method)
-    for name, value in callbacks.items():
-        if value is not None and not callable(value):
-            raise TypeError(f"{name} must be callable; got {type(value).__name__}.")
 
 
 def _check_native_arguments(method: str, error_handling: str, hess: Any, hessp: Any, constraints: Any, unused: dict) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import backends as _backends
 from .bounds import clip_to_bounds, normalize_bounds
-from .calling import CallerFactory, resolve_unpack, vector_x0
+from .calling import CallerFactory, check_takes, resolve_unpack, vector_x0
 from .params import ParamSpec, leaf_kind, tree_leaves
 
 __all__ = ["PRECISIONS", "Setup", "prepare", "resolve_precision", "backend_from_leaves", "clip_start", "compile_key", "cached", "compile_functions"]
@@ -151,6 +151,11 @@ class Setup:
             name = _backends.canonical_name(backend) if backend else backend_from_leaves(self.spec)
         else:
             name = _backends.select_backend(backend, self.spec, self.call if call is None else call, self.x0_flat)
+        if self.device is not None and name != "torch":
+            raise ValueError(
+                f"torch_device={self.device!r} is where torch evaluates; the solve runs on backend={name!r}, which does not read it. "
+                "Pass backend='torch' (or x0 as torch tensors), or leave torch_device out."
+            )
         self.backend, self.backend_obj = name, _backends.get_backend(name)
         return name
 
@@ -194,6 +199,7 @@ def prepare(
     dtype, explicit = resolve_precision(precision, x0 if precision_from_x0 else None)
     requested = unpack
     unpack = resolve_unpack(fun, x0, requested, len(args))
+    check_takes(fun, "fun", unpack, x0, args)
     x0 = vector_x0(x0, requested, unpack)
     callers = CallerFactory(x0, requested, unpack, fun, len(args))
     spec = ParamSpec.from_tree(x0, precision=dtype)

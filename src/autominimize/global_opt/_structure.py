@@ -103,6 +103,10 @@ def flat_option(value: Any, spec: ParamSpec, name: str, dtype: Any = np.float64)
         return spec.flatten(value, name).astype(dtype)
     except (ValueError, TypeError):
         pass
+    kind = np.asarray(value).dtype.kind if not isinstance(value, dict) else "O"
+    if kind not in "biuf" or (dtype is bool and kind == "f"):
+        what = "True/False (or 0/1)" if dtype is bool else "numbers"
+        raise TypeError(f"{name} must hold {what}, in x0's structure or as one value or a flat array of {spec.size}; got {value!r}.")
     try:
         return np.broadcast_to(np.asarray(value, dtype=dtype).reshape(-1), (spec.size,)).copy()
     except ValueError:

@@ -18,6 +18,7 @@ from ._problem import GlobalProblem, LocalSolver, local_kwargs
 from ._running import check_finite_start, finish, intermediate_callback, running
 from ._structure import flat_option
 from .de_engine import differential_evolution_engine, make_rng, parse_strategy
+from .de_settings import check_init, mutation_scale
 from ..drivers.methods import METHODS
 from ..validation import check_constraints, check_named, check_rng, is_one_of
 
@@ -154,6 +155,7 @@ def differential_evolution(
     check_constraints(constraints)
     check_rng(rng)
     check_rng(seed, "seed")
+    mutation_scale(mutation)
     if not is_one_of(engine, ENGINES):
         raise ValueError(f"engine={engine!r}: use 'auto' (the vectorized engine when it applies), 'vectorized' or 'scipy'.")
     check_named({"maxiter": maxiter, "popsize": popsize, "tol": tol, "atol": atol, "recombination": recombination, "disp": disp}, **SETTINGS)
@@ -163,6 +165,7 @@ def differential_evolution(
     if vectorized is True and problem.backend == "numpy":
         problem.objective.batched = ScipyLayout(problem)
     start = None if x0 is None else check_finite_start(problem.flat(x0, "x0"), flat_bounds, problem.spec)
+    check_init(init, problem.n)
     return run_differential_evolution(
         problem,
         flat_bounds,

@@ -1,31 +1,37 @@
-"""Arguments checked where they enter, one function per kind of argument.
-
-Each error names the argument, says what was wrong with it and what would be accepted, so
-that a mistake is not reported from deep inside scipy or a framework.
-"""
+"""The kinds of argument every entry point shares: switches, counts, tolerances, names,
+options, callables, workers, constraints and random sources (see the package's docstring)."""
 
 from __future__ import annotations
 
 import difflib
+import inspect
 import math
-from collections.abc import Mapping
 from typing import Any, Iterable
 
 import numpy as np
 
 __all__ = [
+    "CALLBACK_CALLS",
+    "COUNT_OPTIONS",
+    "MAX_COUNT",
+    "MAX_WORKERS",
+    "POSITIVE_OPTIONS",
+    "PRINT_LEVEL_METHODS",
+    "SHAPED_OPTIONS",
+    "SWITCH_OPTIONS",
+    "TOLERANCE_OPTIONS",
+    "check_callable",
+    "check_constraints",
     "check_count",
     "check_interval",
     "check_known",
-    "check_callable",
-    "check_constraints",
-    "check_least_squares_method",
-    "check_loss",
     "check_named",
     "check_observers",
     "check_options",
     "check_rng",
     "check_settings",
+    "check_shaped_options",
+    "check_solve_arguments",
     "check_switch",
     "check_switches",
     "check_tolerance",
@@ -76,10 +82,26 @@ def check_switches(**switches: Any) -> None:
         check_switch(value, name)
 
 
-def check_callable(value: Any, name: str, *, optional: bool = True) -> None:
-    """``value`` callable (or None if ``optional``), else a TypeError naming ``name``."""
+def check_callable(value: Any, name: str, *, optional: bool = True, calls: tuple = ()) -> None:
+    """``value`` callable (or None if ``optional``), else a TypeError naming ``name``. With
+    ``calls`` (``(text, args, kwargs)`` triples, e.g. ``("callback(xk)", (x,), {})``), ``value``
+    must also take one of those calls, judged from its signature (one that cannot be read passes)."""
     if not callable(value) and not (optional and value is None):
-        raise TypeError(f"{name} must be callable{' or None' if optional else ''}; got {type(value).__name__}.")
+        raise TypeError(f"{name} must be callable; got {type(value).__name__}.")
+    if value is None or not calls:
+        return
+    try:
+        sig = inspect.signature(value)
+    except (TypeError, ValueError):
+        return
+    for _, args, kwargs in calls:
+        try:
+            sig.bind(*args, **kwargs)
+            return
+        except TypeError:
+            continue
+    qualname = getattr(value, "__qualname__", type(value).__name__)
+    raise TypeError(f"{name} is called as {' or '.join(text for text, _, _ in calls)}; {qualname}{sig} cannot take that.")
 
 
 def check_count(value: Any, name: str) -> int:
@@ -290,61 +312,25 @@ def check_rng(value: Any, name: str = "rng") -> None:
         raise ValueError(f"{name} must be {accepted}; got {value!r}, which is negative.")
 
 
-def check_mappings(**given: Any) -> None:
-    """``kwargs`` (keyword arguments of ``fun``) and ``tr_options`` (of the trust-region solver): None or a dict."""
-    for name, value in given.items():
-        if value is not None and not isinstance(value, Mapping):
-            raise TypeError(f"{name} must be a dict of keyword arguments (or None); got {type(value).__name__}.")
+#: how the solve calls each callback: scipy's two styles (trust-constr's old style also
+#: passes its state), and TF1's step and loss callbacks
+CALLBACK_CALLS = {
+    "callback": (
+        ("callback(intermediate_result)", (), {"intermediate_result": None}),
+        ("callback(xk)", (None,), {}),
+        ("callback(xk, state)", (None, None), {}),
+    ),
+    "step_callback": (("step_callback(x)", (None,), {}),),
+    "loss_callback": (("loss_callback(f)", (None,), {}),),
+}
 
 
-def check_diff_step(diff_step: Any) -> None:
-    """``diff_step``: None, or finite relative steps (one number, or one per parameter)."""
-    if diff_step is None:
-        return
-    try:
-        steps = np.asarray(diff_step, dtype=float)
-    except (TypeError, ValueError):
-        steps = None
-    if isinstance(diff_step, (str, bytes)) or steps is None or not np.isfinite(steps).all():
-        raise ValueError(f"diff_step={diff_step!r} is not valid; give None or finite relative steps (a number, or one per parameter).")
-
-
-#: scipy.optimize.least_squares's named losses
-LOSSES = ("linear", "huber", "soft_l1", "cauchy", "arctan")
-
-
-def check_loss(loss: Any) -> Any:
-    """``loss``: one of scipy's named losses, or a callable ``rho(z)`` wrapped so that an
-    output of another shape than scipy's ``(3, m)`` is named rather than failing inside scipy."""
-    if isinstance(loss, str):
-        if loss not in LOSSES:
-            raise ValueError(f"loss={loss!r} is not a loss of least_squares; use one of {LOSSES} or a callable rho(z).")
-        return loss
-    if not callable(loss):
-        raise TypeError(f"loss must be one of {LOSSES} or a callable rho(z); got {type(loss).__name__}.")
-
-    def checked(z: np.ndarray) -> np.ndarray:
-        out = np.asarray(loss(z), dtype=np.float64)
-        if out.shape != (3,) + np.shape(z):
-            raise ValueError(
-                f"loss must return rho(z), rho'(z) and rho''(z) stacked, an array of shape {(3,) + np.shape(z)} for z of shape "
-                f"{np.shape(z)}; got shape {out.shape}."
-            )
-        return out
-
-    return checked
-
-
-def check_least_squares_method(method: Any, methods: tuple, tr_solver: Any, tr_options: Any) -> None:
-    """``method`` one of ``methods``; ``tr_solver`` and ``tr_options`` where scipy's
-    least_squares reads them (it ignores both for 'lm', and ``tr_options`` for the 'exact' solver)."""
-    if not is_one_of(method, methods):
-        raise ValueError(f"method={method!r} is not a least-squares method; use one of {methods}.")
-    if method == "lm" and (tr_solver is not None or tr_options):
-        raise ValueError("tr_solver and tr_options are for method='trf' and 'dogbox'; method='lm' (MINPACK) takes neither.")
-    if not is_one_of(tr_solver, (None, "exact", "lsmr")):
-        raise ValueError(f"tr_solver={tr_solver!r} is not a trust-region solver; use None (chosen from the Jacobian), 'exact' or 'lsmr'.")
-    if tr_solver == "exact" and tr_options:
-        raise ValueError(
-            "tr_options is for tr_solver='lsmr' (scipy.sparse.linalg.lsmr's options, and 'regularize' for 'trf'); tr_solver='exact' takes none."
-        )
+def check_solve_arguments(tol: Any, options: Any, method: Any, callbacks: dict) -> None:
+    """``tol``, ``options`` (of ``method``) and the callbacks of a solve (a dict by name:
+    ``callback``, ``step_callback``, ``loss_callback``, ``fun_and_jac``), each named if wrong."""
+    if tol is not None or options is not None:
+        if tol is not None:
+            check_tolerance(tol, "tol")
+        check_options(options, method)
+    for name, value in callbacks.items():
+        check_callable(value, name, calls=CALLBACK_CALLS.get(name, ()))
