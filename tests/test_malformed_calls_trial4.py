@@ -222,6 +222,15 @@ CASES = [
         ValueError,
         r"polish='yes' is not a scipy.optimize.minimize method; polish must be True, False, a method name \(nelder-mead,",
     ),
+    (
+        "trust-constr hess an array",
+        mini(method="trust-constr", hess=np.ones(2)),
+        ValueError,
+        r"hess=array\(.*\) is not accepted; use None, True \(autodiff\), a callable hess\(x, \*args\), one of \('2-point', '3-point', 'cs'\)",
+    ),
+    ("least_squares jac an array", lsq(jac=np.ones(2)), ValueError, r"jac=array\(.*\) is not accepted; use None \(autodiff\), a callable"),
+    ("minimize workers=1e30", mini(workers=10**30), ValueError, r"workers must be a positive integer \(the number of local processes\)"),
+    ("direct f_min=1e30 as an int", glob("direct", f_min=10**30), None, None),
     # -- containers of the wrong kind --------------------------------------------------------
     (
         "constraints an array",
@@ -419,6 +428,9 @@ CASES = [
 
 @pytest.mark.parametrize("call, error, message", [case[1:] for case in CASES], ids=[case[0] for case in CASES])
 def test_malformed_call_names_the_argument(call, error, message):
+    if error is None:  # a value that looks malformed but is valid: the call works
+        call()
+        return
     with pytest.raises(error, match=message):
         call()
 

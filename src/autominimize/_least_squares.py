@@ -24,7 +24,7 @@ from .implicit import differentiable_call
 from .drivers.scipy_least_squares import LEAST_SQUARES_METHODS, IterationReport, flat_x_scale, run_least_squares, scipy_least_squares_bounds
 from .params import ParamSpec
 from .problem import GaussNewtonFunctions, ResidualObjective, check_error_handling, numdiff_evaluator, sum_of_squares
-from .validation import check_least_squares_method, check_loss, check_mappings, check_settings, check_x_scale
+from .validation import is_one_of, check_least_squares_method, check_loss, check_mappings, check_settings, check_x_scale
 
 __all__ = ["least_squares", "minimize_least_squares", "residual_scalar_functions"]
 
@@ -246,7 +246,7 @@ def _build_problem(
         call_residuals = lambda params: call(params)[0]  # noqa: E731
     else:
         call_residuals = call
-    if jac is not None and not (callable(jac) or jac in _SCIPY_SCHEMES or jac in numdiff.METHODS):
+    if jac is not None and not (callable(jac) or is_one_of(jac, (*_SCIPY_SCHEMES, *numdiff.METHODS))):
         raise ValueError(
             f"jac={jac!r} is not accepted; use None (autodiff), a callable returning the residual "
             f"Jacobian, or a difference scheme: {_SCIPY_SCHEMES[:2] + numdiff.METHODS}."

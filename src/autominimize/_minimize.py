@@ -22,7 +22,7 @@ from .native import is_native_method
 from .problem import check_error_handling, numdiff_evaluator
 from ._precision_fallback import float32_fallback, stacklevel_outside
 from ._user_calls import fused_functions, user_derivatives
-from .validation import check_constraints, check_observers, check_solve_arguments, check_settings, check_switches, is_one_of
+from .validation import check_constraints, check_second_order, check_observers, check_solve_arguments, check_settings, check_switches, is_one_of
 
 __all__ = ["minimize", "PRECISIONS", "HVP_TYPES"]
 
@@ -187,6 +187,7 @@ def minimize(
         tol, options, method, {"callback": callback, "step_callback": step_callback, "loss_callback": loss_callback, "fun_and_jac": fun_and_jac}
     )
     check_switches(batch=batch)
+    check_second_order(hess, hessp)
     recording = Recording(
         history=history,
         log=log,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import math
+
 import numpy as np
 import scipy.optimize as so
 
@@ -71,7 +73,7 @@ def direct(
     """
     check_settings({"maxfun": maxfun, "maxiter": maxiter}, {"eps": eps, "f_min_rtol": f_min_rtol, "vol_tol": vol_tol, "len_tol": len_tol})
     check_switches(locally_biased=locally_biased)
-    if not is_number(f_min) or np.isnan(f_min):
+    if not is_number(f_min) or math.isnan(float(f_min)):
         raise TypeError(f"f_min must be a number (the known minimum, -inf when it is not known); got {f_min!r} ({type(f_min).__name__}).")
     problem, _, flat_bounds = build_problem(
         func, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=True, error_handling=error_handling

@@ -13,6 +13,7 @@ import numpy as np
 __all__ = [
     "CALLBACK_CALLS",
     "COUNT_OPTIONS",
+    "HESSIAN_SCHEMES",
     "MAX_COUNT",
     "MAX_WORKERS",
     "POSITIVE_OPTIONS",
@@ -29,6 +30,7 @@ __all__ = [
     "check_observers",
     "check_options",
     "check_rng",
+    "check_second_order",
     "check_settings",
     "check_shaped_options",
     "check_solve_arguments",
@@ -323,6 +325,24 @@ CALLBACK_CALLS = {
     "step_callback": (("step_callback(x)", (None,), {}),),
     "loss_callback": (("loss_callback(f)", (None,), {}),),
 }
+
+
+#: the difference schemes scipy's trust-constr accepts for ``hess``
+HESSIAN_SCHEMES = ("2-point", "3-point", "cs")
+
+
+def check_second_order(hess: Any, hessp: Any) -> None:
+    """``hess``: None, True (autodiff), a callable, one of scipy's difference schemes or a
+    HessianUpdateStrategy (an object with ``initialize`` and ``update``); ``hessp``: None,
+    True or a callable. Else an error naming the argument and what it accepts."""
+    strategy = callable(getattr(hess, "initialize", None)) and callable(getattr(hess, "update", None))
+    if not (hess is None or hess is True or callable(hess) or strategy or is_one_of(hess, HESSIAN_SCHEMES)):
+        raise ValueError(
+            f"hess={hess!r} is not accepted; use None, True (autodiff), a callable hess(x, *args), one of {HESSIAN_SCHEMES} "
+            "or a scipy HessianUpdateStrategy (BFGS(), SR1())."
+        )
+    if not (hessp is None or hessp is True or callable(hessp)):
+        raise TypeError(f"hessp must be a callable hessp(x, p) returning the Hessian times p, or True (autodiff); got {hessp!r}.")
 
 
 def check_solve_arguments(tol: Any, options: Any, method: Any, callbacks: dict) -> None:
