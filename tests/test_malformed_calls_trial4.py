@@ -231,6 +231,32 @@ CASES = [
     ("least_squares jac an array", lsq(jac=np.ones(2)), ValueError, r"jac=array\(.*\) is not accepted; use None \(autodiff\), a callable"),
     ("minimize workers=1e30", mini(workers=10**30), ValueError, r"workers must be a positive integer \(the number of local processes\)"),
     ("direct f_min=1e30 as an int", glob("direct", f_min=10**30), None, None),
+    # -- native hyperparameters: a number (or a schedule, or a framework's array), never a dict --
+    ("optim.sgd lr a dict", lambda: am.optim.sgd(lr={}), ValueError, r"sgd: lr=\{\} is not valid; lr must be a positive number"),
+    (
+        "optim.lbfgs c1 an object",
+        lambda: am.optim.lbfgs(c1=object()),
+        ValueError,
+        r"lbfgs-native: c1=<object .*> is not valid; c1 must be a number in \(0, 1\)",
+    ),
+    (
+        "optim.lbfgs memory a dict",
+        lambda: am.optim.lbfgs(memory={}),
+        ValueError,
+        r"lbfgs-native: memory=\{\} is not valid; memory must be a whole number >= 1",
+    ),
+    (
+        "optim.lbfgs line_search an array",
+        lambda: am.optim.lbfgs(line_search=np.ones(2)),
+        ValueError,
+        r"line_search=array\(.*\): use 'strong-wolfe', 'armijo' or 'exact'",
+    ),
+    (
+        "optim.hessian_free curvature an array",
+        lambda: am.optim.hessian_free(curvature=np.ones(2)),
+        ValueError,
+        r"curvature=array\(.*\) is not one of \('auto', 'gauss-newton', 'hessian'\)",
+    ),
     # -- containers of the wrong kind --------------------------------------------------------
     (
         "constraints an array",

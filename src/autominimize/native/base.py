@@ -99,5 +99,6 @@ def _check_hyperparameter(method: str, field: str, value: Any, kind: str) -> Non
         return
     accepts, description = _KINDS[kind]
     number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if isinstance(value, (str, bytes, bool)) or (number and not (math.isfinite(value) and accepts(value))):
+    array = not number and hasattr(value, "shape") and hasattr(value, "dtype")  # a framework's array: the algorithm reads it
+    if not (number or array) or (number and not (math.isfinite(value) and accepts(value))):
         raise ValueError(f"{method}: {field}={value!r} is not valid; {field} must be {description}.")
