@@ -304,6 +304,18 @@ CASES = [
         r"fun is called as fun\(x, \*args\).*args=\(1\.0,\); quad\(x\) cannot take that",
     ),
     (
+        "jac not taking args",
+        mini(fun=lambda x, a: float(np.sum(x**2)) + a, method="BFGS", jac=lambda x: 2 * x, args=(1.0,)),
+        TypeError,
+        r"jac is called as jac\(x, \*args\): one argument in x0's structure, followed by the 1 item\(s\) of args=\(1\.0,\); <lambda>\(x\) cannot take that",
+    ),
+    (
+        "numdiff.gradient args not matching fun",
+        lambda: am.numdiff.gradient(quad, X2, args=(1.0,)),
+        TypeError,
+        r"fun is called as fun\(x, \*args\): one argument in x0's structure, followed by the 1 item\(s\) of args=\(1\.0,\); quad\(x\) cannot take that",
+    ),
+    (
         "least_squares kwargs fun has no parameter for",
         lsq(kwargs={"scale": 2.0}),
         TypeError,
@@ -322,6 +334,36 @@ CASES = [
         r"step_callback is called as step_callback\(x\); <lambda>\(x, y\) cannot take that",
     ),
     ("loss_callback taking no argument", mini(loss_callback=lambda: None), TypeError, r"loss_callback is called as loss_callback\(f\)"),
+    (
+        "differential_evolution callback taking no argument",
+        glob("differential_evolution", callback=lambda: None),
+        TypeError,
+        r"callback is called as callback\(intermediate_result\) or callback\(x, convergence\); <lambda>\(\) cannot take that",
+    ),
+    (
+        "dual_annealing callback taking one argument",
+        glob("dual_annealing", callback=lambda x: None),
+        TypeError,
+        r"callback is called as callback\(x, f, context\); <lambda>\(x\) cannot take that",
+    ),
+    (
+        "direct callback taking no argument",
+        glob("direct", callback=lambda: None),
+        TypeError,
+        r"callback is called as callback\(xk\); <lambda>\(\) cannot take that",
+    ),
+    (
+        "basinhopping take_step taking no argument",
+        glob("basinhopping", take_step=lambda: None),
+        TypeError,
+        r"take_step is called as take_step\(x\); <lambda>\(\) cannot take that",
+    ),
+    (
+        "basinhopping accept_test positional",
+        glob("basinhopping", accept_test=lambda x: True),
+        TypeError,
+        r"accept_test is called as accept_test\(f_new=, x_new=, f_old=, x_old=\); <lambda>\(x\) cannot take that",
+    ),
     # -- am.iterate's native methods check what am.minimize checks ------------------------------
     (
         "iterate tol a string",

@@ -12,6 +12,7 @@ import scipy.optimize as so
 
 from ._least_squares import residual_scalar_functions
 from ._residuals import is_residual_function
+from .calling import check_takes
 from ._setup import PRECISIONS, Setup, prepare
 from .backends.base import configure_numdiff
 from .drivers.scipy_least_squares import LEAST_SQUARES_METHODS
@@ -223,6 +224,8 @@ def minimize(
     if not is_one_of(hvp_type, HVP_TYPES):
         raise ValueError(f"hvp_type={hvp_type!r} is not one of {HVP_TYPES}.")
     setup = prepare(source.fun, x0, args, unpack=unpack, precision=precision, device=torch_device)
+    if callable(source.jac):
+        check_takes(source.jac, "jac", setup.callers.mode(source.jac, len(setup.args)), setup.x0, setup.args)
     flat_bounds = setup.normalize_bounds(bounds)
     constraints = [] if constraints is None else constraints
     plan = plan_method(

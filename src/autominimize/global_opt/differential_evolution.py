@@ -20,7 +20,7 @@ from ._structure import flat_option
 from .de_engine import differential_evolution_engine, make_rng, parse_strategy
 from .de_settings import check_init, mutation_scale
 from ..drivers.methods import METHODS
-from ..validation import check_constraints, check_named, check_rng, is_one_of
+from ..validation import check_callable, check_constraints, check_named, check_rng, is_one_of
 
 __all__ = ["differential_evolution", "run_differential_evolution"]
 
@@ -155,6 +155,11 @@ def differential_evolution(
     check_constraints(constraints)
     check_rng(rng)
     check_rng(seed, "seed")
+    check_callable(
+        callback,
+        "callback",
+        calls=(("callback(intermediate_result)", (), {"intermediate_result": None}), ("callback(x, convergence)", (None,), {"convergence": None})),
+    )
     mutation_scale(mutation)
     if not is_one_of(engine, ENGINES):
         raise ValueError(f"engine={engine!r}: use 'auto' (the vectorized engine when it applies), 'vectorized' or 'scipy'.")

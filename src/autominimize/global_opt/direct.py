@@ -11,7 +11,7 @@ import scipy.optimize as so
 
 from ._build import build_problem
 from ._running import finish, running, structured_callback
-from ..validation import check_settings, check_switches, is_number
+from ..validation import check_callable, check_settings, check_switches, is_number
 
 __all__ = ["direct"]
 
@@ -73,6 +73,7 @@ def direct(
     """
     check_settings({"maxfun": maxfun, "maxiter": maxiter}, {"eps": eps, "f_min_rtol": f_min_rtol, "vol_tol": vol_tol, "len_tol": len_tol})
     check_switches(locally_biased=locally_biased)
+    check_callable(callback, "callback", calls=(("callback(xk)", (None,), {}),))
     if not is_number(f_min) or math.isnan(float(f_min)):
         raise TypeError(f"f_min must be a number (the known minimum, -inf when it is not known); got {f_min!r} ({type(f_min).__name__}).")
     problem, _, flat_bounds = build_problem(

@@ -10,7 +10,7 @@ import scipy.optimize as so
 from ._build import build_problem
 from ._problem import GlobalProblem, LocalSolver, local_kwargs, takes_bounds
 from ._running import check_finite_start, finish, running, structured_callback
-from ..validation import check_named, check_rng
+from ..validation import check_callable, check_named, check_rng
 
 __all__ = ["dual_annealing", "run_dual_annealing", "default_local_search"]
 
@@ -101,6 +101,7 @@ def dual_annealing(
     check_named({**settings, "visit": visit, "accept": accept, "no_local_search": no_local_search}, **SETTINGS)
     check_rng(rng)
     check_rng(seed, "seed")
+    check_callable(callback, "callback", calls=(("callback(x, f, context)", (None, None, None), {}),))
     problem, _, flat_bounds = build_problem(
         func, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=True, error_handling=error_handling
     )

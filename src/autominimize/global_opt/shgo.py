@@ -91,7 +91,7 @@ def shgo(
     ([-2.9035, -2.9035], -78.3323)
     """
     check_shgo_settings(n, iters, options)
-    check_callable(callback, "callback")
+    check_callable(callback, "callback", calls=(("callback(xk)", (None,), {}),))
     if not (callable(sampling_method) or is_one_of(sampling_method, ("simplicial", "halton", "sobol"))):
         raise ValueError(f"sampling_method={sampling_method!r} is not valid; use 'simplicial', 'halton', 'sobol' or a callable sampling(n, d).")
     kwargs = local_kwargs(minimizer_kwargs, "minimizer_kwargs")
