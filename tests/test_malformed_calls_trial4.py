@@ -257,6 +257,13 @@ CASES = [
         ValueError,
         r"curvature=array\(.*\) is not one of \('auto', 'gauss-newton', 'hessian'\)",
     ),
+    ("direct bounds empty", lambda: am.direct(quad, [], backend="numpy"), ValueError, r"bounds has no \(low, high\) pair in it; got \[\]"),
+    (
+        "differential_evolution bounds empty",
+        lambda: am.differential_evolution(quad, [], backend="numpy"),
+        ValueError,
+        r"bounds has no \(low, high\) pair in it",
+    ),
     # -- containers of the wrong kind --------------------------------------------------------
     (
         "constraints an array",

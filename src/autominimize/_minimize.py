@@ -188,7 +188,6 @@ def minimize(
         tol, options, method, {"callback": callback, "step_callback": step_callback, "loss_callback": loss_callback, "fun_and_jac": fun_and_jac}
     )
     check_switches(batch=batch)
-    check_second_order(hess, hessp)
     recording = Recording(
         history=history,
         log=log,
@@ -231,6 +230,7 @@ def minimize(
     plan = plan_method(
         method, has_bounds=flat_bounds is not None, has_constraints=has_constraints(constraints), jac=source.jac, hess=hess, hessp=hessp
     )
+    check_second_order(hess, hessp)  # after the method's own refusal of second-order information
     compiled = dict(backend=backend, hess=hess, hessp=hessp, resume=resume, workers=workers, executor=executor, error_handling=error_handling)
     problem = _compile(setup, source, constraints, **compiled)
     if isinstance(options, dict) and options.keys() & STEP_OPTIONS:  # no call on the common path

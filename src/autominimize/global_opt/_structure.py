@@ -25,6 +25,8 @@ def problem_structure(x0: Any, bounds: Any, finite: bool) -> tuple[Any, ParamSpe
     ``finite`` requires finite bounds on every parameter.
     """
     template = structure_from_bounds(bounds) if x0 is None else x0
+    if x0 is None and isinstance(bounds, (list, tuple, dict)) and not bounds:
+        raise BoundsError(f"bounds has no (low, high) pair in it; got {bounds!r}. Give one (low, high) per parameter, or Bounds(lb, ub).")
     spec = ParamSpec.from_tree(template)
     flat_bounds = normalize_bounds(bounds, spec, template)
     if finite and (flat_bounds is None or not (np.all(np.isfinite(flat_bounds[0])) and np.all(np.isfinite(flat_bounds[1])))):
