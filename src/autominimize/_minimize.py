@@ -23,7 +23,7 @@ from .native import is_native_method
 from .problem import check_error_handling, numdiff_evaluator
 from ._precision_fallback import float32_fallback, stacklevel_outside
 from ._user_calls import fused_functions, user_derivatives
-from .validation import check_constraints, check_second_order, check_observers, check_solve_arguments, check_settings, check_switches, is_one_of
+from .validation import check_constraints, check_second_order, check_observers, check_solve_arguments, check_settings, check_switches
 
 __all__ = ["minimize", "PRECISIONS", "HVP_TYPES"]
 
@@ -178,7 +178,8 @@ def minimize(
     # the arguments as given, read first: under TF's autograph (a call inside a tf.function),
     # locals() read within a conditional branch holds only the branch's variables
     call = dict(locals())
-    check_constraints(constraints)
+    if type(constraints) is not tuple or constraints:  # the default () costs no call
+        check_constraints(constraints)
     if differentiable_call(args, fun, *(constraint_functions(constraints) if constraints else ())):  # res.x differentiable (args, captured values)
         from .implicit.entry import minimize as differentiable_minimize
 
@@ -187,7 +188,8 @@ def minimize(
     check_solve_arguments(
         tol, options, method, {"callback": callback, "step_callback": step_callback, "loss_callback": loss_callback, "fun_and_jac": fun_and_jac}
     )
-    check_switches(batch=batch)
+    if batch is not False:
+        check_switches(batch=batch)
     recording = Recording(
         history=history,
         log=log,
@@ -196,7 +198,7 @@ def minimize(
         callback=callback,
         step_callback=step_callback,
         loss_callback=loss_callback,
-        observers=check_observers(observers),
+        observers=[] if type(observers) is tuple and not observers else check_observers(observers),
     )
     if isinstance(method, str) and is_native_method(method):
         _check_native_arguments(
@@ -220,17 +222,14 @@ def minimize(
 
         return minimize_least_squares_recorded(method=method.lower(), recording=recording, **_pick(call, _LEAST_SQUARES_ARGUMENTS))
     source = _ObjectiveSource.of(fun, jac, fun_and_jac)
-    if not is_one_of(hvp_type, HVP_TYPES):
+    if not (hvp_type is None or type(hvp_type) is str and hvp_type in HVP_TYPES):
         raise ValueError(f"hvp_type={hvp_type!r} is not one of {HVP_TYPES}.")
     setup = prepare(source.fun, x0, args, unpack=unpack, precision=precision, device=torch_device)
-    if callable(source.jac):
-        check_takes(source.jac, "jac", setup.callers.mode(source.jac, len(setup.args)), setup.x0, setup.args)
     flat_bounds = setup.normalize_bounds(bounds)
     constraints = [] if constraints is None else constraints
     plan = plan_method(
         method, has_bounds=flat_bounds is not None, has_constraints=has_constraints(constraints), jac=source.jac, hess=hess, hessp=hessp
     )
-    check_second_order(hess, hessp)  # after the method's own refusal of second-order information
     compiled = dict(backend=backend, hess=hess, hessp=hessp, resume=resume, workers=workers, executor=executor, error_handling=error_handling)
     problem = _compile(setup, source, constraints, **compiled)
     if isinstance(options, dict) and options.keys() & STEP_OPTIONS:  # no call on the common path
@@ -336,6 +335,10 @@ def _compile(
     error_handling: str,
 ) -> ScipyProblem:
     """The backend chosen, the start read, the user's derivatives flattened: the flat problem."""
+    if callable(source.jac):
+        check_takes(source.jac, "jac", setup.callers.mode(source.jac, len(setup.args)), setup.x0, setup.args)
+    if hess is not None or hessp is not None:  # after the method plan's own refusal of second-order information
+        check_second_order(hess, hessp)
     backend_name = setup.choose_backend(backend, from_leaves=source.user_derivatives)
     evaluator = numdiff_evaluator(backend_name, backend_name == "numpy" and source.jac is None, workers, executor, error_handling)
     x0_flat = setup.x0_flat

@@ -34,7 +34,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .validation import is_one_of
 
 UNPACK_MODES = ("auto", "none", "args", "kwargs")
 
@@ -85,7 +84,7 @@ def is_number_list(x0: Any) -> bool:
 
 def resolve_unpack(fun: Callable, x0: Any, unpack: str, n_extra_args: int = 0) -> str:
     """Decide how ``fun`` receives x0; see the module docstring for the rule."""
-    if not is_one_of(unpack, UNPACK_MODES):
+    if not (type(unpack) is str and unpack in UNPACK_MODES):
         raise ValueError(f"unpack={unpack!r} is not one of {UNPACK_MODES}.")
     if unpack == "kwargs":
         if not (isinstance(x0, dict) and all(isinstance(k, str) for k in x0)):
@@ -197,6 +196,16 @@ def unpack_for(function: Callable, x0: Any, requested: str, resolved_for_fun: st
     return resolve_unpack(function, x0, "auto", n_extra_args)
 
 
+#: the calls plain functions were found to take, by :func:`takes_key`: a solve of a function
+#: checked before costs a dictionary look-up, not a call (the solve's fixed cost is counted)
+TAKES: dict = {}
+
+
+def takes_key(fun: Callable, unpack: str, x0: Any, args: tuple) -> tuple:
+    """What decides whether ``fun`` takes the call: its code, its defaults and the count."""
+    return (getattr(fun, "__code__", None), id(getattr(fun, "__defaults__", None)), len(x0) if unpack == "args" else 1, len(args))
+
+
 def check_takes(fun: Callable, name: str, unpack: str, x0: Any, args: tuple) -> None:
     """A TypeError naming ``name``, the call the rule makes and ``fun``'s signature when
     ``fun`` cannot take that call: before the solve, rather than Python's "takes 1 positional
@@ -204,7 +213,17 @@ def check_takes(fun: Callable, name: str, unpack: str, x0: Any, args: tuple) -> 
     if unpack == "kwargs":
         return  # the rule was chosen from fun's own parameter names
     leading = len(x0) if unpack == "args" else 1
-    if _may_take(fun, leading + len(args)):
+    count = leading + len(args)
+    function = fun.__func__ if isinstance(fun, types.MethodType) else fun
+    if type(function) is not types.FunctionType or "__wrapped__" in function.__dict__ or "__signature__" in function.__dict__:
+        return  # a signature costs about 20 µs: read for plain functions only, and only when their code says no
+    code = function.__code__
+    count += isinstance(fun, types.MethodType)  # self
+    required = code.co_argcount - len(function.__defaults__ or ())
+    keywords = code.co_varnames[code.co_argcount : code.co_argcount + code.co_kwonlyargcount]
+    required_keyword = any(name not in (function.__kwdefaults__ or {}) for name in keywords) if keywords else False
+    if required <= count and (count <= code.co_argcount or code.co_flags & inspect.CO_VARARGS) and not required_keyword:
+        TAKES[takes_key(fun, unpack, x0, args)] = True
         return
     sig = _own_signature(fun)
     try:
@@ -229,20 +248,6 @@ def check_keywords(fun: Callable, name: str, keywords: dict) -> None:
         sig.bind_partial(**keywords)
     except TypeError as exc:
         raise TypeError(f"kwargs={keywords!r} are passed to {name} as keyword arguments; {_described(fun, sig)} cannot take them ({exc}).") from None
-
-
-def _may_take(fun: Callable, count: int) -> bool:
-    """Whether ``fun`` may take ``count`` positional arguments, read from a plain function's
-    code object (a fraction of a microsecond; a signature costs about 20 µs and is read only
-    when this says no); other callables may."""
-    function = fun.__func__ if isinstance(fun, types.MethodType) else fun
-    if type(function) is not types.FunctionType or "__wrapped__" in function.__dict__ or "__signature__" in function.__dict__:
-        return True
-    code = function.__code__
-    count += isinstance(fun, types.MethodType)  # self
-    required = code.co_argcount - len(function.__defaults__ or ())
-    required_keywords = set(code.co_varnames[code.co_argcount : code.co_argcount + code.co_kwonlyargcount]) - set(function.__kwdefaults__ or {})
-    return required <= count and (count <= code.co_argcount or bool(code.co_flags & inspect.CO_VARARGS)) and not required_keywords
 
 
 def _own_signature(fun: Callable) -> inspect.Signature | None:

@@ -117,7 +117,8 @@ class Evaluator:
             )
         self.workers = None if workers is None or workers == 1 else int(workers)
         self.executor = executor
-        self.tolerate_failures = check_switch(tolerate_failures, "tolerate_failures")
+        # a bool costs no call: the evaluator is made for every solve
+        self.tolerate_failures = tolerate_failures if type(tolerate_failures) is bool else check_switch(tolerate_failures, "tolerate_failures")
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
 
     @property

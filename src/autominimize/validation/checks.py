@@ -63,7 +63,12 @@ def is_number(value: Any) -> bool:
 def is_one_of(value: Any, choices: Iterable[Any]) -> bool:
     """Whether ``value`` is one of ``choices``, of the same type as it: an array or a number
     given where a name is expected is not one (and is not compared element by element)."""
-    return any(type(value) is type(choice) and value == choice for choice in choices)
+    if value is None or type(value) is str:  # the common case, without a generator's calls (solve overhead)
+        return value in choices
+    for choice in choices:
+        if type(value) is type(choice) and value == choice:
+            return True
+    return False
 
 
 def check_switch(value: Any, name: str, *, none: bool = False) -> bool | None:
@@ -353,4 +358,5 @@ def check_solve_arguments(tol: Any, options: Any, method: Any, callbacks: dict) 
             check_tolerance(tol, "tol")
         check_options(options, method)
     for name, value in callbacks.items():
-        check_callable(value, name, calls=CALLBACK_CALLS.get(name, ()))
+        if value is not None:
+            check_callable(value, name, calls=CALLBACK_CALLS.get(name, ()))
