@@ -260,7 +260,7 @@ def batched_curve_fit(
         error_handling=error_handling,
         vectorized=vectorized,
     )
-    finish = CurveCovariances(bool(absolute_sigma), data.names.index("mask") if "mask" in data.names else None)
+    finish = CurveCovariances(check_switch(absolute_sigma, "absolute_sigma"), data.names.index("mask") if "mask" in data.names else None)
     with interrupt_attaches(stacked, spec):
         out = solve_batch(
             problem,

@@ -20,7 +20,7 @@ from .implicit import differentiable_call
 from .implicit.entry import curve_fit as differentiable_curve_fit
 from .params import ParamSpec, leaf_kind, leaf_to_numpy, tree_leaves
 from .recording import nested_solves
-from .validation import check_known
+from .validation import check_known, check_switch, check_switches, is_one_of
 
 __all__ = ["curve_fit"]
 
@@ -110,6 +110,8 @@ def curve_fit(
     if not callable(f):
         raise TypeError(f"f must be callable; got {type(f).__name__}.")
     check_known(kwargs, _passed_on(), "curve_fit got unknown keyword argument(s)")
+    check_switches(absolute_sigma=absolute_sigma, full_output=full_output)
+    check_switch(check_finite, "check_finite", none=True)
     p0 = _default_p0(f) if p0 is None else p0
     kwargs = _max_nfev_of_maxfev(kwargs)
     if differentiable_call((xdata, ydata, sigma), f):  # popt differentiable with respect to the data (or values f captures)
@@ -181,7 +183,7 @@ def _finite_data(xdata: Any, y: np.ndarray, check_finite: bool | None, nan_polic
     x_array = xdata
     if check_finite is None:
         check_finite = nan_policy is None
-    if nan_policy not in (None, "raise", "omit"):
+    if not is_one_of(nan_policy, (None, "raise", "omit")):
         raise ValueError(f"nan_policy={nan_policy!r} is not supported; use None, 'raise' or 'omit'.")
     finite = np.isfinite(y)
     if isinstance(xdata, np.ndarray) and np.issubdtype(xdata.dtype, np.number):

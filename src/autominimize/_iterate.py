@@ -16,7 +16,7 @@ import scipy.optimize as so
 
 from .drivers.state import IterationState
 from .recording import attach_best
-from .validation import check_known
+from .validation import check_known, check_solve_arguments
 
 __all__ = ["iterate", "Iteration", "IterationState"]
 
@@ -195,6 +195,7 @@ def iterate(
             f"am.iterate with the native method {method!r} does not take {sorted(minimize_kwargs)}; "
             "those are am.minimize's (batch=True solves run in one call, without an iterator)."
         )
+    check_solve_arguments(tol, options, method, {"callback": callback})
     runner = NativeRun(
         fun,
         x0,

@@ -17,13 +17,14 @@ import scipy.optimize as so
 
 from . import numdiff
 from ._residuals import Residuals
+from .calling import check_keywords
 from ._setup import compile_functions, prepare
 from .backends.base import configure_numdiff
 from .implicit import differentiable_call
-from .drivers.scipy_least_squares import LEAST_SQUARES_METHODS, IterationReport, run_least_squares, scipy_least_squares_bounds
+from .drivers.scipy_least_squares import LEAST_SQUARES_METHODS, IterationReport, flat_x_scale, run_least_squares, scipy_least_squares_bounds
 from .params import ParamSpec
 from .problem import GaussNewtonFunctions, ResidualObjective, check_error_handling, numdiff_evaluator, sum_of_squares
-from .validation import check_diff_step, check_loss, check_mappings, check_least_squares_method, check_settings
+from .validation import is_one_of, check_least_squares_method, check_loss, check_mappings, check_settings, check_x_scale
 
 __all__ = ["least_squares", "minimize_least_squares", "residual_scalar_functions"]
 
@@ -139,12 +140,11 @@ def least_squares(
 
         return differentiable_least_squares(least_squares, locals())
     _validate_common(fun, fun_and_jac, workers, executor, kwargs=kwargs, tr_options=tr_options)
-    check_diff_step(diff_step)
     loss = check_loss(loss)
     check_settings({"max_nfev": max_nfev}, {"ftol": ftol, "xtol": xtol, "gtol": gtol, "f_scale": f_scale})
     if callback is not None and not callable(callback) and not isinstance(callback, IterationReport):
         raise TypeError(f"callback must be callable; got {type(callback).__name__}.")
-    check_least_squares_method(method, LEAST_SQUARES_METHODS, tr_solver, tr_options)
+    check_least_squares_method(method, LEAST_SQUARES_METHODS, tr_solver, tr_options, verbose)
     if jac_sparsity is not None and jac not in ("2-point", "3-point", None):
         raise ValueError("jac_sparsity is for the backend's Jacobian (jac=None) or scipy's sparse finite differences (jac='2-point' or '3-point').")
     problem, spec, x0_flat, flat_bounds, backend_obj, dtype = _build_problem(
@@ -164,6 +164,7 @@ def least_squares(
         torch_device=torch_device,
         error_handling=error_handling,
     )
+    check_x_scale(flat_x_scale(x_scale, spec), diff_step, x0_flat.size)
     if method == "lm" and flat_bounds is not None:
         raise ValueError("method='lm' does not handle bounds; use method='trf' or 'dogbox'.")
     if method == "lm" and callback is not None and not isinstance(callback, IterationReport):
@@ -234,6 +235,9 @@ def _build_problem(
             jac = fun.jac
         fun = fun.fun
     if kwargs:
+        for name, function in (("fun", fun), ("fun_and_jac", fun_and_jac)):
+            if function is not None:
+                check_keywords(function, name, kwargs)
         fun = functools.partial(fun, **kwargs) if fun is not None else None
         fun_and_jac = functools.partial(fun_and_jac, **kwargs) if fun_and_jac is not None else None
     setup = prepare(fun if fun is not None else fun_and_jac, x0, args, unpack=unpack, precision=precision, device=torch_device)
@@ -242,7 +246,7 @@ def _build_problem(
         call_residuals = lambda params: call(params)[0]  # noqa: E731
     else:
         call_residuals = call
-    if jac is not None and not (callable(jac) or jac in _SCIPY_SCHEMES or jac in numdiff.METHODS):
+    if jac is not None and not (callable(jac) or is_one_of(jac, (*_SCIPY_SCHEMES, *numdiff.METHODS))):
         raise ValueError(
             f"jac={jac!r} is not accepted; use None (autodiff), a callable returning the residual "
             f"Jacobian, or a difference scheme: {_SCIPY_SCHEMES[:2] + numdiff.METHODS}."

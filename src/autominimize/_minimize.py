@@ -13,6 +13,7 @@ import scipy.optimize as so
 from ._flat_bounds import flat_bounds as _flat_bounds
 from ._least_squares import residual_scalar_functions
 from ._residuals import is_residual_function
+from .calling import check_takes
 from ._setup import PRECISIONS, Setup, prepare
 from .backends.base import configure_numdiff
 from .drivers.scipy_least_squares import LEAST_SQUARES_METHODS
@@ -23,7 +24,7 @@ from .native import is_native_method
 from .problem import check_error_handling, numdiff_evaluator
 from ._precision_fallback import float32_fallback, stacklevel_outside
 from ._user_calls import fused_functions, user_derivatives
-from .validation import check_options, check_settings, check_tolerance
+from .validation import check_constraints, check_second_order, check_observers, check_solve_arguments, check_settings, check_switches
 
 __all__ = ["minimize", "PRECISIONS", "HVP_TYPES"]
 
@@ -179,12 +180,18 @@ def minimize(
     # the arguments as given, read first: under TF's autograph (a call inside a tf.function),
     # locals() read within a conditional branch holds only the branch's variables
     call = dict(locals())
+    if type(constraints) is not tuple or constraints:  # the default () costs no call
+        check_constraints(constraints)
     if differentiable_call(args, fun, *(constraint_functions(constraints) if constraints else ())):  # res.x differentiable (args, captured values)
         from .implicit.entry import minimize as differentiable_minimize
 
         return differentiable_minimize(minimize, call)
     check_error_handling(error_handling)
-    _check_plain_arguments(tol, options, {"callback": callback, "step_callback": step_callback, "loss_callback": loss_callback})
+    check_solve_arguments(
+        tol, options, method, {"callback": callback, "step_callback": step_callback, "loss_callback": loss_callback, "fun_and_jac": fun_and_jac}
+    )
+    if batch is not False:
+        check_switches(batch=batch)
     recording = Recording(
         history=history,
         log=log,
@@ -193,7 +200,7 @@ def minimize(
         callback=callback,
         step_callback=step_callback,
         loss_callback=loss_callback,
-        observers=list(observers),
+        observers=[] if type(observers) is tuple and not observers else check_observers(observers),
     )
     if isinstance(method, str) and is_native_method(method):
         _check_native_arguments(
@@ -217,7 +224,7 @@ def minimize(
 
         return minimize_least_squares_recorded(method=method.lower(), recording=recording, **_pick(call, _LEAST_SQUARES_ARGUMENTS))
     source = _ObjectiveSource.of(fun, jac, fun_and_jac)
-    if hvp_type not in HVP_TYPES:
+    if not (hvp_type is None or type(hvp_type) is str and hvp_type in HVP_TYPES):
         raise ValueError(f"hvp_type={hvp_type!r} is not one of {HVP_TYPES}.")
     setup = prepare(source.fun, x0, args, unpack=unpack, precision=precision, device=torch_device)
     flat_bounds = None if bounds is None else _flat_bounds(setup, bounds)
@@ -249,17 +256,6 @@ def _refuse_unused(given: dict, method: str) -> None:
     unused = [name for name, value in given.items() if value is not None]
     if unused:
         raise ValueError(f"method={method!r} does not use {', '.join(unused)}; they are for scipy's methods.")
-
-
-def _check_plain_arguments(tol: Any, options: Any, callbacks: dict) -> None:
-    """Type errors scipy would report deep inside a method, named here by argument."""
-    if tol is not None or options is not None:
-        if tol is not None:
-            check_tolerance(tol, "tol")
-        check_options(options)
-    for name, value in callbacks.items():
-        if value is not None and not callable(value):
-            raise TypeError(f"{name} must be callable; got {type(value).__name__}.")
 
 
 def _check_native_arguments(method: str, error_handling: str, hess: Any, hessp: Any, constraints: Any, unused: dict) -> None:
@@ -341,6 +337,10 @@ def _compile(
     error_handling: str,
 ) -> ScipyProblem:
     """The backend chosen, the start read, the user's derivatives flattened: the flat problem."""
+    if callable(source.jac):
+        check_takes(source.jac, "jac", setup.callers.mode(source.jac, len(setup.args)), setup.x0, setup.args)
+    if hess is not None or hessp is not None:  # after the method plan's own refusal of second-order information
+        check_second_order(hess, hessp)
     backend_name = setup.choose_backend(backend, from_leaves=source.user_derivatives)
     evaluator = numdiff_evaluator(backend_name, backend_name == "numpy" and source.jac is None, workers, executor, error_handling)
     x0_flat = setup.x0_flat

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import backends as _backends
 from .bounds import clip_to_bounds, normalize_bounds
-from .calling import CallerFactory, resolve_unpack, vector_x0
+from .calling import TAKES, CallerFactory, check_takes, resolve_unpack, vector_x0
 from .params import ParamSpec, leaf_kind, tree_leaves
 
 __all__ = ["PRECISIONS", "Setup", "prepare", "resolve_precision", "backend_from_leaves", "clip_start", "compile_key", "cached", "compile_functions"]
@@ -199,6 +199,10 @@ def prepare(
     dtype, explicit = resolve_precision(precision, x0 if precision_from_x0 else None)
     requested = unpack
     unpack = resolve_unpack(fun, x0, requested, len(args))
+    # takes_key's tuple, written out: a function checked before costs no Python call here
+    key = (getattr(fun, "__code__", None), id(getattr(fun, "__defaults__", None)), len(x0) if unpack == "args" else 1, len(args))
+    if TAKES.get(key) is None:
+        check_takes(fun, "fun", unpack, x0, args)
     x0 = vector_x0(x0, requested, unpack)
     callers = CallerFactory(x0, requested, unpack, fun, len(args))
     spec = ParamSpec.from_tree(x0, precision=dtype)

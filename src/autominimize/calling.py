@@ -34,6 +34,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+
 UNPACK_MODES = ("auto", "none", "args", "kwargs")
 
 
@@ -83,7 +84,7 @@ def is_number_list(x0: Any) -> bool:
 
 def resolve_unpack(fun: Callable, x0: Any, unpack: str, n_extra_args: int = 0) -> str:
     """Decide how ``fun`` receives x0; see the module docstring for the rule."""
-    if unpack not in UNPACK_MODES:
+    if not (type(unpack) is str and unpack in UNPACK_MODES):
         raise ValueError(f"unpack={unpack!r} is not one of {UNPACK_MODES}.")
     if unpack == "kwargs":
         if not (isinstance(x0, dict) and all(isinstance(k, str) for k in x0)):
@@ -193,6 +194,75 @@ def unpack_for(function: Callable, x0: Any, requested: str, resolved_for_fun: st
     if _signature(function) is None:
         return resolved_for_fun
     return resolve_unpack(function, x0, "auto", n_extra_args)
+
+
+#: the calls plain functions were found to take, by :func:`takes_key`: a solve of a function
+#: checked before costs a dictionary look-up, not a call (the solve's fixed cost is counted)
+TAKES: dict = {}
+
+
+def takes_key(fun: Callable, unpack: str, x0: Any, args: tuple) -> tuple:
+    """What decides whether ``fun`` takes the call: its code, its defaults and the count."""
+    return (getattr(fun, "__code__", None), id(getattr(fun, "__defaults__", None)), len(x0) if unpack == "args" else 1, len(args))
+
+
+def check_takes(fun: Callable, name: str, unpack: str, x0: Any, args: tuple) -> None:
+    """A TypeError naming ``name``, the call the rule makes and ``fun``'s signature when
+    ``fun`` cannot take that call: before the solve, rather than Python's "takes 1 positional
+    argument but 2 were given" from inside it. A signature that cannot be read passes."""
+    if unpack == "kwargs":
+        return  # the rule was chosen from fun's own parameter names
+    leading = len(x0) if unpack == "args" else 1
+    count = leading + len(args)
+    function = fun.__func__ if isinstance(fun, types.MethodType) else fun
+    if type(function) is not types.FunctionType or "__wrapped__" in function.__dict__ or "__signature__" in function.__dict__:
+        return  # a signature costs about 20 µs: read for plain functions only, and only when their code says no
+    code = function.__code__
+    count += isinstance(fun, types.MethodType)  # self
+    required = code.co_argcount - len(function.__defaults__ or ())
+    keywords = code.co_varnames[code.co_argcount : code.co_argcount + code.co_kwonlyargcount]
+    required_keyword = any(name not in (function.__kwdefaults__ or {}) for name in keywords) if keywords else False
+    if required <= count and (count <= code.co_argcount or code.co_flags & inspect.CO_VARARGS) and not required_keyword:
+        TAKES[takes_key(fun, unpack, x0, args)] = True
+        return
+    sig = _own_signature(fun)
+    try:
+        if sig is None:
+            return
+        sig.bind(*range(leading + len(args)))
+    except TypeError as exc:
+        call = f"{name}(*x0{', *args' if args else ''})" if unpack == "args" else f"{name}(x{', *args' if args else ''})"
+        rest = f", followed by the {len(args)} item(s) of args={args!r}" if args else ""
+        given = "the items of x0" if unpack == "args" else "one argument in x0's structure"
+        hint = "args holds fun's extra arguments after the parameters, as in scipy" if args else "args=() adds no argument"
+        raise TypeError(f"{name} is called as {call}: {given}{rest}; {_described(fun, sig)} cannot take that ({exc}); {hint}.") from None
+
+
+def check_keywords(fun: Callable, name: str, keywords: dict) -> None:
+    """A TypeError naming ``name`` when ``fun`` has no parameter for one of ``keywords``
+    (least_squares' ``kwargs``), before the solve. A signature that cannot be read passes."""
+    sig = _signature(fun)
+    if sig is None:
+        return
+    try:
+        sig.bind_partial(**keywords)
+    except TypeError as exc:
+        raise TypeError(f"kwargs={keywords!r} are passed to {name} as keyword arguments; {_described(fun, sig)} cannot take them ({exc}).") from None
+
+
+def _own_signature(fun: Callable) -> inspect.Signature | None:
+    """The signature ``fun`` is called with: a wrapper's own (``__wrapped__`` points the
+    calling rule at the wrapped function's parameter names, not at how the wrapper is called)."""
+    if "__wrapped__" not in getattr(fun, "__dict__", ()):
+        return _signature(fun)
+    try:
+        return inspect.signature(fun, follow_wrapped=False)
+    except (TypeError, ValueError):
+        return None
+
+
+def _described(fun: Callable, sig: inspect.Signature) -> str:
+    return f"{getattr(fun, '__qualname__', type(fun).__name__)}{sig}"
 
 
 def make_caller(fun: Callable, unpack: str, args: tuple = (), x0: Any = None) -> Callable[[Any], Any]:

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.optimize as so
 
 from ._minimize import minimize
-from .validation import check_known
+from .validation import check_known, check_switch
 
 __all__ = ["function_factory", "fit", "load_params"]
 
@@ -101,9 +101,40 @@ def function_factory(
 _WEIGHTS_LOSSES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def _check_data(data: Any, name: str) -> None:
+    """``data`` arrays of numbers (a list, tuple or dict of them for a model of several inputs
+    or outputs), else a TypeError naming ``name``: Keras would fail in its graph with its own text."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            _check_data(value, f"{name}[{key!r}]")
+        return
+    if isinstance(data, (list, tuple)) and any(isinstance(v, (list, tuple, dict)) or hasattr(v, "dtype") for v in data):
+        for i, value in enumerate(data):
+            _check_data(value, f"{name}[{i}]")
+        return
+    if hasattr(data, "dtype") and not isinstance(data, np.ndarray):
+        return  # a framework's tensor: its dtype is cast with the model's
+    if np.asarray(data).dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be an array of numbers (or a list or dict of them, one per model input or output); got {type(data).__name__}.")
+
+
+def _loss_function(loss: Any) -> Callable:
+    """``loss`` as a callable ``(y_true, y_pred)``: a Keras loss name looked up, else as given."""
+    accepted = "a Keras loss name such as 'mse' or 'binary_crossentropy', a keras.losses.Loss or a callable(y_true, y_pred)"
+    try:
+        loss_fn = keras.losses.get(loss) if isinstance(loss, str) else loss
+    except ValueError:  # Keras's own text names its deserializer, not the argument
+        raise ValueError(f"loss={loss!r} is not a Keras loss; give {accepted}.") from None
+    if not callable(loss_fn):
+        raise TypeError(f"loss must be {accepted}; got {loss!r}.")
+    return loss_fn
+
+
 def _weights_loss(model: keras.Model, loss: Any, X: Any, y: Any, training: bool) -> tuple[Callable, dict[str, np.ndarray], tuple]:
     """``weights_loss(params, inputs, target, non_trainable)``, the starting weights, and the
     data arguments ``(inputs, target, non_trainable)`` (see :func:`function_factory`)."""
+    _check_data(X, "X")
+    _check_data(y, "y")
     samples = [np.shape(data)[0] if np.ndim(data) else None for data in (X, y) if not isinstance(data, (list, tuple, dict))]
     if len(samples) == 2 and None not in samples and samples[0] != samples[1]:
         raise ValueError(f"X has {samples[0]} samples but y has {samples[1]}; give one target per sample.")
@@ -111,9 +142,8 @@ def _weights_loss(model: keras.Model, loss: Any, X: Any, y: Any, training: bool)
         model(X)
     variables = _trainable(model)
     paths = tuple(v.path for v in variables)
-    loss_fn = keras.losses.get(loss) if isinstance(loss, str) else loss
-    if not callable(loss_fn):
-        raise TypeError(f"loss must be a Keras loss name, a keras.losses.Loss or a callable(y_true, y_pred); got {loss!r}.")
+    loss_fn = _loss_function(loss)
+    check_switch(training, "training")
     known = _WEIGHTS_LOSSES.setdefault(model, {})
     key = (loss_fn, training, paths)
     if key not in known:

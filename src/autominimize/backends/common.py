@@ -141,4 +141,10 @@ def flatten_output(out: Any, what: str = "fun", dtype: Any = np.float64) -> np.n
     concatenated into one vector of ``dtype`` (None: the leaves' common type)."""
     leaves = vector_leaves(out, what)
     flat = np.concatenate([np.ravel(leaf_to_numpy(leaf)) for leaf in leaves])
-    return flat if dtype is None else flat.astype(dtype)
+    try:
+        return flat if dtype is None else flat.astype(dtype)
+    except (TypeError, ValueError):  # NumPy's text would name neither the argument nor the value
+        kinds = sorted({type(leaf).__name__ for leaf in leaves if np.asarray(leaf_to_numpy(leaf)).dtype.kind not in "biufc"})
+        raise TypeError(
+            f"{what} must hold real numbers (an array, a scalar or a structure of them); it holds {', '.join(kinds) or 'other values'}."
+        ) from None

@@ -52,7 +52,12 @@ def weights(sigma: Any, y: np.ndarray, keep: np.ndarray | None) -> tuple[np.ndar
     """1/sigma for a 1-D sigma; the inverse Cholesky factor for a covariance matrix."""
     if sigma is None:
         return None, None
-    sigma = np.asarray(sigma, dtype=np.float64)
+    try:
+        sigma = np.asarray(sigma, dtype=np.float64)
+    except (TypeError, ValueError):
+        sigma = None
+    if sigma is None or sigma.ndim not in (1, 2):
+        raise ValueError(f"sigma must be None, one standard deviation per data point (shape {y.shape}) or a covariance matrix ({y.size}, {y.size}).")
     if sigma.ndim == 1:
         if keep is not None and sigma.size == keep.size:
             sigma = sigma[keep]

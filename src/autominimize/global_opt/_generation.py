@@ -16,19 +16,21 @@ import scipy.optimize as so
 
 from ._parallel import point_map
 from ._problem import GlobalProblem
+from ..validation import check_workers, is_one_of
 
 __all__ = ["ScipyLayout", "columnwise", "evaluation_mode", "evaluator"]
 
 
 def evaluation_mode(problem: GlobalProblem, vectorized: bool | str | None, workers: Any, executor: Any, updating: str | None) -> str:
     """'batched', 'parallel' or 'pointwise': how each generation is evaluated."""
-    if not any(vectorized is v for v in (None, True, False)) and vectorized != "rows":
+    if not any(vectorized is v for v in (None, True, False)) and not is_one_of(vectorized, ("rows",)):
         raise TypeError(
             "vectorized must be None (batch when the backend can), True (fun(x) with x of shape (n, S), as in "
             f"scipy), 'rows' (x of shape (S, n)) or False; got {vectorized!r}."
         )
-    if updating not in (None, "immediate", "deferred"):
+    if not is_one_of(updating, (None, "immediate", "deferred")):
         raise ValueError(f"updating={updating!r}: use 'immediate', 'deferred' or None (chosen from how a generation is evaluated).")
+    check_workers(workers)
     parallel = executor is not None or workers not in (1, None)
     if parallel:
         if vectorized:

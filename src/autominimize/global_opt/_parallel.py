@@ -21,6 +21,7 @@ import numpy as np
 
 from ..backends.base import as_flat_float64
 from ..params import ParamSpec
+from ..validation import check_workers
 
 __all__ = ["RemoteValue", "ChunkedMap", "point_map"]
 
@@ -141,8 +142,7 @@ def point_map(remote: Callable | None, workers: Any, executor: Any, count: Calla
     if callable(workers):
         yield _CountingMap(workers, count)
         return
-    if not isinstance(workers, (int, np.integer)) or isinstance(workers, bool) or not (workers >= 1 or workers == -1):
-        raise ValueError(f"workers must be a positive number of processes, -1 (one per CPU) or a map-like callable; got {workers!r}.")
+    check_workers(workers)
     processes = (os.cpu_count() or 1) if workers == -1 else int(workers)
     try:
         pickle.dumps(remote)

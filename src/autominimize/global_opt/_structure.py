@@ -25,6 +25,8 @@ def problem_structure(x0: Any, bounds: Any, finite: bool) -> tuple[Any, ParamSpe
     ``finite`` requires finite bounds on every parameter.
     """
     template = structure_from_bounds(bounds) if x0 is None else x0
+    if x0 is None and isinstance(bounds, (list, tuple, dict)) and not bounds:
+        raise BoundsError(f"bounds has no (low, high) pair in it; got {bounds!r}. Give one (low, high) per parameter, or Bounds(lb, ub).")
     spec = ParamSpec.from_tree(template)
     flat_bounds = normalize_bounds(bounds, spec, template)
     if finite and (flat_bounds is None or not (np.all(np.isfinite(flat_bounds[0])) and np.all(np.isfinite(flat_bounds[1])))):
@@ -103,6 +105,10 @@ def flat_option(value: Any, spec: ParamSpec, name: str, dtype: Any = np.float64)
         return spec.flatten(value, name).astype(dtype)
     except (ValueError, TypeError):
         pass
+    kind = np.asarray(value).dtype.kind if not isinstance(value, dict) else "O"
+    if kind not in "biuf" or (dtype is bool and kind == "f"):
+        what = "True/False (or 0/1)" if dtype is bool else "numbers"
+        raise TypeError(f"{name} must hold {what}, in x0's structure or as one value or a flat array of {spec.size}; got {value!r}.")
     try:
         return np.broadcast_to(np.asarray(value, dtype=dtype).reshape(-1), (spec.size,)).copy()
     except ValueError:

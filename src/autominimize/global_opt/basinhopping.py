@@ -10,7 +10,7 @@ import scipy.optimize as so
 from ._build import build_problem
 from ._problem import GlobalProblem, LocalSolver, local_kwargs, structured_result
 from ._running import finish, running, structured_callback
-from ..validation import check_named
+from ..validation import check_callable, check_named, check_rng
 
 __all__ = ["basinhopping", "run_basinhopping"]
 
@@ -21,6 +21,7 @@ SETTINGS: dict = {
     "tolerances": ("T", "stepsize"),
     "positive": ("interval",),
     "intervals": {"target_accept_rate": (0.0, 1.0, "()"), "stepwise_factor": (0.0, 1.0, "()")},
+    "switches": ("disp",),
 }
 
 
@@ -100,7 +101,13 @@ def basinhopping(
     kwargs = local_kwargs(minimizer_kwargs, "minimizer_kwargs", allowed=_KEYS)
     args = kwargs.pop("args", ())
     settings = {"niter": niter, "interval": interval, "niter_success": niter_success, "T": T, "stepsize": stepsize}
-    check_named({**settings, "target_accept_rate": target_accept_rate, "stepwise_factor": stepwise_factor}, **SETTINGS)
+    check_named({**settings, "target_accept_rate": target_accept_rate, "stepwise_factor": stepwise_factor, "disp": disp}, **SETTINGS)
+    check_rng(rng)
+    check_rng(seed, "seed")
+    check_callable(callback, "callback", calls=(("callback(x, f, accept)", (None, None, None), {}),))
+    check_callable(take_step, "take_step", calls=(("take_step(x)", (None,), {}),))
+    accept = {"f_new": None, "x_new": None, "f_old": None, "x_old": None}
+    check_callable(accept_test, "accept_test", calls=(("accept_test(f_new=, x_new=, f_old=, x_old=)", (), accept),))
     problem, _, flat_bounds = build_problem(
         func, x0, kwargs.get("bounds"), args, backend=backend, precision=precision, unpack=unpack, finite=False, error_handling=error_handling
     )

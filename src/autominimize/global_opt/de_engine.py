@@ -27,6 +27,8 @@ from typing import Any, Callable
 import numpy as np
 import scipy.optimize as so
 
+from .de_settings import INITS, MIN_POPULATION, check_init, mutation_scale
+
 __all__ = [
     "STRATEGIES",
     "INITS",
@@ -46,9 +48,6 @@ MUTATIONS = {"best1": 2, "best2": 4, "rand1": 3, "rand2": 5, "currenttobest1": 2
 CROSSOVERS = ("bin", "exp")
 #: Every strategy name ``scipy.optimize.differential_evolution`` accepts as a string.
 STRATEGIES = tuple(f"{mutation}{crossover}" for mutation in MUTATIONS for crossover in CROSSOVERS)
-INITS = ("latinhypercube", "sobol", "halton", "random")
-#: scipy's smallest population.
-MIN_POPULATION = 5
 
 SUCCESS = "Optimization terminated successfully."
 MAXITER = "Maximum number of iterations has been exceeded."
@@ -191,7 +190,8 @@ def redraw_outside(rng: np.random.Generator, trials: np.ndarray) -> np.ndarray:
 
 def initial_population(init: Any, members: int, n: int, rng: np.random.Generator, lb: np.ndarray, ub: np.ndarray) -> np.ndarray:
     """The first population in the unit cube: a sampling scheme's name, or points in the bounds."""
-    if isinstance(init, str):
+    points = check_init(init, n)
+    if points is None:
         from scipy.stats import qmc  # 0.6 s to import: only for the schemes that use it
 
         if init == "latinhypercube":
@@ -200,28 +200,13 @@ def initial_population(init: Any, members: int, n: int, rng: np.random.Generator
             return qmc.Sobol(n, rng=rng).random_base2(int(np.ceil(np.log2(members))))
         if init == "halton":
             return qmc.Halton(n, rng=rng).random(members)
-        if init == "random":
-            return rng.random((members, n))
-        raise ValueError(f"init={init!r}: use one of {', '.join(INITS)}, or an array of shape (S, {n}).")
-    points = np.asarray(init, dtype=np.float64)
-    if points.ndim != 2 or points.shape[1] != n or points.shape[0] < MIN_POPULATION:
-        raise ValueError(
-            f"init as an array must have shape (S, {n}) with S >= {MIN_POPULATION} members "
-            f"(one row per member, one column per parameter); got shape {points.shape}."
-        )
+        return rng.random((members, n))
     return np.clip(_unscale(points, lb, ub), 0.0, 1.0)
 
 
 def _unscale(points: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> np.ndarray:
     width = ub - lb
     return np.divide(points - lb, width, out=np.full(np.broadcast_shapes(points.shape, lb.shape), 0.5), where=width > 0)
-
-
-def _mutation_scale(mutation: Any) -> tuple[float, float]:
-    low, high = (mutation, mutation) if np.ndim(mutation) == 0 else tuple(mutation)
-    if not (0 <= low <= high < 2):
-        raise ValueError(f"mutation={mutation!r}: give F in [0, 2), or (min, max) with 0 <= min <= max < 2 for dithering.")
-    return float(low), float(high)
 
 
 def differential_evolution_engine(
@@ -272,7 +257,7 @@ def differential_evolution_engine(
         ``population_energies``.
     """
     kind, crossover = parse_strategy(strategy)
-    low_scale, high_scale = _mutation_scale(mutation)
+    low_scale, high_scale = mutation_scale(mutation)
     if not 0 <= recombination <= 1:
         raise ValueError(f"recombination={recombination!r}: the crossover probability must be in [0, 1].")
     if int(maxiter) != maxiter or maxiter < 0:

@@ -18,7 +18,9 @@ from ._problem import GlobalProblem, LocalSolver, local_kwargs
 from ._running import check_finite_start, finish, intermediate_callback, running
 from ._structure import flat_option
 from .de_engine import differential_evolution_engine, make_rng, parse_strategy
-from ..validation import check_named
+from .de_settings import check_init, mutation_scale
+from ..drivers.methods import METHODS
+from ..validation import check_callable, check_constraints, check_named, check_rng, is_one_of
 
 __all__ = ["differential_evolution", "run_differential_evolution"]
 
@@ -29,6 +31,7 @@ SETTINGS: dict = {
     "tolerances": ("tol", "atol"),
     "positive": ("popsize",),
     "intervals": {"recombination": (0.0, 1.0, "[]")},
+    "switches": ("disp",),
 }
 
 
@@ -149,13 +152,25 @@ def differential_evolution(
     >>> res.evaluation, round(float(res.fun), 6)
     ('batched', 0.0)
     """
-    check_named({"maxiter": maxiter, "popsize": popsize, "tol": tol, "atol": atol, "recombination": recombination}, **SETTINGS)
+    check_constraints(constraints)
+    check_rng(rng)
+    check_rng(seed, "seed")
+    check_callable(
+        callback,
+        "callback",
+        calls=(("callback(intermediate_result)", (), {"intermediate_result": None}), ("callback(x, convergence)", (None,), {"convergence": None})),
+    )
+    mutation_scale(mutation)
+    if not is_one_of(engine, ENGINES):
+        raise ValueError(f"engine={engine!r}: use 'auto' (the vectorized engine when it applies), 'vectorized' or 'scipy'.")
+    check_named({"maxiter": maxiter, "popsize": popsize, "tol": tol, "atol": atol, "recombination": recombination, "disp": disp}, **SETTINGS)
     problem, _, flat_bounds = build_problem(
         fun, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=True, error_handling=error_handling
     )
     if vectorized is True and problem.backend == "numpy":
         problem.objective.batched = ScipyLayout(problem)
     start = None if x0 is None else check_finite_start(problem.flat(x0, "x0"), flat_bounds, problem.spec)
+    check_init(init, problem.n)
     return run_differential_evolution(
         problem,
         flat_bounds,
@@ -250,8 +265,6 @@ ENGINES = ("auto", "vectorized", "scipy")
 
 def _choose_engine(engine: str, strategy: Any, updating: str, constraints: Any, integrality: np.ndarray | None) -> str:
     """'vectorized' or 'scipy': what ``engine`` asks for, or what applies under 'auto'."""
-    if engine not in ENGINES:
-        raise ValueError(f"engine={engine!r}: use 'auto' (the vectorized engine when it applies), 'vectorized' or 'scipy'.")
     if not callable(strategy):
         parse_strategy(strategy)
     needs_scipy = [
@@ -282,6 +295,11 @@ def _polisher(problem: GlobalProblem, polish: Any, constraints: Any) -> LocalSol
     if polish is True:
         kwargs = {"method": "trust-constr" if constraints else "L-BFGS-B"}
     elif isinstance(polish, str):
+        if polish.lower() not in METHODS:
+            raise ValueError(
+                f"polish={polish!r} is not a scipy.optimize.minimize method; polish must be True, False, a method name "
+                f"({', '.join(METHODS)}) or a dict of am.minimize arguments."
+            )
         kwargs = {"method": polish}
     elif isinstance(polish, dict):
         kwargs = local_kwargs(polish, "polish")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import math
+
 import numpy as np
 import scipy.optimize as so
 
 from ._build import build_problem
 from ._running import finish, running, structured_callback
-from ..validation import check_settings
+from ..validation import check_callable, check_settings, check_switches, is_number
 
 __all__ = ["direct"]
 
@@ -70,6 +72,10 @@ def direct(
     (0.25, [-0.5, -0.5])
     """
     check_settings({"maxfun": maxfun, "maxiter": maxiter}, {"eps": eps, "f_min_rtol": f_min_rtol, "vol_tol": vol_tol, "len_tol": len_tol})
+    check_switches(locally_biased=locally_biased)
+    check_callable(callback, "callback", calls=(("callback(xk)", (None,), {}),))
+    if not is_number(f_min) or math.isnan(float(f_min)):
+        raise TypeError(f"f_min must be a number (the known minimum, -inf when it is not known); got {f_min!r} ({type(f_min).__name__}).")
     problem, _, flat_bounds = build_problem(
         func, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=True, error_handling=error_handling
     )

@@ -10,7 +10,7 @@ import scipy.optimize as so
 from ._build import build_problem
 from ._problem import GlobalProblem, LocalSolver, local_kwargs, takes_bounds
 from ._running import check_finite_start, finish, running, structured_callback
-from ..validation import check_named
+from ..validation import check_callable, check_named, check_rng
 
 __all__ = ["dual_annealing", "run_dual_annealing", "default_local_search"]
 
@@ -21,8 +21,10 @@ _LS_MAXITER_RATIO, _LS_MAXITER_MIN, _LS_MAXITER_MAX = 6, 100, 1000
 #: by zero) and accept in (-1e4, -5]
 SETTINGS: dict = {
     "counts": ("maxiter", "maxfun"),
+    "positive": ("maxiter",),  # scipy loops for ever with maxiter=0
     "tolerances": ("initial_temp",),
     "intervals": {"restart_temp_ratio": (0.0, 1.0, "()"), "visit": (1.0, 3.0, "(]"), "accept": (-1e4, -5.0, "(]")},
+    "switches": ("no_local_search",),
 }
 
 
@@ -96,12 +98,15 @@ def dual_annealing(
     True
     """
     settings = {"maxiter": maxiter, "maxfun": maxfun, "initial_temp": initial_temp, "restart_temp_ratio": restart_temp_ratio}
-    check_named({**settings, "visit": visit, "accept": accept}, **SETTINGS)
+    check_named({**settings, "visit": visit, "accept": accept, "no_local_search": no_local_search}, **SETTINGS)
+    check_rng(rng)
+    check_rng(seed, "seed")
+    check_callable(callback, "callback", calls=(("callback(x, f, context)", (None, None, None), {}),))
     problem, _, flat_bounds = build_problem(
         func, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=True, error_handling=error_handling
     )
-    if minimizer_kwargs:
-        kwargs = local_kwargs(minimizer_kwargs, "minimizer_kwargs")
+    kwargs = local_kwargs(minimizer_kwargs, "minimizer_kwargs")
+    if kwargs:
         box = flat_bounds if "bounds" not in kwargs and takes_bounds(kwargs) else None
     else:
         kwargs, box = default_local_search(problem), flat_bounds

@@ -15,6 +15,7 @@ from ._parallel import point_map
 from ._build import build_problem
 from ._problem import GlobalProblem, local_kwargs, takes_bounds
 from ._running import check_finite_start, running
+from ..validation import check_rng, check_settings, check_switch, check_tolerance, check_workers, is_one_of
 
 __all__ = ["multistart", "SAMPLINGS"]
 
@@ -107,8 +108,10 @@ def multistart(
     >>> res.batched, len([m for m in res.minima if m.fun < 1e-8])
     (True, 4)
     """
-    if not isinstance(n_starts, (int, np.integer)) or isinstance(n_starts, bool) or n_starts < 1:
-        raise ValueError(f"n_starts must be a positive integer; got {n_starts!r}.")
+    check_settings({"n_starts": n_starts}, positive=("n_starts",))
+    check_switch(batched, "batched", none=True)
+    check_rng(rng)
+    check_tolerance(xtol, "xtol")
     kwargs = local_kwargs(minimizer_kwargs, "minimizer_kwargs", allowed=_KEYS)
     kwargs["method"] = method
     problem, template, (lb, ub) = build_problem(fun, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=True)
@@ -117,6 +120,7 @@ def multistart(
         starts = np.vstack([check_finite_start(problem.flat(x0, "x0"), (lb, ub), problem.spec), starts])
     native = native_method_name(method)
     box = (lb, ub) if (native == "lbfgs-native" if native else takes_bounds(kwargs)) else None
+    check_workers(workers)
     parallel = executor is not None or workers not in (1, None)
     batched = _batched(batched, native, problem.backend, parallel)
     with running(problem):
@@ -143,7 +147,7 @@ _KEYS = ("jac", "hess", "hessp", "constraints", "tol", "callback", "options", "h
 
 
 def _starts(sampling: str, count: int, n: int, rng: Any, lb: np.ndarray, ub: np.ndarray) -> np.ndarray:
-    if sampling not in SAMPLINGS:
+    if not is_one_of(sampling, SAMPLINGS):
         raise ValueError(f"sampling={sampling!r} is not one of {SAMPLINGS}.")
     if count <= 0:
         return np.empty((0, n))

@@ -10,6 +10,7 @@ import scipy.optimize as so
 from ._parallel import point_map
 from ._build import build_problem
 from ._problem import GlobalProblem, LocalSolver, local_kwargs
+from ..validation import check_callable, check_constraints, check_workers, is_one_of
 from ._running import finish, running
 
 __all__ = ["shgo", "run_shgo"]
@@ -90,6 +91,9 @@ def shgo(
     ([-2.9035, -2.9035], -78.3323)
     """
     check_shgo_settings(n, iters, options)
+    check_callable(callback, "callback", calls=(("callback(xk)", (None,), {}),))
+    if not (callable(sampling_method) or is_one_of(sampling_method, ("simplicial", "halton", "sobol"))):
+        raise ValueError(f"sampling_method={sampling_method!r} is not valid; use 'simplicial', 'halton', 'sobol' or a callable sampling(n, d).")
     kwargs = local_kwargs(minimizer_kwargs, "minimizer_kwargs")
     if "bounds" in kwargs:
         raise TypeError("minimizer_kwargs: the local solves are confined to shgo's own boxes; give bounds to shgo instead.")
@@ -99,6 +103,7 @@ def shgo(
         raise ValueError(f"options {refused}: the local solves always get exact derivatives; choose them with minimizer_kwargs instead.")
     if minimizer_kwargs is None:
         kwargs = {"method": "SLSQP", "options": {"ftol": 1e-12}}
+    check_constraints(constraints)
     if constraints is not None:
         kwargs.setdefault("constraints", constraints)
     if callback is not None:
@@ -128,7 +133,7 @@ _OPTIONS += ("minimize_every_iter", "local_iter", "infty_constraints", "disp")
 
 def check_shgo_settings(n: Any, iters: Any, options: Any) -> None:
     """shgo's counts and ``options`` keys, each named if wrong (scipy ignores unknown keys)."""
-    from ..validation import check_count, check_known
+    from ..validation import check_count, check_known, check_options
 
     if check_count(n, "n") == 0:
         raise ValueError("n must be a positive integer (the number of sampling points); got 0.")
@@ -137,6 +142,7 @@ def check_shgo_settings(n: Any, iters: Any, options: Any) -> None:
     if options is not None and not isinstance(options, dict):
         raise TypeError(f"options must be a dict of scipy.optimize.shgo's options; got {type(options).__name__}.")
     check_known(options or {}, _OPTIONS, "options has keys that are not options of scipy.optimize.shgo:", ValueError)
+    check_options(options, "shgo")
 
 
 def run_shgo(
@@ -154,6 +160,7 @@ def run_shgo(
     executor: Any,
 ) -> so.OptimizeResult:
     """SHGO on a built problem over the flat box, local solves by ``solver``."""
+    check_workers(workers)
     parallel = executor is not None or workers not in (1, None)
     if parallel and constraints:
         raise ValueError("workers/executor evaluate the objective only; with constraints, shgo here runs in one process (workers=1).")

@@ -205,7 +205,7 @@ class ScipyOptimizerInterface:
                 raise TypeError(f"unexpected argument {key!r}; the extra arguments are {', '.join(_EXTRA_ARGUMENTS)}.")
         if options is not None and not isinstance(options, dict):
             raise TypeError(f"options must be a dict of scipy solver options or None; got {type(options).__name__}.")
-        check_options(options)  # counts and tolerances, as am.minimize checks them
+        check_options(options, method)  # counts, tolerances and switches, as am.minimize checks them
         self.loss = loss
         self.variables = _collect_variables(loss, var_list)
         self.spec = ParamSpec.from_tree([np.zeros(tuple(v.shape)) for v in self.variables], name="var_list")

@@ -19,7 +19,7 @@ from ..bounds import BoundsError, normalize_bounds
 from ..drivers.methods import method_name
 from ..drivers.scipy_pipeline import MethodPlan, has_constraints
 from ..params import ParamSpec
-from ..validation import check_options, check_tolerance
+from ..validation import check_options, check_switches, check_tolerance
 from .solve import integration_plan, solve
 from .torch_autograd import ParameterWriter
 from .torch_closure import ClosureFunctions, ConstraintFunctions, functional_objective, is_model_closure, require_no_parameters
@@ -121,7 +121,8 @@ class ScipyOptimizer(torch.optim.Optimizer):
             raise TypeError(f"method must be a scipy method name or a callable; got {type(method).__name__}.")
         if options is not None and not isinstance(options, dict):
             raise TypeError(f"options must be a dict of scipy solver options or None; got {type(options).__name__}.")
-        check_options(options)  # counts and tolerances, as am.minimize checks them
+        check_options(options, method)  # counts, tolerances and switches, as am.minimize checks them
+        check_switches(hessp=hessp, history=history, progress=progress)
         if tol is not None:
             check_tolerance(tol, "tol")
         super().__init__(params, {"bounds": bounds})

@@ -17,6 +17,8 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from ..validation import check_switch
+
 #: what each kind of hyperparameter accepts, and how an error says it
 _KINDS = {
     "positive": (lambda v: v > 0, "a positive number"),
@@ -63,6 +65,9 @@ class Algorithm:
     def __post_init__(self) -> None:
         for field, kind in self.limits.items():
             _check_hyperparameter(self.name, field, getattr(self, field), kind)
+        for field in dataclasses.fields(self):
+            if field.type in ("bool", bool):
+                check_switch(getattr(self, field.name), f"{self.name}: {field.name}")
 
     def init(self, x: Any, oracle: Oracle) -> Any:
         raise NotImplementedError
@@ -94,5 +99,6 @@ def _check_hyperparameter(method: str, field: str, value: Any, kind: str) -> Non
         return
     accepts, description = _KINDS[kind]
     number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if isinstance(value, (str, bytes, bool)) or (number and not (math.isfinite(value) and accepts(value))):
+    array = not number and hasattr(value, "shape") and hasattr(value, "dtype")  # a framework's array: the algorithm reads it
+    if not (number or array) or (number and not (math.isfinite(value) and accepts(value))):
         raise ValueError(f"{method}: {field}={value!r} is not valid; {field} must be {description}.")

@@ -52,6 +52,7 @@ from .compaction import ActiveRows, gather_rows
 from ..backends.jax_aot import AheadOfTime
 from ..backends.common import no_gradient_error
 from .oracles import _scalar_check, make_params_of
+from ..validation import is_one_of
 
 __all__ = ["BatchedLBFGS", "BatchedState", "REASONS", "batched_value_and_grad"]
 
@@ -139,7 +140,7 @@ class BatchedLBFGS:
             raise ValueError(f"memory must be at least 1; got {self.memory}.")
         if not 0.0 < self.shrink < 1.0:
             raise ValueError(f"shrink must be in (0, 1); got {self.shrink}.")
-        if self.line_search not in ("armijo", "wolfe"):
+        if not is_one_of(self.line_search, ("armijo", "wolfe")):
             raise ValueError(f"line_search must be 'armijo' or 'wolfe'; got {self.line_search!r}.")
         if not 0.0 < self.c1 < self.c2 < 1.0:
             raise ValueError(f"the Wolfe constants need 0 < c1 < c2 < 1; got c1={self.c1}, c2={self.c2}.")

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 from ._arrays import namespace, norm1, vdot
 from .base import Algorithm, Oracle
 from .linesearch import exact_step, line_evaluator, strong_wolfe
+from ..validation import is_one_of
 
 FORMULAS = ("fr", "pr", "pr+", "hs", "dy")
 
@@ -83,9 +84,9 @@ class NonlinearCG(Algorithm):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.beta not in FORMULAS:
+        if not is_one_of(self.beta, FORMULAS):
             raise ValueError(f"beta={self.beta!r} is not one of {FORMULAS}.")
-        if self.line_search not in ("strong-wolfe", "exact"):
+        if not is_one_of(self.line_search, ("strong-wolfe", "exact")):
             raise ValueError(f"line_search={self.line_search!r}: use 'strong-wolfe' or 'exact'.")
 
     def init(self, x: Any, oracle: Oracle) -> CGState:

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 from ._arrays import namespace, vdot
 from .base import Algorithm, Oracle
 from .linesearch import armijo_backtracking
+from ..validation import is_one_of
 
 CURVATURES = ("auto", "gauss-newton", "hessian")
 PRECONDITIONERS = (None, "martens")
@@ -133,9 +134,9 @@ class HessianFree(Algorithm):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.curvature not in CURVATURES:
+        if not is_one_of(self.curvature, CURVATURES):
             raise ValueError(f"curvature={self.curvature!r} is not one of {CURVATURES}.")
-        if self.preconditioner not in PRECONDITIONERS:
+        if not is_one_of(self.preconditioner, PRECONDITIONERS):
             raise ValueError(f"preconditioner={self.preconditioner!r} is not one of {PRECONDITIONERS}.")
         exponent = self.preconditioner_exponent
         if isinstance(exponent, bool) or not isinstance(exponent, numbers.Real) or not 0.0 <= exponent <= 1.0:

@@ -9,6 +9,7 @@ from ._arrays import namespace, norm1, vdot
 from .base import Algorithm, Oracle
 from .lbfgs_memory import Memory, new_memory
 from .linesearch import armijo_backtracking, exact_step, line_evaluator, strong_wolfe
+from ..validation import is_one_of
 
 
 class LBFGSState(NamedTuple):
@@ -90,7 +91,7 @@ class LBFGS(Algorithm):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.line_search not in ("strong-wolfe", "armijo", "exact"):
+        if not is_one_of(self.line_search, ("strong-wolfe", "armijo", "exact")):
             raise ValueError(f"line_search={self.line_search!r}: use 'strong-wolfe', 'armijo' or 'exact'.")
         if self.memory < 1:
             raise ValueError(f"memory must be at least 1; got {self.memory}.")

@@ -15,6 +15,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..validation import MAX_WORKERS, check_switch
+
 __all__ = ["Evaluator"]
 
 _PAYLOADS: dict[bytes, Callable] = {}
@@ -106,7 +108,7 @@ class Evaluator:
     def __init__(self, workers: int | None = None, executor: concurrent.futures.Executor | None = None, tolerate_failures: bool = False) -> None:
         if workers is not None and executor is not None:
             raise ValueError("give workers= (local processes) or executor= (any Executor), not both.")
-        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1):
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or not 1 <= workers <= MAX_WORKERS):
             raise ValueError(f"workers must be a positive integer (the number of local processes); got {workers!r}.")
         if executor is not None and not callable(getattr(executor, "submit", None)):
             raise TypeError(
@@ -115,7 +117,8 @@ class Evaluator:
             )
         self.workers = None if workers is None or workers == 1 else int(workers)
         self.executor = executor
-        self.tolerate_failures = tolerate_failures
+        # a bool costs no call: the evaluator is made for every solve
+        self.tolerate_failures = tolerate_failures if type(tolerate_failures) is bool else check_switch(tolerate_failures, "tolerate_failures")
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
 
     @property

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..bounds import normalize_bounds
-from ..calling import make_caller, resolve_unpack
+from ..calling import check_takes, make_caller, resolve_unpack
 from ..params import ParamSpec, leaf_to_numpy, tree_leaves
 from .evaluator import Evaluator
 from .flat import approx_jacobian
@@ -17,7 +17,9 @@ __all__ = ["gradient", "jacobian"]
 
 
 def _flat_function(fun: Callable, spec: ParamSpec, args: tuple, unpack: str, x0: Any) -> Callable:
-    call = make_caller(fun, resolve_unpack(fun, x0, unpack, len(args)), args, x0)
+    mode = resolve_unpack(fun, x0, unpack, len(args))
+    check_takes(fun, "fun", mode, x0, args)
+    call = make_caller(fun, mode, args, x0)
     return _FlatCall(call, spec)
 
 

@@ -14,7 +14,7 @@ ERROR_HANDLING = ("raise", "continue")
 
 def check_error_handling(value: Any) -> str:
     """``value`` if it is an error policy, else a ValueError saying what is accepted."""
-    if value not in ERROR_HANDLING:
+    if not (type(value) is str and value in ERROR_HANDLING):  # an array is not compared element by element
         raise ValueError(
             f"error_handling={value!r} is not accepted; use 'raise' (default: a failing evaluation "
             "stops the solve) or 'continue' (a point where fun raises or is not finite counts as "

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple, Protocol,
 
 import numpy as np
 
+from ..validation import check_switch
+
 if TYPE_CHECKING:
     from ..problem import Counters
 
@@ -119,7 +121,8 @@ class History:
         self._evaluations: list[Evaluation] = []
         self._iterations: list[Iteration] = []
         self.leaves = list(leaves or [])
-        self.keep_points = keep_points  # False: iterations record x as None
+        # False: iterations record x as None (a bool costs no call: a history is made for every solve)
+        self.keep_points = keep_points if type(keep_points) is bool else check_switch(keep_points, "keep_points")
         self.point_budget = point_budget
         self._stride = 1  # rows whose index is a multiple of it keep their x
         self._kept: list[int] = []  # indices of the rows that kept x, up to _checked
