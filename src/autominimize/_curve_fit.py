@@ -113,6 +113,7 @@ def curve_fit(
     check_switches(absolute_sigma=absolute_sigma, full_output=full_output)
     check_switch(check_finite, "check_finite", none=True)
     p0 = _default_p0(f) if p0 is None else p0
+    ParamSpec.from_tree(p0, "p0")  # a malformed p0 named as p0, before it is read as the solve's x0
     kwargs = _max_nfev_of_maxfev(kwargs)
     if differentiable_call((xdata, ydata, sigma), f):  # popt differentiable with respect to the data (or values f captures)
         with nested_solves():  # a Ctrl-C propagates, with the best point (popt's form already)
