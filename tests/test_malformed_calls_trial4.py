@@ -498,6 +498,14 @@ CASES = [
     ("basinhopping seed an object", glob("basinhopping", seed=object()), TypeError, r"seed must be None, a non-negative int"),
     ("multistart rng=-1", glob("multistart", rng=-1), ValueError, r"rng must be None, a non-negative int .*got -1, which is negative"),
     ("multistart xtol a string", glob("multistart", xtol="small"), TypeError, r"xtol must be a finite non-negative number; got 'small'"),
+    # -- tr_options where scipy's automatic choice of solver would ignore them ---------------
+    (
+        "least_squares tr_options with tr_solver=None on a dense Jacobian",
+        lsq(tr_options={"damp": 1.0}),
+        ValueError,
+        r"tr_options is for tr_solver='lsmr'; with tr_solver=None scipy chooses 'exact' .* would ignore it",
+    ),
+    ("least_squares tr_options with tr_solver='lsmr' work", lsq(tr_solver="lsmr", tr_options={"damp": 0.0}), None, None),
     # -- curve_fit's start is named p0, as the user wrote it --------------------------------
     ("curve_fit p0 holding a string", fit(p0=[1.0, "a"]), TypeError, r"p0\[1\] is a str; every leaf of p0 must be a number"),
     ("curve_fit p0 holding NaN", fit(p0=[np.nan, 1.0]), ValueError, r"p0\[0\] contains NaN or inf .*must be finite"),

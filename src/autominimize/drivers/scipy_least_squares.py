@@ -147,6 +147,11 @@ def run_least_squares(
         options.update(jac=jac, jac_sparsity=jac_sparsity, diff_step=diff_step)
         problem.scheme = None
     else:
+        if tr_solver is None and options["tr_options"] and not callable(jac):
+            raise ValueError(
+                "tr_options is for tr_solver='lsmr'; with tr_solver=None scipy chooses 'exact' for this problem's dense "
+                "Jacobian and would ignore it. Pass tr_solver='lsmr' (or jac_sparsity= for a sparse Jacobian), or leave tr_options out."
+            )
         jac_sparsity = None
         options["jac"] = problem.jacobian
     if isinstance(callback, IterationReport):
