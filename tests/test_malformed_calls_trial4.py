@@ -506,6 +506,14 @@ CASES = [
         r"tr_options is for tr_solver='lsmr'; with tr_solver=None scipy chooses 'exact' .* would ignore it",
     ),
     ("least_squares tr_options with tr_solver='lsmr' work", lsq(tr_solver="lsmr", tr_options={"damp": 0.0}), None, None),
+    # -- a global optimizer's x0 that does not match the bounds names x0 too -----------------
+    (
+        "differential_evolution x0 of 3 values with 2 bounds",
+        glob("differential_evolution", x0=np.zeros(3)),
+        am.BoundsError,
+        r"does not broadcast to the leaf's shape \(3,\)\. x0 was given, so its structure \(3 values\) is the parameters'",
+    ),
+    ("dual_annealing x0 of 3 values with 2 bounds", glob("dual_annealing", x0=np.zeros(3)), am.BoundsError, r"x0 was given, so its structure"),
     # -- curve_fit's start is named p0, as the user wrote it --------------------------------
     ("curve_fit p0 holding a string", fit(p0=[1.0, "a"]), TypeError, r"p0\[1\] is a str; every leaf of p0 must be a number"),
     ("curve_fit p0 holding NaN", fit(p0=[np.nan, 1.0]), ValueError, r"p0\[0\] contains NaN or inf .*must be finite"),

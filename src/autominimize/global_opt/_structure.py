@@ -28,7 +28,15 @@ def problem_structure(x0: Any, bounds: Any, finite: bool) -> tuple[Any, ParamSpe
     if x0 is None and isinstance(bounds, (list, tuple, dict)) and not bounds:
         raise BoundsError(f"bounds has no (low, high) pair in it; got {bounds!r}. Give one (low, high) per parameter, or Bounds(lb, ub).")
     spec = ParamSpec.from_tree(template)
-    flat_bounds = normalize_bounds(bounds, spec, template)
+    try:
+        flat_bounds = normalize_bounds(bounds, spec, template)
+    except BoundsError as exc:
+        if x0 is None:
+            raise
+        raise BoundsError(
+            f"{exc} x0 was given, so its structure ({spec.size} values) is the parameters'; give bounds for that structure, "
+            "fix x0, or leave x0 out for the bounds alone to describe the parameters."
+        ) from None
     if finite and (flat_bounds is None or not (np.all(np.isfinite(flat_bounds[0])) and np.all(np.isfinite(flat_bounds[1])))):
         raise BoundsError("bounds must be finite for every parameter (this method samples the whole box); give a finite (low, high) for each.")
     if x0 is None:
