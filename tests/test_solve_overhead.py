@@ -252,9 +252,9 @@ def _rosen_hessp(x, p):
     return hp
 
 
-def _calls_per_product(history):
-    """Python calls into the library per Hessian-vector product of a Newton-CG solve fed the
-    user's hessp: the calls made while the objective's hessp runs, over the products."""
+def _calls_per_product(solve):
+    """Python calls into the library per Hessian-vector product of ``solve()`` (a solve fed the
+    user's hessp): the calls made while the objective's hessp runs, over the products."""
     from autominimize.problem import Objective
 
     root, hessp = os.path.dirname(am.__file__), Objective.hessp.__code__
@@ -269,16 +269,26 @@ def _calls_per_product(history):
 
     sys.setprofile(profile)
     try:
-        res = am.minimize(_rosen_fg, np.zeros(20), jac=True, hessp=_rosen_hessp, method="Newton-CG", backend="numpy", history=history)
+        res = solve()
     finally:
         sys.setprofile(None)
     return counted[0] / products[0], res
 
 
+def test_a_product_of_trust_ncg_is_not_checked_on_each_call():
+    # before the finiteness check moved after the fact: 3 calls (the check's wrapper the third)
+    per_product, res = _calls_per_product(
+        lambda: am.minimize(so.rosen, np.zeros(20), method="trust-ncg", jac=so.rosen_der, hessp=so.rosen_hess_prod, backend="numpy", history=False)
+    )
+    assert res.success and res.nhvp > 50 and per_product == 2
+
+
 @pytest.mark.parametrize("history", [False, True])
 def test_a_users_hessian_vector_product_costs_two_python_calls_in_the_library(history):
     # before this count was taken: 4 without history, 5 with it (the journal's row was a call)
-    per_product, res = _calls_per_product(history)
+    per_product, res = _calls_per_product(
+        lambda: am.minimize(_rosen_fg, np.zeros(20), jac=True, hessp=_rosen_hessp, method="Newton-CG", backend="numpy", history=history)
+    )
     assert res.nhvp > 100 and per_product == 2
     ref = so.minimize(_rosen_fg, np.zeros(20), jac=True, hessp=_rosen_hessp, method="Newton-CG")
     np.testing.assert_array_equal(res.x, ref.x)

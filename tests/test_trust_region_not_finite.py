@@ -3,9 +3,6 @@ named, after the fact for gradients and trust-ncg's products (no check on each c
 
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 import pytest
 import scipy.optimize as so
@@ -97,32 +94,6 @@ def test_a_finite_solve_is_unchanged_and_an_error_of_fun_itself_is_not_renamed()
     with pytest.raises(ValueError) as info:
         am.minimize(fun, np.zeros(2), method="trust-ncg", jac=_gradient, hessp=lambda x, p: 2.0 * p, backend="numpy")
     assert str(info.value) == "array must not contain infs or NaNs" and info.value.autominimize_x[0] > 0.3
-
-
-def _rosen_hessp_calls(method):
-    """Python calls into the library per Hessian-vector product of a solve fed the user's hessp."""
-    root, hessp = os.path.dirname(am.__file__), Objective.hessp.__code__
-    inside, counted, products = [0], [0], [0]
-
-    def profile(frame, event, arg):
-        if frame.f_code is hessp:
-            inside[0] += 1 if event == "call" else -1 if event == "return" else 0
-            products[0] += event == "call"
-        if event == "call" and inside[0] and frame.f_code.co_filename.startswith(root):
-            counted[0] += 1
-
-    sys.setprofile(profile)
-    try:
-        res = am.minimize(so.rosen, np.zeros(20), method=method, jac=so.rosen_der, hessp=so.rosen_hess_prod, backend="numpy", history=False)
-    finally:
-        sys.setprofile(None)
-    return counted[0] / products[0], res
-
-
-def test_a_product_of_trust_ncg_is_not_checked_on_each_call():
-    # before the check moved after the fact: 3 calls (the check's wrapper the third)
-    per_product, res = _rosen_hessp_calls("trust-ncg")
-    assert res.success and res.nhvp > 50 and per_product == 2
 
 
 class _FiniteFunctions:
