@@ -514,6 +514,16 @@ CASES = [
         r"does not broadcast to the leaf's shape \(3,\)\. x0 was given, so its structure \(3 values\) is the parameters'",
     ),
     ("dual_annealing x0 of 3 values with 2 bounds", glob("dual_annealing", x0=np.zeros(3)), am.BoundsError, r"x0 was given, so its structure"),
+    # -- the native L-BFGS's box limits --------------------------------------------------
+    (
+        "optim.lbfgs lower a string",
+        lambda: am.optim.lbfgs(lower="a"),
+        TypeError,
+        r"lbfgs-native: lower='a' is not a box limit; give None, a real number",
+    ),
+    ("optim.lbfgs upper a dict", lambda: am.optim.lbfgs(upper={"x": 1}), TypeError, r"lbfgs-native: upper=\{'x': 1\} is not a box limit"),
+    ("optim.lbfgs lower NaN", lambda: am.optim.lbfgs(lower=np.nan), ValueError, r"lbfgs-native: lower=nan holds NaN; a box limit is a number"),
+    ("optim.lbfgs limits as lists of numbers", lambda: am.optim.lbfgs(lower=[-1, -1], upper=1.0), None, None),
     # -- curve_fit's start is named p0, as the user wrote it --------------------------------
     ("curve_fit p0 holding a string", fit(p0=[1.0, "a"]), TypeError, r"p0\[1\] is a str; every leaf of p0 must be a number"),
     ("curve_fit p0 holding NaN", fit(p0=[np.nan, 1.0]), ValueError, r"p0\[0\] contains NaN or inf .*must be finite"),

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from ._arrays import namespace, norm1, vdot
 from .base import Algorithm, Oracle
 from .lbfgs_memory import Memory, new_memory
@@ -95,6 +97,8 @@ class LBFGS(Algorithm):
             raise ValueError(f"line_search={self.line_search!r}: use 'strong-wolfe', 'armijo' or 'exact'.")
         if self.memory < 1:
             raise ValueError(f"memory must be at least 1; got {self.memory}.")
+        for name in ("lower", "upper"):
+            _check_limit(name, getattr(self, name))
 
     @property
     def bounded(self) -> bool:
@@ -165,3 +169,17 @@ class LBFGS(Algorithm):
             x_new, f_new, g_new = ls.x, ls.f, ls.g
         memory = memory.updated(x_new, x, g_new, g, self.curvature_eps)
         return LBFGSState(x_new, f_new, g_new, state.nit + 1, memory)
+
+
+def _check_limit(name: str, limit: Any) -> None:
+    """A box limit is None, a real number or an array of them (NumPy's or a framework's)."""
+    if limit is None or hasattr(limit, "shape") and hasattr(limit, "dtype") and not isinstance(limit, np.ndarray):
+        return  # a framework's array: read by the algorithm on its own arrays
+    try:
+        values = np.asarray(limit)
+    except (TypeError, ValueError):
+        values = np.asarray(None)
+    if values.dtype.kind not in "fiu":
+        raise TypeError(f"lbfgs-native: {name}={limit!r} is not a box limit; give None, a real number or an array of them.")
+    if np.isnan(values.astype(np.float64)).any():
+        raise ValueError(f"lbfgs-native: {name}={limit!r} holds NaN; a box limit is a number, or ±inf where there is none.")
