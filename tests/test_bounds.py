@@ -98,3 +98,22 @@ def test_bounded_solution_sits_on_the_active_bound():
 def test_bounds_with_a_method_that_cannot_use_them_is_an_error(method):
     with pytest.raises(ValueError, match=rf"method='{method.lower()}' cannot handle bounds .*L-BFGS-B|l-bfgs-b"):
         am.minimize(lambda x: (x**2).sum(), np.ones(2), method=method, bounds=(0, 1), backend="numpy")
+
+
+@pytest.mark.parametrize(
+    ("x0", "bounds", "names"),
+    [
+        (np.array(3.0), [(0, 1)], "x0;"),
+        (np.array([0.5, 3.0, 0.2]), (0, 1), r"x0\[1\];"),
+        (np.array([0.5, 3.0, 4.0]), (0, 1), r"x0 \(2 of 3 elements, first at \[1\]\);"),
+        (
+            {"a": np.array([0.5, 3.0]), "b": np.full((2, 3), 2.0), "c": np.zeros(2)},
+            {"a": (0, 1), "b": (0, 1), "c": (0, 1)},
+            r"x0\['a'\]\[1\], x0\['b'\] \(6 of 6 elements, first at \[0, 0\]\);",
+        ),
+    ],
+)
+def test_a_start_outside_the_bounds_names_the_elements_that_moved(x0, bounds, names):
+    with pytest.warns(UserWarning, match=r"x0 is outside the bounds at " + names + " it was clipped into them"):
+        res = am.minimize(lambda x: sum(np.sum(v**2) for v in (x.values() if isinstance(x, dict) else [x])), x0, bounds=bounds)
+    assert res.success

@@ -325,7 +325,7 @@ def test_param_groups_carry_their_own_bounds_and_frozen_parameters_stay():
     optimizer = am.torch.ScipyOptimizer(
         [{"params": [model.weight, frozen], "bounds": [(None, 0.0), None]}, {"params": [model.bias]}], method="L-BFGS-B"
     )
-    with pytest.warns(UserWarning, match=r"outside the bounds at params\[0\]; it was clipped"):
+    with pytest.warns(UserWarning, match=r"outside the bounds at params\[0\]\[0, 1\]; it was clipped"):
         optimizer.step(lambda: torch.mean((model(X).squeeze(1) - y) ** 2))
     assert model.weight.max().item() <= 0.0 and frozen.item() == 5.0
     assert optimizer.result.x.size == 4 and frozen.grad is None

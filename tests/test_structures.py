@@ -40,7 +40,10 @@ def test_matrix_factorisation_with_dict_x0_and_bounds():
     assert set(res.x) == {"U", "V"} and res.x["U"].shape == (10, 3) and res.x["V"].shape == (3, 15)
     assert res.fun < 1e-8
     assert res.jac["U"].shape == (10, 3)
-    with pytest.warns(UserWarning, match=r"x0 is outside the bounds at x0\['U'\], x0\['V'\]; it was clipped"):
+    with pytest.warns(
+        UserWarning,
+        match=r"x0 is outside the bounds at x0\['U'\] \(\d+ of 30 elements, first at \[\d, \d\]\), x0\['V'\] \(\d+ of 45 elements, first at \[\d, \d+\]\); it was clipped",
+    ):
         bounded = am.minimize(
             loss, x0, method="L-BFGS-B", bounds={"U": (None, 0), "V": (-1, None)}, backend="jax" if "jax" in FRAMEWORKS else "numpy"
         )

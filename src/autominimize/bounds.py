@@ -212,11 +212,26 @@ def _check_order(lb: np.ndarray, ub: np.ndarray, spec: ParamSpec) -> None:
 
 
 def clip_to_bounds(x: np.ndarray, bounds: tuple[np.ndarray, np.ndarray] | None, spec: ParamSpec) -> tuple[np.ndarray, list[str]]:
-    """Clip x into the bounds; return the clipped vector and the leaves that moved."""
+    """Clip x into the bounds; return the clipped vector and where it moved, leaf by leaf.
+
+    A leaf is named by its path; where it is an array, with the index of the one element that
+    moved (``x0['w'][1, 0]``) or how many moved and the first (``x0['w'] (3 of 6 elements,
+    first at [0, 2])``).
+    """
     if bounds is None:
         return x, []
     lb, ub = bounds
     clipped = np.clip(x, lb, ub)
     moved = np.flatnonzero(clipped != x)
-    leaves = sorted({spec.leaves[int(np.searchsorted(spec.offsets, i, side="right") - 1)].path for i in moved})
-    return clipped, leaves
+    if not moved.size:
+        return clipped, []
+    owners = np.searchsorted(spec.offsets, moved, side="right") - 1
+    names = []
+    for k in np.unique(owners):
+        leaf, inside = spec.leaves[int(k)], moved[owners == k] - spec.offsets[int(k)]
+        if not leaf.shape:
+            names.append(leaf.path)
+            continue
+        first = ", ".join(str(int(i)) for i in np.unravel_index(int(inside[0]), leaf.shape))
+        names.append(f"{leaf.path}[{first}]" if inside.size == 1 else f"{leaf.path} ({inside.size} of {leaf.size} elements, first at [{first}])")
+    return clipped, names
