@@ -204,3 +204,30 @@ def test_jax_captured_value_with_bounds_and_the_functions_that_would_receive_it(
             jax.grad(constrained, argnums=0)(0.3, lambda theta: {"type": "eq", "fun": lambda x: jnp.sum(x) - 1.0})
         with pytest.raises(ValueError, match="a constraint captures theta"):
             jax.grad(constrained, argnums=0)(0.3, lambda theta: {"type": "eq", "fun": lambda x: jnp.sum(x) - theta})
+
+
+def _sum_fixed(args, framework):
+    """An SLSQP solve of min |w|² with w₀ + w₁ = a₀, a passed in the constraint's own args."""
+    sq = {"jax": jnp.sum, "torch": torch.sum, "tensorflow": tf.reduce_sum}[framework]
+    constraints = [{"type": "ineq", "fun": lambda w: w[0] + 10.0}, {"type": "eq", "fun": lambda w, a: w[0] + w[1] - a[0], "args": args}]
+    return am.minimize(lambda w: sq(w**2), np.ones(2), method="SLSQP", constraints=constraints)
+
+
+@pytest.mark.parametrize("framework", ["jax", "torch", "tensorflow"])
+def test_a_differentiable_value_in_a_constraints_own_args_is_refused_by_its_place(framework):
+    message = (
+        r"minimize: constraints\[1\]\['args'\] holds a "
+        + framework
+        + r" value to differentiate with respect to, but a constraint's own args are constants"
+    )
+    if framework == "jax":
+        with pytest.raises(ValueError, match=message):
+            jax.grad(lambda a: _sum_fixed((a,), "jax").x[0])(jnp.array([2.0]))
+    elif framework == "torch":
+        with pytest.raises(ValueError, match=message):
+            _sum_fixed((torch.tensor([2.0], dtype=torch.float64, requires_grad=True),), "torch")
+    else:
+        with tf.GradientTape(), pytest.raises(ValueError, match=message):
+            _sum_fixed((tf.Variable([2.0], dtype=tf.float64),), "tensorflow")
+    constant = {"jax": jnp.array([2.0]), "torch": torch.tensor([2.0], dtype=torch.float64), "tensorflow": tf.constant([2.0], dtype=tf.float64)}
+    np.testing.assert_allclose(np.asarray(_sum_fixed((constant[framework],), framework).x), [1.0, 1.0], atol=1e-6)

@@ -19,7 +19,7 @@ from .backends.base import configure_numdiff
 from .drivers.scipy_least_squares import LEAST_SQUARES_METHODS
 from .drivers.scipy_pipeline import Recording, ScipyProblem, has_constraints, plan_method, solve
 from .drivers.step_options import STEP_OPTIONS, honour_step_options
-from .implicit import constraint_functions, differentiable_call
+from .implicit import differentiable_call
 from .native import is_native_method
 from .problem import check_error_handling, numdiff_evaluator
 from ._precision_fallback import float32_fallback, stacklevel_outside
@@ -182,7 +182,7 @@ def minimize(
     call = dict(locals())
     if type(constraints) is not tuple or constraints:  # the default () costs no call
         check_constraints(constraints)
-    if differentiable_call(args, fun, *(constraint_functions(constraints) if constraints else ())):  # res.x differentiable (args, captured values)
+    if differentiable_call(args, fun, constraints=constraints):  # res.x differentiable (args, captured values)
         from .implicit.entry import minimize as differentiable_minimize
 
         return differentiable_minimize(minimize, call)

@@ -75,11 +75,21 @@ def constraint_functions(constraints: Any) -> list:
     return [item.get("fun") if isinstance(item, dict) else getattr(item, "fun", None) for item in items]
 
 
-def differentiable_call(args: Any, *functions: Any) -> bool:
+def constraint_args(constraints: Any) -> list[tuple]:
+    """The own ``'args'`` of scipy-style constraint dicts, one tuple per constraint (empty for
+    the others)."""
+    if constraints is None:
+        return []
+    items = constraints if isinstance(constraints, (list, tuple)) else [constraints]
+    return [tuple(item.get("args", ())) if isinstance(item, dict) and isinstance(item.get("args", ()), (list, tuple)) else () for item in items]
+
+
+def differentiable_call(args: Any, *functions: Any, constraints: Any = ()) -> bool:
     """Whether a solve's result is to be differentiated: ``args`` hold differentiable values
     (:func:`differentiable_framework`), or one of ``functions`` captures one
-    (:func:`captured_differentiable`). Runs on every solve: without a framework imported, or
-    for a function capturing nothing, it costs a few microseconds.
+    (:func:`captured_differentiable`); ``constraints``' functions and own args count too (the
+    differentiable entry refuses the latter by name). Runs on every solve: without a framework
+    imported, or for a function capturing nothing, it costs a few microseconds.
 
     Examples
     --------
@@ -90,6 +100,8 @@ def differentiable_call(args: Any, *functions: Any) -> bool:
     """
     if _CONCRETE.get() or not _differentiating_modules():
         return False
+    if type(constraints) is not tuple or constraints:
+        args, functions = (args, constraint_args(constraints)), (*functions, *constraint_functions(constraints))
     held = [value for function in functions if function is not None for _, value in captured_values(function) if not isinstance(value, _PLAIN)]
     if not held and (args is None or (type(args) is tuple and not args)):  # nothing to look at: 2.5 µs with torch loaded
         return False

@@ -87,8 +87,17 @@ def _check_captured(entry: str, framework: str | None, fun: Any, constraints: An
     refused, since the derivative would silently leave it out. None when nothing is
     differentiated after all: args carry nothing and fun's value at x0 does not depend on the
     torch tensor it captures (``depends``)."""
-    from . import constraint_functions
+    from . import constraint_args, constraint_functions
 
+    for i, own in enumerate(constraint_args(constraints)):
+        held = differentiable_framework(own)
+        if held is not None:
+            where = "constraints" if isinstance(constraints, dict) else f"constraints[{i}]"
+            raise ValueError(
+                f"{entry}: {where}['args'] holds a {held} value to differentiate with respect to, but a constraint's own "
+                "args are constants. Pass the value in the solve's args and leave 'args' out of the constraint, which then "
+                "receives them (differentiated), or detach the value to treat it as a constant."
+            )
     found = captured_differentiable(*constraint_functions(constraints))
     if found is not None:
         _refuse_captured(entry, found, "a constraint")
