@@ -275,7 +275,7 @@ CASES = [
         "least_squares complex step",
         lambda: am.least_squares(lambda x: x - 1, X, jac="cs", backend="numpy"),
         ValueError,
-        r"jac='cs' \(complex step\) is not supported; use None \(autodiff\), '2-point' or '3-point'",
+        r"jac='cs' \(complex step\) is not supported: autominimize evaluates fun at real points.*Use jac=None \(exact derivatives; finite differences on NumPy\), '2-point' or '3-point'",
     ),
     ("least_squares no function", lambda: am.least_squares(None, X), TypeError, r"give fun \(the residual function\) or fun_and_jac"),
     (

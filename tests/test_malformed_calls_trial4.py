@@ -226,7 +226,7 @@ CASES = [
         "trust-constr hess an array",
         mini(method="trust-constr", hess=np.ones(2)),
         ValueError,
-        r"hess=array\(.*\) is not accepted; use None, True \(autodiff\), a callable hess\(x, \*args\), one of \('2-point', '3-point', 'cs'\)",
+        r"hess=array\(.*\) is not accepted; use None, True \(autodiff\), a callable hess\(x, \*args\), one of \('2-point', '3-point'\)",
     ),
     ("least_squares jac an array", lsq(jac=np.ones(2)), ValueError, r"jac=array\(.*\) is not accepted; use None \(autodiff\), a callable"),
     ("minimize workers=1e30", mini(workers=10**30), ValueError, r"workers must be a positive integer \(the number of local processes\)"),

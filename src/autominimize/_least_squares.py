@@ -24,7 +24,7 @@ from .implicit import differentiable_call
 from .drivers.scipy_least_squares import LEAST_SQUARES_METHODS, IterationReport, flat_x_scale, run_least_squares, scipy_least_squares_bounds
 from .params import ParamSpec
 from .problem import GaussNewtonFunctions, ResidualObjective, check_error_handling, numdiff_evaluator, sum_of_squares
-from .validation import is_one_of, check_least_squares_method, check_loss, check_mappings, check_settings, check_x_scale
+from .validation import check_least_squares_method, check_loss, check_mappings, check_not_complex_step, check_settings, check_x_scale, is_one_of
 
 __all__ = ["least_squares", "minimize_least_squares", "residual_scalar_functions"]
 
@@ -260,8 +260,7 @@ def _build_problem(
     x0_flat = setup.clip_start(x0_flat, stacklevel=3)
     scheme = None
     if isinstance(jac, str):
-        if jac == "cs":
-            raise ValueError("jac='cs' (complex step) is not supported; use None (autodiff), '2-point' or '3-point'.")
+        check_not_complex_step(jac, "jac", "jac=None (exact derivatives; finite differences on NumPy), '2-point' or '3-point'")
         scheme = numdiff.canonical_method(jac)
     numerical = scheme is not None or (backend_name == "numpy" and not user_given)
     evaluator = numdiff_evaluator(backend_name, numerical, workers, executor, check_error_handling(error_handling))

@@ -79,10 +79,11 @@ def minimize(
         Extra positional arguments for ``fun`` (and constraint functions without their own).
     method : str or callable, optional
         Any ``scipy.optimize.minimize`` method; None picks BFGS, L-BFGS-B or SLSQP as scipy does.
-    jac : callable, True, '2-point', '3-point', 'cs' or None
+    jac : callable, True, '2-point', '3-point' or None
         None (default): the framework's gradient. A callable takes the parameters like ``fun``
         and returns the gradient in x0's structure (or flat). True: ``fun`` returns
-        ``(value, gradient)``. A difference scheme: scipy's finite differences. A
+        ``(value, gradient)``. A difference scheme: scipy's finite differences (its
+        complex step ``'cs'`` is refused: ``fun`` is evaluated at real points). A
         derivative-free method refuses a callable or a scheme (it would be ignored); with
         True it reads the value alone, as scipy does.
     hess, hessp : callable, True or None

@@ -24,12 +24,13 @@ from ..problem import Objective
 from ..recording import recorders
 from .methods import CUSTOM_METHOD, METHODS, MethodInfo, check_gradient_use, check_supports, method_name, second_order_for
 from .scipy_local import run_minimize, wrap_callback
-from ..validation import SHAPED_OPTIONS, check_shaped_options
+from ..validation import SHAPED_OPTIONS, check_not_complex_step, check_shaped_options
 
 __all__ = ["FD_SCHEMES", "MethodPlan", "Recording", "ScipyProblem", "has_constraints", "plan_method", "solve"]
 
-#: scipy's finite-difference schemes for the gradient
-FD_SCHEMES = ("2-point", "3-point", "cs")
+#: scipy's finite-difference schemes for the gradient (its complex step is refused: fun is
+#: evaluated at real points)
+FD_SCHEMES = ("2-point", "3-point")
 
 _INTERRUPTED = "Interrupted by KeyboardInterrupt (Ctrl-C); x is the best point evaluated."
 
@@ -76,6 +77,7 @@ def plan_method(
     second_order = second_order_for(name, info, hess, hessp)
     gradient_scheme = None
     if not (jac is None or jac is True or (callable_jac and callable(jac))):
+        check_not_complex_step(jac, "jac", f"jac=None (exact derivatives; finite differences on NumPy) or one of {schemes}")
         if jac is not False and not (isinstance(jac, str) and jac in schemes):
             accepted = "None (autodiff), a callable, True" if callable_jac else "None (autodiff), True"
             raise ValueError(f"jac={jac!r} is not accepted; use {accepted}, or one of {schemes}.")

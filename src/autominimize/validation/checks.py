@@ -14,6 +14,7 @@ __all__ = [
     "CALLBACK_CALLS",
     "COUNT_OPTIONS",
     "HESSIAN_SCHEMES",
+    "check_not_complex_step",
     "MAX_COUNT",
     "MAX_WORKERS",
     "POSITIVE_OPTIONS",
@@ -332,14 +333,26 @@ CALLBACK_CALLS = {
 }
 
 
-#: the difference schemes scipy's trust-constr accepts for ``hess``
-HESSIAN_SCHEMES = ("2-point", "3-point", "cs")
+#: the difference schemes scipy's trust-constr accepts for ``hess``, but for the complex step
+HESSIAN_SCHEMES = ("2-point", "3-point")
+
+
+def check_not_complex_step(value: Any, name: str, instead: str) -> None:
+    """Refuse scipy's complex-step scheme ``'cs'`` for ``name`` (``jac`` or ``hess``): the
+    objective is evaluated at real points, so the imaginary part of scipy's complex points
+    would be dropped and the derivative come out zero, silently. ``instead``: what to use."""
+    if isinstance(value, str) and value == "cs":
+        raise ValueError(
+            f"{name}='cs' (complex step) is not supported: autominimize evaluates fun at real points, so the "
+            f"imaginary part of scipy's complex-step points would be lost. Use {instead}."
+        )
 
 
 def check_second_order(hess: Any, hessp: Any) -> None:
     """``hess``: None, True (autodiff), a callable, one of scipy's difference schemes or a
     HessianUpdateStrategy (an object with ``initialize`` and ``update``); ``hessp``: None,
     True or a callable. Else an error naming the argument and what it accepts."""
+    check_not_complex_step(hess, "hess", "hess=None (exact Hessian-vector products), '2-point', '3-point' or a HessianUpdateStrategy")
     strategy = callable(getattr(hess, "initialize", None)) and callable(getattr(hess, "update", None))
     if not (hess is None or hess is True or callable(hess) or strategy or is_one_of(hess, HESSIAN_SCHEMES)):
         raise ValueError(
