@@ -181,11 +181,13 @@ class Lagrangian:
 
         return hessian
 
-    def first_order_call(self, seeds: np.ndarray) -> Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray, np.ndarray]]:
+    def first_order_call(self, seeds: np.ndarray, coloured: bool = True) -> Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray, np.ndarray]]:
         """``x ->`` ``f(x)``, ``∇f(x)``, ``c(x)`` and ``J · S`` (p, m) from one compiled call
         (JAX, with an objective; found once here): what IPOPT asks for at a trial point, c then
-        f, and where it accepts it, ∇f then J, in one dispatch instead of four."""
-        call = self.point_values.first_order_call(np.asarray(seeds, dtype=np.float64))
+        f, and where it accepts it, ∇f then J, in one dispatch instead of four. ``coloured``:
+        the seeds are a colouring's (few), not the identity's (J's passes then run in a loop,
+        :mod:`.jax_passes`)."""
+        call = self.point_values.first_order_call(np.asarray(seeds, dtype=np.float64), looped=coloured)
         n, m, p = self.n, self.m, len(seeds)
 
         def first_order(x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:

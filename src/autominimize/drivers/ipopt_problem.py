@@ -202,7 +202,7 @@ class Derivatives:
             return
         if self._seeds is None:  # J · I: n forward passes, no more than the dense Hessian's
             self._seeds = np.eye(self.n)
-        self._point_call = lagrangian.first_order_call(self._seeds)
+        self._point_call = lagrangian.first_order_call(self._seeds, coloured=self.pattern is not None)
         self.fused = True
 
     def evaluations(self) -> contextlib.AbstractContextManager:
