@@ -128,11 +128,14 @@ class JacobianPasses:
         compiled = self._aot(("jvps", directions.shape[0]), build, lambda: _directions_aval(self, directions))
         return np.array(compiled(self._input(x), self._input(directions)), dtype=np.float64)
 
-    def first_order_call(self, directions: np.ndarray, looped: bool = False) -> Callable[[np.ndarray], np.ndarray]:
-        """``x ->`` the values ``v(x)``, the gradient of ``v₀`` and ``J(x) @ d`` for each row ``d``
-        of ``directions`` (p, n), J the Jacobian of ``v₁, v₂, ...``, as one vector
-        ``[v, ∇v₀, J d₁, ..., J d_p]`` from one call; the compiled call and the directions' input
-        are found once, for the many points of a solve. ``looped``: J's passes in a loop over
+    def first_order_call(
+        self, directions: np.ndarray, size: int, looped: bool = False
+    ) -> Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray, np.ndarray]]:
+        """``x ->`` ``v₀(x)``, its gradient, the values ``v₁, v₂, ...`` and ``J(x) @ d`` for each
+        row ``d`` of ``directions`` (p, n), J their Jacobian, as a (p, size - 1) array: views of
+        ONE call's output (``size`` the number of values of v, which the caller knows without a
+        trace); the compiled call and the directions' input are found once, for the many points
+        of a solve. ``looped``: J's passes in a loop over
         the rows (see the module's docstring), for a colouring's few seeds; else mapped, as for
         the n rows of the identity, where a loop would cost a few µs a row. (Linearizing v once
         and transposing its linear map for ∇v₀ took 4x as long at n = 1000: it runs the reverse
@@ -154,15 +157,13 @@ class JacobianPasses:
         key = ("first_order looped" if looped else "first_order", directions.shape[0])
         compiled = self._aot(key, build, lambda: _directions_aval(self, directions))
         fixed = self._input(np.asarray(directions, dtype=np.float64))
-        if self.dtype == np.float64:
+        n, p = self.n, directions.shape[0]
+        gradient_at = slice(size, size + n)
+        float64 = self.dtype == np.float64
 
-            def call(x: np.ndarray) -> np.ndarray:
-                return np.array(compiled(x, fixed), dtype=np.float64)
-
-        else:
-
-            def call(x: np.ndarray) -> np.ndarray:
-                return np.array(compiled(self._input(x), fixed), dtype=np.float64)
+        def call(x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+            out = np.array(compiled(x if float64 else self._input(x), fixed), dtype=np.float64)
+            return float(out[0]), out[gradient_at], out[1:size], out[size + n :].reshape(p, size - 1)
 
         return call
 
