@@ -387,3 +387,50 @@ def test_a_constraint_sized_from_its_program_still_checks_its_bounds():
     wrong = so.NonlinearConstraint(constraints[0]["fun"], np.zeros(3), np.inf)
     with pytest.raises(am.ConstraintError, match="lb has shape \\(3,\\) but the constraint function returns 1 values"):
         am.minimize(p.f, p.x0, method="ipopt", bounds=p.bounds, constraints=[wrong], backend="jax")
+
+
+@pytest.mark.parametrize("options", [{"start_with_resto": "yes"}, {"obj_scaling_factor": 3.0}], ids=["restoration", "scaled"])
+def test_iterates_in_the_restoration_phase_and_of_a_scaled_objective(monkeypatch, options):
+    """The iterate is read from the objective's cache only outside the restoration phase and
+    where IPOPT's f is the cached value (not of an objective IPOPT scales); elsewhere IPOPT is
+    asked. Every recorded iterate, and every callback's x, is IPOPT's."""
+    from autominimize.drivers.ipopt_problem import problem_class
+
+    ipopt_problem = problem_class()
+    original_iterate, original_intermediate = ipopt_problem.get_current_iterate, ipopt_problem.intermediate
+    asked, iterates = [], []
+
+    def counted(self, scaled=False):
+        asked.append(1)
+        return original_iterate(self, scaled=scaled)
+
+    def spied(self, alg_mod, iter_count, *rest):
+        if iter_count:
+            iterates.append((alg_mod, original_iterate(self, scaled=False)["x"]))
+        return original_intermediate(self, alg_mod, iter_count, *rest)
+
+    monkeypatch.setattr(ipopt_problem, "get_current_iterate", counted)
+    monkeypatch.setattr(ipopt_problem, "intermediate", spied)
+    p = hs.get(71)
+    seen = []
+    res = am.minimize(
+        p.f,
+        p.x0,
+        method="ipopt",
+        bounds=p.bounds,
+        constraints=p.constraints(),
+        backend="torch",
+        options=options,
+        history=True,
+        callback=lambda x: seen.append(np.array(x)),
+    )
+    # IPOPT reports the iteration that ends its restoration phase twice
+    assert res.success and len(iterates) == len(seen) == len(res.history.iterations) >= res.nit
+    for recorded, shown, (_, iterate) in zip(res.history.iterations, seen, iterates):
+        np.testing.assert_array_equal(recorded.x, iterate)
+        np.testing.assert_array_equal(shown, iterate)
+    restoration = sum(1 for alg_mod, _ in iterates if alg_mod)
+    if "start_with_resto" in options:
+        assert restoration == len(asked) == 2 < res.nit
+    else:
+        assert restoration == 0 and len(asked) == 0  # HS071's f at its iterates survives the scaling exactly

@@ -163,36 +163,25 @@ class Lagrangian:
             out = np.array([np.asarray(hvp(v), dtype=np.float64) for v in directions]).reshape(len(seeds), z.size)
         return out[:, xs], out[:, ms]
 
-    def hessian_call(self, seeds: np.ndarray) -> Callable[[np.ndarray, float, np.ndarray], tuple[np.ndarray, np.ndarray | None]]:
-        """``(x, σ, λ) ->`` ``∇²ₓₓL · S`` (p, n), and ``J · S`` (p, m) where the same passes give
-        it: on JAX, where the passes in x alone (:meth:`~.jax_passes.HessianPasses.head_hvps_call`,
-        found once here) cost a quarter of those in ``[x, σ, λ]``, None (J comes from
-        :meth:`first_order_call`)."""
+    def hessian_call(self, seeds: np.ndarray) -> tuple[Callable[[np.ndarray, np.ndarray], Any], bool]:
+        """``(x, [σ, λ]) ->`` ``∇²ₓₓL · S`` (p, n), and whether the call gives ``J · S`` (p, m)
+        with it, as ``(∇²ₓₓL · S, J · S)``. On JAX the passes run in x alone
+        (:meth:`~.jax_passes.HessianPasses.head_hvps_call`, found once here), at a quarter of
+        the cost of those in ``[x, σ, λ]``, and J comes from :meth:`first_order_call`; the call
+        is JAX's own, one Python frame fewer at each Hessian. Elsewhere the products in
+        ``[x, σ, λ]`` give both."""
         head_hvps_call = getattr(self.functions, "head_hvps_call", None)
         if head_hvps_call is None:
-            return lambda x, sigma, multipliers: self.compressed(x, sigma, multipliers, seeds)
-        passes = head_hvps_call(1 + self.m, np.asarray(seeds, dtype=np.float64))
+            return (lambda x, rest: self.compressed(x, rest[0], rest[1:], seeds)), True
+        return head_hvps_call(1 + self.m, np.asarray(seeds, dtype=np.float64)), False
 
-        def hessian(x: np.ndarray, sigma: float, multipliers: np.ndarray) -> tuple[np.ndarray, None]:
-            rest = np.empty(1 + multipliers.size)
-            rest[0] = sigma
-            rest[1:] = multipliers
-            return passes(x, rest), None
-
-        return hessian
-
-    def first_order_call(self, seeds: np.ndarray) -> Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray, np.ndarray]]:
+    def first_order_call(self, seeds: np.ndarray, coloured: bool = True) -> Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray, np.ndarray]]:
         """``x ->`` ``f(x)``, ``∇f(x)``, ``c(x)`` and ``J · S`` (p, m) from one compiled call
         (JAX, with an objective; found once here): what IPOPT asks for at a trial point, c then
-        f, and where it accepts it, ∇f then J, in one dispatch instead of four."""
-        call = self.point_values.first_order_call(np.asarray(seeds, dtype=np.float64))
-        n, m, p = self.n, self.m, len(seeds)
-
-        def first_order(x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
-            out = call(x)
-            return float(out[0]), out[1 + m : 1 + m + n], out[1 : 1 + m], out[1 + m + n :].reshape(p, m)
-
-        return first_order
+        f, and where it accepts it, ∇f then J, in one dispatch instead of four. ``coloured``:
+        the seeds are a colouring's (few), not the identity's (J's passes then run in a loop,
+        :mod:`.jax_passes`)."""
+        return self.point_values.first_order_call(np.asarray(seeds, dtype=np.float64), 1 + self.m, looped=coloured)
 
     def jacobian_compressed(self, x: np.ndarray, seeds: np.ndarray) -> np.ndarray:
         """``J · S`` (p, m) alone: forward passes of c in one call on JAX (0.04–0.14 ms
