@@ -201,6 +201,11 @@ ROWS = {
     # TF's ScipyOptimizerInterface
     "tf int variable": (lambda: interface(variable=tf.Variable([3, 2])), TypeError, ["var_list[0]", "int32", "floating"]),
     "tf complex variable": (lambda: interface(variable=tf.Variable([1 + 1j])), TypeError, ["var_list[0]", "complex128", "floating"]),
+    "tf var_list of a model not built": (
+        lambda: am.tf.ScipyOptimizerInterface(lambda: tf.constant(1.0), var_list=keras.Sequential([keras.layers.Dense(1)])),
+        ValueError,
+        ["var_list holds no trainable variable", "built"],
+    ),
     "tf equalities not a list": (lambda: interface(equalities=5, method="SLSQP"), TypeError, ["equalities", "int", "callable"]),
     "tf equality None": (lambda: interface(equalities=[lambda: None], method="SLSQP").minimize(), ObjectiveOutputError, ["constraint", "None"]),
     "tf equality str": (lambda: interface(equalities=[lambda: "a"], method="SLSQP").minimize(), ObjectiveOutputError, ["constraint", "str"]),
@@ -227,6 +232,21 @@ ROWS = {
         ["values[", "NaN", "finite"],
     ),
     "keras loss None": (lambda: am.keras.fit(kmodel(), lambda y_true, y_pred: None, XK, YK), ObjectiveOutputError, ["loss", "None"]),
+    "keras X of another shape than the input": (
+        lambda: am.keras.fit(kmodel(), "mse", XK[:, 0], YK),
+        ValueError,
+        ["X has shape (30,)", "input", "(None, 2)"],
+    ),
+    "keras X with other features": (
+        lambda: am.keras.fit(kmodel(), "mse", np.zeros((30, 3)), YK),
+        ValueError,
+        ["X has shape (30, 3)", "input", "(None, 2)"],
+    ),
+    "keras backend of another framework": (
+        lambda: am.keras.fit(kmodel(), "mse", XK, YK, backend="torch"),
+        ValueError,
+        ["backend='torch'", "Keras", "tensorflow"],
+    ),
     "keras output broadcast to y": (
         lambda: am.keras.fit(kmodel(), "mse", XK, np.zeros((30, 2))),
         ValueError,
@@ -332,3 +352,24 @@ def test_keras_fit_of_a_subclassed_model_whose_call_takes_no_training_argument()
     result = am.keras.fit(model, "mse", XK, YK)
     assert result.fun < 1e-10
     np.testing.assert_allclose(model.dense.kernel.numpy().ravel(), [1.5, -0.5], atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["L-BFGS-B", "BFGS", "CG", "TNC", "SLSQP"])
+@pytest.mark.parametrize("jac", ["2-point", "3-point", False])
+def test_scipy_differences_of_a_float32_model_move_it(method, jac):
+    """scipy's default steps (1e-8 relative) vanish in float32: every difference was zero and
+    the solve reported convergence at the start."""
+    model = linear()
+    optimizer = am.torch.ScipyOptimizer(model.parameters(), method=method, jac=jac)
+    loss = optimizer.step(mse(model))
+    assert optimizer.result.nit > 0
+    assert float(loss.detach()) < 1e-4
+    np.testing.assert_allclose(model.weight.detach().numpy(), [[1.0, -2.0]], atol=1e-2)
+    assert model.weight.dtype == torch.float32
+
+
+def test_keras_target_in_a_list_of_one_for_a_single_output_model():
+    model = kmodel()
+    result = am.keras.fit(model, "mse", XK, [YK])
+    assert result.fun < 1e-10
+    np.testing.assert_allclose(model.layers[0].kernel.numpy().ravel(), [1.5, -0.5], atol=1e-4)

@@ -120,6 +120,7 @@ def _weights_loss(model: keras.Model, loss: Any, X: Any, y: Any, training: bool)
     check_data(X, "X")
     check_data(y, "y")
     check_sample_counts(X, y)
+    _check_inputs(model, X)
     if not model.built:
         model(X)
     variables = _trainable(model)
@@ -138,6 +139,8 @@ def _weights_loss(model: keras.Model, loss: Any, X: Any, y: Any, training: bool)
         def weights_loss(params: dict[str, Any], inputs: Any, target: Any, non_trainable: list, /) -> Any:
             values = [keras.ops.cast(params[path], v.dtype) for path, v in zip(paths, variables)]
             outputs, _, extra_losses = held().stateless_call(values, non_trainable, inputs, return_losses=True, **modes)
+            if isinstance(target, (list, tuple)) and len(target) == 1 and hasattr(outputs, "shape"):
+                target = target[0]  # y=[y] for a model of one output, as Keras's fit reads it
             _check_target_shape(target, outputs)
             per_sample = loss_fn(target, outputs)
             require_real_number(per_sample, "loss")
@@ -153,6 +156,17 @@ def _weights_loss(model: keras.Model, loss: Any, X: Any, y: Any, training: bool)
         [keras.ops.convert_to_tensor(v) for v in model.non_trainable_variables],
     )
     return known[key], {path: np.array(v.numpy()) for path, v in zip(paths, variables)}, data
+
+
+def _check_inputs(model: keras.Model, X: Any) -> None:
+    """A ValueError when the one array ``X`` does not fit the model's one declared input: Keras
+    would fail in its graph, printing the data."""
+    inputs = getattr(model, "inputs", None) if model.built else None
+    if not inputs or len(inputs) != 1 or not hasattr(X, "shape") and not isinstance(X, np.ndarray):
+        return
+    expected, shape = tuple(inputs[0].shape), tuple(np.shape(X))
+    if len(expected) != len(shape) or any(e is not None and e != s for e, s in zip(expected, shape)):
+        raise ValueError(f"X has shape {shape} but the model's input has shape {expected} (None: any size); give X in that shape.")
 
 
 def _check_target_shape(target: Any, outputs: Any) -> None:
@@ -239,8 +253,14 @@ def fit(
         raise TypeError(f"model must be a keras.Model (its trainable weights are fitted); got {type(model).__name__}.")
     passed_on = [name for name in inspect.signature(minimize).parameters if name not in ("fun", "x0", "args", "method")]
     check_known(minimize_kwargs, passed_on, "am.keras.fit got unknown keyword argument(s)")
+    framework = _BACKENDS.get(keras.backend.backend())
+    if minimize_kwargs.get("backend") not in (None, framework, "numpy"):
+        raise ValueError(
+            f"backend={minimize_kwargs['backend']!r}: the model computes with Keras's backend, {framework!r}; give "
+            f"backend={framework!r} (the default) or 'numpy' (finite differences), or set KERAS_BACKEND before importing Keras."
+        )
     weights_loss, params, data = _weights_loss(model, loss, X, y, training)
-    minimize_kwargs.setdefault("backend", _BACKENDS.get(keras.backend.backend()))
+    minimize_kwargs.setdefault("backend", framework)
     result = minimize(weights_loss, params, args=data, method=method, **minimize_kwargs)
     load_params(model, result.x)
     return result

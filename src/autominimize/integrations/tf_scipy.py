@@ -69,6 +69,11 @@ def _collect_variables(loss: Callable, var_list: Any) -> list[tf.Variable]:
         if variable.ref() not in seen:
             seen.add(variable.ref())
             variables.append(variable)
+    if not variables and var_list is not None:
+        raise ValueError(
+            "var_list holds no trainable variable to optimize; a Keras model or tf.Module holds none until it is built "
+            "(call it on a batch, or start it with keras.Input) or when its layers are frozen (trainable=False)."
+        )
     if not variables:
         raise ValueError(
             "there is no variable to optimize: the loss reads no trainable tf.Variable. Pass "
