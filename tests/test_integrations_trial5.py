@@ -90,6 +90,13 @@ def lbfgs_state():
     return state
 
 
+def optax_lbfgs_update(**extra):
+    jnp = pytest.importorskip("jax.numpy")
+    tx = am.optim.as_optax(am.optim.lbfgs())
+    params = {"w": jnp.ones(2)}
+    return tx.update(params, tx.init(params), params, **extra)
+
+
 def interface(loss=None, variable=None, **kwargs):
     v = tf.Variable([3.0, -1.0]) if variable is None else variable
     return am.tf.ScipyOptimizerInterface(loss or (lambda: tf.reduce_sum((tf.cast(v, tf.float32) - 1.0) ** 2)), var_list=[v], **kwargs)
@@ -192,6 +199,28 @@ ROWS = {
         TypeError,
         ["value_and_grad_fn", "(value, grads)", "float"],
     ),
+    "optim value_and_grad_fn vector value": (
+        lambda: am.optim.lbfgs().update({"w": np.ones(2)}, None, {"w": np.ones(2)}, value_and_grad_fn=lambda p: (p["w"] ** 2, p)),
+        ObjectiveOutputError,
+        ["value_and_grad_fn's value", "shape (2,)"],
+    ),
+    "optim value_and_grad_fn None value": (
+        lambda: am.optim.lbfgs().update({"w": np.ones(2)}, None, {"w": np.ones(2)}, value_and_grad_fn=lambda p: (None, p)),
+        ObjectiveOutputError,
+        ["value_and_grad_fn's value", "None"],
+    ),
+    "optim value_and_grad_fn grads structure": (
+        lambda: am.optim.lbfgs().update({"w": np.ones(2)}, None, {"w": np.ones(2)}, value_and_grad_fn=lambda p: (1.0, {"v": p["w"]})),
+        ValueError,
+        ["value_and_grad_fn's grads", "structure of params", "grads['w']"],
+    ),
+    "optim value str": (
+        lambda: am.optim.lbfgs().update({"w": np.ones(2)}, None, {"w": np.ones(2)}, value="a", value_and_grad_fn=lambda p: (1.0, p)),
+        ObjectiveOutputError,
+        ["value", "str"],
+    ),
+    "optax value_fn int": (lambda: optax_lbfgs_update(value_fn=5), TypeError, ["value_fn", "callable", "int"]),
+    "optax value_fn vector": (lambda: optax_lbfgs_update(value_fn=lambda p: p["w"] ** 2), ObjectiveOutputError, ["value_fn", "shape (2,)"]),
     "apply_updates structure": (
         lambda: am.optim.apply_updates({"w": np.ones(2)}, {"v": np.ones(2)}),
         ValueError,

@@ -9,6 +9,7 @@ from typing import Any, Callable, Mapping, NamedTuple
 import numpy as np
 import optree
 
+from ..backends.common import require_real_number, require_scalar_shape
 from ..native._arrays import flatten_leaves, namespace, split_leaves
 from ..native.base import Algorithm
 from ..params import leaf_path_names, tree_flatten, tree_map
@@ -111,6 +112,8 @@ def from_algorithm(algorithm: Algorithm) -> Transformation:
             raise ValueError(f"{algorithm.name} evaluates the loss at new points; pass value_and_grad_fn= (params -> (value, grads)).")
         check_callable(value_and_grad_fn, "value_and_grad_fn")
         check_callable(grad_fn, "grad_fn")
+        if value is not None:
+            _require_loss(value, "value")
         x, leaves, treedef = flat(params)
         xp = namespace(x)
         # gradients in params' structure, matched by key: jax.grad returns a dict's keys sorted
@@ -118,20 +121,8 @@ def from_algorithm(algorithm: Algorithm) -> Transformation:
         _require_finite_gradient(xp, g, params, leaves)
         _check_state(state, state_type, x)
 
-        def as_tree(v: Any) -> Any:
-            return optree.tree_unflatten(treedef, split_leaves(xp, v, leaves))
-
-        def flat_value_and_grad(v: Any) -> tuple[Any, Any]:
-            out = value_and_grad_fn(as_tree(v))
-            if not (isinstance(out, (tuple, list)) and len(out) == 2):
-                raise TypeError(f"value_and_grad_fn must return (value, grads), a pair; it returned a {type(out).__name__}.")
-            f, gr = out
-            return f, xp.astype(flatten_leaves(xp, treedef.flatten_up_to(gr)), x.dtype)
-
-        def flat_grad(v: Any) -> Any:
-            return xp.astype(flatten_leaves(xp, treedef.flatten_up_to(grad_fn(as_tree(v)))), x.dtype)
-
-        oracle = _GivenGradient(x, g, value, flat_value_and_grad if value_and_grad_fn else None, flat_grad if grad_fn else None, algorithm.name)
+        as_tree, flat_value_and_grad, flat_grad = _flat_functions(xp, x, treedef, leaves, value_and_grad_fn, grad_fn)
+        oracle = _GivenGradient(x, g, value, flat_value_and_grad, flat_grad, algorithm.name)
         if state is None:
             state = algorithm.init(x, oracle)
         elif algorithm.first_order:
@@ -150,18 +141,42 @@ def from_algorithm(algorithm: Algorithm) -> Transformation:
     return Transformation(init, update, algorithm)
 
 
-def _gradient_leaves(grads: Any, params: Any, treedef: Any, leaves: list) -> list:
+def _flat_functions(xp: Any, x: Any, treedef: Any, leaves: list, value_and_grad_fn: Callable | None, grad_fn: Callable | None) -> tuple:
+    """``as_tree(v)`` (a flat vector in params' structure) and the user's ``value_and_grad_fn``
+    and ``grad_fn`` as functions of flat vectors (None where not given), their outputs checked."""
+
+    def as_tree(v: Any) -> Any:
+        return optree.tree_unflatten(treedef, split_leaves(xp, v, leaves))
+
+    def flat_value_and_grad(v: Any) -> tuple[Any, Any]:
+        tree = as_tree(v)
+        out = value_and_grad_fn(tree)
+        if not (isinstance(out, (tuple, list)) and len(out) == 2):
+            raise TypeError(f"value_and_grad_fn must return (value, grads), a pair; it returned a {type(out).__name__}.")
+        f, gr = out
+        _require_loss(f, "value_and_grad_fn's value")
+        found = _gradient_leaves(gr, tree, treedef, leaves, "value_and_grad_fn's grads")
+        return f, xp.astype(flatten_leaves(xp, found), x.dtype)
+
+    def flat_grad(v: Any) -> Any:
+        tree = as_tree(v)
+        return xp.astype(flatten_leaves(xp, _gradient_leaves(grad_fn(tree), tree, treedef, leaves, "grad_fn's grads")), x.dtype)
+
+    return as_tree, flat_value_and_grad if value_and_grad_fn else None, flat_grad if grad_fn else None
+
+
+def _gradient_leaves(grads: Any, params: Any, treedef: Any, leaves: list, what: str = "grads") -> list:
     """The leaves of ``grads`` in params' order, each of its parameter's shape; an error
-    naming the first leaf that is missing or of another shape."""
+    naming (as ``what``) the first leaf that is missing or of another shape."""
     try:
         found = treedef.flatten_up_to(grads)
     except (TypeError, ValueError):
         names = [name.replace("x0", "grads", 1) for name in leaf_path_names(params)]
-        raise ValueError(f"grads must have the structure of params, with leaves {names}; got {reprlib.repr(grads)}.") from None
+        raise ValueError(f"{what} must have the structure of params, with leaves {names}; got {reprlib.repr(grads)}.") from None
     for index, (g, p) in enumerate(zip(found, leaves)):
         shape, expected = tuple(getattr(g, "shape", np.shape(g))), tuple(getattr(p, "shape", ()))
         if shape != expected or isinstance(g, (str, bytes)):
-            name = leaf_path_names(params)[index].replace("x0", "grads", 1)
+            name = leaf_path_names(params)[index].replace("x0", what, 1)
             raise ValueError(f"{name} must be an array of its parameter's shape {expected}; got {reprlib.repr(g)} of shape {shape}.")
     return found
 
@@ -196,6 +211,12 @@ def _one_namespace(leaves: list) -> Any:
     except TypeError:
         frameworks = sorted({type(leaf).__module__.split(".")[0] for leaf in leaves})
         raise TypeError(f"params mixes arrays of {', '.join(frameworks)}; give all of them as arrays of one framework.") from None
+
+
+def _require_loss(value: Any, name: str) -> None:
+    """``value`` one real number (a float, or a 0-d array or tensor), else an error naming ``name``."""
+    require_real_number(value, name)
+    require_scalar_shape(tuple(getattr(value, "shape", ())), name)
 
 
 def _state_type(algorithm: Algorithm) -> str | None:
