@@ -248,7 +248,7 @@ ROWS = {
     "keras load_params str": (
         lambda: (m := kmodel(), am.keras.load_params(m, {bias_path(m): "a"})),
         TypeError,
-        ["values[", "str", "array of numbers"],
+        ["values[", "str", "array or tensor of numbers"],
     ),
     "keras load_params complex": (
         lambda: (m := kmodel(), am.keras.load_params(m, {bias_path(m): np.array([1j])})),
@@ -402,3 +402,19 @@ def test_keras_target_in_a_list_of_one_for_a_single_output_model():
     result = am.keras.fit(model, "mse", XK, [YK])
     assert result.fun < 1e-10
     np.testing.assert_allclose(model.layers[0].kernel.numpy().ravel(), [1.5, -0.5], atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["L-BFGS-B", "BFGS", "SLSQP"])
+def test_minimize_differences_of_float32_tensors_move_them(method):
+    """The same step rule in am.minimize: float32 torch parameters with jac='2-point'."""
+    result = am.minimize(lambda p: 1e3 * ((p - 1.0) ** 2).sum(), torch.full((2,), 3.0), method=method, jac="2-point")
+    assert result.nit > 0 and result.precision == "float32"
+    np.testing.assert_allclose(result.x.numpy(), [1.0, 1.0], atol=1e-2)
+
+
+def test_function_factory_runs_on_the_numpy_backend():
+    model = linear()
+    func, params = am.torch.function_factory(model, torch.nn.functional.mse_loss, X, Y)
+    result = am.minimize(func, params, method="BFGS", backend="numpy")
+    am.torch.load_params(model, result.x)
+    np.testing.assert_allclose(model.weight.detach().numpy(), [[1.0, -2.0]], atol=1e-3)

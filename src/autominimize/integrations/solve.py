@@ -92,31 +92,4 @@ def solve(
         in_structure=False,
     )
     recording = Recording(history=history, log=log, progress=progress, callback=callback)
-    options = _difference_steps(method_plan, options, precision)
     return scipy_pipeline.solve(problem, method_plan, recording, tol=tol, options=options)
-
-
-#: machine epsilon of the parameter dtypes coarser than float64
-_EPS = {"float32": 2.0**-23, "float16": 2.0**-10, "bfloat16": 2.0**-7}
-#: the methods whose scipy differences take ``finite_diff_rel_step``
-_RELATIVE_STEP_METHODS = frozenset({"bfgs", "cg", "l-bfgs-b", "tnc", "slsqp", "trust-constr"})
-
-
-def _difference_steps(plan: MethodPlan, options: dict | None, precision: str) -> dict | None:
-    """``options`` with scipy's relative difference step suited to the coarsest parameter
-    dtype in ``precision`` (e.g. 'float32/float64'), when scipy differences the gradient.
-
-    The point is written into the parameters, so a step below their resolution is rounded
-    away: scipy's default (sqrt of float64's eps, 1.5e-8) left a float32 model where it was,
-    every difference zero and the solve "converged" at the start.
-    """
-    if plan.gradient_scheme is None or plan.name not in _RELATIVE_STEP_METHODS or "finite_diff_rel_step" in (options or {}):
-        return options
-    eps = max(
-        float(np.finfo(dtype).eps) if dtype in ("float16", "float32", "float64") else float(np.finfo(np.float64).eps)
-        for dtype in precision.split("/")
-    )
-    if eps <= np.finfo(np.float64).eps:
-        return options
-    step = eps ** (1 / 3) if plan.gradient_scheme == "3-point" else eps**0.5
-    return {**(options or {}), "finite_diff_rel_step": step}

@@ -83,7 +83,7 @@ def function_factory(
     target = _as_model_data(y, named[0][1])
 
     def func(params: dict[str, torch.Tensor], /) -> torch.Tensor:
-        values = {name: params[name].to(dtype=like[name].dtype, device=like[name].device) for name in names}
+        values = {name: torch.as_tensor(params[name]).to(dtype=like[name].dtype, device=like[name].device) for name in names}
         loss = loss_fn(functional_call(model, values, inputs), target)
         require_real_number(loss, "loss_fn")
         return loss.mean() if getattr(loss, "ndim", 0) else loss

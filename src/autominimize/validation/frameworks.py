@@ -61,7 +61,7 @@ def check_real_values(value: Any, name: str) -> np.ndarray:
     if array.dtype.kind == "c":
         raise TypeError(f"{name} is complex ({array.dtype}); give real numbers (its .real part, or its absolute value).")
     if array.dtype.kind not in "biuf":
-        raise TypeError(f"{name} is a {type(value).__name__}; give an array of numbers (a NumPy array, a tensor or a number).")
+        raise TypeError(f"{name} is a {type(value).__name__}; give an array or tensor of numbers.")
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         raise ValueError(f"{name} holds NaN or inf; give finite values (a solve that ended at NaN has nothing to load).")
     return array
