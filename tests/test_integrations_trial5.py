@@ -189,6 +189,7 @@ ROWS = {
         ["state", "3 numbers", "params have 2"],
     ),
     "optim grads NaN": (sgd_update({"w": np.ones(2)}), None, None),
+    "optim update unknown keyword": (sgd_update({"w": np.ones(2)}, lr=0.1), TypeError, ["sgd's update", "'lr'", "value_and_grad_fn"]),
     "optim value_and_grad_fn int": (
         lambda: am.optim.lbfgs().update({"w": np.ones(2)}, None, {"w": np.ones(2)}, value_and_grad_fn=5),
         TypeError,

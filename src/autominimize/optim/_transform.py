@@ -13,7 +13,7 @@ from ..backends.common import require_real_number, require_scalar_shape
 from ..native._arrays import flatten_leaves, namespace, split_leaves
 from ..native.base import Algorithm
 from ..params import leaf_path_names, tree_flatten, tree_map
-from ..validation import check_callable
+from ..validation import check_callable, check_known
 
 __all__ = ["Transformation", "from_algorithm", "apply_updates", "merge_updates"]
 
@@ -104,8 +104,16 @@ def from_algorithm(algorithm: Algorithm) -> Transformation:
         return algorithm.init(x, None) if algorithm.first_order else None
 
     def update(
-        grads: Any, state: Any, params: Any = None, *, value: Any = None, value_and_grad_fn: Callable | None = None, grad_fn: Callable | None = None
+        grads: Any,
+        state: Any,
+        params: Any = None,
+        *,
+        value: Any = None,
+        value_and_grad_fn: Callable | None = None,
+        grad_fn: Callable | None = None,
+        **unknown: Any,
     ) -> tuple[Any, Any]:
+        check_known(unknown, ("value", "value_and_grad_fn", "grad_fn"), f"{algorithm.name}'s update got unknown keyword argument(s)")
         if params is None:
             raise ValueError(f"{algorithm.name}'s update needs params (its step depends on them).")
         if algorithm.needs_evaluator and value_and_grad_fn is None:
