@@ -372,7 +372,7 @@ def test_bad_input_names_the_argument():
         am.torch.MinimizeWrapper(model.parameters(), dict(options={}))
     with pytest.raises(ValueError, match=r"unknown keys \['hess'\]"):
         am.torch.MinimizeWrapper(model.parameters(), dict(method="CG", hess=True))
-    with pytest.raises(TypeError, match="must return the loss"):
+    with pytest.raises(ValueError, match="the closure returned None"):
         am.torch.ScipyOptimizer(model.parameters()).step(lambda: None)
     with pytest.raises(ValueError, match="loss carries no gradient"):
         am.torch.ScipyOptimizer(model.parameters()).step(lambda: model.weight.sum().item())

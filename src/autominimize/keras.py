@@ -17,7 +17,8 @@ import numpy as np
 import scipy.optimize as so
 
 from ._minimize import minimize
-from .validation import check_known, check_switch
+from .backends.common import require_real_number
+from .validation import check_data, check_known, check_real_values, check_sample_counts, check_switch
 
 __all__ = ["function_factory", "fit", "load_params"]
 
@@ -101,23 +102,6 @@ def function_factory(
 _WEIGHTS_LOSSES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _check_data(data: Any, name: str) -> None:
-    """``data`` arrays of numbers (a list, tuple or dict of them for a model of several inputs
-    or outputs), else a TypeError naming ``name``: Keras would fail in its graph with its own text."""
-    if isinstance(data, dict):
-        for key, value in data.items():
-            _check_data(value, f"{name}[{key!r}]")
-        return
-    if isinstance(data, (list, tuple)) and any(isinstance(v, (list, tuple, dict)) or hasattr(v, "dtype") for v in data):
-        for i, value in enumerate(data):
-            _check_data(value, f"{name}[{i}]")
-        return
-    if hasattr(data, "dtype") and not isinstance(data, np.ndarray):
-        return  # a framework's tensor: its dtype is cast with the model's
-    if np.asarray(data).dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be an array of numbers (or a list or dict of them, one per model input or output); got {type(data).__name__}.")
-
-
 def _loss_function(loss: Any) -> Callable:
     """``loss`` as a callable ``(y_true, y_pred)``: a Keras loss name looked up, else as given."""
     accepted = "a Keras loss name such as 'mse' or 'binary_crossentropy', a keras.losses.Loss or a callable(y_true, y_pred)"
@@ -133,11 +117,10 @@ def _loss_function(loss: Any) -> Callable:
 def _weights_loss(model: keras.Model, loss: Any, X: Any, y: Any, training: bool) -> tuple[Callable, dict[str, np.ndarray], tuple]:
     """``weights_loss(params, inputs, target, non_trainable)``, the starting weights, and the
     data arguments ``(inputs, target, non_trainable)`` (see :func:`function_factory`)."""
-    _check_data(X, "X")
-    _check_data(y, "y")
-    samples = [np.shape(data)[0] if np.ndim(data) else None for data in (X, y) if not isinstance(data, (list, tuple, dict))]
-    if len(samples) == 2 and None not in samples and samples[0] != samples[1]:
-        raise ValueError(f"X has {samples[0]} samples but y has {samples[1]}; give one target per sample.")
+    check_data(X, "X")
+    check_data(y, "y")
+    check_sample_counts(X, y)
+    _check_inputs(model, X)
     if not model.built:
         model(X)
     variables = _trainable(model)
@@ -148,11 +131,20 @@ def _weights_loss(model: keras.Model, loss: Any, X: Any, y: Any, training: bool)
     key = (loss_fn, training, paths)
     if key not in known:
         held = weakref.ref(model)  # the cache's value must not keep its key alive
+        # stateless_call passes keywords to call() as given: only a call() taking training gets it
+        call_parameters = inspect.signature(model.call).parameters.values()
+        takes_training = any(p.name == "training" or p.kind is p.VAR_KEYWORD for p in call_parameters)
+        modes = {"training": training} if takes_training else {}
 
         def weights_loss(params: dict[str, Any], inputs: Any, target: Any, non_trainable: list, /) -> Any:
             values = [keras.ops.cast(params[path], v.dtype) for path, v in zip(paths, variables)]
-            outputs, _, extra_losses = held().stateless_call(values, non_trainable, inputs, training=training, return_losses=True)
-            total = keras.ops.mean(loss_fn(target, outputs))
+            outputs, _, extra_losses = held().stateless_call(values, non_trainable, inputs, return_losses=True, **modes)
+            if isinstance(target, (list, tuple)) and len(target) == 1 and hasattr(outputs, "shape"):
+                target = target[0]  # y=[y] for a model of one output, as Keras's fit reads it
+            _check_target_shape(target, outputs)
+            per_sample = loss_fn(target, outputs)
+            require_real_number(per_sample, "loss")
+            total = keras.ops.mean(per_sample)
             for extra in extra_losses:
                 total = total + keras.ops.cast(extra, total.dtype)
             return total
@@ -164,6 +156,30 @@ def _weights_loss(model: keras.Model, loss: Any, X: Any, y: Any, training: bool)
         [keras.ops.convert_to_tensor(v) for v in model.non_trainable_variables],
     )
     return known[key], {path: np.array(v.numpy()) for path, v in zip(paths, variables)}, data
+
+
+def _check_inputs(model: keras.Model, X: Any) -> None:
+    """A ValueError when the one array ``X`` does not fit the model's one declared input: Keras
+    would fail in its graph, printing the data."""
+    inputs = getattr(model, "inputs", None) if model.built else None
+    if not inputs or len(inputs) != 1 or not hasattr(X, "shape") and not isinstance(X, np.ndarray):
+        return
+    expected, shape = tuple(inputs[0].shape), tuple(np.shape(X))
+    if len(expected) != len(shape) or any(e is not None and e != s for e, s in zip(expected, shape)):
+        raise ValueError(f"X has shape {shape} but the model's input has shape {expected} (None: any size); give X in that shape.")
+
+
+def _check_target_shape(target: Any, outputs: Any) -> None:
+    """A ValueError when the model's output would be broadcast over the columns of ``y``: a
+    loss such as 'mse' would then fit every column of y with the one output, silently."""
+    if not (hasattr(target, "shape") and hasattr(outputs, "shape")):
+        return  # several outputs or targets: each is matched by Keras's own rules
+    want, got = tuple(target.shape), tuple(outputs.shape)
+    if len(want) == len(got) and any(o == 1 and t is not None and t > 1 for o, t in zip(got, want)):
+        raise ValueError(
+            f"y has shape {want} but the model's output has shape {got}: the loss would broadcast the output over y's "
+            "columns. Give y one column per output (or a model with as many outputs as y has columns)."
+        )
 
 
 def load_params(model: keras.Model, values: dict[str, Any]) -> None:
@@ -181,6 +197,8 @@ def load_params(model: keras.Model, values: dict[str, Any]) -> None:
     >>> model.layers[0].kernel.numpy().tolist()
     [[2.0]]
     """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model must be a keras.Model (its trainable weights are assigned); got {type(model).__name__}.")
     if not isinstance(values, dict):
         raise TypeError(f"values must be a dict of weights by variable path (res.x); got {type(values).__name__}.")
     by_path = {v.path: v for v in _trainable(model)}
@@ -189,7 +207,7 @@ def load_params(model: keras.Model, values: dict[str, Any]) -> None:
         raise KeyError(f"values has keys {unknown} that are not trainable weights of model; those are {sorted(by_path)}.")
     for path, value in values.items():
         variable = by_path[path]
-        array = np.asarray(keras.ops.convert_to_numpy(value))
+        array = check_real_values(value if isinstance(value, (np.ndarray, str, bytes)) else keras.ops.convert_to_numpy(value), f"values[{path!r}]")
         if array.shape != tuple(variable.shape):
             raise ValueError(f"values[{path!r}] has shape {array.shape}; the weight has shape {tuple(variable.shape)}.")
         variable.assign(array.astype(variable.dtype))
@@ -235,8 +253,14 @@ def fit(
         raise TypeError(f"model must be a keras.Model (its trainable weights are fitted); got {type(model).__name__}.")
     passed_on = [name for name in inspect.signature(minimize).parameters if name not in ("fun", "x0", "args", "method")]
     check_known(minimize_kwargs, passed_on, "am.keras.fit got unknown keyword argument(s)")
+    framework = _BACKENDS.get(keras.backend.backend())
+    if minimize_kwargs.get("backend") not in (None, framework, "numpy"):
+        raise ValueError(
+            f"backend={minimize_kwargs['backend']!r}: the model computes with Keras's backend, {framework!r}; give "
+            f"backend={framework!r} (the default) or 'numpy' (finite differences), or set KERAS_BACKEND before importing Keras."
+        )
     weights_loss, params, data = _weights_loss(model, loss, X, y, training)
-    minimize_kwargs.setdefault("backend", _BACKENDS.get(keras.backend.backend()))
+    minimize_kwargs.setdefault("backend", framework)
     result = minimize(weights_loss, params, args=data, method=method, **minimize_kwargs)
     load_params(model, result.x)
     return result

@@ -291,7 +291,7 @@ class _Run:
             constraints=scipy_constraints,
             tol=self.tol,
             callback=callback,
-            options=self.options,
+            options=difference_steps(plan, self.options, self.precision),
         )
 
     def _fail_with_constraints(self) -> None:
@@ -356,3 +356,30 @@ class _Run:
         if self.sinks.log is not None:
             result.log_error = self.sinks.log_error
         return result
+
+
+#: machine epsilon of the parameter dtypes coarser than float64
+_EPS = {"float32": 2.0**-23, "float16": 2.0**-10, "bfloat16": 2.0**-7}
+#: the methods whose scipy differences take ``finite_diff_rel_step``
+_RELATIVE_STEP_METHODS = frozenset({"bfgs", "cg", "l-bfgs-b", "tnc", "slsqp", "trust-constr"})
+
+
+def difference_steps(plan: MethodPlan, options: dict | None, precision: str) -> dict | None:
+    """``options`` with scipy's relative difference step suited to the coarsest parameter
+    dtype in ``precision`` (e.g. 'float32/float64'), when scipy differences the gradient.
+
+    The function computes in the parameters' precision, so a step below their resolution is
+    rounded away: scipy's default (sqrt of float64's eps, 1.5e-8) left float32 parameters
+    where they were, every difference zero and the solve "converged" at the start.
+    """
+    if (
+        plan.gradient_scheme not in ("2-point", "3-point")
+        or plan.name not in _RELATIVE_STEP_METHODS
+        or (options or {}).keys() & {"eps", "finite_diff_rel_step"}
+    ):
+        return options
+    eps = max(_EPS.get(dtype, 0.0) for dtype in precision.split("/"))
+    if eps == 0.0:
+        return options  # float64: scipy's default step is the one for it
+    step = eps ** (1 / 3) if plan.gradient_scheme == "3-point" else eps**0.5
+    return {**(options or {}), "finite_diff_rel_step": step}

@@ -13,9 +13,10 @@ import numpy as np
 import tensorflow as tf
 
 from ..backends.base import as_flat_float64
-from ..backends.common import NoGradientError, require_real_number, require_scalar_shape
+from ..backends.common import NoGradientError, ObjectiveOutputError, require_real_number, require_scalar_shape
 from ..backends.tf_backend import concrete_function
 from ..params import tree_leaves
+from ..validation import check_constraint_values
 
 __all__ = ["LossFunctions", "ConstraintFunctions"]
 
@@ -160,7 +161,9 @@ class ConstraintFunctions(GraphFunctions):
         self.fun = fun
 
     def _vector(self) -> tf.Tensor:
-        return self._flat([tf.convert_to_tensor(leaf) for leaf in tree_leaves(self.fun())])
+        leaves = tree_leaves(self.fun())
+        check_constraint_values(leaves, f"the constraint function {getattr(self.fun, '__name__', self.fun)!r}", ObjectiveOutputError)
+        return self._flat([tf.convert_to_tensor(leaf) for leaf in leaves])
 
     def value(self, x: np.ndarray) -> np.ndarray:
         def body(x: tf.Tensor) -> tf.Tensor:

@@ -16,7 +16,7 @@ import tensorflow as tf
 from ..bounds import normalize_bounds
 from ..drivers.methods import METHODS, method_name
 from ..params import ParamSpec, tree_map
-from ..validation import check_options, check_tolerance
+from ..validation import check_callable, check_options, check_tolerance
 from .solve import integration_plan, solve
 from .tf_functions import ConstraintFunctions, LossFunctions
 
@@ -61,9 +61,19 @@ def _collect_variables(loss: Callable, var_list: Any) -> list[tf.Variable]:
     seen: set = set()
     for index, value in enumerate(found):
         variable = _as_tf_variable(value, f"var_list[{index}]")
+        if not variable.dtype.is_floating:
+            raise TypeError(
+                f"var_list[{index}] has dtype {variable.dtype.name}; only floating-point variables (float16, bfloat16, float32, "
+                "float64) can be optimized: a complex one would be solved on its real part, an integer one has no gradient."
+            )
         if variable.ref() not in seen:
             seen.add(variable.ref())
             variables.append(variable)
+    if not variables and var_list is not None:
+        raise ValueError(
+            "var_list holds no trainable variable to optimize; a Keras model or tf.Module holds none until it is built "
+            "(call it on a batch, or start it with keras.Input) or when its layers are frozen (trainable=False)."
+        )
     if not variables:
         raise ValueError(
             "there is no variable to optimize: the loss reads no trainable tf.Variable. Pass "
@@ -73,6 +83,8 @@ def _collect_variables(loss: Callable, var_list: Any) -> list[tf.Variable]:
 
 
 def _callables(value: Any, name: str) -> list[Callable]:
+    if not (value is None or callable(value) or isinstance(value, (list, tuple))):
+        raise TypeError(f"{name} must be a list of zero-argument callables reading the variables (or one of them); got {type(value).__name__}.")
     items = [] if value is None else [value] if callable(value) else list(value)
     for index, item in enumerate(items):
         if not callable(item):
@@ -259,6 +271,14 @@ class ScipyOptimizerInterface:
             their starting values; a KeyboardInterrupt (Ctrl-C) ends it at the best point
             evaluated, as in ``am.minimize``.
         """
+        if not (step_callback is None or callable(step_callback)):
+            raise TypeError(
+                f"step_callback must be callable (or None); got {type(step_callback).__name__}. TF2 has no session: "
+                "minimize() takes step_callback, loss_callback and fetches, not a session."
+            )
+        check_callable(loss_callback, "loss_callback")
+        if not (fetches is None or isinstance(fetches, (list, tuple))):
+            raise TypeError(f"fetches must be a list of zero-argument callables or tf.Variables; got {type(fetches).__name__}.")
         fetch_items = list(fetches or ())
         if fetch_items and loss_callback is None:
             raise TypeError("fetches are passed to loss_callback; give loss_callback too.")

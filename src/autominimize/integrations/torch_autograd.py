@@ -21,7 +21,9 @@ class ParameterWriter:
     """Writes flat float64 points into the parameters in place, skipping unchanged points.
 
     ``generation`` grows with every write: an autograd graph recorded before a write saved
-    parameter values that no longer exist, so it must not be differentiated again.
+    parameter values that no longer exist, so it must not be differentiated again. A point is
+    written again when anything wrote into the parameters since (a closure that moves them,
+    seen by their version counters): the solution must end in them, not a value near it.
     """
 
     def __init__(self, params: list[torch.Tensor], spec: ParamSpec):
@@ -29,9 +31,10 @@ class ParameterWriter:
         self.spec = spec
         self.generation = 0
         self._x: np.ndarray | None = None
+        self._versions: list[int] = []
 
     def load(self, x: np.ndarray) -> None:
-        if self._x is not None and np.array_equal(x, self._x):
+        if self._x is not None and np.array_equal(x, self._x) and self._versions == [p._version for p in self.params]:
             return
         self._x = np.array(x, dtype=np.float64)
         source = torch.from_numpy(self._x)
@@ -39,6 +42,7 @@ class ParameterWriter:
         with torch.no_grad():
             for p, start, stop in zip(self.params, self.spec.offsets, self.spec.offsets[1:]):
                 p.copy_(on_device[p.device][start:stop].view(p.shape))
+        self._versions = [p._version for p in self.params]
         self.generation += 1
 
     def split(self, v: np.ndarray, batch: int | None = None) -> list[torch.Tensor]:

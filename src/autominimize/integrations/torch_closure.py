@@ -20,15 +20,18 @@ import torch
 from torch.func import functional_call
 
 from ..backends.base import as_flat_float64
-from ..backends.common import require_scalar_shape
+from ..backends.common import ObjectiveOutputError, require_real_number, require_scalar_shape
 from ..backends.torch_backend import TorchBackend
 from ..params import ParamSpec, tree_leaves
+from ..validation import check_constraint_values
 from .torch_autograd import ParameterWriter, flatten, hessian_of, vjp
 
-__all__ = ["ClosureFunctions", "ConstraintFunctions", "require_no_parameters", "is_model_closure", "functional_objective"]
+__all__ = ["ClosureFunctions", "ConstraintFunctions", "loss_value", "require_no_parameters", "is_model_closure", "functional_objective"]
 
 
-def _loss_value(loss: Any) -> float:
+def loss_value(loss: Any) -> float:
+    """The closure's loss as a float; an error naming the closure when it is not one real number."""
+    require_real_number(loss, "the closure")
     if isinstance(loss, torch.Tensor):
         require_scalar_shape(tuple(loss.shape), "the closure")
         return float(loss.detach())
@@ -94,14 +97,14 @@ class ClosureFunctions:
         params = self.writer.params
         if not with_grad:
             with torch.no_grad():
-                value = _loss_value(self.closure())
+                value = loss_value(self.closure())
             self._last = _Evaluation(x.copy(), self.writer.generation, value, None)
             return self._last
         for p in params:
             p.grad = None
         with torch.enable_grad():
             loss = self.closure()
-        value = _loss_value(loss)
+        value = loss_value(loss)
         point = _Evaluation(x.copy(), self.writer.generation, value, loss)
         if all(p.grad is None for p in params) and not (isinstance(loss, torch.Tensor) and loss.requires_grad):
             raise ValueError(
@@ -190,8 +193,7 @@ class ConstraintFunctions:
 
     def _vector(self) -> torch.Tensor:
         leaves = tree_leaves(self.fun(*self.args))
-        if not leaves:
-            raise ValueError("the constraint function returned no value.")
+        check_constraint_values(leaves, f"the constraint function {getattr(self.fun, '__name__', self.fun)!r}", ObjectiveOutputError)
         like = self.writer.params[0]
         return torch.cat([torch.as_tensor(leaf, device=like.device).reshape(-1).to(like.dtype) for leaf in leaves])
 

@@ -29,7 +29,8 @@ from ..global_opt.dual_annealing import default_local_search, dual_annealing, ru
 from ..global_opt.shgo import check_shgo_settings, run_shgo
 from ..params import ParamSpec
 from ..problem import Objective
-from ..validation import check_known, check_named
+from ..validation import check_known, check_named, check_torch_params
+from .torch_closure import loss_value
 from .torch_scipy import ScipyOptimizer
 
 __all__ = [
@@ -80,7 +81,7 @@ class _ClosureValue:
             if "does not require grad" not in str(exc):
                 raise
             loss = self.closure()  # the closure calls backward: let it
-        return float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+        return loss_value(loss)
 
 
 class _GlobalOptimizer(torch.optim.Optimizer):
@@ -91,7 +92,7 @@ class _GlobalOptimizer(torch.optim.Optimizer):
     _RULES: dict = {}
 
     def __init__(self, params: Iterable, bounds: Any, minimizer_kwargs: dict | None, options: dict):
-        super().__init__(params, {})
+        super().__init__(check_torch_params(params, type(self).__name__), {})
         self.bounds = bounds
         self.minimizer_kwargs = local_kwargs(minimizer_kwargs, "minimizer_kwargs", allowed=_LOCAL_KEYS)
         self.minimizer_kwargs.setdefault("method", "L-BFGS-B")

@@ -8,6 +8,9 @@ from typing import Any, Callable
 import torch
 from torch.func import functional_call
 
+from ..backends.common import require_real_number
+from ..validation import check_callable, check_data, check_real_values, check_sample_counts
+
 __all__ = ["function_factory", "load_params"]
 
 
@@ -69,6 +72,10 @@ def function_factory(
     [2.0, -1.0]
     """
     named = _trainable(model)
+    check_callable(loss_fn, "loss_fn", optional=False)
+    check_data(X, "X")
+    check_data(y, "y")
+    check_sample_counts(X, y)
     names = [name for name, _ in named]
     like = {name: p for name, p in named}
     inputs = _as_model_data(X, named[0][1])
@@ -76,9 +83,10 @@ def function_factory(
     target = _as_model_data(y, named[0][1])
 
     def func(params: dict[str, torch.Tensor], /) -> torch.Tensor:
-        values = {name: params[name].to(dtype=like[name].dtype, device=like[name].device) for name in names}
+        values = {name: torch.as_tensor(params[name]).to(dtype=like[name].dtype, device=like[name].device) for name in names}
         loss = loss_fn(functional_call(model, values, inputs), target)
-        return loss.mean() if loss.ndim else loss
+        require_real_number(loss, "loss_fn")
+        return loss.mean() if getattr(loss, "ndim", 0) else loss
 
     return func, {name: p.detach().clone() for name, p in named}
 
@@ -117,10 +125,9 @@ def load_params(model: torch.nn.Module, values: Any) -> None:
             raise ValueError(f"values has {len(values)} arrays; model has {len(named)} trainable parameters.")
         pairs = [(name, p, value) for (name, p), value in zip(named, values)]
     else:
-        try:
-            flat = torch.as_tensor(values).reshape(-1)
-        except (TypeError, ValueError, RuntimeError):
-            raise TypeError(f"values is a {type(values).__name__}; give a dict by parameter name, a list of arrays or a flat vector.") from None
+        if values is None or isinstance(values, (str, bytes)):
+            raise TypeError(f"values is a {type(values).__name__}; give a dict by parameter name, a list of arrays or a flat vector.")
+        flat = torch.as_tensor(check_real_values(values, "values")).reshape(-1)
         total = sum(p.numel() for _, p in named)
         if flat.numel() != total:
             raise ValueError(
@@ -131,10 +138,7 @@ def load_params(model: torch.nn.Module, values: Any) -> None:
         pairs = [(name, p, piece.reshape(p.shape)) for (name, p), piece in zip(named, pieces)]
     with torch.no_grad():
         for name, p, value in pairs:
-            try:
-                tensor = torch.as_tensor(value)
-            except (TypeError, ValueError, RuntimeError):
-                raise TypeError(f"values[{name!r}] is a {type(value).__name__}; give an array or tensor of numbers.") from None
+            tensor = torch.as_tensor(check_real_values(value, f"values[{name!r}]"))
             if tensor.shape != p.shape:
                 raise ValueError(f"values[{name!r}] has shape {tuple(tensor.shape)}; the parameter has shape {tuple(p.shape)}.")
             p.copy_(tensor)

@@ -19,7 +19,7 @@ from ..bounds import BoundsError, normalize_bounds
 from ..drivers.methods import method_name
 from ..drivers.scipy_pipeline import MethodPlan, has_constraints
 from ..params import ParamSpec
-from ..validation import check_options, check_switches, check_tolerance
+from ..validation import check_callable, check_known, check_options, check_state_dict, check_switches, check_tolerance, check_torch_params
 from .solve import integration_plan, solve
 from .torch_autograd import ParameterWriter
 from .torch_closure import ClosureFunctions, ConstraintFunctions, functional_objective, is_model_closure, require_no_parameters
@@ -125,7 +125,8 @@ class ScipyOptimizer(torch.optim.Optimizer):
         check_switches(hessp=hessp, history=history, progress=progress)
         if tol is not None:
             check_tolerance(tol, "tol")
-        super().__init__(params, {"bounds": bounds})
+        check_callable(callback, "callback")
+        super().__init__(check_torch_params(params, type(self).__name__), {"bounds": bounds})
         self.method = method
         self.constraints = constraints
         self.options = options
@@ -202,6 +203,16 @@ class ScipyOptimizer(torch.optim.Optimizer):
                 closure()
         self.result = result
         return torch.tensor(result.fun, dtype=params[0].dtype, device=params[0].device)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a param group; its keys are ``'params'`` and ``'bounds'`` (any other would be ignored)."""
+        check_known(param_group, ("params", "bounds"), f"{type(self).__name__}: a param group has unknown key(s)", ValueError)
+        super().add_param_group(param_group)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state saved by ``state_dict()`` of this kind of optimizer (not another's)."""
+        check_state_dict(state_dict, ("bounds",), (), type(self).__name__)
+        super().load_state_dict(state_dict)
 
     def _functions(self, closure: Any, plan: MethodPlan, writer: ParameterWriter, spec: ParamSpec) -> Any:
         model_closure = is_model_closure(closure)

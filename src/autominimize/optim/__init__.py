@@ -19,6 +19,7 @@ True
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from ..native import schedules
@@ -29,6 +30,7 @@ from ..native.hessian_free import HessianFree
 from ..native.lbfgs import LBFGS
 from ..native.sgd_qn import SGDQN
 from ..native.tonga import Tonga
+from ..validation import check_known
 from ._transform import Transformation, apply_updates, from_algorithm, merge_updates
 
 __all__ = [
@@ -55,37 +57,46 @@ def sgd(lr: Any = 0.01, momentum: Any = 0.0, nesterov: bool = False) -> Transfor
 
 def delta_bar_delta(**hyperparameters: Any) -> Transformation:
     """Delta-bar-delta (:class:`~autominimize.native.DeltaBarDelta`)."""
-    return from_algorithm(DeltaBarDelta(**hyperparameters))
+    return _made(DeltaBarDelta, "delta_bar_delta", hyperparameters)
 
 
 def sgd_qn(**hyperparameters: Any) -> Transformation:
     """SGD-QN (:class:`~autominimize.native.SGDQN`); ``update`` needs ``grad_fn``."""
-    return from_algorithm(SGDQN(**hyperparameters))
+    return _made(SGDQN, "sgd_qn", hyperparameters)
 
 
 def tonga(**hyperparameters: Any) -> Transformation:
     """TONGA (:class:`~autominimize.native.Tonga`)."""
-    return from_algorithm(Tonga(**hyperparameters))
+    return _made(Tonga, "tonga", hyperparameters)
 
 
 def lbfgs(**hyperparameters: Any) -> Transformation:
     """L-BFGS (:class:`~autominimize.native.LBFGS`); ``update`` needs ``value_and_grad_fn``."""
-    return from_algorithm(LBFGS(**hyperparameters))
+    return _made(LBFGS, "lbfgs", hyperparameters)
 
 
 def nonlinear_cg(**hyperparameters: Any) -> Transformation:
     """Nonlinear CG (:class:`~autominimize.native.NonlinearCG`); needs ``value_and_grad_fn``."""
-    return from_algorithm(NonlinearCG(**hyperparameters))
+    return _made(NonlinearCG, "nonlinear_cg", hyperparameters)
 
 
 def hessian_free(**hyperparameters: Any) -> Transformation:
     """Hessian-free (:class:`~autominimize.native.HessianFree`); needs ``value_and_grad_fn`` and
     takes curvature products as differences of gradients (exact ones in am.minimize/iterate)."""
-    return from_algorithm(HessianFree(**hyperparameters))
+    return _made(HessianFree, "hessian_free", hyperparameters)
+
+
+def _made(algorithm: type, name: str, hyperparameters: dict[str, Any]) -> Transformation:
+    """``algorithm(**hyperparameters)`` as a transformation; an unknown name is refused with the accepted ones."""
+    accepted = [key for key in inspect.signature(algorithm).parameters if key != "self"]
+    check_known(hyperparameters, accepted, f"am.optim.{name} got unknown hyperparameter(s)")
+    return from_algorithm(algorithm(**hyperparameters))
 
 
 def as_optax(opt: Transformation) -> Any:
     """An ``optax.GradientTransformationExtraArgs`` running ``opt`` (see :mod:`.optax_adapter`)."""
     from .optax_adapter import as_optax as convert
 
+    if not isinstance(opt, Transformation):
+        raise TypeError(f"opt must be an am.optim transformation (e.g. am.optim.lbfgs()); got {type(opt).__name__}.")
     return convert(opt)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..backends.common import require_real_number, require_scalar_shape
+from ..validation import check_callable
 from ._transform import Transformation
 
 
@@ -32,8 +34,17 @@ def as_optax(opt: Transformation) -> Any:
 
     def update(updates: Any, state: Any, params: Any = None, **extra: Any) -> tuple[Any, Any]:
         value_and_grad_fn = extra.get("value_and_grad_fn")
-        if value_and_grad_fn is None and extra.get("value_fn") is not None:
-            value_and_grad_fn = jax.value_and_grad(extra["value_fn"])
+        value_fn = extra.get("value_fn")
+        if value_and_grad_fn is None and value_fn is not None:
+            check_callable(value_fn, "value_fn")
+
+            def scalar_value(params: Any) -> Any:
+                value = value_fn(params)
+                require_real_number(value, "value_fn")
+                require_scalar_shape(tuple(getattr(value, "shape", ())), "value_fn")
+                return value
+
+            value_and_grad_fn = jax.value_and_grad(scalar_value)
         return opt.update(updates, state, params, value=extra.get("value"), value_and_grad_fn=value_and_grad_fn, grad_fn=extra.get("grad_fn"))
 
     return optax.GradientTransformationExtraArgs(opt.init, update)

@@ -6,6 +6,8 @@ from typing import Any, Callable, Iterable
 
 import torch
 
+from ..backends.common import require_real_number, require_scalar_shape
+from ..validation import check_callable, check_state_dict, check_torch_params
 from ._transform import Transformation
 
 __all__ = ["Optimizer"]
@@ -51,7 +53,7 @@ class Optimizer(torch.optim.Optimizer):
             raise TypeError(f"opt must be an am.optim transformation (e.g. am.optim.lbfgs()); got {type(opt).__name__}.")
         lr = getattr(opt.algorithm, "lr", None)
         defaults = {"lr": lr} if isinstance(lr, (int, float)) else {}
-        super().__init__(params, defaults)
+        super().__init__(check_torch_params(params, "Optimizer"), defaults)
         if len(self.param_groups) != 1:
             raise ValueError("autominimize's Optimizer takes one parameter group: the parameters form one vector.")
         self.transformation = opt
@@ -61,6 +63,7 @@ class Optimizer(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        check_callable(closure, "closure")
         params = self._params()
         opt = self._synced_transformation()
         if closure is None and opt.algorithm.needs_evaluator:
@@ -68,7 +71,7 @@ class Optimizer(torch.optim.Optimizer):
         loss = None
         if closure is not None:
             with torch.enable_grad():
-                loss = closure()
+                loss = _loss(closure())
         current = [p.detach().clone() for p in params]
         grads = _gradients(params)
 
@@ -76,7 +79,7 @@ class Optimizer(torch.optim.Optimizer):
             for p, t in zip(params, trial):
                 p.copy_(t)
             with torch.enable_grad():
-                value = closure()
+                value = _loss(closure())
             return torch.as_tensor(value).detach(), _gradients(params)
 
         slot = self.state[params[0]]
@@ -93,6 +96,21 @@ class Optimizer(torch.optim.Optimizer):
             p.copy_(c + u)
         return loss
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state saved by ``state_dict()`` of an ``Optimizer`` (not another optimizer's).
+
+        The algorithm's state (a NamedTuple of tensors) is set aside while torch loads the
+        rest: torch rebuilds every tuple in a state from a generator, which a NamedTuple
+        cannot be built from.
+        """
+        check_state_dict(state_dict, (), ("autominimize",), "autominimize Optimizer")
+        states = {key: state["autominimize"] for key, state in state_dict["state"].items()}
+        rest = {**state_dict, "state": {key: {k: v for k, v in state.items() if k != "autominimize"} for key, state in state_dict["state"].items()}}
+        super().load_state_dict(rest)
+        params = self._params()
+        for key, saved in states.items():
+            self.state[params[key]]["autominimize"] = saved
+
     def _synced_transformation(self) -> Transformation:
         """Follow a changed ``param_groups[0]['lr']`` (torch LR schedulers)."""
         lr = self.param_groups[0].get("lr")
@@ -102,6 +120,13 @@ class Optimizer(torch.optim.Optimizer):
 
             self.transformation = from_algorithm(algorithm.replace(lr=lr))
         return self.transformation
+
+
+def _loss(value: Any) -> Any:
+    """The closure's return value, if it is the loss: one real number."""
+    require_real_number(value, "the closure")
+    require_scalar_shape(tuple(getattr(value, "shape", ())), "the closure")
+    return value
 
 
 def _gradients(params: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -3,12 +3,15 @@
 Each error names the argument, says what was wrong with it and what would be accepted, so
 that a mistake is not reported from deep inside scipy or a framework. ``checks`` holds the
 kinds every entry point shares (switches, counts, tolerances, options, callables, random
-sources...); ``least_squares`` those of scipy's least_squares.
+sources...); ``least_squares`` those of scipy's least_squares; ``frameworks`` those the
+framework integrations share (training data, model values, torch optimizers' params).
 """
 
 from .checks import *  # noqa: F403
 from .checks import __all__ as _checks
 from .least_squares import *  # noqa: F403
 from .least_squares import __all__ as _least_squares
+from .frameworks import *  # noqa: F403
+from .frameworks import __all__ as _frameworks
 
-__all__ = list(_checks) + list(_least_squares)
+__all__ = list(_checks) + list(_least_squares) + list(_frameworks)
