@@ -117,3 +117,10 @@ def test_a_start_outside_the_bounds_names_the_elements_that_moved(x0, bounds, na
     with pytest.warns(UserWarning, match=r"x0 is outside the bounds at " + names + " it was clipped into them"):
         res = am.minimize(lambda x: sum(np.sum(v**2) for v in (x.values() if isinstance(x, dict) else [x])), x0, bounds=bounds)
     assert res.success
+
+
+@pytest.mark.parametrize("name", ["x0", "params", "r_list"])
+def test_a_bound_error_names_the_leaf_inside_the_tree_whatever_the_roots_name(name):
+    x0 = {"a": np.zeros(2), "b": np.zeros(3)}
+    with pytest.raises(ValueError, match=r"^bounds\['b'\]: cannot read 'bad' as bounds for a leaf of shape \(3,\)"):
+        normalize_bounds({"a": (0, 1), "b": "bad"}, ParamSpec.from_tree(x0, name=name), x0)

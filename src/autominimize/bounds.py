@@ -23,12 +23,16 @@ pair of NumPy arrays is always TF1's ``(low, high)``.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
 from scipy.optimize import Bounds
 
 from .params import LeafInfo, ParamSpec, structure_text
+
+#: the root name that begins a leaf's path (x0, params, ...)
+_ROOT = re.compile(r"^\w+")
 
 __all__ = ["normalize_bounds", "clip_to_bounds", "BoundsError"]
 
@@ -179,7 +183,7 @@ def _structured_bounds(bounds: Any, spec: ParamSpec, x0: Any) -> tuple[np.ndarra
         ) from None
     lbs, ubs = [], []
     for info, entry in zip(spec.leaves, entries):
-        where = info.path[2:] or ""
+        where = _ROOT.sub("", info.path, count=1)  # the path inside the tree: bounds['b'] for x0['b'] or params['b']
         lb, ub = _leaf_bounds(entry, info, where)
         lbs.append(lb)
         ubs.append(ub)
