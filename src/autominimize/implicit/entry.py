@@ -293,7 +293,12 @@ def _curve_residual(f: Callable, p0: Any) -> Callable:
             model = f(x, *[params[i] for i in range(np.shape(p0)[0])])
         else:
             model = f(x, params)
-        diff = ravel_like(model, y) - ravel_like(y, y)
+        values, observed = ravel_like(model, y), ravel_like(y, y)
+        if values.shape[0] != observed.shape[0]:
+            raise ValueError(
+                f"f returned {values.shape[0]} values but ydata has {observed.shape[0]}; f(xdata, ...) must return one value per data point."
+            )
+        diff = values - observed
         return diff if s is None else diff / ravel_like(s, s)
 
     return residual

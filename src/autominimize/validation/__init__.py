@@ -3,12 +3,15 @@
 Each error names the argument, says what was wrong with it and what would be accepted, so
 that a mistake is not reported from deep inside scipy or a framework. ``checks`` holds the
 kinds every entry point shares (switches, counts, tolerances, options, callables, random
-sources...); ``least_squares`` those of scipy's least_squares.
+sources...); ``least_squares`` those of scipy's least_squares; ``calls`` the calls made to user
+functions, finite-difference steps, recorded rows and paths.
 """
 
 from .checks import *  # noqa: F403
 from .checks import __all__ as _checks
 from .least_squares import *  # noqa: F403
 from .least_squares import __all__ as _least_squares
+from .calls import *  # noqa: F403
+from .calls import __all__ as _calls
 
-__all__ = list(_checks) + list(_least_squares)
+__all__ = list(_checks) + list(_least_squares) + list(_calls)
