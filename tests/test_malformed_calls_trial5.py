@@ -529,3 +529,14 @@ def test_a_differentiated_curve_fit_checks_its_model_and_data():
         jax.grad(lambda data: am.curve_fit(curve, XD, data, p0=[1.0, 1.0, 1.0])[0][0])(y)
     with pytest.raises(ValueError, match=r"f returned 50 values but ydata has 10; f\(xdata, ...\) must return one value per data point"):
         jax.grad(lambda data: am.curve_fit(curve, XD, data[:10], p0=[1.0, 1.0])[0][0])(y)
+
+
+def test_a_batched_solve_is_not_differentiated():
+    torch = pytest.importorskip("torch")
+    lam = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+
+    def loss(w, weight):
+        return torch.sum((w - 1.0) ** 2) + weight * torch.sum(w**2)
+
+    with pytest.raises(ValueError, match=r"minimize: batch=True solves independent problems at once, and their solutions are not differentiated"):
+        am.minimize(loss, torch.zeros(3, dtype=torch.float64), args=(lam,), method="lbfgs-native", batch=True)

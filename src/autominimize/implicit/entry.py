@@ -162,6 +162,11 @@ def minimize(entry: Callable, call: dict) -> so.OptimizeResult:
             "minimize: differentiating the solution with respect to args needs fun to return the value alone; "
             "jac=True and fun_and_jac are not supported then."
         )
+    if call.get("batch") is True:
+        raise ValueError(
+            "minimize: batch=True solves independent problems at once, and their solutions are not differentiated with "
+            "respect to args; solve one problem (batch=False), on JAX under jax.vmap for many."
+        )
     method = call.get("method")
     residual = is_residual_function(fun) or (isinstance(method, str) and method.lower() in LEAST_SQUARES_METHODS)
     if residual and not is_residual_function(fun):
