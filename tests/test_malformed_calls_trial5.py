@@ -294,6 +294,24 @@ CASES = [
         TypeError,
         r"evaluator must be an am.numdiff.Evaluator",
     ),
+    (
+        "numdiff.difference_plan x text",
+        lambda: am.numdiff.difference_plan("ab"),
+        TypeError,
+        r"x must be a number or an array of real numbers; got 'ab'",
+    ),
+    (
+        "numdiff.Evaluator.map fun a number",
+        lambda: am.numdiff.Evaluator().map(3, [np.zeros(2)]),
+        TypeError,
+        r"Evaluator.map\(fun, points\): fun must be callable; got int",
+    ),
+    (
+        "numdiff.Evaluator.map points a number",
+        lambda: am.numdiff.Evaluator().map(quad, 3),
+        TypeError,
+        r"points must be an iterable of points; got int",
+    ),
     # -- check_grad --------------------------------------------------------------------------------
     (
         "check_grad in scipy's argument order",

@@ -7,7 +7,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .evaluator import Evaluator
-from .plans import Plan, difference_plan
+from .plans import Plan, difference_plan, real_vector
 
 __all__ = ["approx_jacobian"]
 
@@ -30,11 +30,11 @@ def approx_jacobian(
     ``(m, n)`` array for vector outputs and an ``(n,)`` gradient for scalar ones. ``f0``,
     the value at ``x`` when known, saves one evaluation of the one-sided formulas.
     """
-    x = _real(x, "x")
+    x = real_vector(x, "x")
     if evaluator is not None and not isinstance(evaluator, Evaluator):
         raise TypeError(f"evaluator must be an am.numdiff.Evaluator or None; got {type(evaluator).__name__}.")
     if f0 is not None:
-        f0 = _real(f0, "f0").reshape(np.shape(f0))
+        f0 = real_vector(f0, "f0").reshape(np.shape(f0))
     plan = difference_plan(x, method, rel_step, bounds)
     points = plan.points(x)
     if plan.needs_f0 and f0 is None:
@@ -93,11 +93,3 @@ def _mirror_failures(fun, x, plan: Plan, values: list, f0: np.ndarray, bounds, e
         for (slot, _), value in zip(retry, evaluator.map(fun, points)):
             new_values[slot] = None if value is None else np.asarray(value, dtype=np.float64)
     return Plan(h, kind), new_values, len(retry)
-
-
-def _real(value: Any, name: str) -> np.ndarray:
-    """``value`` as a flat float64 vector, or a TypeError naming ``name`` when it holds no real numbers."""
-    array = np.asarray(value) if not isinstance(value, (str, bytes)) else None
-    if array is None or array.dtype.kind not in "fiub":
-        raise TypeError(f"{name} must be a number or an array of real numbers; got {value!r} ({type(value).__name__}).")
-    return np.ascontiguousarray(array, dtype=np.float64).reshape(-1)

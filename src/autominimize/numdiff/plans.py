@@ -16,7 +16,7 @@ import numpy as np
 
 from ..validation import brief, check_relative_steps, is_one_of
 
-__all__ = ["METHODS", "Plan", "canonical_method", "default_rel_step", "difference_plan"]
+__all__ = ["METHODS", "Plan", "canonical_method", "default_rel_step", "difference_plan", "real_vector"]
 
 #: difference schemes; scipy's names '2-point' and '3-point' are accepted as aliases
 METHODS = ("forward", "backward", "central")
@@ -91,7 +91,7 @@ def difference_plan(
 ) -> Plan:
     """Choose the step and formula for every coordinate of ``x`` (see the module docstring)."""
     method = canonical_method(method)
-    x = np.asarray(x, dtype=np.float64)
+    x = real_vector(x, "x").reshape(np.shape(x))
     check_relative_steps(rel_step, "rel_step", x.size)
     rel = default_rel_step(method) if rel_step is None else np.asarray(rel_step, dtype=np.float64)
     size = rel * np.maximum(1.0, np.abs(x))
@@ -143,3 +143,11 @@ def _flat_bounds(bounds: Any, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
         return tuple(np.broadcast_to(np.asarray(part, dtype=np.float64), shape) for part in (low, high))
     except (TypeError, ValueError):
         raise ValueError(f"bounds must be None or a (lower, upper) pair of numbers or arrays of x's shape {shape}; got {brief(bounds)}.") from None
+
+
+def real_vector(value: Any, name: str) -> np.ndarray:
+    """``value`` as a flat float64 vector, or a TypeError naming ``name`` when it holds no real numbers."""
+    array = np.asarray(value) if not isinstance(value, (str, bytes)) else None
+    if array is None or array.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must be a number or an array of real numbers; got {value!r} ({type(value).__name__}).")
+    return np.ascontiguousarray(array, dtype=np.float64).reshape(-1)
