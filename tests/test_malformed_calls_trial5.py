@@ -172,6 +172,13 @@ CASES = [
         ValueError,
         r"of='steps' is not one of \('iterations', 'evaluations'\)",
     ),
+    (
+        "SQLiteLog in a missing directory",
+        lambda: am.SQLiteLog("/nonexistent/dir/run.sqlite"),
+        am.LogError,
+        r"log='/nonexistent/dir/run.sqlite': the directory '/nonexistent/dir' does not exist; create it or give another path",
+    ),
+    ("SQLiteLog of a directory", lambda: am.SQLiteLog("/"), am.LogError, r"log='/' is a directory; give the path of a file"),
     # -- the log reader and resume=: the argument that named the file --------------------------
     (
         "read_log of a missing file",
