@@ -129,8 +129,11 @@ def curve_fit(
             return differentiable_curve_fit(curve_fit, locals(), least_squares)
     x_array, y, keep = _finite_data(xdata, flatten_output(ydata, "ydata"), check_finite, nan_policy)
     data = _Data(x_array, y, *weights(sigma, y, keep))
-    residual = _residuals(f, p0, how, data)
-    residual_jac = _residual_jacobian(jac, x0, p0, how, data) if callable(jac) else jac
+    # a list p0 solved as one vector reaches f as that vector's items, indexed as an array
+    # start's are (a symbolic TensorFlow tensor cannot be unpacked with *)
+    start, spread_as = (x0, "array") if how == "args" and x0 is not p0 else (p0, how)
+    residual = _residuals(f, start, spread_as, data)
+    residual_jac = _residual_jacobian(jac, start, spread_as, data) if callable(jac) else jac
     if method is None:
         method = "trf" if bounds is not None else "lm"
     try:
@@ -321,10 +324,9 @@ def _residuals(f: Callable, p0: Any, how: str, data: _Data) -> Callable[[Any], A
     return residual
 
 
-def _residual_jacobian(jac: Callable, x0: Any, p0: Any, how: str, data: _Data) -> Callable[[Any], np.ndarray]:
-    """The user's Jacobian of f (called like f) as the Jacobian of the weighted residuals
-    (``x0``: the solve's start, :func:`_start`)."""
-    n = ParamSpec.from_tree(x0, "p0").size
+def _residual_jacobian(jac: Callable, p0: Any, how: str, data: _Data) -> Callable[[Any], np.ndarray]:
+    """The user's Jacobian of f (called like f) as the Jacobian of the weighted residuals."""
+    n = ParamSpec.from_tree(p0, "p0").size
 
     def residual_jac(params: Any) -> np.ndarray:
         J = leaf_to_numpy(jac(*([data.x_for(params)] + positional(params, how, p0)), **(params if how == "kwargs" else {})))
