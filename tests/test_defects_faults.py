@@ -229,7 +229,7 @@ def test_plot_criterion_of_one_result(backend):
     fig = am.plot.criterion({"first": res, "second": res})
     assert [line.get_label() for line in fig.axes[0].get_lines()] == ["first", "second"]
     without = am.minimize(lambda x: total((x - 1.0) ** 2), np.zeros(3), method="BFGS", backend=backend, history=False)
-    with pytest.raises(TypeError, match="cannot plot a OptimizeResult: give results of am.minimize \\(with history=True\\)"):
+    with pytest.raises(TypeError, match="runs is a result without a history .*give results of am.minimize \\(with history=True\\)"):
         am.plot.criterion(without)
 
 

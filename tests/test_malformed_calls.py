@@ -377,7 +377,7 @@ CASES = [
         TypeError,
         r"minimizer_kwargs: the local solves are confined to shgo's own boxes; give bounds to shgo instead",
     ),
-    ("global fun not callable", lambda: am.dual_annealing("quad", [(-1, 1)] * 2), TypeError, r"fun must be callable; got str"),
+    ("global fun not callable", lambda: am.dual_annealing("quad", [(-1, 1)] * 2), TypeError, r"func must be callable; got str"),
     (
         "global callback not callable",
         lambda: am.dual_annealing(quad, [(-1, 1)] * 2, callback=3, backend="numpy"),
@@ -391,7 +391,12 @@ CASES = [
         ValueError,
         r"method='sideways' is not a finite-difference scheme; use one of \('forward', 'backward', 'central'\)",
     ),
-    ("numdiff negative step", lambda: am.numdiff.gradient(quad, X, rel_step=-1.0), ValueError, r"rel_step must be positive; got -1.0"),
+    (
+        "numdiff negative step",
+        lambda: am.numdiff.gradient(quad, X, rel_step=-1.0),
+        ValueError,
+        r"rel_step=-1.0 is not valid; give None or finite relative steps greater than 0",
+    ),
     # -- resume and logs ----------------------------------------------------------------
     ("read_log of a missing file", lambda: am.read_log("/nonexistent/run.sqlite"), FileNotFoundError, r"/nonexistent/run.sqlite"),
     (
@@ -570,7 +575,7 @@ CASES = [
         "numdiff rel_step text",
         lambda: am.numdiff.gradient(quad, X, rel_step="a"),
         TypeError,
-        r"rel_step must be None or positive numbers \(relative steps\); got 'a'",
+        r"rel_step must be None or finite relative steps greater than 0 \(a number, or one per parameter\); got 'a' \(str\)",
     ),
     ("check_grad fun not callable", lambda: am.check_grad(3, X, jac=lambda x: 2 * x), TypeError, r"fun must be callable; got int"),
     ("tf ScipyOptimizerInterface tol text", lambda: _tf_interface(tol="a"), TypeError, r"tol must be a finite non-negative number; got 'a' \(str\)"),

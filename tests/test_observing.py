@@ -410,7 +410,7 @@ def test_plots_render(tmp_path):
     figure = am.plot.profile(rows)
     figure.savefig(tmp_path / "profile.png")
     _png_is_drawn(tmp_path / "profile.png")
-    with pytest.raises(TypeError, match="cannot plot a int"):
+    with pytest.raises(TypeError, match="runs is of type int, which cannot be plotted"):
         am.plot.criterion(3)
 
 

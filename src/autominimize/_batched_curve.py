@@ -153,7 +153,7 @@ def curve_data(xdata: Any, ydata: Any, sigma: Any, mask: Any) -> CurveData:
     bad_members = np.union1d(_not_finite_rows(y, None), [] if weights is None else _not_finite_rows(weights, keep))
     if bad_members.size:
         raise ValueError(
-            f"ydata or sigma is NaN or inf at points of member(s) {bad_members[:10].astype(int).tolist()}; "
+            f"ydata is NaN or inf, or sigma NaN, inf or 0, at points of member(s) {bad_members[:10].astype(int).tolist()}; "
             "mark points that do not exist with mask= (False)."
         )
     x_per_member = x.shape == np.shape(ydata)
@@ -187,6 +187,8 @@ def _observations(ydata: Any, mask: Any) -> tuple[np.ndarray, np.ndarray | None]
     if y.ndim < 2:
         raise ValueError(f"ydata has shape {y.shape}; it needs one row per member, shape (B, m) (B fits of m points).")
     count = y.shape[0]
+    if y.size == 0:
+        raise ValueError(f"ydata has shape {y.shape}: no point to fit; it needs at least one member of at least one point, shape (B, m).")
     y = y.reshape(count, -1).astype(np.float64, copy=False)  # float64 ydata is read, not copied
     if mask is None:
         return y, None
@@ -194,6 +196,11 @@ def _observations(ydata: Any, mask: Any) -> tuple[np.ndarray, np.ndarray | None]
     if keep.shape != np.shape(ydata) or keep.dtype != bool:
         raise ValueError(f"mask must be a boolean array of ydata's shape {np.shape(ydata)}; got {keep.dtype} of shape {keep.shape}.")
     keep = keep.reshape(y.shape)
+    empty = np.flatnonzero(~keep.any(axis=1))
+    if empty.size:
+        raise ValueError(
+            f"mask leaves member(s) {empty[:10].tolist()} without a point (every one False): nothing to fit them to; drop them from ydata."
+        )
     return np.where(keep, y, 0.0), keep
 
 

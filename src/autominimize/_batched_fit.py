@@ -22,12 +22,12 @@ import scipy.optimize as so
 
 from ._batched_curve import CurveResidual, curve_data, curve_starts, default_p0, spread
 from ._batched_result import CurveCovariances, batched_result, interrupt_attaches
-from ._batched_setup import check_chunk_size, make_problem, member_arrays, select_backend, unstack
+from ._batched_setup import check_chunk_size, check_member_call, make_problem, member_arrays, select_backend, unstack
 from .calling import resolve_unpack
 from .drivers.batched_fit import solve_batch
 from .native.batched_lm import BatchedLM
 from .problem import check_error_handling
-from .validation import check_switch
+from .validation import check_model, check_switch
 
 __all__ = ["batched_least_squares", "batched_curve_fit"]
 
@@ -128,6 +128,7 @@ def batched_least_squares(
     member_data = member_arrays(member_args, rows.shape[0], "member_args")
     template = spec.restore(rows[0]) if rows.shape[0] else spec.unflatten(np.zeros(spec.size))
     unpack = resolve_unpack(fun, template, unpack, len(member_args) + len(args))
+    check_member_call(fun, unpack, template, member_data, args)
     backend = select_backend(backend, spec, fun, unpack, template, None if vectorized else tuple(d[0] for d in member_data) + args)
     problem, rows = make_problem(
         fun,
@@ -242,6 +243,7 @@ def batched_curve_fit(
     error_handling = check_error_handling(error_handling)
     data = curve_data(xdata, ydata, sigma, mask)
     stacked, spec, rows, member_p0 = curve_starts(default_p0(f) if p0 is None else p0, data.count)
+    check_model(f, spread(member_p0), member_p0)
     residual = CurveResidual(f, spread(member_p0), data.names, bool(vectorized))
     template = spec.restore(rows[0]) if data.count else spec.unflatten(np.zeros(spec.size))
     probe_args = tuple(d[0] for d in data.member) + data.shared

@@ -19,15 +19,19 @@ from . import backends as _backends
 from ._setup import resolve_precision
 from .bounds import normalize_bounds
 from .calling import make_caller
+from .validation import brief, check_call
 from .drivers.batched_members import MemberProblem
 from .native.batched_lm import BatchedLM
-from .params import ParamSpec, leaf_kind, leaf_to_numpy, tree_map
+from .params import ParamSpec, leaf_kind, leaf_to_numpy, tree_leaves, tree_map
 
-__all__ = ["as_numpy", "check_chunk_size", "finite_copy", "make_problem", "member_arrays", "select_backend", "unstack"]
+__all__ = ["as_numpy", "check_chunk_size", "check_member_call", "finite_copy", "make_problem", "member_arrays", "select_backend", "unstack"]
 
 
 def unstack(x0: Any, name: str) -> tuple[ParamSpec, ParamSpec, np.ndarray]:
     """x0's stacked structure, one member's structure, and the (B, n) float64 rows."""
+    leading = {np.shape(leaf_to_numpy(leaf))[:1] for leaf in tree_leaves(x0)}
+    if leading == {(0,)}:
+        raise ValueError(f"{name} holds no member: the first (batch) axis of its leaves has length 0; give at least one start.")
     stacked = ParamSpec.from_tree(finite_copy(x0), name)  # a NaN start is one member's failure, reported per member
     sizes = {leaf.shape[0] if leaf.shape else None for leaf in stacked.leaves}
     if None in sizes or len(sizes) != 1:
@@ -134,8 +138,25 @@ def _scipy_pair(bounds: Any, n: int) -> Any:
 
 
 def as_numpy(value: Any, name: str) -> np.ndarray:
-    """An array argument (of any framework) as a NumPy array; a TypeError for anything else."""
+    """An array argument (of any framework) as a NumPy array of numbers; a TypeError for anything else."""
     array = leaf_to_numpy(value)
-    if array.dtype == object:
-        raise TypeError(f"{name} must be an array; got {type(value).__name__}.")
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be an array of real numbers; got {brief(value)} ({type(value).__name__}).")
     return array
+
+
+def check_member_call(fun: Callable, unpack: str, template: Any, member_data: tuple, args: tuple) -> None:
+    """``fun`` takes one member's call, ``fun(params, *member_args_b, *args)`` (the parameters
+    spread as ``unpack`` says), else a TypeError with the counts, no array printed whole."""
+    if unpack == "kwargs":
+        return  # chosen from fun's own parameter names
+    leading = len(template) if unpack == "args" else 1
+    params = "the items of x0 (one member's)" if unpack == "args" else "one member's parameters in x0's structure"
+    check_call(
+        fun,
+        "fun",
+        f"fun({'*x' if unpack == 'args' else 'x'}, *member_args_b, *args): {params}, then member b's row of each of the "
+        f"{len(member_data)} member_args array(s), then the {len(args)} item(s) of args={brief(args)}",
+        leading + len(member_data) + len(args),
+        hint="member_args holds per-member data (batch axis first), args data shared by every member",
+    )

@@ -11,7 +11,7 @@ from . import numdiff
 from ._setup import prepare
 from .user_derivatives import flatten_jacobian
 from .params import ParamSpec, leaf_to_numpy
-from .validation import check_tolerance
+from .validation import check_relative_steps, check_tolerance
 
 __all__ = ["check_grad", "GradientCheck"]
 
@@ -109,7 +109,13 @@ def check_grad(
     """
     if not callable(fun):
         raise TypeError(f"fun must be callable; got {type(fun).__name__}.")
+    if callable(x0):
+        raise TypeError(
+            f"x0 is a callable ({getattr(x0, '__qualname__', type(x0).__name__)}), not a point: am.check_grad(fun, x0, args=(), jac=...) "
+            "takes the gradient to check as jac=, not second as scipy.optimize.check_grad(func, grad, x0) does."
+        )
     check_tolerance(rtol, "rtol")
+    check_relative_steps(rel_step, "rel_step", None)
     setup = prepare(fun, x0, args, unpack=unpack, precision="float64")
     x0, spec, x, call = setup.x0, setup.spec, setup.x0_flat, setup.call
     if jac is not None and not callable(jac):

@@ -15,12 +15,13 @@ import numpy as np
 from ._least_squares import least_squares
 from .backends import array_backend, constant_like, ravel_like
 from .backends.common import flatten_output
+from .calling import is_number_list
 from .drivers.curve_fit import covariance, positional, spread, weights
 from .implicit import differentiable_call
 from .implicit.entry import curve_fit as differentiable_curve_fit
 from .params import ParamSpec, leaf_kind, leaf_to_numpy, tree_leaves
 from .recording import nested_solves
-from .validation import check_known, check_switch, check_switches, is_one_of
+from .validation import check_known, check_model, check_switch, check_switches, is_one_of
 
 __all__ = ["curve_fit"]
 
@@ -109,26 +110,36 @@ def curve_fit(
     """
     if not callable(f):
         raise TypeError(f"f must be callable; got {type(f).__name__}.")
+    for name in ("args", "kwargs"):
+        if name in kwargs:
+            raise TypeError(
+                f"curve_fit takes no {name}=: it calls f(xdata, *params) as scipy's does; give f its extra arguments "
+                "with functools.partial or a closure."
+            )
     check_known(kwargs, _passed_on(), "curve_fit got unknown keyword argument(s)")
     check_switches(absolute_sigma=absolute_sigma, full_output=full_output)
     check_switch(check_finite, "check_finite", none=True)
     p0 = _default_p0(f) if p0 is None else p0
-    ParamSpec.from_tree(p0, "p0")  # a malformed p0 named as p0, before it is read as the solve's x0
+    x0 = _start(p0)
     kwargs = _max_nfev_of_maxfev(kwargs)
+    how = spread(f, p0)
+    check_model(f, how, p0)
     if differentiable_call((xdata, ydata, sigma), f):  # popt differentiable with respect to the data (or values f captures)
         with nested_solves():  # a Ctrl-C propagates, with the best point (popt's form already)
             return differentiable_curve_fit(curve_fit, locals(), least_squares)
-    how = spread(f, p0)
     x_array, y, keep = _finite_data(xdata, flatten_output(ydata, "ydata"), check_finite, nan_policy)
     data = _Data(x_array, y, *weights(sigma, y, keep))
-    residual = _residuals(f, p0, how, data)
-    residual_jac = _residual_jacobian(jac, p0, how, data) if callable(jac) else jac
+    # a list p0 solved as one vector reaches f as that vector's items, indexed as an array
+    # start's are (a symbolic TensorFlow tensor cannot be unpacked with *)
+    start, spread_as = (x0, "array") if how == "args" and x0 is not p0 else (p0, how)
+    residual = _residuals(f, start, spread_as, data)
+    residual_jac = _residual_jacobian(jac, start, spread_as, data) if callable(jac) else jac
     if method is None:
         method = "trf" if bounds is not None else "lm"
     try:
         with nested_solves():  # curve_fit has no status to return a Ctrl-C with: it propagates, with the best point
             res = least_squares(
-                residual, p0, jac=residual_jac, bounds=bounds, method=method, backend=backend, precision=precision, unpack="none", **kwargs
+                residual, x0, jac=residual_jac, bounds=bounds, method=method, backend=backend, precision=precision, unpack="none", **kwargs
             )
     except KeyboardInterrupt as exc:
         if getattr(exc, "autominimize_best_x", None) is not None:
@@ -154,7 +165,7 @@ def _popt(x: Any, how: str, p0: Any) -> Any:
 @functools.cache
 def _passed_on() -> tuple[str, ...]:
     """The keywords curve_fit passes on to am.least_squares (scipy's maxfev included)."""
-    own = ("fun", "x0", "jac", "bounds", "method", "backend", "precision", "unpack", "fun_and_jac")
+    own = ("fun", "x0", "jac", "bounds", "method", "backend", "precision", "unpack", "fun_and_jac", "args", "kwargs")
     return ("maxfev",) + tuple(name for name in inspect.signature(least_squares).parameters if name not in own)
 
 
@@ -168,6 +179,19 @@ def _max_nfev_of_maxfev(kwargs: dict) -> dict:
     maxfev = kwargs.pop("maxfev")
     kwargs["max_nfev"] = None if maxfev == 0 else maxfev  # leastsq's 0: the default
     return kwargs
+
+
+def _start(p0: Any) -> Any:
+    """p0 as the solve's x0, read once: scipy's flat list or tuple of finite numbers is one
+    float64 vector (the ndarray popt is; a list of three numbers is read in about 57 µs, the
+    vector in 3), read by the solve alone since nothing in it can be wrong. Any other p0 is
+    read here first, so that a malformed one is named p0 rather than x0."""
+    if is_number_list(p0):
+        x0 = np.asarray(p0, dtype=np.float64)
+        if np.isfinite(x0).all():
+            return x0
+    ParamSpec.from_tree(p0, "p0")
+    return p0
 
 
 def _default_p0(f: Callable) -> list[float]:
@@ -302,7 +326,7 @@ def _residuals(f: Callable, p0: Any, how: str, data: _Data) -> Callable[[Any], A
 
 def _residual_jacobian(jac: Callable, p0: Any, how: str, data: _Data) -> Callable[[Any], np.ndarray]:
     """The user's Jacobian of f (called like f) as the Jacobian of the weighted residuals."""
-    n = ParamSpec.from_tree(p0).size
+    n = ParamSpec.from_tree(p0, "p0").size
 
     def residual_jac(params: Any) -> np.ndarray:
         J = leaf_to_numpy(jac(*([data.x_for(params)] + positional(params, how, p0)), **(params if how == "kwargs" else {})))

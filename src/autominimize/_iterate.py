@@ -16,7 +16,7 @@ import scipy.optimize as so
 
 from .drivers.state import IterationState
 from .recording import attach_best
-from .validation import check_known, check_solve_arguments
+from .validation import check_callable, check_constraints, check_known, check_solve_arguments
 
 __all__ = ["iterate", "Iteration", "IterationState"]
 
@@ -220,12 +220,21 @@ def iterate(
 def _scipy_runner(fun: Callable, x0: Any, **minimize_kwargs: Any) -> Any:
     """A runner for one of scipy's methods: ``am.minimize`` in a worker thread (``am.minimize``'s arguments)."""
     from ._minimize import minimize
+    from .drivers.methods import method_name
     from .drivers.scipy_thread import ScipyRunner
     from .params import ParamSpec
 
     if "observers" in minimize_kwargs:
         raise TypeError("am.iterate follows the solve itself; observers= is for am.minimize.")
     check_known(minimize_kwargs, inspect.signature(minimize).parameters, "am.iterate got unknown keyword argument(s)")
+    # what am.minimize checks before its solve, checked here: the worker thread that runs it
+    # would report a mistake only at the first next()
+    check_callable(fun, "fun", optional=False)
+    method = minimize_kwargs.get("method")
+    if not callable(method):
+        method_name(method, False, False)
+    check_solve_arguments(minimize_kwargs.get("tol"), minimize_kwargs.get("options"), method, {"callback": minimize_kwargs.get("callback")})
+    check_constraints(minimize_kwargs.get("constraints"))
     spec = ParamSpec.from_tree(x0)
 
     def solve(observers: list) -> so.OptimizeResult:

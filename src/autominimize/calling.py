@@ -34,6 +34,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .validation import brief
+
 
 UNPACK_MODES = ("auto", "none", "args", "kwargs")
 
@@ -232,7 +234,7 @@ def check_takes(fun: Callable, name: str, unpack: str, x0: Any, args: tuple) -> 
         sig.bind(*range(leading + len(args)))
     except TypeError as exc:
         call = f"{name}(*x0{', *args' if args else ''})" if unpack == "args" else f"{name}(x{', *args' if args else ''})"
-        rest = f", followed by the {len(args)} item(s) of args={args!r}" if args else ""
+        rest = f", followed by the {len(args)} item(s) of args={brief(args)}" if args else ""
         given = "the items of x0" if unpack == "args" else "one argument in x0's structure"
         hint = "args holds fun's extra arguments after the parameters, as in scipy" if args else "args=() adds no argument"
         raise TypeError(f"{name} is called as {call}: {given}{rest}; {_described(fun, sig)} cannot take that ({exc}); {hint}.") from None

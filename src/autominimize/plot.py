@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from .recording import History
-from .validation import is_number, check_count
+from .validation import check_count, is_number, is_one_of
 
 __all__ = ["criterion", "params", "profile"]
 
@@ -29,20 +29,23 @@ def _figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] = (6.4, 4.
     return figure, axes
 
 
-def _history_of(item: Any) -> History:
-    if isinstance(item, (str, os.PathLike)):
-        from .recording.log_reader import read_log
+_RUNS = "give results of am.minimize (with history=True), runs from am.read_log, log file paths, or a list or dict of those"
 
-        return read_log(item).history
+
+def _history_of(item: Any, where: str) -> History:
+    """The history of one run, ``where`` naming it in errors (``runs[0]``, ``runs['BFGS']``)."""
+    if isinstance(item, (str, os.PathLike)):
+        from .recording.log_reader import _read_named
+
+        return _read_named(item, None, where).history
     history = getattr(item, "history", None)
     if isinstance(history, History):
         return history
     if isinstance(item, History):
         return item
-    raise TypeError(
-        f"cannot plot a {type(item).__name__}: give results of am.minimize (with history=True), "
-        "runs from am.read_log, log file paths, or a list or dict of those."
-    )
+    if isinstance(item, Mapping) and "x" in item:
+        raise TypeError(f"{where} is a result without a history (scipy's results have none; am.minimize's has one unless history=False): {_RUNS}.")
+    raise TypeError(f"{where} is of type {type(item).__name__}, which cannot be plotted: {_RUNS}.")
 
 
 def _is_one_run(item: Any) -> bool:
@@ -55,12 +58,14 @@ def _is_one_run(item: Any) -> bool:
 
 def _labelled(runs: Any) -> list[tuple[str, History]]:
     if _is_one_run(runs):
-        return [("run", _history_of(runs))]
+        return [("run", _history_of(runs, "runs"))]
+    if isinstance(runs, (Mapping, list, tuple)) and not runs:
+        raise ValueError(f"runs is an empty {type(runs).__name__}: nothing to plot; {_RUNS}.")
     if isinstance(runs, Mapping):
-        return [(str(label), _history_of(run)) for label, run in runs.items()]
+        return [(str(label), _history_of(run, f"runs[{label!r}]")) for label, run in runs.items()]
     if isinstance(runs, (list, tuple)):
-        return [(f"run {i}", _history_of(run)) for i, run in enumerate(runs)]
-    return [("run", _history_of(runs))]
+        return [(f"run {i}", _history_of(run, f"runs[{i}]")) for i, run in enumerate(runs)]
+    return [("run", _history_of(runs, "runs"))]
 
 
 def criterion(runs: Any, x: str = "iterations", log_scale: bool = True):
@@ -86,7 +91,7 @@ def criterion(runs: Any, x: str = "iterations", log_scale: bool = True):
     if not isinstance(log_scale, (bool, np.bool_)):
         raise TypeError(f"log_scale must be True or False; got {log_scale!r} ({type(log_scale).__name__}).")
     choices = ("iterations", "evaluations", "time")
-    if x not in choices:
+    if not is_one_of(x, choices):
         raise ValueError(f"x={x!r} is not one of {choices}.")
     figure, axes = _figure()
     ax = axes[0, 0]
@@ -123,7 +128,11 @@ def params(result: Any, max_lines: int = 12):
     """
     if check_count(max_lines, "max_lines") == 0:
         raise ValueError("max_lines must be a positive integer (the elements drawn per leaf); got 0.")
-    history = _history_of(result)
+    if isinstance(result, (list, tuple)) or isinstance(result, Mapping) and "x" not in result:
+        raise TypeError(
+            f"result must be one run (a result of am.minimize, a run from am.read_log or a log file path); got a {type(result).__name__}."
+        )
+    history = _history_of(result, "result")
     if not history.iterations:
         raise ValueError("the run recorded no iteration to plot (was it run with history=True?)")
     kept = [it for it in history.iterations if it.x is not None]  # a large solve's history keeps some
@@ -158,14 +167,16 @@ def profile(rows: Iterable[Mapping[str, Any]], measure: str = "seconds", tau_max
     """
     if tau_max is not None and not (is_number(tau_max) and tau_max > 1):
         raise ValueError(f"tau_max must be a number above 1 (the largest factor of the best drawn) or None; got {tau_max!r}.")
+    if not isinstance(measure, str):
+        raise TypeError(f"measure must be the name of the rows' key to compare (a str, such as 'seconds'); got {reprlib.repr(measure)}.")
+    if isinstance(rows, (Mapping, str, bytes)) or not isinstance(rows, Iterable):
+        raise TypeError(f"rows must be an iterable of mappings (one per solver and problem), such as a list of dicts; got {type(rows).__name__}.")
     table: dict[str, dict[str, float]] = {}
     rows = list(rows)
     for index, row in enumerate(rows):
         if not isinstance(row, Mapping) or "solver" not in row or "problem" not in row:
             raise ValueError(f"rows[{index}] must be a mapping with keys 'problem', 'solver' and {measure!r}; got {reprlib.repr(row)}.")
-        value = row.get(measure)
-        value = float(value) if value is not None and np.isfinite(value) else np.inf
-        table.setdefault(str(row["solver"]), {})[str(row["problem"])] = value
+        table.setdefault(str(row["solver"]), {})[str(row["problem"])] = _measured(row.get(measure), f"rows[{index}][{measure!r}]")
     if not table:
         raise ValueError("rows is empty: nothing to profile.")
     if not any(measure in row for row in rows):
@@ -189,3 +200,14 @@ def profile(rows: Iterable[Mapping[str, Any]], measure: str = "seconds", tau_max
     ax.legend()
     ax.grid(True, alpha=0.3)
     return figure
+
+
+def _measured(value: Any, name: str) -> float:
+    """A row's measure: a positive number, or None, NaN or inf for a failed solve (inf)."""
+    if value is None:
+        return np.inf
+    if not is_number(value):
+        raise TypeError(f"{name} must be a number (None, NaN or inf for a failed solve); got {reprlib.repr(value)}.")
+    if value <= 0:
+        raise ValueError(f"{name}={value!r}: a performance profile divides by the best measure, which must be above 0.")
+    return float(value) if np.isfinite(value) else np.inf

@@ -24,7 +24,7 @@ from ..problem import Objective
 from ..recording import recorders
 from .methods import CUSTOM_METHOD, METHODS, MethodInfo, check_gradient_use, check_supports, method_name, second_order_for
 from .scipy_local import run_minimize, wrap_callback
-from ..validation import SHAPED_OPTIONS, check_not_complex_step, check_shaped_options
+from ..validation import SHAPED_OPTIONS, STEP_OPTIONS, check_not_complex_step, check_shaped_options, check_step_options
 
 __all__ = ["FD_SCHEMES", "MethodPlan", "Recording", "ScipyProblem", "has_constraints", "plan_method", "solve"]
 
@@ -210,6 +210,8 @@ class _Run:
         self.problem, self.plan, self.recording, self.tol, self.options = problem, plan, recording, tol, options
         if options and options.keys() & SHAPED_OPTIONS.keys():
             check_shaped_options(options, problem.x0.size)
+        if options and options.keys() & set(STEP_OPTIONS):
+            check_step_options(options, problem.x0.size)
         self.precision = problem.precision
         self.objective: Objective | None = None
         self.constraint_functions: list = []

@@ -33,15 +33,17 @@ def build_problem(
     finite: bool,
     torch_device: Any = None,
     error_handling: str = "raise",
+    fun_name: str = "fun",
 ) -> tuple[GlobalProblem, Any, tuple[np.ndarray, np.ndarray] | None]:
     """The flat problem of ``fun``; the structure comes from ``x0`` or else from ``bounds``.
 
     Returns the problem, the structure template (x0 itself when given) and the flat bounds.
     ``finite`` requires finite bounds on every parameter. ``error_handling`` applies to
-    every evaluation, batched, remote and local ones included.
+    every evaluation, batched, remote and local ones included. ``fun_name`` is the name the
+    entry point gives ``fun`` (scipy's ``func`` for most global optimizers).
     """
     if not callable(fun):
-        raise TypeError(f"fun must be callable; got {type(fun).__name__}.")
+        raise TypeError(f"{fun_name} must be callable; got {type(fun).__name__}.")
     check_error_handling(error_handling)
     args = args if isinstance(args, tuple) else (args,)
     template, _, flat_bounds = problem_structure(x0, bounds, finite)

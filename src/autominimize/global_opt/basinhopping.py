@@ -109,7 +109,16 @@ def basinhopping(
     accept = {"f_new": None, "x_new": None, "f_old": None, "x_old": None}
     check_callable(accept_test, "accept_test", calls=(("accept_test(f_new=, x_new=, f_old=, x_old=)", (), accept),))
     problem, _, flat_bounds = build_problem(
-        func, x0, kwargs.get("bounds"), args, backend=backend, precision=precision, unpack=unpack, finite=False, error_handling=error_handling
+        func,
+        x0,
+        kwargs.get("bounds"),
+        args,
+        backend=backend,
+        precision=precision,
+        unpack=unpack,
+        finite=False,
+        error_handling=error_handling,
+        fun_name="func",
     )
     kwargs.pop("bounds", None)
     return run_basinhopping(

@@ -77,7 +77,7 @@ def direct(
     if not is_number(f_min) or math.isnan(float(f_min)):
         raise TypeError(f"f_min must be a number (the known minimum, -inf when it is not known); got {f_min!r} ({type(f_min).__name__}).")
     problem, _, flat_bounds = build_problem(
-        func, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=True, error_handling=error_handling
+        func, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=True, error_handling=error_handling, fun_name="func"
     )
     free_bounds = problem.fix_variables(flat_bounds)  # scipy refuses a bound with lower = upper
     with running(problem):

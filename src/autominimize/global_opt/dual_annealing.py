@@ -103,7 +103,7 @@ def dual_annealing(
     check_rng(seed, "seed")
     check_callable(callback, "callback", calls=(("callback(x, f, context)", (None, None, None), {}),))
     problem, _, flat_bounds = build_problem(
-        func, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=True, error_handling=error_handling
+        func, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=True, error_handling=error_handling, fun_name="func"
     )
     kwargs = local_kwargs(minimizer_kwargs, "minimizer_kwargs")
     if kwargs:

@@ -109,7 +109,7 @@ def shgo(
     if callback is not None:
         kwargs.setdefault("callback", callback)
     problem, _, (lb, ub) = build_problem(
-        func, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=False, error_handling=error_handling
+        func, x0, bounds, args, backend=backend, precision=precision, unpack=unpack, finite=False, error_handling=error_handling, fun_name="func"
     )
     return run_shgo(
         problem,

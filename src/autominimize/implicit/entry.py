@@ -171,6 +171,11 @@ def minimize(entry: Callable, call: dict) -> so.OptimizeResult:
             "minimize: differentiating the solution with respect to args needs fun to return the value alone; "
             "jac=True and fun_and_jac are not supported then."
         )
+    if call.get("batch") is True:
+        raise ValueError(
+            "minimize: batch=True solves independent problems at once, and their solutions are not differentiated with "
+            "respect to args; solve one problem (batch=False), on JAX under jax.vmap for many."
+        )
     method = call.get("method")
     residual = is_residual_function(fun) or (isinstance(method, str) and method.lower() in LEAST_SQUARES_METHODS)
     if residual and not is_residual_function(fun):
@@ -302,7 +307,12 @@ def _curve_residual(f: Callable, p0: Any) -> Callable:
             model = f(x, *[params[i] for i in range(np.shape(p0)[0])])
         else:
             model = f(x, params)
-        diff = ravel_like(model, y) - ravel_like(y, y)
+        values, observed = ravel_like(model, y), ravel_like(y, y)
+        if values.shape[0] != observed.shape[0]:
+            raise ValueError(
+                f"f returned {values.shape[0]} values but ydata has {observed.shape[0]}; f(xdata, ...) must return one value per data point."
+            )
+        diff = values - observed
         return diff if s is None else diff / ravel_like(s, s)
 
     return residual

@@ -94,6 +94,8 @@ class _Setup:
     real: Any
     functions: Compiled
     record: so.OptimizeResult
+    #: what the ordinary solve raised in the host callback, which JAX reports as its own error
+    failure: Exception | None = None
 
     def host_solve(self, x0_values: list, arg_values: list) -> tuple[np.ndarray, so.OptimizeResult, list, np.ndarray, tuple]:
         """The ordinary solve on concrete values: flat x, the result, x's leaves, value and status."""
@@ -101,7 +103,11 @@ class _Setup:
 
         spec = self.problem.spec
         start = spec.unflatten_leaves([_as_kind(kind, value) for kind, value in zip(self.x0_kinds, x0_values)])
-        res = self.run(start, self.problem.args([jnp.asarray(a) for a in arg_values]))
+        try:
+            res = self.run(start, self.problem.args([jnp.asarray(a) for a in arg_values]))
+        except Exception as exc:
+            self.failure = exc
+            raise
         keep_host_fields(self.record, res, _TRACED + ("cost" if self.problem.residual else "fun",))
         x_flat = flat_solution(res.x)
         x_parts = [x_flat[a:b].reshape(t.shape).astype(t.dtype) for t, a, b in zip(self.out_types, spec.offsets, spec.offsets[1:])]
@@ -151,7 +157,14 @@ def solve_with_jax(problem: ImplicitProblem, run: Callable[[Any, tuple], so.Opti
     )
     x0_values = [jnp.asarray(leaf, dtype=t.dtype) for leaf, t in zip(x0_leaves, out_types)]
     rule = _forward_rule if jax.enable_x64.value else _reverse_rule
-    x_parts, value, (success, status, nit, nfev) = rule(setup, x0_values, list(arg_leaves))
+    try:
+        x_parts, value, (success, status, nit, nfev) = rule(setup, x0_values, list(arg_leaves))
+    except jax.errors.JaxRuntimeError:
+        if setup.failure is None:
+            raise
+        # run eagerly (not under jit), the solve failed here: its own error goes on, the same
+        # object (a malformed argument named, the user's exception as raised), not JAX's report of it
+        raise setup.failure from None
     result = setup.record
     result.update(x=spec.unflatten_leaves(list(x_parts)), success=success, status=status, nit=nit, nfev=nfev, backend="jax")
     result["cost" if problem.residual else "fun"] = value

@@ -11,7 +11,7 @@ import concurrent.futures
 import hashlib
 import pickle
 import sys
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -138,6 +138,13 @@ class Evaluator:
         An exception raised by ``fun`` propagates with the failing point in
         ``exc.autominimize_point`` (with ``tolerate_failures``, the point gets None instead).
         """
+        if not callable(fun) or isinstance(points, (str, bytes)) or not isinstance(points, Iterable):
+            what = (
+                f"fun must be callable; got {type(fun).__name__}"
+                if not callable(fun)
+                else f"points must be an iterable of points; got {type(points).__name__}"
+            )
+            raise TypeError(f"Evaluator.map(fun, points): {what}.")
         points = list(points)
         if self.tolerate_failures:
             fun = _Tolerant(fun)

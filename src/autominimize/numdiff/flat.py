@@ -7,7 +7,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .evaluator import Evaluator
-from .plans import Plan, difference_plan
+from .plans import Plan, difference_plan, real_vector
 
 __all__ = ["approx_jacobian"]
 
@@ -30,7 +30,11 @@ def approx_jacobian(
     ``(m, n)`` array for vector outputs and an ``(n,)`` gradient for scalar ones. ``f0``,
     the value at ``x`` when known, saves one evaluation of the one-sided formulas.
     """
-    x = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
+    x = real_vector(x, "x")
+    if evaluator is not None and not isinstance(evaluator, Evaluator):
+        raise TypeError(f"evaluator must be an am.numdiff.Evaluator or None; got {type(evaluator).__name__}.")
+    if f0 is not None:
+        f0 = real_vector(f0, "f0").reshape(np.shape(f0))
     plan = difference_plan(x, method, rel_step, bounds)
     points = plan.points(x)
     if plan.needs_f0 and f0 is None:

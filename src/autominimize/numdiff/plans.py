@@ -10,11 +10,13 @@ room there is (see :mod:`autominimize.numdiff`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["METHODS", "Plan", "canonical_method", "default_rel_step", "difference_plan"]
+from ..validation import brief, check_relative_steps, is_one_of
+
+__all__ = ["METHODS", "Plan", "canonical_method", "default_rel_step", "difference_plan", "real_vector"]
 
 #: difference schemes; scipy's names '2-point' and '3-point' are accepted as aliases
 METHODS = ("forward", "backward", "central")
@@ -25,7 +27,7 @@ _EPS = np.finfo(np.float64).eps
 def canonical_method(method: str) -> str:
     """'forward', 'backward' or 'central' for a method name or scipy alias."""
     name = _ALIASES.get(method, method) if isinstance(method, str) else method
-    if name not in METHODS:
+    if not is_one_of(name, METHODS):
         raise ValueError(
             f"method={method!r} is not a finite-difference scheme; use one of {METHODS} (or scipy's '2-point' = 'forward', '3-point' = 'central')."
         )
@@ -89,22 +91,25 @@ def difference_plan(
 ) -> Plan:
     """Choose the step and formula for every coordinate of ``x`` (see the module docstring)."""
     method = canonical_method(method)
-    x = np.asarray(x, dtype=np.float64)
-    try:
-        rel = default_rel_step(method) if rel_step is None else np.asarray(rel_step, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"rel_step must be None or positive numbers (relative steps); got {rel_step!r}.") from None
-    if np.any(np.asarray(rel) <= 0):
-        raise ValueError(f"rel_step must be positive; got {rel_step!r}.")
+    x = real_vector(x, "x").reshape(np.shape(x))
+    check_relative_steps(rel_step, "rel_step", x.size)
+    rel = default_rel_step(method) if rel_step is None else np.asarray(rel_step, dtype=np.float64)
     size = rel * np.maximum(1.0, np.abs(x))
     sign = -1.0 if method == "backward" else 1.0
     h = sign * np.broadcast_to(size, x.shape).astype(np.float64)
     h = (x + h) - x  # exactly representable steps
+    if rel_step is not None:  # the default step is a finite one that changes any finite x
+        useless = np.isfinite(x) & (~np.isfinite(h) | (h == 0) | (np.broadcast_to(rel, x.shape) < _EPS))
+        if useless.any():
+            where = int(np.flatnonzero(useless)[0])
+            raise ValueError(
+                f"rel_step={brief(rel_step)} gives a step of {float(h[where])!r} at index {where} (x = {float(x[where])!r}): a relative "
+                f"step below machine epsilon ({_EPS:.3g}) or one that overflows measures rounding alone; give one between about 1e-15 and 1."
+            )
     kind = np.full(x.shape, 1 if method == "central" else 0, dtype=np.int8)
     if bounds is None:
         return Plan(h, kind)
-    lb = np.broadcast_to(np.asarray(bounds[0], dtype=np.float64), x.shape)
-    ub = np.broadcast_to(np.asarray(bounds[1], dtype=np.float64), x.shape)
+    lb, ub = _flat_bounds(bounds, x.shape)
     room_up, room_down = ub - x, x - lb
     size = np.abs(h)
     h = h.copy()
@@ -129,3 +134,20 @@ def difference_plan(
         h[rest] = step[rest]
         kind[rest & (h == 0)] = 3  # lower bound = upper bound: a fixed variable
     return Plan(h, kind)
+
+
+def _flat_bounds(bounds: Any, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """``bounds`` as a (lower, upper) pair of float64 arrays of ``shape``, else an error naming it."""
+    try:
+        low, high = bounds
+        return tuple(np.broadcast_to(np.asarray(part, dtype=np.float64), shape) for part in (low, high))
+    except (TypeError, ValueError):
+        raise ValueError(f"bounds must be None or a (lower, upper) pair of numbers or arrays of x's shape {shape}; got {brief(bounds)}.") from None
+
+
+def real_vector(value: Any, name: str) -> np.ndarray:
+    """``value`` as a flat float64 vector, or a TypeError naming ``name`` when it holds no real numbers."""
+    array = np.asarray(value) if not isinstance(value, (str, bytes)) else None
+    if array is None or array.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must be a number or an array of real numbers; got {value!r} ({type(value).__name__}).")
+    return np.ascontiguousarray(array, dtype=np.float64).reshape(-1)

@@ -10,6 +10,7 @@ import numpy as np
 from ..bounds import normalize_bounds
 from ..calling import check_takes, make_caller, resolve_unpack
 from ..params import ParamSpec, leaf_to_numpy, tree_leaves
+from ..validation import brief
 from .evaluator import Evaluator
 from .flat import approx_jacobian
 
@@ -32,10 +33,14 @@ class _FlatCall:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         out = self.call(self.spec.unflatten(x))
-        leaves = tree_leaves(out)
+        leaves = [leaf_to_numpy(leaf) for leaf in tree_leaves(out)]
+        if not leaves or any(leaf.dtype.kind not in "fiub" for leaf in leaves):
+            raise TypeError(
+                f"fun returned {brief(out)}; finite differences need real numbers from fun: a number, an array of them, or a structure of those."
+            )
         if len(leaves) == 1:
-            return leaf_to_numpy(leaves[0]).astype(np.float64)
-        return np.concatenate([np.ravel(leaf_to_numpy(leaf)) for leaf in leaves]).astype(np.float64)
+            return leaves[0].astype(np.float64)
+        return np.concatenate([np.ravel(leaf) for leaf in leaves]).astype(np.float64)
 
 
 def _derivative(fun, x0, args, method, rel_step, bounds, workers, executor, unpack):

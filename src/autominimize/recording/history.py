@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple, Protocol,
 
 import numpy as np
 
-from ..validation import check_switch
+from ..validation import check_history_rows, check_switch, is_one_of
 
 if TYPE_CHECKING:
     from ..problem import Counters
@@ -114,6 +114,8 @@ class History:
         keep_points: bool = True,
         point_budget: int | None = POINT_BUDGET,
     ) -> None:
+        if evaluations != () or iterations != () or leaves is not None or point_budget is not None and point_budget is not POINT_BUDGET:
+            evaluations, iterations = check_history_rows(evaluations, iterations, leaves, point_budget, EVALUATION_KINDS)
         #: (kind, time, f, grad_norm) per evaluation
         self._evaluation_rows: list[tuple] = [tuple(row) for row in evaluations] if evaluations != () else []
         #: (nit, time, f, grad_norm, nfev, x, njev) per iteration: an Iteration is the first six
@@ -144,11 +146,11 @@ class History:
         nit, times, values, norms, nfev, njev, points = iterations
         names = np.asarray(EVALUATION_KINDS)[np.asarray(kinds, dtype=np.intp)].tolist()
         kwargs.setdefault("point_budget", None)
-        return cls(
-            evaluations=zip(names, *(np.asarray(column).tolist() for column in numbers)),
-            iterations=zip(*(np.asarray(column).tolist() for column in (nit, times, values, norms, nfev)), points, np.asarray(njev).tolist()),
-            **kwargs,
-        )
+        history = cls(**kwargs)  # the columns are the library's own: their rows are taken as they are, unchecked
+        history._evaluation_rows = list(zip(names, *(np.asarray(column).tolist() for column in numbers)))
+        columns = (np.asarray(column).tolist() for column in (nit, times, values, norms, nfev))
+        history._iteration_rows = list(zip(*columns, points, np.asarray(njev).tolist()))
+        return history
 
     @property
     def evaluations(self) -> list[Evaluation]:
@@ -218,11 +220,13 @@ class History:
 
     def column(self, name: str, of: str = "iterations") -> np.ndarray:
         """One field of every iteration (or evaluation) as an array, e.g. ``column('f')``."""
+        if not is_one_of(of, ("iterations", "evaluations")):
+            raise ValueError(f"of={of!r} is not one of ('iterations', 'evaluations').")
         if of == "iterations":
             rows, fields = self._iteration_rows, ("nit", "time", "f", "grad_norm", "nfev", "x", "njev")
         else:
             rows, fields = self._evaluation_rows, Evaluation._fields
-        if name not in fields:
+        if not is_one_of(name, fields):
             raise ValueError(f"name={name!r} is not a column of the {of}; use one of {fields}.")
         index = fields.index(name)
         return np.array([row[index] for row in rows])

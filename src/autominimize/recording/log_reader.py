@@ -197,15 +197,21 @@ def read_log(path: str | os.PathLike, run: int | None = None) -> LoggedRun:
     >>> bool(np.allclose(logged.best_x, 2)), len(logged.history.iterations) == res.nit
     (True, True)
     """
+    return _read_named(path, run, "path")
+
+
+def _read_named(path: str | os.PathLike, run: int | None, argument: str) -> LoggedRun:
+    """:func:`read_log`, its errors naming the file by the ``argument`` that gave it."""
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be the log's file path (a str or os.PathLike); got {type(path).__name__}.")
+        what = "the log's file path" if argument == "path" else "the file path of a log written with log="
+        raise TypeError(f"{argument} must be {what} (a str or os.PathLike); got {type(path).__name__}.")
     name = os.fspath(path)
     if run is not None and (isinstance(run, bool) or not isinstance(run, (int, np.integer))):
         raise TypeError(f"run must be a run id (an integer) or None for the last run; got {run!r}.")
     if not os.path.exists(name):
-        raise FileNotFoundError(f"log={name!r}: no such file.")
+        raise FileNotFoundError(f"{argument}={name!r}: no such file; give the path of a log written with log=.")
     if not os.path.isfile(name):
-        raise LogError(f"{name!r} is not a file.")
+        raise LogError(f"{argument}={name!r} is not a file; give the path of a log written with log=.")
     try:
         return _read(name, run)
     except LogError:
@@ -310,10 +316,8 @@ def _logged_run(name: str, meta: tuple, evaluation_blocks: list[tuple], iteratio
 def resume_point(path: str | os.PathLike, spec: ParamSpec) -> np.ndarray:
     """The best point of the last run in ``path``, checked against x0's structure ``spec``:
     the leaves' paths and shapes must be those the run had; a LogError names those that differ."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"resume must be the file path of a log written with log= (a str or os.PathLike); got {type(path).__name__}.")
+    logged = _read_named(path, None, "resume")
     name = os.fspath(path)
-    logged = read_log(path)
     if logged.best_x is None:
         raise LogError(f"resume={name!r}: its last run (run {logged.run_id}) recorded no point to resume from.")
     current = [(leaf.path, tuple(leaf.shape)) for leaf in spec.leaves]

@@ -96,6 +96,11 @@ class SQLiteLog:
         if not isinstance(self.iterates, bool):
             raise TypeError(f"iterates must be True or False; got {self.iterates!r}.")
         object.__setattr__(self, "path", os.fspath(self.path))
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory):
+            raise LogError(f"log={self.path!r}: the directory {directory!r} does not exist; create it or give another path.")
+        if os.path.isdir(self.path):
+            raise LogError(f"log={self.path!r} is a directory; give the path of a file.")
         for name in ("commit_interval", "timeout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:

@@ -13,6 +13,7 @@ import scipy.optimize as so
 
 from ..._setup import prepare
 from ...recording import in_nested_solve
+from ...validation import check_batches
 from ...native import native_method_name
 from ...native._arrays import namespace, norm_inf
 from ...native.oracles import CountingOracle
@@ -53,6 +54,7 @@ class NativeRun:
         if not callable(fun):
             raise TypeError(f"fun must be callable; got {type(fun).__name__}.")
         self.method = native_method_name(method)
+        check_batches(data, epochs)
         self.stochastic = data is not None
         self.algorithm, stop_options = make_algorithm(self.method, options, stop, stochastic=self.stochastic, epochs=epochs, bounds=bounds)
         self.batches = Batches(data) if self.stochastic else None
