@@ -150,3 +150,26 @@ def test_the_range_rules_out_stopping_only_where_the_full_test_fails(tol, atol):
     energies = np.array([1.0, np.inf, 2.0, -np.inf, 3.0])
     assert not de_engine._too_spread(energies, 3, atol, tol)  # not finite: the full test decides
     assert not de_engine._too_spread(np.full(5, np.inf), 0, atol, tol)
+
+
+def test_a_small_torch_batch_runs_on_one_intra_op_thread_and_the_setting_comes_back():
+    """A generation of 150 × 10 numbers is evaluated with one torch thread: torch splits even
+    such small elementwise ops (cos) over its pool, and waking it costs more than the work.
+    Every call of the function sees one thread; the caller's setting is back afterwards."""
+    torch = pytest.importorskip("torch")
+    import autominimize as am
+
+    seen = []
+
+    def rastrigin(x):
+        seen.append(torch.get_num_threads())
+        return 10 * x.shape[-1] + torch.sum(x**2 - 10 * torch.cos(2 * torch.pi * x), -1)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        am.differential_evolution(rastrigin, [(-5.12, 5.12)] * 10, maxiter=5, tol=0, polish=False, rng=0, backend="torch")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert len(seen) == 7 and set(seen) == {1}  # mapped first batch, its probe on the whole batch, 5 generations

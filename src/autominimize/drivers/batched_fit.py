@@ -63,7 +63,7 @@ def solve_chunk(
         lower = None if problem.lower is None else like(x, problem.lower)
         upper = None if problem.upper is None else like(x, problem.upper)
         evaluate = evaluator(problem)
-        state = problem.algo.run(x, evaluate, framework_data, lower, upper)
+        state = problem.algo.run(x, evaluate, framework_data, lower, upper, row_by_row=problem.backend == "numpy" and not problem.vectorized)
         out = {
             "x": to_numpy(state.x),
             "cost": to_numpy(state.cost),

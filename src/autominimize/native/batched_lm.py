@@ -36,7 +36,7 @@ import array_api_compat
 from ..backends.jax_aot import AheadOfTime
 from ..validation import check_settings
 from ._arrays import namespace
-from .compaction import ActiveRows, gather_rows
+from .compaction import KEEP_SHARE, ActiveRows, gather_rows
 
 __all__ = ["BatchedLM", "LMState", "REASONS", "RUNNING"]
 
@@ -108,7 +108,9 @@ class BatchedLM:
         if not self.mu0 > 0:
             raise ValueError(f"mu0 must be positive; got {self.mu0!r}.")
 
-    def run(self, x0: Any, evaluate: Callable[..., tuple[Any, Any]], data: tuple = (), lower: Any = None, upper: Any = None) -> LMState:
+    def run(
+        self, x0: Any, evaluate: Callable[..., tuple[Any, Any]], data: tuple = (), lower: Any = None, upper: Any = None, *, row_by_row: bool = False
+    ) -> LMState:
         """Iterate from the rows of ``x0`` until every member has stopped; the final state, on the host.
 
         ``evaluate(x, *data)`` returns the residuals (k, m) and Jacobian (k, m, n) of the k
@@ -116,13 +118,17 @@ class BatchedLM:
         to the same rows. ``lower``/``upper`` are (n,) bounds; x0 must lie in them. The state
         returned holds NumPy arrays, one row per member in x0's order. A Ctrl-C propagates
         with every member's latest accepted row in ``exc.autominimize_rows`` (an LMState).
+
+        Stopped members leave the batch once a quarter of its rows have stopped
+        (:class:`~.compaction.ActiveRows`); with ``row_by_row`` (``evaluate`` loops over
+        the rows, so a stopped row would cost a whole evaluation) at every step where one stops.
         """
         xp = namespace(x0)
         jit = array_api_compat.is_jax_array(x0)
         box = None if lower is None and upper is None else (lower, upper)
         init, step, gather = _pieces(xp, self, evaluate, jit)
         state = init(x0, box, *data)
-        active = ActiveRows(x0.shape[0], padded=jit)
+        active = ActiveRows(x0.shape[0], padded=jit, drop_at=1.0 if row_by_row else KEEP_SHARE)
         with active.attached_on_interrupt(lambda: state):
             while True:
                 state, data = active.compact(state, data, gather)
