@@ -122,3 +122,25 @@ def test_the_backend_places_its_functions_on_the_private_client():
         product = compiled._compiled["apply"](*buffers, np.ones(4))
     assert all(_on_private_client(out) for out in (fused, primal, *buffers, product))
     assert f == f_lin and np.array_equal(g, g_lin)
+
+
+def test_a_function_too_large_for_the_hand_off_to_count_runs_on_jaxs_default_client(monkeypatch):
+    from autominimize.backends import jax_sync
+
+    matrix = np.random.default_rng(1).normal(size=(300, 200))
+
+    def loss(w):
+        return jnp.mean(jnp.logaddexp(0.0, matrix @ w))
+
+    aval = jax.ShapeDtypeStruct((200,), np.float64)
+    with jax.enable_x64(True):
+        flops = jax_sync.estimated_flops(jax.jit(loss).lower(aval))
+    assert 2 * 300 * 200 <= flops < jax_sync.SYNCHRONOUS_MOST_FLOPS  # the matrix-vector product, counted by XLA
+    small = _compile(jax.value_and_grad(loss), aval)
+    monkeypatch.setattr(jax_sync, "SYNCHRONOUS_MOST_FLOPS", flops / 2)
+    large = _compile(jax.value_and_grad(loss), aval)
+    w = np.linspace(-0.1, 0.1, 200)
+    with jax.enable_x64(True):
+        (f_small, g_small), (f_large, g_large) = small(w), large(w)
+    assert _on_private_client(g_small) and not _on_private_client(g_large)
+    assert float(f_small) == float(f_large) and np.array_equal(np.asarray(g_small), np.asarray(g_large))

@@ -23,7 +23,7 @@ __all__ = ["flat_bounds"]
 #: flat (lb, ub) by (x0's structure, the bounds' structure, their numbers); cleared when full
 _READ: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 _MOST = 64
-_NUMBERS = (int, float, type(None))
+_NUMBERS = {int, float, type(None)}
 
 
 def flat_bounds(setup: Setup, bounds: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -40,7 +40,7 @@ def flat_bounds(setup: Setup, bounds: Any) -> tuple[np.ndarray, np.ndarray]:
     ([0.0, 0.0, inf], True, False)
     """
     leaves, structure = tree_flatten(bounds, none_is_leaf=True)
-    if not all(type(leaf) in _NUMBERS for leaf in leaves):  # arrays, scipy's Bounds: read each time
+    if not set(map(type, leaves)) <= _NUMBERS:  # arrays, scipy's Bounds: read each time
         return setup.normalize_bounds(bounds)
     key = (setup.spec.key, structure, tuple(leaves))
     read = _READ.get(key)

@@ -42,6 +42,8 @@ def infer_precision(x0: Any) -> str:
     scipy reads them)."""
     if isinstance(x0, np.ndarray):
         return "float64"
+    if type(x0) in (dict, list, tuple) and np.ndarray in map(type, x0.values() if type(x0) is dict else x0):
+        return "float64"  # a NumPy leaf at the top: no walk of the whole structure
     leaves = tree_leaves(x0)
     if not leaves or any(leaf_kind(leaf) not in ("torch", "jax", "tf") for leaf in leaves):
         return "float64"
@@ -205,5 +207,5 @@ def prepare(
         check_takes(fun, "fun", unpack, x0, args)
     x0 = vector_x0(x0, requested, unpack)
     callers = CallerFactory(x0, requested, unpack, fun, len(args))
-    spec = ParamSpec.from_tree(x0, precision=dtype)
-    return Setup(fun, x0, spec, spec.flatten(x0), args, dtype, explicit, unpack, callers, callers(fun, args), device)
+    spec, x0_flat = ParamSpec.with_start(x0, precision=dtype)
+    return Setup(fun, x0, spec, x0_flat, args, dtype, explicit, unpack, callers, callers(fun, args), device)

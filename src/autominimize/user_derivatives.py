@@ -78,7 +78,7 @@ def gradient_flattener(spec: ParamSpec, name: str) -> Callable[[Any], np.ndarray
             return flatten_gradient(value, spec, name)
         out = flatten_gradient(value, spec, name)
         if isinstance(value, (dict, list, tuple)):
-            structured = all(type(leaf) is np.ndarray for leaf in flatten_up_to(value))
+            structured = set(map(type, flatten_up_to(value))) == {np.ndarray}
         return out
 
     return flatten

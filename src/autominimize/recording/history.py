@@ -177,6 +177,15 @@ class History:
         if len(self._iteration_rows) >= self._check_at:
             self._thin_points()
 
+    def expect_points(self, nbytes: int) -> None:
+        """Iterates of ``nbytes`` each are coming: the first look at the kept iterates waits
+        until they could exceed the budget (where it took the first iteration's row, four
+        Python calls a solve), as it would find nothing to let go before."""
+        if self._check_at == 1 and not self._iteration_rows:
+            capacity = self.point_budget // max(nbytes, 1)
+            if capacity >= 2:  # else the first row is looked at, and lets go of every iterate
+                self._check_at = capacity
+
     def row_appender(self) -> Callable[[tuple], None]:
         """The append of the evaluation rows, for a caller that writes a row without f itself
         (``(kind, time since start, nan, nan)``, ``kind`` a Hessian-vector product or

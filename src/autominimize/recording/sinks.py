@@ -7,6 +7,7 @@ open the log's run at the start and close everything at the end.
 
 from __future__ import annotations
 
+import operator
 import os
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from .log_writer import RunLog
 
 __all__ = ["Sinks", "recorders"]
+
+_path = operator.attrgetter("path")
 
 
 class Sinks:
@@ -51,7 +54,9 @@ class Sinks:
     ) -> None:
         """Name where each leaf lies in the history, and open the log's run."""
         if self.history is not None:
-            self.history.leaves = [(leaf.path, a, b) for leaf, a, b in zip(spec.leaves, spec.offsets, spec.offsets[1:])]
+            self.history.leaves = list(zip(map(_path, spec.leaves), spec.offsets, spec.offsets[1:]))
+        if self.journal is not None:  # iterates of x0's size, float64 at most
+            self.journal.expect_points(8 * x0.size)
         if self.log is not None:
             self.log.start_run(
                 method=method,
