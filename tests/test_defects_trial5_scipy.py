@@ -1,0 +1,64 @@
+"""Regression tests from a comparison with scipy.optimize: silent wrong answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import ALL_BACKENDS, array_module
+
+import autominimize as am
+
+pytest.importorskip("cyipopt")
+
+_TARGET = np.array([-1.0, 2.0, 0.5])
+
+
+def _ipopt_problem(backend):
+    asarray, total = array_module(backend)
+    target = asarray(_TARGET)
+    calls = []
+
+    def fun(x):
+        calls.append(1)
+        return total((x - target) ** 2)
+
+    return fun, calls
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_ipopt_returns_a_point_inside_the_bounds_with_its_own_value_and_gradient(backend):
+    # IPOPT relaxes the bounds by 1e-8 and returned x = [-1e-8, 1 + 1e-8, ...]: sqrt(x) was NaN
+    fun, calls = _ipopt_problem(backend)
+    res = am.minimize(fun, [0.5] * 3, method="ipopt", bounds=[(0, 1)] * 3, backend=backend)
+    x = np.asarray(res.x)
+    assert res.success
+    assert (x >= 0.0).all() and (x <= 1.0).all()
+    assert np.isfinite(np.sqrt(x)).all()
+    np.testing.assert_array_equal(x[:2], [0.0, 1.0])
+    assert res.fun == float(np.sum((x - _TARGET) ** 2))
+    np.testing.assert_allclose(np.asarray(res.jac), 2 * (x - _TARGET), atol=1e-6)  # NumPy's by differences
+    if backend == "numpy":
+        assert res.nfev == len(calls)
+    np.testing.assert_allclose(res.mult_x_L, [2.0, 0.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(res.mult_x_U, [0.0, 2.0, 0.0], atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_ipopt_relaxed_bounds_stay_available_and_report_their_own_value(backend):
+    fun, _ = _ipopt_problem(backend)
+    res = am.minimize(fun, [0.5] * 3, method="ipopt", bounds=[(0, 1)] * 3, backend=backend, options={"honor_original_bounds": "no"})
+    x = np.asarray(res.x)
+    assert x[0] < 0.0 and x[1] > 1.0
+    assert res.fun == pytest.approx(float(np.sum((x - _TARGET) ** 2)), rel=1e-15)
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_ipopt_constraint_values_are_those_of_the_returned_point(backend):
+    asarray, total = array_module(backend)
+    target = asarray(_TARGET)
+    constraint = {"type": "ineq", "fun": lambda x: 3.0 - total(x)}
+    res = am.minimize(lambda x: total((x - target) ** 2), [0.5] * 3, method="ipopt", bounds=[(0, 1)] * 3, constraints=[constraint], backend=backend)
+    x = np.asarray(res.x)
+    assert (x >= 0.0).all() and (x <= 1.0).all()
+    np.testing.assert_array_equal(res.constr[0], [3.0 - np.sum(x)])
+    assert res.fun == float(np.sum((x - _TARGET) ** 2))
