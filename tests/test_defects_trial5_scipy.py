@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.optimize as so
 from conftest import ALL_BACKENDS, array_module
 
 import autominimize as am
@@ -62,3 +63,35 @@ def test_ipopt_constraint_values_are_those_of_the_returned_point(backend):
     assert (x >= 0.0).all() and (x <= 1.0).all()
     np.testing.assert_array_equal(res.constr[0], [3.0 - np.sum(x)])
     assert res.fun == float(np.sum((x - _TARGET) ** 2))
+
+
+# -- a scipy-style fun(x, *args) with a list of numbers for x0 ----------------------------------
+
+
+def _shifted(x, *args):
+    x = np.asarray(x, dtype=np.float64)
+    return float(np.sum((x - _TARGET) ** 2)) + sum(args)
+
+
+def _counting(*a):
+    return _shifted(*a)
+
+
+@pytest.mark.parametrize("fun", [_shifted, _counting], ids=["fun(x, *args)", "fun(*a)"])
+@pytest.mark.parametrize("x0", [[0.0, 0.5, 1.0], (0, 1, 1)], ids=["float list", "int tuple"])
+@pytest.mark.parametrize("args", [(), (1.5,)])
+def test_a_list_of_numbers_is_a_vector_for_a_function_taking_star_args(fun, x0, args):
+    # spread as fun(0.0, 0.5, 1.0): x[0] alone was solved, x = [1.0, 0.5, 1.0] with success
+    res = am.minimize(fun, x0, args=args, method="BFGS")
+    reference = so.minimize(fun, x0, args=args, method="BFGS")
+    assert isinstance(res.x, np.ndarray) and res.x.dtype == np.float64
+    np.testing.assert_allclose(res.x, _TARGET, atol=1e-6)
+    np.testing.assert_allclose(res.x, reference.x, atol=1e-6)
+    assert res.fun == pytest.approx(sum(args), abs=1e-10)
+    assert (res.nit, res.nfev) == (reference.nit, reference.nfev)
+
+
+def test_a_list_of_arrays_is_still_spread_over_star_args():
+    res = am.minimize(lambda *p: sum(float(np.sum((v - 1.0) ** 2)) for v in p), [np.zeros(2), np.zeros(3)], method="BFGS")
+    assert [np.shape(v) for v in res.x] == [(2,), (3,)]
+    np.testing.assert_allclose(np.concatenate(res.x), np.ones(5), atol=1e-6)
