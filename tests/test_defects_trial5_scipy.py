@@ -95,3 +95,24 @@ def test_a_list_of_arrays_is_still_spread_over_star_args():
     res = am.minimize(lambda *p: sum(float(np.sum((v - 1.0) ** 2)) for v in p), [np.zeros(2), np.zeros(3)], method="BFGS")
     assert [np.shape(v) for v in res.x] == [(2,), (3,)]
     np.testing.assert_allclose(np.concatenate(res.x), np.ones(5), atol=1e-6)
+
+
+# -- method='lm' with infinite bounds, scipy's own default --------------------------------------
+
+_T = np.linspace(0.0, 1.0, 12)
+
+
+def _decay(t, a, b, c):
+    return a * np.exp(-b * t) + c
+
+
+@pytest.mark.parametrize("bounds", [(-np.inf, np.inf), ([-np.inf] * 3, [np.inf] * 3), so.Bounds(-np.inf, np.inf)], ids=["scalars", "lists", "Bounds"])
+def test_lm_takes_infinite_bounds_as_scipy_does(bounds):
+    # refused as "method='lm' does not handle bounds" where scipy solves
+    y = _decay(_T, 2.0, 1.3, 0.1)
+    popt, _ = am.curve_fit(_decay, _T, y, p0=[1.0, 1.0, 0.0], method="lm", bounds=bounds)
+    np.testing.assert_allclose(popt, so.curve_fit(_decay, _T, y, p0=[1.0, 1.0, 0.0], method="lm", bounds=bounds)[0], rtol=1e-8)
+    res = am.least_squares(lambda p: _decay(_T, *p) - y, [1.0, 1.0, 0.0], method="lm", bounds=bounds)
+    np.testing.assert_allclose(res.x, [2.0, 1.3, 0.1], rtol=1e-8)
+    with pytest.raises(ValueError, match="method='lm' does not handle bounds"):
+        am.least_squares(lambda p: _decay(_T, *p) - y, [1.0, 1.0, 0.0], method="lm", bounds=(0.0, np.inf))
