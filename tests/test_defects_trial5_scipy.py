@@ -116,3 +116,36 @@ def test_lm_takes_infinite_bounds_as_scipy_does(bounds):
     np.testing.assert_allclose(res.x, [2.0, 1.3, 0.1], rtol=1e-8)
     with pytest.raises(ValueError, match="method='lm' does not handle bounds"):
         am.least_squares(lambda p: _decay(_T, *p) - y, [1.0, 1.0, 0.0], method="lm", bounds=(0.0, np.inf))
+
+
+# -- the gradient reported at a fixed variable (lower bound = upper bound) ----------------------
+
+
+def _chain(x, np_=np):
+    c = np_.asarray(_TARGET) if np_ is np else _TARGET
+    return ((x - c) ** 2).sum() + 0.5 * ((x[1:] - x[:-1] ** 2) ** 2).sum()
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@pytest.mark.parametrize("method", ["L-BFGS-B", "SLSQP"])
+def test_the_gradient_at_a_fixed_variable_is_not_reported_as_zero(backend, method):
+    # NumPy's differences cannot step at x[0] (lb = ub) and took its derivative as 0.0 in res.jac
+    # (scipy: nan); the backends that differentiate report it, -1.87
+    asarray, total = array_module(backend)
+    target = asarray(_TARGET)
+    bounds = [(0.3, 0.3), (0.0, 3.0), (-1.0, 1.0)]
+    res = am.minimize(
+        lambda x: total((x - target) ** 2) + 0.5 * total((x[1:] - x[:-1] ** 2) ** 2),
+        np.array([0.3, 0.5, 1.0]),
+        method=method,
+        bounds=bounds,
+        backend=backend,
+    )
+    x, jac = np.asarray(res.x, dtype=np.float64), np.asarray(res.jac, dtype=np.float64)
+    assert x[0] == 0.3
+    exact = 2 * (x[0] - _TARGET[0]) - 2 * x[0] * (x[1] - x[0] ** 2)
+    if backend == "numpy":
+        assert np.isnan(jac[0]) and np.isnan(so.minimize(_chain, np.array([0.3, 0.5, 1.0]), method=method, bounds=bounds).jac[0])
+    else:
+        assert jac[0] == pytest.approx(exact, rel=1e-6)
+    np.testing.assert_allclose(jac[1:], 0.0, atol=1e-3)
