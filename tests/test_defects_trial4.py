@@ -148,6 +148,10 @@ def test_ipopt_ends_within_its_relaxation_of_the_bounds_and_exactly_within_them_
     x0, bounds = np.array([-1.2, 1.0, -0.5]), [(-2.0, 0.5)] * 3
     res = am.minimize(_rosen_for(backend), x0, method="ipopt", bounds=bounds, backend=backend)
     x = np.asarray(res.x, dtype=np.float64)
+    assert res.success and x[0] == 0.5  # IPOPT's iterate moved onto the bound (honor_original_bounds)
+    assert res.fun == pytest.approx(rosen(x), rel=1e-14)
+    res = am.minimize(_rosen_for(backend), x0, method="ipopt", bounds=bounds, backend=backend, options={"honor_original_bounds": "no"})
+    x = np.asarray(res.x, dtype=np.float64)
     assert res.success and 0.5 < x[0] <= 0.5 + 1e-8  # IPOPT's bound_relax_factor, as documented
     assert res.fun == pytest.approx(rosen(x), rel=1e-14)
     res = am.minimize(_rosen_for(backend), x0, method="ipopt", bounds=bounds, backend=backend, options={"bound_relax_factor": 0.0})

@@ -13,6 +13,7 @@ import functools
 import inspect
 from typing import Any, Callable
 
+import numpy as np
 import scipy.optimize as so
 
 from . import numdiff
@@ -165,7 +166,7 @@ def least_squares(
         error_handling=error_handling,
     )
     check_x_scale(flat_x_scale(x_scale, spec), diff_step, x0_flat.size)
-    if method == "lm" and flat_bounds is not None:
+    if method == "lm" and flat_bounds is not None and not (np.isinf(flat_bounds[0]).all() and np.isinf(flat_bounds[1]).all()):
         raise ValueError("method='lm' does not handle bounds; use method='trf' or 'dogbox'.")
     if method == "lm" and callback is not None and not isinstance(callback, IterationReport):
         raise ValueError("method='lm' does not call a callback (scipy would ignore it); use 'trf' or 'dogbox'.")

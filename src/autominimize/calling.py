@@ -14,7 +14,8 @@ signature:
   - for a *list* x0 of two or more items (``L`` items, ``k`` extra arguments): ``"args"``
     when ``L + k`` is the number of the function's required positional parameters, or of
     all its positional parameters, required or defaulted (``def model(U=None, V=None)``
-    with ``[U0, V0]``), or when it takes ``*args`` and at most one required one; where the
+    with ``[U0, V0]``), or when it takes ``*args`` and at most one required one (a list
+    of arrays: a list of numbers is a vector for it, scipy's ``fun(x, *args)``); where the
     function could also take the list whole (``L + k`` equals all its positional parameters
     and exactly ``1 + k`` of them are required, ``def loss(params, reg=0.1)``), a list of
     arrays is ambiguous and an error asks for ``unpack=``;
@@ -153,7 +154,9 @@ def _list_rule(fun: Callable, sig: inspect.Signature, x0: list, n_extra_args: in
     required = [p for p in positional if p.default is p.empty]
     wanted = len(x0) + n_extra_args
     if any(p.kind == p.VAR_POSITIONAL for p in params):
-        return "args" if len(required) <= 1 else "none"
+        if len(required) > 1 or is_number_list(x0):
+            return "none"  # numbers to fun(x, *args) or a wrapper(*a): a vector, as scipy hands it
+        return "args"
     if wanted == len(required):
         return "args"
     if wanted != len(positional):

@@ -97,6 +97,8 @@ def run_ipopt(
     chosen = set_options(problem, settings, tol, float32)
     with single_blas_thread(), evaluator.evaluations():
         x, info = problem.solve(x_start, **(warm or {}))
+        if not (problem.interrupted or problem.failure is not None):
+            _at_returned_point(objective, x, info, blocks)
     if problem.interrupted:
         raise KeyboardInterrupt
     if problem.failure is not None:
@@ -237,6 +239,21 @@ def _choose_pattern(lagrangian: Any, ours: dict, x0: np.ndarray, bounds: Any, n:
         if (pattern.jac_rows.size + pattern.hess_rows.size) > AUTO_SPARSE_MAX_DENSITY * dense:
             return None
     return pattern
+
+
+def _at_returned_point(objective: Objective, x: np.ndarray, info: dict, blocks: list[_Block]) -> None:
+    """Put f and g at the point IPOPT returns into ``info`` where they are not IPOPT's.
+
+    IPOPT reports f and g at its last iterate, which may lie just outside the bounds
+    (``bound_relax_factor``); with ``honor_original_bounds`` it returns that iterate moved
+    onto the bounds. There f, its gradient and g are evaluated (and counted) again.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if objective.known_gradient(x) is not None:
+        return
+    info["obj_val"], _ = objective.value_and_grad(x)
+    if blocks:
+        info["g"] = np.concatenate([b.function.value(x) if b.function is not None else b.matrix @ x for b in blocks])
 
 
 def _result(x: np.ndarray, info: dict, problem: Any, blocks: list[_Block], spec: Any, evaluator: Derivatives) -> so.OptimizeResult:

@@ -29,8 +29,10 @@ _WARM_START = {"warm_start_init_point": "yes", "warm_start_bound_push": 1e-9, "w
 
 def set_options(problem: Any, settings: dict, tol: float | None, float32: bool = False) -> dict:
     """IPOPT's options: quiet by default; scipy's tol, maxiter and disp under IPOPT's names;
-    tolerances float32 can meet for a solve computed in it. Returns the options set."""
-    chosen: dict[str, Any] = {"print_level": 0, "sb": "yes"}
+    tolerances float32 can meet for a solve computed in it; the final point inside the bounds
+    given (IPOPT relaxes them by ``bound_relax_factor``, 1e-8 of their size, and returns its
+    iterate there unless ``honor_original_bounds``). Returns the options set."""
+    chosen: dict[str, Any] = {"print_level": 0, "sb": "yes", "honor_original_bounds": "yes"}
     if float32:
         chosen.update(tol=FLOAT32_TOL, acceptable_tol=FLOAT32_ACCEPTABLE_TOL)
     if tol is not None:

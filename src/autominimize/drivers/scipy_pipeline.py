@@ -333,6 +333,17 @@ class _Run:
             exc.autominimize_best_x = self.problem.spec.restore(objective.best_x)
         self.sinks.close(status=-1, success=False, message=f"{type(exc).__name__}: {exc}", objective=objective)
 
+    def _unknown_where_fixed(self, jac: np.ndarray) -> np.ndarray:
+        """NaN, as scipy reports it, where NumPy's differences could not step (lower bound =
+        upper bound): the 0 the method was given there is not the derivative."""
+        if self.problem.backend != "numpy" or self.objective.user_gradient is not None:
+            return jac
+        fixed = self.problem.bounds[0] == self.problem.bounds[1]
+        if fixed.any():
+            jac = jac.copy()
+            jac[fixed] = np.nan
+        return jac
+
     def finish(self, result: so.OptimizeResult) -> so.OptimizeResult:
         """Close the recorders; x and jac as the caller asked, counts, backend and precision."""
         objective, spec = self.objective, self.problem.spec
@@ -342,11 +353,11 @@ class _Run:
         result.x = restore(x)
         jac = result.get("jac")
         if isinstance(jac, np.ndarray) and jac.ndim == 1 and jac.size == spec.size:
-            result.jac = restore(np.asarray(jac, dtype=np.float64).reshape(-1))
-        elif "jac" not in result:
-            known = objective.known_gradient(x)
-            if known is not None:
-                result.jac = restore(known)
+            jac = np.asarray(jac, dtype=np.float64).reshape(-1)
+        else:
+            jac = objective.known_gradient(x) if "jac" not in result else None
+        if jac is not None:
+            result.jac = restore(jac if self.problem.bounds is None else self._unknown_where_fixed(jac))
         result.fun = float(result.fun) if result.get("fun") is not None else objective.best_f
         result.update(objective.counters.as_dict())
         result.backend = self.problem.backend
