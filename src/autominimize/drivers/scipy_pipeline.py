@@ -293,7 +293,8 @@ class _Run:
             constraints=scipy_constraints,
             tol=self.tol,
             callback=callback,
-            options=difference_steps(plan, self.options, self.precision),
+            # scipy differences the gradient only with a scheme: no call on a plain solve
+            options=self.options if plan.gradient_scheme is None else difference_steps(plan, self.options, self.precision),
         )
 
     def _fail_with_constraints(self) -> None:
