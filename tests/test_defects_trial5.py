@@ -41,3 +41,51 @@ def test_complex_step_is_refused_by_every_entry_point_that_takes_a_scheme(entry)
             am.basinhopping(fun, np.zeros(2), niter=1, minimizer_kwargs={"jac": "cs"})
         else:
             am.least_squares(lambda x: x - 1.0, np.zeros(2), jac="cs")
+
+
+def _counted(calls: list):
+    def f(x):
+        calls.append(1)
+        return np.sum((x - 1.0) ** 2) + np.sum(x**4)
+
+    return f
+
+
+@pytest.mark.parametrize("method", ["BFGS", "L-BFGS-B", "Nelder-Mead", "SLSQP", "trust-constr", "Newton-CG", "TNC", "Powell"])
+def test_every_call_of_a_numpy_objective_is_counted_in_nfev(method):
+    # choosing the backend evaluates fun at x0: that value is the solve's first, not a call
+    # left out of nfev (every NumPy solve without backend= made one call more than it said)
+    calls: list = []
+    res = am.minimize(_counted(calls), np.zeros(3), method=method)
+    assert res.success and len(calls) == res.nfev
+
+
+@pytest.mark.parametrize("method", ["trf", "dogbox", "lm"])
+def test_every_call_of_a_numpy_residual_or_model_is_counted_in_nfev(method):
+    t = np.linspace(0, 3, 20)
+    y = 2 * np.exp(-1.1 * t) + 0.3
+    calls: list = []
+
+    def model(x, a, k, c):
+        calls.append(1)
+        return a * np.exp(-k * x) + c
+
+    res = am.least_squares(lambda p: model(t, *p) - y, np.ones(3), method=method)
+    assert res.success and len(calls) == res.nfev
+    calls.clear()
+    popt, _, info, _, _ = am.curve_fit(model, t, y, p0=[1.0, 1.0, 0.0], method=method, full_output=True)
+    np.testing.assert_allclose(popt, [2.0, 1.1, 0.3], rtol=1e-6)
+    assert len(calls) == info["nfev"]
+
+
+def test_the_value_seen_while_choosing_the_backend_is_read_once_and_only_at_x0():
+    seen: list = []
+
+    def f(x):
+        seen.append(x.copy())
+        return float(np.sum((x - 2.0) ** 2))
+
+    res = am.minimize(f, np.array([0.5, 0.5]), method="Nelder-Mead")
+    np.testing.assert_allclose(res.x, [2.0, 2.0], atol=1e-4)
+    assert len(seen) == res.nfev and sum(np.array_equal(x, [0.5, 0.5]) for x in seen) == 1
+    assert res.history.evaluations[0].f == 4.5  # the first row is the value read at x0

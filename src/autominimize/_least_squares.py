@@ -268,7 +268,7 @@ def _build_problem(
 
     compile_key = fun if fun is not None else fun_and_jac
     functions = setup.compile("vector", compile_key, call_residuals)
-    functions = configure_numdiff(functions, flat_bounds, evaluator)
+    functions = configure_numdiff(functions, flat_bounds, evaluator, None if setup.probe is None else (setup.x0_flat, setup.probe))
     problem = ResidualObjective(
         functions,
         spec,

@@ -321,7 +321,8 @@ class _ObjectiveSource:
                 evaluator=evaluator,
             )
         compiled = setup.compile("scalar", self.fun, setup.call, dtype=precision)
-        return configure_numdiff(compiled, setup.bounds, evaluator)
+        first = None if setup.probe is None else (setup.x0_flat, setup.probe)
+        return configure_numdiff(compiled, setup.bounds, evaluator, first)
 
 
 def _compile(

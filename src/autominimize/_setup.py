@@ -136,6 +136,8 @@ class Setup:
     bounds: tuple[np.ndarray, np.ndarray] | None = None
     backend: str | None = None
     backend_obj: Any = None
+    #: what fun returned at ``x0_flat`` when choosing the backend evaluated it (else None)
+    probe: Any = None
 
     def caller(self, function: Callable, extra: tuple | None = None) -> Callable[[Any], Any]:
         """``function`` of the parameter structure, called with ``extra`` (default: args)."""
@@ -152,7 +154,9 @@ class Setup:
         if from_leaves:
             name = _backends.canonical_name(backend) if backend else backend_from_leaves(self.spec)
         else:
-            name = _backends.select_backend(backend, self.spec, self.call if call is None else call, self.x0_flat)
+            probed: list = []
+            name = _backends.select_backend(backend, self.spec, self.call if call is None else call, self.x0_flat, probed)
+            self.probe = probed[0] if probed and name == "numpy" else None
         if self.device is not None and name != "torch":
             raise ValueError(
                 f"torch_device={self.device!r} is where torch evaluates; this solve runs on backend={name!r}, which would "

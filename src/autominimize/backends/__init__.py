@@ -167,8 +167,12 @@ def _calls_numpy(code: types.CodeType, values: dict[str, Any]) -> bool:
     return False
 
 
-def select_backend(backend: str | None, spec: ParamSpec, call: Callable, x0_flat: Any) -> str:
-    """Choose the backend by the documented order and return its canonical name."""
+def select_backend(backend: str | None, spec: ParamSpec, call: Callable, x0_flat: Any, probed: list | None = None) -> str:
+    """Choose the backend by the documented order and return its canonical name.
+
+    When the choice evaluated ``call`` at x0 and ``probed`` is a list, what it returned is
+    appended to it: a NumPy solve takes it as its first value rather than evaluate x0 again.
+    """
     if backend is not None:
         return canonical_name(backend)
     kinds = {_KIND_TO_BACKEND[k] for k in spec.kinds() if k in _KIND_TO_BACKEND}
@@ -194,6 +198,8 @@ def select_backend(backend: str | None, spec: ParamSpec, call: Callable, x0_flat
             "choose a backend; pass backend='jax', 'torch' or 'tensorflow' if it needs tensors."
         )
         raise
+    if probed is not None:
+        probed.append(out)
     out_leaves = tree_leaves(out)
     out_kinds = {_KIND_TO_BACKEND.get(leaf_kind(leaf)) for leaf in out_leaves} - {None}
     if out_kinds:

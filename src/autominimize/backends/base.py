@@ -96,9 +96,11 @@ class OptionalMethods(Protocol):
         linearizes on its own."""
         ...
 
-    def configured(self, bounds: tuple[np.ndarray, np.ndarray] | None, evaluator: Any) -> Any:
+    def configured(self, bounds: tuple[np.ndarray, np.ndarray] | None, evaluator: Any, first: tuple | None = None) -> Any:
         """A copy whose finite differences stay within ``bounds`` and run on ``evaluator``
-        (a :class:`~autominimize.numdiff.Evaluator`); default: the functions themselves."""
+        (a :class:`~autominimize.numdiff.Evaluator`), given ``first``, ``(x, out)``: what
+        fun returned at x before the solve, to be read in place of evaluating x again;
+        default: the functions themselves."""
         ...
 
     def check_gradient_path(self, x: np.ndarray) -> None:
@@ -122,10 +124,13 @@ def offered(functions: Any, name: str) -> Any:
     return getattr(functions, name, None)
 
 
-def configure_numdiff(functions: Any, bounds: Any, evaluator: Any) -> Any:
-    """Give compiled functions that take finite differences the solve's bounds and evaluator."""
+def configure_numdiff(functions: Any, bounds: Any, evaluator: Any, first: tuple | None = None) -> Any:
+    """Give compiled functions that take finite differences the solve's bounds and evaluator,
+    and ``first`` (``(x, out)``: what fun returned at x while the backend was chosen)."""
     configured = offered(functions, "configured")
-    return configured(bounds, evaluator) if configured is not None else functions
+    if configured is None:
+        return functions
+    return configured(bounds, evaluator) if first is None else configured(bounds, evaluator, first)
 
 
 class BatchedFunction(Protocol):

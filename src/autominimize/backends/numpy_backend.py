@@ -86,7 +86,10 @@ class _FlatFunction:
         # a copy of its own: the user's function may write into its input, which the method
         # (or a finite-difference step) must not read back
         x = np.array(x, dtype=self.dtype).reshape(-1)
-        out = self.call(self.spec.views(x))
+        return self.read(self.call(self.spec.views(x)))
+
+    def read(self, out: Any) -> Any:
+        """What the function returned, as the float (scalar) or flat float64 vector it gives."""
         if not self.scalar:
             out = flatten_output(out, dtype=None)
             if out.dtype is not _FLOAT64:
@@ -129,16 +132,33 @@ class _NumpyCompiled:
         self.bounds: tuple[np.ndarray, np.ndarray] | None = None
         self.evaluator: numdiff.Evaluator | None = None
         self._last: tuple[bytes, Any] | None = None
+        #: what fun returned at a point before the solve (choosing the backend evaluated it),
+        #: read in place of the first evaluation there
+        self._first: tuple[bytes, Any] | None = None
 
-    def configured(self, bounds: tuple[np.ndarray, np.ndarray] | None = None, evaluator: numdiff.Evaluator | None = None) -> "_NumpyCompiled":
-        """A copy whose finite differences stay within ``bounds`` and run on ``evaluator``."""
+    def configured(
+        self, bounds: tuple[np.ndarray, np.ndarray] | None = None, evaluator: numdiff.Evaluator | None = None, first: tuple | None = None
+    ) -> "_NumpyCompiled":
+        """A copy whose finite differences stay within ``bounds`` and run on ``evaluator``;
+        ``first``: ``(x, out)``, what fun returned at x already (a float64 solve reads it once
+        in place of evaluating x again)."""
         clone = copy.copy(self)
         clone.bounds, clone.evaluator, clone._last = bounds, evaluator, None
+        clone._first = (as_flat_float64(first[0]).tobytes(), first[1]) if first is not None and self.flat.dtype == _FLOAT64 else None
         return clone
 
     def value(self, x: np.ndarray) -> Any:
         x = as_flat_float64(x)
+        if self._first is not None:
+            return self._read_first(x)
         out = self.flat(x)
+        self._last = (x.tobytes(), out)
+        return out
+
+    def _read_first(self, x: np.ndarray) -> Any:
+        key, raw = self._first
+        self._first = None
+        out = self.flat.read(raw) if key == x.tobytes() else self.flat(x)
         self._last = (x.tobytes(), out)
         return out
 
