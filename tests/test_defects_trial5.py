@@ -89,3 +89,21 @@ def test_the_value_seen_while_choosing_the_backend_is_read_once_and_only_at_x0()
     np.testing.assert_allclose(res.x, [2.0, 2.0], atol=1e-4)
     assert len(seen) == res.nfev and sum(np.array_equal(x, [0.5, 0.5]) for x in seen) == 1
     assert res.history.evaluations[0].f == 4.5  # the first row is the value read at x0
+
+
+@pytest.mark.parametrize("method", ["trust-constr", "Newton-CG", "trust-ncg", "trust-exact", "dogleg", "trust-krylov"])
+def test_curvature_on_numpy_comes_from_differences_of_the_users_gradient(method):
+    # the Hessian's products came from differences of values: trust-constr made 2529
+    # evaluations of rosen where scipy's differences of rosen_der take 61
+    from scipy.optimize import rosen, rosen_der, rosen_hess_prod
+
+    values, gradients = [], []
+    fun = lambda x: values.append(1) or rosen(x)  # noqa: E731
+    jac = lambda x: gradients.append(1) or rosen_der(x)  # noqa: E731
+    res = am.minimize(fun, np.zeros(5), jac=jac, method=method)
+    exact = am.minimize(
+        rosen, np.zeros(5), jac=rosen_der, hessp=rosen_hess_prod, method=method if method not in ("trust-exact", "dogleg") else "trust-ncg"
+    )
+    assert res.success and len(values) == res.nfev <= 70 and len(gradients) == res.njev
+    np.testing.assert_allclose(res.x, exact.x, atol=1e-3)
+    assert res.fun <= 2e-6

@@ -96,6 +96,12 @@ class OptionalMethods(Protocol):
         linearizes on its own."""
         ...
 
+    def with_gradient(self, gradient: Callable[[np.ndarray], np.ndarray]) -> Any:
+        """A copy whose curvature (``hvp_at``, ``hessian``) comes from differences of
+        ``gradient`` (the user's, exact) where it would come from differences of values;
+        default: the functions themselves, whose curvature is exact."""
+        ...
+
     def configured(self, bounds: tuple[np.ndarray, np.ndarray] | None, evaluator: Any, first: tuple | None = None) -> Any:
         """A copy whose finite differences stay within ``bounds`` and run on ``evaluator``
         (a :class:`~autominimize.numdiff.Evaluator`), given ``first``, ``(x, out)``: what

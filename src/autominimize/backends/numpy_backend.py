@@ -200,6 +200,18 @@ class _NumpyCompiled:
 
 
 class NumpyScalar(_NumpyCompiled):
+    #: an exact gradient of the flat vector (the user's jac) whose differences give the
+    #: curvature, or None: central differences of central-difference gradients
+    _exact_gradient: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def with_gradient(self, gradient: Callable[[np.ndarray], np.ndarray]) -> "NumpyScalar":
+        """A copy whose curvature comes from central differences of ``gradient``: with the
+        user's jac, trust-constr took 483 evaluations of values where scipy's 14 differences
+        of the gradient sufficed, and stopped short of scipy's status."""
+        clone = copy.copy(self)
+        clone._exact_gradient = gradient
+        return clone
+
     def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         x = as_flat_float64(x)
         f0 = self._known_value(x)
@@ -222,11 +234,17 @@ class NumpyScalar(_NumpyCompiled):
 
     def hvp_at(self, x: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         x = as_flat_float64(x)
+        gradient = self._exact_gradient
+        if gradient is not None:
+            exact = _EXACT_GRADIENT_STEP * max(1.0, float(np.linalg.norm(x)))
+            return _along(x, exact, lambda step, h: (gradient(x + step) - gradient(x - step)) / (2 * h))
         g0 = self._accurate_gradient(x)
         scale = (self._rel_step(1 / 4) or _SECOND_ORDER_STEP) * max(1.0, float(np.linalg.norm(x)))
         return _along(x, scale, lambda step, h: (self._accurate_gradient(x + step) - g0) / h)
 
     def hessian(self, x: np.ndarray) -> np.ndarray:
+        if self._exact_gradient is not None:
+            return _symmetric_jacobian(self._exact_gradient, as_flat_float64(x), self.bounds, _EXACT_GRADIENT_STEP)
         return _symmetric_jacobian(self._accurate_gradient, as_flat_float64(x), self.bounds, self._rel_step(1 / 4))
 
 

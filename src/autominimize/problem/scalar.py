@@ -99,6 +99,8 @@ class Objective(ScalarBookkeeping):
         batched: Callable[[np.ndarray], np.ndarray] | None = None,
         gradient_with_value: bool = False,
     ) -> None:
+        if gradient is not None and hessian is None and hessp is None:  # NumPy: curvature by differences of jac
+            functions = (offered(functions, "with_gradient") or (lambda _: functions))(self._gradient_for_curvature)
         super().__init__(functions, spec, journal, observers, error_handling)
         self.differentiable = differentiable
         self.batched = batched
