@@ -107,3 +107,16 @@ def test_curvature_on_numpy_comes_from_differences_of_the_users_gradient(method)
     assert res.success and len(values) == res.nfev <= 70 and len(gradients) == res.njev
     np.testing.assert_allclose(res.x, exact.x, atol=1e-3)
     assert res.fun <= 2e-6
+
+
+def test_choosing_the_backend_evaluates_x0_clipped_into_the_bounds_where_fun_is_defined():
+    # the evaluation that chose the backend was at x0 itself: math.log(-1) raised although
+    # the solve starts from x0 clipped into the bounds
+    import math
+
+    with pytest.warns(UserWarning, match=r"x0 is outside the bounds at x0\[1\]"):
+        res = am.minimize(lambda x: (x[0] - 3) ** 2 + math.log(x[1]), np.array([0.0, -1.0]), bounds=[(0, 5), (0.5, 5)])
+    np.testing.assert_allclose(res.x, [3.0, 0.5], atol=1e-6)
+    with pytest.warns(UserWarning, match=r"x0 is outside the bounds at x0\[1\]"):
+        fit = am.least_squares(lambda p: np.array([p[0] - 3, math.sqrt(p[1] - 0.5)]), np.array([0.0, -1.0]), bounds=([0, 0.5], [5, 5]))
+    np.testing.assert_allclose(fit.x, [3.0, 0.5], atol=1e-6)

@@ -255,9 +255,9 @@ def _build_problem(
     if fun_and_jac is not None and callable(jac):
         raise ValueError("give the residual Jacobian once: jac= or fun_and_jac=, not both.")
     user_given = callable(jac) or fun_and_jac is not None
+    flat_bounds = setup.normalize_bounds(scipy_least_squares_bounds(bounds, spec.size))
     backend_name = setup.choose_backend(backend, from_leaves=user_given and backend is None, call=call_residuals)
     backend_obj = setup.backend_obj
-    flat_bounds = setup.normalize_bounds(scipy_least_squares_bounds(bounds, spec.size))
     x0_flat = setup.clip_start(x0_flat, stacklevel=3)
     scheme = None
     if isinstance(jac, str):
@@ -268,7 +268,7 @@ def _build_problem(
 
     compile_key = fun if fun is not None else fun_and_jac
     functions = setup.compile("vector", compile_key, call_residuals)
-    functions = configure_numdiff(functions, flat_bounds, evaluator, None if setup.probe is None else (setup.x0_flat, setup.probe))
+    functions = configure_numdiff(functions, flat_bounds, evaluator, setup.probe)
     problem = ResidualObjective(
         functions,
         spec,

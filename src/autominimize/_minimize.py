@@ -321,8 +321,7 @@ class _ObjectiveSource:
                 evaluator=evaluator,
             )
         compiled = setup.compile("scalar", self.fun, setup.call, dtype=precision)
-        first = None if setup.probe is None else (setup.x0_flat, setup.probe)
-        return configure_numdiff(compiled, setup.bounds, evaluator, first)
+        return configure_numdiff(compiled, setup.bounds, evaluator, setup.probe)
 
 
 def _compile(

@@ -136,8 +136,9 @@ class Setup:
     bounds: tuple[np.ndarray, np.ndarray] | None = None
     backend: str | None = None
     backend_obj: Any = None
-    #: what fun returned at ``x0_flat`` when choosing the backend evaluated it (else None)
-    probe: Any = None
+    #: ``(x, out)``: what fun returned at x0 (clipped into the bounds) when choosing the
+    #: backend evaluated it; else None
+    probe: tuple | None = None
 
     def caller(self, function: Callable, extra: tuple | None = None) -> Callable[[Any], Any]:
         """``function`` of the parameter structure, called with ``extra`` (default: args)."""
@@ -154,9 +155,10 @@ class Setup:
         if from_leaves:
             name = _backends.canonical_name(backend) if backend else backend_from_leaves(self.spec)
         else:
-            probed: list = []
-            name = _backends.select_backend(backend, self.spec, self.call if call is None else call, self.x0_flat, probed)
-            self.probe = probed[0] if probed and name == "numpy" else None
+            # x0 as the solve starts from it: clipped into the bounds, where fun is defined
+            point, probed = self.x0_flat if self.bounds is None else np.clip(self.x0_flat, *self.bounds), []
+            name = _backends.select_backend(backend, self.spec, self.call if call is None else call, point, probed)
+            self.probe = (point, probed[0]) if probed and name == "numpy" else None
         if self.device is not None and name != "torch":
             raise ValueError(
                 f"torch_device={self.device!r} is where torch evaluates; this solve runs on backend={name!r}, which would "
