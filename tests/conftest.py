@@ -70,3 +70,42 @@ def backend(request):
 @pytest.fixture(params=FRAMEWORKS)
 def framework(request):
     return request.param
+
+
+def spy_ipopt_iterates(monkeypatch) -> tuple[list, list]:
+    """Count IPOPT's ``get_current_iterate`` calls made by the library (``asked``) and keep
+    IPOPT's iterate at each iteration after the first as ``(alg_mod, x)`` (``iterates``)."""
+    from autominimize.drivers.ipopt_problem import problem_class
+
+    ipopt_problem = problem_class()
+    original_iterate, original_intermediate = ipopt_problem.get_current_iterate, ipopt_problem.intermediate
+    asked, iterates = [], []
+
+    def counted(self, scaled=False):
+        asked.append(1)
+        return original_iterate(self, scaled=scaled)
+
+    def spied(self, alg_mod, iter_count, *rest):
+        if iter_count:
+            iterates.append((alg_mod, original_iterate(self, scaled=False)["x"]))
+        return original_intermediate(self, alg_mod, iter_count, *rest)
+
+    monkeypatch.setattr(ipopt_problem, "get_current_iterate", counted)
+    monkeypatch.setattr(ipopt_problem, "intermediate", spied)
+    return asked, iterates
+
+
+def keep_jax_programs(monkeypatch) -> dict[str, list[str]]:
+    """The text of every program the JAX backend compiles from here on, by function name."""
+    from autominimize.backends import jax_backend
+
+    programs: dict[str, list[str]] = {}
+    compile_function = jax_backend.compile_function
+
+    def keeping(function, *avals):
+        executable = compile_function(function, *avals)
+        programs.setdefault(function.__name__, []).append(executable.as_text())
+        return executable
+
+    monkeypatch.setattr(jax_backend, "compile_function", keeping)
+    return programs

@@ -8,6 +8,7 @@ import scipy.optimize as so
 
 import autominimize as am
 from autominimize.testing import hock_schittkowski as hs
+from conftest import spy_ipopt_iterates
 
 pytest.importorskip("cyipopt")
 torch = pytest.importorskip("torch")
@@ -408,23 +409,7 @@ def test_iterates_in_the_restoration_phase_and_of_a_scaled_objective(monkeypatch
     """The iterate is read from the objective's cache only outside the restoration phase and
     where IPOPT's f is the cached value (not of an objective IPOPT scales); elsewhere IPOPT is
     asked. Every recorded iterate, and every callback's x, is IPOPT's."""
-    from autominimize.drivers.ipopt_problem import problem_class
-
-    ipopt_problem = problem_class()
-    original_iterate, original_intermediate = ipopt_problem.get_current_iterate, ipopt_problem.intermediate
-    asked, iterates = [], []
-
-    def counted(self, scaled=False):
-        asked.append(1)
-        return original_iterate(self, scaled=scaled)
-
-    def spied(self, alg_mod, iter_count, *rest):
-        if iter_count:
-            iterates.append((alg_mod, original_iterate(self, scaled=False)["x"]))
-        return original_intermediate(self, alg_mod, iter_count, *rest)
-
-    monkeypatch.setattr(ipopt_problem, "get_current_iterate", counted)
-    monkeypatch.setattr(ipopt_problem, "intermediate", spied)
+    asked, iterates = spy_ipopt_iterates(monkeypatch)
     p = hs.get(71)
     seen = []
     res = am.minimize(

@@ -8,6 +8,7 @@ import scipy.sparse as sp
 
 import autominimize as am
 from autominimize.backends.sparsity import color_columns
+from conftest import keep_jax_programs, spy_ipopt_iterates
 
 pytest.importorskip("cyipopt")
 
@@ -410,23 +411,13 @@ def test_hessian_passes_take_x_and_multipliers_as_two_leaves(monkeypatch):
     pytest.importorskip("asdex")
     import re
 
-    from autominimize.backends import jax_backend
-
-    programs = {}
-    compile_function = jax_backend.compile_function
-
-    def keeping(function, *avals):
-        executable = compile_function(function, *avals)
-        programs[function.__name__] = executable.as_text()
-        return executable
-
-    monkeypatch.setattr(jax_backend, "compile_function", keeping)
+    programs = keep_jax_programs(monkeypatch)
     n = 300
     f, constraint = _banded(n, "jax")
     sparse = am.minimize(f, np.zeros(n), method="ipopt", constraints=constraint, backend="jax", options={"sparse": True})
     dense = am.minimize(f, np.zeros(n), method="ipopt", constraints=constraint, backend="jax", options={"sparse": False})
     augmented = n + 1 + (n - 2)
-    assert "head_hvps" in programs and re.search(rf"\[(\d+,)?{augmented}\]", programs["head_hvps"]) is None
+    assert "head_hvps" in programs and re.search(rf"\[(\d+,)?{augmented}\]", programs["head_hvps"][-1]) is None
     assert (sparse.nit, sparse.nhev) == (dense.nit, dense.nhev) and abs(sparse.fun - dense.fun) < 1e-12
 
 
@@ -559,29 +550,14 @@ def test_iterations_recorded_without_asking_ipopt_for_its_iterate(monkeypatch, b
     pytest.importorskip(backend)
     if backend == "jax":
         pytest.importorskip("asdex")
-    from autominimize.drivers.ipopt_problem import problem_class
-
-    ipopt_problem = problem_class()
-    original_iterate, original_intermediate = ipopt_problem.get_current_iterate, ipopt_problem.intermediate
-    asked, iterates = [], []
-
-    def counted(self, scaled=False):
-        asked.append(1)
-        return original_iterate(self, scaled=scaled)
-
-    def spied(self, alg_mod, iter_count, *rest):
-        if iter_count:
-            iterates.append(original_iterate(self, scaled=False)["x"])
-        return original_intermediate(self, alg_mod, iter_count, *rest)
-
-    monkeypatch.setattr(ipopt_problem, "get_current_iterate", counted)
-    monkeypatch.setattr(ipopt_problem, "intermediate", spied)
+    asked, spied = spy_ipopt_iterates(monkeypatch)
     n = 300
     f, constraint = _banded(n, backend)
     seen = []
     res = am.minimize(
         f, np.zeros(n), method="ipopt", constraints=constraint, backend=backend, history=True, callback=lambda x: seen.append(np.array(x))
     )
+    iterates = [x for _, x in spied]
     assert res.success and res.nit == len(iterates) > 3 and not asked
     recorded = [row.x for row in res.history.iterations]
     for points in (recorded, seen):
@@ -599,17 +575,7 @@ def test_a_colourings_passes_loop_over_one_linearization(monkeypatch):
     pytest.importorskip("asdex")
     import re
 
-    from autominimize.backends import jax_backend
-
-    programs = {}
-    compile_function = jax_backend.compile_function
-
-    def keeping(function, *avals):
-        executable = compile_function(function, *avals)
-        programs.setdefault(function.__name__, []).append(executable.as_text())
-        return executable
-
-    monkeypatch.setattr(jax_backend, "compile_function", keeping)
+    programs = keep_jax_programs(monkeypatch)
     n = 300
     f, constraint = _banded(n, "jax")
     sparse = am.minimize(f, np.zeros(n), method="ipopt", constraints=constraint, backend="jax", options={"sparse": True})
