@@ -109,3 +109,15 @@ def keep_jax_programs(monkeypatch) -> dict[str, list[str]]:
 
     monkeypatch.setattr(jax_backend, "compile_function", keeping)
     return programs
+
+
+def check_malformed_call(call, error, message) -> None:
+    """A row of a malformed-call table: ``call()`` raises ``error`` with ``message`` (a regex),
+    or, with ``error`` None (a value that looks malformed but is valid), works."""
+    import pytest
+
+    if error is None:
+        call()
+        return
+    with pytest.raises(error, match=message):
+        call()
