@@ -1,0 +1,115 @@
+"""Regression tests from a fault-injection sweep over the entry points: a failing user
+function (an exception, a NaN) never loses the best point evaluated nor reports a value that
+is not the value at ``x``."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import array_module
+
+import autominimize as am
+
+W = np.array([1.0, 2.0, 3.0])
+X0 = np.array([-1.2, 0.7, 2.0])
+BOX = [(-3.0, 3.0)] * 3
+
+
+class SimulationFailed(Exception):
+    """The user's own failure, raised at a chosen call."""
+
+
+def _value(x):
+    return float(np.sum(W * (np.asarray(x, dtype=np.float64) - 1.0) ** 2))
+
+
+class Faulty:
+    """A weighted sphere (or its residuals) that fails at call ``k`` and keeps every finite
+    value it returned, so that the best point evaluated is known."""
+
+    def __init__(self, k, fault="raise", backend="numpy", residuals=False):
+        self.k, self.fault, self.residuals, self.calls, self.values = k, fault, residuals, 0, []
+        self.error = SimulationFailed(f"diverged at call {k}")
+        self.asarray, self.total = array_module(backend)
+
+    def __call__(self, x):
+        self.calls += 1
+        if self.calls == self.k and self.fault == "raise":
+            raise self.error
+        r = self.asarray(np.sqrt(W)) * (x - 1.0)
+        if self.calls == self.k:
+            r = r * math.nan
+        value = self.total(r * r, -1)
+        for v in np.atleast_1d(np.asarray(value.detach() if hasattr(value, "detach") else value, dtype=np.float64)):
+            if math.isfinite(v):
+                self.values.append(float(v))
+        return r if self.residuals else value
+
+
+def _best_attached(info, fun, cost=False):
+    exc = info.value
+    assert exc is fun.error
+    best_f = exc.autominimize_best_f
+    best_x = np.asarray(exc.autominimize_best_x, dtype=np.float64)
+    value = 2.0 * best_f if cost else best_f
+    assert value == pytest.approx(_value(best_x), rel=1e-12)
+    # the best point of those the method asked for: a finite-difference step may have been lower
+    assert value <= min(fun.values) * (1.0 + 1e-6)
+    return value
+
+
+# -- the user's exception carries best_f with best_x ----------------------------------------
+
+
+@pytest.mark.parametrize("k", [2, 9])
+@pytest.mark.parametrize("method", ["L-BFGS-B", "Nelder-Mead", "ipopt"])
+def test_users_exception_from_minimize_carries_best_f(method, k):
+    fun = Faulty(k)
+    with pytest.raises(SimulationFailed) as info:
+        am.minimize(fun, X0, method=method, backend="numpy")
+    assert _best_attached(info, fun) < fun.values[0] or k == 2
+
+
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("differential_evolution", dict(bounds=BOX, maxiter=5, rng=0, polish=False)),
+        ("dual_annealing", dict(bounds=BOX, maxiter=5, rng=0)),
+        ("direct", dict(bounds=BOX, maxfun=60)),
+        ("shgo", dict(bounds=BOX, n=8, iters=1)),
+        ("basinhopping", dict(x0=X0, niter=3, rng=0)),
+    ],
+)
+def test_users_exception_from_a_global_run_carries_best_f(name, kwargs):
+    fun = Faulty(9)
+    with pytest.raises(SimulationFailed) as info:
+        getattr(am, name)(fun, backend="numpy", **kwargs)
+    _best_attached(info, fun)
+
+
+def test_users_exception_from_iterate_carries_best_f():
+    fun = Faulty(9)
+    with pytest.raises(SimulationFailed) as info:
+        with am.iterate(fun, X0, method="BFGS", backend="numpy") as steps:
+            for _ in steps:
+                pass
+    assert _best_attached(info, fun) < fun.values[0]
+
+
+# -- IPOPT stopped by a NaN reports the value at x, not 0 -----------------------------------
+
+
+@pytest.mark.parametrize("k", [1, 2, 9])
+def test_ipopt_stopped_by_a_nan_returns_the_best_point_and_its_value(k):
+    fun = Faulty(k, fault="nan")
+    res = am.minimize(fun, X0, method="ipopt", backend="numpy")
+    assert not res.success
+    assert "invalid number" in res.message
+    if k == 1:  # no finite value: x0, and fun says so
+        assert math.isnan(res.fun) and np.array_equal(res.x, X0)
+        return
+    assert res.fun == pytest.approx(_value(res.x), rel=1e-12)
+    assert res.fun <= min(fun.values) * (1.0 + 1e-6)
+    assert "x is the best finite point evaluated" in res.message
