@@ -113,3 +113,48 @@ def test_ipopt_stopped_by_a_nan_returns_the_best_point_and_its_value(k):
     assert res.fun == pytest.approx(_value(res.x), rel=1e-12)
     assert res.fun <= min(fun.values) * (1.0 + 1e-6)
     assert "x is the best finite point evaluated" in res.message
+
+
+# -- batched fits: the user's exception carries every member's latest point ------------------
+
+
+@pytest.mark.parametrize("k", [2, 9])
+def test_users_exception_from_a_batched_fit_carries_the_members_points(k):
+    fun = Faulty(k, residuals=True)
+    starts = np.stack([X0, X0 + 0.5])
+    with pytest.raises(SimulationFailed) as info:
+        am.batched_least_squares(fun, starts, backend="numpy")
+    exc = info.value
+    assert exc is fun.error
+    x = np.asarray(exc.autominimize_best_x, dtype=np.float64)
+    assert x.shape == (2, 3)
+    costs = np.asarray(exc.autominimize_best_f)
+    for row, cost in zip(x, costs):
+        if math.isfinite(cost):
+            assert 2.0 * cost == pytest.approx(_value(row), rel=1e-12)
+        else:  # a member not yet evaluated keeps its start
+            assert np.any(np.all(row == starts, axis=1))
+
+
+def test_users_exception_from_a_batched_minimize_carries_the_members_points():
+    import torch
+
+    error, calls = SimulationFailed("diverged"), []
+
+    def fun(x):  # mapped with torch.func.vmap: no values read on the host
+        calls.append(1)
+        if len(calls) == 6:
+            raise error
+        return torch.sum(torch.as_tensor(W) * (x - 1.0) ** 2)
+
+    starts = torch.tensor(np.stack([X0, X0 + 0.5]))
+    with pytest.raises(SimulationFailed) as info:
+        am.minimize(fun, starts, method="lbfgs-native", batch=True, backend="torch")
+    exc = info.value
+    assert exc is error
+    assert any("vmap" in note for note in exc.__notes__)
+    x = np.asarray(exc.autominimize_best_x, dtype=np.float64)
+    assert x.shape == (2, 3) and not hasattr(exc, "autominimize_rows")
+    for row, value in zip(x, np.asarray(exc.autominimize_best_f)):
+        assert value == pytest.approx(_value(row), rel=1e-12)
+    assert _value(x[0]) < _value(X0)
