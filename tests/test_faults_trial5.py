@@ -158,3 +158,49 @@ def test_users_exception_from_a_batched_minimize_carries_the_members_points():
     for row, value in zip(x, np.asarray(exc.autominimize_best_f)):
         assert value == pytest.approx(_value(row), rel=1e-12)
     assert _value(x[0]) < _value(X0)
+
+
+# -- native methods: the points evaluated inside a step count ------------------------------
+
+
+def _host(x):
+    return np.asarray(x.detach() if hasattr(x, "detach") else x, dtype=np.float64)
+
+
+@pytest.mark.parametrize("method, backend, k", [("hessian-free", "torch", 9), ("lbfgs-native", "torch", 4), ("lbfgs-native", "numpy", 9)])
+def test_users_exception_in_a_native_step_carries_the_best_point_evaluated(method, backend, k):
+    fun = Faulty(k, backend=backend)
+    with pytest.raises(SimulationFailed) as info:
+        am.minimize(fun, X0, method=method, backend=backend)
+    exc = info.value
+    assert exc is fun.error
+    assert exc.autominimize_best_f == pytest.approx(_value(_host(exc.autominimize_best_x)), rel=1e-12)
+    assert exc.autominimize_best_f <= min(fun.values) * (1.0 + 1e-6)
+
+
+def test_ctrl_c_in_a_hessian_free_step_returns_the_best_point_evaluated():
+    fun = Faulty(9, backend="torch")  # exact derivatives: every call is a point the method asked for
+    fun.error = KeyboardInterrupt()
+    res = am.minimize(fun, X0, method="hessian-free", backend="torch")
+    assert res.status == -1 and not res.success and "KeyboardInterrupt" in res.message
+    assert res.fun == pytest.approx(_value(_host(res.x)), rel=1e-12)
+    assert res.fun <= min(fun.values) * (1.0 + 1e-6)
+    assert res.fun < _value(X0)
+
+
+def test_iterate_native_users_exception_carries_the_best_point():
+    fun = Faulty(9)
+    with pytest.raises(SimulationFailed) as info:
+        for _ in am.iterate(fun, X0, method="lbfgs-native", backend="numpy"):
+            pass
+    assert _best_attached(info, fun) < fun.values[0]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("method", ["sgd", "lbfgs-native"])
+def test_native_method_never_returns_a_nan_x(method, backend):
+    fun = Faulty(1, fault="nan", backend=backend)
+    res = am.minimize(fun, X0, method=method, backend=backend, options={"maxiter": 20})
+    assert not res.success and math.isnan(res.fun)
+    np.testing.assert_array_equal(_host(res.x), X0)
+    assert "x is x0" in res.message
