@@ -21,7 +21,7 @@ import numpy as np
 import scipy.optimize as so
 
 from ._batched_curve import CurveResidual, curve_data, curve_starts, default_p0, spread
-from ._batched_result import CurveCovariances, batched_result, interrupt_attaches
+from ._batched_result import CurveCovariances, batched_result, best_attached
 from ._batched_setup import check_chunk_size, check_member_call, make_problem, member_arrays, select_backend, unstack
 from .calling import resolve_unpack
 from .drivers.batched_fit import solve_batch
@@ -144,7 +144,7 @@ def batched_least_squares(
         error_handling=error_handling,
         vectorized=vectorized,
     )
-    with interrupt_attaches(stacked, spec):
+    with best_attached(stacked, spec):
         out = solve_batch(
             problem,
             rows,
@@ -263,7 +263,7 @@ def batched_curve_fit(
         vectorized=vectorized,
     )
     finish = CurveCovariances(check_switch(absolute_sigma, "absolute_sigma"), data.names.index("mask") if "mask" in data.names else None)
-    with interrupt_attaches(stacked, spec):
+    with best_attached(stacked, spec):
         out = solve_batch(
             problem,
             rows,

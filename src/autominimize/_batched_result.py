@@ -20,7 +20,7 @@ from .drivers.batched_members import MemberProblem
 from .native.batched_lm import REASONS
 from .params import ParamSpec
 
-__all__ = ["CurveCovariances", "batched_result", "covariances", "interrupt_attaches", "restack"]
+__all__ = ["CurveCovariances", "batched_result", "covariances", "best_attached", "restack"]
 
 _EPS = np.finfo(np.float64).eps
 # scipy's message, status and success by reason code (CHUNK_FAILED: status -2), looked up for
@@ -75,13 +75,13 @@ def batched_result(out: dict, problem: MemberProblem, stacked: ParamSpec, spec: 
 
 
 @contextlib.contextmanager
-def interrupt_attaches(stacked: ParamSpec, member: ParamSpec) -> Iterator[None]:
-    """A Ctrl-C propagates with every member's latest point, stacked in x0's structure, in
+def best_attached(stacked: ParamSpec, member: ParamSpec) -> Iterator[None]:
+    """A Ctrl-C or an exception propagates with every member's latest point, stacked in x0's structure, in
     ``exc.autominimize_best_x`` and its cost in ``exc.autominimize_best_f`` (B,): NaN for the
     members whose chunk had not run, whose point is then their start."""
     try:
         yield
-    except KeyboardInterrupt as exc:
+    except BaseException as exc:
         rows = exc.__dict__.pop("autominimize_rows", None)
         if rows is not None:
             exc.autominimize_best_x, exc.autominimize_best_f = restack(stacked, member, rows[0]), rows[1]

@@ -103,10 +103,10 @@ def solve_batch(
     bounds = [(a, min(a + chunk_size, count)) for a in range(0, max(count, 1), max(chunk_size, 1))]
     pieces = [(rows[a:b], tuple(d[a:b] for d in member_data)) for a, b in bounds]
     if len(pieces) == 1 and executor is None:  # one piece: its arrays are the batch's, no copy
-        with _interrupt_keeps(rows, bounds, None):
+        with _latest_kept(rows, bounds, None):
             return run(pieces[0]) | {"errors": {}}
     assembly = _Assembly(count, bounds)
-    with _interrupt_keeps(rows, bounds, assembly):
+    with _latest_kept(rows, bounds, assembly):
         if executor is None:
             for i, piece in enumerate(pieces):
                 assembly.running = i
@@ -125,14 +125,14 @@ def default_chunk_size(count: int, n: int, points: int, workers: int) -> int:
 
 
 @contextlib.contextmanager
-def _interrupt_keeps(rows: np.ndarray, bounds: list, assembly: _Assembly | None) -> Iterator[None]:
-    """A Ctrl-C propagates with every member's latest point and cost in
+def _latest_kept(rows: np.ndarray, bounds: list, assembly: _Assembly | None) -> Iterator[None]:
+    """A Ctrl-C or an exception (the user's fun failing) propagates with every member's latest point and cost in
     ``exc.autominimize_rows`` (x (B, n), cost (B,)): the solved chunks' results, the
     interrupted chunk's latest accepted rows (when it runs in this process), and the starts
     (cost NaN) of the others."""
     try:
         yield
-    except KeyboardInterrupt as exc:
+    except BaseException as exc:
         x, cost = rows.astype(np.float64), np.full(rows.shape[0], np.nan)
         done = assembly.done if assembly is not None else set()
         for i in done:

@@ -15,6 +15,7 @@ entry point to return the best point.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,7 @@ AUTO_SPARSE_MIN_SIZE = 100
 AUTO_SPARSE_MAX_DENSITY = 0.1
 
 _EXTRA_STATUS = {-5: "Maximum wall time exceeded."}
+_INVALID_NUMBER = -13
 
 
 @dataclass
@@ -103,7 +105,7 @@ def run_ipopt(
         raise KeyboardInterrupt
     if problem.failure is not None:
         raise problem.failure
-    result = _result(x, info, problem, blocks, objective.spec, evaluator)
+    result = objective.settle(_result(x, info, problem, blocks, objective.spec, evaluator), x0, constrained=bool(blocks))
     if float32:
         result.message += float32_note(result.status, chosen)
     return result
@@ -267,7 +269,8 @@ def _result(x: np.ndarray, info: dict, problem: Any, blocks: list[_Block], spec:
     g = np.asarray(info["g"], dtype=np.float64)
     result = so.OptimizeResult(
         x=np.asarray(x, dtype=np.float64),
-        fun=float(info["obj_val"]),
+        # IPOPT stopped by a value that is not finite reports 0, not the value at x
+        fun=math.nan if status == _INVALID_NUMBER else float(info["obj_val"]),
         success=status == 0,
         status=status,
         message=message,

@@ -331,7 +331,7 @@ class _Run:
         """Attach the best point so far to ``exc`` and close the recorders."""
         objective = self.objective
         if objective is not None and objective.best_x is not None:
-            exc.autominimize_best_x = self.problem.spec.restore(objective.best_x)
+            attach_best(exc, self.problem.spec.restore(objective.best_x), objective.best_f)
         self.sinks.close(status=-1, success=False, message=f"{type(exc).__name__}: {exc}", objective=objective)
 
     def _unknown_where_fixed(self, jac: np.ndarray) -> np.ndarray:

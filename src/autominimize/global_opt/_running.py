@@ -32,20 +32,24 @@ def running(problem: GlobalProblem):
         with problem.context(), single_blas_thread(), nested_solves():
             yield
     except KeyboardInterrupt as exc:  # one Ctrl-C ends the local solves and the global run
-        if problem.objective.best_x is not None:
-            attach_best(exc, problem.restore(problem.objective.best_x), problem.objective.best_f)
-        if problem.best_local is not None:  # the local solves that ended before it
-            attach_best(exc, *problem.best_local)
+        _attach_best(exc, problem)
         raise
     except Exception as exc:
         cause = exc.__cause__
         unwrap = isinstance(exc, RuntimeError) and getattr(cause, "autominimize_x", None) is not None
         error = cause if unwrap else exc
-        if problem.objective.best_x is not None:
-            error.autominimize_best_x = problem.restore(problem.objective.best_x)
+        _attach_best(error, problem)
         if unwrap:
             raise cause from None
         raise
+
+
+def _attach_best(exc: BaseException, problem: GlobalProblem) -> None:
+    """The best point evaluated, or of the local solves that ended before ``exc``, on ``exc``."""
+    if problem.objective.best_x is not None:
+        attach_best(exc, problem.restore(problem.objective.best_x), problem.objective.best_f)
+    if problem.best_local is not None:
+        attach_best(exc, *problem.best_local)
 
 
 def check_finite_start(x: np.ndarray, bounds: tuple[np.ndarray, np.ndarray] | None, spec: ParamSpec) -> np.ndarray:

@@ -157,7 +157,7 @@ class BatchedLBFGS:
         Between iterations the members that have stopped leave the batch
         (:class:`~.compaction.ActiveRows`), so ``value_and_grad`` sees only running rows;
         on JAX, whose pieces are compiled per batch size, they stay in it, masked. A Ctrl-C
-        propagates with every member's latest row in ``exc.autominimize_rows``.
+        or an exception propagates with every member's latest row in ``exc.autominimize_rows``.
         """
         xp = namespace(x0)
         jit = array_api_compat.is_jax_array(x0)
@@ -170,7 +170,7 @@ class BatchedLBFGS:
         # starts took 21–24 s cold instead of 6–8 s, for no less CPU time warm (0.76–0.78 s
         # against 0.72–0.84 s), so the JAX batch keeps its size and masks stopped members
         active = ActiveRows(x0.shape[0], padded=jit, whole=jit)
-        with active.attached_on_interrupt(lambda: state):
+        with active.latest_attached(lambda: state):
             while True:
                 state, _ = active.compact(state, (), pieces[-1])
                 if state is None:

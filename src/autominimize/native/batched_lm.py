@@ -129,7 +129,7 @@ class BatchedLM:
         init, step, gather = _pieces(xp, self, evaluate, jit)
         state = init(x0, box, *data)
         active = ActiveRows(x0.shape[0], padded=jit, drop_at=1.0 if row_by_row else KEEP_SHARE)
-        with active.attached_on_interrupt(lambda: state):
+        with active.latest_attached(lambda: state):
             while True:
                 state, data = active.compact(state, data, gather)
                 if state is None:

@@ -146,12 +146,12 @@ class ActiveRows:
         return out
 
     @contextlib.contextmanager
-    def attached_on_interrupt(self, current: Callable[[], Any]) -> Iterator[None]:
-        """A Ctrl-C inside the block propagates with :meth:`latest` of ``current()`` in
-        ``exc.autominimize_rows``."""
+    def latest_attached(self, current: Callable[[], Any]) -> Iterator[None]:
+        """A Ctrl-C or an exception inside the block (the user's fun failing) propagates with
+        :meth:`latest` of ``current()`` in ``exc.autominimize_rows``."""
         try:
             yield
-        except KeyboardInterrupt as exc:
+        except BaseException as exc:
             exc.autominimize_rows = self.latest(current())
             raise
 

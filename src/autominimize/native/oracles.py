@@ -6,6 +6,7 @@ come from the objective's backend (``Backend.native_functions``) or from the use
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..backends.native_functions import NativeFunctions, make_params_of
@@ -26,6 +27,19 @@ class CountingOracle:
         self.functions = functions
         self.batch = batch
         self.counts = Counters()
+        #: the lowest value evaluated and its point, kept when ``track_best`` (a deterministic
+        #: run): the points of a line search or of a rejected trial step count too, so that a
+        #: failure or a Ctrl-C in the middle of a step still has the best point evaluated
+        self.track_best = False
+        self.best_f, self.best_x = math.inf, None
+
+    def _seen(self, x: Any, f: Any) -> None:
+        if self.track_best:
+            # one host read per evaluation: 0.25 µs on torch, 4 µs on JAX (timeit), against
+            # 0.6 ms for a value and gradient of rosen50 on torch
+            value = float(f)
+            if value < self.best_f:  # False for NaN
+                self.best_f, self.best_x = value, x
 
     @property
     def residual(self) -> bool:
@@ -34,18 +48,24 @@ class CountingOracle:
 
     def value(self, x: Any) -> Any:
         self.counts.nfev += 1
-        return self.functions.value(x, self.batch)
+        f = self.functions.value(x, self.batch)
+        self._seen(x, f)
+        return f
 
     def value_and_grad(self, x: Any) -> tuple[Any, Any]:
         self.counts.nfev += 1
         self.counts.njev += 1
-        return self.functions.value_and_grad(x, self.batch)
+        f, g = self.functions.value_and_grad(x, self.batch)
+        self._seen(x, f)
+        return f, g
 
     def value_and_grad_along(self, x: Any, alpha: float, d: Any) -> tuple[Any, Any, Any, Any]:
         """``(x + alpha d, f, g, ⟨g, d⟩)`` there: one value-and-gradient."""
         self.counts.nfev += 1
         self.counts.njev += 1
-        return self.functions.value_and_grad_along(x, alpha, d, self.batch)
+        x_new, f, g, slope = self.functions.value_and_grad_along(x, alpha, d, self.batch)
+        self._seen(x_new, f)
+        return x_new, f, g, slope
 
     def grad(self, x: Any) -> Any:
         self.counts.njev += 1

@@ -63,12 +63,12 @@ def minimize_batched(
             options.update(lower=xp.asarray(like(x, flat_bounds[0])), upper=xp.asarray(like(x, flat_bounds[1])))
         try:
             state = BatchedLBFGS(**options).run(x, value_and_grad)
-        except KeyboardInterrupt as exc:
-            latest = getattr(exc, "autominimize_rows", None)  # None: interrupted before the first values
+        except BaseException as exc:
+            latest = exc.__dict__.pop("autominimize_rows", None)  # None: stopped before the first values
             exc.autominimize_best_x = _restack(stacked, spec, rows if latest is None else latest.x)
             exc.autominimize_best_f = np.full(rows.shape[0], np.nan) if latest is None else latest.f
-            raise
-        except Exception as exc:
+            if not isinstance(exc, Exception):
+                raise
             exc.add_note(
                 f"(raised while mapping fun over the batch with {'jax.vmap' if backend == 'jax' else 'torch.func.vmap'}: "
                 "batch=True needs fun free of .item() and of Python branches on values)"

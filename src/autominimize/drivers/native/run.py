@@ -12,7 +12,7 @@ import numpy as np
 import scipy.optimize as so
 
 from ..._setup import prepare
-from ...recording import in_nested_solve
+from ...recording import attach_best, in_nested_solve
 from ...validation import check_batches
 from ...native import native_method_name
 from ...native._arrays import namespace, norm_inf
@@ -66,13 +66,13 @@ class NativeRun:
         self.callback = callback
         self._new_style = callback is not None and _takes_intermediate_result(callback)
         self.oracle = CountingOracle(self.functions)
+        self.oracle.track_best = not self.stochastic  # mini-batch values are not comparable
         self.state: Any = None
         self.nit = 0
         self.stop: Stop | None = None
         self._start = 0.0
         # the point the last value was measured at (a first-order step measures before it moves)
         self.fun_point: Any = None
-        self._best_f, self._best_x = math.inf, None
 
     def _set_up(
         self, fun: Callable, x0: Any, args: tuple, jac: Any, bounds: Any, backend: str | None, precision: str | None, unpack: str, device: Any
@@ -126,9 +126,18 @@ class NativeRun:
         self.algorithm = self.algorithm.replace(**changes)
 
     def advance(self) -> IterationState | None:
-        """Make one outer step; None once the run has stopped."""
+        """Make one outer step; None once the run has stopped. An exception (the user's
+        fun failing) or a Ctrl-C propagates with the best point evaluated attached."""
         if self.stop is not None:
             return None
+        try:
+            return self._step()
+        except BaseException as exc:
+            if self.oracle.best_x is not None:
+                attach_best(exc, self._restore(self.oracle.best_x), self.oracle.best_f)
+            raise
+
+    def _step(self) -> IterationState | None:
         with self._context():
             if self.state is None and self._initial_stop():
                 return None
@@ -142,10 +151,8 @@ class NativeRun:
             progress = self._progress(f_prev)
             if self.stochastic:
                 self.batches.record(self.state.f)
-            else:
-                self._keep_best(progress.fun)
-                if self.nit == 1 and self.algorithm.first_order:
-                    self._check_gradient_path(progress.grad_norm)
+            elif self.nit == 1 and self.algorithm.first_order:
+                self._check_gradient_path(progress.grad_norm)
             self.stop = Stop(self.state.flag, False, 2) if self.state.flag else self.criterion(progress)
             snapshot = self._snapshot(progress)
             if self.callback is not None and self.stop is None and self._call_back(snapshot):
@@ -160,7 +167,6 @@ class NativeRun:
         if self.state.g is None or self.stochastic:
             return False
         self.fun_point = self.state.x
-        self._keep_best(float(self.state.f))
         grad_norm = norm_inf(namespace(self.x0), self.algorithm.stationarity(self.state))
         self._check_gradient_path(grad_norm)
         initial = self.criterion(Progress(0, self.oracle.counts.nfev, self.oracle.counts.njev, float(self.state.f), None, grad_norm))
@@ -174,10 +180,6 @@ class NativeRun:
         check = self.functions.check_gradient_path
         if grad_norm == 0.0 and check is not None:
             check(self.fun_point, None)
-
-    def _keep_best(self, f: float) -> None:
-        if f < self._best_f:  # False for NaN
-            self._best_f, self._best_x = f, self.fun_point
 
     def _progress(self, f_prev: float | None) -> Progress:
         elapsed = time.perf_counter() - self._start
@@ -227,8 +229,8 @@ class NativeRun:
             stop = self.stop or Stop(f"stopped by the caller after {self.nit} iterations", False, 1)
             if self.stochastic:
                 f = self.batches.mean_loss(f)
-            elif stop.status == -1 and self._best_x is not None:
-                x, f, g = self._best_x, self._best_f, None
+            elif stop.status == -1 and self.oracle.best_x is not None:
+                x, f, g = self.oracle.best_x, self.oracle.best_f, None
             elif self.algorithm.first_order or f is None:
                 # gradient-only steps record f and g before the step: evaluate at the final x
                 f, g = self.oracle.value_and_grad(x)
@@ -252,20 +254,15 @@ class NativeRun:
         return result
 
     def _not_finite_end(self, x: Any, f: float, stop: Stop) -> tuple[Any, float, Any, Stop]:
-        """A run that ended where fun (or x) is not finite: never a success; the best finite point evaluated."""
-        if self._best_x is None:
-            return (
-                x,
-                f,
-                None,
-                Stop(
-                    f"fun is {f} where the method ended, and no point evaluated had a finite value. The method's own message: {stop.message}",
-                    False,
-                    3,
-                ),
+        """A run that ended where fun (or x) is not finite: never a success; the best finite
+        point evaluated, else x0 (never a point that is not finite)."""
+        if self.oracle.best_x is None:
+            message = (
+                f"fun is {f} where the method ended, and no point evaluated had a finite value; x is x0. The method's own message: {stop.message}"
             )
+            return self.x0, f, None, Stop(message, False, 3)
         message = f"the last point was not finite (fun is {f} where the method ended); x is the best finite point evaluated. The method's own message: {stop.message}"
-        return self._best_x, self._best_f, None, Stop(message, False, 3)
+        return self.oracle.best_x, self.oracle.best_f, None, Stop(message, False, 3)
 
 
 #: ``report(nit, x, f, g, counts)`` after each step: flat float64 NumPy x and g (None without one)
