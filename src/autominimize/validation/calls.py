@@ -7,13 +7,12 @@ whole.
 
 from __future__ import annotations
 
-import inspect
 import reprlib
 from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .checks import check_count, is_number
+from .checks import check_count, is_number, refusal
 from .least_squares import _check_per_parameter
 
 __all__ = ["STEP_OPTIONS", "brief", "check_batches", "check_call", "check_history_rows", "check_model", "check_relative_steps", "check_step_options"]
@@ -35,15 +34,10 @@ def check_call(fun: Callable, name: str, call: str, count: int, keywords: Iterab
     """``fun`` takes ``count`` positional arguments and the ``keywords``, judged from its
     signature (one that cannot be read passes); else a TypeError naming ``name``, the ``call``
     the library makes (with its count) and ``fun``'s signature, followed by ``hint``."""
-    try:
-        sig = inspect.signature(fun)
-    except (TypeError, ValueError):
-        return
-    try:
-        sig.bind(*range(count), **dict.fromkeys(keywords))
-    except TypeError as exc:
-        described = f"{getattr(fun, '__qualname__', type(fun).__name__)}{sig}"
-        raise TypeError(f"{name} is called as {call}; {described} cannot take that ({exc}){'; ' + hint if hint else ''}.") from None
+    refused = refusal(fun, ((call, tuple(range(count)), dict.fromkeys(keywords)),))
+    if refused is not None:
+        described, exc = refused
+        raise TypeError(f"{name} is called as {call}; {described} cannot take that ({exc}){'; ' + hint if hint else ''}.")
 
 
 def check_relative_steps(value: Any, name: str, n: int | None, kind: str = "relative steps") -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import math
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -98,18 +98,27 @@ def check_callable(value: Any, name: str, *, optional: bool = True, calls: tuple
         raise TypeError(f"{name} must be callable; got {type(value).__name__}.")
     if value is None or not calls:
         return
+    refused = refusal(value, calls)
+    if refused is not None:
+        raise TypeError(f"{name} is called as {' or '.join(text for text, _, _ in calls)}; {refused[0]} cannot take that.")
+
+
+def refusal(function: Callable, calls: tuple) -> tuple[str, TypeError] | None:
+    """None when ``function`` can take one of ``calls`` (``(text, args, kwargs)`` triples),
+    judged from its signature (one that cannot be read passes); else ``function`` described
+    with its signature, and the error of binding the last call."""
     try:
-        sig = inspect.signature(value)
+        sig = inspect.signature(function)
     except (TypeError, ValueError):
-        return
+        return None
+    error = TypeError()
     for _, args, kwargs in calls:
         try:
             sig.bind(*args, **kwargs)
-            return
-        except TypeError:
-            continue
-    qualname = getattr(value, "__qualname__", type(value).__name__)
-    raise TypeError(f"{name} is called as {' or '.join(text for text, _, _ in calls)}; {qualname}{sig} cannot take that.")
+            return None
+        except TypeError as exc:
+            error = exc
+    return f"{getattr(function, '__qualname__', type(function).__name__)}{sig}", error
 
 
 def check_count(value: Any, name: str) -> int:
