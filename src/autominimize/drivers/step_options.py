@@ -12,12 +12,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from ..validation import STEP_OPTIONS
 from .scipy_pipeline import MethodPlan
 
 __all__ = ["STEP_OPTIONS", "honour_step_options"]
-
-#: the options that set scipy's finite-difference steps
-STEP_OPTIONS = ("eps", "finite_diff_rel_step")
 #: the methods whose gradient scipy can difference with them (``jac='2-point'``)
 _DIFFERENCED = frozenset({"bfgs", "cg", "l-bfgs-b", "tnc", "slsqp"})
 

@@ -109,7 +109,7 @@ def check_batches(data: Any, epochs: Any) -> None:
 
 
 #: options of scipy's methods that are finite-difference steps: one, or one per parameter
-STEP_OPTIONS = ("finite_diff_rel_step", "eps")
+STEP_OPTIONS = ("eps", "finite_diff_rel_step")
 
 
 def check_step_options(options: dict, n: int) -> None:
